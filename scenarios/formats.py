@@ -1,0 +1,141 @@
+"""Detect a scenario file's format and load it into :class:`~scenarios.scenario.Scenario` objects.
+
+Supported inputs (by file suffix):
+
+- ``.npz``: the project's own format (:func:`scenarios.io.load_scenarios`);
+- ``.pkl``: a ScenarioNet scenario dict (restricted unpickler, no code runs);
+- ``.json``: a Waymo Open Motion scene in the GPUDrive/Nocturne JSON layout;
+- ``.xml``: a CommonRoad scenario (read with ``commonroad-io``);
+- a folder: every supported file inside it (not recursive), in sorted name order.
+
+Every failure raises :class:`~scenarios.scenario.ScenarioError` with one line naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from scenarios.scenario import Scenario, ScenarioError
+
+SUFFIXES = (".npz", ".pkl", ".json", ".xml")
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """Options that shape how recorded scenes become scenarios.
+
+    Attributes:
+        window: steps per scene; 0 keeps the whole recording as one scene. Long recordings
+            are cut into windows of ``window`` steps every ``stride`` steps.
+        stride: steps between window starts (0 means ``window``, i.e. no overlap).
+        init_step: first closed-loop step of every produced scene.
+        ego: CommonRoad only: id of the recorded vehicle to use as ego ("" = farthest-travelling
+            vehicle valid over the whole horizon).
+    """
+
+    window: int = 0
+    stride: int = 0
+    init_step: int = 10
+    ego: str = ""
+
+
+def _loader(suffix: str) -> Callable[[Path, ImportOptions], list[Scenario]]:
+    if suffix == ".npz":
+        from scenarios.io import load_scenarios
+
+        return lambda p, _o: load_scenarios(p)
+    if suffix == ".pkl":
+        from scenarios.importers.scenarionet import load_scenarionet
+
+        return load_scenarionet
+    if suffix == ".json":
+        from scenarios.importers.waymo_json import load_waymo_json
+
+        return load_waymo_json
+    if suffix == ".xml":
+        from scenarios.importers.commonroad import load_commonroad
+
+        return load_commonroad
+    raise KeyError(suffix)
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """Name the format of one file from its suffix.
+
+    Returns:
+        One of ``"npz"``, ``"scenarionet"``, ``"waymo_json"``, ``"commonroad"``.
+
+    Raises:
+        ScenarioError: unknown suffix.
+    """
+    suffix = Path(path).suffix.lower()
+    names = {".npz": "npz", ".pkl": "scenarionet", ".json": "waymo_json", ".xml": "commonroad"}
+    if suffix not in names:
+        raise ScenarioError(
+            f"{path}: unknown scenario file type {suffix or '(no suffix)'!r} (supported: {', '.join(SUFFIXES)})"
+        )
+    return names[suffix]
+
+
+def scenario_files(path: str | os.PathLike) -> list[Path]:
+    """The files :func:`load_any` would read for ``path``, in order.
+
+    Raises:
+        ScenarioError: missing path, unknown file type, or a folder without supported files.
+    """
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+        if not files:
+            raise ScenarioError(f"{path}: folder holds no scenario files (supported: {', '.join(SUFFIXES)})")
+        return files
+    if not path.exists():
+        raise ScenarioError(f"{path}: no such scenario file or folder")
+    detect_format(path)
+    return [path]
+
+
+def load_file(path: str | os.PathLike, options: ImportOptions | None = None) -> list[Scenario]:
+    """Load every scene of one file (any supported format), validated.
+
+    Raises:
+        ScenarioError: one line naming the file and what is wrong.
+    """
+    path = Path(path)
+    options = options or ImportOptions()
+    detect_format(path)
+    if not path.is_file():
+        raise ScenarioError(f"{path}: no such scenario file")
+    loader = _loader(path.suffix.lower())
+    try:
+        scenes = loader(path, options)
+        for s in scenes:
+            s.validate()
+    except ScenarioError as e:
+        msg = str(e)
+        raise ScenarioError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
+    return scenes
+
+
+def load_any(path: str | os.PathLike, options: ImportOptions | None = None) -> list[Scenario]:
+    """Load scenes from a file or a folder of files in any supported format.
+
+    Args:
+        path: a ``.npz``/``.pkl``/``.json``/``.xml`` file, or a folder holding such files
+            (not searched recursively; files read in sorted name order).
+        options: windowing, init step and ego choice for recorded sources.
+
+    Returns:
+        The scenes, each validated, in file order.
+
+    Raises:
+        ScenarioError: one line naming the file and what is wrong (missing path, empty
+            folder, unknown extension, unreadable or malformed file).
+    """
+    scenes: list[Scenario] = []
+    for f in scenario_files(path):
+        scenes.extend(load_file(f, options))
+    return scenes
