@@ -1,0 +1,214 @@
+"""The Scenario type's validation and the versioned .npz format: round trip and bad files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scenarios.io import FORMAT_VERSION, load_scenarios, save_scenarios
+from scenarios.scenario import (
+    AgentType,
+    Polylines,
+    RoadMap,
+    Scenario,
+    ScenarioError,
+    wrap_angle,
+)
+
+
+def make_scene(num_agents: int = 3, num_steps: int = 30, seed: int = 0, sid: str = "t/0") -> Scenario:
+    """A small straight-road scene with agents driving along +x."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(num_steps) * 0.1
+    agents = np.zeros((num_agents, num_steps, 7), np.float32)
+    for a in range(num_agents):
+        v = rng.uniform(5, 15)
+        agents[a, :, 0] = rng.uniform(0, 50) + v * t
+        agents[a, :, 1] = rng.choice([-1.75, 1.75])
+        agents[a, :, 3] = v
+        agents[a, :, 5] = 4.5
+        agents[a, :, 6] = 1.9
+    valid = np.ones((num_agents, num_steps), bool)
+    if num_agents > 1:
+        valid[-1, :5] = False
+        agents[-1, :5] = 0.0
+    road = RoadMap(
+        lanes=Polylines.from_list([np.c_[np.arange(0, 200.0), np.full(200, -1.75)]]),
+        lane_widths=np.array([3.5]),
+        road_edges=Polylines.from_list([np.array([[0, -3.5], [200, -3.5]]), np.array([[200, 3.5], [0, 3.5]])]),
+        drivable=Polylines.from_list([np.array([[0, -3.5], [200, -3.5], [200, 3.5], [0, 3.5]])]),
+    )
+    return Scenario(
+        id=sid,
+        source="test",
+        agents=agents,
+        valid=valid,
+        agent_type=np.full(num_agents, AgentType.VEHICLE, np.int8),
+        ego=0,
+        map=road,
+        route=agents[0, :, :2].astype(np.float64),
+        family="straight",
+        tags=("unit",),
+    )
+
+
+def assert_same(a: Scenario, b: Scenario) -> None:
+    for f in dataclasses.fields(Scenario):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, np.ndarray):
+            np.testing.assert_array_equal(x, y)
+        elif isinstance(x, RoadMap):
+            np.testing.assert_array_equal(x.lane_widths, y.lane_widths)
+            for name in RoadMap.POLYLINE_FIELDS:
+                np.testing.assert_array_equal(getattr(x, name).points, getattr(y, name).points)
+                np.testing.assert_array_equal(getattr(x, name).offsets, getattr(y, name).offsets)
+        else:
+            assert x == y, f.name
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 6), st.integers(3, 40), st.integers(0, 10_000))
+def test_round_trip(tmp_path_factory, num_agents, num_steps, seed):
+    path = tmp_path_factory.mktemp("rt") / "scenes.npz"
+    scenes = [make_scene(num_agents, num_steps, seed, "a"), make_scene(num_agents, num_steps, seed + 1, "b")]
+    for s in scenes:
+        dataclasses.replace(s, init_step=min(s.init_step, num_steps - 2)).validate()
+    scenes = [dataclasses.replace(s, init_step=min(s.init_step, num_steps - 2)) for s in scenes]
+    save_scenarios(path, scenes)
+    back = load_scenarios(path)
+    assert len(back) == 2
+    for a, b in zip(scenes, back):
+        assert_same(a, b)
+
+
+def test_polylines_pack_and_index():
+    lines = [np.zeros((3, 2)), np.ones((1, 2)), np.full((5, 2), 2.0)]
+    pl = Polylines.from_list(lines)
+    assert len(pl) == 3
+    for a, b in zip(lines, pl):
+        np.testing.assert_array_equal(a, b)
+    assert len(Polylines.empty()) == 0
+
+
+@pytest.mark.parametrize("angle", [0.0, np.pi, -np.pi, 3 * np.pi, -3 * np.pi + 1e-9, 7.0, -7.0])
+def test_wrap_angle_range(angle):
+    w = wrap_angle(angle)
+    assert -np.pi < w <= np.pi
+    assert np.isclose(np.cos(w), np.cos(angle)) and np.isclose(np.sin(w), np.sin(angle))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda s: dataclasses.replace(s, agents=s.agents[:, :, :5]), "agents must be"),
+        (lambda s: dataclasses.replace(s, agents=np.where(True, np.nan, s.agents)), "NaN"),
+        (lambda s: dataclasses.replace(s, ego=7), "ego index"),
+        (lambda s: dataclasses.replace(s, valid=s.valid[:, :-1]), "valid must be"),
+        (lambda s: dataclasses.replace(s, agents=s.agents[:, :0]), "empty"),
+        (lambda s: dataclasses.replace(s, route=np.zeros((1, 2))), "route"),
+        (lambda s: dataclasses.replace(s, dt=0.0), "dt"),
+        (lambda s: dataclasses.replace(s, agent_type=np.full(s.num_agents, 9, np.int8)), "agent_type"),
+        (
+            lambda s: dataclasses.replace(s, map=dataclasses.replace(s.map, lane_widths=np.zeros(0))),
+            "lane_widths",
+        ),
+    ],
+)
+def test_validate_names_the_problem(change, message):
+    with pytest.raises(ScenarioError, match=message):
+        change(make_scene()).validate()
+
+
+def test_ego_must_be_valid_throughout():
+    s = make_scene()
+    valid = s.valid.copy()
+    valid[0, 3] = False
+    with pytest.raises(ScenarioError, match="not valid at every step"):
+        dataclasses.replace(s, valid=valid).validate()
+
+
+def test_save_refuses_invalid_scene_and_keeps_old_file(tmp_path):
+    path = tmp_path / "s.npz"
+    save_scenarios(path, [make_scene()])
+    before = path.read_bytes()
+    bad = dataclasses.replace(make_scene(), ego=99)
+    with pytest.raises(ScenarioError):
+        save_scenarios(path, [bad])
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["s.npz"]
+
+
+def test_truncated_file(tmp_path):
+    path = tmp_path / "s.npz"
+    save_scenarios(path, [make_scene()])
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ScenarioError, match=r"s\.npz.*(truncated|unreadable)"):
+        load_scenarios(path)
+
+
+def test_empty_and_foreign_files(tmp_path):
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    with pytest.raises(ScenarioError, match="empty.npz"):
+        load_scenarios(empty)
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, x=np.zeros(3))
+    with pytest.raises(ScenarioError, match="foreign.npz: not a scenario file"):
+        load_scenarios(foreign)
+    with pytest.raises(ScenarioError, match="no such scenario file"):
+        load_scenarios(tmp_path / "missing.npz")
+
+
+def _rewrite(path, edit):
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    edit(arrays)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def test_newer_version_and_bad_arrays_in_file(tmp_path):
+    path = tmp_path / "s.npz"
+    save_scenarios(path, [make_scene()])
+    _rewrite(path, lambda a: a.__setitem__("__version__", np.array(FORMAT_VERSION + 1)))
+    with pytest.raises(ScenarioError, match="newer"):
+        load_scenarios(path)
+
+    save_scenarios(path, [make_scene()])
+
+    def nan_agents(a):
+        x = a["s0/agents"].copy()
+        x[0, 0, 0] = np.nan
+        a["s0/agents"] = x
+
+    _rewrite(path, nan_agents)
+    with pytest.raises(ScenarioError, match=r"s\.npz: scene 0: .*NaN"):
+        load_scenarios(path)
+
+    save_scenarios(path, [make_scene()])
+    _rewrite(path, lambda a: a.__setitem__("s0/valid", a["s0/valid"][:, :3]))
+    with pytest.raises(ScenarioError, match=r"scene 0: valid must be"):
+        load_scenarios(path)
+
+    save_scenarios(path, [make_scene()])
+    _rewrite(path, lambda a: a.pop("s0/route"))
+    with pytest.raises(ScenarioError, match="missing array"):
+        load_scenarios(path)
+
+
+def test_file_holds_no_pickle(tmp_path):
+    path = tmp_path / "s.npz"
+    save_scenarios(path, [make_scene()])
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+    assert "s0/meta.npy" in names
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["s0/meta"][()]))
+    assert meta["id"] == "t/0" and meta["family"] == "straight"
