@@ -1,0 +1,170 @@
+"""`ScenarioBatch`: B scenes as padded torch tensors on one device, ego at agent 0."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from scenarios.scenario import LENGTH, NUM_FIELDS, WIDTH, AgentType, Scenario, X, Y
+from sim.config import DEFAULT_MAX_AGENTS, ROUTE_SPACING, SimError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sim.geometry import RoadGrid
+
+
+@dataclass(frozen=True, eq=False)
+class ScenarioBatch:
+    """B scenes padded to common agent and step counts.
+
+    Attributes:
+        log: float32 ``[B, A, T, 7]`` logged states (X, Y, YAW, VX, VY, LENGTH, WIDTH), ego at agent 0.
+        valid: bool ``[B, A, T]``; padding agents and steps are False.
+        agent_type: int64 ``[B, A]`` :class:`AgentType` values (padding = OTHER).
+        step_valid: bool ``[B, T]``: the scene has this step (shorter scenes are padded at the end).
+        route: float32 ``[B, R, 2]`` the ego route resampled every ``ROUTE_SPACING`` m of arc length.
+        route_valid: bool ``[B, R]``.
+        road: precomputed road signed-distance grid (:class:`sim.geometry.RoadGrid`).
+        init_step: closed-loop control starts at this step (common to the batch).
+        dt: seconds between steps (common to the batch).
+        ids, sources, families: per-scene strings, length B.
+    """
+
+    log: Tensor
+    valid: Tensor
+    agent_type: Tensor
+    step_valid: Tensor
+    route: Tensor
+    route_valid: Tensor
+    road: RoadGrid
+    init_step: int
+    dt: float
+    ids: tuple[str, ...]
+    sources: tuple[str, ...]
+    families: tuple[str, ...]
+
+    @property
+    def device(self) -> torch.device:
+        return self.log.device
+
+    @property
+    def num_scenes(self) -> int:
+        return int(self.log.shape[0])
+
+    @property
+    def num_agents(self) -> int:
+        return int(self.log.shape[1])
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.log.shape[2])
+
+
+def resample_polyline(points: np.ndarray, spacing: float) -> np.ndarray:
+    """Resample a polyline at equal arc-length spacing.
+
+    Args:
+        points: ``[N, 2]`` metres (consecutive duplicates allowed).
+        spacing: metres between output points.
+
+    Returns:
+        ``[M, 2]`` float64 points from the first to the last point (the last point included).
+    """
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+    keep = np.concatenate([[True], seg > 1e-9])
+    pts = pts[keep]
+    if len(pts) < 2:
+        return pts[:1].repeat(2, axis=0)
+    s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))])
+    n = int(np.ceil(s[-1] / spacing)) + 1
+    q = np.minimum(np.arange(n) * spacing, s[-1])
+    return np.stack([np.interp(q, s, pts[:, 0]), np.interp(q, s, pts[:, 1])], axis=1)
+
+
+def _select_agents(scene: Scenario, max_agents: int) -> list[int]:
+    """Ego first, then the ``max_agents - 1`` others nearest the ego at init_step (valid ones first)."""
+    t0 = scene.init_step
+    ego_xy = scene.agents[scene.ego, t0, [X, Y]]
+    others = [i for i in range(scene.num_agents) if i != scene.ego]
+    if not others:
+        return [scene.ego]
+    idx = np.asarray(others)
+    d = np.linalg.norm(scene.agents[idx, t0][:, [X, Y]] - ego_xy, axis=1)
+    d = np.where(scene.valid[idx, t0], d, np.inf)
+    # invalid at init_step: order by the earliest valid step (they may appear later)
+    first = np.where(scene.valid[idx].any(axis=1), scene.valid[idx].argmax(axis=1), scene.num_steps)
+    order = np.lexsort((first, d))
+    return [scene.ego] + [int(i) for i in idx[order][: max_agents - 1]]
+
+
+def make_batch(
+    scenes: Sequence[Scenario], device: str | torch.device = "cpu", max_agents: int = DEFAULT_MAX_AGENTS
+) -> ScenarioBatch:
+    """Pack scenes into a :class:`ScenarioBatch` on ``device``.
+
+    The ego goes to agent 0; the other agents are the ``max_agents - 1`` nearest the ego at
+    ``init_step`` (agents valid there first). Agents are padded to ``max_agents``, steps to the
+    longest scene, routes (resampled every ``ROUTE_SPACING`` m) to the longest route.
+
+    Raises:
+        SimError: empty input, ``max_agents < 1``, or scenes with different ``init_step`` or ``dt``.
+    """
+    if len(scenes) == 0:
+        raise SimError("make_batch: no scenes given")
+    if max_agents < 1:
+        raise SimError(f"make_batch: max_agents must be >= 1, got {max_agents}")
+    init_steps = {s.init_step for s in scenes}
+    if len(init_steps) != 1:
+        raise SimError(f"make_batch: scenes have different init_step values {sorted(init_steps)}; batch them apart")
+    dts = {round(float(s.dt), 9) for s in scenes}
+    if len(dts) != 1:
+        raise SimError(f"make_batch: scenes have different dt values {sorted(dts)}; batch them apart")
+    b = len(scenes)
+    n_t = max(s.num_steps for s in scenes)
+    log = np.zeros((b, max_agents, n_t, NUM_FIELDS), dtype=np.float32)
+    log[..., LENGTH] = 1.0
+    log[..., WIDTH] = 1.0
+    valid = np.zeros((b, max_agents, n_t), dtype=bool)
+    agent_type = np.full((b, max_agents), int(AgentType.OTHER), dtype=np.int64)
+    step_valid = np.zeros((b, n_t), dtype=bool)
+    routes = [resample_polyline(s.route, ROUTE_SPACING) for s in scenes]
+    n_r = max(len(r) for r in routes)
+    route = np.zeros((b, n_r, 2), dtype=np.float32)
+    route_valid = np.zeros((b, n_r), dtype=bool)
+    for i, s in enumerate(scenes):
+        sel = _select_agents(s, max_agents)
+        t = s.num_steps
+        log[i, : len(sel), :t] = s.agents[sel]
+        valid[i, : len(sel), :t] = s.valid[sel]
+        agent_type[i, : len(sel)] = s.agent_type[sel]
+        step_valid[i, :t] = True
+        r = routes[i]
+        route[i, : len(r)] = r
+        route[i, len(r) :] = r[-1]
+        route_valid[i, : len(r)] = True
+    # keep meaningless values finite and sizes positive where invalid
+    log = np.where(valid[..., None], log, 0.0).astype(np.float32)
+    log[..., LENGTH] = np.where(valid, log[..., LENGTH], 1.0)
+    log[..., WIDTH] = np.where(valid, log[..., WIDTH], 1.0)
+    from sim.geometry import build_road_grid  # lazy: written by the metrics helper
+
+    dev = torch.device(device)
+    return ScenarioBatch(
+        log=torch.from_numpy(log).to(dev),
+        valid=torch.from_numpy(valid).to(dev),
+        agent_type=torch.from_numpy(agent_type).to(dev),
+        step_valid=torch.from_numpy(step_valid).to(dev),
+        route=torch.from_numpy(route).to(dev),
+        route_valid=torch.from_numpy(route_valid).to(dev),
+        road=build_road_grid(scenes, device=dev),
+        init_step=int(scenes[0].init_step),
+        dt=float(scenes[0].dt),
+        ids=tuple(s.id for s in scenes),
+        sources=tuple(s.source for s in scenes),
+        families=tuple(s.family for s in scenes),
+    )
