@@ -1,0 +1,1 @@
+"""Waypoint policy (torch only): model, entropy, checkpoints. Import submodules directly."""

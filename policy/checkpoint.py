@@ -1,0 +1,156 @@
+"""Checkpoint save/load (DESIGN "Files a run writes").
+
+A checkpoint is a dict ``{"state_dict", "config", "meta"}`` of plain types and tensors, written
+atomically (temp file in the same folder, fsync, ``os.replace``) and read only with
+``torch.load(path, weights_only=True)``. ``config["policy"]`` is a :class:`PolicyConfig` dict;
+``meta["format_version"]`` must equal :data:`FORMAT_VERSION`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+
+from policy.model import PolicyConfig, WaypointPolicy
+
+FORMAT_VERSION = 1
+REQUIRED_META = ("episode", "entropy", "eval_info", "format_version")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be written or read; the message names the file and the problem."""
+
+
+class LoadedCheckpoint(NamedTuple):
+    """A loaded checkpoint.
+
+    Attributes:
+        policy: the :class:`WaypointPolicy`, in eval mode, on the requested device.
+        config: the checkpoint's ``config`` dict (``config["policy"]`` is the architecture).
+        meta: the checkpoint's ``meta`` dict (episode, entropy, eval_info, format_version, kind, ...).
+    """
+
+    policy: WaypointPolicy
+    config: dict[str, Any]
+    meta: dict[str, Any]
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, ``os.replace``.
+
+    Raises:
+        CheckpointError: the folder is missing or not writable, or the disk is full; any earlier
+            file at ``path`` is left untouched.
+    """
+    path = Path(path)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+        try:
+            dfd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError:
+            pass
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot write ({e.strerror or e}); earlier files are unchanged") from e
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def save_checkpoint(path: str | os.PathLike[str], policy: WaypointPolicy, config: dict[str, Any],
+                    meta: dict[str, Any]) -> None:
+    """Save ``policy`` with ``config`` and ``meta`` atomically.
+
+    ``config["policy"]`` is set from ``policy.config``; ``meta["format_version"]`` is set to
+    :data:`FORMAT_VERSION`. Values must be plain (dict, list, str, int, float, bool, None, tensors).
+
+    Raises:
+        CheckpointError: cannot write (see :func:`atomic_write_bytes`).
+    """
+    cfg = dict(config)
+    cfg["policy"] = policy.config.to_dict()
+    m = dict(meta)
+    m["format_version"] = FORMAT_VERSION
+    m.setdefault("state_dependent_std", policy.config.state_dependent_std)
+    state = {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}
+    buf = io.BytesIO()
+    torch.save({"state_dict": state, "config": cfg, "meta": m}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate the raw checkpoint dict (``weights_only=True``), without building a policy.
+
+    Raises:
+        CheckpointError: missing, unreadable/corrupt, wrong layout or format version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for corrupt/truncated/pickled-code files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first[:200]})") from e
+    if not isinstance(obj, dict) or not {"state_dict", "config", "meta"} <= set(obj):
+        raise CheckpointError(f"{path}: not a checkpoint of this project (expected keys state_dict, config, meta)")
+    meta, config = obj["meta"], obj["config"]
+    if not isinstance(meta, dict) or not isinstance(config, dict) or not isinstance(obj["state_dict"], dict):
+        raise CheckpointError(f"{path}: malformed checkpoint (state_dict, config and meta must be dicts)")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format_version {version!r}, this code reads {FORMAT_VERSION}")
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing:
+        raise CheckpointError(f"{path}: meta lacks {', '.join(missing)}")
+    if not isinstance(config.get("policy"), dict):
+        raise CheckpointError(f"{path}: config lacks the policy architecture (config['policy'])")
+    return obj
+
+
+def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu",
+                    expect_obs: tuple[int, int | str] | None = None) -> LoadedCheckpoint:
+    """Load a checkpoint into a fresh :class:`WaypointPolicy`.
+
+    Args:
+        path: the ``.pt`` file.
+        device: where to put the policy.
+        expect_obs: optional ``(OBS_DIM, OBS_VERSION)`` of the running simulator; a mismatch raises.
+
+    Raises:
+        CheckpointError: corrupt file, other format version, other architecture, observation mismatch.
+    """
+    obj = read_checkpoint(path)
+    try:
+        pcfg = PolicyConfig.from_dict(obj["config"]["policy"])
+    except TypeError as e:
+        raise CheckpointError(f"{path}: policy config does not match this code's architecture ({e})") from e
+    if expect_obs is not None and (pcfg.obs_dim, pcfg.obs_version) != tuple(expect_obs):
+        raise CheckpointError(
+            f"{path}: trained on observations (dim {pcfg.obs_dim}, version {pcfg.obs_version!r}); "
+            f"the simulator gives (dim {expect_obs[0]}, version {expect_obs[1]!r})")
+    policy = WaypointPolicy(pcfg)
+    try:
+        policy.load_state_dict(obj["state_dict"], strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not fit the policy architecture ({first[:200]})") from e
+    policy.to(device).eval()
+    return LoadedCheckpoint(policy, obj["config"], obj["meta"])
