@@ -173,11 +173,12 @@ def _json(v: Any, default: Any) -> Any:
 
 
 @contextmanager
-def open_results(path: str | Path, retries: int = 8, delay_s: float = 0.1) -> Iterator[h5py.File]:
-    """Open a results file read-only, retrying while another process holds a lock or is mid-write.
+def open_results(path: str | Path, retries: int = 5, delay_s: float = 0.05) -> Iterator[h5py.File]:
+    """Open a results file read-only, retrying briefly while another process holds a lock or is mid-write.
 
-    After ``retries`` failed tries it opens without HDF5 file locking (the writer flushes whole groups), and
-    raises ``ResultsError`` naming the file if that fails too.
+    After ``retries`` failed tries it opens without HDF5 file locking (the writer commits whole groups under a
+    temporary name), and raises ``ResultsError`` naming the file if that fails too. A file that is not HDF5 at
+    all fails at once.
     """
     p = Path(path)
     if not p.is_file():
@@ -188,6 +189,8 @@ def open_results(path: str | Path, retries: int = 8, delay_s: float = 0.1) -> It
             f = h5py.File(p, "r") if attempt < retries else h5py.File(p, "r", locking=False)
         except OSError as e:  # locked, truncated, or not HDF5 at all
             last = e
+            if not h5py.is_hdf5(p):
+                break  # not HDF5 at all (or truncated before the superblock): no point waiting
             time.sleep(delay_s * (1 + attempt))
             continue
         try:
@@ -195,7 +198,8 @@ def open_results(path: str | Path, retries: int = 8, delay_s: float = 0.1) -> It
         finally:
             f.close()
         return
-    raise ResultsError(f"{p}: cannot open as HDF5 (corrupt, or still being written): {str(last).splitlines()[0]}")
+    msg = str(last).splitlines()[0] if last else "unknown error"
+    raise ResultsError(f"{p}: cannot open as HDF5 (corrupt, or still being written): {msg}")
 
 
 def _scenario_info(name: str, g: h5py.Group) -> ScenarioInfo:
