@@ -1,0 +1,317 @@
+"""Selection verdict: does the entropy-picked checkpoint drive best in closed loop?
+
+Across the checkpoints of a run (baselines excluded) this computes, per closed-loop metric,
+Spearman and Kendall rank correlations between policy entropy and the checkpoint's mean
+metric, and the same against the training step, with confidence intervals from a paired
+scenario bootstrap (``scipy.stats.bootstrap`` resamples scenario indices; every resample
+recomputes each checkpoint's mean on the same resampled scenario set, then the rank
+correlation across checkpoints). It also computes the regret of the selection rules
+(max entropy, last, best training reward, behaviour-cloned start, random) against the best
+checkpoint by the chosen metric, and whether entropy tells more than the step does
+(bootstrap interval of ``|rho_entropy| - |rho_step|`` above zero).
+
+Needs numpy and scipy only. The output structure is documented in ``docs/results_schema.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+RULES = ("max_entropy", "last", "best_reward", "bc")
+
+
+@dataclass(frozen=True, eq=False)
+class VerdictInput:
+    """Per-checkpoint data of one run, C checkpoints on S common scenarios.
+
+    Attributes:
+        keys: C checkpoint keys; names: C display names.
+        episodes: int ``[C]`` training episode of each checkpoint.
+        entropy: float ``[C]`` policy entropy, nats.
+        train_reward: float ``[C]`` mean training return (NaN when unknown).
+        roles: C tuples of roles (``best_entropy``, ``last``, ``best_reward``, ``bc``, ``candidate``).
+        metrics: metric name -> float ``[C, S]`` per-scenario values.
+    """
+
+    keys: tuple[str, ...]
+    names: tuple[str, ...]
+    episodes: np.ndarray
+    entropy: np.ndarray
+    train_reward: np.ndarray
+    roles: tuple[tuple[str, ...], ...]
+    metrics: Mapping[str, np.ndarray]
+
+    def __post_init__(self) -> None:
+        c = len(self.keys)
+        for name in ("episodes", "entropy", "train_reward"):
+            if np.shape(getattr(self, name)) != (c,):
+                raise ValueError(f"{name} must be [{c}], got {list(np.shape(getattr(self, name)))}")
+        shapes = {np.shape(v) for v in self.metrics.values()}
+        if len(shapes) > 1 or any(len(s) != 2 or s[0] != c for s in shapes):
+            raise ValueError(f"metrics must all be [{c}, S], got {sorted(shapes)}")
+
+    @property
+    def num_scenarios(self) -> int:
+        return int(next(iter(self.metrics.values())).shape[1]) if self.metrics else 0
+
+
+def spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman rho between each row of ``x`` ``[..., C]`` and ``y`` ``[C]`` (average ranks; NaN if constant)."""
+    rx = stats.rankdata(x, axis=-1)
+    ry = stats.rankdata(y)
+    rx = rx - rx.mean(-1, keepdims=True)
+    ry = ry - ry.mean()
+    den = np.sqrt((rx * rx).sum(-1) * (ry * ry).sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (rx * ry).sum(-1) / den
+    return np.where(den > 0, r, np.nan)
+
+
+def kendall_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Kendall tau-b between each row of ``x`` ``[..., C]`` and ``y`` ``[C]`` (NaN if constant)."""
+    iu, ju = np.triu_indices(len(y), k=1)
+    sx = np.sign(x[..., ju] - x[..., iu])
+    sy = np.sign(y[ju] - y[iu])
+    num = (sx * sy).sum(-1)
+    den = np.sqrt((sx != 0).sum(-1) * float((sy != 0).sum()))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = num / den
+    return np.where(den > 0, t, np.nan)
+
+
+def _float(x: Any) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _ci(lo: float, hi: float) -> list[float | None]:
+    return [_float(lo), _float(hi)]
+
+
+def _bootstrap(
+    stat_fn, n_scen: int, n_stats: int, n_resamples: int, seed: int, confidence: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Paired scenario bootstrap of a vector statistic of scenario indices. Returns (low, high) ``[n_stats]``."""
+    nan = np.full(n_stats, np.nan)
+    if n_scen < 2 or n_resamples < 2:
+        return nan, nan.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = stats.bootstrap(
+            (np.arange(n_scen),),
+            stat_fn,
+            vectorized=True,
+            n_resamples=n_resamples,
+            batch=64,
+            method="BCa",
+            confidence_level=confidence,
+            rng=np.random.default_rng(seed),
+        )
+    lo = np.array(res.confidence_interval.low, dtype=np.float64).reshape(n_stats)
+    hi = np.array(res.confidence_interval.high, dtype=np.float64).reshape(n_stats)
+    # BCa is undefined for degenerate distributions: fall back to the percentile interval there.
+    dist = np.asarray(res.bootstrap_distribution, dtype=np.float64).reshape(n_stats, -1)
+    bad = ~(np.isfinite(lo) & np.isfinite(hi))
+    if bad.any():
+        a = (1 - confidence) / 2 * 100
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            lo[bad] = np.nanpercentile(dist[bad], a, axis=-1)
+            hi[bad] = np.nanpercentile(dist[bad], 100 - a, axis=-1)
+    return lo, hi
+
+
+def _pick(inp: VerdictInput, rule: str) -> int | None:
+    roles = inp.roles
+    if rule == "max_entropy":
+        if not np.isfinite(inp.entropy).any():
+            return None
+        return int(np.nanargmax(inp.entropy))
+    role = {"last": "last", "best_reward": "best_reward", "bc": "bc"}[rule]
+    tagged = [i for i, r in enumerate(roles) if role in r]
+    if tagged:
+        return tagged[0]
+    if rule == "last":
+        return int(np.argmax(inp.episodes))
+    if rule == "best_reward":
+        return int(np.nanargmax(inp.train_reward)) if np.isfinite(inp.train_reward).any() else None
+    zero = [i for i, e in enumerate(inp.episodes) if e == 0]
+    return zero[0] if zero else None
+
+
+def compute_verdict(
+    inp: VerdictInput,
+    metric: str = "score",
+    higher_is_better: Mapping[str, bool] | None = None,
+    n_resamples: int = 999,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """Judge the selection rules on one run's checkpoints.
+
+    Args:
+        inp: C checkpoints x S scenarios (baselines already removed).
+        metric: the metric that defines "best" for regret (must be in ``inp.metrics``).
+        higher_is_better: metric name -> direction; metrics missing here count as higher-is-better
+            except ``ade``/``fde``/collision and offroad ones.
+        n_resamples: bootstrap resamples of scenarios.
+        seed: bootstrap seed (same seed, same intervals).
+        confidence: confidence level of the intervals.
+
+    Returns:
+        The verdict dict of ``docs/results_schema.md`` (``None`` where a value is undefined).
+    """
+    if metric not in inp.metrics:
+        raise ValueError(f"verdict metric {metric!r} not among {sorted(inp.metrics)}")
+    hib = dict(higher_is_better or {})
+    lower = {"ade", "fde", "collision", "collision_at_fault", "offroad", "offroad_fraction"}
+    hib = {m: hib.get(m, m not in lower) for m in inp.metrics}
+    names = list(inp.metrics)
+    c, s = len(inp.keys), inp.num_scenarios
+    data = np.stack([np.asarray(inp.metrics[m], dtype=np.float64) for m in names]) if names else np.zeros((0, c, s))
+    ent = np.asarray(inp.entropy, dtype=np.float64)
+    step = np.asarray(inp.episodes, dtype=np.float64)
+    mi = names.index(metric)
+
+    def stat_fn(idx: np.ndarray, axis: int = -1) -> np.ndarray:
+        one = np.ndim(idx) == 1
+        idx = np.atleast_2d(idx)  # [B, S']
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            means = np.nanmean(data[:, :, idx], axis=-1)  # [M, C, B]
+        means = np.moveaxis(means, 1, -1)  # [M, B, C]
+        rs_e, kt_e = spearman_rows(means, ent), kendall_rows(means, ent)
+        rs_s, kt_s = spearman_rows(means, step), kendall_rows(means, step)
+        diff = np.abs(rs_e[mi]) - np.abs(rs_s[mi])
+        out = np.concatenate([rs_e, kt_e, rs_s, kt_s, diff[None]], axis=0)  # [4M + 1, B]
+        return out[:, 0] if one else out
+
+    point = stat_fn(np.arange(s)) if c >= 2 and s >= 1 else np.full(4 * len(names) + 1, np.nan)
+    if c >= 3:
+        lo, hi = _bootstrap(stat_fn, s, len(point), n_resamples, seed, confidence)
+    else:
+        lo, hi = np.full(len(point), np.nan), np.full(len(point), np.nan)
+    nm = len(names)
+
+    correlations: dict[str, dict[str, Any]] = {}
+    step_correlations: dict[str, dict[str, Any]] = {}
+    for k, m in enumerate(names):
+        for target, base in ((correlations, 0), (step_correlations, 2)):
+            i_s, i_k = base * nm + k, (base + 1) * nm + k
+            target[m] = {
+                "spearman": _float(point[i_s]),
+                "spearman_ci": _ci(lo[i_s], hi[i_s]),
+                "kendall": _float(point[i_k]),
+                "kendall_ci": _ci(lo[i_k], hi[i_k]),
+                "n": c,
+                "higher_is_better": bool(hib[m]),
+            }
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        values = np.nanmean(data[mi], axis=-1) if c else np.zeros(0)  # [C]
+    sign = 1.0 if hib[metric] else -1.0
+    best_i = int(np.nanargmax(sign * values)) if np.isfinite(values).any() else None
+
+    def entry(i: int | None) -> dict[str, Any] | None:
+        if i is None or best_i is None:
+            return None
+        regret = sign * (values[best_i] - values[i])
+        rank = 1 + int(np.sum(sign * values > sign * values[i]))
+        return {
+            "key": inp.keys[i],
+            "name": inp.names[i],
+            "episode": int(inp.episodes[i]),
+            "entropy": _float(ent[i]),
+            "value": _float(values[i]),
+            "rank": rank,
+            "regret": _float(regret),
+        }
+
+    rules: dict[str, Any] = {r: entry(_pick(inp, r)) for r in RULES}
+    if best_i is not None:
+        regrets = sign * (values[best_i] - values)
+        rules["random"] = {
+            "expected_regret": _float(np.nanmean(regrets)),
+            "value": _float(np.nanmean(values)),
+            "p_best": 1.0 / c,
+        }
+    else:
+        rules["random"] = None
+    diff_i = 4 * nm
+    diff = {"metric": metric, "abs_spearman_diff": _float(point[diff_i]), "ci": _ci(lo[diff_i], hi[diff_i])}
+    beats = bool(np.isfinite(lo[diff_i]) and lo[diff_i] > 0)
+    verdict: dict[str, Any] = {
+        "metric": metric,
+        "higher_is_better": bool(hib[metric]),
+        "n_checkpoints": c,
+        "n_scenarios": s,
+        "confidence": confidence,
+        "n_resamples": n_resamples,
+        "seed": seed,
+        "correlations": correlations,
+        "step_correlations": step_correlations,
+        "rules": rules,
+        "best": None if best_i is None else {k: v for k, v in entry(best_i).items() if k not in ("rank", "regret")},
+        "entropy_vs_step": diff,
+        "entropy_beats_step": beats,
+    }
+    verdict["sentence"] = sentence(verdict)
+    return verdict
+
+
+def sentence(v: Mapping[str, Any]) -> str:
+    """One-sentence plain-language verdict."""
+    c, metric = v["n_checkpoints"], v["metric"]
+    if c < 2 or v["best"] is None:
+        return f"Only {c} checkpoint(s) with results: nothing to compare."
+    me = v["rules"].get("max_entropy")
+    corr = v["correlations"][metric]
+
+    def num(x: float | None, fmt: str = ".2f") -> str:
+        return "n/a" if x is None else format(x, fmt)
+
+    parts = []
+    if me is not None:
+        verdict = "the best" if me["rank"] == 1 else f"rank {me['rank']} of {c}"
+        parts.append(
+            f"The max-entropy checkpoint ({me['name']}) is {verdict} by {metric} (regret {num(me['regret'], '.3g')})"
+        )
+    else:
+        parts.append("No checkpoint has an entropy")
+    lo, hi = corr["spearman_ci"]
+    parts.append(f"entropy vs {metric} Spearman {num(corr['spearman'])} [{num(lo)}, {num(hi)}]")
+    parts.append(
+        "entropy tells more than the training step" if v["entropy_beats_step"]
+        else "entropy does not tell more than the training step"
+    )
+    return "; ".join(parts) + "."
+
+
+def verdict_input_from_rows(
+    keys: Sequence[str],
+    names: Sequence[str],
+    episodes: Sequence[int],
+    entropy: Sequence[float],
+    train_reward: Sequence[float],
+    roles: Sequence[Sequence[str]],
+    metrics: Sequence[Mapping[str, np.ndarray]],
+    metric_names: Sequence[str],
+) -> VerdictInput:
+    """Build a :class:`VerdictInput` from per-checkpoint metric dicts (each ``[S]``, same scenario order)."""
+    return VerdictInput(
+        keys=tuple(keys),
+        names=tuple(names),
+        episodes=np.asarray(episodes, dtype=np.int64),
+        entropy=np.asarray(entropy, dtype=np.float64),
+        train_reward=np.asarray(train_reward, dtype=np.float64),
+        roles=tuple(tuple(r) for r in roles),
+        metrics={m: np.stack([np.asarray(d[m], dtype=np.float64) for d in metrics]) for m in metric_names},
+    )
