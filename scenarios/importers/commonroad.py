@@ -1,0 +1,198 @@
+"""CommonRoad XML (2020a, read with ``commonroad-io``) -> :class:`~scenarios.scenario.Scenario`.
+
+CommonRoad scenes carry no ego (the recorded one was removed). As Waymax does with the
+SDC, the ego is a recorded vehicle valid over the whole horizon: by default the one whose
+path is longest (``--ego ID`` picks one by obstacle id). The horizon is the longest span any
+vehicle is recorded for; if no vehicle covers it, the longest-recorded vehicles compete
+and the scene is cut to their span. Lanelets give lane centrelines, widths, drivable
+polygons (left boundary + reversed right boundary), road edges (outer boundaries) and
+road lines (inner boundaries).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+
+from scenarios.formats import ImportOptions
+from scenarios.importers.common import Recording, recording_to_scenes
+from scenarios.scenario import NUM_FIELDS, AgentType, Polylines, Scenario, ScenarioError
+
+SUPPORTED_VERSIONS = ("2020a",)
+TYPES = {
+    "CAR": AgentType.VEHICLE,
+    "TRUCK": AgentType.VEHICLE,
+    "BUS": AgentType.VEHICLE,
+    "PRIORITY_VEHICLE": AgentType.VEHICLE,
+    "TAXI": AgentType.VEHICLE,
+    "MOTORCYCLE": AgentType.CYCLIST,
+    "BICYCLE": AgentType.CYCLIST,
+    "PEDESTRIAN": AgentType.PEDESTRIAN,
+}
+
+
+def check_version(path: Path) -> float:
+    """Read the root element only; check it is a supported CommonRoad file.
+
+    Returns:
+        The file's ``timeStepSize`` (s).
+
+    Raises:
+        ScenarioError: not XML, not CommonRoad, or another format version.
+    """
+    try:
+        for _event, elem in ET.iterparse(path, events=("start",)):
+            if elem.tag != "commonRoad":
+                raise ScenarioError(f"not a CommonRoad file (root element <{elem.tag}>)")
+            version = elem.get("commonRoadVersion")
+            if version not in SUPPORTED_VERSIONS:
+                raise ScenarioError(
+                    f"CommonRoad version {version!r} is not supported (supported: {', '.join(SUPPORTED_VERSIONS)})"
+                )
+            return float(elem.get("timeStepSize", "0.1"))
+    except ET.ParseError as e:
+        raise ScenarioError(f"malformed XML ({e})") from None
+    except OSError as e:
+        raise ScenarioError(f"cannot read ({e.strerror or e})") from None
+    raise ScenarioError("empty XML file")
+
+
+def _shape_size(shape) -> tuple[float, float]:
+    if hasattr(shape, "length") and hasattr(shape, "width"):
+        return float(shape.length), float(shape.width)
+    if hasattr(shape, "radius"):
+        return 2 * float(shape.radius), 2 * float(shape.radius)
+    raise ScenarioError(f"unsupported obstacle shape {type(shape).__name__}")
+
+
+def _obstacle_tracks(scenario) -> tuple[list, np.ndarray, np.ndarray, np.ndarray]:
+    obs = list(scenario.dynamic_obstacles)
+    if not obs:
+        raise ScenarioError("no dynamic obstacles")
+    all_states = []
+    for o in obs:
+        sts = [o.initial_state]
+        if o.prediction is not None and hasattr(o.prediction, "trajectory"):
+            sts += list(o.prediction.trajectory.state_list)
+        all_states.append(sts)
+    n_t = max(int(s.time_step) for sts in all_states for s in sts) + 1
+    states = np.zeros((len(obs), n_t, NUM_FIELDS), dtype=np.float64)
+    valid = np.zeros((len(obs), n_t), dtype=bool)
+    types = np.zeros(len(obs), dtype=np.int8)
+    for i, (o, sts) in enumerate(zip(obs, all_states)):
+        length, width = _shape_size(o.obstacle_shape)
+        types[i] = TYPES.get(o.obstacle_type.name, AgentType.OTHER)
+        for s in sts:
+            k = int(s.time_step)
+            yaw = float(s.orientation)
+            v = float(getattr(s, "velocity", 0.0) or 0.0)
+            vy_body = float(getattr(s, "velocity_y", 0.0) or 0.0)
+            c, sn = np.cos(yaw), np.sin(yaw)
+            states[i, k] = (*s.position[:2], yaw, v * c - vy_body * sn, v * sn + vy_body * c, length, width)
+            valid[i, k] = True
+    return obs, states, valid, types
+
+
+def choose_ego(
+    obs: list, states: np.ndarray, valid: np.ndarray, types: np.ndarray, ego_id: str = ""
+) -> tuple[int, int]:
+    """Pick the ego and the horizon.
+
+    Args:
+        obs: the dynamic obstacles (for their ids).
+        states: float ``[A, T, 7]``; valid: bool ``[A, T]``; types: ``[A]``.
+        ego_id: obstacle id to use, or ``""`` for the farthest-travelling vehicle valid over the horizon.
+
+    Returns:
+        ``(ego index, number of steps T' of the horizon, starting at step 0)``.
+
+    Raises:
+        ScenarioError: unknown id, or no vehicle recorded from step 0 without gaps.
+    """
+    ids = [str(o.obstacle_id) for o in obs]
+    # Steps from 0 for which each agent is valid without a gap.
+    span = np.where(valid.all(axis=1), valid.shape[1], np.argmin(valid, axis=1))
+    if ego_id:
+        if ego_id not in ids:
+            raise ScenarioError(f"--ego {ego_id}: no dynamic obstacle with that id (there are {len(ids)})")
+        i = ids.index(ego_id)
+        if span[i] < 2:
+            raise ScenarioError(f"--ego {ego_id}: not recorded from step 0 for at least 2 steps")
+        return i, int(span[i])
+    vehicles = np.flatnonzero(types == AgentType.VEHICLE)
+    if len(vehicles) == 0 or span[vehicles].max() < 2:
+        raise ScenarioError("no vehicle recorded from step 0 for at least 2 steps to serve as ego")
+    horizon = int(span[vehicles].max())
+    cands = vehicles[span[vehicles] == horizon]
+    xy = states[cands, :horizon, :2]
+    travel = np.hypot(*np.diff(xy, axis=1).transpose(2, 0, 1)).sum(axis=1)
+    return int(cands[int(np.argmax(travel))]), horizon
+
+
+def _lanelet_map(network) -> dict:
+    lanes, widths, edges, lines, polys = [], [], [], [], []
+    for ll in network.lanelets:
+        left, right = np.asarray(ll.left_vertices, float), np.asarray(ll.right_vertices, float)
+        lanes.append(np.asarray(ll.center_vertices, float))
+        widths.append(float(np.mean(np.hypot(*(left - right).T))) if len(left) == len(right) else np.nan)
+        polys.append(np.vstack([right, left[::-1]]))  # counter-clockwise: right boundary forward, left back
+        (lines if ll.adj_right is not None else edges).append(right)  # drivable on the left of the right boundary
+        if ll.adj_left is None:
+            edges.append(left[::-1])
+        elif ll.adj_left_same_direction is False or ll.lanelet_id < ll.adj_left:
+            lines.append(left)
+    return {
+        "lanes": Polylines.from_list(lanes),
+        "lane_widths": np.asarray(widths, dtype=np.float64),
+        "road_edges": Polylines.from_list(edges),
+        "road_lines": Polylines.from_list(lines),
+        "drivable_extra": Polylines.from_list(polys),
+    }
+
+
+def load_commonroad(path: str | os.PathLike, options: ImportOptions | None = None) -> list[Scenario]:
+    """Import one CommonRoad XML scenario.
+
+    Args:
+        path: a CommonRoad 2020a ``.xml`` file.
+        options: windowing, init step and ``ego`` (obstacle id; ``""`` = farthest-travelling vehicle).
+
+    Returns:
+        Validated scenarios (one per window), ego at agent 0.
+
+    Raises:
+        ScenarioError: one line naming the file (malformed XML, other version, no usable ego...).
+    """
+    path = Path(path)
+    options = options or ImportOptions()
+    try:
+        dt = check_version(path)
+        from commonroad.common.file_reader import CommonRoadFileReader
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                scenario, _problems = CommonRoadFileReader(str(path)).open()
+        except Exception as e:  # commonroad-io raises many kinds on bad content
+            raise ScenarioError(f"commonroad-io cannot read it ({type(e).__name__}: {e})") from None
+        obs, states, valid, types = _obstacle_tracks(scenario)
+        ego, horizon = choose_ego(obs, states, valid, types, options.ego)
+        rec = Recording(
+            id=str(scenario.scenario_id),
+            source="commonroad",
+            t=np.arange(horizon) * dt,
+            states=states[:, :horizon],
+            valid=valid[:, :horizon],
+            agent_type=types,
+            ego=ego,
+            tags=("real", "commonroad", f"ego={obs[ego].obstacle_id}"),
+            **_lanelet_map(scenario.lanelet_network),
+        )
+        return recording_to_scenes(rec, options)
+    except ScenarioError as e:
+        msg = str(e)
+        raise ScenarioError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None

@@ -1,0 +1,157 @@
+"""ScenarioNet scenario-dict pickles (``sd_*.pkl``) -> :class:`~scenarios.scenario.Scenario`.
+
+ScenarioNet's converters write one dict per scene (Waymo, nuScenes, nuPlan, Argoverse):
+``tracks[id]['state']`` arrays (``position [T, 3]``, ``heading [T]``, ``velocity [T, 2]``,
+``valid [T]``, ``length``/``width`` ``[T]`` or ``[T, 1]``), ``map_features[id]`` with a
+``type`` and a ``polyline``/``polygon``, and ``metadata`` with ``sdc_id`` (the ego) and
+``ts`` (seconds). Files are read with :mod:`scenarios.importers.safe_pickle`: no code runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from scenarios.formats import ImportOptions
+from scenarios.importers.common import Recording, recording_to_scenes
+from scenarios.importers.safe_pickle import safe_load
+from scenarios.scenario import NUM_FIELDS, AgentType, Polylines, Scenario, ScenarioError
+
+TYPES = {"VEHICLE": AgentType.VEHICLE, "PEDESTRIAN": AgentType.PEDESTRIAN, "CYCLIST": AgentType.CYCLIST}
+DRIVING_LANES = ("LANE_SURFACE_STREET", "LANE_FREEWAY", "LANE_UNKNOWN")
+
+
+def _xy(a) -> np.ndarray:
+    arr = np.asarray(a, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] < 2:
+        raise ScenarioError(f"polyline must be [n, 2 or 3], got {list(arr.shape)}")
+    return arr[:, :2]
+
+
+def _per_step(a, n: int, what: str) -> np.ndarray:
+    arr = np.asarray(a, dtype=np.float64).reshape(-1)
+    if arr.size == 1:
+        arr = np.full(n, float(arr[0]))
+    if arr.shape != (n,):
+        raise ScenarioError(f"{what} has {arr.size} values for {n} steps")
+    return arr
+
+
+def _tracks(d: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    tracks = d["tracks"]
+    if not isinstance(tracks, dict) or not tracks:
+        raise ScenarioError("no tracks")
+    ids = list(tracks)
+    n_t = len(np.asarray(tracks[ids[0]]["state"]["position"]))
+    states = np.zeros((len(ids), n_t, NUM_FIELDS), dtype=np.float64)
+    valid = np.zeros((len(ids), n_t), dtype=bool)
+    types = np.zeros(len(ids), dtype=np.int8)
+    for i, tid in enumerate(ids):
+        tr = tracks[tid]
+        st = tr["state"]
+        pos = np.asarray(st["position"], dtype=np.float64)
+        if pos.ndim != 2 or pos.shape[0] != n_t or pos.shape[1] < 2:
+            raise ScenarioError(f"track {tid}: position must be [{n_t}, 2 or 3], got {list(pos.shape)}")
+        vel = np.asarray(st["velocity"], dtype=np.float64).reshape(n_t, 2)
+        states[i, :, 0:2] = pos[:, :2]
+        states[i, :, 2] = _per_step(st["heading"], n_t, f"track {tid} heading")
+        states[i, :, 3:5] = vel
+        states[i, :, 5] = _per_step(st["length"], n_t, f"track {tid} length")
+        states[i, :, 6] = _per_step(st["width"], n_t, f"track {tid} width")
+        valid[i] = _per_step(st["valid"], n_t, f"track {tid} valid") > 0.5
+        types[i] = TYPES.get(str(tr.get("type", "")), AgentType.OTHER)
+    valid &= np.all(np.isfinite(states), axis=2)
+    return states, valid, types, [str(k) for k in ids]
+
+
+def _map(d: dict) -> dict:
+    lanes, widths, edges, lines, cross, extra = [], [], [], [], [], []
+    for fid, mf in d.get("map_features", {}).items():
+        kind = str(mf.get("type", ""))
+        try:
+            if kind in DRIVING_LANES:
+                lanes.append(_xy(mf["polyline"]))
+                w = np.asarray(mf.get("width", np.zeros((0, 2))), dtype=np.float64)
+                widths.append(float(np.median(w.reshape(len(w), -1).sum(axis=1))) if w.size else np.nan)
+                if "polygon" in mf:
+                    extra.append(_xy(mf["polygon"]))
+            elif kind.startswith("ROAD_EDGE"):
+                edges.append(_xy(mf["polyline"]))
+            elif kind.startswith("ROAD_LINE"):
+                lines.append(_xy(mf["polyline"]))
+            elif kind == "CROSSWALK":
+                cross.append(_xy(mf["polygon"]))
+            elif kind == "DRIVEWAY":
+                extra.append(_xy(mf["polygon"]))
+        except ScenarioError as e:
+            raise ScenarioError(f"map feature {fid} ({kind}): {e}") from None
+    return {
+        "lanes": Polylines.from_list(lanes),
+        "lane_widths": np.asarray(widths, dtype=np.float64),
+        "road_edges": Polylines.from_list(edges),
+        "road_lines": Polylines.from_list(lines),
+        "crosswalks": Polylines.from_list(cross),
+        "drivable_extra": Polylines.from_list(extra),
+    }
+
+
+def scenarionet_recording(d: object) -> Recording:
+    """Build a :class:`Recording` from an unpickled ScenarioNet scenario dict.
+
+    Raises:
+        ScenarioError: missing keys or inconsistent shapes (message without file name).
+    """
+    if not isinstance(d, dict):
+        raise ScenarioError(f"not a ScenarioNet scenario dict (top level is {type(d).__name__})")
+    try:
+        meta = d["metadata"]
+        states, valid, types, ids = _tracks(d)
+        sdc = str(meta["sdc_id"])
+        if sdc not in ids:
+            raise ScenarioError(f"sdc_id {sdc!r} is not a track")
+        n_t = states.shape[1]
+        ts = np.asarray(meta.get("ts", []), dtype=np.float64).reshape(-1)
+        if ts.shape != (n_t,):
+            ts = np.arange(n_t) * float(meta.get("sample_rate", 0.1))
+        dataset = str(meta.get("dataset", "unknown"))
+        return Recording(
+            id=str(d.get("id", meta.get("scenario_id", "scene"))),
+            source=f"scenarionet/{dataset}",
+            t=ts,
+            states=states,
+            valid=valid,
+            agent_type=types,
+            ego=ids.index(sdc),
+            tags=("real", dataset),
+            **_map(d),
+        )
+    except KeyError as e:
+        raise ScenarioError(f"not a ScenarioNet scenario dict (missing key {e})") from None
+    except (TypeError, ValueError, AttributeError, IndexError) as e:
+        if isinstance(e, ScenarioError):
+            raise
+        raise ScenarioError(f"malformed ScenarioNet scenario dict ({type(e).__name__}: {e})") from None
+
+
+def load_scenarionet(path: str | os.PathLike, options: ImportOptions | None = None) -> list[Scenario]:
+    """Import one ScenarioNet pickle.
+
+    Args:
+        path: an ``sd_*.pkl`` file.
+        options: windowing and init step.
+
+    Returns:
+        Validated scenarios (one per window), ego at agent 0.
+
+    Raises:
+        ScenarioError: one line naming the file (refused global, truncated pickle, bad content).
+    """
+    path = Path(path)
+    try:
+        rec = scenarionet_recording(safe_load(path))
+        return recording_to_scenes(rec, options or ImportOptions())
+    except ScenarioError as e:
+        msg = str(e)
+        raise ScenarioError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None

@@ -1,0 +1,138 @@
+"""Waymo Open Motion scenes as JSON (GPUDrive / Nocturne layout) -> :class:`~scenarios.scenario.Scenario`.
+
+Layout: ``objects[i]`` with ``position``/``velocity`` lists of ``{x, y[, z]}`` (m, m/s),
+``heading`` list (rad), ``valid`` list, scalar ``length``/``width`` (m), ``type``
+(``vehicle``, ``pedestrian``, ``cyclist``), ``id``; ``roads[j]`` with ``type`` (``lane``,
+``road_edge``, ``road_line``, ``crosswalk``, ``driveway``, ``stop_sign``, ``speed_bump``),
+``map_element_id`` (Waymo's map type code; 3 = bike lane) and ``geometry`` (list of
+``{x, y[, z]}``); ``metadata.sdc_track_index`` (the ego). Steps are 0.1 s apart; invalid
+steps hold -10000 and are masked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from scenarios.formats import ImportOptions
+from scenarios.importers.common import Recording, recording_to_scenes
+from scenarios.importers.resample import DT
+from scenarios.scenario import NUM_FIELDS, AgentType, Polylines, Scenario, ScenarioError
+
+TYPES = {"vehicle": AgentType.VEHICLE, "pedestrian": AgentType.PEDESTRIAN, "cyclist": AgentType.CYCLIST}
+BIKE_LANE = 3
+
+
+def _points(seq, what: str) -> np.ndarray:
+    if not isinstance(seq, list) or not seq:
+        raise ScenarioError(f"{what} must be a non-empty list of {{x, y}} points")
+    return np.array([(float(p["x"]), float(p["y"])) for p in seq], dtype=np.float64)
+
+
+def waymo_json_recording(d: object, name: str = "scene") -> Recording:
+    """Build a :class:`Recording` from a parsed GPUDrive/Nocturne JSON scene.
+
+    Raises:
+        ScenarioError: missing keys or inconsistent lengths (message without file name).
+    """
+    if not isinstance(d, dict):
+        raise ScenarioError(f"not a Waymo JSON scene (top level is {type(d).__name__})")
+    try:
+        objs = d["objects"]
+        if not isinstance(objs, list) or not objs:
+            raise ScenarioError("no objects")
+        ego = int(d["metadata"]["sdc_track_index"])
+        if not 0 <= ego < len(objs):
+            raise ScenarioError(f"sdc_track_index {ego} out of range for {len(objs)} objects")
+        n_t = len(objs[ego]["position"])
+        states = np.zeros((len(objs), n_t, NUM_FIELDS), dtype=np.float64)
+        valid = np.zeros((len(objs), n_t), dtype=bool)
+        types = np.zeros(len(objs), dtype=np.int8)
+        for i, o in enumerate(objs):
+            pos = _points(o["position"], f"object {i} position")
+            vel = _points(o["velocity"], f"object {i} velocity")
+            head = np.asarray(o["heading"], dtype=np.float64)
+            val = np.asarray(o["valid"], dtype=bool)
+            if not (len(pos) == len(vel) == len(head) == len(val) == n_t):
+                raise ScenarioError(
+                    f"object {i}: position/velocity/heading/valid lengths {len(pos)}/{len(vel)}/{len(head)}/"
+                    f"{len(val)} differ from {n_t} steps"
+                )
+            states[i, :, 0:2] = pos
+            states[i, :, 2] = head
+            states[i, :, 3:5] = vel
+            states[i, :, 5] = float(o["length"])
+            states[i, :, 6] = float(o["width"])
+            valid[i] = val & (np.abs(pos).max(axis=1) < 9999.0)
+            types[i] = TYPES.get(str(o.get("type", "")).lower(), AgentType.OTHER)
+        valid &= np.all(np.isfinite(states), axis=2)
+        lanes, edges, lines, cross, extra = [], [], [], [], []
+        for j, r in enumerate(d.get("roads", [])):
+            kind = str(r.get("type", ""))
+            if kind not in ("lane", "road_edge", "road_line", "crosswalk", "driveway"):
+                continue
+            pts = _points(r["geometry"], f"road {j} geometry")
+            if kind == "lane" and int(r.get("map_element_id", 2)) != BIKE_LANE:
+                lanes.append(pts)
+            elif kind == "road_edge":
+                edges.append(pts)
+            elif kind == "road_line":
+                lines.append(pts)
+            elif kind == "crosswalk" and len(pts) >= 3:
+                cross.append(pts)
+            elif kind == "driveway" and len(pts) >= 3:
+                extra.append(pts)
+        return Recording(
+            id=str(d.get("scenario_id") or name),
+            source="waymo_json",
+            t=np.arange(n_t) * DT,
+            states=states,
+            valid=valid,
+            agent_type=types,
+            ego=ego,
+            lanes=Polylines.from_list(lanes),
+            lane_widths=np.full(len(lanes), np.nan),
+            road_edges=Polylines.from_list(edges),
+            road_lines=Polylines.from_list(lines),
+            crosswalks=Polylines.from_list(cross),
+            drivable_extra=Polylines.from_list(extra),
+            tags=("real", "waymo"),
+        )
+    except KeyError as e:
+        raise ScenarioError(f"not a Waymo JSON scene (missing key {e})") from None
+    except (TypeError, ValueError, AttributeError, IndexError) as e:
+        if isinstance(e, ScenarioError):
+            raise
+        raise ScenarioError(f"malformed Waymo JSON scene ({type(e).__name__}: {e})") from None
+
+
+def load_waymo_json(path: str | os.PathLike, options: ImportOptions | None = None) -> list[Scenario]:
+    """Import one Waymo Open Motion JSON scene.
+
+    Args:
+        path: a ``.json`` file in the GPUDrive/Nocturne layout.
+        options: windowing and init step.
+
+    Returns:
+        Validated scenarios (one per window), ego at agent 0.
+
+    Raises:
+        ScenarioError: one line naming the file (unreadable, malformed JSON, bad content).
+    """
+    path = Path(path)
+    try:
+        try:
+            with open(path, encoding="utf-8") as f:
+                d = json.load(f)
+        except OSError as e:
+            raise ScenarioError(f"cannot read ({e.strerror or e})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ScenarioError(f"malformed JSON ({e})") from None
+        rec = waymo_json_recording(d, name=path.stem)
+        return recording_to_scenes(rec, options or ImportOptions())
+    except ScenarioError as e:
+        msg = str(e)
+        raise ScenarioError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
