@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor
+
+from sim.backends import Backend, KinematicBackend
+from sim.batch import ScenarioBatch
+from sim.config import NUM_WAYPOINTS, SimError
+from sim.controller import ControllerConfig, WaypointController
+from sim.observation import OBS_DIM, observe
 
 PolicyFn = Callable[[Tensor, int], tuple[Tensor, dict[str, Tensor]]]
 """(obs float32 [B, OBS_DIM], step t) -> (waypoints float32 [B, K, 2] ego frame m, aux {name: [B, ...]})."""
@@ -36,6 +43,89 @@ class Rollout:
     dt: float = 0.1
 
 
-def rollout(batch, policy_fn: PolicyFn | None, *, agents: str = "log", record_obs: bool = False, backend=None):
-    """Not finished yet (placeholder so other modules can import the types)."""
-    raise NotImplementedError("rollout() is being written")
+def rollout(
+    batch: ScenarioBatch,
+    policy_fn: PolicyFn | None,
+    *,
+    agents: str = "log",
+    record_obs: bool = False,
+    backend: Backend | None = None,
+    controller: ControllerConfig | None = None,
+) -> Rollout:
+    """Run B scenes in closed loop from ``batch.init_step`` to the last step (T - 1).
+
+    Each controlled step t: ``obs = observe(state)``, ``waypoints, aux = policy_fn(obs, t)``,
+    the waypoint controller gives (accel, curvature), the backend advances ego and agents.
+    Runs under ``torch.no_grad()`` (its outputs can be fed to a model that needs gradients).
+
+    Args:
+        batch: the scenes.
+        policy_fn: ``(obs [B, OBS_DIM], t) -> (waypoints [B, K, 2] ego frame m, aux {name: [B, ...]})``;
+            None = the ego replays its log exactly (the log-replay baseline).
+        agents: other agents' model for the default backend: ``"log"`` (replay) or ``"idm"``.
+        record_obs: keep the observations ``[B, S, OBS_DIM]`` (S = T - 1 - init_step).
+        backend: a :class:`~sim.backends.Backend`; None = :class:`~sim.backends.KinematicBackend`.
+        controller: waypoint-controller settings (default :class:`~sim.controller.ControllerConfig`).
+
+    Returns:
+        :class:`Rollout`; steps up to init_step hold the log, scenes that end early freeze (valid False).
+
+    Raises:
+        SimError: the policy returned waypoints of the wrong shape or an aux value without a leading B.
+    """
+    own = backend is None
+    if own:
+        backend = KinematicBackend(agents=agents)
+    n_b, n_a, n_t, _ = batch.log.shape
+    t0 = batch.init_step
+    n_s = n_t - 1 - t0
+    try:
+        with torch.no_grad():
+            traj = batch.log.clone()
+            valid = batch.valid.clone()
+            ego_action = torch.zeros(n_b, n_t, 2, device=batch.device, dtype=batch.log.dtype)
+            obs_buf = torch.zeros(n_b, n_s, OBS_DIM, device=batch.device) if record_obs else None
+            aux_buf: dict[str, Tensor] = {}
+            ctrl = WaypointController(batch.dt, controller)
+            state = backend.reset(batch)
+            for i, t in enumerate(range(t0, n_t - 1)):
+                accel = curvature = None
+                if policy_fn is not None or record_obs:
+                    obs = observe(state, batch)
+                    if obs_buf is not None:
+                        obs_buf[:, i] = obs
+                if policy_fn is not None:
+                    wps, aux = policy_fn(obs, t)
+                    if i == 0:
+                        _check_policy_output(wps, aux, n_b)
+                    for k, v in aux.items():
+                        if k not in aux_buf:
+                            aux_buf[k] = torch.zeros((n_b, n_s, *v.shape[1:]), dtype=v.dtype, device=v.device)
+                        aux_buf[k][:, i] = v
+                    accel, curvature = ctrl(wps.to(batch.log.dtype), state.speed[:, 0])
+                state = backend.step(state, accel, curvature, t)
+                traj[:, :, t + 1] = state.agents
+                valid[:, :, t + 1] = state.valid & batch.step_valid[:, t + 1 : t + 2]
+                ego_action[:, t] = state.last_action
+    finally:
+        if own:
+            backend.close()
+    return Rollout(
+        traj=traj,
+        valid=valid,
+        ego_action=ego_action,
+        obs=obs_buf,
+        aux=aux_buf,
+        agent_model=getattr(backend, "agent_model", agents),
+        init_step=t0,
+        dt=batch.dt,
+    )
+
+
+def _check_policy_output(wps: Tensor, aux: dict[str, Tensor], n_b: int) -> None:
+    if not isinstance(wps, Tensor) or wps.shape != (n_b, NUM_WAYPOINTS, 2):
+        shape = list(wps.shape) if isinstance(wps, Tensor) else type(wps).__name__
+        raise SimError(f"policy_fn must return waypoints [{n_b}, {NUM_WAYPOINTS}, 2], got {shape}")
+    for k, v in aux.items():
+        if not isinstance(v, Tensor) or v.ndim < 1 or v.shape[0] != n_b:
+            raise SimError(f"policy_fn aux {k!r} must be a tensor [B={n_b}, ...]")

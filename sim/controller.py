@@ -1,0 +1,132 @@
+"""Waypoint-following controller: pure pursuit (steering) + speed PID (throttle/brake).
+
+Turns K ego-frame waypoints ``[B, K, 2]`` (spaced ``WAYPOINT_STEPS * dt`` s apart) into the
+bicycle model's action (accel m/s^2, curvature 1/m). Batched, no Python loops over scenes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from sim.config import WAYPOINT_STEPS
+from sim.dynamics import clip_action
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    """Gains and look-ahead of the waypoint controller.
+
+    Attributes:
+        lookahead_min: m, pure-pursuit look-ahead at standstill.
+        lookahead_time: s, look-ahead grows by ``speed * lookahead_time``.
+        lookahead_max: m.
+        kp: 1/s speed gain; None = ``2 / (WAYPOINT_STEPS * dt)``, which reaches the first waypoint at its time
+            under constant acceleration.
+        ki: 1/s^2 integral gain on the speed error.
+        kd: derivative gain (dimensionless) on the speed error.
+        integral_limit: m/s, anti-windup bound of the integrated error.
+        stop_speed: m/s; targets below this are treated as "stop".
+    """
+
+    lookahead_min: float = 3.0
+    lookahead_time: float = 0.6
+    lookahead_max: float = 20.0
+    kp: float | None = None
+    ki: float = 0.0
+    kd: float = 0.0
+    integral_limit: float = 5.0
+    stop_speed: float = 0.05
+
+
+def point_at_arclength(waypoints: Tensor, dist: Tensor) -> Tensor:
+    """The point at arc length ``dist`` along the polyline origin -> waypoints (extrapolated past the end).
+
+    Args:
+        waypoints: ``[B, K, 2]`` m, ego frame (the polyline starts at the origin).
+        dist: ``[B]`` m, >= 0.
+
+    Returns:
+        ``[B, 2]`` m.
+    """
+    pts = torch.cat([torch.zeros_like(waypoints[:, :1]), waypoints], dim=1)  # [B, K+1, 2]
+    seg = pts[:, 1:] - pts[:, :-1]  # [B, K, 2]
+    seg_len = seg.norm(dim=-1)  # [B, K]
+    cum = torch.cumsum(seg_len, dim=1)  # end arc length of each segment
+    start = cum - seg_len
+    d = dist.unsqueeze(1)
+    inside = (d >= start) & (d < cum)  # at most one segment per row
+    frac = ((d - start) / seg_len.clamp_min(1e-6)).clamp(0.0, 1.0)
+    on_seg = pts[:, :-1] + frac.unsqueeze(-1) * seg  # [B, K, 2]
+    found = inside.any(dim=1)
+    inner = (on_seg * inside.unsqueeze(-1)).sum(dim=1)
+    # past the end: extend along the last non-degenerate segment
+    nz = seg_len > 1e-3
+    k = seg_len.shape[1]
+    idx = torch.arange(k, device=waypoints.device).expand_as(seg_len)
+    last = torch.where(nz, idx, torch.full_like(idx, -1)).amax(dim=1)  # [B]
+    has = last >= 0
+    last_c = last.clamp_min(0)
+    last_dir = seg.gather(1, last_c.view(-1, 1, 1).expand(-1, 1, 2)).squeeze(1)
+    last_dir = last_dir / seg_len.gather(1, last_c.view(-1, 1)).clamp_min(1e-6)
+    total = cum[:, -1:]
+    beyond = pts[:, -1] + (d - total).clamp_min(0.0) * torch.where(has.unsqueeze(-1), last_dir, 0.0)
+    return torch.where(found.unsqueeze(-1), inner, beyond)
+
+
+class WaypointController:
+    """Pure pursuit + speed PID. Holds the PID memory (``[B]`` per scene) between calls.
+
+    Args:
+        dt: s per simulation step.
+        config: gains and look-ahead.
+    """
+
+    def __init__(self, dt: float, config: ControllerConfig | None = None) -> None:
+        self.cfg = config or ControllerConfig()
+        self.dt = float(dt)
+        self.horizon = WAYPOINT_STEPS * self.dt  # s between waypoints
+        self.kp = self.cfg.kp if self.cfg.kp is not None else 2.0 / self.horizon
+        self._integral: Tensor | None = None
+        self._prev_err: Tensor | None = None
+
+    def reset(self) -> None:
+        """Forget the PID memory (call at the start of each rollout)."""
+        self._integral = None
+        self._prev_err = None
+
+    def target_speed(self, waypoints: Tensor) -> Tensor:
+        """``[B]`` m/s: mean speed needed to reach the first waypoint in one waypoint interval (0 if behind)."""
+        w0 = waypoints[:, 0]
+        v = w0.norm(dim=-1) / self.horizon
+        v = torch.where(w0[:, 0] > 0, v, torch.zeros_like(v))
+        return torch.where(v < self.cfg.stop_speed, torch.zeros_like(v), v)
+
+    def __call__(self, waypoints: Tensor, speed: Tensor) -> tuple[Tensor, Tensor]:
+        """Action for the ego.
+
+        Args:
+            waypoints: float32 ``[B, K, 2]`` ego frame, m (x forward, y left).
+            speed: ``[B]`` m/s, current ego speed.
+
+        Returns:
+            accel ``[B]`` m/s^2 and curvature ``[B]`` 1/m, clipped to the vehicle limits.
+        """
+        cfg = self.cfg
+        # pure pursuit: circle through the origin, tangent to the heading, through the look-ahead point
+        ld = (cfg.lookahead_min + cfg.lookahead_time * speed).clamp(max=cfg.lookahead_max)
+        p = point_at_arclength(waypoints, ld)
+        d2 = (p * p).sum(dim=-1)
+        curvature = torch.where(d2 > 0.01, 2.0 * p[:, 1] / d2.clamp_min(0.01), torch.zeros_like(d2))
+        # speed PID towards the waypoint-spacing speed
+        err = self.target_speed(waypoints) - speed
+        if self._integral is None:
+            self._integral = torch.zeros_like(err)
+            self._prev_err = err
+        self._integral = (self._integral + err * self.dt).clamp(-cfg.integral_limit, cfg.integral_limit)
+        deriv = (err - self._prev_err) / self.dt
+        self._prev_err = err
+        accel = self.kp * err + cfg.ki * self._integral + cfg.kd * deriv
+        return clip_action(accel, curvature)

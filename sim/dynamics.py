@@ -1,0 +1,106 @@
+"""Kinematic bicycle model (Waymax's invertible bicycle), batched in torch.
+
+Dynamics return an update (:class:`KinematicUpdate`); one function (:func:`apply_update`)
+writes an update into a :class:`~sim.state.SimState`. Any leading shape ``[...]`` works.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from sim.config import ACCEL_MAX, ACCEL_MIN, CURVATURE_MAX
+from sim.state import SimState
+
+MIN_SPEED_FOR_CURVATURE = 0.6  # m/s; below this the inverse model reports curvature 0
+
+
+def wrap(a: Tensor) -> Tensor:
+    """Wrap angles (rad) to (-pi, pi]."""
+    w = torch.remainder(a + math.pi, 2 * math.pi) - math.pi
+    return torch.where(w <= -math.pi, w + 2 * math.pi, w)
+
+
+@dataclass(frozen=True, eq=False)
+class KinematicUpdate:
+    """New kinematic values for some agents.
+
+    Attributes:
+        kin: float32 ``[B, n, 6]`` (x, y, yaw, vx, vy, speed) for agents ``first .. first + n - 1``.
+        first: index of the first agent updated (0 = ego).
+    """
+
+    kin: Tensor
+    first: int = 0
+
+
+def clip_action(accel: Tensor, curvature: Tensor) -> tuple[Tensor, Tensor]:
+    """Clip (accel m/s^2, curvature 1/m) to the vehicle limits of :mod:`sim.config`."""
+    return accel.clamp(ACCEL_MIN, ACCEL_MAX), curvature.clamp(-CURVATURE_MAX, CURVATURE_MAX)
+
+
+def bicycle_step(
+    x: Tensor, y: Tensor, yaw: Tensor, speed: Tensor, accel: Tensor, curvature: Tensor, dt: float
+) -> Tensor:
+    """One step of the kinematic bicycle (Waymax formulas), actions clipped, speed floored at 0.
+
+    x' = x + v cos(yaw) dt + a cos(yaw) dt^2/2, y' likewise, yaw' = wrap(yaw + k (v dt + a dt^2/2)),
+    v' = v + a dt. When braking would reverse, the acceleration is reduced so that v' = 0 exactly.
+
+    Args:
+        x, y: ``[...]`` m. yaw: ``[...]`` rad. speed: ``[...]`` m/s (>= 0).
+        accel: ``[...]`` m/s^2. curvature: ``[...]`` 1/m. dt: s.
+
+    Returns:
+        ``[..., 6]`` (x, y, yaw, vx, vy, speed) at the next step.
+    """
+    a, k = clip_action(accel, curvature)
+    a = torch.maximum(a, -speed / dt)  # no reversing: stop exactly at 0
+    d = speed * dt + 0.5 * a * dt * dt  # distance travelled, m
+    c, s = torch.cos(yaw), torch.sin(yaw)
+    nyaw = wrap(yaw + k * d)
+    nv = (speed + a * dt).clamp_min(0.0)
+    return torch.stack([x + d * c, y + d * s, nyaw, nv * torch.cos(nyaw), nv * torch.sin(nyaw), nv], dim=-1)
+
+
+def ego_update(state: SimState, accel: Tensor, curvature: Tensor, dt: float) -> KinematicUpdate:
+    """The ego's bicycle update from (accel ``[B]`` m/s^2, curvature ``[B]`` 1/m)."""
+    e = state.agents[:, 0]
+    kin = bicycle_step(e[:, 0], e[:, 1], e[:, 2], state.speed[:, 0], accel, curvature, dt)
+    return KinematicUpdate(kin.unsqueeze(1), first=0)
+
+
+def apply_update(state: SimState, update: KinematicUpdate) -> SimState:
+    """Write an update into a state (the one place that does it); sizes and validity are kept."""
+    n = update.kin.shape[1]
+    sl = slice(update.first, update.first + n)
+    agents = state.agents.clone()
+    agents[:, sl, :5] = update.kin[..., :5]
+    speed = state.speed.clone()
+    speed[:, sl] = update.kin[..., 5]
+    return state.replace(agents=agents, speed=speed)
+
+
+def inverse_bicycle(traj: Tensor, dt: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Closed-form inverse of :func:`bicycle_step` on a logged trajectory.
+
+    Args:
+        traj: ``[..., T, >=5]`` states (X, Y, YAW, VX, VY, ...).
+        dt: s.
+
+    Returns:
+        accel ``[..., T-1]`` m/s^2 and curvature ``[..., T-1]`` 1/m (both clipped; curvature 0 below
+        0.6 m/s), and infeasible ``[..., T-1]`` bool where the unclipped values exceed the limits.
+    """
+    v = torch.hypot(traj[..., 3], traj[..., 4])
+    a = (v[..., 1:] - v[..., :-1]) / dt
+    d = v[..., :-1] * dt + 0.5 * a * dt * dt
+    dyaw = wrap(traj[..., 1:, 2] - traj[..., :-1, 2])
+    moving = v[..., :-1] >= MIN_SPEED_FOR_CURVATURE
+    k = torch.where(moving, dyaw / torch.where(moving, d.clamp_min(1e-6), torch.ones_like(d)), torch.zeros_like(d))
+    infeasible = (a < ACCEL_MIN) | (a > ACCEL_MAX) | (k.abs() > CURVATURE_MAX)
+    ac, kc = clip_action(a, k)
+    return ac, kc, infeasible

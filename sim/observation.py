@@ -1,0 +1,144 @@
+"""Observation builder: a fixed-size float32 vector per scene, in the ego frame, scaled to O(1).
+
+Layout (``OBS_VERSION`` 1, ``OBS_DIM`` = 3 + 2*10 + 9*8 + 7*5 + 1 = 131):
+
+- ``[0:3]`` ego: speed / 10 m/s, last accel / 6 m/s^2, last curvature / 0.3 1/m.
+- ``[3:23]`` route: the 10 route points every 3 m ahead of the route point nearest the ego,
+  (x, y) / 30 m in the ego frame (points past the route's end repeat the end).
+- ``[23:95]`` the 8 nearest valid other agents (nearest first): rel x / 30, rel y / 30, cos and sin
+  of the relative yaw, relative vx / 10, vy / 10 (ego frame), length / 5, width / 2.5, present flag;
+  absent slots are zeros.
+- ``[95:130]`` road: signed distance to the drivable-area edge (> 0 outside), clipped to
+  +-5 m and divided by 5, at 7 x 5 fixed ego-frame probes (x in PROBE_X, y in PROBE_Y).
+- ``[130]`` the scene has a drivable area (1) or not (0; road features are then 0).
+
+Only the current state is used: the ego's logged future never enters (except through the route).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from sim.batch import ScenarioBatch
+from sim.config import ACCEL_MAX, CURVATURE_MAX, ROUTE_SPACING
+from sim.state import SimState
+
+OBS_VERSION = 1
+NUM_ROUTE_POINTS = 10
+ROUTE_STEP_M = 3.0
+NUM_NEAREST = 8
+AGENT_FEATURES = 9
+PROBE_X = (-4.0, 0.0, 4.0, 8.0, 12.0, 20.0, 30.0)
+PROBE_Y = (-4.0, -2.0, 0.0, 2.0, 4.0)
+POS_SCALE = 30.0
+SPEED_SCALE = 10.0
+ROAD_CLIP = 5.0
+EGO_DIM = 3
+ROUTE_DIM = 2 * NUM_ROUTE_POINTS
+AGENTS_DIM = AGENT_FEATURES * NUM_NEAREST
+ROAD_DIM = len(PROBE_X) * len(PROBE_Y) + 1
+OBS_DIM = EGO_DIM + ROUTE_DIM + AGENTS_DIM + ROAD_DIM
+
+_CACHE: dict[tuple[str, torch.dtype], Tensor] = {}
+
+
+def _probes(device: torch.device) -> Tensor:
+    key = (str(device), torch.float32)
+    if key not in _CACHE:
+        gx, gy = torch.meshgrid(torch.tensor(PROBE_X), torch.tensor(PROBE_Y), indexing="ij")
+        _CACHE[key] = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=-1).to(device)  # [P, 2]
+    return _CACHE[key]
+
+
+def to_ego_frame(xy: Tensor, origin: Tensor, yaw: Tensor) -> Tensor:
+    """World points ``[B, N, 2]`` -> ego frame given ego position ``[B, 2]`` and yaw ``[B]`` (rad)."""
+    c, s = torch.cos(yaw).unsqueeze(1), torch.sin(yaw).unsqueeze(1)
+    d = xy - origin.unsqueeze(1)
+    return torch.stack([d[..., 0] * c + d[..., 1] * s, -d[..., 0] * s + d[..., 1] * c], dim=-1)
+
+
+def to_world_frame(xy: Tensor, origin: Tensor, yaw: Tensor) -> Tensor:
+    """Ego-frame points ``[B, N, 2]`` -> world frame (inverse of :func:`to_ego_frame`)."""
+    c, s = torch.cos(yaw).unsqueeze(1), torch.sin(yaw).unsqueeze(1)
+    x, y = xy[..., 0], xy[..., 1]
+    return torch.stack([x * c - y * s, x * s + y * c], dim=-1) + origin.unsqueeze(1)
+
+
+def route_ahead(batch: ScenarioBatch, ego_xy: Tensor) -> Tensor:
+    """``[B, NUM_ROUTE_POINTS, 2]`` world route points every ROUTE_STEP_M ahead of the nearest route point."""
+    d = (batch.route - ego_xy.unsqueeze(1)).square().sum(-1)
+    d = torch.where(batch.route_valid, d, torch.full_like(d, float("inf")))
+    near = d.argmin(dim=1, keepdim=True)  # [B, 1]
+    n_valid = batch.route_valid.sum(dim=1, keepdim=True)
+    step = max(1, round(ROUTE_STEP_M / ROUTE_SPACING))
+    offs = torch.arange(1, NUM_ROUTE_POINTS + 1, device=ego_xy.device) * step
+    idx = torch.minimum(near + offs, n_valid - 1)  # [B, N]
+    return batch.route.gather(1, idx.unsqueeze(-1).expand(-1, -1, 2))
+
+
+def observe(state: SimState, batch: ScenarioBatch) -> Tensor:
+    """Observation of every scene's ego at ``state``.
+
+    Args:
+        state: the current state (ego at agent 0).
+        batch: the scenes (route, road grid).
+
+    Returns:
+        float32 ``[B, OBS_DIM]`` (layout in the module docstring).
+    """
+    from sim.geometry import road_distance
+
+    ag = state.agents
+    n_b, n_a = ag.shape[:2]
+    ego = ag[:, 0]
+    exy, eyaw = ego[:, :2], ego[:, 2]
+    c, s = torch.cos(eyaw), torch.sin(eyaw)
+    ego_f = torch.stack(
+        [
+            state.speed[:, 0] / SPEED_SCALE,
+            state.last_action[:, 0] / ACCEL_MAX,
+            state.last_action[:, 1] / CURVATURE_MAX,
+        ],
+        dim=-1,
+    )
+    route = to_ego_frame(route_ahead(batch, exy), exy, eyaw) / POS_SCALE  # [B, N, 2]
+
+    # nearest other agents
+    oth = ag[:, 1:]
+    dxy = oth[..., :2] - exy.unsqueeze(1)
+    dist = dxy.square().sum(-1)
+    dist = torch.where(state.valid[:, 1:], dist, torch.full_like(dist, float("inf")))
+    k = min(NUM_NEAREST, n_a - 1)
+    feats = torch.zeros(n_b, NUM_NEAREST, AGENT_FEATURES, device=ag.device, dtype=ag.dtype)
+    if k > 0:
+        dk, ik = torch.topk(dist, k, dim=1, largest=False)  # [B, k]
+        sel = oth.gather(1, ik.unsqueeze(-1).expand(-1, -1, oth.shape[-1]))  # [B, k, 7]
+        present = torch.isfinite(dk)
+        rx, ry = sel[..., 0] - exy[:, :1], sel[..., 1] - exy[:, 1:]
+        cc, ss = c.unsqueeze(1), s.unsqueeze(1)
+        dyaw = sel[..., 2] - eyaw.unsqueeze(1)
+        rvx = sel[..., 3] - ego[:, 3:4]
+        rvy = sel[..., 4] - ego[:, 4:5]
+        f = torch.stack(
+            [
+                (rx * cc + ry * ss) / POS_SCALE,
+                (-rx * ss + ry * cc) / POS_SCALE,
+                torch.cos(dyaw),
+                torch.sin(dyaw),
+                (rvx * cc + rvy * ss) / SPEED_SCALE,
+                (-rvx * ss + rvy * cc) / SPEED_SCALE,
+                sel[..., 5] / 5.0,
+                sel[..., 6] / 2.5,
+                torch.ones_like(rx),
+            ],
+            dim=-1,
+        )
+        feats[:, :k] = f * present.unsqueeze(-1)
+
+    # road signed distance at ego-frame probes
+    probes = _probes(ag.device).unsqueeze(0).expand(n_b, -1, -1)
+    world = to_world_frame(probes, exy, eyaw)
+    has = batch.road.has_road.unsqueeze(1).to(ag.dtype)
+    road = road_distance(batch.road, world).clamp(-ROAD_CLIP, ROAD_CLIP) / ROAD_CLIP * has
+    return torch.cat([ego_f, route.reshape(n_b, -1), feats.reshape(n_b, -1), road, has], dim=1)
