@@ -6,13 +6,15 @@ Supported inputs (by file suffix):
 - ``.pkl``: a ScenarioNet scenario dict (restricted unpickler, no code runs);
 - ``.json``: a Waymo Open Motion scene in the GPUDrive/Nocturne JSON layout;
 - ``.xml``: a CommonRoad scenario (read with ``commonroad-io``);
-- a folder: every supported file inside it (not recursive), in sorted name order.
+- a folder: every supported file inside it and its sub-folders, in sorted path order (other
+  files, and hidden ones, are ignored).
 
 Every failure raises :class:`~scenarios.scenario.ScenarioError` with one line naming the file.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +42,27 @@ class ImportOptions:
     stride: int = 0
     init_step: int = 10
     ego: str = ""
+
+
+def add_import_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--window``, ``--stride``, ``--init-step`` and ``--ego`` (see :class:`ImportOptions`)."""
+    g = parser.add_argument_group("recorded scenes")
+    g.add_argument("--window", type=int, default=0, help="cut recordings into windows of this many steps (0: whole)")
+    g.add_argument("--stride", type=int, default=0, help="steps between window starts (0: the window length)")
+    g.add_argument("--init-step", type=int, default=10, help="first closed-loop step of every scene")
+    g.add_argument("--ego", default="", help="CommonRoad: obstacle id of the ego (default: farthest-travelling)")
+
+
+def import_options_from_args(args: argparse.Namespace) -> ImportOptions:
+    """Build :class:`ImportOptions` from arguments added by :func:`add_import_arguments`.
+
+    Raises:
+        ScenarioError: negative window/stride/init step.
+    """
+    opts = ImportOptions(window=args.window, stride=args.stride, init_step=args.init_step, ego=str(args.ego))
+    if opts.window < 0 or opts.stride < 0 or opts.init_step < 0:
+        raise ScenarioError("--window, --stride and --init-step must be >= 0")
+    return opts
 
 
 def _loader(suffix: str) -> Callable[[Path, ImportOptions], list[Scenario]]:
@@ -88,7 +111,10 @@ def scenario_files(path: str | os.PathLike) -> list[Path]:
     """
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+        files = sorted(
+            (p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith(".")),
+            key=lambda p: p.relative_to(path).parts,
+        )
         if not files:
             raise ScenarioError(f"{path}: folder holds no scenario files (supported: {', '.join(SUFFIXES)})")
         return files
@@ -125,7 +151,7 @@ def load_any(path: str | os.PathLike, options: ImportOptions | None = None) -> l
 
     Args:
         path: a ``.npz``/``.pkl``/``.json``/``.xml`` file, or a folder holding such files
-            (not searched recursively; files read in sorted name order).
+            (searched recursively; files read in sorted path order).
         options: windowing, init step and ego choice for recorded sources.
 
     Returns:

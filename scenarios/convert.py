@@ -1,0 +1,112 @@
+"""Convert recorded scenes (any supported format, file or folder) into the project's ``.npz`` format.
+
+Usage::
+
+    python -m scenarios.convert SRC DST.npz [--window STEPS --stride STEPS --init-step N --ego ID]
+
+Reads everything first, writes ``DST`` atomically only when every file imported, then
+prints a summary table. Errors are one line on stderr and a non-zero exit; nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from scenarios.formats import (
+    ImportOptions,
+    add_import_arguments,
+    detect_format,
+    import_options_from_args,
+    load_file,
+    scenario_files,
+)
+from scenarios.io import SUFFIX, save_scenarios
+from scenarios.scenario import Scenario, ScenarioError
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    """Command-line configuration of ``python -m scenarios.convert``."""
+
+    src: Path
+    dst: Path
+    options: ImportOptions
+
+
+def parse_args(argv: list[str] | None = None) -> ConvertConfig:
+    """Parse the command line into a :class:`ConvertConfig` (exits on bad usage)."""
+    p = argparse.ArgumentParser(prog="python -m scenarios.convert", description=__doc__.split("\n\n")[0])
+    p.add_argument("src", type=Path, help="a scenario file (.pkl, .json, .xml, .npz) or a folder of them")
+    p.add_argument("dst", type=Path, help=f"output file ({SUFFIX})")
+    add_import_arguments(p)
+    a = p.parse_args(argv)
+    return ConvertConfig(src=a.src, dst=a.dst, options=import_options_from_args(a))
+
+
+def summary_rows(scenes: list[Scenario]) -> list[tuple[str, ...]]:
+    """One row per scene: id, source, agents, steps, seconds, ego path length (m), drivable polygons."""
+    rows = []
+    for s in scenes:
+        path = float(np.hypot(*np.diff(s.ego_log[:, :2].astype(np.float64), axis=0).T).sum())
+        rows.append(
+            (s.id, s.source, str(s.num_agents), str(s.num_steps), f"{(s.num_steps - 1) * s.dt:.1f}", f"{path:.1f}",
+             str(len(s.map.drivable)))
+        )
+    return rows
+
+
+def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Plain-text table with aligned columns."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths))  # noqa: E731
+    return "\n".join([line(header), line(tuple("-" * w for w in widths)), *map(line, rows)])
+
+
+def convert(cfg: ConvertConfig) -> list[Scenario]:
+    """Import ``cfg.src`` and write ``cfg.dst``; return the scenes written.
+
+    Raises:
+        ScenarioError: bad destination or any source file that fails (nothing is written).
+    """
+    if cfg.dst.suffix.lower() != SUFFIX:
+        raise ScenarioError(f"{cfg.dst}: output must be a {SUFFIX} file")
+    if cfg.dst.is_dir():
+        raise ScenarioError(f"{cfg.dst}: is a folder; give an output file name ending in {SUFFIX}")
+    files = scenario_files(cfg.src)
+    scenes: list[Scenario] = []
+    for f in tqdm(files, desc="importing", unit="file", disable=len(files) < 2, file=sys.stderr):
+        scenes.extend(load_file(f, cfg.options))
+    ids = [s.id for s in scenes]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise ScenarioError(f"{cfg.src}: duplicate scene ids {dup[:3]} (the same scene given twice?)")
+    try:
+        save_scenarios(cfg.dst, scenes)
+    except OSError as e:
+        raise ScenarioError(f"{cfg.dst}: cannot write ({e.strerror or e})") from None
+    return scenes
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    try:
+        cfg = parse_args(argv)
+        scenes = convert(cfg)
+    except ScenarioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    header = ("id", "source", "agents", "steps", "seconds", "ego path m", "drivable polys")
+    print(format_table(header, summary_rows(scenes)))
+    formats = sorted({detect_format(f) for f in scenario_files(cfg.src)})
+    print(f"wrote {len(scenes)} scenes from {cfg.src} ({', '.join(formats)}) to {cfg.dst}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
