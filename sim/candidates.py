@@ -1,0 +1,311 @@
+"""Which checkpoints to evaluate: resolution of ``--ckpt`` values, run discovery, roles, dedupe.
+
+A run (DESIGN "Files a run writes") holds ``checkpoints/ep{episode:05d}.pt`` and at its root
+``best_entropy.pt``, ``last.pt``, ``best_reward.pt``, ``bc.pt``. Role files are re-saved copies
+of a candidate with a different ``meta.kind``, so their file digests differ; candidates are
+therefore identified by the digest of their *weights* (state_dict and architecture), and files
+with the same weights merge into one candidate whose roles are the union.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sim.results import EvaluationError
+
+ROLE_FILES = {"best_entropy.pt": "best_entropy", "last.pt": "last", "best_reward.pt": "best_reward", "bc.pt": "bc"}
+ROLES = ("candidate", "best_entropy", "last", "best_reward", "bc")
+BASELINES = ("log-replay", "constant-velocity")
+RUN_MARKERS = ("config.json", "entropy_history.json", "train_metrics.json")
+
+
+@dataclass(frozen=True, eq=False)
+class Candidate:
+    """One row of the comparison: a checkpoint (deduplicated by weights) or a baseline.
+
+    Attributes:
+        key: results group name: 16 hex digits of the weights digest, or ``baseline-<name>``.
+        name: display name (``ep00100.pt``, ``bc.pt``, ``log-replay``).
+        path: absolute path of the representative file ("" for baselines).
+        sha256: full sha256 of the representative file ("" for baselines).
+        weights_sha256: full digest of the weights and architecture ("" for baselines).
+        kind: ``checkpoint`` or ``baseline``.
+        roles: subset of :data:`ROLES`.
+        episode: training episode (-1 for baselines).
+        entropy: policy entropy, nats (NaN for baselines or when unknown).
+        entropy_per_dim: nats per action dimension.
+        train_reward: mean training return at that checkpoint (NaN if unknown).
+        eval_info: the checkpoint's ``meta.eval_info``.
+        files: every file merged into this candidate.
+        run_dir: the run directory the checkpoint belongs to (None outside a run).
+    """
+
+    key: str
+    name: str
+    path: str = ""
+    sha256: str = ""
+    weights_sha256: str = ""
+    kind: str = "checkpoint"
+    roles: tuple[str, ...] = ()
+    episode: int = -1
+    entropy: float = math.nan
+    entropy_per_dim: tuple[float, ...] = ()
+    train_reward: float = math.nan
+    eval_info: dict[str, Any] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
+    run_dir: str | None = None
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.kind == "baseline"
+
+    def attrs(self, backend: str) -> dict[str, Any]:
+        """Attributes of the ``/checkpoints/<key>`` group (docs/results_schema.md)."""
+        return {
+            "name": self.name,
+            "path": self.path,
+            "sha256": self.sha256,
+            "weights_sha256": self.weights_sha256,
+            "kind": self.kind,
+            "roles": list(self.roles),
+            "files": list(self.files),
+            "episode": int(self.episode),
+            "entropy": float(self.entropy),
+            "entropy_per_dim": list(self.entropy_per_dim),
+            "train_reward": float(self.train_reward),
+            "eval_info": dict(self.eval_info),
+            "backend": backend,
+        }
+
+
+def baseline(name: str) -> Candidate:
+    """The baseline row ``name`` (one of :data:`BASELINES`)."""
+    if name not in BASELINES:
+        raise EvaluationError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
+    return Candidate(key=f"baseline-{name}", name=name, kind="baseline")
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 hex digest of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def weights_sha256(obj: dict[str, Any]) -> str:
+    """Digest of a raw checkpoint's weights and architecture (independent of meta and file layout)."""
+    h = hashlib.sha256()
+    h.update(json.dumps(obj["config"].get("policy", {}), sort_keys=True, default=str).encode())
+    for name in sorted(obj["state_dict"]):
+        t = obj["state_dict"][name]
+        if not isinstance(t, torch.Tensor):
+            continue
+        t = t.detach().cpu().reshape(-1).contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def run_dir_of(path: Path) -> Path | None:
+    """The run directory a checkpoint file belongs to (resolved), or None."""
+    path = path.resolve()
+    for d in (path.parent.parent, path.parent) if path.parent.name == "checkpoints" else (path.parent,):
+        if any((d / m).is_file() for m in RUN_MARKERS) or (d / "checkpoints").is_dir():
+            return d
+    return None
+
+
+def run_files(run: Path) -> list[Path]:
+    """Every ``.pt`` of a run: role files at the root, then ``checkpoints/*.pt``, sorted."""
+    if not run.is_dir():
+        raise EvaluationError(f"{run}: run directory not found")
+    files = sorted(p for p in run.glob("*.pt") if p.is_file()) + sorted(
+        p for p in (run / "checkpoints").glob("*.pt") if p.is_file()
+    )
+    if not files:
+        raise EvaluationError(f"{run}: no checkpoints (*.pt) in the run directory or its checkpoints/")
+    return files
+
+
+def _has_glob(s: str) -> bool:
+    return any(c in s for c in "*?[")
+
+
+def resolve_ckpt(values: Sequence[str], latest: Path = Path("out/latest"), log=print) -> list[Path]:
+    """Resolve ``--ckpt`` values: paths, globs, and bare names looked up in ``out/latest/``.
+
+    A value that is not a file in the working directory is tried in ``latest/`` and then
+    ``latest/checkpoints/``; the resolved path is reported through ``log``.
+
+    Raises:
+        EvaluationError: a value matches nothing.
+    """
+    out: list[Path] = []
+    for v in values:
+        p = Path(v).expanduser()
+        if _has_glob(v):
+            hits = sorted(Path(h) for h in glob.glob(str(p)))
+            if not hits and not p.is_absolute():
+                for base in (latest, latest / "checkpoints"):
+                    hits = sorted(Path(h) for h in glob.glob(str(base / v)))
+                    if hits:
+                        log(f"{v} -> {len(hits)} file(s) in {base.resolve()}")
+                        break
+            hits = [h for h in hits if h.is_file()]
+            if not hits:
+                raise EvaluationError(f"--ckpt {v}: pattern matches no checkpoint file (also tried {latest}/)")
+            out.extend(hits)
+            continue
+        if p.is_file():
+            out.append(p)
+            continue
+        if p.exists():
+            raise EvaluationError(f"--ckpt {v}: not a file")
+        found = None
+        if not p.is_absolute():
+            for base in (latest, latest / "checkpoints"):
+                if (base / v).is_file():
+                    found = base / v
+                    break
+        if found is None:
+            raise EvaluationError(f"--ckpt {v}: checkpoint not found (looked in ./ and {latest}/)")
+        log(f"{v} -> {found.resolve()}")
+        out.append(found)
+    return out
+
+
+def _history_rewards(run: Path | None) -> dict[int, float]:
+    if run is None:
+        return {}
+    p = run / "entropy_history.json"
+    try:
+        h = json.loads(p.read_text())
+        return {int(e): float(r) for e, r in zip(h.get("episodes", []), h.get("train_reward", []))}
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def _float(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def load_candidates(files: Iterable[Path], read_raw) -> list[Candidate]:
+    """Read checkpoint files, merge equal weights, and return candidates in episode order.
+
+    Args:
+        files: checkpoint paths.
+        read_raw: ``path -> raw checkpoint dict`` (``policy.checkpoint.read_checkpoint``); it raises
+            a one-line error for missing or corrupt files.
+    """
+    groups: dict[str, dict[str, Any]] = {}
+    seen: set[Path] = set()
+    for f in files:
+        f = f.resolve()
+        if f in seen:
+            continue
+        seen.add(f)
+        obj = read_raw(f)
+        meta = obj["meta"]
+        wkey = weights_sha256(obj)
+        role = ROLE_FILES.get(f.name) or ("candidate" if f.name.startswith("ep") else None)
+        kind = meta.get("kind")
+        roles = {r for r in (role, kind if kind in ROLES else None) if r}
+        g = groups.setdefault(wkey, {"files": [], "roles": set(), "meta": meta, "rep": f})
+        g["files"].append(f)
+        g["roles"] |= roles
+        if f.name.startswith("ep") and not g["rep"].name.startswith("ep"):
+            g["rep"], g["meta"] = f, meta
+    out = []
+    rewards_cache: dict[Path | None, dict[int, float]] = {}
+    for wkey, g in groups.items():
+        rep: Path = g["rep"]
+        meta = g["meta"]
+        run = run_dir_of(rep)
+        episode = int(meta.get("episode", -1))
+        reward = _float(meta.get("train_reward", math.nan))
+        if math.isnan(reward):
+            if run not in rewards_cache:
+                rewards_cache[run] = _history_rewards(run)
+            reward = rewards_cache[run].get(episode, math.nan)
+        info = meta.get("eval_info") or {}
+        per_dim = meta.get("entropy_per_dim") or info.get("entropy_per_dim") or ()
+        out.append(
+            Candidate(
+                key=wkey[:16],
+                name=rep.name,
+                path=str(rep),
+                sha256=file_sha256(rep),
+                weights_sha256=wkey,
+                kind="checkpoint",
+                roles=tuple(r for r in ROLES if r in g["roles"]),
+                episode=episode,
+                entropy=_float(meta.get("entropy", math.nan)),
+                entropy_per_dim=tuple(float(x) for x in np.ravel(np.asarray(per_dim, dtype=np.float64))),
+                train_reward=reward,
+                eval_info=info if isinstance(info, dict) else {},
+                files=tuple(str(p) for p in g["files"]),
+                run_dir=str(run) if run else None,
+            )
+        )
+    return sorted(out, key=lambda c: (c.episode, c.name))
+
+
+def discover(
+    ckpt: Sequence[str], run: str | None, only: bool, read_raw, latest: Path = Path("out/latest"), log=print
+) -> tuple[list[Candidate], Path | None]:
+    """The comparison set of an evaluation call.
+
+    Args:
+        ckpt: ``--ckpt`` values (paths, globs, bare names).
+        run: ``--run DIR`` or None.
+        only: evaluate exactly the given checkpoints (no comparison set).
+        read_raw: see :func:`load_candidates`.
+        latest: the ``out/latest`` link bare names resolve against.
+        log: where to say what was resolved and added.
+
+    Returns:
+        (candidates in episode order, run directory or None).
+    """
+    files: list[Path] = []
+    runs: list[Path] = []
+    if run is not None:
+        r = Path(run).expanduser()
+        if not r.is_dir():
+            raise EvaluationError(f"--run {run}: run directory not found")
+        runs.append(r.resolve())
+        files.extend(run_files(r))
+    given = resolve_ckpt(ckpt, latest, log) if ckpt else []
+    files.extend(given)
+    if not only:
+        for g in given:
+            rd = run_dir_of(g)
+            if rd is not None and rd not in runs:
+                extra = run_files(rd)
+                runs.append(rd)
+                log(
+                    f"{g.name} belongs to run {rd}: evaluating its whole comparison set "
+                    f"({len(extra)} checkpoint files; --only to evaluate just the given ones)"
+                )
+                files.extend(extra)
+    if not files:
+        return [], runs[0] if runs else None
+    cands = load_candidates(files, read_raw)
+    if not runs:
+        rds = [Path(c.run_dir) for c in cands if c.run_dir]
+        runs = rds[:1]
+    return cands, runs[0] if runs else None

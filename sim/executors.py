@@ -1,0 +1,307 @@
+"""Executors: run (checkpoint x scenario shard) work units locally or as Ray tasks.
+
+A work unit is one checkpoint (or baseline) on one shard of scenes; :func:`evaluate_unit`
+is the pure function both executors call, so the Ray executor gives the same numbers as
+the local one (same shards, same batches, deterministic policy). Shards group scenes of
+equal ``init_step`` and ``dt`` (a batch shares them) in order, ``batch_size`` at most.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from scenarios.scenario import Scenario
+from sim.results import CheckpointRows, EvaluationError
+
+CARLA_MODULES = ("sim.carla_backend", "sim.carla.backend")
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    """How units are simulated (identical for every unit of a call).
+
+    Attributes:
+        backend: ``kinematic`` or ``carla``.
+        device: torch device for the batch and the policy (``cpu``, ``cuda``).
+        agents: other agents' model, ``log`` or ``idm``.
+        max_agents: agents kept per scene (nearest to the ego first).
+        seed: torch seed set before each unit.
+        carla_host: CARLA server host. carla_port: its port.
+    """
+
+    backend: str = "kinematic"
+    device: str = "cpu"
+    agents: str = "log"
+    max_agents: int = 32
+    seed: int = 0
+    carla_host: str = "localhost"
+    carla_port: int = 2000
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One checkpoint on one shard.
+
+    Attributes:
+        key: candidate key. kind: ``checkpoint`` or ``baseline``.
+        source: checkpoint path, or the baseline name.
+        shard: shard number. scenes: indices into the call's scene list.
+    """
+
+    key: str
+    kind: str
+    source: str
+    shard: int
+    scenes: tuple[int, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class UnitResult:
+    """Results of one unit: ``rows`` for the shard's scenes, in shard order."""
+
+    key: str
+    shard: int
+    rows: CheckpointRows
+
+
+def make_shards(scenes: Sequence[Scenario], batch_size: int) -> list[tuple[int, ...]]:
+    """Split scene indices into batches of equal (init_step, dt), keeping order within a group.
+
+    Returns:
+        Tuples of indices into ``scenes``; every index appears once.
+    """
+    if batch_size < 1:
+        raise EvaluationError(f"--batch-size must be >= 1, got {batch_size}")
+    groups: OrderedDict[tuple[int, float], list[int]] = OrderedDict()
+    for i, s in enumerate(scenes):
+        groups.setdefault((int(s.init_step), round(float(s.dt), 9)), []).append(i)
+    shards = []
+    for idx in groups.values():
+        for j in range(0, len(idx), batch_size):
+            shards.append(tuple(idx[j : j + batch_size]))
+    return shards
+
+
+def make_units(cands: Sequence[Any], shards: Sequence[tuple[int, ...]], todo: dict[str, set[int]]) -> list[WorkUnit]:
+    """Work units for the scene indices each candidate still needs (``todo[key]``), shard by shard."""
+    units = []
+    for c in cands:
+        need = todo.get(c.key, set())
+        for k, sh in enumerate(shards):
+            sel = tuple(i for i in sh if i in need)
+            if sel:
+                units.append(WorkUnit(c.key, c.kind, c.name if c.kind == "baseline" else c.path, k, sel))
+    return units
+
+
+# --- the unit function ----------------------------------------------------------------------------
+
+_CACHE: OrderedDict[tuple, Any] = OrderedDict()
+_CACHE_SIZE = 48
+
+
+def _cached(key: tuple, build):
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    val = build()
+    _CACHE[key] = val
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return val
+
+
+def carla_backend(settings: SimSettings):
+    """Build the CARLA backend through the optional module (imported lazily).
+
+    Raises:
+        EvaluationError: the CARLA backend module or its factory is missing.
+    """
+    mod = None
+    for name in CARLA_MODULES:
+        try:
+            mod = importlib.import_module(name)
+            break
+        except ModuleNotFoundError as e:
+            if e.name not in (name, name.rsplit(".", 1)[0]) and not name.startswith(str(e.name)):
+                raise
+    if mod is None:
+        raise EvaluationError(
+            f"--backend carla: the CARLA backend module is not available (tried {', '.join(CARLA_MODULES)})"
+        )
+    factory = getattr(mod, "make_backend", None) or getattr(mod, "CarlaBackend", None)
+    if factory is None:
+        raise EvaluationError(f"--backend carla: {mod.__name__} has no make_backend(host, port)")
+    return factory(host=settings.carla_host, port=settings.carla_port)
+
+
+def _policy_fn(unit: WorkUnit, batch, settings: SimSettings):
+    if unit.kind == "baseline":
+        if unit.source == "log-replay":
+            return None
+        if unit.source == "constant-velocity":
+            from sim.baselines import constant_velocity_policy
+
+            return constant_velocity_policy(batch.dt)
+        raise EvaluationError(f"unknown baseline {unit.source!r}")
+    policy = _cached(("policy", unit.source, settings.device), lambda: load_policy(unit.source, settings.device))
+
+    def fn(obs: torch.Tensor, t: int):
+        return policy.act(obs, deterministic=True), {}
+
+    return fn
+
+
+def load_policy(path: str, device: str = "cpu"):
+    """Load a checkpoint's policy and check it fits this simulator (observation and waypoints).
+
+    Raises:
+        policy.checkpoint.CheckpointError: missing, corrupt, or another architecture.
+    """
+    from policy.checkpoint import CheckpointError, load_checkpoint
+    from sim.config import NUM_WAYPOINTS
+    from sim.observation import OBS_DIM, OBS_VERSION
+
+    loaded = load_checkpoint(path, device=device, expect_obs=(OBS_DIM, OBS_VERSION))
+    k = loaded.policy.config.num_waypoints
+    if k != NUM_WAYPOINTS:
+        raise CheckpointError(f"{path}: policy outputs {k} waypoints, the simulator expects {NUM_WAYPOINTS}")
+    return loaded.policy
+
+
+def evaluate_unit(unit: WorkUnit, scenes: Sequence[Scenario], settings: SimSettings) -> UnitResult:
+    """Closed-loop rollout of one checkpoint on one shard, metrics and ego trajectories.
+
+    Args:
+        unit: the work unit.
+        scenes: the shard's scenes (``len(unit.scenes)``), in unit order.
+        settings: simulation settings.
+
+    Returns:
+        Rows for the shard's scenes: metrics float64 ``[n]``, ego_traj float32 ``[n, T, 4]``
+        (x m, y m, yaw rad, speed m/s; NaN at steps the scene does not have).
+    """
+    from sim.batch import make_batch
+    from sim.metrics import compute_metrics
+    from sim.rollout import rollout
+
+    ids = tuple(s.id for s in scenes)
+    batch = _cached(
+        ("batch", ids, settings.device, settings.max_agents),
+        lambda: make_batch(scenes, device=settings.device, max_agents=settings.max_agents),
+    )
+    torch.manual_seed(settings.seed)
+    backend = carla_backend(settings) if settings.backend == "carla" else None
+    with torch.inference_mode():
+        fn = _policy_fn(unit, batch, settings)
+        ro = rollout(batch, fn, agents=settings.agents, backend=backend)
+        metrics = compute_metrics(ro, batch)
+        ego = ro.traj[:, 0]  # [B, T, 7]
+        speed = torch.hypot(ego[..., 3], ego[..., 4])
+        traj = torch.stack([ego[..., 0], ego[..., 1], ego[..., 2], speed], dim=-1).float()
+        traj = torch.where(batch.step_valid[..., None], traj, torch.full_like(traj, float("nan")))
+    if backend is not None and hasattr(backend, "close"):
+        backend.close()
+    rows = CheckpointRows(
+        scenario_ids=ids,
+        metrics={k: v.detach().double().cpu().numpy().reshape(len(ids)) for k, v in metrics.items()},
+        ego_traj=traj.cpu().numpy().astype(np.float32),
+    )
+    return UnitResult(unit.key, unit.shard, rows)
+
+
+# --- executors ----------------------------------------------------------------------------------------
+
+
+class LocalExecutor:
+    """Runs units one after another in this process (batches cached across checkpoints)."""
+
+    name = "local"
+
+    def run(self, units: Sequence[WorkUnit], scenes: Sequence[Scenario], settings: SimSettings) -> Iterator[UnitResult]:
+        """Yield each unit's result, in unit order."""
+        for u in units:
+            yield evaluate_unit(u, [scenes[i] for i in u.scenes], settings)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _ray_unit(unit: WorkUnit, scenes: list[Scenario], settings: SimSettings) -> UnitResult:
+    return evaluate_unit(unit, scenes, settings)
+
+
+class RayExecutor:
+    """Runs units as Ray tasks on a local ``ray.init()`` or a cluster address.
+
+    Args:
+        address: Ray cluster address (``auto``, ``ray://host:10001``); None starts a local instance.
+        num_cpus: CPUs of a local instance (None: all).
+        threads: torch threads per task (1 keeps tasks from oversubscribing cores).
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise EvaluationError("--executor ray needs Ray: pip install 'driveselect[ray]'") from None
+        self._ray = ray
+        self._started = False
+        if not ray.is_initialized():
+            try:
+                if address:
+                    ray.init(address=address, log_to_driver=False)
+                else:
+                    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+            except Exception as e:  # noqa: BLE001 - ray raises many types for unreachable clusters
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise EvaluationError(f"--executor ray: cannot start or reach Ray ({first[:200]})") from None
+            self._started = True
+
+    def run(self, units: Sequence[WorkUnit], scenes: Sequence[Scenario], settings: SimSettings) -> Iterator[UnitResult]:
+        """Submit every unit, yield results as they complete (any order)."""
+        ray = self._ray
+        remote = ray.remote(num_cpus=1, max_retries=0)(_ray_unit)
+        shard_refs: dict[tuple[int, ...], Any] = {}
+        pending = []
+        for u in units:
+            if u.scenes not in shard_refs:
+                shard_refs[u.scenes] = ray.put([scenes[i] for i in u.scenes])
+            pending.append(remote.remote(u, shard_refs[u.scenes], settings))
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                try:
+                    res = ray.get(done[0])
+                except ray.exceptions.RayTaskError as e:
+                    cause = e.cause if getattr(e, "cause", None) is not None else e
+                    if isinstance(cause, Exception) and not isinstance(cause, ray.exceptions.RayError):
+                        raise cause from None
+                    raise EvaluationError(f"--executor ray: a task failed ({str(e).splitlines()[0][:200]})") from None
+                yield res
+        finally:
+            for p in pending:
+                ray.cancel(p, force=True)
+
+    def close(self) -> None:
+        """Shut down the local Ray instance this executor started."""
+        if self._started and self._ray.is_initialized():
+            self._ray.shutdown()
+
+
+def make_executor(name: str, address: str | None = None, num_cpus: int | None = None):
+    """``local`` or ``ray`` executor."""
+    if name == "local":
+        return LocalExecutor()
+    if name == "ray":
+        return RayExecutor(address, num_cpus)
+    raise EvaluationError(f"unknown executor {name!r}; choose local or ray")
