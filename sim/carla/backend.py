@@ -85,6 +85,7 @@ class CarlaBackend:
         endpoint: the server.
         scenes: the scenes that will be reset, by id (the batch carries no lane geometry).
         cfg: settings.
+        cancel: optional ``threading.Event``; once set, :meth:`step` raises :class:`CarlaError`.
 
     Attributes after each step: ``sensor_collision`` (bool numpy ``[T]``, the collision sensor
     fired during the step ending at t) and ``collision_actors`` (CARLA type ids of what was hit).
@@ -93,8 +94,9 @@ class CarlaBackend:
     name = "carla"
     agent_model = "log"
 
-    def __init__(self, endpoint: Endpoint, scenes, cfg: CarlaConfig | None = None) -> None:
+    def __init__(self, endpoint: Endpoint, scenes, cfg: CarlaConfig | None = None, cancel=None) -> None:
         self.endpoint = endpoint
+        self.cancel = cancel  # a threading.Event: when set, the next step raises CarlaError (clean stop)
         self.cfg = cfg or CarlaConfig()
         self.scenes = {s.id: s for s in scenes}
         self.client = None
@@ -272,6 +274,8 @@ class CarlaBackend:
         carla = require_carla()
         if self.session is None or self._batch is None:
             raise CarlaError("CarlaBackend.step called before reset")
+        if self.cancel is not None and self.cancel.is_set():
+            raise CarlaError(f"{self.endpoint}: cancelled")
         batch = self._batch
         cmds = self._other_commands(t + 1)
         replay = accel is None or curvature is None

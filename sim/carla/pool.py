@@ -121,7 +121,7 @@ def evaluate_carla(
     stop = threading.Event()
 
     def worker(ep: Endpoint) -> None:
-        backend = CarlaBackend(ep, scenes, cfg)
+        backend = CarlaBackend(ep, scenes, cfg, cancel=stop)
         try:
             while not stop.is_set():
                 try:
@@ -135,6 +135,8 @@ def evaluate_carla(
                     ro = rollout(batch, policy_fn, record_obs=record_obs, backend=backend)
                     backend.close_scene()
                 except CarlaError as exc:
+                    if stop.is_set():
+                        return
                     with lock:
                         failures.append(f"{ep} on scene {scene.id!r}: {exc}")
                         alive[0] -= 1
