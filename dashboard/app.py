@@ -1,0 +1,295 @@
+"""Streamlit dashboard: does the checkpoint picked by policy entropy drive best in closed loop?
+
+Run: ``streamlit run dashboard/app.py`` (opens on ``out/latest``) or
+``streamlit run dashboard/app.py -- --runs-dir DIR``. Layout only: loading is in ``dashboard.data``, figures in
+``dashboard.figures``, selection logic in ``dashboard.rules``. The view lives in the URL query parameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts dashboard/ on the path, not the repo root
+    sys.path.insert(0, str(ROOT))
+
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from dashboard import data, figures, rules  # noqa: E402
+
+METRICS = ("score", "ade", "fde", "collision", "collision_at_fault", "offroad", "offroad_fraction", "progress",
+           "route_completion", "min_ttc", "ttc_ok", "comfortable")
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Command-line settings (after ``--``). runs_dir: folder holding run folders and ``latest``."""
+
+    runs_dir: Path
+
+
+def parse_args(argv: list[str]) -> AppConfig:
+    """Parse ``--runs-dir`` (default ``out``); unknown arguments are ignored."""
+    ap = argparse.ArgumentParser(prog="dashboard/app.py", add_help=False)
+    ap.add_argument("--runs-dir", type=Path, default=Path("out"))
+    a, _ = ap.parse_known_args(argv)
+    return AppConfig(runs_dir=a.runs_dir)
+
+
+def qp_default(key: str, value, cast=str):
+    """Seed a widget's session state from the URL once per session; bad values fall back to ``value``."""
+    if key not in st.session_state:
+        raw = st.query_params.get(key)
+        try:
+            st.session_state[key] = cast(raw) if raw is not None else value
+        except (TypeError, ValueError):
+            st.session_state[key] = value
+
+
+def take_selection(chart_keys: tuple[str, ...], valid: set[str]) -> None:
+    """Move a new click on any checkpoint chart into ``st.session_state['ckpt']`` (events are plain dicts)."""
+    for k in chart_keys:
+        evt = st.session_state.get(k)
+        if not evt:
+            continue
+        pts = (evt.get("selection") or {}).get("points") or []
+        sig = repr(pts)
+        if not pts or st.session_state.get(f"_seen_{k}") == sig:
+            continue
+        st.session_state[f"_seen_{k}"] = sig
+        cd = pts[0].get("customdata")
+        cd = cd[0] if isinstance(cd, list) and cd else cd
+        if isinstance(cd, str) and cd in valid:
+            st.session_state["ckpt"] = cd
+
+
+def show_problems(run: data.RunData) -> None:
+    for level, msg in run.problems:
+        getattr(st, level)(msg)
+
+
+def entropy_caveat(run: data.RunData) -> None:
+    flag = data.log_std_state_dependent(run)
+    if flag is False:
+        st.warning("**The policy's log-std is state-independent.** Its entropy is sum(log_std) + const: a number "
+                   "set by a few free parameters that says **nothing about the mean network** (the part that "
+                   "drives). Read every entropy-based pick below with that in mind.")
+    elif flag is None:
+        st.info("The run does not record whether the log-std is state-dependent. If it is not, entropy is "
+                "sum(log_std) + const and says nothing about the mean network.")
+
+
+def report_card_view(ck: pd.DataFrame, metric: str, verdict: dict | None) -> None:
+    st.subheader("Selection report card")
+    card = rules.report_card(ck, metric)
+    stored = verdict if verdict and verdict.get("metric") == metric else None
+    if stored:
+        st.markdown(f"**Verdict** (stored by `sim.evaluate`): {stored.get('sentence', '')}")
+        if "entropy_beats_step" in stored:
+            st.caption("Entropy ranks checkpoints " + ("better" if stored["entropy_beats_step"] else "no better")
+                       + " than the training step does.")
+    if card.empty:
+        st.info("No entropy-ranked checkpoint evaluated yet.")
+        return
+    if not stored:
+        st.markdown(f"**Verdict**: {card.iloc[0]['verdict']}")
+    st.dataframe(card, hide_index=True, width="stretch")
+    st.download_button("CSV: report card", card.to_csv(index=False), "report_card.csv", "text/csv", key="dl_card")
+
+
+def what_if_view(ck: pd.DataFrame, metric: str, history: dict | None) -> None:
+    st.subheader("What-if: another selection rule")
+    eps = ck.loc[ck["kind"] == "checkpoint", "episode"]
+    c1, c2, c3 = st.columns(3)
+    mode = c1.radio("pick the", ["max", "min"], key="mode", horizontal=True, format_func=lambda m: f"{m} entropy")
+    after = c2.number_input("after episode", min_value=0, max_value=int(eps.max()) if len(eps) else 0, step=10,
+                            key="after")
+    window = c3.slider("smoothing window (history points)", 1, 100, key="window")
+    pick = rules.apply_rule(ck, rules.Rule(mode=mode, after_episode=int(after), window=int(window)), metric, history)
+    if pick is None:
+        st.info("No evaluated checkpoint at or after that episode.")
+        return
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("pick", pick.name)
+    m2.metric(f"rank by {metric}", f"{pick.rank} / {pick.n}")
+    m3.metric("regret", f"{pick.regret:.3g}")
+    m4.metric("truly best", pick.best_name)
+    st.write(pick.sentence)
+
+
+def correlation_view(run: data.RunData, ck: pd.DataFrame, metric: str) -> None:
+    st.subheader("Entropy against each metric")
+    corr_metric = st.selectbox("metric", METRICS, key="corr_metric")
+    stored = ((run.summary.verdict or {}).get("correlations") or {}) if run.summary else {}
+    cands = ck[(ck["kind"] == "checkpoint") & ck["entropy"].notna()].sort_values("episode")
+    if corr_metric in stored:
+        s = stored[corr_metric]
+        corr = {"spearman": s["spearman"], "spearman_lo": s["spearman_ci"][0], "spearman_hi": s["spearman_ci"][1],
+                "kendall": s["kendall"], "kendall_lo": s["kendall_ci"][0], "kendall_hi": s["kendall_ci"][1],
+                "n": s.get("n", len(cands))}
+    else:
+        mat = data.per_scene_matrix(run.summary, list(cands.index), corr_metric)
+        corr = rules.rank_correlations(cands["entropy"].to_numpy(), mat)
+    ok = not any(isinstance(v, float) and math.isnan(v) for v in corr.values())
+    st.plotly_chart(figures.scatter_figure(ck, corr_metric, corr if ok else None, st.session_state.get("ckpt")),
+                    key="scatter_chart", on_select="rerun", selection_mode="points")
+    if stored:
+        tab = pd.DataFrame([{"metric": m, **{k: v for k, v in s.items() if not isinstance(v, list)},
+                             "spearman_ci": s.get("spearman_ci"), "kendall_ci": s.get("kendall_ci")}
+                            for m, s in stored.items()])
+        st.dataframe(tab, hide_index=True, width="stretch")
+
+
+def scenes_view(run: data.RunData, ck: pd.DataFrame) -> None:
+    st.subheader("Per scenario")
+    keys = list(ck.index)
+    key = st.selectbox("checkpoint", keys, key="ckpt", format_func=lambda k: f"{ck.loc[k, 'name']} ({k[:8]})")
+    df = data.scene_frame(run.summary, key)
+    f1, f2, f3 = st.columns(3)
+    fam = f1.multiselect("family", sorted(df["family"].unique()), key="f_family")
+    src = f2.multiselect("source", sorted(df["source"].unique()), key="f_source")
+    fail = f3.multiselect("failure kind", sorted(df["failure"].unique()), key="f_failure")
+    mask = pd.Series(True, index=df.index)
+    for col, chosen in (("family", fam), ("source", src), ("failure", fail)):
+        if chosen:
+            mask &= df[col].isin(chosen)
+    view = df[mask]
+    st.dataframe(view, hide_index=True, width="stretch", height=260)
+    st.download_button("CSV: scenarios", view.to_csv(index=False), f"scenarios_{key[:8]}.csv", "text/csv",
+                       key="dl_scenes")
+    if view.empty:
+        st.info("No scenario matches the filters.")
+        return
+    ids = view["id"].tolist()
+    qp_default("scene", None)
+    if st.session_state.get("scene") not in ids:
+        st.session_state["scene"] = ids[0]
+    sid = st.selectbox("scene for the replay", ids, key="scene")
+    r = view[view["id"] == sid].iloc[0]
+    scene, err = data.load_scene(run, int(r["row"]))
+    traj, terr = data.load_traj(run, key, int(r["pos"]))
+    for e in (err, terr):
+        if e:
+            st.warning(e)
+    if scene is not None:
+        st.plotly_chart(figures.replay_figure(scene, traj, label=str(ck.loc[key, "name"])), key="replay_chart")
+
+
+def main() -> None:
+    st.set_page_config(page_title="driveselect: entropy vs closed loop", layout="wide")
+    cfg = parse_args(sys.argv[1:])
+    runs = data.list_runs(cfg.runs_dir)
+    st.title("Does the max-entropy checkpoint drive best?")
+    if not runs:
+        st.info(f"No runs under `{cfg.runs_dir.resolve()}` yet. Train one, then evaluate it:\n\n"
+                f"`{data.TRAIN_CMD}`\n\n`{data.EVAL_CMD}`\n\n(or point the dashboard elsewhere: "
+                f"`streamlit run dashboard/app.py -- --runs-dir DIR`)")
+        return
+    names = [r.name for r in runs]
+    latest = data.latest_run_name(cfg.runs_dir)
+    qp_default("run", latest if latest in names else names[0])
+    if st.session_state["run"] not in names:
+        st.session_state["run"] = latest if latest in names else names[0]
+    qp_default("metric", "score")
+    if st.session_state["metric"] not in METRICS:
+        st.session_state["metric"] = "score"
+    qp_default("corr_metric", st.session_state["metric"])
+    if st.session_state["corr_metric"] not in METRICS:
+        st.session_state["corr_metric"] = st.session_state["metric"]
+    qp_default("window", 1, int)
+    st.session_state["window"] = min(100, max(1, int(st.session_state["window"])))
+    qp_default("mode", "max")
+    if st.session_state["mode"] not in ("max", "min"):
+        st.session_state["mode"] = "max"
+    qp_default("after", 0, int)
+    st.session_state["after"] = max(0, int(st.session_state["after"]))
+
+    with st.sidebar:
+        run_name = st.selectbox("run", names, key="run",
+                                format_func=lambda n: n + (" (latest)" if n == latest else "")
+                                + ("" if runs[names.index(n)].has_results else " - no results"))
+        metric = st.selectbox("closed-loop metric", METRICS, key="metric")
+        others = [n for n in names if n != run_name and runs[names.index(n)].has_results]
+        qp_default("overlay", [], lambda s: [x for x in s.split(",") if x])
+        st.session_state["overlay"] = [x for x in st.session_state["overlay"] if x in others]
+        overlay = st.multiselect("overlay runs / seeds", others, key="overlay")
+        st.caption(f"runs folder: `{cfg.runs_dir}`")
+
+    run = data.load_run(runs[names.index(run_name)])
+    show_problems(run)
+    entropy_caveat(run)
+    ck = data.checkpoint_frame(run.summary)
+    valid = set(ck.index)
+    if st.session_state.get("_ckpt_run") != run_name:  # a new run: start from its best-entropy checkpoint
+        st.session_state["_ckpt_run"] = run_name
+        qp = st.query_params.get("ckpt")
+        if "ckpt" not in st.session_state or st.session_state["ckpt"] not in valid:
+            st.session_state["ckpt"] = qp if qp in valid else rules.role_key(ck, "best_entropy")
+    take_selection(("entropy_chart", "metrics_chart", "scatter_chart"), valid)
+    if st.session_state.get("ckpt") not in valid:
+        st.session_state["ckpt"] = rules.role_key(ck, "best_entropy") or (next(iter(valid)) if valid else None)
+    selected = st.session_state.get("ckpt")
+
+    cands = ck[ck["kind"] == "checkpoint"].dropna(subset=[metric]) if metric in ck else ck.iloc[:0]
+    marks = {r: rules.role_key(ck, r) for r in ("best_entropy", "last", "best_reward")}
+    marks["best"] = rules.judge(cands, cands.index[0], metric)[2] if len(cands) else None
+    left, right = st.columns([3, 2])
+    with left:
+        st.plotly_chart(figures.entropy_figure(ck, metric, run.history, int(st.session_state["window"]), marks,
+                                               selected), key="entropy_chart", on_select="rerun",
+                        selection_mode="points")
+        with st.expander("per-dimension entropy and sigma"):
+            st.plotly_chart(figures.per_dim_figure(ck, run.history), key="perdim_chart")
+    with right:
+        if len(ck):
+            st.plotly_chart(figures.metrics_figure(ck, data.MAIN_METRICS, selected, marks["best"]),
+                            key="metrics_chart", on_select="rerun", selection_mode="points")
+    if run.summary is None or ck.empty:
+        sync_url(run_name, metric, selected, overlay)
+        return
+    if selected in ck.index:
+        st.caption(f"Selected: **{ck.loc[selected, 'name']}** (episode {ck.loc[selected, 'episode']}, "
+                   f"entropy {ck.loc[selected, 'entropy']:.3f} nats)")
+    table = ck.drop(columns=["entropy_per_dim"], errors="ignore")
+    with st.expander("checkpoint table"):
+        st.dataframe(table, width="stretch")
+        st.download_button("CSV: checkpoints", table.to_csv(), "checkpoints.csv", "text/csv", key="dl_ck")
+    c1, c2 = st.columns(2)
+    with c1:
+        report_card_view(ck, metric, run.summary.verdict)
+    with c2:
+        what_if_view(ck, metric, run.history)
+    correlation_view(run, ck, metric)
+    scenes_view(run, ck)
+    if overlay:
+        st.subheader("Runs overlaid")
+        frames = {run_name: ck}
+        for name in overlay:
+            other = data.load_run(runs[names.index(name)])
+            if other.summary is not None:
+                frames[name] = data.checkpoint_frame(other.summary)
+        st.plotly_chart(figures.overlay_figure(frames, metric), key="overlay_chart")
+    sync_url(run_name, metric, st.session_state.get("ckpt"), overlay)
+
+
+def sync_url(run_name: str, metric: str, ckpt: str | None, overlay: list[str]) -> None:
+    """Write the view into the URL query parameters so it can be shared."""
+    qp = {"run": run_name, "metric": metric, "window": str(st.session_state.get("window", 1)),
+          "mode": st.session_state.get("mode", "max"), "after": str(st.session_state.get("after", 0)),
+          "corr_metric": st.session_state.get("corr_metric", metric)}
+    if ckpt:
+        qp["ckpt"] = ckpt
+    if st.session_state.get("scene"):
+        qp["scene"] = st.session_state["scene"]
+    if overlay:
+        qp["overlay"] = ",".join(overlay)
+    if dict(st.query_params) != qp:
+        st.query_params.from_dict(qp)
+
+
+main()

@@ -1,0 +1,286 @@
+"""Loading for the dashboard: run discovery, cached file reads keyed on modification time, tidy frames.
+
+Reads JSON and ``results.h5`` only (through ``sim.results_reader``; no torch). Every cached loader takes the
+file's ``(mtime_ns, size)`` as part of its key, so a file rewritten by the trainer or the evaluator is re-read
+on the next rerun and an unchanged one never is. First paint reads summaries only; trajectories and maps are
+read lazily per scene for the replay.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from sim.results_reader import ResultsError, ResultsSummary, SceneDetail, read_ego_traj, read_scene, read_summary
+
+TRAIN_CMD = "python -m training.train --episodes 500"
+EVAL_CMD = "python -m sim.evaluate --ckpt best_entropy.pt"
+MAIN_METRICS = ("ade", "fde", "collision", "offroad", "score")
+RUN_MARKERS = ("config.json", "entropy_history.json", "train_metrics.json", "results.h5", "checkpoints")
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """A run folder under the runs directory. mtime: newest modification time of its marker files, s."""
+
+    name: str
+    path: Path
+    mtime: float
+    has_results: bool
+    has_history: bool
+
+
+@dataclass(frozen=True)
+class RunData:
+    """Everything loaded for one run at first paint.
+
+    Attributes:
+        ref: the run. config / history / train_metrics: parsed JSON or None. summary: results or None.
+        problems: (level, message) pairs to show, level in ``info, warning, error``.
+    """
+
+    ref: RunRef
+    config: dict[str, Any] | None
+    history: dict[str, Any] | None
+    train_metrics: dict[str, Any] | None
+    summary: ResultsSummary | None
+    problems: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def results_path(self) -> Path:
+        """Path of the run's results file."""
+        return self.ref.path / "results.h5"
+
+
+def file_key(path: Path) -> tuple[int, int]:
+    """(mtime_ns, size) of a file, (0, -1) when absent: the cache key part that tracks rewrites."""
+    try:
+        s = path.stat()
+        return s.st_mtime_ns, s.st_size
+    except OSError:
+        return 0, -1
+
+
+def list_runs(runs_dir: Path) -> list[RunRef]:
+    """Run folders under ``runs_dir`` (any folder holding a run file), newest first; ``latest`` excluded."""
+    runs: list[RunRef] = []
+    if not runs_dir.is_dir():
+        return runs
+    for p in runs_dir.iterdir():
+        if p.name == "latest" or p.name.startswith(".") or not p.is_dir():
+            continue
+        present = [p / m for m in RUN_MARKERS if (p / m).exists()]
+        if not present:
+            continue
+        runs.append(RunRef(name=p.name, path=p, mtime=max(x.stat().st_mtime for x in present),
+                           has_results=(p / "results.h5").is_file(),
+                           has_history=(p / "entropy_history.json").is_file()))
+    runs.sort(key=lambda r: (-r.mtime, r.name))
+    return runs
+
+
+def latest_run_name(runs_dir: Path) -> str | None:
+    """Name of the run ``runs_dir/latest`` points at, None when missing or dangling."""
+    link = runs_dir / "latest"
+    try:
+        target = link.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    return target.name if target.is_dir() and target.parent == runs_dir.resolve() else None
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _read_json(path: str, key: tuple[int, int]) -> tuple[Any, str | None]:
+    try:
+        with open(path) as f:
+            return json.load(f), None
+    except (OSError, ValueError) as e:
+        return None, f"{path}: unreadable JSON ({str(e).splitlines()[0]})"
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _read_summary(path: str, key: tuple[int, int]) -> tuple[ResultsSummary | None, str | None]:
+    try:
+        return read_summary(path), None
+    except ResultsError as e:
+        return None, str(e)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _read_scene(path: str, key: tuple[int, int], row: int) -> tuple[SceneDetail | None, str | None]:
+    try:
+        return read_scene(path, row), None
+    except ResultsError as e:
+        return None, str(e)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _read_traj(path: str, key: tuple[int, int], ck: str, pos: int) -> tuple[np.ndarray | None, str | None]:
+    try:
+        return read_ego_traj(path, ck, [pos])[0], None
+    except ResultsError as e:
+        return None, str(e)
+
+
+def load_json(path: Path) -> tuple[Any, str | None]:
+    """Parsed JSON (cached on mtime) and an error message, (None, None) when the file is absent."""
+    if not path.is_file():
+        return None, None
+    return _read_json(str(path), file_key(path))
+
+
+def load_run(ref: RunRef) -> RunData:
+    """Load a run's JSON files and results summary, collecting problems as messages (never raising)."""
+    problems: list[tuple[str, str]] = []
+    loaded: dict[str, Any] = {}
+    for name in ("config.json", "entropy_history.json", "train_metrics.json"):
+        obj, err = load_json(ref.path / name)
+        if err:
+            problems.append(("error", f"{err}. Re-run training to rewrite it: {TRAIN_CMD}"))
+        loaded[name] = obj if isinstance(obj, dict) else None
+    hist = loaded["entropy_history.json"]
+    if hist is not None and not (isinstance(hist.get("episodes"), list) and isinstance(hist.get("entropy"), list)
+                                 and len(hist["episodes"]) == len(hist["entropy"])):
+        problems.append(("error", f"{ref.path / 'entropy_history.json'}: needs equal-length 'episodes' and "
+                                  f"'entropy' lists. Re-run training: {TRAIN_CMD}"))
+        hist = None
+    summary = None
+    res = ref.path / "results.h5"
+    if res.is_file():
+        summary, err = _read_summary(str(res), file_key(res))
+        if err:
+            problems.append(("error", f"{err}. Re-create it: rm {res} && {EVAL_CMD}"))
+        elif summary is not None and not summary.checkpoints:
+            problems.append(("info", f"{res}: no checkpoint evaluated yet (an evaluation may be running). "
+                                     f"Run: {EVAL_CMD}"))
+    else:
+        problems.append(("info", f"No closed-loop results for run '{ref.name}' yet. Run: {EVAL_CMD}"))
+    if hist is None and not any("entropy_history" in m for _, m in problems):
+        problems.append(("warning", f"No entropy_history.json in {ref.path}: the entropy curve shows only the "
+                                    f"evaluated checkpoints. Training writes it: {TRAIN_CMD}"))
+    return RunData(ref=ref, config=loaded["config.json"], history=hist, train_metrics=loaded["train_metrics.json"],
+                   summary=summary, problems=tuple(problems))
+
+
+def load_scene(run: RunData, row: int) -> tuple[SceneDetail | None, str | None]:
+    """One scenario's geometry for the replay (lazy, cached on the results file's mtime)."""
+    return _read_scene(str(run.results_path), file_key(run.results_path), int(row))
+
+
+def load_traj(run: RunData, key: str, pos: int) -> tuple[np.ndarray | None, str | None]:
+    """Closed-loop ego trajectory float32 [T, 4] (x, y, yaw, speed) of checkpoint ``key`` at row position ``pos``."""
+    return _read_traj(str(run.results_path), file_key(run.results_path), key, int(pos))
+
+
+def _find_flag(obj: Any, needle: str = "state_dependent") -> bool | None:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if needle in str(k) and isinstance(v, bool):
+                return v
+        for v in obj.values():
+            r = _find_flag(v, needle)
+            if r is not None:
+                return r
+    return None
+
+
+def log_std_state_dependent(run: RunData) -> bool | None:
+    """Whether the policy's log-std depends on the state (config.json, results config, checkpoint meta).
+
+    Returns None when no source records it.
+    """
+    for src in (run.config, run.summary.attrs.get("config") if run.summary else None):
+        r = _find_flag(src)
+        if r is not None:
+            return r
+    if run.summary:
+        for c in run.summary.checkpoints.values():
+            r = _find_flag(c.eval_info)
+            if r is not None:
+                return r
+    return None
+
+
+def _ci(v: np.ndarray) -> tuple[float, float, float]:
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return math.nan, math.nan, math.nan
+    m = float(v.mean())
+    h = 1.96 * float(v.std(ddof=1)) / math.sqrt(v.size) if v.size > 1 else 0.0
+    return m, m - h, m + h
+
+
+def checkpoint_frame(summary: ResultsSummary | None) -> pd.DataFrame:
+    """One row per evaluated checkpoint or baseline.
+
+    Returns:
+        DataFrame indexed by key with ``name, kind, episode, entropy, train_reward, roles (tuple), n,
+        entropy_per_dim (tuple)`` and, per metric ``m``, ``m`` (mean over scenarios) and ``m_lo``/``m_hi``
+        (95 % normal-approximation interval of the mean).
+    """
+    rows = []
+    for c in summary.checkpoints.values() if summary else ():
+        row: dict[str, Any] = {"key": c.key, "name": c.name, "kind": c.kind, "episode": c.episode,
+                               "entropy": c.entropy, "train_reward": c.train_reward, "roles": c.roles, "n": c.n,
+                               "entropy_per_dim": c.entropy_per_dim}
+        for m, v in c.metrics.items():
+            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = _ci(v)
+        rows.append(row)
+    if not rows:
+        cols = ["key", "name", "kind", "episode", "entropy", "train_reward", "roles", "n", "entropy_per_dim"]
+        return pd.DataFrame(columns=cols).set_index("key")
+    return pd.DataFrame(rows).set_index("key")
+
+
+def per_scene_matrix(summary: ResultsSummary, keys: list[str], metric: str) -> np.ndarray:
+    """float [C, N] metric per checkpoint (``keys`` order) on the scenarios common to all of them (by row)."""
+    cks = [summary.checkpoints[k] for k in keys]
+    if not cks or any(metric not in c.metrics for c in cks):
+        return np.zeros((len(cks), 0))
+    common = set(cks[0].scenario.tolist())
+    for c in cks[1:]:
+        common &= set(c.scenario.tolist())
+    rows = np.array(sorted(common), dtype=np.int64)
+    out = np.empty((len(cks), rows.size))
+    for i, c in enumerate(cks):
+        pos = {int(r): j for j, r in enumerate(c.scenario)}
+        out[i] = c.metrics[metric][[pos[int(r)] for r in rows]]
+    return out
+
+
+def failure_kind(metrics: dict[str, np.ndarray]) -> np.ndarray:
+    """Per-scenario failure label (str [N]): first of at-fault collision, collision, offroad, low progress,
+    TTC, discomfort; ``ok`` otherwise."""
+    n = len(next(iter(metrics.values()))) if metrics else 0
+    out = np.full(n, "ok", dtype=object)
+    checks = [("comfortable", lambda v: v < 0.5, "uncomfortable"), ("ttc_ok", lambda v: v < 0.5, "low TTC"),
+              ("progress", lambda v: v < 0.2, "no progress"), ("offroad", lambda v: v > 0.5, "offroad"),
+              ("collision", lambda v: v > 0.5, "collision"),
+              ("collision_at_fault", lambda v: v > 0.5, "at-fault collision")]
+    for name, test, label in checks:  # later checks override: most severe last
+        if name in metrics:
+            with np.errstate(invalid="ignore"):
+                out[test(np.asarray(metrics[name], dtype=float))] = label
+    return out
+
+
+def scene_frame(summary: ResultsSummary, key: str) -> pd.DataFrame:
+    """Per-scenario table for one checkpoint: ``pos`` (row position in the checkpoint), ``row``, ``id``,
+    ``family``, ``source``, ``failure`` and every metric."""
+    c = summary.checkpoints[key]
+    info = {s.row: s for s in summary.scenarios}
+    df = pd.DataFrame({"pos": np.arange(c.n), "row": c.scenario.astype(int),
+                       "id": [info[int(r)].id if int(r) in info else sid for r, sid in zip(c.scenario, c.scenario_id)],
+                       "family": [info[int(r)].family if int(r) in info else "" for r in c.scenario],
+                       "source": [info[int(r)].source if int(r) in info else "" for r in c.scenario],
+                       "failure": failure_kind(c.metrics)})
+    for m, v in c.metrics.items():
+        df[m] = v
+    return df

@@ -1,0 +1,261 @@
+"""Pure Plotly figure builders for the dashboard (no Streamlit, no file access).
+
+Conventions: every checkpoint point carries its key in ``customdata`` (so a click selects it everywhere);
+entropy axes are always linear (entropy can be negative, see DESIGN "Policy entropy").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from dashboard.rules import higher_is_better, smooth
+from sim.results_reader import SceneDetail
+
+HALF_LOG_2PI_E = 0.5 * math.log(2 * math.pi * math.e)  # entropy of a unit Gaussian, nats
+MARKS = {"best_entropy": ("star", "#d62728", "best_entropy.pt"), "last": ("square", "#7f7f7f", "last.pt"),
+         "best_reward": ("diamond", "#9467bd", "best reward"), "best": ("circle-open", "#2ca02c", "truly best")}
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+
+
+def _cands(ck: pd.DataFrame) -> pd.DataFrame:
+    return ck[ck["kind"] == "checkpoint"].sort_values("episode")
+
+
+def entropy_figure(ck: pd.DataFrame, metric: str, history: dict | None = None, window: int = 1,
+                   marks: dict[str, str | None] | None = None, selected: str | None = None) -> go.Figure:
+    """Entropy over episodes with every evaluated checkpoint coloured by a closed-loop metric.
+
+    Args:
+        ck: checkpoint frame (``dashboard.data.checkpoint_frame``). metric: colour metric (a column of ``ck``).
+        history: ``entropy_history.json`` dict (raw + smoothed lines drawn when given).
+        window: trailing smoothing window, history points. marks: role -> checkpoint key for
+            ``best_entropy, last, best_reward, best``. selected: key drawn with a ring.
+    """
+    fig = go.Figure()
+    if history and history.get("episodes"):
+        ep = np.asarray(history["episodes"], float)
+        h = np.asarray(history["entropy"], float)
+        fig.add_trace(go.Scattergl(x=ep, y=h, mode="lines", name="entropy (raw)", line={"color": "#c7c7c7", "width": 1},
+                                   hoverinfo="skip"))
+        fig.add_trace(go.Scattergl(x=ep, y=smooth(h, window), mode="lines", name=f"smoothed (window {window})",
+                                   line={"color": "#1f77b4", "width": 2}, hoverinfo="skip"))
+    c = _cands(ck)
+    if metric in c:
+        fig.add_trace(go.Scatter(
+            x=c["episode"], y=c["entropy"], mode="markers", name="checkpoints", customdata=list(c.index),
+            text=c["name"], marker={"size": 11, "color": c[metric], "line": {"width": 1, "color": "#333"},
+                                    "colorscale": "Viridis" if higher_is_better(metric) else "Viridis_r",
+                                    "colorbar": {"title": {"text": metric}, "x": 1.02}, "showscale": True},
+            hovertemplate="%{text}<br>episode %{x}<br>entropy %{y:.3f} nats<br>" + metric
+            + " %{marker.color:.3f}<extra></extra>"))
+    for role, key in (marks or {}).items():
+        if key is None or key not in ck.index or role not in MARKS:
+            continue
+        sym, col, label = MARKS[role]
+        r = ck.loc[key]
+        fig.add_trace(go.Scatter(x=[r["episode"]], y=[r["entropy"]], mode="markers", name=f"{label}: {r['name']}",
+                                 customdata=[key], text=[r["name"]],
+                                 marker={"symbol": sym, "size": 20 if role == "best" else 16, "color": col,
+                                         "line": {"width": 3 if role == "best" else 1, "color": col}},
+                                 hovertemplate=label + ": %{text}<extra></extra>"))
+    if selected is not None and selected in ck.index and ck.loc[selected, "kind"] == "checkpoint":
+        r = ck.loc[selected]
+        fig.add_trace(go.Scatter(x=[r["episode"]], y=[r["entropy"]], mode="markers", name=f"selected: {r['name']}",
+                                 customdata=[selected], hoverinfo="skip",
+                                 marker={"symbol": "circle-open", "size": 26, "color": "#000",
+                                         "line": {"width": 2, "color": "#000"}}))
+    fig.add_hline(y=0, line_dash="dash", line_color="#888", annotation_text="H = 0", annotation_position="bottom left")
+    fig.update_layout(title="Policy entropy over training (click a checkpoint to select it)",
+                      xaxis_title="episode", yaxis_title="entropy (nats)", yaxis_type="linear", height=430,
+                      legend={"orientation": "h", "y": -0.2}, margin={"l": 50, "r": 10, "t": 50, "b": 10},
+                      clickmode="event+select")
+    return fig
+
+
+def per_dim_figure(ck: pd.DataFrame, history: dict | None = None) -> go.Figure:
+    """Per-dimension entropy (nats) and sigma = exp(H_i - 0.5 ln(2 pi e)) over episodes, one line per dimension."""
+    if history and history.get("entropy_per_dim") and len(history["entropy_per_dim"]) == len(history["episodes"]):
+        ep = np.asarray(history["episodes"], float)
+        per = np.asarray(history["entropy_per_dim"], float)
+    else:
+        c = _cands(ck)
+        c = c[c["entropy_per_dim"].map(len) > 0] if "entropy_per_dim" in c else c.iloc[:0]
+        ep = c["episode"].to_numpy(float)
+        per = np.asarray(c["entropy_per_dim"].tolist(), float) if len(c) else np.zeros((0, 0))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("entropy per dimension (nats)", "sigma per dimension"))
+    if per.ndim == 2 and per.size:
+        for d in range(per.shape[1]):
+            col = PALETTE[d % len(PALETTE)]
+            fig.add_trace(go.Scattergl(x=ep, y=per[:, d], mode="lines", name=f"dim {d}", legendgroup=str(d),
+                                       line={"color": col, "width": 1}), 1, 1)
+            fig.add_trace(go.Scattergl(x=ep, y=np.exp(per[:, d] - HALF_LOG_2PI_E), mode="lines", showlegend=False,
+                                       legendgroup=str(d), line={"color": col, "width": 1}), 1, 2)
+    fig.add_hline(y=0, line_dash="dash", line_color="#888", row=1, col=1)
+    fig.update_yaxes(type="linear")
+    fig.update_layout(height=300, margin={"l": 40, "r": 10, "t": 40, "b": 10}, showlegend=False)
+    return fig
+
+
+def metrics_figure(ck: pd.DataFrame, metrics: Sequence[str], selected: str | None = None,
+                   best: str | None = None) -> go.Figure:
+    """Closed-loop metrics per checkpoint (mean with 95 % interval) over episodes; baselines as dotted lines."""
+    metrics = [m for m in metrics if m in ck]
+    fig = make_subplots(rows=max(1, len(metrics)), cols=1, shared_xaxes=True, vertical_spacing=0.04,
+                        subplot_titles=[f"{m} ({'higher' if higher_is_better(m) else 'lower'} is better)"
+                                        for m in metrics])
+    c = _cands(ck)
+    base = ck[ck["kind"] == "baseline"]
+    for i, m in enumerate(metrics, start=1):
+        fig.add_trace(go.Scatter(x=c["episode"], y=c[m], mode="lines+markers", name=m, customdata=list(c.index),
+                                 text=c["name"], line={"color": "#1f77b4"},
+                                 error_y={"type": "data", "symmetric": False, "array": c[f"{m}_hi"] - c[m],
+                                          "arrayminus": c[m] - c[f"{m}_lo"], "thickness": 1},
+                                 hovertemplate="%{text}<br>" + m + " %{y:.3f}<extra></extra>", showlegend=False),
+                      i, 1)
+        for j, (_key, r) in enumerate(base.iterrows()):
+            if not np.isnan(r[m]):
+                fig.add_hline(y=r[m], line_dash="dot", line_color=PALETTE[(j + 3) % len(PALETTE)], row=i, col=1,
+                              annotation_text=str(r["name"]), annotation_position="top left",
+                              annotation_font_size=9)
+        for key, sym, col in ((best, "circle-open", "#2ca02c"), (selected, "circle-open", "#000")):
+            if key is not None and key in c.index:
+                fig.add_trace(go.Scatter(x=[c.loc[key, "episode"]], y=[c.loc[key, m]], mode="markers",
+                                         customdata=[key], showlegend=False, hoverinfo="skip",
+                                         marker={"symbol": sym, "size": 16, "color": col, "line": {"width": 2}}), i, 1)
+    fig.update_xaxes(title_text="episode", row=max(1, len(metrics)), col=1)
+    fig.update_layout(height=170 * max(1, len(metrics)) + 60, margin={"l": 50, "r": 10, "t": 40, "b": 10},
+                      title="Closed loop per checkpoint (95 % CI)")
+    return fig
+
+
+def scatter_figure(ck: pd.DataFrame, metric: str, corr: dict | None = None, selected: str | None = None) -> go.Figure:
+    """Entropy (x, nats) against a metric's mean (y, with 95 % interval), Spearman/Kendall in the title."""
+    c = _cands(ck).dropna(subset=["entropy", metric])
+    fig = go.Figure(go.Scatter(
+        x=c["entropy"], y=c[metric], mode="markers", customdata=list(c.index), text=c["name"],
+        marker={"size": [16 if k == selected else 9 for k in c.index], "color": c["episode"], "colorscale": "Blues",
+                "showscale": True, "colorbar": {"title": {"text": "episode"}}, "line": {"width": 1, "color": "#333"}},
+        error_y={"type": "data", "symmetric": False, "array": c[f"{metric}_hi"] - c[metric],
+                 "arrayminus": c[metric] - c[f"{metric}_lo"], "thickness": 1},
+        hovertemplate="%{text}<br>entropy %{x:.3f}<br>" + metric + " %{y:.3f}<extra></extra>"))
+    title = f"entropy vs {metric}"
+    if corr:
+        title += (f"<br><sup>Spearman {corr['spearman']:+.2f} [{corr['spearman_lo']:+.2f}, {corr['spearman_hi']:+.2f}]"
+                  f", Kendall {corr['kendall']:+.2f} [{corr['kendall_lo']:+.2f}, {corr['kendall_hi']:+.2f}]"
+                  f", n = {int(corr['n'])} checkpoints</sup>")
+    fig.add_vline(x=0, line_dash="dash", line_color="#888")
+    fig.update_layout(title=title, xaxis_title="entropy (nats)", yaxis_title=metric, xaxis_type="linear",
+                      height=330, margin={"l": 50, "r": 10, "t": 60, "b": 10})
+    return fig
+
+
+def _box_xy(x: np.ndarray, y: np.ndarray, yaw: np.ndarray, length: np.ndarray, width: np.ndarray) -> tuple[list, list]:
+    """Outline of oriented boxes (arrays [n]) as one polyline with None separators."""
+    xs: list = []
+    ys: list = []
+    for i in range(len(x)):
+        c, s = math.cos(yaw[i]), math.sin(yaw[i])
+        pts = [(length[i] / 2, width[i] / 2), (-length[i] / 2, width[i] / 2), (-length[i] / 2, -width[i] / 2),
+               (length[i] / 2, -width[i] / 2), (length[i] / 2, width[i] / 2)]
+        xs += [x[i] + c * a - s * b for a, b in pts] + [None]
+        ys += [y[i] + s * a + c * b for a, b in pts] + [None]
+    return xs, ys
+
+
+def _lines(polys: list[np.ndarray]) -> tuple[list, list]:
+    xs: list = []
+    ys: list = []
+    for p in polys:
+        xs += p[:, 0].tolist() + [None]
+        ys += p[:, 1].tolist() + [None]
+    return xs, ys
+
+
+def replay_figure(scene: SceneDetail, ego: np.ndarray | None, label: str = "closed loop", stride: int = 1) -> go.Figure:
+    """Bird's-eye animated replay: map, route, logged ego path, closed-loop ego path, boxes of all agents per step.
+
+    Args:
+        scene: from ``read_scene``. ego: float [T, 4] closed-loop ego x, y, yaw, speed (NaN padded) or None.
+        label: legend name of the closed-loop ego. stride: draw every ``stride``-th step as a frame.
+    """
+    fig = go.Figure()
+    styles = {"drivable": ("#eeeeee", 0, "toself"), "road_edges": ("#333", 1.5, None),
+              "road_lines": ("#bbb", 1, None), "lanes": ("#9ecae1", 1, None), "crosswalks": ("#fdd0a2", 1, "toself")}
+    for kind, (col, w, fill) in styles.items():
+        if scene.map.get(kind):
+            xs, ys = _lines(scene.map[kind])
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=kind, fill=fill, fillcolor=col if fill else None,
+                                     line={"color": col, "width": w}, hoverinfo="skip"))
+    if len(scene.route):
+        fig.add_trace(go.Scatter(x=scene.route[:, 0], y=scene.route[:, 1], mode="lines", name="route",
+                                 line={"color": "#74c476", "width": 6}, opacity=0.4, hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=scene.log_ego[:, 0], y=scene.log_ego[:, 1], mode="lines", name="logged ego",
+                             line={"color": "#1f77b4", "dash": "dash"}))
+    if ego is not None:
+        fig.add_trace(go.Scatter(x=ego[:, 0], y=ego[:, 1], mode="lines", name=label, line={"color": "#d62728"}))
+    T = scene.agents.shape[1]
+    n_static = len(fig.data)
+    ln, wd = scene.agents[0, 0, 3], scene.agents[0, 0, 4]
+
+    def dynamic(t: int) -> list[go.Scatter]:
+        ok = scene.valid[1:, t]
+        a = scene.agents[1:, t][ok]
+        ax, ay = _box_xy(a[:, 0], a[:, 1], a[:, 2], a[:, 3], a[:, 4])
+        lx, ly = _box_xy(scene.agents[0, t, :1], scene.agents[0, t, 1:2], scene.agents[0, t, 2:3], [ln], [wd])
+        out = [go.Scatter(x=ax, y=ay, mode="lines", fill="toself", name="agents", line={"color": "#636363"}),
+               go.Scatter(x=lx, y=ly, mode="lines", name="logged ego box", line={"color": "#1f77b4", "dash": "dot"})]
+        if ego is not None and t < len(ego) and not np.isnan(ego[t, 0]):
+            ex, ey = _box_xy(ego[t, :1], ego[t, 1:2], ego[t, 2:3], [ln], [wd])
+        else:
+            ex, ey = [], []
+        out.append(go.Scatter(x=ex, y=ey, mode="lines", fill="toself", name="ego", line={"color": "#d62728"}))
+        return out
+
+    for tr in dynamic(0):
+        fig.add_trace(tr)
+    steps = list(range(0, T, max(1, stride)))
+    dt = scene.info.dt or 0.1
+    fig.frames = [go.Frame(data=dynamic(t), traces=list(range(n_static, n_static + 3)), name=str(t)) for t in steps]
+    fig.update_layout(
+        title=f"{scene.info.id} ({scene.info.family}, {scene.info.source})", height=520,
+        xaxis={"title": "x (m)"}, yaxis={"title": "y (m)", "scaleanchor": "x", "scaleratio": 1},
+        margin={"l": 40, "r": 10, "t": 50, "b": 10},
+        updatemenus=[{"type": "buttons", "x": 0, "y": -0.08, "xanchor": "left", "buttons": [
+            {"label": "play", "method": "animate",
+             "args": [None, {"frame": {"duration": int(1000 * dt * max(1, stride)), "redraw": False},
+                             "fromcurrent": True, "transition": {"duration": 0}}]},
+            {"label": "pause", "method": "animate", "args": [[None], {"mode": "immediate"}]}]}],
+        sliders=[{"x": 0.12, "len": 0.88, "y": -0.05, "currentvalue": {"prefix": "t = "},
+                  "steps": [{"label": f"{t * dt:.1f}s", "method": "animate",
+                             "args": [[str(t)], {"mode": "immediate", "frame": {"duration": 0, "redraw": False}}]}
+                            for t in steps]}])
+    return fig
+
+
+def overlay_figure(runs: dict[str, pd.DataFrame], metric: str) -> go.Figure:
+    """Several runs (or seeds) overlaid: entropy and a metric's mean with its 95 % band, over episodes."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("entropy (nats)", f"{metric} (95 % CI band)"))
+    for i, (name, ck) in enumerate(runs.items()):
+        c = _cands(ck)
+        col = PALETTE[i % len(PALETTE)]
+        fig.add_trace(go.Scatter(x=c["episode"], y=c["entropy"], mode="lines+markers", name=name, legendgroup=name,
+                                 line={"color": col}), 1, 1)
+        if metric not in c:
+            continue
+        x = c["episode"].tolist()
+        fig.add_trace(go.Scatter(x=x + x[::-1], y=c[f"{metric}_hi"].tolist() + c[f"{metric}_lo"].tolist()[::-1],
+                                 fill="toself", fillcolor=col, opacity=0.2, line={"width": 0}, legendgroup=name,
+                                 showlegend=False, hoverinfo="skip"), 1, 2)
+        fig.add_trace(go.Scatter(x=x, y=c[metric], mode="lines+markers", legendgroup=name, showlegend=False,
+                                 line={"color": col}), 1, 2)
+    fig.add_hline(y=0, line_dash="dash", line_color="#888", row=1, col=1)
+    fig.update_yaxes(type="linear")
+    fig.update_xaxes(title_text="episode")
+    fig.update_layout(height=360, margin={"l": 40, "r": 10, "t": 40, "b": 10})
+    return fig
