@@ -27,7 +27,7 @@ from sim.executors import SimSettings, make_executor, make_shards, make_units
 from sim.results import CheckpointRows, EvaluationError, ResultsWriter, read_checkpoints, to_json
 from sim.verdict import compute_verdict, verdict_input_from_rows
 
-TABLE_METRICS = (("ade", "ADE m"), ("fde", "FDE m"), ("collision", "collision"), ("offroad", "offroad"),
+TABLE_METRICS = (("ade", "ADE m"), ("fde", "FDE m"), ("collision", "collision rate"), ("offroad", "offroad rate"),
                  ("score", "score"))
 
 
@@ -91,9 +91,16 @@ def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
 
 
 def _load_scenes(cfg: EvalConfig) -> list:
-    from scenarios.suites import load_suite
+    try:
+        from scenarios.suites import load_suite
+    except ImportError:  # suites not available: files and folders still work
+        from scenarios.formats import load_any
 
-    scenes = list(load_suite(cfg.scenarios))
+        if not Path(cfg.scenarios).exists():
+            raise EvaluationError(f"--scenarios {cfg.scenarios}: no such file or folder") from None
+        scenes = list(load_any(cfg.scenarios))
+    else:
+        scenes = list(load_suite(cfg.scenarios))
     if cfg.max_scenarios > 0:
         scenes = scenes[: cfg.max_scenarios]
     if not scenes:
@@ -141,27 +148,34 @@ def summary_rows(stored: Sequence[Any], ids: Sequence[str]) -> list[dict[str, An
     return out
 
 
+def _cell(mean: float, lo: float, hi: float) -> str:
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean:.3f} ±{max(hi - mean, mean - lo):.3f}"
+
+
 def print_summary(console, rows: Sequence[dict[str, Any]], verdict: dict[str, Any] | None) -> None:
-    """Rich table per checkpoint and the verdict."""
+    """Rich table per checkpoint (mean ± 95% CI half-width over scenarios) and the verdict."""
     from rich.table import Table
 
-    t = Table(title="Closed loop (mean [95% CI] over scenarios)")
-    for col in ("checkpoint", "episode", "entropy", "roles"):
+    t = Table(title="Closed loop: mean ±95% CI over scenarios")
+    t.add_column("checkpoint", no_wrap=True)
+    for col in ("episode", "entropy", "roles"):
         t.add_column(col)
     for _, label in TABLE_METRICS:
-        t.add_column(label, justify="right")
+        t.add_column(label, justify="right", no_wrap=True)
     for r in rows:
+        roles = ",".join(x for x in r["roles"] if x != "candidate")
         cells = [r["name"], "-" if r["episode"] < 0 else str(r["episode"]),
-                 "-" if math.isnan(r["entropy"]) else f"{r['entropy']:.3f}", ",".join(x for x in r["roles"]
-                                                                                if x != "candidate")]
-        for m, _ in TABLE_METRICS:
-            mean, lo, hi = r[m]
-            cells.append("n/a" if math.isnan(mean) else f"{mean:.3f} [{lo:.3f}, {hi:.3f}]")
+                 "-" if math.isnan(r["entropy"]) else f"{r['entropy']:.3f}", roles]
+        cells += [_cell(*r[m]) for m, _ in TABLE_METRICS]
         t.add_row(*cells, style="dim" if r["kind"] == "baseline" else None)
     console.print(t)
-    if verdict is None:
+    if verdict is None or not verdict.get("rules"):
+        if verdict is not None:
+            console.print(f"[bold]Verdict:[/bold] {verdict['sentence']}")
         return
-    rt = Table(title=f"Selection rules (best by {verdict['metric']})")
+    rt = Table(title=f"Selection rules (best checkpoint by {verdict['metric']})")
     for col in ("rule", "picks", "episode", verdict["metric"], "rank", "regret"):
         rt.add_column(col)
     for name, e in verdict["rules"].items():
@@ -208,7 +222,7 @@ def run(cfg: EvalConfig, console=None) -> dict[str, Any]:
 
     from policy.checkpoint import read_checkpoint
 
-    console = console or Console()
+    console = console or Console(width=None if sys.stdout.isatty() else 150)
     log = console.print
     cands, run_dir = discover(cfg.ckpt, cfg.run, cfg.only, read_checkpoint, Path(cfg.latest), log=log)
     cands = cands + [baseline(b) for b in cfg.baselines]
