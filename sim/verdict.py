@@ -5,7 +5,8 @@ Spearman and Kendall rank correlations between policy entropy and the checkpoint
 metric, and the same against the training step, with confidence intervals from a paired
 scenario bootstrap (``scipy.stats.bootstrap`` resamples scenario indices; every resample
 recomputes each checkpoint's mean on the same resampled scenario set, then the rank
-correlation across checkpoints). It also computes the regret of the selection rules
+correlation across checkpoints; percentile intervals, since rank correlations are bounded and
+discrete and BCa collapses at +-1). It also computes the regret of the selection rules
 (max entropy, last, best training reward, behaviour-cloned start, random) against the best
 checkpoint by the chosen metric, and whether entropy tells more than the step does
 (bootstrap interval of ``|rho_entropy| - |rho_step|`` above zero).
@@ -110,15 +111,15 @@ def _bootstrap(
             vectorized=True,
             n_resamples=n_resamples,
             batch=64,
-            method="BCa",
+            method="percentile",
             confidence_level=confidence,
             rng=np.random.default_rng(seed),
         )
     lo = np.array(res.confidence_interval.low, dtype=np.float64).reshape(n_stats)
     hi = np.array(res.confidence_interval.high, dtype=np.float64).reshape(n_stats)
-    # BCa is undefined for degenerate distributions: fall back to the percentile interval there.
+    # Resamples where a correlation is undefined (a constant resampled mean) are left out.
     dist = np.asarray(res.bootstrap_distribution, dtype=np.float64).reshape(n_stats, -1)
-    bad = ~(np.isfinite(lo) & np.isfinite(hi))
+    bad = ~(np.isfinite(lo) & np.isfinite(hi)) & np.isfinite(dist).any(-1)
     if bad.any():
         a = (1 - confidence) / 2 * 100
         with warnings.catch_warnings():
