@@ -41,6 +41,12 @@ class LoadedCheckpoint(NamedTuple):
     meta: dict[str, Any]
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, ``os.replace``.
 
@@ -52,6 +58,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -74,24 +81,54 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
                 os.unlink(tmp)
 
 
+def plain(obj: Any, where: str = "value") -> Any:
+    """Copy of ``obj`` made of plain types only (dict with str keys, list, str, int, float, bool, None, Tensor).
+
+    Tuples become lists, str/int/float subclasses (e.g. ``torch.__version__``) and numpy scalars their base type.
+
+    Raises:
+        CheckpointError: a value of another type (it could not be read back with ``weights_only=True``).
+    """
+    if obj is None or type(obj) in (bool, int, float, str):
+        return obj
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {str(k): plain(v, f"{where}.{k}") for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, bool):
+        return bool(obj)
+    if isinstance(obj, str):
+        return str(obj)
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj)
+    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # numpy scalar
+        return plain(obj.item(), where)
+    raise CheckpointError(f"{where}: {type(obj).__name__} cannot be stored in a weights_only checkpoint")
+
+
 def save_checkpoint(path: str | os.PathLike[str], policy: WaypointPolicy, config: dict[str, Any],
-                    meta: dict[str, Any]) -> None:
+                    meta: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
     """Save ``policy`` with ``config`` and ``meta`` atomically.
 
     ``config["policy"]`` is set from ``policy.config``; ``meta["format_version"]`` is set to
     :data:`FORMAT_VERSION`. Values must be plain (dict, list, str, int, float, bool, None, tensors).
+    ``extra`` adds top-level entries (e.g. ``train_state`` for resuming); loaders ignore them.
 
     Raises:
         CheckpointError: cannot write (see :func:`atomic_write_bytes`).
     """
-    cfg = dict(config)
-    cfg["policy"] = policy.config.to_dict()
-    m = dict(meta)
+    cfg = plain(dict(config), "config")
+    cfg["policy"] = plain(policy.config.to_dict(), "config.policy")
+    m = plain(dict(meta), "meta")
     m["format_version"] = FORMAT_VERSION
     m.setdefault("state_dependent_std", policy.config.state_dependent_std)
     state = {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}
     buf = io.BytesIO()
-    torch.save({"state_dict": state, "config": cfg, "meta": m}, buf)
+    torch.save({**(extra or {}), "state_dict": state, "config": cfg, "meta": m}, buf)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -107,7 +144,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt/truncated/pickled-code files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()] or [type(e).__name__]
+        first = next((ln for ln in lines if "Unsupported global" in ln), lines[0])
         raise CheckpointError(f"{path}: not a readable checkpoint ({first[:200]})") from e
     if not isinstance(obj, dict) or not {"state_dict", "config", "meta"} <= set(obj):
         raise CheckpointError(f"{path}: not a checkpoint of this project (expected keys state_dict, config, meta)")

@@ -1,0 +1,81 @@
+"""Behaviour cloning of the waypoint head on cached expert data (``sim.expert.collect_expert``)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from policy.model import WaypointPolicy
+
+
+class ExpertData(NamedTuple):
+    """Flattened expert samples.
+
+    Attributes:
+        obs: float32 ``[N, obs_dim]`` observations with the ego on its log.
+        waypoints: float32 ``[N, K, 2]`` expert waypoints, metres, ego frame.
+    """
+
+    obs: Tensor
+    waypoints: Tensor
+
+
+def flatten_expert(obs: Tensor, waypoints: Tensor, step_valid: Tensor, init_step: int) -> ExpertData:
+    """Keep the samples of real steps.
+
+    Args:
+        obs: ``[B, S, obs_dim]`` from ``collect_expert`` (steps ``init_step .. T-2``).
+        waypoints: ``[B, S, K, 2]``.
+        step_valid: bool ``[B, T]`` of the batch; sample ``s`` is kept when step ``init_step + s + 1`` exists.
+        init_step: the batch's first controlled step.
+    """
+    s = obs.shape[1]
+    keep = step_valid[:, init_step + 1: init_step + 1 + s].to(obs.device)
+    keep = keep & torch.isfinite(obs).all(-1) & torch.isfinite(waypoints).flatten(2).all(-1)
+    return ExpertData(obs[keep].float(), waypoints[keep].float())
+
+
+class BCResult(NamedTuple):
+    """Outcome of :func:`behaviour_clone`: final mean loss (normalised units) and the per-epoch losses."""
+
+    final_loss: float
+    losses: list[float]
+
+
+def behaviour_clone(policy: WaypointPolicy, data: ExpertData, *, epochs: int, lr: float, batch: int,
+                    generator: torch.Generator) -> BCResult:
+    """Fit normalisation buffers, encoder and cloned head to the expert waypoints (smooth-L1 in normalised units).
+
+    Args:
+        policy: trained in place (only ``encoder`` and ``bc_head``).
+        data: expert samples on the policy's device.
+        epochs: passes over the data.
+        lr: Adam learning rate.
+        batch: samples per minibatch.
+        generator: CPU generator for the shuffling (reproducible).
+    """
+    if data.obs.shape[0] == 0:
+        raise ValueError("behaviour cloning: no expert samples")
+    policy.set_normalization(data.obs, data.waypoints)
+    params = list(policy.encoder.parameters()) + list(policy.bc_head.parameters())
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
+    n = data.obs.shape[0]
+    target = (data.waypoints.reshape(n, -1) - policy.wp_mean) / policy.wp_std
+    losses = []
+    for _ in range(epochs):
+        perm = torch.randperm(n, generator=generator).to(data.obs.device)
+        total = 0.0
+        for start in range(0, n, batch):
+            idx = perm[start:start + batch]
+            pred = policy.cloned_waypoints(data.obs[idx]).reshape(len(idx), -1)
+            loss = torch.nn.functional.smooth_l1_loss((pred - policy.wp_mean) / policy.wp_std, target[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+        sched.step()
+        losses.append(total / n)
+    return BCResult(losses[-1], losses)

@@ -1,0 +1,118 @@
+"""Scenarios of a run: train batches, the val batch, expert data and the fixed evaluation states."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from scenarios.suites import load_suite
+from torch import Tensor
+
+from policy.checkpoint import CheckpointError, atomic_write_bytes
+from scenarios.scenario import Scenario
+from sim.batch import ScenarioBatch, make_batch
+from sim.expert import collect_expert
+from sim.observation import OBS_DIM, OBS_VERSION
+from training.bc import ExpertData, flatten_expert
+from training.config import TrainConfig, TrainError
+
+EVAL_STATES_VERSION = 1
+EXPERT_CHUNK = 64  # scenes per collect_expert call
+
+
+def expert_data(scenes: Sequence[Scenario], device: torch.device, max_agents: int) -> ExpertData:
+    """Expert observations and waypoints of ``scenes`` (ego on its log), flattened over real steps."""
+    obs, wps = [], []
+    for start in range(0, len(scenes), EXPERT_CHUNK):
+        batch = make_batch(scenes[start:start + EXPERT_CHUNK], device, max_agents)
+        o, w = collect_expert(batch)
+        d = flatten_expert(o, w, batch.step_valid, batch.init_step)
+        obs.append(d.obs)
+        wps.append(d.waypoints)
+    return ExpertData(torch.cat(obs), torch.cat(wps))
+
+
+def _split(spec: str, split: str) -> list[Scenario]:
+    scenes = load_suite(spec, split)
+    if not scenes:
+        raise TrainError(f"--scenarios {spec}: the {split} split is empty")
+    return list(scenes)
+
+
+@dataclass
+class RunData:
+    """Scenarios and fixed data of a run.
+
+    Attributes:
+        train_scenes: the train split.
+        val_batch: the first ``val_scenes`` scenes of the val split, batched on the device.
+        eval_obs: float32 ``[N, OBS_DIM]`` fixed evaluation states (saved in ``eval_states.pt``).
+        expert: behaviour-cloning data (``bc_scenes`` train scenes), None when not needed.
+    """
+
+    train_scenes: list[Scenario]
+    val_batch: ScenarioBatch
+    eval_obs: Tensor
+    expert: ExpertData | None
+    device: torch.device
+    max_agents: int
+    _cache: dict[tuple[int, ...], ScenarioBatch] = field(default_factory=dict)
+
+    def train_batch(self, seed: int, n: int) -> ScenarioBatch:
+        """``n`` train scenes drawn without replacement with ``seed`` (same seed, same scenes)."""
+        perm = torch.randperm(len(self.train_scenes), generator=torch.Generator().manual_seed(seed))
+        idx = tuple(sorted(int(i) for i in perm[: min(n, len(self.train_scenes))]))
+        if idx not in self._cache:
+            if len(self._cache) > 64:
+                self._cache.clear()
+            self._cache[idx] = make_batch([self.train_scenes[i] for i in idx], self.device, self.max_agents)
+        return self._cache[idx]
+
+
+def load_run_data(cfg: TrainConfig, run: Path, device: torch.device, need_expert: bool = True) -> RunData:
+    """Load the splits, the expert data and the evaluation states (drawn once, then read from the run dir)."""
+    train = _split(cfg.scenarios, "train")
+    val = _split(cfg.scenarios, "val")[: cfg.val_scenes]
+    val_batch = make_batch(val, device, cfg.max_agents)
+    expert = None
+    if need_expert:
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))
+        expert = expert_data([train[int(i)] for i in order[: cfg.bc_scenes]], device, cfg.max_agents)
+    path = run / "eval_states.pt"
+    if path.exists():
+        eval_obs = read_eval_states(path).to(device)
+    else:
+        v = expert_data(val, device, cfg.max_agents)
+        pick = torch.randperm(v.obs.shape[0], generator=torch.Generator().manual_seed(cfg.seed))[: cfg.eval_states]
+        eval_obs = v.obs[pick.to(v.obs.device)]
+        write_eval_states(path, eval_obs, cfg)
+    return RunData(train, val_batch, eval_obs, expert, device, cfg.max_agents)
+
+
+def write_eval_states(path: Path, obs: Tensor, cfg: TrainConfig) -> None:
+    """Save the evaluation observations ``[N, OBS_DIM]`` with their provenance (atomic, weights_only)."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save({"obs": obs.detach().cpu(), "version": EVAL_STATES_VERSION, "obs_dim": OBS_DIM,
+                "obs_version": OBS_VERSION, "seed": cfg.seed, "source": f"{cfg.scenarios}:val expert states"}, buf)
+    try:
+        atomic_write_bytes(path, buf.getvalue())
+    except CheckpointError as e:
+        raise TrainError(str(e)) from e
+
+
+def read_eval_states(path: Path) -> Tensor:
+    """Load ``eval_states.pt``; raises :class:`TrainError` naming the file when it is unusable."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise TrainError(f"{path}: not a readable evaluation-state file ({str(e).splitlines()[0][:200]})") from e
+    if not isinstance(obj, dict) or obj.get("version") != EVAL_STATES_VERSION or "obs" not in obj:
+        raise TrainError(f"{path}: not an evaluation-state file of version {EVAL_STATES_VERSION}")
+    if obj.get("obs_dim") != OBS_DIM or obj.get("obs_version") != OBS_VERSION:
+        raise TrainError(f"{path}: observations of dim {obj.get('obs_dim')} version {obj.get('obs_version')}, "
+                         f"the simulator gives dim {OBS_DIM} version {OBS_VERSION}")
+    return obj["obs"].float()

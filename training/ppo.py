@@ -1,0 +1,130 @@
+"""PPO on the Gaussian delta head (CleanRL style): sampled rollouts, GAE, clipped objective, value head.
+
+One action per simulation step: the waypoint delta ``[D = 2K]`` (metres) added to the cloned waypoints.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from policy.model import WaypointPolicy, gaussian_log_prob, sample_delta
+
+
+class Transitions(NamedTuple):
+    """Flattened valid transitions of one iteration (N of them), on the policy's device.
+
+    Attributes:
+        obs: float32 ``[N, obs_dim]``.
+        delta: float32 ``[N, D]`` sampled deltas (metres).
+        logp: float32 ``[N]`` log-probability of ``delta`` when sampled (nats).
+        advantage: float32 ``[N]`` GAE advantages.
+        ret: float32 ``[N]`` value targets (advantage + value).
+    """
+
+    obs: Tensor
+    delta: Tensor
+    logp: Tensor
+    advantage: Tensor
+    ret: Tensor
+
+
+class UpdateStats(NamedTuple):
+    """Means over the minibatches of the last epoch."""
+
+    policy_loss: float
+    value_loss: float
+    approx_kl: float
+    clip_frac: float
+
+
+def make_sampling_policy_fn(policy: WaypointPolicy, generator: torch.Generator):
+    """``PolicyFn`` that samples deltas; aux holds ``delta [B, D]``, ``logp [B]``, ``value [B]``."""
+
+    @torch.no_grad()
+    def fn(obs: Tensor, t: int) -> tuple[Tensor, dict[str, Tensor]]:
+        out = policy(obs)
+        delta = sample_delta(out, generator)
+        logp = gaussian_log_prob(out.delta_mean, out.log_std, delta)
+        return policy.executed(out, delta), {"delta": delta, "logp": logp, "value": out.value}
+
+    return fn
+
+
+def make_deterministic_policy_fn(policy: WaypointPolicy):
+    """``PolicyFn`` executing cloned + delta mean; aux holds ``delta_norm [B]`` (m)."""
+
+    @torch.no_grad()
+    def fn(obs: Tensor, t: int) -> tuple[Tensor, dict[str, Tensor]]:
+        out = policy(obs)
+        return policy.executed(out, out.delta_mean), {"delta_norm": out.delta_mean.norm(dim=-1)}
+
+    return fn
+
+
+def gae(reward: Tensor, value: Tensor, mask: Tensor, done: Tensor, gamma: float, lam: float) -> tuple[Tensor, Tensor]:
+    """Generalised advantage estimation over ``[B, S]`` (episode ends at ``done``; masked steps are ignored).
+
+    Returns:
+        ``(advantage [B, S], returns [B, S])``; zero where ``mask`` is False.
+    """
+    b, s = reward.shape
+    adv = torch.zeros_like(reward)
+    last = torch.zeros(b, dtype=reward.dtype, device=reward.device)
+    next_value = torch.zeros(b, dtype=reward.dtype, device=reward.device)
+    for i in range(s - 1, -1, -1):
+        nonterminal = (~done[:, i]).float()
+        delta = reward[:, i] + gamma * next_value * nonterminal - value[:, i]
+        last = delta + gamma * lam * nonterminal * last
+        last = torch.where(mask[:, i], last, torch.zeros_like(last))
+        adv[:, i] = last
+        next_value = torch.where(mask[:, i], value[:, i], torch.zeros_like(next_value))
+    return adv, torch.where(mask, adv + value, torch.zeros_like(adv))
+
+
+def rl_parameters(policy: WaypointPolicy) -> list[torch.nn.Parameter]:
+    """Parameters PPO trains: delta mean net, log-std (vector or head) and value net (the cloned head stays)."""
+    params = list(policy.delta_net.parameters()) + list(policy.value_net.parameters())
+    if policy.log_std_head is not None:
+        params += list(policy.log_std_head.parameters())
+    else:
+        assert policy.log_std is not None
+        params.append(policy.log_std)
+    return params
+
+
+def ppo_update(policy: WaypointPolicy, opt: torch.optim.Optimizer, data: Transitions, *, epochs: int,
+               minibatch: int, clip: float, vf_coef: float, ent_coef: float, max_grad_norm: float,
+               generator: torch.Generator) -> UpdateStats:
+    """Clipped-objective PPO epochs over ``data`` (advantages normalised per minibatch)."""
+    n = data.obs.shape[0]
+    params = rl_parameters(policy)
+    stats: list[tuple[float, float, float, float]] = []
+    for _ in range(epochs):
+        stats = []
+        perm = torch.randperm(n, generator=generator).to(data.obs.device)
+        for start in range(0, n, minibatch):
+            idx = perm[start:start + minibatch]
+            out = policy(data.obs[idx])
+            logp = gaussian_log_prob(out.delta_mean, out.log_std, data.delta[idx])
+            log_ratio = logp - data.logp[idx]
+            ratio = log_ratio.exp()
+            adv = data.advantage[idx]
+            if len(idx) > 1:
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            pg = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)).mean()
+            v_loss = 0.5 * (out.value - data.ret[idx]).pow(2).mean()
+            entropy = (out.log_std + 1.4189385332046727).sum(-1).mean()
+            loss = pg + vf_coef * v_loss - ent_coef * entropy
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            opt.step()
+            with torch.no_grad():
+                kl = ((ratio - 1) - log_ratio).mean()
+                cf = ((ratio - 1).abs() > clip).float().mean()
+            stats.append((float(pg.detach()), float(v_loss.detach()), float(kl), float(cf)))
+    m = torch.tensor(stats).mean(0).tolist() if stats else [0.0] * 4
+    return UpdateStats(*m)

@@ -1,0 +1,94 @@
+"""Per-step training reward from the closed-loop signals of ``sim.metrics.metric_series``.
+
+Transition ``s`` is the control at step ``t = init_step + s`` and is scored on the state at ``t + 1``:
+
+    r = w_progress * (route_s[t+1] - route_s[t])          progress along the route (m)
+      - w_collision * [first collision at t+1]             the episode ends there
+      - w_offroad * clamp(offroad_dist[t+1], 0, 2)         m outside the drivable area
+      - w_comfort * (# nuPlan comfort bounds broken at t+1)
+      - w_log_dist * log_dist[t+1]                         m from the logged position
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+# nuPlan comfort bounds (DESIGN / REFERENCE)
+LON_ACCEL_MIN, LON_ACCEL_MAX = -4.05, 2.40  # m/s^2
+LAT_ACCEL_MAX = 4.89  # m/s^2
+YAW_RATE_MAX = 0.95  # rad/s
+JERK_MAX = 4.13  # m/s^3
+
+
+class RewardWeights(NamedTuple):
+    """Weights of the reward terms (per step)."""
+
+    progress: float = 0.1
+    collision: float = 5.0
+    offroad: float = 0.5
+    comfort: float = 0.05
+    log_dist: float = 0.02
+
+
+class StepRewards(NamedTuple):
+    """Per-transition rewards.
+
+    Attributes:
+        reward: float32 ``[B, S]``.
+        mask: bool ``[B, S]``: the transition happened (the scene has step t+1, no collision before t+1).
+        done: bool ``[B, S]``: the episode ends after this transition (collision or last step of the scene).
+        episode_return: float32 ``[B]`` undiscounted sum of the rewards of each scene.
+    """
+
+    reward: Tensor
+    mask: Tensor
+    done: Tensor
+    episode_return: Tensor
+
+
+def _nan0(x: Tensor) -> Tensor:
+    return torch.nan_to_num(x.float(), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def step_rewards(series: dict[str, Tensor], step_valid: Tensor, init_step: int, w: RewardWeights,
+                 has_road: Tensor | None = None) -> StepRewards:
+    """Rewards for the ``S = T - 1 - init_step`` controlled transitions.
+
+    Args:
+        series: per-step ``[B, T]`` signals: ``collision`` (bool), ``offroad_dist`` (m), ``route_s`` (m),
+            ``log_dist`` (m), ``accel`` (m/s^2), ``jerk`` (m/s^3), ``lat_accel`` (m/s^2), ``yaw_rate`` (rad/s).
+        step_valid: bool ``[B, T]``.
+        init_step: first controlled step.
+        w: weights.
+        has_road: bool ``[B]``; scenes without road polygons get no offroad term.
+    """
+    t0 = init_step
+    nxt = slice(t0 + 1, None)
+    exists = step_valid[:, nxt]
+    coll = series["collision"][:, nxt].bool() & exists
+    # episode ends at the first collision: transitions after it are masked out
+    before = torch.cumsum(coll.int(), dim=1) - coll.int()
+    mask = exists & (before == 0)
+    first_coll = coll & mask
+    last_real = exists & ~torch.cat([exists[:, 1:], torch.zeros_like(exists[:, :1])], dim=1)
+    done = mask & (first_coll | last_real)
+
+    route_s = _nan0(series["route_s"])
+    progress = (route_s[:, t0 + 1:] - route_s[:, t0:-1]).clamp(-3.0, 3.0)
+    offroad = _nan0(series["offroad_dist"][:, nxt]).clamp(0.0, 2.0)
+    if has_road is not None:
+        offroad = offroad * has_road[:, None].float()
+    accel = _nan0(series["accel"][:, nxt])
+    comfort = ((accel < LON_ACCEL_MIN) | (accel > LON_ACCEL_MAX)).float()
+    comfort += (_nan0(series["lat_accel"][:, nxt]).abs() > LAT_ACCEL_MAX).float()
+    comfort += (_nan0(series["yaw_rate"][:, nxt]).abs() > YAW_RATE_MAX).float()
+    comfort += (_nan0(series["jerk"][:, nxt]).abs() > JERK_MAX).float()
+    log_dist = _nan0(series["log_dist"][:, nxt])
+
+    r = (w.progress * progress - w.collision * first_coll.float() - w.offroad * offroad
+         - w.comfort * comfort - w.log_dist * log_dist)
+    r = torch.where(mask, r, torch.zeros_like(r))
+    return StepRewards(r, mask, done, r.sum(1))

@@ -1,0 +1,122 @@
+"""The run directory: creation (never overwriting), ``config.json``, ``out/latest``, atomic JSON writes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from policy.checkpoint import CheckpointError, atomic_write_bytes
+from training.config import TrainConfig, TrainError
+
+CONFIG_SCHEMA_VERSION = 1
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON atomically; raises :class:`TrainError` naming the file on failure."""
+    try:
+        atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=False) + "\n").encode())
+    except CheckpointError as e:
+        raise TrainError(str(e)) from e
+    except ValueError as e:  # NaN/inf
+        raise TrainError(f"{path}: refusing to write non-finite numbers ({e})") from e
+
+
+def read_json(path: Path) -> Any:
+    """Read JSON; raises :class:`TrainError` naming the file when missing or malformed."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError as e:
+        raise TrainError(f"{path}: missing") from e
+    except (OSError, ValueError) as e:
+        raise TrainError(f"{path}: unreadable JSON ({e})") from e
+
+
+def git_revision(repo: Path) -> str:
+    """``git rev-parse HEAD`` of ``repo`` plus ``-dirty`` when tracked files changed; ``unknown`` without git."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
+        if rev.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, timeout=10)
+        return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python, torch, numpy and this package."""
+    import numpy
+    import torch
+    try:
+        from importlib.metadata import version
+        pkg = version("driveselect")
+    except Exception:  # not installed
+        pkg = "unknown"
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+            "driveselect": pkg}
+
+
+def default_run_name(seed: int) -> str:
+    """``run-YYYYmmdd-HHMMSS-s{seed}`` (UTC)."""
+    return time.strftime("run-%Y%m%d-%H%M%S", time.gmtime()) + f"-s{seed}"
+
+
+def create_run_dir(cfg: TrainConfig, root: Path = Path("out")) -> Path:
+    """Create a fresh run directory (``cfg.out_dir`` or ``root/<run>``) with ``checkpoints/``.
+
+    Raises:
+        TrainError: the directory exists and is not empty (runs are never silently overwritten), or it
+            cannot be created (read-only or full disk).
+    """
+    if cfg.out_dir is not None:
+        run = Path(cfg.out_dir)
+    else:
+        run = root / default_run_name(cfg.seed)
+        n = 1
+        while run.exists():
+            run = root / f"{default_run_name(cfg.seed)}-{n}"
+            n += 1
+    if run.exists() and (not run.is_dir() or any(run.iterdir())):
+        raise TrainError(f"{run}: already exists and is not empty; pick another --out-dir or continue it with "
+                         f"--resume {run}")
+    try:
+        (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TrainError(f"{run}: cannot create the run directory ({e.strerror or e})") from e
+    return run
+
+
+def write_config(run: Path, cfg: TrainConfig, extra: dict[str, Any]) -> dict[str, Any]:
+    """Write ``config.json`` (every setting, seed, versions, git revision, ``extra``); returns what was written."""
+    doc = {
+        "schema_version": CONFIG_SCHEMA_VERSION,
+        "train": cfg.to_dict(),
+        "seed": cfg.seed,
+        "versions": package_versions(),
+        "git_revision": git_revision(Path(__file__).resolve().parents[1]),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **extra,
+    }
+    write_json(run / "config.json", doc)
+    return doc
+
+
+def update_latest(run: Path) -> None:
+    """Point ``<parent>/latest`` at ``run`` with a relative symlink, replaced atomically (no-op on failure)."""
+    link = run.parent / "latest"
+    tmp = run.parent / f".latest.{os.getpid()}.tmp"
+    try:
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(run.name, tmp)
+        os.replace(tmp, link)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
