@@ -13,10 +13,9 @@ from training.checkpoints import CheckpointManager
 
 def print_summary(run: Path, manager: CheckpointManager, bc: dict[str, Any] | None) -> None:
     """Print one row per evaluation (and the behaviour-cloned start), marking best_entropy and best_reward."""
-    table = Table(title=f"training run {run}")
-    for col in ("episode", "entropy (nats)", "train return", "val score", "val collision", "val ade (m)",
-                "mean |delta| (m)", "file"):
-        table.add_column(col, justify="right")
+    table = Table(title=f"training run {run}", caption="entropy in nats; val = closed loop on the val scenes")
+    for col in ("ep", "entropy", "return", "score", "coll", "ade m", "|d| m", "file"):
+        table.add_column(col, justify="right", no_wrap=True)
     best, best_r = manager.best, manager.best_reward
 
     def fmt(info: dict[str, float], key: str) -> str:
@@ -29,8 +28,8 @@ def print_summary(run: Path, manager: CheckpointManager, bc: dict[str, Any] | No
                       fmt(i, "val_ade"), fmt(i, "mean_delta_norm"), "bc.pt")
     for r in manager.records:
         tags = [t for t, rr in (("best_entropy", best), ("best_reward", best_r)) if rr and rr.episode == r.episode]
-        file = (r.path or "(evicted)") + (f" [{', '.join(tags)}]" if tags else "")
+        file = (r.path or "(evicted)").removeprefix("checkpoints/") + (f" *{','.join(tags)}" if tags else "")
         i = r.eval_info
         table.add_row(str(r.episode), f"{r.entropy:.3f}", f"{r.train_reward:.3f}", fmt(i, "val_score"),
                       fmt(i, "val_collision"), fmt(i, "val_ade"), fmt(i, "mean_delta_norm"), file)
-    Console(stderr=False).print(table)
+    Console(stderr=False, width=max(100, Console().width)).print(table)

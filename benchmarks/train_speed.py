@@ -1,0 +1,46 @@
+"""Wall time of ``python -m training.train`` (behaviour cloning included); prints one JSON line.
+
+``python -m benchmarks.train_speed [--episodes 500] [--device auto|cpu|cuda]`` ->
+``{"episodes": 500, "wall_s": 71.3, "device": "cpu", ...}``. The run is written to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from training.train import main as train_main
+from training.train import resolve_device
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one training and print ``{"episodes", "wall_s", "device", "threads", "rc"}`` as JSON."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.train_speed", description=__doc__)
+    p.add_argument("--episodes", type=int, default=500)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    device = str(resolve_device(a.device))
+    with tempfile.TemporaryDirectory(prefix="train_speed_") as tmp:
+        out = Path(tmp) / "run"
+        args = ["--episodes", str(a.episodes), "--device", a.device, "--seed", str(a.seed), "--out-dir", str(out),
+                "--no-progress"]
+        t0 = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            rc = train_main(args)
+        wall = time.perf_counter() - t0
+    print(json.dumps({"episodes": a.episodes, "wall_s": round(wall, 2), "device": device,
+                      "threads": torch.get_num_threads(), "rc": rc}))
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
