@@ -12,6 +12,7 @@ This module needs only h5py, numpy and the standard library.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -247,6 +248,29 @@ class ResultsWriter:
             os.unlink(tmp)
         except OSError as e:
             raise EvaluationError(f"{self.path}: output folder is not writable ({e.strerror or e})") from None
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an exclusive lock on the results file for one evaluation; remove temp copies of killed runs.
+
+        Raises:
+            EvaluationError: another evaluation holds the lock.
+        """
+        lock_path = self.path.parent / f".{self.path.name}.lock"
+        try:
+            fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as e:
+            raise EvaluationError(f"{self.path}: cannot create lock file ({e.strerror or e})") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise EvaluationError(f"{self.path}: another evaluation is writing this file") from None
+            for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+                stale.unlink(missing_ok=True)
+            yield
+        finally:
+            os.close(fd)
 
     def done(self) -> dict[str, set[str]]:
         """Scenario ids already committed, per checkpoint key (empty when no file)."""
