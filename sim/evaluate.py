@@ -236,54 +236,56 @@ def run(cfg: EvalConfig, console=None) -> dict[str, Any]:
         raise EvaluationError("no run directory to put results.h5 in: give --out")
     writer = ResultsWriter(out)
     writer.preflight()
-    _preflight_checkpoints(cands, cfg.device)
-    scenes = _load_scenes(cfg)
-    ids = [s.id for s in scenes]
-    scene_of = {s.id: s for s in scenes}
-    done = writer.done()
-    todo = {c.key: {i for i, s in enumerate(ids) if s not in done.get(c.key, set())} for c in cands}
-    n_ck = sum(not c.is_baseline for c in cands)
-    skipped = sum(len(ids) - len(v) for v in todo.values())
-    log(f"Evaluating {n_ck} checkpoint(s) and {len(cands) - n_ck} baseline(s) on {len(scenes)} scenes "
-        f"({cfg.scenarios}, backend {cfg.backend}) -> {out}")
-    if skipped:
-        log(f"Resuming: {skipped} (checkpoint, scenario) pairs already in {out.name} are skipped")
-    root = {"backend": cfg.backend, "suite": cfg.scenarios, "config": to_json(asdict(cfg)),
-            "run_dir": str(run_dir) if run_dir else ""}
-    shards = make_shards(scenes, cfg.batch_size)
-    units = make_units(cands, shards, todo)
-    settings = SimSettings(backend=cfg.backend, device=cfg.device, agents=cfg.agents, seed=cfg.seed,
-                           carla_host=cfg.carla_host, carla_port=cfg.carla_port)
-    if not out.exists() or units:
-        writer.prepare(scenes, root)
-    by_key = {c.key: c for c in cands}
-    left = defaultdict(int)
-    for u in units:
-        left[u.key] += 1
-    parts: dict[str, list] = defaultdict(list)
-    if units:
-        executor = make_executor(cfg.executor, cfg.ray_address, cfg.num_cpus or None)
-        bar = tqdm(total=sum(len(u.scenes) for u in units), unit="scene", disable=not cfg.progress,
-                   desc="closed loop", file=sys.stderr)
-        try:
-            for res in executor.run(units, scenes, settings):
-                bar.update(len(res.rows.scenario_ids))
-                parts[res.key].append(res)
-                left[res.key] -= 1
-                if left[res.key] == 0:
-                    c = by_key[res.key]
-                    rows = CheckpointRows.concat([r.rows for r in sorted(parts.pop(res.key), key=lambda r: r.shard)])
-                    writer.commit(c.key, c.attrs(cfg.backend), rows, [scene_of[i] for i in rows.scenario_ids],
-                                  root)
-                    bar.set_postfix_str(f"saved {c.name}")
-        finally:
-            bar.close()
-            executor.close()
-    stored = {s.key: s for s in read_checkpoints(out)}
-    verdict = build_verdict(list(stored.values()), ids, cfg)
-    writer.write_verdict(verdict, root)
-    shown = [stored[c.key] for c in cands if c.key in stored]
-    print_summary(console, summary_rows(shown, ids), verdict)
+    with writer.lock():
+        _preflight_checkpoints(cands, cfg.device)
+        scenes = _load_scenes(cfg)
+        ids = [s.id for s in scenes]
+        scene_of = {s.id: s for s in scenes}
+        done = writer.done()
+        todo = {c.key: {i for i, s in enumerate(ids) if s not in done.get(c.key, set())} for c in cands}
+        n_ck = sum(not c.is_baseline for c in cands)
+        skipped = sum(len(ids) - len(v) for v in todo.values())
+        log(f"Evaluating {n_ck} checkpoint(s) and {len(cands) - n_ck} baseline(s) on {len(scenes)} scenes "
+            f"({cfg.scenarios}, backend {cfg.backend}) -> {out}")
+        if skipped:
+            log(f"Resuming: {skipped} (checkpoint, scenario) pairs already in {out.name} are skipped")
+        root = {"backend": cfg.backend, "suite": cfg.scenarios, "config": to_json(asdict(cfg)),
+                "run_dir": str(run_dir) if run_dir else ""}
+        shards = make_shards(scenes, cfg.batch_size)
+        units = make_units(cands, shards, todo)
+        settings = SimSettings(backend=cfg.backend, device=cfg.device, agents=cfg.agents, seed=cfg.seed,
+                               carla_host=cfg.carla_host, carla_port=cfg.carla_port)
+        if not out.exists() or units:
+            writer.prepare(scenes, root)
+        by_key = {c.key: c for c in cands}
+        left = defaultdict(int)
+        for u in units:
+            left[u.key] += 1
+        parts: dict[str, list] = defaultdict(list)
+        if units:
+            executor = make_executor(cfg.executor, cfg.ray_address, cfg.num_cpus or None)
+            bar = tqdm(total=sum(len(u.scenes) for u in units), unit="scene", disable=not cfg.progress,
+                       desc="closed loop", file=sys.stderr)
+            try:
+                for res in executor.run(units, scenes, settings):
+                    bar.update(len(res.rows.scenario_ids))
+                    parts[res.key].append(res)
+                    left[res.key] -= 1
+                    if left[res.key] == 0:
+                        c = by_key[res.key]
+                        done_parts = sorted(parts.pop(res.key), key=lambda r: r.shard)
+                        rows = CheckpointRows.concat([r.rows for r in done_parts])
+                        writer.commit(c.key, c.attrs(cfg.backend), rows, [scene_of[i] for i in rows.scenario_ids],
+                                      root)
+                        bar.set_postfix_str(f"saved {c.name}")
+            finally:
+                bar.close()
+                executor.close()
+        stored = {s.key: s for s in read_checkpoints(out)}
+        verdict = build_verdict(list(stored.values()), ids, cfg)
+        writer.write_verdict(verdict, root)
+        shown = [stored[c.key] for c in cands if c.key in stored]
+        print_summary(console, summary_rows(shown, ids), verdict)
     log(f"Results: {out}")
     return verdict
 
