@@ -73,6 +73,7 @@ def test_box_centre_uses_bbox_offset_and_size():
     tf = convert.to_transform(10.0, 5.0, math.pi / 2)
     bbox = carla.BoundingBox(carla.Location(1.5, 0.0, 0.7), carla.Vector3D(2.4, 1.0, 0.8))
     x, y, yaw = convert.box_centre(tf, bbox)
+    assert convert.box_centre(tf, bbox) == (x, y, yaw)  # carla's transform() works in place: bbox untouched
     assert (x, y) == pytest.approx((10.0, 6.5), abs=1e-4)  # 1.5 m ahead of the origin, heading north
     assert yaw == pytest.approx(math.pi / 2)
     assert convert.box_size(bbox) == pytest.approx((4.8, 2.0))

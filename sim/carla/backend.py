@@ -1,31 +1,32 @@
-"""The CARLA backend: one scene at a time on one CARLA server, behind the :class:`sim.backends.Backend` protocol.
+"""The CARLA backend: B scenes side by side in one CARLA world, behind the :class:`sim.backends.Backend` protocol.
 
-Per scene (:meth:`CarlaBackend.reset`):
+Per batch (:meth:`CarlaBackend.reset`):
 
-1. the map: a scene tagged ``carla_town:<Town>`` loads that CARLA town (the scene's coordinates
-   are then CARLA's with y flipped); any other scene exports its lane centrelines to OpenDRIVE
-   (:mod:`sim.carla.opendrive`) and loads them with ``client.generate_opendrive_world`` (no walls,
-   so roads may overlap at crossings). An identical map is not reloaded.
+1. the map: scenes with generated maps are moved apart on a grid (each scene's centre to its
+   own cell, so far-away source coordinates stay small), their lane centrelines exported to one
+   OpenDRIVE document (:mod:`sim.carla.opendrive`) and loaded with
+   ``client.generate_opendrive_world`` (no walls, so roads may overlap at crossings). A scene
+   tagged ``carla_town:<Town>`` loads that CARLA town instead (its coordinates are CARLA's with y
+   flipped, no offset; such scenes run one per batch). An identical map is not reloaded.
 2. a :class:`~sim.carla.session.CarlaSession`: synchronous mode, ``fixed_delta_seconds = dt``,
    rendering off; cleanup (actors destroyed, settings restored) in :meth:`close` / the next reset.
-3. the ego (physics on) at its logged box pose at ``init_step`` (``spawn_z`` above the road) with
-   its logged velocity, a ``sensor.other.collision`` attached; every other agent with physics off,
-   parked below the map and moved each tick with ``ApplyTransform`` in the same
-   ``apply_batch_sync`` as the ego's ``VehicleControl``.
+3. per scene, the ego (physics on) at its logged box pose at ``init_step`` (``spawn_z`` above the
+   road) with its logged velocity and a ``sensor.other.collision``; every other agent with physics
+   off, parked below the map and moved each tick by ``ApplyTransform``.
 
-Per step (:meth:`CarlaBackend.step`): the controller's (accel, curvature) become throttle, brake and
-steer (:mod:`sim.carla.control`); the world ticks under a watchdog; the ego's state is read back
-(box centre, yaw, velocity, converted to the project frame, logged length and width). Other agents
-are reported at their logged states, logged velocities included (CARLA reports zero velocity for
-teleported actors). Observations, the controller and metrics are the project's own
-(:func:`sim.rollout.rollout`), so only the world differs from the kinematic backend.
+Per step (:meth:`CarlaBackend.step`): each ego's (accel, curvature) becomes throttle, brake and steer
+(:mod:`sim.carla.control`); every command of every scene goes in ONE ``apply_batch_sync``; the world
+ticks under a watchdog; each ego's state is read back from one snapshot (box centre, yaw, velocity
+in the project frame; logged length and width). Other agents are reported at their logged
+states, logged velocities included (CARLA reports zero velocity for teleported actors).
+Observations, controller and metrics are the project's own (:func:`sim.rollout.rollout`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ from sim.batch import ScenarioBatch
 from sim.carla import CarlaError, require_carla
 from sim.carla import convert as cv
 from sim.carla.control import ControlConfig, ControlMapper
-from sim.carla.opendrive import scenario_to_xodr
+from sim.carla.opendrive import lanes_to_xodr, usable_lanes
 from sim.carla.session import CarlaSession, Endpoint, SessionConfig, connect
 from sim.config import CURVATURE_MAX
 from sim.state import SimState
@@ -54,6 +55,7 @@ class CarlaConfig:
         vehicle_blueprint, cyclist_blueprint, pedestrian_blueprint: replayed agents by type.
         spawn_z: m above the road surface for spawning (CARLA drops the vehicle onto the road).
         park_z: m, z of parked (currently invalid) replayed agents, below the map.
+        scene_margin: m of empty space between scenes laid side by side.
         vertex_distance: m, mesh resolution of generated OpenDRIVE worlds.
         additional_width: m of extra road mesh beside each lane of generated worlds.
     """
@@ -66,6 +68,7 @@ class CarlaConfig:
     pedestrian_blueprint: str = "walker.pedestrian.0001"
     spawn_z: float = 0.5
     park_z: float = -200.0
+    scene_margin: float = 200.0
     vertex_distance: float = 2.0
     additional_width: float = 0.6
 
@@ -78,34 +81,92 @@ def scene_town(scene) -> str | None:
     return None
 
 
+def scene_offsets(scenes, margin: float = 200.0) -> np.ndarray:
+    """Translations that put each scene's centre in its own cell of a square grid.
+
+    Args:
+        scenes: scenes with generated maps.
+        margin: m between the bounding boxes of neighbouring scenes.
+
+    Returns:
+        float64 ``[B, 2]`` m, added to a scene's coordinates to get its CARLA-world position.
+    """
+    lo, hi = [], []
+    for s in scenes:
+        pts = [s.agents[..., :2][s.valid], s.route] + [p for p in s.map.lanes]
+        p = np.concatenate([np.asarray(q, dtype=np.float64).reshape(-1, 2) for q in pts if len(q)])
+        lo.append(p.min(axis=0))
+        hi.append(p.max(axis=0))
+    lo, hi = np.array(lo), np.array(hi)
+    cell = float((hi - lo).max()) + margin
+    n = int(math.ceil(math.sqrt(len(scenes))))
+    idx = np.arange(len(scenes))
+    grid = np.stack([idx % n, idx // n], axis=1) * cell
+    return grid - (lo + hi) / 2
+
+
+def _state(agents, speed, valid, t: int, last_action) -> SimState:
+    """Build a :class:`SimState` from ``agents [B, A, 7]`` and ``speed [B, A]`` (either field layout of SimState)."""
+    names = {f.name for f in fields(SimState)}
+    if "kin" in names:
+        kin = torch.cat([agents, speed.unsqueeze(-1)], dim=-1)
+        return SimState(kin=kin, valid=valid, t=t, last_action=last_action)
+    return SimState(agents=agents, speed=speed, valid=valid, t=t, last_action=last_action)
+
+
+@dataclass
+class _Scene:
+    """CARLA actors and per-scene state of one batch entry."""
+
+    offset: np.ndarray  # [2] m
+    log: np.ndarray  # [A, T, 7] float64, scene frame
+    valid: np.ndarray  # [A, T] bool
+    ego: object = None
+    mapper: ControlMapper | None = None
+    ego_z: float = 0.0
+    others: dict = field(default_factory=dict)
+    park: dict = field(default_factory=dict)
+    other_z: dict = field(default_factory=dict)
+    events: list = field(default_factory=list)
+    ended: bool = False
+
+
 class CarlaBackend:
-    """:class:`sim.backends.Backend` on a CARLA server, for batches of ONE scene (B = 1).
+    """:class:`sim.backends.Backend` on one CARLA server for batches of B scenes (one world).
 
     Args:
         endpoint: the server.
-        scenes: the scenes that will be reset, by id (the batch carries no lane geometry).
+        scenes: the scenes that may be reset, matched by id (the batch carries no lane geometry).
         cfg: settings.
         cancel: optional ``threading.Event``; once set, :meth:`step` raises :class:`CarlaError`.
 
-    Attributes after each step: ``sensor_collision`` (bool numpy ``[T]``, the collision sensor
-    fired during the step ending at t) and ``collision_actors`` (CARLA type ids of what was hit).
+    ``last_state`` is the :class:`SimState` last returned. After each step, ``sensor_collision``
+    (bool numpy ``[B, T]``: CARLA's collision sensor fired on the ego in the step ending at t)
+    and ``collision_actors`` (per scene, the type ids hit).
     """
 
     name = "carla"
     agent_model = "log"
 
-    def __init__(self, endpoint: Endpoint, scenes, cfg: CarlaConfig | None = None, cancel=None) -> None:
+    def __init__(self, endpoint: Endpoint, scenes=(), cfg: CarlaConfig | None = None, cancel=None) -> None:
         self.endpoint = endpoint
-        self.cancel = cancel  # a threading.Event: when set, the next step raises CarlaError (clean stop)
         self.cfg = cfg or CarlaConfig()
+        self.cancel = cancel
         self.scenes = {s.id: s for s in scenes}
         self.client = None
         self.world = None
         self.session: CarlaSession | None = None
         self._map_key: str | None = None
         self._batch: ScenarioBatch | None = None
-        self.sensor_collision = np.zeros(0, dtype=bool)
-        self.collision_actors: list[str] = []
+        self._scenes: list[_Scene] = []
+        self._frame: int | None = None
+        self.last_state: SimState | None = None
+        self.sensor_collision = np.zeros((0, 0), dtype=bool)
+        self.collision_actors: list[list[str]] = []
+
+    def add_scenes(self, scenes) -> None:
+        """Make more scenes known (by id) to later :meth:`reset` calls."""
+        self.scenes.update({s.id: s for s in scenes})
 
     # -- connection and map ----------------------------------------------------------------
     def connect(self) -> None:
@@ -113,13 +174,18 @@ class CarlaBackend:
         if self.client is None:
             self.client, self.world = connect(self.endpoint, self.cfg.session)
 
-    def _load_map(self, scene) -> None:
+    def _load_map(self, scenes, offsets: np.ndarray) -> None:
         carla = require_carla()
-        town = scene_town(scene)
+        town = scene_town(scenes[0])
         if town is not None:
             key = "town:" + town
         else:
-            xodr = scenario_to_xodr(scene)
+            lanes, widths = [], []
+            for s, off in zip(scenes, offsets):
+                ls, ws = usable_lanes(s)
+                lanes += [p + off for p in ls]
+                widths += list(ws)
+            xodr = lanes_to_xodr(lanes, widths, name="batch")
             key = "xodr:" + hashlib.sha1(xodr.encode()).hexdigest()
         if key == self._map_key:
             return
@@ -139,202 +205,230 @@ class CarlaBackend:
                 self.world = self.client.generate_opendrive_world(xodr, params)
         except RuntimeError as exc:
             what = f"town {town}" if town else "the generated OpenDRIVE map"
-            raise CarlaError(f"{self.endpoint}: loading {what} for scene {scene.id!r} failed: {exc}") from None
+            raise CarlaError(f"{self.endpoint}: loading {what} for scene {scenes[0].id!r} failed: {exc}") from None
         finally:
             self.client.set_timeout(self.cfg.session.rpc_timeout)
         self._map_key = key
 
     # -- Backend protocol ------------------------------------------------------------------
     def reset(self, batch: ScenarioBatch) -> SimState:
-        """Load the scene's map, start a synchronous session, spawn the ego and the replayed agents.
+        """Load the map, start a synchronous session, spawn every scene's ego and replayed agents.
 
         Returns:
-            The state at ``batch.init_step``: the log there (B = 1).
+            The state at ``batch.init_step``: the log there.
+
+        Raises:
+            CarlaError: unknown scene, town scenes batched together, spawn refused, server trouble.
         """
-        if batch.num_scenes != 1:
-            raise CarlaError(f"the CARLA backend runs one scene per world, got a batch of {batch.num_scenes}")
-        sid = batch.ids[0]
-        if sid not in self.scenes:
-            raise CarlaError(f"scene {sid!r} was not given to CarlaBackend (it needs the scene's lanes)")
+        missing = [i for i in batch.ids if i not in self.scenes]
+        if missing:
+            raise CarlaError(
+                f"the CARLA backend needs the scenes' lanes but was not given scene {missing[0]!r}: "
+                "build it with make_backend(host=..., port=..., scenes=scenes)"
+            )
+        scenes = [self.scenes[i] for i in batch.ids]
+        towns = [scene_town(s) for s in scenes]
+        if any(towns) and len(scenes) > 1:
+            raise CarlaError(
+                f"scene {scenes[0].id!r}...: scenes written for CARLA towns run one per batch (use --batch-size 1)"
+            )
+        offsets = np.zeros((len(scenes), 2)) if towns[0] else scene_offsets(scenes, self.cfg.scene_margin)
         self.close_scene()
         self.connect()
-        self._load_map(self.scenes[sid])
+        self._load_map(scenes, offsets)
         self._batch = batch
-        n_t = batch.log.shape[2]
-        self.sensor_collision = np.zeros(n_t, dtype=bool)
-        self.collision_actors = []
-        self._events: list[tuple[int, str]] = []
+        n_b, _, n_t, _ = batch.log.shape
+        self.sensor_collision = np.zeros((n_b, n_t), dtype=bool)
+        self.collision_actors = [[] for _ in range(n_b)]
+        log = batch.log.detach().cpu().double().numpy()
+        valid = batch.valid.detach().cpu().numpy()
+        self._scenes = [_Scene(offsets[b], log[b], valid[b]) for b in range(n_b)]
+        self._frame = None
         self.session = CarlaSession(self.client, self.world, batch.dt, self.cfg.session, name=str(self.endpoint))
         self.session.__enter__()
         try:
-            self._spawn_all(batch)
+            self._map = self.world.get_map()
+            self._library = self.world.get_blueprint_library()
+            cmds = []
+            for b, sc in enumerate(self._scenes):
+                cmds += self._spawn_scene(b, sc, batch)
+            self.session.apply(cmds)
         except BaseException:
             self.close_scene()
             raise
         t0 = batch.init_step
         agents = batch.log[:, :, t0].clone()
-        self._frame = None
-        return SimState(
-            agents=agents,
-            speed=torch.hypot(agents[..., 3], agents[..., 4]),
-            valid=batch.valid[:, :, t0].clone(),
-            t=t0,
-            last_action=torch.zeros(1, 2, dtype=agents.dtype),
+        last = torch.zeros(n_b, 2, dtype=agents.dtype, device=agents.device)
+        self.last_state = _state(
+            agents, torch.hypot(agents[..., 3], agents[..., 4]), batch.valid[:, :, t0].clone(), t0, last
         )
+        return self.last_state
 
     def _ground_z(self, x: float, y: float) -> float:
+        """Road height (m) at CARLA-world point (x, y) in the project frame; 0 away from roads."""
         wp = self._map.get_waypoint(cv.to_location(x, y, 0.0), True)
         if wp is None:
             return 0.0
         loc = wp.transform.location
         return float(loc.z) if math.hypot(loc.x - x, -loc.y - y) < 5.0 else 0.0
 
-    def _blueprint(self, name: str):
+    def _blueprint(self, name: str, role: str):
         lib = self._library
         found = lib.filter(name)
         if len(found) == 0:
-            found = lib.filter("vehicle.*" if not name.startswith("walker") else "walker.pedestrian.*")
+            found = lib.filter("walker.pedestrian.*" if name.startswith("walker") else "vehicle.*")
         if len(found) == 0:
             raise CarlaError(f"{self.endpoint}: no blueprint {name!r} on this server")
         bp = found[0]
         if bp.has_attribute("role_name"):
-            bp.set_attribute("role_name", "hero" if name == self.cfg.ego_blueprint else "replay")
+            bp.set_attribute("role_name", role)
         return bp
 
-    def _origin(self, actor, x: float, y: float, yaw: float, z: float):
-        """Transform placing ``actor``'s bounding-box centre at the project pose (x, y, yaw)."""
+    @staticmethod
+    def _origin(actor, x: float, y: float, yaw: float, z: float):
+        """Transform placing ``actor``'s bounding-box centre at the CARLA-world pose (x, y, yaw) (project frame)."""
         off = actor.bounding_box.location  # CARLA local frame: x forward, y right
         fx, fy = off.x, -off.y
         c, s = math.cos(yaw), math.sin(yaw)
         return cv.to_transform(x - (c * fx - s * fy), y - (s * fx + c * fy), yaw, z)
 
-    def _spawn_all(self, batch: ScenarioBatch) -> None:
+    def _spawn_scene(self, b: int, sc: _Scene, batch: ScenarioBatch) -> list:
         carla = require_carla()
         sess = self.session
-        self._map = self.world.get_map()
-        self._library = self.world.get_blueprint_library()
         t0 = batch.init_step
-        log = batch.log[0].detach().cpu().double().numpy()  # [A, T, 7]
-        valid = batch.valid[0].detach().cpu().numpy()
-        self._log, self._valid = log, valid
-        ex, ey, eyaw, evx, evy = log[0, t0, :5]
-        self._ego_z = self._ground_z(ex, ey) + self.cfg.spawn_z
-        ego = sess.spawn(self._blueprint(self.cfg.ego_blueprint), cv.to_transform(ex, ey, eyaw, self._ego_z))
+        ex, ey, eyaw, evx, evy = sc.log[0, t0, :5]
+        wx, wy = ex + sc.offset[0], ey + sc.offset[1]
+        sc.ego_z = self._ground_z(wx, wy) + self.cfg.spawn_z
+        ego = sess.spawn(self._blueprint(self.cfg.ego_blueprint, "hero"), cv.to_transform(wx, wy, eyaw, sc.ego_z))
         if ego is None:
             raise CarlaError(
-                f"{self.endpoint}: CARLA refused to spawn the ego of {batch.ids[0]!r} at ({ex:.1f}, {ey:.1f})"
+                f"{self.endpoint}: CARLA refused to spawn the ego of {batch.ids[b]!r} at ({ex:.1f}, {ey:.1f})"
             )
-        self.ego = ego
-        ego.set_transform(self._origin(ego, ex, ey, eyaw, self._ego_z))
+        sc.ego = ego
+        ego.set_transform(self._origin(ego, wx, wy, eyaw, sc.ego_z))
         ego.set_target_velocity(cv.to_vector(evx, evy))
         wheels = ego.get_physics_control().wheels
         max_deg = max((w.max_steer_angle for w in wheels), default=0.0)
         ccfg = self.cfg.control if max_deg <= 0 else replace(self.cfg.control, max_steer_angle=math.radians(max_deg))
-        self.mapper = ControlMapper(ccfg, batch.dt)
-        self.mapper.reset(float(np.hypot(evx, evy)))
+        sc.mapper = ControlMapper(ccfg, batch.dt)
+        sc.mapper.reset(float(np.hypot(evx, evy)))
         sensor = sess.spawn(self._library.find("sensor.other.collision"), carla.Transform(), attach_to=ego, sensor=True)
         if sensor is None:
-            raise CarlaError(f"{self.endpoint}: could not attach a collision sensor to the ego")
-        events = self._events
+            raise CarlaError(f"{self.endpoint}: could not attach a collision sensor to the ego of {batch.ids[b]!r}")
+        events = sc.events
         sensor.listen(lambda ev: events.append((int(ev.frame), str(ev.other_actor.type_id))))
-        # replayed agents: spawned parked below the map, physics off, then moved every tick
-        self.others: dict[int, object] = {}
-        kinds = batch.agent_type[0].tolist()
-        for a in range(1, log.shape[0]):
-            if not valid[a, t0:].any():
+        kinds = batch.agent_type[b].tolist()
+        by_type = {
+            int(AgentType.PEDESTRIAN): self.cfg.pedestrian_blueprint,
+            int(AgentType.CYCLIST): self.cfg.cyclist_blueprint,
+        }
+        for a in range(1, sc.log.shape[0]):
+            if not sc.valid[a, t0:].any():
                 continue
-            kind = kinds[a]
-            name = {
-                int(AgentType.PEDESTRIAN): self.cfg.pedestrian_blueprint,
-                int(AgentType.CYCLIST): self.cfg.cyclist_blueprint,
-            }.get(kind, self.cfg.vehicle_blueprint)
-            park = cv.to_transform(ex + 10.0 * a, ey, 0.0, self.cfg.park_z)
-            actor = sess.spawn(self._blueprint(name), park, physics=False)
+            park = cv.to_transform(wx + 10.0 * a, wy, 0.0, self.cfg.park_z)
+            actor = sess.spawn(
+                self._blueprint(by_type.get(kinds[a], self.cfg.vehicle_blueprint), "replay"), park, physics=False
+            )
             if actor is None:
-                raise CarlaError(f"{self.endpoint}: CARLA refused to spawn agent {a} of {batch.ids[0]!r}")
-            self.others[a] = actor
-        self._park = {a: cv.to_transform(ex + 10.0 * a, ey, 0.0, self.cfg.park_z) for a in self.others}
-        self._other_z = {a: self._ground_z(*log[a, valid[a]][0, :2]) + 0.05 for a in self.others}
-        sess.apply(self._other_commands(t0))
+                raise CarlaError(f"{self.endpoint}: CARLA refused to spawn agent {a} of {batch.ids[b]!r}")
+            sc.others[a] = actor
+            sc.park[a] = park
+            first = sc.log[a, sc.valid[a]][0, :2] + sc.offset
+            sc.other_z[a] = self._ground_z(*first) + 0.05
+        return self._other_commands(sc, t0)
 
-    def _other_commands(self, t: int) -> list:
+    def _other_commands(self, sc: _Scene, t: int) -> list:
         carla = require_carla()
         cmds = []
-        for a, actor in self.others.items():
-            if self._valid[a, t]:
-                x, y, yaw = self._log[a, t, :3]
-                tf = self._origin(actor, x, y, yaw, self._other_z[a])
+        for a, actor in sc.others.items():
+            if t < sc.valid.shape[1] and sc.valid[a, t]:
+                x, y, yaw = sc.log[a, t, :3]
+                tf = self._origin(actor, x + sc.offset[0], y + sc.offset[1], yaw, sc.other_z[a])
             else:
-                tf = self._park[a]
+                tf = sc.park[a]
             cmds.append(carla.command.ApplyTransform(actor.id, tf))
         return cmds
 
     def step(self, state: SimState, accel, curvature, t: int) -> SimState:
-        """Advance the world from step ``t`` to ``t + 1`` (see the module docstring)."""
+        """Advance every scene from step ``t`` to ``t + 1`` (see the module docstring)."""
         carla = require_carla()
         if self.session is None or self._batch is None:
             raise CarlaError("CarlaBackend.step called before reset")
         if self.cancel is not None and self.cancel.is_set():
             raise CarlaError(f"{self.endpoint}: cancelled")
         batch = self._batch
-        cmds = self._other_commands(t + 1)
+        step_valid = batch.step_valid[:, t + 1].tolist()
         replay = accel is None or curvature is None
-        if replay:
-            x, y, yaw = self._log[0, t + 1, :3]
-            cmds.append(carla.command.SetSimulatePhysics(self.ego.id, False))
-            cmds.append(carla.command.ApplyTransform(self.ego.id, self._origin(self.ego, x, y, yaw, self._ego_z)))
-            a_cmd, k_cmd = 0.0, 0.0
-        else:
-            a_cmd, k_cmd = float(accel[0]), float(curvature[0])
-            command = self.mapper(a_cmd, k_cmd, float(state.speed[0, 0]))
-            cmds.append(carla.command.ApplyVehicleControl(self.ego.id, command.to_vehicle_control()))
+        acc = [0.0] * len(self._scenes) if replay else accel.detach().cpu().double().tolist()
+        curv = [0.0] * len(self._scenes) if replay else curvature.detach().cpu().double().tolist()
+        cmds = []
+        for b, sc in enumerate(self._scenes):
+            if not step_valid[b]:  # the scene has ended: freeze its ego
+                if not sc.ended:
+                    cmds.append(carla.command.SetSimulatePhysics(sc.ego.id, False))
+                    sc.ended = True
+                continue
+            cmds += self._other_commands(sc, t + 1)
+            if replay:
+                x, y, yaw = sc.log[0, t + 1, :3]
+                cmds.append(carla.command.SetSimulatePhysics(sc.ego.id, False))
+                pose = self._origin(sc.ego, x + sc.offset[0], y + sc.offset[1], yaw, sc.ego_z)
+                cmds.append(carla.command.ApplyTransform(sc.ego.id, pose))
+            else:
+                command = sc.mapper(acc[b], curv[b], float(state.speed[b, 0]))
+                cmds.append(carla.command.ApplyVehicleControl(sc.ego.id, command.to_vehicle_control()))
         self.session.apply(cmds)
         frame = self.session.tick()
-        hits = [name for f, name in list(self._events) if self._frame is None or f > self._frame]
-        self._frame = frame
-        if hits:
-            self.sensor_collision[t + 1] = True
-            self.collision_actors.extend(hits)
+        snapshot = None if replay else self.world.get_snapshot()
 
         agents = batch.log[:, :, t + 1].clone()
-        if replay:
-            speed0 = float(torch.hypot(agents[0, 0, 3], agents[0, 0, 4]))
-            action = self._log_action(state, agents, speed0)
-        else:
-            snap = self.world.get_snapshot().find(self.ego.id)
-            tf = snap.get_transform() if snap is not None else self.ego.get_transform()
-            vel = snap.get_velocity() if snap is not None else self.ego.get_velocity()
-            x, y, yaw = cv.box_centre(tf, self.ego.bounding_box)
-            vx, vy = cv.from_vector(vel)
-            speed0 = max(0.0, vx * math.cos(yaw) + vy * math.sin(yaw))
-            agents[0, 0, :5] = torch.tensor([x, y, yaw, vx, vy], dtype=agents.dtype)
-            agents[0, 0, 5:7] = batch.log[0, 0, batch.init_step, 5:7]
-            eff_acc = (speed0 - float(state.speed[0, 0])) / batch.dt
-            action = torch.tensor([[eff_acc, max(-CURVATURE_MAX, min(CURVATURE_MAX, k_cmd))]], dtype=agents.dtype)
         speed = torch.hypot(agents[..., 3], agents[..., 4])
-        speed[0, 0] = speed0
-        return SimState(
-            agents=agents,
-            speed=speed,
-            valid=batch.valid[:, :, t + 1].clone(),
-            t=t + 1,
-            last_action=action,
-        )
+        action = torch.zeros(len(self._scenes), 2, dtype=agents.dtype)
+        for b, sc in enumerate(self._scenes):
+            hits = [name for f, name in list(sc.events) if self._frame is None or f > self._frame]
+            if hits and step_valid[b]:
+                self.sensor_collision[b, t + 1] = True
+                self.collision_actors[b].extend(hits)
+            if not step_valid[b]:
+                agents[b] = state.agents[b]
+                speed[b] = state.speed[b]
+                continue
+            if replay:
+                action[b] = self._log_action(state, agents, b)
+                continue
+            snap = snapshot.find(sc.ego.id) if snapshot is not None else None
+            tf = snap.get_transform() if snap is not None else sc.ego.get_transform()
+            vel = snap.get_velocity() if snap is not None else sc.ego.get_velocity()
+            x, y, yaw = cv.box_centre(tf, sc.ego.bounding_box)
+            vx, vy = cv.from_vector(vel)
+            fwd = max(0.0, vx * math.cos(yaw) + vy * math.sin(yaw))
+            agents[b, 0, :5] = torch.tensor([x - sc.offset[0], y - sc.offset[1], yaw, vx, vy], dtype=agents.dtype)
+            agents[b, 0, 5:7] = batch.log[b, 0, batch.init_step, 5:7]
+            speed[b, 0] = fwd
+            eff_acc = (fwd - float(state.speed[b, 0])) / batch.dt
+            action[b] = torch.tensor([eff_acc, max(-CURVATURE_MAX, min(CURVATURE_MAX, curv[b]))])
+        self._frame = frame
+        valid = torch.where(batch.step_valid[:, t + 1].view(-1, 1), batch.valid[:, :, t + 1], state.valid)
+        self.last_state = _state(agents, speed, valid, t + 1, action)
+        return self.last_state
 
-    def _log_action(self, state: SimState, agents, speed1: float):
+    def _log_action(self, state: SimState, agents, b: int):
+        """(accel, curvature) of the ego's logged move from ``state`` to ``agents`` (log replay)."""
         dt = self._batch.dt
-        acc = (speed1 - float(state.speed[0, 0])) / dt
-        dist = float(torch.hypot(agents[0, 0, 0] - state.agents[0, 0, 0], agents[0, 0, 1] - state.agents[0, 0, 1]))
-        dyaw = math.remainder(float(agents[0, 0, 2] - state.agents[0, 0, 2]), 2 * math.pi)
+        v1 = float(torch.hypot(agents[b, 0, 3], agents[b, 0, 4]))
+        acc = (v1 - float(state.speed[b, 0])) / dt
+        dist = float(torch.hypot(agents[b, 0, 0] - state.agents[b, 0, 0], agents[b, 0, 1] - state.agents[b, 0, 1]))
+        dyaw = math.remainder(float(agents[b, 0, 2] - state.agents[b, 0, 2]), 2 * math.pi)
         k = dyaw / dist if dist > 0.06 else 0.0
-        return torch.tensor([[acc, max(-CURVATURE_MAX, min(CURVATURE_MAX, k))]], dtype=agents.dtype)
+        return torch.tensor([acc, max(-CURVATURE_MAX, min(CURVATURE_MAX, k))], dtype=agents.dtype)
 
     def close_scene(self) -> None:
-        """End the current scene's session (destroy its actors, restore settings); keep the connection."""
+        """End the current batch's session (destroy its actors, restore settings); keep the connection."""
         if self.session is not None:
             sess, self.session = self.session, None
             sess.close()
         self._batch = None
+        self._scenes = []
 
     def close(self) -> None:
         """End the session and drop the connection (idempotent)."""
@@ -342,3 +436,15 @@ class CarlaBackend:
         self.client = None
         self.world = None
         self._map_key = None
+
+
+def make_backend(host: str = "localhost", port: int = 2000, scenes=(), cfg: CarlaConfig | None = None) -> CarlaBackend:
+    """Factory used by ``sim.executors`` for ``--backend carla``.
+
+    Args:
+        host: CARLA server host name or address.
+        port: its RPC port.
+        scenes: the scenes the batches will hold (their lane geometry builds the map).
+        cfg: backend settings.
+    """
+    return CarlaBackend(Endpoint(host, int(port)), scenes, cfg)

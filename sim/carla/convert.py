@@ -71,7 +71,9 @@ def box_centre(tf, bbox) -> tuple[float, float, float]:
     Returns:
         ``(x, y, yaw)`` of the box centre (m, m, rad).
     """
-    c = tf.transform(bbox.location)
+    carla = require_carla()
+    off = bbox.location
+    c = tf.transform(carla.Location(off.x, off.y, off.z))  # transform() modifies its argument in place
     return float(c.x), -float(c.y), yaw_from_carla(float(tf.rotation.yaw))
 
 

@@ -204,8 +204,14 @@ def lanes_to_xodr(lanes: list[np.ndarray], widths: np.ndarray | list[float], nam
     return header + "\n".join(roads) + "\n</OpenDRIVE>\n"
 
 
+def usable_lanes(scene) -> tuple[list[np.ndarray], np.ndarray]:
+    """A scene's lane centrelines ``[n_i, 2]`` with at least two distinct points, and their widths ``[L']``."""
+    lanes = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in scene.map.lanes]
+    keep = [i for i, p in enumerate(lanes) if len(_clean(p)) >= 2]
+    return [lanes[i] for i in keep], np.asarray(scene.map.lane_widths, dtype=np.float64)[keep]
+
+
 def scenario_to_xodr(scene) -> str:
     """OpenDRIVE text for a :class:`scenarios.scenario.Scenario`'s lanes (``scene.map.lanes``, ``lane_widths``)."""
-    lanes = [np.asarray(p) for p in scene.map.lanes]
-    keep = [i for i, p in enumerate(lanes) if len(_clean(p.reshape(-1, 2))) >= 2]
-    return lanes_to_xodr([lanes[i] for i in keep], scene.map.lane_widths[keep], name=scene.id)
+    lanes, widths = usable_lanes(scene)
+    return lanes_to_xodr(lanes, widths, name=scene.id)

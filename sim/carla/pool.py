@@ -149,8 +149,8 @@ def evaluate_carla(
                     scene.id,
                     ro,
                     batch,
-                    backend.sensor_collision.copy(),
-                    tuple(backend.collision_actors),
+                    backend.sensor_collision[0].copy(),
+                    tuple(backend.collision_actors[0]),
                     str(ep),
                     time.monotonic() - t0,
                 )
