@@ -120,6 +120,15 @@ def _preflight_checkpoints(cands: Sequence[Candidate], device: str) -> None:
             load_policy(c.path, device)
 
 
+def _check_carla(cfg: EvalConfig) -> None:
+    """Probe the CARLA server before any work (the backend module is imported lazily)."""
+    try:
+        from sim.carla.pool import check_servers, parse_endpoints
+    except ImportError as e:
+        raise EvaluationError(f"--backend carla: the CARLA backend is not available ({e})") from None
+    check_servers(parse_endpoints(cfg.carla_host, cfg.carla_port))
+
+
 def _ci(v: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
     """Mean and Student-t interval of the mean over scenarios (NaN ignored)."""
     from scipy import stats
@@ -238,6 +247,8 @@ def run(cfg: EvalConfig, console=None) -> dict[str, Any]:
     writer.preflight()
     with writer.lock():
         _preflight_checkpoints(cands, cfg.device)
+        if cfg.backend == "carla":
+            _check_carla(cfg)
         scenes = _load_scenes(cfg)
         ids = [s.id for s in scenes]
         scene_of = {s.id: s for s in scenes}

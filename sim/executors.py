@@ -118,8 +118,8 @@ def _cached(key: tuple, build):
     return val
 
 
-def carla_backend(settings: SimSettings):
-    """Build the CARLA backend through the optional module (imported lazily).
+def carla_backend(settings: SimSettings, scenes: Sequence[Scenario] = ()):
+    """Build the CARLA backend for ``scenes`` through the optional module (imported lazily).
 
     Raises:
         EvaluationError: the CARLA backend module or its factory is missing.
@@ -139,7 +139,7 @@ def carla_backend(settings: SimSettings):
     factory = getattr(mod, "make_backend", None) or getattr(mod, "CarlaBackend", None)
     if factory is None:
         raise EvaluationError(f"--backend carla: {mod.__name__} has no make_backend(host, port)")
-    return factory(host=settings.carla_host, port=settings.carla_port)
+    return factory(host=settings.carla_host, port=settings.carla_port, scenes=list(scenes))
 
 
 def _policy_fn(unit: WorkUnit, batch, settings: SimSettings):
@@ -198,17 +198,19 @@ def evaluate_unit(unit: WorkUnit, scenes: Sequence[Scenario], settings: SimSetti
         lambda: make_batch(scenes, device=settings.device, max_agents=settings.max_agents),
     )
     torch.manual_seed(settings.seed)
-    backend = carla_backend(settings) if settings.backend == "carla" else None
-    with torch.inference_mode():
-        fn = _policy_fn(unit, batch, settings)
-        ro = rollout(batch, fn, agents=settings.agents, backend=backend)
-        metrics = compute_metrics(ro, batch)
-        ego = ro.traj[:, 0]  # [B, T, 7]
-        speed = torch.hypot(ego[..., 3], ego[..., 4])
-        traj = torch.stack([ego[..., 0], ego[..., 1], ego[..., 2], speed], dim=-1).float()
-        traj = torch.where(batch.step_valid[..., None], traj, torch.full_like(traj, float("nan")))
-    if backend is not None and hasattr(backend, "close"):
-        backend.close()
+    backend = carla_backend(settings, scenes) if settings.backend == "carla" else None
+    try:
+        with torch.inference_mode():
+            fn = _policy_fn(unit, batch, settings)
+            ro = rollout(batch, fn, agents=settings.agents, backend=backend)
+            metrics = compute_metrics(ro, batch)
+            ego = ro.traj[:, 0]  # [B, T, 7]
+            speed = torch.hypot(ego[..., 3], ego[..., 4])
+            traj = torch.stack([ego[..., 0], ego[..., 1], ego[..., 2], speed], dim=-1).float()
+            traj = torch.where(batch.step_valid[..., None], traj, torch.full_like(traj, float("nan")))
+    finally:
+        if backend is not None and hasattr(backend, "close"):
+            backend.close()
     rows = CheckpointRows(
         scenario_ids=ids,
         metrics={k: v.detach().double().cpu().numpy().reshape(len(ids)) for k, v in metrics.items()},
