@@ -4,7 +4,7 @@ Steps (documented in ``docs/importers.md``): resample to 0.1 s where the source'
 differs; repair sizes; keep the span where the ego is valid; cut into windows on request;
 put the ego at agent 0 and drop agents never valid in a window; route = the ego's logged
 path densified to 1 m and extended straight ahead; drivable area = generous lane buffers
-plus the source's drivable polygons.
+plus the source's drivable polygons; the map is cropped to what lies near the ego's path.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ DEFAULT_LANE_WIDTH = 4.0  # m, used where a source gives no lane width
 LANE_MARGIN = 0.5  # m added to every lane's half width when building the drivable area
 ROUTE_SPACING = 1.0  # m between route points
 ROUTE_EXTENSION = 10.0  # m the route continues straight ahead past the ego's last logged pose
+MAP_MARGIN = 80.0  # m: map elements are kept when their bounding box comes this close to the ego's path box
 DEFAULT_SIZE = {  # (length, width) m where a source gives none
     AgentType.VEHICLE: (4.5, 2.0),
     AgentType.PEDESTRIAN: (0.6, 0.6),
@@ -58,6 +59,8 @@ class Recording:
         road_edges, road_lines, crosswalks: map polylines.
         drivable_extra: polygons that are drivable in their own right (lane polygons,
             lanelets, driveways), unioned with the lane buffers.
+        lane_has_polygon: bool ``[L]``, lanes whose own polygon is in ``drivable_extra``
+            (they get no buffer); None = no lane has one.
         tags: labels copied to every scenario.
     """
 
@@ -74,6 +77,7 @@ class Recording:
     road_lines: Polylines = field(default_factory=Polylines.empty)
     crosswalks: Polylines = field(default_factory=Polylines.empty)
     drivable_extra: Polylines = field(default_factory=Polylines.empty)
+    lane_has_polygon: np.ndarray | None = None
     tags: tuple[str, ...] = ()
 
 
@@ -102,37 +106,66 @@ def simplify(line: np.ndarray, tol: float = 0.05) -> np.ndarray:
     return line[keep]
 
 
-def lane_buffer_polygons(lanes: Polylines, half_widths: np.ndarray) -> list[np.ndarray]:
-    """Rectangles covering each lane centreline buffered by its half width.
+def _rectangles(line: np.ndarray, r: float) -> list[np.ndarray]:
+    """One rectangle per segment, ``2 r`` wide and extended by ``r`` past both segment ends."""
+    a, b = line[:-1], line[1:]
+    d = b - a
+    n = np.hypot(d[:, 0], d[:, 1])
+    u = d / n[:, None]
+    v = np.stack([-u[:, 1], u[:, 0]], axis=1)
+    a0, b0 = a - r * u, b + r * u
+    return list(np.stack([a0 - r * v, b0 - r * v, b0 + r * v, a0 + r * v], axis=1))
 
-    Each segment of a (simplified) centreline becomes a rectangle ``2 r`` wide, extended by
-    ``r`` past both segment ends, so the union contains the round buffer (Minkowski sum
-    with a disc of radius ``r``) of the whole centreline, joints included.
+
+def _ribbon(line: np.ndarray, r: float) -> np.ndarray | None:
+    """One polygon: the centreline offset by ``r`` on both sides (mitred joints, square caps).
+
+    Returns None where a bend is too sharp for ``r`` (an offset segment would reverse).
+    """
+    d = np.diff(line, axis=0)
+    u = d / np.hypot(d[:, 0], d[:, 1])[:, None]
+    nrm = np.stack([-u[:, 1], u[:, 0]], axis=1)  # left normals per segment
+    m = np.vstack([nrm[:1], nrm[:-1] + nrm[1:], nrm[-1:]])
+    m /= np.hypot(m[:, 0], m[:, 1])[:, None]
+    seg_n = np.vstack([nrm[:1], nrm])  # normal of the segment ending at each vertex (first: first segment)
+    cos_half = np.einsum("ij,ij->i", m, seg_n)
+    if np.any(cos_half < 0.5):  # joints sharper than 120 degrees of turn: mitres get too long
+        return None
+    off = m * (r / cos_half)[:, None]
+    pts = line.copy()
+    pts[0] -= r * u[0]
+    pts[-1] += r * u[-1]
+    left, right = pts + off, pts - off
+    for side in (left, right):
+        if np.any(np.einsum("ij,ij->i", np.diff(side, axis=0), d) <= 0):
+            return None
+    return np.vstack([right, left[::-1]])
+
+
+def lane_buffer_polygons(lanes: Polylines, half_widths: np.ndarray) -> list[np.ndarray]:
+    """Polygons whose union contains each lane centreline buffered by its half width.
+
+    A (simplified) centreline becomes one ribbon polygon (offset by ``r`` on both sides,
+    mitred joints, ends extended by ``r``); where a bend is too sharp for that, one
+    rectangle per segment, ``2 r`` wide and extended by ``r`` past both ends. Either way
+    the union contains the round buffer (Minkowski sum with a disc of radius ``r``).
 
     Args:
         lanes: centrelines.
         half_widths: float ``[L]``, m.
 
     Returns:
-        List of ``[4, 2]`` counter-clockwise rectangles, m.
+        List of counter-clockwise polygons ``[n, 2]``, m.
     """
-    polys = []
+    polys: list[np.ndarray] = []
     for line, r in zip(lanes, half_widths):
-        line = simplify(line)
+        line = simplify(line, 0.1)
+        keep = np.concatenate([[True], np.hypot(*np.diff(line, axis=0).T) > 1e-6])
+        line = line[keep]
         if len(line) == 1:
             line = np.vstack([line, line + [1e-3, 0.0]])
-        a, b = line[:-1], line[1:]
-        d = b - a
-        n = np.hypot(d[:, 0], d[:, 1])
-        ok = n > 1e-6
-        if not ok.any():
-            a, b, d, n = a[:1], a[:1] + [1.0, 0.0], np.array([[1.0, 0.0]]), np.array([1.0])
-            ok = np.array([True])
-        u = d[ok] / n[ok, None]
-        v = np.stack([-u[:, 1], u[:, 0]], axis=1)
-        a0, b0 = a[ok] - r * u, b[ok] + r * u
-        rect = np.stack([a0 - r * v, b0 - r * v, b0 + r * v, a0 + r * v], axis=1)
-        polys.extend(rect)
+        ribbon = _ribbon(line, float(r))
+        polys.extend([ribbon] if ribbon is not None else _rectangles(line, float(r)))
     return polys
 
 
@@ -195,18 +228,33 @@ def _ego_span(valid_ego: np.ndarray) -> tuple[int, int]:
     return best
 
 
-def _road_map(rec: Recording) -> RoadMap:
-    widths = np.asarray(rec.lane_widths, dtype=np.float64)
-    widths = np.where(np.isfinite(widths) & (widths > 0), widths, DEFAULT_LANE_WIDTH)
-    polys = lane_buffer_polygons(rec.lanes, widths / 2 + LANE_MARGIN)
-    polys += [p for p in rec.drivable_extra if len(p) >= 3]
+def _near(lines: Polylines | list[np.ndarray], lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """bool ``[L]``: polylines whose bounding box intersects the box ``[lo, hi]``."""
+    out = np.zeros(len(lines), dtype=bool)
+    for i, p in enumerate(lines):
+        if len(p):
+            out[i] = bool(np.all(p.min(0) <= hi) and np.all(p.max(0) >= lo))
+    return out
+
+
+def _crop(lines: Polylines, keep: np.ndarray) -> Polylines:
+    return Polylines.from_list([p for p, k in zip(lines, keep) if k])
+
+
+def _road_map(rec: Recording, widths: np.ndarray, lane_polys: list[np.ndarray], reach: np.ndarray) -> RoadMap:
+    """The map cropped to elements within :data:`MAP_MARGIN` of the box around ``reach [N, 2]``."""
+    lo, hi = reach.min(0) - MAP_MARGIN, reach.max(0) + MAP_MARGIN
+    keep_lane = _near(rec.lanes, lo, hi)
+    polys = [p for p in lane_polys if np.all(p.min(0) <= hi) and np.all(p.max(0) >= lo)]
+    extra = [p for p in rec.drivable_extra if len(p) >= 3]
+    polys += [p for p, k in zip(extra, _near(extra, lo, hi)) if k]
     return RoadMap(
-        lanes=rec.lanes,
-        lane_widths=widths,
-        road_edges=rec.road_edges,
-        road_lines=rec.road_lines,
+        lanes=_crop(rec.lanes, keep_lane),
+        lane_widths=widths[keep_lane],
+        road_edges=_crop(rec.road_edges, _near(rec.road_edges, lo, hi)),
+        road_lines=_crop(rec.road_lines, _near(rec.road_lines, lo, hi)),
         drivable=Polylines.from_list(polys),
-        crosswalks=rec.crosswalks,
+        crosswalks=_crop(rec.crosswalks, _near(rec.crosswalks, lo, hi)),
     )
 
 
@@ -243,7 +291,10 @@ def recording_to_scenes(rec: Recording, options: ImportOptions) -> list[Scenario
         raise ScenarioError(f"--window {options.window} must be at least init_step + 2 = {options.init_step + 2}")
     order = np.array([rec.ego] + [i for i in range(len(states)) if i != rec.ego])
     states, valid, types = states[order, a:b], valid[order, a:b], np.asarray(rec.agent_type, np.int8)[order]
-    road = _road_map(rec)
+    widths = np.asarray(rec.lane_widths, dtype=np.float64)
+    widths = np.where(np.isfinite(widths) & (widths > 0), widths, DEFAULT_LANE_WIDTH)
+    to_buffer = np.ones(len(widths), bool) if rec.lane_has_polygon is None else ~np.asarray(rec.lane_has_polygon)
+    lane_polys = lane_buffer_polygons(_crop(rec.lanes, to_buffer), widths[to_buffer] / 2 + LANE_MARGIN)
     starts = window_starts(b - a, options.window, options.stride)
     whole = options.window <= 0 or options.window >= b - a
     scenes = []
@@ -254,6 +305,8 @@ def recording_to_scenes(rec: Recording, options: ImportOptions) -> list[Scenario
         keep[0] = True
         agents = states[keep, s:e].astype(np.float32)
         sid = rec.id if whole and a == 0 else f"{rec.id}@{a + s}"
+        route = ego_route(agents[0])
+        road = _road_map(rec, widths, lane_polys, np.vstack([agents[0, :, :2], route]))
         scenes.append(
             Scenario(
                 id=sid,
@@ -263,7 +316,7 @@ def recording_to_scenes(rec: Recording, options: ImportOptions) -> list[Scenario
                 agent_type=types[keep].copy(),
                 ego=0,
                 map=road,
-                route=ego_route(agents[0]),
+                route=route,
                 dt=DT,
                 init_step=options.init_step,
                 family=rec.source,

@@ -151,6 +151,7 @@ def _lanelet_map(network) -> dict:
         "road_edges": Polylines.from_list(edges),
         "road_lines": Polylines.from_list(lines),
         "drivable_extra": Polylines.from_list(polys),
+        "lane_has_polygon": np.ones(len(lanes), dtype=bool),
     }
 
 

@@ -67,7 +67,7 @@ def _tracks(d: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
 
 
 def _map(d: dict) -> dict:
-    lanes, widths, edges, lines, cross, extra = [], [], [], [], [], []
+    lanes, widths, edges, lines, cross, extra, has_poly = [], [], [], [], [], [], []
     for fid, mf in d.get("map_features", {}).items():
         kind = str(mf.get("type", ""))
         try:
@@ -75,7 +75,8 @@ def _map(d: dict) -> dict:
                 lanes.append(_xy(mf["polyline"]))
                 w = np.asarray(mf.get("width", np.zeros((0, 2))), dtype=np.float64)
                 widths.append(float(np.median(w.reshape(len(w), -1).sum(axis=1))) if w.size else np.nan)
-                if "polygon" in mf:
+                has_poly.append("polygon" in mf and len(mf["polygon"]) >= 3)
+                if has_poly[-1]:
                     extra.append(_xy(mf["polygon"]))
             elif kind.startswith("ROAD_EDGE"):
                 edges.append(_xy(mf["polyline"]))
@@ -94,6 +95,7 @@ def _map(d: dict) -> dict:
         "road_lines": Polylines.from_list(lines),
         "crosswalks": Polylines.from_list(cross),
         "drivable_extra": Polylines.from_list(extra),
+        "lane_has_polygon": np.asarray(has_poly, dtype=bool),
     }
 
 
