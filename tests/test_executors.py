@@ -1,0 +1,98 @@
+"""Executors: sharding, the unit function on real scenes and checkpoints, log-replay sanity, Ray == local."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sim.candidates import baseline, discover
+from sim.executors import LocalExecutor, SimSettings, WorkUnit, evaluate_unit, make_shards, make_units
+from tests.test_evaluate_support import make_run, straight_scene
+
+
+@settings(max_examples=50, deadline=None)
+@given(inits=st.lists(st.sampled_from([5, 10, 12]), min_size=1, max_size=30), bs=st.integers(1, 7))
+def test_shards_partition_scenes_by_init_step(inits, bs):
+    scenes = [dataclasses.replace(straight_scene(0, 20), id=f"s{i}", init_step=k) for i, k in enumerate(inits)]
+    shards = make_shards(scenes, bs)
+    flat = [i for sh in shards for i in sh]
+    assert sorted(flat) == list(range(len(scenes)))
+    for sh in shards:
+        assert 1 <= len(sh) <= bs
+        assert len({scenes[i].init_step for i in sh}) == 1
+        assert list(sh) == sorted(sh)
+
+
+def test_units_cover_only_what_is_left():
+    cands = [baseline("log-replay"), baseline("constant-velocity")]
+    shards = [(0, 1), (2, 3), (4,)]
+    units = make_units(cands, shards, {"baseline-log-replay": {1, 4}, "baseline-constant-velocity": set()})
+    assert [(u.key, u.shard, u.scenes) for u in units] == [("baseline-log-replay", 0, (1,)),
+                                                         ("baseline-log-replay", 2, (4,))]
+
+
+def _unit(key, kind, source, scenes):
+    return WorkUnit(key, kind, source, 0, tuple(range(len(scenes))))
+
+
+def test_log_replay_is_a_perfect_sanity_row_on_every_scene():
+    scenes = [straight_scene(i, 30, num_agents=2 + i % 3) for i in range(6)]
+    rows = evaluate_unit(_unit("b", "baseline", "log-replay", scenes), scenes, SimSettings()).rows
+    m = rows.metrics
+    np.testing.assert_array_equal(m["ade"], 0.0)
+    np.testing.assert_array_equal(m["fde"], 0.0)
+    for k in ("collision", "collision_at_fault", "offroad", "offroad_fraction"):
+        np.testing.assert_array_equal(m[k], 0.0)
+    assert np.isnan(m["collision_time"]).all()
+    np.testing.assert_allclose(m["progress"], 1.0)
+    np.testing.assert_array_equal(m["comfortable"], 1.0)  # constant speed, straight: no accel, jerk or yaw rate
+    np.testing.assert_allclose(m["score"], 1.0)
+    for j, s in enumerate(scenes):  # the stored trajectory is the log
+        np.testing.assert_allclose(rows.ego_traj[j, :, :3], s.agents[0, :, :3], atol=1e-5)
+        np.testing.assert_allclose(rows.ego_traj[j, :, 3], np.hypot(s.agents[0, :, 3], s.agents[0, :, 4]), atol=1e-5)
+
+
+def test_results_do_not_depend_on_batch_composition(tmp_path):
+    run = make_run(tmp_path, episodes=(0, 10), speeds=[7.0, 11.0])
+    cands, _ = discover([], str(run), False, __import__("policy.checkpoint").checkpoint.read_checkpoint)
+    c = cands[1]
+    scenes = [straight_scene(i, 30, num_agents=1 + 2 * (i % 3)) for i in range(5)]
+    together = evaluate_unit(_unit(c.key, "checkpoint", c.path, scenes), scenes, SimSettings()).rows
+    for j, s in enumerate(scenes):
+        alone = evaluate_unit(_unit(c.key, "checkpoint", c.path, [s]), [s], SimSettings()).rows
+        for k, v in alone.metrics.items():
+            np.testing.assert_allclose(v[0], together.metrics[k][j], atol=1e-4, equal_nan=True, err_msg=k)
+        np.testing.assert_allclose(alone.ego_traj[0], together.ego_traj[j], atol=1e-4)
+    assert together.metrics["ade"].max() > 0.1  # the policy really drives differently from the log
+
+
+@pytest.mark.slow
+def test_ray_executor_matches_local(tmp_path):
+    ray = pytest.importorskip("ray")
+    from policy.checkpoint import read_checkpoint
+    from sim.executors import RayExecutor
+
+    run = make_run(tmp_path, episodes=(0, 10, 20), speeds=[6.0, 9.0, 12.0])
+    cands, _ = discover([], str(run), False, read_checkpoint)
+    cands += [baseline("constant-velocity")]
+    scenes = [straight_scene(i, 30, num_agents=1 + i % 3) for i in range(7)]
+    shards = make_shards(scenes, 3)
+    units = make_units(cands, shards, {c.key: set(range(len(scenes))) for c in cands})
+    local = {(r.key, r.shard): r.rows for r in LocalExecutor().run(units, scenes, SimSettings())}
+    ex = RayExecutor(num_cpus=2)
+    try:
+        remote = {(r.key, r.shard): r.rows for r in ex.run(units, scenes, SimSettings())}
+    finally:
+        ex.close()
+    assert not ray.is_initialized()
+    assert remote.keys() == local.keys() and len(local) == len(units)
+    for k, a in local.items():
+        b = remote[k]
+        assert a.scenario_ids == b.scenario_ids
+        for name in a.metrics:
+            np.testing.assert_array_equal(a.metrics[name], b.metrics[name], err_msg=f"{k} {name}")
+        np.testing.assert_array_equal(a.ego_traj, b.ego_traj)
