@@ -1,0 +1,265 @@
+"""Geometry: box overlap and corners against shapely, road signed distance against shapely, route projection, TTC."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import shapely
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from shapely.geometry import LineString, Point, Polygon
+from shapely.ops import unary_union
+
+from scenarios.scenario import AgentType, Polylines, RoadMap, Scenario
+from sim.geometry import (
+    _CACHE,
+    NO_ROAD,
+    OUTSIDE,
+    TTC_NONE,
+    box_corners,
+    boxes_overlap,
+    build_road_grid,
+    polyline_length,
+    project_to_polyline,
+    road_distance,
+    time_to_collision,
+)
+
+coord = st.floats(-6, 6, allow_nan=False)
+size = st.floats(0.3, 6, allow_nan=False)
+angle = st.floats(-math.pi, math.pi, allow_nan=False)
+box = st.tuples(coord, coord, angle, size, size)
+
+
+def _poly(b) -> Polygon:
+    return Polygon(box_corners(torch.tensor(b, dtype=torch.float64)).numpy())
+
+
+@settings(max_examples=400, deadline=None)
+@given(box, box)
+def test_boxes_overlap_matches_shapely(a, b):
+    pa, pb = _poly(a), _poly(b)
+    gap = pa.distance(pb)
+    inter = pa.intersection(pb).area
+    if gap < 1e-6 and inter < 1e-6:  # touching: either answer is acceptable
+        return
+    got = bool(boxes_overlap(torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)))
+    assert got == pa.intersects(pb)
+    # symmetric
+    assert got == bool(boxes_overlap(torch.tensor(b, dtype=torch.float64), torch.tensor(a, dtype=torch.float64)))
+
+
+@settings(max_examples=100, deadline=None)
+@given(box)
+def test_box_corners_geometry(b):
+    p = _poly(b)
+    assert p.area == pytest.approx(b[3] * b[4], rel=1e-9)
+    assert p.centroid.x == pytest.approx(b[0], abs=1e-9) and p.centroid.y == pytest.approx(b[1], abs=1e-9)
+    assert shapely.is_ccw(p.exterior)
+    c = box_corners(torch.tensor(b, dtype=torch.float64)).numpy()
+    front_mid = (c[0] + c[3]) / 2  # front-left, front-right
+    heading = np.array([math.cos(b[2]), math.sin(b[2])])
+    assert np.dot(front_mid - np.array(b[:2]), heading) == pytest.approx(b[3] / 2, abs=1e-9)
+
+
+def test_boxes_overlap_broadcasts():
+    a = torch.zeros(3, 1, 5)
+    a[..., 3:] = 2.0
+    b = torch.zeros(1, 4, 5)
+    b[..., 3:] = 2.0
+    b[0, :, 0] = torch.tensor([0.0, 1.5, 2.5, 10.0])
+    out = boxes_overlap(a, b)
+    assert out.shape == (3, 4)
+    assert out[0].tolist() == [True, True, False, False]
+
+
+def _scene(polys, ego_xy=((0.0, 0.0), (10.0, 0.0)), route=None) -> Scenario:
+    n_t = len(ego_xy)
+    agents = np.zeros((1, n_t, 7), np.float32)
+    agents[0, :, :2] = ego_xy
+    agents[0, :, 5], agents[0, :, 6] = 4.5, 2.0
+    r = np.asarray(route if route is not None else ego_xy, dtype=np.float64)
+    return Scenario(
+        id="g",
+        source="test",
+        agents=agents,
+        valid=np.ones((1, n_t), bool),
+        agent_type=np.array([AgentType.VEHICLE], np.int8),
+        ego=0,
+        map=RoadMap(drivable=Polylines.from_list(polys)),
+        route=r,
+        init_step=0,
+    ).validate()
+
+
+def _random_polys(rng: np.random.Generator) -> list[np.ndarray]:
+    polys = []
+    for _ in range(rng.integers(1, 5)):
+        cx, cy = rng.uniform(-30, 30, 2)
+        if rng.random() < 0.5:  # rotated rectangle (a road piece)
+            b = (cx, cy, rng.uniform(-math.pi, math.pi), rng.uniform(10, 60), rng.uniform(3, 12))
+            polys.append(box_corners(torch.tensor(b, dtype=torch.float64)).numpy())
+        else:  # star-shaped polygon, possibly non-convex
+            n = rng.integers(3, 9)
+            ang = np.sort(rng.uniform(0, 2 * math.pi, n))
+            rad = rng.uniform(4, 20, n)
+            polys.append(np.stack([cx + rad * np.cos(ang), cy + rad * np.sin(ang)], 1))
+    return polys
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_road_distance_matches_shapely(seed):
+    rng = np.random.default_rng(seed)
+    polys = _random_polys(rng)
+    union = unary_union([Polygon(p) for p in polys])
+    lo = np.array(union.bounds[:2]) - 4
+    hi = np.array(union.bounds[2:]) + 4
+    frame = [lo, [hi[0], lo[1]], hi, [lo[0], hi[1]], lo]
+    scene = _scene(polys, route=frame)  # the route spans the map: no cropping
+    grid = build_road_grid([scene], resolution=0.5)
+    pts = rng.uniform(lo, hi, (3000, 2))
+    got = road_distance(grid, torch.tensor(pts, dtype=torch.float32)[None])[0].numpy()
+    ref = np.array([union.boundary.distance(Point(p)) for p in pts])
+    ref = np.where([union.contains(Point(p)) for p in pts], -ref, ref)
+    beyond = got == OUTSIDE  # past the grid: more than GRID_MARGIN (5 m) from the road
+    assert np.all(ref[beyond] > 5.0)
+    got, ref = got[~beyond], ref[~beyond]
+    near = np.abs(ref) < 2.0  # EXACT_BAND; farther cells come from the distance transform
+    err = np.abs(got - ref)[near]
+    # farther: the nearest band cell's value plus the distance to it (an upper bound), same sign
+    assert np.all(np.abs(got - ref)[~near] < 0.1 * np.abs(ref[~near]) + 0.36)
+    assert np.all((got > 0)[~near] == (ref > 0)[~near])
+    got, ref = got[near], ref[near]
+    # cell values are exact (to the 0.1 m boundary sampling) and the field is 1-Lipschitz, so a
+    # bilinear blend of the 4 cells is within res / sqrt(2) of the truth; straight edges are exact
+    bound = 0.5 / math.sqrt(2) + 0.01
+    assert err.max() < bound, err.max()
+    assert np.median(err) < 0.005, np.median(err)
+    clear = np.abs(ref) > bound
+    assert np.all((got[clear] > 0) == (ref[clear] > 0))
+    # the nuPlan 0.3 m decision agrees outside that band around the threshold
+    far_from_thr = np.abs(ref - 0.3) > bound
+    assert np.all((got > 0.3)[far_from_thr] == (ref > 0.3)[far_from_thr])
+
+
+def test_road_distance_outside_grid_and_no_road():
+    road = _scene([np.array([[-5, -4], [20, -4], [20, 4], [-5, 4]], float)])
+    bare = _scene([])
+    grid = build_road_grid([road, bare])
+    xy = torch.tensor([[[0.0, 0.0], [5000.0, 0.0]], [[0.0, 0.0], [5000.0, 0.0]]])
+    d = road_distance(grid, xy)
+    assert d[0, 0] == pytest.approx(-4.0, abs=1e-3)
+    assert d[0, 1] == OUTSIDE
+    assert torch.all(d[1] == NO_ROAD)
+    assert grid.has_road.tolist() == [True, False]
+
+
+def test_road_grid_cropped_to_ego_reach():
+    road = np.array([[-500, -4], [500, -4], [500, 4], [-500, 4]], float)
+    scene = _scene([road], ego_xy=((0.0, 0.0), (10.0, 0.0)))
+    grid = build_road_grid([scene])
+    d = road_distance(grid, torch.tensor([[[35.0, 0.0], [45.0, 0.0], [-25.0, 0.0], [-35.0, 0.0]]]))[0]
+    assert d[0] == pytest.approx(-4.0, abs=1e-3) and d[2] == pytest.approx(-4.0, abs=1e-3)
+    assert d[1] == OUTSIDE and d[3] == OUTSIDE  # beyond CROP_MARGIN (30 m) of the ego path and route
+
+
+def test_road_grid_cached_per_scene():
+    scene = _scene([np.array([[-5, -4], [20, -4], [20, 4], [-5, 4]], float)])
+    g1 = build_road_grid([scene])
+    assert scene in _CACHE and 0.5 in _CACHE[scene]
+    cached = _CACHE[scene][0.5][0]
+    g2 = build_road_grid([scene, scene])
+    assert _CACHE[scene][0.5][0] is cached
+    h, w = cached.shape
+    assert torch.equal(g2.sdf[1, :h, :w], g1.sdf[0, :h, :w])
+
+
+def _rot(yaw: float) -> np.ndarray:
+    return np.array([[math.cos(yaw), -math.sin(yaw)], [math.sin(yaw), math.cos(yaw)]])
+
+
+def test_memory_of_a_large_batch():
+    """256 highway-length scenes (240 m of ego travel, 16 m wide road) at 8 headings stay well under 500 MB."""
+    yaws = [i * math.pi / 4 + 0.1 for i in range(8)]
+    scenes = []
+    for yaw in yaws:
+        road = np.array([[-50, -8], [300, -8], [300, 8], [-50, 8]], float) @ _rot(yaw).T
+        ego = np.stack([np.linspace(0, 240, 81), np.zeros(81)], 1) @ _rot(yaw).T
+        scenes.append(_scene([road], ego_xy=ego))
+    grid = build_road_grid(scenes * 32)  # cached: 8 rasterisations, 256 grids
+    nbytes = grid.sdf.element_size() * grid.sdf.nelement()
+    assert nbytes < 100e6, nbytes / 1e6
+    # rotated grids answer in world coordinates
+    local = np.array([[120.0, 0.0], [120.0, 7.0], [120.0, 9.0], [-25.0, 7.5]])
+    xy = torch.tensor(np.stack([local @ _rot(y).T for y in yaws * 32]), dtype=torch.float32)
+    d = road_distance(grid, xy)
+    torch.testing.assert_close(d, torch.tensor([-8.0, -1.0, 1.0, -0.5]).expand(256, 4), atol=1e-3, rtol=0)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 10_000))
+def test_project_to_polyline_matches_shapely(seed):
+    rng = np.random.default_rng(seed)
+    n = rng.integers(2, 12)
+    line = np.cumsum(rng.uniform(-1, 1, (n, 2)) * [3, 1] + [4, 0], axis=0)
+    pts = rng.uniform(line.min(0) - 5, line.max(0) + 5, (20, 2))
+    pad = np.concatenate([line, np.zeros((3, 2))])
+    valid = np.arange(len(pad)) < n
+    s, lat = project_to_polyline(torch.tensor(pad)[None], torch.tensor(valid)[None], torch.tensor(pts)[None])
+    ls = LineString(line)
+    ref_lat = np.array([ls.distance(Point(p)) for p in pts])
+    np.testing.assert_allclose(lat[0].numpy(), ref_lat, atol=1e-9)
+    # the arc position points at a nearest point (ties between segments may pick either)
+    back = np.array([ls.interpolate(v).coords[0] for v in s[0].numpy()])
+    np.testing.assert_allclose(np.linalg.norm(back - pts, axis=1), ref_lat, atol=1e-6)
+    assert float(polyline_length(torch.tensor(pad)[None], torch.tensor(valid)[None])[0]) == pytest.approx(ls.length)
+
+
+def _ttc_case(gap: float, v_ego: float, v_other: float, yaw_other: float = math.pi):
+    ego = torch.tensor([[0.0, 0.0, 0.0, 4.0, 2.0]], dtype=torch.float64)
+    other = torch.tensor([[[gap, 0.0, yaw_other, 4.0, 2.0]]], dtype=torch.float64)
+    ev = torch.tensor([[v_ego, 0.0]], dtype=torch.float64)
+    ov = torch.tensor([[[v_other * math.cos(yaw_other), v_other * math.sin(yaw_other)]]], dtype=torch.float64)
+    return time_to_collision(ego, ev, other, ov, torch.ones(1, 1, dtype=torch.bool))
+
+
+def test_ttc_head_on_analytic():
+    # centres 30 m apart, closing at 20 m/s, contact at 4 m apart: 26 / 20 = 1.3 s
+    assert float(_ttc_case(30.0, 10.0, 10.0)[0]) == pytest.approx(1.3, abs=1e-9)
+    # rear approach, 7.95 m gap to close at 5 m/s: contact between 1.5 and 1.6 s, reported 1.6
+    assert float(_ttc_case(11.95, 8.0, 3.0, 0.0)[0]) == pytest.approx(1.6, abs=1e-9)
+    # moving apart, too far, and already overlapping: no conflict
+    assert float(_ttc_case(30.0, -10.0, 10.0)[0]) == TTC_NONE
+    assert float(_ttc_case(200.0, 10.0, 10.0)[0]) == TTC_NONE
+    assert float(_ttc_case(3.0, 10.0, 10.0)[0]) == TTC_NONE
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 10_000))
+def test_ttc_matches_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    m, n = 5, 6
+    ego = np.concatenate([rng.uniform(-20, 20, (m, 2)), rng.uniform(-3, 3, (m, 1)), np.tile([4.5, 2.0], (m, 1))], 1)
+    oth = np.concatenate(
+        [rng.uniform(-30, 30, (m, n, 2)), rng.uniform(-3, 3, (m, n, 1)), rng.uniform(1, 5, (m, n, 2))], 2
+    )
+    ev, ov = rng.uniform(-15, 15, (m, 2)), rng.uniform(-15, 15, (m, n, 2))
+    mask = rng.random((m, n)) < 0.8
+    got = time_to_collision(*(torch.tensor(a) for a in (ego, ev, oth, ov, mask)))
+    for i in range(m):
+        best = TTC_NONE
+        for j in range(n):
+            if not mask[i, j] or _poly(ego[i]).intersects(_poly(oth[i, j])):
+                continue
+            for k in range(1, 31):
+                e = ego[i].copy()
+                o = oth[i, j].copy()
+                e[:2] += ev[i] * k * 0.1
+                o[:2] += ov[i, j] * k * 0.1
+                if _poly(e).intersects(_poly(o)):
+                    best = min(best, k * 0.1)
+                    break
+        assert float(got[i]) == pytest.approx(best, abs=1e-9)
