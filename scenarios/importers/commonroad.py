@@ -179,7 +179,9 @@ def load_commonroad(path: str | os.PathLike, options: ImportOptions | None = Non
                 warnings.simplefilter("ignore")
                 scenario, _problems = CommonRoadFileReader(str(path)).open()
         except Exception as e:  # commonroad-io raises many kinds on bad content
-            raise ScenarioError(f"commonroad-io cannot read it ({type(e).__name__}: {e})") from None
+            bad_xml = type(e).__name__ in ("ParseError", "XMLSyntaxError")
+            what = "malformed XML" if bad_xml else "commonroad-io cannot read it"
+            raise ScenarioError(f"{what} ({type(e).__name__}: {e})") from None
         obs, states, valid, types = _obstacle_tracks(scenario)
         ego, horizon = choose_ego(obs, states, valid, types, options.ego)
         rec = Recording(
