@@ -1,17 +1,20 @@
 """Models of the other agents (agents 1..A-1): log replay (default) or IDM along their logged paths.
 
 Each model turns the state at step ``t`` into the other agents' kinematics at ``t + 1``:
-``next(state, t) -> (KinematicUpdate for agents 1.., valid [B, A], path_s [B, A] | None)``.
+``next(state, t) -> (KinematicUpdate for agents 1.., path_s [B, A] | None)``; validity and
+sizes at ``t + 1`` come from the log (:class:`LogTables`).
 """
 
 from __future__ import annotations
+
+import weakref
 
 import torch
 from torch import Tensor
 
 from sim.batch import ScenarioBatch
 from sim.config import ACCEL_MIN, IDM_A_MAX, IDM_B, IDM_LOOKAHEAD, IDM_S0, IDM_T, IDM_V0, SimError
-from sim.dynamics import KinematicUpdate, wrap
+from sim.dynamics import KinematicUpdate, inverse_bicycle, wrap
 from sim.state import SimState
 
 AGENT_MODELS = ("log", "idm")
@@ -23,22 +26,67 @@ def _with_speed(kin5: Tensor) -> Tensor:
     return torch.cat([kin5, torch.hypot(kin5[..., 3], kin5[..., 4]).unsqueeze(-1)], dim=-1)
 
 
+def _hold_index(valid: Tensor) -> Tensor:
+    """``[B, A, T]`` index of the last valid step at or before each step (the first valid one before it)."""
+    n_t = valid.shape[-1]
+    ar = torch.arange(n_t, device=valid.device).expand_as(valid)
+    idx = torch.where(valid, ar, torch.full_like(ar, -1)).cummax(dim=-1).values
+    first = valid.to(torch.int64).argmax(dim=-1, keepdim=True).expand_as(idx)
+    return torch.where(idx < 0, first, idx)
+
+
+class LogTables:
+    """Time-major copies of the log, built once per batch so a step reads contiguous memory.
+
+    Attributes:
+        kin: float32 ``[T, B, A, 6]`` (x, y, yaw, vx, vy, speed) logged.
+        sizes: float32 ``[T, B, A, 2]`` (length, width), held from the nearest valid step.
+        valid: bool ``[T, B, A]`` logged validity, False on steps a scene does not have.
+        ego_actions: float32 ``[T-1, B, 2]`` the logged ego's (accel, curvature) from step t to t+1
+            (:func:`sim.dynamics.inverse_bicycle`).
+        all_steps: every scene has every step.
+    """
+
+    def __init__(self, batch: ScenarioBatch) -> None:
+        log = batch.log
+        self.kin = _with_speed(log[..., :5]).permute(2, 0, 1, 3).contiguous()
+        idx = _hold_index(batch.valid)
+        sizes = log[..., 5:7].gather(2, idx.unsqueeze(-1).expand(-1, -1, -1, 2))
+        self.sizes = sizes.permute(2, 0, 1, 3).contiguous()
+        self.valid = (batch.valid & batch.step_valid[:, None, :]).permute(2, 0, 1).contiguous()
+        acc, curv, _ = inverse_bicycle(log[:, 0], batch.dt)  # [B, T-1]
+        self.ego_actions = torch.stack([acc, curv], dim=-1).transpose(0, 1).contiguous()  # [T-1, B, 2]
+        self.all_steps = bool(batch.step_valid.all())  # no scene ends early (one host sync per batch)
+
+
+_TABLES: weakref.WeakKeyDictionary[ScenarioBatch, LogTables] = weakref.WeakKeyDictionary()
+
+
+def log_tables(batch: ScenarioBatch) -> LogTables:
+    """The batch's :class:`LogTables`, built on first use and cached while the batch lives."""
+    tab = _TABLES.get(batch)
+    if tab is None:
+        tab = LogTables(batch)
+        _TABLES[batch] = tab
+    return tab
+
+
 class LogReplayAgents:
     """Every other agent follows its log exactly; invalid logged steps stay invalid."""
 
     name = "log"
 
-    def __init__(self, batch: ScenarioBatch) -> None:
+    def __init__(self, batch: ScenarioBatch, tables: LogTables) -> None:
         self.batch = batch
+        self.tables = tables
 
     def init_path_s(self) -> Tensor | None:
         """No path state for log replay."""
         return None
 
-    def next(self, state: SimState, t: int) -> tuple[KinematicUpdate, Tensor, Tensor | None]:
-        """Logged states at ``t + 1`` of agents 1..A-1 and the validity of all agents ``[B, A]``."""
-        nxt = self.batch.log[:, 1:, t + 1, :5]
-        return KinematicUpdate(_with_speed(nxt), first=1), self.batch.valid[:, :, t + 1], None
+    def next(self, state: SimState, t: int) -> tuple[KinematicUpdate, Tensor | None]:
+        """Logged states at ``t + 1`` of agents 1..A-1."""
+        return KinematicUpdate(self.tables.kin[t + 1][:, 1:], first=1), None
 
 
 class IDMAgents:
@@ -54,15 +102,13 @@ class IDMAgents:
 
     name = "idm"
 
-    def __init__(self, batch: ScenarioBatch) -> None:
+    def __init__(self, batch: ScenarioBatch, tables: LogTables) -> None:
         self.batch = batch
+        self.tables = tables
         log, valid = batch.log, batch.valid
-        n_b, n_a, n_t, _ = log.shape
+        n_a = log.shape[1]
         dev = log.device
-        ar = torch.arange(n_t, device=dev).expand(n_b, n_a, n_t)
-        idx = torch.where(valid, ar, torch.full_like(ar, -1)).cummax(dim=-1).values
-        first = valid.to(torch.int64).argmax(dim=-1, keepdim=True).expand_as(idx)
-        idx = torch.where(idx < 0, first, idx)  # hold before the first valid step and across gaps
+        idx = _hold_index(valid)  # hold before the first valid step and across gaps
         held = log.gather(2, idx.unsqueeze(-1).expand(-1, -1, -1, log.shape[-1]))
         self.path_xy = held[..., :2].contiguous()  # [B, A, T, 2]
         self.path_yaw = held[..., 2].contiguous()  # [B, A, T]
@@ -130,7 +176,7 @@ class IDMAgents:
         inter = torch.where(has, (s_star / gmin.clamp_min(0.1)) ** 2, torch.zeros_like(v))
         return (IDM_A_MAX * (free - inter)).clamp(ACCEL_MIN, IDM_A_MAX)
 
-    def next(self, state: SimState, t: int) -> tuple[KinematicUpdate, Tensor, Tensor]:
+    def next(self, state: SimState, t: int) -> tuple[KinematicUpdate, Tensor]:
         """IDM agents advance along their paths; the others replay their log."""
         dt = self.batch.dt
         v = state.speed
@@ -140,17 +186,15 @@ class IDMAgents:
         pose = self._point_at(path_s)
         yaw = pose[..., 2]
         idm = torch.cat([pose, (nv * torch.cos(yaw)).unsqueeze(-1), (nv * torch.sin(yaw)).unsqueeze(-1)], dim=-1)
-        logn = self.batch.log[:, :, t + 1, :5]
-        kin5 = torch.where(self.controlled.unsqueeze(-1), idm, logn)
-        kin = _with_speed(kin5)
-        kin[..., 5] = torch.where(self.controlled, nv, kin[..., 5])
-        return KinematicUpdate(kin[:, 1:], first=1), self.batch.valid[:, :, t + 1], path_s
+        idm = torch.cat([idm, nv.unsqueeze(-1)], dim=-1)
+        kin = torch.where(self.controlled.unsqueeze(-1), idm, self.tables.kin[t + 1])
+        return KinematicUpdate(kin[:, 1:], first=1), path_s
 
 
-def make_agent_model(kind: str, batch: ScenarioBatch) -> LogReplayAgents | IDMAgents:
+def make_agent_model(kind: str, batch: ScenarioBatch, tables: LogTables) -> LogReplayAgents | IDMAgents:
     """``"log"`` -> :class:`LogReplayAgents`, ``"idm"`` -> :class:`IDMAgents`."""
     if kind == "log":
-        return LogReplayAgents(batch)
+        return LogReplayAgents(batch, tables)
     if kind == "idm":
-        return IDMAgents(batch)
+        return IDMAgents(batch, tables)
     raise SimError(f"unknown agent model {kind!r}; choose one of {', '.join(AGENT_MODELS)}")

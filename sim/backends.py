@@ -7,7 +7,7 @@ A backend owns the world: it starts B scenes at ``batch.init_step`` and advances
 - ``step(state, accel, curvature, t) -> SimState``: the state at ``t + 1``. ``accel``,
   ``curvature`` are ``[B]`` (m/s^2, 1/m) for the ego; both ``None`` mean the ego replays its
   log. The returned ``last_action`` is the ego action actually applied ``[B, 2]``. Scenes whose
-  ``batch.step_valid[:, t + 1]`` is False keep their state (frozen).
+  ``batch.step_valid[:, t + 1]`` is False keep their state (frozen) and are all invalid.
 - ``close()``: release resources (idempotent).
 - ``agent_model``: ``"log"`` or ``"idm"``, recorded in the :class:`~sim.rollout.Rollout`.
 """
@@ -19,10 +19,10 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from sim.agents import make_agent_model
+from sim.agents import LogTables, log_tables, make_agent_model
 from sim.batch import ScenarioBatch
 from sim.config import CURVATURE_MAX
-from sim.dynamics import KinematicUpdate, apply_update, ego_update, inverse_bicycle
+from sim.dynamics import KinematicUpdate, apply_updates, ego_update
 from sim.state import SimState
 
 
@@ -51,22 +51,24 @@ class KinematicBackend:
     def __init__(self, agents: str = "log") -> None:
         self.agent_model = agents
         self._batch: ScenarioBatch | None = None
+        self._tables: LogTables | None = None
         self._agents = None
         self._log_actions: Tensor | None = None
+        self._freeze = True
 
     def reset(self, batch: ScenarioBatch) -> SimState:
         """State at ``batch.init_step``: every agent at its logged state."""
         self._batch = batch
-        self._agents = make_agent_model(self.agent_model, batch)
+        self._tables = log_tables(batch)
+        self._agents = make_agent_model(self.agent_model, batch, self._tables)
         t0 = batch.init_step
-        acc, curv, _ = inverse_bicycle(batch.log[:, 0], batch.dt)  # [B, T-1]
-        self._log_actions = torch.stack([acc, curv], dim=-1)  # [B, T-1, 2], action t -> t+1
-        agents = batch.log[:, :, t0].clone()
-        last = self._log_actions[:, t0 - 1] if t0 > 0 else torch.zeros_like(agents[:, 0, :2])
+        self._log_actions = self._tables.ego_actions
+        self._freeze = not self._tables.all_steps
+        kin = self._tables.kin[t0]
+        last = self._log_actions[t0 - 1] if t0 > 0 else torch.zeros_like(kin[:, 0, :2])
         return SimState(
-            agents=agents,
-            speed=torch.hypot(agents[..., 3], agents[..., 4]),
-            valid=batch.valid[:, :, t0].clone(),
+            kin=torch.cat([kin[..., :5], self._tables.sizes[t0], kin[..., 5:6]], dim=-1),
+            valid=self._tables.valid[t0].clone(),
             t=t0,
             last_action=last.clone(),
             path_s=self._agents.init_path_s(),
@@ -74,32 +76,25 @@ class KinematicBackend:
 
     def step(self, state: SimState, accel: Tensor | None, curvature: Tensor | None, t: int) -> SimState:
         """Advance every scene from ``t`` to ``t + 1`` (see the module docstring)."""
-        b = self._batch
-        if b is None:
+        b, tab = self._batch, self._tables
+        if b is None or tab is None:
             raise RuntimeError("KinematicBackend.step called before reset")
-        others, valid, path_s = self._agents.next(state, t)
-        nxt = apply_update(state, others)
+        others, path_s = self._agents.next(state, t)
         if accel is None or curvature is None:
-            e = b.log[:, 0, t + 1, :5]
-            kin = torch.cat([e, torch.hypot(e[:, 3], e[:, 4]).unsqueeze(-1)], dim=-1)
-            nxt = apply_update(nxt, KinematicUpdate(kin.unsqueeze(1), first=0))
-            action = self._log_actions[:, t]
+            ego = KinematicUpdate(tab.kin[t + 1][:, :1], first=0)
+            action = self._log_actions[t]
         else:
-            upd = ego_update(state, accel, curvature, b.dt)
-            nxt = apply_update(nxt, upd)
-            eff_acc = (upd.kin[:, 0, 5] - state.speed[:, 0]) / b.dt
+            ego = ego_update(state, accel, curvature, b.dt)
+            eff_acc = (ego.kin[:, 0, 5] - state.kin[:, 0, 7]) / b.dt
             action = torch.stack([eff_acc, curvature.clamp(-CURVATURE_MAX, CURVATURE_MAX)], dim=-1)
-        # sizes from the log where it has them
-        lv = b.valid[:, :, t + 1].unsqueeze(-1)
-        agents = nxt.agents
-        agents[..., 5:7] = torch.where(lv, b.log[:, :, t + 1, 5:7], agents[..., 5:7])
+        nxt = apply_updates(
+            state, [ego, others], tab.sizes[t + 1], tab.valid[t + 1], t=t + 1, last_action=action, path_s=path_s
+        )
+        if not self._freeze:
+            return nxt
         sv = b.step_valid[:, t + 1]
-        svv = sv.view(-1, 1, 1)
-        return SimState(
-            agents=torch.where(svv, agents, state.agents),
-            speed=torch.where(sv.view(-1, 1), nxt.speed, state.speed),
-            valid=torch.where(sv.view(-1, 1), valid, state.valid),
-            t=t + 1,
+        return nxt.replace(
+            kin=torch.where(sv.view(-1, 1, 1), nxt.kin, state.kin),
             last_action=torch.where(sv.view(-1, 1), action, torch.zeros_like(action)),
             path_s=None if path_s is None else torch.where(sv.view(-1, 1), path_s, state.path_s),
         )
@@ -107,5 +102,6 @@ class KinematicBackend:
     def close(self) -> None:
         """Drop references to the batch."""
         self._batch = None
+        self._tables = None
         self._agents = None
         self._log_actions = None

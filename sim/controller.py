@@ -42,7 +42,9 @@ class ControllerConfig:
 
 
 def point_at_arclength(waypoints: Tensor, dist: Tensor) -> Tensor:
-    """The point at arc length ``dist`` along the polyline origin -> waypoints (extrapolated past the end).
+    """The point at arc length ``dist`` along the polyline origin -> waypoints.
+
+    Past the end the last segment is extended (a zero-length last segment, a stop, is not).
 
     Args:
         waypoints: ``[B, K, 2]`` m, ego frame (the polyline starts at the origin).
@@ -54,26 +56,13 @@ def point_at_arclength(waypoints: Tensor, dist: Tensor) -> Tensor:
     pts = torch.cat([torch.zeros_like(waypoints[:, :1]), waypoints], dim=1)  # [B, K+1, 2]
     seg = pts[:, 1:] - pts[:, :-1]  # [B, K, 2]
     seg_len = seg.norm(dim=-1)  # [B, K]
-    cum = torch.cumsum(seg_len, dim=1)  # end arc length of each segment
-    start = cum - seg_len
-    d = dist.unsqueeze(1)
-    inside = (d >= start) & (d < cum)  # at most one segment per row
-    frac = ((d - start) / seg_len.clamp_min(1e-6)).clamp(0.0, 1.0)
-    on_seg = pts[:, :-1] + frac.unsqueeze(-1) * seg  # [B, K, 2]
-    found = inside.any(dim=1)
-    inner = (on_seg * inside.unsqueeze(-1)).sum(dim=1)
-    # past the end: extend along the last non-degenerate segment
-    nz = seg_len > 1e-3
+    cum = torch.cumsum(seg_len, dim=1)  # arc length at the end of each segment
     k = seg_len.shape[1]
-    idx = torch.arange(k, device=waypoints.device).expand_as(seg_len)
-    last = torch.where(nz, idx, torch.full_like(idx, -1)).amax(dim=1)  # [B]
-    has = last >= 0
-    last_c = last.clamp_min(0)
-    last_dir = seg.gather(1, last_c.view(-1, 1, 1).expand(-1, 1, 2)).squeeze(1)
-    last_dir = last_dir / seg_len.gather(1, last_c.view(-1, 1)).clamp_min(1e-6)
-    total = cum[:, -1:]
-    beyond = pts[:, -1] + (d - total).clamp_min(0.0) * torch.where(has.unsqueeze(-1), last_dir, 0.0)
-    return torch.where(found.unsqueeze(-1), inner, beyond)
+    idx = torch.searchsorted(cum, dist.unsqueeze(1).contiguous(), right=True).clamp(max=k - 1)  # [B, 1]
+    length = seg_len.gather(1, idx)
+    frac = ((dist.unsqueeze(1) - (cum.gather(1, idx) - length)) / length.clamp_min(1e-6)).clamp_min(0.0)
+    i2 = idx.unsqueeze(-1).expand(-1, -1, 2)
+    return (pts.gather(1, i2) + frac.unsqueeze(-1) * seg.gather(1, i2)).squeeze(1)
 
 
 class WaypointController:
@@ -118,7 +107,7 @@ class WaypointController:
         # pure pursuit: circle through the origin, tangent to the heading, through the look-ahead point
         ld = (cfg.lookahead_min + cfg.lookahead_time * speed).clamp(max=cfg.lookahead_max)
         p = point_at_arclength(waypoints, ld)
-        d2 = (p * p).sum(dim=-1)
+        d2 = p[:, 0] * p[:, 0] + p[:, 1] * p[:, 1]
         curvature = torch.where(d2 > 0.01, 2.0 * p[:, 1] / d2.clamp_min(0.01), torch.zeros_like(d2))
         # speed PID towards the waypoint-spacing speed
         err = self.target_speed(waypoints) - speed

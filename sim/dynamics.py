@@ -1,18 +1,19 @@
 """Kinematic bicycle model (Waymax's invertible bicycle), batched in torch.
 
-Dynamics return an update (:class:`KinematicUpdate`); one function (:func:`apply_update`)
-writes an update into a :class:`~sim.state.SimState`. Any leading shape ``[...]`` works.
+Dynamics return an update (:class:`KinematicUpdate`); one function (:func:`apply_updates`)
+turns updates into the next :class:`~sim.state.SimState`. Any leading shape ``[...]`` works.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from sim.config import ACCEL_MAX, ACCEL_MIN, CURVATURE_MAX
+from sim.config import ACCEL_MAX, ACCEL_MIN, CURVATURE_MAX, SimError
 from sim.state import SimState
 
 MIN_SPEED_FOR_CURVATURE = 0.6  # m/s; below this the inverse model reports curvature 0
@@ -68,20 +69,36 @@ def bicycle_step(
 
 def ego_update(state: SimState, accel: Tensor, curvature: Tensor, dt: float) -> KinematicUpdate:
     """The ego's bicycle update from (accel ``[B]`` m/s^2, curvature ``[B]`` 1/m)."""
-    e = state.agents[:, 0]
-    kin = bicycle_step(e[:, 0], e[:, 1], e[:, 2], state.speed[:, 0], accel, curvature, dt)
+    e = state.kin[:, 0]
+    kin = bicycle_step(e[:, 0], e[:, 1], e[:, 2], e[:, 7], accel, curvature, dt)
     return KinematicUpdate(kin.unsqueeze(1), first=0)
 
 
-def apply_update(state: SimState, update: KinematicUpdate) -> SimState:
-    """Write an update into a state (the one place that does it); sizes and validity are kept."""
-    n = update.kin.shape[1]
-    sl = slice(update.first, update.first + n)
-    agents = state.agents.clone()
-    agents[:, sl, :5] = update.kin[..., :5]
-    speed = state.speed.clone()
-    speed[:, sl] = update.kin[..., 5]
-    return state.replace(agents=agents, speed=speed)
+def apply_updates(
+    state: SimState, updates: Sequence[KinematicUpdate], sizes: Tensor, valid: Tensor, **changes
+) -> SimState:
+    """Build the next state from updates that cover agents ``0..A-1`` in order (the one place that does it).
+
+    Args:
+        state: the current state (its other fields are kept unless given in ``changes``).
+        updates: consecutive :class:`KinematicUpdate` s, the first starting at agent 0.
+        sizes: ``[B, A, 2]`` (length, width) m at the next step.
+        valid: bool ``[B, A]`` at the next step.
+        **changes: other :class:`SimState` fields to replace (``t``, ``last_action``, ``path_s``).
+
+    Raises:
+        SimError: the updates do not tile the agents.
+    """
+    first = 0
+    for u in updates:
+        if u.first != first:
+            raise SimError(f"apply_updates: update starts at agent {u.first}, expected {first}")
+        first += u.kin.shape[1]
+    if first != state.kin.shape[1]:
+        raise SimError(f"apply_updates: updates cover {first} agents, the state has {state.kin.shape[1]}")
+    kin = updates[0].kin if len(updates) == 1 else torch.cat([u.kin for u in updates], dim=1)
+    new = torch.cat([kin[..., :5], sizes, kin[..., 5:6]], dim=-1)
+    return state.replace(kin=new, valid=valid, **changes)
 
 
 def inverse_bicycle(traj: Tensor, dt: float) -> tuple[Tensor, Tensor, Tensor]:

@@ -17,11 +17,15 @@ Only the current state is used: the ego's logged future never enters (except thr
 
 from __future__ import annotations
 
+import weakref
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from sim.batch import ScenarioBatch
 from sim.config import ACCEL_MAX, CURVATURE_MAX, ROUTE_SPACING
+from sim.geometry import RoadGrid
 from sim.state import SimState
 
 OBS_VERSION = 1
@@ -65,16 +69,47 @@ def to_world_frame(xy: Tensor, origin: Tensor, yaw: Tensor) -> Tensor:
     return torch.stack([x * c - y * s, x * s + y * c], dim=-1) + origin.unsqueeze(1)
 
 
+_ROUTE_CACHE: weakref.WeakKeyDictionary[ScenarioBatch, tuple[Tensor, Tensor, Tensor]] = weakref.WeakKeyDictionary()
+
+
+def _route_xy(batch: ScenarioBatch) -> tuple[Tensor, Tensor, Tensor]:
+    """Contiguous route x ``[B, R]``, y ``[B, R]`` (invalid points far away) and the valid count ``[B, 1]``."""
+    got = _ROUTE_CACHE.get(batch)
+    if got is None:
+        far = torch.full_like(batch.route[..., 0], 1e9)
+        rx = torch.where(batch.route_valid, batch.route[..., 0], far).contiguous()
+        ry = torch.where(batch.route_valid, batch.route[..., 1], far).contiguous()
+        got = (rx, ry, batch.route_valid.sum(dim=1, keepdim=True))
+        _ROUTE_CACHE[batch] = got
+    return got
+
+
 def route_ahead(batch: ScenarioBatch, ego_xy: Tensor) -> Tensor:
     """``[B, NUM_ROUTE_POINTS, 2]`` world route points every ROUTE_STEP_M ahead of the nearest route point."""
-    d = (batch.route - ego_xy.unsqueeze(1)).square().sum(-1)
-    d = torch.where(batch.route_valid, d, torch.full_like(d, float("inf")))
+    rx, ry, n_valid = _route_xy(batch)
+    d = (rx - ego_xy[:, :1]).square() + (ry - ego_xy[:, 1:]).square()
     near = d.argmin(dim=1, keepdim=True)  # [B, 1]
-    n_valid = batch.route_valid.sum(dim=1, keepdim=True)
     step = max(1, round(ROUTE_STEP_M / ROUTE_SPACING))
     offs = torch.arange(1, NUM_ROUTE_POINTS + 1, device=ego_xy.device) * step
     idx = torch.minimum(near + offs, n_valid - 1)  # [B, N]
     return batch.route.gather(1, idx.unsqueeze(-1).expand(-1, -1, 2))
+
+
+def road_probe(grid: RoadGrid, xy: Tensor) -> Tensor:
+    """Signed road distance clipped to +-ROAD_CLIP m at world points ``[B, N, 2]`` -> ``[B, N]``.
+
+    Same bilinear interpolation as :func:`sim.geometry.road_distance` (one ``grid_sample`` kernel);
+    points outside a scene's grid read +ROAD_CLIP (off the road). Scenes without road: any value.
+    """
+    _, h, w = grid.sdf.shape
+    g = (xy - grid.origin.unsqueeze(1)) / grid.resolution  # cell coordinates
+    gx, gy = g[..., 0], g[..., 1]
+    norm = torch.stack([gx * (2.0 / max(w - 1, 1)) - 1.0, gy * (2.0 / max(h - 1, 1)) - 1.0], dim=-1)
+    v = F.grid_sample(
+        grid.sdf.unsqueeze(1), norm.unsqueeze(1), mode="bilinear", padding_mode="border", align_corners=True
+    ).view(xy.shape[0], -1)
+    inside = (gx >= 0) & (gy >= 0) & (gx <= w - 1) & (gy <= h - 1)
+    return torch.where(inside, v.clamp(-ROAD_CLIP, ROAD_CLIP), torch.full_like(v, ROAD_CLIP))
 
 
 def observe(state: SimState, batch: ScenarioBatch) -> Tensor:
@@ -87,8 +122,6 @@ def observe(state: SimState, batch: ScenarioBatch) -> Tensor:
     Returns:
         float32 ``[B, OBS_DIM]`` (layout in the module docstring).
     """
-    from sim.geometry import road_distance
-
     ag = state.agents
     n_b, n_a = ag.shape[:2]
     ego = ag[:, 0]
@@ -106,8 +139,7 @@ def observe(state: SimState, batch: ScenarioBatch) -> Tensor:
 
     # nearest other agents
     oth = ag[:, 1:]
-    dxy = oth[..., :2] - exy.unsqueeze(1)
-    dist = dxy.square().sum(-1)
+    dist = (oth[..., 0] - exy[:, :1]).square() + (oth[..., 1] - exy[:, 1:]).square()
     dist = torch.where(state.valid[:, 1:], dist, torch.full_like(dist, float("inf")))
     k = min(NUM_NEAREST, n_a - 1)
     feats = torch.zeros(n_b, NUM_NEAREST, AGENT_FEATURES, device=ag.device, dtype=ag.dtype)
@@ -140,5 +172,5 @@ def observe(state: SimState, batch: ScenarioBatch) -> Tensor:
     probes = _probes(ag.device).unsqueeze(0).expand(n_b, -1, -1)
     world = to_world_frame(probes, exy, eyaw)
     has = batch.road.has_road.unsqueeze(1).to(ag.dtype)
-    road = road_distance(batch.road, world).clamp(-ROAD_CLIP, ROAD_CLIP) / ROAD_CLIP * has
+    road = road_probe(batch.road, world) / ROAD_CLIP * has
     return torch.cat([ego_f, route.reshape(n_b, -1), feats.reshape(n_b, -1), road, has], dim=1)

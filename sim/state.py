@@ -9,26 +9,37 @@ from torch import Tensor
 
 from scenarios.scenario import LENGTH, VX, VY, WIDTH, YAW, X, Y
 
+SPEED = 7  # column of the speed in SimState.kin
+
 
 @dataclass(frozen=True, eq=False)
 class SimState:
     """State of every agent of B scenes at step ``t``. Ego is agent 0.
 
     Attributes:
-        agents: float32 ``[B, A, 7]`` (X, Y, YAW, VX, VY, LENGTH, WIDTH), world frame, m, rad, m/s.
-        speed: float32 ``[B, A]`` m/s, >= 0 for the ego (signed speed of the bicycle model).
+        kin: float32 ``[B, A, 8]`` (X, Y, YAW, VX, VY, LENGTH, WIDTH, SPEED), world frame, m, rad, m/s.
+            ``agents`` and ``speed`` are views of it.
         valid: bool ``[B, A]``.
         t: step index.
         last_action: float32 ``[B, 2]`` the ego's last applied (accel m/s^2, curvature 1/m).
         path_s: float32 ``[B, A]`` arc length (m) of each agent along its logged path (IDM), or None.
     """
 
-    agents: Tensor
-    speed: Tensor
+    kin: Tensor
     valid: Tensor
     t: int
     last_action: Tensor
     path_s: Tensor | None = None
+
+    @property
+    def agents(self) -> Tensor:
+        """``[B, A, 7]`` (X, Y, YAW, VX, VY, LENGTH, WIDTH) view."""
+        return self.kin[..., :SPEED]
+
+    @property
+    def speed(self) -> Tensor:
+        """``[B, A]`` m/s (>= 0 for the ego's bicycle model) view."""
+        return self.kin[..., SPEED]
 
     @property
     def x(self) -> Tensor:
