@@ -267,8 +267,11 @@ def _scene(sid: str, k: float, shift=(0.0, 0.0), n_t: int = 60, speed: float = 8
     ).validate()
 
 
+_PORTS = iter(range(1, 60000))
+
+
 def _backend(scenes):
-    be = CarlaBackend(Endpoint("recorder", 1), scenes, CarlaConfig())
+    be = CarlaBackend(Endpoint("recorder", next(_PORTS)), scenes, CarlaConfig())  # a fresh "server" each
     be.client = RecorderClient()  # bypass the network connection
     be.world = None
     return be
@@ -356,7 +359,7 @@ def test_collision_sensor_events_land_on_their_step():
 def test_batch_errors_are_clear():
     scene = _scene("e", 0.0)
     be = make_backend("recorder", 1)
-    with pytest.raises(CarlaError, match="make_backend\\(host=..., port=..., scenes=scenes\\)"):
+    with pytest.raises(CarlaError, match="make_backend\\(host=..., port=..., scenes=scenes\\) or call register_scenes"):
         be.reset(make_batch([scene], max_agents=2))
     town = Scenario(**{**scene.__dict__, "id": "t1", "tags": ("carla_town:Town03",)})
     town2 = Scenario(**{**scene.__dict__, "id": "t2", "tags": ("carla_town:Town03",)})

@@ -106,3 +106,12 @@ def test_missing_package_message():
     assert len(lines) == 1 and lines[0].startswith(
         "error: the CARLA backend needs the Python client: pip install carla=="
     )
+
+
+def test_pool_executor_probes_every_server():
+    from sim.carla.pool import CarlaPoolExecutor
+
+    t0 = time.monotonic()
+    with pytest.raises(CarlaError, match="no CARLA server"):
+        CarlaPoolExecutor(parse_endpoints("127.0.0.1", [_closed_port(), _closed_port()]))
+    assert time.monotonic() - t0 < 5.0

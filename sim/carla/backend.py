@@ -24,8 +24,10 @@ Observations, controller and metrics are the project's own (:func:`sim.rollout.r
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import math
+import weakref
 from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
@@ -42,6 +44,33 @@ from sim.config import CURVATURE_MAX
 from sim.state import SimState
 
 TOWN_TAG = "carla_town:"
+
+_KNOWN_SCENES: dict[str, object] = {}  # scenes registered for backends built without them (this process)
+_LOADED_MAPS: dict[str, str] = {}  # endpoint -> key of the map this process last loaded there
+
+
+_LIVE: weakref.WeakSet = weakref.WeakSet()  # backends with a session that may still hold actors
+
+
+def close_all() -> None:
+    """Close every live backend of this process (actors destroyed, settings restored). Runs at exit."""
+    for be in list(_LIVE):
+        try:
+            be.close()
+        except Exception as exc:  # noqa: BLE001 - best effort at exit; report and go on
+            print(f"warning: CARLA cleanup at exit failed for {be.endpoint}: {exc}")
+
+
+atexit.register(close_all)
+
+
+def register_scenes(scenes) -> None:
+    """Make scenes (by id) known to every :class:`CarlaBackend` of this process, also ones built without them.
+
+    For callers that build backends through a factory that cannot pass scenes
+    (``make_backend(host, port)``): register once, before the rollouts.
+    """
+    _KNOWN_SCENES.update({s.id: s for s in scenes})
 
 
 @dataclass(frozen=True)
@@ -187,7 +216,8 @@ class CarlaBackend:
                 widths += list(ws)
             xodr = lanes_to_xodr(lanes, widths, name="batch")
             key = "xodr:" + hashlib.sha1(xodr.encode()).hexdigest()
-        if key == self._map_key:
+        if key == self._map_key or (self._map_key is None and _LOADED_MAPS.get(str(self.endpoint)) == key):
+            self._map_key = key
             return
         self.client.set_timeout(self.cfg.session.load_timeout)
         try:
@@ -209,6 +239,7 @@ class CarlaBackend:
         finally:
             self.client.set_timeout(self.cfg.session.rpc_timeout)
         self._map_key = key
+        _LOADED_MAPS[str(self.endpoint)] = key
 
     # -- Backend protocol ------------------------------------------------------------------
     def reset(self, batch: ScenarioBatch) -> SimState:
@@ -220,11 +251,14 @@ class CarlaBackend:
         Raises:
             CarlaError: unknown scene, town scenes batched together, spawn refused, server trouble.
         """
+        for i in batch.ids:
+            if i not in self.scenes and i in _KNOWN_SCENES:
+                self.scenes[i] = _KNOWN_SCENES[i]
         missing = [i for i in batch.ids if i not in self.scenes]
         if missing:
             raise CarlaError(
                 f"the CARLA backend needs the scenes' lanes but was not given scene {missing[0]!r}: "
-                "build it with make_backend(host=..., port=..., scenes=scenes)"
+                "build it with make_backend(host=..., port=..., scenes=scenes) or call register_scenes(scenes)"
             )
         scenes = [self.scenes[i] for i in batch.ids]
         towns = [scene_town(s) for s in scenes]
@@ -245,6 +279,7 @@ class CarlaBackend:
         self._scenes = [_Scene(offsets[b], log[b], valid[b]) for b in range(n_b)]
         self._frame = None
         self.session = CarlaSession(self.client, self.world, batch.dt, self.cfg.session, name=str(self.endpoint))
+        _LIVE.add(self)
         self.session.__enter__()
         try:
             self._map = self.world.get_map()
@@ -427,6 +462,7 @@ class CarlaBackend:
         if self.session is not None:
             sess, self.session = self.session, None
             sess.close()
+        _LIVE.discard(self)
         self._batch = None
         self._scenes = []
 

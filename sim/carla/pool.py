@@ -179,3 +179,81 @@ def evaluate_carla(
         first = failures[0] if failures else "stopped"
         raise CarlaError(f"{len(missing)} scene(s) not run in CARLA (first: {missing[0]!r}); {first}")
     return results  # type: ignore[return-value]
+
+
+# --- several servers behind the executor interface of sim.executors (run(units, scenes, settings), close()) ---
+
+_WORKER_ENDPOINT: Endpoint | None = None
+_WORKER_SCENES: list = []
+
+
+def _init_worker(endpoints, scenes) -> None:
+    """Process initialiser: claim one server for this worker process and register the scenes."""
+    global _WORKER_ENDPOINT, _WORKER_SCENES
+    from multiprocessing.util import Finalize
+
+    from sim.carla.backend import close_all, register_scenes
+
+    Finalize(None, close_all, exitpriority=100)  # worker processes skip atexit: close sessions here
+    _WORKER_ENDPOINT = endpoints.get()
+    _WORKER_SCENES = list(scenes)
+    register_scenes(_WORKER_SCENES)
+
+
+def _run_unit(unit, settings):
+    """One work unit on this worker's server (``sim.executors.evaluate_unit`` with the host and port replaced)."""
+    from dataclasses import replace
+
+    from sim.executors import evaluate_unit
+
+    ep = _WORKER_ENDPOINT
+    local = replace(settings, backend="carla", carla_host=ep.host, carla_port=ep.port)
+    return evaluate_unit(unit, [_WORKER_SCENES[i] for i in unit.scenes], local)
+
+
+class CarlaPoolExecutor:
+    """Runs ``sim.executors`` work units on several CARLA servers at once, one worker process per server.
+
+    Same interface as ``sim.executors.LocalExecutor`` / ``RayExecutor``: ``run(units, scenes, settings)``
+    yields each unit's result as it completes (any order); ``close()``. Each worker process owns one
+    server for its lifetime, so a server never has two clients driving it.
+
+    Args:
+        endpoints: the servers (e.g. from :func:`parse_endpoints`); all are probed at construction.
+        probe_timeout: s per probe.
+    """
+
+    name = "carla-pool"
+
+    def __init__(self, endpoints: Sequence[Endpoint], probe_timeout: float = 2.0) -> None:
+        if not endpoints:
+            raise CarlaError("no CARLA server given")
+        check_servers(endpoints, probe_timeout)
+        self.endpoints = list(endpoints)
+        self._pool = None
+
+    def run(self, units, scenes, settings):
+        """Yield ``sim.executors.UnitResult`` per unit as the servers finish them."""
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        ctx = mp.get_context("spawn")
+        q = ctx.Manager().Queue()
+        for ep in self.endpoints:
+            q.put(ep)
+        self._pool = ProcessPoolExecutor(
+            max_workers=len(self.endpoints), mp_context=ctx, initializer=_init_worker, initargs=(q, list(scenes))
+        )
+        futures = [self._pool.submit(_run_unit, u, settings) for u in units]
+        try:
+            for fut in as_completed(futures):
+                yield fut.result()
+        finally:
+            for f in futures:
+                f.cancel()
+
+    def close(self) -> None:
+        """Stop the worker processes (each closes its CARLA session on the way out)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
