@@ -1,0 +1,93 @@
+"""Property tests of the importers' numeric helpers against independent oracles (shapely, linear motion)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from shapely.geometry import LineString, Polygon
+
+from scenarios.importers.common import lane_buffer_polygons, simplify
+from scenarios.importers.resample import needs_resampling, resample_tracks, window_starts
+from scenarios.scenario import Polylines, wrap_angle
+
+
+@st.composite
+def polylines(draw):
+    n = draw(st.integers(2, 8))
+    steps = draw(st.lists(st.floats(0.5, 15.0), min_size=n - 1, max_size=n - 1))
+    turns = draw(st.lists(st.floats(-2.5, 2.5), min_size=n - 1, max_size=n - 1))
+    heading = draw(st.floats(-math.pi, math.pi))
+    pts = [np.zeros(2)]
+    for s, t in zip(steps, turns):
+        heading += t
+        pts.append(pts[-1] + s * np.array([math.cos(heading), math.sin(heading)]))
+    return np.array(pts)
+
+
+@settings(max_examples=60, deadline=None)
+@given(polylines(), st.floats(0.5, 3.0))
+def test_lane_buffer_contains_the_round_buffer(line, r):
+    polys = lane_buffer_polygons(Polylines.from_list([line]), np.array([r]))
+    union = shapely.union_all([Polygon(p).buffer(0) for p in polys])
+    oracle = LineString(simplify(line, 0.1)).buffer(r * 0.999, quad_segs=16)
+    assert oracle.difference(union).area < 1e-6 * max(oracle.area, 1.0)
+    # ...and is not wildly larger: within the buffer grown by the mitre/cap allowance.
+    assert union.difference(LineString(line).buffer(2.1 * r + 0.1)).area < 1e-6 * union.area
+    # simplified centreline stays within 0.1 m of the original
+    assert LineString(line).hausdorff_distance(LineString(simplify(line, 0.1))) <= 0.1 + 1e-9
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.floats(0.03, 0.4), min_size=3, max_size=40),
+    st.floats(-20, 20),
+    st.floats(-20, 20),
+    st.floats(-math.pi, math.pi),
+    st.floats(-1.0, 1.0),
+)
+def test_resampling_linear_motion_is_exact(steps, vx, vy, yaw0, yaw_rate):
+    t = np.concatenate([[0.0], np.cumsum(steps)]) + 3.0
+    states = np.zeros((1, len(t), 7))
+    states[0, :, 0] = 1.0 + vx * t
+    states[0, :, 1] = -2.0 + vy * t
+    states[0, :, 2] = wrap_angle(yaw0 + yaw_rate * t)
+    states[0, :, 3], states[0, :, 4] = vx, vy
+    states[0, :, 5:7] = (4.0, 2.0)
+    t_new, out, valid = resample_tracks(t, states, np.ones((1, len(t)), bool), 0.1)
+    assert valid.all() and t_new[0] == t[0] and t_new[-1] <= t[-1] + 1e-9 and t[-1] - t_new[-1] < 0.1 + 1e-9
+    np.testing.assert_allclose(np.diff(t_new), 0.1, atol=1e-9)
+    np.testing.assert_allclose(out[0, :, 0], 1.0 + vx * t_new, atol=1e-6)
+    np.testing.assert_allclose(out[0, :, 1], -2.0 + vy * t_new, atol=1e-6)
+    # the step between samples never turns more than 0.4 rad, so the shortest arc is the true one
+    np.testing.assert_allclose(wrap_angle(out[0, :, 2] - (yaw0 + yaw_rate * t_new)), 0.0, atol=1e-6)
+
+
+def test_resampling_keeps_gaps():
+    t = np.arange(10) * 0.2
+    valid = np.ones((1, 10), bool)
+    valid[0, 4] = False  # source sample at 0.8 s missing
+    _, out, v = resample_tracks(t, np.ones((1, 10, 7)), valid, 0.1)
+    # new steps at 0.7, 0.8, 0.9 s touch the missing sample; 0.6 and 1.0 s coincide with valid ones
+    assert v[0, 6] and not v[0, 7:10].any() and v[0, 10]
+    assert np.all(out[0, 7:10] == 0)
+
+
+def test_jitter_is_not_resampled():
+    assert not needs_resampling(np.arange(91) * 0.1 + np.random.default_rng(0).uniform(-3e-4, 3e-4, 91))
+    assert needs_resampling(np.arange(50) * 0.2)
+
+
+@given(st.integers(2, 400), st.integers(0, 300), st.integers(0, 100))
+def test_window_starts(n, window, stride):
+    starts = window_starts(n, window, stride)
+    if window <= 0 or window >= n:
+        assert starts == [0]
+        return
+    step = stride or window
+    assert starts[0] == 0 and all(s + window <= n for s in starts)
+    assert all(b - a == step for a, b in zip(starts, starts[1:]))
+    assert starts[-1] + step + window > n  # no further window fits
