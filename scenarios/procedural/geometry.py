@@ -57,16 +57,23 @@ class Path:
     def project(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Nearest-point projection of ``xy [N, 2]`` -> (arc length ``[N]``, signed lateral offset ``[N]``, left +)."""
         xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
-        a = self.pts[:-1]
-        ab = np.diff(self.pts, axis=0)
-        ap = xy[:, None, :] - a[None]
-        u = np.clip((ap * ab).sum(-1) / np.maximum(self.seg**2, 1e-12), 0.0, 1.0)
-        diff = ap - u[..., None] * ab
-        d2 = (diff**2).sum(-1)
-        j = np.argmin(d2, axis=1)
-        i = np.arange(len(xy))
-        cross = ab[j, 0] * ap[i, j, 1] - ab[j, 1] * ap[i, j, 0]
-        return self.s[j] + u[i, j] * self.seg[j], np.sign(cross) * np.sqrt(d2[i, j])
+        # nearest vertex, then the better of its two segments
+        d2v = (xy[:, 0:1] - self.pts[None, :, 0]) ** 2 + (xy[:, 1:2] - self.pts[None, :, 1]) ** 2
+        k = np.argmin(d2v, axis=1)
+        best_s = np.zeros(len(xy))
+        best_lat = np.full(len(xy), np.inf)
+        for j in (np.maximum(k - 1, 0), np.minimum(k, len(self.seg) - 1)):
+            a = self.pts[j]
+            ab = self.pts[j + 1] - a
+            ap = xy - a
+            u = np.clip((ap * ab).sum(-1) / np.maximum(self.seg[j] ** 2, 1e-12), 0.0, 1.0)
+            diff = ap - u[:, None] * ab
+            dist = np.hypot(diff[:, 0], diff[:, 1])
+            cross = ab[:, 0] * ap[:, 1] - ab[:, 1] * ap[:, 0]
+            better = dist < np.abs(best_lat)
+            best_s = np.where(better, self.s[j] + u * self.seg[j], best_s)
+            best_lat = np.where(better, np.where(cross < 0, -dist, dist), best_lat)
+        return best_s, best_lat
 
     def resample(self, spacing: float = 1.0) -> np.ndarray:
         """Points every ``spacing`` m along the path (both ends included) -> ``[n, 2]``."""

@@ -72,11 +72,13 @@ def left_turn(sc: Scene) -> int:
                 known.append(sc.scripted(p, np.full(T_STEPS, s), np.zeros(T_STEPS), size, AgentType.VEHICLE))
                 s -= size[0] / 2 + float(rng.uniform(1.5, 3.5))
     v_e = float(rng.uniform(6.0, 11.0))
-    s_e = arm - h - float(rng.uniform(25.0, 55.0))
+    s_e = arm - h - float(rng.uniform(8.0, 30.0))
     v_o = float(rng.uniform(9.0, 14.0))
     oncoming = []
+    t_gap, len_gap = float(rng.uniform(1.0, 6.0)), float(rng.uniform(7.0, 11.0))
+    hole = ((arm - v_o * (t_gap + len_gap), arm - v_o * t_gap),)
     for p in p_sb:
-        oncoming += stream(sc, p, 5.0, 2 * arm - 10.0, v_o, density=float(rng.uniform(0.8, 2.0)))
+        oncoming += stream(sc, p, 5.0, 2 * arm - 10.0, v_o, density=float(rng.uniform(0.6, 1.6)), exclude=hole)
     if n == 2:
         p_nb = sc.path(through[0, 1])
         stream(sc, p_nb, 5.0, 2 * arm - 10.0, v_o, density=float(rng.uniform(0.5, 1.2)))
@@ -86,7 +88,7 @@ def left_turn(sc: Scene) -> int:
     stream(sc, p_e, 5.0, s_e - safe_gap(v_e, 4.8, 12.0, 2.0), v_e, leader=ego, density=float(rng.uniform(0.6, 1.2)))
     sc.run(obstacles=known, conflicts=[conf])
     tr = sc.tracks[ego]
-    sc.tags.append("turned" if tr.s[-1] > conf.s_clear else "waiting")
+    sc.tags.append("turned" if tr.s[-1] > conf.s_clear - 4.0 else "waiting")
     if tr.v[20:].min() < 0.5:
         sc.tags.append("stopped_for_gap")
     return p_e

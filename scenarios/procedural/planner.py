@@ -68,6 +68,8 @@ class Conflict:
     s_clear: float
     occupied: np.ndarray
     path: int
+    before: float = MARGIN_BEFORE
+    after: float = MARGIN_AFTER
 
 
 def vcap_table(path: Path, a_lat: float, b: float = 1.5, v_max: float = 40.0, n: int | None = None) -> np.ndarray:
@@ -136,6 +138,8 @@ def plan(
             lo, hi = int(max(c.s_stop, 0)), int(max(c.s_clear, c.s_stop + 1)) + 1
             c_vmax[:, j] = np.minimum(table[:, lo : min(hi, grid)].min(axis=1), veh.v_des)
         cidx = np.arange(len(conflicts))
+        c_before = np.array([c.before for c in conflicts])[None]
+        c_after = np.array([c.after for c in conflicts])[None]
     a_prev = np.zeros(n)
     for t in range(t_n - 1):
         st, vt = s[:, t], v[:, t]
@@ -163,10 +167,10 @@ def plan(
             if pending.any():
                 vd = veh.v_des[:, None]
                 tau_in = travel_time(dist_in, vt[:, None], veh.a_max[:, None], vd)
-                tau_out = travel_time(c_clear[None] - st[:, None], vt[:, None], 0.5 * veh.a_max[:, None],
-                                      0.7 * c_vmax)
-                lo = np.clip(t + np.floor((tau_in - MARGIN_BEFORE) / dt).astype(int), 0, t_n)
-                hi = np.clip(t + np.ceil((tau_out + MARGIN_AFTER) / dt).astype(int) + 1, 0, t_n)
+                tau_out = travel_time(c_clear[None] - st[:, None], vt[:, None], 0.7 * veh.a_max[:, None],
+                                      0.85 * c_vmax)
+                lo = np.clip(t + np.floor((tau_in - c_before) / dt).astype(int), 0, t_n)
+                hi = np.clip(t + np.ceil((tau_out + c_after) / dt).astype(int) + 1, 0, t_n)
                 busy = c_cs[cidx[None], hi] - c_cs[cidx[None], lo] > 0
                 committed |= pending & ~busy
                 wall = pending & busy

@@ -10,7 +10,8 @@ import numpy as np
 
 from scenarios.procedural.geometry import Path, smoothstep5, strip_polygon
 from scenarios.procedural.roads import Road, build_road, curved_ref, safe_gap, straight_ref, stream
-from scenarios.procedural.scene import T_STEPS, Scene
+from scenarios.procedural.planner import Conflict
+from scenarios.procedural.scene import DT, T_STEPS, Scene, sample_size
 from scenarios.scenario import AgentType
 
 ROAD_LEN = 360.0
@@ -204,9 +205,9 @@ def merge(sc: Scene) -> int:
     p_e = sc.path(np.concatenate([ramp, lane_r[lane_r[:, 0] > x_m + 0.25]]))
     v_e = float(rng.uniform(8.0, 13.0))
     v_m = float(rng.uniform(11.0, 16.0))
-    s_e = float(rng.uniform(5.0, 25.0))
     pe = sc.paths[p_e]
     s_zone = float(pe.s[np.argmax(pe.pts[:, 1] > y_r - width / 2 - 2.7)])
+    s_e = max(5.0, s_zone - v_e * float(rng.uniform(2.5, 5.0)))
     t_m = (s_zone - s_e) / v_e
     x_gap = pe.xy(s_zone)[0] + rng.uniform(-5.0, 15.0) - v_m * t_m
     g = float(rng.uniform(30.0, 60.0))
@@ -214,20 +215,28 @@ def merge(sc: Scene) -> int:
     a_ids = stream(sc, p_r, x_gap + g / 2, ROAD_LEN - 10.0, v_m, density=rng.uniform(0.6, 1.2))
     _background(sc, road, (nf - 1,), v_m)
     known = sc.run()
-    # vehicles behind the gap, as the ego predicts them (constant speed)
+    # vehicles behind the gap (planned after the ego, reacting to it); the ego predicts them at constant speed
     b_rng = np.random.default_rng(rng.integers(2**32))
-    b_pos, s = [], x_gap - g / 2
+    b_veh, s = [], x_gap - g / 2
     while s > 5.0:
-        b_pos.append((s, v_m * b_rng.uniform(0.9, 1.05)))
+        b_veh.append((s, v_m * b_rng.uniform(0.9, 1.05), sample_size(b_rng)))
         s -= safe_gap(v_m, 5.0, 12.0, b_rng.uniform(1.5, 2.2)) + b_rng.uniform(0.0, 30.0)
-    nominal = [(p_r, s0, v0, 12.0, 2.5) for s0, v0 in b_pos]
-    zone = (0.0, ROAD_LEN, y_r - width / 2, y_r + width / 2)
-    conf = sc.conflict(p_e, zone, a_ids, s_after=25.0, nominal=nominal)
-    ego = sc.vehicle(p_e, s_e, v_e, max(v_e, v_m) * rng.uniform(0.95, 1.05), ego=True)
+    v_ego_des = max(v_e, v_m) * float(rng.uniform(0.95, 1.05))
+    x_z = float(pe.xy(s_zone)[0])
+    tt = np.arange(T_STEPS) * DT
+    movers = [(sc.tracks[i].s, sc.tracks[i].v, sc.tracks[i].length) for i in a_ids]
+    movers += [(s0 + v0 * tt, np.full(T_STEPS, v0), size[0]) for s0, v0, size in b_veh]
+    occ = np.zeros(T_STEPS, dtype=bool)
+    for x_v, v_v, ln in movers:
+        need_ahead = (ln + 4.8) / 2 + 2.0 + np.maximum(0.0, v_ego_des - v_v) ** 2 / 6.0
+        need_behind = (ln + 4.8) / 2 + 2.0 + 0.6 * v_v + np.maximum(0.0, v_v - v_ego_des) ** 2 / 6.0
+        occ |= (x_v - x_z < need_ahead) & (x_z - x_v < need_behind)
+    conf = Conflict(s_stop=s_zone + 1.9, s_clear=s_zone + 5.4, occupied=occ, path=p_e, before=0.5, after=1.0)
+    ego = sc.vehicle(p_e, s_e, v_e, v_ego_des, ego=True)
     sc.run(obstacles=known, conflicts=[conf])
     leader = None
-    for s0, v0 in b_pos:
-        leader = sc.vehicle(p_r, s0, v0, v0 * 1.02, leader=leader)
+    for s0, v0, size in b_veh:
+        leader = sc.vehicle(p_r, s0, v0, v0 * 1.02, leader=leader, size=size)
     sc.run(obstacles=known + [ego])
     sc.tags.append("merged" if sc.tracks[ego].s[-1] > s_zone + 10 else "waiting")
     return p_e

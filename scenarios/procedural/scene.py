@@ -145,6 +145,9 @@ class Scene:
         if tr.path == path:
             return Obstacle(tr.s, tr.length, self.valid(tid), path)
         xy = self.xy(tid)
+        lo, hi = p.pts.min(0) - 12.0, p.pts.max(0) + 12.0
+        if not np.any((xy >= lo).all(1) & (xy <= hi).all(1)):
+            return Obstacle(np.zeros(T_STEPS), tr.length, np.zeros(T_STEPS, dtype=bool), path)
         s, lat = p.project(xy)
         rel = self.paths[tr.path].heading(tr.s) - p.heading(s)
         half_lat = np.abs(tr.length / 2 * np.sin(rel)) + np.abs(tr.width / 2 * np.cos(rel))
