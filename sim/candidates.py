@@ -13,6 +13,7 @@ import glob
 import hashlib
 import json
 import math
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -219,6 +220,8 @@ def load_candidates(files: Iterable[Path], read_raw) -> list[Candidate]:
         if f in seen:
             continue
         seen.add(f)
+        if f.is_file() and not zipfile.is_zipfile(f):
+            raise EvaluationError(f"{f}: corrupt or not a checkpoint (not a torch.save archive)")
         obj = read_raw(f)
         meta = obj["meta"]
         wkey = weights_sha256(obj)
