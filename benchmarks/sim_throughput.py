@@ -38,6 +38,48 @@ class BenchConfig:
     seed: int = 0
 
 
+def track(x, y, yaw, speed, length: float = 4.5, width: float = 1.9) -> np.ndarray:
+    """A ``[T, 7]`` agent track from per-step x, y, yaw (rad) and speed (m/s) arrays (scalars broadcast)."""
+    x, y, yaw, speed = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (x, y, yaw, speed)))
+    out = np.zeros((len(x), 7), np.float32)
+    out[:, 0], out[:, 1], out[:, 2] = x, y, yaw
+    out[:, 3], out[:, 4] = speed * np.cos(yaw), speed * np.sin(yaw)
+    out[:, 5], out[:, 6] = length, width
+    return out
+
+
+def scene_from_tracks(
+    tracks: list[np.ndarray],
+    *,
+    valid: np.ndarray | None = None,
+    ego: int = 0,
+    drivable: list[np.ndarray] | None = None,
+    route: np.ndarray | None = None,
+    init_step: int = 10,
+    dt: float = 0.1,
+    scene_id: str = "synthetic",
+) -> Scenario:
+    """A validated :class:`Scenario` from agent tracks ``[T, 7]`` (route default: the ego's path)."""
+    agents = np.stack(tracks).astype(np.float32)
+    if valid is None:
+        valid = np.ones(agents.shape[:2], bool)
+    if route is None:
+        route = agents[ego, :, :2].astype(np.float64)
+    road = RoadMap(drivable=Polylines.from_list(drivable)) if drivable else RoadMap()
+    return Scenario(
+        id=scene_id,
+        source="synthetic",
+        agents=agents,
+        valid=valid,
+        agent_type=np.full(len(tracks), int(AgentType.VEHICLE), np.int8),
+        ego=ego,
+        map=road,
+        route=route,
+        dt=dt,
+        init_step=init_step,
+    ).validate()
+
+
 def synthetic_scenes(n: int, agents: int, steps: int, seed: int = 0, init_step: int = 10) -> list[Scenario]:
     """Straight multi-lane road scenes: ego at 8-14 m/s in lane 0, others on 4 lanes, some oncoming.
 
