@@ -1,0 +1,397 @@
+"""Closed-loop metrics (DESIGN.md "Closed-loop metrics"), batched in torch.
+
+Controlled steps are ``init_step + 1 .. last valid step`` of each scene (``batch.step_valid``);
+every per-scenario metric is computed over them. :func:`metric_series` gives the per-step
+signals shared with the training reward; :func:`compute_metrics` gives every metric in
+:data:`REGISTRY` from one shared computation.
+
+Definitions and choices (beyond DESIGN.md):
+
+- ``collision``: the ego box overlaps a valid other agent's box (SAT); ``collision_time`` is
+  ``(first step - init_step) * dt`` s, NaN without collision.
+- ``collision_at_fault``: each collided agent is judged at its first contact step; the ego
+  is not at fault when ``rollout.agent_model == "log"`` (non-reactive agents) and the
+  agent's box touches only the ego's rear half (the half box behind its centre); every
+  other collision is at fault.
+- ``offroad``: the worst ego corner is more than :data:`OFFROAD_THRESHOLD` m outside the
+  drivable area at any controlled step; never in scenes without drivable polygons.
+- ``progress``: nuPlan EP, ``min(1, max(ego, 2 m) / max(expert, 2 m))`` where each is the
+  arc-length advance along the route between ``init_step`` and the last valid step.
+  ``route_completion``: ``(max controlled route position - start position) /
+  (route length - start position)``, clipped to [0, 1] (1 when no route is left).
+- ``min_ttc``: :func:`sim.geometry.time_to_collision` at every controlled step at which the
+  ego moves (speed >= 0.005 m/s, as nuPlan), minimum over steps; :data:`TTC_NONE` (3.1 s)
+  means no conflict within 3 s. ``ttc_ok = min_ttc > 0.95 s``.
+- Comfort: Savitzky-Golay derivatives (window :data:`SAVGOL_WINDOW` steps, quadratic) of the
+  ego's closed-loop signed speed (for long. accel, then jerk from accel) and unwrapped yaw
+  (yaw rate); ``lat_accel = speed * yaw_rate``. Scene ends are extended by odd reflection,
+  which keeps the local slope. ``comfortable`` = every controlled step within the nuPlan bounds.
+- ``score = no_at_fault_collision * drivable * (5 progress + 5 ttc_ok + 2 comfortable) / 12``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+
+import torch
+from scipy.signal import savgol_coeffs
+from torch import Tensor
+
+from scenarios.scenario import LENGTH, VX, VY, WIDTH, YAW, X, Y
+from sim.batch import ScenarioBatch
+from sim.geometry import (
+    TTC_NONE,
+    box_corners,
+    boxes_overlap,
+    polyline_length,
+    project_to_polyline,
+    road_distance,
+    time_to_collision,
+)
+from sim.rollout import Rollout
+
+OFFROAD_THRESHOLD = 0.3  # m outside the drivable area (nuPlan)
+PROGRESS_FLOOR = 2.0  # m (nuPlan EP)
+TTC_OK = 0.95  # s
+TTC_MIN_SPEED = 0.005  # m/s; no TTC while the ego stands still (nuPlan)
+ACCEL_BOUNDS = (-4.05, 2.40)  # m/s^2
+LAT_ACCEL_MAX = 4.89  # m/s^2
+YAW_RATE_MAX = 0.95  # rad/s
+JERK_MAX = 4.13  # m/s^3
+SAVGOL_WINDOW = 7  # steps (0.7 s at 10 Hz)
+_BOX = [X, Y, YAW, LENGTH, WIDTH]
+
+
+def _savgol_deriv(x: Tensor, last: Tensor, dt: float) -> Tensor:
+    """First derivative of ``x [B, T]`` (valid up to index ``last [B]``), Savitzky-Golay, per second."""
+    n_b, n_t = x.shape
+    half = SAVGOL_WINDOW // 2
+    coef = torch.as_tensor(
+        savgol_coeffs(SAVGOL_WINDOW, 2, deriv=1, delta=dt, use="dot").copy(), dtype=x.dtype, device=x.device
+    )
+    t = torch.arange(-half, n_t + half, device=x.device)[None, :].expand(n_b, -1)  # [B, T + 2h]
+    lst = last[:, None]
+    src = torch.where(t < 0, -t, torch.where(t > lst, 2 * lst - t, t)).clamp(0, n_t - 1)
+    val = x.gather(1, src)
+    val = torch.where(t < 0, 2 * x[:, :1] - val, val)
+    val = torch.where(t > lst, 2 * x.gather(1, lst) - val, val)
+    return val.unfold(1, SAVGOL_WINDOW, 1) @ coef  # [B, T]
+
+
+class MetricContext:
+    """Shared intermediate results for one (rollout, batch) pair; each computed once, lazily."""
+
+    def __init__(self, ro: Rollout, batch: ScenarioBatch):
+        self.ro = ro
+        self.batch = batch
+        self.dt = float(ro.dt)
+        self.init = int(ro.init_step)
+        n_t = ro.traj.shape[2]
+        steps = torch.arange(n_t, device=ro.traj.device)
+        self.step_valid = batch.step_valid
+        self.last = (batch.step_valid * steps).amax(dim=1)  # [B] last valid step
+        self.controlled = batch.step_valid & (steps > self.init)[None, :]  # [B, T]
+        self.n_controlled = self.controlled.sum(1).clamp_min(1)
+        self.ego = ro.traj[:, 0]  # [B, T, 7]
+
+    def masked_any(self, x: Tensor) -> Tensor:
+        """``[B]`` whether bool ``x [B, T]`` holds at any controlled step."""
+        return (x & self.controlled).any(1)
+
+    def masked_mean(self, x: Tensor) -> Tensor:
+        """``[B]`` mean of ``x [B, T]`` over controlled steps."""
+        return (x * self.controlled).sum(1) / self.n_controlled
+
+    def at_last(self, x: Tensor) -> Tensor:
+        """``[B]`` value of ``x [B, T]`` at the last valid step."""
+        return x.gather(1, self.last[:, None])[:, 0]
+
+    @cached_property
+    def agent_overlap(self) -> Tensor:
+        """bool ``[B, A-1, T]``: ego box overlaps other agent's box (both valid)."""
+        ego = self.ego[..., _BOX][:, None]  # [B, 1, T, 5]
+        others = self.ro.traj[:, 1:][..., _BOX]
+        ok = self.ro.valid[:, 1:] & self.ro.valid[:, :1]
+        return boxes_overlap(ego, others) & ok
+
+    @cached_property
+    def collision(self) -> Tensor:
+        """bool ``[B, T]``."""
+        return self.agent_overlap.any(1)
+
+    @cached_property
+    def offroad_dist(self) -> Tensor:
+        """``[B, T]`` m, worst ego corner's signed distance to the drivable area (> 0 outside)."""
+        corners = box_corners(self.ego[..., _BOX])  # [B, T, 4, 2]
+        n_b, n_t = corners.shape[:2]
+        d = road_distance(self.batch.road, corners.reshape(n_b, n_t * 4, 2))
+        return d.reshape(n_b, n_t, 4).amax(-1)
+
+    @cached_property
+    def route_s(self) -> Tensor:
+        """``[B, T]`` m, ego arc-length position along the route."""
+        return project_to_polyline(self.batch.route, self.batch.route_valid, self.ego[..., [X, Y]])[0]
+
+    @cached_property
+    def log_route_s(self) -> Tensor:
+        """``[B, T]`` m, logged ego arc-length position along the route."""
+        return project_to_polyline(self.batch.route, self.batch.route_valid, self.batch.log[:, 0, :, [X, Y]])[0]
+
+    @cached_property
+    def log_dist(self) -> Tensor:
+        """``[B, T]`` m, ego distance to its logged position."""
+        return torch.linalg.vector_norm(self.ego[..., [X, Y]] - self.batch.log[:, 0, :, [X, Y]], dim=-1)
+
+    @cached_property
+    def speed(self) -> Tensor:
+        """``[B, T]`` m/s, signed longitudinal speed."""
+        e = self.ego
+        return e[..., VX] * torch.cos(e[..., YAW]) + e[..., VY] * torch.sin(e[..., YAW])
+
+    @cached_property
+    def accel(self) -> Tensor:
+        """``[B, T]`` m/s^2, longitudinal acceleration."""
+        return _savgol_deriv(self.speed, self.last, self.dt)
+
+    @cached_property
+    def jerk(self) -> Tensor:
+        """``[B, T]`` m/s^3, longitudinal jerk."""
+        return _savgol_deriv(self.accel, self.last, self.dt)
+
+    @cached_property
+    def yaw_rate(self) -> Tensor:
+        """``[B, T]`` rad/s."""
+        yaw = self.ego[..., YAW]
+        dyaw = torch.remainder(yaw[:, 1:] - yaw[:, :-1] + torch.pi, 2 * torch.pi) - torch.pi
+        unwrapped = torch.cat([yaw[:, :1], yaw[:, :1] + torch.cumsum(dyaw, dim=1)], dim=1)
+        return _savgol_deriv(unwrapped, self.last, self.dt)
+
+    @cached_property
+    def lat_accel(self) -> Tensor:
+        """``[B, T]`` m/s^2."""
+        return self.speed * self.yaw_rate
+
+    @cached_property
+    def ttc(self) -> Tensor:
+        """``[B, T]`` s, time to collision at each controlled step (:data:`TTC_NONE` elsewhere)."""
+        n_b, n_a, n_t = self.ro.valid.shape
+        ego = self.ego[..., _BOX]  # [B, T, 5]
+        moving = self.speed.abs() >= TTC_MIN_SPEED
+        rows = (self.controlled & moving).reshape(-1)  # [B*T]
+        out = torch.full((n_b * n_t,), TTC_NONE, dtype=ego.dtype, device=ego.device)
+        if n_a < 2 or not bool(rows.any()):
+            return out.reshape(n_b, n_t)
+        traj = self.ro.traj.transpose(1, 2).reshape(n_b * n_t, n_a, 7)[rows]  # [M, A, 7]
+        valid = self.ro.valid.transpose(1, 2).reshape(n_b * n_t, n_a)[rows]
+        ttc = time_to_collision(
+            traj[:, 0, _BOX], traj[:, 0, [VX, VY]], traj[:, 1:][..., _BOX], traj[:, 1:][..., [VX, VY]], valid[:, 1:]
+        )
+        out[rows] = ttc
+        return out.reshape(n_b, n_t)
+
+    @cached_property
+    def first_collision_at_fault(self) -> Tensor:
+        """bool ``[B]``: some agent's first contact with the ego is the ego's fault."""
+        hit = self.agent_overlap & self.controlled[:, None, :]  # [B, A-1, T]
+        if hit.shape[1] == 0:
+            return torch.zeros(hit.shape[0], dtype=torch.bool, device=hit.device)
+        first = hit.to(torch.int8).argmax(-1)  # [B, A-1]
+        if self.ro.agent_model != "log":
+            return hit.any(-1).any(-1)
+        n_b = hit.shape[0]
+        ego_t = self.ego[..., _BOX].gather(1, first.reshape(n_b, -1, 1).expand(-1, -1, 5))  # [B, A-1, 5]
+        other = self.ro.traj[:, 1:][..., _BOX].gather(2, first[..., None, None].expand(-1, -1, 1, 5))[:, :, 0]
+        c, s = torch.cos(ego_t[..., 2]), torch.sin(ego_t[..., 2])
+        quarter = ego_t[..., 3] / 4
+        front = ego_t.clone()
+        front[..., 0] += c * quarter
+        front[..., 1] += s * quarter
+        front[..., 3] = ego_t[..., 3] / 2
+        rear_only = ~boxes_overlap(front, other)
+        return (hit.any(-1) & ~rear_only).any(-1)
+
+
+class Metric:
+    """A per-scenario closed-loop metric; subclasses implement :meth:`from_context`."""
+
+    name: str = ""
+    unit: str = ""
+    higher_is_better: bool = False
+
+    def compute(self, ro: Rollout, batch: ScenarioBatch) -> Tensor:
+        """float ``[B]`` value per scenario."""
+        return self.from_context(MetricContext(ro, batch))
+
+    def from_context(self, c: MetricContext) -> Tensor:
+        """float ``[B]`` from shared intermediate results."""
+        raise NotImplementedError
+
+
+class ADE(Metric):
+    name, unit = "ade", "m"
+
+    def from_context(self, c):
+        return c.masked_mean(c.log_dist)
+
+
+class FDE(Metric):
+    name, unit = "fde", "m"
+
+    def from_context(self, c):
+        return c.at_last(c.log_dist)
+
+
+class Collision(Metric):
+    name, unit = "collision", "bool"
+
+    def from_context(self, c):
+        return c.masked_any(c.collision).float()
+
+
+class CollisionTime(Metric):
+    name, unit = "collision_time", "s"
+    higher_is_better = True
+
+    def from_context(self, c):
+        hit = c.collision & c.controlled
+        first = hit.to(torch.int8).argmax(1).float()
+        t = (first - c.init) * c.dt
+        return torch.where(hit.any(1), t, torch.full_like(t, float("nan")))
+
+
+class CollisionAtFault(Metric):
+    name, unit = "collision_at_fault", "bool"
+
+    def from_context(self, c):
+        return c.first_collision_at_fault.float()
+
+
+class Offroad(Metric):
+    name, unit = "offroad", "bool"
+
+    def from_context(self, c):
+        return c.masked_any(c.offroad_dist > OFFROAD_THRESHOLD).float()
+
+
+class OffroadFraction(Metric):
+    name, unit = "offroad_fraction", "fraction"
+
+    def from_context(self, c):
+        return c.masked_mean((c.offroad_dist > OFFROAD_THRESHOLD).float())
+
+
+class Progress(Metric):
+    name, unit, higher_is_better = "progress", "fraction", True
+
+    def from_context(self, c):
+        ego = c.at_last(c.route_s) - c.route_s[:, c.init]
+        expert = c.at_last(c.log_route_s) - c.log_route_s[:, c.init]
+        return (ego.clamp_min(PROGRESS_FLOOR) / expert.clamp_min(PROGRESS_FLOOR)).clamp(max=1.0)
+
+
+class RouteCompletion(Metric):
+    name, unit, higher_is_better = "route_completion", "fraction", True
+
+    def from_context(self, c):
+        start = c.route_s[:, c.init]
+        reached = c.route_s.masked_fill(~c.controlled, -float("inf")).amax(1)
+        left = polyline_length(c.batch.route, c.batch.route_valid) - start
+        frac = (reached - start) / left.clamp_min(1e-6)
+        return torch.where(left > 1e-3, frac, torch.ones_like(frac)).clamp(0.0, 1.0)
+
+
+class MinTTC(Metric):
+    name, unit, higher_is_better = "min_ttc", "s", True
+
+    def from_context(self, c):
+        return c.ttc.masked_fill(~c.controlled, TTC_NONE).amin(1)
+
+
+class TTCOk(Metric):
+    name, unit, higher_is_better = "ttc_ok", "bool", True
+
+    def from_context(self, c):
+        return (MinTTC().from_context(c) > TTC_OK).float()
+
+
+class Comfortable(Metric):
+    name, unit, higher_is_better = "comfortable", "bool", True
+
+    def from_context(self, c):
+        ok = (c.accel >= ACCEL_BOUNDS[0]) & (c.accel <= ACCEL_BOUNDS[1])
+        ok &= c.lat_accel.abs() <= LAT_ACCEL_MAX
+        ok &= c.yaw_rate.abs() <= YAW_RATE_MAX
+        ok &= c.jerk.abs() <= JERK_MAX
+        return (~c.masked_any(~ok)).float()
+
+
+class Score(Metric):
+    name, unit, higher_is_better = "score", "fraction", True
+
+    def from_context(self, c):
+        no_fault = 1.0 - CollisionAtFault().from_context(c)
+        drivable = 1.0 - Offroad().from_context(c)
+        weighted = 5 * Progress().from_context(c) + 5 * TTCOk().from_context(c) + 2 * Comfortable().from_context(c)
+        return no_fault * drivable * weighted / 12
+
+
+REGISTRY: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        ADE(),
+        FDE(),
+        Collision(),
+        CollisionTime(),
+        CollisionAtFault(),
+        Offroad(),
+        OffroadFraction(),
+        Progress(),
+        RouteCompletion(),
+        MinTTC(),
+        TTCOk(),
+        Comfortable(),
+        Score(),
+    )
+}
+
+
+def compute_metrics(ro: Rollout, batch: ScenarioBatch) -> dict[str, Tensor]:
+    """Every metric in :data:`REGISTRY`.
+
+    Args:
+        ro: the closed-loop rollout (B scenes).
+        batch: the batch it ran on.
+
+    Returns:
+        ``{name: float [B]}``; booleans as 0/1, ``collision_time`` NaN without collision.
+    """
+    c = MetricContext(ro, batch)
+    return {name: m.from_context(c).float() for name, m in REGISTRY.items()}
+
+
+SERIES = ("collision", "offroad_dist", "route_s", "log_dist", "accel", "jerk", "lat_accel", "yaw_rate", "ttc")
+
+
+def metric_series(ro: Rollout, batch: ScenarioBatch, names: Sequence[str] = SERIES) -> dict[str, Tensor]:
+    """Per-step signals shared by the metrics and the training reward.
+
+    Args:
+        ro: the closed-loop rollout (B scenes).
+        batch: the batch it ran on.
+        names: which series to compute (default all of :data:`SERIES`; ``ttc`` is the costly one).
+
+    Returns:
+        ``{name: [B, T]}``: ``collision`` (bool, any agent, fault-agnostic), ``offroad_dist``
+        (m, worst ego corner, > 0 outside), ``route_s`` (m along the route), ``log_dist`` (m),
+        ``accel`` (m/s^2), ``jerk`` (m/s^3), ``lat_accel`` (m/s^2), ``yaw_rate`` (rad/s),
+        ``ttc`` (s; :data:`TTC_NONE` where none or not controlled), ``controlled`` (bool).
+        Values at padded steps are meaningless.
+    """
+    unknown = sorted(set(names) - set(SERIES))
+    if unknown:
+        raise ValueError(f"metric_series: unknown series {unknown}; known: {list(SERIES)}")
+    c = MetricContext(ro, batch)
+    out = {n: getattr(c, n) for n in names}
+    out["controlled"] = c.controlled
+    return out

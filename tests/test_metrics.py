@@ -1,0 +1,236 @@
+"""Closed-loop metrics on hand-built scenes with known answers (real make_batch, real Rollout)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from scenarios.scenario import AgentType, Polylines, RoadMap, Scenario
+from sim.batch import make_batch
+from sim.geometry import TTC_NONE
+from sim.metrics import REGISTRY, compute_metrics, metric_series
+from sim.rollout import Rollout
+
+DT = 0.1
+T = 41
+INIT = 10
+ROAD = np.array([[-50.0, -4.0], [300.0, -4.0], [300.0, 4.0], [-50.0, 4.0]])  # 8 m wide, along x
+
+
+def _states(x, y, yaw, v, length=4.5, width=2.0) -> np.ndarray:
+    """``[T, 7]`` states from per-step arrays (or scalars) of x, y, yaw, speed."""
+    x, y, yaw, v = (np.broadcast_to(np.asarray(a, float), (T,)) for a in (x, y, yaw, v))
+    return np.stack([x, y, yaw, v * np.cos(yaw), v * np.sin(yaw), np.full(T, length), np.full(T, width)], 1).astype(
+        np.float32
+    )
+
+
+def _straight(x0: float, v: float, y: float = 0.0, yaw: float = 0.0) -> np.ndarray:
+    t = np.arange(T) * DT
+    return _states(x0 + v * t * math.cos(yaw), y + v * t * math.sin(yaw), yaw, v)
+
+
+def _scene(ego: np.ndarray, others=(), others_valid=None, road=True, route=None, sid="s") -> Scenario:
+    agents = np.stack([ego, *others]).astype(np.float32)
+    valid = np.ones(agents.shape[:2], bool)
+    if others_valid is not None:
+        valid[1:] = others_valid
+    agents[~valid] = 0.0
+    agents[~valid, 5:] = 1.0
+    route = np.array([[0.0, 0.0], [100.0, 0.0]]) if route is None else route
+    return Scenario(
+        id=sid,
+        source="test",
+        agents=agents,
+        valid=valid,
+        agent_type=np.full(len(agents), AgentType.VEHICLE, np.int8),
+        ego=0,
+        map=RoadMap(drivable=Polylines.from_list([ROAD] if road else [])),
+        route=np.asarray(route, float),
+        dt=DT,
+        init_step=INIT,
+    ).validate()
+
+
+def _rollout(scenes, ego_traj=None, agent_model="log"):
+    """The batch and a Rollout whose agents replay the log and whose ego follows ``ego_traj`` [B, T, 7]."""
+    batch = make_batch(scenes)
+    traj = batch.log.clone()
+    if ego_traj is not None:
+        traj[:, 0, : ego_traj.shape[1]] = torch.as_tensor(np.asarray(ego_traj), dtype=torch.float32)
+    ro = Rollout(
+        traj=traj,
+        valid=batch.valid.clone(),
+        ego_action=torch.zeros(batch.num_scenes, batch.num_steps, 2),
+        obs=None,
+        agent_model=agent_model,
+        init_step=batch.init_step,
+        dt=batch.dt,
+    )
+    return ro, batch
+
+
+def _m(scenes, ego_traj=None, agent_model="log"):
+    return compute_metrics(*_rollout(scenes, ego_traj, agent_model))
+
+
+def test_log_replay_is_perfect():
+    scene = _scene(_straight(0.0, 10.0), others=[_straight(-30.0, 10.0), _straight(40.0, 10.0, y=-3.0)])
+    m = _m([scene])
+    assert set(m) == set(REGISTRY)
+    assert float(m["ade"][0]) == 0.0 and float(m["fde"][0]) == 0.0
+    for k in ("collision", "collision_at_fault", "offroad", "offroad_fraction"):
+        assert float(m[k][0]) == 0.0, k
+    assert math.isnan(float(m["collision_time"][0]))
+    assert float(m["progress"][0]) == pytest.approx(1.0)
+    assert float(m["min_ttc"][0]) == pytest.approx(TTC_NONE) and float(m["ttc_ok"][0]) == 1.0
+    assert float(m["comfortable"][0]) == 1.0
+    assert float(m["score"][0]) == pytest.approx(1.0)
+    # route 0..100 m; the ego goes from x = 10 m (init_step) to 40 m: 30 m of the 90 m left
+    assert float(m["route_completion"][0]) == pytest.approx(30.0 / 90.0, abs=1e-4)
+
+
+def test_head_on_collision_at_known_step():
+    # ego x = t m; other from 55.5 m at -10 m/s: centre gap 55.5 - 2 t <= 4.5 first at step 26
+    other = _straight(55.5, 10.0, yaw=math.pi)
+    other[:, 0] = 55.5 - np.arange(T) * 1.0
+    m = _m([_scene(_straight(0.0, 10.0), [other])])
+    assert float(m["collision"][0]) == 1.0
+    assert float(m["collision_time"][0]) == pytest.approx((26 - INIT) * DT)
+    assert float(m["collision_at_fault"][0]) == 1.0
+    # at step 25 the gap of 1 m closes at 20 m/s: first projected overlap at 0.1 s
+    assert float(m["min_ttc"][0]) == pytest.approx(0.1)
+    assert float(m["ttc_ok"][0]) == 0.0
+    assert float(m["score"][0]) == 0.0
+
+
+def test_rear_end_by_log_agent_is_not_at_fault():
+    # follower from -14.5 m at 15 m/s: ego x - follower x = 14.5 - 0.5 t <= 4.5 first at step 20
+    follower = _straight(-14.5, 15.0)
+    scene = _scene(_straight(0.0, 10.0), [follower])
+    m = _m([scene], agent_model="log")
+    assert float(m["collision"][0]) == 1.0
+    assert float(m["collision_time"][0]) == pytest.approx((20 - INIT) * DT)
+    assert float(m["collision_at_fault"][0]) == 0.0
+    # not at fault: the score keeps its progress and comfort terms, the TTC term is lost
+    assert float(m["score"][0]) == pytest.approx((5 * 1 + 5 * 0 + 2 * 1) / 12)
+    # a reactive (IDM) agent that hits the ego: counted against the ego
+    assert float(_m([scene], agent_model="idm")["collision_at_fault"][0]) == 1.0
+
+
+def test_ego_rear_ending_a_log_agent_is_at_fault():
+    leader = _straight(14.5, 5.0)  # gap 14.5 - 0.5 t <= 4.5 at step 20
+    m = _m([_scene(_straight(0.0, 10.0), [leader])])
+    assert float(m["collision"][0]) == 1.0 and float(m["collision_at_fault"][0]) == 1.0
+
+
+def test_invalid_agents_do_not_collide():
+    ghost = _straight(0.0, 10.0)  # on top of the ego, but never valid after step 5
+    valid = np.zeros((1, T), bool)
+    valid[0, :5] = True
+    m = _m([_scene(_straight(0.0, 10.0), [ghost], others_valid=valid)])
+    assert float(m["collision"][0]) == 0.0 and float(m["min_ttc"][0]) == pytest.approx(TTC_NONE)
+
+
+def test_offroad_at_known_step():
+    log = _straight(0.0, 10.0)
+    ego = log.copy()
+    t = np.arange(T)
+    ego[:, 1] = np.where(t > 20, 0.5 * (t - 20), 0.0)  # drifts left; corner at y + 1 m
+    # worst corner y + 1 > 4 + 0.3 from y > 3.3: step 27 on (14 of the 30 controlled steps)
+    ro, batch = _rollout([_scene(log)], ego[None])
+    m = compute_metrics(ro, batch)
+    assert float(m["offroad"][0]) == 1.0
+    assert float(m["offroad_fraction"][0]) == pytest.approx(14 / 30)
+    assert float(m["score"][0]) == 0.0
+    s = metric_series(ro, batch)
+    np.testing.assert_allclose(s["offroad_dist"][0, 21:30].numpy(), ego[21:30, 1] + 1.0 - 4.0, atol=1e-3)
+    # and without a drivable area the same drive is never offroad
+    assert float(_m([_scene(log, road=False)], ego[None])["offroad"][0]) == 0.0
+
+
+def test_half_progress_ade_fde_route_completion():
+    log = _straight(0.0, 10.0)
+    ego = log.copy()
+    t = np.arange(T)
+    ego[:, 0] = np.where(t <= INIT, t * 1.0, INIT + (t - INIT) * 0.5)
+    ego[:, 3] = np.where(t <= INIT, 10.0, 5.0)
+    m = _m([_scene(log)], ego[None])
+    assert float(m["progress"][0]) == pytest.approx(0.5, abs=1e-5)
+    gaps = 0.5 * np.arange(1, 31)
+    assert float(m["ade"][0]) == pytest.approx(gaps.mean(), abs=1e-4)
+    assert float(m["fde"][0]) == pytest.approx(15.0, abs=1e-4)
+    assert float(m["route_completion"][0]) == pytest.approx(15.0 / 90.0, abs=1e-4)
+    assert float(m["comfortable"][0]) == 0.0  # the 10 -> 5 m/s step is a hard brake
+    # the 2 m floor: an ego that stands still still gets 2 m / 30 m
+    still = log.copy()
+    still[INIT:, 0] = INIT * 1.0
+    still[INIT:, 3] = 0.0
+    assert float(_m([_scene(log)], still[None])["progress"][0]) == pytest.approx(2.0 / 30.0, abs=1e-5)
+
+
+def _savgol_gain(omega: float) -> float:
+    """Gain of the 7-point Savitzky-Golay derivative (coefficients k / 28 dt) on a sinusoid of ``omega`` rad/s."""
+    theta = omega * DT
+    return 2 / 28 * sum(k * math.sin(k * theta) for k in (1, 2, 3)) / theta
+
+
+@pytest.mark.parametrize(("amp", "comfortable"), [(1.0, True), (2.0, False)])
+def test_jerk_bounds(amp, comfortable):
+    # a = amp sin(pi t): |a| <= 2 within the accel bounds; jerk amplitude pi * amp, seen through the
+    # smoothing gain g twice: 0.79 pi amp = 2.5 (ok) or 5.0 (> 4.13)
+    t = np.arange(T) * DT
+    v = 10.0 - amp / math.pi * np.cos(math.pi * t)
+    x = 10.0 * t - amp / math.pi**2 * np.sin(math.pi * t)
+    log = _states(x, 0.0, 0.0, v)
+    ro, batch = _rollout([_scene(log)])
+    m = compute_metrics(ro, batch)
+    assert float(m["comfortable"][0]) == float(comfortable)
+    s = metric_series(ro, batch)
+    g = _savgol_gain(math.pi)
+    ctrl = slice(INIT + 1, T - 6)  # away from the end, where the odd reflection is only approximate
+    np.testing.assert_allclose(s["accel"][0, ctrl].numpy(), g * amp * np.sin(math.pi * t[ctrl]), atol=1e-3)
+    np.testing.assert_allclose(s["jerk"][0, ctrl].numpy(), g**2 * amp * math.pi * np.cos(math.pi * t[ctrl]), atol=1e-2)
+
+
+@pytest.mark.parametrize(("speed", "comfortable"), [(5.0, True), (12.0, False)])
+def test_yaw_rate_and_lateral_accel_on_a_circle(speed, comfortable):
+    # circle at 0.5 rad/s through the +-pi wrap: lat accel = 0.5 speed (2.5 ok, 6 > 4.89)
+    t = np.arange(T) * DT
+    yaw = (np.pi - 1.0 + 0.5 * t + np.pi) % (2 * np.pi) - np.pi
+    r = speed / 0.5
+    x, y = r * np.sin(yaw), -r * np.cos(yaw)
+    ro, batch = _rollout([_scene(_states(x, y, yaw, speed), road=False)])
+    s = metric_series(ro, batch)
+    np.testing.assert_allclose(s["yaw_rate"][0, INIT + 1 :].numpy(), 0.5, atol=1e-3)
+    np.testing.assert_allclose(s["lat_accel"][0, INIT + 1 :].numpy(), 0.5 * speed, atol=1e-2)
+    assert float(compute_metrics(ro, batch)["comfortable"][0]) == float(comfortable)
+
+
+def test_batch_composition_and_padding_do_not_change_results():
+    short = _scene(_straight(0.0, 10.0)[:31], [_straight(20.0, 5.0)[:31]], sid="short")
+    follower = _scene(_straight(0.0, 10.0), [_straight(-14.5, 15.0), _straight(30.0, 8.0, y=-3.0)], sid="f")
+    head_on = _straight(55.5, 10.0, yaw=math.pi)
+    head_on[:, 0] = 55.5 - np.arange(T)
+    crash = _scene(_straight(0.0, 10.0), [head_on], sid="crash")
+    scenes = [short, follower, crash]
+    together = _m(scenes)
+    for i, s in enumerate(scenes):
+        alone = _m([s])
+        for k, v in together.items():
+            torch.testing.assert_close(v[i : i + 1], alone[k], equal_nan=True, msg=f"{s.id}: {k}")
+
+
+def test_metric_series_shapes_and_names():
+    ro, batch = _rollout([_scene(_straight(0.0, 10.0), [_straight(30.0, 8.0)])])
+    s = metric_series(ro, batch)
+    for k in ("collision", "offroad_dist", "route_s", "log_dist", "accel", "jerk", "lat_accel", "yaw_rate", "ttc"):
+        assert s[k].shape == (1, T), k
+    assert s["collision"].dtype == torch.bool
+    np.testing.assert_allclose(s["route_s"][0].numpy(), np.arange(T) * 1.0, atol=1e-4)
+    assert set(metric_series(ro, batch, names=("log_dist",))) == {"log_dist", "controlled"}
+    with pytest.raises(ValueError, match="unknown series"):
+        metric_series(ro, batch, names=("nope",))
