@@ -66,7 +66,7 @@ def left_turn(sc: Scene) -> int:
         for i in range(n):
             p = sc.path(through[k, i])
             s = arm - h - 2.5 - float(rng.uniform(0.0, 2.0))
-            for _ in range(int(rng.integers(0, 4))):
+            for _ in range(int(rng.integers(1, 4))):
                 size = (float(rng.uniform(4.2, 5.0)), float(rng.uniform(1.75, 2.0)))
                 s -= size[0] / 2
                 known.append(sc.scripted(p, np.full(T_STEPS, s), np.zeros(T_STEPS), size, AgentType.VEHICLE))

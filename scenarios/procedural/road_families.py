@@ -20,6 +20,8 @@ ROAD_LEN = 360.0
 def _road(sc: Scene, n_fwd: tuple[int, int], n_bwd: tuple[int, int], curved: bool = False) -> Road:
     rng = sc.rng
     nf, nb = int(rng.integers(*n_fwd)), int(rng.integers(*n_bwd))
+    if nf + nb < 2:
+        nb = 1  # at least two lanes: a single-lane road carries too little traffic to be interesting
     width = float(rng.uniform(3.3, 3.8))
     if curved:
         pts, kmax = curved_ref(rng, ROAD_LEN)
@@ -36,9 +38,9 @@ def _background(sc: Scene, road: Road, skip_fwd: tuple[int, ...], v_base: float)
     rng = sc.rng
     for i, p in enumerate(road.fwd):
         if i not in skip_fwd:
-            stream(sc, p, 5.0, ROAD_LEN - 10.0, v_base * rng.uniform(0.85, 1.15), density=rng.uniform(0.6, 1.5))
+            stream(sc, p, 5.0, ROAD_LEN - 10.0, v_base * rng.uniform(0.85, 1.15), density=rng.uniform(0.8, 2.0))
     for p in road.bwd:
-        stream(sc, p, 5.0, ROAD_LEN - 10.0, v_base * rng.uniform(0.85, 1.15), density=rng.uniform(0.6, 1.5))
+        stream(sc, p, 5.0, ROAD_LEN - 10.0, v_base * rng.uniform(0.85, 1.15), density=rng.uniform(0.8, 2.0))
 
 
 def _ego_lane(sc: Scene, path: int, s_ego: float, v_ego: float, gap_ahead: float, *, lead_override=None,
