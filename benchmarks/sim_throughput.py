@@ -42,7 +42,7 @@ def track(x, y, yaw, speed, length: float = 4.5, width: float = 1.9) -> np.ndarr
     """A ``[T, 7]`` agent track from per-step x, y, yaw (rad) and speed (m/s) arrays (scalars broadcast)."""
     x, y, yaw, speed = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (x, y, yaw, speed)))
     out = np.zeros((len(x), 7), np.float32)
-    out[:, 0], out[:, 1], out[:, 2] = x, y, yaw
+    out[:, 0], out[:, 1], out[:, 2] = x, y, np.remainder(yaw + np.pi, 2 * np.pi) - np.pi
     out[:, 3], out[:, 4] = speed * np.cos(yaw), speed * np.sin(yaw)
     out[:, 5], out[:, 6] = length, width
     return out
