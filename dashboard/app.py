@@ -22,6 +22,8 @@ import streamlit as st  # noqa: E402
 
 from dashboard import data, figures, rules  # noqa: E402
 
+SEL = "sel_ckpt"  # the selected checkpoint key, shared by every view (not a widget key: survives hidden tabs)
+VIEWS = ("Report card", "Entropy vs metrics", "Scenarios & replay", "Runs overlaid", "Checkpoint table")
 METRICS = ("score", "ade", "fde", "collision", "collision_at_fault", "offroad", "offroad_fraction", "progress",
            "route_completion", "min_ttc", "ttc_ok", "comfortable")
 
@@ -52,7 +54,7 @@ def qp_default(key: str, value, cast=str):
 
 
 def take_selection(chart_keys: tuple[str, ...], valid: set[str]) -> None:
-    """Move a new click on any checkpoint chart into ``st.session_state['ckpt']`` (events are plain dicts)."""
+    """Move a new click on any checkpoint chart into ``st.session_state[SEL]`` (events are plain dicts)."""
     for k in chart_keys:
         evt = st.session_state.get(k)
         if not evt:
@@ -65,7 +67,7 @@ def take_selection(chart_keys: tuple[str, ...], valid: set[str]) -> None:
         cd = pts[0].get("customdata")
         cd = cd[0] if isinstance(cd, list) and cd else cd
         if isinstance(cd, str) and cd in valid:
-            st.session_state["ckpt"] = cd
+            st.session_state[SEL] = cd
 
 
 def show_problems(run: data.RunData) -> None:
@@ -136,7 +138,7 @@ def correlation_view(run: data.RunData, ck: pd.DataFrame, metric: str) -> None:
         mat = data.per_scene_matrix(run.summary, list(cands.index), corr_metric)
         corr = rules.rank_correlations(cands["entropy"].to_numpy(), mat)
     ok = not any(isinstance(v, float) and math.isnan(v) for v in corr.values())
-    st.plotly_chart(figures.scatter_figure(ck, corr_metric, corr if ok else None, st.session_state.get("ckpt")),
+    st.plotly_chart(figures.scatter_figure(ck, corr_metric, corr if ok else None, st.session_state.get(SEL)),
                     key="scatter_chart", on_select="rerun", selection_mode="points")
     if stored:
         tab = pd.DataFrame([{"metric": m, **{k: v for k, v in s.items() if not isinstance(v, list)},
@@ -148,7 +150,9 @@ def correlation_view(run: data.RunData, ck: pd.DataFrame, metric: str) -> None:
 def scenes_view(run: data.RunData, ck: pd.DataFrame) -> None:
     st.subheader("Per scenario")
     keys = list(ck.index)
-    key = st.selectbox("checkpoint", keys, key="ckpt", format_func=lambda k: f"{ck.loc[k, 'name']} ({k[:8]})")
+    st.session_state["ckpt_pick"] = st.session_state.get(SEL)
+    key = st.selectbox("checkpoint", keys, key="ckpt_pick", format_func=lambda k: f"{ck.loc[k, 'name']} ({k[:8]})",
+                       on_change=lambda: st.session_state.__setitem__(SEL, st.session_state["ckpt_pick"]))
     df = data.scene_frame(run.summary, key)
     f1, f2, f3 = st.columns(3)
     fam = f1.multiselect("family", sorted(df["family"].unique()), key="f_family")
@@ -166,7 +170,6 @@ def scenes_view(run: data.RunData, ck: pd.DataFrame) -> None:
         st.info("No scenario matches the filters.")
         return
     ids = view["id"].tolist()
-    qp_default("scene", None)
     if st.session_state.get("scene") not in ids:
         st.session_state["scene"] = ids[0]
     sid = st.selectbox("scene for the replay", ids, key="scene")
@@ -206,6 +209,7 @@ def main() -> None:
     qp_default("mode", "max")
     if st.session_state["mode"] not in ("max", "min"):
         st.session_state["mode"] = "max"
+    qp_default("scene", None)
     qp_default("after", 0, int)
     st.session_state["after"] = max(0, int(st.session_state["after"]))
 
@@ -228,12 +232,12 @@ def main() -> None:
     if st.session_state.get("_ckpt_run") != run_name:  # a new run: start from its best-entropy checkpoint
         st.session_state["_ckpt_run"] = run_name
         qp = st.query_params.get("ckpt")
-        if "ckpt" not in st.session_state or st.session_state["ckpt"] not in valid:
-            st.session_state["ckpt"] = qp if qp in valid else rules.role_key(ck, "best_entropy")
+        if st.session_state.get(SEL) not in valid:
+            st.session_state[SEL] = qp if qp in valid else rules.role_key(ck, "best_entropy")
     take_selection(("entropy_chart", "metrics_chart", "scatter_chart"), valid)
-    if st.session_state.get("ckpt") not in valid:
-        st.session_state["ckpt"] = rules.role_key(ck, "best_entropy") or (next(iter(valid)) if valid else None)
-    selected = st.session_state.get("ckpt")
+    if st.session_state.get(SEL) not in valid:
+        st.session_state[SEL] = rules.role_key(ck, "best_entropy") or (next(iter(valid)) if valid else None)
+    selected = st.session_state.get(SEL)
 
     cands = ck[ck["kind"] == "checkpoint"].dropna(subset=[metric]) if metric in ck else ck.iloc[:0]
     marks = {r: rules.role_key(ck, r) for r in ("best_entropy", "last", "best_reward")}
@@ -243,8 +247,10 @@ def main() -> None:
         st.plotly_chart(figures.entropy_figure(ck, metric, run.history, int(st.session_state["window"]), marks,
                                                selected), key="entropy_chart", on_select="rerun",
                         selection_mode="points")
-        with st.expander("per-dimension entropy and sigma"):
-            st.plotly_chart(figures.per_dim_figure(ck, run.history), key="perdim_chart")
+        perdim = st.expander("per-dimension entropy and sigma", key="perdim", on_change="rerun")
+        if perdim.open:  # built only when opened
+            with perdim:
+                st.plotly_chart(figures.per_dim_figure(ck, run.history), key="perdim_chart")
     with right:
         if len(ck):
             st.plotly_chart(figures.metrics_figure(ck, data.MAIN_METRICS, selected, marks["best"]),
@@ -255,41 +261,57 @@ def main() -> None:
     if selected in ck.index:
         st.caption(f"Selected: **{ck.loc[selected, 'name']}** (episode {ck.loc[selected, 'episode']}, "
                    f"entropy {ck.loc[selected, 'entropy']:.3f} nats)")
-    table = ck.drop(columns=["entropy_per_dim"], errors="ignore")
-    with st.expander("checkpoint table"):
-        st.dataframe(table, width="stretch")
-        st.download_button("CSV: checkpoints", table.to_csv(), "checkpoints.csv", "text/csv", key="dl_ck")
-    c1, c2 = st.columns(2)
-    with c1:
-        report_card_view(ck, metric, run.summary.verdict)
-    with c2:
-        what_if_view(ck, metric, run.history)
-    correlation_view(run, ck, metric)
-    scenes_view(run, ck)
-    if overlay:
-        st.subheader("Runs overlaid")
-        frames = {run_name: ck}
-        for name in overlay:
-            other = data.load_run(runs[names.index(name)])
-            if other.summary is not None:
-                frames[name] = data.checkpoint_frame(other.summary)
-        st.plotly_chart(figures.overlay_figure(frames, metric), key="overlay_chart")
-    sync_url(run_name, metric, st.session_state.get("ckpt"), overlay)
+    # Tabs run lazily (only the open one is computed and sent) and the open tab is kept in the URL (?view=).
+    tabs = st.tabs(list(VIEWS), key="view", bind="query-params")
+    with tabs[0]:
+        if tabs[0].open:
+            c1, c2 = st.columns(2)
+            with c1:
+                report_card_view(ck, metric, run.summary.verdict)
+            with c2:
+                what_if_view(ck, metric, run.history)
+    with tabs[1]:
+        if tabs[1].open:
+            correlation_view(run, ck, metric)
+    with tabs[2]:
+        if tabs[2].open:
+            scenes_view(run, ck)
+    with tabs[3]:
+        if tabs[3].open:
+            overlay_view(runs, names, run_name, ck, metric, overlay)
+    with tabs[4]:
+        if tabs[4].open:
+            table = ck.drop(columns=["entropy_per_dim"], errors="ignore")
+            st.dataframe(table, width="stretch")
+            st.download_button("CSV: checkpoints", table.to_csv(), "checkpoints.csv", "text/csv", key="dl_ck")
+    sync_url(run_name, metric, st.session_state.get(SEL), overlay)
+
+
+def overlay_view(runs: list[data.RunRef], names: list[str], run_name: str, ck: pd.DataFrame, metric: str,
+                 overlay: list[str]) -> None:
+    if not overlay:
+        st.info("Choose runs or seeds to overlay in the sidebar ('overlay runs / seeds').")
+        return
+    frames = {run_name: ck}
+    for name in overlay:
+        other = data.load_run(runs[names.index(name)])
+        if other.summary is not None:
+            frames[name] = data.checkpoint_frame(other.summary)
+    st.plotly_chart(figures.overlay_figure(frames, metric), key="overlay_chart")
 
 
 def sync_url(run_name: str, metric: str, ckpt: str | None, overlay: list[str]) -> None:
-    """Write the view into the URL query parameters so it can be shared."""
+    """Write the view into the URL query parameters so it can be shared (``view`` is bound to the tabs)."""
     qp = {"run": run_name, "metric": metric, "window": str(st.session_state.get("window", 1)),
           "mode": st.session_state.get("mode", "max"), "after": str(st.session_state.get("after", 0)),
-          "corr_metric": st.session_state.get("corr_metric", metric)}
-    if ckpt:
-        qp["ckpt"] = ckpt
-    if st.session_state.get("scene"):
-        qp["scene"] = st.session_state["scene"]
-    if overlay:
-        qp["overlay"] = ",".join(overlay)
-    if dict(st.query_params) != qp:
-        st.query_params.from_dict(qp)
+          "corr_metric": st.session_state.get("corr_metric", metric), "ckpt": ckpt or "",
+          "scene": st.session_state.get("scene") or "", "overlay": ",".join(overlay)}
+    for k, v in qp.items():
+        if not v:
+            if k in st.query_params:
+                del st.query_params[k]
+        elif st.query_params.get(k) != v:
+            st.query_params[k] = v
 
 
 main()

@@ -41,9 +41,9 @@ def entropy_figure(ck: pd.DataFrame, metric: str, history: dict | None = None, w
     if history and history.get("episodes"):
         ep = np.asarray(history["episodes"], float)
         h = np.asarray(history["entropy"], float)
-        fig.add_trace(go.Scattergl(x=ep, y=h, mode="lines", name="entropy (raw)", line={"color": "#c7c7c7", "width": 1},
+        fig.add_trace(go.Scatter(x=ep, y=h, mode="lines", name="entropy (raw)", line={"color": "#c7c7c7", "width": 1},
                                    hoverinfo="skip"))
-        fig.add_trace(go.Scattergl(x=ep, y=smooth(h, window), mode="lines", name=f"smoothed (window {window})",
+        fig.add_trace(go.Scatter(x=ep, y=smooth(h, window), mode="lines", name=f"smoothed (window {window})",
                                    line={"color": "#1f77b4", "width": 2}, hoverinfo="skip"))
     c = _cands(ck)
     if metric in c:
@@ -78,8 +78,11 @@ def entropy_figure(ck: pd.DataFrame, metric: str, history: dict | None = None, w
     return fig
 
 
-def per_dim_figure(ck: pd.DataFrame, history: dict | None = None) -> go.Figure:
-    """Per-dimension entropy (nats) and sigma = exp(H_i - 0.5 ln(2 pi e)) over episodes, one line per dimension."""
+def per_dim_figure(ck: pd.DataFrame, history: dict | None = None, max_points: int = 200) -> go.Figure:
+    """Per-dimension entropy (nats) and sigma = exp(H_i - 0.5 ln(2 pi e)) over episodes, one line per dimension.
+
+    The history (when it has ``entropy_per_dim``) is thinned to at most ``max_points`` episodes.
+    """
     if history and history.get("entropy_per_dim") and len(history["entropy_per_dim"]) == len(history["episodes"]):
         ep = np.asarray(history["episodes"], float)
         per = np.asarray(history["entropy_per_dim"], float)
@@ -88,14 +91,19 @@ def per_dim_figure(ck: pd.DataFrame, history: dict | None = None) -> go.Figure:
         c = c[c["entropy_per_dim"].map(len) > 0] if "entropy_per_dim" in c else c.iloc[:0]
         ep = c["episode"].to_numpy(float)
         per = np.asarray(c["entropy_per_dim"].tolist(), float) if len(c) else np.zeros((0, 0))
+    if len(ep) > max_points:  # keep the payload small: every k-th history point
+        keep = np.unique(np.linspace(0, len(ep) - 1, max_points).round().astype(int))
+        ep, per = ep[keep], per[keep]
+    per = np.round(per, 4)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("entropy per dimension (nats)", "sigma per dimension"))
     if per.ndim == 2 and per.size:
         for d in range(per.shape[1]):
             col = PALETTE[d % len(PALETTE)]
-            fig.add_trace(go.Scattergl(x=ep, y=per[:, d], mode="lines", name=f"dim {d}", legendgroup=str(d),
+            fig.add_trace(go.Scatter(x=ep, y=per[:, d], mode="lines", name=f"dim {d}", legendgroup=str(d),
                                        line={"color": col, "width": 1}), 1, 1)
-            fig.add_trace(go.Scattergl(x=ep, y=np.exp(per[:, d] - HALF_LOG_2PI_E), mode="lines", showlegend=False,
-                                       legendgroup=str(d), line={"color": col, "width": 1}), 1, 2)
+            sigma = np.round(np.exp(per[:, d] - HALF_LOG_2PI_E), 5)
+            fig.add_trace(go.Scatter(x=ep, y=sigma, mode="lines", showlegend=False, legendgroup=str(d),
+                                     line={"color": col, "width": 1}), 1, 2)
     fig.add_hline(y=0, line_dash="dash", line_color="#888", row=1, col=1)
     fig.update_yaxes(type="linear")
     fig.update_layout(height=300, margin={"l": 40, "r": 10, "t": 40, "b": 10}, showlegend=False)
@@ -111,6 +119,8 @@ def metrics_figure(ck: pd.DataFrame, metrics: Sequence[str], selected: str | Non
                                         for m in metrics])
     c = _cands(ck)
     base = ck[ck["kind"] == "baseline"]
+    shapes: list[dict] = []
+    notes: list[dict] = []
     for i, m in enumerate(metrics, start=1):
         fig.add_trace(go.Scatter(x=c["episode"], y=c[m], mode="lines+markers", name=m, customdata=list(c.index),
                                  text=c["name"], line={"color": "#1f77b4"},
@@ -118,17 +128,21 @@ def metrics_figure(ck: pd.DataFrame, metrics: Sequence[str], selected: str | Non
                                           "arrayminus": c[m] - c[f"{m}_lo"], "thickness": 1},
                                  hovertemplate="%{text}<br>" + m + " %{y:.3f}<extra></extra>", showlegend=False),
                       i, 1)
-        for j, (_key, r) in enumerate(base.iterrows()):
+        ax = "" if i == 1 else str(i)
+        for j, (_key, r) in enumerate(base.iterrows()):  # add_hline is slow: collect shapes, set them once
             if not np.isnan(r[m]):
-                fig.add_hline(y=r[m], line_dash="dot", line_color=PALETTE[(j + 3) % len(PALETTE)], row=i, col=1,
-                              annotation_text=str(r["name"]), annotation_position="top left",
-                              annotation_font_size=9)
+                col = PALETTE[(j + 3) % len(PALETTE)]
+                shapes.append({"type": "line", "xref": f"x{ax} domain", "yref": f"y{ax}", "x0": 0, "x1": 1,
+                               "y0": float(r[m]), "y1": float(r[m]), "line": {"dash": "dot", "color": col}})
+                notes.append({"xref": f"x{ax} domain", "yref": f"y{ax}", "x": 0, "y": float(r[m]), "showarrow": False,
+                              "text": str(r["name"]), "xanchor": "left", "yanchor": "bottom", "font": {"size": 9}})
         for key, sym, col in ((best, "circle-open", "#2ca02c"), (selected, "circle-open", "#000")):
             if key is not None and key in c.index:
                 fig.add_trace(go.Scatter(x=[c.loc[key, "episode"]], y=[c.loc[key, m]], mode="markers",
                                          customdata=[key], showlegend=False, hoverinfo="skip",
                                          marker={"symbol": sym, "size": 16, "color": col, "line": {"width": 2}}), i, 1)
     fig.update_xaxes(title_text="episode", row=max(1, len(metrics)), col=1)
+    fig.update_layout(shapes=shapes, annotations=list(fig.layout.annotations) + notes)
     fig.update_layout(height=170 * max(1, len(metrics)) + 60, margin={"l": 50, "r": 10, "t": 40, "b": 10},
                       title="Closed loop per checkpoint (95 % CI)")
     return fig

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 LOWER_IS_BETTER = frozenset({"ade", "fde", "collision", "collision_at_fault", "offroad", "offroad_fraction"})
 RULE_LABELS = {"max_entropy": "Max entropy", "last": "Last", "best_reward": "Best training reward",
@@ -203,6 +202,8 @@ def rank_correlations(x: np.ndarray, per_scene: np.ndarray, n_boot: int = 300, s
     Returns:
         ``spearman, spearman_lo, spearman_hi, kendall, kendall_lo, kendall_hi, n`` (NaN when C < 3 or constant).
     """
+    from scipy import stats  # imported here: keeps scipy off the dashboard's first paint
+
     x = np.asarray(x, dtype=float)
     m = np.asarray(per_scene, dtype=float)
     out = {k: math.nan for k in ("spearman", "spearman_lo", "spearman_hi", "kendall", "kendall_lo", "kendall_hi")}

@@ -48,37 +48,55 @@ def title(spec: dict) -> str:
     return str(t.get("text", "")) if isinstance(t, dict) else str(t)
 
 
+def open_view(at: AppTest, view: str) -> AppTest:
+    at.session_state["view"] = view
+    return at.run()
+
+
 def test_opens_on_latest_with_every_view(runs, monkeypatch):
     at = app(runs, monkeypatch)
     assert not at.exception
     assert at.selectbox(key="run").value == "run-a"
-    assert at.query_params["run"] == ["run-a"] or at.query_params["run"] == "run-a"
+    assert at.query_params["run"] in ("run-a", ["run-a"])
     specs = chart_specs(at)
     titles = " ".join(title(s) for s in specs)
-    for want in ("entropy over training", "Closed loop per checkpoint", "entropy vs score"):
+    for want in ("entropy over training", "Closed loop per checkpoint"):
         assert want in titles
     ent = next(s for s in specs if "entropy over training" in title(s))
     assert ent["layout"]["yaxis"]["type"] == "linear"  # entropy goes negative: never a log axis
     assert any(sh.get("y0") == 0 and sh.get("y1") == 0 for sh in ent["layout"]["shapes"])  # the H = 0 line
-    assert any(s.get("frames") for s in specs)  # the replay is animated
     summ = read_summary(runs / "run-a" / "results.h5")
     best_ent = next(c for c in summ.checkpoints.values() if "best_entropy" in c.roles)
-    assert at.session_state["ckpt"] == best_ent.key  # starts on the checkpoint the rule picked
+    assert at.session_state["sel_ckpt"] == best_ent.key  # starts on the checkpoint the rule picked
     assert "state-independent" in texts(at)
-    assert "Verdict" in texts(at)
+    assert "Verdict" in texts(at)  # the report card is the default tab
+    assert not any(s.get("frames") for s in specs)  # the replay is not built until its tab opens
+    open_view(at, "Entropy vs metrics")
+    assert not at.exception and "entropy vs score" in " ".join(title(s) for s in chart_specs(at))
+    open_view(at, "Scenarios & replay")
+    assert not at.exception and any(s.get("frames") for s in chart_specs(at))  # the replay is animated
+    assert len(at.dataframe[0].value) == 16
+    at.multiselect(key="f_family").set_value(["merge"]).run()
+    assert set(at.dataframe[0].value["family"]) == {"merge"}
+    open_view(at, "Runs overlaid")
+    at.multiselect(key="overlay").set_value(["run-b"]).run()
+    assert not at.exception and at.query_params["overlay"] in ("run-b", ["run-b"])
+    assert sum(1 for s in chart_specs(at) if len(s["data"]) >= 6) >= 1  # 2 runs x (entropy, band, mean)
+    open_view(at, "Checkpoint table")
+    assert not at.exception and len(at.dataframe[0].value) == 10  # 8 checkpoints + 2 baselines
 
 
 def test_click_on_checkpoint_selects_it_everywhere(runs, monkeypatch):
-    at = app(runs, monkeypatch)
+    at = open_view(app(runs, monkeypatch), "Scenarios & replay")
     summ = read_summary(runs / "run-a" / "results.h5")
     last = next(c for c in summ.checkpoints.values() if "last" in c.roles)
-    assert at.session_state["ckpt"] != last.key
+    assert at.session_state["sel_ckpt"] != last.key
     at.session_state["entropy_chart"] = {"selection": {"points": [{"customdata": last.key, "curve_number": 2}],
                                                        "point_indices": [7], "box": [], "lasso": []}}
     at.run()
     assert not at.exception
-    assert at.session_state["ckpt"] == last.key
-    assert at.selectbox(key="ckpt").value == last.key
+    assert at.session_state["sel_ckpt"] == last.key
+    assert at.selectbox(key="ckpt_pick").value == last.key
     assert at.query_params["ckpt"] in (last.key, [last.key])
     assert f"Selected: **{last.name}**" in texts(at)
     met = next(s for s in chart_specs(at) if "Closed loop" in title(s))
@@ -94,13 +112,13 @@ def test_run_picker_and_url_round_trip(runs, monkeypatch):
     at.selectbox(key="run").set_value("run-b").run()
     assert not at.exception
     b = read_summary(runs / "run-b" / "results.h5")
-    assert at.session_state["ckpt"] in b.checkpoints
+    assert at.session_state["sel_ckpt"] in b.checkpoints
     assert at.query_params["run"] in ("run-b", ["run-b"])
     key = [k for k, c in b.checkpoints.items() if c.kind == "checkpoint"][2]
     at2 = app(runs, monkeypatch, run="run-b", metric="ade", ckpt=key, window="5", mode="min")
     assert not at2.exception
     assert at2.selectbox(key="run").value == "run-b" and at2.selectbox(key="metric").value == "ade"
-    assert at2.session_state["ckpt"] == key and at2.session_state["window"] == 5
+    assert at2.session_state["sel_ckpt"] == key and at2.session_state["window"] == 5
     assert at2.radio(key="mode").value == "min"
 
 

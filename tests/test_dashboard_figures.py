@@ -49,7 +49,7 @@ def test_per_dim_sigma_matches_gaussian_entropy(ck):
     assert ent_traces and len(ent_traces) == len(sig_traces)
     for h_tr, s_tr in zip(ent_traces, sig_traces):
         for h, s in zip(h_tr.y, s_tr.y):
-            assert stats.norm(scale=s).entropy() == pytest.approx(h, abs=1e-9)  # H = 0.5 ln(2 pi e sigma^2)
+            assert stats.norm(scale=s).entropy() == pytest.approx(h, abs=1e-4)  # H = 0.5 ln(2 pi e sigma^2)
 
 
 def test_metrics_figure_error_bars(ck):

@@ -1,0 +1,159 @@
+"""Dashboard first paint in a real headless Chromium against ``streamlit run``.
+
+``python -m benchmarks.dashboard_paint`` writes a fixture run (20 checkpoints x 500 scenes by default), starts
+``streamlit run dashboard/app.py -- --runs-dir TMP`` on a free port, loads the page in Chromium (Playwright,
+``/usr/bin/chromium``) and prints one JSON line:
+``first_paint_s`` (fresh server, empty cache: navigation start until the entropy and metrics charts are drawn)
+and ``first_paint_warm_s`` (median of later page loads, cache hit). The helpers here are also used by the
+browser test (tests/test_dashboard_browser.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "dashboard" / "app.py"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+# Charts drawn = Plotly has laid out at least this many plots with their SVG in place (2: the entropy curve and the
+# closed-loop metrics beside it, the top of the page).
+PAINTED_JS = """(n) => {
+  const plots = document.querySelectorAll('.js-plotly-plot');
+  let drawn = 0;
+  for (const p of plots) { if (p._fullLayout && p.querySelector('.main-svg .scatterlayer')) drawn += 1; }
+  return drawn >= n;
+}"""
+
+
+class DashboardServeError(Exception):
+    """``streamlit run`` did not come up (message names the port and the log tail)."""
+
+
+@dataclass(frozen=True)
+class PaintConfig:
+    """Benchmark settings. checkpoints x scenes: fixture size. repeats: warm page loads. timeout_s: per load."""
+
+    checkpoints: int = 20
+    scenes: int = 500
+    repeats: int = 3
+    timeout_s: float = 60.0
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve(runs_dir: Path, port: int | None = None, timeout_s: float = 60.0) -> Iterator[str]:
+    """Run ``streamlit run dashboard/app.py -- --runs-dir runs_dir`` headless; yields its base URL.
+
+    Raises:
+        DashboardServeError: the health endpoint did not answer ``ok`` within ``timeout_s``.
+    """
+    port = port or free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless=true", f"--server.port={port}",
+           "--server.address=127.0.0.1", "--browser.gatherUsageStats=false", "--server.fileWatcherType=none",
+           "--", "--runs-dir", str(runs_dir)]
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.read().decode().strip() == "ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                tail = log.read().decode(errors="replace")[-500:]
+                raise DashboardServeError(f"streamlit on port {port} did not come up: {tail}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def launch(playwright):
+    """Headless Debian Chromium with the flags that avoid blocked network calls."""
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+
+
+def load_and_time(page, url: str, n_charts: int = 2, timeout_s: float = 60.0) -> float:
+    """Navigate to ``url`` and return seconds from navigation start until ``n_charts`` Plotly charts are drawn."""
+    page.goto(url, wait_until="commit")
+    page.wait_for_function(PAINTED_JS, arg=n_charts, timeout=timeout_s * 1000, polling=50)
+    return float(page.evaluate("performance.now()")) / 1000.0
+
+
+def measure(cfg: PaintConfig) -> dict[str, float | int]:
+    """Write the fixture, serve it, and time a cold and ``repeats`` warm first paints."""
+    from playwright.sync_api import sync_playwright
+
+    from dashboard.fixtures import FixtureSpec, write_run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_run(Path(tmp), FixtureSpec(name="bench", n_checkpoints=cfg.checkpoints, n_scenes=cfg.scenes, steps=91))
+        with serve(Path(tmp), timeout_s=cfg.timeout_s) as url, sync_playwright() as pw:
+            browser = launch(pw)
+            try:
+                ctx = browser.new_context(viewport={"width": 1600, "height": 1000})
+                cold = load_and_time(ctx.new_page(), url, timeout_s=cfg.timeout_s)  # new server, new browser
+                warm = []
+                for _ in range(cfg.repeats):  # a returning visitor: data cache and browser cache warm
+                    page = ctx.new_page()
+                    warm.append(load_and_time(page, url, timeout_s=cfg.timeout_s))
+                    page.close()
+            finally:
+                browser.close()
+    return {"first_paint_s": round(cold, 3), "first_paint_warm_s": round(statistics.median(warm), 3),
+            "checkpoints": cfg.checkpoints, "scenes": cfg.scenes}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: print one JSON line with ``first_paint_s``."""
+    ap = argparse.ArgumentParser(description="Dashboard first paint in headless Chromium.")
+    ap.add_argument("--checkpoints", type=int, default=20)
+    ap.add_argument("--scenes", type=int, default=500)
+    ap.add_argument("--repeats", type=int, default=3)
+    a = ap.parse_args(argv)
+    if not CHROMIUM.exists():
+        print(f"error: {CHROMIUM} not found (install it: apt-get install chromium, or `make browser`)",
+              file=sys.stderr)
+        return 2
+    try:
+        res = measure(PaintConfig(checkpoints=a.checkpoints, scenes=a.scenes, repeats=a.repeats))
+    except DashboardServeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
