@@ -231,6 +231,7 @@ class CarlaPoolExecutor:
         check_servers(endpoints, probe_timeout)
         self.endpoints = list(endpoints)
         self._pool = None
+        self._manager = None
 
     def run(self, units, scenes, settings):
         """Yield ``sim.executors.UnitResult`` per unit as the servers finish them."""
@@ -238,7 +239,8 @@ class CarlaPoolExecutor:
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         ctx = mp.get_context("spawn")
-        q = ctx.Manager().Queue()
+        self._manager = ctx.Manager()
+        q = self._manager.Queue()
         for ep in self.endpoints:
             q.put(ep)
         self._pool = ProcessPoolExecutor(
@@ -257,3 +259,6 @@ class CarlaPoolExecutor:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        if self._manager is not None:
+            self._manager.shutdown()
+            self._manager = None
