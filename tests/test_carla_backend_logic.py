@@ -366,3 +366,20 @@ def test_batch_errors_are_clear():
     be = _backend([town, town2])
     with pytest.raises(CarlaError, match="one per batch"):
         be.reset(make_batch([town, town2], max_agents=2))
+
+
+def test_sessions_left_open_are_closed_at_exit():
+    """``close_all`` (registered with atexit, and as a finaliser in pool workers) cleans up open sessions."""
+    from sim.carla.backend import close_all
+
+    scene = _scene("f", 0.0)
+    batch = make_batch([scene], max_agents=4)
+    be = _backend([scene])
+    state = be.reset(batch)
+    be.step(state, None, None, batch.init_step)
+    world = be.client.world
+    assert world.settings.synchronous_mode and world.actors
+    close_all()  # e.g. the process exits after an exception or Ctrl-C inside a rollout
+    assert not world.actors and world.settings is world.original
+    close_all()  # idempotent
+    assert len(world.destroyed) == len(set(world.destroyed)) == 3

@@ -189,6 +189,7 @@ class CarlaBackend:
         self._batch: ScenarioBatch | None = None
         self._scenes: list[_Scene] = []
         self._frame: int | None = None
+        self._follow_ground = False
         self.last_state: SimState | None = None
         self.sensor_collision = np.zeros((0, 0), dtype=bool)
         self.collision_actors: list[list[str]] = []
@@ -267,6 +268,7 @@ class CarlaBackend:
                 f"scene {scenes[0].id!r}...: scenes written for CARLA towns run one per batch (use --batch-size 1)"
             )
         offsets = np.zeros((len(scenes), 2)) if towns[0] else scene_offsets(scenes, self.cfg.scene_margin)
+        self._follow_ground = towns[0] is not None  # towns have hills: replayed agents follow the road height
         self.close_scene()
         self.connect()
         self._load_map(scenes, offsets)
@@ -378,7 +380,9 @@ class CarlaBackend:
         for a, actor in sc.others.items():
             if t < sc.valid.shape[1] and sc.valid[a, t]:
                 x, y, yaw = sc.log[a, t, :3]
-                tf = self._origin(actor, x + sc.offset[0], y + sc.offset[1], yaw, sc.other_z[a])
+                wx, wy = x + sc.offset[0], y + sc.offset[1]
+                z = self._ground_z(wx, wy) + 0.05 if self._follow_ground else sc.other_z[a]
+                tf = self._origin(actor, wx, wy, yaw, z)
             else:
                 tf = sc.park[a]
             cmds.append(carla.command.ApplyTransform(actor.id, tf))
