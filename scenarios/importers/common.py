@@ -9,6 +9,7 @@ plus the source's drivable polygons; the map is cropped to what lies near the eg
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -199,20 +200,28 @@ def ego_route(ego: np.ndarray) -> np.ndarray:
 
 
 def _repair_sizes(states: np.ndarray, valid: np.ndarray, agent_type: np.ndarray) -> None:
-    """In place: vehicle boxes wider than long are swapped; non-positive sizes filled."""
-    for i in range(states.shape[0]):
-        v = valid[i]
-        if not v.any():
-            continue
-        ln, wd = states[i, v, LENGTH], states[i, v, WIDTH]
-        if agent_type[i] == AgentType.VEHICLE and np.median(wd) > np.median(ln):
-            states[i, :, [LENGTH, WIDTH]] = states[i, :, [WIDTH, LENGTH]]
-        for c, k in ((LENGTH, 0), (WIDTH, 1)):
-            col = states[i, :, c]
-            bad = v & ~(col > 0)
-            if bad.any():
-                good = col[v & (col > 0)]
-                col[bad] = np.median(good) if len(good) else DEFAULT_SIZE[AgentType(int(agent_type[i]))][k]
+    """In place: vehicle boxes wider than long are swapped; non-positive sizes at valid steps filled.
+
+    A size is filled with the agent's median valid positive size, else a default per type.
+    """
+    sizes = np.where(valid[..., None], states[..., [LENGTH, WIDTH]], np.nan)  # [A, T, 2]
+    sizes = np.where(sizes > 0, sizes, np.nan)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN agents
+        med = np.nanmedian(sizes, axis=1)  # [A, 2]
+    swap = (np.asarray(agent_type) == AgentType.VEHICLE) & (med[:, 1] > med[:, 0])
+    if swap.any():
+        lw = states[swap][:, :, [WIDTH, LENGTH]]
+        sub = states[swap]
+        sub[:, :, [LENGTH, WIDTH]] = lw
+        states[swap] = sub
+        med[swap] = med[swap][:, ::-1]
+    default = np.array([DEFAULT_SIZE[AgentType(int(t))] for t in agent_type]).reshape(-1, 2)
+    fill = np.where(np.isfinite(med), med, default)  # [A, 2]
+    for k, c in enumerate((LENGTH, WIDTH)):
+        bad = valid & ~(states[..., c] > 0)
+        if bad.any():
+            states[..., c] = np.where(bad, fill[:, k : k + 1], states[..., c])
 
 
 def _ego_span(valid_ego: np.ndarray) -> tuple[int, int]:
@@ -230,11 +239,17 @@ def _ego_span(valid_ego: np.ndarray) -> tuple[int, int]:
 
 def _near(lines: Polylines | list[np.ndarray], lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """bool ``[L]``: polylines whose bounding box intersects the box ``[lo, hi]``."""
-    out = np.zeros(len(lines), dtype=bool)
-    for i, p in enumerate(lines):
-        if len(p):
-            out[i] = bool(np.all(p.min(0) <= hi) and np.all(p.max(0) >= lo))
-    return out
+    if not isinstance(lines, Polylines):
+        lines = Polylines.from_list(lines)
+    n = len(lines)
+    if n == 0 or len(lines.points) == 0:
+        return np.zeros(n, dtype=bool)
+    starts = lines.offsets[:-1]
+    nonempty = np.diff(lines.offsets) > 0
+    idx = np.minimum(starts, len(lines.points) - 1)
+    p_lo = np.minimum.reduceat(lines.points, idx, axis=0)
+    p_hi = np.maximum.reduceat(lines.points, idx, axis=0)
+    return nonempty & np.all(p_lo <= hi, axis=1) & np.all(p_hi >= lo, axis=1)
 
 
 def _crop(lines: Polylines, keep: np.ndarray) -> Polylines:
@@ -245,9 +260,8 @@ def _road_map(rec: Recording, widths: np.ndarray, lane_polys: list[np.ndarray], 
     """The map cropped to elements within :data:`MAP_MARGIN` of the box around ``reach [N, 2]``."""
     lo, hi = reach.min(0) - MAP_MARGIN, reach.max(0) + MAP_MARGIN
     keep_lane = _near(rec.lanes, lo, hi)
-    polys = [p for p in lane_polys if np.all(p.min(0) <= hi) and np.all(p.max(0) >= lo)]
-    extra = [p for p in rec.drivable_extra if len(p) >= 3]
-    polys += [p for p, k in zip(extra, _near(extra, lo, hi)) if k]
+    polys = [p for p, k in zip(lane_polys, _near(lane_polys, lo, hi)) if k]
+    polys += [p for p, k in zip(rec.drivable_extra, _near(rec.drivable_extra, lo, hi)) if k and len(p) >= 3]
     return RoadMap(
         lanes=_crop(rec.lanes, keep_lane),
         lane_widths=widths[keep_lane],
@@ -294,6 +308,9 @@ def recording_to_scenes(rec: Recording, options: ImportOptions) -> list[Scenario
     widths = np.asarray(rec.lane_widths, dtype=np.float64)
     widths = np.where(np.isfinite(widths) & (widths > 0), widths, DEFAULT_LANE_WIDTH)
     to_buffer = np.ones(len(widths), bool) if rec.lane_has_polygon is None else ~np.asarray(rec.lane_has_polygon)
+    # only lanes that can reach the (cropped) map of some window: the box around the whole ego path
+    ego_xy, reach = states[0, :, :2], MAP_MARGIN + ROUTE_EXTENSION
+    to_buffer &= _near(rec.lanes, ego_xy.min(0) - reach, ego_xy.max(0) + reach)
     lane_polys = lane_buffer_polygons(_crop(rec.lanes, to_buffer), widths[to_buffer] / 2 + LANE_MARGIN)
     starts = window_starts(b - a, options.window, options.stride)
     whole = options.window <= 0 or options.window >= b - a

@@ -29,7 +29,7 @@ BIKE_LANE = 3
 def _points(seq, what: str) -> np.ndarray:
     if not isinstance(seq, list) or not seq:
         raise ScenarioError(f"{what} must be a non-empty list of {{x, y}} points")
-    return np.array([(float(p["x"]), float(p["y"])) for p in seq], dtype=np.float64)
+    return np.array([(p["x"], p["y"]) for p in seq], dtype=np.float64)
 
 
 def waymo_json_recording(d: object, name: str = "scene") -> Recording:

@@ -1,0 +1,78 @@
+"""Import speed of the recorded-scene importers on the real samples.
+
+``python -m benchmarks.import_speed [--data ../shared/data] [--min-seconds 2]`` imports every
+sample of each format (ScenarioNet pickles, Waymo JSON, CommonRoad XML) repeatedly for at
+least ``--min-seconds`` and prints one JSON line per format:
+``{"format", "scenes_per_s", "files", "scenes", "seconds"}`` (whole-scene imports, validation,
+drivable area and route included; one CPU thread).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from scenarios.formats import ImportOptions, load_file, scenario_files
+from scenarios.scenario import ScenarioError
+
+ROOT = Path(__file__).resolve().parents[1]
+FORMATS = ("scenarionet", "waymo_json", "commonroad")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Command-line configuration."""
+
+    data: Path
+    min_seconds: float
+
+
+def parse_args(argv: list[str] | None = None) -> BenchConfig:
+    """Parse the command line."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.import_speed", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, default=ROOT / ".." / "shared" / "data", help="folder of sample folders")
+    p.add_argument("--min-seconds", type=float, default=2.0, help="time spent per format")
+    a = p.parse_args(argv)
+    return BenchConfig(data=a.data.resolve(), min_seconds=a.min_seconds)
+
+
+def measure(files: list[Path], min_seconds: float) -> dict[str, float]:
+    """Import ``files`` round-robin until ``min_seconds`` have passed (after one warm-up pass).
+
+    Returns:
+        ``{"scenes_per_s", "scenes", "seconds"}``.
+    """
+    opts = ImportOptions()
+    for f in files:  # warm-up: imports, caches of the file system
+        load_file(f, opts)
+    n, t0 = 0, time.perf_counter()
+    while True:
+        for f in files:
+            n += len(load_file(f, opts))
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_seconds:
+            return {"scenes_per_s": n / elapsed, "scenes": n, "seconds": elapsed}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    cfg = parse_args(argv)
+    try:
+        for fmt in FORMATS:
+            files = scenario_files(cfg.data / fmt)
+            r = measure(files, cfg.min_seconds)
+            line = {"format": fmt, "scenes_per_s": round(r["scenes_per_s"], 2), "files": len(files),
+                    "scenes": r["scenes"], "seconds": round(r["seconds"], 2)}
+            print(json.dumps(line), flush=True)
+    except ScenarioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
