@@ -204,7 +204,7 @@ def main() -> None:
     qp_default("corr_metric", st.session_state["metric"])
     if st.session_state["corr_metric"] not in METRICS:
         st.session_state["corr_metric"] = st.session_state["metric"]
-    qp_default("window", 1, int)
+    qp_default("window", 10, int)
     st.session_state["window"] = min(100, max(1, int(st.session_state["window"])))
     qp_default("mode", "max")
     if st.session_state["mode"] not in ("max", "min"):

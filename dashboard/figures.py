@@ -143,8 +143,8 @@ def metrics_figure(ck: pd.DataFrame, metrics: Sequence[str], selected: str | Non
                                          marker={"symbol": sym, "size": 16, "color": col, "line": {"width": 2}}), i, 1)
     fig.update_xaxes(title_text="episode", row=max(1, len(metrics)), col=1)
     fig.update_layout(shapes=shapes, annotations=list(fig.layout.annotations) + notes)
-    fig.update_layout(height=170 * max(1, len(metrics)) + 60, margin={"l": 50, "r": 10, "t": 40, "b": 10},
-                      title="Closed loop per checkpoint (95 % CI)")
+    fig.update_layout(height=170 * max(1, len(metrics)) + 80, margin={"l": 50, "r": 10, "t": 80, "b": 10},
+                      title={"text": "Closed loop per checkpoint (95 % CI)", "y": 0.995, "yanchor": "top"})
     return fig
 
 

@@ -1,0 +1,91 @@
+"""End to end: `streamlit run dashboard/app.py` in a real headless Chromium (Playwright + /usr/bin/chromium).
+
+The page loads and draws its charts, the run picker switches runs, a click on a checkpoint of the entropy curve
+selects it everywhere (URL and caption), and screenshots are kept under test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from benchmarks.dashboard_paint import CHROMIUM, PAINTED_JS, launch, load_and_time, serve
+from dashboard.fixtures import FixtureSpec, write_run
+from sim.results_reader import read_summary
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (`make browser`) to run browser tests",
+                allow_module_level=True)
+
+# Page position of checkpoint j of the entropy chart's "checkpoints" trace, and its key.
+POINT_JS = """([j]) => {
+  const gd = document.querySelectorAll('.js-plotly-plot')[0];
+  const i = gd.data.findIndex(t => t.name === 'checkpoints');
+  const pt = gd.querySelectorAll('.scatterlayer .trace')[i].querySelectorAll('path.point')[j];
+  const r = pt.getBoundingClientRect();
+  return {x: r.x + r.width / 2, y: r.y + r.height / 2, key: gd.data[i].customdata[j]};
+}"""
+
+
+def query(page) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlparse(page.url).query).items()}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("runs")
+    write_run(root, FixtureSpec(name="run-b", seed=1, n_checkpoints=6, n_scenes=30))
+    write_run(root, FixtureSpec(name="run-a", seed=0, n_checkpoints=10, n_scenes=40))
+    return root
+
+
+def test_page_loads_picker_and_click(runs):
+    ARTIFACTS.mkdir(exist_ok=True)
+    summ = read_summary(runs / "run-a" / "results.h5")
+    with serve(runs) as url, sync_api.sync_playwright() as pw:
+        browser = launch(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1100})
+            paint_s = load_and_time(page, url)
+            page.get_by_text("Does the max-entropy checkpoint drive best?").wait_for()
+            assert page.locator(".js-plotly-plot").count() >= 2
+            assert query(page)["run"] == "run-a"  # opened on out/latest
+            page.screenshot(path=str(ARTIFACTS / "dashboard_loaded.png"), full_page=True)
+
+            # a click on a checkpoint that carries no other mark selects it everywhere
+            marked = set(page.evaluate(
+                "() => document.querySelectorAll('.js-plotly-plot')[0].data"
+                ".filter(t => t.name !== 'checkpoints').flatMap(t => t.customdata || [])"))
+            j = next(j for j in range(10) if page.evaluate(POINT_JS, [j])["key"] not in marked)
+            pt = page.evaluate(POINT_JS, [j])
+            page.mouse.click(pt["x"], pt["y"])
+            page.wait_for_function("(k) => location.search.includes('ckpt=' + k)", arg=pt["key"], timeout=30000)
+            name = summ.checkpoints[pt["key"]].name
+            page.get_by_text(re.compile(f"Selected: {re.escape(name)}")).wait_for(timeout=30000)
+            page.screenshot(path=str(ARTIFACTS / "dashboard_clicked.png"), full_page=True)
+
+            # the replay tab draws an animated bird's-eye view of the selected checkpoint
+            page.get_by_role("tab", name="Scenarios & replay").click()
+            page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')].some("
+                                   "p => (p._transitionData?._frames || []).length > 0)", timeout=30000)
+            assert query(page)["view"] == "Scenarios & replay"
+            page.locator(".js-plotly-plot").last.scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "dashboard_replay.png"))
+
+            # the run picker switches to the other run and the URL follows
+            page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").first.click()
+            page.get_by_role("option", name=re.compile("^run-b")).click()
+            page.wait_for_function("() => location.search.includes('run=run-b')", timeout=30000)
+            page.wait_for_function(PAINTED_JS, arg=2, timeout=30000)
+            page.screenshot(path=str(ARTIFACTS / "dashboard_run_b.png"), full_page=True)
+            assert query(page)["ckpt"] in read_summary(runs / "run-b" / "results.h5").checkpoints
+        finally:
+            browser.close()
+    (ARTIFACTS / "dashboard_browser.json").write_text(json.dumps({"first_paint_s": paint_s}))
