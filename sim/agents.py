@@ -167,7 +167,7 @@ class IDMAgents:
         lead = (dx > 0) & (dy.abs() < half_w[:, :, None] + half_w[:, None, :]) & (gap < reach)
         lead = lead & state.valid[:, None, :] & ~self.eye
         gap = torch.where(lead, gap.clamp_min(0.1), torch.full_like(gap, float("inf")))
-        gmin, j = gap.min(dim=-1)  # [B, A]
+        gmin, j = gap.amin(dim=-1), gap.argmin(dim=-1)  # [B, A] (min(dim) is far slower on CPU here)
         has = torch.isfinite(gmin)
         vj = a[..., 3:5].gather(1, j.unsqueeze(-1).expand(-1, -1, 2))
         v_lead = vj[..., 0] * c + vj[..., 1] * s

@@ -1,0 +1,177 @@
+"""make_batch packing, rollout() (log replay, closed loop, early-ending scenes), IDM agents, backends."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.sim_throughput import scene_from_tracks, track
+from sim.backends import Backend, KinematicBackend
+from sim.baselines import constant_velocity_policy
+from sim.batch import make_batch
+from sim.config import NUM_WAYPOINTS, SimError
+from sim.dynamics import inverse_bicycle
+from sim.observation import OBS_DIM
+from sim.rollout import rollout
+
+DT = 0.1
+
+
+def straight(x0: float, y0: float, v: float, n_t: int = 41, yaw: float = 0.0) -> np.ndarray:
+    t = np.arange(n_t) * DT
+    return track(x0 + v * t * np.cos(yaw), y0 + v * t * np.sin(yaw), yaw, v)
+
+
+def test_make_batch_puts_ego_first_and_keeps_the_nearest_agents():
+    far, near, ego, mid = straight(80, 0, 5), straight(5, 3, 5), straight(0, 0, 5), straight(20, -3, 5)
+    valid = np.ones((4, 41), bool)
+    valid[1, 10] = False  # "near" is absent at init_step: goes after the valid ones
+    s = scene_from_tracks([far, near, ego, mid], valid=valid, ego=2)
+    b = make_batch([s], max_agents=3)
+    assert b.log.shape == (1, 3, 41, 7)
+    assert torch.equal(b.log[0, 0], torch.from_numpy(ego))  # ego at agent 0
+    assert torch.equal(b.log[0, 1, 11:], torch.from_numpy(mid[11:]))  # nearest valid other
+    assert torch.equal(b.log[0, 2, 11:], torch.from_numpy(far[11:]))  # "near" is invalid at init: dropped
+    big = make_batch([s], max_agents=6)
+    assert big.valid[0, 4:].sum() == 0 and big.agent_type[0, 4:].tolist() == [3, 3]  # padding: invalid, OTHER
+
+
+def test_make_batch_pads_steps_and_resamples_routes():
+    a = scene_from_tracks([straight(0, 0, 10, n_t=41)], scene_id="a")
+    b_ = scene_from_tracks([straight(0, 0, 5, n_t=31)], scene_id="b")
+    b = make_batch([a, b_])
+    assert b.step_valid.sum(1).tolist() == [41, 31]
+    assert not b.valid[1, :, 31:].any()
+    assert b.ids == ("a", "b") and b.init_step == 10 and b.dt == pytest.approx(DT)
+    for i, length in enumerate((40.0, 15.0)):
+        r = b.route[i][b.route_valid[i]]
+        gaps = (r[1:] - r[:-1]).norm(dim=-1)
+        assert gaps[:-1].tolist() == pytest.approx([1.0] * (len(gaps) - 1), abs=1e-4)
+        assert gaps.sum().item() == pytest.approx(length, abs=1e-3)
+
+
+def test_make_batch_rejects_mixed_timing():
+    a = scene_from_tracks([straight(0, 0, 10)])
+    with pytest.raises(SimError, match="init_step"):
+        make_batch([a, scene_from_tracks([straight(0, 0, 10)], init_step=5)])
+    with pytest.raises(SimError, match="dt"):
+        make_batch([a, scene_from_tracks([straight(0, 0, 10)], dt=0.2)])
+    with pytest.raises(SimError, match="no scenes"):
+        make_batch([])
+
+
+def _scenes():
+    ego = straight(0, 0, 8)
+    lead = straight(30, 0, 4)
+    side = straight(10, 3.5, 9)
+    valid = np.ones((3, 41), bool)
+    valid[2, 25:] = False
+    road = [np.array([[-50.0, -5], [200, -5], [200, 8], [-50, 8]])]
+    short = scene_from_tracks([straight(0, 0, 6, n_t=31), straight(15, 3.5, 6, n_t=31)], drivable=road,
+                              scene_id="short")
+    return [scene_from_tracks([ego, lead, side], valid=valid, drivable=road, scene_id="long"), short]
+
+
+def test_log_replay_reproduces_the_log_exactly():
+    b = make_batch(_scenes(), max_agents=4)
+    ro = rollout(b, None)
+    assert torch.equal(ro.valid, b.valid)
+    assert torch.equal(ro.traj[b.valid], b.log[b.valid])
+    acc, cur, _ = inverse_bicycle(b.log[:, 0], b.dt)
+    t0 = b.init_step
+    assert torch.allclose(ro.ego_action[0, t0:-1], torch.stack([acc, cur], -1)[0, t0:])
+    assert torch.all(ro.ego_action[:, :t0] == 0) and torch.all(ro.ego_action[1, 30:] == 0)
+    assert ro.obs is None and ro.agent_model == "log" and ro.init_step == t0
+
+
+def test_closed_loop_rollout_records_everything():
+    b = make_batch(_scenes(), max_agents=4)
+    calls = []
+
+    def policy(obs, t):
+        calls.append(t)
+        assert obs.shape == (2, OBS_DIM) and obs.dtype == torch.float32
+        speed = obs[:, 0] * 10.0
+        x = speed[:, None] * torch.arange(1, NUM_WAYPOINTS + 1) * 0.5
+        wps = torch.stack([x, torch.full_like(x, 0.5)], -1)  # drift left
+        return wps, {"logp": -speed, "pair": torch.stack([speed, speed], -1)}
+
+    ro = rollout(b, policy, record_obs=True)
+    t0, n_t = b.init_step, b.num_steps
+    s = n_t - 1 - t0
+    assert calls == list(range(t0, n_t - 1))
+    assert ro.traj.shape == (2, 4, n_t, 7) and ro.obs.shape == (2, s, OBS_DIM)
+    assert ro.aux["logp"].shape == (2, s) and ro.aux["pair"].shape == (2, s, 2)
+    assert torch.equal(ro.traj[:, :, : t0 + 1], b.log[:, :, : t0 + 1])  # history is the log
+    assert torch.equal(ro.traj[:, 1:][ro.valid[:, 1:]], b.log[:, 1:][b.valid[:, 1:]])  # others replay
+    assert (ro.traj[0, 0, -1, 1] > 0.3).item()  # the ego followed the policy, not the log
+    ego = ro.traj[:, 0]
+    speed = torch.hypot(ego[..., 3], ego[..., 4])[0, t0:]
+    assert speed.min() >= 8.0 - 1e-4 and speed.max() < 8.0 * 1.1  # |first waypoint| / 0.5 s = 8.03 m/s
+    # the short scene ends at step 30: frozen and invalid afterwards, no action
+    assert not ro.valid[1, :, 31:].any()
+    assert torch.equal(ro.traj[1, :, 31:], ro.traj[1, :, 30:31].expand(-1, n_t - 31, -1))
+    assert torch.all(ro.ego_action[1, 30:] == 0) and ro.ego_action[1, t0:30, 1].abs().max() > 0
+    again = rollout(b, policy, record_obs=True)
+    assert torch.equal(again.traj, ro.traj) and torch.equal(again.obs, ro.obs)  # deterministic
+
+
+def test_constant_velocity_baseline_keeps_straight_at_speed():
+    b = make_batch(_scenes()[:1])
+    ro = rollout(b, constant_velocity_policy(b.dt))
+    err = (ro.traj[0, 0, b.init_step :, :2] - b.log[0, 0, b.init_step :, :2]).norm(dim=-1)
+    assert err.max().item() < 1e-3
+
+
+def test_bad_policy_output_is_a_clear_error():
+    b = make_batch(_scenes()[:1])
+    with pytest.raises(SimError, match=r"waypoints \[1, 8, 2\]"):
+        rollout(b, lambda obs, t: (torch.zeros(1, 3, 2), {}))
+    with pytest.raises(SimError, match="aux 'v'"):
+        rollout(b, lambda obs, t: (torch.zeros(1, NUM_WAYPOINTS, 2), {"v": torch.zeros(2)}))
+
+
+def test_idm_follower_stops_behind_a_stopped_car_and_free_car_keeps_its_pace():
+    n_t = 101
+    ego = straight(-100, 20, 0, n_t=n_t)  # parked far away
+    stopped = straight(60, 0, 0, n_t=n_t)
+    t = np.arange(n_t) * DT
+    follower = straight(0, 0, 12, n_t=n_t)  # its log drives through the stopped car
+    free = track(-40 + 10 * t, 7, 0.0, np.full(n_t, 10.0))
+    s = scene_from_tracks([ego, stopped, follower, free], init_step=0)
+    b = make_batch([s])
+    row = {round(b.log[0, i, 0, 0].item()): i for i in range(1, 4)}  # make_batch orders by distance
+    i_stopped, i_follower, i_free = row[60], row[0], row[-40]
+    ro = rollout(b, None, agents="idm")
+    assert ro.agent_model == "idm"
+    x = ro.traj[0, i_follower, :, 0]
+    gap = 60 - x - 4.5  # bumper to bumper
+    assert gap.min().item() > 1.0  # never hits it (the log would)
+    assert gap[-1].item() < 6.0  # but closes up near the IDM minimum gap s0 = 2 m
+    speed = torch.hypot(ro.traj[0, i_follower, :, 3], ro.traj[0, i_follower, :, 4])
+    assert speed[-1].item() < 0.3 and torch.all(speed >= 0)
+    assert torch.all(torch.diff(x) >= -1e-5)  # never reverses
+    assert torch.equal(ro.traj[0, i_stopped], b.log[0, i_stopped])  # parked agents stay on their log
+    free_speed = torch.hypot(ro.traj[0, i_free, :, 3], ro.traj[0, i_free, :, 4])
+    assert torch.allclose(free_speed, torch.full_like(free_speed, 10.0), atol=0.05)  # v0 = its logged speed
+    assert torch.allclose(ro.traj[0, i_free, :, 1], torch.full((n_t,), 7.0), atol=1e-4)  # stays on its path
+
+
+def test_idm_agents_follow_curved_paths():
+    n_t = 61
+    t = np.arange(n_t) * DT
+    r, v = 20.0, 8.0
+    th = v * t / r
+    curved = track(r * np.sin(th), r * (1 - np.cos(th)) + 10, th, v)
+    s = scene_from_tracks([straight(-200, -50, 0, n_t=n_t), curved], init_step=0)
+    ro = rollout(make_batch([s]), None, agents="idm")
+    xy = ro.traj[0, 1, :, :2] - torch.tensor([0.0, 30.0])
+    assert torch.allclose(xy.norm(dim=-1), torch.full((n_t,), r), atol=0.05)  # on the logged circle
+
+
+def test_kinematic_backend_is_a_backend_and_unknown_agents_fail():
+    assert isinstance(KinematicBackend(), Backend)
+    b = make_batch(_scenes()[:1])
+    with pytest.raises(SimError, match="unknown agent model 'bogus'"):
+        rollout(b, None, agents="bogus")
