@@ -383,3 +383,56 @@ def test_sessions_left_open_are_closed_at_exit():
     assert not world.actors and world.settings is world.original
     close_all()  # idempotent
     assert len(world.destroyed) == len(set(world.destroyed)) == 3
+
+
+def _recorder_factory(stall_on: set[str]):
+    """Backends on recorder "servers"; a server whose name is in ``stall_on`` stalls on its 3rd tick."""
+
+    def make(ep, scenes, cfg, cancel=None):
+        be = CarlaBackend(ep, scenes, cfg, cancel=cancel)
+        be.client = RecorderClient()
+        if ep.host in stall_on:
+            gen = be.client.generate_opendrive_world
+
+            def generate(xodr, params):
+                world = gen(xodr, params)
+                plain = world.tick
+
+                def tick(seconds=0.0):
+                    if world.ticks >= 2:
+                        raise RuntimeError("time-out of 10000ms while waiting for the simulator")
+                    return plain(seconds)
+
+                world.tick = tick
+                return world
+
+            be.client.generate_opendrive_world = generate
+        return be
+
+    return make
+
+
+def test_evaluate_carla_spreads_scenes_and_survives_a_stalled_server(capsys):
+    from sim.carla.pool import evaluate_carla
+
+    scenes = [_scene(f"pool{i}", 0.01 * (i - 2), n_t=30) for i in range(5)]
+    eps = [Endpoint("srvA", 1), Endpoint("srvB", 1), Endpoint("srvC", 1)]
+    done = []
+    runs = evaluate_carla(
+        scenes, None, eps, max_agents=4, progress=done.append, backend_factory=_recorder_factory({"srvB"})
+    )
+    assert [r.scene_id for r in runs] == [s.id for s in scenes]  # input order
+    assert len(done) == 5 and {r.endpoint for r in runs} <= {"srvA:1", "srvC:1"}  # srvB's scene went elsewhere
+    for r, s in zip(runs, scenes):
+        assert np.allclose(r.rollout.traj[0, 0, :, :2].numpy(), s.agents[0, :, :2], atol=1e-5)  # log replay
+        assert r.sensor_collision.shape == (30,)
+    out = capsys.readouterr().out
+    assert "warning: CARLA server srvB:1 on scene" in out and "stalled: tick 3" in out
+
+
+def test_evaluate_carla_fails_when_every_server_stalls():
+    from sim.carla.pool import evaluate_carla
+
+    scenes = [_scene(f"dead{i}", 0.0, n_t=30) for i in range(2)]
+    with pytest.raises(CarlaError, match=r"not run in CARLA .*stalled: tick 3"):
+        evaluate_carla(scenes, None, [Endpoint("x", 1)], max_agents=4, backend_factory=_recorder_factory({"x"}))

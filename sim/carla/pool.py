@@ -85,6 +85,7 @@ def evaluate_carla(
     record_obs: bool = False,
     max_agents: int = 32,
     progress: Callable[[CarlaRun], None] | None = None,
+    backend_factory: Callable[..., CarlaBackend] | None = None,
 ) -> list[CarlaRun]:
     """Drive every scene in closed loop on CARLA.
 
@@ -96,6 +97,8 @@ def evaluate_carla(
         record_obs: keep observations in each rollout.
         max_agents: agents per scene passed to :func:`sim.batch.make_batch`.
         progress: called with each finished run (from worker threads), e.g. to advance a progress bar.
+        backend_factory: ``(endpoint, scenes, cfg, cancel) -> CarlaBackend``; given, servers are not probed
+            first (the factory connects its own way). Default :class:`CarlaBackend`.
 
     Returns:
         One :class:`CarlaRun` per scene, in input order.
@@ -110,7 +113,9 @@ def evaluate_carla(
     if not eps:
         raise CarlaError("no CARLA server given")
     cfg = cfg or CarlaConfig()
-    check_servers(eps, cfg.session.probe_timeout)
+    if backend_factory is None:
+        check_servers(eps, cfg.session.probe_timeout)
+    factory = backend_factory or CarlaBackend
     todo: queue.Queue = queue.Queue()
     for i in range(len(scenes)):
         todo.put((i, 0))
@@ -121,7 +126,7 @@ def evaluate_carla(
     stop = threading.Event()
 
     def worker(ep: Endpoint) -> None:
-        backend = CarlaBackend(ep, scenes, cfg, cancel=stop)
+        backend = factory(ep, scenes, cfg, cancel=stop)
         try:
             while not stop.is_set():
                 try:
@@ -142,6 +147,9 @@ def evaluate_carla(
                         alive[0] -= 1
                         if tries == 0 and alive[0] > 0:
                             todo.put((i, 1))
+                            print(
+                                f"warning: CARLA server {failures[-1]}; it takes no more work, scene retried elsewhere"
+                            )
                         else:
                             stop.set()
                     return
