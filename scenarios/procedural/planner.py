@@ -126,6 +126,9 @@ def plan(
         o_len = np.array([o.length for o in obstacles])
         o_pres = np.stack([o.present for o in obstacles])
         o_mask = veh.path[:, None] == np.array([o.path for o in obstacles])[None]
+        o_vel = np.maximum(np.gradient(o_s, dt, axis=1), 0.0) if t_n > 1 else np.zeros_like(o_s)
+        o_rear = np.where(o_pres, o_s - o_len[:, None] / 2, np.inf)
+        o_ctr = np.where(o_pres, o_s, -np.inf)
     if conflicts:
         c_stop = np.array([c.s_stop for c in conflicts])
         c_clear = np.array([c.s_clear for c in conflicts])
@@ -140,26 +143,23 @@ def plan(
         cidx = np.arange(len(conflicts))
         c_before = np.array([c.before for c in conflicts])[None]
         c_after = np.array([c.after for c in conflicts])[None]
+    forced_all = ~np.isnan(override)
+    any_forced = bool(forced_all.any())
+    inv_2sqrt_ab = 1.0 / (2 * sqrt_ab)
+    jdt = veh.jerk * dt
     a_prev = np.zeros(n)
     for t in range(t_n - 1):
         st, vt = s[:, t], v[:, t]
         front = st + ln / 2
-        gap = np.full(n, np.inf)
-        vl = np.zeros(n)
-        g = np.where(has_leader, s[lead, t] - ln[lead] / 2 - front, np.inf)
-        better = g < gap
-        gap = np.where(better, g, gap)
-        vl = np.where(better, v[lead, t], vl)
+        gap = np.where(has_leader, s[lead, t] - ln[lead] / 2 - front, np.inf)
+        vl = v[lead, t]
         if obstacles:
-            go = o_s[None, :, t] - o_len[None] / 2 - front[:, None]
-            ok = o_mask & o_pres[None, :, t] & (o_s[None, :, t] > st[:, None])
-            go = np.where(ok, go, np.inf)
+            go = np.where(o_mask & (o_ctr[None, :, t] > st[:, None]), o_rear[None, :, t] - front[:, None], np.inf)
             j = np.argmin(go, axis=1)
             gmin = go[rows, j]
-            o_v = (o_s[:, min(t + 1, t_n - 1)] - o_s[:, max(t - 1, 0)]) / (dt * (min(t + 1, t_n - 1) - max(t - 1, 0)))
             better = gmin < gap
             gap = np.where(better, gmin, gap)
-            vl = np.where(better, np.maximum(o_v[j], 0.0), vl)
+            vl = np.where(better, o_vel[j, t], vl)
         if conflicts:
             dist_in = c_stop[None] - front[:, None]
             react = S0 + vt * veh.headway + vt * vt / (2 * sqrt_ab) + 8.0
@@ -169,8 +169,8 @@ def plan(
                 tau_in = travel_time(dist_in, vt[:, None], veh.a_max[:, None], vd)
                 tau_out = travel_time(c_clear[None] - st[:, None], vt[:, None], 0.7 * veh.a_max[:, None],
                                       0.85 * c_vmax)
-                lo = np.clip(t + np.floor((tau_in - c_before) / dt).astype(int), 0, t_n)
-                hi = np.clip(t + np.ceil((tau_out + c_after) / dt).astype(int) + 1, 0, t_n)
+                lo = np.minimum(np.maximum(t + np.floor((tau_in - c_before) / dt).astype(int), 0), t_n)
+                hi = np.minimum(np.maximum(t + np.ceil((tau_out + c_after) / dt).astype(int) + 1, 0), t_n)
                 busy = c_cs[cidx[None], hi] - c_cs[cidx[None], lo] > 0
                 committed |= pending & ~busy
                 wall = pending & busy
@@ -178,15 +178,17 @@ def plan(
                 better = gw < gap
                 gap = np.where(better, gw, gap)
                 vl = np.where(better, 0.0, vl)
-        vd = np.maximum(np.minimum(veh.v_des, table[rows, np.clip(st.astype(int), 0, grid - 1)]), 0.1)
-        sstar = S0 + np.maximum(0.0, vt * veh.headway + vt * (vt - vl) / (2 * sqrt_ab))
-        inter = np.where(np.isfinite(gap), (sstar / np.maximum(gap, 0.1)) ** 2, 0.0)
-        a = veh.a_max * (1.0 - (vt / vd) ** 4 - inter)
-        forced = ~np.isnan(override[:, t])
-        a = np.where(forced, override[:, t], a)
-        a = np.clip(a, veh.a_min, veh.a_max)
-        a = np.where(forced, a, np.maximum(a, -vt / STOP_TAU))
-        a = np.clip(a, a_prev - veh.jerk * dt, a_prev + veh.jerk * dt)
+        vd = np.maximum(np.minimum(veh.v_des, table[rows, np.minimum(np.maximum(st.astype(int), 0), grid - 1)]), 0.1)
+        sstar = S0 + np.maximum(0.0, vt * veh.headway + vt * (vt - vl) * inv_2sqrt_ab)
+        a = veh.a_max * (1.0 - (vt / vd) ** 4 - (sstar / np.maximum(gap, 0.1)) ** 2)
+        a = np.minimum(np.maximum(a, veh.a_min), veh.a_max)
+        if any_forced:
+            forced = forced_all[:, t]
+            a = np.where(forced, np.minimum(np.maximum(override[:, t], veh.a_min), veh.a_max),
+                         np.maximum(a, -vt / STOP_TAU))
+        else:
+            a = np.maximum(a, -vt / STOP_TAU)
+        a = np.minimum(np.maximum(a, a_prev - jdt), a_prev + jdt)
         a = np.maximum(a, -vt / dt)
         s[:, t + 1] = st + vt * dt + 0.5 * a * dt * dt
         v[:, t + 1] = np.maximum(vt + a * dt, 0.0)

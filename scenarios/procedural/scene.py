@@ -145,8 +145,12 @@ class Scene:
         if tr.path == path:
             return Obstacle(tr.s, tr.length, self.valid(tid), path)
         xy = self.xy(tid)
-        lo, hi = p.pts.min(0) - 12.0, p.pts.max(0) + 12.0
-        if not np.any((xy >= lo).all(1) & (xy <= hi).all(1)):
+        # coarse test first (path every ~4 m, track every 0.2 s): most tracks never come near the corridor
+        reach = tr.length / 2 + self_width / 2 + margin + 2.0 + 2.0 + 2.0
+        coarse = xy[::2]
+        sub = p.pts[::8]
+        d2 = (coarse[:, None, 0] - sub[None, :, 0]) ** 2 + (coarse[:, None, 1] - sub[None, :, 1]) ** 2
+        if d2.min() > reach * reach:
             return Obstacle(np.zeros(T_STEPS), tr.length, np.zeros(T_STEPS, dtype=bool), path)
         s, lat = p.project(xy)
         rel = self.paths[tr.path].heading(tr.s) - p.heading(s)
