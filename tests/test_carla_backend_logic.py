@@ -436,3 +436,36 @@ def test_evaluate_carla_fails_when_every_server_stalls():
     scenes = [_scene(f"dead{i}", 0.0, n_t=30) for i in range(2)]
     with pytest.raises(CarlaError, match=r"not run in CARLA .*stalled: tick 3"):
         evaluate_carla(scenes, None, [Endpoint("x", 1)], max_agents=4, backend_factory=_recorder_factory({"x"}))
+
+
+def test_map_reused_on_the_same_server_only_while_it_is_still_loaded():
+    scene = _scene("g", 0.02)
+    batch = make_batch([scene], max_agents=4)
+    first = _backend([scene])
+    first.reset(batch)
+    first.close()
+    first_xodr = first.client.generated[0]
+    assert first_xodr == _xodr_for(scene)
+    client = RecorderClient()  # same endpoint, a new connection to the "server"
+    client.world = RecorderWorld(first_xodr)
+    second = CarlaBackend(first.endpoint, [scene], CarlaConfig())
+    second.client, second.world = client, client.world
+    second.reset(batch)
+    second.close()
+    assert client.generated == []  # the server still had this map: not generated again
+    other = _scene("h", -0.04)
+    client.world = RecorderWorld(_xodr_for(other))  # someone loaded another map meanwhile
+    third = CarlaBackend(first.endpoint, [scene], CarlaConfig())
+    third.client, third.world = client, client.world
+    third.reset(batch)
+    third.close()
+    assert client.generated == [first_xodr]
+
+
+def _xodr_for(scene):
+    from sim.carla.backend import scene_offsets
+    from sim.carla.opendrive import lanes_to_xodr, usable_lanes
+
+    lanes, widths = usable_lanes(scene)
+    off = scene_offsets([scene])[0]
+    return lanes_to_xodr([p + off for p in lanes], widths, name="batch")

@@ -217,7 +217,9 @@ class CarlaBackend:
                 widths += list(ws)
             xodr = lanes_to_xodr(lanes, widths, name="batch")
             key = "xodr:" + hashlib.sha1(xodr.encode()).hexdigest()
-        if key == self._map_key or (self._map_key is None and _LOADED_MAPS.get(str(self.endpoint)) == key):
+        if key == self._map_key:
+            return
+        if self._map_key is None and _LOADED_MAPS.get(str(self.endpoint)) == key and self._server_has(town, key):
             self._map_key = key
             return
         self.client.set_timeout(self.cfg.session.load_timeout)
@@ -241,6 +243,16 @@ class CarlaBackend:
             self.client.set_timeout(self.cfg.session.rpc_timeout)
         self._map_key = key
         _LOADED_MAPS[str(self.endpoint)] = key
+
+    def _server_has(self, town: str | None, key: str) -> bool:
+        """Whether the server's current world is still the map ``key`` (another client may have changed it)."""
+        try:
+            m = self.world.get_map()
+            if town is not None:
+                return m.name.split("/")[-1] == town
+            return "xodr:" + hashlib.sha1(m.to_opendrive().encode()).hexdigest() == key
+        except RuntimeError:
+            return False
 
     # -- Backend protocol ------------------------------------------------------------------
     def reset(self, batch: ScenarioBatch) -> SimState:
