@@ -47,6 +47,7 @@ class EvalConfig:
     agents: str = "log"
     batch_size: int = 64
     device: str = "cpu"
+    threads: int = 1
     out: str | None = None
     seed: int = 0
     executor: str = "local"
@@ -75,6 +76,7 @@ def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
     p.add_argument("--agents", choices=("log", "idm"), default="log", help="other agents: log replay or IDM")
     p.add_argument("--batch-size", type=int, default=64, help="scenes simulated together")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads per process (small tensors: 1 is fastest)")
     p.add_argument("--out", help="results file (default <run>/results.h5)")
     p.add_argument("--seed", type=int, default=0, help="torch and bootstrap seed")
     p.add_argument("--executor", choices=("local", "ray"), default="local")
@@ -265,7 +267,7 @@ def run(cfg: EvalConfig, console=None) -> dict[str, Any]:
         shards = make_shards(scenes, cfg.batch_size)
         units = make_units(cands, shards, todo)
         settings = SimSettings(backend=cfg.backend, device=cfg.device, agents=cfg.agents, seed=cfg.seed,
-                               carla_host=cfg.carla_host, carla_port=cfg.carla_port)
+                               threads=cfg.threads, carla_host=cfg.carla_host, carla_port=cfg.carla_port)
         if not out.exists() or units:
             writer.prepare(scenes, root)
         by_key = {c.key: c for c in cands}

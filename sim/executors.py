@@ -33,6 +33,8 @@ class SimSettings:
         agents: other agents' model, ``log`` or ``idm``.
         max_agents: agents kept per scene (nearest to the ego first).
         seed: torch seed set before each unit.
+        threads: torch CPU threads per process (1: the policy and simulator tensors are small, and
+            intra-op threads only contend; it also makes every executor compute the same way).
         carla_host: CARLA server host. carla_port: its port.
     """
 
@@ -41,6 +43,7 @@ class SimSettings:
     agents: str = "log"
     max_agents: int = 32
     seed: int = 0
+    threads: int = 1
     carla_host: str = "localhost"
     carla_port: int = 2000
 
@@ -197,6 +200,8 @@ def evaluate_unit(unit: WorkUnit, scenes: Sequence[Scenario], settings: SimSetti
         ("batch", ids, settings.device, settings.max_agents),
         lambda: make_batch(scenes, device=settings.device, max_agents=settings.max_agents),
     )
+    if settings.threads > 0 and torch.get_num_threads() != settings.threads:
+        torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
     backend = carla_backend(settings, scenes) if settings.backend == "carla" else None
     try:
