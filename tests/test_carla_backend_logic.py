@@ -443,8 +443,8 @@ def test_map_reused_on_the_same_server_only_while_it_is_still_loaded():
     batch = make_batch([scene], max_agents=4)
     first = _backend([scene])
     first.reset(batch)
-    first.close()
     first_xodr = first.client.generated[0]
+    first.close()
     assert first_xodr == _xodr_for(scene)
     client = RecorderClient()  # same endpoint, a new connection to the "server"
     client.world = RecorderWorld(first_xodr)
