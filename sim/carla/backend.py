@@ -434,7 +434,7 @@ class CarlaBackend:
 
         agents = batch.log[:, :, t + 1].clone()
         speed = torch.hypot(agents[..., 3], agents[..., 4])
-        action = torch.zeros(len(self._scenes), 2, dtype=agents.dtype)
+        action = torch.zeros(len(self._scenes), 2, dtype=agents.dtype, device=agents.device)
         for b, sc in enumerate(self._scenes):
             hits = [name for f, name in list(sc.events) if self._frame is None or f > self._frame]
             if hits and step_valid[b]:
