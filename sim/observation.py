@@ -20,12 +20,11 @@ from __future__ import annotations
 import weakref
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from sim.batch import ScenarioBatch
 from sim.config import ACCEL_MAX, CURVATURE_MAX, ROUTE_SPACING
-from sim.geometry import RoadGrid
+from sim.geometry import RoadGrid, road_distance
 from sim.state import SimState
 
 OBS_VERSION = 1
@@ -96,20 +95,8 @@ def route_ahead(batch: ScenarioBatch, ego_xy: Tensor) -> Tensor:
 
 
 def road_probe(grid: RoadGrid, xy: Tensor) -> Tensor:
-    """Signed road distance clipped to +-ROAD_CLIP m at world points ``[B, N, 2]`` -> ``[B, N]``.
-
-    Same bilinear interpolation as :func:`sim.geometry.road_distance` (one ``grid_sample`` kernel);
-    points outside a scene's grid read +ROAD_CLIP (off the road). Scenes without road: any value.
-    """
-    _, h, w = grid.sdf.shape
-    g = (xy - grid.origin.unsqueeze(1)) / grid.resolution  # cell coordinates
-    gx, gy = g[..., 0], g[..., 1]
-    norm = torch.stack([gx * (2.0 / max(w - 1, 1)) - 1.0, gy * (2.0 / max(h - 1, 1)) - 1.0], dim=-1)
-    v = F.grid_sample(
-        grid.sdf.unsqueeze(1), norm.unsqueeze(1), mode="bilinear", padding_mode="border", align_corners=True
-    ).view(xy.shape[0], -1)
-    inside = (gx >= 0) & (gy >= 0) & (gx <= w - 1) & (gy <= h - 1)
-    return torch.where(inside, v.clamp(-ROAD_CLIP, ROAD_CLIP), torch.full_like(v, ROAD_CLIP))
+    """Signed road distance (m, > 0 outside) clipped to +-ROAD_CLIP at world points ``[B, N, 2]`` -> ``[B, N]``."""
+    return road_distance(grid, xy).clamp(-ROAD_CLIP, ROAD_CLIP)
 
 
 def observe(state: SimState, batch: ScenarioBatch) -> Tensor:
