@@ -234,6 +234,7 @@ class CarlaBackend:
                     additional_width=self.cfg.additional_width,
                     smooth_junctions=True,
                     enable_mesh_visibility=True,
+                    enable_pedestrian_navigation=False,  # walkers are moved by transform: no nav mesh
                 )
                 self.world = self.client.generate_opendrive_world(xodr, params)
         except RuntimeError as exc:
