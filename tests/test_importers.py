@@ -70,7 +70,9 @@ def _write_pickle(path: Path, obj) -> Path:
 
 
 def test_scenarionet_content(tmp_path):
-    (s,) = load_scenarionet(_write_pickle(tmp_path / "sd_a.pkl", _sd()))
+    sd = _sd()
+    sd["tracks"]["car"]["state"]["length"][:5] = 0.0  # missing sizes at valid steps: filled with the median
+    (s,) = load_scenarionet(_write_pickle(tmp_path / "sd_a.pkl", sd))
     assert s.ego == 0 and s.num_steps == 120 and s.num_agents == 4
     ego = s.ego_log
     np.testing.assert_allclose(ego[:, 0], np.arange(120) * 1.0, atol=1e-4)
@@ -80,6 +82,7 @@ def test_scenarionet_content(tmp_path):
     car = int(np.flatnonzero(~s.valid.all(axis=1))[0])
     assert not s.valid[car, 30:40].any() and s.valid[car, :30].all() and s.valid[car, 40:].all()
     assert np.all(s.agents[car, 30:40] == 0)
+    assert np.all(s.agents[car, s.valid[car], LENGTH] == pytest.approx(4.5))
     assert len(s.map.lanes) == 1 and len(s.map.road_edges) == 1 and len(s.map.road_lines) == 1
     assert s.source == "scenarionet/unit" and s.init_step == 10 and s.dt == pytest.approx(0.1)
 

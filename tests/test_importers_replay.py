@@ -64,21 +64,37 @@ def _run(*args: str, timeout: int = 400) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.slow
-def test_train_and_evaluate_on_a_folder_of_imported_real_scenes(shared_data, tmp_path):
-    for mod in ("training.train", "sim.evaluate"):
-        pytest.importorskip(mod, reason=f"{mod} is not written yet")
-    real = tmp_path / "real"
+@pytest.fixture(scope="module")
+def real_folder(shared_data, tmp_path_factory) -> Path:
+    """A folder holding the real samples converted to the project's format as 9.1 s windows."""
+    real = tmp_path_factory.mktemp("real")
     r = _run("scenarios.convert", str(shared_data), str(real / "real.npz"), "--window", "91", "--stride", "91")
     assert r.returncode == 0, r.stderr
+    return real
+
+
+@pytest.mark.slow
+def test_evaluate_baselines_on_a_folder_of_imported_real_scenes(real_folder, tmp_path):
+    pytest.importorskip("sim.evaluate", reason="sim.evaluate is not written yet")
+    out = tmp_path / "results.h5"
+    r = _run("sim.evaluate", "--baseline", "log-replay", "--baseline", "constant-velocity", "--scenarios",
+             str(real_folder), "--out", str(out), "--no-progress", "--n-resamples", "99")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert out.is_file() and "12 scenes" in r.stdout + r.stderr
+
+
+@pytest.mark.slow
+def test_train_then_evaluate_on_a_folder_of_imported_real_scenes(real_folder, tmp_path):
+    for mod in ("training.train", "sim.evaluate"):
+        pytest.importorskip(mod, reason=f"{mod} is not written yet")
     run = tmp_path / "run"
-    r = _run("training.train", "--episodes", "8", "--scenarios", str(real), "--out-dir", str(run),
+    r = _run("training.train", "--episodes", "8", "--scenarios", str(real_folder), "--out-dir", str(run),
              "--eval-interval", "4", "--batch-scenes", "4", "--bc-scenes", "8", "--bc-epochs", "2",
              "--val-scenes", "4", "--no-progress")
     assert r.returncode == 0, r.stderr[-2000:]
     assert (run / "last.pt").is_file()
     out = tmp_path / "results.h5"
-    r = _run("sim.evaluate", "--ckpt", str(run / "last.pt"), "--only", "--scenarios", str(real),
+    r = _run("sim.evaluate", "--ckpt", str(run / "last.pt"), "--only", "--scenarios", str(real_folder),
              "--out", str(out), "--no-progress", "--n-resamples", "99")
     assert r.returncode == 0, r.stderr[-2000:]
     assert out.is_file()
