@@ -45,7 +45,7 @@ from sim.geometry import (
     box_corners,
     boxes_overlap,
     polyline_length,
-    project_to_polyline,
+    project_to_dense_polyline,
     road_distance,
     time_to_collision,
 )
@@ -131,12 +131,15 @@ class MetricContext:
     @cached_property
     def route_s(self) -> Tensor:
         """``[B, T]`` m, ego arc-length position along the route."""
-        return project_to_polyline(self.batch.route, self.batch.route_valid, self.ego[..., [X, Y]])[0]
+        return project_to_dense_polyline(self.batch.route, self.batch.route_valid, self.ego[..., [X, Y]])[0]
 
     @cached_property
-    def log_route_s(self) -> Tensor:
-        """``[B, T]`` m, logged ego arc-length position along the route."""
-        return project_to_polyline(self.batch.route, self.batch.route_valid, self.batch.log[:, 0, :, [X, Y]])[0]
+    def log_progress(self) -> Tensor:
+        """``[B]`` m, the logged ego's advance along the route from init_step to the last valid step."""
+        steps = torch.stack([torch.full_like(self.last, self.init), self.last], dim=1)  # [B, 2]
+        xy = self.batch.log[:, 0, :, :2].gather(1, steps[..., None].expand(-1, -1, 2))
+        s = project_to_dense_polyline(self.batch.route, self.batch.route_valid, xy)[0]
+        return s[:, 1] - s[:, 0]
 
     @cached_property
     def log_dist(self) -> Tensor:
@@ -286,8 +289,7 @@ class Progress(Metric):
 
     def from_context(self, c):
         ego = c.at_last(c.route_s) - c.route_s[:, c.init]
-        expert = c.at_last(c.log_route_s) - c.log_route_s[:, c.init]
-        return (ego.clamp_min(PROGRESS_FLOOR) / expert.clamp_min(PROGRESS_FLOOR)).clamp(max=1.0)
+        return (ego.clamp_min(PROGRESS_FLOOR) / c.log_progress.clamp_min(PROGRESS_FLOOR)).clamp(max=1.0)
 
 
 class RouteCompletion(Metric):

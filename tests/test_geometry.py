@@ -23,6 +23,7 @@ from sim.geometry import (
     boxes_overlap,
     build_road_grid,
     polyline_length,
+    project_to_dense_polyline,
     project_to_polyline,
     road_distance,
     time_to_collision,
@@ -216,6 +217,26 @@ def test_project_to_polyline_matches_shapely(seed):
     back = np.array([ls.interpolate(v).coords[0] for v in s[0].numpy()])
     np.testing.assert_allclose(np.linalg.norm(back - pts, axis=1), ref_lat, atol=1e-6)
     assert float(polyline_length(torch.tensor(pad)[None], torch.tensor(valid)[None])[0]) == pytest.approx(ls.length)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000))
+def test_dense_projection_matches_exact_on_resampled_routes(seed):
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 1, 200)
+    bend = rng.uniform(-0.02, 0.02)
+    heading = rng.uniform(-math.pi, math.pi) + bend * 120 * t  # a route of up to ~2 km turning gently
+    seg = rng.uniform(0.5, 1.0, len(t))[:, None] * np.stack([np.cos(heading), np.sin(heading)], 1)
+    line = np.cumsum(seg, 0) + rng.uniform(-500, 500, 2)
+    n = len(line)
+    pad = np.concatenate([line, np.repeat(line[-1:], 7, 0)])
+    valid = np.arange(len(pad)) < n
+    pts = line[rng.integers(0, n, 50)] + rng.normal(0, 3, (50, 2))
+    args = (torch.tensor(pad)[None], torch.tensor(valid)[None], torch.tensor(pts)[None])
+    s_fast, lat_fast = project_to_dense_polyline(*args)
+    s_ref, lat_ref = project_to_polyline(*args)
+    np.testing.assert_allclose(lat_fast[0].numpy(), lat_ref[0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(s_fast[0].numpy(), s_ref[0].numpy(), atol=1e-6)
 
 
 def _ttc_case(gap: float, v_ego: float, v_other: float, yaw_other: float = math.pi):
