@@ -1,0 +1,151 @@
+"""Benchmark: closed-loop evaluation sweep, end to end, HDF5 writing included.
+
+``python -m benchmarks.eval_sweep`` builds (untimed) a run of 20 real ``WaypointPolicy``
+checkpoints and 500 procedural scenes of 80 controlled steps, then times one
+``sim.evaluate`` call on them (scene loading, batching, rollouts, metrics, per-checkpoint
+atomic HDF5 commits, verdict with its bootstrap, summary table) and prints one JSON line:
+``checkpoints``, ``scenarios``, ``wall_s``, ``bytes_per_checkpoint_scenario``, ``device`` (plus
+``file_bytes``, ``scenes_bytes`` and ``setup_s``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import platform
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Benchmark settings (see ``--help``)."""
+
+    checkpoints: int = 20
+    scenarios: int = 500
+    batch_size: int = 128
+    executor: str = "local"
+    device: str = "cpu"
+    seed: int = 0
+    keep: str | None = None
+
+
+def parse_args(argv=None) -> SweepConfig:
+    """Command line -> :class:`SweepConfig`."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.eval_sweep", description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoints", type=int, default=20)
+    p.add_argument("--scenarios", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--executor", choices=("local", "ray"), default="local")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--keep", help="folder to keep the run, scenes and results in (default: a temporary folder)")
+    return SweepConfig(**vars(p.parse_args(argv)))
+
+
+def build_run(run: Path, n: int, seed: int = 0) -> None:
+    """``n`` real checkpoints in the DESIGN run layout (random weights, decreasing entropy, own speeds)."""
+    from policy.checkpoint import save_checkpoint
+    from policy.entropy import gaussian_entropy
+    from policy.model import PolicyConfig, WaypointPolicy
+    from sim.config import NUM_WAYPOINTS, WAYPOINT_STEPS
+    from sim.observation import OBS_DIM, OBS_VERSION
+
+    (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+    k = torch.arange(1, NUM_WAYPOINTS + 1, dtype=torch.float32) * WAYPOINT_STEPS * 0.1
+    for j in range(n):
+        torch.manual_seed(seed + j)
+        p = WaypointPolicy(PolicyConfig(obs_dim=OBS_DIM, num_waypoints=NUM_WAYPOINTS, obs_version=OBS_VERSION,
+                                        init_log_std=-0.3 - 0.05 * j))
+        with torch.no_grad():
+            p.wp_mean.copy_(torch.stack([(6.0 + 0.4 * j) * k, torch.zeros_like(k)], -1).reshape(-1))
+            p.wp_std.fill_(0.5)
+        ent = float(gaussian_entropy(p.log_std.detach()))
+        meta = {"episode": 25 * j, "entropy": ent, "train_reward": float(j),
+                "eval_info": {"policy_entropy": ent, "mean_delta_norm": 0.0, "max_delta_norm": 0.0,
+                              "std_delta_norm": 0.0}}
+        save_checkpoint(run / "checkpoints" / f"ep{25 * j:05d}.pt", p, {"seed": seed}, meta)
+    (run / "config.json").write_text(json.dumps({"seed": seed, "benchmark": True}))
+
+
+def main(argv=None) -> dict:
+    """Run the sweep and print the JSON line."""
+    cfg = parse_args(argv)
+    from rich.console import Console
+
+    from scenarios.io import save_scenarios
+    from scenarios.procedural import generate_suite
+    from sim.evaluate import EvalConfig, run
+
+    tmp = None
+    if cfg.keep:
+        root = Path(cfg.keep)
+        root.mkdir(parents=True, exist_ok=True)
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="eval_sweep_")
+        root = Path(tmp.name)
+    try:
+        t0 = time.perf_counter()
+        scenes_path = root / f"scenes_{cfg.scenarios}.npz"
+        if not scenes_path.exists():
+            save_scenarios(scenes_path, generate_suite(range(cfg.seed, cfg.seed + cfg.scenarios)))
+        run_dir = root / "run"
+        if not (run_dir / "checkpoints").is_dir():
+            build_run(run_dir, cfg.checkpoints, cfg.seed)
+        out = root / "results.h5"
+        out.unlink(missing_ok=True)
+        setup_s = time.perf_counter() - t0
+        ecfg = EvalConfig(run=str(run_dir), scenarios=str(scenes_path), batch_size=cfg.batch_size, device=cfg.device,
+                          out=str(out), executor=cfg.executor, seed=cfg.seed, progress=False)
+        t1 = time.perf_counter()
+        run(ecfg, console=Console(file=io.StringIO(), width=150))
+        wall = time.perf_counter() - t1
+        size = out.stat().st_size
+        import h5py
+
+        with h5py.File(out, "r") as f:
+            n_ck = len(f["checkpoints"])
+            n_sc = len(f["scenarios"])
+            scenes_bytes = sum(
+                ds.id.get_storage_size()
+                for g in f["scenarios"].values()
+                for ds in _datasets(g)
+            )
+        device = cfg.device if cfg.device != "cpu" else f"cpu ({platform.processor() or platform.machine()}, " \
+                                                          f"{torch.get_num_threads()} torch threads available)"
+        res = {
+            "checkpoints": n_ck,
+            "scenarios": n_sc,
+            "wall_s": round(wall, 2),
+            "bytes_per_checkpoint_scenario": round(size / (n_ck * n_sc), 1),
+            "device": device,
+            "file_bytes": size,
+            "scenes_bytes": int(scenes_bytes),
+            "setup_s": round(setup_s, 2),
+            "batch_size": cfg.batch_size,
+            "executor": cfg.executor,
+        }
+        print(json.dumps(res))
+        return res
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _datasets(g):
+    import h5py
+
+    for v in g.values():
+        if isinstance(v, h5py.Dataset):
+            yield v
+        else:
+            yield from _datasets(v)
+
+
+if __name__ == "__main__":
+    main()
