@@ -4,7 +4,10 @@
 prints ONE JSON line: closed-loop rollouts with a policy-sized MLP in the loop and every metric
 computed on the recorded rollout (``scenario_steps_per_s``, ``agent_steps_per_s``), and the bare
 transition (log-replay ego, no observation, policy or metrics: ``transition_only_scenario_steps_per_s``).
-Scenes come from ``scenarios.procedural`` when it exists, otherwise from :func:`synthetic_scenes`.
+Scenes come from ``scenarios.procedural`` (every family in turn) when it exists and ``--steps``
+is its 80, otherwise from :func:`synthetic_scenes`. Each figure is the best of ``--repeats`` timed
+runs after one warm-up run. Torch runs with one intra-op thread by default: on a busy 2-core
+machine extra threads spin-wait on each other and make small-tensor reductions many times slower.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from scenarios.scenario import AgentType, Polylines, RoadMap, Scenario
+from scenarios.scenario import AgentType, Polylines, RoadMap, Scenario, ScenarioError
 from sim.batch import make_batch
 from sim.config import NUM_WAYPOINTS, SimError
 from sim.observation import OBS_DIM
@@ -34,8 +37,9 @@ class BenchConfig:
     agents: int = 32
     steps: int = 80
     repeats: int = 3
-    threads: int = 0  # 0 = leave torch's default
+    threads: int = 1  # torch intra-op threads; 0 = torch's default (1 is fastest on a shared 2-core box)
     seed: int = 0
+    scenes: str = "auto"  # auto | procedural | synthetic
 
 
 def track(x, y, yaw, speed, length: float = 4.5, width: float = 1.9) -> np.ndarray:
@@ -133,15 +137,18 @@ def synthetic_scenes(n: int, agents: int, steps: int, seed: int = 0, init_step: 
 
 
 def _scenes(cfg: BenchConfig) -> tuple[list[Scenario], str]:
-    try:
-        from scenarios import procedural  # noqa: F401
-    except ImportError:
-        return synthetic_scenes(cfg.batch, cfg.agents, cfg.steps, cfg.seed), "synthetic"
-    try:
-        scenes = procedural.generate(cfg.batch, seed=cfg.seed)  # type: ignore[attr-defined]
-    except Exception:  # the generator's API may differ: fall back to synthetic scenes
-        return synthetic_scenes(cfg.batch, cfg.agents, cfg.steps, cfg.seed), "synthetic"
-    return list(scenes), "procedural"
+    """Procedural scenes (every family in turn) when available and ``steps == 80``, else synthetic ones."""
+    if cfg.scenes in ("auto", "procedural"):
+        try:
+            from scenarios.procedural import FAMILY_NAMES, INIT_STEP, T_STEPS, generate
+        except ImportError:
+            if cfg.scenes == "procedural":
+                raise SimError("--scenes procedural: scenarios.procedural is not available") from None
+        else:
+            if cfg.steps == T_STEPS - 1 - INIT_STEP or cfg.scenes == "procedural":
+                fams = FAMILY_NAMES
+                return [generate(fams[i % len(fams)], cfg.seed + i) for i in range(cfg.batch)], "procedural"
+    return synthetic_scenes(cfg.batch, cfg.agents, cfg.steps, cfg.seed), "synthetic"
 
 
 def _policy(device: torch.device):
@@ -227,7 +234,8 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     p.add_argument("--agents", type=int, default=d.agents)
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--repeats", type=int, default=d.repeats)
-    p.add_argument("--threads", type=int, default=d.threads, help="torch threads (0 = default)")
+    p.add_argument("--threads", type=int, default=d.threads, help="torch intra-op threads (0 = torch default)")
+    p.add_argument("--scenes", default=d.scenes, choices=["auto", "procedural", "synthetic"])
     p.add_argument("--seed", type=int, default=d.seed)
     a = p.parse_args(argv)
     if a.batch < 1 or a.agents < 1 or a.steps < 1 or a.repeats < 1:
@@ -241,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
     try:
         rec = run(cfg)
-    except SimError as e:
+    except (SimError, ScenarioError) as e:
         print(f"sim_throughput: {e}", file=sys.stderr)
         return 1
     print(json.dumps(rec))
