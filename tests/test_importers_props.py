@@ -91,3 +91,24 @@ def test_window_starts(n, window, stride):
     assert starts[0] == 0 and all(s + window <= n for s in starts)
     assert all(b - a == step for a, b in zip(starts, starts[1:]))
     assert starts[-1] + step + window > n  # no further window fits
+
+
+def test_route_extension_follows_a_curving_lane_and_its_successor():
+    from scenarios.importers.common import ego_route
+
+    theta = np.linspace(0, np.pi / 2, 40)
+    straight = np.stack([np.linspace(-20, 10, 31), np.zeros(31)], axis=1)
+    curve = np.stack([10 + 8 * np.sin(theta), 8 - 8 * np.cos(theta)], axis=1)  # left turn, radius 8 m, successor
+    crossing = np.array([[9.0, -10.0], [9.0, 10.0]])  # perpendicular: never followed
+    lanes = Polylines.from_list([crossing, straight[:-10], straight[-11:], curve])
+    ego = np.zeros((11, 7))
+    ego[:, 0] = np.linspace(0, 9.5, 11)
+    ego[:, 1] = 0.3  # 0.3 m left of the centreline
+    route = ego_route(ego, lanes)
+    ext = route[-10:]
+    assert np.hypot(*(route[-11] - (9.5, 0.3))) < 1e-9 and np.all(np.hypot(*np.diff(route, axis=0).T) < 1.05)
+    d_curve = shapely.distance(LineString(np.vstack([straight, curve])), shapely.points(ext))
+    assert d_curve[-1] < 0.05 and np.all(d_curve < 0.31)  # on the lane, offset fading from 0.3 m to 0
+    assert ext[-1, 1] > 1.0  # it turned left with the lane
+    straight_only = ego_route(ego, Polylines.from_list([crossing]))
+    np.testing.assert_allclose(straight_only[-10:, 1], 0.3)  # no lane fits: straight ahead

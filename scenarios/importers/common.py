@@ -3,12 +3,13 @@
 Steps (documented in ``docs/importers.md``): resample to 0.1 s where the source's step
 differs; repair sizes; keep the span where the ego is valid; cut into windows on request;
 put the ego at agent 0 and drop agents never valid in a window; route = the ego's logged
-path densified to 1 m and extended straight ahead; drivable area = generous lane buffers
+path densified to 1 m and extended 10 m along its lane (or straight ahead); drivable area = generous lane buffers
 plus the source's drivable polygons; the map is cropped to what lies near the ego's path.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -35,6 +36,7 @@ DEFAULT_LANE_WIDTH = 4.0  # m, used where a source gives no lane width
 LANE_MARGIN = 0.5  # m added to every lane's half width when building the drivable area
 ROUTE_SPACING = 1.0  # m between route points
 ROUTE_EXTENSION = 10.0  # m the route continues straight ahead past the ego's last logged pose
+LANE_SNAP = 2.0  # m: the route extension follows a lane whose centreline passes this close to the ego
 MAP_MARGIN = 80.0  # m: map elements are kept when their bounding box comes this close to the ego's path box
 DEFAULT_SIZE = {  # (length, width) m where a source gives none
     AgentType.VEHICLE: (4.5, 2.0),
@@ -183,20 +185,96 @@ def densify(path: np.ndarray, spacing: float = ROUTE_SPACING) -> np.ndarray:
     return np.stack([np.interp(q, s, path[:, 0]), np.interp(q, s, path[:, 1])], axis=1)
 
 
-def ego_route(ego: np.ndarray) -> np.ndarray:
-    """Route from the ego's logged states ``[T, 7]``: its path every metre, then straight ahead.
+def _arc(points: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(points, axis=0).T))])
+
+
+def lane_extension(p: np.ndarray, u: np.ndarray, lanes: Polylines, length: float) -> np.ndarray | None:
+    """Points following the lane under pose ``(p, u)`` for ``length`` metres, or None.
+
+    The lane is the nearest one within :data:`LANE_SNAP` m of ``p`` whose direction is within
+    30 degrees of ``u``; where it ends, the lane that starts within 1 m of its end in a similar
+    direction continues it (up to 4 lanes). The lateral offset between ``p`` and the lane fades
+    out linearly along the extension, so the result starts at ``p`` without a jump.
+
+    Args:
+        p: float ``[2]`` last position, m; u: float ``[2]`` unit direction of travel.
+        lanes: lane centrelines.
+        length: metres of extension.
+
+    Returns:
+        float ``[n, 2]`` points (``p`` excluded) about every metre, or None (no lane fits).
+    """
+    cos30 = math.cos(math.radians(30))
+    near = _near(lanes, p - LANE_SNAP, p + LANE_SNAP)
+    best = None
+    for i in np.flatnonzero(near):
+        line = lanes[i]
+        if len(line) < 2:
+            continue
+        a, d = line[:-1], np.diff(line, axis=0)
+        n2 = np.einsum("ij,ij->i", d, d)
+        ok = n2 > 1e-12
+        t = np.clip(np.einsum("ij,ij->i", p - a, d) / np.where(ok, n2, 1.0), 0.0, 1.0)
+        proj = a + t[:, None] * d
+        dist = np.hypot(*(proj - p).T)
+        aligned = ok & (np.einsum("ij,j->i", d, u) >= cos30 * np.sqrt(np.where(ok, n2, 1.0)))
+        dist = np.where(aligned, dist, np.inf)
+        k = int(np.argmin(dist))
+        if dist[k] <= LANE_SNAP and (best is None or dist[k] < best[0]):
+            best = (float(dist[k]), int(i), k, proj[k])
+    if best is None:
+        return None
+    _, i, k, start = best
+    pts = np.vstack([start, lanes[i][k + 1 :]])
+    used = {i}
+    for _ in range(3):
+        if _arc(pts)[-1] >= length:
+            break
+        end, d_end = pts[-1], pts[-1] - pts[-2] if len(pts) >= 2 else u
+        d_end = d_end / max(np.hypot(*d_end), 1e-9)
+        nxt = None
+        for j in np.flatnonzero(_near(lanes, end - 1.0, end + 1.0)):
+            line = lanes[j]
+            if j in used or len(line) < 2 or np.hypot(*(line[0] - end)) > 1.0:
+                continue
+            d0 = line[1] - line[0]
+            c = float(np.dot(d0, d_end) / max(np.hypot(*d0), 1e-9))
+            if c >= cos30 and (nxt is None or c > nxt[0]):
+                nxt = (c, j)
+        if nxt is None:
+            break
+        used.add(nxt[1])
+        pts = np.vstack([pts, lanes[nxt[1]][1:]])
+    s = _arc(pts)
+    if s[-1] < 0.5 * length:
+        return None
+    q = np.arange(1, int(min(length, s[-1]) / ROUTE_SPACING) + 1) * ROUTE_SPACING
+    ext = np.stack([np.interp(q, s, pts[:, 0]), np.interp(q, s, pts[:, 1])], axis=1)
+    return ext + (p - start)[None] * (1.0 - q / q[-1])[:, None]
+
+
+def ego_route(ego: np.ndarray, lanes: Polylines | None = None) -> np.ndarray:
+    """Route from the ego's logged states ``[T, 7]``: its path every metre, then onwards.
+
+    Past the last logged pose the route follows the ego's lane for :data:`ROUTE_EXTENSION`
+    metres (:func:`lane_extension`); where no lane fits, it goes straight ahead along the last
+    direction of travel (the last heading if the ego moved less than 2 m).
 
     Returns:
         float64 ``[R >= 2, 2]``, m.
     """
     path = densify(ego[:, [X, Y]].astype(np.float64))
     yaw = float(ego[-1, YAW])
-    if len(path) >= 2 and np.hypot(*(path[-1] - path[-2])) > 1e-6:
+    if len(path) >= 3 and _arc(path)[-1] >= 2.0:
         u = (path[-1] - path[-2]) / np.hypot(*(path[-1] - path[-2]))
-    else:
+    else:  # (nearly) stationary: the logged heading says more than a creep of centimetres
         u = np.array([np.cos(yaw), np.sin(yaw)])
-    steps = np.arange(1, int(ROUTE_EXTENSION / ROUTE_SPACING) + 1) * ROUTE_SPACING
-    return np.vstack([path, path[-1] + steps[:, None] * u])
+    ext = lane_extension(path[-1], u, lanes, ROUTE_EXTENSION) if lanes is not None and len(lanes) else None
+    if ext is None:
+        steps = np.arange(1, int(ROUTE_EXTENSION / ROUTE_SPACING) + 1) * ROUTE_SPACING
+        ext = path[-1] + steps[:, None] * u
+    return np.vstack([path, ext])
 
 
 def _repair_sizes(states: np.ndarray, valid: np.ndarray, agent_type: np.ndarray) -> None:
@@ -322,7 +400,7 @@ def recording_to_scenes(rec: Recording, options: ImportOptions) -> list[Scenario
         keep[0] = True
         agents = states[keep, s:e].astype(np.float32)
         sid = rec.id if whole and a == 0 else f"{rec.id}@{a + s}"
-        route = ego_route(agents[0])
+        route = ego_route(agents[0], rec.lanes)
         road = _road_map(rec, widths, lane_polys, np.vstack([agents[0, :, :2], route]))
         scenes.append(
             Scenario(
