@@ -272,3 +272,24 @@ def test_convert_cli_round_trip_and_bad_input(tmp_path):
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("error:") and str(src / "z.json") in last
     assert not dst2.exists() and list(dst.parent.iterdir()) == [dst]
+
+
+def test_ego_invalid_at_the_start_keeps_its_valid_span(tmp_path):
+    sd = _sd()
+    sd["tracks"]["ego"]["state"]["valid"][:5] = 0.0
+    (s,) = load_scenarionet(_write_pickle(tmp_path / "sd_a.pkl", sd))
+    assert s.id == "synthetic@5" and s.num_steps == 115 and s.valid[0].all()
+    np.testing.assert_allclose(s.ego_log[0, 0], 5.0, atol=1e-5)
+    sd["tracks"]["ego"]["state"]["valid"][:] = 0.0
+    sd["tracks"]["ego"]["state"]["valid"][50:58] = 1.0
+    with pytest.raises(ScenarioError, match="valid for 8 consecutive steps"):
+        load_scenarionet(_write_pickle(tmp_path / "sd_b.pkl", sd))
+
+
+def test_convert_cli_rejects_bad_destination(tmp_path):
+    src = _write_pickle(tmp_path / "sd_a.pkl", _sd())
+    r = _convert(str(src), str(tmp_path / "out.h5"))
+    assert r.returncode == 1 and "output must be a .npz file" in r.stderr and "Traceback" not in r.stderr
+    r = _convert(str(src), str(tmp_path / "o.npz"), "--window", "-3")
+    assert r.returncode == 1 and "must be >= 0" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sd_a.pkl"]
