@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -60,15 +61,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+FLOOR_APP = """import plotly.graph_objects as go
+import streamlit as st
+st.title("floor")
+st.plotly_chart(go.Figure(go.Scatter(x=[0, 1], y=[0, 1])), key="a")
+st.plotly_chart(go.Figure(go.Scatter(x=[0, 1], y=[1, 0])), key="b")
+"""
+
+
 @contextlib.contextmanager
-def serve(runs_dir: Path, port: int | None = None, timeout_s: float = 60.0) -> Iterator[str]:
-    """Run ``streamlit run dashboard/app.py -- --runs-dir runs_dir`` headless; yields its base URL.
+def serve(runs_dir: Path, port: int | None = None, timeout_s: float = 60.0, app: Path = APP) -> Iterator[str]:
+    """Run ``streamlit run APP -- --runs-dir runs_dir`` headless (APP: the dashboard); yields its base URL.
 
     Raises:
         DashboardServeError: the health endpoint did not answer ``ok`` within ``timeout_s``.
     """
     port = port or free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless=true", f"--server.port={port}",
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless=true", f"--server.port={port}",
            "--server.address=127.0.0.1", "--browser.gatherUsageStats=false", "--server.fileWatcherType=none",
            "--", "--runs-dir", str(runs_dir)]
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
@@ -111,28 +120,46 @@ def load_and_time(page, url: str, n_charts: int = 2, timeout_s: float = 60.0) ->
     return float(page.evaluate("performance.now()")) / 1000.0
 
 
-def measure(cfg: PaintConfig) -> dict[str, float | int]:
-    """Write the fixture, serve it, and time a cold and ``repeats`` warm first paints."""
+def _paint_times(url: str, repeats: int, timeout_s: float) -> tuple[float, float]:
+    """(first load on a fresh server and browser, median of ``repeats`` later loads in the same browser)."""
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as pw:
+        browser = launch(pw)
+        try:
+            ctx = browser.new_context(viewport={"width": 1600, "height": 1000})
+            cold = load_and_time(ctx.new_page(), url, timeout_s=timeout_s)
+            warm = []
+            for _ in range(repeats):  # a returning visitor: data cache and browser cache warm
+                page = ctx.new_page()
+                warm.append(load_and_time(page, url, timeout_s=timeout_s))
+                page.close()
+        finally:
+            browser.close()
+    return cold, statistics.median(warm)
+
+
+def measure(cfg: PaintConfig) -> dict[str, float | int]:
+    """Write the fixture, serve it, and time a cold and ``repeats`` warm first paints.
+
+    Also times the same two-chart paint of a trivial Streamlit page (``floor_*``): what Streamlit and Plotly
+    alone cost on this machine under its current load, to read the dashboard's numbers against.
+    """
     from dashboard.fixtures import FixtureSpec, write_run
 
     with tempfile.TemporaryDirectory() as tmp:
         write_run(Path(tmp), FixtureSpec(name="bench", n_checkpoints=cfg.checkpoints, n_scenes=cfg.scenes, steps=91))
-        with serve(Path(tmp), timeout_s=cfg.timeout_s) as url, sync_playwright() as pw:
-            browser = launch(pw)
-            try:
-                ctx = browser.new_context(viewport={"width": 1600, "height": 1000})
-                cold = load_and_time(ctx.new_page(), url, timeout_s=cfg.timeout_s)  # new server, new browser
-                warm = []
-                for _ in range(cfg.repeats):  # a returning visitor: data cache and browser cache warm
-                    page = ctx.new_page()
-                    warm.append(load_and_time(page, url, timeout_s=cfg.timeout_s))
-                    page.close()
-            finally:
-                browser.close()
-    return {"first_paint_s": round(cold, 3), "first_paint_warm_s": round(statistics.median(warm), 3),
-            "checkpoints": cfg.checkpoints, "scenes": cfg.scenes}
+        with serve(Path(tmp), timeout_s=cfg.timeout_s) as url:
+            cold, warm = _paint_times(url, cfg.repeats, cfg.timeout_s)
+        floor_app = Path(tmp) / "floor_app.py"
+        floor_app.write_text(FLOOR_APP)
+        with serve(Path(tmp), timeout_s=cfg.timeout_s, app=floor_app) as url:
+            f_cold, f_warm = _paint_times(url, cfg.repeats, cfg.timeout_s)
+    load1 = os.getloadavg()[0]
+    return {"first_paint_s": round(cold, 3), "first_paint_warm_s": round(warm, 3),
+            "floor_first_paint_s": round(f_cold, 3), "floor_first_paint_warm_s": round(f_warm, 3),
+            "checkpoints": cfg.checkpoints, "scenes": cfg.scenes, "cpus": os.cpu_count(),
+            "load_avg_1min": round(load1, 2)}
 
 
 def main(argv: list[str] | None = None) -> int:

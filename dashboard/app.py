@@ -107,10 +107,11 @@ def report_card_view(ck: pd.DataFrame, metric: str, verdict: dict | None) -> Non
 def what_if_view(ck: pd.DataFrame, metric: str, history: dict | None) -> None:
     st.subheader("What-if: another selection rule")
     eps = ck.loc[ck["kind"] == "checkpoint", "episode"]
+    top = int(eps.max()) if len(eps) else 0
+    st.session_state["after"] = min(int(st.session_state.get("after", 0)), top)
     c1, c2, c3 = st.columns(3)
     mode = c1.radio("pick the", ["max", "min"], key="mode", horizontal=True, format_func=lambda m: f"{m} entropy")
-    after = c2.number_input("after episode", min_value=0, max_value=int(eps.max()) if len(eps) else 0, step=10,
-                            key="after")
+    after = c2.number_input("after episode", min_value=0, max_value=top, step=10, key="after")
     window = c3.slider("smoothing window (history points)", 1, 100, key="window")
     pick = rules.apply_rule(ck, rules.Rule(mode=mode, after_episode=int(after), window=int(window)), metric, history)
     if pick is None:
@@ -204,14 +205,12 @@ def main() -> None:
     qp_default("corr_metric", st.session_state["metric"])
     if st.session_state["corr_metric"] not in METRICS:
         st.session_state["corr_metric"] = st.session_state["metric"]
-    qp_default("window", 10, int)
+    qp_default("window", 5, int)
     st.session_state["window"] = min(100, max(1, int(st.session_state["window"])))
     qp_default("mode", "max")
     if st.session_state["mode"] not in ("max", "min"):
         st.session_state["mode"] = "max"
     qp_default("scene", None)
-    qp_default("after", 0, int)
-    st.session_state["after"] = max(0, int(st.session_state["after"]))
 
     with st.sidebar:
         run_name = st.selectbox("run", names, key="run",
@@ -225,6 +224,8 @@ def main() -> None:
         st.caption(f"runs folder: `{cfg.runs_dir}`")
 
     run = data.load_run(runs[names.index(run_name)])
+    qp_default("after", int((run.history or {}).get("select_after") or 0), int)  # the trainer's own rule
+    st.session_state["after"] = max(0, int(st.session_state["after"]))
     show_problems(run)
     entropy_caveat(run)
     ck = data.checkpoint_frame(run.summary)

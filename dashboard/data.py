@@ -192,11 +192,12 @@ def _find_flag(obj: Any, needle: str = "state_dependent") -> bool | None:
 
 
 def log_std_state_dependent(run: RunData) -> bool | None:
-    """Whether the policy's log-std depends on the state (config.json, results config, checkpoint meta).
+    """Whether the policy's log-std depends on the state (config.json, entropy_history.json, results config,
+    checkpoint meta: any boolean key containing ``state_dependent``, e.g. ``state_dependent_std``).
 
     Returns None when no source records it.
     """
-    for src in (run.config, run.summary.attrs.get("config") if run.summary else None):
+    for src in (run.config, run.history, run.summary.attrs.get("config") if run.summary else None):
         r = _find_flag(src)
         if r is not None:
             return r
