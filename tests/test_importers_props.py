@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from shapely.geometry import LineString, Polygon
 
-from scenarios.importers.common import lane_buffer_polygons, simplify
+from scenarios.importers.mapgeom import lane_buffer_polygons, simplify
 from scenarios.importers.resample import needs_resampling, resample_tracks, window_starts
 from scenarios.scenario import Polylines, wrap_angle
 
@@ -94,7 +94,7 @@ def test_window_starts(n, window, stride):
 
 
 def test_route_extension_follows_a_curving_lane_and_its_successor():
-    from scenarios.importers.common import ego_route
+    from scenarios.importers.mapgeom import ego_route
 
     theta = np.linspace(0, np.pi / 2, 40)
     straight = np.stack([np.linspace(-20, 10, 31), np.zeros(31)], axis=1)

@@ -6,5 +6,6 @@
 
 All three fill a :class:`~scenarios.importers.common.Recording` and share
 :func:`~scenarios.importers.common.recording_to_scenes` (resampling, windowing, route,
-drivable area). See ``docs/importers.md``.
+drivable area); lane buffers, crops and the route are in
+:mod:`scenarios.importers.mapgeom`, time in :mod:`scenarios.importers.resample`. See ``docs/importers.md``.
 """
