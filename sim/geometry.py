@@ -187,10 +187,11 @@ def _inside_any(q: np.ndarray, polys: Sequence[np.ndarray]) -> np.ndarray:
 def _boundary_samples(polys: Sequence[np.ndarray]) -> np.ndarray:
     """``[N, 2]`` points along the boundary of the polygons' union, at most :data:`EDGE_SAMPLE` apart.
 
-    Edge points with the union on both sides (edges shared by adjacent polygons) are dropped.
+    Edge points whose outer side lies inside another polygon (edges shared by adjacent or
+    overlapping polygons) are not on the union's boundary and are dropped.
     """
-    pts, normals = [], []
-    for poly in polys:
+    out = []
+    for i, poly in enumerate(polys):
         d = np.roll(poly, -1, axis=0) - poly
         seg = np.linalg.norm(d, axis=1)
         keep = seg > 1e-9
@@ -198,14 +199,14 @@ def _boundary_samples(polys: Sequence[np.ndarray]) -> np.ndarray:
         n = np.maximum(np.ceil(seg / EDGE_SAMPLE).astype(int), 1)
         idx = np.repeat(np.arange(len(p0)), n)
         frac = (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)) / np.repeat(n, n)
-        pts.append(p0[idx] + frac[:, None] * d[idx])
-        normals.append(np.stack([-d[idx, 1], d[idx, 0]], axis=1) / seg[idx, None])
-    p = np.concatenate(pts, axis=0)
-    nrm = np.concatenate(normals, axis=0) * _SIDE_EPS
-    if len(polys) > 1:
-        both = _inside_any(p + nrm, polys) & _inside_any(p - nrm, polys)
-        p = p[~both]
-    return p
+        pts = p0[idx] + frac[:, None] * d[idx]
+        if len(polys) > 1:
+            area2 = np.sum(poly[:, 0] * np.roll(poly[:, 1], -1) - np.roll(poly[:, 0], -1) * poly[:, 1])
+            right = np.stack([d[idx, 1], -d[idx, 0]], axis=1) / seg[idx, None]  # outward when counter-clockwise
+            outer = pts + np.sign(area2) * _SIDE_EPS * right
+            pts = pts[~_inside_any(outer, [p for j, p in enumerate(polys) if j != i])]
+        out.append(pts)
+    return np.concatenate(out, axis=0)
 
 
 def _scene_frame(scene: Scenario) -> tuple[np.ndarray, float]:

@@ -22,10 +22,13 @@ Definitions and choices (beyond DESIGN.md):
 - ``min_ttc``: :func:`sim.geometry.time_to_collision` at every controlled step at which the
   ego moves (speed >= 0.005 m/s, as nuPlan), minimum over steps; :data:`TTC_NONE` (3.1 s)
   means no conflict within 3 s. ``ttc_ok = min_ttc > 0.95 s``.
-- Comfort: Savitzky-Golay derivatives (window :data:`SAVGOL_WINDOW` steps, quadratic) of the
-  ego's closed-loop signed speed (for long. accel, then jerk from accel) and unwrapped yaw
-  (yaw rate); ``lat_accel = speed * yaw_rate``. Scene ends are extended by odd reflection,
-  which keeps the local slope. ``comfortable`` = every controlled step within the nuPlan bounds.
+- Comfort: Savitzky-Golay derivatives (quadratic fits) of the ego's closed-loop state, with
+  nuPlan's windows: long. accel from the signed speed over :data:`ACCEL_WINDOW` steps, jerk
+  from that accel over :data:`JERK_WINDOW` steps (nuPlan's 15), yaw rate from the unwrapped
+  yaw over :data:`YAW_RATE_WINDOW` steps (nuPlan's 5); ``lat_accel = speed * yaw_rate``. Scene
+  ends are extended by odd reflection (keeps the local slope). The smoothing passes a
+  sinusoid of period 2 s with gain 0.89 (accel) and 0.49 (jerk, both filters): brief spikes
+  are forgiven, sustained ones are not. ``comfortable`` = every controlled step within bounds.
 - ``score = no_at_fault_collision * drivable * (5 progress + 5 ttc_ok + 2 comfortable) / 12``.
 """
 
@@ -59,24 +62,25 @@ ACCEL_BOUNDS = (-4.05, 2.40)  # m/s^2
 LAT_ACCEL_MAX = 4.89  # m/s^2
 YAW_RATE_MAX = 0.95  # rad/s
 JERK_MAX = 4.13  # m/s^3
-SAVGOL_WINDOW = 7  # steps (0.7 s at 10 Hz)
+ACCEL_WINDOW = 7  # steps (0.7 s at 10 Hz)
+JERK_WINDOW = 15  # steps (nuPlan)
+YAW_RATE_WINDOW = 5  # steps (nuPlan)
 _BOX = [X, Y, YAW, LENGTH, WIDTH]
 
 
-def _savgol_deriv(x: Tensor, last: Tensor, dt: float) -> Tensor:
-    """First derivative of ``x [B, T]`` (valid up to index ``last [B]``), Savitzky-Golay, per second."""
+def _savgol_deriv(x: Tensor, last: Tensor, dt: float, window: int) -> Tensor:
+    """First derivative of ``x [B, T]`` (valid up to index ``last [B]``), Savitzky-Golay over ``window`` steps, /s."""
     n_b, n_t = x.shape
-    half = SAVGOL_WINDOW // 2
-    coef = torch.as_tensor(
-        savgol_coeffs(SAVGOL_WINDOW, 2, deriv=1, delta=dt, use="dot").copy(), dtype=x.dtype, device=x.device
-    )
+    half = window // 2
+    coef = savgol_coeffs(window, 2, deriv=1, delta=dt, use="dot")
+    coef = torch.as_tensor(coef.copy(), dtype=x.dtype, device=x.device)
     t = torch.arange(-half, n_t + half, device=x.device)[None, :].expand(n_b, -1)  # [B, T + 2h]
     lst = last[:, None]
     src = torch.where(t < 0, -t, torch.where(t > lst, 2 * lst - t, t)).clamp(0, n_t - 1)
     val = x.gather(1, src)
     val = torch.where(t < 0, 2 * x[:, :1] - val, val)
     val = torch.where(t > lst, 2 * x.gather(1, lst) - val, val)
-    return val.unfold(1, SAVGOL_WINDOW, 1) @ coef  # [B, T]
+    return val.unfold(1, window, 1) @ coef  # [B, T]
 
 
 class MetricContext:
@@ -155,12 +159,12 @@ class MetricContext:
     @cached_property
     def accel(self) -> Tensor:
         """``[B, T]`` m/s^2, longitudinal acceleration."""
-        return _savgol_deriv(self.speed, self.last, self.dt)
+        return _savgol_deriv(self.speed, self.last, self.dt, ACCEL_WINDOW)
 
     @cached_property
     def jerk(self) -> Tensor:
         """``[B, T]`` m/s^3, longitudinal jerk."""
-        return _savgol_deriv(self.accel, self.last, self.dt)
+        return _savgol_deriv(self.accel, self.last, self.dt, JERK_WINDOW)
 
     @cached_property
     def yaw_rate(self) -> Tensor:
@@ -168,7 +172,7 @@ class MetricContext:
         yaw = self.ego[..., YAW]
         dyaw = torch.remainder(yaw[:, 1:] - yaw[:, :-1] + torch.pi, 2 * torch.pi) - torch.pi
         unwrapped = torch.cat([yaw[:, :1], yaw[:, :1] + torch.cumsum(dyaw, dim=1)], dim=1)
-        return _savgol_deriv(unwrapped, self.last, self.dt)
+        return _savgol_deriv(unwrapped, self.last, self.dt, YAW_RATE_WINDOW)
 
     @cached_property
     def lat_accel(self) -> Tensor:

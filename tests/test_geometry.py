@@ -108,6 +108,8 @@ def _random_polys(rng: np.random.Generator) -> list[np.ndarray]:
             ang = np.sort(rng.uniform(0, 2 * math.pi, n))
             rad = rng.uniform(4, 20, n)
             polys.append(np.stack([cx + rad * np.cos(ang), cy + rad * np.sin(ang)], 1))
+        if rng.random() < 0.3:
+            polys[-1] = polys[-1][::-1]  # clockwise
     return polys
 
 

@@ -172,28 +172,45 @@ def test_half_progress_ade_fde_route_completion():
     assert float(_m([_scene(log)], still[None])["progress"][0]) == pytest.approx(2.0 / 30.0, abs=1e-5)
 
 
-def _savgol_gain(omega: float) -> float:
-    """Gain of the 7-point Savitzky-Golay derivative (coefficients k / 28 dt) on a sinusoid of ``omega`` rad/s."""
+def _savgol_gain(omega: float, window: int) -> float:
+    """Gain of the quadratic Savitzky-Golay derivative over ``window`` steps (slope k / sum k^2) at ``omega`` rad/s."""
+    half = window // 2
     theta = omega * DT
-    return 2 / 28 * sum(k * math.sin(k * theta) for k in (1, 2, 3)) / theta
+    return sum(2 * k * math.sin(k * theta) for k in range(1, half + 1)) / (
+        theta * 2 * sum(k * k for k in range(1, half + 1))
+    )
 
 
-@pytest.mark.parametrize(("amp", "comfortable"), [(1.0, True), (2.0, False)])
-def test_jerk_bounds(amp, comfortable):
-    # a = amp sin(pi t): |a| <= 2 within the accel bounds; jerk amplitude pi * amp, seen through the
-    # smoothing gain g twice: 0.79 pi amp = 2.5 (ok) or 5.0 (> 4.13)
+def test_accel_and_jerk_follow_the_documented_filters():
+    # a = sin(pi t): accel seen through the 7-step filter, jerk through the 7- and the 15-step filters
     t = np.arange(T) * DT
-    v = 10.0 - amp / math.pi * np.cos(math.pi * t)
-    x = 10.0 * t - amp / math.pi**2 * np.sin(math.pi * t)
-    log = _states(x, 0.0, 0.0, v)
-    ro, batch = _rollout([_scene(log)])
-    m = compute_metrics(ro, batch)
-    assert float(m["comfortable"][0]) == float(comfortable)
+    v = 10.0 - np.cos(math.pi * t) / math.pi
+    x = 10.0 * t - np.sin(math.pi * t) / math.pi**2
+    ro, batch = _rollout([_scene(_states(x, 0.0, 0.0, v))])
     s = metric_series(ro, batch)
-    g = _savgol_gain(math.pi)
-    ctrl = slice(INIT + 1, T - 6)  # away from the end, where the odd reflection is only approximate
-    np.testing.assert_allclose(s["accel"][0, ctrl].numpy(), g * amp * np.sin(math.pi * t[ctrl]), atol=1e-3)
-    np.testing.assert_allclose(s["jerk"][0, ctrl].numpy(), g**2 * amp * math.pi * np.cos(math.pi * t[ctrl]), atol=1e-2)
+    g7, g15 = _savgol_gain(math.pi, 7), _savgol_gain(math.pi, 15)
+    ctrl = slice(INIT + 1, T - 4)  # away from the end, where the odd reflection is only approximate
+    np.testing.assert_allclose(s["accel"][0, ctrl].numpy(), g7 * np.sin(math.pi * t[ctrl]), atol=1e-3)
+    ctrl = slice(INIT + 1, T - 11)  # both filters' half windows
+    np.testing.assert_allclose(s["jerk"][0, ctrl].numpy(), g7 * g15 * math.pi * np.cos(math.pi * t[ctrl]), atol=1e-3)
+    assert float(compute_metrics(ro, batch)["comfortable"][0]) == 1.0
+
+
+@pytest.mark.parametrize(("a_before", "a_after", "comfortable"), [(1.0, -2.0, True), (2.0, -3.8, False)])
+def test_jerk_outside_bounds(a_before, a_after, comfortable):
+    # acceleration switches at step 25; both levels are within [-4.05, 2.40] but a 5.8 m/s^2 switch
+    # is a sustained jerk (about 5.8 m/s^3 through the 1.5 s filter), a 3 m/s^2 one is not
+    acc = np.where(np.arange(T) < 25, a_before, a_after)
+    v = 12.0 + np.concatenate([[0.0], np.cumsum(acc[:-1] * DT)])
+    x = np.concatenate([[0.0], np.cumsum((v[:-1] + v[1:]) / 2 * DT)])
+    ro, batch = _rollout([_scene(_states(x, 0.0, 0.0, v))])
+    s = metric_series(ro, batch)
+    ctrl = slice(INIT + 1, T)
+    accel, jerk = s["accel"][0, ctrl].numpy(), s["jerk"][0, ctrl].numpy()
+    assert accel.min() >= -4.05 and accel.max() <= 2.40
+    np.testing.assert_allclose(accel[: 25 - 4 - INIT], a_before, atol=1e-4)  # exact on linear speed
+    assert (np.abs(jerk).max() <= 4.13) == comfortable
+    assert float(compute_metrics(ro, batch)["comfortable"][0]) == float(comfortable)
 
 
 @pytest.mark.parametrize(("speed", "comfortable"), [(5.0, True), (12.0, False)])
