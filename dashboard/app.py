@@ -100,7 +100,7 @@ def report_card_view(ck: pd.DataFrame, metric: str, verdict: dict | None) -> Non
         return
     if not stored:
         st.markdown(f"**Verdict**: {card.iloc[0]['verdict']}")
-    st.dataframe(card, hide_index=True, width="stretch")
+    st.table(card.set_index("rule"))  # a plain table: no grid component to load at first paint
     st.download_button("CSV: report card", card.to_csv(index=False), "report_card.csv", "text/csv", key="dl_card")
 
 
@@ -154,7 +154,10 @@ def scenes_view(run: data.RunData, ck: pd.DataFrame) -> None:
     st.session_state["ckpt_pick"] = st.session_state.get(SEL)
     key = st.selectbox("checkpoint", keys, key="ckpt_pick", format_func=lambda k: f"{ck.loc[k, 'name']} ({k[:8]})",
                        on_change=lambda: st.session_state.__setitem__(SEL, st.session_state["ckpt_pick"]))
-    df = data.scene_frame(run.summary, key)
+    scenarios, err = data.load_scenarios(run)
+    if err:
+        st.warning(err)
+    df = data.scene_frame(run.summary, key, scenarios)
     f1, f2, f3 = st.columns(3)
     fam = f1.multiselect("family", sorted(df["family"].unique()), key="f_family")
     src = f2.multiselect("source", sorted(df["source"].unique()), key="f_source")

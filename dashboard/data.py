@@ -18,7 +18,16 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from sim.results_reader import ResultsError, ResultsSummary, SceneDetail, read_ego_traj, read_scene, read_summary
+from sim.results_reader import (
+    ResultsError,
+    ResultsSummary,
+    ScenarioInfo,
+    SceneDetail,
+    read_ego_traj,
+    read_scenarios,
+    read_scene,
+    read_summary,
+)
 
 TRAIN_CMD = "python -m training.train --episodes 500"
 EVAL_CMD = "python -m sim.evaluate --ckpt best_entropy.pt"
@@ -108,9 +117,17 @@ def _read_json(path: str, key: tuple[int, int]) -> tuple[Any, str | None]:
 @st.cache_data(show_spinner=False, max_entries=16)
 def _read_summary(path: str, key: tuple[int, int]) -> tuple[ResultsSummary | None, str | None]:
     try:
-        return read_summary(path), None
+        return read_summary(path, with_scenarios=False), None  # the scenario table is read lazily
     except ResultsError as e:
         return None, str(e)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _read_scenarios(path: str, key: tuple[int, int]) -> tuple[tuple[ScenarioInfo, ...], str | None]:
+    try:
+        return read_scenarios(path), None
+    except ResultsError as e:
+        return (), str(e)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -167,6 +184,11 @@ def load_run(ref: RunRef) -> RunData:
                                     f"evaluated checkpoints. Training writes it: {TRAIN_CMD}"))
     return RunData(ref=ref, config=loaded["config.json"], history=hist, train_metrics=loaded["train_metrics.json"],
                    summary=summary, problems=tuple(problems))
+
+
+def load_scenarios(run: RunData) -> tuple[tuple[ScenarioInfo, ...], str | None]:
+    """The run's scenario table (lazy: only the per-scenario view needs it; cached on the file's mtime)."""
+    return _read_scenarios(str(run.results_path), file_key(run.results_path))
 
 
 def load_scene(run: RunData, row: int) -> tuple[SceneDetail | None, str | None]:
@@ -272,11 +294,11 @@ def failure_kind(metrics: dict[str, np.ndarray]) -> np.ndarray:
     return out
 
 
-def scene_frame(summary: ResultsSummary, key: str) -> pd.DataFrame:
+def scene_frame(summary: ResultsSummary, key: str, scenarios: tuple[ScenarioInfo, ...] | None = None) -> pd.DataFrame:
     """Per-scenario table for one checkpoint: ``pos`` (row position in the checkpoint), ``row``, ``id``,
-    ``family``, ``source``, ``failure`` and every metric."""
+    ``family``, ``source``, ``failure`` and every metric. ``scenarios`` defaults to ``summary.scenarios``."""
     c = summary.checkpoints[key]
-    info = {s.row: s for s in summary.scenarios}
+    info = {s.row: s for s in (summary.scenarios if scenarios is None else scenarios)}
     df = pd.DataFrame({"pos": np.arange(c.n), "row": c.scenario.astype(int),
                        "id": [info[int(r)].id if int(r) in info else sid for r, sid in zip(c.scenario, c.scenario_id)],
                        "family": [info[int(r)].family if int(r) in info else "" for r in c.scenario],

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dashboard.fixtures import FixtureSpec, write_run
-from sim.results_reader import METRIC_NAMES, ResultsError, read_ego_traj, read_scene, read_summary
+from sim.results_reader import METRIC_NAMES, ResultsError, read_ego_traj, read_scenarios, read_scene, read_summary
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +38,9 @@ def test_summary_round_trip(run_dir):
             assert c.roles == tuple(json.loads(g.attrs["roles"]))
             assert c.mean("score") == pytest.approx(float(np.nanmean(g["metrics/score"][()])))
     assert s.verdict is not None and s.verdict["metric"] == "score"
+    lazy = read_summary(run_dir / "results.h5", with_scenarios=False)
+    assert lazy.scenarios == () and lazy.checkpoints.keys() == s.checkpoints.keys()
+    assert read_scenarios(run_dir / "results.h5") == s.scenarios
 
 
 def test_scene_and_traj(run_dir):
