@@ -5,7 +5,8 @@ checkpoints and 500 procedural scenes of 80 controlled steps, then times one
 ``sim.evaluate`` call on them (scene loading, batching, rollouts, metrics, per-checkpoint
 atomic HDF5 commits, verdict with its bootstrap, summary table) and prints one JSON line:
 ``checkpoints``, ``scenarios``, ``wall_s``, ``bytes_per_checkpoint_scenario``, ``device`` (plus
-``file_bytes``, ``scenes_bytes`` and ``setup_s``).
+``cpu_s`` (this process's CPU time: the machine is shared), ``load_avg_1m``, ``file_bytes``,
+``scenes_bytes`` and ``setup_s``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import platform
 import tempfile
 import time
@@ -102,9 +104,9 @@ def main(argv=None) -> dict:
         setup_s = time.perf_counter() - t0
         ecfg = EvalConfig(run=str(run_dir), scenarios=str(scenes_path), batch_size=cfg.batch_size, device=cfg.device,
                           out=str(out), executor=cfg.executor, seed=cfg.seed, progress=False)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         run(ecfg, console=Console(file=io.StringIO(), width=150))
-        wall = time.perf_counter() - t1
+        wall, cpu = time.perf_counter() - t1, time.process_time() - c1
         size = out.stat().st_size
         import h5py
 
@@ -122,6 +124,8 @@ def main(argv=None) -> dict:
             "checkpoints": n_ck,
             "scenarios": n_sc,
             "wall_s": round(wall, 2),
+            "cpu_s": round(cpu, 2),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
             "bytes_per_checkpoint_scenario": round(size / (n_ck * n_sc), 1),
             "device": device,
             "file_bytes": size,
