@@ -125,6 +125,7 @@ def _convert(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_convert_every_sample_round_trips(shared_data, imported, tmp_path):
     dst = tmp_path / "real.npz"
     r = _convert(str(shared_data), str(dst))
