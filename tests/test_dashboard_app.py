@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -169,3 +170,14 @@ def test_state_dependent_log_std_has_no_warning(tmp_path, monkeypatch):
     at = app(tmp_path, monkeypatch)
     assert not at.exception
     assert "state-independent" not in texts(at)
+
+
+def test_results_without_any_checkpoint_yet(tmp_path, monkeypatch):
+    run = write_run(tmp_path, FixtureSpec(name="r1", n_scenes=4))
+    with h5py.File(run / "results.h5", "a") as f:  # an evaluation that has written its scenes, no checkpoint yet
+        del f["checkpoints"]
+        del f["verdict"]
+    at = app(tmp_path, monkeypatch)
+    assert not at.exception
+    assert "no checkpoint evaluated yet" in texts(at) and "python -m sim.evaluate" in texts(at)
+    assert at.get("plotly_chart")  # the entropy history still shows
