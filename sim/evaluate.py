@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from sim.candidates import BASELINES, Candidate, baseline, discover
-from sim.executors import SimSettings, make_executor, make_shards, make_units
+from sim.executors import SimSettings, make_executor, make_shards, make_units, run_units
 from sim.results import CheckpointRows, EvaluationError, ResultsWriter, read_checkpoints, to_json
 from sim.verdict import compute_verdict, verdict_input_from_rows
 
@@ -229,7 +228,6 @@ def build_verdict(stored: Sequence[Any], ids: Sequence[str], cfg: EvalConfig) ->
 def run(cfg: EvalConfig, console=None) -> dict[str, Any]:
     """Evaluate, write results and the verdict, print the summary. Returns the verdict."""
     from rich.console import Console
-    from tqdm import tqdm
 
     from policy.checkpoint import read_checkpoint
 
@@ -271,28 +269,16 @@ def run(cfg: EvalConfig, console=None) -> dict[str, Any]:
         if not out.exists() or units:
             writer.prepare(scenes, root)
         by_key = {c.key: c for c in cands}
-        left = defaultdict(int)
-        for u in units:
-            left[u.key] += 1
-        parts: dict[str, list] = defaultdict(list)
+
+        def commit(key: str, rows: CheckpointRows) -> None:
+            c = by_key[key]
+            writer.commit(key, c.attrs(cfg.backend), rows, [scene_of[i] for i in rows.scenario_ids], root)
+
         if units:
             executor = make_executor(cfg.executor, cfg.ray_address, cfg.num_cpus or None)
-            bar = tqdm(total=sum(len(u.scenes) for u in units), unit="scene", disable=not cfg.progress,
-                       desc="closed loop", file=sys.stderr)
             try:
-                for res in executor.run(units, scenes, settings):
-                    bar.update(len(res.rows.scenario_ids))
-                    parts[res.key].append(res)
-                    left[res.key] -= 1
-                    if left[res.key] == 0:
-                        c = by_key[res.key]
-                        done_parts = sorted(parts.pop(res.key), key=lambda r: r.shard)
-                        rows = CheckpointRows.concat([r.rows for r in done_parts])
-                        writer.commit(c.key, c.attrs(cfg.backend), rows, [scene_of[i] for i in rows.scenario_ids],
-                                      root)
-                        bar.set_postfix_str(f"saved {c.name}")
+                run_units(executor, units, scenes, settings, commit, progress=cfg.progress)
             finally:
-                bar.close()
                 executor.close()
         stored = {s.key: s for s in read_checkpoints(out)}
         verdict = build_verdict(list(stored.values()), ids, cfg)

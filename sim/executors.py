@@ -9,8 +9,9 @@ equal ``init_step`` and ``dt`` (a batch shares them) in order, ``batch_size`` at
 from __future__ import annotations
 
 import importlib
+import sys
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -303,6 +304,38 @@ class RayExecutor:
         """Shut down the local Ray instance this executor started."""
         if self._started and self._ray.is_initialized():
             self._ray.shutdown()
+
+
+def run_units(
+    executor,
+    units: Sequence[WorkUnit],
+    scenes: Sequence[Scenario],
+    settings: SimSettings,
+    on_complete: Callable[[str, CheckpointRows], None],
+    progress: bool = True,
+) -> None:
+    """Run ``units``; as soon as every unit of a key is back, call ``on_complete(key, rows)`` (shards in order).
+
+    A tqdm bar (stderr) counts scenes.
+    """
+    from tqdm import tqdm
+
+    left: dict[str, int] = {}
+    for u in units:
+        left[u.key] = left.get(u.key, 0) + 1
+    parts: dict[str, list[UnitResult]] = {}
+    bar = tqdm(total=sum(len(u.scenes) for u in units), unit="scene", disable=not progress, desc="closed loop",
+               file=sys.stderr)
+    try:
+        for res in executor.run(units, scenes, settings):
+            bar.update(len(res.rows.scenario_ids))
+            parts.setdefault(res.key, []).append(res)
+            left[res.key] -= 1
+            if left[res.key] == 0:
+                done = sorted(parts.pop(res.key), key=lambda r: r.shard)
+                on_complete(res.key, CheckpointRows.concat([r.rows for r in done]))
+    finally:
+        bar.close()
 
 
 def make_executor(name: str, address: str | None = None, num_cpus: int | None = None):
