@@ -39,6 +39,7 @@ class EvalConfig:
     only: bool = False
     baselines: tuple[str, ...] = ()
     scenarios: str = "procedural:test"
+    scenario_cache: str = "out/cache"
     max_scenarios: int = 0
     backend: str = "kinematic"
     carla_host: str = "localhost"
@@ -68,6 +69,8 @@ def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
     p.add_argument("--baseline", action="append", default=[], choices=BASELINES, dest="baselines",
                    help="add a baseline row (repeatable)")
     p.add_argument("--scenarios", default="procedural:test", help="suite name (procedural:test), file, or folder")
+    p.add_argument("--scenario-cache", default="out/cache",
+                   help="on-disk cache of generated bundled suites ('' to disable)")
     p.add_argument("--max-scenarios", type=int, default=0, help="evaluate only the first N scenes (0: all)")
     p.add_argument("--backend", choices=("kinematic", "carla"), default="kinematic")
     p.add_argument("--carla-host", default="localhost")
@@ -101,7 +104,11 @@ def _load_scenes(cfg: EvalConfig) -> list:
             raise EvaluationError(f"--scenarios {cfg.scenarios}: no such file or folder") from None
         scenes = list(load_any(cfg.scenarios))
     else:
-        scenes = list(load_suite(cfg.scenarios))
+        cache = cfg.scenario_cache or None
+        try:
+            scenes = list(load_suite(cfg.scenarios, cache_dir=cache))
+        except OSError:  # cache folder not writable: generate in memory
+            scenes = list(load_suite(cfg.scenarios))
     if cfg.max_scenarios > 0:
         scenes = scenes[: cfg.max_scenarios]
     if not scenes:
@@ -166,6 +173,7 @@ def _cell(mean: float, lo: float, hi: float) -> str:
 
 def print_summary(console, rows: Sequence[dict[str, Any]], verdict: dict[str, Any] | None) -> None:
     """Rich table per checkpoint (mean ± 95% CI half-width over scenarios) and the verdict."""
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title="Closed loop: mean ±95% CI over scenarios")
@@ -183,7 +191,7 @@ def print_summary(console, rows: Sequence[dict[str, Any]], verdict: dict[str, An
     console.print(t)
     if verdict is None or not verdict.get("rules"):
         if verdict is not None:
-            console.print(f"[bold]Verdict:[/bold] {verdict['sentence']}")
+            console.print(f"[bold]Verdict:[/bold] {escape(verdict['sentence'])}")
         return
     rt = Table(title=f"Selection rules (best checkpoint by {verdict['metric']})")
     for col in ("rule", "picks", "episode", verdict["metric"], "rank", "regret"):
@@ -196,7 +204,7 @@ def print_summary(console, rows: Sequence[dict[str, Any]], verdict: dict[str, An
         else:
             rt.add_row(name, e["name"], str(e["episode"]), f"{e['value']:.3f}", str(e["rank"]), f"{e['regret']:.3f}")
     console.print(rt)
-    console.print(f"[bold]Verdict:[/bold] {verdict['sentence']}")
+    console.print(f"[bold]Verdict:[/bold] {escape(verdict['sentence'])}")
 
 
 def build_verdict(stored: Sequence[Any], ids: Sequence[str], cfg: EvalConfig) -> dict[str, Any]:
