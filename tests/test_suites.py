@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import collections
-import tracemalloc
+import os
 
 import numpy as np
 import pytest
@@ -85,13 +85,25 @@ def test_disk_cache_round_trip_and_repair(tmp_path):
     suites.clear_memory_cache()
 
 
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _scene_bytes(s) -> int:
+    arrays = [s.agents, s.valid, s.agent_type, s.route, s.map.lane_widths]
+    for name in s.map.POLYLINE_FIELDS:
+        arrays += [getattr(s.map, name).points, getattr(s.map, name).offsets]
+    return sum(a.nbytes for a in arrays)
+
+
 @pytest.mark.slow
 def test_thousand_scene_suite_fits_in_memory():
     suites.clear_memory_cache()
-    tracemalloc.start()
+    before = _rss_bytes()
     scenes = load_suite("procedural:train")
-    current, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    assert len(scenes) == 1000
-    assert current < 1 << 30 and peak < 1 << 30
+    grown = _rss_bytes() - before
+    held = sum(_scene_bytes(s) for s in scenes)
+    assert len(scenes) == 1000 and len({s.id for s in scenes}) == 1000
+    assert held < 1 << 30 and grown < 1 << 30, (held, grown)
     suites.clear_memory_cache()

@@ -71,8 +71,9 @@ def generate(family: str, seed: int) -> Scenario:
     raise ScenarioError(f"procedural/{family}/{seed}: no feasible draw in {MAX_ATTEMPTS} attempts ({last})")
 
 
-def generate_suite(seeds: Iterable[int], families: Sequence[str] = FAMILY_NAMES, progress: bool = False
-                   ) -> list[Scenario]:
+def generate_suite(
+    seeds: Iterable[int], families: Sequence[str] = FAMILY_NAMES, progress: bool = False
+) -> list[Scenario]:
     """Scenes for every seed, cycling through ``families`` (seed ``k`` gets ``families[k % len]``).
 
     Args:

@@ -37,8 +37,10 @@ def left_turn(sc: Scene) -> int:
     for a, b in zip(closed[:-1], closed[1:]):
         if np.hypot(*(b - a)) > 0.5:
             sc.edges.append(straight(a, b, 1.0))
-    rot = [np.array([[np.cos(k * np.pi / 2), -np.sin(k * np.pi / 2)], [np.sin(k * np.pi / 2), np.cos(k * np.pi / 2)]])
-           for k in range(4)]
+    rot = [
+        np.array([[np.cos(k * np.pi / 2), -np.sin(k * np.pi / 2)], [np.sin(k * np.pi / 2), np.cos(k * np.pi / 2)]])
+        for k in range(4)
+    ]
     # arm k seen as the south arm rotated by k * 90 degrees: inbound lanes head towards the junction
     inbound, through = {}, {}
     for k in range(4):
@@ -108,8 +110,9 @@ def pedestrian_crossing(sc: Scene) -> int:
     x_cw = s_e + float(rng.uniform(40.0, 70.0))
     cw = float(rng.uniform(3.0, 4.5))
     y_lo, y_hi = -nf * w, nb * w
-    sc.crosswalks.append(np.array([[x_cw - cw / 2, y_lo], [x_cw + cw / 2, y_lo], [x_cw + cw / 2, y_hi],
-                                   [x_cw - cw / 2, y_hi]]))
+    sc.crosswalks.append(
+        np.array([[x_cw - cw / 2, y_lo], [x_cw + cw / 2, y_lo], [x_cw + cw / 2, y_hi], [x_cw - cw / 2, y_hi]])
+    )
     y_e = road.y_fwd(i_e)
     t_arr = (x_cw - cw / 2 - 2.4 - s_e) / v_e
     tt = np.arange(T_STEPS) * DT
@@ -125,8 +128,9 @@ def pedestrian_crossing(sc: Scene) -> int:
         p = sc.path(straight((xp, y0), (xp, y1)))
         peds.append(sc.scripted(p, s, v, PED_SIZE, AgentType.PEDESTRIAN, key=True))
     conflicts = []
-    for p, y in [(q, road.y_fwd(i)) for i, q in enumerate(road.fwd)] + [(q, (j + 0.5) * w) for j, q in
-                                                                        enumerate(road.bwd)]:
+    for p, y in [(q, road.y_fwd(i)) for i, q in enumerate(road.fwd)] + [
+        (q, (j + 0.5) * w) for j, q in enumerate(road.bwd)
+    ]:
         conflicts.append(sc.conflict(p, (x_cw - cw / 2, x_cw + cw / 2, y - w / 2, y + w / 2), peds, enter_radius=2.6))
     ego = sc.vehicle(road.fwd[i_e], s_e, v_e, v_e * rng.uniform(1.0, 1.1), ego=True)
     stream(sc, road.fwd[i_e], 5.0, s_e - safe_gap(v_e, 4.8, 12.0, 2.0), v_e, leader=ego)

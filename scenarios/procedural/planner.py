@@ -167,8 +167,7 @@ def plan(
             if pending.any():
                 vd = veh.v_des[:, None]
                 tau_in = travel_time(dist_in, vt[:, None], veh.a_max[:, None], vd)
-                tau_out = travel_time(c_clear[None] - st[:, None], vt[:, None], 0.7 * veh.a_max[:, None],
-                                      0.85 * c_vmax)
+                tau_out = travel_time(c_clear[None] - st[:, None], vt[:, None], 0.7 * veh.a_max[:, None], 0.85 * c_vmax)
                 lo = np.minimum(np.maximum(t + np.floor((tau_in - c_before) / dt).astype(int), 0), t_n)
                 hi = np.minimum(np.maximum(t + np.ceil((tau_out + c_after) / dt).astype(int) + 1, 0), t_n)
                 busy = c_cs[cidx[None], hi] - c_cs[cidx[None], lo] > 0
@@ -184,8 +183,9 @@ def plan(
         a = np.minimum(np.maximum(a, veh.a_min), veh.a_max)
         if any_forced:
             forced = forced_all[:, t]
-            a = np.where(forced, np.minimum(np.maximum(override[:, t], veh.a_min), veh.a_max),
-                         np.maximum(a, -vt / STOP_TAU))
+            a = np.where(
+                forced, np.minimum(np.maximum(override[:, t], veh.a_min), veh.a_max), np.maximum(a, -vt / STOP_TAU)
+            )
         else:
             a = np.maximum(a, -vt / STOP_TAU)
         a = np.minimum(np.maximum(a, a_prev - jdt), a_prev + jdt)

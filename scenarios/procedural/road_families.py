@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from scenarios.procedural.geometry import Path, smoothstep5, strip_polygon
-from scenarios.procedural.roads import Road, build_road, curved_ref, safe_gap, straight_ref, stream
 from scenarios.procedural.planner import Conflict
+from scenarios.procedural.roads import Road, build_road, curved_ref, safe_gap, straight_ref, stream
 from scenarios.procedural.scene import DT, T_STEPS, Scene, sample_size
 from scenarios.scenario import AgentType
 
@@ -43,8 +43,9 @@ def _background(sc: Scene, road: Road, skip_fwd: tuple[int, ...], v_base: float)
         stream(sc, p, 5.0, ROAD_LEN - 10.0, v_base * rng.uniform(0.85, 1.15), density=rng.uniform(0.8, 2.0))
 
 
-def _ego_lane(sc: Scene, path: int, s_ego: float, v_ego: float, gap_ahead: float, *, lead_override=None,
-              followers: bool = True) -> tuple[int, int | None]:
+def _ego_lane(
+    sc: Scene, path: int, s_ego: float, v_ego: float, gap_ahead: float, *, lead_override=None, followers: bool = True
+) -> tuple[int, int | None]:
     """Queue the ego's lane: traffic ahead, an optional lead at ``gap_ahead``, the ego, followers behind.
 
     Returns (ego track id, lead track id or None).
@@ -54,17 +55,23 @@ def _ego_lane(sc: Scene, path: int, s_ego: float, v_ego: float, gap_ahead: float
     leader = None
     s_lead = s_ego + gap_ahead
     if s_lead < ROAD_LEN - 20:
-        ahead = stream(sc, path, s_lead + safe_gap(v_ego, 5, 12, 2.0) + 10, ROAD_LEN - 10.0, v_ego * 1.05,
-                       density=rng.uniform(0.6, 1.2))
+        ahead = stream(
+            sc,
+            path,
+            s_lead + safe_gap(v_ego, 5, 12, 2.0) + 10,
+            ROAD_LEN - 10.0,
+            v_ego * 1.05,
+            density=rng.uniform(0.6, 1.2),
+        )
         leader = ahead[-1] if ahead else None
         v_lead = v_ego * (1.0 if lead_override is not None else rng.uniform(0.9, 1.1))
-        lead = sc.vehicle(path, s_lead, v_lead, v_lead, leader=leader, override=lead_override,
-                          key=lead_override is not None)
+        lead = sc.vehicle(
+            path, s_lead, v_lead, v_lead, leader=leader, override=lead_override, key=lead_override is not None
+        )
         leader = lead
     ego = sc.vehicle(path, s_ego, v_ego, v_ego * rng.uniform(1.0, 1.15), ego=True, leader=leader)
     if followers:
-        stream(sc, path, 5.0, s_ego - safe_gap(v_ego, 4.8, 12.0, 2.2), v_ego, leader=ego,
-               density=rng.uniform(0.6, 1.2))
+        stream(sc, path, 5.0, s_ego - safe_gap(v_ego, 4.8, 12.0, 2.2), v_ego, leader=ego, density=rng.uniform(0.6, 1.2))
     return ego, lead
 
 
@@ -129,8 +136,7 @@ def cut_in(sc: Scene) -> int:
     # stage 1: ego-lane traffic well ahead, adjacent-lane traffic ahead of the cutter, other lanes
     far = s_c + v_c * 6.0 + 35.0
     stream(sc, road.fwd[i_e], far, ROAD_LEN - 10.0, v_e * 1.05, density=rng.uniform(0.6, 1.2))
-    stream(sc, road.fwd[i_c], s_c + safe_gap(v_c, 5, 12, 2.0) + 10, ROAD_LEN - 10.0, v_c,
-                 density=rng.uniform(0.6, 1.2))
+    stream(sc, road.fwd[i_c], s_c + safe_gap(v_c, 5, 12, 2.0) + 10, ROAD_LEN - 10.0, v_c, density=rng.uniform(0.6, 1.2))
     _background(sc, road, (i_e, i_c), v_e)
     known = sc.run()
     # stage 2: the cutter
@@ -164,11 +170,9 @@ def stopped_vehicle(sc: Scene) -> int:
     y = road.y_fwd(i_e) + (road.y_fwd(i_a) - road.y_fwd(i_e)) * shift
     p_e = sc.path(np.stack([x, y], axis=1))
     sc.tags.append("pass_left" if i_a < i_e else "pass_right")
-    stopped = sc.scripted(road.fwd[i_e], np.full(T_STEPS, x_s), np.zeros(T_STEPS), size_s, AgentType.VEHICLE,
-                          key=True)
+    stopped = sc.scripted(road.fwd[i_e], np.full(T_STEPS, x_s), np.zeros(T_STEPS), size_s, AgentType.VEHICLE, key=True)
     stream(sc, road.fwd[i_e], x_s + 20.0, ROAD_LEN - 10.0, v_e, density=rng.uniform(0.6, 1.2))
-    stream(sc, road.fwd[i_a], s_e + 30.0, ROAD_LEN - 10.0, v_e * rng.uniform(1.05, 1.3),
-           density=rng.uniform(0.5, 1.0))
+    stream(sc, road.fwd[i_a], s_e + 30.0, ROAD_LEN - 10.0, v_e * rng.uniform(1.05, 1.3), density=rng.uniform(0.5, 1.0))
     _background(sc, road, (i_e, i_a), v_e)
     known = [stopped] + sc.run()
     ego = sc.vehicle(p_e, s_e, v_e, v_e * rng.uniform(1.0, 1.1), ego=True)

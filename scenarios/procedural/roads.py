@@ -32,8 +32,9 @@ class Road:
         return -(i + 0.5) * self.width
 
 
-def build_road(sc: Scene, ref_pts: np.ndarray, n_fwd: int, n_bwd: int, width: float,
-               drivable: bool = True, right_edge: bool = True) -> Road:
+def build_road(
+    sc: Scene, ref_pts: np.ndarray, n_fwd: int, n_bwd: int, width: float, drivable: bool = True, right_edge: bool = True
+) -> Road:
     """Add lanes, paths, edges, lines and (optionally) the drivable strip of a road to ``sc``."""
     ref = Path(ref_pts)
     fwd, bwd, fpts, bpts = [], [], [], []
@@ -86,8 +87,18 @@ def curved_ref(rng: np.random.Generator, length: float, spacing: float = 0.5) ->
     return np.stack([x, y], axis=1), float(np.abs(k).max())
 
 
-def stream(sc: Scene, path: int, s_lo: float, s_hi: float, v_base: float, *, leader: int | None = None,
-           density: float = 1.0, exclude: tuple[tuple[float, float], ...] = (), first_gap: float = 0.0) -> list[int]:
+def stream(
+    sc: Scene,
+    path: int,
+    s_lo: float,
+    s_hi: float,
+    v_base: float,
+    *,
+    leader: int | None = None,
+    density: float = 1.0,
+    exclude: tuple[tuple[float, float], ...] = (),
+    first_gap: float = 0.0,
+) -> list[int]:
     """Queue a platoon on ``path`` from ``s_hi`` back to ``s_lo`` (centres, m), front first.
 
     Gaps are safe for IDM at the sampled speeds plus a random slack scaled by 1 / ``density``;

@@ -76,9 +76,20 @@ class Scene:
         return len(self.paths) - 1
 
     # ------------------------------------------------------------- traffic
-    def vehicle(self, path: int, s0: float, v0: float, v_des: float, *, ego: bool = False, key: bool = False,
-                leader: int | None = None, size: tuple[float, float] | None = None,
-                override: np.ndarray | None = None, kind: AgentType = AgentType.VEHICLE) -> int:
+    def vehicle(
+        self,
+        path: int,
+        s0: float,
+        v0: float,
+        v_des: float,
+        *,
+        ego: bool = False,
+        key: bool = False,
+        leader: int | None = None,
+        size: tuple[float, float] | None = None,
+        override: np.ndarray | None = None,
+        kind: AgentType = AgentType.VEHICLE,
+    ) -> int:
         """Queue a vehicle for the next :meth:`run`; returns its future track id.
 
         ``leader`` is the track id of the vehicle directly ahead on the same path in the same run.
@@ -88,17 +99,32 @@ class Scene:
             size = (4.8, 2.0) if ego else sample_size(rng)
         lim = EGO_LIMITS if ego else OTHER_LIMITS
         a_max = lim["a_max"] if ego else float(rng.uniform(1.4, lim["a_max"]))
-        self.pending.append(dict(path=path, s0=s0, v0=v0, v_des=v_des, ego=ego, key=key, leader=leader,
-                                 size=size, override=override, kind=kind, a_max=a_max, a_min=lim["a_min"],
-                                 jerk=lim["jerk"], headway=1.5 if ego else float(rng.uniform(1.2, 2.0))))
+        self.pending.append(
+            dict(
+                path=path,
+                s0=s0,
+                v0=v0,
+                v_des=v_des,
+                ego=ego,
+                key=key,
+                leader=leader,
+                size=size,
+                override=override,
+                kind=kind,
+                a_max=a_max,
+                a_min=lim["a_min"],
+                jerk=lim["jerk"],
+                headway=1.5 if ego else float(rng.uniform(1.2, 2.0)),
+            )
+        )
         return len(self.tracks) + len(self.pending) - 1
 
-    def scripted(self, path: int, s: np.ndarray, v: np.ndarray, size: tuple[float, float], kind: AgentType,
-                 key: bool = False) -> int:
+    def scripted(
+        self, path: int, s: np.ndarray, v: np.ndarray, size: tuple[float, float], kind: AgentType, key: bool = False
+    ) -> int:
         """Add an agent whose profile is given (pedestrians, parked cars); returns its track id."""
         assert not self.pending, "run() queued vehicles before adding scripted agents"
-        self.tracks.append(Track(path, np.asarray(s, float), np.asarray(v, float), size[0], size[1], kind, key,
-                                 False))
+        self.tracks.append(Track(path, np.asarray(s, float), np.asarray(v, float), size[0], size[1], kind, key, False))
         return len(self.tracks) - 1
 
     def run(self, obstacles: tuple[int, ...] | list[int] = (), conflicts: list[Conflict] = ()) -> list[int]:
@@ -109,14 +135,17 @@ class Scene:
         base = len(self.tracks)
         ids = list(range(base, base + len(q)))
         veh = Vehicles(
-            s0=np.array([d["s0"] for d in q], float), v0=np.array([d["v0"] for d in q], float),
-            length=np.array([d["size"][0] for d in q], float), v_des=np.array([d["v_des"] for d in q], float),
+            s0=np.array([d["s0"] for d in q], float),
+            v0=np.array([d["v0"] for d in q], float),
+            length=np.array([d["size"][0] for d in q], float),
+            v_des=np.array([d["v_des"] for d in q], float),
             leader=np.array([-1 if d["leader"] is None else d["leader"] - base for d in q]),
-            path=np.array([d["path"] for d in q]), a_min=np.array([d["a_min"] for d in q], float),
-            a_max=np.array([d["a_max"] for d in q], float), jerk=np.array([d["jerk"] for d in q], float),
+            path=np.array([d["path"] for d in q]),
+            a_min=np.array([d["a_min"] for d in q], float),
+            a_max=np.array([d["a_max"] for d in q], float),
+            jerk=np.array([d["jerk"] for d in q], float),
             headway=np.array([d["headway"] for d in q], float),
-            override=np.stack([d["override"] if d["override"] is not None else np.full(T_STEPS, np.nan)
-                               for d in q]),
+            override=np.stack([d["override"] if d["override"] is not None else np.full(T_STEPS, np.nan) for d in q]),
         )
         obs = []
         for p in sorted({d["path"] for d in q}):
@@ -124,8 +153,7 @@ class Scene:
             obs += [self.obstacle(o, p, width) for o in obstacles]
         s, v = plan(veh, self.paths, self.vcaps, T_STEPS, DT, [o for o in obs if o.present.any()], conflicts)
         for i, d in enumerate(q):
-            self.tracks.append(Track(d["path"], s[i], v[i], d["size"][0], d["size"][1], d["kind"], d["key"],
-                                     d["ego"]))
+            self.tracks.append(Track(d["path"], s[i], v[i], d["size"][0], d["size"][1], d["kind"], d["key"], d["ego"]))
         return ids
 
     def xy(self, tid: int) -> np.ndarray:
@@ -145,6 +173,24 @@ class Scene:
         if tr.path == path:
             return Obstacle(tr.s, tr.length, self.valid(tid), path)
         xy = self.xy(tid)
+        ok = self.valid(tid)
+        if p.monotone:
+            # vertical offset >= distance >= 0.8 x vertical offset on gentle paths along +x
+            dy = xy[:, 1] - np.interp(xy[:, 0], p.pts[:, 0], p.pts[:, 1])
+            near = ok & (0.8 * np.abs(dy) < 0.5 * math.hypot(tr.length, tr.width) + self_width / 2 + margin)
+            near &= (xy[:, 0] > p.pts[0, 0]) & (xy[:, 0] < p.pts[-1, 0])
+            s = np.interp(xy[:, 0], p.pts[:, 0], p.s)  # approximate away from the path, exact where near
+            present = np.zeros(T_STEPS, dtype=bool)
+            if not near.any():
+                return Obstacle(s, tr.length, present, path)
+            s[near], lat = p.project(xy[near])
+            rel = self.paths[tr.path].heading(tr.s[near]) - p.heading(s[near])
+            half_lat = np.abs(tr.length / 2 * np.sin(rel)) + np.abs(tr.width / 2 * np.cos(rel))
+            half_lon = np.abs(tr.length / 2 * np.cos(rel)) + np.abs(tr.width / 2 * np.sin(rel))
+            inside = np.abs(lat) < half_lat + self_width / 2 + margin
+            present[near] = inside
+            present &= (s > 0.1) & (s < p.length - 0.1)
+            return Obstacle(s, float(2 * half_lon[inside].max()) if inside.any() else tr.length, present, path)
         # coarse test first (path every ~4 m, track every 0.2 s): most tracks never come near the corridor
         reach = tr.length / 2 + self_width / 2 + margin + 2.0 + 2.0 + 2.0
         coarse = xy[::2]
@@ -160,9 +206,16 @@ class Scene:
         present &= s < p.length - 0.1
         return Obstacle(s, float(2 * half_lon[present].max()) if present.any() else tr.length, present, path)
 
-    def conflict(self, path: int, zone: tuple[float, float, float, float], priority: list[int],
-                 ego_radius: float = 2.7, s_after: float | None = None, enter_radius: float | None = None,
-                 nominal: list[tuple[int, float, float, float, float]] = ()) -> Conflict:
+    def conflict(
+        self,
+        path: int,
+        zone: tuple[float, float, float, float],
+        priority: list[int],
+        ego_radius: float = 2.7,
+        s_after: float | None = None,
+        enter_radius: float | None = None,
+        nominal: list[tuple[int, float, float, float, float]] = (),
+    ) -> Conflict:
         """A stop-and-go conflict for vehicles on ``path`` crossing the rectangle ``zone`` (xmin, xmax, ymin, ymax).
 
         The zone on the path is where the path comes within ``enter_radius`` (default ``ego_radius``) of
@@ -193,8 +246,12 @@ class Scene:
             occ |= ok & (xy[:, 0] > bx0 - r) & (xy[:, 0] < bx1 + r) & (xy[:, 1] > by0 - r) & (xy[:, 1] < by1 + r)
         # the front bumper stops where the centre would first touch the zone
         ego_len = 4.8
-        return Conflict(s_stop=float(p.s[i0] + ego_len / 2 - 0.5), s_clear=float(p.s[i1] + ego_len / 2 + 0.5),
-                        occupied=occ, path=path)
+        return Conflict(
+            s_stop=float(p.s[i0] + ego_len / 2 - 0.5),
+            s_clear=float(p.s[i1] + ego_len / 2 + 0.5),
+            occupied=occ,
+            path=path,
+        )
 
     # ---------------------------------------------------------------- export
     def states(self, tid: int) -> np.ndarray:
@@ -238,19 +295,35 @@ class Scene:
         states[~valid] = 0.0
         rp = self.paths[route_path]
         tr = self.tracks[ego]
+        # the route runs from 10 m behind the ego's start to well past its logged end (4 s at the final speed)
         s_lo = max(0.0, tr.s[0] - 10.0)
-        route = rp.xy(np.arange(s_lo, rp.length, 1.0))
+        s_hi = min(rp.length, tr.s[-1] + max(30.0, 4.0 * tr.v[-1] + 10.0))
+        route = rp.xy(np.append(np.arange(s_lo, s_hi, 1.0), s_hi))
 
         def poly(lines: list[np.ndarray]) -> Polylines:
             return Polylines.from_list([rigid(np.asarray(p, float), theta, shift) for p in lines])
 
-        road = RoadMap(lanes=poly(self.lanes), lane_widths=np.array(self.widths, dtype=np.float64),
-                       road_edges=poly(self.edges), road_lines=poly(self.lines), drivable=poly(self.drivable),
-                       crosswalks=poly(self.crosswalks))
+        road = RoadMap(
+            lanes=poly(self.lanes),
+            lane_widths=np.array(self.widths, dtype=np.float64),
+            road_edges=poly(self.edges),
+            road_lines=poly(self.lines),
+            drivable=poly(self.drivable),
+            crosswalks=poly(self.crosswalks),
+        )
         return Scenario(
-            id=f"procedural/{family}/{seed}", source="procedural", agents=states.astype(np.float32),
-            valid=valid, agent_type=kinds, ego=0, map=road, route=rigid(route, theta, shift), dt=DT,
-            init_step=INIT_STEP, family=family, tags=tuple(["procedural", *self.tags]),
+            id=f"procedural/{family}/{seed}",
+            source="procedural",
+            agents=states.astype(np.float32),
+            valid=valid,
+            agent_type=kinds,
+            ego=0,
+            map=road,
+            route=rigid(route, theta, shift),
+            dt=DT,
+            init_step=INIT_STEP,
+            family=family,
+            tags=tuple(["procedural", *self.tags]),
         ).validate()
 
 
