@@ -286,3 +286,71 @@ def test_log_replay_on_recorded_samples(shared_data):
         by_init.setdefault(s.init_step, []).append(s)
     for group in by_init.values():
         _check_log_replay(group)
+
+
+def _moved(scene: Scenario, yaw: float, shift: tuple[float, float]) -> Scenario:
+    """The same scene rotated by ``yaw`` about the origin, then shifted."""
+    import dataclasses
+
+    c, s = math.cos(yaw), math.sin(yaw)
+    rot = np.array([[c, -s], [s, c]])
+
+    def pts(p):
+        return p @ rot.T + np.asarray(shift)
+
+    agents = scene.agents.copy()
+    agents[..., :2] = pts(agents[..., :2].astype(np.float64))
+    agents[..., 2] = (agents[..., 2] + yaw + math.pi) % (2 * math.pi) - math.pi
+    agents[..., 3:5] = agents[..., 3:5] @ rot.T.astype(np.float32)
+    agents[~scene.valid] = scene.agents[~scene.valid]
+    lines = {
+        f: Polylines(pts(getattr(scene.map, f).points), getattr(scene.map, f).offsets) for f in RoadMap.POLYLINE_FIELDS
+    }
+    return dataclasses.replace(
+        scene, agents=agents, route=pts(scene.route), map=dataclasses.replace(scene.map, **lines)
+    ).validate()
+
+
+def _weave(ro: Rollout, batch) -> Rollout:
+    """The log replay with the ego weaving sideways (to cross the road edge and touch neighbours)."""
+    import dataclasses
+
+    traj = ro.traj.clone()
+    t = torch.arange(traj.shape[2], dtype=torch.float32)
+    side = torch.where(t > batch.init_step, 3.5 * torch.sin((t - batch.init_step) * 0.08), torch.zeros_like(t))
+    yaw = traj[:, 0, :, 2]
+    traj[:, 0, :, 0] -= side * torch.sin(yaw)
+    traj[:, 0, :, 1] += side * torch.cos(yaw)
+    return dataclasses.replace(ro, traj=traj)
+
+
+@pytest.mark.parametrize("yaw", [0.7, -2.5])
+def test_metrics_do_not_depend_on_the_world_frame(yaw):
+    from scenarios.procedural import FAMILY_NAMES, generate
+    from sim.rollout import rollout
+
+    scenes = [generate(f, 11) for f in FAMILY_NAMES]
+    moved = [_moved(s, yaw, (1234.5, -987.6)) for s in scenes]
+    out = []
+    for group in (scenes, moved):
+        batch = make_batch(group)
+        ro = _weave(rollout(batch, None), batch)
+        out.append((compute_metrics(ro, batch), metric_series(ro, batch)))
+    (m0, s0), (m1, s1) = out
+    assert m0["offroad"].sum() > 0 and m0["ade"].min() > 0  # the weave does leave the road somewhere
+    ctrl = s0["controlled"]
+    # the grids are laid out in each scene's own frame (cells fall differently); bilinear interpolation
+    # keeps each within res / sqrt(2) of the true distance, and is exact near straight road edges
+    d0, d1 = s0["offroad_dist"][ctrl], s1["offroad_dist"][ctrl]
+    assert (d1 - d0).abs().max() < 2 * 0.5 / math.sqrt(2)
+    edge = d0 > -1.0  # away from the ridge of the distance field along the middle of the road
+    assert edge.sum() > 20
+    # ridges remain outside concave corners (where the merge lane joins: up to 0.18 m there)
+    assert ((d1[edge] - d0[edge]).abs() < 0.02).float().mean() > 0.95
+    for k in ("route_s", "log_dist", "accel", "yaw_rate"):
+        torch.testing.assert_close(s1[k][ctrl], s0[k][ctrl], atol=0.02, rtol=0, msg=k)
+    assert torch.equal(s1["collision"], s0["collision"])
+    for k in ("ade", "fde", "progress", "route_completion", "min_ttc", "offroad_fraction"):
+        torch.testing.assert_close(m1[k], m0[k], atol=0.02, rtol=0, msg=k)
+    for k in ("collision", "collision_at_fault", "offroad", "ttc_ok", "comfortable"):
+        assert torch.equal(m1[k], m0[k]), k
