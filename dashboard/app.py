@@ -146,6 +146,15 @@ def correlation_view(run: data.RunData, ck: pd.DataFrame, metric: str) -> None:
                              "spearman_ci": s.get("spearman_ci"), "kendall_ci": s.get("kendall_ci")}
                             for m, s in stored.items()])
         st.dataframe(tab, hide_index=True, width="stretch")
+        st.download_button("CSV: correlations", tab.to_csv(index=False), "correlations.csv", "text/csv",
+                           key="dl_corr")
+
+
+def FILTERS(df: pd.DataFrame) -> list[tuple[str, str, list[str]]]:  # noqa: N802 - reads like a constant table
+    """(session key, label, options) of the per-scenario filters; the keys are also URL parameters."""
+    return [("f_family", "family", sorted(df["family"].unique())),
+            ("f_source", "source", sorted(df["source"].unique())),
+            ("f_failure", "failure kind", sorted(df["failure"].unique()))]
 
 
 def scenes_view(run: data.RunData, ck: pd.DataFrame) -> None:
@@ -159,9 +168,11 @@ def scenes_view(run: data.RunData, ck: pd.DataFrame) -> None:
         st.warning(err)
     df = data.scene_frame(run.summary, key, scenarios)
     f1, f2, f3 = st.columns(3)
-    fam = f1.multiselect("family", sorted(df["family"].unique()), key="f_family")
-    src = f2.multiselect("source", sorted(df["source"].unique()), key="f_source")
-    fail = f3.multiselect("failure kind", sorted(df["failure"].unique()), key="f_failure")
+    chosen = []
+    for col, (key_, label, options) in zip((f1, f2, f3), FILTERS(df)):
+        st.session_state[key_] = [v for v in st.session_state.get(key_, []) if v in options]
+        chosen.append(col.multiselect(label, options, key=key_))
+    fam, src, fail = chosen
     mask = pd.Series(True, index=df.index)
     for col, chosen in (("family", fam), ("source", src), ("failure", fail)):
         if chosen:
@@ -214,6 +225,8 @@ def main() -> None:
     if st.session_state["mode"] not in ("max", "min"):
         st.session_state["mode"] = "max"
     qp_default("scene", None)
+    for k in ("f_family", "f_source", "f_failure"):
+        qp_default(k, [], lambda v: [x for x in v.split(",") if x])
 
     with st.sidebar:
         run_name = st.selectbox("run", names, key="run",
@@ -310,6 +323,8 @@ def sync_url(run_name: str, metric: str, ckpt: str | None, overlay: list[str]) -
           "mode": st.session_state.get("mode", "max"), "after": str(st.session_state.get("after", 0)),
           "corr_metric": st.session_state.get("corr_metric", metric), "ckpt": ckpt or "",
           "scene": st.session_state.get("scene") or "", "overlay": ",".join(overlay)}
+    for k in ("f_family", "f_source", "f_failure"):
+        qp[k] = ",".join(st.session_state.get(k) or [])
     for k, v in qp.items():
         if not v:
             if k in st.query_params:

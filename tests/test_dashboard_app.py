@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -79,6 +80,7 @@ def test_opens_on_latest_with_every_view(runs, monkeypatch):
     assert len(at.dataframe[0].value) == 16
     at.multiselect(key="f_family").set_value(["merge"]).run()
     assert set(at.dataframe[0].value["family"]) == {"merge"}
+    assert at.query_params["f_family"] in ("merge", ["merge"])
     open_view(at, "Runs overlaid")
     at.multiselect(key="overlay").set_value(["run-b"]).run()
     assert not at.exception and at.query_params["overlay"] in ("run-b", ["run-b"])
@@ -181,3 +183,13 @@ def test_results_without_any_checkpoint_yet(tmp_path, monkeypatch):
     assert not at.exception
     assert "no checkpoint evaluated yet" in texts(at) and "python -m sim.evaluate" in texts(at)
     assert at.get("plotly_chart")  # the entropy history still shows
+
+
+def test_dashboard_never_imports_torch(runs):
+    code = ("import sys\nfrom streamlit.testing.v1 import AppTest\n"
+            f"sys.argv = ['app.py', '--runs-dir', {str(runs)!r}]\n"
+            f"at = AppTest.from_file({APP!r}, default_timeout=60)\n"
+            "at.session_state['view'] = 'Scenarios & replay'\nat.run()\nassert not at.exception\n"
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "NO-TORCH" in out.stdout, out.stdout + out.stderr[-2000:]
