@@ -20,11 +20,12 @@ from __future__ import annotations
 import weakref
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from sim.batch import ScenarioBatch
 from sim.config import ACCEL_MAX, CURVATURE_MAX, ROUTE_SPACING
-from sim.geometry import RoadGrid, road_distance
+from sim.geometry import RoadGrid
 from sim.state import SimState
 
 OBS_VERSION = 1
@@ -95,8 +96,25 @@ def route_ahead(batch: ScenarioBatch, ego_xy: Tensor) -> Tensor:
 
 
 def road_probe(grid: RoadGrid, xy: Tensor) -> Tensor:
-    """Signed road distance (m, > 0 outside) clipped to +-ROAD_CLIP at world points ``[B, N, 2]`` -> ``[B, N]``."""
-    return road_distance(grid, xy).clamp(-ROAD_CLIP, ROAD_CLIP)
+    """Signed road distance (m, > 0 outside) clipped to +-ROAD_CLIP at world points ``[B, N, 2]`` -> ``[B, N]``.
+
+    The bilinear lookup of :func:`sim.geometry.road_distance` as one ``grid_sample`` kernel (the
+    step's hot path); points beyond a scene's grid read +ROAD_CLIP. Scenes without road: any value.
+    """
+    _, h, w = grid.sdf.shape
+    rel = xy - grid.origin.unsqueeze(1)
+    if grid.yaw is not None:  # grid axes rotated by yaw in the world
+        c, s = torch.cos(grid.yaw).unsqueeze(1), torch.sin(grid.yaw).unsqueeze(1)
+        rel = torch.stack([c * rel[..., 0] + s * rel[..., 1], -s * rel[..., 0] + c * rel[..., 1]], dim=-1)
+    g = rel / grid.resolution  # cell coordinates (x -> column, y -> row)
+    scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=xy.device, dtype=xy.dtype)
+    v = F.grid_sample(
+        grid.sdf.unsqueeze(1), (g * scale - 1.0).unsqueeze(1), mode="bilinear", padding_mode="border",
+        align_corners=True,
+    ).view(xy.shape[0], -1)
+    gx, gy = g[..., 0], g[..., 1]
+    inside = (gx >= 0) & (gy >= 0) & (gx <= w - 1) & (gy <= h - 1)
+    return torch.where(inside, v.clamp(-ROAD_CLIP, ROAD_CLIP), torch.full_like(v, ROAD_CLIP))
 
 
 def observe(state: SimState, batch: ScenarioBatch) -> Tensor:

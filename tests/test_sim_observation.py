@@ -95,6 +95,16 @@ def test_future_of_the_log_does_not_leak():
     assert torch.allclose(oa[n:], ob[n:], atol=0.1)  # within one 0.5 m cell deep inside the road
 
 
+@pytest.mark.parametrize("rot", [0.0, 0.6, -2.0])
+def test_road_probe_matches_geometry_road_distance(rot):
+    tracks, road = _moved(_tracks(), ROAD, 3.0, -2.0, rot)
+    b = make_batch([scene_from_tracks(tracks, drivable=[road])])
+    gen = torch.Generator().manual_seed(0)
+    pts = b.log[:, 0, 10, None, :2] + (torch.rand(1, 400, 2, generator=gen) - 0.5) * 300  # in and beyond the grid
+    ref = road_distance(b.road, pts).clamp(-O.ROAD_CLIP, O.ROAD_CLIP)
+    assert torch.allclose(O.road_probe(b.road, pts), ref, atol=1e-4)
+
+
 def test_scene_without_road_has_zero_road_features():
     obs, _ = _obs(scene_from_tracks(_tracks()))
     assert obs[-O.ROAD_DIM :].abs().sum().item() == 0.0
