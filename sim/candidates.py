@@ -129,10 +129,13 @@ def run_dir_of(path: Path) -> Path | None:
 
 
 def run_files(run: Path) -> list[Path]:
-    """Every ``.pt`` of a run: role files at the root, then ``checkpoints/*.pt``, sorted."""
+    """The checkpoints of a run: role files at the root (:data:`ROLE_FILES`), then ``checkpoints/*.pt``.
+
+    Other ``.pt`` files at the root (``eval_states.pt``...) are not checkpoints and are skipped.
+    """
     if not run.is_dir():
         raise EvaluationError(f"{run}: run directory not found")
-    files = sorted(p for p in run.glob("*.pt") if p.is_file()) + sorted(
+    files = sorted(run / n for n in ROLE_FILES if (run / n).is_file()) + sorted(
         p for p in (run / "checkpoints").glob("*.pt") if p.is_file()
     )
     if not files:

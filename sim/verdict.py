@@ -132,9 +132,13 @@ def _bootstrap(
 def _pick(inp: VerdictInput, rule: str) -> int | None:
     roles = inp.roles
     if rule == "max_entropy":
-        if not np.isfinite(inp.entropy).any():
-            return None
-        return int(np.nanargmax(inp.entropy))
+        # What the trainer picked (best_entropy.pt, after its select_after window) wins; else the
+        # highest entropy among the non-BC checkpoints (entropy usually starts highest at BC).
+        tagged = [i for i, r in enumerate(roles) if "best_entropy" in r]
+        if tagged:
+            return tagged[0]
+        ent = np.where([("bc" in r) and len(roles) > 1 for r in roles], np.nan, inp.entropy)
+        return int(np.nanargmax(ent)) if np.isfinite(ent).any() else None
     role = {"last": "last", "best_reward": "best_reward", "bc": "bc"}[rule]
     tagged = [i for i, r in enumerate(roles) if role in r]
     if tagged:

@@ -70,6 +70,17 @@ def test_point_estimates_and_regrets_are_exact():
     json.dumps(v, allow_nan=False)  # strict JSON: NaN became null
 
 
+def test_max_entropy_rule_is_the_trainers_pick_else_the_highest_non_bc_entropy():
+    metric = np.arange(12.0).reshape(4, 3)
+    ent = [5.0, 3.0, 4.0, 1.0]
+    plain = compute_verdict(_input(metric, ent, [0, 10, 20, 30], roles=[("bc",), (), (), ()]), n_resamples=50)
+    assert plain["rules"]["max_entropy"]["key"] == "k2"  # bc excluded: highest among the rest
+    picked = compute_verdict(_input(metric, ent, [0, 10, 20, 30], roles=[("bc",), ("best_entropy",), (), ()]),
+                             n_resamples=50)
+    assert picked["rules"]["max_entropy"]["key"] == "k1"
+    assert picked["rules"]["max_entropy"]["regret"] == pytest.approx(10.0 - 4.0)
+
+
 def test_lower_is_better_metric_flips_best_and_regret():
     metric = np.array([[3.0, 3.2], [1.0, 1.1], [2.0, 2.1]])
     v = compute_verdict(_input(metric, [0.5, 0.1, 0.3], [0, 1, 2]), metric="score",
