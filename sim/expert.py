@@ -35,11 +35,10 @@ def expert_waypoints(batch: ScenarioBatch, t: int, origin: Tensor | None = None,
     last_state = ego.gather(1, last.view(-1, 1, 1).expand(-1, 1, ego.shape[-1])).squeeze(1)  # [B, 7]
     extra = ((want.unsqueeze(0) - idx) * batch.dt).unsqueeze(-1)  # [B, K, 1] s past the end
     pos = pos + extra * last_state[:, None, 3:5]
-    tt = min(t, ego.shape[1] - 1)
-    if origin is None:
-        origin = ego[:, tt, :2]
-    if yaw is None:
-        yaw = ego[:, tt, 2]
+    if origin is None or yaw is None:  # the logged pose at t (at its last step for a scene already over)
+        now = ego.gather(1, last.clamp(max=t).view(-1, 1, 1).expand(-1, 1, ego.shape[-1])).squeeze(1)
+        origin = now[:, :2] if origin is None else origin
+        yaw = now[:, 2] if yaw is None else yaw
     return to_ego_frame(pos, origin, yaw)
 
 

@@ -123,6 +123,15 @@ def test_expert_waypoints_straight_and_past_the_end():
         assert torch.allclose(w[0], torch.tensor(expect), atol=1e-3)
 
 
+def test_expert_waypoints_after_a_scene_ended_continue_from_its_last_pose():
+    long = scene_from_tracks([track(np.arange(61) * 1.0, 0.0, 0.0, 10.0)], scene_id="long")
+    short = scene_from_tracks([track(np.arange(31) * 1.0, 5.0, 0.0, 10.0)], scene_id="short")
+    b = make_batch([long, short])
+    w = expert_waypoints(b, 45)[1]  # the short scene ended at step 30: frame at its last pose
+    assert torch.allclose(w[:, 0], 15.0 + 5.0 * torch.arange(1, NUM_WAYPOINTS + 1), atol=1e-4)
+    assert torch.allclose(w[:, 1], torch.zeros(NUM_WAYPOINTS), atol=1e-4)
+
+
 def test_expert_waypoints_on_a_turn_are_the_logged_positions():
     n_t = 61
     t = np.arange(n_t) * DT
