@@ -41,6 +41,7 @@ from scipy.spatial import cKDTree
 from torch import Tensor
 
 from scenarios.scenario import Scenario
+from sim.config import SimError
 
 GRID_MARGIN = 5.0  # m beyond the drivable polygons' bounding box
 CROP_MARGIN = 30.0  # m around the ego's logged path and route; the grid never extends beyond this
@@ -272,7 +273,7 @@ def build_road_grid(
         :class:`RoadGrid` with ``sdf [B, H, W]``, ``origin [B, 2]``, ``has_road [B]``, ``yaw [B]``.
     """
     if not resolution > 0:
-        raise ValueError(f"build_road_grid: resolution must be positive, got {resolution}")
+        raise SimError(f"build_road_grid: resolution must be positive, got {resolution}")
     grids: list[_SceneGrid | None] = []
     for s in scenes:
         per = _CACHE.setdefault(s, {})

@@ -43,6 +43,7 @@ from torch import Tensor
 
 from scenarios.scenario import LENGTH, VX, VY, WIDTH, YAW, X, Y
 from sim.batch import ScenarioBatch
+from sim.config import SimError
 from sim.geometry import (
     TTC_NONE,
     box_corners,
@@ -87,6 +88,13 @@ class MetricContext:
     """Shared intermediate results for one (rollout, batch) pair; each computed once, lazily."""
 
     def __init__(self, ro: Rollout, batch: ScenarioBatch):
+        if tuple(ro.traj.shape[:3]) != tuple(batch.log.shape[:3]) or ro.traj.shape[-1] != batch.log.shape[-1]:
+            raise SimError(
+                f"metrics: rollout trajectory {list(ro.traj.shape)} does not match "
+                f"the batch log {list(batch.log.shape)}"
+            )
+        if ro.init_step != batch.init_step:
+            raise SimError(f"metrics: rollout init_step {ro.init_step} differs from the batch's {batch.init_step}")
         self.ro = ro
         self.batch = batch
         self.dt = float(ro.dt)
@@ -371,6 +379,9 @@ def compute_metrics(ro: Rollout, batch: ScenarioBatch) -> dict[str, Tensor]:
 
     Returns:
         ``{name: float [B]}``; booleans as 0/1, ``collision_time`` NaN without collision.
+
+    Raises:
+        SimError: the rollout does not belong to the batch (shapes or init_step differ).
     """
     c = MetricContext(ro, batch)
     return {name: m.from_context(c).float() for name, m in REGISTRY.items()}
@@ -396,7 +407,7 @@ def metric_series(ro: Rollout, batch: ScenarioBatch, names: Sequence[str] = SERI
     """
     unknown = sorted(set(names) - set(SERIES))
     if unknown:
-        raise ValueError(f"metric_series: unknown series {unknown}; known: {list(SERIES)}")
+        raise SimError(f"metric_series: unknown series {unknown}; known: {list(SERIES)}")
     c = MetricContext(ro, batch)
     out = {n: getattr(c, n) for n in names}
     out["controlled"] = c.controlled

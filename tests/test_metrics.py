@@ -10,6 +10,7 @@ import torch
 
 from scenarios.scenario import AgentType, Polylines, RoadMap, Scenario
 from sim.batch import make_batch
+from sim.config import SimError
 from sim.geometry import TTC_NONE
 from sim.metrics import REGISTRY, compute_metrics, metric_series
 from sim.rollout import Rollout
@@ -249,8 +250,15 @@ def test_metric_series_shapes_and_names():
     assert s["collision"].dtype == torch.bool
     np.testing.assert_allclose(s["route_s"][0].numpy(), np.arange(T) * 1.0, atol=1e-4)
     assert set(metric_series(ro, batch, names=("log_dist",))) == {"log_dist", "controlled"}
-    with pytest.raises(ValueError, match="unknown series"):
+    with pytest.raises(SimError, match="unknown series"):
         metric_series(ro, batch, names=("nope",))
+
+
+def test_a_rollout_of_another_batch_is_refused():
+    ro, _ = _rollout([_scene(_straight(0.0, 10.0), [_straight(30.0, 8.0)])])
+    other = make_batch([_scene(_straight(0.0, 10.0)[:31])])  # 31 steps, not 41
+    with pytest.raises(SimError, match="does not match the batch"):
+        compute_metrics(ro, other)
 
 
 def _check_log_replay(scenes):
