@@ -8,8 +8,11 @@ equal ``init_step`` and ``dt`` (a batch shares them) in order, ``batch_size`` at
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import os
 import sys
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -122,6 +125,22 @@ def _cached(key: tuple, build):
     return val
 
 
+_DIGESTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def scene_digest(s: Scenario) -> str:
+    """Content digest of a scene (cache key: ids alone are not unique across sources)."""
+    d = _DIGESTS.get(s)
+    if d is None:
+        h = hashlib.blake2b(digest_size=16)
+        h.update(f"{s.id}|{s.ego}|{s.init_step}|{s.dt}|".encode())
+        for a in (s.agents, s.valid, s.agent_type, s.route, s.map.drivable.points, s.map.lanes.points,
+                  s.map.road_edges.points):
+            h.update(np.ascontiguousarray(a).tobytes())
+        d = _DIGESTS[s] = h.hexdigest()
+    return d
+
+
 def carla_backend(settings: SimSettings, scenes: Sequence[Scenario] = ()):
     """Build the CARLA backend for ``scenes`` through the optional module (imported lazily).
 
@@ -155,7 +174,9 @@ def _policy_fn(unit: WorkUnit, batch, settings: SimSettings):
 
             return constant_velocity_policy(batch.dt)
         raise EvaluationError(f"unknown baseline {unit.source!r}")
-    policy = _cached(("policy", unit.source, settings.device), lambda: load_policy(unit.source, settings.device))
+    st = os.stat(unit.source)
+    policy = _cached(("policy", unit.source, st.st_mtime_ns, st.st_size, settings.device),
+                     lambda: load_policy(unit.source, settings.device))
 
     def fn(obs: torch.Tensor, t: int):
         return policy.act(obs, deterministic=True), {}
@@ -198,7 +219,7 @@ def evaluate_unit(unit: WorkUnit, scenes: Sequence[Scenario], settings: SimSetti
 
     ids = tuple(s.id for s in scenes)
     batch = _cached(
-        ("batch", ids, settings.device, settings.max_agents),
+        ("batch", tuple(scene_digest(s) for s in scenes), settings.device, settings.max_agents),
         lambda: make_batch(scenes, device=settings.device, max_agents=settings.max_agents),
     )
     if settings.threads > 0 and torch.get_num_threads() != settings.threads:

@@ -115,6 +115,7 @@ def make_run(root: Path, episodes=(0, 50, 100, 150), speeds=None, log_stds=None,
         obj["meta"] = {**obj["meta"], "kind": kind, "source": f"checkpoints/ep{src:05d}.pt"}
         torch.save(obj, run / dst)
     (run / "config.json").write_text(json.dumps({"seed": 0}))
+    torch.save({"obs": torch.zeros(4, OBS_DIM)}, run / "eval_states.pt")  # the trainer's fixed states: not a checkpoint
     ents = [_meta(make_policy(speeds[j], log_stds[j], j), 0, 0)["entropy"] for j in range(n)]
     (run / "entropy_history.json").write_text(json.dumps({
         "episodes": list(episodes), "entropy": ents, "best_entropy": max(ents), "best_episode": episodes[best_e],
