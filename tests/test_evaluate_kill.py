@@ -1,4 +1,4 @@
-"""Kill ``python -m sim.evaluate`` at random moments: the file stays readable and the rerun resumes to the same result."""
+"""Kill ``python -m sim.evaluate`` at random moments: the file stays readable, the rerun resumes to the same result."""
 
 from __future__ import annotations
 
