@@ -100,7 +100,9 @@ def report_card_view(ck: pd.DataFrame, metric: str, verdict: dict | None) -> Non
         return
     if not stored:
         st.markdown(f"**Verdict**: {card.iloc[0]['verdict']}")
-    st.table(card.set_index("rule"))  # a plain table: no grid component to load at first paint
+    # a plain table (no grid component to load at first paint); the sentences below it
+    st.table(card.drop(columns=["verdict"]).set_index("rule").style.format({"value": "{:.4g}", "regret": "{:.3g}"}))
+    st.markdown("\n".join(f"- {v}" for v in card["verdict"]))
     st.download_button("CSV: report card", card.to_csv(index=False), "report_card.csv", "text/csv", key="dl_card")
 
 
@@ -117,11 +119,10 @@ def what_if_view(ck: pd.DataFrame, metric: str, history: dict | None) -> None:
     if pick is None:
         st.info("No evaluated checkpoint at or after that episode.")
         return
-    m1, m2, m3, m4 = st.columns(4)
-    m1.metric("pick", pick.name)
-    m2.metric(f"rank by {metric}", f"{pick.rank} / {pick.n}")
-    m3.metric("regret", f"{pick.regret:.3g}")
-    m4.metric("truly best", pick.best_name)
+    m1, m2 = st.columns(2)
+    m1.metric(f"rank by {metric}", f"{pick.rank} / {pick.n}")
+    m2.metric("regret", f"{pick.regret:.3g}")
+    st.markdown(f"pick: **{pick.name}** (episode {pick.episode}) &nbsp; truly best: **{pick.best_name}**")
     st.write(pick.sentence)
 
 

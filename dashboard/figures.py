@@ -23,6 +23,32 @@ MARKS = {"best_entropy": ("star", "#d62728", "best_entropy.pt"), "last": ("squar
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
 
+def zero_near(values: Sequence[float], frac: float = 0.25) -> bool:
+    """Whether H = 0 lies inside the values' range widened by ``frac`` of its span on each side (or no values)."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
+    if v.size == 0:
+        return True
+    lo, hi = float(v.min()), float(v.max())
+    pad = frac * max(hi - lo, 1e-9)
+    return lo - pad <= 0.0 <= hi + pad
+
+
+def zero_line(fig: go.Figure, values: Sequence[float], row: int | None = None, col: int | None = None) -> None:
+    """Draw the H = 0 line when zero is near the data; otherwise say where it is, instead of squashing the curve
+    (forcing 0 into the axis range hides entropy changes of a few hundredths around, say, 14.7 nats).
+    The note goes on the first (x, y) axes."""
+    if zero_near(values):
+        where = {"row": row, "col": col} if row is not None else {}
+        fig.add_hline(y=0, line_dash="dash", line_color="#888", annotation_text="H = 0",
+                      annotation_position="bottom left", **where)
+        return
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
+    side = "above" if v.min() > 0 else "below"
+    fig.add_annotation(text=f"H = 0 is off-scale: every value is {side} it", xref="x domain", yref="y domain",
+                       x=0, y=1.0, xanchor="left", yanchor="bottom", showarrow=False,
+                       font={"size": 10, "color": "#666"})
+
+
 def _cands(ck: pd.DataFrame) -> pd.DataFrame:
     return ck[ck["kind"] == "checkpoint"].sort_values("episode")
 
@@ -70,7 +96,8 @@ def entropy_figure(ck: pd.DataFrame, metric: str, history: dict | None = None, w
                                  customdata=[selected], hoverinfo="skip",
                                  marker={"symbol": "circle-open", "size": 26, "color": "#000",
                                          "line": {"width": 2, "color": "#000"}}))
-    fig.add_hline(y=0, line_dash="dash", line_color="#888", annotation_text="H = 0", annotation_position="bottom left")
+    ys = [v for t in fig.data for v in (t.y if t.y is not None else ()) if v is not None and np.isfinite(v)]
+    zero_line(fig, ys)
     fig.update_layout(title="Policy entropy over training (click a checkpoint to select it)",
                       xaxis_title="episode", yaxis_title="entropy (nats)", yaxis_type="linear", height=430,
                       legend={"orientation": "h", "y": -0.2}, margin={"l": 50, "r": 10, "t": 50, "b": 10},
@@ -104,7 +131,7 @@ def per_dim_figure(ck: pd.DataFrame, history: dict | None = None, max_points: in
             sigma = np.round(np.exp(per[:, d] - HALF_LOG_2PI_E), 5)
             fig.add_trace(go.Scatter(x=ep, y=sigma, mode="lines", showlegend=False, legendgroup=str(d),
                                      line={"color": col, "width": 1}), 1, 2)
-    fig.add_hline(y=0, line_dash="dash", line_color="#888", row=1, col=1)
+    zero_line(fig, per.ravel().tolist() if per.size else [], row=1, col=1)
     fig.update_yaxes(type="linear")
     fig.update_layout(height=300, margin={"l": 40, "r": 10, "t": 40, "b": 10}, showlegend=False)
     return fig
@@ -268,7 +295,7 @@ def overlay_figure(runs: dict[str, pd.DataFrame], metric: str) -> go.Figure:
                                  showlegend=False, hoverinfo="skip"), 1, 2)
         fig.add_trace(go.Scatter(x=x, y=c[metric], mode="lines+markers", legendgroup=name, showlegend=False,
                                  line={"color": col}), 1, 2)
-    fig.add_hline(y=0, line_dash="dash", line_color="#888", row=1, col=1)
+    zero_line(fig, [v for ck in runs.values() for v in _cands(ck)["entropy"].tolist()], row=1, col=1)
     fig.update_yaxes(type="linear")
     fig.update_xaxes(title_text="episode")
     fig.update_layout(height=360, margin={"l": 40, "r": 10, "t": 40, "b": 10})

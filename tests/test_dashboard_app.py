@@ -126,15 +126,16 @@ def test_run_picker_and_url_round_trip(runs, monkeypatch):
 
 
 def test_what_if_rule_pick(runs, monkeypatch):
-    at = app(runs, monkeypatch, mode="min")
+    at = app(runs, monkeypatch, mode="min", window="1")
     summ = read_summary(runs / "run-a" / "results.h5")
     cks = [c for c in summ.checkpoints.values() if c.kind == "checkpoint"]
     lowest = min(cks, key=lambda c: c.entropy)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["pick"] == lowest.name
     best = max(cks, key=lambda c: c.mean("score"))
-    assert metrics["truly best"] == best.name
+    assert f"pick: **{lowest.name}**" in texts(at) and f"truly best: **{best.name}**" in texts(at)
     assert float(metrics["regret"]) == pytest.approx(best.mean("score") - lowest.mean("score"), rel=1e-2)
+    rank = 1 + sum(c.mean("score") > lowest.mean("score") for c in cks)
+    assert metrics["rank by score"] == f"{rank} / {len(cks)}"
 
 
 def test_no_runs(tmp_path, monkeypatch):
@@ -153,7 +154,7 @@ def test_run_without_results_and_without_history(tmp_path, monkeypatch):
     at = app(tmp_path, monkeypatch, run="r2")
     assert not at.exception
     assert "entropy_history.json" in texts(at) and "python -m training.train" in texts(at)
-    assert any(m.label == "pick" for m in at.metric)  # computed from results alone (no stored verdict)
+    assert any(m.label == "regret" for m in at.metric)  # computed from results alone (no stored verdict)
 
 
 def test_corrupt_files(tmp_path, monkeypatch):

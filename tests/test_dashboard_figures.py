@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 from shapely.geometry import Polygon
@@ -40,6 +41,18 @@ def test_entropy_figure(ck):
     assert pts.marker.colorscale[0][1] != figures.entropy_figure(ck, "score").data[0].marker.colorscale[0][1]
     names = " ".join(t.name for t in fig.data)
     assert "best_entropy.pt" in names and "last.pt" in names and "truly best" in names and "selected" in names
+
+
+def test_zero_line_only_when_zero_is_near():
+    far = pd.DataFrame({"name": ["a", "b"], "kind": "checkpoint", "episode": [0, 10], "entropy": [14.70, 14.71],
+                        "score": [0.1, 0.2]}, index=["k0", "k1"])
+    fig = figures.entropy_figure(far, "score")
+    assert not fig.layout.shapes and "off-scale" in fig.layout.annotations[0].text  # the curve is not squashed
+    near = far.assign(entropy=[0.5, -0.3])
+    fig = figures.entropy_figure(near, "score")
+    assert [(s.y0, s.y1) for s in fig.layout.shapes] == [(0, 0)]
+    assert figures.zero_near([0.2, 2.0]) and figures.zero_near([])
+    assert not figures.zero_near([1.0, 2.0]) and not figures.zero_near([10.0, 11.0])
 
 
 def test_per_dim_sigma_matches_gaussian_entropy(ck):
