@@ -118,12 +118,17 @@ def make_batch(
         raise SimError("make_batch: no scenes given")
     if max_agents < 1:
         raise SimError(f"make_batch: max_agents must be >= 1, got {max_agents}")
-    init_steps = {s.init_step for s in scenes}
-    if len(init_steps) != 1:
-        raise SimError(f"make_batch: scenes have different init_step values {sorted(init_steps)}; batch them apart")
-    dts = {round(float(s.dt), 9) for s in scenes}
-    if len(dts) != 1:
-        raise SimError(f"make_batch: scenes have different dt values {sorted(dts)}; batch them apart")
+    first = scenes[0]
+    for s in scenes[1:]:
+        if s.init_step != first.init_step:
+            raise SimError(
+                f"make_batch: scene {s.id!r} has init_step {s.init_step} but {first.id!r} has {first.init_step}; "
+                "batch them apart"
+            )
+        if abs(float(s.dt) - float(first.dt)) > 1e-9:
+            raise SimError(
+                f"make_batch: scene {s.id!r} has dt {s.dt} s but {first.id!r} has {first.dt} s; batch them apart"
+            )
     b = len(scenes)
     n_t = max(s.num_steps for s in scenes)
     log = np.zeros((b, max_agents, n_t, NUM_FIELDS), dtype=np.float32)
