@@ -93,6 +93,10 @@ class WaypointPolicy(nn.Module):
     features *detached* together with the normalised observation, so RL never moves the cloned head.
     """
 
+    MIN_OBS_STD = 0.1
+    """Floor of the per-feature observation scale: features constant in the expert data (a road probe that is
+    always inside the road, an agent slot that is always empty) must not blow up when closed loop moves them."""
+
     def __init__(self, config: PolicyConfig) -> None:
         super().__init__()
         self.config = config
@@ -130,7 +134,7 @@ class WaypointPolicy(nn.Module):
         o = obs.reshape(-1, self.config.obs_dim).float()
         w = waypoints.reshape(-1, self.config.action_dim).float()
         self.obs_mean.copy_(o.mean(0))
-        self.obs_std.copy_(o.std(0, unbiased=False).clamp_min(1e-3))
+        self.obs_std.copy_(o.std(0, unbiased=False).clamp_min(self.MIN_OBS_STD))
         self.wp_mean.copy_(w.mean(0))
         self.wp_std.copy_(w.std(0, unbiased=False).clamp_min(1e-2))
 

@@ -45,7 +45,7 @@ class BCResult(NamedTuple):
 
 
 def behaviour_clone(policy: WaypointPolicy, data: ExpertData, *, epochs: int, lr: float, batch: int,
-                    generator: torch.Generator) -> BCResult:
+                    generator: torch.Generator, refit_norm: bool = True) -> BCResult:
     """Fit normalisation buffers, encoder and cloned head to the expert waypoints (smooth-L1 in normalised units).
 
     Args:
@@ -55,10 +55,12 @@ def behaviour_clone(policy: WaypointPolicy, data: ExpertData, *, epochs: int, lr
         lr: Adam learning rate.
         batch: samples per minibatch.
         generator: CPU generator for the shuffling (reproducible).
+        refit_norm: set the normalisation buffers from ``data`` first (False when continuing training).
     """
     if data.obs.shape[0] == 0:
         raise ValueError("behaviour cloning: no expert samples")
-    policy.set_normalization(data.obs, data.waypoints)
+    if refit_norm:
+        policy.set_normalization(data.obs, data.waypoints)
     params = list(policy.encoder.parameters()) + list(policy.bc_head.parameters())
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
@@ -79,3 +81,33 @@ def behaviour_clone(policy: WaypointPolicy, data: ExpertData, *, epochs: int, lr
         sched.step()
         losses.append(total / n)
     return BCResult(losses[-1], losses)
+
+
+def relabel_on_policy(batch, policy_fn, max_log_dist: float = 5.0) -> ExpertData:
+    """DAgger-style data: roll ``policy_fn`` out in closed loop and label every visited state with the log.
+
+    The label at a visited ego pose is the logged ego's future positions expressed in that pose's frame
+    (``sim.expert.expert_waypoints`` with the closed-loop origin and yaw): the way back to the log.
+
+    Args:
+        batch: a ``ScenarioBatch``.
+        policy_fn: a ``sim.rollout.PolicyFn`` (e.g. the current policy with sampled deltas).
+        max_log_dist: states farther than this from the logged position (m) are dropped.
+
+    Returns:
+        :class:`ExpertData` of the kept states.
+    """
+    from sim.expert import expert_waypoints
+    from sim.rollout import rollout
+
+    ro = rollout(batch, policy_fn, record_obs=True)
+    assert ro.obs is not None
+    t0, n_t = batch.init_step, batch.num_steps
+    ego = ro.traj[:, 0]  # [B, T, 7]
+    labels = torch.stack([expert_waypoints(batch, t, origin=ego[:, t, :2], yaw=ego[:, t, 2])
+                          for t in range(t0, n_t - 1)], dim=1)  # [B, S, K, 2]
+    s = ro.obs.shape[1]
+    near = (ego[:, t0:t0 + s, :2] - batch.log[:, 0, t0:t0 + s, :2]).norm(dim=-1) <= max_log_dist
+    keep = batch.step_valid[:, t0 + 1:t0 + 1 + s] & near
+    keep &= torch.isfinite(ro.obs).all(-1) & torch.isfinite(labels).flatten(2).all(-1)
+    return ExpertData(ro.obs[keep].float(), labels[keep].float())

@@ -29,19 +29,22 @@ class TrainConfig:
     entropy_patience: int = 3
     scenarios: str = "procedural"
     init: str | None = None
+    train_pool: int = 256
     # behaviour cloning
-    bc_scenes: int = 64
+    bc_scenes: int = 128
     bc_epochs: int = 30
     bc_lr: float = 1e-3
     bc_batch: int = 512
+    dagger_rounds: int = 3
     # policy
     hidden: int = 128
     layers: int = 2
     state_dependent_std: bool = False
-    init_log_std: float = -0.5
+    init_log_std: float = -1.5
     # PPO
-    batch_scenes: int = 50
-    lr: float = 3e-4
+    batch_scenes: int = 25
+    lr: float = 1e-3
+    log_std_lr: float = 3e-3
     gamma: float = 0.97
     gae_lambda: float = 0.9
     clip: float = 0.2
@@ -54,12 +57,13 @@ class TrainConfig:
     w_progress: float = 0.1
     w_collision: float = 5.0
     w_offroad: float = 0.5
-    w_comfort: float = 0.05
-    w_log_dist: float = 0.02
+    w_comfort: float = 0.3
+    w_log_dist: float = 0.05
     # evaluation
     val_scenes: int = 16
     eval_states: int = 512
     max_agents: int = 16
+    threads: int = 1
     progress: bool = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,6 +86,7 @@ class TrainConfig:
             (self.eval_interval >= 1, "--eval-interval must be >= 1"),
             (self.keep_top_k >= 0, "--keep-top-k must be >= 0 (0 keeps every checkpoint)"),
             (self.select_after >= 0, "--select-after must be >= 0"),
+            (self.dagger_rounds >= 0 and self.threads >= 1, "--dagger-rounds must be >= 0, --threads >= 1"),
             (self.entropy_patience >= 1, "--entropy-patience must be >= 1"),
             (self.device in ("auto", "cpu", "cuda"), "--device must be auto, cpu or cuda"),
             (self.batch_scenes >= 1 and self.val_scenes >= 1 and self.bc_scenes >= 1, "scene counts must be >= 1"),
@@ -114,9 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--entropy-patience", type=int, default=d.entropy_patience,
                    help="evaluations below --min-entropy before stopping")
     p.add_argument("--scenarios", default=d.scenarios, help="suite name (train/val splits used), file or folder")
+    p.add_argument("--train-pool", type=int, default=d.train_pool,
+                   help="first scenes of the train split used (0 = all)")
     p.add_argument("--batch-scenes", type=int, default=d.batch_scenes, help="scenes per PPO iteration")
     p.add_argument("--bc-scenes", type=int, default=d.bc_scenes, help="train scenes cloned")
     p.add_argument("--bc-epochs", type=int, default=d.bc_epochs)
+    p.add_argument("--dagger-rounds", type=int, default=d.dagger_rounds,
+                   help="on-policy relabelling rounds after cloning the log (0 = plain behaviour cloning)")
+    p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads (1 is fastest for these sizes)")
     p.add_argument("--val-scenes", type=int, default=d.val_scenes)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--hidden", type=int, default=d.hidden)
@@ -147,10 +157,12 @@ def parse_config(argv: list[str] | None = None) -> CliArgs:
         episodes=a.episodes if a.episodes is not None else TrainConfig.episodes, seed=a.seed, device=a.device,
         out_dir=a.out_dir, eval_interval=a.eval_interval, keep_top_k=a.keep_top_k, select_after=a.select_after,
         min_entropy=a.min_entropy, entropy_patience=a.entropy_patience, scenarios=a.scenarios, init=a.init,
-        batch_scenes=a.batch_scenes, bc_scenes=a.bc_scenes, bc_epochs=a.bc_epochs, val_scenes=a.val_scenes,
+        train_pool=a.train_pool,
+        batch_scenes=a.batch_scenes, bc_scenes=a.bc_scenes, bc_epochs=a.bc_epochs, dagger_rounds=a.dagger_rounds,
+        threads=a.threads, val_scenes=a.val_scenes,
         lr=a.lr, hidden=a.hidden, state_dependent_std=a.state_dependent_std, init_log_std=a.init_log_std,
         progress=not a.no_progress)
-    overrides: dict[str, Any] = {"device": a.device, "progress": not a.no_progress}
+    overrides: dict[str, Any] = {"device": a.device, "progress": not a.no_progress, "threads": a.threads}
     if a.episodes is not None:
         overrides["episodes"] = a.episodes
     return CliArgs(cfg.validate(), a.resume, overrides)

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from scenarios.suites import load_suite
 from torch import Tensor
 
 from policy.checkpoint import CheckpointError, atomic_write_bytes
 from scenarios.scenario import Scenario
+from scenarios.suites import load_suite, parse_spec, suite_seeds
 from sim.batch import ScenarioBatch, make_batch
 from sim.expert import collect_expert
 from sim.observation import OBS_DIM, OBS_VERSION
@@ -34,11 +34,30 @@ def expert_data(scenes: Sequence[Scenario], device: torch.device, max_agents: in
     return ExpertData(torch.cat(obs), torch.cat(wps))
 
 
-def _split(spec: str, split: str) -> list[Scenario]:
-    scenes = load_suite(spec, split)
+def split_scenes(spec: str, split: str, limit: int = 0) -> list[Scenario]:
+    """Scenes of ``split`` (``train`` or ``val``) of a suite name, a scenario file or a folder.
+
+    A bundled suite (``procedural``, any ``:split`` suffix ignored) gives the first ``limit`` scenes of its
+    split (0 = all), generated on demand. A file or folder has no splits: its scenes, ordered by id, are split
+    deterministically by position (every 10th scene, starting with the 5th, is val; the rest train).
+
+    Raises:
+        TrainError: the split is empty.
+    """
+    name = spec.split(":", 1)[0]
+    if parse_spec(name) is not None:
+        from scenarios.procedural import generate_suite
+
+        seeds = list(suite_seeds(name, split))
+        seeds = seeds[:limit] if limit > 0 else seeds
+        scenes = generate_suite(seeds, progress=len(seeds) > 100)
+    else:
+        every = sorted(load_suite(spec), key=lambda s: s.id)
+        scenes = [s for i, s in enumerate(every) if (i % 10 == 4) == (split == "val")]
+        scenes = scenes[:limit] if limit > 0 else scenes
     if not scenes:
         raise TrainError(f"--scenarios {spec}: the {split} split is empty")
-    return list(scenes)
+    return scenes
 
 
 @dataclass
@@ -56,9 +75,15 @@ class RunData:
     val_batch: ScenarioBatch
     eval_obs: Tensor
     expert: ExpertData | None
+    bc_scenes: list[Scenario]
     device: torch.device
     max_agents: int
     _cache: dict[tuple[int, ...], ScenarioBatch] = field(default_factory=dict)
+
+    def bc_batches(self) -> list[ScenarioBatch]:
+        """The behaviour-cloning scenes in batches of at most ``EXPERT_CHUNK``."""
+        return [make_batch(self.bc_scenes[i:i + EXPERT_CHUNK], self.device, self.max_agents)
+                for i in range(0, len(self.bc_scenes), EXPERT_CHUNK)]
 
     def train_batch(self, seed: int, n: int) -> ScenarioBatch:
         """``n`` train scenes drawn without replacement with ``seed`` (same seed, same scenes)."""
@@ -73,13 +98,14 @@ class RunData:
 
 def load_run_data(cfg: TrainConfig, run: Path, device: torch.device, need_expert: bool = True) -> RunData:
     """Load the splits, the expert data and the evaluation states (drawn once, then read from the run dir)."""
-    train = _split(cfg.scenarios, "train")
-    val = _split(cfg.scenarios, "val")[: cfg.val_scenes]
+    train = split_scenes(cfg.scenarios, "train", cfg.train_pool)
+    val = split_scenes(cfg.scenarios, "val", cfg.val_scenes)
     val_batch = make_batch(val, device, cfg.max_agents)
     expert = None
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))
+    bc_scenes = [train[int(i)] for i in order[: cfg.bc_scenes]]
     if need_expert:
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))
-        expert = expert_data([train[int(i)] for i in order[: cfg.bc_scenes]], device, cfg.max_agents)
+        expert = expert_data(bc_scenes, device, cfg.max_agents)
     path = run / "eval_states.pt"
     if path.exists():
         eval_obs = read_eval_states(path).to(device)
@@ -88,7 +114,7 @@ def load_run_data(cfg: TrainConfig, run: Path, device: torch.device, need_expert
         pick = torch.randperm(v.obs.shape[0], generator=torch.Generator().manual_seed(cfg.seed))[: cfg.eval_states]
         eval_obs = v.obs[pick.to(v.obs.device)]
         write_eval_states(path, eval_obs, cfg)
-    return RunData(train, val_batch, eval_obs, expert, device, cfg.max_agents)
+    return RunData(train, val_batch, eval_obs, expert, bc_scenes, device, cfg.max_agents)
 
 
 def write_eval_states(path: Path, obs: Tensor, cfg: TrainConfig) -> None:

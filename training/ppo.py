@@ -95,6 +95,14 @@ def rl_parameters(policy: WaypointPolicy) -> list[torch.nn.Parameter]:
     return params
 
 
+def rl_param_groups(policy: WaypointPolicy, lr: float, log_std_lr: float) -> list[dict]:
+    """Optimizer groups: a state-independent log-std learns at ``log_std_lr`` (entropy moves), the rest at ``lr``."""
+    if policy.log_std is None:
+        return [{"params": rl_parameters(policy), "lr": lr}]
+    rest = [p for p in rl_parameters(policy) if p is not policy.log_std]
+    return [{"params": rest, "lr": lr}, {"params": [policy.log_std], "lr": log_std_lr}]
+
+
 def ppo_update(policy: WaypointPolicy, opt: torch.optim.Optimizer, data: Transitions, *, epochs: int,
                minibatch: int, clip: float, vf_coef: float, ent_coef: float, max_grad_norm: float,
                generator: torch.Generator) -> UpdateStats:

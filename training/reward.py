@@ -29,8 +29,8 @@ class RewardWeights(NamedTuple):
     progress: float = 0.1
     collision: float = 5.0
     offroad: float = 0.5
-    comfort: float = 0.05
-    log_dist: float = 0.02
+    comfort: float = 0.3
+    log_dist: float = 0.05
 
 
 class StepRewards(NamedTuple):

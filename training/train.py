@@ -21,13 +21,13 @@ from sim.config import NUM_WAYPOINTS, WAYPOINT_STEPS, SimError
 from sim.metrics import metric_series
 from sim.observation import OBS_DIM, OBS_VERSION
 from sim.rollout import rollout
-from training.bc import behaviour_clone
+from training.bc import ExpertData, behaviour_clone, relabel_on_policy
 from training.checkpoints import CheckpointManager
 from training.config import CliArgs, TrainConfig, TrainError, parse_config
 from training.data import RunData, load_run_data
 from training.evaluation import evaluate
 from training.history import EvalRecord, entropy_history_doc, train_metrics_doc, write_history
-from training.ppo import Transitions, gae, make_sampling_policy_fn, ppo_update, rl_parameters
+from training.ppo import Transitions, gae, make_sampling_policy_fn, ppo_update, rl_param_groups
 from training.reward import RewardWeights, step_rewards
 from training.run_dir import create_run_dir, package_versions, read_json, update_latest, write_config
 from training.summary import print_summary
@@ -99,6 +99,7 @@ def train(cli: CliArgs) -> int:
             update_latest(run)
         print(f"run directory: {run}", file=sys.stderr)
     device = resolve_device(cfg.device)
+    torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     ckpt_cfg = checkpoint_config(cfg)
     weights = RewardWeights(cfg.w_progress, cfg.w_collision, cfg.w_offroad, cfg.w_comfort, cfg.w_log_dist)
@@ -122,15 +123,27 @@ def train(cli: CliArgs) -> int:
             bc_source = str(cfg.init)
         else:
             policy = WaypointPolicy(pcfg).to(device)
-            bc = behaviour_clone(policy, data.expert, epochs=cfg.bc_epochs, lr=cfg.bc_lr, batch=cfg.bc_batch,
+            assert data.expert is not None
+            expert = data.expert
+            bc = behaviour_clone(policy, expert, epochs=cfg.bc_epochs, lr=cfg.bc_lr, batch=cfg.bc_batch,
                                  generator=torch.Generator().manual_seed(cfg.seed))
-            bc_source = f"behaviour cloning, final loss {bc.final_loss:.4f}"
+            # DAgger-style rounds: visit the states the clone reaches in closed loop, label them with the log
+            for r in range(cfg.dagger_rounds):
+                gen = torch.Generator(device=device).manual_seed(iteration_seed(cfg.seed, r, 3))
+                new = [relabel_on_policy(b, make_sampling_policy_fn(policy, gen)) for b in data.bc_batches()]
+                expert = ExpertData(torch.cat([expert.obs] + [n.obs for n in new]),
+                                    torch.cat([expert.waypoints] + [n.waypoints for n in new]))
+                bc = behaviour_clone(policy, expert, epochs=max(1, cfg.bc_epochs // 2), lr=cfg.bc_lr,
+                                     batch=cfg.bc_batch, generator=torch.Generator().manual_seed(cfg.seed + r + 1),
+                                     refit_norm=False)
+            bc_source = (f"behaviour cloning of {len(data.bc_scenes)} train scenes + {cfg.dagger_rounds} relabelling "
+                         f"rounds, {expert.obs.shape[0]} samples, final loss {bc.final_loss:.4f}")
         ev = evaluate(policy, data.eval_obs, data.val_batch, None)
         save_checkpoint(run / "bc.pt", policy, ckpt_cfg, {**base_meta(0, 0, ev.entropy, ev.eval_info, "bc", None),
                                                           "source": bc_source})
         bc_info = {"path": "bc.pt", "episode": 0, "entropy": ev.entropy.total, "eval_info": ev.eval_info}
     policy.train()
-    opt = torch.optim.Adam(rl_parameters(policy), lr=cfg.lr, eps=1e-5)
+    opt = torch.optim.Adam(rl_param_groups(policy, cfg.lr, cfg.log_std_lr), eps=1e-5)
     episode = iteration = below_min = 0
     stop_reason: str | None = None
     if resume_state is not None:

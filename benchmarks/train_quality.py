@@ -1,0 +1,59 @@
+"""Does RL help? Closed-loop metrics of a run's ``bc.pt`` and ``last.pt`` and a constant-velocity baseline.
+
+``python -m benchmarks.train_quality RUN_DIR [RUN_DIR ...] [--scenarios procedural:test]`` prints one JSON line
+per run: ``{"run", "scenes", "bc": {...}, "last": {...}, "constant_velocity": {...}}`` with means of ade, fde
+(m), collision, offroad, comfortable (rates) and score over the held-out scenes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from policy.checkpoint import load_checkpoint
+from scenarios.suites import load_suite
+from sim.baselines import constant_velocity_policy
+from sim.batch import make_batch
+from sim.metrics import compute_metrics
+from sim.rollout import rollout
+from training.ppo import make_deterministic_policy_fn
+
+METRICS = ("score", "collision", "offroad", "comfortable", "progress", "ade", "fde")
+CHUNK = 64
+
+
+def closed_loop(policy_fn_for, scenes) -> dict[str, float]:
+    """Scene-weighted means of :data:`METRICS` for ``policy_fn_for(batch)`` over ``scenes``."""
+    sums = dict.fromkeys(METRICS, 0.0)
+    for i in range(0, len(scenes), CHUNK):
+        batch = make_batch(scenes[i:i + CHUNK], "cpu", 16)
+        m = compute_metrics(rollout(batch, policy_fn_for(batch)), batch)
+        for k in METRICS:
+            sums[k] += float(torch.nan_to_num(m[k].float()).sum())
+    return {k: round(v / len(scenes), 4) for k, v in sums.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print one JSON line per run directory."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.train_quality", description=__doc__)
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--scenarios", default="procedural:test")
+    a = p.parse_args(argv)
+    torch.set_num_threads(1)
+    scenes = load_suite(a.scenarios)
+    cv = closed_loop(lambda b: constant_velocity_policy(b.dt), scenes)
+    for run in a.runs:
+        out = {"run": str(run), "scenes": len(scenes), "constant_velocity": cv}
+        for name in ("bc", "last"):
+            pol = load_checkpoint(Path(run) / f"{name}.pt").policy
+            out[name] = closed_loop(lambda b, pol=pol: make_deterministic_policy_fn(pol), scenes)
+        print(json.dumps(out), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
