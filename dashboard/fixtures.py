@@ -157,7 +157,8 @@ def _verdict(cks: list[dict], metric: str = "score") -> dict:
     rules = {"max_entropy": rule(int(np.argmax(ent))), "last": rule(last),
              "best_reward": rule(int(np.argmax([c["train_reward"] for c in real]))), "bc": rule(int(np.argmin(ep))),
              "random": {"expected_regret": float(np.mean(val[best] - val))}}
-    corr = {m: _rank_stats(ent, means[m]) for m in METRIC_NAMES if not np.isnan(means[m]).any()}
+    corr = {m: _rank_stats(ent, means[m]) for m in METRIC_NAMES
+            if not np.isnan(means[m]).any() and np.std(means[m]) > 0}
     step = {m: _rank_stats(ep, means[m]) for m in corr}
     r = rules["max_entropy"]
     return {"metric": metric, "higher_is_better": True, "n_checkpoints": len(real),
