@@ -215,8 +215,10 @@ def merge(sc: Scene) -> int:
     s_zone = float(pe.s[np.argmax(pe.pts[:, 1] > y_r - width / 2 - 2.7)])
     s_e = max(5.0, s_zone - v_e * float(rng.uniform(2.5, 5.0)))
     t_m = (s_zone - s_e) / v_e
-    x_gap = pe.xy(s_zone)[0] + rng.uniform(-5.0, 15.0) - v_m * t_m
-    g = float(rng.uniform(30.0, 60.0))
+    # a gap of g m (centre to centre) that is at the merge point when the ego arrives: the vehicles behind
+    # need more room (they close in), so the gap centre trails the merge point by ~10 m
+    g = float(rng.uniform(45.0, 80.0))
+    x_gap = pe.xy(s_zone)[0] - 9.5 + rng.uniform(-0.25, 0.25) * max(g - 33.0, 0.0) - v_m * t_m
     p_r = road.fwd[nf - 1]
     a_ids = stream(sc, p_r, x_gap + g / 2, ROAD_LEN - 10.0, v_m, density=rng.uniform(0.6, 1.2))
     _background(sc, road, (nf - 1,), v_m)
@@ -233,11 +235,14 @@ def merge(sc: Scene) -> int:
     movers = [(sc.tracks[i].s, sc.tracks[i].v, sc.tracks[i].length) for i in a_ids]
     movers += [(s0 + v0 * tt, np.full(T_STEPS, v0), size[0]) for s0, v0, size in b_veh]
     occ = np.zeros(T_STEPS, dtype=bool)
+    v_ref = 0.6 * v_ego_des  # the ego may enter below its desired speed (after waiting)
     for x_v, v_v, ln in movers:
         need_ahead = (ln + 4.8) / 2 + 2.0 + np.maximum(0.0, v_ego_des - v_v) ** 2 / 6.0
-        need_behind = (ln + 4.8) / 2 + 2.0 + 0.6 * v_v + np.maximum(0.0, v_v - v_ego_des) ** 2 / 6.0
+        need_behind = (ln + 4.8) / 2 + 2.0 + 0.6 * v_v + np.maximum(0.0, v_v - v_ref) ** 2 / 8.0
         occ |= (x_v - x_z < need_ahead) & (x_z - x_v < need_behind)
-    conf = Conflict(s_stop=s_zone + 1.9, s_clear=s_zone + 5.4, occupied=occ, path=p_e, before=0.5, after=1.0)
+    # the gap must hold while the ego's nose enters the lane; afterwards it follows the vehicle ahead
+    # (obstacles) and the vehicles behind react to it (planned after it)
+    conf = Conflict(s_stop=s_zone + 1.9, s_clear=s_zone + 3.0, occupied=occ, path=p_e, before=0.5, after=0.8)
     ego = sc.vehicle(p_e, s_e, v_e, v_ego_des, ego=True)
     sc.run(obstacles=known, conflicts=[conf])
     leader = None
