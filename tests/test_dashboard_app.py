@@ -123,6 +123,10 @@ def test_run_picker_and_url_round_trip(runs, monkeypatch):
     assert at2.selectbox(key="run").value == "run-b" and at2.selectbox(key="metric").value == "ade"
     assert at2.session_state["sel_ckpt"] == key and at2.session_state["window"] == 5
     assert at2.radio(key="mode").value == "min"
+    at3 = app(runs, monkeypatch, run="run-b", ckpt=key, view="Scenarios & replay", f_family="merge,lane_change")
+    assert not at3.exception
+    assert at3.selectbox(key="ckpt_pick").value == key  # the shared link opens the same tab and filters
+    assert set(at3.dataframe[0].value["family"]) <= {"merge", "lane_change"} and len(at3.dataframe[0].value)
 
 
 def test_what_if_rule_pick(runs, monkeypatch):
