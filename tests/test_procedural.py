@@ -210,3 +210,19 @@ def test_projection_on_road_paths_matches_shapely():
     line = shapely.linestrings(p.pts)
     assert np.allclose(np.abs(lat), shapely.distance(line, shapely.points(xy)), atol=1e-9)
     assert np.allclose(s, shapely.line_locate_point(line, shapely.points(xy)), atol=1e-6)
+
+
+def test_road_edges_have_the_road_on_their_left(scenes):
+    for s in scenes:
+        road = shapely.union_all([shapely.Polygon(p) for p in s.map.drivable])
+        left, right = [], []
+        for e in s.map.road_edges:
+            d = np.diff(e, axis=0)
+            mid = (e[1:] + e[:-1]) / 2
+            n = np.stack([-d[:, 1], d[:, 0]], axis=1) / np.hypot(d[:, 0], d[:, 1])[:, None]
+            left.append(shapely.contains_xy(road, *(mid + 0.3 * n).T))
+            right.append(~shapely.contains_xy(road, *(mid - 0.3 * n).T))
+        assert np.concatenate(left).all(), s.id
+        assert np.concatenate(right).mean() > 0.98, s.id  # the on-ramp's gore point is the only exception
+        assert len(s.map.road_lines) >= 1
+        assert (len(s.map.crosswalks) > 0) == (s.family == "pedestrian_crossing")
