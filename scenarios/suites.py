@@ -7,11 +7,13 @@ folder of files in a supported format, read by :func:`scenarios.formats.load_any
 
 Splits are disjoint seed ranges (families cycle with the seed, so every split is balanced over
 the eight families). Generated suites are cached in memory per process and, when ``cache_dir``
-is given, on disk in the project's ``.npz`` format (keyed by the generator version).
+is given, on disk in the project's ``.npz`` format (the file name carries the generator version
+and a hash of its source, so a changed generator regenerates instead of reading stale scenes).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,7 +133,7 @@ def _load_or_generate(name: str, split: str, cache_dir: str | os.PathLike | None
         return generate_suite(seeds, progress=len(seeds) > 100)
     from scenarios.io import load_scenarios, save_scenarios
 
-    path = Path(cache_dir) / f"{name}-{split}-g{GENERATOR_VERSION}.npz"
+    path = Path(cache_dir) / f"{name}-{split}-g{GENERATOR_VERSION}-{generator_fingerprint()}.npz"
     if path.is_file():
         try:
             scenes = load_scenarios(path)
@@ -143,6 +145,15 @@ def _load_or_generate(name: str, split: str, cache_dir: str | os.PathLike | None
     scenes = generate_suite(seeds, progress=len(seeds) > 100)
     save_scenarios(path, scenes)
     return scenes
+
+
+def generator_fingerprint() -> str:
+    """8 hex digits of a hash of the generator's source files: a changed generator never reads a stale cache."""
+    h = hashlib.sha256()
+    for f in sorted((Path(__file__).parent / "procedural").glob("*.py")):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:8]
 
 
 def clear_memory_cache() -> None:
