@@ -70,3 +70,25 @@ def test_sigkill_mid_run_leaves_every_completed_checkpoint_and_resumes(tmp_path)
         for name, v in w.rows.metrics.items():
             np.testing.assert_array_equal(g.metrics[name], v, err_msg=name)
         np.testing.assert_array_equal(g.ego_traj, w.rows.ego_traj)
+
+
+@pytest.mark.slow
+def test_reader_can_read_while_an_evaluation_writes(tmp_path):
+    run = make_run(tmp_path, episodes=(0, 10, 20, 30), speeds=[5.0, 6.0, 7.0, 8.0])
+    write_scenes(tmp_path / "scenes.npz", N_SCENES, num_steps=40)
+    out = tmp_path / "results.h5"
+    proc = subprocess.Popen(_cmd(run, out), cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    seen = set()
+    try:
+        while proc.poll() is None:
+            if out.exists():
+                s = read_summary(out)  # never fails, never shows a partial checkpoint
+                assert all(c.n == N_SCENES for c in s.checkpoints.values())
+                seen.add(len(s.checkpoints))
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0
+    assert len(read_summary(out).checkpoints) == 4 and len(seen) >= 2
