@@ -238,9 +238,12 @@ def run(cfg: EvalConfig, console=None) -> dict[str, Any]:
     from rich.console import Console
 
     from policy.checkpoint import read_checkpoint
+    from sim.metrics import REGISTRY
 
     console = console or Console(width=None if sys.stdout.isatty() else 150)
     log = console.print
+    if cfg.metric not in REGISTRY or cfg.metric == "collision_time":
+        raise EvaluationError(f"--metric {cfg.metric}: unknown metric; choose from {', '.join(REGISTRY)}")
     cands, run_dir = discover(cfg.ckpt, cfg.run, cfg.only, read_checkpoint, Path(cfg.latest), log=log)
     cands = cands + [baseline(b) for b in cfg.baselines]
     if not cands:

@@ -132,6 +132,7 @@ BAD = {
     "unwritable": _unwritable,
     "newer-schema": _newer_schema,
     "no-input": lambda w: [],
+    "unknown-metric": lambda w: ["--ckpt", "last.pt", "--metric", "speed"],
     "carla-unreachable": lambda w: ["--ckpt", "last.pt", "--backend", "carla", "--carla-host", "127.0.0.1",
                                     "--carla-port", "1"],
 }
