@@ -306,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from scenarios.scenario import ScenarioError
     from sim.config import SimError
 
-    errors: tuple[type[BaseException], ...] = (EvaluationError, CheckpointError, ScenarioError, SimError)
+    errors: tuple[type[BaseException], ...] = (EvaluationError, CheckpointError, ScenarioError, SimError, OSError)
     try:
         from sim.carla import CarlaError
 
