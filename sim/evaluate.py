@@ -317,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run(cfg)
     except errors as e:
-        print(f"error: {e}", file=sys.stderr)
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)  # always one line
         return 2
     except KeyboardInterrupt:
         print("interrupted: completed checkpoints are saved; run again to resume", file=sys.stderr)
