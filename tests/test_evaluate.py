@@ -155,3 +155,21 @@ def test_bad_input_is_one_line_nonzero_and_loses_nothing(work, capsys, case):
     assert "Traceback" not in err
     assert _digest(res) == before
     assert not list(work.glob(".results.h5.*.tmp"))
+
+
+def test_ckpt_resolution_prefers_the_working_directory_then_latest(work):
+    from sim.candidates import resolve_ckpt, run_dir_of
+    from sim.results import EvaluationError
+
+    said = []
+    (work.parent.parent / "last.pt").write_bytes((work / "last.pt").read_bytes())
+    assert resolve_ckpt(["last.pt"], log=said.append) == [Path("last.pt")] and not said  # ./last.pt wins
+    assert resolve_ckpt(["bc.pt"], log=said.append) == [Path("out/latest/bc.pt")]
+    assert said == [f"bc.pt -> {work / 'bc.pt'}"]
+    assert resolve_ckpt(["ep00100.pt"], log=said.append) == [Path("out/latest/checkpoints/ep00100.pt")]
+    assert [p.name for p in resolve_ckpt(["checkpoints/ep*.pt"], log=said.append)] == [
+        "ep00000.pt", "ep00050.pt", "ep00100.pt", "ep00150.pt"]
+    assert run_dir_of(Path("out/latest/checkpoints/ep00100.pt")) == work
+    assert run_dir_of(Path("last.pt")) is None
+    with pytest.raises(EvaluationError, match="nope"):
+        resolve_ckpt(["nope*.pt"], log=said.append)

@@ -13,6 +13,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scenarios.io import save_scenarios
 from sim.results import SCHEMA_VERSION, CheckpointRows, EvaluationError, ResultsWriter, read_checkpoints
@@ -170,3 +172,23 @@ def test_a_second_writer_is_locked_out(tmp_path):
         pass
     with w.lock():  # released
         pass
+
+
+@settings(max_examples=15, deadline=None)
+@given(cuts=st.lists(st.integers(1, 9), min_size=0, max_size=4, unique=True), seed=st.integers(0, 10))
+def test_commits_in_any_split_merge_to_the_same_rows(tmp_path_factory, cuts, seed):
+    """Resume property: committing a row set in pieces equals committing it at once (order kept)."""
+    scenes = [straight_scene(i, 12) for i in range(10)]
+    ids = [s.id for s in scenes]
+    full = _rows(ids, t=12, seed=seed)
+    path = tmp_path_factory.mktemp("split") / "r.h5"
+    w = ResultsWriter(path)
+    bounds = [0, *sorted(cuts), 10]
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        w.commit("k", _attrs("a.pt"), full.select(ids[a:b]), scenes[a:b], ROOT)
+    (got,) = read_checkpoints(path, with_traj=True)
+    assert got.rows.scenario_ids == tuple(ids)
+    for k in METRICS:
+        np.testing.assert_array_equal(got.rows.metrics[k], full.metrics[k])
+    np.testing.assert_array_equal(got.rows.ego_traj, full.ego_traj)
+    assert list(got.scenario_rows) == list(range(10))
