@@ -43,7 +43,7 @@ class EvalConfig:
     max_scenarios: int = 0
     backend: str = "kinematic"
     carla_host: str = "localhost"
-    carla_port: int = 2000
+    carla_port: tuple[int, ...] = (2000,)
     agents: str = "log"
     batch_size: int = 64
     device: str = "cpu"
@@ -73,8 +73,8 @@ def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
                    help="on-disk cache of generated bundled suites ('' to disable)")
     p.add_argument("--max-scenarios", type=int, default=0, help="evaluate only the first N scenes (0: all)")
     p.add_argument("--backend", choices=("kinematic", "carla"), default="kinematic")
-    p.add_argument("--carla-host", default="localhost")
-    p.add_argument("--carla-port", type=int, default=2000)
+    p.add_argument("--carla-host", default="localhost", help="CARLA host(s), comma-separated")
+    p.add_argument("--carla-port", type=int, nargs="+", default=[2000], help="CARLA RPC port(s): one server each")
     p.add_argument("--agents", choices=("log", "idm"), default="log", help="other agents: log replay or IDM")
     p.add_argument("--batch-size", type=int, default=64, help="scenes simulated together")
     p.add_argument("--device", default="cpu")
@@ -91,6 +91,7 @@ def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
     a = p.parse_args(argv)
     d = vars(a)
     d["ckpt"], d["baselines"] = tuple(a.ckpt), tuple(dict.fromkeys(a.baselines))
+    d["carla_port"] = tuple(a.carla_port)
     return EvalConfig(**d)
 
 
@@ -129,12 +130,13 @@ def _preflight_checkpoints(cands: Sequence[Candidate], device: str) -> None:
 
 
 def _check_carla(cfg: EvalConfig) -> None:
-    """Probe the CARLA server before any work (the backend module is imported lazily)."""
-    try:
-        from sim.carla.pool import check_servers, parse_endpoints
-    except ImportError as e:
-        raise EvaluationError(f"--backend carla: the CARLA backend is not available ({e})") from None
-    check_servers(parse_endpoints(cfg.carla_host, cfg.carla_port))
+    """Probe the CARLA server(s) before any work (the backend module is imported lazily)."""
+    from sim.executors import carla_module
+
+    mod = carla_module()
+    endpoints = mod.parse_endpoints(cfg.carla_host, list(cfg.carla_port))
+    if hasattr(mod, "check_servers"):
+        mod.check_servers(endpoints)
 
 
 def _ci(v: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
@@ -276,7 +278,7 @@ def run(cfg: EvalConfig, console=None) -> dict[str, Any]:
         shards = make_shards(scenes, cfg.batch_size)
         units = make_units(cands, shards, todo)
         settings = SimSettings(backend=cfg.backend, device=cfg.device, agents=cfg.agents, seed=cfg.seed,
-                               threads=cfg.threads, carla_host=cfg.carla_host, carla_port=cfg.carla_port)
+                               threads=cfg.threads, carla_host=cfg.carla_host, carla_ports=cfg.carla_port)
         if not out.exists() or units:
             writer.prepare(scenes, root)
         by_key = {c.key: c for c in cands}

@@ -24,7 +24,7 @@ import torch
 from scenarios.scenario import Scenario
 from sim.results import CheckpointRows, EvaluationError
 
-CARLA_MODULES = ("sim.carla_backend", "sim.carla.backend")
+CARLA_MODULES = ("sim.carla_backend", "sim.carla.pool")
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class SimSettings:
         seed: torch seed set before each unit.
         threads: torch CPU threads per process (1: the policy and simulator tensors are small, and
             intra-op threads only contend; it also makes every executor compute the same way).
-        carla_host: CARLA server host. carla_port: its port.
+        carla_host: CARLA server host(s), comma-separated. carla_ports: their RPC port(s) (one server each).
     """
 
     backend: str = "kinematic"
@@ -49,7 +49,7 @@ class SimSettings:
     seed: int = 0
     threads: int = 1
     carla_host: str = "localhost"
-    carla_port: int = 2000
+    carla_ports: tuple[int, ...] = (2000,)
 
 
 @dataclass(frozen=True)
@@ -141,38 +141,63 @@ def scene_digest(s: Scenario) -> str:
     return d
 
 
-def carla_backend(settings: SimSettings, scenes: Sequence[Scenario] = ()):
-    """Build the CARLA backend for ``scenes`` through the optional module (imported lazily).
+def carla_module():
+    """The CARLA evaluation module (imported lazily): ``sim.carla_backend`` if present, else ``sim.carla.pool``.
+
+    It must expose ``evaluate_carla(scenes, policy_fn, endpoints, max_agents=...)`` and
+    ``parse_endpoints(host, ports)``.
 
     Raises:
-        EvaluationError: the CARLA backend module or its factory is missing.
+        EvaluationError: no such module, or it lacks those functions.
     """
-    mod = None
     for name in CARLA_MODULES:
         try:
             mod = importlib.import_module(name)
-            break
         except ModuleNotFoundError as e:
-            if e.name not in (name, name.rsplit(".", 1)[0]) and not name.startswith(str(e.name)):
-                raise
-    if mod is None:
-        raise EvaluationError(
-            f"--backend carla: the CARLA backend module is not available (tried {', '.join(CARLA_MODULES)})"
-        )
-    factory = getattr(mod, "make_backend", None) or getattr(mod, "CarlaBackend", None)
-    if factory is None:
-        raise EvaluationError(f"--backend carla: {mod.__name__} has no make_backend(host, port)")
-    return factory(host=settings.carla_host, port=settings.carla_port, scenes=list(scenes))
+            if e.name and name.startswith(e.name):
+                continue
+            raise
+        if hasattr(mod, "evaluate_carla") and hasattr(mod, "parse_endpoints"):
+            return mod
+    raise EvaluationError(
+        f"--backend carla: no CARLA evaluation module with evaluate_carla() (tried {', '.join(CARLA_MODULES)})"
+    )
 
 
-def _policy_fn(unit: WorkUnit, batch, settings: SimSettings):
+def _rows(ids: Sequence[str], ro, batch) -> CheckpointRows:
+    from sim.metrics import compute_metrics
+
+    metrics = compute_metrics(ro, batch)
+    ego = ro.traj[:, 0]  # [B, T, 7]
+    speed = torch.hypot(ego[..., 3], ego[..., 4])
+    traj = torch.stack([ego[..., 0], ego[..., 1], ego[..., 2], speed], dim=-1).float()
+    traj = torch.where(batch.step_valid[..., None], traj, torch.full_like(traj, float("nan")))
+    return CheckpointRows(
+        scenario_ids=tuple(ids),
+        metrics={k: v.detach().double().cpu().numpy().reshape(len(ids)) for k, v in metrics.items()},
+        ego_traj=traj.cpu().numpy().astype(np.float32),
+    )
+
+
+def _evaluate_unit_carla(unit: WorkUnit, scenes: Sequence[Scenario], settings: SimSettings) -> UnitResult:
+    """The unit on CARLA server(s): one scene per rollout (``sim.carla.pool.evaluate_carla``), same metrics."""
+    mod = carla_module()
+    endpoints = mod.parse_endpoints(settings.carla_host, list(settings.carla_ports))
+    with torch.inference_mode():
+        fn = _policy_fn(unit, None, settings, dt=float(scenes[0].dt))
+        runs = mod.evaluate_carla(list(scenes), fn, endpoints, max_agents=settings.max_agents)
+        parts = [_rows([r.scene_id], r.rollout, r.batch) for r in runs]
+    return UnitResult(unit.key, unit.shard, CheckpointRows.concat(parts))
+
+
+def _policy_fn(unit: WorkUnit, batch, settings: SimSettings, dt: float | None = None):
     if unit.kind == "baseline":
         if unit.source == "log-replay":
             return None
         if unit.source == "constant-velocity":
             from sim.baselines import constant_velocity_policy
 
-            return constant_velocity_policy(batch.dt)
+            return constant_velocity_policy(batch.dt if batch is not None else dt)
         raise EvaluationError(f"unknown baseline {unit.source!r}")
     st = os.stat(unit.source)
     policy = _cached(("policy", unit.source, st.st_mtime_ns, st.st_size, settings.device),
@@ -214,35 +239,22 @@ def evaluate_unit(unit: WorkUnit, scenes: Sequence[Scenario], settings: SimSetti
         (x m, y m, yaw rad, speed m/s; NaN at steps the scene does not have).
     """
     from sim.batch import make_batch
-    from sim.metrics import compute_metrics
     from sim.rollout import rollout
 
+    if settings.threads > 0 and torch.get_num_threads() != settings.threads:
+        torch.set_num_threads(settings.threads)
+    torch.manual_seed(settings.seed)
+    if settings.backend == "carla":
+        return _evaluate_unit_carla(unit, scenes, settings)
     ids = tuple(s.id for s in scenes)
     batch = _cached(
         ("batch", tuple(scene_digest(s) for s in scenes), settings.device, settings.max_agents),
         lambda: make_batch(scenes, device=settings.device, max_agents=settings.max_agents),
     )
-    if settings.threads > 0 and torch.get_num_threads() != settings.threads:
-        torch.set_num_threads(settings.threads)
-    torch.manual_seed(settings.seed)
-    backend = carla_backend(settings, scenes) if settings.backend == "carla" else None
-    try:
-        with torch.inference_mode():
-            fn = _policy_fn(unit, batch, settings)
-            ro = rollout(batch, fn, agents=settings.agents, backend=backend)
-            metrics = compute_metrics(ro, batch)
-            ego = ro.traj[:, 0]  # [B, T, 7]
-            speed = torch.hypot(ego[..., 3], ego[..., 4])
-            traj = torch.stack([ego[..., 0], ego[..., 1], ego[..., 2], speed], dim=-1).float()
-            traj = torch.where(batch.step_valid[..., None], traj, torch.full_like(traj, float("nan")))
-    finally:
-        if backend is not None and hasattr(backend, "close"):
-            backend.close()
-    rows = CheckpointRows(
-        scenario_ids=ids,
-        metrics={k: v.detach().double().cpu().numpy().reshape(len(ids)) for k, v in metrics.items()},
-        ego_traj=traj.cpu().numpy().astype(np.float32),
-    )
+    with torch.inference_mode():
+        fn = _policy_fn(unit, batch, settings)
+        ro = rollout(batch, fn, agents=settings.agents)
+        rows = _rows(ids, ro, batch)
     return UnitResult(unit.key, unit.shard, rows)
 
 

@@ -173,3 +173,19 @@ def test_ckpt_resolution_prefers_the_working_directory_then_latest(work):
     assert run_dir_of(Path("last.pt")) is None
     with pytest.raises(EvaluationError, match="nope"):
         resolve_ckpt(["nope*.pt"], log=said.append)
+
+
+@pytest.mark.carla
+def test_carla_backend_end_to_end(work):
+    """Needs a CARLA server (CARLA_HOST, CARLA_PORT): the same CLI, rows stored with backend carla."""
+    import os
+
+    host, port = os.environ["CARLA_HOST"], os.environ.get("CARLA_PORT", "2000")
+    assert main(["--ckpt", "last.pt", "--only", "--baseline", "log-replay", "--backend", "carla", "--carla-host", host,
+                 "--carla-port", port, *ARGS, "--max-scenarios", "2"]) == 0
+    stored = {s.attrs["name"]: s for s in read_checkpoints(work / "results.h5")}
+    assert set(stored) == {"ep00150.pt", "log-replay"}
+    for s in stored.values():
+        assert s.attrs["backend"] == "carla" and len(s.rows.scenario_ids) == 2
+        assert np.isfinite(s.rows.metrics["ade"]).all()
+    assert read_summary(work / "results.h5").attrs["backend"] == "carla"
