@@ -118,8 +118,8 @@ def main(argv=None) -> dict:
                 for g in f["scenarios"].values()
                 for ds in _datasets(g)
             )
-        device = cfg.device if cfg.device != "cpu" else f"cpu ({platform.processor() or platform.machine()}, " \
-                                                          f"{torch.get_num_threads()} torch threads available)"
+        name = platform.processor() or platform.machine()
+        device = cfg.device if cfg.device != "cpu" else f"cpu ({name}, {os.cpu_count()} cores)"
         res = {
             "checkpoints": n_ck,
             "scenarios": n_sc,
