@@ -32,6 +32,10 @@ class PolicyConfig:
         init_log_std: initial log-std of each delta dimension (log metres).
         min_log_std: lower clamp of the log-std (log metres).
         max_log_std: upper clamp of the log-std (log metres).
+        speed_feature: index of the ego speed in the observation; when set, the cloned head predicts a residual
+            over a constant-velocity prior (waypoint k at ``speed * waypoint_dt * (k + 1)`` m straight ahead).
+        speed_scale: ego speed (m/s) = ``obs[:, speed_feature] * speed_scale``.
+        waypoint_dt: seconds between waypoints.
     """
 
     obs_dim: int
@@ -43,6 +47,9 @@ class PolicyConfig:
     init_log_std: float = -0.5
     min_log_std: float = -5.0
     max_log_std: float = 2.0
+    speed_feature: int | None = None
+    speed_scale: float = 1.0
+    waypoint_dt: float = 0.5
 
     @property
     def action_dim(self) -> int:
@@ -132,11 +139,20 @@ class WaypointPolicy(nn.Module):
             waypoints: float ``[N, K, 2]`` target waypoints, metres.
         """
         o = obs.reshape(-1, self.config.obs_dim).float()
-        w = waypoints.reshape(-1, self.config.action_dim).float()
+        w = (waypoints.reshape(-1, self.config.num_waypoints, 2).float() - self.prior(o)).reshape(o.shape[0], -1)
         self.obs_mean.copy_(o.mean(0))
         self.obs_std.copy_(o.std(0, unbiased=False).clamp_min(self.MIN_OBS_STD))
         self.wp_mean.copy_(w.mean(0))
         self.wp_std.copy_(w.std(0, unbiased=False).clamp_min(1e-2))
+
+    def prior(self, obs: Tensor) -> Tensor:
+        """Constant-velocity prior waypoints ``[B, K, 2]`` (m, ego frame); zeros without ``speed_feature``."""
+        c = self.config
+        out = torch.zeros(obs.shape[0], c.num_waypoints, 2, dtype=obs.dtype, device=obs.device)
+        if c.speed_feature is not None:
+            steps = torch.arange(1, c.num_waypoints + 1, dtype=obs.dtype, device=obs.device) * c.waypoint_dt
+            out[..., 0] = (obs[:, c.speed_feature] * c.speed_scale).unsqueeze(1) * steps
+        return out
 
     def _norm_obs(self, obs: Tensor) -> Tensor:
         return ((obs - self.obs_mean) / self.obs_std).clamp(-10.0, 10.0)
@@ -145,13 +161,14 @@ class WaypointPolicy(nn.Module):
         """Behaviour-cloned waypoints ``[B, K, 2]`` (metres, ego frame) for observations ``[B, obs_dim]``."""
         feat = self.encoder(self._norm_obs(obs))
         flat = self.bc_head(feat) * self.wp_std + self.wp_mean
-        return flat.view(-1, self.config.num_waypoints, 2)
+        return flat.view(-1, self.config.num_waypoints, 2) + self.prior(obs)
 
     def forward(self, obs: Tensor) -> PolicyOutput:
         """Full forward pass for observations ``[B, obs_dim]``; see :class:`PolicyOutput`."""
         x = self._norm_obs(obs)
         feat = self.encoder(x)
         cloned = (self.bc_head(feat) * self.wp_std + self.wp_mean).view(-1, self.config.num_waypoints, 2)
+        cloned = cloned + self.prior(obs)
         head_in = torch.cat([feat.detach(), x], dim=-1)
         mean = self.delta_net(head_in)
         if self.log_std_head is not None:

@@ -168,3 +168,20 @@ def test_unwritable_target_is_a_clear_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(CheckpointError, match="cannot write"):
         save_checkpoint(blocker / "a.pt", _policy(), {}, _meta())
+
+
+def test_constant_velocity_prior():
+    torch.manual_seed(0)
+    pol = WaypointPolicy(PolicyConfig(obs_dim=OBS_DIM, hidden=16, speed_feature=2, speed_scale=10.0, waypoint_dt=0.5))
+    with torch.no_grad():
+        pol.bc_head.weight.zero_()
+        pol.bc_head.bias.zero_()
+    obs = torch.zeros(3, OBS_DIM)
+    obs[:, 2] = torch.tensor([0.0, 1.0, 1.5])  # 0, 10, 15 m/s
+    wp = pol.act(obs)
+    expected_x = torch.tensor([0.0, 10.0, 15.0])[:, None] * 0.5 * torch.arange(1, 9)
+    torch.testing.assert_close(wp[..., 0], expected_x)
+    torch.testing.assert_close(wp[..., 1], torch.zeros(3, 8))
+    # normalisation is fitted on the residual over the prior: targets equal to the prior give zero mean
+    pol.set_normalization(obs, pol.prior(obs))
+    torch.testing.assert_close(pol.wp_mean, torch.zeros(16))

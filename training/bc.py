@@ -65,14 +65,15 @@ def behaviour_clone(policy: WaypointPolicy, data: ExpertData, *, epochs: int, lr
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
     n = data.obs.shape[0]
-    target = (data.waypoints.reshape(n, -1) - policy.wp_mean) / policy.wp_std
+    residual = data.waypoints - policy.prior(data.obs)
+    target = (residual.reshape(n, -1) - policy.wp_mean) / policy.wp_std
     losses = []
     for _ in range(epochs):
         perm = torch.randperm(n, generator=generator).to(data.obs.device)
         total = 0.0
         for start in range(0, n, batch):
             idx = perm[start:start + batch]
-            pred = policy.cloned_waypoints(data.obs[idx]).reshape(len(idx), -1)
+            pred = (policy.cloned_waypoints(data.obs[idx]) - policy.prior(data.obs[idx])).reshape(len(idx), -1)
             loss = torch.nn.functional.smooth_l1_loss((pred - policy.wp_mean) / policy.wp_std, target[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()

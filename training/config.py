@@ -35,7 +35,7 @@ class TrainConfig:
     bc_epochs: int = 30
     bc_lr: float = 1e-3
     bc_batch: int = 512
-    dagger_rounds: int = 3
+    dagger_rounds: int = 1
     # policy
     hidden: int = 128
     layers: int = 2
@@ -43,7 +43,7 @@ class TrainConfig:
     init_log_std: float = -1.5
     # PPO
     batch_scenes: int = 25
-    lr: float = 1e-3
+    lr: float = 3e-4
     log_std_lr: float = 3e-3
     gamma: float = 0.97
     gae_lambda: float = 0.9
@@ -53,12 +53,15 @@ class TrainConfig:
     ent_coef: float = 0.0
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
+    value_warmup: int = 2
+    delta_l2: float = 0.1
     # reward weights (per simulation step)
-    w_progress: float = 0.1
-    w_collision: float = 5.0
+    w_progress: float = 0.0
+    w_collision: float = 10.0
     w_offroad: float = 0.5
     w_comfort: float = 0.3
     w_log_dist: float = 0.05
+    w_ttc: float = 0.0
     # evaluation
     val_scenes: int = 16
     eval_states: int = 512

@@ -105,8 +105,12 @@ def rl_param_groups(policy: WaypointPolicy, lr: float, log_std_lr: float) -> lis
 
 def ppo_update(policy: WaypointPolicy, opt: torch.optim.Optimizer, data: Transitions, *, epochs: int,
                minibatch: int, clip: float, vf_coef: float, ent_coef: float, max_grad_norm: float,
-               generator: torch.Generator) -> UpdateStats:
-    """Clipped-objective PPO epochs over ``data`` (advantages normalised per minibatch)."""
+               generator: torch.Generator, pg_coef: float = 1.0, delta_l2: float = 0.0) -> UpdateStats:
+    """Clipped-objective PPO epochs over ``data`` (advantages normalised per minibatch).
+
+    ``pg_coef = 0`` trains the value head only (warm-up while its estimates are still meaningless);
+    ``delta_l2`` pulls the delta mean towards 0 (the cloned plan) so noise alone does not make it drift.
+    """
     n = data.obs.shape[0]
     params = rl_parameters(policy)
     stats: list[tuple[float, float, float, float]] = []
@@ -125,7 +129,8 @@ def ppo_update(policy: WaypointPolicy, opt: torch.optim.Optimizer, data: Transit
             pg = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)).mean()
             v_loss = 0.5 * (out.value - data.ret[idx]).pow(2).mean()
             entropy = (out.log_std + 1.4189385332046727).sum(-1).mean()
-            loss = pg + vf_coef * v_loss - ent_coef * entropy
+            loss = pg_coef * (pg - ent_coef * entropy + delta_l2 * out.delta_mean.pow(2).sum(-1).mean())
+            loss = loss + vf_coef * v_loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, max_grad_norm)

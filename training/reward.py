@@ -3,10 +3,12 @@
 Transition ``s`` is the control at step ``t = init_step + s`` and is scored on the state at ``t + 1``:
 
     r = w_progress * (route_s[t+1] - route_s[t])          progress along the route (m)
-      - w_collision * [first collision at t+1]             the episode ends there
+      - w_collision * [a collision starts at t+1]         (the episode goes on: ending it would spare the
+                                                           collider the later penalties)
       - w_offroad * clamp(offroad_dist[t+1], 0, 2)         m outside the drivable area
       - w_comfort * (# nuPlan comfort bounds broken at t+1)
       - w_log_dist * log_dist[t+1]                         m from the logged position
+      - w_ttc * [time to collision at t+1 below 0.95 s]   nuPlan's TTC bound (when ``ttc`` is given)
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ LON_ACCEL_MIN, LON_ACCEL_MAX = -4.05, 2.40  # m/s^2
 LAT_ACCEL_MAX = 4.89  # m/s^2
 YAW_RATE_MAX = 0.95  # rad/s
 JERK_MAX = 4.13  # m/s^3
+TTC_MIN = 0.95  # s
+REWARD_SERIES = ("collision", "offroad_dist", "route_s", "log_dist", "accel", "jerk", "lat_accel", "yaw_rate")
 
 
 class RewardWeights(NamedTuple):
@@ -31,6 +35,7 @@ class RewardWeights(NamedTuple):
     offroad: float = 0.5
     comfort: float = 0.3
     log_dist: float = 0.05
+    ttc: float = 0.0
 
 
 class StepRewards(NamedTuple):
@@ -38,8 +43,8 @@ class StepRewards(NamedTuple):
 
     Attributes:
         reward: float32 ``[B, S]``.
-        mask: bool ``[B, S]``: the transition happened (the scene has step t+1, no collision before t+1).
-        done: bool ``[B, S]``: the episode ends after this transition (collision or last step of the scene).
+        mask: bool ``[B, S]``: the transition happened (the scene has step t+1).
+        done: bool ``[B, S]``: the episode ends after this transition (last step of the scene).
         episode_return: float32 ``[B]`` undiscounted sum of the rewards of each scene.
     """
 
@@ -59,7 +64,8 @@ def step_rewards(series: dict[str, Tensor], step_valid: Tensor, init_step: int, 
 
     Args:
         series: per-step ``[B, T]`` signals: ``collision`` (bool), ``offroad_dist`` (m), ``route_s`` (m),
-            ``log_dist`` (m), ``accel`` (m/s^2), ``jerk`` (m/s^3), ``lat_accel`` (m/s^2), ``yaw_rate`` (rad/s).
+            ``log_dist`` (m), ``accel`` (m/s^2), ``jerk`` (m/s^3), ``lat_accel`` (m/s^2), ``yaw_rate`` (rad/s),
+            optionally ``ttc`` (s).
         step_valid: bool ``[B, T]``.
         init_step: first controlled step.
         w: weights.
@@ -68,13 +74,11 @@ def step_rewards(series: dict[str, Tensor], step_valid: Tensor, init_step: int, 
     t0 = init_step
     nxt = slice(t0 + 1, None)
     exists = step_valid[:, nxt]
-    coll = series["collision"][:, nxt].bool() & exists
-    # episode ends at the first collision: transitions after it are masked out
-    before = torch.cumsum(coll.int(), dim=1) - coll.int()
-    mask = exists & (before == 0)
-    first_coll = coll & mask
-    last_real = exists & ~torch.cat([exists[:, 1:], torch.zeros_like(exists[:, :1])], dim=1)
-    done = mask & (first_coll | last_real)
+    coll_all = series["collision"].bool()
+    coll = coll_all[:, nxt] & exists
+    onset = coll & ~coll_all[:, t0:-1]  # a collision starts at t+1
+    mask = exists
+    done = exists & ~torch.cat([exists[:, 1:], torch.zeros_like(exists[:, :1])], dim=1)
 
     route_s = _nan0(series["route_s"])
     progress = (route_s[:, t0 + 1:] - route_s[:, t0:-1]).clamp(-3.0, 3.0)
@@ -88,7 +92,9 @@ def step_rewards(series: dict[str, Tensor], step_valid: Tensor, init_step: int, 
     comfort += (_nan0(series["jerk"][:, nxt]).abs() > JERK_MAX).float()
     log_dist = _nan0(series["log_dist"][:, nxt])
 
-    r = (w.progress * progress - w.collision * first_coll.float() - w.offroad * offroad
+    r = (w.progress * progress - w.collision * onset.float() - w.offroad * offroad
          - w.comfort * comfort - w.log_dist * log_dist)
+    if w.ttc > 0 and "ttc" in series:
+        r = r - w.ttc * (series["ttc"][:, nxt].float() < TTC_MIN).float()
     r = torch.where(mask, r, torch.zeros_like(r))
     return StepRewards(r, mask, done, r.sum(1))

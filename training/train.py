@@ -19,7 +19,7 @@ from policy.model import PolicyConfig, WaypointPolicy
 from scenarios.scenario import ScenarioError
 from sim.config import NUM_WAYPOINTS, WAYPOINT_STEPS, SimError
 from sim.metrics import metric_series
-from sim.observation import OBS_DIM, OBS_VERSION
+from sim.observation import OBS_DIM, OBS_VERSION, SPEED_SCALE
 from sim.rollout import rollout
 from training.bc import ExpertData, behaviour_clone, relabel_on_policy
 from training.checkpoints import CheckpointManager
@@ -28,7 +28,7 @@ from training.data import RunData, load_run_data
 from training.evaluation import evaluate
 from training.history import EvalRecord, entropy_history_doc, train_metrics_doc, write_history
 from training.ppo import Transitions, gae, make_sampling_policy_fn, ppo_update, rl_param_groups
-from training.reward import RewardWeights, step_rewards
+from training.reward import REWARD_SERIES, RewardWeights, step_rewards
 from training.run_dir import create_run_dir, package_versions, read_json, update_latest, write_config
 from training.summary import print_summary
 
@@ -102,7 +102,8 @@ def train(cli: CliArgs) -> int:
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     ckpt_cfg = checkpoint_config(cfg)
-    weights = RewardWeights(cfg.w_progress, cfg.w_collision, cfg.w_offroad, cfg.w_comfort, cfg.w_log_dist)
+    weights = RewardWeights(cfg.w_progress, cfg.w_collision, cfg.w_offroad, cfg.w_comfort, cfg.w_log_dist, cfg.w_ttc)
+    series_names = REWARD_SERIES + (("ttc",) if cfg.w_ttc > 0 else ())
 
     # --- scenarios, fixed evaluation states, expert data --------------------------------------------------
     data: RunData = load_run_data(cfg, run, device)
@@ -110,7 +111,8 @@ def train(cli: CliArgs) -> int:
     # --- the behaviour-cloned start (or --init), saved as bc.pt -----------------------------------------------
     pcfg = PolicyConfig(obs_dim=OBS_DIM, num_waypoints=NUM_WAYPOINTS, obs_version=OBS_VERSION, hidden=cfg.hidden,
                         layers=cfg.layers, state_dependent_std=cfg.state_dependent_std,
-                        init_log_std=cfg.init_log_std)
+                        init_log_std=cfg.init_log_std, speed_feature=0, speed_scale=SPEED_SCALE,
+                        waypoint_dt=WAYPOINT_STEPS * data.val_batch.dt)
     manager = CheckpointManager(run, cfg.keep_top_k, cfg.select_after)
     if resume_state is not None:
         policy = load_checkpoint(run / "last.pt", device, expect_obs=(OBS_DIM, OBS_VERSION)).policy
@@ -181,7 +183,8 @@ def train(cli: CliArgs) -> int:
         gen = torch.Generator(device=device).manual_seed(iteration_seed(cfg.seed, iteration, 1))
         policy.eval()
         ro = rollout(batch, make_sampling_policy_fn(policy, gen), record_obs=True)
-        rw = step_rewards(metric_series(ro, batch), batch.step_valid, batch.init_step, weights, batch.road.has_road)
+        rw = step_rewards(metric_series(ro, batch, series_names), batch.step_valid, batch.init_step, weights,
+                          batch.road.has_road)
         adv, ret = gae(rw.reward, ro.aux["value"], rw.mask, rw.done, cfg.gamma, cfg.gae_lambda)
         m = rw.mask
         assert ro.obs is not None
@@ -189,7 +192,8 @@ def train(cli: CliArgs) -> int:
         policy.train()
         ppo_update(policy, opt, transitions, epochs=cfg.ppo_epochs, minibatch=cfg.minibatch, clip=cfg.clip,
                    vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef, max_grad_norm=cfg.max_grad_norm,
-                   generator=torch.Generator().manual_seed(iteration_seed(cfg.seed, iteration, 2)))
+                   generator=torch.Generator().manual_seed(iteration_seed(cfg.seed, iteration, 2)),
+                   pg_coef=0.0 if iteration < cfg.value_warmup else 1.0, delta_l2=cfg.delta_l2)
         episode += n
         iteration += 1
         returns += rw.episode_return.tolist()
