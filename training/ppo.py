@@ -75,7 +75,7 @@ def gae(reward: Tensor, value: Tensor, mask: Tensor, done: Tensor, gamma: float,
     last = torch.zeros(b, dtype=reward.dtype, device=reward.device)
     next_value = torch.zeros(b, dtype=reward.dtype, device=reward.device)
     for i in range(s - 1, -1, -1):
-        nonterminal = (~done[:, i]).float()
+        nonterminal = (~done[:, i]).to(reward.dtype)
         delta = reward[:, i] + gamma * next_value * nonterminal - value[:, i]
         last = delta + gamma * lam * nonterminal * last
         last = torch.where(mask[:, i], last, torch.zeros_like(last))
