@@ -40,7 +40,7 @@ class TrainConfig:
     hidden: int = 128
     layers: int = 2
     state_dependent_std: bool = False
-    init_log_std: float = -1.5
+    init_log_std: float = -2.5
     # PPO
     batch_scenes: int = 25
     lr: float = 3e-4
