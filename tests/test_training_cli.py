@@ -77,7 +77,8 @@ def test_history_schema_and_best_consistency(run_dir):
     assert last.meta["episode"] == 12 and last.meta["kind"] == "last"
     assert load_checkpoint(run_dir / "bc.pt").meta["kind"] == "bc"
     # the state-independent entropy is sum(log_std) + D * 0.5 ln(2 pi e)
-    assert last.meta["entropy"] == pytest.approx(float(last.policy.log_std.detach().sum()) + 16 * 1.4189385332, abs=1e-4)
+    expected = float(last.policy.log_std.detach().sum()) + 16 * 1.4189385332
+    assert last.meta["entropy"] == pytest.approx(expected, abs=1e-4)
 
 
 def test_existing_run_dir_is_not_overwritten(run_dir, capsys):
@@ -147,3 +148,18 @@ def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path):
         a, b = torch.load(ref / f, weights_only=True), torch.load(cut / f, weights_only=True)
         assert a["meta"] == b["meta"]
         assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+
+
+def test_init_skips_cloning_and_early_stop_on_low_entropy(run_dir, tmp_path):
+    out = tmp_path / "from_init"
+    rc = main([*TINY, "--episodes", "12", "--out-dir", str(out), "--init", str(run_dir / "last.pt"),
+               "--min-entropy", "1000", "--entropy-patience", "2"])
+    assert rc == 0
+    bc = load_checkpoint(out / "bc.pt")
+    assert bc.meta["kind"] == "bc" and bc.meta["source"] == str(run_dir / "last.pt")
+    start = load_checkpoint(run_dir / "last.pt").policy
+    obs = torch.randn(5, start.config.obs_dim)
+    torch.testing.assert_close(bc.policy.act(obs), start.act(obs))
+    m = json.loads((out / "train_metrics.json").read_text())
+    assert m["episodes_done"] == 8 and "entropy below 1000" in m["stop_reason"]
+    assert json.loads((out / "entropy_history.json").read_text())["episodes"] == [4, 8]

@@ -106,7 +106,7 @@ def train(cli: CliArgs) -> int:
     series_names = REWARD_SERIES + (("ttc",) if cfg.w_ttc > 0 else ())
 
     # --- scenarios, fixed evaluation states, expert data --------------------------------------------------
-    data: RunData = load_run_data(cfg, run, device)
+    data: RunData = load_run_data(cfg, run, device, need_expert=resume_state is None and cfg.init is None)
 
     # --- the behaviour-cloned start (or --init), saved as bc.pt -----------------------------------------------
     pcfg = PolicyConfig(obs_dim=OBS_DIM, num_waypoints=NUM_WAYPOINTS, obs_version=OBS_VERSION, hidden=cfg.hidden,
