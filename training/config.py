@@ -44,7 +44,7 @@ class TrainConfig:
     # PPO
     batch_scenes: int = 25
     lr: float = 3e-4
-    log_std_lr: float = 3e-3
+    log_std_lr: float = 1e-2
     gamma: float = 0.97
     gae_lambda: float = 0.9
     clip: float = 0.2
