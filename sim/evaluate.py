@@ -246,6 +246,8 @@ def run(cfg: EvalConfig, console=None) -> dict[str, Any]:
     log = console.print
     if cfg.metric not in REGISTRY or cfg.metric == "collision_time":
         raise EvaluationError(f"--metric {cfg.metric}: unknown metric; choose from {', '.join(REGISTRY)}")
+    if cfg.backend == "carla" and cfg.agents != "log":
+        raise EvaluationError("--agents idm is not available with --backend carla (it replays logged agents only)")
     cands, run_dir = discover(cfg.ckpt, cfg.run, cfg.only, read_checkpoint, Path(cfg.latest), log=log)
     cands = cands + [baseline(b) for b in cfg.baselines]
     if not cands:

@@ -8,6 +8,7 @@ equal ``init_step`` and ``dt`` (a batch shares them) in order, ``batch_size`` at
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import os
@@ -186,8 +187,26 @@ def _evaluate_unit_carla(unit: WorkUnit, scenes: Sequence[Scenario], settings: S
     with torch.inference_mode():
         fn = _policy_fn(unit, None, settings, dt=float(scenes[0].dt))
         runs = mod.evaluate_carla(list(scenes), fn, endpoints, max_agents=settings.max_agents)
-        parts = [_rows([r.scene_id], r.rollout, r.batch) for r in runs]
+        parts = [_with_sensor_collision(_rows([r.scene_id], r.rollout, r.batch), r) for r in runs]
     return UnitResult(unit.key, unit.shard, CheckpointRows.concat(parts))
+
+
+def _with_sensor_collision(rows: CheckpointRows, run) -> CheckpointRows:
+    """OR CARLA's collision sensor into the box-overlap collision (the sensor misses contacts, boxes are primary).
+
+    A contact only the sensor saw counts as a collision at its first step and, lacking the geometry to judge
+    fault, as at fault; the score is zeroed accordingly.
+    """
+    fired = np.flatnonzero(np.asarray(run.sensor_collision, dtype=bool)[run.rollout.init_step + 1 :])
+    m = rows.metrics
+    if fired.size == 0 or m["collision"][0] > 0:
+        return rows
+    m = dict(m)
+    m["collision"] = np.ones(1)
+    m["collision_at_fault"] = np.ones(1)
+    m["collision_time"] = np.array([(fired[0] + 1) * run.rollout.dt])
+    m["score"] = np.zeros(1)
+    return dataclasses.replace(rows, metrics=m)
 
 
 def _policy_fn(unit: WorkUnit, batch, settings: SimSettings, dt: float | None = None):
