@@ -25,8 +25,6 @@ import torch
 from scenarios.scenario import Scenario
 from sim.results import CheckpointRows, EvaluationError
 
-CARLA_MODULES = ("sim.carla_backend", "sim.carla.pool")
-
 
 @dataclass(frozen=True)
 class SimSettings:
@@ -143,26 +141,11 @@ def scene_digest(s: Scenario) -> str:
 
 
 def carla_module():
-    """The CARLA evaluation module (imported lazily): ``sim.carla_backend`` if present, else ``sim.carla.pool``.
+    """The CARLA evaluation module, :mod:`sim.carla.pool`, imported lazily (it needs no ``carla`` at import).
 
-    It must expose ``evaluate_carla(scenes, policy_fn, endpoints, max_agents=...)`` and
-    ``parse_endpoints(host, ports)``.
-
-    Raises:
-        EvaluationError: no such module, or it lacks those functions.
+    It exposes ``evaluate_carla(scenes, policy_fn, endpoints, max_agents=...)`` and ``parse_endpoints(host, ports)``.
     """
-    for name in CARLA_MODULES:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name and name.startswith(e.name):
-                continue
-            raise
-        if hasattr(mod, "evaluate_carla") and hasattr(mod, "parse_endpoints"):
-            return mod
-    raise EvaluationError(
-        f"--backend carla: no CARLA evaluation module with evaluate_carla() (tried {', '.join(CARLA_MODULES)})"
-    )
+    return importlib.import_module("sim.carla.pool")
 
 
 def _rows(ids: Sequence[str], ro, batch) -> CheckpointRows:
