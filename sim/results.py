@@ -291,6 +291,7 @@ class ResultsWriter:
         folder = self.path.parent
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{self.path.name}.", suffix=".tmp")
         os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
         try:
             if self.path.exists():
                 shutil.copyfile(self.path, tmp)
@@ -424,3 +425,9 @@ class ResultsWriter:
                 self._set_root(f, root)
             g = f.require_group("verdict")
             g.attrs["json"] = to_json(verdict)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
