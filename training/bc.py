@@ -84,24 +84,23 @@ def behaviour_clone(policy: WaypointPolicy, data: ExpertData, *, epochs: int, lr
     return BCResult(losses[-1], losses)
 
 
-def relabel_on_policy(batch, policy_fn, max_log_dist: float = 5.0) -> ExpertData:
-    """DAgger-style data: roll ``policy_fn`` out in closed loop and label every visited state with the log.
+def log_labels(batch, ro, max_log_dist: float = 5.0) -> tuple[Tensor, Tensor]:
+    """The way back to the log from every closed-loop state of ``ro``.
 
     The label at a visited ego pose is the logged ego's future positions expressed in that pose's frame
-    (``sim.expert.expert_waypoints`` with the closed-loop origin and yaw): the way back to the log.
+    (``sim.expert.expert_waypoints`` with the closed-loop origin and yaw).
 
     Args:
-        batch: a ``ScenarioBatch``.
-        policy_fn: a ``sim.rollout.PolicyFn`` (e.g. the current policy with sampled deltas).
-        max_log_dist: states farther than this from the logged position (m) are dropped.
+        batch: the ``ScenarioBatch`` ``ro`` ran on.
+        ro: a ``sim.rollout.Rollout`` recorded with ``record_obs=True`` (S controlled steps).
+        max_log_dist: states farther than this from the logged position (m) are not labelled.
 
     Returns:
-        :class:`ExpertData` of the kept states.
+        ``(labels [B, S, K, 2] m ego frame, ok [B, S] bool)``; ``ok`` is False past a scene's end, far from the
+        log, or where the observation or label is not finite.
     """
     from sim.expert import expert_waypoints
-    from sim.rollout import rollout
 
-    ro = rollout(batch, policy_fn, record_obs=True)
     assert ro.obs is not None
     t0, n_t = batch.init_step, batch.num_steps
     ego = ro.traj[:, 0]  # [B, T, 7]
@@ -109,6 +108,25 @@ def relabel_on_policy(batch, policy_fn, max_log_dist: float = 5.0) -> ExpertData
                           for t in range(t0, n_t - 1)], dim=1)  # [B, S, K, 2]
     s = ro.obs.shape[1]
     near = (ego[:, t0:t0 + s, :2] - batch.log[:, 0, t0:t0 + s, :2]).norm(dim=-1) <= max_log_dist
-    keep = batch.step_valid[:, t0 + 1:t0 + 1 + s] & near
-    keep &= torch.isfinite(ro.obs).all(-1) & torch.isfinite(labels).flatten(2).all(-1)
+    ok = batch.step_valid[:, t0 + 1:t0 + 1 + s] & near
+    ok &= torch.isfinite(ro.obs).all(-1) & torch.isfinite(labels).flatten(2).all(-1)
+    return torch.nan_to_num(labels), ok
+
+
+def relabel_on_policy(batch, policy_fn, max_log_dist: float = 5.0) -> ExpertData:
+    """DAgger-style data: roll ``policy_fn`` out in closed loop and label every visited state with the log.
+
+    Args:
+        batch: a ``ScenarioBatch``.
+        policy_fn: a ``sim.rollout.PolicyFn`` (e.g. the current policy with sampled deltas).
+        max_log_dist: states farther than this from the logged position (m) are dropped.
+
+    Returns:
+        :class:`ExpertData` of the kept states (labels: :func:`log_labels`).
+    """
+    from sim.rollout import rollout
+
+    ro = rollout(batch, policy_fn, record_obs=True)
+    assert ro.obs is not None
+    labels, keep = log_labels(batch, ro, max_log_dist)
     return ExpertData(ro.obs[keep].float(), labels[keep].float())

@@ -10,7 +10,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from policy.model import WaypointPolicy, gaussian_log_prob, sample_delta
+from policy.model import WaypointPolicy, gaussian_log_prob
 
 
 class Transitions(NamedTuple):
@@ -22,6 +22,9 @@ class Transitions(NamedTuple):
         logp: float32 ``[N]`` log-probability of ``delta`` when sampled (nats).
         advantage: float32 ``[N]`` GAE advantages.
         ret: float32 ``[N]`` value targets (advantage + value).
+        target: float32 ``[N, D]`` the way back to the log from each state (``training.bc.log_labels``,
+            metres, flattened like ``delta``), or None.
+        target_ok: bool ``[N]`` the state has a label, or None.
     """
 
     obs: Tensor
@@ -29,6 +32,8 @@ class Transitions(NamedTuple):
     logp: Tensor
     advantage: Tensor
     ret: Tensor
+    target: Tensor | None = None
+    target_ok: Tensor | None = None
 
 
 class UpdateStats(NamedTuple):
@@ -40,13 +45,24 @@ class UpdateStats(NamedTuple):
     clip_frac: float
 
 
-def make_sampling_policy_fn(policy: WaypointPolicy, generator: torch.Generator):
-    """``PolicyFn`` that samples deltas; aux holds ``delta [B, D]``, ``logp [B]``, ``value [B]``."""
+def make_sampling_policy_fn(policy: WaypointPolicy, generator: torch.Generator, hold: int = 1):
+    """``PolicyFn`` that samples deltas; aux holds ``delta [B, D]``, ``logp [B]``, ``value [B]``.
+
+    ``hold > 1`` keeps the standard-normal noise ``eps`` for ``hold`` consecutive steps (delta = mean(s_t) +
+    sigma * eps): temporally correlated exploration, so a perturbation lasts long enough to change the outcome
+    (as in coloured-noise exploration; PPO still scores every step's delta under its own Gaussian).
+    """
+    state: dict[str, Tensor] = {}
 
     @torch.no_grad()
     def fn(obs: Tensor, t: int) -> tuple[Tensor, dict[str, Tensor]]:
         out = policy(obs)
-        delta = sample_delta(out, generator)
+        eps = state.get("eps")
+        if eps is None or eps.shape != out.delta_mean.shape or t % max(1, hold) == 0:
+            eps = torch.randn(out.delta_mean.shape, generator=generator, device=out.delta_mean.device,
+                              dtype=out.delta_mean.dtype)
+            state["eps"] = eps
+        delta = out.delta_mean + eps * out.log_std.exp()
         logp = gaussian_log_prob(out.delta_mean, out.log_std, delta)
         return policy.executed(out, delta), {"delta": delta, "logp": logp, "value": out.value}
 
@@ -105,11 +121,15 @@ def rl_param_groups(policy: WaypointPolicy, lr: float, log_std_lr: float) -> lis
 
 def ppo_update(policy: WaypointPolicy, opt: torch.optim.Optimizer, data: Transitions, *, epochs: int,
                minibatch: int, clip: float, vf_coef: float, ent_coef: float, max_grad_norm: float,
-               generator: torch.Generator, pg_coef: float = 1.0, delta_l2: float = 0.0) -> UpdateStats:
+               generator: torch.Generator, pg_coef: float = 1.0, delta_l2: float = 0.0,
+               imitation: float = 0.0) -> UpdateStats:
     """Clipped-objective PPO epochs over ``data`` (advantages normalised per minibatch).
 
     ``pg_coef = 0`` trains the value head only (warm-up while its estimates are still meaningless);
     ``delta_l2`` pulls the delta mean towards 0 (the cloned plan) so noise alone does not make it drift.
+    ``imitation`` weighs a smooth-L1 loss (waypoint-normalised units) pulling the executed mean plan
+    (cloned + delta mean) towards ``data.target``, the way back to the log from the states the policy visited:
+    RL with an on-policy imitation term (DAgger-like relabelling, as in BC-SAC "Imitation is not enough").
     """
     n = data.obs.shape[0]
     params = rl_parameters(policy)
@@ -130,6 +150,12 @@ def ppo_update(policy: WaypointPolicy, opt: torch.optim.Optimizer, data: Transit
             v_loss = 0.5 * (out.value - data.ret[idx]).pow(2).mean()
             entropy = (out.log_std + 1.4189385332046727).sum(-1).mean()
             loss = pg_coef * (pg - ent_coef * entropy + delta_l2 * out.delta_mean.pow(2).sum(-1).mean())
+            if imitation > 0 and data.target is not None and data.target_ok is not None:
+                ok = data.target_ok[idx]
+                if bool(ok.any()):
+                    plan = out.cloned.detach().reshape(len(idx), -1) + out.delta_mean
+                    err = (plan[ok] - data.target[idx][ok]) / policy.wp_std
+                    loss = loss + imitation * torch.nn.functional.smooth_l1_loss(err, torch.zeros_like(err))
             loss = loss + vf_coef * v_loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
