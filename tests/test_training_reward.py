@@ -67,3 +67,14 @@ def test_gae_matches_oracle(data, gamma, lam):
     ref = _gae_oracle(rew, val, mask, done, gamma, lam)
     assert adv[0].tolist() == pytest.approx(ref, abs=1e-9)
     assert ret[0].tolist() == pytest.approx([a + v if m else 0.0 for a, v, m in zip(ref, val, mask)], abs=1e-9)
+
+
+def test_collision_not_at_fault_costs_less():
+    s = _series(4, collision=[False, False, True, True])
+    step_valid = torch.ones(2, 4, dtype=torch.bool)
+    s = {k: v.expand(2, -1) for k, v in s.items()}
+    w = RewardWeights(progress=0.0, collision=20.0, offroad=0.0, comfort=0.0, log_dist=0.0, ttc=0.0, not_at_fault=0.1)
+    r = step_rewards(s, step_valid, init_step=0, w=w, at_fault=torch.tensor([True, False]))
+    torch.testing.assert_close(r.reward, torch.tensor([[0.0, -20.0, 0.0], [0.0, -2.0, 0.0]]))
+    plain = step_rewards(s, step_valid, init_step=0, w=w)  # no fault information: every onset costs the full weight
+    torch.testing.assert_close(plain.reward, torch.tensor([[0.0, -20.0, 0.0]] * 2))

@@ -32,7 +32,7 @@ class TrainConfig:
     train_pool: int = 256
     # behaviour cloning
     bc_scenes: int = 128
-    bc_epochs: int = 30
+    bc_epochs: int = 15
     bc_lr: float = 1e-3
     bc_batch: int = 512
     dagger_rounds: int = 1
@@ -40,10 +40,10 @@ class TrainConfig:
     hidden: int = 128
     layers: int = 2
     state_dependent_std: bool = False
-    init_log_std: float = -2.5
+    init_log_std: float = -1.5
     # PPO
     batch_scenes: int = 25
-    lr: float = 3e-4
+    lr: float = 1e-4
     log_std_lr: float = 1e-2
     gamma: float = 0.97
     gae_lambda: float = 0.9
@@ -54,14 +54,17 @@ class TrainConfig:
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
     value_warmup: int = 2
-    delta_l2: float = 0.1
+    delta_l2: float = 0.3
+    imitation: float = 0.0
+    noise_hold: int = 5
     # reward weights (per simulation step)
     w_progress: float = 0.0
-    w_collision: float = 10.0
+    w_collision: float = 20.0
     w_offroad: float = 0.5
-    w_comfort: float = 0.3
+    w_comfort: float = 1.0
     w_log_dist: float = 0.05
-    w_ttc: float = 0.0
+    w_ttc: float = 1.0
+    w_not_at_fault: float = 0.1
     # evaluation
     val_scenes: int = 16
     eval_states: int = 512
@@ -91,6 +94,7 @@ class TrainConfig:
             (self.select_after >= 0, "--select-after must be >= 0"),
             (self.dagger_rounds >= 0 and self.threads >= 1, "--dagger-rounds must be >= 0, --threads >= 1"),
             (self.entropy_patience >= 1, "--entropy-patience must be >= 1"),
+            (self.noise_hold >= 1, "--noise-hold must be >= 1"),
             (self.device in ("auto", "cpu", "cuda"), "--device must be auto, cpu or cuda"),
             (self.batch_scenes >= 1 and self.val_scenes >= 1 and self.bc_scenes >= 1, "scene counts must be >= 1"),
         ]
@@ -134,7 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--hidden", type=int, default=d.hidden)
     p.add_argument("--state-dependent-std", action="store_true", help="log-std as a head on the state")
-    p.add_argument("--init-log-std", type=float, default=d.init_log_std)
+    p.add_argument("--init-log-std", type=float, default=d.init_log_std,
+                   help="initial log-std of the delta head (log m; -1.5 is sigma 0.22 m)")
+    p.add_argument("--noise-hold", type=int, default=d.noise_hold,
+                   help="steps an exploration noise draw is held (temporally correlated exploration)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -164,6 +171,7 @@ def parse_config(argv: list[str] | None = None) -> CliArgs:
         batch_scenes=a.batch_scenes, bc_scenes=a.bc_scenes, bc_epochs=a.bc_epochs, dagger_rounds=a.dagger_rounds,
         threads=a.threads, val_scenes=a.val_scenes,
         lr=a.lr, hidden=a.hidden, state_dependent_std=a.state_dependent_std, init_log_std=a.init_log_std,
+        noise_hold=a.noise_hold,
         progress=not a.no_progress)
     overrides: dict[str, Any] = {"device": a.device, "progress": not a.no_progress, "threads": a.threads}
     if a.episodes is not None:

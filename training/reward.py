@@ -4,7 +4,9 @@ Transition ``s`` is the control at step ``t = init_step + s`` and is scored on t
 
     r = w_progress * (route_s[t+1] - route_s[t])          progress along the route (m)
       - w_collision * [a collision starts at t+1]         (the episode goes on: ending it would spare the
-                                                           collider the later penalties)
+                                                           collider the later penalties); times
+                                                           ``not_at_fault`` when the scene's collisions are
+                                                           not the ego's fault (when ``at_fault`` is given)
       - w_offroad * clamp(offroad_dist[t+1], 0, 2)         m outside the drivable area
       - w_comfort * (# nuPlan comfort bounds broken at t+1)
       - w_log_dist * log_dist[t+1]                         m from the logged position
@@ -36,6 +38,7 @@ class RewardWeights(NamedTuple):
     comfort: float = 0.3
     log_dist: float = 0.05
     ttc: float = 0.0
+    not_at_fault: float = 1.0
 
 
 class StepRewards(NamedTuple):
@@ -59,7 +62,7 @@ def _nan0(x: Tensor) -> Tensor:
 
 
 def step_rewards(series: dict[str, Tensor], step_valid: Tensor, init_step: int, w: RewardWeights,
-                 has_road: Tensor | None = None) -> StepRewards:
+                 has_road: Tensor | None = None, at_fault: Tensor | None = None) -> StepRewards:
     """Rewards for the ``S = T - 1 - init_step`` controlled transitions.
 
     Args:
@@ -70,6 +73,8 @@ def step_rewards(series: dict[str, Tensor], step_valid: Tensor, init_step: int, 
         init_step: first controlled step.
         w: weights.
         has_road: bool ``[B]``; scenes without road polygons get no offroad term.
+        at_fault: bool ``[B]``: the scene has an at-fault collision (``sim.metrics`` nuPlan rule); where False
+            a collision onset costs ``w.collision * w.not_at_fault``. None: every onset costs ``w.collision``.
     """
     t0 = init_step
     nxt = slice(t0 + 1, None)
@@ -92,7 +97,10 @@ def step_rewards(series: dict[str, Tensor], step_valid: Tensor, init_step: int, 
     comfort += (_nan0(series["jerk"][:, nxt]).abs() > JERK_MAX).float()
     log_dist = _nan0(series["log_dist"][:, nxt])
 
-    r = (w.progress * progress - w.collision * onset.float() - w.offroad * offroad
+    coll_w = torch.full_like(progress, w.collision)
+    if at_fault is not None:
+        coll_w = torch.where(at_fault.to(coll_w.device)[:, None], coll_w, coll_w * w.not_at_fault)
+    r = (w.progress * progress - coll_w * onset.float() - w.offroad * offroad
          - w.comfort * comfort - w.log_dist * log_dist)
     if w.ttc > 0 and "ttc" in series:
         r = r - w.ttc * (series["ttc"][:, nxt].float() < TTC_MIN).float()

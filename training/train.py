@@ -18,10 +18,10 @@ from policy.checkpoint import CheckpointError, load_checkpoint, read_checkpoint,
 from policy.model import PolicyConfig, WaypointPolicy
 from scenarios.scenario import ScenarioError
 from sim.config import NUM_WAYPOINTS, WAYPOINT_STEPS, SimError
-from sim.metrics import metric_series
+from sim.metrics import MetricContext
 from sim.observation import OBS_DIM, OBS_VERSION, SPEED_SCALE
 from sim.rollout import rollout
-from training.bc import ExpertData, behaviour_clone, relabel_on_policy
+from training.bc import ExpertData, behaviour_clone, log_labels, relabel_on_policy
 from training.checkpoints import CheckpointManager
 from training.config import CliArgs, TrainConfig, TrainError, parse_config
 from training.data import RunData, load_run_data
@@ -102,7 +102,8 @@ def train(cli: CliArgs) -> int:
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     ckpt_cfg = checkpoint_config(cfg)
-    weights = RewardWeights(cfg.w_progress, cfg.w_collision, cfg.w_offroad, cfg.w_comfort, cfg.w_log_dist, cfg.w_ttc)
+    weights = RewardWeights(cfg.w_progress, cfg.w_collision, cfg.w_offroad, cfg.w_comfort, cfg.w_log_dist, cfg.w_ttc,
+                            cfg.w_not_at_fault)
     series_names = REWARD_SERIES + (("ttc",) if cfg.w_ttc > 0 else ())
 
     # --- scenarios, fixed evaluation states, expert data --------------------------------------------------
@@ -182,18 +183,24 @@ def train(cli: CliArgs) -> int:
         batch = data.train_batch(iteration_seed(cfg.seed, iteration, 0), n)
         gen = torch.Generator(device=device).manual_seed(iteration_seed(cfg.seed, iteration, 1))
         policy.eval()
-        ro = rollout(batch, make_sampling_policy_fn(policy, gen), record_obs=True)
-        rw = step_rewards(metric_series(ro, batch, series_names), batch.step_valid, batch.init_step, weights,
-                          batch.road.has_road)
+        ro = rollout(batch, make_sampling_policy_fn(policy, gen, cfg.noise_hold), record_obs=True)
+        ctx = MetricContext(ro, batch)
+        series = {name: getattr(ctx, name) for name in series_names}
+        rw = step_rewards(series, batch.step_valid, batch.init_step, weights, batch.road.has_road,
+                          ctx.first_collision_at_fault if cfg.w_not_at_fault != 1.0 else None)
         adv, ret = gae(rw.reward, ro.aux["value"], rw.mask, rw.done, cfg.gamma, cfg.gae_lambda)
         m = rw.mask
         assert ro.obs is not None
-        transitions = Transitions(ro.obs[m], ro.aux["delta"][m], ro.aux["logp"][m], adv[m], ret[m])
+        target, target_ok = log_labels(batch, ro) if cfg.imitation > 0 else (None, None)
+        transitions = Transitions(ro.obs[m], ro.aux["delta"][m], ro.aux["logp"][m], adv[m], ret[m],
+                                  None if target is None else target[m].flatten(1),
+                                  None if target_ok is None else target_ok[m])
         policy.train()
         ppo_update(policy, opt, transitions, epochs=cfg.ppo_epochs, minibatch=cfg.minibatch, clip=cfg.clip,
                    vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef, max_grad_norm=cfg.max_grad_norm,
                    generator=torch.Generator().manual_seed(iteration_seed(cfg.seed, iteration, 2)),
-                   pg_coef=0.0 if iteration < cfg.value_warmup else 1.0, delta_l2=cfg.delta_l2)
+                   pg_coef=0.0 if iteration < cfg.value_warmup else 1.0, delta_l2=cfg.delta_l2,
+                   imitation=cfg.imitation)
         episode += n
         iteration += 1
         returns += rw.episode_return.tolist()
