@@ -1,8 +1,9 @@
 """Does RL help? Closed-loop metrics of a run's ``bc.pt`` and ``last.pt`` and a constant-velocity baseline.
 
 ``python -m benchmarks.train_quality RUN_DIR [RUN_DIR ...] [--scenarios procedural:test]`` prints one JSON line
-per run: ``{"run", "scenes", "bc": {...}, "last": {...}, "constant_velocity": {...}}`` with means of ade, fde
-(m), collision, offroad, comfortable (rates) and score over the held-out scenes.
+per run: ``{"run", "scenes", "bc": {...}, "last": {...}, "constant_velocity": {...}, "entropy": {...}}`` with means
+of ade, fde (m), collision, offroad, comfortable (rates) and score over the held-out scenes, and the policy entropy
+(nats) of ``bc.pt`` and ``last.pt`` as recorded in their ``meta``.
 """
 
 from __future__ import annotations
@@ -48,9 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     cv = closed_loop(lambda b: constant_velocity_policy(b.dt), scenes)
     for run in a.runs:
         out = {"run": str(run), "scenes": len(scenes), "constant_velocity": cv}
+        out["entropy"] = {}
         for name in ("bc", "last"):
-            pol = load_checkpoint(Path(run) / f"{name}.pt").policy
-            out[name] = closed_loop(lambda b, pol=pol: make_deterministic_policy_fn(pol), scenes)
+            ck = load_checkpoint(Path(run) / f"{name}.pt")
+            out[name] = closed_loop(lambda b, pol=ck.policy: make_deterministic_policy_fn(pol), scenes)
+            out["entropy"][name] = round(float(ck.meta["entropy"]), 3)
         print(json.dumps(out), flush=True)
     return 0
 
