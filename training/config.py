@@ -63,7 +63,7 @@ class TrainConfig:
     w_offroad: float = 0.5
     w_comfort: float = 1.0
     w_log_dist: float = 0.05
-    w_ttc: float = 1.0
+    w_ttc: float = 2.0
     w_not_at_fault: float = 0.1
     # evaluation
     val_scenes: int = 16
