@@ -10,6 +10,8 @@ plus the source's drivable polygons; the map is cropped to what lies near the eg
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +32,23 @@ from scenarios.scenario import (
 )
 
 DEFAULT_LANE_WIDTH = 4.0  # m, used where a source gives no lane width
+
+
+@contextmanager
+def content_errors(what: str) -> Iterator[None]:
+    """Turn a source's missing keys and bad values into one-line :class:`ScenarioError` s naming ``what``.
+
+    Args:
+        what: the kind of document, e.g. ``"Waymo JSON scene"``.
+    """
+    try:
+        yield
+    except ScenarioError:
+        raise
+    except KeyError as e:
+        raise ScenarioError(f"not a {what} (missing key {e})") from None
+    except (TypeError, ValueError, AttributeError, IndexError) as e:
+        raise ScenarioError(f"malformed {what} ({type(e).__name__}: {e})") from None
 LANE_MARGIN = 0.5  # m added to every lane's half width when building the drivable area
 MAP_MARGIN = 80.0  # m: map elements are kept when their bounding box comes this close to the ego path box
 DEFAULT_SIZE = {  # (length, width) m where a source gives none

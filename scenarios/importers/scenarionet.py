@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from scenarios.formats import ImportOptions
-from scenarios.importers.common import Recording, recording_to_scenes
+from scenarios.importers.common import Recording, content_errors, recording_to_scenes
 from scenarios.importers.safe_pickle import safe_load
 from scenarios.scenario import NUM_FIELDS, AgentType, Polylines, Scenario, ScenarioError
 
@@ -107,7 +107,7 @@ def scenarionet_recording(d: object) -> Recording:
     """
     if not isinstance(d, dict):
         raise ScenarioError(f"not a ScenarioNet scenario dict (top level is {type(d).__name__})")
-    try:
+    with content_errors("ScenarioNet scenario dict"):
         meta = d["metadata"]
         states, valid, types, ids = _tracks(d)
         sdc = str(meta["sdc_id"])
@@ -129,12 +129,6 @@ def scenarionet_recording(d: object) -> Recording:
             tags=("real", dataset),
             **_map(d),
         )
-    except KeyError as e:
-        raise ScenarioError(f"not a ScenarioNet scenario dict (missing key {e})") from None
-    except (TypeError, ValueError, AttributeError, IndexError) as e:
-        if isinstance(e, ScenarioError):
-            raise
-        raise ScenarioError(f"malformed ScenarioNet scenario dict ({type(e).__name__}: {e})") from None
 
 
 def load_scenarionet(path: str | os.PathLike, options: ImportOptions | None = None) -> list[Scenario]:

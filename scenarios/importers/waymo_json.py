@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from scenarios.formats import ImportOptions
-from scenarios.importers.common import Recording, recording_to_scenes
+from scenarios.importers.common import Recording, content_errors, recording_to_scenes
 from scenarios.importers.resample import DT
 from scenarios.scenario import NUM_FIELDS, AgentType, Polylines, Scenario, ScenarioError
 
@@ -40,7 +40,7 @@ def waymo_json_recording(d: object, name: str = "scene") -> Recording:
     """
     if not isinstance(d, dict):
         raise ScenarioError(f"not a Waymo JSON scene (top level is {type(d).__name__})")
-    try:
+    with content_errors("Waymo JSON scene"):
         objs = d["objects"]
         if not isinstance(objs, list) or not objs:
             raise ScenarioError("no objects")
@@ -101,12 +101,6 @@ def waymo_json_recording(d: object, name: str = "scene") -> Recording:
             drivable_extra=Polylines.from_list(extra),
             tags=("real", "waymo"),
         )
-    except KeyError as e:
-        raise ScenarioError(f"not a Waymo JSON scene (missing key {e})") from None
-    except (TypeError, ValueError, AttributeError, IndexError) as e:
-        if isinstance(e, ScenarioError):
-            raise
-        raise ScenarioError(f"malformed Waymo JSON scene ({type(e).__name__}: {e})") from None
 
 
 def load_waymo_json(path: str | os.PathLike, options: ImportOptions | None = None) -> list[Scenario]:
