@@ -25,6 +25,7 @@ from sim.carla.backend import CarlaBackend, CarlaConfig, make_backend  # noqa: E
 from sim.carla.session import Endpoint  # noqa: E402
 from sim.expert import expert_waypoints  # noqa: E402
 from sim.rollout import rollout  # noqa: E402
+from tests.test_carla_opendrive import _integrate  # noqa: E402
 
 BBOX = carla.BoundingBox(carla.Location(0.4, 0.1, 0.7), carla.Vector3D(2.4, 1.0, 0.8))  # offset from origin
 MAX_STEER_DEG = 70.0
@@ -226,16 +227,7 @@ class RecorderClient:
 
 
 def _arc(x0, y0, yaw0, k, n, step=1.0):
-    pts, h, x, y = [(x0, y0)], yaw0, x0, y0
-    for _ in range(n):
-        if abs(k) < 1e-9:
-            x, y = x + step * math.cos(h), y + step * math.sin(h)
-        else:
-            h2 = h + k * step
-            x, y = x + (math.sin(h2) - math.sin(h)) / k, y - (math.cos(h2) - math.cos(h)) / k
-            h = h2
-        pts.append((x, y))
-    return np.array(pts)
+    return _integrate(x0, y0, yaw0, [k] * n, step)
 
 
 def _scene(sid: str, k: float, shift=(0.0, 0.0), n_t: int = 60, speed: float = 8.0) -> Scenario:

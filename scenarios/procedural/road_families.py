@@ -17,6 +17,13 @@ from scenarios.scenario import AgentType
 ROAD_LEN = 360.0
 
 
+def _ego_and_adjacent_lane(rng: np.random.Generator, n_fwd: int) -> tuple[int, int]:
+    """A random ego lane among ``n_fwd`` forward lanes and a neighbour (left or right at random where both exist)."""
+    i_e = int(rng.integers(n_fwd))
+    i_n = i_e + 1 if i_e == 0 or (i_e + 1 < n_fwd and rng.uniform() < 0.5) else i_e - 1
+    return i_e, i_n
+
+
 def _road(sc: Scene, n_fwd: tuple[int, int], n_bwd: tuple[int, int], curved: bool = False) -> Road:
     rng = sc.rng
     nf, nb = int(rng.integers(*n_fwd)), int(rng.integers(*n_bwd))
@@ -118,9 +125,7 @@ def cut_in(sc: Scene) -> int:
     """A vehicle from the adjacent lane changes into the ego's lane ahead of the ego."""
     rng = sc.rng
     road = _road(sc, (2, 4), (0, 3))
-    nf = len(road.fwd)
-    i_e = int(rng.integers(nf))
-    i_c = i_e + 1 if i_e == 0 or (i_e + 1 < nf and rng.uniform() < 0.5) else i_e - 1
+    i_e, i_c = _ego_and_adjacent_lane(rng, len(road.fwd))
     sc.tags.append("from_left" if i_c < i_e else "from_right")
     v_e = float(rng.uniform(9.0, 15.0))
     v_c = v_e + float(rng.uniform(-1.5, 1.5))
@@ -155,9 +160,7 @@ def stopped_vehicle(sc: Scene) -> int:
     """A vehicle stands still in the ego's lane; the ego changes to the next lane to pass and comes back."""
     rng = sc.rng
     road = _road(sc, (2, 4), (0, 3))
-    nf = len(road.fwd)
-    i_e = int(rng.integers(nf))
-    i_a = i_e + 1 if i_e == 0 or (i_e + 1 < nf and rng.uniform() < 0.5) else i_e - 1
+    i_e, i_a = _ego_and_adjacent_lane(rng, len(road.fwd))
     v_e = float(rng.uniform(7.0, 13.0))
     s_e = float(rng.uniform(40.0, 60.0))
     size_s = (float(rng.uniform(4.3, 5.5)), float(rng.uniform(1.8, 2.1)))
