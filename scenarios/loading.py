@@ -1,0 +1,101 @@
+"""Load a scenario source for a sweep: unusable scenes are skipped with a one-line reason, never fatal.
+
+``load_scenes(spec)`` is what every command that takes ``--scenarios`` calls (training,
+evaluation, the data report). A bundled suite loads as a whole; a file or a folder loads file by
+file, and a file that cannot be read (parse error, no ego valid long enough, NaNs, ...) becomes
+one :class:`SkippedScene` instead of aborting the sweep. ``strict=True`` turns the first skip into
+a :class:`~scenarios.scenario.ScenarioError` (``--strict``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scenarios.scenario import Scenario, ScenarioError
+
+
+@dataclass(frozen=True)
+class SkippedScene:
+    """A scene (or a whole file) that could not be used.
+
+    Attributes:
+        file: path of the source file as given (or the suite spec).
+        scene_id: the scene's id when known, else "" (the whole file was unreadable).
+        reason: one line saying why.
+    """
+
+    file: str
+    scene_id: str
+    reason: str
+
+    def line(self) -> str:
+        """``file[:scene]: reason`` for logs and summaries."""
+        where = f"{self.file}:{self.scene_id}" if self.scene_id else self.file
+        return f"skipped {where}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What :func:`load_scenes` produced.
+
+    Attributes:
+        scenes: the usable, validated scenes in source order.
+        skipped: one entry per unusable file or scene.
+    """
+
+    scenes: list[Scenario]
+    skipped: list[SkippedScene] = field(default_factory=list)
+
+
+def load_scenes(spec: str | os.PathLike, *, split: str | None = None, cache_dir: str | os.PathLike | None = None,
+                options=None, strict: bool = False) -> LoadReport:
+    """Scenes of a bundled suite split, a scenario file or a folder, skipping what cannot be used.
+
+    Args:
+        spec: suite name (``procedural:test``), a scenario file, or a folder of files.
+        split: split of a bundled suite (see :func:`scenarios.suites.load_suite`).
+        cache_dir: on-disk cache for generated suites.
+        options: :class:`scenarios.formats.ImportOptions` for recorded sources.
+        strict: raise on the first skip instead of recording it.
+
+    Returns:
+        A :class:`LoadReport`.
+
+    Raises:
+        SuiteError: unknown suite or a path that does not exist (nothing to skip: the spec is wrong).
+        ScenarioError: with ``strict``, the first unusable file or scene; also when nothing at all is usable.
+    """
+    from scenarios.suites import load_suite, parse_spec
+
+    spec = str(spec)
+    if parse_spec(spec, split) is not None:
+        return LoadReport(load_suite(spec, split, cache_dir=cache_dir), [])
+    if split is not None:
+        from scenarios.suites import SuiteError
+
+        raise SuiteError(f"{spec}: split={split!r} applies to bundled suites only, not to files")
+    from scenarios.formats import load_file, scenario_files
+
+    path = Path(spec)
+    if not path.exists():
+        from scenarios.suites import SuiteError
+
+        raise SuiteError(f"unknown suite {spec!r}; not a bundled suite, nor a scenario file or folder that exists")
+    scenes: list[Scenario] = []
+    skipped: list[SkippedScene] = []
+    for f in scenario_files(path):
+        try:
+            scenes.extend(load_file(f, options))
+        except ScenarioError as e:
+            msg = str(e)
+            prefix = f"{f}: "
+            item = SkippedScene(str(f), "", msg[len(prefix):] if msg.startswith(prefix) else msg)
+            if strict:
+                raise ScenarioError(f"{item.line()} (--strict)") from None
+            skipped.append(item)
+    if not scenes:
+        reasons = "; ".join(s.line() for s in skipped[:3])
+        raise ScenarioError(f"{spec}: no usable scene ({reasons})")
+    return LoadReport(scenes, skipped)
