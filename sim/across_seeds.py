@@ -1,0 +1,223 @@
+"""The verdict across seeds: how a selection rule does over several independent training runs.
+
+One run says little: a rule can pick the best checkpoint of one seed and the second-worst of
+the next. Given each run's own verdict (one :class:`SeedResult` per run, all judged by the same
+closed-loop metric on the same scenario set and settings), this reports per rule:
+
+- ``mean_regret`` over seeds with a seed-level bootstrap interval (``scipy.stats.bootstrap``,
+  percentile method, resampling runs; undefined below 2 seeds);
+- ``p_best``: the fraction of seeds where the rule picks the best checkpoint (rank 1);
+- ``mean_rank`` of its pick (1 = best), and each seed's pick;
+
+and the per-seed rank correlation (Spearman) between entropy and the metric, with its mean and
+seed-bootstrap interval. Rules are the run verdict's built-in ones (``max_entropy``, ``last``,
+``best_reward``, ``bc``, ``random`` as expected regret) and, when present, one rule per logged
+training signal (``max:<signal>`` / ``min:<signal>``). This follows the offline policy
+selection literature's habit of reporting regret and rank correlation against baselines.
+
+Needs numpy and scipy only (no torch); the dashboard uses it too.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+
+class AcrossError(ValueError):
+    """Runs that cannot be judged together; the message names the run and the difference."""
+
+
+@dataclass(frozen=True)
+class RulePick:
+    """One rule's pick in one run.
+
+    Attributes:
+        name: the picked checkpoint's display name ("" for the random rule's expectation).
+        rank: 1 = the best checkpoint of the run by the metric (0 when undefined, e.g. random).
+        regret: best value minus the pick's value, >= 0, in the metric's unit (sign-adjusted so
+            that lower is better for every metric).
+    """
+
+    name: str
+    rank: int
+    regret: float
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    """One run's verdict, reduced to what the across-seeds view needs.
+
+    Attributes:
+        run: the run's label (its folder name).
+        metric: the closed-loop metric that defines "best".
+        n_checkpoints: distinct policies judged in the run.
+        scenario_digest: identifies the scenario set the run was evaluated on.
+        settings_digest: identifies the evaluation settings (agents, backend, ...).
+        picks: rule -> :class:`RulePick` (rules that pick nothing in this run are absent).
+        spearman: entropy vs metric Spearman rho across the run's checkpoints (None if undefined).
+    """
+
+    run: str
+    metric: str
+    n_checkpoints: int
+    scenario_digest: str
+    settings_digest: str
+    picks: Mapping[str, RulePick]
+    spearman: float | None = None
+
+
+@dataclass(frozen=True)
+class RuleAcross:
+    """A rule over seeds (see the module docstring for each statistic)."""
+
+    rule: str
+    n_seeds: int
+    mean_regret: float | None
+    mean_regret_ci: tuple[float | None, float | None]
+    p_best: float | None
+    mean_rank: float | None
+    picks: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class AcrossVerdict:
+    """The verdict across seeds.
+
+    Attributes:
+        metric: the metric that defines "best".
+        runs: run labels in input order.
+        rules: one :class:`RuleAcross` per rule, best mean regret first (ties: higher p_best).
+        spearman_per_seed: entropy-vs-metric rho of each run (None where undefined).
+        spearman_mean: mean of the defined per-seed values.
+        spearman_ci: seed-bootstrap percentile interval of that mean.
+        confidence: interval level.
+    """
+
+    metric: str
+    runs: tuple[str, ...]
+    rules: tuple[RuleAcross, ...]
+    spearman_per_seed: tuple[float | None, ...]
+    spearman_mean: float | None
+    spearman_ci: tuple[float | None, float | None]
+    confidence: float
+
+    def rule(self, name: str) -> RuleAcross:
+        """The entry of one rule; KeyError if absent."""
+        for r in self.rules:
+            if r.rule == name:
+                return r
+        raise KeyError(name)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict; ``rules`` keyed by rule name, each with ``mean_regret``, ``mean_regret_ci``, ``p_best``."""
+        d = asdict(self)
+        d["rules"] = {r["rule"]: {k: v for k, v in r.items() if k != "rule"} for r in d["rules"]}
+        d["order"] = [r.rule for r in self.rules]
+        return d
+
+
+def _finite(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(float(x)) else float(x)
+
+
+def seed_bootstrap_mean(values: Sequence[float], *, n_resamples: int = 9999, seed: int = 0,
+                        confidence: float = 0.95) -> tuple[float | None, tuple[float | None, float | None]]:
+    """Mean of per-seed values and its seed-level bootstrap percentile interval.
+
+    Args:
+        values: one value per seed (NaNs dropped).
+
+    Returns:
+        ``(mean, (low, high))``; the interval is ``(None, None)`` below 2 values, and collapses to the
+        value when every seed agrees.
+    """
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
+    if v.size == 0:
+        return None, (None, None)
+    mean = float(v.mean())
+    if v.size < 2:
+        return mean, (None, None)
+    if np.all(v == v[0]):
+        return mean, (mean, mean)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = stats.bootstrap((v,), np.mean, n_resamples=n_resamples, method="percentile",
+                              confidence_level=confidence, rng=np.random.default_rng(seed))
+    return mean, (_finite(res.confidence_interval.low), _finite(res.confidence_interval.high))
+
+
+def check_comparable(seeds: Sequence[SeedResult]) -> None:
+    """Refuse runs judged on another metric, scenario set or settings than the first.
+
+    Raises:
+        AcrossError: one line naming the run and what differs; also for fewer than one run or duplicate labels.
+    """
+    if not seeds:
+        raise AcrossError("no runs to compare")
+    labels = [s.run for s in seeds]
+    if len(set(labels)) != len(labels):
+        raise AcrossError(f"the same run is given twice: {sorted({x for x in labels if labels.count(x) > 1})}")
+    ref = seeds[0]
+    for s in seeds[1:]:
+        for what, a, b in (("metric", ref.metric, s.metric), ("scenario set", ref.scenario_digest, s.scenario_digest),
+                           ("evaluation settings", ref.settings_digest, s.settings_digest)):
+            if a != b:
+                raise AcrossError(f"{s.run}: evaluated with another {what} than {ref.run} ({b} vs {a}); "
+                                  "evaluate both runs the same way")
+
+
+def compare_runs(seeds: Sequence[SeedResult], *, n_resamples: int = 9999, seed: int = 0,
+                 confidence: float = 0.95) -> AcrossVerdict:
+    """Judge every rule over the runs (see the module docstring).
+
+    Raises:
+        AcrossError: runs that are not comparable (:func:`check_comparable`).
+    """
+    check_comparable(seeds)
+    rules: list[str] = []
+    for s in seeds:
+        rules.extend(r for r in s.picks if r not in rules)
+    out: list[RuleAcross] = []
+    for rule in rules:
+        picks = [s.picks.get(rule) for s in seeds]
+        got = [p for p in picks if p is not None]
+        mean, ci = seed_bootstrap_mean([p.regret for p in got], n_resamples=n_resamples, seed=seed,
+                                       confidence=confidence)
+        ranked = [p for p in got if p.rank > 0]
+        out.append(RuleAcross(
+            rule=rule, n_seeds=len(got), mean_regret=mean, mean_regret_ci=ci,
+            p_best=(sum(p.rank == 1 for p in ranked) / len(ranked)) if ranked else None,
+            mean_rank=float(np.mean([p.rank for p in ranked])) if ranked else None,
+            picks=tuple(p.name if p is not None else "" for p in picks)))
+    out.sort(key=lambda r: (math.inf if r.mean_regret is None else r.mean_regret, -(r.p_best or 0.0), r.rule))
+    rhos = tuple(_finite(s.spearman) for s in seeds)
+    rho_mean, rho_ci = seed_bootstrap_mean([r for r in rhos if r is not None], n_resamples=n_resamples, seed=seed,
+                                           confidence=confidence)
+    return AcrossVerdict(metric=seeds[0].metric, runs=tuple(s.run for s in seeds), rules=tuple(out),
+                         spearman_per_seed=rhos, spearman_mean=rho_mean, spearman_ci=rho_ci, confidence=confidence)
+
+
+def format_table(v: AcrossVerdict) -> str:
+    """The across-seeds table as plain text (one row per rule, best first)."""
+
+    def num(x: float | None, fmt: str = ".3f") -> str:
+        return "n/a" if x is None else format(x, fmt)
+
+    head = f"{'rule':<22} {'seeds':>5} {'mean regret':>11} {'interval':>19} {'p(best)':>7} {'mean rank':>9}  picks"
+    lines = [f"Across {len(v.runs)} runs, metric {v.metric} (regret: best minus pick; 0 is best)", head]
+    for r in v.rules:
+        lo, hi = r.mean_regret_ci
+        lines.append(f"{r.rule:<22} {r.n_seeds:>5} {num(r.mean_regret):>11} {'[' + num(lo) + ', ' + num(hi) + ']':>19} "
+                     f"{num(r.p_best, '.2f'):>7} {num(r.mean_rank, '.2f'):>9}  {', '.join(r.picks)}")
+    lo, hi = v.spearman_ci
+    per = ", ".join(num(x, ".2f") for x in v.spearman_per_seed)
+    lines.append(f"entropy vs {v.metric} Spearman per seed: {per}; mean {num(v.spearman_mean, '.2f')} "
+                 f"[{num(lo, '.2f')}, {num(hi, '.2f')}]")
+    return "\n".join(lines)
