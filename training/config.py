@@ -123,6 +123,12 @@ RESUMABLE = ("episodes", "device", "threads", "progress")
 """Settings a resumed run takes from the command line; every other one comes from its ``config.json``."""
 
 
+def _resume_flag(f: Any) -> str:
+    """How a resumable setting is typed with ``--resume`` (``--no-progress`` for a boolean that defaults on)."""
+    name = flag_name(f)
+    return "--no-" + name[2:] if f.default is True else name
+
+
 def build_parser(prog: str = "python -m training.train") -> argparse.ArgumentParser:
     """Argument parser: one flag per :class:`TrainConfig` field, plus ``--resume [RUN_DIR]``."""
     p = argparse.ArgumentParser(
@@ -130,7 +136,7 @@ def build_parser(prog: str = "python -m training.train") -> argparse.ArgumentPar
         "entropy-ranked run.")
     p.add_argument("--resume", nargs="?", const="out/latest", default=None, metavar="RUN_DIR",
                    help="continue a run (default out/latest) with its saved settings; only "
-                        + ", ".join(flag_name(f) for f in fields(TrainConfig) if f.name in RESUMABLE)
+                        + ", ".join(_resume_flag(f) for f in fields(TrainConfig) if f.name in RESUMABLE)
                         + " may be given with it")
     add_dataclass_arguments(p, TrainConfig)
     return p
@@ -160,7 +166,7 @@ def parse_config(argv: list[str] | None = None, prog: str = "python -m training.
     if ns.resume is not None:
         fixed = sorted(given - set(RESUMABLE))
         if fixed:
-            names = ", ".join("--" + n.replace("_", "-") for n in fixed)
+            names = ", ".join(flag_name(f) for f in fields(TrainConfig) if f.name in fixed)
             raise TrainError(f"--resume {ns.resume}: {names} cannot change a run's saved settings (its config.json); "
                              "start a new run instead")
     overrides = {k: getattr(cfg, k) for k in RESUMABLE if k in given or k != "episodes"}
