@@ -148,6 +148,9 @@ def test_empty_scenario_folder_leaves_no_run_and_keeps_latest(out_with_latest, t
     assert os.readlink(out_with_latest / "latest") == "old"
     assert main([*TINY, "--scenarios", str(tmp_path / "empty"), "--out-dir", str(tmp_path / "a" / "b")]) == 2
     assert not (tmp_path / "a").exists()
+    (tmp_path / "pre").mkdir()  # an empty folder the user made stays, empty
+    assert main([*TINY, "--scenarios", str(tmp_path / "empty"), "--out-dir", str(tmp_path / "pre")]) == 2
+    assert (tmp_path / "pre").is_dir() and not any((tmp_path / "pre").iterdir())
 
 
 @pytest.mark.parametrize("device", ["cuda", "cuda:99", "no-such-device"])
