@@ -1,6 +1,6 @@
 """Wall time of ``python -m training.train`` (behaviour cloning included); prints one JSON line.
 
-``python -m benchmarks.train_speed [--episodes 500] [--device auto|cpu|cuda]`` ->
+``python -m benchmarks.train_speed [--episodes 500] [--device auto|cpu|cuda|cuda:N]`` ->
 ``{"episodes": 500, "wall_s": 71.3, "device": "cpu", ...}``. The run is written to a temporary folder.
 """
 
@@ -17,18 +17,22 @@ from pathlib import Path
 
 import torch
 
+from policy.device import DeviceError, resolve_device
 from training.train import main as train_main
-from training.train import resolve_device
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one training and print ``{"episodes", "wall_s", "device", "threads", "rc"}`` as JSON."""
     p = argparse.ArgumentParser(prog="python -m benchmarks.train_speed", description=__doc__)
     p.add_argument("--episodes", type=int, default=500)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    device = str(resolve_device(a.device))
+    try:
+        device = str(resolve_device(a.device))
+    except DeviceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory(prefix="train_speed_") as tmp:
         out = Path(tmp) / "run"
         args = ["--episodes", str(a.episodes), "--device", a.device, "--seed", str(a.seed), "--out-dir", str(out),

@@ -3,15 +3,18 @@
 A checkpoint is a dict ``{"state_dict", "config", "meta"}`` of plain types and tensors, written
 atomically (temp file in the same folder, fsync, ``os.replace``) and read only with
 ``torch.load(path, weights_only=True)``. ``config["policy"]`` is a :class:`PolicyConfig` dict;
-``meta["format_version"]`` must equal :data:`FORMAT_VERSION`.
+``meta["format_version"]`` must equal :data:`FORMAT_VERSION`; ``meta["policy_digest"]`` is
+:func:`acting_digest` of the weights (two files with the same digest drive the same).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -20,6 +23,11 @@ import torch
 from policy.model import PolicyConfig, WaypointPolicy
 
 FORMAT_VERSION = 1
+DIGEST_KEY = "policy_digest"
+NON_ACTING_PREFIXES = ("value_net.",)
+"""State-dict entries the acting forward pass never reads (the critic): left out of :func:`acting_digest`."""
+NON_ACTING_CONFIG = ("init_log_std",)
+"""Architecture settings that only matter at initialisation: left out of :func:`acting_digest`."""
 REQUIRED_META = ("episode", "entropy", "eval_info", "format_version")
 
 
@@ -110,12 +118,48 @@ def plain(obj: Any, where: str = "value") -> Any:
     raise CheckpointError(f"{where}: {type(obj).__name__} cannot be stored in a weights_only checkpoint")
 
 
+def acting_digest(state_dict: Mapping[str, torch.Tensor], policy_config: Mapping[str, Any] | None = None) -> str:
+    """SHA-256 (hex) of the weights that act: what the simulator-facing forward pass reads.
+
+    Covers every ``state_dict`` entry except the value head (:data:`NON_ACTING_PREFIXES`): normalisation
+    buffers, encoder, cloned head, delta head and log-std (so the sampling distribution, and with it the
+    entropy, is part of a policy's identity), each by name, dtype, shape and bytes; plus the architecture
+    (``config["policy"]``, less :data:`NON_ACTING_CONFIG`) when given. Two checkpoints with the same digest
+    produce the same actions for every observation: e.g. ``ep00050.pt`` and ``bc.pt`` while PPO's
+    ``value_warmup`` trains only the value head. Deterministic across runs and machines for equal tensors.
+
+    Args:
+        state_dict: ``{name: tensor}`` as saved in a checkpoint (``obj["state_dict"]``).
+        policy_config: the checkpoint's ``config["policy"]`` dict, or None to hash weights only.
+
+    Returns:
+        64 hex characters.
+    """
+    h = hashlib.sha256()
+    if policy_config is not None:
+        arch = {k: v for k, v in sorted(policy_config.items()) if k not in NON_ACTING_CONFIG}
+        h.update(repr(arch).encode())
+    for name in sorted(state_dict):
+        if name.startswith(NON_ACTING_PREFIXES):
+            continue
+        t = state_dict[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def policy_digest(policy: WaypointPolicy) -> str:
+    """:func:`acting_digest` of a live policy (the value written to ``meta["policy_digest"]``)."""
+    return acting_digest(policy.state_dict(), policy.config.to_dict())
+
+
 def save_checkpoint(path: str | os.PathLike[str], policy: WaypointPolicy, config: dict[str, Any],
                     meta: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
     """Save ``policy`` with ``config`` and ``meta`` atomically.
 
     ``config["policy"]`` is set from ``policy.config``; ``meta["format_version"]`` is set to
-    :data:`FORMAT_VERSION`. Values must be plain (dict, list, str, int, float, bool, None, tensors).
+    :data:`FORMAT_VERSION` and ``meta["policy_digest"]`` to :func:`acting_digest`. Values must be plain
+    (dict, list, str, int, float, bool, None, tensors).
     ``extra`` adds top-level entries (e.g. ``train_state`` for resuming); loaders ignore them.
 
     Raises:
@@ -127,6 +171,7 @@ def save_checkpoint(path: str | os.PathLike[str], policy: WaypointPolicy, config
     m["format_version"] = FORMAT_VERSION
     m.setdefault("state_dependent_std", policy.config.state_dependent_std)
     state = {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}
+    m[DIGEST_KEY] = acting_digest(state, cfg["policy"])
     buf = io.BytesIO()
     torch.save({**(extra or {}), "state_dict": state, "config": cfg, "meta": m}, buf)
     atomic_write_bytes(path, buf.getvalue())

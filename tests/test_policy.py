@@ -185,3 +185,61 @@ def test_constant_velocity_prior():
     # normalisation is fitted on the residual over the prior: targets equal to the prior give zero mean
     pol.set_normalization(obs, pol.prior(obs))
     torch.testing.assert_close(pol.wp_mean, torch.zeros(16))
+
+
+def test_acting_digest_ignores_the_value_head_and_sees_every_acting_weight(tmp_path):
+    from policy.checkpoint import DIGEST_KEY, acting_digest, policy_digest
+
+    pol = _policy()
+    base = policy_digest(pol)
+    with torch.no_grad():
+        pol.value_net[0].weight.add_(1.0)
+    assert policy_digest(pol) == base  # the critic does not act
+    save_checkpoint(tmp_path / "a.pt", pol, {}, _meta())
+    obj = torch.load(tmp_path / "a.pt", weights_only=True)
+    assert obj["meta"][DIGEST_KEY] == base == acting_digest(obj["state_dict"], obj["config"]["policy"])
+    for name in ("obs_mean", "encoder.0.weight", "bc_head.bias", "delta_net.2.weight", "log_std"):
+        other = _policy()
+        with torch.no_grad():
+            other.state_dict()[name].view(-1)[0] += 1e-3
+        assert policy_digest(other) != base, name
+    assert policy_digest(_policy(seed=1)) != base
+    # the architecture is part of the identity, its initialisation setting is not
+    assert policy_digest(_policy(max_log_std=1.0)) != base
+    assert acting_digest(_policy(init_log_std=-1.0).state_dict()) != acting_digest(pol.state_dict())
+
+
+def test_acting_digest_survives_a_round_trip_and_a_state_dependent_head(tmp_path):
+    from policy.checkpoint import acting_digest, policy_digest
+
+    pol = _policy(state_dependent=True)
+    save_checkpoint(tmp_path / "s.pt", pol, {"train": {}}, _meta())
+    loaded = load_checkpoint(tmp_path / "s.pt")
+    assert loaded.meta["policy_digest"] == policy_digest(loaded.policy) == policy_digest(pol)
+    assert len(loaded.meta["policy_digest"]) == 64
+    sd = dict(pol.state_dict())
+    sd["log_std_head.bias"] = sd["log_std_head.bias"] + 0.5
+    assert acting_digest(sd) != acting_digest(pol.state_dict())
+
+
+@pytest.mark.parametrize("name", ["cuda", "cuda:7", "mps", "tpu", "not a device", "cpu:x"])
+def test_unavailable_or_unknown_device_is_one_line(name):
+    from policy.device import DeviceError, resolve_device
+
+    if name.startswith("cuda") and torch.cuda.device_count() > (7 if ":" in name else 0):
+        pytest.skip("this machine has that GPU")
+    if name == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
+    with pytest.raises(DeviceError) as e:
+        resolve_device(name)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"--device {name}:")
+    if name == "cuda" and not torch.cuda.is_available():
+        assert "no cuda device" in msg
+
+
+def test_present_devices_resolve():
+    from policy.device import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

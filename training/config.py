@@ -1,14 +1,26 @@
-"""Training configuration: one frozen dataclass, parsed from the command line with argparse."""
+"""Training configuration: one frozen dataclass; the command line is generated from it.
+
+Each field is a setting with its default written once here and its help text in the field's metadata;
+:func:`build_parser` turns every field into a flag with ``scenarios.cli_config`` (``--field-name``;
+booleans get ``--name``/``--no-name``). ``--resume [RUN]`` is the one flag that is not a setting.
+"""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, NamedTuple
+
+from scenarios.cli_config import add_dataclass_arguments, dataclass_from_args, flag_name, given_fields
 
 
 class TrainError(RuntimeError):
     """A training run cannot start or continue; the message names the file and the problem."""
+
+
+def _opt(default: Any, help: str, **metadata: Any) -> Any:
+    """A setting: its default and its ``--help`` text (plus ``choices``/``metavar``/``flag`` when given)."""
+    return field(default=default, metadata={"help": help, **metadata})
 
 
 @dataclass(frozen=True)
@@ -18,59 +30,61 @@ class TrainConfig:
     Episodes count scenes rolled out to their end during RL; ``batch_scenes`` of them make one PPO iteration.
     """
 
-    episodes: int = 500
-    seed: int = 0
-    device: str = "auto"
-    out_dir: str | None = None
-    eval_interval: int = 50
-    keep_top_k: int = 0
-    select_after: int = 0
-    min_entropy: float | None = None
-    entropy_patience: int = 3
-    scenarios: str = "procedural"
-    init: str | None = None
-    train_pool: int = 256
+    episodes: int = _opt(500, "RL episodes (scenes rolled out to their end)")
+    seed: int = _opt(0, "random seed (same seed, same run on CPU)")
+    device: str = _opt("auto", "torch device: auto (cuda when present, else cpu), cpu, cuda, cuda:N, mps")
+    out_dir: str | None = _opt(None, "run directory (default out/<run>, with out/latest pointed at it)",
+                               metavar="DIR")
+    eval_interval: int = _opt(50, "episodes between evaluations (one candidate checkpoint each)")
+    keep_top_k: int = _opt(0, "keep only the k highest-entropy candidates in checkpoints/ (0 keeps all)")
+    select_after: int = _opt(0, "no checkpoint before this episode can become best_entropy")
+    min_entropy: float | None = _opt(None, "early stop when entropy stays below this (nats)")
+    entropy_patience: int = _opt(3, "evaluations below --min-entropy before stopping")
+    scenarios: str = _opt("procedural", "suite name (its train/val splits are used), scenario file or folder")
+    init: str | None = _opt(None, "start RL from this checkpoint instead of behaviour cloning", metavar="CKPT")
+    train_pool: int = _opt(256, "first scenes of the train split used (0 = all)")
     # behaviour cloning
-    bc_scenes: int = 128
-    bc_epochs: int = 15
-    bc_lr: float = 1e-3
-    bc_batch: int = 512
-    dagger_rounds: int = 1
+    bc_scenes: int = _opt(128, "train scenes cloned")
+    bc_epochs: int = _opt(15, "behaviour-cloning epochs (relabelling rounds use half)")
+    bc_lr: float = _opt(1e-3, "behaviour-cloning learning rate (Adam)")
+    bc_batch: int = _opt(512, "behaviour-cloning minibatch size (samples)")
+    dagger_rounds: int = _opt(1, "on-policy relabelling rounds after cloning the log (0 = plain behaviour cloning)")
     # policy
-    hidden: int = 128
-    layers: int = 2
-    state_dependent_std: bool = False
-    init_log_std: float = -1.5
+    hidden: int = _opt(128, "width of the hidden layers")
+    layers: int = _opt(2, "hidden layers per MLP")
+    state_dependent_std: bool = _opt(False, "log-std as a head on the state (default: one learned vector)")
+    init_log_std: float = _opt(-1.5, "initial log-std of the delta head (log m; -1.5 is sigma 0.22 m)")
     # PPO
-    batch_scenes: int = 25
-    lr: float = 1e-4
-    log_std_lr: float = 1e-2
-    gamma: float = 0.97
-    gae_lambda: float = 0.9
-    clip: float = 0.2
-    ppo_epochs: int = 4
-    minibatch: int = 512
-    ent_coef: float = 0.0
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    value_warmup: int = 2
-    delta_l2: float = 0.3
-    imitation: float = 0.0
-    noise_hold: int = 5
+    batch_scenes: int = _opt(25, "scenes per PPO iteration")
+    lr: float = _opt(1e-4, "PPO learning rate of the delta and value heads (Adam)")
+    log_std_lr: float = _opt(1e-2, "learning rate of a state-independent log-std")
+    gamma: float = _opt(0.97, "discount per simulation step")
+    gae_lambda: float = _opt(0.9, "GAE lambda")
+    clip: float = _opt(0.2, "PPO clip range of the probability ratio")
+    ppo_epochs: int = _opt(4, "PPO epochs per iteration")
+    minibatch: int = _opt(512, "PPO minibatch size (transitions)")
+    ent_coef: float = _opt(0.0, "entropy bonus coefficient")
+    vf_coef: float = _opt(0.5, "value loss coefficient")
+    max_grad_norm: float = _opt(0.5, "gradient norm clip")
+    value_warmup: int = _opt(2, "first PPO iterations that train only the value head")
+    delta_l2: float = _opt(0.3, "L2 pull of the delta mean towards the cloned plan")
+    imitation: float = _opt(0.0, "weight of the on-policy imitation term (way back to the log)")
+    noise_hold: int = _opt(5, "steps an exploration noise draw is held (temporally correlated exploration)")
     # reward weights (per simulation step)
-    w_progress: float = 0.0
-    w_collision: float = 20.0
-    w_offroad: float = 0.5
-    w_comfort: float = 1.0
-    w_log_dist: float = 0.05
-    w_ttc: float = 2.0
-    w_not_at_fault: float = 0.1
+    w_progress: float = _opt(0.0, "reward per metre of route progress")
+    w_collision: float = _opt(20.0, "penalty per collision onset")
+    w_offroad: float = _opt(0.5, "penalty per metre outside the drivable area (clamped at 2 m)")
+    w_comfort: float = _opt(1.0, "penalty per nuPlan comfort bound broken")
+    w_log_dist: float = _opt(0.05, "penalty per metre from the logged position")
+    w_ttc: float = _opt(2.0, "penalty per step with time to collision below 0.95 s (0 skips the TTC series)")
+    w_not_at_fault: float = _opt(0.1, "factor on the collision penalty when the scene's collision is not the "
+                                 "ego's fault")
     # evaluation
-    val_scenes: int = 16
-    eval_states: int = 512
+    val_scenes: int = _opt(16, "val scenes of the closed-loop evaluation at each interval")
+    eval_states: int = _opt(512, "fixed evaluation states the entropy is averaged over")
     max_agents: int = 16
-    threads: int = 1
-    progress: bool = True
+    threads: int = _opt(1, "torch CPU threads (1 is fastest for these sizes)")
+    progress: bool = _opt(True, "progress bars (--no-progress silences every bar)")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of every setting."""
@@ -95,7 +109,8 @@ class TrainConfig:
             (self.dagger_rounds >= 0 and self.threads >= 1, "--dagger-rounds must be >= 0, --threads >= 1"),
             (self.entropy_patience >= 1, "--entropy-patience must be >= 1"),
             (self.noise_hold >= 1, "--noise-hold must be >= 1"),
-            (self.device in ("auto", "cpu", "cuda"), "--device must be auto, cpu or cuda"),
+            (self.batch_scenes >= 1 and self.ppo_epochs >= 1 and self.minibatch >= 1,
+             "--batch-scenes, --ppo-epochs and --minibatch must be >= 1"),
             (self.batch_scenes >= 1 and self.val_scenes >= 1 and self.bc_scenes >= 1, "scene counts must be >= 1"),
         ]
         for ok, msg in checks:
@@ -104,45 +119,26 @@ class TrainConfig:
         return self
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Argument parser for ``python -m training.train``."""
+RESUMABLE = ("episodes", "device", "threads", "progress")
+"""Settings a resumed run takes from the command line; every other one comes from its ``config.json``."""
+
+
+def _resume_flag(f: Any) -> str:
+    """How a resumable setting is typed with ``--resume`` (``--no-progress`` for a boolean that defaults on)."""
+    name = flag_name(f)
+    return "--no-" + name[2:] if f.default is True else name
+
+
+def build_parser(prog: str = "python -m training.train") -> argparse.ArgumentParser:
+    """Argument parser: one flag per :class:`TrainConfig` field, plus ``--resume [RUN_DIR]``."""
     p = argparse.ArgumentParser(
-        prog="python -m training.train",
-        description="Behaviour cloning then PPO refinement of a waypoint policy; writes an entropy-ranked run.")
-    d = TrainConfig()
-    p.add_argument("--episodes", type=int, default=None, help=f"RL episodes (scenes rolled out), default {d.episodes}")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=d.device)
-    p.add_argument("--out-dir", default=None, help="run directory (default out/<run>, with out/latest updated)")
+        prog=prog, description="Behaviour cloning then PPO refinement of a waypoint policy; writes an "
+        "entropy-ranked run.")
     p.add_argument("--resume", nargs="?", const="out/latest", default=None, metavar="RUN_DIR",
-                   help="continue an interrupted run (default out/latest); its saved settings are used")
-    p.add_argument("--init", default=None, help="start RL from this checkpoint instead of behaviour cloning")
-    p.add_argument("--eval-interval", type=int, default=d.eval_interval, help="episodes between evaluations")
-    p.add_argument("--keep-top-k", type=int, default=d.keep_top_k,
-                   help="keep only the k highest-entropy candidates in checkpoints/ (0 keeps all)")
-    p.add_argument("--select-after", type=int, default=d.select_after,
-                   help="no checkpoint before this episode can become best_entropy")
-    p.add_argument("--min-entropy", type=float, default=None, help="early stop when entropy stays below this (nats)")
-    p.add_argument("--entropy-patience", type=int, default=d.entropy_patience,
-                   help="evaluations below --min-entropy before stopping")
-    p.add_argument("--scenarios", default=d.scenarios, help="suite name (train/val splits used), file or folder")
-    p.add_argument("--train-pool", type=int, default=d.train_pool,
-                   help="first scenes of the train split used (0 = all)")
-    p.add_argument("--batch-scenes", type=int, default=d.batch_scenes, help="scenes per PPO iteration")
-    p.add_argument("--bc-scenes", type=int, default=d.bc_scenes, help="train scenes cloned")
-    p.add_argument("--bc-epochs", type=int, default=d.bc_epochs)
-    p.add_argument("--dagger-rounds", type=int, default=d.dagger_rounds,
-                   help="on-policy relabelling rounds after cloning the log (0 = plain behaviour cloning)")
-    p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads (1 is fastest for these sizes)")
-    p.add_argument("--val-scenes", type=int, default=d.val_scenes)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--hidden", type=int, default=d.hidden)
-    p.add_argument("--state-dependent-std", action="store_true", help="log-std as a head on the state")
-    p.add_argument("--init-log-std", type=float, default=d.init_log_std,
-                   help="initial log-std of the delta head (log m; -1.5 is sigma 0.22 m)")
-    p.add_argument("--noise-hold", type=int, default=d.noise_hold,
-                   help="steps an exploration noise draw is held (temporally correlated exploration)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+                   help="continue a run (default out/latest) with its saved settings; only "
+                        + ", ".join(_resume_flag(f) for f in fields(TrainConfig) if f.name in RESUMABLE)
+                        + " may be given with it")
+    add_dataclass_arguments(p, TrainConfig)
     return p
 
 
@@ -152,28 +148,26 @@ class CliArgs(NamedTuple):
     Attributes:
         config: the settings for a new run.
         resume: run directory to continue, or None.
-        overrides: settings that apply to a resumed run too (device, progress, episodes when given).
+        overrides: settings that apply to a resumed run too (those of :data:`RESUMABLE` that were typed).
+        prog: the command's name, for messages that print a command to run.
     """
 
     config: TrainConfig
     resume: str | None
     overrides: dict[str, Any]
+    prog: str = "python -m training.train"
 
 
-def parse_config(argv: list[str] | None = None) -> CliArgs:
-    """Parse the command line; raises :class:`TrainError` on bad values."""
-    a = build_parser().parse_args(argv)
-    cfg = TrainConfig(
-        episodes=a.episodes if a.episodes is not None else TrainConfig.episodes, seed=a.seed, device=a.device,
-        out_dir=a.out_dir, eval_interval=a.eval_interval, keep_top_k=a.keep_top_k, select_after=a.select_after,
-        min_entropy=a.min_entropy, entropy_patience=a.entropy_patience, scenarios=a.scenarios, init=a.init,
-        train_pool=a.train_pool,
-        batch_scenes=a.batch_scenes, bc_scenes=a.bc_scenes, bc_epochs=a.bc_epochs, dagger_rounds=a.dagger_rounds,
-        threads=a.threads, val_scenes=a.val_scenes,
-        lr=a.lr, hidden=a.hidden, state_dependent_std=a.state_dependent_std, init_log_std=a.init_log_std,
-        noise_hold=a.noise_hold,
-        progress=not a.no_progress)
-    overrides: dict[str, Any] = {"device": a.device, "progress": not a.no_progress, "threads": a.threads}
-    if a.episodes is not None:
-        overrides["episodes"] = a.episodes
-    return CliArgs(cfg.validate(), a.resume, overrides)
+def parse_config(argv: list[str] | None = None, prog: str = "python -m training.train") -> CliArgs:
+    """Parse the command line; raises :class:`TrainError` on bad values or settings a resume cannot change."""
+    ns = build_parser(prog).parse_args(argv)
+    given = given_fields(ns, TrainConfig)
+    cfg = dataclass_from_args(TrainConfig, ns)
+    if ns.resume is not None:
+        fixed = sorted(given - set(RESUMABLE))
+        if fixed:
+            names = ", ".join(flag_name(f) for f in fields(TrainConfig) if f.name in fixed)
+            raise TrainError(f"--resume {ns.resume}: {names} cannot change a run's saved settings (its config.json); "
+                             "start a new run instead")
+    overrides = {k: getattr(cfg, k) for k in RESUMABLE if k in given or k != "episodes"}
+    return CliArgs(cfg.validate(), ns.resume, overrides, prog)

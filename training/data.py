@@ -34,7 +34,7 @@ def expert_data(scenes: Sequence[Scenario], device: torch.device, max_agents: in
     return ExpertData(torch.cat(obs), torch.cat(wps))
 
 
-def split_scenes(spec: str, split: str, limit: int = 0) -> list[Scenario]:
+def split_scenes(spec: str, split: str, limit: int = 0, progress: bool = True) -> list[Scenario]:
     """Scenes of ``split`` (``train`` or ``val``) of a suite name, a scenario file or a folder.
 
     A bundled suite (``procedural``, any ``:split`` suffix ignored) gives the first ``limit`` scenes of its
@@ -50,7 +50,7 @@ def split_scenes(spec: str, split: str, limit: int = 0) -> list[Scenario]:
 
         seeds = list(suite_seeds(name, split))
         seeds = seeds[:limit] if limit > 0 else seeds
-        scenes = generate_suite(seeds, progress=len(seeds) > 100)
+        scenes = generate_suite(seeds, progress=progress and len(seeds) > 100)
     else:
         every = sorted(load_suite(spec), key=lambda s: s.id)
         scenes = [s for i, s in enumerate(every) if (i % 10 == 4) == (split == "val")]
@@ -98,8 +98,8 @@ class RunData:
 
 def load_run_data(cfg: TrainConfig, run: Path, device: torch.device, need_expert: bool = True) -> RunData:
     """Load the splits, the expert data and the evaluation states (drawn once, then read from the run dir)."""
-    train = split_scenes(cfg.scenarios, "train", cfg.train_pool)
-    val = split_scenes(cfg.scenarios, "val", cfg.val_scenes)
+    train = split_scenes(cfg.scenarios, "train", cfg.train_pool, cfg.progress)
+    val = split_scenes(cfg.scenarios, "val", cfg.val_scenes, cfg.progress)
     val_batch = make_batch(val, device, cfg.max_agents)
     expert = None
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))

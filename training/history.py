@@ -5,13 +5,16 @@ Neither file holds wall-clock times, so a resumed run writes exactly the files o
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from training.run_dir import write_json
 
 HISTORY_SCHEMA_VERSION = 1
+PPO_SERIES = ("policy_loss", "value_loss", "approx_kl", "clip_fraction", "explained_variance")
+"""The trainer's PPO statistics: series of ``entropy_history.json`` and keys of ``meta["ppo_stats"]``, each the
+mean over the PPO iterations of an evaluation interval (``docs/run_files.md``)."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,8 @@ class EvalRecord:
         eval_info: ``mean_delta_norm``, ``max_delta_norm``, ``std_delta_norm`` (m), ``policy_entropy`` (nats),
             ``mean_return``, ``val_*`` closed-loop means over the validation scenes.
         path: the candidate file relative to the run dir (``checkpoints/ep00050.pt``), None once evicted.
+        ppo_stats: :data:`PPO_SERIES` -> mean over the interval's PPO iterations (None when undefined);
+            empty in records of runs written before these statistics were logged.
     """
 
     episode: int
@@ -36,6 +41,7 @@ class EvalRecord:
     train_reward: float
     eval_info: dict[str, float]
     path: str | None
+    ppo_stats: dict[str, float | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict."""
@@ -46,7 +52,8 @@ class EvalRecord:
         """Inverse of :meth:`to_dict`."""
         return EvalRecord(int(d["episode"]), int(d["step"]), float(d["entropy"]),
                           [float(v) for v in d["entropy_per_dim"]], float(d["train_reward"]),
-                          {k: float(v) for k, v in d["eval_info"].items()}, d["path"])
+                          {k: float(v) for k, v in d["eval_info"].items()}, d["path"],
+                          {k: None if v is None else float(v) for k, v in d.get("ppo_stats", {}).items()})
 
 
 def entropy_history_doc(records: list[EvalRecord], best: EvalRecord | None, *, select_after: int,
@@ -67,6 +74,7 @@ def entropy_history_doc(records: list[EvalRecord], best: EvalRecord | None, *, s
         "std_delta_norm": [r.eval_info["std_delta_norm"] for r in records],
         "val_score": [r.eval_info.get("val_score") for r in records],
         "checkpoints": [r.path for r in records],
+        **{name: [r.ppo_stats.get(name) for r in records] for name in PPO_SERIES},
         "best_entropy": best.entropy if best else None,
         "best_episode": best.episode if best else None,
         "bc": bc,

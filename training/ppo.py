@@ -37,12 +37,31 @@ class Transitions(NamedTuple):
 
 
 class UpdateStats(NamedTuple):
-    """Means over the minibatches of the last epoch."""
+    """Statistics of one :func:`ppo_update`: means over the minibatches of its last epoch (CleanRL's names).
+
+    Attributes:
+        policy_loss: clipped surrogate loss (advantages normalised per minibatch).
+        value_loss: ``0.5 * mean((value - return)^2)``.
+        approx_kl: ``mean((ratio - 1) - log ratio)``, the k3 estimate of KL(old || new) (nats).
+        clip_fraction: share of samples whose ratio left ``[1 - clip, 1 + clip]``.
+    """
 
     policy_loss: float
     value_loss: float
     approx_kl: float
-    clip_frac: float
+    clip_fraction: float
+
+
+def explained_variance(value: Tensor, ret: Tensor) -> float | None:
+    """Explained variance ``1 - Var(ret - value) / Var(ret)`` of the value head over transitions ``[N]``.
+
+    1: the value head predicts the returns; 0: no better than their mean; negative: worse.
+    Returns None when the returns do not vary (undefined).
+    """
+    var = ret.var(unbiased=False)
+    if ret.numel() == 0 or not bool(var > 0):
+        return None
+    return float(1.0 - (ret - value).var(unbiased=False) / var)
 
 
 def make_sampling_policy_fn(policy: WaypointPolicy, generator: torch.Generator, hold: int = 1):

@@ -20,13 +20,16 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from sim.batch import ScenarioBatch
+from sim.metrics import MetricContext
+from sim.rollout import Rollout
+
 # nuPlan comfort bounds (DESIGN / REFERENCE)
 LON_ACCEL_MIN, LON_ACCEL_MAX = -4.05, 2.40  # m/s^2
 LAT_ACCEL_MAX = 4.89  # m/s^2
 YAW_RATE_MAX = 0.95  # rad/s
 JERK_MAX = 4.13  # m/s^3
 TTC_MIN = 0.95  # s
-REWARD_SERIES = ("collision", "offroad_dist", "route_s", "log_dist", "accel", "jerk", "lat_accel", "yaw_rate")
 
 
 class RewardWeights(NamedTuple):
@@ -39,6 +42,36 @@ class RewardWeights(NamedTuple):
     log_dist: float = 0.05
     ttc: float = 0.0
     not_at_fault: float = 1.0
+
+
+class RewardSignals(NamedTuple):
+    """What :func:`step_rewards` reads from one closed-loop rollout.
+
+    Attributes:
+        series: per-step ``[B, T]`` signals (see :func:`step_rewards`), ``ttc`` only when asked for.
+        at_fault: bool ``[B]`` the scene has an at-fault collision, or None when not asked for.
+    """
+
+    series: dict[str, Tensor]
+    at_fault: Tensor | None
+
+
+def reward_signals(ro: Rollout, batch: ScenarioBatch, *, ttc: bool, at_fault: bool) -> RewardSignals:
+    """The closed-loop signals of the reward, from one shared ``sim.metrics.MetricContext``.
+
+    Args:
+        ro: the rollout (B scenes).
+        batch: the batch it ran on.
+        ttc: include the ``ttc`` series (the costly one; only needed when ``w_ttc > 0``).
+        at_fault: include the per-scene at-fault flag (only needed when ``w_not_at_fault != 1``).
+    """
+    c = MetricContext(ro, batch)
+    series = {"collision": c.collision, "offroad_dist": c.offroad_dist, "route_s": c.route_s,
+              "log_dist": c.log_dist, "accel": c.accel, "jerk": c.jerk, "lat_accel": c.lat_accel,
+              "yaw_rate": c.yaw_rate}
+    if ttc:
+        series["ttc"] = c.ttc
+    return RewardSignals(series, c.first_collision_at_fault if at_fault else None)
 
 
 class StepRewards(NamedTuple):

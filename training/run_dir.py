@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -68,8 +69,12 @@ def default_run_name(seed: int) -> str:
     return time.strftime("run-%Y%m%d-%H%M%S", time.gmtime()) + f"-s{seed}"
 
 
-def create_run_dir(cfg: TrainConfig, root: Path = Path("out")) -> Path:
+def create_run_dir(cfg: TrainConfig, root: Path = Path("out")) -> tuple[Path, Path | None]:
     """Create a fresh run directory (``cfg.out_dir`` or ``root/<run>``) with ``checkpoints/``.
+
+    Returns:
+        ``(run, made)``: the run directory and the topmost folder this call created (the run directory or
+        one of its parents; None when the run directory existed, empty). :func:`remove_new_run` undoes it.
 
     Raises:
         TrainError: the directory exists and is not empty (runs are never silently overwritten), or it
@@ -86,11 +91,35 @@ def create_run_dir(cfg: TrainConfig, root: Path = Path("out")) -> Path:
     if run.exists() and (not run.is_dir() or any(run.iterdir())):
         raise TrainError(f"{run}: already exists and is not empty; pick another --out-dir or continue it with "
                          f"--resume {run}")
+    made = next((p for p in reversed([run, *run.parents]) if not p.exists()), None)
     try:
         (run / "checkpoints").mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise TrainError(f"{run}: cannot create the run directory ({e.strerror or e})") from e
-    return run
+    return run, made
+
+
+def remove_new_run(run: Path, made: Path | None) -> None:
+    """Undo :func:`create_run_dir` for a run that failed before its first checkpoint (best effort).
+
+    Removes everything in ``run``, then ``run`` and its parents up to ``made`` (the folders that call created);
+    a run directory that existed (empty) before is left empty.
+    """
+    with contextlib.suppress(OSError):
+        for child in list(run.iterdir()):
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+    if made is None:
+        return
+    for folder in [run, *run.parents]:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        if folder == made:
+            return
 
 
 def write_config(run: Path, cfg: TrainConfig, extra: dict[str, Any]) -> dict[str, Any]:
@@ -108,8 +137,12 @@ def write_config(run: Path, cfg: TrainConfig, extra: dict[str, Any]) -> dict[str
     return doc
 
 
-def update_latest(run: Path) -> None:
-    """Point ``<parent>/latest`` at ``run`` with a relative symlink, replaced atomically (no-op on failure)."""
+def update_latest(run: Path) -> bool:
+    """Point ``<parent>/latest`` at ``run`` with a relative symlink, replaced atomically.
+
+    Returns:
+        Whether the link now points at ``run`` (False when it could not be written; it is left as it was).
+    """
     link = run.parent / "latest"
     tmp = run.parent / f".latest.{os.getpid()}.tmp"
     try:
@@ -117,6 +150,8 @@ def update_latest(run: Path) -> None:
             tmp.unlink()
         os.symlink(run.name, tmp)
         os.replace(tmp, link)
+        return True
     except OSError:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        return False
