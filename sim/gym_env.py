@@ -50,7 +50,8 @@ from training.reward import REWARD_SERIES, RewardWeights, step_rewards
 ENV_ID = "driveselect/ClosedLoop-v0"
 DELTA_BOUND = 5.0  # m, default action bound per delta coordinate
 ACTION_DIM = 2 * NUM_WAYPOINTS
-REWARD_WINDOW = 16  # steps of history for the per-step reward (jerk window 15 + 1)
+REWARD_WINDOW = 16  # steps of history for the per-step comfort terms (jerk window 15 + 1)
+_POINT_SERIES = ("collision", "offroad_dist", "route_s", "log_dist")  # need only the state at one step
 
 
 def waypoints_from_action(obs: Tensor, action: Tensor, delta_bound: float = DELTA_BOUND, dt: float = 0.1) -> Tensor:
@@ -142,6 +143,8 @@ class BatchedClosedLoop:
         self.last = last
         self.end = int(last.min())  # the batch ends with its shortest scene
         self.t = b.init_step
+        self.cache = {n: torch.zeros(b.num_scenes, b.num_steps, device=self.device) for n in _POINT_SERIES}
+        self._cache_step(self.t)
         self.returns = np.zeros(self.num_envs)
         self.t_start = time.perf_counter()
         self.obs = observe(self.state, b)
@@ -155,6 +158,12 @@ class BatchedClosedLoop:
         ro = Rollout(self.traj[:, :, lo:hi], self.valid[:, :, lo:hi], self.ego_action[:, lo:hi], None,
                      agent_model=self.agents, init_step=init, dt=b.dt)
         return ro, sub
+
+    def _cache_step(self, t: int) -> None:
+        """Per-step series at step ``t`` (collision, offroad, route position, log distance) into the cache."""
+        ctx = MetricContext(*self._window(t, t + 1, 0))
+        for n in _POINT_SERIES:
+            self.cache[n][:, t] = getattr(ctx, n)[:, 0].float()
 
     def step(self, action: np.ndarray | Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[dict]]:
         """Advance every slot one step (0.1 s).
@@ -181,11 +190,12 @@ class BatchedClosedLoop:
             self.traj[:, :, t + 1] = self.state.agents
             self.valid[:, :, t + 1] = self.state.valid
             self.ego_action[:, t] = self.state.last_action
+            self._cache_step(t + 1)
             lo = max(0, t + 1 - REWARD_WINDOW)
-            ro, sub = self._window(lo, t + 2, t - lo)
-            ctx = MetricContext(ro, sub)
-            series = {n: getattr(ctx, n) for n in REWARD_SERIES}
-            rw = step_rewards(series, sub.step_valid, t - lo, self.weights, b.road.has_road).reward[:, 0]
+            ctx = MetricContext(*self._window(lo, t + 2, t - lo))  # comfort derivatives need a history
+            series = {n: self.cache[n][:, t:t + 2] if n in _POINT_SERIES else getattr(ctx, n)[:, -2:]
+                      for n in REWARD_SERIES}
+            rw = step_rewards(series, b.step_valid[:, t:t + 2], 0, self.weights, b.road.has_road).reward[:, 0]
             self.t = t + 1
             self.obs = observe(self.state, b)
         reward = rw.cpu().numpy().astype(np.float64)

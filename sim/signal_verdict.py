@@ -6,7 +6,8 @@ For each signal, over the checkpoints where it is defined:
 
 - Spearman and Kendall rank correlation between the signal and the checkpoint's mean metric, with a paired
   scenario-bootstrap percentile interval (the same bootstrap as the entropy verdict: every resample recomputes
-  every checkpoint's mean on one resampled scenario set). None when fewer than 3 checkpoints, or a constant signal.
+  every checkpoint's mean on one resampled scenario set). None when fewer than 3 checkpoints. A signal that is
+  constant over the checkpoints picks nothing and is left out (with a note).
 - Regret of "pick the max" and "pick the min" of the signal against the best checkpoint by the metric (best mean
   minus picked mean, in metric units, >= 0; the direction of the metric is honoured). Ties go to the earlier
   checkpoint in input order.
@@ -42,7 +43,7 @@ class SignalJudgement:
     Attributes:
         signal: name.
         n_checkpoints: checkpoints where the signal is defined.
-        spearman, kendall: rank correlation with the mean metric (None below 3 checkpoints or constant).
+        spearman, kendall: rank correlation with the mean metric (None below 3 checkpoints).
         spearman_ci, kendall_ci: ``(low, high)`` bootstrap interval, or None.
         pick_max, pick_min: checkpoint keys picked by the rules.
         regret_max, regret_min: metric units, >= 0.
@@ -179,7 +180,8 @@ def judge_signals(metric: np.ndarray, signals: Mapping[str, Sequence[float]], ch
     judged = [_judge(k, v, m, mean, orient, best, keys, k == headline, n_resamples, confidence, seed)
               for k, v in sig.items()]
     judged = [j for j in judged if j is not None]
-    left = [f"{k}: defined at no checkpoint, not judged" for k in sig if k not in {j.signal for j in judged}]
+    left = [f"{k}: {'constant over' if np.isfinite(v).any() else 'defined at no'} checkpoint(s), not judged"
+            for k, v in sig.items() if k not in {j.signal for j in judged}]
     ranking = tuple(sorted(judged, key=lambda j: (j.regret, not j.headline, j.signal)))
     return SignalVerdict(metric_name, higher_is_better, keys, keys[best], float(mean[best]), int(m.shape[1]),
                          headline if headline in sig else None, ranking, tuple(notes) + tuple(left), confidence,
@@ -190,15 +192,15 @@ def _judge(name: str, v: np.ndarray, m: np.ndarray, mean: np.ndarray, orient: fl
            keys: tuple[str, ...], is_headline: bool, n_resamples: int, confidence: float,
            seed: int) -> SignalJudgement | None:
     ok = np.flatnonzero(np.isfinite(v))
-    if ok.size == 0:
-        return None
+    if ok.size == 0 or (ok.size > 1 and np.ptp(v[ok]) == 0):
+        return None  # nothing to pick with
     y = v[ok]
     i_max, i_min = int(ok[np.argmax(y)]), int(ok[np.argmin(y)])  # argmax/argmin: first on ties
     r_max = float(orient * (mean[best] - mean[i_max]))
     r_min = float(orient * (mean[best] - mean[i_min]))
     rho = tau = None
     rho_ci = tau_ci = None
-    if ok.size >= MIN_CHECKPOINTS and np.ptp(y) > 0:
+    if ok.size >= MIN_CHECKPOINTS:
         sub = m[ok]
         rho = _opt(spearman_rows(sub.mean(1), y))
         tau = _opt(kendall_rows(sub.mean(1), y))

@@ -35,6 +35,9 @@ SIGN_CONVENTIONS: dict[str, tuple[str, float, str]] = {
 }
 """raw name -> (stored name, factor, note)."""
 
+SKIP_PREFIXES = ("time/",)
+"""Logged bookkeeping that is no training signal (SB3's ``time/fps``, ``time/iterations``, ...): not read."""
+
 ENTROPY_NAMES = ("entropy", "entropy (-train/entropy_loss)", "entropy (-entropy_loss)", "losses/entropy",
                  "train/entropy")
 """Series that are the policy entropy, in order of preference (the headline signal)."""
@@ -83,6 +86,8 @@ class Signals:
 def _make(points: Mapping[str, list[tuple[int, float]]], source: str) -> Signals:
     out: dict[str, Series] = {}
     for raw, pts in points.items():
+        if raw.startswith(SKIP_PREFIXES):
+            continue
         pts = sorted((int(s), float(v)) for s, v in pts if v is not None and math.isfinite(float(v)))
         if not pts:
             continue
