@@ -6,9 +6,9 @@
 3. Read the TensorBoard scalars, match checkpoints to logged steps, judge every signal (entropy is the headline;
    SB3's ``train/entropy_loss`` is minus the entropy and is judged negated).
 
-Run: ``python examples/sb3_ppo.py --out out/sb3_example`` (about 10 minutes on 2 cores with the defaults);
-``--tiny`` runs in well under a minute. Writes ``OUT/checkpoints/``, ``OUT/tb/``, ``OUT/signal_verdict.json``.
-The same evaluation through the CLI: ``python -m sim.evaluate --agent sb3 --ckpt 'OUT/checkpoints/*' --signals OUT/tb``.
+Run from the repo root: ``python -m examples.sb3_ppo --out out/sb3_example`` (minutes on 2 cores with the
+defaults); ``--tiny`` runs in about a minute. Writes ``OUT/checkpoints/``, ``OUT/tb/``, ``OUT/signal_verdict.json``.
+The same evaluation through the CLI (once wired): ``python -m sim.evaluate --agent sb3 --ckpt 'OUT/checkpoints/*' --signals OUT/tb``.
 """
 
 from __future__ import annotations

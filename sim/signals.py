@@ -246,7 +246,9 @@ class Match:
     value: float
 
     def line(self) -> str:
-        return f"{self.checkpoint} (step {self.checkpoint_step}) -> {self.signal} @ {self.logged_step} = {self.value:.4g}"
+        """``CKPT (step N) -> SIGNAL @ LOGGED_STEP = VALUE``."""
+        return (f"{self.checkpoint} (step {self.checkpoint_step}) -> {self.signal} @ {self.logged_step} "
+                f"= {self.value:.4g}")
 
 
 @dataclass(frozen=True)
