@@ -3,7 +3,8 @@
 ``python -m benchmarks.sb3_env_speed [--num-envs 64 256] [--iterations 2] [--checkpoints 10 --scenes 200]``
 prints ONE JSON line:
 
-- ``env_steps_per_s[N]``: the bare batched env (random actions, reward and metrics included).
+- ``env_steps_per_s[N]``: the bare batched env over one episode (random actions; reward, metrics and the
+  autoreset's batch build included, first call not warmed up).
 - ``ppo_env_steps_per_s[N]``: ``PPO("MlpPolicy", env, n_steps=80).learn(...)`` end to end (rollouts + updates),
   after one warm-up iteration.
 - ``eval_s``: wall time to evaluate ``--checkpoints`` SB3 ``.zip`` files x ``--scenes`` held-out scenes through the

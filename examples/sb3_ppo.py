@@ -65,12 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-scenes", type=int, default=200)
     ap.add_argument("--metric", default="score")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     ap.add_argument("--tiny", action="store_true", help="8 envs, 4 PPO iterations, 16 scenes (CI budget)")
     a = ap.parse_args(argv)
     if a.tiny:
         a.num_envs, a.total_steps, a.save_every, a.eval_scenes = 8, 8 * 80 * 4, 8 * 80, 16
         a.scenarios, a.eval_scenarios = "procedural-small:train", "procedural-small:test"
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(a.threads)  # one thread is fastest on a busy 2-core machine (benchmarks.sim_throughput)
     from sim.signal_verdict import judge_signals
     from sim.signals import match_checkpoints, read_signals
 
