@@ -132,6 +132,8 @@ class BatchedClosedLoop:
             self._cursor = 0
         b = make_batch(self._draw(), self.device, self.max_agents)
         self.batch, self.episode_scene_ids = b, b.ids
+        if getattr(self, "backend", None) is not None:
+            self.backend.close()
         self.backend = KinematicBackend(self.agents)
         self.state = self.backend.reset(b)
         self.ctrl = WaypointController(b.dt)
