@@ -8,7 +8,8 @@
 
 Run from the repo root: ``python -m examples.sb3_ppo --out out/sb3_example`` (minutes on 2 cores with the
 defaults); ``--tiny`` runs in about a minute. Writes ``OUT/checkpoints/``, ``OUT/tb/``, ``OUT/signal_verdict.json``.
-The same evaluation through the CLI (once wired): ``python -m sim.evaluate --agent sb3 --ckpt 'OUT/checkpoints/*' --signals OUT/tb``.
+The same evaluation through the CLI (once wired):
+``python -m sim.evaluate --agent sb3 --ckpt 'OUT/checkpoints/*' --signals OUT/tb``.
 """
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from sim.action_map import DELTA_BOUND, waypoints_from_action
 from sim.config import NUM_WAYPOINTS
-from sim.gym_env import DELTA_BOUND, waypoints_from_action
 from sim.observation import OBS_DIM
 from sim.rollout import PolicyFn
 
@@ -152,7 +152,7 @@ class SB3Agent:
     the zip's JSON ``data`` (never its pickled ``:serialized:`` fields). Deterministic action as SB3's
     ``predict(obs, deterministic=True)``: PPO/A2C the Gaussian mean clipped to the action space, SAC
     ``tanh(mu)`` rescaled to it. The action maps to waypoints like the env does
-    (:func:`sim.gym_env.waypoints_from_action`). Default activations (PPO/A2C ``Tanh``, SAC ``ReLU``).
+    (:func:`sim.action_map.waypoints_from_action`). Default activations (PPO/A2C ``Tanh``, SAC ``ReLU``).
     """
 
     def __init__(self, path: str, device: str = "cpu") -> None:

@@ -6,8 +6,8 @@ One episode = one scene replayed in closed loop from its ``init_step`` to its la
 - **Action**: waypoint deltas, float32 ``[2K]`` metres ``(dx0, dy0, dx1, dy1, ...)`` in the ego frame, bounded
   by ``[-delta_bound, delta_bound]`` (default :data:`DELTA_BOUND` = 5 m; clipped). They are added to the
   constant-velocity base plan (waypoint k at ``speed * 0.5 s * (k + 1)`` straight ahead), exactly as the
-  policy head's deltas are added to its cloned plan; :func:`waypoints_from_action` is the one mapping, shared
-  with the ``sb3`` agent plug-in. The waypoint controller (:mod:`sim.controller`) turns them into
+  policy head's deltas are added to its cloned plan; :func:`sim.action_map.waypoints_from_action` is the one
+  mapping, shared with the ``sb3`` agent plug-in. The waypoint controller (:mod:`sim.controller`) turns them into
   (accel, curvature).
 - **Reward**: the trainer's reward terms (:func:`training.reward.step_rewards`, default
   :class:`~training.reward.RewardWeights`): progress along the route, collision onset, offroad distance,
@@ -38,39 +38,19 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from torch import Tensor
 
 from scenarios.scenario import Scenario
+from sim.action_map import ACTION_DIM, DELTA_BOUND, waypoints_from_action
 from sim.backends import KinematicBackend
 from sim.batch import ScenarioBatch, make_batch
-from sim.config import DEFAULT_MAX_AGENTS, NUM_WAYPOINTS, WAYPOINT_STEPS, SimError
+from sim.config import DEFAULT_MAX_AGENTS, SimError
 from sim.controller import WaypointController
 from sim.metrics import MetricContext, compute_metrics
-from sim.observation import OBS_DIM, SPEED_SCALE, observe
+from sim.observation import OBS_DIM, observe
 from sim.rollout import Rollout
 from training.reward import REWARD_SERIES, RewardWeights, step_rewards
 
 ENV_ID = "driveselect/ClosedLoop-v0"
-DELTA_BOUND = 5.0  # m, default action bound per delta coordinate
-ACTION_DIM = 2 * NUM_WAYPOINTS
 REWARD_WINDOW = 16  # steps of history for the per-step comfort terms (jerk window 15 + 1)
 _POINT_SERIES = ("collision", "offroad_dist", "route_s", "log_dist")  # need only the state at one step
-
-
-def waypoints_from_action(obs: Tensor, action: Tensor, delta_bound: float = DELTA_BOUND, dt: float = 0.1) -> Tensor:
-    """Waypoints the env executes for an action.
-
-    Args:
-        obs: float32 ``[B, OBS_DIM]`` observations (``obs[:, 0]`` = speed / 10 m/s).
-        action: float ``[B, 2K]`` waypoint deltas, metres, ego frame; clipped to ``+-delta_bound``.
-        delta_bound: metres.
-        dt: simulation step, s (waypoints are ``WAYPOINT_STEPS * dt`` apart).
-
-    Returns:
-        float32 ``[B, K, 2]`` waypoints, metres, ego frame: constant-velocity base plan + delta.
-    """
-    act = action.to(obs.dtype).clamp(-delta_bound, delta_bound).view(-1, NUM_WAYPOINTS, 2)
-    steps = torch.arange(1, NUM_WAYPOINTS + 1, dtype=obs.dtype, device=obs.device) * (WAYPOINT_STEPS * dt)
-    base = torch.zeros_like(act)
-    base[..., 0] = (obs[:, 0] * SPEED_SCALE).unsqueeze(1) * steps
-    return base + act
 
 
 def _load(scenarios: str | None, scenes: Sequence[Scenario] | None) -> list[Scenario]:
