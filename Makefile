@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)" || $(PY) -m pip install -q torch
-	$(PY) -m pip install -q -e ".[dev,ray,carla]"
+	$(PY) -m pip install -q -e ".[dev,ray,carla,rl]"
 	touch $@
 
 setup: $(VENV)/.installed

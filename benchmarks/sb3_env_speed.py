@@ -1,0 +1,98 @@
+"""Stable-Baselines3 PPO on ``driveselect/ClosedLoop-v0`` and SB3 checkpoint evaluation through the agent plug-in.
+
+``python -m benchmarks.sb3_env_speed [--num-envs 64 256] [--iterations 2] [--checkpoints 10 --scenes 200]``
+prints ONE JSON line:
+
+- ``env_steps_per_s[N]``: the bare batched env over one episode (random actions; reward, metrics and the
+  autoreset's batch build included, first call not warmed up).
+- ``ppo_env_steps_per_s[N]``: ``PPO("MlpPolicy", env, n_steps=80).learn(...)`` end to end (rollouts + updates),
+  after one warm-up iteration.
+- ``eval_s``: wall time to evaluate ``--checkpoints`` SB3 ``.zip`` files x ``--scenes`` held-out scenes through the
+  ``sb3`` agent plug-in (load without unpickling, closed-loop rollout, every metric).
+
+Torch runs with one intra-op thread (see ``benchmarks.sim_throughput``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def env_rate(n: int, steps: int = 80) -> float:
+    from sim.gym_env import ACTION_DIM, BatchedClosedLoop
+
+    core = BatchedClosedLoop(n, scenarios="procedural:train")
+    core.reset(0)
+    rng = np.random.default_rng(0)
+    t = time.perf_counter()
+    for _ in range(steps):
+        _, _, te, tr, _ = core.step(rng.uniform(-1, 1, (n, ACTION_DIM)).astype(np.float32))
+        if (te | tr).any():
+            core.reset()
+    return n * steps / (time.perf_counter() - t)
+
+
+def ppo_rate(n: int, iterations: int) -> float:
+    from stable_baselines3 import PPO
+
+    from sim.gym_env import make_sb3_vec_env
+
+    env = make_sb3_vec_env(n, scenarios="procedural:train")
+    model = PPO("MlpPolicy", env, n_steps=80, batch_size=n * 80 // 4, n_epochs=4, device="cpu", seed=0)
+    model.learn(n * 80)  # warm-up iteration
+    t = time.perf_counter()
+    model.learn(n * 80 * iterations, reset_num_timesteps=False)
+    return n * 80 * iterations / (time.perf_counter() - t)
+
+
+def eval_time(n_ckpt: int, n_scenes: int) -> float:
+    from stable_baselines3 import PPO
+
+    from scenarios.loading import load_scenes
+    from sim.agents_api import load_agent, policy_fn
+    from sim.batch import make_batch
+    from sim.gym_env import make_sb3_vec_env
+    from sim.metrics import compute_metrics
+    from sim.rollout import rollout
+
+    with tempfile.TemporaryDirectory() as d:
+        env = make_sb3_vec_env(2, scenarios="procedural-small:train")
+        for i in range(n_ckpt):
+            PPO("MlpPolicy", env, device="cpu", seed=i).save(Path(d) / f"rl_model_{i * 1000}_steps.zip")
+        t = time.perf_counter()
+        batch = make_batch(load_scenes("procedural:test").scenes[:n_scenes])
+        for p in sorted(Path(d).glob("*.zip")):
+            compute_metrics(rollout(batch, policy_fn(load_agent("sb3", str(p)))), batch)
+        return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--num-envs", type=int, nargs="+", default=[64, 256])
+    ap.add_argument("--iterations", type=int, default=2)
+    ap.add_argument("--checkpoints", type=int, default=10)
+    ap.add_argument("--scenes", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args()
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
+    out = {"env_steps_per_s": {}, "ppo_env_steps_per_s": {}}
+    for n in a.num_envs:
+        out["env_steps_per_s"][n] = round(env_rate(n))
+        out["ppo_env_steps_per_s"][n] = round(ppo_rate(n, a.iterations))
+    if a.checkpoints > 0:
+        out["eval_s"] = round(eval_time(a.checkpoints, a.scenes), 1)
+        out["eval"] = f"{a.checkpoints} SB3 checkpoints x {a.scenes} scenes"
+    out["threads"] = torch.get_num_threads()
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

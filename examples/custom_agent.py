@@ -1,0 +1,99 @@
+"""Your own trainer, your own checkpoint format: a factory for ``--agent examples.custom_agent:make``.
+
+The factory takes ``(checkpoint_path, device)`` and returns an object with ``info`` (:class:`sim.agents_api.AgentInfo`)
+and ``waypoints(obs [B, OBS_DIM]) -> [B, K, 2]`` (metres, ego frame). Here the checkpoint is a plain tensor dict
+(``torch.save(state_dict)``; read with ``weights_only=True``) for a small MLP that outputs waypoints directly; the
+training log is a CSV with a ``step`` column.
+
+Run ``python -m examples.custom_agent --out out/custom_example`` from the repo root: it writes three checkpoints
+(``step_100.pt`` ...) and ``train_log.csv``, evaluates them on held-out scenes, and prints the signal verdict.
+CLI equivalent (once wired):
+``python -m sim.evaluate --agent examples.custom_agent:make --ckpt 'OUT/*.pt' --signals OUT/train_log.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from sim.agents_api import AgentError, AgentInfo, step_from_name, weights_digest
+from sim.config import NUM_WAYPOINTS
+from sim.observation import OBS_DIM
+
+
+def _net() -> nn.Module:
+    return nn.Sequential(nn.Linear(OBS_DIM, 64), nn.Tanh(), nn.Linear(64, 2 * NUM_WAYPOINTS))
+
+
+class MyAgent:
+    """Waypoints straight from an MLP (a plan in metres, scaled by the current speed)."""
+
+    def __init__(self, path: str, device: str = "cpu") -> None:
+        try:
+            state = torch.load(path, map_location=device, weights_only=True)
+            self.net = _net().to(device)
+            self.net.load_state_dict(state)
+        except Exception as e:
+            why = str(e).splitlines()[0][:120]
+            raise AgentError(f"{path}: not a checkpoint of examples.custom_agent ({why})") from None
+        self.net.eval()
+        self.info = AgentInfo("examples.custom_agent:make", path, weights_digest(state), step_from_name(path),
+                              "file name")
+
+    @torch.no_grad()
+    def waypoints(self, obs: Tensor) -> Tensor:
+        speed = obs[:, :1] * 10.0  # m/s (sim.observation layout)
+        k = torch.arange(1, NUM_WAYPOINTS + 1, dtype=obs.dtype, device=obs.device) * 0.5
+        plan = self.net(obs).view(-1, NUM_WAYPOINTS, 2)
+        plan[..., 0] += speed * k
+        return plan
+
+
+def make(path: str, device: str = "cpu") -> MyAgent:
+    """The factory ``--agent examples.custom_agent:make`` names."""
+    return MyAgent(path, device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("out/custom_example"))
+    ap.add_argument("--scenes", type=int, default=16)
+    a = ap.parse_args(argv)
+    from scenarios.loading import load_scenes
+    from sim.agents_api import load_agent, policy_fn
+    from sim.batch import make_batch
+    from sim.metrics import compute_metrics
+    from sim.rollout import rollout
+    from sim.signal_verdict import judge_signals
+    from sim.signals import match_checkpoints, read_signals
+
+    a.out.mkdir(parents=True, exist_ok=True)
+    rows = ["step,loss,plan_scale"]
+    for i, step in enumerate((100, 200, 300)):  # stand-in for your training loop
+        torch.manual_seed(i)
+        net = _net()
+        with torch.no_grad():
+            net[-1].weight.mul_(0.1 * (i + 1))
+        torch.save(net.state_dict(), a.out / f"step_{step}.pt")
+        rows.append(f"{step},{1.0 / (i + 1)},{0.1 * (i + 1)}")
+    (a.out / "train_log.csv").write_text("\n".join(rows) + "\n")
+
+    batch = make_batch(load_scenes("procedural-small:test").scenes[: a.scenes])
+    paths = sorted(a.out.glob("step_*.pt"), key=step_from_name)
+    agents = [load_agent("examples.custom_agent:make", str(p)) for p in paths]
+    metric = np.stack([compute_metrics(rollout(batch, policy_fn(ag)), batch)["score"].numpy() for ag in agents])
+    matched = match_checkpoints(read_signals(a.out / "train_log.csv"), {str(p): ag.info.step for p, ag in
+                                                                       zip(paths, agents)})
+    v = judge_signals(metric.astype(np.float64), matched.values, [str(p) for p in paths], notes=matched.notes,
+                      steps=[ag.info.step for ag in agents], n_resamples=200)
+    print("\n".join(v.lines()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
