@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from scenarios.scenario import Scenario
+from sim.metric_catalogue import pdm_score
 from sim.results import CheckpointRows, EvaluationError
 
 
@@ -178,7 +179,7 @@ def _with_sensor_collision(rows: CheckpointRows, run) -> CheckpointRows:
     """OR CARLA's collision sensor into the box-overlap collision (the sensor misses contacts, boxes are primary).
 
     A contact only the sensor saw counts as a collision at its first step and, lacking the geometry to judge
-    fault, as at fault; the score is zeroed accordingly.
+    fault, as at fault; the score is recomputed from the catalogue's formula with that flag.
     """
     fired = np.flatnonzero(np.asarray(run.sensor_collision, dtype=bool)[run.rollout.init_step + 1 :])
     m = rows.metrics
@@ -188,7 +189,8 @@ def _with_sensor_collision(rows: CheckpointRows, run) -> CheckpointRows:
     m["collision"] = np.ones(1)
     m["collision_at_fault"] = np.ones(1)
     m["collision_time"] = np.array([(fired[0] + 1) * run.rollout.dt])
-    m["score"] = np.zeros(1)
+    m["score"] = np.asarray(pdm_score(m["collision_at_fault"], m["offroad"], m["progress"], m["ttc_ok"],
+                                      m["comfortable"]), dtype=np.float64)
     return dataclasses.replace(rows, metrics=m)
 
 
