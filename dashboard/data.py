@@ -1,6 +1,6 @@
 """Loading for the dashboard: run discovery, cached file reads keyed on modification time, tidy frames.
 
-Reads JSON and ``results.h5`` only (through ``sim.results_reader``; no torch). Every cached loader takes the
+Reads JSON and ``results.h5`` only (through ``sim.harness.reader``; no torch). Every cached loader takes the
 file's ``(mtime_ns, size)`` as part of its key, so a file rewritten by the trainer or the evaluator is re-read
 on the next rerun and an unchanged one never is. First paint reads summaries only; trajectories and maps are
 read lazily per scene for the replay.
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from sim.results_reader import (
+from sim.harness.reader import (
     ResultsError,
     ResultsSummary,
     ScenarioInfo,

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboard.rules import higher_is_better, smooth
-from sim.results_reader import SceneDetail
+from sim.harness.reader import SceneDetail
 
 HALF_LOG_2PI_E = 0.5 * math.log(2 * math.pi * math.e)  # entropy of a unit Gaussian, nats
 MARKS = {"best_entropy": ("star", "#d62728", "best_entropy.pt"), "last": ("square", "#7f7f7f", "last.pt"),

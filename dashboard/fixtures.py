@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 from scipy import stats
 
-from sim.results_reader import METRIC_NAMES
+from sim.metric_catalogue import METRIC_NAMES
 
 FAMILIES = ("straight", "lane_change", "intersection", "merge", "roundabout")
 SOURCES = ("procedural", "waymo", "commonroad")

@@ -123,4 +123,4 @@ def test_evaluate_cli_probes_every_carla_server(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "no CARLA server at 127.0.0.1:" in lines[0] and "(and 1 more)" in lines[0]
     assert time.monotonic() - t0 < 60.0
-    assert not out.exists()
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == []  # no lock file left

@@ -15,7 +15,7 @@ pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from dashboard.fixtures import FixtureSpec, write_run  # noqa: E402
-from sim.results_reader import read_summary  # noqa: E402
+from sim.harness.reader import read_summary  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 

@@ -13,8 +13,8 @@ import torch
 
 from policy.checkpoint import read_checkpoint
 from sim.evaluate import main
-from sim.results import SCHEMA_VERSION, read_checkpoints, read_verdict
-from sim.results_reader import read_summary
+from sim.harness.reader import read_checkpoints, read_summary, read_verdict
+from sim.harness.schema import SCHEMA_VERSION
 from tests.test_evaluate_support import expected_entropy, make_run, write_scenes
 
 LOG_STDS = [-0.5, -0.9, -0.7, -1.1]  # entropy highest at ep00000, then ep00100, ep00050, ep00150
@@ -158,8 +158,8 @@ def test_bad_input_is_one_line_nonzero_and_loses_nothing(work, capsys, case):
 
 
 def test_ckpt_resolution_prefers_the_working_directory_then_latest(work):
-    from sim.candidates import resolve_ckpt, run_dir_of
-    from sim.results import EvaluationError
+    from sim.harness.candidates import resolve_ckpt, run_dir_of
+    from sim.harness.errors import EvaluationError
 
     said = []
     (work.parent.parent / "last.pt").write_bytes((work / "last.pt").read_bytes())

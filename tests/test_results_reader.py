@@ -1,4 +1,4 @@
-"""sim.results_reader: round trip against a plain-h5py fixture, concurrent writers, broken files."""
+"""sim.harness.reader: round trip against a plain-h5py fixture, concurrent writers, broken files."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from dashboard.fixtures import FixtureSpec, write_run
-from sim.results_reader import METRIC_NAMES, ResultsError, read_ego_traj, read_scenarios, read_scene, read_summary
+from sim.harness.reader import ResultsError, read_ego_traj, read_scenarios, read_scene, read_summary
+from sim.metric_catalogue import METRIC_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +107,6 @@ def test_read_while_another_process_writes(run_dir, tmp_path):
 
 
 def test_no_torch_import():
-    out = subprocess.run([sys.executable, "-c", "import sys, sim.results_reader, dashboard.fixtures;"
+    out = subprocess.run([sys.executable, "-c", "import sys, sim.harness.reader, dashboard.fixtures;"
                           "print('torch' in sys.modules)"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -20,12 +20,46 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from scipy import stats
 
+from sim.metric_catalogue import higher_is_better as catalogue_direction
+
 RULES = ("max_entropy", "last", "best_reward", "bc")
+RULE_ROLES = {"max_entropy": "best_entropy", "last": "last", "best_reward": "best_reward", "bc": "bc"}
+
+
+class RuleEntry(TypedDict):
+    """What a rule picks and how good it is (``None`` values: undefined)."""
+
+    key: str
+    name: str
+    episode: int
+    entropy: float | None
+    value: float | None
+    rank: int
+    regret: float | None
+
+
+class Verdict(TypedDict, total=False):
+    """The verdict as stored under ``/verdict`` (JSON; ``docs/results_schema.md``)."""
+
+    metric: str
+    higher_is_better: bool
+    n_checkpoints: int
+    n_scenarios: int
+    confidence: float
+    n_resamples: int
+    seed: int
+    correlations: dict[str, dict[str, Any]]
+    step_correlations: dict[str, dict[str, Any]]
+    rules: dict[str, Any]
+    best: dict[str, Any] | None
+    entropy_vs_step: dict[str, Any]
+    entropy_beats_step: bool
+    sentence: str
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,26 +163,35 @@ def _bootstrap(
     return lo, hi
 
 
-def _pick(inp: VerdictInput, rule: str) -> int | None:
-    roles = inp.roles
-    if rule == "max_entropy":
-        # What the trainer picked (best_entropy.pt, after its select_after window) wins; else the
-        # highest entropy among the non-BC checkpoints (entropy usually starts highest at BC).
-        tagged = [i for i, r in enumerate(roles) if "best_entropy" in r]
-        if tagged:
-            return tagged[0]
-        ent = np.where([("bc" in r) and len(roles) > 1 for r in roles], np.nan, inp.entropy)
-        return int(np.nanargmax(ent)) if np.isfinite(ent).any() else None
-    role = {"last": "last", "best_reward": "best_reward", "bc": "bc"}[rule]
-    tagged = [i for i, r in enumerate(roles) if role in r]
+def pick_index(rule: str, roles: Sequence[Sequence[str]], episodes: Sequence[int], entropy: Sequence[float],
+               train_reward: Sequence[float]) -> int | None:
+    """Which of C checkpoints a standard rule picks (the one definition; the dashboard uses it too).
+
+    The checkpoint carrying the rule's role file (:data:`RULE_ROLES`) wins. Without one: ``max_entropy``
+    takes the highest entropy among the non-BC checkpoints (entropy usually starts highest at BC);
+    ``last`` the highest episode; ``best_reward`` the highest training reward; ``bc`` the checkpoint of
+    episode 0.
+
+    Returns:
+        An index into the C checkpoints, or None when the rule cannot pick.
+    """
+    tagged = [i for i, r in enumerate(roles) if RULE_ROLES[rule] in r]
     if tagged:
         return tagged[0]
+    if rule == "max_entropy":
+        ent = np.where([("bc" in r) and len(roles) > 1 for r in roles], np.nan, np.asarray(entropy, dtype=float))
+        return int(np.nanargmax(ent)) if np.isfinite(ent).any() else None
     if rule == "last":
-        return int(np.argmax(inp.episodes))
+        return int(np.argmax(episodes)) if len(episodes) else None
     if rule == "best_reward":
-        return int(np.nanargmax(inp.train_reward)) if np.isfinite(inp.train_reward).any() else None
-    zero = [i for i, e in enumerate(inp.episodes) if e == 0]
+        rew = np.asarray(train_reward, dtype=float)
+        return int(np.nanargmax(rew)) if np.isfinite(rew).any() else None
+    zero = [i for i, e in enumerate(episodes) if e == 0]
     return zero[0] if zero else None
+
+
+def _pick(inp: VerdictInput, rule: str) -> int | None:
+    return pick_index(rule, inp.roles, inp.episodes, inp.entropy, inp.train_reward)
 
 
 def compute_verdict(
@@ -158,14 +201,14 @@ def compute_verdict(
     n_resamples: int = 999,
     seed: int = 0,
     confidence: float = 0.95,
-) -> dict[str, Any]:
+) -> Verdict:
     """Judge the selection rules on one run's checkpoints.
 
     Args:
         inp: C checkpoints x S scenarios (baselines already removed).
         metric: the metric that defines "best" for regret (must be in ``inp.metrics``).
-        higher_is_better: metric name -> direction; metrics missing here count as higher-is-better
-            except ``ade``/``fde``/collision and offroad ones.
+        higher_is_better: metric name -> direction; metrics missing here take the catalogue's
+            (:mod:`sim.metric_catalogue`).
         n_resamples: bootstrap resamples of scenarios.
         seed: bootstrap seed (same seed, same intervals).
         confidence: confidence level of the intervals.
@@ -176,8 +219,7 @@ def compute_verdict(
     if metric not in inp.metrics:
         raise ValueError(f"verdict metric {metric!r} not among {sorted(inp.metrics)}")
     hib = dict(higher_is_better or {})
-    lower = {"ade", "fde", "collision", "collision_at_fault", "offroad", "offroad_fraction"}
-    hib = {m: hib.get(m, m not in lower) for m in inp.metrics}
+    hib = {m: hib.get(m, catalogue_direction(m)) for m in inp.metrics}
     names = list(inp.metrics)
     c, s = len(inp.keys), inp.num_scenarios
     data = np.stack([np.asarray(inp.metrics[m], dtype=np.float64) for m in names]) if names else np.zeros((0, c, s))
@@ -253,7 +295,7 @@ def compute_verdict(
     diff_i = 4 * nm
     diff = {"metric": metric, "abs_spearman_diff": _float(point[diff_i]), "ci": _ci(lo[diff_i], hi[diff_i])}
     beats = bool(np.isfinite(lo[diff_i]) and lo[diff_i] > 0)
-    verdict: dict[str, Any] = {
+    verdict: Verdict = {
         "metric": metric,
         "higher_is_better": bool(hib[metric]),
         "n_checkpoints": c,
