@@ -15,9 +15,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboard.rules import higher_is_better, smooth
+from policy.gaussian import HALF_LOG_2PI_E
 from sim.harness.reader import SceneDetail
 
-HALF_LOG_2PI_E = 0.5 * math.log(2 * math.pi * math.e)  # entropy of a unit Gaussian, nats
 MARKS = {"best_entropy": ("star", "#d62728", "best_entropy.pt"), "last": ("square", "#7f7f7f", "last.pt"),
          "best_reward": ("diamond", "#9467bd", "best reward"), "best": ("circle-open", "#2ca02c", "truly best")}
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")

@@ -190,7 +190,7 @@ class ResultsWriter:
         self.parts.mkdir(exist_ok=True)
         tmp, final = self._new_part(label)
         try:
-            with h5py.File(tmp, "w", locking=False, libver="latest") as f:
+            with h5py.File(tmp, "w", locking=False) as f:
                 yield f, f"{self.parts.name}/{final.name}"
             os.chmod(tmp, 0o666 & ~_umask())
             _fsync_path(tmp)
@@ -212,7 +212,7 @@ class ResultsWriter:
                 shutil.copyfile(self.path, tmp)
                 f = h5py.File(tmp, "r+", locking=False)
             else:
-                f = h5py.File(tmp, "w", locking=False, libver="latest")
+                f = h5py.File(tmp, "w", locking=False)
                 f.attrs["created"] = utc_now()
             try:
                 yield f
@@ -244,7 +244,7 @@ class ResultsWriter:
         except OSError:  # no hard links here (another file system): copy once
             shutil.copyfile(self.path, legacy)
         rel = f"{self.parts.name}/{legacy.name}"
-        with h5py.File(legacy, "r", locking=False) as old, h5py.File(tmp, "w", locking=False, libver="latest") as f:
+        with h5py.File(legacy, "r", locking=False) as old, h5py.File(tmp, "w", locking=False) as f:
             for k, v in old.attrs.items():
                 if k != LAYOUT_ATTR:
                     f.attrs[k] = v
@@ -395,8 +395,7 @@ class ResultsWriter:
             return
         tmp = self.path.with_name(f"{TMP_PREFIX}{self.path.name}-{uuid.uuid4().hex[:8]}")
         try:
-            with h5py.File(self.path, "r", locking=False) as src, h5py.File(tmp, "w", locking=False,
-                                                                             libver="latest") as dst:
+            with h5py.File(self.path, "r", locking=False) as src, h5py.File(tmp, "w", locking=False) as dst:
                 for k, v in src.attrs.items():
                     if k != LAYOUT_ATTR:
                         dst.attrs[k] = v
