@@ -2,8 +2,9 @@
 
 ``python -m benchmarks.results_commit [--sizes-mb 50 500 1500]`` fills a results file (untimed) with
 checkpoints of large trajectories until it holds each size in turn, then times ``--repeats`` commits of one
-typical checkpoint (``--scenes`` scenes x 91 steps; fsync included, the filler synced first) through :class:`sim.harness.store.ResultsWriter` and
-prints one JSON line: ``sizes_mb`` (held before the timed commits), ``commit_s`` (median per size),
+typical checkpoint (``--scenes`` scenes x 91 steps; fsync included, the filler synced first) through
+:class:`sim.harness.store.ResultsWriter` and prints one JSON line: ``sizes_mb`` (held before the timed
+commits), ``commit_s`` (median per size),
 ``max_over_min`` (flat: close to 1) and ``held_bytes``.
 """
 
