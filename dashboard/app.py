@@ -21,11 +21,11 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from dashboard import data, figures, rules  # noqa: E402
+from sim.metric_catalogue import JUDGED_METRICS  # noqa: E402
 
 SEL = "sel_ckpt"  # the selected checkpoint key, shared by every view (not a widget key: survives hidden tabs)
 VIEWS = ("Report card", "Entropy vs metrics", "Scenarios & replay", "Runs overlaid", "Checkpoint table")
-METRICS = ("score", "ade", "fde", "collision", "collision_at_fault", "offroad", "offroad_fraction", "progress",
-           "route_completion", "min_ttc", "ttc_ok", "comfortable")
+METRICS = ("score", *(m for m in JUDGED_METRICS if m != "score"))  # the catalogue's, the verdict's metric first
 
 
 @dataclass(frozen=True)
@@ -276,6 +276,9 @@ def main() -> None:
     if run.summary is None or ck.empty:
         sync_url(run_name, metric, selected, overlay)
         return
+    if run.summary.skipped:  # scenes sim.evaluate could not use, with its one-line reasons
+        with st.expander(f"{len(run.summary.skipped)} scene(s) skipped by sim.evaluate", key="skipped"):
+            st.dataframe(pd.DataFrame([vars(s) for s in run.summary.skipped]), hide_index=True)
     if selected in ck.index:
         st.caption(f"Selected: **{ck.loc[selected, 'name']}** (episode {ck.loc[selected, 'episode']}, "
                    f"entropy {ck.loc[selected, 'entropy']:.3f} nats)")

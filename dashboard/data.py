@@ -9,7 +9,6 @@ read lazily per scene for the replay.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,10 +27,12 @@ from sim.harness.reader import (
     read_scene,
     read_summary,
 )
+from sim.harness.report import mean_interval
+from sim.metric_catalogue import TABLE_METRICS
 
 TRAIN_CMD = "python -m training.train --episodes 500"
 EVAL_CMD = "python -m sim.evaluate --ckpt best_entropy.pt"
-MAIN_METRICS = ("ade", "fde", "collision", "offroad", "score")
+MAIN_METRICS = TABLE_METRICS  # the CLI summary's columns
 RUN_MARKERS = ("config.json", "entropy_history.json", "train_metrics.json", "results.h5", "checkpoints")
 
 
@@ -231,22 +232,13 @@ def log_std_state_dependent(run: RunData) -> bool | None:
     return None
 
 
-def _ci(v: np.ndarray) -> tuple[float, float, float]:
-    v = v[~np.isnan(v)]
-    if v.size == 0:
-        return math.nan, math.nan, math.nan
-    m = float(v.mean())
-    h = 1.96 * float(v.std(ddof=1)) / math.sqrt(v.size) if v.size > 1 else 0.0
-    return m, m - h, m + h
-
-
 def checkpoint_frame(summary: ResultsSummary | None) -> pd.DataFrame:
     """One row per evaluated checkpoint or baseline.
 
     Returns:
         DataFrame indexed by key with ``name, kind, episode, entropy, train_reward, roles (tuple), n,
         entropy_per_dim (tuple)`` and, per metric ``m``, ``m`` (mean over scenarios) and ``m_lo``/``m_hi``
-        (95 % normal-approximation interval of the mean).
+        (95 % Student-t interval of the mean, :func:`sim.harness.report.mean_interval`: the CLI's method).
     """
     rows = []
     for c in summary.checkpoints.values() if summary else ():
@@ -254,7 +246,7 @@ def checkpoint_frame(summary: ResultsSummary | None) -> pd.DataFrame:
                                "entropy": c.entropy, "train_reward": c.train_reward, "roles": c.roles, "n": c.n,
                                "entropy_per_dim": c.entropy_per_dim}
         for m, v in c.metrics.items():
-            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = _ci(v)
+            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = mean_interval(v)
         rows.append(row)
     if not rows:
         cols = ["key", "name", "kind", "episode", "entropy", "train_reward", "roles", "n", "entropy_per_dim"]

@@ -75,6 +75,12 @@ def higher_is_better(metric: str) -> bool:
     return True if spec is None else spec.higher_is_better
 
 
+def axis_title(metric: str) -> str:
+    """Axis title of ``metric`` with its unit (the bare name for metrics outside the catalogue)."""
+    spec = SPECS.get(metric)
+    return metric if spec is None else spec.axis_title
+
+
 def pdm_score(at_fault: Any, offroad: Any, progress: Any, ttc_ok: Any, comfortable: Any) -> Any:
     """NAVSIM-PDM-style score (DESIGN.md): ``(1 - at_fault) (1 - offroad) (5 EP + 5 TTC + 2 C) / 12``.
 

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 import numpy as np
-from scipy import stats
 
 from sim.metric_catalogue import higher_is_better as catalogue_direction
 
@@ -99,8 +98,10 @@ class VerdictInput:
 
 def spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Spearman rho between each row of ``x`` ``[..., C]`` and ``y`` ``[C]`` (average ranks; NaN if constant)."""
-    rx = stats.rankdata(x, axis=-1)
-    ry = stats.rankdata(y)
+    from scipy.stats import rankdata
+
+    rx = rankdata(x, axis=-1)
+    ry = rankdata(y)
     rx = rx - rx.mean(-1, keepdims=True)
     ry = ry - ry.mean()
     den = np.sqrt((rx * rx).sum(-1) * (ry * ry).sum())
@@ -139,7 +140,9 @@ def _bootstrap(
         return nan, nan.copy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = stats.bootstrap(
+        from scipy.stats import bootstrap
+
+        res = bootstrap(
             (np.arange(n_scen),),
             stat_fn,
             vectorized=True,
@@ -188,6 +191,53 @@ def pick_index(rule: str, roles: Sequence[Sequence[str]], episodes: Sequence[int
         return int(np.nanargmax(rew)) if np.isfinite(rew).any() else None
     zero = [i for i, e in enumerate(episodes) if e == 0]
     return zero[0] if zero else None
+
+
+def rank_and_regret(values: np.ndarray, i: int, higher_is_better: bool) -> tuple[int, float, int]:
+    """Rank (1 = best), regret (>= 0, in the metric's units) of checkpoint ``i`` and the index of the best.
+
+    Args:
+        values: float ``[C]`` mean metric per checkpoint (NaN: not ranked). i: the picked checkpoint.
+        higher_is_better: the metric's direction.
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    v = sign * np.asarray(values, dtype=np.float64)
+    best = int(np.nanargmax(v))
+    return 1 + int(np.sum(v > v[i])), float(v[best] - v[i]), best
+
+
+def correlations_with_ci(x: np.ndarray, per_scene: np.ndarray, n_resamples: int = 999, seed: int = 0,
+                         confidence: float = 0.95) -> dict[str, float]:
+    """Spearman and Kendall between a per-checkpoint score and a metric, with the verdict's paired bootstrap.
+
+    Args:
+        x: float ``[C]`` score per checkpoint (entropy, or the step).
+        per_scene: float ``[C, S]`` metric per checkpoint and scenario (same scenarios in every row).
+
+    Returns:
+        ``spearman, spearman_lo, spearman_hi, kendall, kendall_lo, kendall_hi, n`` (NaN when C < 3, no
+        scenario, or a constant).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    m = np.asarray(per_scene, dtype=np.float64)
+    out = dict.fromkeys(("spearman", "spearman_lo", "spearman_hi", "kendall", "kendall_lo", "kendall_hi"), math.nan)
+    out["n"] = float(x.size)
+    if x.size < 3 or m.ndim != 2 or m.shape[1] == 0 or np.nanstd(x) == 0:
+        return out
+
+    def stat_fn(idx: np.ndarray, axis: int = -1) -> np.ndarray:
+        one = np.ndim(idx) == 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            means = np.nanmean(m[:, np.atleast_2d(idx)], axis=-1).T  # [B, C]
+        res = np.stack([spearman_rows(means, x), kendall_rows(means, x)])  # [2, B]
+        return res[:, 0] if one else res
+
+    point = stat_fn(np.arange(m.shape[1]))
+    lo, hi = _bootstrap(stat_fn, m.shape[1], 2, n_resamples, seed, confidence)
+    out.update(spearman=float(point[0]), kendall=float(point[1]), spearman_lo=float(lo[0]),
+               spearman_hi=float(hi[0]), kendall_lo=float(lo[1]), kendall_hi=float(hi[1]))
+    return out
 
 
 def _pick(inp: VerdictInput, rule: str) -> int | None:
@@ -270,8 +320,7 @@ def compute_verdict(
     def entry(i: int | None) -> dict[str, Any] | None:
         if i is None or best_i is None:
             return None
-        regret = sign * (values[best_i] - values[i])
-        rank = 1 + int(np.sum(sign * values > sign * values[i]))
+        rank, regret, _ = rank_and_regret(values, i, hib[metric])
         return {
             "key": inp.keys[i],
             "name": inp.names[i],
