@@ -101,7 +101,9 @@ def report_card_view(ck: pd.DataFrame, metric: str, verdict: dict | None) -> Non
     if not stored:
         st.markdown(f"**Verdict**: {card.iloc[0]['verdict']}")
     # a plain table (no grid component to load at first paint); the sentences below it
-    st.table(card.drop(columns=["verdict"]).set_index("rule").style.format({"value": "{:.4g}", "regret": "{:.3g}"}))
+    shown = card.drop(columns=["verdict"]).set_index("rule")  # formatted here: a Styler would load jinja2
+    shown["value"], shown["regret"] = shown["value"].map("{:.4g}".format), shown["regret"].map("{:.3g}".format)
+    st.table(shown)
     st.markdown("\n".join(f"- {v}" for v in card["verdict"]))
     st.download_button("CSV: report card", card.to_csv(index=False), "report_card.csv", "text/csv", key="dl_card")
 

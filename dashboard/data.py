@@ -238,7 +238,8 @@ def checkpoint_frame(summary: ResultsSummary | None) -> pd.DataFrame:
     Returns:
         DataFrame indexed by key with ``name, kind, episode, entropy, train_reward, roles (tuple), n,
         entropy_per_dim (tuple)`` and, per metric ``m``, ``m`` (mean over scenarios) and ``m_lo``/``m_hi``
-        (95 % Student-t interval of the mean, :func:`sim.harness.report.mean_interval`: the CLI's method).
+        (95 % normal-approximation interval of the mean, :func:`sim.harness.report.mean_interval`: the
+        CLI's method).
     """
     rows = []
     for c in summary.checkpoints.values() if summary else ():
