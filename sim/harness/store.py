@@ -71,6 +71,14 @@ def _umask() -> int:
     return mask
 
 
+def _publish(tmp: Path, dest: Path) -> None:
+    """Make a finished temporary file visible atomically: shared permissions, fsync, rename, fsync the folder."""
+    os.chmod(tmp, 0o666 & ~_umask())  # temporary files are private; results are meant to be shared
+    _fsync_path(tmp)
+    os.replace(tmp, dest)
+    _fsync_path(dest.parent)
+
+
 def _write_scene(g: h5py.Group, s: SceneRecord) -> None:
     g.attrs.update({"id": s.id, "source": s.source, "family": s.family, "tags": to_json(list(s.tags)),
                     "dt": float(s.dt), "init_step": int(s.init_step), "num_steps": int(s.num_steps),
@@ -192,10 +200,7 @@ class ResultsWriter:
         try:
             with h5py.File(tmp, "w", locking=False) as f:
                 yield f, f"{self.parts.name}/{final.name}"
-            os.chmod(tmp, 0o666 & ~_umask())
-            _fsync_path(tmp)
-            os.replace(tmp, final)
-            _fsync_path(self.parts)
+            _publish(tmp, final)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -222,10 +227,7 @@ class ResultsWriter:
                 f.attrs["updated"] = utc_now()
             finally:
                 f.close()
-            os.chmod(tmp, 0o666 & ~_umask())
-            _fsync_path(tmp)
-            os.replace(tmp, self.path)
-            _fsync_path(self.path.parent)
+            _publish(tmp, self.path)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -401,10 +403,7 @@ class ResultsWriter:
                         dst.attrs[k] = v
                 for name in src:
                     src.copy(src[name], dst, name=name, expand_external=True)
-            os.chmod(tmp, 0o666 & ~_umask())
-            _fsync_path(tmp)
-            os.replace(tmp, self.path)
-            _fsync_path(self.path.parent)
+            _publish(tmp, self.path)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
