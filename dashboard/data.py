@@ -28,12 +28,13 @@ from sim.harness.reader import (
     read_summary,
 )
 from sim.harness.report import mean_interval
+from sim.harness.schema import RESULTS_NAME, RUN_MARKERS
 from sim.metric_catalogue import TABLE_METRICS
 
 TRAIN_CMD = "python -m training.train --episodes 500"
 EVAL_CMD = "python -m sim.evaluate --ckpt best_entropy.pt"
 MAIN_METRICS = TABLE_METRICS  # the CLI summary's columns
-RUN_MARKERS = ("config.json", "entropy_history.json", "train_metrics.json", "results.h5", "checkpoints")
+MARKERS = (*RUN_MARKERS, RESULTS_NAME)  # a folder with any of these is a run
 
 
 @dataclass(frozen=True)
@@ -86,11 +87,11 @@ def list_runs(runs_dir: Path) -> list[RunRef]:
     for p in runs_dir.iterdir():
         if p.name == "latest" or p.name.startswith(".") or not p.is_dir():
             continue
-        present = [p / m for m in RUN_MARKERS if (p / m).exists()]
+        present = [p / m for m in MARKERS if (p / m).exists()]
         if not present:
             continue
         runs.append(RunRef(name=p.name, path=p, mtime=max(x.stat().st_mtime for x in present),
-                           has_results=(p / "results.h5").is_file(),
+                           has_results=(p / RESULTS_NAME).is_file(),
                            has_history=(p / "entropy_history.json").is_file()))
     runs.sort(key=lambda r: (-r.mtime, r.name))
     return runs

@@ -24,7 +24,7 @@ from sim.harness.errors import EvaluationError
 from sim.harness.executors import SimSettings, make_executor, make_shards, make_units, run_units
 from sim.harness.reader import read_checkpoints
 from sim.harness.report import build_verdict, print_summary, summary_rows
-from sim.harness.schema import CheckpointRows, to_json
+from sim.harness.schema import RESULTS_NAME, CheckpointRows, to_json
 from sim.harness.store import ResultsWriter
 from sim.harness.verdict import Verdict
 from sim.metric_catalogue import JUDGED_METRICS
@@ -116,7 +116,7 @@ def _output(cfg: EvalConfig, run_dir: Path | None) -> Path:
     if cfg.out:
         return Path(cfg.out)
     if run_dir is not None:
-        return run_dir / "results.h5"
+        return run_dir / RESULTS_NAME
     raise EvaluationError("no run directory to put results.h5 in: give --out")
 
 

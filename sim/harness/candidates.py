@@ -23,12 +23,11 @@ import numpy as np
 import torch
 
 from sim.harness.errors import EvaluationError
-from sim.harness.schema import CheckpointAttrs
+from sim.harness.schema import RUN_MARKERS, CheckpointAttrs
 
 ROLE_FILES = {"best_entropy.pt": "best_entropy", "last.pt": "last", "best_reward.pt": "best_reward", "bc.pt": "bc"}
 ROLES = ("candidate", "best_entropy", "last", "best_reward", "bc")
 BASELINES = ("log-replay", "constant-velocity")
-RUN_MARKERS = ("config.json", "entropy_history.json", "train_metrics.json")
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,7 +112,7 @@ def run_dir_of(path: Path) -> Path | None:
     """The run directory a checkpoint file belongs to (resolved), or None."""
     path = path.resolve()
     for d in (path.parent.parent, path.parent) if path.parent.name == "checkpoints" else (path.parent,):
-        if any((d / m).is_file() for m in RUN_MARKERS) or (d / "checkpoints").is_dir():
+        if any((d / m).exists() for m in RUN_MARKERS):
             return d
     return None
 
