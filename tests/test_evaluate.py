@@ -189,3 +189,22 @@ def test_carla_backend_end_to_end(work):
         assert s.attrs["backend"] == "carla" and len(s.rows.scenario_ids) == 2
         assert np.isfinite(s.rows.metrics["ade"]).all()
     assert read_summary(work / "results.h5").attrs["backend"] == "carla"
+
+
+def test_unusable_scene_files_are_skipped_listed_and_stored_or_fatal_with_strict(work, capsys):
+    folder = work.parent.parent / "logs"
+    folder.mkdir()
+    write_scenes(folder / "good.npz", 3, num_steps=30)
+    (folder / "broken.json").write_text("{not json")
+    out = work.parent.parent / "r.h5"
+    assert main(["--baseline", "log-replay", "--scenarios", str(folder), "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "Skipped scenes (1)" in printed and "broken.json" in printed
+    s = read_summary(out)
+    assert len(s.scenarios) == 3 and [(Path(r.file).name, r.scene_id) for r in s.skipped] == [("broken.json", "")]
+    assert s.skipped[0].reason and "\n" not in s.skipped[0].reason
+    before = _digest(out)
+    code = main(["--baseline", "log-replay", "--scenarios", str(folder), "--out", str(out), "--strict"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "broken.json" in err[0] and "--strict" in err[0]
+    assert _digest(out) == before  # nothing lost, nothing rewritten
