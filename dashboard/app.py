@@ -21,11 +21,11 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from dashboard import data, figures, rules  # noqa: E402
+from sim.metric_catalogue import JUDGED_METRICS  # noqa: E402
 
 SEL = "sel_ckpt"  # the selected checkpoint key, shared by every view (not a widget key: survives hidden tabs)
 VIEWS = ("Report card", "Entropy vs metrics", "Scenarios & replay", "Runs overlaid", "Checkpoint table")
-METRICS = ("score", "ade", "fde", "collision", "collision_at_fault", "offroad", "offroad_fraction", "progress",
-           "route_completion", "min_ttc", "ttc_ok", "comfortable")
+METRICS = ("score", *(m for m in JUDGED_METRICS if m != "score"))  # the catalogue's, the verdict's metric first
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,9 @@ def report_card_view(ck: pd.DataFrame, metric: str, verdict: dict | None) -> Non
     if not stored:
         st.markdown(f"**Verdict**: {card.iloc[0]['verdict']}")
     # a plain table (no grid component to load at first paint); the sentences below it
-    st.table(card.drop(columns=["verdict"]).set_index("rule").style.format({"value": "{:.4g}", "regret": "{:.3g}"}))
+    shown = card.drop(columns=["verdict"]).set_index("rule")  # formatted here: a Styler would load jinja2
+    shown["value"], shown["regret"] = shown["value"].map("{:.4g}".format), shown["regret"].map("{:.3g}".format)
+    st.table(shown)
     st.markdown("\n".join(f"- {v}" for v in card["verdict"]))
     st.download_button("CSV: report card", card.to_csv(index=False), "report_card.csv", "text/csv", key="dl_card")
 
@@ -276,6 +278,9 @@ def main() -> None:
     if run.summary is None or ck.empty:
         sync_url(run_name, metric, selected, overlay)
         return
+    if run.summary.skipped:  # scenes sim.evaluate could not use, with its one-line reasons
+        with st.expander(f"{len(run.summary.skipped)} scene(s) skipped by sim.evaluate", key="skipped"):
+            st.dataframe(pd.DataFrame([vars(s) for s in run.summary.skipped]), hide_index=True)
     if selected in ck.index:
         st.caption(f"Selected: **{ck.loc[selected, 'name']}** (episode {ck.loc[selected, 'episode']}, "
                    f"entropy {ck.loc[selected, 'entropy']:.3f} nats)")

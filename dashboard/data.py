@@ -1,6 +1,6 @@
 """Loading for the dashboard: run discovery, cached file reads keyed on modification time, tidy frames.
 
-Reads JSON and ``results.h5`` only (through ``sim.results_reader``; no torch). Every cached loader takes the
+Reads JSON and ``results.h5`` only (through ``sim.harness.reader``; no torch). Every cached loader takes the
 file's ``(mtime_ns, size)`` as part of its key, so a file rewritten by the trainer or the evaluator is re-read
 on the next rerun and an unchanged one never is. First paint reads summaries only; trajectories and maps are
 read lazily per scene for the replay.
@@ -9,7 +9,6 @@ read lazily per scene for the replay.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from sim.results_reader import (
+from sim.harness.reader import (
     ResultsError,
     ResultsSummary,
     ScenarioInfo,
@@ -28,11 +27,14 @@ from sim.results_reader import (
     read_scene,
     read_summary,
 )
+from sim.harness.report import mean_interval
+from sim.harness.schema import RESULTS_NAME, RUN_MARKERS
+from sim.metric_catalogue import TABLE_METRICS
 
 TRAIN_CMD = "python -m training.train --episodes 500"
 EVAL_CMD = "python -m sim.evaluate --ckpt best_entropy.pt"
-MAIN_METRICS = ("ade", "fde", "collision", "offroad", "score")
-RUN_MARKERS = ("config.json", "entropy_history.json", "train_metrics.json", "results.h5", "checkpoints")
+MAIN_METRICS = TABLE_METRICS  # the CLI summary's columns
+MARKERS = (*RUN_MARKERS, RESULTS_NAME)  # a folder with any of these is a run
 
 
 @dataclass(frozen=True)
@@ -85,11 +87,11 @@ def list_runs(runs_dir: Path) -> list[RunRef]:
     for p in runs_dir.iterdir():
         if p.name == "latest" or p.name.startswith(".") or not p.is_dir():
             continue
-        present = [p / m for m in RUN_MARKERS if (p / m).exists()]
+        present = [p / m for m in MARKERS if (p / m).exists()]
         if not present:
             continue
         runs.append(RunRef(name=p.name, path=p, mtime=max(x.stat().st_mtime for x in present),
-                           has_results=(p / "results.h5").is_file(),
+                           has_results=(p / RESULTS_NAME).is_file(),
                            has_history=(p / "entropy_history.json").is_file()))
     runs.sort(key=lambda r: (-r.mtime, r.name))
     return runs
@@ -231,22 +233,14 @@ def log_std_state_dependent(run: RunData) -> bool | None:
     return None
 
 
-def _ci(v: np.ndarray) -> tuple[float, float, float]:
-    v = v[~np.isnan(v)]
-    if v.size == 0:
-        return math.nan, math.nan, math.nan
-    m = float(v.mean())
-    h = 1.96 * float(v.std(ddof=1)) / math.sqrt(v.size) if v.size > 1 else 0.0
-    return m, m - h, m + h
-
-
 def checkpoint_frame(summary: ResultsSummary | None) -> pd.DataFrame:
     """One row per evaluated checkpoint or baseline.
 
     Returns:
         DataFrame indexed by key with ``name, kind, episode, entropy, train_reward, roles (tuple), n,
         entropy_per_dim (tuple)`` and, per metric ``m``, ``m`` (mean over scenarios) and ``m_lo``/``m_hi``
-        (95 % normal-approximation interval of the mean).
+        (95 % normal-approximation interval of the mean, :func:`sim.harness.report.mean_interval`: the
+        CLI's method).
     """
     rows = []
     for c in summary.checkpoints.values() if summary else ():
@@ -254,7 +248,7 @@ def checkpoint_frame(summary: ResultsSummary | None) -> pd.DataFrame:
                                "entropy": c.entropy, "train_reward": c.train_reward, "roles": c.roles, "n": c.n,
                                "entropy_per_dim": c.entropy_per_dim}
         for m, v in c.metrics.items():
-            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = _ci(v)
+            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = mean_interval(v)
         rows.append(row)
     if not rows:
         cols = ["key", "name", "kind", "episode", "entropy", "train_reward", "roles", "n", "entropy_per_dim"]

@@ -14,10 +14,11 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.rules import higher_is_better, smooth
-from sim.results_reader import SceneDetail
+from dashboard.rules import smooth
+from policy.gaussian import HALF_LOG_2PI_E
+from sim.harness.reader import SceneDetail
+from sim.metric_catalogue import axis_title, higher_is_better
 
-HALF_LOG_2PI_E = 0.5 * math.log(2 * math.pi * math.e)  # entropy of a unit Gaussian, nats
 MARKS = {"best_entropy": ("star", "#d62728", "best_entropy.pt"), "last": ("square", "#7f7f7f", "last.pt"),
          "best_reward": ("diamond", "#9467bd", "best reward"), "best": ("circle-open", "#2ca02c", "truly best")}
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
@@ -191,7 +192,7 @@ def scatter_figure(ck: pd.DataFrame, metric: str, corr: dict | None = None, sele
                   f", Kendall {corr['kendall']:+.2f} [{corr['kendall_lo']:+.2f}, {corr['kendall_hi']:+.2f}]"
                   f", n = {int(corr['n'])} checkpoints</sup>")
     fig.add_vline(x=0, line_dash="dash", line_color="#888")
-    fig.update_layout(title=title, xaxis_title="entropy (nats)", yaxis_title=metric, xaxis_type="linear",
+    fig.update_layout(title=title, xaxis_title="entropy (nats)", yaxis_title=axis_title(metric), xaxis_type="linear",
                       height=330, margin={"l": 50, "r": 10, "t": 60, "b": 10})
     return fig
 

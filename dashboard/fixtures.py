@@ -1,4 +1,4 @@
-"""Generator of realistic fixture runs (run directory + results.h5) written with plain h5py/json per the contracts.
+"""Generator of realistic fixture runs (run directory + results.h5); results go through the real writer and verdict.
 
 Used by the dashboard tests and the paint benchmark; needs no torch. Layout (DESIGN "Files a run writes",
 docs/results_schema.md): ``<root>/<run>/{config.json, entropy_history.json, train_metrics.json, results.h5,
@@ -15,19 +15,22 @@ import hashlib
 import json
 import math
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
-from scipy import stats
 
-from sim.results_reader import METRIC_NAMES
+from sim.harness.reader import read_checkpoints
+from sim.harness.report import build_verdict
+from sim.harness.schema import CheckpointAttrs, CheckpointRows, SceneRecord, parts_dir
+from sim.harness.store import ResultsWriter
+from sim.metric_catalogue import METRIC_NAMES, pdm_score
 
 FAMILIES = ("straight", "lane_change", "intersection", "merge", "roundabout")
 SOURCES = ("procedural", "waymo", "commonroad")
 ACT_DIM = 16
-HALF_LOG_2PI_E = 0.5 * math.log(2 * math.pi * math.e)
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ def _scene_map(rng: np.random.Generator, length: float) -> dict[str, list[np.nda
             "drivable": drivable, "crosswalks": cross}
 
 
-def _write_scene(g: h5py.Group, row: int, spec: FixtureSpec, rng: np.random.Generator) -> np.ndarray:
+def _scene(row: int, spec: FixtureSpec, rng: np.random.Generator) -> SceneRecord:
     T, A = spec.steps, spec.agents
     v = rng.uniform(5, 12)
     t = np.arange(T) * 0.1
@@ -102,17 +105,12 @@ def _write_scene(g: h5py.Group, row: int, spec: FixtureSpec, rng: np.random.Gene
     valid = np.ones((A, T), bool)
     valid[A - 1, T // 2:] = False
     fam = FAMILIES[row % len(FAMILIES)]
-    g.attrs.update({"id": f"{fam}-{row:05d}", "source": SOURCES[row % len(SOURCES)], "family": fam,
-                    "tags": json.dumps([fam]), "dt": 0.1, "init_step": 10, "num_steps": T})
-    g["log_ego"] = np.concatenate([agents[0, :, :2], np.zeros((T, 1), np.float32)], 1)
-    g["agents"], g["valid"] = agents, valid
-    g["agent_type"] = np.ones(A, np.int8)
-    g["route"] = agents[0, ::5, :2]
-    for kind, lines in _scene_map(rng, float(agents[0, -1, 0])).items():
-        pts = np.concatenate(lines).astype(np.float32)
-        g[f"map/{kind}/points"] = pts
-        g[f"map/{kind}/offsets"] = np.cumsum([0] + [len(x) for x in lines]).astype(np.int64)
-    return agents[0]
+    mp = {kind: (np.concatenate(lines).astype(np.float32), np.cumsum([0] + [len(x) for x in lines]).astype(np.int64))
+          for kind, lines in _scene_map(rng, float(agents[0, -1, 0])).items()}
+    return SceneRecord(id=f"{fam}-{row:05d}", source=SOURCES[row % len(SOURCES)], family=fam, tags=(fam,), dt=0.1,
+                       init_step=10, num_steps=T,
+                       log_ego=np.concatenate([agents[0, :, :2], np.zeros((T, 1), np.float32)], 1),
+                       agents=agents, valid=valid, agent_type=np.ones(A, np.int8), route=agents[0, ::5, :2], map=mp)
 
 
 def _metrics(quality: float, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -123,7 +121,7 @@ def _metrics(quality: float, n: int, rng: np.random.Generator) -> dict[str, np.n
     ttc_ok = (rng.random(n) < 0.6 + 0.35 * quality).astype(float)
     comf = (rng.random(n) < 0.7 + 0.2 * quality).astype(float)
     at_fault = coll * (rng.random(n) < 0.7)
-    score = (1 - at_fault) * (1 - off) * (5 * prog + 5 * ttc_ok + 2 * comf) / 12
+    score = pdm_score(at_fault, off, prog, ttc_ok, comf)
     m = {"ade": ade, "fde": ade * rng.uniform(1.5, 2.5, n), "collision": coll,
          "collision_time": np.where(coll > 0, rng.uniform(1, 5, n), np.nan), "collision_at_fault": at_fault,
          "offroad": off, "offroad_fraction": off * rng.uniform(0, 0.3, n), "progress": prog,
@@ -131,41 +129,6 @@ def _metrics(quality: float, n: int, rng: np.random.Generator) -> dict[str, np.n
          "ttc_ok": ttc_ok, "comfortable": comf, "score": score}
     assert set(m) == set(METRIC_NAMES)
     return m
-
-
-def _rank_stats(ent: np.ndarray, means: np.ndarray) -> dict:
-    r, k = stats.spearmanr(ent, means)[0], stats.kendalltau(ent, means)[0]
-    return {"spearman": float(r), "spearman_ci": [float(r) - 0.3, float(r) + 0.3], "kendall": float(k),
-            "kendall_ci": [float(k) - 0.25, float(k) + 0.25], "n": int(ent.size)}
-
-
-def _verdict(cks: list[dict], metric: str = "score") -> dict:
-    real = [c for c in cks if c["kind"] == "checkpoint"]
-    ent = np.array([c["entropy"] for c in real])
-    ep = np.array([c["episode"] for c in real], float)
-    means = {m: np.array([np.mean(c["metrics"][m]) for c in real]) for m in METRIC_NAMES}
-    val = means[metric]
-    best = int(np.argmax(val))
-    order = np.argsort(-val)
-
-    def rule(i: int) -> dict:
-        c = real[i]
-        return {"key": c["key"], "name": c["name"], "episode": c["episode"], "value": float(val[i]),
-                "rank": int(np.where(order == i)[0][0]) + 1, "regret": float(val[best] - val[i])}
-
-    last = int(np.argmax(ep))
-    rules = {"max_entropy": rule(int(np.argmax(ent))), "last": rule(last),
-             "best_reward": rule(int(np.argmax([c["train_reward"] for c in real]))), "bc": rule(int(np.argmin(ep))),
-             "random": {"expected_regret": float(np.mean(val[best] - val))}}
-    corr = {m: _rank_stats(ent, means[m]) for m in METRIC_NAMES
-            if not np.isnan(means[m]).any() and np.std(means[m]) > 0}
-    step = {m: _rank_stats(ep, means[m]) for m in corr}
-    r = rules["max_entropy"]
-    return {"metric": metric, "higher_is_better": True, "n_checkpoints": len(real),
-            "n_scenarios": int(real[0]["metrics"][metric].size), "correlations": corr, "step_correlations": step,
-            "rules": rules, "best": {k: rule(best)[k] for k in ("key", "name", "episode", "value")},
-            "entropy_beats_step": abs(corr[metric]["spearman"]) > abs(step[metric]["spearman"]),
-            "sentence": f"Max entropy picked {r['name']} (rank {r['rank']} of {len(real)}, regret {r['regret']:.3f})."}
 
 
 def write_run(root: Path, spec: FixtureSpec = FixtureSpec(), link_latest: bool = True) -> Path:
@@ -220,43 +183,39 @@ def write_run(root: Path, spec: FixtureSpec = FixtureSpec(), link_latest: bool =
 
 
 def _write_results(path: Path, spec: FixtureSpec, cks: list[dict], rng: np.random.Generator) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
-        f.attrs.update({"schema_version": 1, "tool_version": "0.1.0", "created": "2026-11-26T00:00:00Z",
-                        "updated": "2026-11-26T00:00:00Z", "backend": "kinematic", "suite": "procedural:test",
-                        "config": json.dumps({"backend": "kinematic"}), "run_dir": str(path.parent)})
-        logs = [_write_scene(f.create_group(f"scenarios/s{r:05d}"), r, spec, rng) for r in range(spec.n_scenes)]
-        T = spec.steps
+    """Through the real writer (:class:`sim.harness.store.ResultsWriter`) and the real verdict."""
+    path.unlink(missing_ok=True)
+    shutil.rmtree(parts_dir(path), ignore_errors=True)
+    w = ResultsWriter(path)
+    root = {"backend": "kinematic", "suite": "procedural:test", "config": {"backend": "kinematic"},
+            "run_dir": str(path.parent)}
+    scenes = [_scene(r, spec, rng) for r in range(spec.n_scenes)]
+    ids = [s.id for s in scenes]
+    T = spec.steps
+    with w.lock():
+        w.prepare(scenes, root)
         for c in cks:
-            name = f"checkpoints/{c['key']}"
-            g = f.create_group(name)
-            g.attrs.update({"name": c["name"], "path": f"/runs/{spec.name}/checkpoints/{c['name']}",
-                            "sha256": c["key"] * 4 if c["kind"] == "checkpoint" else "", "kind": c["kind"],
-                            "roles": json.dumps(c["roles"]), "episode": c["episode"], "entropy": c["entropy"],
-                            "entropy_per_dim": json.dumps(c["entropy_per_dim"]), "train_reward": c["train_reward"],
-                            "eval_info": json.dumps({"policy_entropy": c["entropy"], "mean_delta_norm": 0.1,
-                                                     "state_dependent_log_std": spec.state_dependent_log_std}),
-                            "backend": "kinematic", "completed": "2026-11-26T00:00:00Z"})
-            g["scenario"] = np.arange(spec.n_scenes, dtype=np.int32)
-            g.create_dataset("scenario_id", data=[f"s{r}" for r in range(spec.n_scenes)],
-                             dtype=h5py.string_dtype())
-            for m, v in c["metrics"].items():
-                g[f"metrics/{m}"] = v.astype(np.float64)
             traj = np.full((spec.n_scenes, T, 4), np.nan, np.float32)
             drift = (1 - c["quality"]) * 0.05
-            for r, log in enumerate(logs):
+            for r, sc in enumerate(scenes):
                 off = np.cumsum(rng.normal(0, drift, T))
-                traj[r, :, 0], traj[r, :, 1] = log[:, 0] * (1 - drift), log[:, 1] + off
+                traj[r, :, 0], traj[r, :, 1] = sc.log_ego[:, 0] * (1 - drift), sc.log_ego[:, 1] + off
                 traj[r, :, 2], traj[r, :, 3] = 0.0, 8.0
-            g["ego_traj"] = traj
+            attrs = CheckpointAttrs(
+                name=c["name"], kind=c["kind"], path=f"/runs/{spec.name}/checkpoints/{c['name']}",
+                sha256=c["key"] * 4 if c["kind"] == "checkpoint" else "", roles=tuple(c["roles"]),
+                episode=c["episode"], entropy=c["entropy"], entropy_per_dim=tuple(c["entropy_per_dim"]),
+                train_reward=c["train_reward"], backend="kinematic",
+                eval_info={"policy_entropy": c["entropy"], "mean_delta_norm": 0.1,
+                           "state_dependent_log_std": spec.state_dependent_log_std})
+            w.commit(c["key"], attrs, CheckpointRows(tuple(ids), c["metrics"], traj), scenes, root)
         if spec.with_verdict:
-            f.create_group("verdict").attrs["json"] = json.dumps(_verdict(cks))
-        if spec.temp_group:
+            w.write_verdict(build_verdict(read_checkpoints(path), ids, "score", n_resamples=99, seed=spec.seed))
+    if spec.temp_group:  # what an interrupted older writer could leave: a half-written group under a temp name
+        with h5py.File(path, "a") as f:
             g = f.create_group("checkpoints/_tmp_deadbeefdeadbeef")
             g.attrs["name"] = "half.pt"
             g["metrics/score"] = np.zeros(2)
-        f.flush()
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> None:

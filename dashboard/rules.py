@@ -1,9 +1,11 @@
-"""What-if checkpoint selection logic (pure numpy/pandas/scipy; no Streamlit).
+"""What-if checkpoint selection for the dashboard (pure numpy/pandas; no Streamlit).
 
-A *rule* picks one evaluated checkpoint from its entropy: the max (or min) of the entropy, optionally smoothed
-over the training history with a trailing window, among checkpoints at or after a given episode. Its pick is
-judged against the truly best checkpoint by a closed-loop metric: rank (1 = best) and regret (how much worse
-than the best, in the metric's units, >= 0).
+Judging (rank, regret, which checkpoint a standard rule picks, rank correlations and their intervals) is the
+verdict's own code (:mod:`sim.harness.verdict`); metric directions come from :mod:`sim.metric_catalogue`.
+What is added here is the what-if editor's family of rules. A *rule* picks one evaluated checkpoint from its
+entropy: the max (or min) of the entropy, optionally smoothed over the training history with a trailing
+window, among checkpoints at or after a given episode. Its pick is judged against the truly best checkpoint
+by a closed-loop metric: rank (1 = best) and regret (how much worse than the best, in the metric's units, >= 0).
 
 The checkpoint frame ``ck`` used here (built by ``dashboard.data.checkpoint_frame``) is indexed by checkpoint key
 with columns ``name, kind, episode, entropy, train_reward, roles`` and, per metric ``m``, the mean ``m``.
@@ -11,20 +13,16 @@ with columns ``name, kind, episode, entropy, train_reward, roles`` and, per metr
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-LOWER_IS_BETTER = frozenset({"ade", "fde", "collision", "collision_at_fault", "offroad", "offroad_fraction"})
+from sim.harness.verdict import RULE_ROLES, RULES, correlations_with_ci, pick_index, rank_and_regret
+from sim.metric_catalogue import higher_is_better
+
 RULE_LABELS = {"max_entropy": "Max entropy", "last": "Last", "best_reward": "Best training reward",
                "bc": "Behaviour-cloned start", "random": "Random (expected)"}
-
-
-def higher_is_better(metric: str) -> bool:
-    """Whether a larger value of ``metric`` is better (ADE, collisions, offroad: lower is better)."""
-    return metric not in LOWER_IS_BETTER
 
 
 @dataclass(frozen=True)
@@ -105,12 +103,9 @@ def rule_scores(ck: pd.DataFrame, window: int, history: dict | None = None) -> p
 
 def judge(ck: pd.DataFrame, key: str, metric: str) -> tuple[int, float, str]:
     """Rank (1 = best), regret (>= 0) of checkpoint ``key`` by ``metric`` among ``ck`` rows, and the best key."""
-    v = ck[metric].astype(float)
-    hib = higher_is_better(metric)
-    best_key = str(v.idxmax() if hib else v.idxmin())
-    sign = 1.0 if hib else -1.0
-    better = (sign * v > sign * v[key]).sum()
-    return int(better) + 1, float(sign * (v[best_key] - v[key])), best_key
+    rank, regret, best = rank_and_regret(ck[metric].to_numpy(dtype=float), ck.index.get_loc(key),
+                                         higher_is_better(metric))
+    return rank, regret, str(ck.index[best])
 
 
 def _sentence(label: str, p_name: str, ep: int, rank: int, n: int, regret: float, rnd: float, metric: str) -> str:
@@ -153,22 +148,13 @@ def apply_rule(ck: pd.DataFrame, rule: Rule, metric: str, history: dict | None =
 
 
 def role_key(ck: pd.DataFrame, role: str) -> str | None:
-    """Key of the checkpoint carrying ``role`` (``best_entropy``, ``last``, ``best_reward``, ``bc``), else derived."""
+    """Key of the checkpoint a standard rule picks: the one carrying ``role`` (``best_entropy``, ``last``,
+    ``best_reward``, ``bc``), else the verdict's fallback (:func:`sim.harness.verdict.pick_index`)."""
     cand = ck[ck["kind"] == "checkpoint"]
-    if cand.empty:
-        return None
-    has = cand[cand["roles"].map(lambda r: role in r)]
-    if not has.empty:
-        return str(has.index[0])
-    if role == "best_entropy" and cand["entropy"].notna().any():
-        return str(cand["entropy"].idxmax())
-    if role == "last":
-        return str(cand["episode"].idxmax())
-    if role == "bc":
-        return str(cand["episode"].idxmin())
-    if role == "best_reward" and cand["train_reward"].notna().any():
-        return str(cand["train_reward"].idxmax())
-    return None
+    rule = {r: rule for rule, r in RULE_ROLES.items()}[role]
+    i = pick_index(rule, list(cand["roles"]), cand["episode"].to_numpy(), cand["entropy"].to_numpy(dtype=float),
+                   cand["train_reward"].to_numpy(dtype=float)) if len(cand) else None
+    return None if i is None else str(cand.index[i])
 
 
 def report_card(ck: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -179,10 +165,9 @@ def report_card(ck: pd.DataFrame, metric: str) -> pd.DataFrame:
         ``rule, checkpoint, episode, value, rank, of, regret, verdict``.
     """
     rows = []
-    role_of = {"max_entropy": "best_entropy", "last": "last", "best_reward": "best_reward", "bc": "bc"}
     cand = ck[ck["kind"] == "checkpoint"].dropna(subset=[metric])
-    for rule, role in role_of.items():
-        key = role_key(cand, role)
+    for rule in RULES:
+        key = role_key(cand, RULE_ROLES[rule])
         if key is None:
             continue
         p = pick_by_key(cand, key, metric, RULE_LABELS[rule])
@@ -192,42 +177,6 @@ def report_card(ck: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def rank_correlations(x: np.ndarray, per_scene: np.ndarray, n_boot: int = 300, seed: int = 0) -> dict[str, float]:
-    """Spearman and Kendall between a per-checkpoint score and a metric, with paired-bootstrap 95 % intervals.
-
-    Args:
-        x: float [C] score per checkpoint (entropy, or episode). per_scene: float [C, N] metric per checkpoint and
-            scenario (same scenarios in every row); scenarios are resampled jointly across checkpoints.
-        n_boot: bootstrap resamples. seed: RNG seed.
-
-    Returns:
-        ``spearman, spearman_lo, spearman_hi, kendall, kendall_lo, kendall_hi, n`` (NaN when C < 3 or constant).
-    """
-    from scipy import stats  # imported here: keeps scipy off the dashboard's first paint
-
-    x = np.asarray(x, dtype=float)
-    m = np.asarray(per_scene, dtype=float)
-    out = {k: math.nan for k in ("spearman", "spearman_lo", "spearman_hi", "kendall", "kendall_lo", "kendall_hi")}
-    out["n"] = float(x.size)
-    if x.size < 3 or m.ndim != 2 or m.shape[1] == 0 or np.nanstd(x) == 0:
-        return out
-    with np.errstate(all="ignore"):
-        means = np.nanmean(m, axis=1)
-        if np.isnan(means).any() or np.nanstd(means) == 0:
-            return out
-        out["spearman"] = float(stats.spearmanr(x, means)[0])
-        out["kendall"] = float(stats.kendalltau(x, means)[0])
-        rng = np.random.default_rng(seed)
-        idx = rng.integers(0, m.shape[1], (n_boot, m.shape[1]))
-        boot = np.nanmean(m[:, idx], axis=2)  # [C, B]
-    rx = stats.rankdata(x)
-    rs, ks = [], []
-    for b in range(n_boot):
-        col = boot[:, b]
-        if np.isnan(col).any() or np.std(col) == 0:
-            continue
-        rs.append(np.corrcoef(rx, stats.rankdata(col))[0, 1])
-        ks.append(stats.kendalltau(x, col)[0])
-    if rs:
-        out["spearman_lo"], out["spearman_hi"] = (float(v) for v in np.nanpercentile(rs, [2.5, 97.5]))
-        out["kendall_lo"], out["kendall_hi"] = (float(v) for v in np.nanpercentile(ks, [2.5, 97.5]))
-    return out
+    """Spearman and Kendall with paired-bootstrap 95 % intervals: the verdict's computation
+    (:func:`sim.harness.verdict.correlations_with_ci`) with ``n_boot`` resamples."""
+    return correlations_with_ci(x, per_scene, n_resamples=n_boot, seed=seed)

@@ -6,15 +6,13 @@ sigma < 0.242. The policy's entropy is this sum averaged over a FIXED set of eva
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from policy.gaussian import HALF_LOG_2PI_E
 from policy.model import WaypointPolicy
-
-HALF_LOG_2PI_E = 0.5 * math.log(2.0 * math.pi * math.e)  # 1.4189... nats
 
 
 class EntropyStats(NamedTuple):

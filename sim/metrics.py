@@ -53,6 +53,7 @@ from sim.geometry import (
     road_distance,
     time_to_collision,
 )
+from sim.metric_catalogue import SPECS, pdm_score
 from sim.rollout import Rollout
 
 OFFROAD_THRESHOLD = 0.3  # m outside the drivable area (nuPlan)
@@ -231,8 +232,16 @@ class Metric:
     """A per-scenario closed-loop metric; subclasses implement :meth:`from_context`."""
 
     name: str = ""
-    unit: str = ""
-    higher_is_better: bool = False
+
+    @property
+    def unit(self) -> str:
+        """Unit, from :data:`sim.metric_catalogue.CATALOGUE`."""
+        return SPECS[self.name].unit
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Direction, from :data:`sim.metric_catalogue.CATALOGUE`."""
+        return SPECS[self.name].higher_is_better
 
     def compute(self, ro: Rollout, batch: ScenarioBatch) -> Tensor:
         """float ``[B]`` value per scenario."""
@@ -244,28 +253,28 @@ class Metric:
 
 
 class ADE(Metric):
-    name, unit = "ade", "m"
+    name = "ade"
 
     def from_context(self, c):
         return c.masked_mean(c.log_dist)
 
 
 class FDE(Metric):
-    name, unit = "fde", "m"
+    name = "fde"
 
     def from_context(self, c):
         return c.at_last(c.log_dist)
 
 
 class Collision(Metric):
-    name, unit = "collision", "bool"
+    name = "collision"
 
     def from_context(self, c):
         return c.masked_any(c.collision).float()
 
 
 class CollisionTime(Metric):
-    name, unit = "collision_time", "s"
+    name = "collision_time"
     higher_is_better = True
 
     def from_context(self, c):
@@ -276,28 +285,28 @@ class CollisionTime(Metric):
 
 
 class CollisionAtFault(Metric):
-    name, unit = "collision_at_fault", "bool"
+    name = "collision_at_fault"
 
     def from_context(self, c):
         return c.first_collision_at_fault.float()
 
 
 class Offroad(Metric):
-    name, unit = "offroad", "bool"
+    name = "offroad"
 
     def from_context(self, c):
         return c.masked_any(c.offroad_dist > OFFROAD_THRESHOLD).float()
 
 
 class OffroadFraction(Metric):
-    name, unit = "offroad_fraction", "fraction"
+    name = "offroad_fraction"
 
     def from_context(self, c):
         return c.masked_mean((c.offroad_dist > OFFROAD_THRESHOLD).float())
 
 
 class Progress(Metric):
-    name, unit, higher_is_better = "progress", "fraction", True
+    name = "progress"
 
     def from_context(self, c):
         ego = c.at_last(c.route_s) - c.route_s[:, c.init]
@@ -305,7 +314,7 @@ class Progress(Metric):
 
 
 class RouteCompletion(Metric):
-    name, unit, higher_is_better = "route_completion", "fraction", True
+    name = "route_completion"
 
     def from_context(self, c):
         start = c.route_s[:, c.init]
@@ -316,21 +325,21 @@ class RouteCompletion(Metric):
 
 
 class MinTTC(Metric):
-    name, unit, higher_is_better = "min_ttc", "s", True
+    name = "min_ttc"
 
     def from_context(self, c):
         return c.ttc.masked_fill(~c.controlled, TTC_NONE).amin(1)
 
 
 class TTCOk(Metric):
-    name, unit, higher_is_better = "ttc_ok", "bool", True
+    name = "ttc_ok"
 
     def from_context(self, c):
         return (MinTTC().from_context(c) > TTC_OK).float()
 
 
 class Comfortable(Metric):
-    name, unit, higher_is_better = "comfortable", "bool", True
+    name = "comfortable"
 
     def from_context(self, c):
         ok = (c.accel >= ACCEL_BOUNDS[0]) & (c.accel <= ACCEL_BOUNDS[1])
@@ -341,13 +350,11 @@ class Comfortable(Metric):
 
 
 class Score(Metric):
-    name, unit, higher_is_better = "score", "fraction", True
+    name = "score"
 
     def from_context(self, c):
-        no_fault = 1.0 - CollisionAtFault().from_context(c)
-        drivable = 1.0 - Offroad().from_context(c)
-        weighted = 5 * Progress().from_context(c) + 5 * TTCOk().from_context(c) + 2 * Comfortable().from_context(c)
-        return no_fault * drivable * weighted / 12
+        parts = (CollisionAtFault(), Offroad(), Progress(), TTCOk(), Comfortable())
+        return pdm_score(*(m.from_context(c) for m in parts))
 
 
 REGISTRY: dict[str, Metric] = {

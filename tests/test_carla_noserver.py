@@ -108,10 +108,19 @@ def test_missing_package_message():
     )
 
 
-def test_pool_executor_probes_every_server():
-    from sim.carla.pool import CarlaPoolExecutor
-
+def test_evaluate_cli_probes_every_carla_server(tmp_path):
+    """``sim.evaluate --backend carla --carla-port P1 P2``: the several-servers path is reachable from the CLI;
+    with no server there it fails in one line naming one, fast, and writes nothing."""
+    ports = [str(_closed_port()), str(_closed_port())]
+    out = tmp_path / "r.h5"
     t0 = time.monotonic()
-    with pytest.raises(CarlaError, match="no CARLA server"):
-        CarlaPoolExecutor(parse_endpoints("127.0.0.1", [_closed_port(), _closed_port()]))
-    assert time.monotonic() - t0 < 5.0
+    r = subprocess.run(
+        [sys.executable, "-m", "sim.evaluate", "--backend", "carla", "--carla-host", "127.0.0.1", "--carla-port",
+         *ports, "--baseline", "log-replay", "--out", str(out), "--max-scenarios", "2", "--no-progress"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no CARLA server at 127.0.0.1:" in lines[0] and "(and 1 more)" in lines[0]
+    assert time.monotonic() - t0 < 60.0
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == []  # no lock file left

@@ -7,7 +7,7 @@ import numpy as np
 from scenarios.procedural import generate
 from sim.batch import make_batch
 from sim.carla.pool import CarlaRun
-from sim.executors import _rows, _with_sensor_collision
+from sim.harness.executors import _rows, _with_sensor_collision
 from sim.rollout import rollout
 
 

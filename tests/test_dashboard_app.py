@@ -15,7 +15,7 @@ pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from dashboard.fixtures import FixtureSpec, write_run  # noqa: E402
-from sim.results_reader import read_summary  # noqa: E402
+from sim.harness.reader import read_summary  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 
@@ -198,3 +198,17 @@ def test_dashboard_never_imports_torch(runs):
             "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "NO-TORCH" in out.stdout, out.stdout + out.stderr[-2000:]
+
+
+def test_skipped_scenes_are_listed(tmp_path, monkeypatch):
+    from scenarios.loading import SkippedScene
+    from sim.harness.store import ResultsWriter
+
+    run = write_run(tmp_path, FixtureSpec(name="r1", n_scenes=4))
+    ResultsWriter(run / "results.h5").write_skipped([SkippedScene("logs/bad.pkl", "", "truncated pickle")])
+    at = app(tmp_path, monkeypatch)
+    assert not at.exception
+    (exp,) = [e for e in at.expander if "skipped by sim.evaluate" in e.label]
+    assert exp.label.startswith("1 scene(s)")
+    df = exp.dataframe[0].value
+    assert list(df.columns) == ["file", "scene_id", "reason"] and df.iloc[0]["reason"] == "truncated pickle"

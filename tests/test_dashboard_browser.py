@@ -16,7 +16,7 @@ import pytest
 
 from benchmarks.dashboard_paint import CHROMIUM, PAINTED_JS, launch, load_and_time, serve
 from dashboard.fixtures import FixtureSpec, write_run
-from sim.results_reader import read_summary
+from sim.harness.reader import read_summary
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"

@@ -13,7 +13,7 @@ from shapely.geometry import Polygon
 from dashboard import figures
 from dashboard.data import checkpoint_frame
 from dashboard.fixtures import FixtureSpec, write_run
-from sim.results_reader import read_ego_traj, read_scene, read_summary
+from sim.harness.reader import read_ego_traj, read_scene, read_summary
 
 
 @pytest.fixture(scope="module")

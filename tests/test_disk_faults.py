@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sim.results_reader import read_summary
+from sim.harness.reader import read_summary
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

@@ -16,6 +16,8 @@ import h5py
 import pytest
 import torch
 
+from sim.harness.schema import SCHEMA_VERSION
+
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
@@ -56,7 +58,7 @@ def test_evaluate_bare_name_then_dashboard(workdir, monkeypatch):
     assert "best_entropy.pt ->" in out and "comparison set" in out and "Verdict" in out
     results = (workdir / "out" / "latest" / "results.h5").resolve()
     with h5py.File(results, "r") as f:
-        assert f.attrs["schema_version"] == 1
+        assert f.attrs["schema_version"] == SCHEMA_VERSION
         groups = list(f["checkpoints"])
         assert len(groups) >= 3  # bc, candidates (several distinct weights), last
         for g in groups:

@@ -13,8 +13,8 @@ import torch
 
 from policy.checkpoint import read_checkpoint
 from sim.evaluate import main
-from sim.results import SCHEMA_VERSION, read_checkpoints, read_verdict
-from sim.results_reader import read_summary
+from sim.harness.reader import read_checkpoints, read_summary, read_verdict
+from sim.harness.schema import SCHEMA_VERSION
 from tests.test_evaluate_support import expected_entropy, make_run, write_scenes
 
 LOG_STDS = [-0.5, -0.9, -0.7, -1.1]  # entropy highest at ep00000, then ep00100, ep00050, ep00150
@@ -158,8 +158,8 @@ def test_bad_input_is_one_line_nonzero_and_loses_nothing(work, capsys, case):
 
 
 def test_ckpt_resolution_prefers_the_working_directory_then_latest(work):
-    from sim.candidates import resolve_ckpt, run_dir_of
-    from sim.results import EvaluationError
+    from sim.harness.candidates import resolve_ckpt, run_dir_of
+    from sim.harness.errors import EvaluationError
 
     said = []
     (work.parent.parent / "last.pt").write_bytes((work / "last.pt").read_bytes())
@@ -189,3 +189,22 @@ def test_carla_backend_end_to_end(work):
         assert s.attrs["backend"] == "carla" and len(s.rows.scenario_ids) == 2
         assert np.isfinite(s.rows.metrics["ade"]).all()
     assert read_summary(work / "results.h5").attrs["backend"] == "carla"
+
+
+def test_unusable_scene_files_are_skipped_listed_and_stored_or_fatal_with_strict(work, capsys):
+    folder = work.parent.parent / "logs"
+    folder.mkdir()
+    write_scenes(folder / "good.npz", 3, num_steps=30)
+    (folder / "broken.json").write_text("{not json")
+    out = work.parent.parent / "r.h5"
+    assert main(["--baseline", "log-replay", "--scenarios", str(folder), "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "Skipped scenes (1)" in printed and "broken.json" in printed
+    s = read_summary(out)
+    assert len(s.scenarios) == 3 and [(Path(r.file).name, r.scene_id) for r in s.skipped] == [("broken.json", "")]
+    assert s.skipped[0].reason and "\n" not in s.skipped[0].reason
+    before = _digest(out)
+    code = main(["--baseline", "log-replay", "--scenarios", str(folder), "--out", str(out), "--strict"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "broken.json" in err[0] and "--strict" in err[0]
+    assert _digest(out) == before  # nothing lost, nothing rewritten

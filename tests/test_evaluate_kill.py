@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.results import read_checkpoints
-from sim.results_reader import read_summary
+from sim.harness.reader import read_checkpoints, read_summary
 from tests.test_evaluate_support import make_run, write_scenes
 
 REPO = Path(__file__).resolve().parents[1]

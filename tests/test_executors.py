@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.candidates import baseline, discover
-from sim.executors import LocalExecutor, SimSettings, WorkUnit, evaluate_unit, make_shards, make_units
+from sim.harness.candidates import baseline, discover
+from sim.harness.executors import LocalExecutor, SimSettings, WorkUnit, evaluate_unit, make_shards, make_units
 from tests.test_evaluate_support import make_run, straight_scene
 
 
@@ -74,7 +74,7 @@ def test_results_do_not_depend_on_batch_composition(tmp_path):
 def test_ray_executor_matches_local(tmp_path):
     ray = pytest.importorskip("ray")
     from policy.checkpoint import read_checkpoint
-    from sim.executors import RayExecutor
+    from sim.harness.executors import RayExecutor
 
     run = make_run(tmp_path, episodes=(0, 10, 20), speeds=[6.0, 9.0, 12.0])
     cands, _ = discover([], str(run), False, read_checkpoint)

@@ -17,8 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scenarios.io import save_scenarios
-from sim.results import SCHEMA_VERSION, CheckpointRows, EvaluationError, ResultsWriter, read_checkpoints
-from sim.results_reader import read_ego_traj, read_scene, read_summary
+from sim.harness.errors import EvaluationError
+from sim.harness.reader import read_checkpoints, read_ego_traj, read_scene, read_summary
+from sim.harness.schema import SCHEMA_VERSION, CheckpointRows
+from sim.harness.store import ResultsWriter
 from tests.test_evaluate_support import straight_scene
 
 REPO = Path(__file__).resolve().parents[1]
@@ -116,13 +118,15 @@ def test_failed_commit_leaves_previous_file_intact(tmp_path):
     with pytest.raises(EvaluationError, match="metrics"):
         w.commit("k1", _attrs("a.pt"), bad, scenes, ROOT)
     assert hashlib.sha256((tmp_path / "r.h5").read_bytes()).hexdigest() == digest
-    assert [p.name for p in tmp_path.iterdir()] == ["r.h5"]  # temporary copy removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5", "r.h5.parts"]  # temporary index removed
+    assert not [p for p in (tmp_path / "r.h5.parts").iterdir() if p.name.startswith(".tmp")]
 
 
 WRITER_LOOP = r"""
 import sys, numpy as np
 sys.path.insert(0, {repo!r})
-from sim.results import ResultsWriter, CheckpointRows
+from sim.harness.schema import CheckpointRows
+from sim.harness.store import ResultsWriter
 from scenarios.io import load_scenarios
 scenes = load_scenarios({scenes!r})
 ids = tuple(s.id for s in scenes)
@@ -160,10 +164,11 @@ def test_killed_writer_always_leaves_a_readable_file(tmp_path):
             assert np.all(read_ego_traj(path, key) == k)
         seen_counts.append(len(s.checkpoints))
     assert max(seen_counts) > 0  # the kills did land after some commits
-    if not list(tmp_path.glob(".r.h5.*.tmp")):  # a kill mid-commit leaves a stale copy (almost always happens)
-        (tmp_path / ".r.h5.stale.tmp").write_bytes(b"")
+    stale = [".tmp-r.h5-stale", "r.h5.parts/.tmp-ckpt-stale.h5"]  # what a kill mid-commit can leave
+    for name in stale:
+        (tmp_path / name).write_bytes(b"")
     with ResultsWriter(path).lock():  # ...and the next evaluation's lock removes it
-        assert not list(tmp_path.glob(".r.h5.*.tmp"))
+        assert not [n for n in stale if (tmp_path / n).exists()]
 
 
 def test_a_second_writer_is_locked_out(tmp_path):

@@ -1,8 +1,9 @@
-"""sim.results_reader: round trip against a plain-h5py fixture, concurrent writers, broken files."""
+"""sim.harness.reader: round trip against a plain-h5py fixture, concurrent writers, broken files."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -11,7 +12,9 @@ import numpy as np
 import pytest
 
 from dashboard.fixtures import FixtureSpec, write_run
-from sim.results_reader import METRIC_NAMES, ResultsError, read_ego_traj, read_scenarios, read_scene, read_summary
+from sim.harness.reader import ResultsError, read_ego_traj, read_scenarios, read_scene, read_summary
+from sim.harness.schema import SCHEMA_VERSION, parts_dir
+from sim.metric_catalogue import METRIC_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +24,8 @@ def run_dir(tmp_path_factory):
 
 def test_summary_round_trip(run_dir):
     s = read_summary(run_dir / "results.h5")
-    assert s.schema_version == 1 and s.attrs["backend"] == "kinematic" and s.attrs["config"] == {"backend": "kinematic"}
+    assert s.schema_version == SCHEMA_VERSION and s.attrs["backend"] == "kinematic"
+    assert s.attrs["config"] == {"backend": "kinematic"}
     assert len(s.scenarios) == 7 and [x.row for x in s.scenarios] == list(range(7))
     assert s.scenarios[3].family and s.scenarios[3].init_step == 10
     # 5 checkpoints + 2 baselines; the half-written temp group is ignored
@@ -91,8 +95,9 @@ def test_uncommitted_group_ignored(tmp_path):
 
 def test_read_while_another_process_writes(run_dir, tmp_path):
     """A writer holding the file open in append mode does not make the reader fail."""
-    p = tmp_path / "busy.h5"
+    p = tmp_path / "results.h5"
     p.write_bytes((run_dir / "results.h5").read_bytes())
+    shutil.copytree(parts_dir(run_dir / "results.h5"), parts_dir(p))  # the file and its sidecar move together
     code = ("import h5py,sys,time\nf=h5py.File(sys.argv[1],'a')\nf.attrs['updated']='now'\nf.flush()\n"
             "print('open',flush=True)\ntime.sleep(30)\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(p)], stdout=subprocess.PIPE, text=True)
@@ -106,6 +111,6 @@ def test_read_while_another_process_writes(run_dir, tmp_path):
 
 
 def test_no_torch_import():
-    out = subprocess.run([sys.executable, "-c", "import sys, sim.results_reader, dashboard.fixtures;"
+    out = subprocess.run([sys.executable, "-c", "import sys, sim.harness.reader, dashboard.fixtures;"
                           "print('torch' in sys.modules)"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

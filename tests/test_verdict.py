@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from sim.verdict import VerdictInput, compute_verdict, kendall_rows, spearman_rows
+from sim.harness.verdict import VerdictInput, compute_verdict, kendall_rows, spearman_rows
 
 values = st.lists(st.integers(-3, 3), min_size=3, max_size=9)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scenarios.formats import ImportOptions
+from scenarios.import_options import ImportOptions
 from scenarios.importers.mapgeom import ROUTE_EXTENSION, ego_route, lane_buffer_polygons, near_box
 from scenarios.importers.resample import DT, needs_resampling, resample_tracks, window_starts
 from scenarios.scenario import (

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scenarios.formats import ImportOptions
+from scenarios.import_options import ImportOptions
 from scenarios.importers.common import Recording, recording_to_scenes
 from scenarios.scenario import NUM_FIELDS, AgentType, Polylines, Scenario, ScenarioError
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scenarios.formats import ImportOptions
+from scenarios.import_options import ImportOptions
 from scenarios.importers.common import Recording, content_errors, recording_to_scenes
 from scenarios.importers.resample import DT
 from scenarios.scenario import NUM_FIELDS, AgentType, Polylines, Scenario, ScenarioError

@@ -492,7 +492,7 @@ class CarlaBackend:
 
 
 def make_backend(host: str = "localhost", port: int = 2000, scenes=(), cfg: CarlaConfig | None = None) -> CarlaBackend:
-    """Factory used by ``sim.executors`` for ``--backend carla``.
+    """Factory used by ``sim.harness.executors`` for ``--backend carla``.
 
     Args:
         host: CARLA server host name or address.

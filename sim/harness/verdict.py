@@ -20,12 +20,45 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
-from scipy import stats
+
+from sim.metric_catalogue import higher_is_better as catalogue_direction
 
 RULES = ("max_entropy", "last", "best_reward", "bc")
+RULE_ROLES = {"max_entropy": "best_entropy", "last": "last", "best_reward": "best_reward", "bc": "bc"}
+
+
+class RuleEntry(TypedDict):
+    """What a rule picks and how good it is (``None`` values: undefined)."""
+
+    key: str
+    name: str
+    episode: int
+    entropy: float | None
+    value: float | None
+    rank: int
+    regret: float | None
+
+
+class Verdict(TypedDict, total=False):
+    """The verdict as stored under ``/verdict`` (JSON; ``docs/results_schema.md``)."""
+
+    metric: str
+    higher_is_better: bool
+    n_checkpoints: int
+    n_scenarios: int
+    confidence: float
+    n_resamples: int
+    seed: int
+    correlations: dict[str, dict[str, Any]]
+    step_correlations: dict[str, dict[str, Any]]
+    rules: dict[str, Any]
+    best: dict[str, Any] | None
+    entropy_vs_step: dict[str, Any]
+    entropy_beats_step: bool
+    sentence: str
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,8 +98,10 @@ class VerdictInput:
 
 def spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Spearman rho between each row of ``x`` ``[..., C]`` and ``y`` ``[C]`` (average ranks; NaN if constant)."""
-    rx = stats.rankdata(x, axis=-1)
-    ry = stats.rankdata(y)
+    from scipy.stats import rankdata
+
+    rx = rankdata(x, axis=-1)
+    ry = rankdata(y)
     rx = rx - rx.mean(-1, keepdims=True)
     ry = ry - ry.mean()
     den = np.sqrt((rx * rx).sum(-1) * (ry * ry).sum())
@@ -105,7 +140,9 @@ def _bootstrap(
         return nan, nan.copy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = stats.bootstrap(
+        from scipy.stats import bootstrap
+
+        res = bootstrap(
             (np.arange(n_scen),),
             stat_fn,
             vectorized=True,
@@ -129,26 +166,82 @@ def _bootstrap(
     return lo, hi
 
 
-def _pick(inp: VerdictInput, rule: str) -> int | None:
-    roles = inp.roles
-    if rule == "max_entropy":
-        # What the trainer picked (best_entropy.pt, after its select_after window) wins; else the
-        # highest entropy among the non-BC checkpoints (entropy usually starts highest at BC).
-        tagged = [i for i, r in enumerate(roles) if "best_entropy" in r]
-        if tagged:
-            return tagged[0]
-        ent = np.where([("bc" in r) and len(roles) > 1 for r in roles], np.nan, inp.entropy)
-        return int(np.nanargmax(ent)) if np.isfinite(ent).any() else None
-    role = {"last": "last", "best_reward": "best_reward", "bc": "bc"}[rule]
-    tagged = [i for i, r in enumerate(roles) if role in r]
+def pick_index(rule: str, roles: Sequence[Sequence[str]], episodes: Sequence[int], entropy: Sequence[float],
+               train_reward: Sequence[float]) -> int | None:
+    """Which of C checkpoints a standard rule picks (the one definition; the dashboard uses it too).
+
+    The checkpoint carrying the rule's role file (:data:`RULE_ROLES`) wins. Without one: ``max_entropy``
+    takes the highest entropy among the non-BC checkpoints (entropy usually starts highest at BC);
+    ``last`` the highest episode; ``best_reward`` the highest training reward; ``bc`` the checkpoint of
+    episode 0.
+
+    Returns:
+        An index into the C checkpoints, or None when the rule cannot pick.
+    """
+    tagged = [i for i, r in enumerate(roles) if RULE_ROLES[rule] in r]
     if tagged:
         return tagged[0]
+    if rule == "max_entropy":
+        ent = np.where([("bc" in r) and len(roles) > 1 for r in roles], np.nan, np.asarray(entropy, dtype=float))
+        return int(np.nanargmax(ent)) if np.isfinite(ent).any() else None
     if rule == "last":
-        return int(np.argmax(inp.episodes))
+        return int(np.argmax(episodes)) if len(episodes) else None
     if rule == "best_reward":
-        return int(np.nanargmax(inp.train_reward)) if np.isfinite(inp.train_reward).any() else None
-    zero = [i for i, e in enumerate(inp.episodes) if e == 0]
+        rew = np.asarray(train_reward, dtype=float)
+        return int(np.nanargmax(rew)) if np.isfinite(rew).any() else None
+    zero = [i for i, e in enumerate(episodes) if e == 0]
     return zero[0] if zero else None
+
+
+def rank_and_regret(values: np.ndarray, i: int, higher_is_better: bool) -> tuple[int, float, int]:
+    """Rank (1 = best), regret (>= 0, in the metric's units) of checkpoint ``i`` and the index of the best.
+
+    Args:
+        values: float ``[C]`` mean metric per checkpoint (NaN: not ranked). i: the picked checkpoint.
+        higher_is_better: the metric's direction.
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    v = sign * np.asarray(values, dtype=np.float64)
+    best = int(np.nanargmax(v))
+    return 1 + int(np.sum(v > v[i])), float(v[best] - v[i]), best
+
+
+def correlations_with_ci(x: np.ndarray, per_scene: np.ndarray, n_resamples: int = 999, seed: int = 0,
+                         confidence: float = 0.95) -> dict[str, float]:
+    """Spearman and Kendall between a per-checkpoint score and a metric, with the verdict's paired bootstrap.
+
+    Args:
+        x: float ``[C]`` score per checkpoint (entropy, or the step).
+        per_scene: float ``[C, S]`` metric per checkpoint and scenario (same scenarios in every row).
+
+    Returns:
+        ``spearman, spearman_lo, spearman_hi, kendall, kendall_lo, kendall_hi, n`` (NaN when C < 3, no
+        scenario, or a constant).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    m = np.asarray(per_scene, dtype=np.float64)
+    out = dict.fromkeys(("spearman", "spearman_lo", "spearman_hi", "kendall", "kendall_lo", "kendall_hi"), math.nan)
+    out["n"] = float(x.size)
+    if x.size < 3 or m.ndim != 2 or m.shape[1] == 0 or np.nanstd(x) == 0:
+        return out
+
+    def stat_fn(idx: np.ndarray, axis: int = -1) -> np.ndarray:
+        one = np.ndim(idx) == 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            means = np.nanmean(m[:, np.atleast_2d(idx)], axis=-1).T  # [B, C]
+        res = np.stack([spearman_rows(means, x), kendall_rows(means, x)])  # [2, B]
+        return res[:, 0] if one else res
+
+    point = stat_fn(np.arange(m.shape[1]))
+    lo, hi = _bootstrap(stat_fn, m.shape[1], 2, n_resamples, seed, confidence)
+    out.update(spearman=float(point[0]), kendall=float(point[1]), spearman_lo=float(lo[0]),
+               spearman_hi=float(hi[0]), kendall_lo=float(lo[1]), kendall_hi=float(hi[1]))
+    return out
+
+
+def _pick(inp: VerdictInput, rule: str) -> int | None:
+    return pick_index(rule, inp.roles, inp.episodes, inp.entropy, inp.train_reward)
 
 
 def compute_verdict(
@@ -158,14 +251,14 @@ def compute_verdict(
     n_resamples: int = 999,
     seed: int = 0,
     confidence: float = 0.95,
-) -> dict[str, Any]:
+) -> Verdict:
     """Judge the selection rules on one run's checkpoints.
 
     Args:
         inp: C checkpoints x S scenarios (baselines already removed).
         metric: the metric that defines "best" for regret (must be in ``inp.metrics``).
-        higher_is_better: metric name -> direction; metrics missing here count as higher-is-better
-            except ``ade``/``fde``/collision and offroad ones.
+        higher_is_better: metric name -> direction; metrics missing here take the catalogue's
+            (:mod:`sim.metric_catalogue`).
         n_resamples: bootstrap resamples of scenarios.
         seed: bootstrap seed (same seed, same intervals).
         confidence: confidence level of the intervals.
@@ -176,8 +269,7 @@ def compute_verdict(
     if metric not in inp.metrics:
         raise ValueError(f"verdict metric {metric!r} not among {sorted(inp.metrics)}")
     hib = dict(higher_is_better or {})
-    lower = {"ade", "fde", "collision", "collision_at_fault", "offroad", "offroad_fraction"}
-    hib = {m: hib.get(m, m not in lower) for m in inp.metrics}
+    hib = {m: hib.get(m, catalogue_direction(m)) for m in inp.metrics}
     names = list(inp.metrics)
     c, s = len(inp.keys), inp.num_scenarios
     data = np.stack([np.asarray(inp.metrics[m], dtype=np.float64) for m in names]) if names else np.zeros((0, c, s))
@@ -228,8 +320,7 @@ def compute_verdict(
     def entry(i: int | None) -> dict[str, Any] | None:
         if i is None or best_i is None:
             return None
-        regret = sign * (values[best_i] - values[i])
-        rank = 1 + int(np.sum(sign * values > sign * values[i]))
+        rank, regret, _ = rank_and_regret(values, i, hib[metric])
         return {
             "key": inp.keys[i],
             "name": inp.names[i],
@@ -253,7 +344,7 @@ def compute_verdict(
     diff_i = 4 * nm
     diff = {"metric": metric, "abs_spearman_diff": _float(point[diff_i]), "ci": _ci(lo[diff_i], hi[diff_i])}
     beats = bool(np.isfinite(lo[diff_i]) and lo[diff_i] > 0)
-    verdict: dict[str, Any] = {
+    verdict: Verdict = {
         "metric": metric,
         "higher_is_better": bool(hib[metric]),
         "n_checkpoints": c,

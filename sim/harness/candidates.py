@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from sim.results import EvaluationError
+from sim.harness.errors import EvaluationError
+from sim.harness.schema import RUN_MARKERS, CheckpointAttrs
 
 ROLE_FILES = {"best_entropy.pt": "best_entropy", "last.pt": "last", "best_reward.pt": "best_reward", "bc.pt": "bc"}
 ROLES = ("candidate", "best_entropy", "last", "best_reward", "bc")
 BASELINES = ("log-replay", "constant-velocity")
-RUN_MARKERS = ("config.json", "entropy_history.json", "train_metrics.json")
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,23 +70,12 @@ class Candidate:
     def is_baseline(self) -> bool:
         return self.kind == "baseline"
 
-    def attrs(self, backend: str) -> dict[str, Any]:
+    def attrs(self, backend: str) -> CheckpointAttrs:
         """Attributes of the ``/checkpoints/<key>`` group (docs/results_schema.md)."""
-        return {
-            "name": self.name,
-            "path": self.path,
-            "sha256": self.sha256,
-            "weights_sha256": self.weights_sha256,
-            "kind": self.kind,
-            "roles": list(self.roles),
-            "files": list(self.files),
-            "episode": int(self.episode),
-            "entropy": float(self.entropy),
-            "entropy_per_dim": list(self.entropy_per_dim),
-            "train_reward": float(self.train_reward),
-            "eval_info": dict(self.eval_info),
-            "backend": backend,
-        }
+        return CheckpointAttrs(name=self.name, kind=self.kind, path=self.path, sha256=self.sha256,
+                               weights_sha256=self.weights_sha256, roles=self.roles, files=self.files,
+                               episode=self.episode, entropy=self.entropy, entropy_per_dim=self.entropy_per_dim,
+                               train_reward=self.train_reward, eval_info=self.eval_info, backend=backend)
 
 
 def baseline(name: str) -> Candidate:
@@ -123,7 +112,7 @@ def run_dir_of(path: Path) -> Path | None:
     """The run directory a checkpoint file belongs to (resolved), or None."""
     path = path.resolve()
     for d in (path.parent.parent, path.parent) if path.parent.name == "checkpoints" else (path.parent,):
-        if any((d / m).is_file() for m in RUN_MARKERS) or (d / "checkpoints").is_dir():
+        if any((d / m).exists() for m in RUN_MARKERS):
             return d
     return None
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
 import os
 import sys
 import weakref
@@ -23,7 +22,9 @@ import numpy as np
 import torch
 
 from scenarios.scenario import Scenario
-from sim.results import CheckpointRows, EvaluationError
+from sim.harness.errors import EvaluationError
+from sim.harness.schema import CheckpointRows
+from sim.metric_catalogue import pdm_score
 
 
 @dataclass(frozen=True)
@@ -140,12 +141,14 @@ def scene_digest(s: Scenario) -> str:
     return d
 
 
-def carla_module():
-    """The CARLA evaluation module, :mod:`sim.carla.pool`, imported lazily (it needs no ``carla`` at import).
+def carla_endpoints(host: str, ports: Sequence[int]) -> list:
+    """``--carla-host H[,H2] --carla-port P [P ...]`` -> :class:`sim.carla.session.Endpoint` list (one per server).
 
-    It exposes ``evaluate_carla(scenes, policy_fn, endpoints, max_agents=...)`` and ``parse_endpoints(host, ports)``.
+    :mod:`sim.carla.pool` is imported here, lazily: the ``carla`` package is needed only with ``--backend carla``.
     """
-    return importlib.import_module("sim.carla.pool")
+    from sim.carla.pool import parse_endpoints
+
+    return parse_endpoints(host, list(ports))
 
 
 def _rows(ids: Sequence[str], ro, batch) -> CheckpointRows:
@@ -165,11 +168,12 @@ def _rows(ids: Sequence[str], ro, batch) -> CheckpointRows:
 
 def _evaluate_unit_carla(unit: WorkUnit, scenes: Sequence[Scenario], settings: SimSettings) -> UnitResult:
     """The unit on CARLA server(s): one scene per rollout (``sim.carla.pool.evaluate_carla``), same metrics."""
-    mod = carla_module()
-    endpoints = mod.parse_endpoints(settings.carla_host, list(settings.carla_ports))
+    from sim.carla.pool import evaluate_carla
+
+    endpoints = carla_endpoints(settings.carla_host, settings.carla_ports)
     with torch.inference_mode():
         fn = _policy_fn(unit, None, settings, dt=float(scenes[0].dt))
-        runs = mod.evaluate_carla(list(scenes), fn, endpoints, max_agents=settings.max_agents)
+        runs = evaluate_carla(list(scenes), fn, endpoints, max_agents=settings.max_agents)
         parts = [_with_sensor_collision(_rows([r.scene_id], r.rollout, r.batch), r) for r in runs]
     return UnitResult(unit.key, unit.shard, CheckpointRows.concat(parts))
 
@@ -178,7 +182,7 @@ def _with_sensor_collision(rows: CheckpointRows, run) -> CheckpointRows:
     """OR CARLA's collision sensor into the box-overlap collision (the sensor misses contacts, boxes are primary).
 
     A contact only the sensor saw counts as a collision at its first step and, lacking the geometry to judge
-    fault, as at fault; the score is zeroed accordingly.
+    fault, as at fault; the score is recomputed from the catalogue's formula with that flag.
     """
     fired = np.flatnonzero(np.asarray(run.sensor_collision, dtype=bool)[run.rollout.init_step + 1 :])
     m = rows.metrics
@@ -188,7 +192,8 @@ def _with_sensor_collision(rows: CheckpointRows, run) -> CheckpointRows:
     m["collision"] = np.ones(1)
     m["collision_at_fault"] = np.ones(1)
     m["collision_time"] = np.array([(fired[0] + 1) * run.rollout.dt])
-    m["score"] = np.zeros(1)
+    m["score"] = np.asarray(pdm_score(m["collision_at_fault"], m["offroad"], m["progress"], m["ttc_ok"],
+                                      m["comfortable"]), dtype=np.float64)
     return dataclasses.replace(rows, metrics=m)
 
 

@@ -5,8 +5,13 @@ Files may be written concurrently by ``sim.evaluate``: they are opened read-only
 retried briefly, and checkpoint groups still under a temporary name (or without their ``completed`` mark)
 are ignored.
 
+Version 2 files are an index of HDF5 external links into the sidecar folder ``<name>.parts/`` (see
+:mod:`sim.harness.store`); h5py follows them, so the code below reads versions 1 and 2 alike.
+
 Public API:
-    read_summary(path) -> ResultsSummary      # attrs, scenario table, per-checkpoint metrics, verdict (no trajectories)
+    read_summary(path) -> ResultsSummary      # attrs, scenarios, per-checkpoint metrics, verdict, skipped scenes
+    read_checkpoints(path, with_traj) -> list[StoredCheckpoint]  # rows as the writer takes them
+    read_verdict(path) -> dict | None; read_schema_version(path) -> int
     read_scenarios(path) -> tuple[ScenarioInfo, ...]  # the scenario table alone
     read_scene(path, row) -> SceneDetail      # logged ego, agents, route, map polylines of one scenario
     read_ego_traj(path, key, rows) -> ndarray  # closed-loop ego trajectory [len(rows), T, 4] of one checkpoint
@@ -27,17 +32,16 @@ from typing import Any
 import h5py
 import numpy as np
 
-SCHEMA_VERSION = 1
-METRIC_NAMES: tuple[str, ...] = (
-    "ade", "fde", "collision", "collision_time", "collision_at_fault", "offroad", "offroad_fraction",
-    "progress", "route_completion", "min_ttc", "ttc_ok", "comfortable", "score",
+from sim.harness.errors import ResultsError
+from sim.harness.schema import (
+    SCHEMA_VERSION,
+    SKIPPED_FIELDS,
+    TMP_PREFIX,
+    CheckpointRows,
+    attr_value,
 )
-MAP_KINDS: tuple[str, ...] = ("lanes", "road_edges", "road_lines", "drivable", "crosswalks")
+
 _TEMP_NAME = re.compile(r"^[._~]|tmp|temp|partial|incomplete|writing", re.IGNORECASE)
-
-
-class ResultsError(Exception):
-    """A results file is missing, unreadable, of an unknown schema, or malformed (one-line message)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,8 @@ class ScenarioInfo:
         id, source, family: scenario identity.
         tags: free tags.
         dt: step length, s. init_step: first controlled step. num_steps: steps in the log.
+        offset: recentring shift applied on import, m (None: not recorded). agents_dropped: agents left out
+            of the simulated batch (-1: not recorded).
     """
 
     row: int
@@ -59,6 +65,17 @@ class ScenarioInfo:
     dt: float
     init_step: int
     num_steps: int
+    offset: tuple[float, float] | None = None
+    agents_dropped: int = -1
+
+
+@dataclass(frozen=True)
+class SkippedRow:
+    """One row of ``/skipped``: a scene (or whole file, ``scene_id`` "") that could not be used, and why."""
+
+    file: str
+    scene_id: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -121,6 +138,7 @@ class ResultsSummary:
     scenarios: tuple[ScenarioInfo, ...]
     checkpoints: dict[str, CheckpointResult]
     verdict: dict[str, Any] | None
+    skipped: tuple[SkippedRow, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -215,7 +233,14 @@ def _scenario_info(name: str, g: h5py.Group) -> ScenarioInfo:
         dt=_f(a.get("dt"), 0.1),
         init_step=_i(a.get("init_step"), 0),
         num_steps=_i(a.get("num_steps"), 0),
+        offset=_offset(a.get("offset")),
+        agents_dropped=_i(a.get("agents_dropped"), -1),
     )
+
+
+def _offset(v: Any) -> tuple[float, float] | None:
+    a = np.asarray(v if v is not None else [], dtype=float).reshape(-1)
+    return (float(a[0]), float(a[1])) if a.size >= 2 and np.isfinite(a[:2]).all() else None
 
 
 def _is_temp(name: str) -> bool:
@@ -307,6 +332,7 @@ def read_summary(path: str | Path, with_scenarios: bool = True) -> ResultsSummar
                         if c is not None:
                             cks.append(c)
             verdict = _json(f["verdict"].attrs.get("json"), None) if "verdict" in f else None
+            skipped = _skipped(f)
         except ResultsError:
             raise
         except (OSError, KeyError, ValueError, TypeError) as e:
@@ -316,7 +342,15 @@ def read_summary(path: str | Path, with_scenarios: bool = True) -> ResultsSummar
     return ResultsSummary(
         path=p, schema_version=ver, attrs=attrs, scenarios=scen,
         checkpoints={c.key: c for c in cks}, verdict=verdict if isinstance(verdict, dict) else None,
+        skipped=skipped,
     )
+
+
+def _skipped(f: h5py.File) -> tuple[SkippedRow, ...]:
+    if "skipped" not in f:
+        return ()
+    cols = [[_s(x) for x in f["skipped"][name][()]] for name in SKIPPED_FIELDS]
+    return tuple(SkippedRow(*row) for row in zip(*cols, strict=True))
 
 
 def _polylines(g: h5py.Group) -> list[np.ndarray]:
@@ -382,3 +416,72 @@ def read_ego_traj(path: str | Path, key: str, rows: Sequence[int] | None = None)
             raise ResultsError(f"{p}: rows out of range 0..{ds.shape[0] - 1} for checkpoint {key}")
         uniq, inv = np.unique(idx, return_inverse=True)  # h5py needs increasing unique indices
         return np.asarray(ds[uniq], dtype=np.float32)[inv]
+
+
+open_index = open_results  # the writer reads the index through the same retrying open
+
+
+def scenario_ids_of(g: h5py.Group) -> tuple[str, ...]:
+    """Scenario ids of one ``/checkpoints/<key>`` group, in row order."""
+    return tuple(_s(x) for x in g["scenario_id"][()])
+
+
+def read_schema_version(path: str | Path) -> int:
+    """Schema version of an existing results file.
+
+    Raises:
+        ResultsError: not a readable results file (no ``schema_version``, not HDF5).
+    """
+    p = Path(path)
+    try:
+        with h5py.File(p, "r", locking=False) as f:
+            if "schema_version" not in f.attrs:
+                raise ResultsError(f"{p}: not a results file (no schema_version attribute)")
+            return int(f.attrs["schema_version"])
+    except (OSError, ValueError) as e:
+        raise ResultsError(f"{p}: unreadable results file ({str(e).splitlines()[0] if str(e) else e})") from None
+
+
+@dataclass(frozen=True, eq=False)
+class StoredCheckpoint:
+    """One ``/checkpoints/<key>`` group read back as the writer takes it: attributes and rows.
+
+    Attributes:
+        key: group name. attrs: attributes as plain values (JSON strings left as stored).
+        rows: metrics (and ``ego_traj`` ``[N, T, 4]`` if asked, else ``[N, 0, 4]``). scenario_rows: int32 [N].
+    """
+
+    key: str
+    attrs: dict[str, Any]
+    rows: CheckpointRows
+    scenario_rows: np.ndarray
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The group's roles."""
+        return tuple(json.loads(self.attrs.get("roles", "[]")))
+
+
+def read_checkpoints(path: str | Path, with_traj: bool = False) -> list[StoredCheckpoint]:
+    """Every committed checkpoint group, in key order (trajectories on request)."""
+    out = []
+    with open_results(path) as f:
+        grp = f.get("checkpoints")
+        for key in sorted(grp) if grp is not None else ():
+            if key.startswith(TMP_PREFIX) or _is_temp(key):
+                continue
+            g = grp[key]
+            ids = scenario_ids_of(g)
+            metrics = {k: np.asarray(g["metrics"][k][()], dtype=np.float64) for k in g["metrics"]}
+            traj = np.asarray(g["ego_traj"][()]) if with_traj else np.zeros((len(ids), 0, 4), np.float32)
+            attrs = {k: attr_value(v) for k, v in g.attrs.items()}
+            out.append(StoredCheckpoint(key, attrs, CheckpointRows(ids, metrics, traj), np.asarray(g["scenario"][()])))
+    return out
+
+
+def read_verdict(path: str | Path) -> dict | None:
+    """The stored selection verdict, or None."""
+    with open_results(path) as f:
+        if "verdict" not in f or "json" not in f["verdict"].attrs:
+            return None
+        return json.loads(_s(f["verdict"].attrs["json"]))

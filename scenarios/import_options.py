@@ -1,0 +1,25 @@
+"""Options that shape how recorded scenes become scenarios (its own module: the importers and
+``scenarios.formats``, which dispatches to them, both import it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """Options that shape how recorded scenes become scenarios.
+
+    Attributes:
+        window: steps per scene; 0 keeps the whole recording as one scene. Long recordings
+            are cut into windows of ``window`` steps every ``stride`` steps.
+        stride: steps between window starts (0 means ``window``, i.e. no overlap).
+        init_step: first closed-loop step of every produced scene.
+        ego: CommonRoad only: id of the recorded vehicle to use as ego ("" = farthest-travelling
+            vehicle valid over the whole horizon).
+    """
+
+    window: int = 0
+    stride: int = 0
+    init_step: int = 10
+    ego: str = ""

@@ -1,0 +1,228 @@
+"""Schema of the results file (``docs/results_schema.md``): constants and the typed records written and read.
+
+Needs only h5py, numpy and the standard library (the dashboard imports it through the reader).
+
+Version 2 (this tool) keeps version 1's layout as seen through h5py and adds the ``/skipped`` table and
+per-scene ``offset`` / ``agents_dropped``. The main file is an index: ``/checkpoints/<key>`` and
+``/scenarios/s<n>`` may be HDF5 external links into small commit files in the sidecar folder
+``<name>.parts/`` (:data:`PARTS_SUFFIX`), which h5py follows transparently; a consolidated file holds the
+groups themselves. Version 1 files (groups only, no sidecar) are read as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+RUN_MARKERS: tuple[str, ...] = ("config.json", "entropy_history.json", "train_metrics.json", "checkpoints")
+RESULTS_NAME = "results.h5"  # a run's results file (DESIGN "Files a run writes"): <run>/results.h5
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+PARTS_SUFFIX = ".parts"  # sidecar folder of commit files: results.h5 -> results.h5.parts/
+LAYOUT_ATTR, LAYOUT_INDEX = "layout", "index"  # root attribute of a main file that links into the sidecar
+TMP_PREFIX = ".tmp-"  # in-progress files and groups (readers ignore them)
+MAP_KINDS: tuple[str, ...] = ("lanes", "road_edges", "road_lines", "drivable", "crosswalks")
+SKIPPED_FIELDS: tuple[str, ...] = ("file", "scene_id", "reason")
+STR = h5py.string_dtype("utf-8")
+
+
+def parts_dir(path: str | Path) -> Path:
+    """The sidecar folder of a results file (``results.h5`` -> ``results.h5.parts``)."""
+    p = Path(path)
+    return p.with_name(p.name + PARTS_SUFFIX)
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC time, seconds precision."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def tool_version() -> str:
+    """Installed version of the project package (``0+unknown`` when not installed)."""
+    try:
+        from importlib.metadata import version
+
+        return version("driveselect")
+    except Exception:  # noqa: BLE001 - metadata missing in a bare checkout
+        return "0+unknown"
+
+
+def to_json(obj: Any) -> str:
+    """Strict JSON (NaN/inf written as null; numpy scalars/arrays and paths converted)."""
+
+    def clean(x: Any) -> Any:
+        if isinstance(x, np.ndarray):
+            return clean(x.tolist())
+        if isinstance(x, np.generic):
+            x = x.item()
+        if isinstance(x, float):
+            return x if math.isfinite(x) else None
+        if isinstance(x, Path):
+            return str(x)
+        if isinstance(x, Mapping):
+            return {str(k): clean(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [clean(v) for v in x]
+        return x
+
+    return json.dumps(clean(obj), allow_nan=False)
+
+
+def attr_value(v: Any) -> Any:
+    """An HDF5 attribute as a plain Python value (bytes decoded, numpy scalars unwrapped)."""
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, np.ndarray) and v.shape == ():
+        return attr_value(v.item())
+    return v.item() if isinstance(v, np.generic) else v
+
+
+@dataclass(frozen=True)
+class CheckpointAttrs:
+    """Attributes of one ``/checkpoints/<key>`` group.
+
+    Attributes:
+        name: file name (``ep00100.pt``) or baseline name. path: checkpoint path ("" for baselines).
+        sha256: sha256 of the file ("" for baselines). weights_sha256: digest of the weights and architecture.
+        kind: ``checkpoint`` or ``baseline``. roles: among ``candidate, best_entropy, last, best_reward, bc``.
+        files: every file merged into this entry (same weights). episode: training episode (-1: none).
+        entropy: nats (NaN: unknown). entropy_per_dim: nats per action dimension.
+        train_reward: mean training return (NaN: unknown). eval_info: the checkpoint's ``meta.eval_info``.
+        backend: ``kinematic`` or ``carla``.
+    """
+
+    name: str
+    kind: str
+    path: str = ""
+    sha256: str = ""
+    weights_sha256: str = ""
+    roles: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+    episode: int = -1
+    entropy: float = math.nan
+    entropy_per_dim: tuple[float, ...] = ()
+    train_reward: float = math.nan
+    eval_info: Mapping[str, Any] | None = None
+    backend: str = ""
+
+    def to_hdf5(self) -> dict[str, Any]:
+        """Attribute dict as stored (lists and dicts as JSON strings)."""
+        return {
+            "name": self.name, "path": self.path, "sha256": self.sha256, "weights_sha256": self.weights_sha256,
+            "kind": self.kind, "roles": to_json(list(self.roles)), "files": to_json(list(self.files)),
+            "episode": int(self.episode), "entropy": float(self.entropy),
+            "entropy_per_dim": to_json(list(self.entropy_per_dim)), "train_reward": float(self.train_reward),
+            "eval_info": to_json(dict(self.eval_info or {})), "backend": self.backend,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class CheckpointRows:
+    """Closed-loop results of one checkpoint (or baseline) on N scenarios, rows aligned.
+
+    Attributes:
+        scenario_ids: the N scenario ids.
+        metrics: metric name -> float64 ``[N]`` (booleans as 0/1, NaN where undefined).
+        ego_traj: float32 ``[N, T, 4]`` closed-loop ego x (m), y (m), yaw (rad), speed (m/s), NaN padded.
+    """
+
+    scenario_ids: tuple[str, ...]
+    metrics: Mapping[str, np.ndarray]
+    ego_traj: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.scenario_ids)
+        if self.ego_traj.ndim != 3 or self.ego_traj.shape[0] != n or self.ego_traj.shape[2] != 4:
+            raise ValueError(f"ego_traj must be [{n}, T, 4], got {list(self.ego_traj.shape)}")
+        for k, v in self.metrics.items():
+            if np.shape(v) != (n,):
+                raise ValueError(f"metric {k} must be [{n}], got {list(np.shape(v))}")
+
+    @staticmethod
+    def concat(parts: Sequence[CheckpointRows]) -> CheckpointRows:
+        """Concatenate row sets (trajectories NaN-padded to the longest T)."""
+        parts = [p for p in parts if len(p.scenario_ids)]
+        if not parts:
+            raise ValueError("nothing to concatenate")
+        t_max = max(p.ego_traj.shape[1] for p in parts)
+        trajs = []
+        for p in parts:
+            pad = t_max - p.ego_traj.shape[1]
+            trajs.append(np.pad(p.ego_traj, ((0, 0), (0, pad), (0, 0)), constant_values=np.nan) if pad else p.ego_traj)
+        names = list(parts[0].metrics)
+        for p in parts[1:]:
+            if list(p.metrics) != names:
+                raise ValueError(f"metric sets differ: {names} vs {list(p.metrics)}")
+        return CheckpointRows(
+            scenario_ids=tuple(i for p in parts for i in p.scenario_ids),
+            metrics={k: np.concatenate([np.asarray(p.metrics[k], dtype=np.float64) for p in parts]) for k in names},
+            ego_traj=np.concatenate(trajs, axis=0).astype(np.float32),
+        )
+
+    def select(self, ids: Sequence[str]) -> CheckpointRows:
+        """Rows for ``ids`` in that order (each must be present)."""
+        pos = {s: i for i, s in enumerate(self.scenario_ids)}
+        idx = np.array([pos[s] for s in ids], dtype=np.int64)
+        return CheckpointRows(tuple(ids), {k: np.asarray(v)[idx] for k, v in self.metrics.items()}, self.ego_traj[idx])
+
+
+@dataclass(frozen=True, eq=False)
+class SceneRecord:
+    """One scene as stored under ``/scenarios/s<n>`` (what the replay needs).
+
+    Attributes:
+        id, source, family: identity. tags: free tags. dt: s. init_step: first controlled step.
+        num_steps: T. log_ego: float32 [T, 3] x, y (m), yaw (rad). agents: float32 [A, T, 5] x, y, yaw,
+        length, width (ego first). valid: bool [A, T]. agent_type: int8 [A]. route: float32 [R, 2] m.
+        map: kind -> (points float32 [P, 2], offsets int64 [L + 1]). offset: float64 [2] m, the recentring
+        shift applied on import (NaN: not recorded). agents_dropped: agents left out of the batch (-1: unknown).
+    """
+
+    id: str
+    source: str
+    family: str
+    tags: tuple[str, ...]
+    dt: float
+    init_step: int
+    num_steps: int
+    log_ego: np.ndarray
+    agents: np.ndarray
+    valid: np.ndarray
+    agent_type: np.ndarray
+    route: np.ndarray
+    map: Mapping[str, tuple[np.ndarray, np.ndarray]]
+    offset: tuple[float, float] = (math.nan, math.nan)
+    agents_dropped: int = -1
+
+
+def recentring_offset(scene: Any) -> tuple[float, float]:
+    """The scene's import recentring offset (m), when ``Scenario`` records it (``scene.offset``), else NaN."""
+    off = getattr(scene, "offset", None)
+    if off is None:
+        return (math.nan, math.nan)
+    a = np.asarray(off, dtype=np.float64).reshape(-1)
+    return (float(a[0]), float(a[1])) if a.size >= 2 else (math.nan, math.nan)
+
+
+def scene_record(scene: Any, agents_dropped: int = -1) -> SceneRecord:
+    """The stored view of a :class:`scenarios.scenario.Scenario` (ego first)."""
+    order = [scene.ego] + [a for a in range(scene.num_agents) if a != scene.ego]
+    return SceneRecord(
+        id=scene.id, source=scene.source, family=scene.family, tags=tuple(scene.tags), dt=float(scene.dt),
+        init_step=int(scene.init_step), num_steps=int(scene.num_steps),
+        log_ego=scene.agents[scene.ego][:, :3].astype(np.float32),
+        agents=scene.agents[order][..., [0, 1, 2, 5, 6]].astype(np.float32),
+        valid=scene.valid[order].astype(np.bool_), agent_type=scene.agent_type[order].astype(np.int8),
+        route=np.asarray(scene.route, dtype=np.float32).reshape(-1, 2),
+        map={k: (np.asarray(getattr(scene.map, k).points, dtype=np.float32).reshape(-1, 2),
+                 np.asarray(getattr(scene.map, k).offsets, dtype=np.int64)) for k in MAP_KINDS},
+        offset=recentring_offset(scene), agents_dropped=int(agents_dropped),
+    )
