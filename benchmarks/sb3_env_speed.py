@@ -56,9 +56,9 @@ def eval_time(n_ckpt: int, n_scenes: int) -> float:
     from stable_baselines3 import PPO
 
     from scenarios.loading import load_scenes
-    from sim.agents_api import load_agent, policy_fn
     from sim.batch import make_batch
     from sim.gym_env import make_sb3_vec_env
+    from sim.harness.agents import load_agent, policy_fn
     from sim.metrics import compute_metrics
     from sim.rollout import rollout
 

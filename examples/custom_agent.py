@@ -1,9 +1,9 @@
 """Your own trainer, your own checkpoint format: a factory for ``--agent examples.custom_agent:make``.
 
-The factory takes ``(checkpoint_path, device)`` and returns an object with ``info`` (:class:`sim.agents_api.AgentInfo`)
-and ``waypoints(obs [B, OBS_DIM]) -> [B, K, 2]`` (metres, ego frame). Here the checkpoint is a plain tensor dict
-(``torch.save(state_dict)``; read with ``weights_only=True``) for a small MLP that outputs waypoints directly; the
-training log is a CSV with a ``step`` column.
+The factory takes ``(checkpoint_path, device)`` and returns an object with ``info``
+(:class:`sim.harness.agents.AgentInfo`) and ``waypoints(obs [B, OBS_DIM]) -> [B, K, 2]`` (metres, ego frame).
+Here the checkpoint is a plain tensor dict (``torch.save(state_dict)``; read with ``weights_only=True``) for a
+small MLP that outputs waypoints directly; the training log is a CSV with a ``step`` column.
 
 Run ``python -m examples.custom_agent --out out/custom_example`` from the repo root: it writes three checkpoints
 (``step_100.pt`` ...) and ``train_log.csv``, evaluates them on held-out scenes, and prints the signal verdict.
@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from sim.agents_api import AgentError, AgentInfo, step_from_name, weights_digest
 from sim.config import NUM_WAYPOINTS
+from sim.harness.agents import AgentError, AgentInfo, step_from_name, weights_digest
 from sim.observation import OBS_DIM
 
 
@@ -65,12 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenes", type=int, default=16)
     a = ap.parse_args(argv)
     from scenarios.loading import load_scenes
-    from sim.agents_api import load_agent, policy_fn
     from sim.batch import make_batch
+    from sim.harness.agents import load_agent, policy_fn
+    from sim.harness.signal_verdict import judge_signals
+    from sim.harness.signals import match_checkpoints, read_signals
     from sim.metrics import compute_metrics
     from sim.rollout import rollout
-    from sim.signal_verdict import judge_signals
-    from sim.signals import match_checkpoints, read_signals
 
     a.out.mkdir(parents=True, exist_ok=True)
     rows = ["step,loss,plan_scale"]

@@ -44,8 +44,8 @@ def train(out: Path, num_envs: int, total_steps: int, save_every: int, scenarios
 def evaluate(paths: list[Path], scenarios: str, n_scenes: int, metric: str) -> tuple[list, np.ndarray]:
     """Closed-loop ``metric`` per checkpoint and scene ``[C, S]`` through the ``sb3`` agent plug-in."""
     from scenarios.loading import load_scenes
-    from sim.agents_api import load_agent, policy_fn
     from sim.batch import make_batch
+    from sim.harness.agents import load_agent, policy_fn
     from sim.metrics import compute_metrics
     from sim.rollout import rollout
 
@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         a.num_envs, a.total_steps, a.save_every, a.eval_scenes = 8, 8 * 80 * 4, 8 * 80, 16
         a.scenarios, a.eval_scenarios = "procedural-small:train", "procedural-small:test"
     torch.set_num_threads(a.threads)  # one thread is fastest on a busy 2-core machine (benchmarks.sim_throughput)
-    from sim.signal_verdict import judge_signals
-    from sim.signals import match_checkpoints, read_signals
+    from sim.harness.signal_verdict import judge_signals
+    from sim.harness.signals import match_checkpoints, read_signals
 
     t0 = time.perf_counter()
     train(a.out, a.num_envs, a.total_steps, a.save_every, a.scenarios, a.seed)

@@ -9,8 +9,8 @@ One episode = one scene replayed in closed loop from its ``init_step`` to its la
   policy head's deltas are added to its cloned plan; :func:`sim.action_map.waypoints_from_action` is the one
   mapping, shared with the ``sb3`` agent plug-in. The waypoint controller (:mod:`sim.controller`) turns them into
   (accel, curvature).
-- **Reward**: the trainer's reward terms (:func:`training.reward.step_rewards`, default
-  :class:`~training.reward.RewardWeights`): progress along the route, collision onset, offroad distance,
+- **Reward**: the trainer's reward terms (:func:`sim.reward.step_rewards`, default
+  :class:`~sim.reward.RewardWeights`): progress along the route, collision onset, offroad distance,
   broken comfort bounds, distance to the log. A step-wise env cannot see the future, so the comfort
   derivatives are estimated on the last ``REWARD_WINDOW`` steps (causal); the trainer's post-hoc reward uses a
   centred window there, the other terms are identical.
@@ -45,8 +45,8 @@ from sim.config import DEFAULT_MAX_AGENTS, SimError
 from sim.controller import WaypointController
 from sim.metrics import MetricContext, compute_metrics
 from sim.observation import OBS_DIM, observe
+from sim.reward import REWARD_SERIES, RewardWeights, step_rewards
 from sim.rollout import Rollout
-from training.reward import REWARD_SERIES, RewardWeights, step_rewards
 
 ENV_ID = "driveselect/ClosedLoop-v0"
 REWARD_WINDOW = 16  # steps of history for the per-step comfort terms (jerk window 15 + 1)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.across_seeds import AcrossError, RulePick, SeedResult, compare_runs, format_table, seed_bootstrap_mean
+from sim.harness.across import AcrossError, RulePick, SeedResult, compare_runs, format_table, seed_bootstrap_mean
 
 
 def _seed(run: str, picks: dict[str, tuple[str, int, float]], rho: float | None = 0.1, **kw) -> SeedResult:

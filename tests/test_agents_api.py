@@ -18,7 +18,9 @@ pytest.importorskip("stable_baselines3")
 
 from scenarios.loading import load_scenes  # noqa: E402
 from sim import gym_env as ge  # noqa: E402
-from sim.agents_api import (  # noqa: E402
+from sim.batch import make_batch  # noqa: E402
+from sim.config import NUM_WAYPOINTS  # noqa: E402
+from sim.harness.agents import (  # noqa: E402
     AgentError,
     OwnAgent,
     SB3Agent,
@@ -27,8 +29,6 @@ from sim.agents_api import (  # noqa: E402
     resolve_factory,
     step_from_name,
 )
-from sim.batch import make_batch  # noqa: E402
-from sim.config import NUM_WAYPOINTS  # noqa: E402
 from sim.metrics import compute_metrics  # noqa: E402
 from sim.observation import OBS_DIM  # noqa: E402
 from sim.rollout import rollout  # noqa: E402
@@ -166,8 +166,9 @@ def test_own_agent_matches_policy_act(tmp_path):
 
 
 def test_resolver():
-    assert resolve_factory("sim.agents_api:TorchScriptAgent").__name__ == "TorchScriptAgent"
+    assert resolve_factory("sim.harness.agents:TorchScriptAgent").__name__ == "TorchScriptAgent"
     for spec, msg in [("nope", "not a built-in"), ("no_such_mod:f", "cannot import no_such_mod"),
-                      ("sim.agents_api:Missing", "has no Missing"), ("sim.agents_api:NUM_WAYPOINTS", "not callable")]:
+                      ("sim.harness.agents:Missing", "has no Missing"),
+                      ("sim.harness.agents:NUM_WAYPOINTS", "not callable")]:
         with pytest.raises(AgentError, match=msg):
             resolve_factory(spec)

@@ -15,8 +15,8 @@ from gymnasium.utils.env_checker import check_env  # noqa: E402
 from scenarios.loading import load_scenes  # noqa: E402
 from sim import gym_env as ge  # noqa: E402
 from sim.metrics import MetricContext, compute_metrics  # noqa: E402
+from sim.reward import REWARD_SERIES, RewardWeights, step_rewards  # noqa: E402
 from sim.rollout import rollout  # noqa: E402
-from training.reward import REWARD_SERIES, RewardWeights, step_rewards  # noqa: E402
 
 
 @pytest.fixture(scope="module")

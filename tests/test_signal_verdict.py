@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sim.signal_verdict import STEP_SIGNAL, judge_signals
+from sim.harness.signal_verdict import STEP_SIGNAL, judge_signals
 
 KEYS = [f"ep{i:05d}.pt" for i in range(6)]
 

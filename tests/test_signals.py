@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from sim.signals import SignalError, match_checkpoints, read_signals
+from sim.harness.signals import SignalError, match_checkpoints, read_signals
 
 
 def _history(tmp_path):

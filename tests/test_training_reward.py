@@ -7,8 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sim.reward import RewardWeights, step_rewards
 from training.ppo import gae
-from training.reward import RewardWeights, step_rewards
 
 
 def _series(t: int, **over) -> dict[str, torch.Tensor]:

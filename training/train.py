@@ -27,6 +27,7 @@ from policy.model import PolicyConfig, WaypointPolicy
 from scenarios.scenario import ScenarioError
 from sim.config import NUM_WAYPOINTS, WAYPOINT_STEPS, SimError
 from sim.observation import OBS_DIM, OBS_VERSION, SPEED_SCALE
+from sim.reward import RewardWeights, reward_signals, step_rewards
 from sim.rollout import rollout
 from training.bc import ExpertData, behaviour_clone, log_labels, relabel_on_policy
 from training.checkpoints import CheckpointManager
@@ -35,7 +36,6 @@ from training.data import RunData, load_run_data
 from training.evaluation import Evaluation, evaluate
 from training.history import PPO_SERIES, EvalRecord, entropy_history_doc, train_metrics_doc, write_history
 from training.ppo import Transitions, explained_variance, gae, make_sampling_policy_fn, ppo_update, rl_param_groups
-from training.reward import RewardWeights, reward_signals, step_rewards
 from training.run_dir import (
     create_run_dir,
     package_versions,

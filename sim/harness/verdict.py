@@ -131,7 +131,7 @@ def _ci(lo: float, hi: float) -> list[float | None]:
     return [_float(lo), _float(hi)]
 
 
-def _bootstrap(
+def paired_bootstrap(
     stat_fn, n_scen: int, n_stats: int, n_resamples: int, seed: int, confidence: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Paired scenario bootstrap of a vector statistic of scenario indices. Returns (low, high) ``[n_stats]``."""
@@ -234,7 +234,7 @@ def correlations_with_ci(x: np.ndarray, per_scene: np.ndarray, n_resamples: int 
         return res[:, 0] if one else res
 
     point = stat_fn(np.arange(m.shape[1]))
-    lo, hi = _bootstrap(stat_fn, m.shape[1], 2, n_resamples, seed, confidence)
+    lo, hi = paired_bootstrap(stat_fn, m.shape[1], 2, n_resamples, seed, confidence)
     out.update(spearman=float(point[0]), kendall=float(point[1]), spearman_lo=float(lo[0]),
                spearman_hi=float(hi[0]), kendall_lo=float(lo[1]), kendall_hi=float(hi[1]))
     return out
@@ -292,7 +292,7 @@ def compute_verdict(
 
     point = stat_fn(np.arange(s)) if c >= 2 and s >= 1 else np.full(4 * len(names) + 1, np.nan)
     if c >= 3:
-        lo, hi = _bootstrap(stat_fn, s, len(point), n_resamples, seed, confidence)
+        lo, hi = paired_bootstrap(stat_fn, s, len(point), n_resamples, seed, confidence)
     else:
         lo, hi = np.full(len(point), np.nan), np.full(len(point), np.nan)
     nm = len(names)

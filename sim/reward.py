@@ -32,6 +32,12 @@ JERK_MAX = 4.13  # m/s^3
 TTC_MIN = 0.95  # s
 
 
+REWARD_SERIES = ("collision", "offroad_dist", "route_s", "log_dist", "accel", "jerk", "lat_accel", "yaw_rate")
+"""Per-step ``[B, T]`` signals every reward needs (``MetricContext`` attributes of the same names).
+
+``ttc`` is optional (see :func:`reward_signals`)."""
+
+
 class RewardWeights(NamedTuple):
     """Weights of the reward terms (per step)."""
 
@@ -69,6 +75,7 @@ def reward_signals(ro: Rollout, batch: ScenarioBatch, *, ttc: bool, at_fault: bo
     series = {"collision": c.collision, "offroad_dist": c.offroad_dist, "route_s": c.route_s,
               "log_dist": c.log_dist, "accel": c.accel, "jerk": c.jerk, "lat_accel": c.lat_accel,
               "yaw_rate": c.yaw_rate}
+    assert tuple(series) == REWARD_SERIES
     if ttc:
         series["ttc"] = c.ttc
     return RewardSignals(series, c.first_collision_at_fault if at_fault else None)

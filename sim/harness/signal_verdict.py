@@ -1,7 +1,8 @@
 """Which training signal picks the best checkpoint? A verdict over every logged scalar (numpy + scipy).
 
 Input: a closed-loop metric per checkpoint and scenario ``[C, S]`` and, per signal, one value per checkpoint
-``[C]`` (NaN where the signal has no logged step near the checkpoint; see :func:`sim.signals.match_checkpoints`).
+``[C]`` (NaN where the signal has no logged step near the checkpoint; see
+:func:`sim.harness.signals.match_checkpoints`).
 For each signal, over the checkpoints where it is defined:
 
 - Spearman and Kendall rank correlation between the signal and the checkpoint's mean metric, with a paired
@@ -27,10 +28,7 @@ from typing import Any
 
 import numpy as np
 
-try:  # the entropy verdict's rank correlations and bootstrap (one place); it moves to sim.harness
-    from sim.harness.verdict import _bootstrap, kendall_rows, spearman_rows
-except ImportError:  # pragma: no cover - before the harness move
-    from sim.verdict import _bootstrap, kendall_rows, spearman_rows
+from sim.harness.verdict import kendall_rows, paired_bootstrap, spearman_rows
 
 STEP_SIGNAL = "training step"
 MIN_CHECKPOINTS = 3
@@ -153,9 +151,9 @@ def judge_signals(metric: np.ndarray, signals: Mapping[str, Sequence[float]], ch
         checkpoints: the C checkpoint keys.
         metric_name: for the report.
         higher_is_better: direction of the metric.
-        headline: the entropy signal's name (:attr:`sim.signals.Signals.headline`).
+        headline: the entropy signal's name (:attr:`sim.harness.signals.Signals.headline`).
         steps: ``[C]`` training steps; adds the :data:`STEP_SIGNAL` baseline.
-        notes: lines carried into the verdict (e.g. :attr:`sim.signals.MatchedSignals.notes`).
+        notes: lines carried into the verdict (e.g. :attr:`sim.harness.signals.MatchedSignals.notes`).
         n_resamples, confidence, seed: scenario bootstrap settings.
 
     Raises:
@@ -210,7 +208,7 @@ def _judge(name: str, v: np.ndarray, m: np.ndarray, mean: np.ndarray, orient: fl
             mm = np.moveaxis(mm, 0, -1)  # [..., C']
             return np.stack([spearman_rows(mm, y), kendall_rows(mm, y)])
 
-        lo, hi = _bootstrap(stat, m.shape[1], 2, n_resamples, seed, confidence)
+        lo, hi = paired_bootstrap(stat, m.shape[1], 2, n_resamples, seed, confidence)
         rho_ci, tau_ci = (_opt(lo[0]), _opt(hi[0])), (_opt(lo[1]), _opt(hi[1]))
     rule = "max" if r_max <= r_min else "min"
     return SignalJudgement(name, int(ok.size), rho, rho_ci, tau, tau_ci, keys[i_max], keys[i_min], r_max, r_min,
