@@ -16,6 +16,7 @@ import numpy as np
 
 from scenarios.formats import ImportOptions
 from scenarios.importers.common import Recording, content_errors, recording_to_scenes
+from scenarios.importers.repair import usable_line
 from scenarios.importers.safe_pickle import safe_load
 from scenarios.scenario import NUM_FIELDS, AgentType, Polylines, Scenario, ScenarioError
 
@@ -25,6 +26,8 @@ DRIVING_LANES = ("LANE_SURFACE_STREET", "LANE_FREEWAY", "LANE_UNKNOWN")
 
 def _xy(a) -> np.ndarray:
     arr = np.asarray(a, dtype=np.float64)
+    if arr.size == 0:
+        return np.zeros((0, 2))
     if arr.ndim != 2 or arr.shape[1] < 2:
         raise ScenarioError(f"polyline must be [n, 2 or 3], got {list(arr.shape)}")
     return arr[:, :2]
@@ -71,6 +74,12 @@ def _map(d: dict) -> dict:
     for fid, mf in d.get("map_features", {}).items():
         kind = str(mf.get("type", ""))
         try:
+            area = kind in ("CROSSWALK", "DRIVEWAY")
+            if not (area or kind in DRIVING_LANES or kind.startswith(("ROAD_EDGE", "ROAD_LINE"))):
+                continue  # stop signs, signals, bike lanes...
+            geom = mf.get("polygon" if area else "polyline")
+            if not usable_line(_xy(geom if geom is not None else []), f"{fid} ({kind})", 3 if area else 2):
+                continue
             if kind in DRIVING_LANES:
                 lanes.append(_xy(mf["polyline"]))
                 w = np.asarray(mf.get("width", np.zeros((0, 2))), dtype=np.float64)
@@ -131,12 +140,15 @@ def scenarionet_recording(d: object) -> Recording:
         )
 
 
-def load_scenarionet(path: str | os.PathLike, options: ImportOptions | None = None) -> list[Scenario]:
+def load_scenarionet(
+    path: str | os.PathLike, options: ImportOptions | None = None, skipped: list[tuple[str, str]] | None = None
+) -> list[Scenario]:
     """Import one ScenarioNet pickle.
 
     Args:
         path: an ``sd_*.pkl`` file.
         options: windowing and init step.
+        skipped: see :func:`~scenarios.importers.common.recording_to_scenes`.
 
     Returns:
         Validated scenarios (one per window), ego at agent 0.
@@ -147,7 +159,7 @@ def load_scenarionet(path: str | os.PathLike, options: ImportOptions | None = No
     path = Path(path)
     try:
         rec = scenarionet_recording(safe_load(path))
-        return recording_to_scenes(rec, options or ImportOptions())
+        return recording_to_scenes(rec, options or ImportOptions(), skipped)
     except ScenarioError as e:
         msg = str(e)
         raise ScenarioError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None

@@ -5,8 +5,11 @@ Layout: ``objects[i]`` with ``position``/``velocity`` lists of ``{x, y[, z]}`` (
 (``vehicle``, ``pedestrian``, ``cyclist``), ``id``; ``roads[j]`` with ``type`` (``lane``,
 ``road_edge``, ``road_line``, ``crosswalk``, ``driveway``, ``stop_sign``, ``speed_bump``),
 ``map_element_id`` (Waymo's map type code; 3 = bike lane) and ``geometry`` (list of
-``{x, y[, z]}``); ``metadata.sdc_track_index`` (the ego). Steps are 0.1 s apart; invalid
-steps hold -10000 and are masked.
+``{x, y[, z]}``); ``metadata.sdc_track_index`` (the ego). Steps are 0.1 s apart; a step is
+invalid when its ``valid`` flag is false or its position holds the exact sentinel
+:data:`INVALID_SENTINEL` (-10000); real coordinates may be anywhere (never judged by their
+distance from the origin). A road element without usable points is skipped with a
+:class:`~scenarios.importers.repair.MapElementSkipped` warning.
 """
 
 from __future__ import annotations
@@ -19,17 +22,26 @@ import numpy as np
 
 from scenarios.formats import ImportOptions
 from scenarios.importers.common import Recording, content_errors, recording_to_scenes
+from scenarios.importers.repair import usable_line
 from scenarios.importers.resample import DT
 from scenarios.scenario import NUM_FIELDS, AgentType, Polylines, Scenario, ScenarioError
 
 TYPES = {"vehicle": AgentType.VEHICLE, "pedestrian": AgentType.PEDESTRIAN, "cyclist": AgentType.CYCLIST}
 BIKE_LANE = 3
+INVALID_SENTINEL = -10000.0  # the value the GPUDrive/Nocturne layout writes at invalid steps
 
 
 def _points(seq, what: str) -> np.ndarray:
     if not isinstance(seq, list) or not seq:
         raise ScenarioError(f"{what} must be a non-empty list of {{x, y}} points")
     return np.array([(p["x"], p["y"]) for p in seq], dtype=np.float64)
+
+
+def _road_points(seq) -> np.ndarray:
+    """``[n, 2]`` points of a road element's geometry (``[0, 2]`` when absent or not a list)."""
+    if not isinstance(seq, list):
+        return np.zeros((0, 2))
+    return np.array([(p["x"], p["y"]) for p in seq], dtype=np.float64).reshape(-1, 2)
 
 
 def waymo_json_recording(d: object, name: str = "scene") -> Recording:
@@ -66,7 +78,7 @@ def waymo_json_recording(d: object, name: str = "scene") -> Recording:
             states[i, :, 3:5] = vel
             states[i, :, 5] = float(o["length"])
             states[i, :, 6] = float(o["width"])
-            valid[i] = val & (np.abs(pos).max(axis=1) < 9999.0)
+            valid[i] = val & ~np.any(pos == INVALID_SENTINEL, axis=1)
             types[i] = TYPES.get(str(o.get("type", "")).lower(), AgentType.OTHER)
         valid &= np.all(np.isfinite(states), axis=2)
         lanes, edges, lines, cross, extra = [], [], [], [], []
@@ -74,7 +86,9 @@ def waymo_json_recording(d: object, name: str = "scene") -> Recording:
             kind = str(r.get("type", ""))
             if kind not in ("lane", "road_edge", "road_line", "crosswalk", "driveway"):
                 continue
-            pts = _points(r["geometry"], f"road {j} geometry")
+            pts = _road_points(r.get("geometry"))
+            if not usable_line(pts, f"road {j} ({kind})", 3 if kind in ("crosswalk", "driveway") else 2):
+                continue
             if kind == "lane" and int(r.get("map_element_id", 2)) != BIKE_LANE:
                 lanes.append(pts)
             elif kind == "road_edge":
@@ -103,12 +117,15 @@ def waymo_json_recording(d: object, name: str = "scene") -> Recording:
         )
 
 
-def load_waymo_json(path: str | os.PathLike, options: ImportOptions | None = None) -> list[Scenario]:
+def load_waymo_json(
+    path: str | os.PathLike, options: ImportOptions | None = None, skipped: list[tuple[str, str]] | None = None
+) -> list[Scenario]:
     """Import one Waymo Open Motion JSON scene.
 
     Args:
         path: a ``.json`` file in the GPUDrive/Nocturne layout.
         options: windowing and init step.
+        skipped: see :func:`~scenarios.importers.common.recording_to_scenes`.
 
     Returns:
         Validated scenarios (one per window), ego at agent 0.
@@ -126,7 +143,7 @@ def load_waymo_json(path: str | os.PathLike, options: ImportOptions | None = Non
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ScenarioError(f"malformed JSON ({e})") from None
         rec = waymo_json_recording(d, name=path.stem)
-        return recording_to_scenes(rec, options or ImportOptions())
+        return recording_to_scenes(rec, options or ImportOptions(), skipped)
     except ScenarioError as e:
         msg = str(e)
         raise ScenarioError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
