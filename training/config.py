@@ -6,6 +6,8 @@ import argparse
 from dataclasses import asdict, dataclass, fields
 from typing import Any, NamedTuple
 
+from sim.config import DEFAULT_MAX_AGENTS
+
 
 class TrainError(RuntimeError):
     """A training run cannot start or continue; the message names the file and the problem."""
@@ -68,7 +70,8 @@ class TrainConfig:
     # evaluation
     val_scenes: int = 16
     eval_states: int = 512
-    max_agents: int = 16
+    max_agents: int = DEFAULT_MAX_AGENTS  # the simulator's one agent cap (sim.batch.select_agents)
+    strict: bool = False  # a scenario that cannot be used stops the run instead of being skipped
     threads: int = 1
     progress: bool = True
 
@@ -126,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--entropy-patience", type=int, default=d.entropy_patience,
                    help="evaluations below --min-entropy before stopping")
     p.add_argument("--scenarios", default=d.scenarios, help="suite name (train/val splits used), file or folder")
+    p.add_argument("--strict", action="store_true",
+                   help="a scenario that cannot be used is an error (default: skipped with a one-line reason)")
     p.add_argument("--train-pool", type=int, default=d.train_pool,
                    help="first scenes of the train split used (0 = all)")
     p.add_argument("--batch-scenes", type=int, default=d.batch_scenes, help="scenes per PPO iteration")
@@ -167,6 +172,7 @@ def parse_config(argv: list[str] | None = None) -> CliArgs:
         episodes=a.episodes if a.episodes is not None else TrainConfig.episodes, seed=a.seed, device=a.device,
         out_dir=a.out_dir, eval_interval=a.eval_interval, keep_top_k=a.keep_top_k, select_after=a.select_after,
         min_entropy=a.min_entropy, entropy_patience=a.entropy_patience, scenarios=a.scenarios, init=a.init,
+        strict=a.strict,
         train_pool=a.train_pool,
         batch_scenes=a.batch_scenes, bc_scenes=a.bc_scenes, bc_epochs=a.bc_epochs, dagger_rounds=a.dagger_rounds,
         threads=a.threads, val_scenes=a.val_scenes,
