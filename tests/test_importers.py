@@ -106,7 +106,7 @@ def test_window_too_short_for_init_step(tmp_path):
 def test_resampled_from_5_hz(tmp_path):
     (s,) = load_scenarionet(_write_pickle(tmp_path / "sd_a.pkl", _sd(n_t=50, dt=0.2)))
     assert s.num_steps == 99 and "resampled" in s.tags
-    np.testing.assert_allclose(s.ego_log[:, 0] + s.world_origin[0], np.arange(99) * 1.0, atol=1e-4)  # 10 m/s every 0.1 s
+    np.testing.assert_allclose(s.ego_log[:, 0] + s.world_origin[0], np.arange(99) * 1.0, atol=1e-4)  # 10 m/s
     car = int(np.flatnonzero(~s.valid.all(axis=1))[0])
     # source gap at 5 Hz steps 30..39 = 6.0..7.8 s; new steps strictly inside (5.8, 8.0) s are invalid
     assert not s.valid[car, 59:80].any() and s.valid[car, 58] and s.valid[car, 80]

@@ -11,9 +11,8 @@ import torch
 from torch import Tensor
 
 from policy.checkpoint import CheckpointError, atomic_write_bytes
-from scenarios.scenario import Scenario
 from scenarios.loading import load_scenes
-from scenarios.scenario import ScenarioError
+from scenarios.scenario import Scenario, ScenarioError
 from scenarios.suites import parse_spec, suite_seeds
 from sim.batch import ScenarioBatch, make_batch
 from sim.expert import collect_expert
