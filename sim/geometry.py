@@ -259,7 +259,7 @@ def _scene_frame(scene: Scenario) -> tuple[np.ndarray, float]:
 
 
 def _scene_grid(scene: Scenario, res: float) -> _SceneGrid | None:
-    """``(sdf float32 [h, w], origin [2] world m, yaw rad, ExactRoad)`` for one scene; None without drivable polygons."""
+    """``(sdf float32 [h, w], origin [2] world m, yaw rad, ExactRoad)``; None without drivable polygons."""
     polys_w = [np.asarray(p, dtype=np.float64) for p in scene.map.drivable if len(p) >= 3]
     if not polys_w:
         return None
