@@ -101,22 +101,39 @@ class ExactRoad:
     Attributes:
         polys: the drivable polygons in the grid's local frame (m).
         tree: KD-tree over the union's boundary sampled every :data:`EDGE_SAMPLE` m (local frame).
+        segments: float64 ``[N, 2, 2]`` the polygon edge each boundary sample lies on.
         anchor: float64 ``[2]`` world point of the local frame's origin; ``yaw``: its heading (rad).
     """
 
     polys: list[np.ndarray]
     tree: cKDTree | None
+    segments: np.ndarray
     anchor: np.ndarray
     yaw: float
 
+    CANDIDATES = 8  # nearest boundary samples whose edges are measured exactly
+
     def signed_distance(self, xy: np.ndarray) -> np.ndarray:
-        """float64 ``[N]`` m (> 0 outside, error < 5 mm) of world points ``xy [N, 2]``."""
+        """float64 ``[N]`` m (> 0 outside) of world points ``xy [N, 2]``.
+
+        Outside the road: exact point-to-edge distances over the edges of the :attr:`CANDIDATES`
+        nearest boundary samples (the nearest point of the union lies on one of them); inside (an
+        edge there may run through another polygon): the nearest boundary sample (error < 5 cm,
+        < 5 mm beyond 0.3 m). The sign comes from an exact point-in-polygon test.
+        """
         c, s = math.cos(self.yaw), math.sin(self.yaw)
         q = (np.asarray(xy, np.float64) - self.anchor) @ np.array([[c, -s], [s, c]])
         if self.tree is None:
             return np.full(len(q), OUTSIDE)
-        d = self.tree.query(q)[0]
-        return np.where(_inside_any(q, self.polys), -d, d)
+        k = min(self.CANDIDATES, len(self.segments))
+        d_sample, nn = self.tree.query(q, k=k)
+        nn, d_sample = nn.reshape(len(q), k), d_sample.reshape(len(q), k)
+        seg = self.segments[nn]  # [N, k, 2, 2]
+        a, ab = seg[:, :, 0], seg[:, :, 1] - seg[:, :, 0]
+        t = np.clip(np.sum((q[:, None] - a) * ab, -1) / np.maximum(np.sum(ab * ab, -1), 1e-18), 0.0, 1.0)
+        d_edge = np.linalg.norm(q[:, None] - (a + t[..., None] * ab), axis=-1).min(1)
+        inside = _inside_any(q, self.polys)
+        return np.where(inside, -d_sample[:, 0], d_edge)
 
 
 # ----------------------------------------------------------------------------- boxes
@@ -223,13 +240,16 @@ def _inside_any(q: np.ndarray, polys: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
-def _boundary_samples(polys: Sequence[np.ndarray]) -> np.ndarray:
-    """``[N, 2]`` points along the boundary of the polygons' union, at most :data:`EDGE_SAMPLE` apart.
+def _boundary_samples(polys: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Points along the boundary of the polygons' union, at most :data:`EDGE_SAMPLE` apart.
 
     Edge points whose outer side lies inside another polygon (edges shared by adjacent or
     overlapping polygons) are not on the union's boundary and are dropped.
+
+    Returns:
+        ``(points [N, 2], segments [N, 2, 2])``: each sample and the polygon edge it lies on.
     """
-    out = []
+    out, segs = [], []
     for i, poly in enumerate(polys):
         d = np.roll(poly, -1, axis=0) - poly
         seg = np.linalg.norm(d, axis=1)
@@ -239,13 +259,16 @@ def _boundary_samples(polys: Sequence[np.ndarray]) -> np.ndarray:
         idx = np.repeat(np.arange(len(p0)), n)
         frac = (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)) / np.repeat(n, n)
         pts = p0[idx] + frac[:, None] * d[idx]
+        ends = np.stack([p0[idx], p0[idx] + d[idx]], axis=1)
         if len(polys) > 1:
             area2 = np.sum(poly[:, 0] * np.roll(poly[:, 1], -1) - np.roll(poly[:, 0], -1) * poly[:, 1])
             right = np.stack([d[idx, 1], -d[idx, 0]], axis=1) / seg[idx, None]  # outward when counter-clockwise
             outer = pts + np.sign(area2) * _SIDE_EPS * right
-            pts = pts[~_inside_any(outer, [p for j, p in enumerate(polys) if j != i])]
+            on = ~_inside_any(outer, [p for j, p in enumerate(polys) if j != i])
+            pts, ends = pts[on], ends[on]
         out.append(pts)
-    return np.concatenate(out, axis=0)
+        segs.append(ends)
+    return np.concatenate(out, axis=0), np.concatenate(segs, axis=0).reshape(-1, 2, 2)
 
 
 def _scene_frame(scene: Scenario) -> tuple[np.ndarray, float]:
@@ -274,8 +297,8 @@ def _scene_grid(scene: Scenario, res: float) -> _SceneGrid | None:
     hi = np.maximum(hi, lo + res)  # road out of the ego's reach: a small all-offroad grid
     shape = (int(math.ceil((hi[1] - lo[1]) / res)) + 1, int(math.ceil((hi[0] - lo[0]) / res)) + 1)
     origin = anchor + rot @ lo
-    boundary = _boundary_samples(polys)
-    fallback = ExactRoad(polys, cKDTree(boundary) if len(boundary) else None, anchor, yaw)
+    boundary, segments = _boundary_samples(polys)
+    fallback = ExactRoad(polys, cKDTree(boundary) if len(boundary) else None, segments, anchor, yaw)
     inside = _rasterise(polys, lo, shape, res)
     if not inside.any():
         return np.full(shape, OUTSIDE, dtype=np.float32), origin, yaw, fallback
