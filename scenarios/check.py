@@ -93,7 +93,7 @@ def import_file(path: Path, options: ImportOptions) -> tuple[list[Scenario], lis
             msg = str(e)
             reason = msg[len(f"{path}: "):] if msg.startswith(f"{path}: ") else msg
             return [], [], [SkippedScene(str(path), "", reason)]
-    dropped = sum(1 for w in caught if issubclass(w.category, MapElementSkipped))
+    dropped = sum(getattr(w.message, "count", 1) for w in caught if issubclass(w.category, MapElementSkipped))
     reports = [
         SceneReport(str(path), s.id, s.source, s.num_agents, int(s.static_agents().sum()), _map_elements(s.map),
                     dropped, s.num_steps, tuple(float(v) for v in s.world_origin))

@@ -23,7 +23,7 @@ import numpy as np
 
 from scenarios.formats import ImportOptions
 from scenarios.importers.common import Recording, recording_to_scenes
-from scenarios.importers.repair import skip_map_element, usable_line
+from scenarios.importers.repair import usable_line, warn_skipped
 from scenarios.scenario import NUM_FIELDS, AgentType, Polylines, Scenario, ScenarioError
 
 SUPPORTED_VERSIONS = ("2020a",)
@@ -108,18 +108,19 @@ def _static_tracks(scenario, n_t: int) -> tuple[np.ndarray, np.ndarray]:
 
     Shapes without a length and width (polygons, shape groups) are left out with a warning.
     """
-    rows, types = [], []
+    rows, types, notes = [], [], []
     for o in getattr(scenario, "static_obstacles", []):
         if o.obstacle_type.name in NOT_AGENTS:
             continue
         try:
             length, width = _shape_size(o.obstacle_shape)
         except ScenarioError as e:
-            skip_map_element(f"static obstacle {o.obstacle_id}", str(e))
+            notes.append(f"static obstacle {o.obstacle_id}: {e}")
             continue
         st = o.initial_state
         rows.append((*np.asarray(st.position, float)[:2], float(st.orientation), 0.0, 0.0, length, width))
         types.append(TYPES.get(o.obstacle_type.name, AgentType.OTHER))
+    warn_skipped(notes)
     states = np.zeros((len(rows), n_t, NUM_FIELDS), dtype=np.float64)
     if rows:
         states[:] = np.asarray(rows, dtype=np.float64)[:, None, :]
@@ -163,12 +164,12 @@ def choose_ego(
 
 
 def _lanelet_map(network) -> dict:
-    lanes, widths, edges, lines, polys = [], [], [], [], []
+    lanes, widths, edges, lines, polys, notes = [], [], [], [], [], []
     for ll in network.lanelets:
         left, right = np.asarray(ll.left_vertices, float), np.asarray(ll.right_vertices, float)
         what = f"lanelet {ll.lanelet_id}"
-        if not (usable_line(left, what) and usable_line(right, what)
-                and usable_line(np.asarray(ll.center_vertices, float), what)):
+        if not (usable_line(left, what, 2, notes) and usable_line(right, what, 2, notes)
+                and usable_line(np.asarray(ll.center_vertices, float), what, 2, notes)):
             continue
         lanes.append(np.asarray(ll.center_vertices, float))
         widths.append(float(np.mean(np.hypot(*(left - right).T))) if len(left) == len(right) else np.nan)
@@ -178,6 +179,7 @@ def _lanelet_map(network) -> dict:
             edges.append(left[::-1])
         elif ll.adj_left_same_direction is False or ll.lanelet_id < ll.adj_left:
             lines.append(left)
+    warn_skipped(notes)
     return {
         "lanes": Polylines.from_list(lanes),
         "lane_widths": np.asarray(widths, dtype=np.float64),

@@ -14,9 +14,10 @@
 from __future__ import annotations
 
 import warnings
+from functools import lru_cache
 
 import numpy as np
-from scipy.signal import savgol_filter
+from scipy.signal import savgol_coeffs, savgol_filter
 
 from scenarios.scenario import VX, VY, X, Y
 
@@ -25,36 +26,45 @@ VEL_TOLERANCE = 1.0  # m/s: recorded velocity further than this from the positio
 
 
 class MapElementSkipped(UserWarning):
-    """A map element without usable points was left out of the scene (the scene itself imports)."""
+    """Map elements (or obstacles) without usable points were left out; the scene itself imports.
+
+    Attributes:
+        count: how many elements one warning stands for (one warning per file).
+    """
+
+    def __init__(self, message: str, count: int = 1):
+        super().__init__(message)
+        self.count = count
 
 
-def skip_map_element(what: str, reason: str) -> None:
-    """Warn (one line) that map element ``what`` was skipped because of ``reason``."""
-    warnings.warn(f"map element {what} skipped: {reason}", MapElementSkipped, stacklevel=3)
+def warn_skipped(notes: list[str]) -> None:
+    """One warning (one line) for every element noted by :func:`usable_line` in a file, if any."""
+    if notes:
+        shown = "; ".join(notes[:3]) + (f"; ... ({len(notes) - 3} more)" if len(notes) > 3 else "")
+        warnings.warn(MapElementSkipped(f"{len(notes)} map element(s) skipped: {shown}", len(notes)), stacklevel=3)
 
 
-def usable_line(pts: np.ndarray, what: str, min_points: int = 2) -> bool:
-    """Whether ``pts [n, 2]`` is a usable polyline (or polygon with ``min_points=3``); warns when not.
+def usable_line(pts: np.ndarray, what: str, min_points: int, notes: list[str]) -> bool:
+    """Whether ``pts [n, 2]`` is a usable polyline (``min_points=2``) or polygon (3); notes why not.
 
     Degenerate means fewer than ``min_points`` points, non-finite values, or all points equal.
     """
+    reason = ""
     if len(pts) < min_points:
-        skip_map_element(what, f"{len(pts)} points (needs >= {min_points})")
-        return False
-    if not np.all(np.isfinite(pts)):
-        skip_map_element(what, "non-finite coordinates")
-        return False
-    if np.all(np.abs(pts - pts[:1]) < 1e-9):
-        skip_map_element(what, "all points coincide")
-        return False
-    return True
+        reason = f"{len(pts)} points (needs >= {min_points})"
+    elif not np.isfinite(pts).all():
+        reason = "non-finite coordinates"
+    elif not (pts != pts[0]).any():
+        reason = "all points coincide"
+    if reason:
+        notes.append(f"{what}: {reason}")
+    return not reason
 
 
-def _runs(valid: np.ndarray) -> list[tuple[int, int]]:
-    """Runs ``[a, b)`` of consecutive True values of a bool ``[T]`` array."""
-    v = np.concatenate([[False], valid, [False]])
-    d = np.diff(v.astype(np.int8))
-    return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)))
+@lru_cache(maxsize=8)
+def _edge_coeffs(window: int, dt: float) -> np.ndarray:
+    """``[W, W]``: row ``p`` = Savitzky-Golay first-derivative weights (quadratic fit) at window position ``p``."""
+    return np.stack([savgol_coeffs(window, 2, deriv=1, delta=dt, pos=p, use="dot") for p in range(window)])
 
 
 def repair_velocities(states: np.ndarray, valid: np.ndarray, dt: float) -> int:
@@ -68,29 +78,31 @@ def repair_velocities(states: np.ndarray, valid: np.ndarray, dt: float) -> int:
     Returns:
         The number of (agent, step) velocities replaced.
     """
-    changed = 0
-    full = valid.all(axis=1)
-    if full.any() and valid.shape[1] >= 3:  # one vectorised pass for agents valid throughout
-        changed += _repair_span(states, np.flatnonzero(full), 0, valid.shape[1], dt)
-    for i in np.flatnonzero(~full):
-        for a, b in _runs(valid[i]):
-            if b - a >= 3:
-                changed += _repair_span(states, np.array([i]), a, b, dt)
-    return changed
-
-
-def _repair_span(states: np.ndarray, rows: np.ndarray, a: int, b: int, dt: float) -> int:
-    """In place for agents ``rows`` over steps ``[a, b)`` (all valid, ``b - a >= 3``); returns the count replaced."""
-    n = b - a
-    w = min(VEL_WINDOW, n if n % 2 else n - 1)
-    xy = states[rows, a:b][..., [X, Y]]  # [R, n, 2]
-    v_pos = savgol_filter(xy, w, min(2, w - 1), deriv=1, delta=dt, axis=1, mode="interp")
-    v_rec = states[rows, a:b][..., [VX, VY]]
-    bad = np.linalg.norm(v_rec - v_pos, axis=-1) > VEL_TOLERANCE  # [R, n]
-    if not bad.any():
+    n_a, n_t = valid.shape
+    if n_a == 0 or n_t < 3:
         return 0
-    fixed = np.where(bad[..., None], v_pos, v_rec)
-    sub = states[rows, a:b]
-    sub[..., VX], sub[..., VY] = fixed[..., 0], fixed[..., 1]
-    states[rows, a:b] = sub
+    t = np.arange(n_t)
+    prev = np.concatenate([np.zeros((n_a, 1), bool), valid[:, :-1]], axis=1)
+    nxt = np.concatenate([valid[:, 1:], np.zeros((n_a, 1), bool)], axis=1)
+    start = np.maximum.accumulate(np.where(valid & ~prev, t, -1), axis=1)  # first step of each step's run
+    end = np.minimum.accumulate(np.where(valid & ~nxt, t, n_t)[:, ::-1], axis=1)[:, ::-1]  # last step
+    length = end - start + 1
+    w = VEL_WINDOW
+    v_pos = np.full((n_a, n_t, 2), np.nan)
+    long = valid & (length >= w)  # one vectorised pass: the fit window slides inside the run
+    if long.any():
+        a_idx, t_idx = np.nonzero(long)
+        s0 = np.clip(t_idx - w // 2, start[a_idx, t_idx], end[a_idx, t_idx] - w + 1)
+        win = states[a_idx[:, None], s0[:, None] + np.arange(w)][..., [X, Y]]  # [M, W, 2]
+        coef = _edge_coeffs(w, float(dt))[t_idx - s0]  # [M, W]
+        v_pos[a_idx, t_idx] = np.einsum("mk,mkc->mc", coef, win)
+    for a, b0 in zip(*np.nonzero(valid & ~prev & (length < w) & (length >= 3))):  # short runs: rare
+        n = int(length[a, b0])
+        ww = n if n % 2 else n - 1
+        v_pos[a, b0:b0 + n] = savgol_filter(states[a, b0:b0 + n][:, [X, Y]], ww, min(2, ww - 1), deriv=1,
+                                            delta=dt, axis=0, mode="interp")
+    v_rec = states[..., [VX, VY]]
+    bad = np.isfinite(v_pos[..., 0]) & (np.linalg.norm(v_rec - np.nan_to_num(v_pos), axis=-1) > VEL_TOLERANCE)
+    states[..., VX] = np.where(bad, v_pos[..., 0], states[..., VX])
+    states[..., VY] = np.where(bad, v_pos[..., 1], states[..., VY])
     return int(bad.sum())

@@ -16,7 +16,7 @@ import numpy as np
 
 from scenarios.formats import ImportOptions
 from scenarios.importers.common import Recording, content_errors, recording_to_scenes
-from scenarios.importers.repair import usable_line
+from scenarios.importers.repair import usable_line, warn_skipped
 from scenarios.importers.safe_pickle import safe_load
 from scenarios.scenario import NUM_FIELDS, AgentType, Polylines, Scenario, ScenarioError
 
@@ -70,7 +70,7 @@ def _tracks(d: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
 
 
 def _map(d: dict) -> dict:
-    lanes, widths, edges, lines, cross, extra, has_poly = [], [], [], [], [], [], []
+    lanes, widths, edges, lines, cross, extra, has_poly, notes = [], [], [], [], [], [], [], []
     for fid, mf in d.get("map_features", {}).items():
         kind = str(mf.get("type", ""))
         try:
@@ -78,7 +78,7 @@ def _map(d: dict) -> dict:
             if not (area or kind in DRIVING_LANES or kind.startswith(("ROAD_EDGE", "ROAD_LINE"))):
                 continue  # stop signs, signals, bike lanes...
             geom = mf.get("polygon" if area else "polyline")
-            if not usable_line(_xy(geom if geom is not None else []), f"{fid} ({kind})", 3 if area else 2):
+            if not usable_line(_xy(geom if geom is not None else []), f"{fid} ({kind})", 3 if area else 2, notes):
                 continue
             if kind in DRIVING_LANES:
                 lanes.append(_xy(mf["polyline"]))
@@ -97,6 +97,7 @@ def _map(d: dict) -> dict:
                 extra.append(_xy(mf["polygon"]))
         except ScenarioError as e:
             raise ScenarioError(f"map feature {fid} ({kind}): {e}") from None
+    warn_skipped(notes)
     return {
         "lanes": Polylines.from_list(lanes),
         "lane_widths": np.asarray(widths, dtype=np.float64),

@@ -22,7 +22,7 @@ import numpy as np
 
 from scenarios.formats import ImportOptions
 from scenarios.importers.common import Recording, content_errors, recording_to_scenes
-from scenarios.importers.repair import usable_line
+from scenarios.importers.repair import usable_line, warn_skipped
 from scenarios.importers.resample import DT
 from scenarios.scenario import NUM_FIELDS, AgentType, Polylines, Scenario, ScenarioError
 
@@ -81,13 +81,13 @@ def waymo_json_recording(d: object, name: str = "scene") -> Recording:
             valid[i] = val & ~np.any(pos == INVALID_SENTINEL, axis=1)
             types[i] = TYPES.get(str(o.get("type", "")).lower(), AgentType.OTHER)
         valid &= np.all(np.isfinite(states), axis=2)
-        lanes, edges, lines, cross, extra = [], [], [], [], []
+        lanes, edges, lines, cross, extra, notes = [], [], [], [], [], []
         for j, r in enumerate(d.get("roads", [])):
             kind = str(r.get("type", ""))
             if kind not in ("lane", "road_edge", "road_line", "crosswalk", "driveway"):
                 continue
             pts = _road_points(r.get("geometry"))
-            if not usable_line(pts, f"road {j} ({kind})", 3 if kind in ("crosswalk", "driveway") else 2):
+            if not usable_line(pts, f"road {j} ({kind})", 3 if kind in ("crosswalk", "driveway") else 2, notes):
                 continue
             if kind == "lane" and int(r.get("map_element_id", 2)) != BIKE_LANE:
                 lanes.append(pts)
@@ -99,6 +99,7 @@ def waymo_json_recording(d: object, name: str = "scene") -> Recording:
                 cross.append(pts)
             elif kind == "driveway" and len(pts) >= 3:
                 extra.append(pts)
+        warn_skipped(notes)
         return Recording(
             id=str(d.get("scenario_id") or name),
             source="waymo_json",
