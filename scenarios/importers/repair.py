@@ -5,7 +5,8 @@
   :attr:`~scenarios.scenario.Scenario.world_origin`. Metrics then do not depend on where the
   source's world origin is (UTM-referenced logs sit millions of metres from theirs).
 - Velocities: the velocity the source recorded is compared with the velocity its own positions
-  imply (Savitzky-Golay derivative, quadratic fit over :data:`VEL_WINDOW` steps: smoothed as
+  imply (Savitzky-Golay derivative, quadratic fit over :data:`VEL_WINDOW` steps, the window
+  kept inside each run of valid steps, one fit over runs shorter than that: smoothed as
   nuPlan smooths ego states before its comfort metrics). Where they differ by more than
   :data:`VEL_TOLERANCE` (ScenarioNet's nuScenes egos record 0 m/s on their last step while
   moving), the positions win.
@@ -17,7 +18,6 @@ import warnings
 from functools import lru_cache
 
 import numpy as np
-from scipy.signal import savgol_coeffs, savgol_filter
 
 from scenarios.scenario import VX, VY, X, Y
 
@@ -49,22 +49,44 @@ def usable_line(pts: np.ndarray, what: str, min_points: int, notes: list[str]) -
 
     Degenerate means fewer than ``min_points`` points, non-finite values, or all points equal.
     """
-    reason = ""
-    if len(pts) < min_points:
-        reason = f"{len(pts)} points (needs >= {min_points})"
-    elif not np.isfinite(pts).all():
-        reason = "non-finite coordinates"
-    elif not (pts != pts[0]).any():
-        reason = "all points coincide"
-    if reason:
-        notes.append(f"{what}: {reason}")
-    return not reason
+    return bool(usable_lines([pts], [what], min_points, notes)[0])
 
 
-@lru_cache(maxsize=8)
-def _edge_coeffs(window: int, dt: float) -> np.ndarray:
-    """``[W, W]``: row ``p`` = Savitzky-Golay first-derivative weights (quadratic fit) at window position ``p``."""
-    return np.stack([savgol_coeffs(window, 2, deriv=1, delta=dt, pos=p, use="dot") for p in range(window)])
+def usable_lines(lines: list[np.ndarray], names: list[str], min_points: int, notes: list[str]) -> np.ndarray:
+    """bool ``[L]``: :func:`usable_line` for many lines at once (a few numpy calls, not a few per line)."""
+    n = np.array([len(p) for p in lines], dtype=np.int64)
+    ok = n >= min_points
+    if ok.any():
+        idx = np.flatnonzero(ok)
+        pts = np.concatenate([lines[i] for i in idx]).reshape(-1, 2)
+        starts = np.concatenate([[0], np.cumsum(n[idx])[:-1]])
+        finite = np.logical_and.reduceat(np.isfinite(pts).all(axis=1), starts)
+        safe = np.where(np.isfinite(pts), pts, 0.0)
+        spread = (np.maximum.reduceat(safe, starts) - np.minimum.reduceat(safe, starts)).max(axis=1)
+        for j, i in enumerate(idx):
+            if not finite[j]:
+                notes.append(f"{names[i]}: non-finite coordinates")
+            elif spread[j] <= 0.0:
+                notes.append(f"{names[i]}: all points coincide")
+        ok[idx] = finite & (spread > 0.0)
+    for i in np.flatnonzero(n < min_points):
+        notes.append(f"{names[i]}: {n[i]} points (needs >= {min_points})")
+    return ok
+
+
+@lru_cache(maxsize=64)
+def _deriv_coeffs(window: int, dt: float) -> np.ndarray:
+    """``[W, W]``: row ``p`` = weights giving the first derivative, at window position ``p``, of the
+    least-squares quadratic through ``window`` samples ``dt`` apart (Savitzky-Golay; numpy only, so
+    importing a scene does not load scipy.signal)."""
+    k = np.arange(window, dtype=np.float64)
+    order = min(2, window - 1)
+    rows = []
+    for p in range(window):
+        u = (k - p) * dt
+        design = np.stack([u**j for j in range(order + 1)], axis=1)  # [W, order + 1]
+        rows.append(np.linalg.pinv(design)[1])  # the linear coefficient = derivative at u = 0
+    return np.stack(rows)
 
 
 def repair_velocities(states: np.ndarray, valid: np.ndarray, dt: float) -> int:
@@ -78,9 +100,27 @@ def repair_velocities(states: np.ndarray, valid: np.ndarray, dt: float) -> int:
     Returns:
         The number of (agent, step) velocities replaced.
     """
-    n_a, n_t = valid.shape
-    if n_a == 0 or n_t < 3:
+    n_t = valid.shape[1]
+    if valid.shape[0] == 0 or n_t < 3:
         return 0
+    # cheap screen: agents whose recorded velocity agrees with central differences everywhere are kept as is
+    xy_all = states[..., [X, Y]]
+    fd = np.zeros_like(xy_all)
+    fd[:, 1:-1] = (xy_all[:, 2:] - xy_all[:, :-2]) / (2 * dt)
+    fd[:, 0], fd[:, -1] = (xy_all[:, 1] - xy_all[:, 0]) / dt, (xy_all[:, -1] - xy_all[:, -2]) / dt
+    suspect = valid & (np.linalg.norm(states[..., [VX, VY]] - fd, axis=-1) > VEL_TOLERANCE)
+    rows = np.flatnonzero(suspect.any(axis=1))
+    if len(rows) == 0:
+        return 0
+    sub = states[rows]
+    n_fixed = _repair_rows(sub, valid[rows], suspect[rows], dt)
+    states[rows] = sub
+    return n_fixed
+
+
+def _repair_rows(states: np.ndarray, valid: np.ndarray, suspect: np.ndarray, dt: float) -> int:
+    """:func:`repair_velocities` on the ``suspect [A', T]`` steps of ``states [A', T, 7]`` (in place)."""
+    n_a, n_t = valid.shape
     t = np.arange(n_t)
     prev = np.concatenate([np.zeros((n_a, 1), bool), valid[:, :-1]], axis=1)
     nxt = np.concatenate([valid[:, 1:], np.zeros((n_a, 1), bool)], axis=1)
@@ -88,21 +128,21 @@ def repair_velocities(states: np.ndarray, valid: np.ndarray, dt: float) -> int:
     end = np.minimum.accumulate(np.where(valid & ~nxt, t, n_t)[:, ::-1], axis=1)[:, ::-1]  # last step
     length = end - start + 1
     w = VEL_WINDOW
+    xy = states[..., [X, Y]]
     v_pos = np.full((n_a, n_t, 2), np.nan)
-    long = valid & (length >= w)  # one vectorised pass: the fit window slides inside the run
+    long = suspect & (length >= w)  # one vectorised pass: the fit window slides inside the run
     if long.any():
         a_idx, t_idx = np.nonzero(long)
         s0 = np.clip(t_idx - w // 2, start[a_idx, t_idx], end[a_idx, t_idx] - w + 1)
-        win = states[a_idx[:, None], s0[:, None] + np.arange(w)][..., [X, Y]]  # [M, W, 2]
-        coef = _edge_coeffs(w, float(dt))[t_idx - s0]  # [M, W]
+        win = xy[a_idx[:, None], s0[:, None] + np.arange(w)]  # [M, W, 2]
+        coef = _deriv_coeffs(w, float(dt))[t_idx - s0]  # [M, W]
         v_pos[a_idx, t_idx] = np.einsum("mk,mkc->mc", coef, win)
-    for a, b0 in zip(*np.nonzero(valid & ~prev & (length < w) & (length >= 3))):  # short runs: rare
+    short = valid & ~prev & (length < w) & (length >= 3)
+    for a, b0 in zip(*np.nonzero(short)):  # runs shorter than the window (rare): one quadratic over the run
         n = int(length[a, b0])
-        ww = n if n % 2 else n - 1
-        v_pos[a, b0:b0 + n] = savgol_filter(states[a, b0:b0 + n][:, [X, Y]], ww, min(2, ww - 1), deriv=1,
-                                            delta=dt, axis=0, mode="interp")
+        v_pos[a, b0:b0 + n] = _deriv_coeffs(n, float(dt)) @ xy[a, b0:b0 + n]
     v_rec = states[..., [VX, VY]]
-    bad = np.isfinite(v_pos[..., 0]) & (np.linalg.norm(v_rec - np.nan_to_num(v_pos), axis=-1) > VEL_TOLERANCE)
+    bad = suspect & np.isfinite(v_pos[..., 0]) & (np.linalg.norm(v_rec - np.nan_to_num(v_pos), axis=-1) > VEL_TOLERANCE)
     states[..., VX] = np.where(bad, v_pos[..., 0], states[..., VX])
     states[..., VY] = np.where(bad, v_pos[..., 1], states[..., VY])
     return int(bad.sum())

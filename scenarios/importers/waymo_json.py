@@ -22,7 +22,7 @@ import numpy as np
 
 from scenarios.formats import ImportOptions
 from scenarios.importers.common import Recording, content_errors, recording_to_scenes
-from scenarios.importers.repair import usable_line, warn_skipped
+from scenarios.importers.repair import usable_lines, warn_skipped
 from scenarios.importers.resample import DT
 from scenarios.scenario import NUM_FIELDS, AgentType, Polylines, Scenario, ScenarioError
 
@@ -82,12 +82,17 @@ def waymo_json_recording(d: object, name: str = "scene") -> Recording:
             types[i] = TYPES.get(str(o.get("type", "")).lower(), AgentType.OTHER)
         valid &= np.all(np.isfinite(states), axis=2)
         lanes, edges, lines, cross, extra, notes = [], [], [], [], [], []
-        for j, r in enumerate(d.get("roads", [])):
-            kind = str(r.get("type", ""))
-            if kind not in ("lane", "road_edge", "road_line", "crosswalk", "driveway"):
-                continue
-            pts = _road_points(r.get("geometry"))
-            if not usable_line(pts, f"road {j} ({kind})", 3 if kind in ("crosswalk", "driveway") else 2, notes):
+        todo = [(j, str(r.get("type", "")), r) for j, r in enumerate(d.get("roads", []))]
+        todo = [(j, kind, r, _road_points(r.get("geometry"))) for j, kind, r in todo
+                if kind in ("lane", "road_edge", "road_line", "crosswalk", "driveway")]
+        ok = np.ones(len(todo), dtype=bool)
+        for area in (False, True):
+            sel = [i for i, t in enumerate(todo) if (t[1] in ("crosswalk", "driveway")) == area]
+            if sel:
+                ok[sel] = usable_lines([todo[i][3] for i in sel], [f"road {todo[i][0]} ({todo[i][1]})" for i in sel],
+                                       3 if area else 2, notes)
+        for (_j, kind, r, pts), good in zip(todo, ok):
+            if not good:
                 continue
             if kind == "lane" and int(r.get("map_element_id", 2)) != BIKE_LANE:
                 lanes.append(pts)
