@@ -104,22 +104,27 @@ def repair_velocities(states: np.ndarray, valid: np.ndarray, dt: float) -> int:
     if valid.shape[0] == 0 or n_t < 3:
         return 0
     # cheap screen: agents whose recorded velocity agrees with central differences everywhere are kept as is
-    xy_all = states[..., [X, Y]]
-    fd = np.zeros_like(xy_all)
-    fd[:, 1:-1] = (xy_all[:, 2:] - xy_all[:, :-2]) / (2 * dt)
+    xy_all, v_all = states[..., X:Y + 1], states[..., VX:VY + 1]  # views (X, Y and VX, VY are adjacent)
+    fd = np.empty_like(xy_all)
+    fd[:, 1:-1] = (xy_all[:, 2:] - xy_all[:, :-2]) * (0.5 / dt)
     fd[:, 0], fd[:, -1] = (xy_all[:, 1] - xy_all[:, 0]) / dt, (xy_all[:, -1] - xy_all[:, -2]) / dt
-    suspect = valid & (np.linalg.norm(states[..., [VX, VY]] - fd, axis=-1) > VEL_TOLERANCE)
+    fd -= v_all
+    suspect = valid & (fd[..., 0] ** 2 + fd[..., 1] ** 2 > VEL_TOLERANCE**2)
     rows = np.flatnonzero(suspect.any(axis=1))
     if len(rows) == 0:
         return 0
     sub = states[rows]
-    n_fixed = _repair_rows(sub, valid[rows], suspect[rows], dt)
+    n_fixed = _repair_rows(sub, valid[rows], dt)
     states[rows] = sub
     return n_fixed
 
 
-def _repair_rows(states: np.ndarray, valid: np.ndarray, suspect: np.ndarray, dt: float) -> int:
-    """:func:`repair_velocities` on the ``suspect [A', T]`` steps of ``states [A', T, 7]`` (in place)."""
+def _repair_rows(states: np.ndarray, valid: np.ndarray, dt: float) -> int:
+    """:func:`repair_velocities` on every valid step of ``states [A', T, 7]`` (in place).
+
+    Every step of a suspect agent is compared with the smoothed derivative (not only the steps the
+    finite differences flag): mixing raw and smoothed velocities would create jumps of its own.
+    """
     n_a, n_t = valid.shape
     t = np.arange(n_t)
     prev = np.concatenate([np.zeros((n_a, 1), bool), valid[:, :-1]], axis=1)
@@ -128,9 +133,18 @@ def _repair_rows(states: np.ndarray, valid: np.ndarray, suspect: np.ndarray, dt:
     end = np.minimum.accumulate(np.where(valid & ~nxt, t, n_t)[:, ::-1], axis=1)[:, ::-1]  # last step
     length = end - start + 1
     w = VEL_WINDOW
-    xy = states[..., [X, Y]]
+    xy = states[..., X:Y + 1]
     v_pos = np.full((n_a, n_t, 2), np.nan)
-    long = suspect & (length >= w)  # one vectorised pass: the fit window slides inside the run
+    coeffs = _deriv_coeffs(w, float(dt))
+    full = valid.all(axis=1) if n_t >= w else np.zeros(n_a, bool)
+    if full.any():  # agents valid throughout: a sliding window (no gather), edge rows for the ends
+        f = np.flatnonzero(full)
+        h = w // 2
+        windows = np.lib.stride_tricks.sliding_window_view(xy[f], w, axis=1)  # [F, T - w + 1, 2, W]
+        v_pos[f, h:n_t - h] = windows @ coeffs[h]
+        v_pos[f, :h] = np.einsum("pk,fkc->fpc", coeffs[:h], xy[f, :w])
+        v_pos[f, n_t - h:] = np.einsum("pk,fkc->fpc", coeffs[h + 1:], xy[f, n_t - w:])
+    long = valid & (length >= w) & ~full[:, None]  # the others: the fit window slides inside each run
     if long.any():
         a_idx, t_idx = np.nonzero(long)
         s0 = np.clip(t_idx - w // 2, start[a_idx, t_idx], end[a_idx, t_idx] - w + 1)
@@ -141,8 +155,8 @@ def _repair_rows(states: np.ndarray, valid: np.ndarray, suspect: np.ndarray, dt:
     for a, b0 in zip(*np.nonzero(short)):  # runs shorter than the window (rare): one quadratic over the run
         n = int(length[a, b0])
         v_pos[a, b0:b0 + n] = _deriv_coeffs(n, float(dt)) @ xy[a, b0:b0 + n]
-    v_rec = states[..., [VX, VY]]
-    bad = suspect & np.isfinite(v_pos[..., 0]) & (np.linalg.norm(v_rec - np.nan_to_num(v_pos), axis=-1) > VEL_TOLERANCE)
-    states[..., VX] = np.where(bad, v_pos[..., 0], states[..., VX])
-    states[..., VY] = np.where(bad, v_pos[..., 1], states[..., VY])
+    diff = states[..., VX:VY + 1] - v_pos  # NaN where no fit: compares False below
+    with np.errstate(invalid="ignore"):
+        bad = valid & (diff[..., 0] ** 2 + diff[..., 1] ** 2 > VEL_TOLERANCE**2)
+    states[..., VX:VY + 1] = np.where(bad[..., None], v_pos, states[..., VX:VY + 1])
     return int(bad.sum())
