@@ -46,11 +46,12 @@ def import_options_from_args(args: argparse.Namespace) -> ImportOptions:
     return opts
 
 
-def _loader(suffix: str) -> Callable[[Path, ImportOptions], list[Scenario]]:
+def _loader(suffix: str) -> Callable[..., list[Scenario]]:
+    """``loader(path, options, skipped)`` for a suffix (``skipped``: see :func:`load_file`)."""
     if suffix == ".npz":
         from scenarios.io import load_scenarios
 
-        return lambda p, _o: load_scenarios(p)
+        return lambda p, _o, skipped=None: load_scenarios(p, skipped)
     if suffix == ".pkl":
         from scenarios.importers.scenarionet import load_scenarionet
 
@@ -105,11 +106,20 @@ def scenario_files(path: str | os.PathLike) -> list[Path]:
     return [path]
 
 
-def load_file(path: str | os.PathLike, options: ImportOptions | None = None) -> list[Scenario]:
+def load_file(
+    path: str | os.PathLike, options: ImportOptions | None = None, skipped: list[tuple[str, str]] | None = None
+) -> list[Scenario]:
     """Load every scene of one file (any supported format), validated.
 
+    Args:
+        path: the file.
+        options: windowing, init step and ego choice for recorded sources.
+        skipped: when given, a scene of the file that is unusable on its own is appended here as
+            ``(scene id, reason)`` and the file's other scenes are returned; None: it raises.
+
     Raises:
-        ScenarioError: one line naming the file and what is wrong.
+        ScenarioError: one line naming the file and what is wrong (with ``skipped``, only when
+            the file as a whole is unusable).
     """
     path = Path(path)
     options = options or ImportOptions()
@@ -118,7 +128,7 @@ def load_file(path: str | os.PathLike, options: ImportOptions | None = None) -> 
         raise ScenarioError(f"{path}: no such scenario file")
     loader = _loader(path.suffix.lower())
     try:
-        scenes = loader(path, options)
+        scenes = loader(path, options, skipped=skipped)
         for s in scenes:
             s.validate()
     except ScenarioError as e:

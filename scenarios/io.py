@@ -2,7 +2,8 @@
 
 A file holds one or more scenes. Keys: ``__format__`` (``"driving-scenarios"``),
 ``__version__`` (int), ``__count__``, and per scene ``s{i}/<field>`` arrays plus
-``s{i}/meta`` (a JSON string with id, source, family, tags, ego, dt, init_step).
+``s{i}/meta`` (a JSON string with id, source, family, tags, ego, dt, init_step,
+``world_origin``; files without it read as ``(0, 0)``).
 Written atomically (temp file in the same folder, fsync, ``os.replace``).
 """
 
@@ -45,6 +46,7 @@ def _scene_arrays(i: int, s: Scenario) -> dict[str, np.ndarray]:
         "ego": int(s.ego),
         "dt": float(s.dt),
         "init_step": int(s.init_step),
+        "world_origin": [float(v) for v in s.world_origin],
     }
     out[p + "meta"] = np.array(json.dumps(meta))
     return out
@@ -110,11 +112,26 @@ def _read_scene(z, i: int) -> Scenario:
         init_step=int(meta["init_step"]),
         family=str(meta.get("family", "")),
         tags=tuple(meta.get("tags", ())),
+        world_origin=tuple(float(v) for v in meta.get("world_origin", (0.0, 0.0))),
     )
 
 
-def load_scenarios(path: str | os.PathLike) -> list[Scenario]:
+def _scene_name(z, i: int) -> str:
+    """The stored id of scene ``i`` when readable, else ``scene i``."""
+    try:
+        return str(json.loads(str(z[f"s{i}/meta"][()]))["id"]) or f"scene {i}"
+    except (KeyError, ValueError, TypeError):
+        return f"scene {i}"
+
+
+def load_scenarios(path: str | os.PathLike, skipped: list[tuple[str, str]] | None = None) -> list[Scenario]:
     """Read and validate every scene in a file written by :func:`save_scenarios`.
+
+    Args:
+        path: the ``.npz`` file.
+        skipped: when given, a scene that is unusable on its own (bad shapes, NaN...) is appended
+            here as ``(scene id or "scene i", reason)`` and the other scenes are still returned;
+            when None such a scene raises.
 
     Raises:
         ScenarioError: one line naming the file and what is wrong (missing, truncated,
@@ -139,10 +156,13 @@ def load_scenarios(path: str | os.PathLike) -> list[Scenario]:
             for i in range(count):
                 try:
                     scenes.append(_read_scene(z, i).validate())
-                except ScenarioError as e:
-                    raise ScenarioError(f"scene {i}: {e}") from None
-                except KeyError as e:
-                    raise ScenarioError(f"scene {i}: missing array {e}") from None
+                except (ScenarioError, KeyError) as e:
+                    reason = f"missing array {e}" if isinstance(e, KeyError) else str(e)
+                    if skipped is None:
+                        raise ScenarioError(f"scene {i}: {reason}") from None
+                    skipped.append((_scene_name(z, i), reason))
+            if not scenes:
+                raise ScenarioError(f"no usable scene ({skipped[0][0]}: {skipped[0][1]})")
             return scenes
     except ScenarioError as e:
         raise ScenarioError(f"{path}: {e}") from None

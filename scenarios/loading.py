@@ -3,7 +3,8 @@
 ``load_scenes(spec)`` is what every command that takes ``--scenarios`` calls (training,
 evaluation, the data report). A bundled suite loads as a whole; a file or a folder loads file by
 file, and a file that cannot be read (parse error, no ego valid long enough, NaNs, ...) becomes
-one :class:`SkippedScene` instead of aborting the sweep. ``strict=True`` turns the first skip into
+one :class:`SkippedScene` instead of aborting the sweep; a file holding several scenes (a project
+``.npz``, windows of a recording) loses only its unusable scenes. ``strict=True`` turns the first skip into
 a :class:`~scenarios.scenario.ScenarioError` (``--strict``).
 """
 
@@ -87,8 +88,16 @@ def load_scenes(spec: str | os.PathLike, *, split: str | None = None, cache_dir:
     skipped: list[SkippedScene] = []
     for f in scenario_files(path):
         try:
-            scenes.extend(load_file(f, options))
+            inner: list[tuple[str, str]] = []
+            scenes.extend(load_file(f, options, skipped=inner))
+            for scene_id, reason in inner:
+                item = SkippedScene(str(f), scene_id, reason)
+                if strict:
+                    raise ScenarioError(f"{item.line()} (--strict)")
+                skipped.append(item)
         except ScenarioError as e:
+            if strict and str(e).endswith("(--strict)"):
+                raise
             msg = str(e)
             prefix = f"{f}: "
             item = SkippedScene(str(f), "", msg[len(prefix):] if msg.startswith(prefix) else msg)

@@ -13,6 +13,10 @@ Shape contract (A agents, T steps, L polylines, P points):
 - ``dt``: seconds between steps (0.1 s in every shipped source).
 - ``init_step``: steps ``0..init_step`` are history given from the log; closed-loop
   control starts at ``init_step`` and runs to ``T - 1``.
+- ``world_origin``: float ``(x, y)`` metres, where the scene's local frame origin lies in the
+  source's world frame (world = local + world_origin). Importers recentre every scene on the
+  ego (its position at ``init_step``) so that float32 simulation never sees large coordinates
+  (a UTM-referenced log sits ~4,000 km from its origin); exports, CARLA and replays add it back.
 """
 
 from __future__ import annotations
@@ -152,6 +156,7 @@ class Scenario:
     init_step: int = 10
     family: str = ""
     tags: tuple[str, ...] = ()
+    world_origin: tuple[float, float] = (0.0, 0.0)
 
     @property
     def num_agents(self) -> int:
@@ -167,6 +172,16 @@ class Scenario:
     def ego_log(self) -> np.ndarray:
         """float32 ``[T, 7]``: the ego's logged states."""
         return self.agents[self.ego]
+
+    def static_agents(self) -> np.ndarray:
+        """bool ``[A]``: agents that never move (valid at every step, position fixed within 1 cm, speed 0).
+
+        Static obstacles (CommonRoad ``staticObstacle``, parked vehicles) are imported as such agents.
+        """
+        xy = self.agents[..., [X, Y]].astype(np.float64)
+        still = np.all(np.abs(xy - xy[:, :1]) <= 0.01, axis=(1, 2))
+        stopped = np.all(np.hypot(self.agents[..., VX], self.agents[..., VY]) < 0.05, axis=1)
+        return self.valid.all(axis=1) & still & stopped
 
     def validate(self) -> Scenario:
         """Check the shape contract and values; return self.
@@ -204,5 +219,8 @@ class Scenario:
             raise ScenarioError(f"route must be finite [R >= 2, 2], got {list(r.shape)}")
         if not self.id:
             raise ScenarioError("scenario id is empty")
+        wo = self.world_origin
+        if len(wo) != 2 or not all(math.isfinite(float(v)) for v in wo):
+            raise ScenarioError(f"world_origin must be two finite numbers, got {wo!r}")
         self.map.validate()
         return self

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 from torch import Tensor
 
 from scenarios.scenario import LENGTH, NUM_FIELDS, WIDTH, AgentType, Scenario, X, Y
-from sim.config import DEFAULT_MAX_AGENTS, ROUTE_SPACING, SimError
+from sim.config import AGENT_REACH, DEFAULT_MAX_AGENTS, ROUTE_SPACING, SimError
 
 if TYPE_CHECKING:  # pragma: no cover
     from sim.geometry import RoadGrid
@@ -32,6 +33,10 @@ class ScenarioBatch:
         init_step: closed-loop control starts at this step (common to the batch).
         dt: seconds between steps (common to the batch).
         ids, sources, families: per-scene strings, length B.
+        agents_dropped: int64 ``[B]`` agents within reach of the ego that the agent cap left out
+            (see :func:`select_agents`); 0 when every agent that can touch the ego is simulated.
+        world_origins: float64 numpy ``[B, 2]`` m, each scene's ``Scenario.world_origin`` (the batch
+            is in local coordinates; world = local + origin).
     """
 
     log: Tensor
@@ -46,6 +51,8 @@ class ScenarioBatch:
     ids: tuple[str, ...]
     sources: tuple[str, ...]
     families: tuple[str, ...]
+    agents_dropped: Tensor | None = None
+    world_origins: np.ndarray | None = None
 
     @property
     def device(self) -> torch.device:
@@ -86,20 +93,40 @@ def resample_polyline(points: np.ndarray, spacing: float) -> np.ndarray:
     return np.stack([np.interp(q, s, pts[:, 0]), np.interp(q, s, pts[:, 1])], axis=1)
 
 
-def _select_agents(scene: Scenario, max_agents: int) -> list[int]:
-    """Ego first, then the ``max_agents - 1`` others nearest the ego at init_step (valid ones first)."""
-    t0 = scene.init_step
-    ego_xy = scene.agents[scene.ego, t0, [X, Y]]
-    others = [i for i in range(scene.num_agents) if i != scene.ego]
-    if not others:
-        return [scene.ego]
-    idx = np.asarray(others)
-    d = np.linalg.norm(scene.agents[idx, t0][:, [X, Y]] - ego_xy, axis=1)
-    d = np.where(scene.valid[idx, t0], d, np.inf)
-    # invalid at init_step: order by the earliest valid step (they may appear later)
-    first = np.where(scene.valid[idx].any(axis=1), scene.valid[idx].argmax(axis=1), scene.num_steps)
-    order = np.lexsort((first, d))
-    return [scene.ego] + [int(i) for i in idx[order][: max_agents - 1]]
+def select_agents(scene: Scenario, max_agents: int = DEFAULT_MAX_AGENTS) -> tuple[list[int], int]:
+    """The agents a scene simulates: the one agent rule of training, validation and evaluation.
+
+    Every agent that at some valid step comes within :data:`~sim.config.AGENT_REACH` m of the
+    ego's logged path or its route (any step: late arrivals and far starters count, and static
+    obstacles are agents valid throughout) can touch the ego and is kept. When they exceed
+    ``max_agents - 1``, the ones whose closest approach to the logged ego at the same step is
+    smallest are kept (ties: earliest valid first). Agents never within reach fill the slots
+    that are left, in the same order (they cannot touch the ego; they keep the scene complete).
+
+    Args:
+        scene: the scene.
+        max_agents: cap, ego included.
+
+    Returns:
+        ``(indices, dropped)``: scene agent indices, ego first, then others by closest approach;
+        ``dropped`` = agents within reach left out by the cap (others left out are not counted).
+    """
+    others = np.array([i for i in range(scene.num_agents) if i != scene.ego], dtype=np.int64)
+    if len(others) == 0:
+        return [scene.ego], 0
+    ego_xy = scene.agents[scene.ego][:, [X, Y]].astype(np.float64)  # [T, 2]
+    path = np.concatenate([ego_xy, np.asarray(scene.route, np.float64).reshape(-1, 2)])
+    pos = scene.agents[others][..., [X, Y]].astype(np.float64)  # [N, T, 2]
+    val = scene.valid[others]  # [N, T]
+    d_path = np.full(val.shape, np.inf)
+    d_path[val] = cKDTree(path).query(pos[val], distance_upper_bound=AGENT_REACH + 1.0)[0]
+    within = d_path.min(axis=1) <= AGENT_REACH
+    same = np.where(val, np.linalg.norm(pos - ego_xy[None], axis=-1), np.inf).min(axis=1)
+    first = np.where(val.any(axis=1), val.argmax(axis=1), scene.num_steps)
+    order = np.lexsort((first, same, ~within))  # within reach first, then by closest approach
+    kept = order[: max(max_agents - 1, 0)]
+    dropped = int(within.sum() - within[kept].sum())
+    return [scene.ego] + [int(i) for i in others[kept]], dropped
 
 
 def make_batch(
@@ -107,9 +134,10 @@ def make_batch(
 ) -> ScenarioBatch:
     """Pack scenes into a :class:`ScenarioBatch` on ``device``.
 
-    The ego goes to agent 0; the other agents are the ``max_agents - 1`` nearest the ego at
-    ``init_step`` (agents valid there first). Agents are padded to ``max_agents``, steps to the
-    longest scene, routes (resampled every ``ROUTE_SPACING`` m) to the longest route.
+    The ego goes to agent 0; the other agents are chosen by :func:`select_agents` (every agent
+    within reach of the ego over the whole horizon, up to ``max_agents`` with the ego). Agents are
+    padded to the most any scene keeps (at least 2), steps to the longest scene, routes (resampled every
+    ``ROUTE_SPACING`` m) to the longest route.
 
     Raises:
         SimError: empty input, ``max_agents < 1``, or scenes with different ``init_step`` or ``dt``.
@@ -131,6 +159,9 @@ def make_batch(
             )
     b = len(scenes)
     n_t = max(s.num_steps for s in scenes)
+    picks = [select_agents(s, max_agents) for s in scenes]
+    # at least one (invalid) other agent: the step functions are not written for A = 1
+    max_agents = min(max_agents, max(2, max(len(sel) for sel, _ in picks)))
     log = np.zeros((b, max_agents, n_t, NUM_FIELDS), dtype=np.float32)
     log[..., LENGTH] = 1.0
     log[..., WIDTH] = 1.0
@@ -142,7 +173,7 @@ def make_batch(
     route = np.zeros((b, n_r, 2), dtype=np.float32)
     route_valid = np.zeros((b, n_r), dtype=bool)
     for i, s in enumerate(scenes):
-        sel = _select_agents(s, max_agents)
+        sel = picks[i][0]
         t = s.num_steps
         log[i, : len(sel), :t] = s.agents[sel]
         valid[i, : len(sel), :t] = s.valid[sel]
@@ -172,4 +203,6 @@ def make_batch(
         ids=tuple(s.id for s in scenes),
         sources=tuple(s.source for s in scenes),
         families=tuple(s.family for s in scenes),
+        agents_dropped=torch.tensor([d for _, d in picks], dtype=torch.int64, device=dev),
+        world_origins=np.array([s.world_origin for s in scenes], dtype=np.float64).reshape(b, 2),
     )

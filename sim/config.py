@@ -11,7 +11,13 @@ CURVATURE_MAX = 0.3  # 1/m, |curvature| limit
 WHEELBASE = 2.8  # m
 
 ROUTE_SPACING = 1.0  # m between resampled route points
-DEFAULT_MAX_AGENTS = 32
+# One agent rule for training, validation and evaluation (sim.batch.select_agents): every agent
+# that comes within AGENT_REACH of the ego's logged path or route at any valid step is simulated,
+# up to DEFAULT_MAX_AGENTS per scene (ego included); beyond the cap the nearest to the logged ego
+# (closest approach at the same step) are kept and the rest counted in ScenarioBatch.agents_dropped;
+# agents never within reach only fill slots that are left.
+DEFAULT_MAX_AGENTS = 64
+AGENT_REACH = 50.0  # m from the ego's logged path/route within which an agent can touch the ego
 
 # IDM (REFERENCE.md, Waymax defaults)
 IDM_V0 = 30.0  # m/s desired speed

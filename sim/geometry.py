@@ -6,8 +6,11 @@ Road grid: the union of a scene's ``map.drivable`` polygons rasterised at ``reso
 per-scene frame aligned with the ego's path and route (their principal axis, ``RoadGrid.yaw``),
 so that a long scene at any heading needs a narrow grid and a batch pads little. The grid
 covers the polygons' bounding box plus :data:`GRID_MARGIN`, cropped to the ego's logged path
-and route plus :data:`CROP_MARGIN` (beyond: :data:`OUTSIDE`, i.e. offroad). Cell values are the
-signed distance (m, > 0 outside) to the boundary of the union:
+and route plus :data:`CROP_MARGIN`. Beyond a scene's own grid (a closed-loop ego can drive
+anywhere), :func:`road_distance` falls back to the exact signed distance (:class:`ExactRoad`: a
+KD-tree over the same boundary samples and an exact point-in-polygon test), so no position on
+the road ever reads as offroad for lying outside the grid. Cell values are the signed distance
+(m, > 0 outside) to the boundary of the union:
 
 - cells within :data:`EXACT_BAND` of the boundary: exact distance to it (KD-tree over boundary
   points sampled every :data:`EDGE_SAMPLE` m, error < 5 mm at 0.3 m; edge points shared by
@@ -54,7 +57,7 @@ _SIDE_EPS = 0.02  # m; side probes that decide whether an edge point is on the u
 OUTSIDE = 1000.0  # m; road_distance outside a scene's grid (large positive = offroad)
 NO_ROAD = -1000.0  # m; road_distance in a scene without drivable polygons (never offroad)
 
-_SceneGrid = tuple[np.ndarray, np.ndarray, float]  # sdf [h, w], origin [2], yaw
+_SceneGrid = tuple[np.ndarray, np.ndarray, float, "ExactRoad"]  # sdf [h, w], origin [2], yaw, fallback
 _CACHE: weakref.WeakKeyDictionary[Scenario, dict[float, _SceneGrid | None]] = weakref.WeakKeyDictionary()
 
 
@@ -70,6 +73,9 @@ class RoadGrid:
         resolution: metres per cell.
         has_road: bool ``[B]``; False when the scene has no drivable polygons (offroad never fires).
         yaw: float32 ``[B]`` rad, heading of each grid's x axis in the world (None: all 0).
+        extent: int64 ``[B, 2]`` (H_b, W_b) cells of each scene's own grid before padding (None: all
+            ``[H, W]``); points beyond it are measured by ``exact``.
+        exact: per scene, the :class:`ExactRoad` fallback beyond its grid (None: :data:`OUTSIDE` there).
     """
 
     sdf: Tensor
@@ -77,11 +83,57 @@ class RoadGrid:
     resolution: float
     has_road: Tensor
     yaw: Tensor | None = None
+    extent: Tensor | None = None
+    exact: tuple[ExactRoad | None, ...] | None = None
 
     def to(self, device: str | torch.device) -> RoadGrid:
         """The same grid on ``device``."""
         yaw = None if self.yaw is None else self.yaw.to(device)
-        return RoadGrid(self.sdf.to(device), self.origin.to(device), self.resolution, self.has_road.to(device), yaw)
+        extent = None if self.extent is None else self.extent.to(device)
+        return RoadGrid(self.sdf.to(device), self.origin.to(device), self.resolution, self.has_road.to(device), yaw,
+                        extent, self.exact)
+
+
+@dataclass(frozen=True, eq=False)
+class ExactRoad:
+    """Exact signed distance to one scene's drivable area, for points beyond its grid.
+
+    Attributes:
+        polys: the drivable polygons in the grid's local frame (m).
+        tree: KD-tree over the union's boundary sampled every :data:`EDGE_SAMPLE` m (local frame).
+        segments: float64 ``[N, 2, 2]`` the polygon edge each boundary sample lies on.
+        anchor: float64 ``[2]`` world point of the local frame's origin; ``yaw``: its heading (rad).
+    """
+
+    polys: list[np.ndarray]
+    tree: cKDTree | None
+    segments: np.ndarray
+    anchor: np.ndarray
+    yaw: float
+
+    CANDIDATES = 8  # nearest boundary samples whose edges are measured exactly
+
+    def signed_distance(self, xy: np.ndarray) -> np.ndarray:
+        """float64 ``[N]`` m (> 0 outside) of world points ``xy [N, 2]``.
+
+        Outside the road: exact point-to-edge distances over the edges of the :attr:`CANDIDATES`
+        nearest boundary samples (the nearest point of the union lies on one of them); inside (an
+        edge there may run through another polygon): the nearest boundary sample (error < 5 cm,
+        < 5 mm beyond 0.3 m). The sign comes from an exact point-in-polygon test.
+        """
+        c, s = math.cos(self.yaw), math.sin(self.yaw)
+        q = (np.asarray(xy, np.float64) - self.anchor) @ np.array([[c, -s], [s, c]])
+        if self.tree is None:
+            return np.full(len(q), OUTSIDE)
+        k = min(self.CANDIDATES, len(self.segments))
+        d_sample, nn = self.tree.query(q, k=k)
+        nn, d_sample = nn.reshape(len(q), k), d_sample.reshape(len(q), k)
+        seg = self.segments[nn]  # [N, k, 2, 2]
+        a, ab = seg[:, :, 0], seg[:, :, 1] - seg[:, :, 0]
+        t = np.clip(np.sum((q[:, None] - a) * ab, -1) / np.maximum(np.sum(ab * ab, -1), 1e-18), 0.0, 1.0)
+        d_edge = np.linalg.norm(q[:, None] - (a + t[..., None] * ab), axis=-1).min(1)
+        inside = _inside_any(q, self.polys)
+        return np.where(inside, -d_sample[:, 0], d_edge)
 
 
 # ----------------------------------------------------------------------------- boxes
@@ -188,13 +240,16 @@ def _inside_any(q: np.ndarray, polys: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
-def _boundary_samples(polys: Sequence[np.ndarray]) -> np.ndarray:
-    """``[N, 2]`` points along the boundary of the polygons' union, at most :data:`EDGE_SAMPLE` apart.
+def _boundary_samples(polys: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Points along the boundary of the polygons' union, at most :data:`EDGE_SAMPLE` apart.
 
     Edge points whose outer side lies inside another polygon (edges shared by adjacent or
     overlapping polygons) are not on the union's boundary and are dropped.
+
+    Returns:
+        ``(points [N, 2], segments [N, 2, 2])``: each sample and the polygon edge it lies on.
     """
-    out = []
+    out, segs = [], []
     for i, poly in enumerate(polys):
         d = np.roll(poly, -1, axis=0) - poly
         seg = np.linalg.norm(d, axis=1)
@@ -204,13 +259,16 @@ def _boundary_samples(polys: Sequence[np.ndarray]) -> np.ndarray:
         idx = np.repeat(np.arange(len(p0)), n)
         frac = (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)) / np.repeat(n, n)
         pts = p0[idx] + frac[:, None] * d[idx]
+        ends = np.stack([p0[idx], p0[idx] + d[idx]], axis=1)
         if len(polys) > 1:
             area2 = np.sum(poly[:, 0] * np.roll(poly[:, 1], -1) - np.roll(poly[:, 0], -1) * poly[:, 1])
             right = np.stack([d[idx, 1], -d[idx, 0]], axis=1) / seg[idx, None]  # outward when counter-clockwise
             outer = pts + np.sign(area2) * _SIDE_EPS * right
-            pts = pts[~_inside_any(outer, [p for j, p in enumerate(polys) if j != i])]
+            on = ~_inside_any(outer, [p for j, p in enumerate(polys) if j != i])
+            pts, ends = pts[on], ends[on]
         out.append(pts)
-    return np.concatenate(out, axis=0)
+        segs.append(ends)
+    return np.concatenate(out, axis=0), np.concatenate(segs, axis=0).reshape(-1, 2, 2)
 
 
 def _scene_frame(scene: Scenario) -> tuple[np.ndarray, float]:
@@ -224,7 +282,7 @@ def _scene_frame(scene: Scenario) -> tuple[np.ndarray, float]:
 
 
 def _scene_grid(scene: Scenario, res: float) -> _SceneGrid | None:
-    """``(sdf float32 [h, w], origin [2] world m, yaw rad)`` for one scene; None without drivable polygons."""
+    """``(sdf float32 [h, w], origin [2] world m, yaw rad, ExactRoad)``; None without drivable polygons."""
     polys_w = [np.asarray(p, dtype=np.float64) for p in scene.map.drivable if len(p) >= 3]
     if not polys_w:
         return None
@@ -239,17 +297,18 @@ def _scene_grid(scene: Scenario, res: float) -> _SceneGrid | None:
     hi = np.maximum(hi, lo + res)  # road out of the ego's reach: a small all-offroad grid
     shape = (int(math.ceil((hi[1] - lo[1]) / res)) + 1, int(math.ceil((hi[0] - lo[0]) / res)) + 1)
     origin = anchor + rot @ lo
+    boundary, segments = _boundary_samples(polys)
+    fallback = ExactRoad(polys, cKDTree(boundary) if len(boundary) else None, segments, anchor, yaw)
     inside = _rasterise(polys, lo, shape, res)
     if not inside.any():
-        return np.full(shape, OUTSIDE, dtype=np.float32), origin, yaw
+        return np.full(shape, OUTSIDE, dtype=np.float32), origin, yaw, fallback
     d_out = ndimage.distance_transform_edt(~inside) * res - res / 2
     d_in = ndimage.distance_transform_edt(inside) * res - res / 2 if not inside.all() else np.full(shape, OUTSIDE)
     sdf = np.where(inside, -d_in, d_out)
-    boundary = _boundary_samples(polys)
-    if len(boundary):
+    if fallback.tree is not None:
         iy, ix = np.indices(shape).reshape(2, -1)
         q = np.stack([lo[0] + ix * res, lo[1] + iy * res], axis=1)
-        dist, _ = cKDTree(boundary).query(q, distance_upper_bound=EXACT_BAND)
+        dist, _ = fallback.tree.query(q, distance_upper_bound=EXACT_BAND)
         band = np.isfinite(dist).reshape(shape)
         exact = np.where(inside, -dist.reshape(shape), dist.reshape(shape))
         sdf = np.where(band, exact, sdf)
@@ -257,7 +316,7 @@ def _scene_grid(scene: Scenario, res: float) -> _SceneGrid | None:
             gap, (ny, nx) = ndimage.distance_transform_edt(~band, return_indices=True)
             far = np.abs(sdf[ny, nx]) + gap * res
             sdf = np.where(band, sdf, np.where(inside, -far, far))
-    return sdf.astype(np.float32), origin, yaw
+    return sdf.astype(np.float32), origin, yaw, fallback
 
 
 def build_road_grid(
@@ -290,29 +349,36 @@ def build_road_grid(
     origin = np.zeros((len(scenes), 2), dtype=np.float32)
     yaw = np.zeros(len(scenes), dtype=np.float32)
     has_road = np.zeros(len(scenes), dtype=bool)
+    extent = np.ones((len(scenes), 2), dtype=np.int64)
     for b, g in enumerate(grids):
         if g is None:
             continue
         sdf[b, : g[0].shape[0], : g[0].shape[1]] = g[0]
         origin[b], yaw[b], has_road[b] = g[1], g[2], True
+        extent[b] = g[0].shape
     return RoadGrid(
         sdf=torch.from_numpy(sdf).to(device),
         origin=torch.from_numpy(origin).to(device),
         resolution=float(resolution),
         has_road=torch.from_numpy(has_road).to(device),
         yaw=torch.from_numpy(yaw).to(device),
+        extent=torch.from_numpy(extent).to(device),
+        exact=tuple(None if g is None else g[3] for g in grids),
     )
 
 
-def road_distance(grid: RoadGrid, xy: Tensor) -> Tensor:
+def road_distance(grid: RoadGrid, xy: Tensor, exact: bool = True) -> Tensor:
     """Signed distance of world points to the drivable-area boundary, bilinear in the grid.
 
     Args:
         grid: B scenes' road grids.
         xy: ``[B, N, 2]`` world x, y, m.
+        exact: measure points beyond a scene's grid exactly (False: :data:`OUTSIDE` there, as the
+            observation's grid lookup reads them).
 
     Returns:
-        ``[B, N]`` m, > 0 outside the drivable area; :data:`OUTSIDE` beyond a scene's grid;
+        ``[B, N]`` m, > 0 outside the drivable area; beyond a scene's own grid the exact
+        distance (:class:`ExactRoad`; :data:`OUTSIDE` when the grid has no fallback);
         :data:`NO_ROAD` (large negative) in scenes without drivable polygons.
     """
     sdf = grid.sdf
@@ -325,7 +391,11 @@ def road_distance(grid: RoadGrid, xy: Tensor) -> Tensor:
         s = torch.sin(grid.yaw).to(xy.dtype)[:, None]
         gx = (c * rel[..., 0] + s * rel[..., 1]) / grid.resolution
         gy = (-s * rel[..., 0] + c * rel[..., 1]) / grid.resolution
-    in_grid = (gx >= 0) & (gy >= 0) & (gx <= w - 1) & (gy <= h - 1)
+    if grid.extent is None:
+        in_grid = (gx >= 0) & (gy >= 0) & (gx <= w - 1) & (gy <= h - 1)
+    else:
+        ext = (grid.extent - 1).to(xy.dtype)
+        in_grid = (gx >= 0) & (gy >= 0) & (gx <= ext[:, 1:2]) & (gy <= ext[:, 0:1])
     x0 = torch.floor(gx).long().clamp(0, max(w - 2, 0))
     y0 = torch.floor(gy).long().clamp(0, max(h - 2, 0))
     fx = (gx - x0).clamp(0, 1)
@@ -341,6 +411,19 @@ def road_distance(grid: RoadGrid, xy: Tensor) -> Tensor:
     bot = v10 + (v11 - v10) * fx
     d = (top + (bot - top) * fy).to(xy.dtype)
     d = torch.where(in_grid, d, torch.full_like(d, OUTSIDE))
+    beyond = ~in_grid & grid.has_road[:, None]
+    if exact and grid.exact is not None and bool(beyond.any()):
+        d = d.clone()
+        bi, ni = torch.nonzero(beyond, as_tuple=True)
+        pts = xy[bi, ni].detach().double().cpu().numpy()
+        b_np = bi.cpu().numpy()
+        vals = np.full(len(pts), OUTSIDE)
+        for b in np.unique(b_np):
+            ex = grid.exact[int(b)]
+            if ex is not None:
+                rows = b_np == b
+                vals[rows] = ex.signed_distance(pts[rows])
+        d[bi, ni] = torch.from_numpy(vals).to(d.device, d.dtype)
     return torch.where(grid.has_road[:, None], d, torch.full_like(d, NO_ROAD))
 
 

@@ -9,16 +9,19 @@ Definitions and choices (beyond DESIGN.md):
 
 - ``collision``: the ego box overlaps a valid other agent's box (SAT); ``collision_time`` is
   ``(first step - init_step) * dt`` s, NaN without collision.
-- ``collision_at_fault``: each collided agent is judged at its first contact step; the ego
-  is not at fault when ``rollout.agent_model == "log"`` (non-reactive agents) and the
-  agent's box touches only the ego's rear half (the half box behind its centre); every
-  other collision is at fault.
+- ``collision_at_fault``: nuPlan's collision categories (``no_ego_at_fault_collisions``),
+  each collided agent judged at its first contact step (see
+  :attr:`MetricContext.first_collision_at_fault` and ``docs/metrics.md``): stopped ego never
+  at fault; stopped agent, active front: at fault; rear half by a non-reactive agent: not;
+  lateral: only while changing lanes or off the drivable area.
 - ``offroad``: the worst ego corner is more than :data:`OFFROAD_THRESHOLD` m outside the
   drivable area at any controlled step; never in scenes without drivable polygons.
 - ``progress``: nuPlan EP, ``min(1, max(ego, 2 m) / max(expert, 2 m))`` where each is the
   arc-length advance along the route between ``init_step`` and the last valid step.
   ``route_completion``: ``(max controlled route position - start position) /
-  (route length - start position)``, clipped to [0, 1] (1 when no route is left).
+  (logged ego's final route position - start position)``, clipped to [0, 1] (1 when the log
+  does not advance): an ego that drives its whole log has completed its route (the importers'
+  route runs on past the last logged pose so that a policy has somewhere to go).
 - ``min_ttc``: :func:`sim.geometry.time_to_collision` at every controlled step at which the
   ego moves (speed >= 0.005 m/s, as nuPlan), minimum over steps; :data:`TTC_NONE` (3.1 s)
   means no conflict within 3 s. ``ttc_ok = min_ttc > 0.95 s``.
@@ -48,7 +51,6 @@ from sim.geometry import (
     TTC_NONE,
     box_corners,
     boxes_overlap,
-    polyline_length,
     project_to_dense_polyline,
     road_distance,
     time_to_collision,
@@ -67,6 +69,9 @@ JERK_MAX = 4.13  # m/s^3
 ACCEL_WINDOW = 7  # steps (0.7 s at 10 Hz)
 JERK_WINDOW = 15  # steps (nuPlan)
 YAW_RATE_WINDOW = 5  # steps (nuPlan)
+STOPPED_SPEED = 0.05  # m/s; below this an agent is stopped (nuPlan's at-fault categories)
+FRONT_BUMPER = 0.1  # m; depth of the ego's front bumper for an active front collision
+LANE_KEEP = 1.0  # m from the route within which the ego keeps its lane (lateral hits not at fault)
 _BOX = [X, Y, YAW, LENGTH, WIDTH]
 
 
@@ -207,25 +212,57 @@ class MetricContext:
         return out.reshape(n_b, n_t)
 
     @cached_property
+    def route_lat(self) -> Tensor:
+        """``[B, T]`` m, ego distance from its route (the logged path): how far it left its lane."""
+        return project_to_dense_polyline(self.batch.route, self.batch.route_valid, self.ego[..., [X, Y]])[1]
+
+    @cached_property
     def first_collision_at_fault(self) -> Tensor:
-        """bool ``[B]``: some agent's first contact with the ego is the ego's fault."""
+        """bool ``[B]``: some agent's first contact with the ego is the ego's fault (nuPlan's categories).
+
+        Each collided agent is judged at its first contact step: a stopped ego (< :data:`STOPPED_SPEED`)
+        is never at fault; a stopped agent hit by a moving ego is; an agent touching the ego's front
+        bumper (:data:`FRONT_BUMPER` m deep) is an active front collision, at fault; one touching only
+        the ego's rear half is a rear-end, not at fault when agents are non-reactive (log replay);
+        any other contact is lateral, at fault only while the ego changes lanes (more than
+        :data:`LANE_KEEP` m from its route) or is off the drivable area.
+        """
         hit = self.agent_overlap & self.controlled[:, None, :]  # [B, A-1, T]
-        if hit.shape[1] == 0:
-            return torch.zeros(hit.shape[0], dtype=torch.bool, device=hit.device)
+        n_b, n_o = hit.shape[:2]
+        if n_o == 0:
+            return torch.zeros(n_b, dtype=torch.bool, device=hit.device)
         first = hit.to(torch.int8).argmax(-1)  # [B, A-1]
-        if self.ro.agent_model != "log":
-            return hit.any(-1).any(-1)
-        n_b = hit.shape[0]
-        ego_t = self.ego[..., _BOX].gather(1, first.reshape(n_b, -1, 1).expand(-1, -1, 5))  # [B, A-1, 5]
-        other = self.ro.traj[:, 1:][..., _BOX].gather(2, first[..., None, None].expand(-1, -1, 1, 5))[:, :, 0]
+        hit_any = hit.any(-1)
+
+        def at_first(x: Tensor) -> Tensor:  # [B, T] -> [B, A-1]
+            return x.gather(1, first)
+
+        ego_t = self.ego[..., _BOX].gather(1, first[..., None].expand(-1, -1, 5))  # [B, A-1, 5]
+        idx = first[..., None, None].expand(-1, -1, 1, 7)
+        other_full = self.ro.traj[:, 1:].gather(2, idx)[:, :, 0]  # [B, A-1, 7]
+        other = other_full[..., _BOX]
+        ego_stopped = at_first(self.speed.abs()) < STOPPED_SPEED
+        other_stopped = torch.hypot(other_full[..., VX], other_full[..., VY]) < STOPPED_SPEED
         c, s = torch.cos(ego_t[..., 2]), torch.sin(ego_t[..., 2])
-        quarter = ego_t[..., 3] / 4
-        front = ego_t.clone()
-        front[..., 0] += c * quarter
-        front[..., 1] += s * quarter
-        front[..., 3] = ego_t[..., 3] / 2
-        rear_only = ~boxes_overlap(front, other)
-        return (hit.any(-1) & ~rear_only).any(-1)
+
+        def slab(centre_from_middle: Tensor, length: Tensor) -> Tensor:  # a part of the ego box, along its axis
+            part = ego_t.clone()
+            part[..., 0] += c * centre_from_middle
+            part[..., 1] += s * centre_from_middle
+            part[..., 3] = length
+            return part
+
+        half = ego_t[..., 3] / 2
+        bumper = torch.full_like(half, FRONT_BUMPER)
+        front = boxes_overlap(slab(half - FRONT_BUMPER / 2, bumper), other)
+        front_half = boxes_overlap(slab(half / 2, half), other)
+        rear = ~front_half & (self.ro.agent_model == "log")
+        changing_lane = (at_first(self.route_lat) > LANE_KEEP) | (at_first(self.offroad_dist) > OFFROAD_THRESHOLD)
+        fault = other_stopped | front | (~rear & changing_lane)
+        if self.ro.agent_model != "log":
+            fault = fault | ~front_half  # a reactive agent's rear-end: nuPlan exempts only non-reactive ones
+        fault = fault & ~ego_stopped & hit_any
+        return fault.any(-1)
 
 
 class Metric:
@@ -319,7 +356,7 @@ class RouteCompletion(Metric):
     def from_context(self, c):
         start = c.route_s[:, c.init]
         reached = c.route_s.masked_fill(~c.controlled, -float("inf")).amax(1)
-        left = polyline_length(c.batch.route, c.batch.route_valid) - start
+        left = c.log_progress
         frac = (reached - start) / left.clamp_min(1e-6)
         return torch.where(left > 1e-3, frac, torch.ones_like(frac)).clamp(0.0, 1.0)
 

@@ -75,7 +75,7 @@ def test_scenarionet_content(tmp_path):
     (s,) = load_scenarionet(_write_pickle(tmp_path / "sd_a.pkl", sd))
     assert s.ego == 0 and s.num_steps == 120 and s.num_agents == 4
     ego = s.ego_log
-    np.testing.assert_allclose(ego[:, 0], np.arange(120) * 1.0, atol=1e-4)
+    np.testing.assert_allclose(ego[:, 0] + s.world_origin[0], np.arange(120) * 1.0, atol=1e-4)
     assert ego[0, LENGTH] == pytest.approx(4.4) and ego[0, WIDTH] == pytest.approx(1.8)
     types = sorted(s.agent_type.tolist())
     assert types == sorted([AgentType.VEHICLE, AgentType.VEHICLE, AgentType.PEDESTRIAN, AgentType.OTHER])
@@ -106,7 +106,7 @@ def test_window_too_short_for_init_step(tmp_path):
 def test_resampled_from_5_hz(tmp_path):
     (s,) = load_scenarionet(_write_pickle(tmp_path / "sd_a.pkl", _sd(n_t=50, dt=0.2)))
     assert s.num_steps == 99 and "resampled" in s.tags
-    np.testing.assert_allclose(s.ego_log[:, 0], np.arange(99) * 1.0, atol=1e-4)  # 10 m/s every 0.1 s
+    np.testing.assert_allclose(s.ego_log[:, 0] + s.world_origin[0], np.arange(99) * 1.0, atol=1e-4)  # 10 m/s
     car = int(np.flatnonzero(~s.valid.all(axis=1))[0])
     # source gap at 5 Hz steps 30..39 = 6.0..7.8 s; new steps strictly inside (5.8, 8.0) s are invalid
     assert not s.valid[car, 59:80].any() and s.valid[car, 58] and s.valid[car, 80]
@@ -195,7 +195,7 @@ def test_waymo_json_content(tmp_path):
     p.write_text(json.dumps(_waymo_json()))
     (s,) = load_waymo_json(p)
     assert s.id == "wj" and s.num_steps == 91 and s.ego == 0 and s.source == "waymo_json"
-    np.testing.assert_allclose(s.ego_log[:, 0], np.arange(91) * 1.2, atol=1e-4)
+    np.testing.assert_allclose(s.ego_log[:, 0] + s.world_origin[0], np.arange(91) * 1.2, atol=1e-4)
     assert s.agent_type.tolist() == [AgentType.VEHICLE, AgentType.PEDESTRIAN]
     assert not s.valid[1, 50:60].any() and np.all(s.agents[1, 50:60] == 0) and s.valid[1, :50].all()
     assert len(s.map.lanes) == 1  # the bike lane (map type 3) is not a driving lane
@@ -279,7 +279,7 @@ def test_ego_invalid_at_the_start_keeps_its_valid_span(tmp_path):
     sd["tracks"]["ego"]["state"]["valid"][:5] = 0.0
     (s,) = load_scenarionet(_write_pickle(tmp_path / "sd_a.pkl", sd))
     assert s.id == "synthetic@5" and s.num_steps == 115 and s.valid[0].all()
-    np.testing.assert_allclose(s.ego_log[0, 0], 5.0, atol=1e-5)
+    np.testing.assert_allclose(s.ego_log[0, 0] + s.world_origin[0], 5.0, atol=1e-5)
     sd["tracks"]["ego"]["state"]["valid"][:] = 0.0
     sd["tracks"]["ego"]["state"]["valid"][50:58] = 1.0
     with pytest.raises(ScenarioError, match="valid for 8 consecutive steps"):

@@ -104,7 +104,7 @@ def test_commonroad_default_ego_is_the_farthest_full_horizon_vehicle(imported):
                 if kind in ("CAR", "TRUCK", "BUS") and end == horizon}
         best = max(full, key=full.get)
         assert f"ego={best}" in s.tags and s.num_steps == horizon + 1
-        np.testing.assert_allclose(s.ego_log[:, :2], obs[best][1], atol=1e-3)
+        np.testing.assert_allclose(s.ego_log[:, :2] + s.world_origin, obs[best][1], atol=1e-3)
 
 
 def test_commonroad_ego_by_id(shared_data):
@@ -114,7 +114,7 @@ def test_commonroad_ego_by_id(shared_data):
     other = next(k for k, (_, p, end) in obs.items() if f"ego={k}" not in default.tags and end >= 20)
     (s,) = load_any(path, ImportOptions(ego=other))
     assert f"ego={other}" in s.tags and s.num_steps == obs[other][2] + 1
-    np.testing.assert_allclose(s.ego_log[:, :2], obs[other][1], atol=1e-3)
+    np.testing.assert_allclose(s.ego_log[:, :2] + s.world_origin, obs[other][1], atol=1e-3)
     with pytest.raises(ScenarioError, match="--ego 999999: no dynamic obstacle"):
         load_any(path, ImportOptions(ego="999999"))
 

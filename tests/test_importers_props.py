@@ -112,3 +112,36 @@ def test_route_extension_follows_a_curving_lane_and_its_successor():
     assert ext[-1, 1] > 1.0  # it turned left with the lane
     straight_only = ego_route(ego, Polylines.from_list([crossing]))
     np.testing.assert_allclose(straight_only[-10:, 1], 0.3)  # no lane fits: straight ahead
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), gap=st.integers(0, 60), short=st.integers(3, 10))
+def test_velocity_repair_matches_savitzky_golay_and_keeps_consistent_velocities(seed, gap, short):
+    """Recorded velocities that contradict the positions become scipy's Savitzky-Golay derivative
+    (quadratic, 11 steps, window kept inside each valid run); consistent ones are left alone."""
+    from scipy.signal import savgol_filter
+
+    from scenarios.importers.repair import VEL_TOLERANCE, VEL_WINDOW, repair_velocities
+
+    rng = np.random.default_rng(seed)
+    n_t = 80
+    states = np.zeros((3, n_t, 7))
+    states[..., :2] = np.cumsum(rng.normal(0.8, 0.2, (3, n_t, 2)), axis=1)
+    states[..., 3:5] = 500.0  # contradicts the positions everywhere
+    states[2, :, :2] = np.arange(n_t)[:, None] * np.array([1.0, 0.5])  # 10 m/s east, 5 m/s north ...
+    states[2, :, 3:5] = (10.0, 5.0)  # ... and recorded so: consistent
+    valid = np.ones((3, n_t), bool)
+    valid[1, gap:gap + 2] = False  # agent 1: a long run and a run of `short` steps
+    valid[1, gap + 2 + short:gap + 4 + short] = False
+    expect = states.copy()
+    repair_velocities(states, valid, 0.1)
+    ref = savgol_filter(expect[0, :, :2], VEL_WINDOW, 2, deriv=1, delta=0.1, axis=0, mode="interp")
+    np.testing.assert_allclose(states[0, :, 3:5], ref, atol=1e-9)
+    np.testing.assert_array_equal(states[2], expect[2])
+    run = slice(gap + 2, gap + 2 + short)
+    if short < VEL_WINDOW and gap + 2 + short <= n_t:
+        k = np.arange(short) * 0.1
+        for c in range(2):
+            fit = np.polyder(np.polyfit(k, expect[1, run, c], 2))
+            np.testing.assert_allclose(states[1, run, 3 + c], np.polyval(fit, k), atol=1e-6)
+    assert np.all(np.linalg.norm(states[0, :, 3:5] - 500.0, axis=-1) > VEL_TOLERANCE)

@@ -23,18 +23,24 @@ def straight(x0: float, y0: float, v: float, n_t: int = 41, yaw: float = 0.0) ->
     return track(x0 + v * t * np.cos(yaw), y0 + v * t * np.sin(yaw), yaw, v)
 
 
-def test_make_batch_puts_ego_first_and_keeps_the_nearest_agents():
+def test_make_batch_keeps_every_agent_within_reach_over_the_horizon():
     far, near, ego, mid = straight(80, 0, 5), straight(5, 3, 5), straight(0, 0, 5), straight(20, -3, 5)
     valid = np.ones((4, 41), bool)
-    valid[1, 10] = False  # "near" is absent at init_step: goes after the valid ones
+    valid[1, :30] = False  # "near" appears late: still simulated
     s = scene_from_tracks([far, near, ego, mid], valid=valid, ego=2)
-    b = make_batch([s], max_agents=3)
-    assert b.log.shape == (1, 3, 41, 7)
+    b = make_batch([s], max_agents=6)
+    assert b.log.shape == (1, 4, 41, 7)  # padded to what the scene keeps
     assert torch.equal(b.log[0, 0], torch.from_numpy(ego))  # ego at agent 0
-    assert torch.equal(b.log[0, 1, 11:], torch.from_numpy(mid[11:]))  # nearest valid other
-    assert torch.equal(b.log[0, 2, 11:], torch.from_numpy(far[11:]))  # "near" is invalid at init: dropped
-    big = make_batch([s], max_agents=6)
-    assert big.valid[0, 4:].sum() == 0 and big.agent_type[0, 4:].tolist() == [3, 3]  # padding: invalid, OTHER
+    assert torch.equal(b.log[0, 1, 30:], torch.from_numpy(near[30:]))  # closest approach first
+    assert torch.equal(b.log[0, 2], torch.from_numpy(mid))
+    assert torch.equal(b.log[0, 3], torch.from_numpy(far))  # never within reach: fills what is left
+    assert b.agents_dropped.tolist() == [0]
+    assert make_batch([s], max_agents=3).agents_dropped.tolist() == [0]  # "far" cannot touch the ego
+    capped = make_batch([s], max_agents=2)  # the cap keeps the closest and counts the rest
+    assert capped.log.shape[1] == 2 and capped.agents_dropped.tolist() == [1]
+    assert torch.equal(capped.log[0, 1, 30:], torch.from_numpy(near[30:]))
+    two = make_batch([s, scene_from_tracks([ego], scene_id="alone")], max_agents=6)
+    assert two.valid[1, 1:].sum() == 0 and two.agent_type[1, 1:].tolist() == [3, 3, 3]  # padding: invalid, OTHER
 
 
 def test_make_batch_pads_steps_and_resamples_routes():
@@ -101,7 +107,7 @@ def test_closed_loop_rollout_records_everything():
     t0, n_t = b.init_step, b.num_steps
     s = n_t - 1 - t0
     assert calls == list(range(t0, n_t - 1))
-    assert ro.traj.shape == (2, 4, n_t, 7) and ro.obs.shape == (2, s, OBS_DIM)
+    assert ro.traj.shape == (2, 3, n_t, 7) and ro.obs.shape == (2, s, OBS_DIM)
     assert ro.aux["logp"].shape == (2, s) and ro.aux["pair"].shape == (2, s, 2)
     assert torch.equal(ro.traj[:, :, : t0 + 1], b.log[:, :, : t0 + 1])  # history is the log
     assert torch.equal(ro.traj[:, 1:][ro.valid[:, 1:]], b.log[:, 1:][b.valid[:, 1:]])  # others replay

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, NamedTuple
 
 from scenarios.cli_config import add_dataclass_arguments, dataclass_from_args, flag_name, given_fields
+from sim.config import DEFAULT_MAX_AGENTS
 
 
 class TrainError(RuntimeError):
@@ -82,7 +83,8 @@ class TrainConfig:
     # evaluation
     val_scenes: int = _opt(16, "val scenes of the closed-loop evaluation at each interval")
     eval_states: int = _opt(512, "fixed evaluation states the entropy is averaged over")
-    max_agents: int = 16
+    max_agents: int = _opt(DEFAULT_MAX_AGENTS, "agent cap per scene (the one rule: sim.batch.select_agents)")
+    strict: bool = _opt(False, "a scenario file or scene that cannot be used stops the run (default: skipped)")
     threads: int = _opt(1, "torch CPU threads (1 is fastest for these sizes)")
     progress: bool = _opt(True, "progress bars (--no-progress silences every bar)")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,8 +11,9 @@ import torch
 from torch import Tensor
 
 from policy.checkpoint import CheckpointError, atomic_write_bytes
-from scenarios.scenario import Scenario
-from scenarios.suites import load_suite, parse_spec, suite_seeds
+from scenarios.loading import load_scenes
+from scenarios.scenario import Scenario, ScenarioError
+from scenarios.suites import parse_spec, suite_seeds
 from sim.batch import ScenarioBatch, make_batch
 from sim.expert import collect_expert
 from sim.observation import OBS_DIM, OBS_VERSION
@@ -34,15 +36,17 @@ def expert_data(scenes: Sequence[Scenario], device: torch.device, max_agents: in
     return ExpertData(torch.cat(obs), torch.cat(wps))
 
 
-def split_scenes(spec: str, split: str, limit: int = 0, progress: bool = True) -> list[Scenario]:
+def split_scenes(spec: str, split: str, limit: int = 0, progress: bool = True, strict: bool = False) -> list[Scenario]:
     """Scenes of ``split`` (``train`` or ``val``) of a suite name, a scenario file or a folder.
 
     A bundled suite (``procedural``, any ``:split`` suffix ignored) gives the first ``limit`` scenes of its
-    split (0 = all), generated on demand. A file or folder has no splits: its scenes, ordered by id, are split
-    deterministically by position (every 10th scene, starting with the 5th, is val; the rest train).
+    split (0 = all), generated on demand. A file or folder has no splits: its usable scenes
+    (:func:`scenarios.loading.load_scenes`; an unusable file or scene is skipped with a one-line reason
+    on stderr, or is an error with ``strict``), ordered by id, are split deterministically by position
+    (every 10th scene, starting with the 5th, is val; the rest train).
 
     Raises:
-        TrainError: the split is empty.
+        TrainError: the split is empty, nothing is usable, or (``strict``) a scene cannot be used.
     """
     name = spec.split(":", 1)[0]
     if parse_spec(name) is not None:
@@ -52,7 +56,14 @@ def split_scenes(spec: str, split: str, limit: int = 0, progress: bool = True) -
         seeds = seeds[:limit] if limit > 0 else seeds
         scenes = generate_suite(seeds, progress=progress and len(seeds) > 100)
     else:
-        every = sorted(load_suite(spec), key=lambda s: s.id)
+        try:
+            report = load_scenes(spec, strict=strict)
+        except ScenarioError as e:
+            raise TrainError(f"--scenarios {spec}: {e}") from None
+        if split == "train":
+            for item in report.skipped:
+                print(item.line(), file=sys.stderr)
+        every = sorted(report.scenes, key=lambda s: s.id)
         scenes = [s for i, s in enumerate(every) if (i % 10 == 4) == (split == "val")]
         scenes = scenes[:limit] if limit > 0 else scenes
     if not scenes:
@@ -98,8 +109,8 @@ class RunData:
 
 def load_run_data(cfg: TrainConfig, run: Path, device: torch.device, need_expert: bool = True) -> RunData:
     """Load the splits, the expert data and the evaluation states (drawn once, then read from the run dir)."""
-    train = split_scenes(cfg.scenarios, "train", cfg.train_pool, cfg.progress)
-    val = split_scenes(cfg.scenarios, "val", cfg.val_scenes, cfg.progress)
+    train = split_scenes(cfg.scenarios, "train", cfg.train_pool, cfg.progress, cfg.strict)
+    val = split_scenes(cfg.scenarios, "val", cfg.val_scenes, cfg.progress, cfg.strict)
     val_batch = make_batch(val, device, cfg.max_agents)
     expert = None
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))

@@ -1,7 +1,8 @@
 """The shared last mile of every importer: a :class:`Recording` becomes one or more scenarios.
 
 Steps (documented in ``docs/importers.md``): resample to 0.1 s where the source's step
-differs; repair sizes; keep the span where the ego is valid; cut into windows on request;
+differs; repair sizes and velocities that contradict positions; keep the span where the ego is
+valid; recentre on the ego (``Scenario.world_origin``); cut into windows on request;
 put the ego at agent 0 and drop agents never valid in a window; route = the ego's logged
 path densified to 1 m and extended 10 m along its lane (or straight ahead); drivable area = generous lane buffers
 plus the source's drivable polygons; the map is cropped to what lies near the ego's path.
@@ -12,12 +13,13 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from scenarios.import_options import ImportOptions
 from scenarios.importers.mapgeom import ROUTE_EXTENSION, ego_route, lane_buffer_polygons, near_box
+from scenarios.importers.repair import repair_velocities
 from scenarios.importers.resample import DT, needs_resampling, resample_tracks, window_starts
 from scenarios.scenario import (
     LENGTH,
@@ -155,18 +157,34 @@ def _road_map(rec: Recording, widths: np.ndarray, lane_polys: list[np.ndarray], 
     )
 
 
-def recording_to_scenes(rec: Recording, options: ImportOptions) -> list[Scenario]:
+def _shift_map(rec: Recording, offset: np.ndarray) -> Recording:
+    """``rec`` with every map polyline moved by ``-offset`` (m, float64)."""
+    moved = {
+        name: Polylines(getattr(rec, name).points - offset, getattr(rec, name).offsets)
+        for name in ("lanes", "road_edges", "road_lines", "crosswalks", "drivable_extra")
+    }
+    return replace(rec, **moved)
+
+
+def recording_to_scenes(
+    rec: Recording, options: ImportOptions, skipped: list[tuple[str, str]] | None = None
+) -> list[Scenario]:
     """Turn one recording into validated scenarios (one per window).
 
     Args:
         rec: the source scene.
         options: ``window``/``stride`` (steps at 0.1 s) and ``init_step``.
+        skipped: when given, a window that fails validation is appended here as
+            ``(scene id, reason)`` and the other windows are kept; when None it raises.
 
     Returns:
-        Scenarios with the ego at agent 0, ids ``<id>`` (whole scene) or ``<id>@<start>``.
+        Scenarios with the ego at agent 0, ids ``<id>`` (whole scene) or ``<id>@<start>``,
+        recentred so that the ego at ``init_step`` of the first window is at the local origin
+        (``world_origin`` holds the offset).
 
     Raises:
-        ScenarioError: the ego is never valid long enough for ``init_step``.
+        ScenarioError: the ego is never valid long enough for ``init_step``; with ``skipped`` None,
+            any window that fails validation; with ``skipped``, no window usable.
     """
     states = np.array(rec.states, dtype=np.float64)
     valid = np.asarray(rec.valid, dtype=bool).copy()
@@ -178,6 +196,7 @@ def recording_to_scenes(rec: Recording, options: ImportOptions) -> list[Scenario
     states[..., YAW] = wrap_angle(states[..., YAW])
     _repair_sizes(states, valid, rec.agent_type)
     states[~valid] = 0.0
+    repair_velocities(states, valid, DT)
     a, b = _ego_span(valid[rec.ego])
     if b - a < options.init_step + 2:
         raise ScenarioError(
@@ -186,6 +205,11 @@ def recording_to_scenes(rec: Recording, options: ImportOptions) -> list[Scenario
         )
     if options.window and options.window < options.init_step + 2:
         raise ScenarioError(f"--window {options.window} must be at least init_step + 2 = {options.init_step + 2}")
+    offset = states[rec.ego, min(a + options.init_step, b - 1), :2].copy()  # float64 world m
+    states[..., :2] -= offset
+    states[~valid] = 0.0
+    rec = _shift_map(rec, offset)
+    world_origin = (float(offset[0]), float(offset[1]))
     order = np.array([rec.ego] + [i for i in range(len(states)) if i != rec.ego])
     states, valid, types = states[order, a:b], valid[order, a:b], np.asarray(rec.agent_type, np.int8)[order]
     widths = np.asarray(rec.lane_widths, dtype=np.float64)
@@ -207,20 +231,27 @@ def recording_to_scenes(rec: Recording, options: ImportOptions) -> list[Scenario
         sid = rec.id if whole and a == 0 else f"{rec.id}@{a + s}"
         route = ego_route(agents[0], rec.lanes)
         road = _road_map(rec, widths, lane_polys, np.vstack([agents[0, :, :2], route]))
-        scenes.append(
-            Scenario(
-                id=sid,
-                source=rec.source,
-                agents=agents,
-                valid=v[keep].copy(),
-                agent_type=types[keep].copy(),
-                ego=0,
-                map=road,
-                route=route,
-                dt=DT,
-                init_step=options.init_step,
-                family=rec.source,
-                tags=tags,
-            ).validate()
+        scene = Scenario(
+            id=sid,
+            source=rec.source,
+            agents=agents,
+            valid=v[keep].copy(),
+            agent_type=types[keep].copy(),
+            ego=0,
+            map=road,
+            route=route,
+            dt=DT,
+            init_step=options.init_step,
+            family=rec.source,
+            tags=tags,
+            world_origin=world_origin,
         )
+        try:
+            scenes.append(scene.validate())
+        except ScenarioError as e:
+            if skipped is None:
+                raise ScenarioError(f"scene {sid}: {e}") from None
+            skipped.append((sid, str(e)))
+    if not scenes:
+        raise ScenarioError(f"no usable window ({skipped[0][0]}: {skipped[0][1]})" if skipped else "no window")
     return scenes

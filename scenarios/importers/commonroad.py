@@ -6,7 +6,10 @@ path is longest (``--ego ID`` picks one by obstacle id). The horizon is the long
 vehicle is recorded for; if no vehicle covers it, the longest-recorded vehicles compete
 and the scene is cut to their span. Lanelets give lane centrelines, widths, drivable
 polygons (left boundary + reversed right boundary), road edges (outer boundaries) and
-road lines (inner boundaries).
+road lines (inner boundaries). Static obstacles (``staticObstacle``: parked vehicles,
+construction zones, pillars...) become agents valid at every step that never move, so they
+count for collision and TTC; ``ROAD_BOUNDARY`` obstacles are the road's edge, already in the
+map, and are left out.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 
 from scenarios.import_options import ImportOptions
 from scenarios.importers.common import Recording, recording_to_scenes
+from scenarios.importers.repair import usable_line, warn_skipped
 from scenarios.scenario import NUM_FIELDS, AgentType, Polylines, Scenario, ScenarioError
 
 SUPPORTED_VERSIONS = ("2020a",)
@@ -32,7 +36,9 @@ TYPES = {
     "MOTORCYCLE": AgentType.CYCLIST,
     "BICYCLE": AgentType.CYCLIST,
     "PEDESTRIAN": AgentType.PEDESTRIAN,
+    "PARKED_VEHICLE": AgentType.VEHICLE,
 }
+NOT_AGENTS = ("ROAD_BOUNDARY",)  # static obstacle types that are map, not agents
 
 
 def check_version(path: Path) -> float:
@@ -97,6 +103,30 @@ def _obstacle_tracks(scenario) -> tuple[list, np.ndarray, np.ndarray, np.ndarray
     return obs, states, valid, types
 
 
+def _static_tracks(scenario, n_t: int) -> tuple[np.ndarray, np.ndarray]:
+    """Static obstacles as agents that never move: ``(states float [S, n_t, 7], types int8 [S])``.
+
+    Shapes without a length and width (polygons, shape groups) are left out with a warning.
+    """
+    rows, types, notes = [], [], []
+    for o in getattr(scenario, "static_obstacles", []):
+        if o.obstacle_type.name in NOT_AGENTS:
+            continue
+        try:
+            length, width = _shape_size(o.obstacle_shape)
+        except ScenarioError as e:
+            notes.append(f"static obstacle {o.obstacle_id}: {e}")
+            continue
+        st = o.initial_state
+        rows.append((*np.asarray(st.position, float)[:2], float(st.orientation), 0.0, 0.0, length, width))
+        types.append(TYPES.get(o.obstacle_type.name, AgentType.OTHER))
+    warn_skipped(notes)
+    states = np.zeros((len(rows), n_t, NUM_FIELDS), dtype=np.float64)
+    if rows:
+        states[:] = np.asarray(rows, dtype=np.float64)[:, None, :]
+    return states, np.asarray(types, dtype=np.int8)
+
+
 def choose_ego(
     obs: list, states: np.ndarray, valid: np.ndarray, types: np.ndarray, ego_id: str = ""
 ) -> tuple[int, int]:
@@ -134,9 +164,13 @@ def choose_ego(
 
 
 def _lanelet_map(network) -> dict:
-    lanes, widths, edges, lines, polys = [], [], [], [], []
+    lanes, widths, edges, lines, polys, notes = [], [], [], [], [], []
     for ll in network.lanelets:
         left, right = np.asarray(ll.left_vertices, float), np.asarray(ll.right_vertices, float)
+        what = f"lanelet {ll.lanelet_id}"
+        if not (usable_line(left, what, 2, notes) and usable_line(right, what, 2, notes)
+                and usable_line(np.asarray(ll.center_vertices, float), what, 2, notes)):
+            continue
         lanes.append(np.asarray(ll.center_vertices, float))
         widths.append(float(np.mean(np.hypot(*(left - right).T))) if len(left) == len(right) else np.nan)
         polys.append(np.vstack([right, left[::-1]]))  # counter-clockwise: right boundary forward, left back
@@ -145,6 +179,7 @@ def _lanelet_map(network) -> dict:
             edges.append(left[::-1])
         elif ll.adj_left_same_direction is False or ll.lanelet_id < ll.adj_left:
             lines.append(left)
+    warn_skipped(notes)
     return {
         "lanes": Polylines.from_list(lanes),
         "lane_widths": np.asarray(widths, dtype=np.float64),
@@ -155,12 +190,15 @@ def _lanelet_map(network) -> dict:
     }
 
 
-def load_commonroad(path: str | os.PathLike, options: ImportOptions | None = None) -> list[Scenario]:
+def load_commonroad(
+    path: str | os.PathLike, options: ImportOptions | None = None, skipped: list[tuple[str, str]] | None = None
+) -> list[Scenario]:
     """Import one CommonRoad XML scenario.
 
     Args:
         path: a CommonRoad 2020a ``.xml`` file.
         options: windowing, init step and ``ego`` (obstacle id; ``""`` = farthest-travelling vehicle).
+        skipped: see :func:`~scenarios.importers.common.recording_to_scenes`.
 
     Returns:
         Validated scenarios (one per window), ego at agent 0.
@@ -184,18 +222,19 @@ def load_commonroad(path: str | os.PathLike, options: ImportOptions | None = Non
             raise ScenarioError(f"{what} ({type(e).__name__}: {e})") from None
         obs, states, valid, types = _obstacle_tracks(scenario)
         ego, horizon = choose_ego(obs, states, valid, types, options.ego)
+        s_states, s_types = _static_tracks(scenario, horizon)
         rec = Recording(
             id=str(scenario.scenario_id),
             source="commonroad",
             t=np.arange(horizon) * dt,
-            states=states[:, :horizon],
-            valid=valid[:, :horizon],
-            agent_type=types,
+            states=np.concatenate([states[:, :horizon], s_states]),
+            valid=np.concatenate([valid[:, :horizon], np.ones(s_states.shape[:2], dtype=bool)]),
+            agent_type=np.concatenate([types, s_types]),
             ego=ego,
             tags=("real", "commonroad", f"ego={obs[ego].obstacle_id}"),
             **_lanelet_map(scenario.lanelet_network),
         )
-        return recording_to_scenes(rec, options)
+        return recording_to_scenes(rec, options, skipped)
     except ScenarioError as e:
         msg = str(e)
         raise ScenarioError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None

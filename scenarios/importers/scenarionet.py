@@ -16,6 +16,7 @@ import numpy as np
 
 from scenarios.import_options import ImportOptions
 from scenarios.importers.common import Recording, content_errors, recording_to_scenes
+from scenarios.importers.repair import usable_lines, warn_skipped
 from scenarios.importers.safe_pickle import safe_load
 from scenarios.scenario import NUM_FIELDS, AgentType, Polylines, Scenario, ScenarioError
 
@@ -25,6 +26,8 @@ DRIVING_LANES = ("LANE_SURFACE_STREET", "LANE_FREEWAY", "LANE_UNKNOWN")
 
 def _xy(a) -> np.ndarray:
     arr = np.asarray(a, dtype=np.float64)
+    if arr.size == 0:
+        return np.zeros((0, 2))
     if arr.ndim != 2 or arr.shape[1] < 2:
         raise ScenarioError(f"polyline must be [n, 2 or 3], got {list(arr.shape)}")
     return arr[:, :2]
@@ -67,27 +70,48 @@ def _tracks(d: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
 
 
 def _map(d: dict) -> dict:
-    lanes, widths, edges, lines, cross, extra, has_poly = [], [], [], [], [], [], []
+    lanes, widths, edges, lines, cross, extra, has_poly, notes = [], [], [], [], [], [], [], []
+    todo = []  # (feature id, kind, points) of the kinds used
     for fid, mf in d.get("map_features", {}).items():
         kind = str(mf.get("type", ""))
+        area = kind in ("CROSSWALK", "DRIVEWAY")
+        if not (area or kind in DRIVING_LANES or kind.startswith(("ROAD_EDGE", "ROAD_LINE"))):
+            continue  # stop signs, signals, bike lanes...
+        geom = mf.get("polygon" if area else "polyline")
+        try:
+            todo.append((fid, kind, _xy(geom if geom is not None else [])))
+        except ScenarioError as e:
+            raise ScenarioError(f"map feature {fid} ({kind}): {e}") from None
+    ok = np.ones(len(todo), dtype=bool)
+    for area in (False, True):
+        sel = [i for i, (_, kind, _) in enumerate(todo) if (kind in ("CROSSWALK", "DRIVEWAY")) == area]
+        if sel:
+            ok[sel] = usable_lines([todo[i][2] for i in sel], [f"{todo[i][0]} ({todo[i][1]})" for i in sel],
+                                   3 if area else 2, notes)
+    features = d.get("map_features", {})
+    for (fid, kind, pts), good in zip(todo, ok):
+        if not good:
+            continue
+        mf = features[fid]
         try:
             if kind in DRIVING_LANES:
-                lanes.append(_xy(mf["polyline"]))
+                lanes.append(pts)
                 w = np.asarray(mf.get("width", np.zeros((0, 2))), dtype=np.float64)
                 widths.append(float(np.median(w.reshape(len(w), -1).sum(axis=1))) if w.size else np.nan)
                 has_poly.append("polygon" in mf and len(mf["polygon"]) >= 3)
                 if has_poly[-1]:
                     extra.append(_xy(mf["polygon"]))
             elif kind.startswith("ROAD_EDGE"):
-                edges.append(_xy(mf["polyline"]))
+                edges.append(pts)
             elif kind.startswith("ROAD_LINE"):
-                lines.append(_xy(mf["polyline"]))
+                lines.append(pts)
             elif kind == "CROSSWALK":
-                cross.append(_xy(mf["polygon"]))
+                cross.append(pts)
             elif kind == "DRIVEWAY":
-                extra.append(_xy(mf["polygon"]))
+                extra.append(pts)
         except ScenarioError as e:
             raise ScenarioError(f"map feature {fid} ({kind}): {e}") from None
+    warn_skipped(notes)
     return {
         "lanes": Polylines.from_list(lanes),
         "lane_widths": np.asarray(widths, dtype=np.float64),
@@ -131,12 +155,15 @@ def scenarionet_recording(d: object) -> Recording:
         )
 
 
-def load_scenarionet(path: str | os.PathLike, options: ImportOptions | None = None) -> list[Scenario]:
+def load_scenarionet(
+    path: str | os.PathLike, options: ImportOptions | None = None, skipped: list[tuple[str, str]] | None = None
+) -> list[Scenario]:
     """Import one ScenarioNet pickle.
 
     Args:
         path: an ``sd_*.pkl`` file.
         options: windowing and init step.
+        skipped: see :func:`~scenarios.importers.common.recording_to_scenes`.
 
     Returns:
         Validated scenarios (one per window), ego at agent 0.
@@ -147,7 +174,7 @@ def load_scenarionet(path: str | os.PathLike, options: ImportOptions | None = No
     path = Path(path)
     try:
         rec = scenarionet_recording(safe_load(path))
-        return recording_to_scenes(rec, options or ImportOptions())
+        return recording_to_scenes(rec, options or ImportOptions(), skipped)
     except ScenarioError as e:
         msg = str(e)
         raise ScenarioError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None

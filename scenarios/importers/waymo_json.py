@@ -5,8 +5,11 @@ Layout: ``objects[i]`` with ``position``/``velocity`` lists of ``{x, y[, z]}`` (
 (``vehicle``, ``pedestrian``, ``cyclist``), ``id``; ``roads[j]`` with ``type`` (``lane``,
 ``road_edge``, ``road_line``, ``crosswalk``, ``driveway``, ``stop_sign``, ``speed_bump``),
 ``map_element_id`` (Waymo's map type code; 3 = bike lane) and ``geometry`` (list of
-``{x, y[, z]}``); ``metadata.sdc_track_index`` (the ego). Steps are 0.1 s apart; invalid
-steps hold -10000 and are masked.
+``{x, y[, z]}``); ``metadata.sdc_track_index`` (the ego). Steps are 0.1 s apart; a step is
+invalid when its ``valid`` flag is false or its position holds the exact sentinel
+:data:`INVALID_SENTINEL` (-10000); real coordinates may be anywhere (never judged by their
+distance from the origin). A road element without usable points is skipped with a
+:class:`~scenarios.importers.repair.MapElementSkipped` warning.
 """
 
 from __future__ import annotations
@@ -19,17 +22,26 @@ import numpy as np
 
 from scenarios.import_options import ImportOptions
 from scenarios.importers.common import Recording, content_errors, recording_to_scenes
+from scenarios.importers.repair import usable_lines, warn_skipped
 from scenarios.importers.resample import DT
 from scenarios.scenario import NUM_FIELDS, AgentType, Polylines, Scenario, ScenarioError
 
 TYPES = {"vehicle": AgentType.VEHICLE, "pedestrian": AgentType.PEDESTRIAN, "cyclist": AgentType.CYCLIST}
 BIKE_LANE = 3
+INVALID_SENTINEL = -10000.0  # the value the GPUDrive/Nocturne layout writes at invalid steps
 
 
 def _points(seq, what: str) -> np.ndarray:
     if not isinstance(seq, list) or not seq:
         raise ScenarioError(f"{what} must be a non-empty list of {{x, y}} points")
     return np.array([(p["x"], p["y"]) for p in seq], dtype=np.float64)
+
+
+def _road_points(seq) -> np.ndarray:
+    """``[n, 2]`` points of a road element's geometry (``[0, 2]`` when absent or not a list)."""
+    if not isinstance(seq, list):
+        return np.zeros((0, 2))
+    return np.array([(p["x"], p["y"]) for p in seq], dtype=np.float64).reshape(-1, 2)
 
 
 def waymo_json_recording(d: object, name: str = "scene") -> Recording:
@@ -66,15 +78,22 @@ def waymo_json_recording(d: object, name: str = "scene") -> Recording:
             states[i, :, 3:5] = vel
             states[i, :, 5] = float(o["length"])
             states[i, :, 6] = float(o["width"])
-            valid[i] = val & (np.abs(pos).max(axis=1) < 9999.0)
+            valid[i] = val & ~np.any(pos == INVALID_SENTINEL, axis=1)
             types[i] = TYPES.get(str(o.get("type", "")).lower(), AgentType.OTHER)
         valid &= np.all(np.isfinite(states), axis=2)
-        lanes, edges, lines, cross, extra = [], [], [], [], []
-        for j, r in enumerate(d.get("roads", [])):
-            kind = str(r.get("type", ""))
-            if kind not in ("lane", "road_edge", "road_line", "crosswalk", "driveway"):
+        lanes, edges, lines, cross, extra, notes = [], [], [], [], [], []
+        todo = [(j, str(r.get("type", "")), r) for j, r in enumerate(d.get("roads", []))]
+        todo = [(j, kind, r, _road_points(r.get("geometry"))) for j, kind, r in todo
+                if kind in ("lane", "road_edge", "road_line", "crosswalk", "driveway")]
+        ok = np.ones(len(todo), dtype=bool)
+        for area in (False, True):
+            sel = [i for i, t in enumerate(todo) if (t[1] in ("crosswalk", "driveway")) == area]
+            if sel:
+                ok[sel] = usable_lines([todo[i][3] for i in sel], [f"road {todo[i][0]} ({todo[i][1]})" for i in sel],
+                                       3 if area else 2, notes)
+        for (_j, kind, r, pts), good in zip(todo, ok):
+            if not good:
                 continue
-            pts = _points(r["geometry"], f"road {j} geometry")
             if kind == "lane" and int(r.get("map_element_id", 2)) != BIKE_LANE:
                 lanes.append(pts)
             elif kind == "road_edge":
@@ -85,6 +104,7 @@ def waymo_json_recording(d: object, name: str = "scene") -> Recording:
                 cross.append(pts)
             elif kind == "driveway" and len(pts) >= 3:
                 extra.append(pts)
+        warn_skipped(notes)
         return Recording(
             id=str(d.get("scenario_id") or name),
             source="waymo_json",
@@ -103,12 +123,15 @@ def waymo_json_recording(d: object, name: str = "scene") -> Recording:
         )
 
 
-def load_waymo_json(path: str | os.PathLike, options: ImportOptions | None = None) -> list[Scenario]:
+def load_waymo_json(
+    path: str | os.PathLike, options: ImportOptions | None = None, skipped: list[tuple[str, str]] | None = None
+) -> list[Scenario]:
     """Import one Waymo Open Motion JSON scene.
 
     Args:
         path: a ``.json`` file in the GPUDrive/Nocturne layout.
         options: windowing and init step.
+        skipped: see :func:`~scenarios.importers.common.recording_to_scenes`.
 
     Returns:
         Validated scenarios (one per window), ego at agent 0.
@@ -126,7 +149,7 @@ def load_waymo_json(path: str | os.PathLike, options: ImportOptions | None = Non
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ScenarioError(f"malformed JSON ({e})") from None
         rec = waymo_json_recording(d, name=path.stem)
-        return recording_to_scenes(rec, options or ImportOptions())
+        return recording_to_scenes(rec, options or ImportOptions(), skipped)
     except ScenarioError as e:
         msg = str(e)
         raise ScenarioError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None

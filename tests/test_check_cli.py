@@ -1,0 +1,63 @@
+"""python -m scenarios.check: the data report, on synthetic files and on the real samples."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scenarios.check import check
+from scenarios.formats import ImportOptions
+from scenarios.io import save_scenarios
+from tests.test_formats import _scene
+from tests.test_loading import _npz_with_a_nan_scene
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = (REPO / ".." / "shared").resolve()
+
+
+def test_report_lists_imports_skips_and_log_replay_sanity(tmp_path):
+    save_scenarios(tmp_path / "a.npz", [_scene("one"), _scene("two")])
+    _npz_with_a_nan_scene(tmp_path / "b.npz")
+    (tmp_path / "c.json").write_text("{broken")
+    r = check(tmp_path, ImportOptions(), progress=False)
+    assert sorted(s["id"] for s in r["scenes"]) == ["good", "one", "two"]
+    assert {(Path(k["file"]).name, k["scene_id"]) for k in r["skipped"]} == {("b.npz", "nan-scene"), ("c.json", "")}
+    for s in r["scenes"]:
+        assert s["agents"] == 2 and s["steps"] == 20 and tuple(s["world_origin"]) == (0.0, 0.0)
+        assert s["sanity"]["ade"] == pytest.approx(0.0, abs=1e-5) and s["sanity"]["collision_at_fault"] == 0.0
+        assert s["sanity"]["route_completion"] == pytest.approx(1.0) and s["failures"] == []
+    assert r["sources"]["test"]["scenes"] == 3 and r["sources"]["test"]["on_road_pct"] == 100.0
+    assert "skipped" in r["text"] and "on-road%" in r["text"]
+
+
+def test_cli_writes_json_and_exits_zero(tmp_path):
+    save_scenarios(tmp_path / "a.npz", [_scene("one")])
+    out = tmp_path / "report.json"
+    proc = subprocess.run([sys.executable, "-m", "scenarios.check", str(tmp_path / "a.npz"), "--json", str(out),
+                           "--no-progress"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())["scenes"][0]["id"] == "one"
+    missing = subprocess.run([sys.executable, "-m", "scenarios.check", str(tmp_path / "nope")], cwd=REPO,
+                             capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 1 and missing.stderr.startswith("error: ") and "Traceback" not in missing.stderr
+
+
+@pytest.mark.data
+def test_recorded_humans_on_waymo_and_nuscenes_are_plausible():
+    """Issue 10 targets on every real Waymo and nuScenes sample: |long. accel| <= 8 m/s^2 at every
+    step, comfortable in >= 80 % of scenes, on-road in >= 97 %; NGSIM is reported, not bent."""
+    folders = [SHARED / "data" / "scenarionet", SHARED / "data" / "waymo_json"]
+    if not all(f.is_dir() for f in folders):
+        pytest.skip(f"real samples not found under {SHARED / 'data'}")
+    scenes = []
+    for f in folders:
+        scenes += check(f, ImportOptions(), progress=False)["scenes"]
+    assert len(scenes) >= 5
+    assert max(s["sanity"]["max_abs_accel"] for s in scenes) <= 8.0
+    assert sum(s["sanity"]["comfortable"] for s in scenes) >= 0.8 * len(scenes)
+    assert sum(1 - s["sanity"]["offroad"] for s in scenes) >= 0.97 * len(scenes)
+    assert all(s["sanity"]["ade"] < 1e-3 and s["sanity"]["route_completion"] > 0.99 for s in scenes)
