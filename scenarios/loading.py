@@ -11,9 +11,11 @@ a :class:`~scenarios.scenario.ScenarioError` (``--strict``).
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scenarios.importers.repair import MapElementSkipped
 from scenarios.scenario import Scenario, ScenarioError
 
 
@@ -44,10 +46,13 @@ class LoadReport:
     Attributes:
         scenes: the usable, validated scenes in source order.
         skipped: one entry per unusable file or scene.
+        notes: one line per file whose scenes import with parts left out (map elements without usable
+            points, ...): ``file: what was left out``.
     """
 
     scenes: list[Scenario]
     skipped: list[SkippedScene] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def load_scenes(spec: str | os.PathLike, *, split: str | None = None, cache_dir: str | os.PathLike | None = None,
@@ -86,10 +91,14 @@ def load_scenes(spec: str | os.PathLike, *, split: str | None = None, cache_dir:
         raise SuiteError(f"unknown suite {spec!r}; not a bundled suite, nor a scenario file or folder that exists")
     scenes: list[Scenario] = []
     skipped: list[SkippedScene] = []
+    notes: list[str] = []
     for f in scenario_files(path):
         try:
             inner: list[tuple[str, str]] = []
-            scenes.extend(load_file(f, options, skipped=inner))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", MapElementSkipped)
+                scenes.extend(load_file(f, options, skipped=inner))
+            notes.extend(f"{f}: {w.message}" for w in caught if issubclass(w.category, MapElementSkipped))
             for scene_id, reason in inner:
                 item = SkippedScene(str(f), scene_id, reason)
                 if strict:
@@ -107,4 +116,4 @@ def load_scenes(spec: str | os.PathLike, *, split: str | None = None, cache_dir:
     if not scenes:
         reasons = "; ".join(s.line() for s in skipped[:3])
         raise ScenarioError(f"{spec}: no usable scene ({reasons})")
-    return LoadReport(scenes, skipped)
+    return LoadReport(scenes, skipped, notes)

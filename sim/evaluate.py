@@ -19,12 +19,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from scenarios.cli_config import add_dataclass_arguments, dataclass_from_args
+from sim.batch import select_agents
 from sim.harness.candidates import BASELINES, Candidate, baseline, discover
 from sim.harness.errors import EvaluationError
 from sim.harness.executors import SimSettings, make_executor, make_shards, make_units, run_units
 from sim.harness.reader import read_checkpoints
 from sim.harness.report import build_verdict, print_summary, summary_rows
-from sim.harness.schema import RESULTS_NAME, CheckpointRows, to_json
+from sim.harness.schema import RESULTS_NAME, CheckpointRows, scene_record, to_json
 from sim.harness.store import ResultsWriter
 from sim.harness.verdict import Verdict
 from sim.metric_catalogue import JUDGED_METRICS
@@ -94,6 +95,8 @@ def _load_scenes(cfg: EvalConfig, log):
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
         raise EvaluationError(f"--scenarios {cfg.scenarios}: scenario id {dup!r} appears more than once")
+    for note in report.notes:
+        log(f"note: {note}")
     for s in report.skipped:
         log(f"skipped: {s.line()}")
     return scenes, list(report.skipped)
@@ -158,7 +161,7 @@ def run(cfg: EvalConfig, console=None) -> Verdict:
         settings = SimSettings(backend=cfg.backend, device=cfg.device, agents=cfg.agents, seed=cfg.seed,
                                threads=cfg.threads, carla_host=cfg.carla_host, carla_ports=cfg.carla_port)
         if not out.exists() or units:
-            writer.prepare(scenes, root)
+            writer.prepare([scene_record(s, select_agents(s, settings.max_agents)[1]) for s in scenes], root)
         writer.write_skipped(skipped)
         by_key = {c.key: c for c in cands}
 

@@ -109,3 +109,25 @@ def test_every_case_log_replay_completes_its_route():
         m, _ = run(path, options=options)
         assert m["route_completion"] == pytest.approx(1.0), path.name
         assert np.isclose(m["ade"], 0.0, atol=1e-4), path.name
+
+
+def test_results_file_keeps_the_world_offset_and_dropped_agent_count(tmp_path, capsys):
+    """Through the real CLI: the recentring offset (UTM) and the agent cap's drop count reach results.h5,
+    and a file with map elements left out gets one ``note:`` line, not a Python warning."""
+    from sim.evaluate import main
+    from sim.harness.reader import read_summary
+
+    utm, local = case("offset_utm.pkl"), case("offset_local.pkl")
+    out = tmp_path / "r.h5"
+    assert main(["--baseline", "log-replay", "--baseline", "constant-velocity", "--scenarios", str(utm),
+                 "--out", str(out), "--no-progress"]) == 0
+    cap = capsys.readouterr()
+    notes = [line for line in cap.out.splitlines() if line.startswith("note: ")]
+    assert notes and "map element(s) skipped" in notes[0] and "Warning" not in cap.out + cap.err
+    (info,) = read_summary(out).scenarios
+    (shifted,) = load_file(utm)
+    (plain,) = load_file(local)
+    assert info.offset == pytest.approx(tuple(shifted.world_origin), abs=1e-6)
+    # the UTM file is the local one moved by (+664000, +3997000) m: the offsets differ by exactly that
+    assert np.subtract(shifted.world_origin, plain.world_origin) == pytest.approx((664_000.0, 3_997_000.0), abs=1e-3)
+    assert info.agents_dropped == 0

@@ -110,7 +110,8 @@ def test_skipped_table_and_scene_extras_round_trip(tmp_path):
     w.write_skipped(skipped)
     s = read_summary(path)
     assert [(r.file, r.scene_id, r.reason) for r in s.skipped] == [(x.file, x.scene_id, x.reason) for x in skipped]
-    assert s.scenarios[0].agents_dropped == 3 and s.scenarios[0].offset is None  # Scenario has no offset yet
+    assert s.scenarios[0].agents_dropped == 3
+    assert s.scenarios[0].offset == pytest.approx(tuple(scene.world_origin))  # recentring offset, m
 
 
 def test_a_reader_keeps_its_snapshot_while_commits_land(tmp_path):

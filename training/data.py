@@ -61,6 +61,8 @@ def split_scenes(spec: str, split: str, limit: int = 0, progress: bool = True, s
         except ScenarioError as e:
             raise TrainError(f"--scenarios {spec}: {e}") from None
         if split == "train":
+            for note in report.notes:
+                print(f"note: {note}", file=sys.stderr)
             for item in report.skipped:
                 print(item.line(), file=sys.stderr)
         every = sorted(report.scenes, key=lambda s: s.id)

@@ -25,6 +25,7 @@ import numpy as np
 from sim.carla import CarlaError
 from sim.carla.backend import CarlaBackend, CarlaConfig
 from sim.carla.session import Endpoint, probe
+from sim.config import DEFAULT_MAX_AGENTS
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,7 +84,7 @@ def evaluate_carla(
     *,
     cfg: CarlaConfig | None = None,
     record_obs: bool = False,
-    max_agents: int = 32,
+    max_agents: int = DEFAULT_MAX_AGENTS,
     progress: Callable[[CarlaRun], None] | None = None,
     backend_factory: Callable[..., CarlaBackend] | None = None,
 ) -> list[CarlaRun]:

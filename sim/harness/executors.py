@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from scenarios.scenario import Scenario
+from sim.config import DEFAULT_MAX_AGENTS
 from sim.harness.errors import EvaluationError
 from sim.harness.schema import CheckpointRows
 from sim.metric_catalogue import pdm_score
@@ -35,7 +36,7 @@ class SimSettings:
         backend: ``kinematic`` or ``carla``.
         device: torch device for the batch and the policy (``cpu``, ``cuda``).
         agents: other agents' model, ``log`` or ``idm``.
-        max_agents: agents kept per scene (nearest to the ego first).
+        max_agents: agent cap per scene, ego included (the one rule: ``sim.batch.select_agents``).
         seed: torch seed set before each unit.
         threads: torch CPU threads per process (1: the policy and simulator tensors are small, and
             intra-op threads only contend; it also makes every executor compute the same way).
@@ -45,7 +46,7 @@ class SimSettings:
     backend: str = "kinematic"
     device: str = "cpu"
     agents: str = "log"
-    max_agents: int = 32
+    max_agents: int = DEFAULT_MAX_AGENTS
     seed: int = 0
     threads: int = 1
     carla_host: str = "localhost"

@@ -204,8 +204,8 @@ class SceneRecord:
 
 
 def recentring_offset(scene: Any) -> tuple[float, float]:
-    """The scene's import recentring offset (m), when ``Scenario`` records it (``scene.offset``), else NaN."""
-    off = getattr(scene, "offset", None)
+    """The scene's import recentring offset (m): world = local + offset (``Scenario.world_origin``), else NaN."""
+    off = getattr(scene, "world_origin", None)
     if off is None:
         return (math.nan, math.nan)
     a = np.asarray(off, dtype=np.float64).reshape(-1)
