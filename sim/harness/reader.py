@@ -485,3 +485,18 @@ def read_verdict(path: str | Path) -> dict | None:
         if "verdict" not in f or "json" not in f["verdict"].attrs:
             return None
         return json.loads(_s(f["verdict"].attrs["json"]))
+
+
+def read_root_attrs(path: str | Path) -> tuple[dict[str, Any], bool]:
+    """Root attributes of a results file as plain values, and whether it holds checkpoint rows.
+
+    Returns ``({}, False)`` when the file does not exist.
+    """
+    p = Path(path)
+    if not p.exists():
+        return {}, False
+    with open_results(p) as f:
+        attrs = {k: attr_value(v) for k, v in f.attrs.items()}
+        grp = f.get("checkpoints")
+        has_rows = grp is not None and any(not _is_temp(k) for k in grp)
+    return attrs, has_rows
