@@ -93,9 +93,10 @@ def _load_scenes(cfg: EvalConfig, log):
     from scenarios.loading import load_scenes
 
     try:
-        report = load_scenes(cfg.scenarios, cache_dir=cfg.scenario_cache or None, strict=cfg.strict)
+        report = load_scenes(cfg.scenarios, cache_dir=cfg.scenario_cache or None, strict=cfg.strict,
+                             progress=cfg.progress)
     except OSError:  # cache folder not writable: generate in memory
-        report = load_scenes(cfg.scenarios, strict=cfg.strict)
+        report = load_scenes(cfg.scenarios, strict=cfg.strict, progress=cfg.progress)
     scenes = list(report.scenes)[: cfg.max_scenarios or None]
     if not scenes:
         raise EvaluationError(f"--scenarios {cfg.scenarios}: no scenes")

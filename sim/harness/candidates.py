@@ -223,7 +223,7 @@ def load_candidates(files: Iterable[Path], read_raw) -> list[Candidate]:
         read_raw: ``path -> raw checkpoint dict`` (``policy.checkpoint.read_checkpoint``); it raises
             a one-line error for missing or corrupt files.
     """
-    groups: dict[str, dict[str, Any]] = {}
+    groups: dict[tuple[Path | None, str], dict[str, Any]] = {}
     seen: set[Path] = set()
     for f in files:
         f = f.resolve()
@@ -238,7 +238,9 @@ def load_candidates(files: Iterable[Path], read_raw) -> list[Candidate]:
         role = ROLE_FILES.get(f.name) or ("candidate" if f.name.startswith("ep") else None)
         kind = meta.get("kind")
         roles = {r for r in (role, kind if kind in ROLES else None) if r}
-        g = groups.setdefault(wkey, {"files": [], "roles": set(), "meta": meta, "rep": f, "episodes": {}})
+        # one policy counted once *within* a run; runs are never merged (one verdict per run)
+        g = groups.setdefault((run_dir_of(f), wkey), {"files": [], "roles": set(), "meta": meta, "rep": f,
+                                                      "episodes": {}, "wkey": wkey})
         g["files"].append(f)
         g["roles"] |= roles
         if f.name.startswith("ep") or f.name == "bc.pt":
@@ -248,7 +250,8 @@ def load_candidates(files: Iterable[Path], read_raw) -> list[Candidate]:
             g["rep"], g["meta"] = f, meta
     out = []
     rewards_cache: dict[Path | None, dict[int, float]] = {}
-    for wkey, g in groups.items():
+    for g in groups.values():
+        wkey = g["wkey"]
         rep: Path = g["rep"]
         meta = g["meta"]
         run = run_dir_of(rep)

@@ -61,7 +61,7 @@ def rate_interval(v: np.ndarray, level: float = 0.95) -> tuple[float, float, flo
     den = 1.0 + z * z / n
     centre = (p + z * z / (2 * n)) / den
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return p, max(0.0, centre - half), min(1.0, centre + half)
+    return p, min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))  # rounding never crosses p
 
 
 def metric_interval(metric: str, v: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
