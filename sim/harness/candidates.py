@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from sim.harness.errors import EvaluationError
+from sim.harness.run_info import ROLE_FILES, select_after  # noqa: F401 - select_after re-exported for the CLI
 from sim.harness.schema import RUN_MARKERS, CheckpointAttrs
 
-ROLE_FILES = {"best_entropy.pt": "best_entropy", "last.pt": "last", "best_reward.pt": "best_reward", "bc.pt": "bc"}
 ROLES = ("candidate", "best_entropy", "last", "best_reward", "bc")
 BASELINES = ("log-replay", "constant-velocity")
 
@@ -349,12 +349,3 @@ def comparison_set(cands: Sequence[Candidate]) -> list[dict[str, Any]]:
     return [{"key": c.key, "name": c.name, "roles": list(c.roles), "episode": c.episode,
              "files": [Path(f).name for f in c.files]} for c in cands if not c.is_baseline]
 
-
-def select_after(run: Path | None) -> int:
-    """The trainer's ``select_after`` (first episode that may become ``best_entropy``), 0 when unknown."""
-    if run is None:
-        return 0
-    try:
-        return int(json.loads((run / "train_metrics.json").read_text()).get("select_after") or 0)
-    except (OSError, ValueError, TypeError, AttributeError):
-        return 0
