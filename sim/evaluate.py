@@ -29,8 +29,8 @@ from sim.harness.candidates import (
     split_by_run,
 )
 from sim.harness.errors import EvaluationError
-from sim.harness.identity import identity_root
 from sim.harness.executors import SimSettings, make_executor, make_shards, make_units, run_units
+from sim.harness.identity import identity_root
 from sim.harness.reader import read_checkpoints
 from sim.harness.report import build_verdict, print_summary, summary_rows
 from sim.harness.schema import RESULTS_NAME, CheckpointRows

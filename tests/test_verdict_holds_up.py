@@ -170,3 +170,22 @@ def test_unusable_device_is_one_line(work, capsys, device, says):
     assert main(["--run", str(work), "--device", device, *ARGS]) == 2
     assert says in _err_line(capsys)
     assert not (work / "results.h5").exists()
+
+
+def test_ray_address_without_a_cluster_fails_after_a_bounded_wait(work, capsys, monkeypatch):
+    import socket
+    import time
+
+    pytest.importorskip("ray")
+    import sim.harness.executors as ex
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(ex, "RAY_CONNECT_TIMEOUT_S", 2.0)
+    monkeypatch.setattr(ex.RayExecutor.__init__, "__defaults__", (None, None, 2.0))
+    t0 = time.monotonic()
+    assert main(["--run", str(work), "--executor", "ray", "--ray-address", f"127.0.0.1:{port}", *ARGS]) == 2
+    assert time.monotonic() - t0 < 15
+    err = _err_line(capsys)
+    assert f"--ray-address 127.0.0.1:{port}: no Ray cluster answers there after 2 s" in err
