@@ -90,6 +90,7 @@ class CheckpointResult:
         entropy_per_dim: per action dimension, nats. train_reward: mean training return (NaN if unknown).
         eval_info: the checkpoint's meta.eval_info. scenario: int32 [N] scenario rows.
         scenario_id: N ids. metrics: name -> float64 [N] per-scenario values, rows aligned with ``scenario``.
+        files: base names of every file holding this policy (``ep00050.pt``, ``bc.pt``, ``best_entropy.pt``).
     """
 
     key: str
@@ -108,6 +109,7 @@ class CheckpointResult:
     scenario: np.ndarray
     scenario_id: tuple[str, ...]
     metrics: dict[str, np.ndarray] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
 
     @property
     def n(self) -> int:
@@ -275,6 +277,7 @@ def _checkpoint(key: str, g: h5py.Group) -> CheckpointResult | None:
         scenario=scenario,
         scenario_id=sid,
         metrics=metrics,
+        files=tuple(Path(str(f)).name for f in _json(a.get("files"), []) or ()),
     )
 
 

@@ -181,8 +181,9 @@ def pick_index(rule: str, roles: Sequence[Sequence[str]], episodes: Sequence[int
     The checkpoint carrying the rule's role file (:data:`RULE_ROLES`) wins. When the run declares that role
     (``declared``: its role file exists) but no given checkpoint carries it, the pick is not evaluated yet:
     None, never a stand-in. Without the role in the run: ``max_entropy`` takes the highest entropy among
-    checkpoints at or after ``after_episode`` (the trainer's ``select_after``), leaving out the BC start
-    when others exist, earlier episode on ties (the trainer's ranking); ``last`` the highest episode;
+    checkpoints at or after ``after_episode`` (the trainer's ``select_after``), leaving out a BC start that is
+    no training checkpoint (``bc`` without ``candidate``) when others exist, earlier episode on ties (the
+    trainer's ranking); ``last`` the highest episode;
     ``best_reward`` the highest training reward; ``bc`` the checkpoint of episode 0.
 
     Returns:
@@ -197,9 +198,9 @@ def pick_index(rule: str, roles: Sequence[Sequence[str]], episodes: Sequence[int
     if rule == "max_entropy":
         ent = np.asarray(entropy, dtype=float).copy()
         ent[eps < after_episode] = np.nan
-        not_bc = np.array([("bc" not in r) for r in roles], dtype=bool)
-        if (not_bc & np.isfinite(ent)).any():
-            ent[~not_bc] = np.nan
+        trained = np.array([("candidate" in r) or ("bc" not in r) for r in roles], dtype=bool)
+        if (trained & np.isfinite(ent)).any():  # bc.pt alone is no training checkpoint the trainer ranks
+            ent[~trained] = np.nan
         if not np.isfinite(ent).any():
             return None
         top = np.flatnonzero(ent == np.nanmax(ent))
