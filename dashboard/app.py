@@ -115,7 +115,7 @@ def report_card_view(ck: pd.DataFrame, metric: str, verdict: dict | None, rr: ru
     st.download_button("CSV: report card", card.to_csv(index=False), "report_card.csv", "text/csv", key="dl_card")
 
 
-def what_if_view(ck: pd.DataFrame, metric: str, history: dict | None) -> None:
+def what_if_view(ck: pd.DataFrame, metric: str, history: dict | None, partial: bool = False) -> None:
     st.subheader("What-if: another selection rule")
     eps = ck.loc[ck["kind"] == "checkpoint", "episode"]
     top = int(eps.max()) if len(eps) else 0
@@ -131,8 +131,9 @@ def what_if_view(ck: pd.DataFrame, metric: str, history: dict | None) -> None:
     m1, m2 = st.columns(2)
     m1.metric(f"rank by {metric}", f"{pick.rank} / {pick.n}")
     m2.metric("regret", f"{pick.regret:.3g}")
-    st.markdown(f"pick: **{pick.name}** (episode {pick.episode}) &nbsp; truly best: **{pick.best_name}**")
-    st.write(pick.sentence)
+    best_label = "best so far" if partial else "truly best"
+    st.markdown(f"pick: **{pick.name}** (episode {pick.episode}) &nbsp; {best_label}: **{pick.best_name}**")
+    st.write(rules.so_far(pick.sentence) if partial else pick.sentence)
 
 
 def correlation_view(run: data.RunData, ck: pd.DataFrame, metric: str) -> None:
@@ -276,6 +277,10 @@ def main() -> None:
     cands = ck[ck["kind"] == "checkpoint"].dropna(subset=[metric]) if metric in ck else ck.iloc[:0]
     marks = {r: rules.role_key(ck, r, declared, after_ep) for r in ("best_entropy", "last", "best_reward")}
     marks["best"] = rules.judge(cands, cands.index[0], metric)[2] if len(cands) else None
+    if "best_entropy" not in declared:  # no role file: the rule's pick, labelled as such
+        marks["max_entropy"] = marks.pop("best_entropy")
+    if rr.partial_line():
+        marks["best_so_far"] = marks.pop("best")
     left, right = st.columns([3, 2])
     with left:
         st.plotly_chart(figures.entropy_figure(ck, metric, run.history, int(st.session_state["window"]), marks,
@@ -287,7 +292,8 @@ def main() -> None:
                 st.plotly_chart(figures.per_dim_figure(ck, run.history), key="perdim_chart")
     with right:
         if len(ck):
-            st.plotly_chart(figures.metrics_figure(ck, data.MAIN_METRICS, selected, marks["best"]),
+            st.plotly_chart(figures.metrics_figure(ck, data.MAIN_METRICS, selected,
+                                                   marks.get("best", marks.get("best_so_far"))),
                             key="metrics_chart", on_select="rerun", selection_mode="points")
     if run.summary is None or ck.empty:
         sync_url(run_name, metric, selected, overlay)
@@ -306,7 +312,7 @@ def main() -> None:
             with c1:
                 report_card_view(ck, metric, run.summary.verdict, rr)
             with c2:
-                what_if_view(ck, metric, run.history)
+                what_if_view(ck, metric, run.history, partial=bool(rr.partial_line()))
     with tabs[1]:
         if tabs[1].open:
             correlation_view(run, ck, metric)

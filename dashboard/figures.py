@@ -20,7 +20,10 @@ from sim.harness.reader import SceneDetail
 from sim.metric_catalogue import axis_title, higher_is_better
 
 MARKS = {"best_entropy": ("star", "#d62728", "best_entropy.pt"), "last": ("square", "#7f7f7f", "last.pt"),
-         "best_reward": ("diamond", "#9467bd", "best reward"), "best": ("circle-open", "#2ca02c", "truly best")}
+         "best_reward": ("diamond", "#9467bd", "best reward"), "best": ("circle-open", "#2ca02c", "truly best"),
+         # the run has no best_entropy.pt / its comparison set is partial
+         "max_entropy": ("star", "#d62728", "max entropy (rule; no best_entropy.pt)"),
+         "best_so_far": ("circle-open", "#2ca02c", "best so far (partial set)")}
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
 

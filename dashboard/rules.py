@@ -167,6 +167,12 @@ def role_key(ck: pd.DataFrame, role: str, declared: Collection[str] = (), after_
     return None if i is None else str(cand.index[i])
 
 
+def so_far(sentence: str) -> str:
+    """A pick's sentence on a partial comparison set: says so, and never "the best checkpoint" outright."""
+    return ("So far (partial comparison set): " + sentence[0].lower() + sentence[1:]).replace(
+        "it is the best checkpoint", "the best of those evaluated so far")
+
+
 def report_card(ck: pd.DataFrame, metric: str, declared: Collection[str] = (), after_episode: int = 0,
                 partial: bool = False) -> pd.DataFrame:
     """Rank and regret of every standard rule under ``metric``.
@@ -186,10 +192,7 @@ def report_card(ck: pd.DataFrame, metric: str, declared: Collection[str] = (), a
         if key is None:
             continue
         p = pick_by_key(cand, key, metric, RULE_LABELS[rule])
-        sentence = p.sentence
-        if partial:
-            sentence = ("So far (partial comparison set): " + sentence[0].lower() + sentence[1:]).replace(
-                "it is the best checkpoint", "the best of those evaluated so far")
+        sentence = so_far(p.sentence) if partial else p.sentence
         rows.append({"rule": RULE_LABELS[rule], "checkpoint": p.name, "episode": p.episode, "value": p.value,
                      "rank": p.rank, "of": p.n, "regret": p.regret, "verdict": sentence})
     return pd.DataFrame(rows, columns=["rule", "checkpoint", "episode", "value", "rank", "of", "regret", "verdict"])
