@@ -3,8 +3,6 @@ partial sets said, one pick per rule in every view, the across-seeds view and it
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import sys
 from pathlib import Path
