@@ -189,3 +189,15 @@ def test_ray_address_without_a_cluster_fails_after_a_bounded_wait(work, capsys, 
     assert time.monotonic() - t0 < 15
     err = _err_line(capsys)
     assert f"--ray-address 127.0.0.1:{port}: no Ray cluster answers there after 2 s" in err
+
+
+def test_no_progress_silences_every_bar(work):
+    """The bundled suite's generation bar too (it was printed even with --no-progress)."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "sim.evaluate", "--ckpt", "last.pt", "--only", "--scenarios",
+                        "procedural:test", "--scenario-cache", "", "--max-scenarios", "2", "--no-progress",
+                        "--n-resamples", "20", "--out", "np.h5"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "" and "scene/s" not in r.stdout
