@@ -136,3 +136,13 @@ def test_per_dimension_lines_are_labelled_and_the_replay_opens_on_the_ego(evalua
     assert x0 <= path[:, 0].min() and path[:, 0].max() <= x1 and y0 <= path[:, 1].min() <= path[:, 1].max() <= y1
     road = max(float(p[:, 0].max()) for p in scene.map["drivable"])  # the map reaches well beyond the ego's path
     assert x1 < road and (x1 - x0) < 3 * (path[:, 0].max() - path[:, 0].min() + 60)
+
+
+def test_dashboard_modules_stay_torch_free():
+    import subprocess
+
+    code = ("import sys, dashboard.run_roles, dashboard.across_view, dashboard.data, dashboard.rules, "
+            "dashboard.figures, sim.harness.across_data; print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"
