@@ -20,7 +20,7 @@ if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts dashboard
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from dashboard import data, figures, rules  # noqa: E402
+from dashboard import data, figures, rules, run_roles  # noqa: E402
 from sim.metric_catalogue import JUDGED_METRICS  # noqa: E402
 
 SEL = "sel_ckpt"  # the selected checkpoint key, shared by every view (not a widget key: survives hidden tabs)
@@ -86,10 +86,17 @@ def entropy_caveat(run: data.RunData) -> None:
                 "sum(log_std) + const and says nothing about the mean network.")
 
 
-def report_card_view(ck: pd.DataFrame, metric: str, verdict: dict | None) -> None:
+def report_card_view(ck: pd.DataFrame, metric: str, verdict: dict | None, rr: run_roles.RunRoles) -> None:
     st.subheader("Selection report card")
-    card = rules.report_card(ck, metric)
-    stored = verdict if verdict and verdict.get("metric") == metric else None
+    partial = rr.partial_line()
+    if partial:
+        st.warning(partial)
+    card = rules.report_card(ck, metric, tuple(rr.declared), rr.after_episode, partial=bool(partial))
+    stored = verdict if verdict and verdict.get("metric") == metric and not partial else None
+    if stored and (stored.get("rules") or {}).get("max_entropy", {}) and \
+            stored["rules"]["max_entropy"].get("key") != rules.role_key(ck, "best_entropy", tuple(rr.declared),
+                                                                       rr.after_episode):
+        stored = None  # the run's role files changed since sim.evaluate stored it: judge from the files
     if stored:
         st.markdown(f"**Verdict** (stored by `sim.evaluate`): {stored.get('sentence', '')}")
         if "entropy_beats_step" in stored:
@@ -108,7 +115,7 @@ def report_card_view(ck: pd.DataFrame, metric: str, verdict: dict | None) -> Non
     st.download_button("CSV: report card", card.to_csv(index=False), "report_card.csv", "text/csv", key="dl_card")
 
 
-def what_if_view(ck: pd.DataFrame, metric: str, history: dict | None) -> None:
+def what_if_view(ck: pd.DataFrame, metric: str, history: dict | None, partial: bool = False) -> None:
     st.subheader("What-if: another selection rule")
     eps = ck.loc[ck["kind"] == "checkpoint", "episode"]
     top = int(eps.max()) if len(eps) else 0
@@ -124,8 +131,9 @@ def what_if_view(ck: pd.DataFrame, metric: str, history: dict | None) -> None:
     m1, m2 = st.columns(2)
     m1.metric(f"rank by {metric}", f"{pick.rank} / {pick.n}")
     m2.metric("regret", f"{pick.regret:.3g}")
-    st.markdown(f"pick: **{pick.name}** (episode {pick.episode}) &nbsp; truly best: **{pick.best_name}**")
-    st.write(pick.sentence)
+    best_label = "best so far" if partial else "truly best"
+    st.markdown(f"pick: **{pick.name}** (episode {pick.episode}) &nbsp; {best_label}: **{pick.best_name}**")
+    st.write(rules.so_far(pick.sentence) if partial else pick.sentence)
 
 
 def correlation_view(run: data.RunData, ck: pd.DataFrame, metric: str) -> None:
@@ -204,8 +212,12 @@ def scenes_view(run: data.RunData, ck: pd.DataFrame) -> None:
 def main() -> None:
     st.set_page_config(page_title="driveselect: entropy vs closed loop", layout="wide")
     cfg = parse_args(sys.argv[1:])
-    runs = data.list_runs(cfg.runs_dir)
     st.title("Does the max-entropy checkpoint drive best?")
+    problem = data.runs_dir_problem(cfg.runs_dir)
+    if problem:
+        st.error(problem)
+        return
+    runs = data.list_runs(cfg.runs_dir)
     if not runs:
         st.info(f"No runs under `{cfg.runs_dir.resolve()}` yet. Train one, then evaluate it:\n\n"
                 f"`{data.TRAIN_CMD}`\n\n`{data.EVAL_CMD}`\n\n(or point the dashboard elsewhere: "
@@ -222,7 +234,7 @@ def main() -> None:
     qp_default("corr_metric", st.session_state["metric"])
     if st.session_state["corr_metric"] not in METRICS:
         st.session_state["corr_metric"] = st.session_state["metric"]
-    qp_default("window", 5, int)
+    qp_default("window", 1, int)  # window 1 with "max": the standard rule, the same pick as chart and verdict
     st.session_state["window"] = min(100, max(1, int(st.session_state["window"])))
     qp_default("mode", "max")
     if st.session_state["mode"] not in ("max", "min"):
@@ -247,21 +259,28 @@ def main() -> None:
     st.session_state["after"] = max(0, int(st.session_state["after"]))
     show_problems(run)
     entropy_caveat(run)
-    ck = data.checkpoint_frame(run.summary)
+    ck, rr = run_roles.apply_run_roles(data.checkpoint_frame(run.summary), run.ref.path,
+                                       run.summary.attrs if run.summary else None)
+    declared, after_ep = tuple(rr.declared), rr.after_episode
     valid = set(ck.index)
     if st.session_state.get("_ckpt_run") != run_name:  # a new run: start from its best-entropy checkpoint
         st.session_state["_ckpt_run"] = run_name
         qp = st.query_params.get("ckpt")
         if st.session_state.get(SEL) not in valid:
-            st.session_state[SEL] = qp if qp in valid else rules.role_key(ck, "best_entropy")
+            st.session_state[SEL] = qp if qp in valid else rules.role_key(ck, "best_entropy", declared, after_ep)
     take_selection(("entropy_chart", "metrics_chart", "scatter_chart"), valid)
     if st.session_state.get(SEL) not in valid:
-        st.session_state[SEL] = rules.role_key(ck, "best_entropy") or (next(iter(valid)) if valid else None)
+        st.session_state[SEL] = rules.role_key(ck, "best_entropy", declared, after_ep) or (
+            next(iter(valid)) if valid else None)
     selected = st.session_state.get(SEL)
 
     cands = ck[ck["kind"] == "checkpoint"].dropna(subset=[metric]) if metric in ck else ck.iloc[:0]
-    marks = {r: rules.role_key(ck, r) for r in ("best_entropy", "last", "best_reward")}
+    marks = {r: rules.role_key(ck, r, declared, after_ep) for r in ("best_entropy", "last", "best_reward")}
     marks["best"] = rules.judge(cands, cands.index[0], metric)[2] if len(cands) else None
+    if "best_entropy" not in declared:  # no role file: the rule's pick, labelled as such
+        marks["max_entropy"] = marks.pop("best_entropy")
+    if rr.partial_line():
+        marks["best_so_far"] = marks.pop("best")
     left, right = st.columns([3, 2])
     with left:
         st.plotly_chart(figures.entropy_figure(ck, metric, run.history, int(st.session_state["window"]), marks,
@@ -273,7 +292,8 @@ def main() -> None:
                 st.plotly_chart(figures.per_dim_figure(ck, run.history), key="perdim_chart")
     with right:
         if len(ck):
-            st.plotly_chart(figures.metrics_figure(ck, data.MAIN_METRICS, selected, marks["best"]),
+            st.plotly_chart(figures.metrics_figure(ck, data.MAIN_METRICS, selected,
+                                                   marks.get("best", marks.get("best_so_far"))),
                             key="metrics_chart", on_select="rerun", selection_mode="points")
     if run.summary is None or ck.empty:
         sync_url(run_name, metric, selected, overlay)
@@ -290,9 +310,9 @@ def main() -> None:
         if tabs[0].open:
             c1, c2 = st.columns(2)
             with c1:
-                report_card_view(ck, metric, run.summary.verdict)
+                report_card_view(ck, metric, run.summary.verdict, rr)
             with c2:
-                what_if_view(ck, metric, run.history)
+                what_if_view(ck, metric, run.history, partial=bool(rr.partial_line()))
     with tabs[1]:
         if tabs[1].open:
             correlation_view(run, ck, metric)
@@ -304,10 +324,17 @@ def main() -> None:
             overlay_view(runs, names, run_name, ck, metric, overlay)
     with tabs[4]:
         if tabs[4].open:
-            table = ck.drop(columns=["entropy_per_dim"], errors="ignore")
+            table = plain_table(ck)
             st.dataframe(table, width="stretch")
             st.download_button("CSV: checkpoints", table.to_csv(), "checkpoints.csv", "text/csv", key="dl_ck")
     sync_url(run_name, metric, st.session_state.get(SEL), overlay)
+
+
+def plain_table(ck: pd.DataFrame) -> pd.DataFrame:
+    """The checkpoint table as shown and exported: roles as plain names (``best_entropy bc``), no tuples."""
+    table = ck.drop(columns=["entropy_per_dim", "files", "scenario_id"], errors="ignore").copy()
+    table["roles"] = [" ".join(r for r in roles if r != "candidate") for roles in table["roles"]]
+    return table
 
 
 def overlay_view(runs: list[data.RunRef], names: list[str], run_name: str, ck: pd.DataFrame, metric: str,
@@ -321,6 +348,9 @@ def overlay_view(runs: list[data.RunRef], names: list[str], run_name: str, ck: p
         if other.summary is not None:
             frames[name] = data.checkpoint_frame(other.summary)
     st.plotly_chart(figures.overlay_figure(frames, metric), key="overlay_chart")
+    from dashboard.across_view import across_section
+
+    across_section([(n, runs[names.index(n)].path) for n in [run_name, *overlay]], metric)
 
 
 def sync_url(run_name: str, metric: str, ckpt: str | None, overlay: list[str]) -> None:

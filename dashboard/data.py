@@ -27,7 +27,7 @@ from sim.harness.reader import (
     read_scene,
     read_summary,
 )
-from sim.harness.report import mean_interval
+from sim.harness.report import metric_interval
 from sim.harness.schema import RESULTS_NAME, RUN_MARKERS
 from sim.metric_catalogue import TABLE_METRICS
 
@@ -35,6 +35,24 @@ TRAIN_CMD = "python -m training.train --episodes 500"
 EVAL_CMD = "python -m sim.evaluate --ckpt best_entropy.pt"
 MAIN_METRICS = TABLE_METRICS  # the CLI summary's columns
 MARKERS = (*RUN_MARKERS, RESULTS_NAME)  # a folder with any of these is a run
+
+
+def eval_cmd(run: Path) -> str:
+    """The exact command that evaluates ``run`` (its whole comparison set into ``<run>/results.h5``)."""
+    return f"python -m sim.evaluate --run {run}"
+
+
+def runs_dir_problem(runs_dir: Path) -> str | None:
+    """Why ``--runs-dir`` cannot be listed (missing, a file, or a single run folder), None when it can."""
+    if not runs_dir.exists():
+        return (f"--runs-dir {runs_dir}: no such folder. Train a run first ({TRAIN_CMD} creates out/ and a run "
+                "in it), or give the folder that holds your run folders.")
+    if not runs_dir.is_dir():
+        return f"--runs-dir {runs_dir}: is a file, not a folder of runs. Give the folder that holds your run folders."
+    if any((runs_dir / m).exists() for m in MARKERS):
+        return (f"--runs-dir {runs_dir}: is a single run folder, not a folder of runs. Give its parent: "
+                f"--runs-dir {runs_dir.resolve().parent}")
+    return None
 
 
 @dataclass(frozen=True)
@@ -175,12 +193,12 @@ def load_run(ref: RunRef) -> RunData:
     if res.is_file():
         summary, err = _read_summary(str(res), file_key(res))
         if err:
-            problems.append(("error", f"{err}. Re-create it: rm {res} && {EVAL_CMD}"))
+            problems.append(("error", f"{err}. Re-create it: rm {res} && {eval_cmd(ref.path)}"))
         elif summary is not None and not summary.checkpoints:
             problems.append(("info", f"{res}: no checkpoint evaluated yet (an evaluation may be running). "
-                                     f"Run: {EVAL_CMD}"))
+                                     f"Run: {eval_cmd(ref.path)}"))
     else:
-        problems.append(("info", f"No closed-loop results for run '{ref.name}' yet. Run: {EVAL_CMD}"))
+        problems.append(("info", f"No closed-loop results for run '{ref.name}' yet. Run: {eval_cmd(ref.path)}"))
     if hist is None and not any("entropy_history" in m for _, m in problems):
         problems.append(("warning", f"No entropy_history.json in {ref.path}: the entropy curve shows only the "
                                     f"evaluated checkpoints. Training writes it: {TRAIN_CMD}"))
@@ -238,20 +256,22 @@ def checkpoint_frame(summary: ResultsSummary | None) -> pd.DataFrame:
 
     Returns:
         DataFrame indexed by key with ``name, kind, episode, entropy, train_reward, roles (tuple), n,
-        entropy_per_dim (tuple)`` and, per metric ``m``, ``m`` (mean over scenarios) and ``m_lo``/``m_hi``
-        (95 % normal-approximation interval of the mean, :func:`sim.harness.report.mean_interval`: the
-        CLI's method).
+        entropy_per_dim (tuple), files (tuple of base names), scenario_id (tuple)`` and, per metric ``m``,
+        ``m`` (mean over scenarios) and ``m_lo``/``m_hi`` (95 % interval, :func:`sim.harness.report.metric_interval`:
+        the CLI's methods, normal approximation for means and Wilson for 0/1 rates).
     """
     rows = []
     for c in summary.checkpoints.values() if summary else ():
         row: dict[str, Any] = {"key": c.key, "name": c.name, "kind": c.kind, "episode": c.episode,
                                "entropy": c.entropy, "train_reward": c.train_reward, "roles": c.roles, "n": c.n,
-                               "entropy_per_dim": c.entropy_per_dim}
+                               "entropy_per_dim": c.entropy_per_dim, "files": c.files,
+                               "scenario_id": c.scenario_id}
         for m, v in c.metrics.items():
-            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = mean_interval(v)
+            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = metric_interval(m, v)
         rows.append(row)
     if not rows:
-        cols = ["key", "name", "kind", "episode", "entropy", "train_reward", "roles", "n", "entropy_per_dim"]
+        cols = ["key", "name", "kind", "episode", "entropy", "train_reward", "roles", "n", "entropy_per_dim", "files",
+                "scenario_id"]
         return pd.DataFrame(columns=cols).set_index("key")
     return pd.DataFrame(rows).set_index("key")
 

@@ -20,7 +20,10 @@ from sim.harness.reader import SceneDetail
 from sim.metric_catalogue import axis_title, higher_is_better
 
 MARKS = {"best_entropy": ("star", "#d62728", "best_entropy.pt"), "last": ("square", "#7f7f7f", "last.pt"),
-         "best_reward": ("diamond", "#9467bd", "best reward"), "best": ("circle-open", "#2ca02c", "truly best")}
+         "best_reward": ("diamond", "#9467bd", "best reward"), "best": ("circle-open", "#2ca02c", "truly best"),
+         # the run has no best_entropy.pt / its comparison set is partial
+         "max_entropy": ("star", "#d62728", "max entropy (rule; no best_entropy.pt)"),
+         "best_so_far": ("circle-open", "#2ca02c", "best so far (partial set)")}
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
 
@@ -106,6 +109,14 @@ def entropy_figure(ck: pd.DataFrame, metric: str, history: dict | None = None, w
     return fig
 
 
+def dim_names(n: int) -> list[str]:
+    """Labels of the policy's action dimensions: waypoint offsets ``wp1 x, wp1 y, ...`` (ego frame) when the
+    count is even (the delta head's ``[2K]`` layout), else ``dim i``."""
+    if n % 2:
+        return [f"dim {d}" for d in range(n)]
+    return [f"wp{d // 2 + 1} {'xy'[d % 2]}" for d in range(n)]
+
+
 def per_dim_figure(ck: pd.DataFrame, history: dict | None = None, max_points: int = 200) -> go.Figure:
     """Per-dimension entropy (nats) and sigma = exp(H_i - 0.5 ln(2 pi e)) over episodes, one line per dimension.
 
@@ -125,16 +136,18 @@ def per_dim_figure(ck: pd.DataFrame, history: dict | None = None, max_points: in
     per = np.round(per, 4)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("entropy per dimension (nats)", "sigma per dimension"))
     if per.ndim == 2 and per.size:
+        names = dim_names(per.shape[1])
         for d in range(per.shape[1]):
             col = PALETTE[d % len(PALETTE)]
-            fig.add_trace(go.Scatter(x=ep, y=per[:, d], mode="lines", name=f"dim {d}", legendgroup=str(d),
-                                       line={"color": col, "width": 1}), 1, 1)
+            fig.add_trace(go.Scatter(x=ep, y=per[:, d], mode="lines", name=names[d], legendgroup=str(d),
+                                     line={"color": col, "width": 1}), 1, 1)
             sigma = np.round(np.exp(per[:, d] - HALF_LOG_2PI_E), 5)
-            fig.add_trace(go.Scatter(x=ep, y=sigma, mode="lines", showlegend=False, legendgroup=str(d),
-                                     line={"color": col, "width": 1}), 1, 2)
+            fig.add_trace(go.Scatter(x=ep, y=sigma, mode="lines", name=names[d], showlegend=False,
+                                     legendgroup=str(d), line={"color": col, "width": 1}), 1, 2)
     zero_line(fig, per.ravel().tolist() if per.size else [], row=1, col=1)
     fig.update_yaxes(type="linear")
-    fig.update_layout(height=300, margin={"l": 40, "r": 10, "t": 40, "b": 10}, showlegend=False)
+    fig.update_layout(height=340, margin={"l": 40, "r": 10, "t": 40, "b": 10}, showlegend=True,
+                      legend={"title": {"text": "action dimension"}, "font": {"size": 9}})
     return fig
 
 
@@ -219,6 +232,21 @@ def _lines(polys: list[np.ndarray]) -> tuple[list, list]:
     return xs, ys
 
 
+def ego_view(scene: SceneDetail, ego: np.ndarray | None, pad: float = 25.0) -> tuple[list[float], list[float]]:
+    """Axis ranges (m) that frame the ego: its logged and closed-loop paths plus ``pad``, square (the map may
+    span kilometres; the replay opens on the ego, not on the whole map)."""
+    pts = [scene.log_ego[:, :2]]
+    if ego is not None:
+        pts.append(np.asarray(ego)[:, :2])
+    xy = np.concatenate(pts, axis=0).astype(float)
+    xy = xy[np.isfinite(xy).all(1)]
+    if not len(xy):
+        return [-pad, pad], [-pad, pad]
+    lo, hi = xy.min(0), xy.max(0)
+    c, half = (lo + hi) / 2, max(float((hi - lo).max()) / 2 + pad, pad)
+    return [float(c[0] - half), float(c[0] + half)], [float(c[1] - half), float(c[1] + half)]
+
+
 def replay_figure(scene: SceneDetail, ego: np.ndarray | None, label: str = "closed loop", stride: int = 1) -> go.Figure:
     """Bird's-eye animated replay: map, route, logged ego path, closed-loop ego path, boxes of all agents per step.
 
@@ -264,9 +292,11 @@ def replay_figure(scene: SceneDetail, ego: np.ndarray | None, label: str = "clos
     steps = list(range(0, T, max(1, stride)))
     dt = scene.info.dt or 0.1
     fig.frames = [go.Frame(data=dynamic(t), traces=list(range(n_static, n_static + 3)), name=str(t)) for t in steps]
+    xr, yr = ego_view(scene, ego)
     fig.update_layout(
         title=f"{scene.info.id} ({scene.info.family}, {scene.info.source})", height=520,
-        xaxis={"title": "x (m)"}, yaxis={"title": "y (m)", "scaleanchor": "x", "scaleratio": 1},
+        xaxis={"title": "x (m)", "range": xr}, yaxis={"title": "y (m)", "scaleanchor": "x", "scaleratio": 1,
+                                                      "range": yr},
         margin={"l": 40, "r": 10, "t": 50, "b": 10},
         updatemenus=[{"type": "buttons", "x": 0, "y": -0.08, "xanchor": "left", "buttons": [
             {"label": "play", "method": "animate",

@@ -13,6 +13,7 @@ with columns ``name, kind, episode, entropy, train_reward, roles`` and, per metr
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,42 +138,63 @@ def apply_rule(ck: pd.DataFrame, rule: Rule, metric: str, history: dict | None =
     cand = ck[(ck["kind"] == "checkpoint") & ck["entropy"].notna()].dropna(subset=[metric])
     if cand.empty:
         return None
-    scores = rule_scores(cand, rule.window, history)
-    eligible = scores[cand.loc[scores.index, "episode"] >= rule.after_episode].dropna()
-    if eligible.empty:
-        return None
-    key = str(eligible.idxmax() if rule.mode == "max" else eligible.idxmin())
+    if rule.mode == "max" and rule.window == 1:  # the standard rule: the one definition (verdict.pick_index)
+        plain = [tuple(r for r in roles if r == "candidate") or ("bc",) for roles in cand["roles"]]
+        i = pick_index("max_entropy", plain, cand["episode"].to_numpy(), cand["entropy"].to_numpy(dtype=float),
+                       cand["train_reward"].to_numpy(dtype=float), (), rule.after_episode)
+        if i is None:
+            return None
+        key = str(cand.index[i])
+    else:
+        scores = rule_scores(cand, rule.window, history)
+        eligible = scores[cand.loc[scores.index, "episode"] >= rule.after_episode].dropna()
+        if eligible.empty:
+            return None
+        key = str(eligible.idxmax() if rule.mode == "max" else eligible.idxmin())
     label = f"{rule.mode.capitalize()} entropy" + (f" after episode {rule.after_episode}" if rule.after_episode else "")
     label += f" (window {rule.window})" if rule.window > 1 else ""
     return pick_by_key(cand, key, metric, label)
 
 
-def role_key(ck: pd.DataFrame, role: str) -> str | None:
+def role_key(ck: pd.DataFrame, role: str, declared: Collection[str] = (), after_episode: int = 0) -> str | None:
     """Key of the checkpoint a standard rule picks: the one carrying ``role`` (``best_entropy``, ``last``,
-    ``best_reward``, ``bc``), else the verdict's fallback (:func:`sim.harness.verdict.pick_index`)."""
+    ``best_reward``, ``bc``), else the verdict's fallback (:func:`sim.harness.verdict.pick_index`); None when
+    the run declares the role (``declared``) but its policy has no results yet."""
     cand = ck[ck["kind"] == "checkpoint"]
     rule = {r: rule for rule, r in RULE_ROLES.items()}[role]
     i = pick_index(rule, list(cand["roles"]), cand["episode"].to_numpy(), cand["entropy"].to_numpy(dtype=float),
-                   cand["train_reward"].to_numpy(dtype=float)) if len(cand) else None
+                   cand["train_reward"].to_numpy(dtype=float), declared, after_episode) if len(cand) else None
     return None if i is None else str(cand.index[i])
 
 
-def report_card(ck: pd.DataFrame, metric: str) -> pd.DataFrame:
+def so_far(sentence: str) -> str:
+    """A pick's sentence on a partial comparison set: says so, and never "the best checkpoint" outright."""
+    return ("So far (partial comparison set): " + sentence[0].lower() + sentence[1:]).replace(
+        "it is the best checkpoint", "the best of those evaluated so far")
+
+
+def report_card(ck: pd.DataFrame, metric: str, declared: Collection[str] = (), after_episode: int = 0,
+                partial: bool = False) -> pd.DataFrame:
     """Rank and regret of every standard rule under ``metric``.
 
+    Args:
+        declared, after_episode: see :func:`role_key`. partial: the comparison set is incomplete: every
+            sentence says "so far" and never calls a pick "the best checkpoint" outright.
+
     Returns:
-        One row per rule (``max_entropy, last, best_reward, bc``; missing roles omitted) with columns
+        One row per rule (``max_entropy, last, best_reward, bc``; rules that pick nothing omitted) with columns
         ``rule, checkpoint, episode, value, rank, of, regret, verdict``.
     """
     rows = []
     cand = ck[ck["kind"] == "checkpoint"].dropna(subset=[metric])
     for rule in RULES:
-        key = role_key(cand, RULE_ROLES[rule])
+        key = role_key(cand, RULE_ROLES[rule], declared, after_episode)
         if key is None:
             continue
         p = pick_by_key(cand, key, metric, RULE_LABELS[rule])
+        sentence = so_far(p.sentence) if partial else p.sentence
         rows.append({"rule": RULE_LABELS[rule], "checkpoint": p.name, "episode": p.episode, "value": p.value,
-                     "rank": p.rank, "of": p.n, "regret": p.regret, "verdict": p.sentence})
+                     "rank": p.rank, "of": p.n, "regret": p.regret, "verdict": sentence})
     return pd.DataFrame(rows, columns=["rule", "checkpoint", "episode", "value", "rank", "of", "regret", "verdict"])
 
 

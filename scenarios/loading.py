@@ -56,7 +56,7 @@ class LoadReport:
 
 
 def load_scenes(spec: str | os.PathLike, *, split: str | None = None, cache_dir: str | os.PathLike | None = None,
-                options=None, strict: bool = False) -> LoadReport:
+                options=None, strict: bool = False, progress: bool = True) -> LoadReport:
     """Scenes of a bundled suite split, a scenario file or a folder, skipping what cannot be used.
 
     Args:
@@ -65,6 +65,7 @@ def load_scenes(spec: str | os.PathLike, *, split: str | None = None, cache_dir:
         cache_dir: on-disk cache for generated suites.
         options: :class:`scenarios.formats.ImportOptions` for recorded sources.
         strict: raise on the first skip instead of recording it.
+        progress: show the generation bar of a bundled suite (``--no-progress`` silences it).
 
     Returns:
         A :class:`LoadReport`.
@@ -77,7 +78,7 @@ def load_scenes(spec: str | os.PathLike, *, split: str | None = None, cache_dir:
 
     spec = str(spec)
     if parse_spec(spec, split) is not None:
-        return LoadReport(load_suite(spec, split, cache_dir=cache_dir), [])
+        return LoadReport(load_suite(spec, split, cache_dir=cache_dir, progress=progress), [])
     if split is not None:
         from scenarios.suites import SuiteError
 

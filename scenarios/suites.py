@@ -90,7 +90,8 @@ def parse_spec(spec: str, split: str | None = None) -> tuple[str, str] | None:
     return name, chosen
 
 
-def load_suite(spec: str, split: str | None = None, cache_dir: str | os.PathLike | None = None) -> list[Scenario]:
+def load_suite(spec: str, split: str | None = None, cache_dir: str | os.PathLike | None = None,
+               progress: bool = True) -> list[Scenario]:
     """Scenes of a bundled suite split, a scenario file, or a folder of scenario files.
 
     Args:
@@ -121,16 +122,17 @@ def load_suite(spec: str, split: str | None = None, cache_dir: str | os.PathLike
     name, chosen = parsed
     key = (name, chosen)
     if key not in _MEMORY:
-        _MEMORY[key] = tuple(_load_or_generate(name, chosen, cache_dir))
+        _MEMORY[key] = tuple(_load_or_generate(name, chosen, cache_dir, progress))
     return list(_MEMORY[key])
 
 
-def _load_or_generate(name: str, split: str, cache_dir: str | os.PathLike | None) -> list[Scenario]:
+def _load_or_generate(name: str, split: str, cache_dir: str | os.PathLike | None,
+                      progress: bool = True) -> list[Scenario]:
     from scenarios.procedural import generate_suite
 
     seeds = suite_seeds(name, split)
     if cache_dir is None:
-        return generate_suite(seeds, progress=len(seeds) > 100)
+        return generate_suite(seeds, progress=progress and len(seeds) > 100)
     from scenarios.io import load_scenarios, save_scenarios
 
     path = Path(cache_dir) / f"{name}-{split}-g{GENERATOR_VERSION}-{generator_fingerprint()}.npz"
@@ -142,7 +144,7 @@ def _load_or_generate(name: str, split: str, cache_dir: str | os.PathLike | None
                 return scenes
         except ScenarioError:
             pass  # stale or damaged cache: regenerate and overwrite atomically
-    scenes = generate_suite(seeds, progress=len(seeds) > 100)
+    scenes = generate_suite(seeds, progress=progress and len(seeds) > 100)
     save_scenarios(path, scenes)
     return scenes
 

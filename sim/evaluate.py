@@ -20,12 +20,21 @@ from pathlib import Path
 
 from scenarios.cli_config import add_dataclass_arguments, dataclass_from_args
 from sim.batch import select_agents
-from sim.harness.candidates import BASELINES, Candidate, baseline, discover
+from sim.harness.candidates import (
+    BASELINES,
+    Candidate,
+    baseline,
+    comparison_set,
+    discover,
+    select_after,
+    split_by_run,
+)
 from sim.harness.errors import EvaluationError
 from sim.harness.executors import SimSettings, make_executor, make_shards, make_units, run_units
+from sim.harness.identity import identity_root
 from sim.harness.reader import read_checkpoints
 from sim.harness.report import build_verdict, print_summary, summary_rows
-from sim.harness.schema import RESULTS_NAME, CheckpointRows, scene_record, to_json
+from sim.harness.schema import RESULTS_NAME, CheckpointRows, scene_record
 from sim.harness.store import ResultsWriter
 from sim.harness.verdict import Verdict
 from sim.metric_catalogue import JUDGED_METRICS
@@ -85,9 +94,10 @@ def _load_scenes(cfg: EvalConfig, log):
     from scenarios.loading import load_scenes
 
     try:
-        report = load_scenes(cfg.scenarios, cache_dir=cfg.scenario_cache or None, strict=cfg.strict)
+        report = load_scenes(cfg.scenarios, cache_dir=cfg.scenario_cache or None, strict=cfg.strict,
+                             progress=cfg.progress)
     except OSError:  # cache folder not writable: generate in memory
-        report = load_scenes(cfg.scenarios, strict=cfg.strict)
+        report = load_scenes(cfg.scenarios, strict=cfg.strict, progress=cfg.progress)
     scenes = list(report.scenes)[: cfg.max_scenarios or None]
     if not scenes:
         raise EvaluationError(f"--scenarios {cfg.scenarios}: no scenes")
@@ -124,10 +134,16 @@ def _output(cfg: EvalConfig, run_dir: Path | None) -> Path:
 
 
 def run(cfg: EvalConfig, console=None) -> Verdict:
-    """Evaluate, write results and the verdict, print the summary. Returns the verdict."""
+    """Evaluate, write results and the verdict, print the summary, one verdict per run.
+
+    Checkpoints of several runs (``--ckpt s0/best_entropy.pt --ckpt s1/best_entropy.pt``) are never pooled:
+    each run is evaluated into its own ``<run>/results.h5`` with its own roles and verdict. Returns the
+    verdict of the last run.
+    """
     from rich.console import Console
 
     from policy.checkpoint import read_checkpoint
+    from policy.device import resolve_device
 
     console = console or Console(width=None if sys.stdout.isatty() else 150)
     log = console.print
@@ -135,28 +151,52 @@ def run(cfg: EvalConfig, console=None) -> Verdict:
         raise EvaluationError(f"--metric {cfg.metric}: unknown metric; choose from {', '.join(JUDGED_METRICS)}")
     if cfg.backend == "carla" and cfg.agents != "log":
         raise EvaluationError("--agents idm is not available with --backend carla (it replays logged agents only)")
+    resolve_device(cfg.device)
     cands, run_dir = discover(cfg.ckpt, cfg.run, cfg.only, read_checkpoint, Path(cfg.latest), log=log)
-    cands = cands + [baseline(b) for b in cfg.baselines]
-    if not cands:
+    groups = split_by_run(cands, run_dir)
+    bases = [baseline(b) for b in cfg.baselines]
+    if not cands and not bases:
         raise EvaluationError("nothing to evaluate: give --ckpt, --run or --baseline")
+    if len(groups) > 1 and cfg.out:
+        raise EvaluationError(f"--out {cfg.out}: the checkpoints belong to {len(groups)} runs "
+                              f"({', '.join(str(g[0] or 'no run') for g in groups)}); runs are never pooled into one "
+                              "verdict: drop --out and each run's results go to <run>/results.h5")
+    _preflight(cfg, cands)
+    scenes, skipped = _load_scenes(cfg, log)
+    verdict: Verdict | None = None
+    for rd, group in groups or [(run_dir, [])]:
+        verdict = _evaluate_run(cfg, console, rd, group + bases, scenes, skipped)
+    assert verdict is not None
+    return verdict
+
+
+def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequence[Candidate], scenes,
+                  skipped) -> Verdict:
+    """Evaluate one run's comparison set (plus baselines) into its results file; its verdict."""
+    log = console.print
     out = _output(cfg, run_dir)
     writer = ResultsWriter(out)
     writer.preflight()
+    label = run_dir.name if run_dir else out.stem
     with writer.lock():
-        _preflight(cfg, cands)
-        scenes, skipped = _load_scenes(cfg, log)
         ids = [s.id for s in scenes]
         scene_of = {s.id: s for s in scenes}
+        root = identity_root(out, cfg.agents, cfg.backend, scenes, cands, asdict(cfg))
+        root.update({"backend": cfg.backend, "suite": cfg.scenarios, "run_dir": str(run_dir) if run_dir else ""})
         done = writer.done()
         todo = {c.key: {i for i, s in enumerate(ids) if s not in done.get(c.key, set())} for c in cands}
         n_ck = sum(not c.is_baseline for c in cands)
-        log(f"Evaluating {n_ck} checkpoint(s) and {len(cands) - n_ck} baseline(s) on {len(scenes)} scenes "
-            f"({cfg.scenarios}, backend {cfg.backend}) -> {out}")
+        n_files = sum(len(c.files) for c in cands if not c.is_baseline)
+        log(f"Run {label}: evaluating {n_ck} distinct policies ({n_files} checkpoint files) and "
+            f"{len(cands) - n_ck} baseline(s) on {len(scenes)} scenes ({cfg.scenarios}, backend {cfg.backend}, "
+            f"agents {cfg.agents}) -> {out}")
+        for c in cands:
+            if " = " in c.name:
+                log(f"  one policy, counted once: {c.name} (same acting weights)")
         n_done = sum(len(ids) - len(v) for v in todo.values())
         if n_done:
-            log(f"Resuming: {n_done} (checkpoint, scenario) pairs already in {out.name} are skipped")
-        root = {"backend": cfg.backend, "suite": cfg.scenarios, "config": to_json(asdict(cfg)),
-                "run_dir": str(run_dir) if run_dir else ""}
+            log(f"Resuming: {n_done} (checkpoint, scenario) pairs already in {out.name} with the same settings "
+                "are skipped")
         units = make_units(cands, make_shards(scenes, cfg.batch_size), todo)
         settings = SimSettings(backend=cfg.backend, device=cfg.device, agents=cfg.agents, seed=cfg.seed,
                                threads=cfg.threads, carla_host=cfg.carla_host, carla_ports=cfg.carla_port)
@@ -175,10 +215,13 @@ def run(cfg: EvalConfig, console=None) -> Verdict:
             finally:
                 executor.close()
         stored = {s.key: s for s in read_checkpoints(out)}
-        verdict = build_verdict(list(stored.values()), ids, cfg.metric, cfg.n_resamples, cfg.seed)
+        expected = comparison_set(cands)
+        verdict = build_verdict(list(stored.values()), ids, cfg.metric, cfg.n_resamples, cfg.seed,
+                                expected=expected if run_dir is not None else None,
+                                after_episode=select_after(run_dir))
         writer.write_verdict(verdict, root)
         shown = [stored[c.key] for c in cands if c.key in stored]
-        print_summary(console, summary_rows(shown, ids), verdict, skipped)
+        print_summary(console, summary_rows(shown, ids), verdict, skipped, run=label)
     if cfg.consolidate:
         writer.consolidate()
     log(f"Results: {out}")
@@ -188,10 +231,12 @@ def run(cfg: EvalConfig, console=None) -> Verdict:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: one-line errors on stderr, non-zero exit."""
     from policy.checkpoint import CheckpointError
+    from policy.device import DeviceError
     from scenarios.scenario import ScenarioError
     from sim.config import SimError
 
-    errors: tuple[type[BaseException], ...] = (EvaluationError, CheckpointError, ScenarioError, SimError, OSError)
+    errors: tuple[type[BaseException], ...] = (EvaluationError, CheckpointError, ScenarioError, SimError, OSError,
+                                               DeviceError)
     try:
         from sim.carla import CarlaError
 

@@ -67,6 +67,7 @@ NOT_JUDGED: frozenset[str] = frozenset({"collision_time"})  # NaN without a coll
 JUDGED_METRICS: tuple[str, ...] = tuple(n for n in METRIC_NAMES if n not in NOT_JUDGED)
 TABLE_METRICS: tuple[str, ...] = ("ade", "fde", "collision", "offroad", "score")  # the CLI summary's columns
 SCORE_WEIGHTS: dict[str, float] = {"progress": 5.0, "ttc_ok": 5.0, "comfortable": 2.0}
+METRICS_VERSION = 1  # bump when a definition above (or its computation in sim.metrics) changes a number
 
 
 def higher_is_better(metric: str) -> bool:

@@ -60,7 +60,13 @@ def test_evaluate_bare_name_then_dashboard(workdir, monkeypatch):
     with h5py.File(results, "r") as f:
         assert f.attrs["schema_version"] == SCHEMA_VERSION
         groups = list(f["checkpoints"])
-        assert len(groups) >= 3  # bc, candidates (several distinct weights), last
+        # one group per distinct acting policy of the run (ep00008.pt = bc.pt while PPO warms up the value head)
+        from policy.checkpoint import acting_digest, read_checkpoint
+        from sim.harness.candidates import run_files
+
+        objs = [read_checkpoint(p) for p in run_files(results.parent)]
+        distinct = {acting_digest(o["state_dict"], o["config"].get("policy"))[:16] for o in objs}
+        assert sorted(groups) == sorted(distinct) and len(groups) >= 2
         for g in groups:
             assert f["checkpoints"][g]["metrics/ade"].shape == (12,)
         verdict = json.loads(f["verdict"].attrs["json"])
@@ -70,7 +76,7 @@ def test_evaluate_bare_name_then_dashboard(workdir, monkeypatch):
     size = results.stat().st_size
     again = _run(["sim.evaluate", "--ckpt", "best_entropy.pt", "--scenarios", "procedural-small:test",
                   "--max-scenarios", "12", "--no-progress"], workdir)
-    assert "already in results.h5 are skipped" in again.stdout
+    assert "already in results.h5 with the same settings are skipped" in again.stdout
     assert results.stat().st_size >= size
 
     from streamlit.testing.v1 import AppTest

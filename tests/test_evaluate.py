@@ -40,7 +40,7 @@ def test_bare_name_evaluates_the_runs_comparison_set(work, capsys):
     assert main(["--ckpt", "best_entropy.pt", "--baseline", "log-replay", *ARGS]) == 0
     out = capsys.readouterr().out
     assert f"best_entropy.pt -> {work / 'best_entropy.pt'}" in out
-    assert "whole comparison set" in out and "Verdict:" in out
+    assert "whole comparison set" in out and "Verdict (run1):" in out
     res = work / "results.h5"
     stored = {s.attrs["name"]: s for s in read_checkpoints(res)}
     # 8 files, 4 distinct weights: role files merged into their episode file

@@ -11,7 +11,10 @@ keeps the results:
 - :mod:`sim.harness.store`: the one writer of results files (commits in a sidecar folder, an index file).
 - :mod:`sim.harness.reader`: the one reader of results files (the dashboard's; h5py + numpy only).
 - :mod:`sim.harness.verdict`: the selection verdict (typed), used by the CLI, the file and the dashboard.
-- :mod:`sim.harness.report`: intervals of means and the CLI's summary tables.
+- :mod:`sim.harness.report`: intervals of means (normal) and rates (Wilson), the CLI's summary tables.
+- :mod:`sim.harness.identity`: what identifies stored rows (settings, scene content); other settings refused.
+- :mod:`sim.harness.run_info`: a run's declared roles and ``select_after``, without torch.
+- :mod:`sim.harness.across_data`: one run's results as a seed of :mod:`sim.harness.across` (``python -m sim.across``).
 
 ``python -m sim.evaluate`` is the command; it is a thin CLI over these modules.
 """

@@ -215,7 +215,7 @@ def format_table(v: AcrossVerdict) -> str:
     for r in v.rules:
         lo, hi = r.mean_regret_ci
         lines.append(f"{r.rule:<22} {r.n_seeds:>5} {num(r.mean_regret):>11} {'[' + num(lo) + ', ' + num(hi) + ']':>19} "
-                     f"{num(r.p_best, '.2f'):>7} {num(r.mean_rank, '.2f'):>9}  {', '.join(r.picks)}")
+                     f"{num(r.p_best, '.2f'):>7} {num(r.mean_rank, '.2f'):>9}  {', '.join(p or '-' for p in r.picks)}")
     lo, hi = v.spearman_ci
     per = ", ".join(num(x, ".2f") for x in v.spearman_per_seed)
     lines.append(f"entropy vs {v.metric} Spearman per seed: {per}; mean {num(v.spearman_mean, '.2f')} "

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from sim.harness.errors import EvaluationError
+from sim.harness.run_info import ROLE_FILES, select_after  # noqa: F401 - select_after re-exported for the CLI
 from sim.harness.schema import RUN_MARKERS, CheckpointAttrs
 
-ROLE_FILES = {"best_entropy.pt": "best_entropy", "last.pt": "last", "best_reward.pt": "best_reward", "bc.pt": "bc"}
 ROLES = ("candidate", "best_entropy", "last", "best_reward", "bc")
 BASELINES = ("log-replay", "constant-velocity")
 
@@ -95,17 +95,20 @@ def file_sha256(path: Path) -> str:
 
 
 def weights_sha256(obj: dict[str, Any]) -> str:
-    """Digest of a raw checkpoint's weights and architecture (independent of meta and file layout)."""
-    h = hashlib.sha256()
-    h.update(json.dumps(obj["config"].get("policy", {}), sort_keys=True, default=str).encode())
-    for name in sorted(obj["state_dict"]):
-        t = obj["state_dict"][name]
-        if not isinstance(t, torch.Tensor):
-            continue
-        t = t.detach().cpu().reshape(-1).contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
+    """Identity of a raw checkpoint: the digest of the weights that *act* (what the simulator sees).
+
+    ``meta["policy_digest"]`` when the trainer recorded it, else :func:`policy.checkpoint.acting_digest`
+    of the state_dict and ``config["policy"]`` (value head excluded, log-std included). Two files with equal
+    digests drive identically (e.g. ``ep00050.pt`` and ``bc.pt`` while PPO warms up only the value head)
+    and are one candidate.
+    """
+    digest = (obj.get("meta") or {}).get("policy_digest")
+    if isinstance(digest, str) and len(digest) == 64:
+        return digest
+    from policy.checkpoint import acting_digest
+
+    sd = {k: v for k, v in obj["state_dict"].items() if isinstance(v, torch.Tensor)}
+    return acting_digest(sd, (obj.get("config") or {}).get("policy"))
 
 
 def run_dir_of(path: Path) -> Path | None:
@@ -197,6 +200,21 @@ def _float(v: Any) -> float:
         return math.nan
 
 
+def alias_name(rep: str, episodes: dict[int, list[str]]) -> str:
+    """Display name of one acting policy saved at several training points: ``ep00050.pt = bc.pt``.
+
+    Args:
+        rep: the representative file name.
+        episodes: episode -> names of the episode files (and ``bc.pt``) that hold this policy.
+    """
+    names = [rep]
+    for ep in sorted(episodes):
+        own = sorted(episodes[ep], key=lambda n: (not n.startswith("ep"), n))
+        if rep not in own:
+            names.append(own[0])
+    return " = ".join(names)
+
+
 def load_candidates(files: Iterable[Path], read_raw) -> list[Candidate]:
     """Read checkpoint files, merge equal weights, and return candidates in episode order.
 
@@ -205,7 +223,7 @@ def load_candidates(files: Iterable[Path], read_raw) -> list[Candidate]:
         read_raw: ``path -> raw checkpoint dict`` (``policy.checkpoint.read_checkpoint``); it raises
             a one-line error for missing or corrupt files.
     """
-    groups: dict[str, dict[str, Any]] = {}
+    groups: dict[tuple[Path | None, str], dict[str, Any]] = {}
     seen: set[Path] = set()
     for f in files:
         f = f.resolve()
@@ -220,14 +238,20 @@ def load_candidates(files: Iterable[Path], read_raw) -> list[Candidate]:
         role = ROLE_FILES.get(f.name) or ("candidate" if f.name.startswith("ep") else None)
         kind = meta.get("kind")
         roles = {r for r in (role, kind if kind in ROLES else None) if r}
-        g = groups.setdefault(wkey, {"files": [], "roles": set(), "meta": meta, "rep": f})
+        # one policy counted once *within* a run; runs are never merged (one verdict per run)
+        g = groups.setdefault((run_dir_of(f), wkey), {"files": [], "roles": set(), "meta": meta, "rep": f,
+                                                      "episodes": {}, "wkey": wkey})
         g["files"].append(f)
         g["roles"] |= roles
-        if f.name.startswith("ep") and not g["rep"].name.startswith("ep"):
+        if f.name.startswith("ep") or f.name == "bc.pt":
+            g["episodes"].setdefault(int(meta.get("episode", -1)), []).append(f.name)
+        if f.name.startswith("ep") and (not g["rep"].name.startswith("ep")
+                                        or int(meta.get("episode", -1)) < int(g["meta"].get("episode", -1))):
             g["rep"], g["meta"] = f, meta
     out = []
     rewards_cache: dict[Path | None, dict[int, float]] = {}
-    for wkey, g in groups.items():
+    for g in groups.values():
+        wkey = g["wkey"]
         rep: Path = g["rep"]
         meta = g["meta"]
         run = run_dir_of(rep)
@@ -242,7 +266,7 @@ def load_candidates(files: Iterable[Path], read_raw) -> list[Candidate]:
         out.append(
             Candidate(
                 key=wkey[:16],
-                name=rep.name,
+                name=alias_name(rep.name, g["episodes"]),
                 path=str(rep),
                 sha256=file_sha256(rep),
                 weights_sha256=wkey,
@@ -304,3 +328,24 @@ def discover(
         rds = [Path(c.run_dir) for c in cands if c.run_dir]
         runs = rds[:1]
     return cands, runs[0] if runs else None
+
+
+def split_by_run(cands: Sequence[Candidate], run: Path | None) -> list[tuple[Path | None, list[Candidate]]]:
+    """Candidates grouped by the run they belong to (``--run`` wins for its own files), in first-seen order.
+
+    One verdict per run, always: runs are never pooled.
+    """
+    groups: dict[Path | None, list[Candidate]] = {}
+    for c in cands:
+        rd = Path(c.run_dir) if c.run_dir else None
+        if rd is None and run is not None:
+            rd = run
+        groups.setdefault(rd, []).append(c)
+    return list(groups.items())
+
+
+def comparison_set(cands: Sequence[Candidate]) -> list[dict[str, Any]]:
+    """The run's distinct checkpoints as stored in the results file's ``comparison_set`` root attribute."""
+    return [{"key": c.key, "name": c.name, "roles": list(c.roles), "episode": c.episode,
+             "files": [Path(f).name for f in c.files]} for c in cands if not c.is_baseline]
+

@@ -287,6 +287,38 @@ def _ray_unit(unit: WorkUnit, scenes: list[Scenario], settings: SimSettings) -> 
     return evaluate_unit(unit, scenes, settings)
 
 
+RAY_CONNECT_TIMEOUT_S = 30.0  # --ray-address: how long to wait for a cluster before a one-line error
+
+
+def wait_for_ray(address: str, timeout_s: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """Wait (bounded) until something listens at a ``--ray-address`` ``host:port`` or ``ray://host:port``.
+
+    ``auto`` and addresses without a port are left to Ray (it fails fast when no local cluster is recorded).
+
+    Raises:
+        EvaluationError: nothing listens there within ``timeout_s`` (one line, naming the address).
+    """
+    import socket
+    import time
+
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=min(2.0, max(0.1, timeout_s))):
+                return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise EvaluationError(
+                    f"--ray-address {address}: no Ray cluster answers there after {timeout_s:.0f} s "
+                    f"({e.strerror or e}); start one (ray start --head) or drop --ray-address to run locally"
+                ) from None
+            time.sleep(0.5)
+
+
 class RayExecutor:
     """Runs units as Ray tasks on a local ``ray.init()`` or a cluster address.
 
@@ -298,7 +330,8 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
+    def __init__(self, address: str | None = None, num_cpus: int | None = None,
+                 connect_timeout_s: float = RAY_CONNECT_TIMEOUT_S) -> None:
         try:
             import ray
         except ImportError:
@@ -306,6 +339,8 @@ class RayExecutor:
         self._ray = ray
         self._started = False
         if not ray.is_initialized():
+            if address:
+                wait_for_ray(address, connect_timeout_s)
             try:
                 if address:
                     ray.init(address=address, log_to_driver=False)

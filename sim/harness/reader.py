@@ -90,6 +90,7 @@ class CheckpointResult:
         entropy_per_dim: per action dimension, nats. train_reward: mean training return (NaN if unknown).
         eval_info: the checkpoint's meta.eval_info. scenario: int32 [N] scenario rows.
         scenario_id: N ids. metrics: name -> float64 [N] per-scenario values, rows aligned with ``scenario``.
+        files: base names of every file holding this policy (``ep00050.pt``, ``bc.pt``, ``best_entropy.pt``).
     """
 
     key: str
@@ -108,6 +109,7 @@ class CheckpointResult:
     scenario: np.ndarray
     scenario_id: tuple[str, ...]
     metrics: dict[str, np.ndarray] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
 
     @property
     def n(self) -> int:
@@ -275,6 +277,7 @@ def _checkpoint(key: str, g: h5py.Group) -> CheckpointResult | None:
         scenario=scenario,
         scenario_id=sid,
         metrics=metrics,
+        files=tuple(Path(str(f)).name for f in _json(a.get("files"), []) or ()),
     )
 
 
@@ -485,3 +488,18 @@ def read_verdict(path: str | Path) -> dict | None:
         if "verdict" not in f or "json" not in f["verdict"].attrs:
             return None
         return json.loads(_s(f["verdict"].attrs["json"]))
+
+
+def read_root_attrs(path: str | Path) -> tuple[dict[str, Any], bool]:
+    """Root attributes of a results file as plain values, and whether it holds checkpoint rows.
+
+    Returns ``({}, False)`` when the file does not exist.
+    """
+    p = Path(path)
+    if not p.exists():
+        return {}, False
+    with open_results(p) as f:
+        attrs = {k: attr_value(v) for k, v in f.attrs.items()}
+        grp = f.get("checkpoints")
+        has_rows = grp is not None and any(not _is_temp(k) for k in grp)
+    return attrs, has_rows

@@ -1,23 +1,30 @@
-"""Intervals of means, the verdict over stored results, and the CLI's summary tables.
+"""Intervals of means and rates, the verdict over stored results, and the CLI's summary tables.
 
-One interval method for means, used by the CLI and the dashboard: the normal-approximation 95 % interval of
-the mean over scenarios (NaN ignored), ``mean +- z_{0.975} * sd / sqrt(n)`` with the sample sd (ddof 1); the
-quantile comes from the standard library (``statistics.NormalDist``), so the dashboard's first paint needs no
-scipy. With fewer than about 30 scenes it is narrower than a Student-t interval. Rank correlations use the
-verdict's paired scenario bootstrap instead. Torch-free; rich is imported only when printing.
+One interval method per kind of number, used by the CLI and the dashboard (``docs/metrics.md``, "Statistics"):
+
+- means of continuous metrics (m, s, fractions such as ``score``): the normal-approximation 95 % interval of
+  the mean over scenarios (NaN ignored), ``mean +- z_{0.975} * sd / sqrt(n)`` with the sample sd (ddof 1).
+  With fewer than about 30 scenes it is narrower than a Student-t interval;
+- rates of 0/1 metrics (catalogue unit ``bool``: collision, offroad, comfortable, ttc_ok, ...): the Wilson
+  score interval (the same numbers as ``scipy.stats.binomtest(k, n).proportion_ci(method="wilson")``; a test
+  checks), always within [0, 1] and not collapsed at 0 or 1.
+
+Both quantiles come from the standard library (``statistics.NormalDist``), so the dashboard's first paint
+needs no scipy. Rank correlations use the verdict's paired scenario bootstrap instead. Torch-free; rich is
+imported only when printing.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
 from sim.harness.reader import StoredCheckpoint
-from sim.harness.verdict import Verdict, compute_verdict, verdict_input_from_rows
+from sim.harness.verdict import RULE_ROLES, RULES, Verdict, completeness, compute_verdict, verdict_input_from_rows
 from sim.metric_catalogue import JUDGED_METRICS, SPECS, TABLE_METRICS
 
 
@@ -38,6 +45,31 @@ def mean_interval(v: np.ndarray, level: float = 0.95) -> tuple[float, float, flo
     return m, m - h, m + h
 
 
+def rate_interval(v: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Rate of a 0/1 metric and its Wilson score interval (NaN ignored).
+
+    Returns:
+        ``(rate, low, high)`` with ``0 <= low <= rate <= high <= 1``; all NaN when no finite value.
+    """
+    v = np.asarray(v, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    n = int(v.size)
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    p = float((v > 0.5).sum()) / n
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    den = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return p, min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))  # rounding never crosses p
+
+
+def metric_interval(metric: str, v: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """The interval of ``metric`` over scenarios: Wilson for 0/1 metrics, else :func:`mean_interval`."""
+    spec = SPECS.get(metric)
+    return rate_interval(v, level) if spec is not None and spec.unit == "bool" else mean_interval(v, level)
+
+
 def summary_rows(stored: Sequence[StoredCheckpoint], ids: Sequence[str]) -> list[dict[str, Any]]:
     """Per-row means and 95% intervals over ``ids`` of the table metrics."""
     out = []
@@ -47,7 +79,7 @@ def summary_rows(stored: Sequence[StoredCheckpoint], ids: Sequence[str]) -> list
              "episode": int(s.attrs.get("episode", -1)), "entropy": float(s.attrs.get("entropy", math.nan)),
              "roles": s.roles}
         for m in TABLE_METRICS:
-            r[m] = mean_interval(np.asarray(rows.metrics[m], dtype=np.float64))
+            r[m] = metric_interval(m, np.asarray(rows.metrics[m], dtype=np.float64))
         out.append(r)
     return out
 
@@ -55,16 +87,20 @@ def summary_rows(stored: Sequence[StoredCheckpoint], ids: Sequence[str]) -> list
 def _cell(mean: float, lo: float, hi: float) -> str:
     if math.isnan(mean):
         return "n/a"
-    return f"{mean:.3f} ±{max(hi - mean, mean - lo):.3f}"
+    return f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
 def print_summary(console, rows: Sequence[dict[str, Any]], verdict: Verdict | None,
-                  skipped: Sequence[Any] = ()) -> None:
-    """Rich table per checkpoint (mean ± 95% CI half-width over scenarios), the verdict, the skipped scenes."""
+                  skipped: Sequence[Any] = (), run: str = "") -> None:
+    """Rich tables of one run: per checkpoint (mean or rate with its 95% interval over scenarios), the
+    selection rules, the verdict, the skipped scenes. Every table has a ``run`` column."""
     from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title="Closed loop: mean ±95% CI (normal approximation) over scenarios")
+    run = run or "-"
+    t = Table(title=f"Closed loop, run {run}: mean [95% interval] over scenarios "
+                    "(means: normal approximation; rates: Wilson)")
+    t.add_column("run", no_wrap=True)
     t.add_column("checkpoint", no_wrap=True)
     for col in ("episode", "entropy", "roles"):
         t.add_column(col)
@@ -73,7 +109,7 @@ def print_summary(console, rows: Sequence[dict[str, Any]], verdict: Verdict | No
                      no_wrap=True)
     for r in rows:
         roles = ",".join(x for x in r["roles"] if x != "candidate")
-        cells = [r["name"], "-" if r["episode"] < 0 else str(r["episode"]),
+        cells = [run, r["name"], "-" if r["episode"] < 0 else str(r["episode"]),
                  "-" if math.isnan(r["entropy"]) else f"{r['entropy']:.3f}", roles]
         cells += [_cell(*r[m]) for m in TABLE_METRICS]
         t.add_row(*cells, style="dim" if r["kind"] == "baseline" else None)
@@ -85,24 +121,40 @@ def print_summary(console, rows: Sequence[dict[str, Any]], verdict: Verdict | No
     if verdict is None:
         return
     if verdict.get("rules"):
-        rt = Table(title=f"Selection rules (best checkpoint by {verdict['metric']})")
-        for col in ("rule", "picks", "episode", verdict["metric"], "rank", "regret"):
+        rt = Table(title=f"Selection rules, run {run} (best checkpoint by {verdict['metric']})")
+        for col in ("run", "rule", "picks", "episode", verdict["metric"], "rank", "regret"):
             rt.add_column(col)
         for name, e in verdict["rules"].items():
             if e is None:
-                rt.add_row(name, "n/a", "", "", "", "")
+                rt.add_row(run, name, "not evaluated yet" if name in (verdict.get("unevaluated_roles") or ())
+                           else "n/a", "", "", "", "")
             elif name == "random":
-                rt.add_row(name, "uniform", "", f"{e['value']:.3f}", "", f"{e['expected_regret']:.3f} (expected)")
+                rt.add_row(run, name, "uniform", "", f"{e['value']:.3f}", "",
+                           f"{e['expected_regret']:.3f} (expected)")
             else:
-                rt.add_row(name, e["name"], str(e["episode"]), f"{e['value']:.3f}", str(e["rank"]),
+                rt.add_row(run, name, e["name"], str(e["episode"]), f"{e['value']:.3f}", str(e["rank"]),
                            f"{e['regret']:.3f}")
         console.print(rt)
-    console.print(f"[bold]Verdict:[/bold] {escape(verdict['sentence'])}")
+    console.print(f"[bold]Verdict ({escape(run)}):[/bold] {escape(verdict['sentence'])}")
 
 
 def build_verdict(stored: Sequence[StoredCheckpoint], ids: Sequence[str], metric: str, n_resamples: int,
-                  seed: int) -> Verdict:
-    """Verdict over the stored checkpoints (not baselines) that cover every scenario ``ids``."""
+                  seed: int, expected: Sequence[Mapping[str, Any]] | None = None, after_episode: int = 0) -> Verdict:
+    """Verdict over the stored checkpoints (not baselines) that cover every scenario ``ids``.
+
+    Args:
+        expected: the run's comparison set (``comparison_set`` entries: ``key``, ``roles``...); when given, only
+            its checkpoints are judged, a missing part is said (``completeness``), and a role the run declares
+            but whose checkpoint has no results yet picks nothing (never a stand-in).
+        after_episode: the trainer's ``select_after`` (max-entropy fallback when the run has no role file).
+    """
+    declared: list[str] = []
+    comp = None
+    if expected is not None:
+        keys = {e["key"] for e in expected}
+        stored = [s for s in stored if s.attrs.get("kind") != "checkpoint" or s.key in keys]
+        declared = sorted({r for e in expected for r in e.get("roles", ()) if r != "candidate"})
+        comp = completeness(keys, {s.key: s.rows.scenario_ids for s in stored}, ids)
     cps = [s for s in stored if s.attrs.get("kind") == "checkpoint" and set(ids) <= set(s.rows.scenario_ids)]
     if not cps:
         return {"metric": metric, "n_checkpoints": 0, "n_scenarios": len(ids), "rules": {}, "best": None,
@@ -118,5 +170,9 @@ def build_verdict(stored: Sequence[StoredCheckpoint], ids: Sequence[str], metric
         roles=[s.roles for s in cps],
         metrics=[s.rows.select(ids).metrics for s in cps],
         metric_names=names,
+        declared=declared,
+        after_episode=after_episode,
     )
-    return compute_verdict(inp, metric=metric, n_resamples=n_resamples, seed=seed)
+    v = compute_verdict(inp, metric=metric, n_resamples=n_resamples, seed=seed, comp=comp)
+    v["unevaluated_roles"] = [r for r in RULES if v["rules"].get(r) is None and RULE_ROLES[r] in declared]
+    return v

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any, TypedDict
 
 import numpy as np
@@ -27,6 +27,7 @@ import numpy as np
 from sim.metric_catalogue import higher_is_better as catalogue_direction
 
 RULES = ("max_entropy", "last", "best_reward", "bc")
+MIN_CORR = 3  # fewer distinct checkpoints: no rank correlation, no interval
 RULE_ROLES = {"max_entropy": "best_entropy", "last": "last", "best_reward": "best_reward", "bc": "bc"}
 
 
@@ -58,6 +59,8 @@ class Verdict(TypedDict, total=False):
     best: dict[str, Any] | None
     entropy_vs_step: dict[str, Any]
     entropy_beats_step: bool
+    completeness: dict[str, Any]
+    unevaluated_roles: list[str]
     sentence: str
 
 
@@ -72,6 +75,8 @@ class VerdictInput:
         train_reward: float ``[C]`` mean training return (NaN when unknown).
         roles: C tuples of roles (``best_entropy``, ``last``, ``best_reward``, ``bc``, ``candidate``).
         metrics: metric name -> float ``[C, S]`` per-scenario values.
+        declared: roles the run has a role file for (see :func:`pick_index`).
+        after_episode: the trainer's ``select_after`` (max-entropy fallback).
     """
 
     keys: tuple[str, ...]
@@ -81,6 +86,8 @@ class VerdictInput:
     train_reward: np.ndarray
     roles: tuple[tuple[str, ...], ...]
     metrics: Mapping[str, np.ndarray]
+    declared: tuple[str, ...] = ()
+    after_episode: int = 0
 
     def __post_init__(self) -> None:
         c = len(self.keys)
@@ -167,13 +174,17 @@ def paired_bootstrap(
 
 
 def pick_index(rule: str, roles: Sequence[Sequence[str]], episodes: Sequence[int], entropy: Sequence[float],
-               train_reward: Sequence[float]) -> int | None:
-    """Which of C checkpoints a standard rule picks (the one definition; the dashboard uses it too).
+               train_reward: Sequence[float], declared: Collection[str] = (), after_episode: int = 0) -> int | None:
+    """Which of C checkpoints a standard rule picks (the one definition: CLI, verdict, chart, report card and
+    what-if editor all call it).
 
-    The checkpoint carrying the rule's role file (:data:`RULE_ROLES`) wins. Without one: ``max_entropy``
-    takes the highest entropy among the non-BC checkpoints (entropy usually starts highest at BC);
-    ``last`` the highest episode; ``best_reward`` the highest training reward; ``bc`` the checkpoint of
-    episode 0.
+    The checkpoint carrying the rule's role file (:data:`RULE_ROLES`) wins. When the run declares that role
+    (``declared``: its role file exists) but no given checkpoint carries it, the pick is not evaluated yet:
+    None, never a stand-in. Without the role in the run: ``max_entropy`` takes the highest entropy among
+    checkpoints at or after ``after_episode`` (the trainer's ``select_after``), leaving out a BC start that is
+    no training checkpoint (``bc`` without ``candidate``) when others exist, earlier episode on ties (the
+    trainer's ranking); ``last`` the highest episode;
+    ``best_reward`` the highest training reward; ``bc`` the checkpoint of episode 0.
 
     Returns:
         An index into the C checkpoints, or None when the rule cannot pick.
@@ -181,16 +192,70 @@ def pick_index(rule: str, roles: Sequence[Sequence[str]], episodes: Sequence[int
     tagged = [i for i, r in enumerate(roles) if RULE_ROLES[rule] in r]
     if tagged:
         return tagged[0]
+    if RULE_ROLES[rule] in declared:
+        return None
+    eps = np.asarray(episodes, dtype=np.int64).reshape(-1)
     if rule == "max_entropy":
-        ent = np.where([("bc" in r) and len(roles) > 1 for r in roles], np.nan, np.asarray(entropy, dtype=float))
-        return int(np.nanargmax(ent)) if np.isfinite(ent).any() else None
+        ent = np.asarray(entropy, dtype=float).copy()
+        ent[eps < after_episode] = np.nan
+        trained = np.array([("candidate" in r) or ("bc" not in r) for r in roles], dtype=bool)
+        if (trained & np.isfinite(ent)).any():  # bc.pt alone is no training checkpoint the trainer ranks
+            ent[~trained] = np.nan
+        if not np.isfinite(ent).any():
+            return None
+        top = np.flatnonzero(ent == np.nanmax(ent))
+        return int(top[np.argmin(eps[top])])
     if rule == "last":
-        return int(np.argmax(episodes)) if len(episodes) else None
+        return int(np.argmax(eps)) if len(eps) else None
     if rule == "best_reward":
         rew = np.asarray(train_reward, dtype=float)
         return int(np.nanargmax(rew)) if np.isfinite(rew).any() else None
-    zero = [i for i, e in enumerate(episodes) if e == 0]
+    zero = [i for i, e in enumerate(eps) if e == 0]
     return zero[0] if zero else None
+
+
+@dataclass(frozen=True)
+class Completeness:
+    """How much of a run's comparison set has results.
+
+    Attributes:
+        expected: distinct checkpoints of the run (its comparison set). complete: of those, with results on
+            every scene. missing_checkpoints: expected - complete. missing_pairs: (checkpoint, scene) pairs
+            without results. n_scenes: scenes of the evaluation.
+    """
+
+    expected: int
+    complete: int
+    missing_checkpoints: int
+    missing_pairs: int
+    n_scenes: int
+
+    @property
+    def is_complete(self) -> bool:
+        return self.missing_checkpoints == 0
+
+    def line(self) -> str:
+        """Plain statement for the CLI and the dashboard ("" when complete)."""
+        if self.is_complete:
+            return ""
+        return (f"Partial comparison set: {self.complete} of {self.expected} checkpoints evaluated on all "
+                f"{self.n_scenes} scenes; {self.missing_checkpoints} checkpoint(s) and {self.missing_pairs} "
+                "(checkpoint, scene) pair(s) still missing, so 'best' means best so far.")
+
+
+def completeness(expected_keys: Collection[str], done: Mapping[str, Collection[str]],
+                 scene_ids: Collection[str]) -> Completeness:
+    """Completeness of a comparison set.
+
+    Args:
+        expected_keys: the run's distinct checkpoint keys. done: key -> scenario ids with results.
+        scene_ids: the scenario ids of the evaluation.
+    """
+    ids = set(scene_ids)
+    missing = {k: len(ids - set(done.get(k, ()))) for k in expected_keys}
+    full = sum(v == 0 for v in missing.values())
+    return Completeness(expected=len(missing), complete=full, missing_checkpoints=len(missing) - full,
+                        missing_pairs=int(sum(missing.values())), n_scenes=len(ids))
 
 
 def rank_and_regret(values: np.ndarray, i: int, higher_is_better: bool) -> tuple[int, float, int]:
@@ -241,7 +306,7 @@ def correlations_with_ci(x: np.ndarray, per_scene: np.ndarray, n_resamples: int 
 
 
 def _pick(inp: VerdictInput, rule: str) -> int | None:
-    return pick_index(rule, inp.roles, inp.episodes, inp.entropy, inp.train_reward)
+    return pick_index(rule, inp.roles, inp.episodes, inp.entropy, inp.train_reward, inp.declared, inp.after_episode)
 
 
 def compute_verdict(
@@ -251,6 +316,7 @@ def compute_verdict(
     n_resamples: int = 999,
     seed: int = 0,
     confidence: float = 0.95,
+    comp: Completeness | None = None,
 ) -> Verdict:
     """Judge the selection rules on one run's checkpoints.
 
@@ -262,6 +328,8 @@ def compute_verdict(
         n_resamples: bootstrap resamples of scenarios.
         seed: bootstrap seed (same seed, same intervals).
         confidence: confidence level of the intervals.
+        comp: how complete the run's comparison set is (stored as ``completeness``; a partial set is said
+            in the sentence).
 
     Returns:
         The verdict dict of ``docs/results_schema.md`` (``None`` where a value is undefined).
@@ -290,7 +358,8 @@ def compute_verdict(
         out = np.concatenate([rs_e, kt_e, rs_s, kt_s, diff[None]], axis=0)  # [4M + 1, B]
         return out[:, 0] if one else out
 
-    point = stat_fn(np.arange(s)) if c >= 2 and s >= 1 else np.full(4 * len(names) + 1, np.nan)
+    # Rank correlations (and "entropy tells more than the step") need at least MIN_CORR distinct policies.
+    point = stat_fn(np.arange(s)) if c >= MIN_CORR and s >= 1 else np.full(4 * len(names) + 1, np.nan)
     if c >= 3:
         lo, hi = paired_bootstrap(stat_fn, s, len(point), n_resamples, seed, confidence)
     else:
@@ -359,6 +428,8 @@ def compute_verdict(
         "entropy_vs_step": diff,
         "entropy_beats_step": beats,
     }
+    if comp is not None:
+        verdict["completeness"] = {**asdict(comp), "line": comp.line()}
     verdict["sentence"] = sentence(verdict)
     return verdict
 
@@ -376,19 +447,26 @@ def sentence(v: Mapping[str, Any]) -> str:
 
     parts = []
     if me is not None:
-        verdict = "the best" if me["rank"] == 1 else f"rank {me['rank']} of {c}"
+        verdict = ("the best" if me["rank"] == 1 else f"rank {me['rank']} of {c}") + (
+            " so far" if (v.get("completeness") or {}).get("line") else "")
         parts.append(
             f"The max-entropy checkpoint ({me['name']}) is {verdict} by {metric} (regret {num(me['regret'], '.3g')})"
         )
     else:
         parts.append("No checkpoint has an entropy")
-    lo, hi = corr["spearman_ci"]
-    parts.append(f"entropy vs {metric} Spearman {num(corr['spearman'])} [{num(lo)}, {num(hi)}]")
-    parts.append(
-        "entropy tells more than the training step" if v["entropy_beats_step"]
-        else "entropy does not tell more than the training step"
-    )
-    return "; ".join(parts) + "."
+    if c < MIN_CORR or corr.get("spearman") is None:
+        parts.append(f"no rank correlation with {c} distinct checkpoint(s) (needs {MIN_CORR})" if c < MIN_CORR
+                     else f"entropy vs {metric} Spearman undefined (a constant)")
+    else:
+        lo, hi = corr["spearman_ci"]
+        parts.append(f"entropy vs {metric} Spearman {num(corr['spearman'])} [{num(lo)}, {num(hi)}]")
+        parts.append(
+            "entropy tells more than the training step" if v["entropy_beats_step"]
+            else "entropy does not tell more than the training step"
+        )
+    partial = v.get("completeness") or {}
+    head = (partial.get("line", "") + " ") if partial.get("line") else ""
+    return head + "; ".join(parts) + "."
 
 
 def verdict_input_from_rows(
@@ -400,6 +478,8 @@ def verdict_input_from_rows(
     roles: Sequence[Sequence[str]],
     metrics: Sequence[Mapping[str, np.ndarray]],
     metric_names: Sequence[str],
+    declared: Sequence[str] = (),
+    after_episode: int = 0,
 ) -> VerdictInput:
     """Build a :class:`VerdictInput` from per-checkpoint metric dicts (each ``[S]``, same scenario order)."""
     return VerdictInput(
@@ -410,4 +490,6 @@ def verdict_input_from_rows(
         train_reward=np.asarray(train_reward, dtype=np.float64),
         roles=tuple(tuple(r) for r in roles),
         metrics={m: np.stack([np.asarray(d[m], dtype=np.float64) for d in metrics]) for m in metric_names},
+        declared=tuple(declared),
+        after_episode=int(after_episode),
     )

@@ -1,0 +1,121 @@
+"""The verdict across seeds in the dashboard: table, figure (each seed's pick marked) and exports.
+
+Shown when several runs are selected. Data: :func:`sim.harness.across_data.load_seed` per run (the same code
+as ``python -m sim.across``), cached on the results files' modification times; math
+:func:`sim.harness.across.compare_runs`. The figure is drawn with matplotlib so the same figure is shown and
+exported as PNG and SVG for a paper (``kaleido``, plotly's static export, is not a dependency).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from sim.harness.across import AcrossError, AcrossVerdict, SeedResult, compare_runs
+
+
+def across_frame(v: AcrossVerdict) -> pd.DataFrame:
+    """One row per rule: mean regret with its seed-bootstrap interval, p(best), mean rank, each seed's pick."""
+    rows = []
+    for r in v.rules:
+        row = {"rule": r.rule, "seeds": r.n_seeds, "mean_regret": r.mean_regret, "regret_lo": r.mean_regret_ci[0],
+               "regret_hi": r.mean_regret_ci[1], "p_best": r.p_best, "mean_rank": r.mean_rank}
+        row.update({f"pick {run}": pick or "-" for run, pick in zip(v.runs, r.picks, strict=True)})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def across_figure(v: AcrossVerdict, seeds: Sequence[SeedResult]):
+    """Matplotlib figure: per rule, each seed's regret (one marker per seed, labelled with its pick; a filled
+    star where the pick is the seed's best checkpoint) and the mean with its seed-bootstrap interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(v.rules) + 1.6), dpi=110)
+    markers = "osD^vP*X"
+    for y, r in enumerate(v.rules):
+        for j, s in enumerate(seeds):
+            p = s.picks.get(r.rule)
+            if p is None:
+                continue
+            best = p.rank == 1
+            ax.plot(p.regret, y + (j - (len(seeds) - 1) / 2) * 0.12, marker="*" if best else markers[j % len(markers)],
+                    ms=11 if best else 7, color=f"C{j}", ls="none", label=s.run if y == 0 else None)
+            if p.name:
+                ax.annotate(p.name, (p.regret, y + (j - (len(seeds) - 1) / 2) * 0.12), fontsize=6,
+                            xytext=(4, 0), textcoords="offset points", va="center", color=f"C{j}")
+        if r.mean_regret is not None:
+            lo, hi = r.mean_regret_ci
+            ax.plot([r.mean_regret], [y], "k|", ms=16)
+            if lo is not None and hi is not None:
+                ax.plot([lo, hi], [y, y], "k-", lw=1)
+    ax.set_yticks(range(len(v.rules)), [r.rule for r in v.rules])
+    ax.invert_yaxis()
+    ax.set_xlabel(f"regret by {v.metric} (best minus pick; 0 is best)")
+    ax.set_title(f"Selection rules across {len(v.runs)} runs (star: the pick is that seed's best)", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right", title="run", title_fontsize=7)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def figure_bytes(fig, fmt: str) -> bytes:
+    """The figure as ``png`` or ``svg`` bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt)
+    return buf.getvalue()
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _load(path: str, key: tuple[int, int], metric: str, label: str) -> tuple[SeedResult | None, str | None]:
+    from sim.harness.across_data import load_seed
+
+    try:
+        return load_seed(path, metric, label), None
+    except AcrossError as e:
+        return None, str(e)
+
+
+def across_section(runs: Sequence[tuple[str, Path]], metric: str) -> None:
+    """The across-seeds view of ``runs`` ((label, run folder) pairs, at least two)."""
+    from dashboard.data import file_key
+    from sim.harness.schema import RESULTS_NAME
+
+    st.subheader(f"Across seeds: {len(runs)} runs")
+    seeds, errors = [], []
+    for label, path in runs:
+        s, err = _load(str(path), file_key(path / RESULTS_NAME), metric, label)
+        (errors.append(err) if err else seeds.append(s))
+    for e in errors:
+        st.warning(e)
+    if len(seeds) < 2:
+        st.info("Select at least two evaluated runs (sidebar: 'overlay runs / seeds') for the verdict across seeds.")
+        return
+    try:
+        v = compare_runs(seeds, n_resamples=2000)
+    except AcrossError as e:
+        st.warning(str(e))
+        return
+    table = across_frame(v)
+    st.dataframe(table, hide_index=True, width="stretch")
+    lo, hi = v.spearman_ci
+    if v.spearman_mean is not None:
+        st.caption(f"entropy vs {metric} Spearman per seed: "
+                   + ", ".join("n/a" if x is None else f"{x:.2f}" for x in v.spearman_per_seed)
+                   + f"; mean {v.spearman_mean:.2f}" + ("" if lo is None else f" [{lo:.2f}, {hi:.2f}]"))
+    fig = across_figure(v, seeds)
+    png, svg = figure_bytes(fig, "png"), figure_bytes(fig, "svg")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    st.image(png)
+    c1, c2, c3 = st.columns(3)
+    c1.download_button("CSV: across seeds", table.to_csv(index=False), "across_seeds.csv", "text/csv", key="dl_across")
+    c2.download_button("PNG: figure", png, "across_seeds.png", "image/png", key="dl_across_png")
+    c3.download_button("SVG: figure", svg, "across_seeds.svg", "image/svg+xml", key="dl_across_svg")

@@ -1,0 +1,87 @@
+"""``python -m sim.across RUN_DIR [RUN_DIR ...]``: the verdict across seeds (independent training runs).
+
+Example (three seeds, each trained and evaluated the same way)::
+
+    python -m sim.across out/seed0 out/seed1 out/seed2 --metric score --json across.json
+
+Reads each run's ``results.h5``, judges it by ``--metric`` (the stored verdict, or one recomputed from the
+stored per-scenario rows when it was judged by another metric) and prints, per selection rule, the mean
+regret over seeds with a seed-bootstrap interval, how often it picks the best checkpoint and its mean rank
+(:mod:`sim.harness.across`). Runs evaluated on other scenes or settings, or partially, are refused with one
+line. A thin CLI: loading is :mod:`sim.harness.across_data`, the math :mod:`sim.harness.across`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sim.metric_catalogue import JUDGED_METRICS
+
+
+@dataclass(frozen=True)
+class AcrossConfig:
+    """Settings of one ``sim.across`` call.
+
+    Attributes:
+        runs: run folders (or results files). metric: what defines the best checkpoint.
+        json: where to write ``AcrossVerdict.to_json()`` (None: nowhere). n_resamples, seed: seed bootstrap.
+    """
+
+    runs: tuple[str, ...]
+    metric: str = "score"
+    json: str | None = None
+    n_resamples: int = 9999
+    seed: int = 0
+
+
+def parse_args(argv: Sequence[str] | None = None) -> AcrossConfig:
+    """Parse the command line into an :class:`AcrossConfig`."""
+    p = argparse.ArgumentParser(prog="python -m sim.across", description=__doc__.split("\n")[0])
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders evaluated by sim.evaluate")
+    p.add_argument("--metric", default="score", choices=JUDGED_METRICS, help="metric that defines the best checkpoint")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the verdict as JSON")
+    p.add_argument("--n-resamples", type=int, default=9999, help="seed bootstrap resamples")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    a = p.parse_args(argv)
+    return AcrossConfig(runs=tuple(a.runs), metric=a.metric, json=a.json, n_resamples=a.n_resamples, seed=a.seed)
+
+
+def run(cfg: AcrossConfig):
+    """Load the runs, compare them, print the table, write the JSON. Returns the :class:`AcrossVerdict`."""
+    from sim.harness.across import compare_runs, format_table
+    from sim.harness.across_data import labels, load_seed
+
+    seeds = [load_seed(r, cfg.metric, label) for r, label in zip(cfg.runs, labels(cfg.runs), strict=True)]
+    verdict = compare_runs(seeds, n_resamples=cfg.n_resamples, seed=cfg.seed)
+    print("distinct policies per run: " + ", ".join(f"{s.run} {s.n_checkpoints}" for s in seeds))
+    print(format_table(verdict))
+    if cfg.json:
+        from sim.harness.schema import to_json
+
+        out = Path(cfg.json)
+        out.write_text(json.dumps(json.loads(to_json(verdict.to_json())), indent=2) + "\n")
+        print(f"JSON: {out}")
+    return verdict
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point: one-line errors on stderr, exit 2."""
+    from sim.harness.across import AcrossError
+    from sim.harness.errors import EvaluationError
+
+    cfg = parse_args(argv)
+    try:
+        run(cfg)
+    except (AcrossError, EvaluationError, OSError) as e:
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Loading runs for the verdict across seeds: one :class:`~sim.harness.across.SeedResult` per run's results file.
+
+Torch-free (h5py, numpy, scipy): ``python -m sim.across`` and the dashboard both call :func:`load_seed`.
+The run's verdict is the stored one when it was judged by the asked metric, else it is recomputed from the
+stored per-scenario rows (:func:`sim.harness.report.build_verdict`, restricted to the run's comparison set).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sim.harness.across import AcrossError, RulePick, SeedResult
+from sim.harness.errors import ResultsError
+from sim.harness.run_info import select_after
+from sim.harness.schema import RESULTS_NAME
+
+
+def results_path(run: str | Path) -> Path:
+    """The results file of ``run`` (a run folder, or a results file given directly).
+
+    Raises:
+        AcrossError: one line naming the path and the command that makes the file.
+    """
+    p = Path(run)
+    if p.is_file():
+        return p
+    if not p.exists():
+        raise AcrossError(f"{p}: no such run folder")
+    f = p / RESULTS_NAME
+    if not f.is_file():
+        raise AcrossError(f"{f}: no results file; evaluate the run first: python -m sim.evaluate --run {p}")
+    return f
+
+
+def _picks(verdict: dict[str, Any]) -> dict[str, RulePick]:
+    out: dict[str, RulePick] = {}
+    for rule, e in (verdict.get("rules") or {}).items():
+        if e is None:
+            continue
+        if rule == "random":
+            out[rule] = RulePick(name="", rank=0, regret=float(e["expected_regret"]))
+        elif e.get("regret") is not None:
+            out[rule] = RulePick(name=str(e["name"]), rank=int(e["rank"]), regret=float(e["regret"]))
+    return out
+
+
+def seed_verdict(path: Path, metric: str) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The run's verdict judged by ``metric`` (stored, or recomputed from the rows) and its scenario ids."""
+    from sim.harness.reader import read_checkpoints, read_root_attrs, read_verdict
+    from sim.harness.report import build_verdict
+
+    attrs, _ = read_root_attrs(path)
+    stored = read_checkpoints(path)
+    cps = [s for s in stored if s.attrs.get("kind") == "checkpoint"]
+    if not cps:
+        raise AcrossError(f"{path}: no checkpoint results")
+    ids = tuple(sorted(set.intersection(*(set(s.rows.scenario_ids) for s in cps))))
+    expected = json.loads(attrs["comparison_set"]) if "comparison_set" in attrs else None
+    v = read_verdict(path)
+    if v is None or v.get("metric") != metric or ("completeness" not in v and expected is not None):
+        run_dir = Path(str(attrs.get("run_dir") or path.parent))
+        v = build_verdict(stored, list(ids), metric, 0, 0, expected=expected, after_episode=select_after(run_dir))
+    return v, ids
+
+
+def load_seed(run: str | Path, metric: str = "score", label: str | None = None) -> SeedResult:
+    """One run as a :class:`SeedResult` for :func:`sim.harness.across.compare_runs`.
+
+    Raises:
+        AcrossError: no results, no checkpoint rows, or a partial comparison set (one line, naming the file).
+    """
+    path = results_path(run)
+    try:
+        from sim.harness.reader import read_root_attrs
+
+        attrs, _ = read_root_attrs(path)
+        v, ids = seed_verdict(path, metric)
+    except ResultsError as e:
+        raise AcrossError(str(e)) from None
+    comp = v.get("completeness") or {}
+    if comp.get("line"):
+        raise AcrossError(f"{path}: {comp['line']} Finish it first: python -m sim.evaluate --run {path.parent}")
+    if metric not in (v.get("correlations") or {}):
+        raise AcrossError(f"{path}: no metric {metric!r} in the stored rows")
+    digests = json.loads(attrs["scene_digests"]) if "scene_digests" in attrs else {}
+    scen = hashlib.sha256(json.dumps([[i, digests.get(i, "")] for i in ids]).encode()).hexdigest()[:16]
+    settings = str(attrs.get("settings_digest") or "unrecorded")
+    return SeedResult(run=label or Path(run).name or str(run), metric=metric, n_checkpoints=int(v["n_checkpoints"]),
+                      scenario_digest=f"{len(ids)} scenes {scen}", settings_digest=settings, picks=_picks(v),
+                      spearman=v["correlations"][metric].get("spearman"))
+
+
+def labels(runs: Sequence[str | Path]) -> list[str]:
+    """Short unique labels: folder names, or whole paths where two folders share a name."""
+    names = [Path(r).name or str(r) for r in runs]
+    return [n if names.count(n) == 1 else str(r) for n, r in zip(names, runs, strict=True)]
