@@ -118,8 +118,10 @@ class ExactRoad:
 
         Outside the road: exact point-to-edge distances over the edges of the :attr:`CANDIDATES`
         nearest boundary samples (the nearest point of the union lies on one of them); inside (an
-        edge there may run through another polygon): the nearest boundary sample (error < 5 cm,
-        < 5 mm beyond 0.3 m). The sign comes from an exact point-in-polygon test.
+        edge there may run through another polygon): the nearest boundary sample, which can read up
+        to about 0.1 m deep where polygons join or a bend folds over (no metric uses the depth inside:
+        off-road needs the outside distance and the sign). The sign comes from an exact
+        point-in-polygon test.
         """
         c, s = math.cos(self.yaw), math.sin(self.yaw)
         q = (np.asarray(xy, np.float64) - self.anchor) @ np.array([[c, -s], [s, c]])

@@ -63,7 +63,9 @@ def test_points_far_beyond_the_grid_read_the_exact_distance(heading, length, wid
     assert beyond.sum() > 100  # the probes do leave the grid
     out = ref > 0  # outside the road: exact; inside: the nearest boundary sample (0.1 m apart)
     np.testing.assert_allclose(got[beyond & out], ref[beyond & out], atol=1e-6)
-    np.testing.assert_allclose(got[beyond & ~out], ref[beyond & ~out], atol=0.05)
+    # inside, the depth is the nearest boundary sample: about 0.1 m at most where polygons join or fold
+    np.testing.assert_allclose(got[beyond & ~out], ref[beyond & ~out], atol=0.1)
+    assert np.all(got[beyond & ~out] < 0)
     assert not np.any(got == OUTSIDE)
 
 
