@@ -22,9 +22,12 @@ from scenarios.cli_config import add_dataclass_arguments, dataclass_from_args
 from sim.harness.candidates import BASELINES, Candidate, baseline, discover
 from sim.harness.errors import EvaluationError
 from sim.harness.executors import SimSettings, make_executor, make_shards, make_units, run_units
+from sim.harness.plugin_candidates import plugin_candidates
 from sim.harness.reader import read_checkpoints
 from sim.harness.report import build_verdict, print_summary, summary_rows
 from sim.harness.schema import RESULTS_NAME, CheckpointRows, to_json
+from sim.harness.signal_run import SignalPlan, fill_candidates, plan_signals, ranking_lines
+from sim.harness.signal_run import judge as judge_signals_of
 from sim.harness.store import ResultsWriter
 from sim.harness.verdict import Verdict
 from sim.metric_catalogue import JUDGED_METRICS
@@ -38,7 +41,14 @@ def _f(default, help: str, **kw):  # noqa: A002 - argparse's word
 class EvalConfig:
     """Settings of one ``sim.evaluate`` call; every field is a flag (``--help``)."""
 
-    ckpt: tuple[str, ...] = _f((), "checkpoint file, glob, or bare name resolved in out/latest/", metavar="PATH")
+    ckpt: tuple[str, ...] = _f((), "checkpoint file, quoted glob, folder (foreign agents), or bare name resolved "
+                                   "in out/latest/", metavar="PATH")
+    agent: str = _f("own", "agent plug-in that loads the checkpoints: own, sb3, torchscript or MODULE:FACTORY",
+                    metavar="NAME")
+    signals: str | None = _f(None, "training log to judge every signal of: entropy_history.json, TensorBoard folder, "
+                             "CSV or JSON lines (default: the run's entropy_history.json)", metavar="PATH")
+    signal_names: tuple[str, ...] = _f((), "a scalar the training log must hold (raw or judged name); every "
+                                       "scalar is judged", flag="signal", metavar="NAME")
     run: str | None = _f(None, "evaluate every checkpoint of this run directory", metavar="DIR")
     only: bool = _f(False, "only the given checkpoints, not their run's comparison set")
     baselines: tuple[str, ...] = _f((), "add baseline rows", choices=BASELINES, flag="baseline")
@@ -71,9 +81,11 @@ class EvalConfig:
 def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
     """Parse the command line into an :class:`EvalConfig` (``--ckpt`` and ``--baseline`` may repeat)."""
     p = argparse.ArgumentParser(prog="python -m sim.evaluate", description=__doc__.split("\n")[0])
-    add_dataclass_arguments(p, EvalConfig, exclude=("ckpt", "baselines"))
+    add_dataclass_arguments(p, EvalConfig, exclude=("ckpt", "baselines", "signal_names"))
     p.add_argument("--ckpt", action="append", metavar="PATH", default=argparse.SUPPRESS,
                    help=EvalConfig.__dataclass_fields__["ckpt"].metadata["help"] + " (repeatable)")
+    p.add_argument("--signal", action="append", metavar="NAME", dest="signal_names", default=argparse.SUPPRESS,
+                   help=EvalConfig.__dataclass_fields__["signal_names"].metadata["help"] + " (repeatable)")
     p.add_argument("--baseline", action="append", choices=BASELINES, dest="baselines", default=argparse.SUPPRESS,
                    help="add a baseline row (repeatable)")
     return dataclass_from_args(EvalConfig, p.parse_args(argv))
@@ -104,7 +116,7 @@ def _preflight(cfg: EvalConfig, cands: Sequence[Candidate]) -> None:
     from sim.harness.executors import carla_endpoints, load_policy
 
     for c in cands:
-        if not c.is_baseline:
+        if not c.is_baseline and cfg.agent == "own":  # other plug-ins loaded each file when building the set
             load_policy(c.path, cfg.device)
     if cfg.backend == "carla":
         from sim.carla.pool import check_servers
@@ -120,9 +132,26 @@ def _output(cfg: EvalConfig, run_dir: Path | None) -> Path:
     raise EvaluationError("no run directory to put results.h5 in: give --out")
 
 
+def signal_verdict_doc(plan: SignalPlan | None, stored: dict, ids: Sequence[str], cands: Sequence[Candidate],
+                       cfg: EvalConfig) -> tuple[dict | None, list[str]]:
+    """The signal verdict as stored in ``/verdict`` attribute ``signals_json`` (docs/results_schema.md) and its
+    printout, or (None, [])."""
+    if plan is None:
+        return None, []
+    rows = {k: stored[k].rows.select(ids).metrics[cfg.metric] for k in plan.keys
+            if k in stored and set(ids) <= set(stored[k].rows.scenario_ids)}
+    v = judge_signals_of(plan, rows, cfg.metric, cfg.n_resamples, cfg.seed)
+    if v is None:
+        return None, []
+    names = {c.key: c.name for c in cands if c.key in rows}
+    doc = {**v.to_dict(), "source": plan.source, "agent": cfg.agent, "checkpoint_names": names}
+    return doc, ranking_lines(v, names)
+
+
 def run(cfg: EvalConfig, console=None) -> Verdict:
     """Evaluate, write results and the verdict, print the summary. Returns the verdict."""
     from rich.console import Console
+    from rich.markup import escape
 
     from policy.checkpoint import read_checkpoint
 
@@ -132,7 +161,15 @@ def run(cfg: EvalConfig, console=None) -> Verdict:
         raise EvaluationError(f"--metric {cfg.metric}: unknown metric; choose from {', '.join(JUDGED_METRICS)}")
     if cfg.backend == "carla" and cfg.agents != "log":
         raise EvaluationError("--agents idm is not available with --backend carla (it replays logged agents only)")
-    cands, run_dir = discover(cfg.ckpt, cfg.run, cfg.only, read_checkpoint, Path(cfg.latest), log=log)
+    if cfg.agent == "own":
+        cands, run_dir = discover(cfg.ckpt, cfg.run, cfg.only, read_checkpoint, Path(cfg.latest), log=log)
+    elif cfg.run is not None or not cfg.ckpt:
+        raise EvaluationError(f"--agent {cfg.agent}: give the checkpoints with --ckpt (--run is for this "
+                              "project's own runs)")
+    else:
+        cands, run_dir = plugin_candidates(cfg.ckpt, cfg.agent, cfg.device, Path(cfg.latest), log)
+    plan = plan_signals(cfg.signals, cfg.signal_names, cands, run_dir, log)
+    cands = fill_candidates(cands, plan)
     cands = cands + [baseline(b) for b in cfg.baselines]
     if not cands:
         raise EvaluationError("nothing to evaluate: give --ckpt, --run or --baseline")
@@ -156,7 +193,8 @@ def run(cfg: EvalConfig, console=None) -> Verdict:
                 "run_dir": str(run_dir) if run_dir else ""}
         units = make_units(cands, make_shards(scenes, cfg.batch_size), todo)
         settings = SimSettings(backend=cfg.backend, device=cfg.device, agents=cfg.agents, seed=cfg.seed,
-                               threads=cfg.threads, carla_host=cfg.carla_host, carla_ports=cfg.carla_port)
+                               threads=cfg.threads, carla_host=cfg.carla_host, carla_ports=cfg.carla_port,
+                               agent=cfg.agent)
         if not out.exists() or units:
             writer.prepare(scenes, root)
         writer.write_skipped(skipped)
@@ -173,9 +211,12 @@ def run(cfg: EvalConfig, console=None) -> Verdict:
                 executor.close()
         stored = {s.key: s for s in read_checkpoints(out)}
         verdict = build_verdict(list(stored.values()), ids, cfg.metric, cfg.n_resamples, cfg.seed)
-        writer.write_verdict(verdict, root)
+        sv, sv_lines = signal_verdict_doc(plan, stored, ids, cands, cfg)
+        writer.write_verdict(verdict, root, signals=sv)
         shown = [stored[c.key] for c in cands if c.key in stored]
         print_summary(console, summary_rows(shown, ids), verdict, skipped)
+        for line in sv_lines:
+            log(escape(line))
     if cfg.consolidate:
         writer.consolidate()
     log(f"Results: {out}")
@@ -187,8 +228,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from policy.checkpoint import CheckpointError
     from scenarios.scenario import ScenarioError
     from sim.config import SimError
+    from sim.harness.agents import AgentError
+    from sim.harness.signals import SignalError
 
-    errors: tuple[type[BaseException], ...] = (EvaluationError, CheckpointError, ScenarioError, SimError, OSError)
+    errors: tuple[type[BaseException], ...] = (EvaluationError, CheckpointError, ScenarioError, SimError, OSError,
+                                               AgentError, SignalError)
     try:
         from sim.carla import CarlaError
 

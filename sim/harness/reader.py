@@ -485,3 +485,15 @@ def read_verdict(path: str | Path) -> dict | None:
         if "verdict" not in f or "json" not in f["verdict"].attrs:
             return None
         return json.loads(_s(f["verdict"].attrs["json"]))
+
+
+def read_signal_verdict(path: str | Path) -> dict | None:
+    """The stored verdict over every training signal (``/verdict`` attribute ``signals_json``), or None.
+
+    Keys as :meth:`sim.harness.signal_verdict.SignalVerdict.to_dict` plus ``source`` (the log read), ``agent``
+    (the plug-in) and ``checkpoint_names`` (key -> file name); docs/results_schema.md.
+    """
+    with open_results(path) as f:
+        if "verdict" not in f or "signals_json" not in f["verdict"].attrs:
+            return None
+        return json.loads(_s(f["verdict"].attrs["signals_json"]))
