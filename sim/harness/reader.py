@@ -12,6 +12,7 @@ Public API:
     read_summary(path) -> ResultsSummary      # attrs, scenarios, per-checkpoint metrics, verdict, skipped scenes
     read_checkpoints(path, with_traj) -> list[StoredCheckpoint]  # rows as the writer takes them
     read_verdict(path) -> dict | None; read_schema_version(path) -> int
+    read_signal_verdict(path) -> dict | None  # the verdict over every training signal
     read_scenarios(path) -> tuple[ScenarioInfo, ...]  # the scenario table alone
     read_scene(path, row) -> SceneDetail      # logged ego, agents, route, map polylines of one scenario
     read_ego_traj(path, key, rows) -> ndarray  # closed-loop ego trajectory [len(rows), T, 4] of one checkpoint
