@@ -24,7 +24,8 @@ from dashboard import data, figures, rules  # noqa: E402
 from sim.metric_catalogue import JUDGED_METRICS  # noqa: E402
 
 SEL = "sel_ckpt"  # the selected checkpoint key, shared by every view (not a widget key: survives hidden tabs)
-VIEWS = ("Report card", "Entropy vs metrics", "Scenarios & replay", "Runs overlaid", "Checkpoint table")
+VIEWS = ("Report card", "Entropy vs metrics", "Scenarios & replay", "Runs overlaid", "Checkpoint table",
+         "Training signals")
 METRICS = ("score", *(m for m in JUDGED_METRICS if m != "score"))  # the catalogue's, the verdict's metric first
 
 
@@ -307,6 +308,11 @@ def main() -> None:
             table = ck.drop(columns=["entropy_per_dim"], errors="ignore")
             st.dataframe(table, width="stretch")
             st.download_button("CSV: checkpoints", table.to_csv(), "checkpoints.csv", "text/csv", key="dl_ck")
+    with tabs[5]:
+        if tabs[5].open:
+            from dashboard.signals_view import signals_view
+
+            signals_view(run.results_path, metric)
     sync_url(run_name, metric, st.session_state.get(SEL), overlay)
 
 
