@@ -12,16 +12,19 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts dashboard/ on the path, not the repo root
     sys.path.insert(0, str(ROOT))
 
-import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from dashboard import data, figures, rules  # noqa: E402
+from dashboard import data, figures, table  # noqa: E402
 from sim.metric_catalogue import JUDGED_METRICS  # noqa: E402
+
+if TYPE_CHECKING:  # pandas (and dashboard.rules, which uses it) load after the first paint, in the views below it
+    import pandas as pd
 
 SEL = "sel_ckpt"  # the selected checkpoint key, shared by every view (not a widget key: survives hidden tabs)
 VIEWS = ("Report card", "Entropy vs metrics", "Scenarios & replay", "Runs overlaid", "Checkpoint table",
@@ -88,6 +91,8 @@ def entropy_caveat(run: data.RunData) -> None:
 
 
 def report_card_view(ck: pd.DataFrame, metric: str, verdict: dict | None) -> None:
+    from dashboard import rules
+
     st.subheader("Selection report card")
     card = rules.report_card(ck, metric)
     stored = verdict if verdict and verdict.get("metric") == metric else None
@@ -110,6 +115,8 @@ def report_card_view(ck: pd.DataFrame, metric: str, verdict: dict | None) -> Non
 
 
 def what_if_view(ck: pd.DataFrame, metric: str, history: dict | None) -> None:
+    from dashboard import rules
+
     st.subheader("What-if: another selection rule")
     eps = ck.loc[ck["kind"] == "checkpoint", "episode"]
     top = int(eps.max()) if len(eps) else 0
@@ -130,6 +137,10 @@ def what_if_view(ck: pd.DataFrame, metric: str, history: dict | None) -> None:
 
 
 def correlation_view(run: data.RunData, ck: pd.DataFrame, metric: str) -> None:
+    import pandas as pd
+
+    from dashboard import rules
+
     st.subheader("Entropy against each metric")
     corr_metric = st.selectbox("metric", METRICS, key="corr_metric")
     stored = ((run.summary.verdict or {}).get("correlations") or {}) if run.summary else {}
@@ -162,6 +173,8 @@ def FILTERS(df: pd.DataFrame) -> list[tuple[str, str, list[str]]]:  # noqa: N802
 
 
 def scenes_view(run: data.RunData, ck: pd.DataFrame) -> None:
+    import pandas as pd
+
     st.subheader("Per scenario")
     keys = list(ck.index)
     st.session_state["ckpt_pick"] = st.session_state.get(SEL)
@@ -248,43 +261,44 @@ def main() -> None:
     st.session_state["after"] = max(0, int(st.session_state["after"]))
     show_problems(run)
     entropy_caveat(run)
-    ck = data.checkpoint_frame(run.summary)
-    valid = set(ck.index)
+    rows = data.checkpoint_rows(run.summary)  # pandas-free: the charts below are the first paint
+    valid = set(rows.keys)
     if st.session_state.get("_ckpt_run") != run_name:  # a new run: start from its best-entropy checkpoint
         st.session_state["_ckpt_run"] = run_name
         qp = st.query_params.get("ckpt")
         if st.session_state.get(SEL) not in valid:
-            st.session_state[SEL] = qp if qp in valid else rules.role_key(ck, "best_entropy")
+            st.session_state[SEL] = qp if qp in valid else table.role_key(rows, "best_entropy")
     take_selection(("entropy_chart", "metrics_chart", "scatter_chart"), valid)
     if st.session_state.get(SEL) not in valid:
-        st.session_state[SEL] = rules.role_key(ck, "best_entropy") or (next(iter(valid)) if valid else None)
+        st.session_state[SEL] = table.role_key(rows, "best_entropy") or (next(iter(valid)) if valid else None)
     selected = st.session_state.get(SEL)
 
-    cands = ck[ck["kind"] == "checkpoint"].dropna(subset=[metric]) if metric in ck else ck.iloc[:0]
-    marks = {r: rules.role_key(ck, r) for r in ("best_entropy", "last", "best_reward")}
-    marks["best"] = rules.judge(cands, cands.index[0], metric)[2] if len(cands) else None
+    marks = {r: table.role_key(rows, r) for r in ("best_entropy", "last", "best_reward")}
+    marks["best"] = table.best_key(rows, metric) if metric in rows else None
     left, right = st.columns([3, 2])
     with left:
-        st.plotly_chart(figures.entropy_figure(ck, metric, run.history, int(st.session_state["window"]), marks,
+        st.plotly_chart(figures.entropy_figure(rows, metric, run.history, int(st.session_state["window"]), marks,
                                                selected), key="entropy_chart", on_select="rerun",
                         selection_mode="points")
         perdim = st.expander("per-dimension entropy and sigma", key="perdim", on_change="rerun")
         if perdim.open:  # built only when opened
             with perdim:
-                st.plotly_chart(figures.per_dim_figure(ck, run.history), key="perdim_chart")
+                st.plotly_chart(figures.per_dim_figure(rows, run.history), key="perdim_chart")
     with right:
-        if len(ck):
-            st.plotly_chart(figures.metrics_figure(ck, data.MAIN_METRICS, selected, marks["best"]),
+        if len(rows):
+            st.plotly_chart(figures.metrics_figure(rows, data.MAIN_METRICS, selected, marks["best"]),
                             key="metrics_chart", on_select="rerun", selection_mode="points")
-    if run.summary is None or ck.empty:
+    if run.summary is None or rows.empty:
         sync_url(run_name, metric, selected, overlay)
         return
     if run.summary.skipped:  # scenes sim.evaluate could not use, with its one-line reasons
         with st.expander(f"{len(run.summary.skipped)} scene(s) skipped by sim.evaluate", key="skipped"):
-            st.dataframe(pd.DataFrame([vars(s) for s in run.summary.skipped]), hide_index=True)
-    if selected in ck.index:
-        st.caption(f"Selected: **{ck.loc[selected, 'name']}** (episode {ck.loc[selected, 'episode']}, "
-                   f"entropy {ck.loc[selected, 'entropy']:.3f} nats)")
+            skipped = [vars(s) for s in run.summary.skipped]
+            st.dataframe({k: [s[k] for s in skipped] for k in skipped[0]}, hide_index=True)
+    if selected in valid:
+        st.caption(f"Selected: **{rows.get(selected, 'name')}** (episode {rows.get(selected, 'episode')}, "
+                   f"entropy {rows.get(selected, 'entropy'):.3f} nats)")
+    ck = rows.frame()  # the views below use pandas: imported here, after the first paint is on its way
     # Tabs run lazily (only the open one is computed and sent) and the open tab is kept in the URL (?view=).
     tabs = st.tabs(list(VIEWS), key="view", bind="query-params")
     with tabs[0]:
@@ -305,9 +319,9 @@ def main() -> None:
             overlay_view(runs, names, run_name, ck, metric, overlay)
     with tabs[4]:
         if tabs[4].open:
-            table = ck.drop(columns=["entropy_per_dim"], errors="ignore")
-            st.dataframe(table, width="stretch")
-            st.download_button("CSV: checkpoints", table.to_csv(), "checkpoints.csv", "text/csv", key="dl_ck")
+            shown = ck.drop(columns=["entropy_per_dim"], errors="ignore")
+            st.dataframe(shown, width="stretch")
+            st.download_button("CSV: checkpoints", shown.to_csv(), "checkpoints.csv", "text/csv", key="dl_ck")
     with tabs[5]:
         if tabs[5].open:
             from dashboard.signals_view import signals_view

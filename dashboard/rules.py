@@ -18,7 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from sim.harness.verdict import RULE_ROLES, RULES, correlations_with_ci, pick_index, rank_and_regret
+from dashboard import table
+from dashboard.table import smooth  # noqa: F401 - the what-if editor's smoothing, re-exported
+from sim.harness.verdict import RULE_ROLES, RULES, correlations_with_ci, rank_and_regret
 from sim.metric_catalogue import higher_is_better
 
 RULE_LABELS = {"max_entropy": "Max entropy", "last": "Last", "best_reward": "Best training reward",
@@ -67,19 +69,6 @@ class Pick:
     best_value: float
     random_regret: float
     sentence: str
-
-
-def smooth(x: np.ndarray, window: int) -> np.ndarray:
-    """Trailing NaN-aware moving average.
-
-    Args:
-        x: float [L]. window: points (>= 1).
-
-    Returns:
-        float [L]; element i is the mean of x[max(0, i - window + 1) : i + 1] ignoring NaN.
-    """
-    s = pd.Series(np.asarray(x, dtype=float))
-    return s.rolling(max(1, int(window)), min_periods=1).mean().to_numpy()
 
 
 def rule_scores(ck: pd.DataFrame, window: int, history: dict | None = None) -> pd.Series:
@@ -149,12 +138,8 @@ def apply_rule(ck: pd.DataFrame, rule: Rule, metric: str, history: dict | None =
 
 def role_key(ck: pd.DataFrame, role: str) -> str | None:
     """Key of the checkpoint a standard rule picks: the one carrying ``role`` (``best_entropy``, ``last``,
-    ``best_reward``, ``bc``), else the verdict's fallback (:func:`sim.harness.verdict.pick_index`)."""
-    cand = ck[ck["kind"] == "checkpoint"]
-    rule = {r: rule for rule, r in RULE_ROLES.items()}[role]
-    i = pick_index(rule, list(cand["roles"]), cand["episode"].to_numpy(), cand["entropy"].to_numpy(dtype=float),
-                   cand["train_reward"].to_numpy(dtype=float)) if len(cand) else None
-    return None if i is None else str(cand.index[i])
+    ``best_reward``, ``bc``), else the verdict's fallback (:func:`dashboard.table.role_key`)."""
+    return table.role_key(table.Rows.of(ck), role)
 
 
 def report_card(ck: pd.DataFrame, metric: str) -> pd.DataFrame:
