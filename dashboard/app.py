@@ -90,36 +90,51 @@ def entropy_caveat(run: data.RunData) -> None:
                 "sum(log_std) + const and says nothing about the mean network.")
 
 
-def report_card_view(ck: pd.DataFrame, metric: str, verdict: dict | None) -> None:
+def _csv(rows: list[dict], columns: tuple[str, ...]) -> str:
+    """CSV text of a list of dicts (pandas-free: the default view runs before pandas is imported)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def report_card_view(ck: table.Rows, metric: str, verdict: dict | None) -> None:
     from dashboard import rules
 
     st.subheader("Selection report card")
-    card = rules.report_card(ck, metric)
+    card = rules.report_card_rows(ck, metric)
     stored = verdict if verdict and verdict.get("metric") == metric else None
     if stored:
         st.markdown(f"**Verdict** (stored by `sim.evaluate`): {stored.get('sentence', '')}")
         if "entropy_beats_step" in stored:
             st.caption("Entropy ranks checkpoints " + ("better" if stored["entropy_beats_step"] else "no better")
                        + " than the training step does.")
-    if card.empty:
+    if not card:
         st.info("No entropy-ranked checkpoint evaluated yet.")
         return
     if not stored:
-        st.markdown(f"**Verdict**: {card.iloc[0]['verdict']}")
-    # a plain table (no grid component to load at first paint); the sentences below it
-    shown = card.drop(columns=["verdict"]).set_index("rule")  # formatted here: a Styler would load jinja2
-    shown["value"], shown["regret"] = shown["value"].map("{:.4g}".format), shown["regret"].map("{:.3g}".format)
-    st.table(shown)
-    st.markdown("\n".join(f"- {v}" for v in card["verdict"]))
-    st.download_button("CSV: report card", card.to_csv(index=False), "report_card.csv", "text/csv", key="dl_card")
+        st.markdown(f"**Verdict**: {card[0]['verdict']}")
+    # a markdown table (no grid component, no pandas at first paint); the sentences below it
+    head = ("rule", "checkpoint", "episode", "value", "rank", "of", "regret")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += [f"| {r['rule']} | {r['checkpoint']} | {r['episode']} | {r['value']:.4g} | {r['rank']} | {r['of']} | "
+              f"{r['regret']:.3g} |" for r in card]
+    st.markdown("\n".join(lines))
+    st.markdown("\n".join(f"- {r['verdict']}" for r in card))
+    st.download_button("CSV: report card", _csv(card, rules.CARD_COLUMNS), "report_card.csv", "text/csv",
+                       key="dl_card")
 
 
-def what_if_view(ck: pd.DataFrame, metric: str, history: dict | None) -> None:
+def what_if_view(ck: table.Rows, metric: str, history: dict | None) -> None:
     from dashboard import rules
 
     st.subheader("What-if: another selection rule")
-    eps = ck.loc[ck["kind"] == "checkpoint", "episode"]
-    top = int(eps.max()) if len(eps) else 0
+    eps = table.candidates(ck).cols["episode"]
+    top = int(max(eps)) if eps else 0
     st.session_state["after"] = min(int(st.session_state.get("after", 0)), top)
     c1, c2, c3 = st.columns(3)
     mode = c1.radio("pick the", ["max", "min"], key="mode", horizontal=True, format_func=lambda m: f"{m} entropy")
@@ -298,28 +313,29 @@ def main() -> None:
     if selected in valid:
         st.caption(f"Selected: **{rows.get(selected, 'name')}** (episode {rows.get(selected, 'episode')}, "
                    f"entropy {rows.get(selected, 'entropy'):.3f} nats)")
-    ck = rows.frame()  # the views below use pandas: imported here, after the first paint is on its way
     # Tabs run lazily (only the open one is computed and sent) and the open tab is kept in the URL (?view=).
+    # The default one is pandas-free; the others import pandas when opened (ck_frame).
     tabs = st.tabs(list(VIEWS), key="view", bind="query-params")
     with tabs[0]:
         if tabs[0].open:
             c1, c2 = st.columns(2)
             with c1:
-                report_card_view(ck, metric, run.summary.verdict)
+                report_card_view(rows, metric, run.summary.verdict)
             with c2:
-                what_if_view(ck, metric, run.history)
+                what_if_view(rows, metric, run.history)
+    ck = rows.frame  # called by the one open view that needs a pandas frame
     with tabs[1]:
         if tabs[1].open:
-            correlation_view(run, ck, metric)
+            correlation_view(run, ck(), metric)
     with tabs[2]:
         if tabs[2].open:
-            scenes_view(run, ck)
+            scenes_view(run, ck())
     with tabs[3]:
         if tabs[3].open:
-            overlay_view(runs, names, run_name, ck, metric, overlay)
+            overlay_view(runs, names, run_name, ck(), metric, overlay)
     with tabs[4]:
         if tabs[4].open:
-            shown = ck.drop(columns=["entropy_per_dim"], errors="ignore")
+            shown = ck().drop(columns=["entropy_per_dim"], errors="ignore")
             st.dataframe(shown, width="stretch")
             st.download_button("CSV: checkpoints", shown.to_csv(), "checkpoints.csv", "text/csv", key="dl_ck")
     with tabs[5]:
