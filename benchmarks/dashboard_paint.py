@@ -158,6 +158,7 @@ def measure(cfg: PaintConfig) -> dict[str, float | int]:
     load1 = os.getloadavg()[0]
     return {"first_paint_s": round(cold, 3), "first_paint_warm_s": round(warm, 3),
             "floor_first_paint_s": round(f_cold, 3), "floor_first_paint_warm_s": round(f_warm, 3),
+            "ratio": round(cold / f_cold, 3), "ratio_warm": round(warm / f_warm, 3),
             "checkpoints": cfg.checkpoints, "scenes": cfg.scenes, "cpus": os.cpu_count(),
             "load_avg_1min": round(load1, 2)}
 

@@ -7,8 +7,9 @@ prints ONE JSON line:
   autoreset's batch build included, first call not warmed up).
 - ``ppo_env_steps_per_s[N]``: ``PPO("MlpPolicy", env, n_steps=80).learn(...)`` end to end (rollouts + updates),
   after one warm-up iteration.
-- ``eval_s``: wall time to evaluate ``--checkpoints`` SB3 ``.zip`` files x ``--scenes`` held-out scenes through the
-  ``sb3`` agent plug-in (load without unpickling, closed-loop rollout, every metric).
+- ``eval_s``: wall time of ``python -m sim.evaluate --agent sb3`` on ``--checkpoints`` SB3 ``.zip`` files x
+  ``--scenes`` held-out scenes (a new process: load without unpickling, closed loop, every metric, the verdict and
+  the results file; the scenes come from the ``out/cache`` scene cache once generated).
 
 Torch runs with one intra-op thread (see ``benchmarks.sim_throughput``).
 """
@@ -17,12 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def env_rate(n: int, steps: int = 80) -> float:
@@ -53,29 +59,28 @@ def ppo_rate(n: int, iterations: int) -> float:
 
 
 def eval_time(n_ckpt: int, n_scenes: int) -> float:
+    """Wall time of ``python -m sim.evaluate --agent sb3 --ckpt 'DIR/*.zip'`` on fresh PPO checkpoints (a new
+    process: start, imports, loading, closed loop, metrics, verdict, results file)."""
     from stable_baselines3 import PPO
 
-    from scenarios.loading import load_scenes
-    from sim.batch import make_batch
     from sim.gym_env import make_sb3_vec_env
-    from sim.harness.agents import load_agent, policy_fn
-    from sim.metrics import compute_metrics
-    from sim.rollout import rollout
 
     with tempfile.TemporaryDirectory() as d:
         env = make_sb3_vec_env(2, scenarios="procedural-small:train")
         for i in range(n_ckpt):
             PPO("MlpPolicy", env, device="cpu", seed=i).save(Path(d) / f"rl_model_{i * 1000}_steps.zip")
+        cmd = [sys.executable, "-m", "sim.evaluate", "--agent", "sb3", "--ckpt", str(Path(d) / "*.zip"),
+               "--scenarios", "procedural:test", "--max-scenarios", str(n_scenes), "--out",
+               str(Path(d) / "results.h5"), "--no-progress"]
         t = time.perf_counter()
-        batch = make_batch(load_scenes("procedural:test").scenes[:n_scenes])
-        for p in sorted(Path(d).glob("*.zip")):
-            compute_metrics(rollout(batch, policy_fn(load_agent("sb3", str(p)))), batch)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
         return time.perf_counter() - t
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--num-envs", type=int, nargs="+", default=[64, 256])
+    ap.add_argument("--num-envs", type=int, nargs="*", default=[64, 256], help="none: skip the env rates")
     ap.add_argument("--iterations", type=int, default=2)
     ap.add_argument("--checkpoints", type=int, default=10)
     ap.add_argument("--scenes", type=int, default=200)

@@ -12,19 +12,23 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts dashboard/ on the path, not the repo root
     sys.path.insert(0, str(ROOT))
 
-import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from dashboard import data, figures, rules, run_roles  # noqa: E402
+from dashboard import data, figures, run_roles, table  # noqa: E402
 from sim.metric_catalogue import JUDGED_METRICS  # noqa: E402
 
+if TYPE_CHECKING:  # pandas (and dashboard.rules, which uses it) load after the first paint, in the views below it
+    import pandas as pd
+
 SEL = "sel_ckpt"  # the selected checkpoint key, shared by every view (not a widget key: survives hidden tabs)
-VIEWS = ("Report card", "Entropy vs metrics", "Scenarios & replay", "Runs overlaid", "Checkpoint table")
+VIEWS = ("Report card", "Entropy vs metrics", "Scenarios & replay", "Runs overlaid", "Checkpoint table",
+         "Training signals")
 METRICS = ("score", *(m for m in JUDGED_METRICS if m != "score"))  # the catalogue's, the verdict's metric first
 
 
@@ -86,12 +90,26 @@ def entropy_caveat(run: data.RunData) -> None:
                 "sum(log_std) + const and says nothing about the mean network.")
 
 
-def report_card_view(ck: pd.DataFrame, metric: str, verdict: dict | None, rr: run_roles.RunRoles) -> None:
+def _csv(rows: list[dict], columns: tuple[str, ...]) -> str:
+    """CSV text of a list of dicts (pandas-free: the default view runs before pandas is imported)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def report_card_view(ck: table.Rows, metric: str, verdict: dict | None, rr: run_roles.RunRoles) -> None:
+    from dashboard import rules
+
     st.subheader("Selection report card")
     partial = rr.partial_line()
     if partial:
         st.warning(partial)
-    card = rules.report_card(ck, metric, tuple(rr.declared), rr.after_episode, partial=bool(partial))
+    card = rules.report_card_rows(ck, metric, tuple(rr.declared), rr.after_episode, partial=bool(partial))
     stored = verdict if verdict and verdict.get("metric") == metric and not partial else None
     if stored and (stored.get("rules") or {}).get("max_entropy", {}) and \
             stored["rules"]["max_entropy"].get("key") != rules.role_key(ck, "best_entropy", tuple(rr.declared),
@@ -102,23 +120,28 @@ def report_card_view(ck: pd.DataFrame, metric: str, verdict: dict | None, rr: ru
         if "entropy_beats_step" in stored:
             st.caption("Entropy ranks checkpoints " + ("better" if stored["entropy_beats_step"] else "no better")
                        + " than the training step does.")
-    if card.empty:
+    if not card:
         st.info("No entropy-ranked checkpoint evaluated yet.")
         return
     if not stored:
-        st.markdown(f"**Verdict**: {card.iloc[0]['verdict']}")
-    # a plain table (no grid component to load at first paint); the sentences below it
-    shown = card.drop(columns=["verdict"]).set_index("rule")  # formatted here: a Styler would load jinja2
-    shown["value"], shown["regret"] = shown["value"].map("{:.4g}".format), shown["regret"].map("{:.3g}".format)
-    st.table(shown)
-    st.markdown("\n".join(f"- {v}" for v in card["verdict"]))
-    st.download_button("CSV: report card", card.to_csv(index=False), "report_card.csv", "text/csv", key="dl_card")
+        st.markdown(f"**Verdict**: {card[0]['verdict']}")
+    # a markdown table (no grid component, no pandas at first paint); the sentences below it
+    head = ("rule", "checkpoint", "episode", "value", "rank", "of", "regret")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += [f"| {r['rule']} | {r['checkpoint']} | {r['episode']} | {r['value']:.4g} | {r['rank']} | {r['of']} | "
+              f"{r['regret']:.3g} |" for r in card]
+    st.markdown("\n".join(lines))
+    st.markdown("\n".join(f"- {r['verdict']}" for r in card))
+    st.download_button("CSV: report card", _csv(card, rules.CARD_COLUMNS), "report_card.csv", "text/csv",
+                       key="dl_card")
 
 
-def what_if_view(ck: pd.DataFrame, metric: str, history: dict | None, partial: bool = False) -> None:
+def what_if_view(ck: table.Rows, metric: str, history: dict | None, partial: bool = False) -> None:
+    from dashboard import rules
+
     st.subheader("What-if: another selection rule")
-    eps = ck.loc[ck["kind"] == "checkpoint", "episode"]
-    top = int(eps.max()) if len(eps) else 0
+    eps = table.candidates(ck).cols["episode"]
+    top = int(max(eps)) if eps else 0
     st.session_state["after"] = min(int(st.session_state.get("after", 0)), top)
     c1, c2, c3 = st.columns(3)
     mode = c1.radio("pick the", ["max", "min"], key="mode", horizontal=True, format_func=lambda m: f"{m} entropy")
@@ -137,6 +160,10 @@ def what_if_view(ck: pd.DataFrame, metric: str, history: dict | None, partial: b
 
 
 def correlation_view(run: data.RunData, ck: pd.DataFrame, metric: str) -> None:
+    import pandas as pd
+
+    from dashboard import rules
+
     st.subheader("Entropy against each metric")
     corr_metric = st.selectbox("metric", METRICS, key="corr_metric")
     stored = ((run.summary.verdict or {}).get("correlations") or {}) if run.summary else {}
@@ -169,6 +196,8 @@ def FILTERS(df: pd.DataFrame) -> list[tuple[str, str, list[str]]]:  # noqa: N802
 
 
 def scenes_view(run: data.RunData, ck: pd.DataFrame) -> None:
+    import pandas as pd
+
     st.subheader("Per scenario")
     keys = list(ck.index)
     st.session_state["ckpt_pick"] = st.session_state.get(SEL)
@@ -259,82 +288,89 @@ def main() -> None:
     st.session_state["after"] = max(0, int(st.session_state["after"]))
     show_problems(run)
     entropy_caveat(run)
-    ck, rr = run_roles.apply_run_roles(data.checkpoint_frame(run.summary), run.ref.path,
-                                       run.summary.attrs if run.summary else None)
+    rows, rr = run_roles.apply_run_roles(data.checkpoint_rows(run.summary), run.ref.path,
+                                         run.summary.attrs if run.summary else None)  # pandas-free: first paint
     declared, after_ep = tuple(rr.declared), rr.after_episode
-    valid = set(ck.index)
+    valid = set(rows.keys)
     if st.session_state.get("_ckpt_run") != run_name:  # a new run: start from its best-entropy checkpoint
         st.session_state["_ckpt_run"] = run_name
         qp = st.query_params.get("ckpt")
         if st.session_state.get(SEL) not in valid:
-            st.session_state[SEL] = qp if qp in valid else rules.role_key(ck, "best_entropy", declared, after_ep)
+            st.session_state[SEL] = qp if qp in valid else table.role_key(rows, "best_entropy", declared, after_ep)
     take_selection(("entropy_chart", "metrics_chart", "scatter_chart"), valid)
     if st.session_state.get(SEL) not in valid:
-        st.session_state[SEL] = rules.role_key(ck, "best_entropy", declared, after_ep) or (
+        st.session_state[SEL] = table.role_key(rows, "best_entropy", declared, after_ep) or (
             next(iter(valid)) if valid else None)
     selected = st.session_state.get(SEL)
 
-    cands = ck[ck["kind"] == "checkpoint"].dropna(subset=[metric]) if metric in ck else ck.iloc[:0]
-    marks = {r: rules.role_key(ck, r, declared, after_ep) for r in ("best_entropy", "last", "best_reward")}
-    marks["best"] = rules.judge(cands, cands.index[0], metric)[2] if len(cands) else None
+    marks = {r: table.role_key(rows, r, declared, after_ep) for r in ("best_entropy", "last", "best_reward")}
+    marks["best"] = table.best_key(rows, metric) if metric in rows else None
     if "best_entropy" not in declared:  # no role file: the rule's pick, labelled as such
         marks["max_entropy"] = marks.pop("best_entropy")
     if rr.partial_line():
         marks["best_so_far"] = marks.pop("best")
     left, right = st.columns([3, 2])
     with left:
-        st.plotly_chart(figures.entropy_figure(ck, metric, run.history, int(st.session_state["window"]), marks,
+        st.plotly_chart(figures.entropy_figure(rows, metric, run.history, int(st.session_state["window"]), marks,
                                                selected), key="entropy_chart", on_select="rerun",
                         selection_mode="points")
         perdim = st.expander("per-dimension entropy and sigma", key="perdim", on_change="rerun")
         if perdim.open:  # built only when opened
             with perdim:
-                st.plotly_chart(figures.per_dim_figure(ck, run.history), key="perdim_chart")
+                st.plotly_chart(figures.per_dim_figure(rows, run.history), key="perdim_chart")
     with right:
-        if len(ck):
-            st.plotly_chart(figures.metrics_figure(ck, data.MAIN_METRICS, selected,
+        if len(rows):
+            st.plotly_chart(figures.metrics_figure(rows, data.MAIN_METRICS, selected,
                                                    marks.get("best", marks.get("best_so_far"))),
                             key="metrics_chart", on_select="rerun", selection_mode="points")
-    if run.summary is None or ck.empty:
+    if run.summary is None or rows.empty:
         sync_url(run_name, metric, selected, overlay)
         return
     if run.summary.skipped:  # scenes sim.evaluate could not use, with its one-line reasons
         with st.expander(f"{len(run.summary.skipped)} scene(s) skipped by sim.evaluate", key="skipped"):
-            st.dataframe(pd.DataFrame([vars(s) for s in run.summary.skipped]), hide_index=True)
-    if selected in ck.index:
-        st.caption(f"Selected: **{ck.loc[selected, 'name']}** (episode {ck.loc[selected, 'episode']}, "
-                   f"entropy {ck.loc[selected, 'entropy']:.3f} nats)")
+            skipped = [vars(s) for s in run.summary.skipped]
+            st.dataframe({k: [s[k] for s in skipped] for k in skipped[0]}, hide_index=True)
+    if selected in valid:
+        st.caption(f"Selected: **{rows.get(selected, 'name')}** (episode {rows.get(selected, 'episode')}, "
+                   f"entropy {rows.get(selected, 'entropy'):.3f} nats)")
     # Tabs run lazily (only the open one is computed and sent) and the open tab is kept in the URL (?view=).
+    # The default one is pandas-free; the others import pandas when opened (ck_frame).
     tabs = st.tabs(list(VIEWS), key="view", bind="query-params")
     with tabs[0]:
         if tabs[0].open:
             c1, c2 = st.columns(2)
             with c1:
-                report_card_view(ck, metric, run.summary.verdict, rr)
+                report_card_view(rows, metric, run.summary.verdict, rr)
             with c2:
-                what_if_view(ck, metric, run.history, partial=bool(rr.partial_line()))
+                what_if_view(rows, metric, run.history, partial=bool(rr.partial_line()))
+    ck = rows.frame  # called by the one open view that needs a pandas frame
     with tabs[1]:
         if tabs[1].open:
-            correlation_view(run, ck, metric)
+            correlation_view(run, ck(), metric)
     with tabs[2]:
         if tabs[2].open:
-            scenes_view(run, ck)
+            scenes_view(run, ck())
     with tabs[3]:
         if tabs[3].open:
-            overlay_view(runs, names, run_name, ck, metric, overlay)
+            overlay_view(runs, names, run_name, ck(), metric, overlay)
     with tabs[4]:
         if tabs[4].open:
-            table = plain_table(ck)
-            st.dataframe(table, width="stretch")
-            st.download_button("CSV: checkpoints", table.to_csv(), "checkpoints.csv", "text/csv", key="dl_ck")
+            shown = plain_table(ck())
+            st.dataframe(shown, width="stretch")
+            st.download_button("CSV: checkpoints", shown.to_csv(), "checkpoints.csv", "text/csv", key="dl_ck")
+    with tabs[5]:
+        if tabs[5].open:
+            from dashboard.signals_view import signals_view
+
+            signals_view(run.results_path, metric)
     sync_url(run_name, metric, st.session_state.get(SEL), overlay)
 
 
 def plain_table(ck: pd.DataFrame) -> pd.DataFrame:
     """The checkpoint table as shown and exported: roles as plain names (``best_entropy bc``), no tuples."""
-    table = ck.drop(columns=["entropy_per_dim", "files", "scenario_id"], errors="ignore").copy()
-    table["roles"] = [" ".join(r for r in roles if r != "candidate") for roles in table["roles"]]
-    return table
+    shown = ck.drop(columns=["entropy_per_dim", "files", "scenario_id"], errors="ignore").copy()
+    shown["roles"] = [" ".join(r for r in roles if r != "candidate") for roles in shown["roles"]]
+    return shown
 
 
 def overlay_view(runs: list[data.RunRef], names: list[str], run_name: str, ck: pd.DataFrame, metric: str,

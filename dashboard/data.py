@@ -9,14 +9,15 @@ read lazily per scene for the replay.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
+from dashboard.table import BASE_COLUMNS, Rows
 from sim.harness.reader import (
     ResultsError,
     ResultsSummary,
@@ -30,6 +31,9 @@ from sim.harness.reader import (
 from sim.harness.report import metric_interval
 from sim.harness.schema import RESULTS_NAME, RUN_MARKERS
 from sim.metric_catalogue import TABLE_METRICS
+
+if TYPE_CHECKING:  # pandas is imported by the views after the first paint only (dashboard.table)
+    import pandas as pd
 
 TRAIN_CMD = "python -m training.train --episodes 500"
 EVAL_CMD = "python -m sim.evaluate --ckpt best_entropy.pt"
@@ -251,29 +255,34 @@ def log_std_state_dependent(run: RunData) -> bool | None:
     return None
 
 
-def checkpoint_frame(summary: ResultsSummary | None) -> pd.DataFrame:
-    """One row per evaluated checkpoint or baseline.
+def checkpoint_rows(summary: ResultsSummary | None) -> Rows:
+    """One row per evaluated checkpoint or baseline, without pandas (the first paint's table).
 
     Returns:
-        DataFrame indexed by key with ``name, kind, episode, entropy, train_reward, roles (tuple), n,
-        entropy_per_dim (tuple), files (tuple of base names), scenario_id (tuple)`` and, per metric ``m``,
-        ``m`` (mean over scenarios) and ``m_lo``/``m_hi`` (95 % interval, :func:`sim.harness.report.metric_interval`:
-        the CLI's methods, normal approximation for means and Wilson for 0/1 rates).
+        :class:`dashboard.table.Rows` keyed by checkpoint key with ``name, kind, episode, entropy, train_reward,
+        roles (tuple), n, entropy_per_dim (tuple), files (tuple of base names), scenario_id (tuple)`` and, per
+        metric ``m``, ``m`` (mean over scenarios) and ``m_lo``/``m_hi`` (95 % interval,
+        :func:`sim.harness.report.metric_interval`: the CLI's methods, normal approximation for means and
+        Wilson for 0/1 rates); NaN where a row lacks a metric.
     """
     rows = []
     for c in summary.checkpoints.values() if summary else ():
-        row: dict[str, Any] = {"key": c.key, "name": c.name, "kind": c.kind, "episode": c.episode,
-                               "entropy": c.entropy, "train_reward": c.train_reward, "roles": c.roles, "n": c.n,
+        row: dict[str, Any] = {"name": c.name, "kind": c.kind, "episode": c.episode, "entropy": c.entropy,
+                               "train_reward": c.train_reward, "roles": c.roles, "n": c.n,
                                "entropy_per_dim": c.entropy_per_dim, "files": c.files,
                                "scenario_id": c.scenario_id}
         for m, v in c.metrics.items():
             row[m], row[f"{m}_lo"], row[f"{m}_hi"] = metric_interval(m, v)
-        rows.append(row)
-    if not rows:
-        cols = ["key", "name", "kind", "episode", "entropy", "train_reward", "roles", "n", "entropy_per_dim", "files",
-                "scenario_id"]
-        return pd.DataFrame(columns=cols).set_index("key")
-    return pd.DataFrame(rows).set_index("key")
+        rows.append((c.key, row))
+    names = list(BASE_COLUMNS)
+    for _, row in rows:
+        names += [k for k in row if k not in names]
+    return Rows(tuple(k for k, _ in rows), {n: tuple(r.get(n, math.nan) for _, r in rows) for n in names})
+
+
+def checkpoint_frame(summary: ResultsSummary | None) -> pd.DataFrame:
+    """:func:`checkpoint_rows` as a pandas DataFrame indexed by ``key`` (the views below the first paint)."""
+    return checkpoint_rows(summary).frame()
 
 
 def per_scene_matrix(summary: ResultsSummary, keys: list[str], metric: str) -> np.ndarray:
@@ -311,6 +320,8 @@ def failure_kind(metrics: dict[str, np.ndarray]) -> np.ndarray:
 def scene_frame(summary: ResultsSummary, key: str, scenarios: tuple[ScenarioInfo, ...] | None = None) -> pd.DataFrame:
     """Per-scenario table for one checkpoint: ``pos`` (row position in the checkpoint), ``row``, ``id``,
     ``family``, ``source``, ``failure`` and every metric. ``scenarios`` defaults to ``summary.scenarios``."""
+    import pandas as pd
+
     c = summary.checkpoints[key]
     info = {s.row: s for s in (summary.scenarios if scenarios is None else scenarios)}
     df = pd.DataFrame({"pos": np.arange(c.n), "row": c.scenario.astype(int),

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.rules import smooth
+from dashboard.table import Rows, candidates, smooth
 from policy.gaussian import HALF_LOG_2PI_E
 from sim.harness.reader import SceneDetail
 from sim.metric_catalogue import axis_title, higher_is_better
+
+if TYPE_CHECKING:  # pandas is imported by the views after the first paint only
+    import pandas as pd
 
 MARKS = {"best_entropy": ("star", "#d62728", "best_entropy.pt"), "last": ("square", "#7f7f7f", "last.pt"),
          "best_reward": ("diamond", "#9467bd", "best reward"), "best": ("circle-open", "#2ca02c", "truly best"),
@@ -57,12 +60,12 @@ def _cands(ck: pd.DataFrame) -> pd.DataFrame:
     return ck[ck["kind"] == "checkpoint"].sort_values("episode")
 
 
-def entropy_figure(ck: pd.DataFrame, metric: str, history: dict | None = None, window: int = 1,
+def entropy_figure(ck: Rows | pd.DataFrame, metric: str, history: dict | None = None, window: int = 1,
                    marks: dict[str, str | None] | None = None, selected: str | None = None) -> go.Figure:
     """Entropy over episodes with every evaluated checkpoint coloured by a closed-loop metric.
 
     Args:
-        ck: checkpoint frame (``dashboard.data.checkpoint_frame``). metric: colour metric (a column of ``ck``).
+        ck: checkpoint table (``dashboard.data.checkpoint_rows``, or its pandas frame). metric: colour metric.
         history: ``entropy_history.json`` dict (raw + smoothed lines drawn when given).
         window: trailing smoothing window, history points. marks: role -> checkpoint key for
             ``best_entropy, last, best_reward, best``. selected: key drawn with a ring.
@@ -75,28 +78,30 @@ def entropy_figure(ck: pd.DataFrame, metric: str, history: dict | None = None, w
                                    hoverinfo="skip"))
         fig.add_trace(go.Scatter(x=ep, y=smooth(h, window), mode="lines", name=f"smoothed (window {window})",
                                    line={"color": "#1f77b4", "width": 2}, hoverinfo="skip"))
-    c = _cands(ck)
+    ck = Rows.of(ck)
+    c = candidates(ck)
     if metric in c:
         fig.add_trace(go.Scatter(
-            x=c["episode"], y=c["entropy"], mode="markers", name="checkpoints", customdata=list(c.index),
-            text=c["name"], marker={"size": 11, "color": c[metric], "line": {"width": 1, "color": "#333"},
+            x=list(c.cols["episode"]), y=c.column("entropy"), mode="markers", name="checkpoints",
+            customdata=list(c.keys), text=list(c.cols["name"]),
+            marker={"size": 11, "color": c.column(metric), "line": {"width": 1, "color": "#333"},
                                     "colorscale": "Viridis" if higher_is_better(metric) else "Viridis_r",
                                     "colorbar": {"title": {"text": metric}, "x": 1.02}, "showscale": True},
             hovertemplate="%{text}<br>episode %{x}<br>entropy %{y:.3f} nats<br>" + metric
             + " %{marker.color:.3f}<extra></extra>"))
     for role, key in (marks or {}).items():
-        if key is None or key not in ck.index or role not in MARKS:
+        if key is None or key not in ck.keys or role not in MARKS:
             continue
         sym, col, label = MARKS[role]
-        r = ck.loc[key]
-        fig.add_trace(go.Scatter(x=[r["episode"]], y=[r["entropy"]], mode="markers", name=f"{label}: {r['name']}",
-                                 customdata=[key], text=[r["name"]],
+        name = ck.get(key, "name")
+        fig.add_trace(go.Scatter(x=[ck.get(key, "episode")], y=[ck.get(key, "entropy")], mode="markers",
+                                 name=f"{label}: {name}", customdata=[key], text=[name],
                                  marker={"symbol": sym, "size": 20 if role == "best" else 16, "color": col,
                                          "line": {"width": 3 if role == "best" else 1, "color": col}},
                                  hovertemplate=label + ": %{text}<extra></extra>"))
-    if selected is not None and selected in ck.index and ck.loc[selected, "kind"] == "checkpoint":
-        r = ck.loc[selected]
-        fig.add_trace(go.Scatter(x=[r["episode"]], y=[r["entropy"]], mode="markers", name=f"selected: {r['name']}",
+    if selected is not None and selected in ck.keys and ck.get(selected, "kind") == "checkpoint":
+        fig.add_trace(go.Scatter(x=[ck.get(selected, "episode")], y=[ck.get(selected, "entropy")], mode="markers",
+                                 name=f"selected: {ck.get(selected, 'name')}",
                                  customdata=[selected], hoverinfo="skip",
                                  marker={"symbol": "circle-open", "size": 26, "color": "#000",
                                          "line": {"width": 2, "color": "#000"}}))
@@ -117,7 +122,7 @@ def dim_names(n: int) -> list[str]:
     return [f"wp{d // 2 + 1} {'xy'[d % 2]}" for d in range(n)]
 
 
-def per_dim_figure(ck: pd.DataFrame, history: dict | None = None, max_points: int = 200) -> go.Figure:
+def per_dim_figure(ck: Rows | pd.DataFrame, history: dict | None = None, max_points: int = 200) -> go.Figure:
     """Per-dimension entropy (nats) and sigma = exp(H_i - 0.5 ln(2 pi e)) over episodes, one line per dimension.
 
     The history (when it has ``entropy_per_dim``) is thinned to at most ``max_points`` episodes.
@@ -126,10 +131,10 @@ def per_dim_figure(ck: pd.DataFrame, history: dict | None = None, max_points: in
         ep = np.asarray(history["episodes"], float)
         per = np.asarray(history["entropy_per_dim"], float)
     else:
-        c = _cands(ck)
-        c = c[c["entropy_per_dim"].map(len) > 0] if "entropy_per_dim" in c else c.iloc[:0]
-        ep = c["episode"].to_numpy(float)
-        per = np.asarray(c["entropy_per_dim"].tolist(), float) if len(c) else np.zeros((0, 0))
+        c = candidates(Rows.of(ck))
+        c = c.where(lambda r: len(r["entropy_per_dim"]) > 0) if "entropy_per_dim" in c else c.where(lambda r: False)
+        ep = c.column("episode")
+        per = np.asarray([list(v) for v in c.cols.get("entropy_per_dim", ())], float) if len(c) else np.zeros((0, 0))
     if len(ep) > max_points:  # keep the payload small: every k-th history point
         keep = np.unique(np.linspace(0, len(ep) - 1, max_points).round().astype(int))
         ep, per = ep[keep], per[keep]
@@ -151,35 +156,38 @@ def per_dim_figure(ck: pd.DataFrame, history: dict | None = None, max_points: in
     return fig
 
 
-def metrics_figure(ck: pd.DataFrame, metrics: Sequence[str], selected: str | None = None,
+def metrics_figure(ck: Rows | pd.DataFrame, metrics: Sequence[str], selected: str | None = None,
                    best: str | None = None) -> go.Figure:
     """Closed-loop metrics per checkpoint (mean with 95 % interval) over episodes; baselines as dotted lines."""
+    ck = Rows.of(ck)
     metrics = [m for m in metrics if m in ck]
     fig = make_subplots(rows=max(1, len(metrics)), cols=1, shared_xaxes=True, vertical_spacing=0.04,
                         subplot_titles=[f"{m} ({'higher' if higher_is_better(m) else 'lower'} is better)"
                                         for m in metrics])
-    c = _cands(ck)
-    base = ck[ck["kind"] == "baseline"]
+    c = candidates(ck)
+    base = ck.where(lambda r: r["kind"] == "baseline")
+    ep = list(c.cols["episode"])
     shapes: list[dict] = []
     notes: list[dict] = []
     for i, m in enumerate(metrics, start=1):
-        fig.add_trace(go.Scatter(x=c["episode"], y=c[m], mode="lines+markers", name=m, customdata=list(c.index),
-                                 text=c["name"], line={"color": "#1f77b4"},
-                                 error_y={"type": "data", "symmetric": False, "array": c[f"{m}_hi"] - c[m],
-                                          "arrayminus": c[m] - c[f"{m}_lo"], "thickness": 1},
+        y = c.column(m)
+        fig.add_trace(go.Scatter(x=ep, y=y, mode="lines+markers", name=m, customdata=list(c.keys),
+                                 text=list(c.cols["name"]), line={"color": "#1f77b4"},
+                                 error_y={"type": "data", "symmetric": False, "array": c.column(f"{m}_hi") - y,
+                                          "arrayminus": y - c.column(f"{m}_lo"), "thickness": 1},
                                  hovertemplate="%{text}<br>" + m + " %{y:.3f}<extra></extra>", showlegend=False),
                       i, 1)
         ax = "" if i == 1 else str(i)
-        for j, (_key, r) in enumerate(base.iterrows()):  # add_hline is slow: collect shapes, set them once
-            if not np.isnan(r[m]):
+        for j, (v, name) in enumerate(zip(base.column(m), base.cols["name"])):  # add_hline is slow: shapes, once
+            if not np.isnan(v):
                 col = PALETTE[(j + 3) % len(PALETTE)]
                 shapes.append({"type": "line", "xref": f"x{ax} domain", "yref": f"y{ax}", "x0": 0, "x1": 1,
-                               "y0": float(r[m]), "y1": float(r[m]), "line": {"dash": "dot", "color": col}})
-                notes.append({"xref": f"x{ax} domain", "yref": f"y{ax}", "x": 0, "y": float(r[m]), "showarrow": False,
-                              "text": str(r["name"]), "xanchor": "left", "yanchor": "bottom", "font": {"size": 9}})
+                               "y0": float(v), "y1": float(v), "line": {"dash": "dot", "color": col}})
+                notes.append({"xref": f"x{ax} domain", "yref": f"y{ax}", "x": 0, "y": float(v), "showarrow": False,
+                              "text": str(name), "xanchor": "left", "yanchor": "bottom", "font": {"size": 9}})
         for key, sym, col in ((best, "circle-open", "#2ca02c"), (selected, "circle-open", "#000")):
-            if key is not None and key in c.index:
-                fig.add_trace(go.Scatter(x=[c.loc[key, "episode"]], y=[c.loc[key, m]], mode="markers",
+            if key is not None and key in c.keys:
+                fig.add_trace(go.Scatter(x=[c.get(key, "episode")], y=[c.get(key, m)], mode="markers",
                                          customdata=[key], showlegend=False, hoverinfo="skip",
                                          marker={"symbol": sym, "size": 16, "color": col, "line": {"width": 2}}), i, 1)
     fig.update_xaxes(title_text="episode", row=max(1, len(metrics)), col=1)

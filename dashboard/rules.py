@@ -1,4 +1,4 @@
-"""What-if checkpoint selection for the dashboard (pure numpy/pandas; no Streamlit).
+"""What-if checkpoint selection for the dashboard (numpy; no Streamlit, no pandas import).
 
 Judging (rank, regret, which checkpoint a standard rule picks, rank correlations and their intervals) is the
 verdict's own code (:mod:`sim.harness.verdict`); metric directions come from :mod:`sim.metric_catalogue`.
@@ -7,20 +7,26 @@ entropy: the max (or min) of the entropy, optionally smoothed over the training 
 window, among checkpoints at or after a given episode. Its pick is judged against the truly best checkpoint
 by a closed-loop metric: rank (1 = best) and regret (how much worse than the best, in the metric's units, >= 0).
 
-The checkpoint frame ``ck`` used here (built by ``dashboard.data.checkpoint_frame``) is indexed by checkpoint key
-with columns ``name, kind, episode, entropy, train_reward, roles`` and, per metric ``m``, the mean ``m``.
+The checkpoint table ``ck`` used here (``dashboard.data.checkpoint_rows``, or the same as a pandas frame) is keyed
+by checkpoint with columns ``name, kind, episode, entropy, train_reward, roles`` and, per metric ``m``, the mean ``m``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
+from dashboard import table
+from dashboard.table import Rows, smooth
 from sim.harness.verdict import RULE_ROLES, RULES, correlations_with_ci, pick_index, rank_and_regret
 from sim.metric_catalogue import higher_is_better
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 RULE_LABELS = {"max_entropy": "Max entropy", "last": "Last", "best_reward": "Best training reward",
                "bc": "Behaviour-cloned start", "random": "Random (expected)"}
@@ -70,43 +76,41 @@ class Pick:
     sentence: str
 
 
-def smooth(x: np.ndarray, window: int) -> np.ndarray:
-    """Trailing NaN-aware moving average.
-
-    Args:
-        x: float [L]. window: points (>= 1).
-
-    Returns:
-        float [L]; element i is the mean of x[max(0, i - window + 1) : i + 1] ignoring NaN.
-    """
-    s = pd.Series(np.asarray(x, dtype=float))
-    return s.rolling(max(1, int(window)), min_periods=1).mean().to_numpy()
+def _finite(v: object) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
 
 
-def rule_scores(ck: pd.DataFrame, window: int, history: dict | None = None) -> pd.Series:
-    """Entropy score per checkpoint under a smoothing window.
+def _checkpoints(ck: Rows | pd.DataFrame, *required: str) -> Rows:
+    """The checkpoint rows (no baselines) with a value in every ``required`` column."""
+    return Rows.of(ck).where(lambda r: r["kind"] == "checkpoint" and all(_finite(r.get(c)) for c in required))
+
+
+def rule_scores(ck: Rows | pd.DataFrame, window: int, history: dict | None = None) -> dict[str, float]:
+    """Entropy score per checkpoint key under a smoothing window (in episode order).
 
     With a history (``episodes``, ``entropy`` lists) the trailing-smoothed history is read at each
     checkpoint's episode (last history point at or before it); otherwise checkpoint entropies are smoothed in
     episode order.
     """
-    ck = ck.sort_values("episode")
+    r = Rows.of(ck).sorted_by("episode")
+    ent = r.column("entropy")
     if history and len(history.get("episodes", [])) and window > 1:
         ep = np.asarray(history["episodes"], dtype=float)
         order = np.argsort(ep, kind="stable")
         ep, sm = ep[order], smooth(np.asarray(history["entropy"], dtype=float)[order], window)
-        idx = np.searchsorted(ep, ck["episode"].to_numpy(dtype=float), side="right") - 1
+        idx = np.searchsorted(ep, r.column("episode"), side="right") - 1
         vals = np.where(idx >= 0, sm[np.clip(idx, 0, None)], np.nan)
-        vals = np.where(np.isnan(vals), ck["entropy"].to_numpy(dtype=float), vals)
-        return pd.Series(vals, index=ck.index)
-    return pd.Series(smooth(ck["entropy"].to_numpy(dtype=float), window), index=ck.index)
+        vals = np.where(np.isnan(vals), ent, vals)
+    else:
+        vals = smooth(ent, window)
+    return dict(zip(r.keys, (float(v) for v in vals)))
 
 
-def judge(ck: pd.DataFrame, key: str, metric: str) -> tuple[int, float, str]:
+def judge(ck: Rows | pd.DataFrame, key: str, metric: str) -> tuple[int, float, str]:
     """Rank (1 = best), regret (>= 0) of checkpoint ``key`` by ``metric`` among ``ck`` rows, and the best key."""
-    rank, regret, best = rank_and_regret(ck[metric].to_numpy(dtype=float), ck.index.get_loc(key),
-                                         higher_is_better(metric))
-    return rank, regret, str(ck.index[best])
+    r = Rows.of(ck)
+    rank, regret, best = rank_and_regret(r.column(metric), r.keys.index(key), higher_is_better(metric))
+    return rank, regret, r.keys[best]
 
 
 def _sentence(label: str, p_name: str, ep: int, rank: int, n: int, regret: float, rnd: float, metric: str) -> str:
@@ -119,52 +123,49 @@ def _sentence(label: str, p_name: str, ep: int, rank: int, n: int, regret: float
     return f"{label} picks {p_name} (episode {ep}): rank {rank} of {n} by {metric}, regret {regret:.3g}; {tail}."
 
 
-def pick_by_key(ck: pd.DataFrame, key: str, metric: str, label: str) -> Pick:
+def pick_by_key(ck: Rows | pd.DataFrame, key: str, metric: str, label: str) -> Pick:
     """Judge a given checkpoint ``key`` (candidates = rows of ``ck`` with kind ``checkpoint``)."""
-    cand = ck[ck["kind"] == "checkpoint"].dropna(subset=[metric])
+    cand = _checkpoints(ck, metric)
     rank, regret, best = judge(cand, key, metric)
     sign = 1.0 if higher_is_better(metric) else -1.0
-    rnd = float(np.mean(sign * (cand.loc[best, metric] - cand[metric].astype(float))))
-    row = cand.loc[key]
-    return Pick(key=key, name=str(row["name"]), episode=int(row["episode"]), value=float(row[metric]), rank=rank,
-                n=len(cand), regret=regret, best_key=best, best_name=str(cand.loc[best, "name"]),
-                best_value=float(cand.loc[best, metric]), random_regret=rnd,
-                sentence=_sentence(label, str(row["name"]), int(row["episode"]), rank, len(cand), regret, rnd,
-                                   metric))
+    vals = cand.column(metric)
+    best_value = float(cand.get(best, metric))
+    rnd = float(np.mean(sign * (best_value - vals)))
+    name, episode = str(cand.get(key, "name")), int(cand.get(key, "episode"))
+    return Pick(key=key, name=name, episode=episode, value=float(cand.get(key, metric)), rank=rank,
+                n=len(cand), regret=regret, best_key=best, best_name=str(cand.get(best, "name")),
+                best_value=best_value, random_regret=rnd,
+                sentence=_sentence(label, name, episode, rank, len(cand), regret, rnd, metric))
 
 
-def apply_rule(ck: pd.DataFrame, rule: Rule, metric: str, history: dict | None = None) -> Pick | None:
+def apply_rule(ck: Rows | pd.DataFrame, rule: Rule, metric: str, history: dict | None = None) -> Pick | None:
     """Apply a what-if rule; None when no checkpoint is eligible (e.g. ``after_episode`` past the last)."""
-    cand = ck[(ck["kind"] == "checkpoint") & ck["entropy"].notna()].dropna(subset=[metric])
+    cand = _checkpoints(ck, "entropy", metric)
     if cand.empty:
         return None
     if rule.mode == "max" and rule.window == 1:  # the standard rule: the one definition (verdict.pick_index)
-        plain = [tuple(r for r in roles if r == "candidate") or ("bc",) for roles in cand["roles"]]
-        i = pick_index("max_entropy", plain, cand["episode"].to_numpy(), cand["entropy"].to_numpy(dtype=float),
-                       cand["train_reward"].to_numpy(dtype=float), (), rule.after_episode)
+        plain = [tuple(r for r in roles if r == "candidate") or ("bc",) for roles in cand.cols["roles"]]
+        i = pick_index("max_entropy", plain, np.asarray(cand.cols["episode"]), cand.column("entropy"),
+                       cand.column("train_reward"), (), rule.after_episode)
         if i is None:
             return None
-        key = str(cand.index[i])
+        key = cand.keys[i]
     else:
         scores = rule_scores(cand, rule.window, history)
-        eligible = scores[cand.loc[scores.index, "episode"] >= rule.after_episode].dropna()
-        if eligible.empty:
+        eligible = {k: v for k, v in scores.items() if cand.get(k, "episode") >= rule.after_episode and _finite(v)}
+        if not eligible:
             return None
-        key = str(eligible.idxmax() if rule.mode == "max" else eligible.idxmin())
+        key = (max if rule.mode == "max" else min)(eligible, key=eligible.__getitem__)  # first on ties
     label = f"{rule.mode.capitalize()} entropy" + (f" after episode {rule.after_episode}" if rule.after_episode else "")
     label += f" (window {rule.window})" if rule.window > 1 else ""
     return pick_by_key(cand, key, metric, label)
 
 
-def role_key(ck: pd.DataFrame, role: str, declared: Collection[str] = (), after_episode: int = 0) -> str | None:
+def role_key(ck: Rows | pd.DataFrame, role: str, declared: Collection[str] = (), after_episode: int = 0) -> str | None:
     """Key of the checkpoint a standard rule picks: the one carrying ``role`` (``best_entropy``, ``last``,
-    ``best_reward``, ``bc``), else the verdict's fallback (:func:`sim.harness.verdict.pick_index`); None when
-    the run declares the role (``declared``) but its policy has no results yet."""
-    cand = ck[ck["kind"] == "checkpoint"]
-    rule = {r: rule for rule, r in RULE_ROLES.items()}[role]
-    i = pick_index(rule, list(cand["roles"]), cand["episode"].to_numpy(), cand["entropy"].to_numpy(dtype=float),
-                   cand["train_reward"].to_numpy(dtype=float), declared, after_episode) if len(cand) else None
-    return None if i is None else str(cand.index[i])
+    ``best_reward``, ``bc``), else the verdict's fallback (:func:`dashboard.table.role_key`); None when the
+    run declares the role (``declared``) but its policy has no results yet."""
+    return table.role_key(Rows.of(ck), role, declared, after_episode)
 
 
 def so_far(sentence: str) -> str:
@@ -173,29 +174,40 @@ def so_far(sentence: str) -> str:
         "it is the best checkpoint", "the best of those evaluated so far")
 
 
-def report_card(ck: pd.DataFrame, metric: str, declared: Collection[str] = (), after_episode: int = 0,
-                partial: bool = False) -> pd.DataFrame:
-    """Rank and regret of every standard rule under ``metric``.
+CARD_COLUMNS = ("rule", "checkpoint", "episode", "value", "rank", "of", "regret", "verdict")
+
+
+def report_card_rows(ck: Rows | pd.DataFrame, metric: str, declared: Collection[str] = (), after_episode: int = 0,
+                     partial: bool = False) -> list[dict]:
+    """Rank and regret of every standard rule under ``metric`` (pandas-free: the default view's table).
 
     Args:
         declared, after_episode: see :func:`role_key`. partial: the comparison set is incomplete: every
             sentence says "so far" and never calls a pick "the best checkpoint" outright.
 
     Returns:
-        One row per rule (``max_entropy, last, best_reward, bc``; rules that pick nothing omitted) with columns
-        ``rule, checkpoint, episode, value, rank, of, regret, verdict``.
+        One dict per rule (``max_entropy, last, best_reward, bc``; rules that pick nothing omitted) with keys
+        :data:`CARD_COLUMNS`.
     """
     rows = []
-    cand = ck[ck["kind"] == "checkpoint"].dropna(subset=[metric])
+    cand = _checkpoints(ck, metric)
     for rule in RULES:
         key = role_key(cand, RULE_ROLES[rule], declared, after_episode)
         if key is None:
             continue
         p = pick_by_key(cand, key, metric, RULE_LABELS[rule])
-        sentence = so_far(p.sentence) if partial else p.sentence
         rows.append({"rule": RULE_LABELS[rule], "checkpoint": p.name, "episode": p.episode, "value": p.value,
-                     "rank": p.rank, "of": p.n, "regret": p.regret, "verdict": sentence})
-    return pd.DataFrame(rows, columns=["rule", "checkpoint", "episode", "value", "rank", "of", "regret", "verdict"])
+                     "rank": p.rank, "of": p.n, "regret": p.regret,
+                     "verdict": so_far(p.sentence) if partial else p.sentence})
+    return rows
+
+
+def report_card(ck: Rows | pd.DataFrame, metric: str, declared: Collection[str] = (), after_episode: int = 0,
+                partial: bool = False) -> pd.DataFrame:
+    """:func:`report_card_rows` as a DataFrame with columns :data:`CARD_COLUMNS`."""
+    import pandas as pd
+
+    return pd.DataFrame(report_card_rows(ck, metric, declared, after_episode, partial), columns=list(CARD_COLUMNS))
 
 
 def rank_correlations(x: np.ndarray, per_scene: np.ndarray, n_boot: int = 300, seed: int = 0) -> dict[str, float]:

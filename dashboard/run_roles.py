@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
+from dashboard.table import Rows
 from sim.harness.run_info import RoleRef, declared_roles, select_after
 from sim.harness.verdict import Completeness, completeness
 
@@ -51,30 +50,34 @@ class RunRoles:
         return " ".join(parts)
 
 
-def _owner(ck: pd.DataFrame, ref: RoleRef) -> str | None:
+def _owner(rows: Rows, ref: RoleRef) -> str | None:
     for want in (ref.file, ref.source):
         if not want:
             continue
-        for key, files in ck["files"].items() if "files" in ck else ():
+        for key, files in zip(rows.keys, rows.cols["files"]) if "files" in rows else ():
             if want in tuple(files or ()):
                 return str(key)
     return None
 
 
-def apply_run_roles(ck: pd.DataFrame, run_dir: Path, attrs: dict[str, Any] | None) -> tuple[pd.DataFrame, RunRoles]:
-    """The checkpoint frame with ``roles`` taken from the run's files, and the run's :class:`RunRoles`.
+def apply_run_roles(ck: Rows | Any, run_dir: Path, attrs: dict[str, Any] | None) -> tuple[Rows, RunRoles]:
+    """The checkpoint table with ``roles`` taken from the run's files, and the run's :class:`RunRoles`.
+
+    Pandas-free (the first paint uses it).
 
     Args:
-        ck: ``dashboard.data.checkpoint_frame`` (with a ``files`` column). run_dir: the run folder.
+        ck: ``dashboard.data.checkpoint_rows`` (with a ``files`` column; a pandas frame is converted).
+        run_dir: the run folder.
         attrs: the results file's root attributes (``comparison_set``, ``scene_digests``), or None.
     """
     declared = declared_roles(run_dir)
-    ck = ck.copy()
+    ck = Rows.of(ck)
     if len(ck):
         owners = {r: _owner(ck, ref) for r, ref in declared.items()}
-        ck["roles"] = [tuple(x for x in ("candidate",) if x in tuple(roles or ()))
-                       + tuple(r for r in ROLE_NAMES if owners.get(r) == key)
-                       for key, roles in zip(ck.index, ck["roles"], strict=True)]
+        roles = tuple(tuple(x for x in ("candidate",) if x in tuple(roles or ()))
+                      + tuple(r for r in ROLE_NAMES if owners.get(r) == key)
+                      for key, roles in zip(ck.keys, ck.cols["roles"], strict=True))
+        ck = Rows(ck.keys, {**ck.cols, "roles": roles})
     else:
         owners = dict.fromkeys(declared)
     missing = tuple(r for r in ROLE_NAMES if r in declared and owners.get(r) is None)
@@ -83,7 +86,7 @@ def apply_run_roles(ck: pd.DataFrame, run_dir: Path, attrs: dict[str, Any] | Non
     try:
         expected = json.loads(attrs["comparison_set"])
         scene_ids = list(json.loads(attrs["scene_digests"]))
-        done = {k: set(ck.loc[k, "scenario_id"]) if k in ck.index and "scenario_id" in ck else set()
+        done = {k: set(ck.get(k, "scenario_id")) if k in ck.keys and "scenario_id" in ck else set()
                 for k in (e["key"] for e in expected)}
         comp = completeness([e["key"] for e in expected], done, scene_ids)
     except (KeyError, ValueError, TypeError):

@@ -6,18 +6,18 @@ Here the checkpoint is a plain tensor dict (``torch.save(state_dict)``; read wit
 small MLP that outputs waypoints directly; the training log is a CSV with a ``step`` column.
 
 Run ``python -m examples.custom_agent --out out/custom_example`` from the repo root: it writes three checkpoints
-(``step_100.pt`` ...) and ``train_log.csv``, evaluates them on held-out scenes, and prints the signal verdict.
-CLI equivalent (once wired):
-``python -m sim.evaluate --agent examples.custom_agent:make --ckpt 'OUT/*.pt' --signals OUT/train_log.csv``.
+(``step_100.pt`` ...) and ``train_log.csv``, then evaluates them on held-out scenes and judges the logged signals
+with ``python -m sim.evaluate --agent examples.custom_agent:make --ckpt 'OUT/step_*.pt' --signals OUT/train_log.csv``.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
+import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -64,14 +64,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("out/custom_example"))
     ap.add_argument("--scenes", type=int, default=16)
     a = ap.parse_args(argv)
-    from scenarios.loading import load_scenes
-    from sim.batch import make_batch
-    from sim.harness.agents import load_agent, policy_fn
-    from sim.harness.signal_verdict import judge_signals
-    from sim.harness.signals import match_checkpoints, read_signals
-    from sim.metrics import compute_metrics
-    from sim.rollout import rollout
-
     a.out.mkdir(parents=True, exist_ok=True)
     rows = ["step,loss,plan_scale"]
     for i, step in enumerate((100, 200, 300)):  # stand-in for your training loop
@@ -83,16 +75,12 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(f"{step},{1.0 / (i + 1)},{0.1 * (i + 1)}")
     (a.out / "train_log.csv").write_text("\n".join(rows) + "\n")
 
-    batch = make_batch(load_scenes("procedural-small:test").scenes[: a.scenes])
-    paths = sorted(a.out.glob("step_*.pt"), key=step_from_name)
-    agents = [load_agent("examples.custom_agent:make", str(p)) for p in paths]
-    metric = np.stack([compute_metrics(rollout(batch, policy_fn(ag)), batch)["score"].numpy() for ag in agents])
-    matched = match_checkpoints(read_signals(a.out / "train_log.csv"), {str(p): ag.info.step for p, ag in
-                                                                       zip(paths, agents)})
-    v = judge_signals(metric.astype(np.float64), matched.values, [str(p) for p in paths], notes=matched.notes,
-                      steps=[ag.info.step for ag in agents], n_resamples=200)
-    print("\n".join(v.lines()))
-    return 0
+    cmd = [sys.executable, "-m", "sim.evaluate", "--agent", "examples.custom_agent:make", "--ckpt",
+           str(a.out / "step_*.pt"), "--signals", str(a.out / "train_log.csv"), "--scenarios", "procedural-small:test",
+           "--max-scenarios", str(a.scenes), "--n-resamples", "200", "--out", str(a.out / "results.h5"),
+           "--no-progress"]
+    print("$ " + " ".join(shlex.quote(c) for c in ["python", *cmd[1:]]), flush=True)
+    return subprocess.run(cmd).returncode
 
 
 if __name__ == "__main__":

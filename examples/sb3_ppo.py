@@ -2,25 +2,26 @@
 
 1. Train ``PPO("MlpPolicy", env)`` on the natively batched env with ``CheckpointCallback`` (``rl_model_N_steps.zip``)
    and TensorBoard logging.
-2. Evaluate every checkpoint in closed loop through the ``sb3`` agent plug-in (nothing unpickled) on held-out scenes.
-3. Read the TensorBoard scalars, match checkpoints to logged steps, judge every signal (entropy is the headline;
-   SB3's ``train/entropy_loss`` is minus the entropy and is judged negated).
+2. ``python -m sim.evaluate --agent sb3 --ckpt 'OUT/checkpoints/*.zip' --signals OUT/tb ...``: every checkpoint in
+   closed loop through the ``sb3`` agent plug-in (nothing unpickled) on held-out scenes; the TensorBoard scalars
+   matched to the checkpoints' steps; every signal judged (entropy is the headline; SB3's ``train/entropy_loss`` is
+   minus the entropy and is judged negated). The command is printed before it runs.
 
 Run from the repo root: ``python -m examples.sb3_ppo --out out/sb3_example`` (minutes on 2 cores with the
-defaults); ``--tiny`` runs in about a minute. Writes ``OUT/checkpoints/``, ``OUT/tb/``, ``OUT/signal_verdict.json``.
-The same evaluation through the CLI (once wired):
-``python -m sim.evaluate --agent sb3 --ckpt 'OUT/checkpoints/*' --signals OUT/tb``.
+defaults); ``--tiny`` runs in under a minute. Writes ``OUT/checkpoints/``, ``OUT/tb/`` and ``OUT/results.h5``
+(the signal verdict in it: ``sim.harness.reader.read_signal_verdict``; the dashboard shows it with
+``streamlit run dashboard/app.py -- --runs-dir OUT/..``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 
@@ -41,18 +42,12 @@ def train(out: Path, num_envs: int, total_steps: int, save_every: int, scenarios
                 tb_log_name="PPO")
 
 
-def evaluate(paths: list[Path], scenarios: str, n_scenes: int, metric: str) -> tuple[list, np.ndarray]:
-    """Closed-loop ``metric`` per checkpoint and scene ``[C, S]`` through the ``sb3`` agent plug-in."""
-    from scenarios.loading import load_scenes
-    from sim.batch import make_batch
-    from sim.harness.agents import load_agent, policy_fn
-    from sim.metrics import compute_metrics
-    from sim.rollout import rollout
-
-    batch = make_batch(load_scenes(scenarios).scenes[:n_scenes])
-    agents = [load_agent("sb3", str(p)) for p in paths]
-    rows = [compute_metrics(rollout(batch, policy_fn(a)), batch)[metric].numpy() for a in agents]
-    return agents, np.stack(rows).astype(np.float64)
+def eval_command(out: Path, scenarios: str, n_scenes: int, metric: str, seed: int) -> list[str]:
+    """The ``sim.evaluate`` call: every checkpoint through the ``sb3`` plug-in, every TensorBoard scalar judged."""
+    return [sys.executable, "-m", "sim.evaluate", "--agent", "sb3", "--ckpt", str(out / "checkpoints" / "*.zip"),
+            "--signals", str(out / "tb"), "--signal", "train/entropy_loss", "--scenarios", scenarios,
+            "--max-scenarios", str(n_scenes), "--metric", metric, "--seed", str(seed), "--out",
+            str(out / "results.h5"), "--no-progress"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,28 +68,15 @@ def main(argv: list[str] | None = None) -> int:
         a.num_envs, a.total_steps, a.save_every, a.eval_scenes = 8, 8 * 80 * 4, 8 * 80, 16
         a.scenarios, a.eval_scenarios = "procedural-small:train", "procedural-small:test"
     torch.set_num_threads(a.threads)  # one thread is fastest on a busy 2-core machine (benchmarks.sim_throughput)
-    from sim.harness.signal_verdict import judge_signals
-    from sim.harness.signals import match_checkpoints, read_signals
-
     t0 = time.perf_counter()
     train(a.out, a.num_envs, a.total_steps, a.save_every, a.scenarios, a.seed)
     t1 = time.perf_counter()
     print(f"trained {a.total_steps} env steps in {t1 - t0:.1f} s ({a.total_steps / (t1 - t0):.0f} env-steps/s)")
-    paths = sorted((a.out / "checkpoints").glob("rl_model_*_steps.zip"), key=lambda p: int(p.stem.split("_")[2]))
-    agents, metric = evaluate(paths, a.eval_scenarios, a.eval_scenes, a.metric)
-    t2 = time.perf_counter()
-    print(f"evaluated {len(paths)} checkpoints x {metric.shape[1]} scenes in {t2 - t1:.1f} s")
-    signals = read_signals(a.out / "tb", require=("train/entropy_loss",))
-    keys = [str(p) for p in paths]
-    matched = match_checkpoints(signals, {k: ag.info.step for k, ag in zip(keys, agents)})
-    for m in matched.matches:
-        if m.signal == signals.headline:
-            print("match:", m.line())
-    verdict = judge_signals(metric, matched.values, keys, metric_name=a.metric, headline=signals.headline,
-                            steps=[ag.info.step for ag in agents], notes=matched.notes, seed=a.seed)
-    print("\n".join(verdict.lines()))
-    (a.out / "signal_verdict.json").write_text(json.dumps(verdict.to_dict(), indent=1))
-    return 0
+    cmd = eval_command(a.out, a.eval_scenarios, a.eval_scenes, a.metric, a.seed)
+    print("$ " + " ".join(shlex.quote(c) for c in ["python", *cmd[1:]]), flush=True)
+    rc = subprocess.run(cmd).returncode
+    print(f"sim.evaluate took {time.perf_counter() - t1:.1f} s")
+    return rc
 
 
 if __name__ == "__main__":

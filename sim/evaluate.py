@@ -32,9 +32,12 @@ from sim.harness.candidates import (
 from sim.harness.errors import EvaluationError
 from sim.harness.executors import SimSettings, make_executor, make_shards, make_units, run_units
 from sim.harness.identity import identity_root
+from sim.harness.plugin_candidates import plugin_candidates
 from sim.harness.reader import read_checkpoints
 from sim.harness.report import build_verdict, print_summary, summary_rows
 from sim.harness.schema import RESULTS_NAME, CheckpointRows, scene_record
+from sim.harness.signal_run import SignalPlan, fill_candidates, plan_signals, ranking_lines
+from sim.harness.signal_run import judge as judge_signals_of
 from sim.harness.store import ResultsWriter
 from sim.harness.verdict import Verdict
 from sim.metric_catalogue import JUDGED_METRICS
@@ -48,7 +51,14 @@ def _f(default, help: str, **kw):  # noqa: A002 - argparse's word
 class EvalConfig:
     """Settings of one ``sim.evaluate`` call; every field is a flag (``--help``)."""
 
-    ckpt: tuple[str, ...] = _f((), "checkpoint file, glob, or bare name resolved in out/latest/", metavar="PATH")
+    ckpt: tuple[str, ...] = _f((), "checkpoint file, quoted glob, folder (foreign agents), or bare name resolved "
+                                   "in out/latest/", metavar="PATH")
+    agent: str = _f("own", "agent plug-in that loads the checkpoints: own, sb3, torchscript or MODULE:FACTORY",
+                    metavar="NAME")
+    signals: str | None = _f(None, "training log to judge every signal of: entropy_history.json, TensorBoard folder, "
+                             "CSV or JSON lines (default: the run's entropy_history.json)", metavar="PATH")
+    signal_names: tuple[str, ...] = _f((), "a scalar the training log must hold (raw or judged name); every "
+                                       "scalar is judged", flag="signal", metavar="NAME")
     run: str | None = _f(None, "evaluate every checkpoint of this run directory", metavar="DIR")
     only: bool = _f(False, "only the given checkpoints, not their run's comparison set")
     baselines: tuple[str, ...] = _f((), "add baseline rows", choices=BASELINES, flag="baseline")
@@ -81,9 +91,11 @@ class EvalConfig:
 def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
     """Parse the command line into an :class:`EvalConfig` (``--ckpt`` and ``--baseline`` may repeat)."""
     p = argparse.ArgumentParser(prog="python -m sim.evaluate", description=__doc__.split("\n")[0])
-    add_dataclass_arguments(p, EvalConfig, exclude=("ckpt", "baselines"))
+    add_dataclass_arguments(p, EvalConfig, exclude=("ckpt", "baselines", "signal_names"))
     p.add_argument("--ckpt", action="append", metavar="PATH", default=argparse.SUPPRESS,
                    help=EvalConfig.__dataclass_fields__["ckpt"].metadata["help"] + " (repeatable)")
+    p.add_argument("--signal", action="append", metavar="NAME", dest="signal_names", default=argparse.SUPPRESS,
+                   help=EvalConfig.__dataclass_fields__["signal_names"].metadata["help"] + " (repeatable)")
     p.add_argument("--baseline", action="append", choices=BASELINES, dest="baselines", default=argparse.SUPPRESS,
                    help="add a baseline row (repeatable)")
     return dataclass_from_args(EvalConfig, p.parse_args(argv))
@@ -117,7 +129,7 @@ def _preflight(cfg: EvalConfig, cands: Sequence[Candidate]) -> None:
     from sim.harness.executors import carla_endpoints, load_policy
 
     for c in cands:
-        if not c.is_baseline:
+        if not c.is_baseline and cfg.agent == "own":  # other plug-ins loaded each file when building the set
             load_policy(c.path, cfg.device)
     if cfg.backend == "carla":
         from sim.carla.pool import check_servers
@@ -131,6 +143,22 @@ def _output(cfg: EvalConfig, run_dir: Path | None) -> Path:
     if run_dir is not None:
         return run_dir / RESULTS_NAME
     raise EvaluationError("no run directory to put results.h5 in: give --out")
+
+
+def signal_verdict_doc(plan: SignalPlan | None, stored: dict, ids: Sequence[str], cands: Sequence[Candidate],
+                       cfg: EvalConfig) -> tuple[dict | None, list[str]]:
+    """The signal verdict as stored in ``/verdict`` attribute ``signals_json`` (docs/results_schema.md) and its
+    printout, or (None, [])."""
+    if plan is None:
+        return None, []
+    rows = {k: stored[k].rows.select(ids).metrics[cfg.metric] for k in plan.keys
+            if k in stored and set(ids) <= set(stored[k].rows.scenario_ids)}
+    v = judge_signals_of(plan, rows, cfg.metric, cfg.n_resamples, cfg.seed)
+    if v is None:
+        return None, []
+    names = {c.key: c.name for c in cands if c.key in rows}
+    doc = {**v.to_dict(), "source": plan.source, "agent": cfg.agent, "checkpoint_names": names}
+    return doc, ranking_lines(v, names)
 
 
 def run(cfg: EvalConfig, console=None) -> Verdict:
@@ -152,7 +180,13 @@ def run(cfg: EvalConfig, console=None) -> Verdict:
     if cfg.backend == "carla" and cfg.agents != "log":
         raise EvaluationError("--agents idm is not available with --backend carla (it replays logged agents only)")
     resolve_device(cfg.device)
-    cands, run_dir = discover(cfg.ckpt, cfg.run, cfg.only, read_checkpoint, Path(cfg.latest), log=log)
+    if cfg.agent == "own":
+        cands, run_dir = discover(cfg.ckpt, cfg.run, cfg.only, read_checkpoint, Path(cfg.latest), log=log)
+    elif cfg.run is not None or not cfg.ckpt:
+        raise EvaluationError(f"--agent {cfg.agent}: give the checkpoints with --ckpt (--run is for this "
+                              "project's own runs)")
+    else:
+        cands, run_dir = plugin_candidates(cfg.ckpt, cfg.agent, cfg.device, Path(cfg.latest), log)
     groups = split_by_run(cands, run_dir)
     bases = [baseline(b) for b in cfg.baselines]
     if not cands and not bases:
@@ -161,18 +195,26 @@ def run(cfg: EvalConfig, console=None) -> Verdict:
         raise EvaluationError(f"--out {cfg.out}: the checkpoints belong to {len(groups)} runs "
                               f"({', '.join(str(g[0] or 'no run') for g in groups)}); runs are never pooled into one "
                               "verdict: drop --out and each run's results go to <run>/results.h5")
+    if len(groups) > 1 and cfg.signals:
+        raise EvaluationError(f"--signals {cfg.signals}: one training log belongs to one run, and the checkpoints "
+                              f"belong to {len(groups)} runs; evaluate each run with its own --signals")
+    plans = {}
+    for rd, group in groups:  # read and match every training log before anything is written
+        plans[rd] = plan_signals(cfg.signals, cfg.signal_names, group, rd, log)
     _preflight(cfg, cands)
     scenes, skipped = _load_scenes(cfg, log)
     verdict: Verdict | None = None
     for rd, group in groups or [(run_dir, [])]:
-        verdict = _evaluate_run(cfg, console, rd, group + bases, scenes, skipped)
+        plan = plans.get(rd)
+        verdict = _evaluate_run(cfg, console, rd, fill_candidates(group, plan) + bases, scenes, skipped, plan)
     assert verdict is not None
     return verdict
 
 
 def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequence[Candidate], scenes,
-                  skipped) -> Verdict:
-    """Evaluate one run's comparison set (plus baselines) into its results file; its verdict."""
+                  skipped, plan: SignalPlan | None = None) -> Verdict:
+    """Evaluate one run's comparison set (plus baselines) into its results file; its verdict (and the verdict
+    over every training signal of ``plan``, stored beside it)."""
     log = console.print
     out = _output(cfg, run_dir)
     writer = ResultsWriter(out)
@@ -199,7 +241,8 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
                 "are skipped")
         units = make_units(cands, make_shards(scenes, cfg.batch_size), todo)
         settings = SimSettings(backend=cfg.backend, device=cfg.device, agents=cfg.agents, seed=cfg.seed,
-                               threads=cfg.threads, carla_host=cfg.carla_host, carla_ports=cfg.carla_port)
+                               threads=cfg.threads, carla_host=cfg.carla_host, carla_ports=cfg.carla_port,
+                               agent=cfg.agent)
         if not out.exists() or units:
             writer.prepare([scene_record(s, select_agents(s, settings.max_agents)[1]) for s in scenes], root)
         writer.write_skipped(skipped)
@@ -219,9 +262,14 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
         verdict = build_verdict(list(stored.values()), ids, cfg.metric, cfg.n_resamples, cfg.seed,
                                 expected=expected if run_dir is not None else None,
                                 after_episode=select_after(run_dir))
-        writer.write_verdict(verdict, root)
+        sv, sv_lines = signal_verdict_doc(plan, stored, ids, cands, cfg)
+        writer.write_verdict(verdict, root, signals=sv)
         shown = [stored[c.key] for c in cands if c.key in stored]
         print_summary(console, summary_rows(shown, ids), verdict, skipped, run=label)
+        from rich.markup import escape
+
+        for line in sv_lines:
+            log(escape(line))
     if cfg.consolidate:
         writer.consolidate()
     log(f"Results: {out}")
@@ -234,9 +282,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from policy.device import DeviceError
     from scenarios.scenario import ScenarioError
     from sim.config import SimError
+    from sim.harness.agents import AgentError
+    from sim.harness.signals import SignalError
 
     errors: tuple[type[BaseException], ...] = (EvaluationError, CheckpointError, ScenarioError, SimError, OSError,
-                                               DeviceError)
+                                               DeviceError, AgentError, SignalError)
     try:
         from sim.carla import CarlaError
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from sim.harness.reader import read_signal_verdict
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,8 +27,9 @@ def test_sb3_example_tiny(tmp_path):
     r = _run(["examples.sb3_ppo", "--tiny", "--out", str(tmp_path)])
     assert r.returncode == 0, r.stderr[-2000:]
     assert len(list((tmp_path / "checkpoints").glob("rl_model_*_steps.zip"))) == 4
-    v = json.loads((tmp_path / "signal_verdict.json").read_text())
-    assert v["headline"] == "entropy (-train/entropy_loss)"
+    assert "$ python -m sim.evaluate --agent sb3 --ckpt" in r.stdout  # the example shows the CLI it runs
+    v = read_signal_verdict(tmp_path / "results.h5")
+    assert v["headline"] == "entropy (-train/entropy_loss)" and len(v["checkpoints"]) == 4
     assert {j["signal"] for j in v["ranking"]} >= {"training step", "train/approx_kl"}
     assert any("entropy_loss = -mean entropy" in n for n in v["notes"])
     assert "(headline)" in r.stdout and "matches" not in r.stderr
@@ -37,3 +39,4 @@ def test_custom_agent_example(tmp_path):
     r = _run(["examples.custom_agent", "--out", str(tmp_path), "--scenes", "4"])
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Which training signal picks the best checkpoint?" in r.stdout and "loss" in r.stdout
+    assert {j["signal"] for j in read_signal_verdict(tmp_path / "results.h5")["ranking"]} >= {"loss", "plan_scale"}

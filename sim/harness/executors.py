@@ -41,6 +41,7 @@ class SimSettings:
         threads: torch CPU threads per process (1: the policy and simulator tensors are small, and
             intra-op threads only contend; it also makes every executor compute the same way).
         carla_host: CARLA server host(s), comma-separated. carla_ports: their RPC port(s) (one server each).
+        agent: the agent plug-in checkpoints are loaded with (:func:`sim.harness.agents.resolve_factory`).
     """
 
     backend: str = "kinematic"
@@ -51,6 +52,7 @@ class SimSettings:
     threads: int = 1
     carla_host: str = "localhost"
     carla_ports: tuple[int, ...] = (2000,)
+    agent: str = "own"
 
 
 @dataclass(frozen=True)
@@ -207,14 +209,12 @@ def _policy_fn(unit: WorkUnit, batch, settings: SimSettings, dt: float | None = 
 
             return constant_velocity_policy(batch.dt if batch is not None else dt)
         raise EvaluationError(f"unknown baseline {unit.source!r}")
+    from sim.harness.agents import load_agent, policy_fn
+
     st = os.stat(unit.source)
-    policy = _cached(("policy", unit.source, st.st_mtime_ns, st.st_size, settings.device),
-                     lambda: load_policy(unit.source, settings.device))
-
-    def fn(obs: torch.Tensor, t: int):
-        return policy.act(obs, deterministic=True), {}
-
-    return fn
+    agent = _cached(("agent", settings.agent, unit.source, st.st_mtime_ns, st.st_size, settings.device),
+                    lambda: load_agent(settings.agent, unit.source, settings.device))
+    return policy_fn(agent)
 
 
 def load_policy(path: str, device: str = "cpu"):

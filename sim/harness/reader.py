@@ -12,6 +12,7 @@ Public API:
     read_summary(path) -> ResultsSummary      # attrs, scenarios, per-checkpoint metrics, verdict, skipped scenes
     read_checkpoints(path, with_traj) -> list[StoredCheckpoint]  # rows as the writer takes them
     read_verdict(path) -> dict | None; read_schema_version(path) -> int
+    read_signal_verdict(path) -> dict | None  # the verdict over every training signal
     read_scenarios(path) -> tuple[ScenarioInfo, ...]  # the scenario table alone
     read_scene(path, row) -> SceneDetail      # logged ego, agents, route, map polylines of one scenario
     read_ego_traj(path, key, rows) -> ndarray  # closed-loop ego trajectory [len(rows), T, 4] of one checkpoint
@@ -503,3 +504,15 @@ def read_root_attrs(path: str | Path) -> tuple[dict[str, Any], bool]:
         grp = f.get("checkpoints")
         has_rows = grp is not None and any(not _is_temp(k) for k in grp)
     return attrs, has_rows
+
+
+def read_signal_verdict(path: str | Path) -> dict | None:
+    """The stored verdict over every training signal (``/verdict`` attribute ``signals_json``), or None.
+
+    Keys as :meth:`sim.harness.signal_verdict.SignalVerdict.to_dict` plus ``source`` (the log read), ``agent``
+    (the plug-in) and ``checkpoint_names`` (key -> file name); docs/results_schema.md.
+    """
+    with open_results(path) as f:
+        if "verdict" not in f or "signals_json" not in f["verdict"].attrs:
+            return None
+        return json.loads(_s(f["verdict"].attrs["signals_json"]))

@@ -344,12 +344,19 @@ class ResultsWriter:
                               {k: np.asarray(old["metrics"][k][()])[keep] for k in rows.metrics},
                               np.asarray(old["ego_traj"][()])[keep])
 
-    def write_verdict(self, verdict: Mapping[str, Any], root: Mapping[str, Any] | None = None) -> None:
-        """Store the selection verdict JSON under ``/verdict`` (one commit)."""
+    def write_verdict(self, verdict: Mapping[str, Any], root: Mapping[str, Any] | None = None,
+                      signals: Mapping[str, Any] | None = None) -> None:
+        """Store the selection verdict JSON under ``/verdict`` (one commit), and the signal verdict
+        (``signals_json``; removed when None, so it always belongs to the last evaluation)."""
         with self._index() as f:
             if root:
                 self._set_root(f, root)
-            f.require_group("verdict").attrs["json"] = to_json(verdict)
+            g = f.require_group("verdict")
+            g.attrs["json"] = to_json(verdict)
+            if signals is not None:
+                g.attrs["signals_json"] = to_json(signals)
+            elif "signals_json" in g.attrs:
+                del g.attrs["signals_json"]
 
     def write_skipped(self, skipped: Sequence[Any]) -> None:
         """Store the scenes that could not be used as the ``/skipped`` table (``file, scene_id, reason``).
