@@ -67,6 +67,12 @@ ACCEL_WINDOW = 7  # steps (0.7 s at 10 Hz)
 JERK_WINDOW = 15  # steps (nuPlan)
 YAW_RATE_WINDOW = 5  # steps (nuPlan)
 _BOX = [X, Y, YAW, LENGTH, WIDTH]
+assert _BOX == [0, 1, 2, 5, 6] and VX == 3 and VY == 4  # _box() and _vel() slice these columns
+
+
+def _box(x: Tensor) -> Tensor:
+    """``[..., 7]`` states -> ``[..., 5]`` boxes (x, y, yaw, length, width): ``x[..., _BOX]`` by slicing (fast on CPU)."""
+    return torch.cat([x[..., X : YAW + 1], x[..., LENGTH : WIDTH + 1]], dim=-1)
 
 
 def _savgol_deriv(x: Tensor, last: Tensor, dt: float, window: int) -> Tensor:
@@ -122,8 +128,8 @@ class MetricContext:
     @cached_property
     def agent_overlap(self) -> Tensor:
         """bool ``[B, A-1, T]``: ego box overlaps other agent's box (both valid)."""
-        ego = self.ego[..., _BOX][:, None]  # [B, 1, T, 5]
-        others = self.ro.traj[:, 1:][..., _BOX]
+        ego = _box(self.ego)[:, None]  # [B, 1, T, 5]
+        others = _box(self.ro.traj[:, 1:])
         ok = self.ro.valid[:, 1:] & self.ro.valid[:, :1]
         return boxes_overlap(ego, others) & ok
 
@@ -135,7 +141,7 @@ class MetricContext:
     @cached_property
     def offroad_dist(self) -> Tensor:
         """``[B, T]`` m, worst ego corner's signed distance to the drivable area (> 0 outside)."""
-        corners = box_corners(self.ego[..., _BOX])  # [B, T, 4, 2]
+        corners = box_corners(_box(self.ego))  # [B, T, 4, 2]
         n_b, n_t = corners.shape[:2]
         d = road_distance(self.batch.road, corners.reshape(n_b, n_t * 4, 2))
         return d.reshape(n_b, n_t, 4).amax(-1)
@@ -143,7 +149,7 @@ class MetricContext:
     @cached_property
     def route_s(self) -> Tensor:
         """``[B, T]`` m, ego arc-length position along the route."""
-        return project_to_dense_polyline(self.batch.route, self.batch.route_valid, self.ego[..., [X, Y]])[0]
+        return project_to_dense_polyline(self.batch.route, self.batch.route_valid, self.ego[..., X : Y + 1])[0]
 
     @cached_property
     def log_progress(self) -> Tensor:
@@ -156,7 +162,7 @@ class MetricContext:
     @cached_property
     def log_dist(self) -> Tensor:
         """``[B, T]`` m, ego distance to its logged position."""
-        return torch.linalg.vector_norm(self.ego[..., [X, Y]] - self.batch.log[:, 0, :, [X, Y]], dim=-1)
+        return torch.linalg.vector_norm(self.ego[..., X : Y + 1] - self.batch.log[:, 0, :, X : Y + 1], dim=-1)
 
     @cached_property
     def speed(self) -> Tensor:
@@ -191,19 +197,21 @@ class MetricContext:
     def ttc(self) -> Tensor:
         """``[B, T]`` s, time to collision at each controlled step (:data:`TTC_NONE` elsewhere)."""
         n_b, n_a, n_t = self.ro.valid.shape
-        ego = self.ego[..., _BOX]  # [B, T, 5]
         moving = self.speed.abs() >= TTC_MIN_SPEED
         rows = (self.controlled & moving).reshape(-1)  # [B*T]
-        out = torch.full((n_b * n_t,), TTC_NONE, dtype=ego.dtype, device=ego.device)
-        if n_a < 2 or not bool(rows.any()):
-            return out.reshape(n_b, n_t)
-        traj = self.ro.traj.transpose(1, 2).reshape(n_b * n_t, n_a, 7)[rows]  # [M, A, 7]
-        valid = self.ro.valid.transpose(1, 2).reshape(n_b * n_t, n_a)[rows]
+        if n_a < 2:
+            return torch.full((n_b, n_t), TTC_NONE, dtype=self.ego.dtype, device=self.ego.device)
+        # every (scene, step) row at once, time-major, only the columns needed; rows outside
+        # ``rows`` have no pair to test and come back as TTC_NONE (same values as filtering them out)
+        others = self.ro.traj[:, 1:].transpose(1, 2)  # [B, T, A-1, 7] view
         ttc = time_to_collision(
-            traj[:, 0, _BOX], traj[:, 0, [VX, VY]], traj[:, 1:][..., _BOX], traj[:, 1:][..., [VX, VY]], valid[:, 1:]
+            _box(self.ego).reshape(n_b * n_t, 5),
+            self.ego[..., VX : VY + 1].reshape(n_b * n_t, 2),
+            _box(others).reshape(n_b * n_t, n_a - 1, 5),
+            others[..., VX : VY + 1].reshape(n_b * n_t, n_a - 1, 2),
+            self.ro.valid[:, 1:].transpose(1, 2).reshape(n_b * n_t, n_a - 1) & rows[:, None],
         )
-        out[rows] = ttc
-        return out.reshape(n_b, n_t)
+        return ttc.reshape(n_b, n_t)
 
     @cached_property
     def first_collision_at_fault(self) -> Tensor:
@@ -215,8 +223,8 @@ class MetricContext:
         if self.ro.agent_model != "log":
             return hit.any(-1).any(-1)
         n_b = hit.shape[0]
-        ego_t = self.ego[..., _BOX].gather(1, first.reshape(n_b, -1, 1).expand(-1, -1, 5))  # [B, A-1, 5]
-        other = self.ro.traj[:, 1:][..., _BOX].gather(2, first[..., None, None].expand(-1, -1, 1, 5))[:, :, 0]
+        ego_t = _box(self.ego.gather(1, first.reshape(n_b, -1, 1).expand(-1, -1, 7)))  # [B, A-1, 5]
+        other = _box(self.ro.traj[:, 1:].gather(2, first[..., None, None].expand(-1, -1, 1, 7))[:, :, 0])
         c, s = torch.cos(ego_t[..., 2]), torch.sin(ego_t[..., 2])
         quarter = ego_t[..., 3] / 4
         front = ego_t.clone()
