@@ -81,9 +81,10 @@ def rollout(
     n_s = n_t - 1 - t0
     try:
         with torch.no_grad():
-            traj = batch.log.permute(2, 0, 1, 3).contiguous()  # time-major while recording
-            valid = batch.valid.permute(2, 0, 1).contiguous()
-            ego_action = torch.zeros(n_t, n_b, 2, device=batch.device, dtype=batch.log.dtype)
+            # recorded in place in the final [B, A, T, ...] layout: one copy of the log, no transposes
+            traj = batch.log.clone()
+            valid = batch.valid.clone()
+            ego_action = torch.zeros(n_b, n_t, 2, device=batch.device, dtype=batch.log.dtype)
             obs_buf = torch.zeros(n_b, n_s, OBS_DIM, device=batch.device) if record_obs else None
             aux_buf: dict[str, Tensor] = {}
             ctrl = WaypointController(batch.dt, controller)
@@ -104,16 +105,16 @@ def rollout(
                         aux_buf[k][:, i] = v
                     accel, curvature = ctrl(wps.to(batch.log.dtype), state.speed[:, 0])
                 state = backend.step(state, accel, curvature, t)
-                traj[t + 1] = state.agents
-                valid[t + 1] = state.valid
-                ego_action[t] = state.last_action
+                traj[:, :, t + 1] = state.agents
+                valid[:, :, t + 1] = state.valid
+                ego_action[:, t] = state.last_action
     finally:
         if own:
             backend.close()
     return Rollout(
-        traj=traj.permute(1, 2, 0, 3).contiguous(),
-        valid=valid.permute(1, 2, 0).contiguous(),
-        ego_action=ego_action.transpose(0, 1).contiguous(),
+        traj=traj,
+        valid=valid,
+        ego_action=ego_action,
         obs=obs_buf,
         aux=aux_buf,
         agent_model=getattr(backend, "agent_model", agents),
