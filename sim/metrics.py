@@ -45,6 +45,7 @@ from scenarios.scenario import LENGTH, VX, VY, WIDTH, YAW, X, Y
 from sim.batch import ScenarioBatch
 from sim.config import SimError
 from sim.geometry import (
+    TTC_HORIZON,
     TTC_NONE,
     box_corners,
     boxes_overlap,
@@ -128,10 +129,21 @@ class MetricContext:
     @cached_property
     def agent_overlap(self) -> Tensor:
         """bool ``[B, A-1, T]``: ego box overlaps other agent's box (both valid)."""
-        ego = _box(self.ego)[:, None]  # [B, 1, T, 5]
-        others = _box(self.ro.traj[:, 1:])
+        ego = _box(self.ego)  # [B, T, 5]
+        others = _box(self.ro.traj[:, 1:])  # [B, A-1, T, 5]
         ok = self.ro.valid[:, 1:] & self.ro.valid[:, :1]
-        return boxes_overlap(ego, others) & ok
+        # only pairs whose bounding circles meet can overlap: run the box test on those alone
+        # (same values; the circles get 1 mm of slack against rounding)
+        half_diag = 0.5 * torch.hypot(others[..., 3], others[..., 4])
+        reach = half_diag + (0.5 * torch.hypot(ego[..., 3], ego[..., 4]) + 1e-3)[:, None]
+        dx = others[..., 0] - ego[:, None, :, 0]
+        dy = others[..., 1] - ego[:, None, :, 1]
+        cand = ok & (dx * dx + dy * dy <= reach * reach)
+        idx = cand.reshape(-1).nonzero().squeeze(1)
+        n_a1, n_t = others.shape[1], others.shape[2]
+        ego_row = (idx // (n_a1 * n_t)) * n_t + idx % n_t
+        hit = boxes_overlap(ego.reshape(-1, 5).index_select(0, ego_row), others.reshape(-1, 5).index_select(0, idx))
+        return torch.zeros_like(cand).reshape(-1).index_put_((idx,), hit).reshape(cand.shape)
 
     @cached_property
     def collision(self) -> Tensor:
@@ -198,20 +210,32 @@ class MetricContext:
         """``[B, T]`` s, time to collision at each controlled step (:data:`TTC_NONE` elsewhere)."""
         n_b, n_a, n_t = self.ro.valid.shape
         moving = self.speed.abs() >= TTC_MIN_SPEED
-        rows = (self.controlled & moving).reshape(-1)  # [B*T]
+        out = torch.full((n_b * n_t,), TTC_NONE, dtype=self.ego.dtype, device=self.ego.device)
         if n_a < 2:
-            return torch.full((n_b, n_t), TTC_NONE, dtype=self.ego.dtype, device=self.ego.device)
-        # every (scene, step) row at once, time-major, only the columns needed; rows outside
-        # ``rows`` have no pair to test and come back as TTC_NONE (same values as filtering them out)
-        others = self.ro.traj[:, 1:].transpose(1, 2)  # [B, T, A-1, 7] view
+            return out.reshape(n_b, n_t)
+        # Candidate (scene, agent, step) pairs in the rollout's own [B, A-1, T] layout: a superset
+        # (1 mm slack) of time_to_collision's own bounding-circle filter, which it re-applies.
+        # Each pair then goes through time_to_collision alone and the per-step minimum is taken:
+        # the same values as one call per step with every agent.
+        ego, oth = self.ego, self.ro.traj[:, 1:]  # [B, T, 7], [B, A-1, T, 7] (views)
+        dx, dy = oth[..., X] - ego[:, None, :, X], oth[..., Y] - ego[:, None, :, Y]
+        wx, wy = oth[..., VX] - ego[:, None, :, VX], oth[..., VY] - ego[:, None, :, VY]
+        radius = (torch.hypot(ego[..., LENGTH], ego[..., WIDTH])[:, None] + torch.hypot(oth[..., LENGTH], oth[..., WIDTH])) / 2
+        reach = radius + torch.sqrt(wx * wx + wy * wy) * TTC_HORIZON + 1e-3
+        rows = self.controlled & moving  # [B, T]
+        cand = self.ro.valid[:, 1:] & rows[:, None] & (dx * dx + dy * dy <= reach * reach)
+        idx = cand.reshape(-1).nonzero().squeeze(1)  # b * (A-1) * T + a * T + t
+        if idx.numel() == 0:
+            return out.reshape(n_b, n_t)
+        b = idx // ((n_a - 1) * n_t)
+        ego_row = b * n_t + idx % n_t  # into [B * T]
+        pair = self.ro.traj.reshape(-1, 7).index_select(0, idx + (b + 1) * n_t)  # agent a + 1 of traj
+        e = ego.reshape(-1, 7).index_select(0, ego_row)
         ttc = time_to_collision(
-            _box(self.ego).reshape(n_b * n_t, 5),
-            self.ego[..., VX : VY + 1].reshape(n_b * n_t, 2),
-            _box(others).reshape(n_b * n_t, n_a - 1, 5),
-            others[..., VX : VY + 1].reshape(n_b * n_t, n_a - 1, 2),
-            self.ro.valid[:, 1:].transpose(1, 2).reshape(n_b * n_t, n_a - 1) & rows[:, None],
+            _box(e), e[:, VX : VY + 1], _box(pair)[:, None], pair[:, None, VX : VY + 1],
+            torch.ones(len(idx), 1, dtype=torch.bool, device=idx.device),
         )
-        return ttc.reshape(n_b, n_t)
+        return out.scatter_reduce(0, ego_row, ttc, reduce="amin").reshape(n_b, n_t)
 
     @cached_property
     def first_collision_at_fault(self) -> Tensor:
