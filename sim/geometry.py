@@ -381,6 +381,9 @@ def project_to_polyline(line: Tensor, line_valid: Tensor, xy: Tensor) -> tuple[T
     return s, lat
 
 
+_DENSE_CHUNK = 1 << 20  # point-vertex distances per chunk in project_to_dense_polyline (4 MB)
+
+
 def project_to_dense_polyline(line: Tensor, line_valid: Tensor, xy: Tensor) -> tuple[Tensor, Tensor]:
     """Fast :func:`project_to_polyline` for densely sampled polylines (routes resampled every metre).
 
@@ -397,6 +400,13 @@ def project_to_dense_polyline(line: Tensor, line_valid: Tensor, xy: Tensor) -> t
     n_r = line.shape[1]
     if n_r < 3:
         return project_to_polyline(line, line_valid, xy)
+    chunk = max(1, _DENSE_CHUNK // max(1, xy.shape[1] * n_r))
+    if line.shape[0] > chunk:  # scenes in chunks: the [b, N, R] distance table stays in cache (same values)
+        parts = [
+            project_to_dense_polyline(line[i : i + chunk], line_valid[i : i + chunk], xy[i : i + chunk])
+            for i in range(0, line.shape[0], chunk)
+        ]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     centre = line[:, :1, :]
     d2 = torch.cdist(xy - centre, line - centre).masked_fill(~line_valid[:, None, :], float("inf"))
     v = d2.argmin(dim=-1)  # [B, N] nearest vertex
