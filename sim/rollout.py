@@ -10,6 +10,7 @@ from torch import Tensor
 
 from sim.backends import Backend, KinematicBackend
 from sim.batch import ScenarioBatch
+from sim.compiled import StepCompile, maybe_compile
 from sim.config import NUM_WAYPOINTS, SimError
 from sim.controller import ControllerConfig, WaypointController
 from sim.observation import OBS_DIM, observe
@@ -51,6 +52,7 @@ def rollout(
     record_obs: bool = False,
     backend: Backend | None = None,
     controller: ControllerConfig | None = None,
+    compile: StepCompile | None = None,
 ) -> Rollout:
     """Run B scenes in closed loop from ``batch.init_step`` to the last step (T - 1).
 
@@ -66,6 +68,8 @@ def rollout(
         record_obs: keep the observations ``[B, S, OBS_DIM]`` (S = T - 1 - init_step).
         backend: a :class:`~sim.backends.Backend`; None = :class:`~sim.backends.KinematicBackend`.
         controller: waypoint-controller settings (default :class:`~sim.controller.ControllerConfig`).
+        compile: compile the per-step observation (:class:`~sim.compiled.StepCompile`; default eager;
+            on CUDA its default mode uses CUDA graphs). Falls back to eager with a warning on failure.
 
     Returns:
         :class:`Rollout`; steps up to init_step hold the log, scenes that end early freeze (valid False).
@@ -88,11 +92,12 @@ def rollout(
             obs_buf = torch.zeros(n_b, n_s, OBS_DIM, device=batch.device) if record_obs else None
             aux_buf: dict[str, Tensor] = {}
             ctrl = WaypointController(batch.dt, controller)
+            obs_fn = maybe_compile(observe, compile, batch.device)
             state = backend.reset(batch)
             for i, t in enumerate(range(t0, n_t - 1)):
                 accel = curvature = None
                 if policy_fn is not None or record_obs:
-                    obs = observe(state, batch)
+                    obs = obs_fn(state, batch)
                     if obs_buf is not None:
                         obs_buf[:, i] = obs
                 if policy_fn is not None:
