@@ -217,13 +217,17 @@ class MetricContext:
         # (1 mm slack) of time_to_collision's own bounding-circle filter, which it re-applies.
         # Each pair then goes through time_to_collision alone and the per-step minimum is taken:
         # the same values as one call per step with every agent.
+        # A pair can only collide within the horizon if its bounding circles meet at the relative
+        # motion's closest approach in [0, TTC_HORIZON] (1 mm slack against rounding).
         ego, oth = self.ego, self.ro.traj[:, 1:]  # [B, T, 7], [B, A-1, T, 7] (views)
         dx, dy = oth[..., X] - ego[:, None, :, X], oth[..., Y] - ego[:, None, :, Y]
         wx, wy = oth[..., VX] - ego[:, None, :, VX], oth[..., VY] - ego[:, None, :, VY]
         radius = (torch.hypot(ego[..., LENGTH], ego[..., WIDTH])[:, None] + torch.hypot(oth[..., LENGTH], oth[..., WIDTH])) / 2
-        reach = radius + torch.sqrt(wx * wx + wy * wy) * TTC_HORIZON + 1e-3
+        tau = (-(dx * wx + dy * wy) / (wx * wx + wy * wy).clamp_min(1e-12)).clamp(0.0, TTC_HORIZON)
+        cx, cy = dx + wx * tau, dy + wy * tau
+        reach = radius + 1e-3
         rows = self.controlled & moving  # [B, T]
-        cand = self.ro.valid[:, 1:] & rows[:, None] & (dx * dx + dy * dy <= reach * reach)
+        cand = self.ro.valid[:, 1:] & rows[:, None] & (cx * cx + cy * cy <= reach * reach)
         idx = cand.reshape(-1).nonzero().squeeze(1)  # b * (A-1) * T + a * T + t
         if idx.numel() == 0:
             return out.reshape(n_b, n_t)
