@@ -68,7 +68,7 @@ ACCEL_WINDOW = 7  # steps (0.7 s at 10 Hz)
 JERK_WINDOW = 15  # steps (nuPlan)
 YAW_RATE_WINDOW = 5  # steps (nuPlan)
 _BOX = [X, Y, YAW, LENGTH, WIDTH]
-assert _BOX == [0, 1, 2, 5, 6] and VX == 3 and VY == 4  # _box() and _vel() slice these columns
+assert _BOX == [0, 1, 2, 5, 6] and VX == 3 and VY == 4  # _box() and the TTC slice these columns
 
 
 def _box(x: Tensor) -> Tensor:
@@ -134,7 +134,7 @@ class MetricContext:
         ok = self.ro.valid[:, 1:] & self.ro.valid[:, :1]
         # only pairs whose bounding circles meet can overlap: run the box test on those alone
         # (same values; the circles get 1 mm of slack against rounding)
-        half_diag = 0.5 * torch.hypot(others[..., 3], others[..., 4])
+        half_diag = 0.5 * torch.hypot(others[..., 3], others[..., 4])  # box columns 3, 4: length, width
         reach = half_diag + (0.5 * torch.hypot(ego[..., 3], ego[..., 4]) + 1e-3)[:, None]
         dx = others[..., 0] - ego[:, None, :, 0]
         dy = others[..., 1] - ego[:, None, :, 1]
@@ -213,12 +213,11 @@ class MetricContext:
         out = torch.full((n_b * n_t,), TTC_NONE, dtype=self.ego.dtype, device=self.ego.device)
         if n_a < 2:
             return out.reshape(n_b, n_t)
-        # Candidate (scene, agent, step) pairs in the rollout's own [B, A-1, T] layout: a superset
-        # (1 mm slack) of time_to_collision's own bounding-circle filter, which it re-applies.
-        # Each pair then goes through time_to_collision alone and the per-step minimum is taken:
-        # the same values as one call per step with every agent.
-        # A pair can only collide within the horizon if its bounding circles meet at the relative
-        # motion's closest approach in [0, TTC_HORIZON] (1 mm slack against rounding).
+        # Candidate (scene, agent, step) pairs in the rollout's own [B, A-1, T] layout: a pair can
+        # only collide within the horizon if its bounding circles meet at the relative motion's
+        # closest approach in [0, TTC_HORIZON] (1 mm slack against rounding). Each candidate goes
+        # through time_to_collision alone (which re-applies its own filter) and the per-step
+        # minimum is taken: the same values as one call per step with every agent.
         ego, oth = self.ego, self.ro.traj[:, 1:]  # [B, T, 7], [B, A-1, T, 7] (views)
         dx, dy = oth[..., X] - ego[:, None, :, X], oth[..., Y] - ego[:, None, :, Y]
         wx, wy = oth[..., VX] - ego[:, None, :, VX], oth[..., VY] - ego[:, None, :, VY]
