@@ -30,12 +30,14 @@ def read_sweep(path: str | Path) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     """Markdown table: batch, ours, yardstick, ratio, peak memory."""
-    out = ["| batch | scenario-steps/s | agent-steps/s | yardstick | ratio | peak MB |", "|---:|---:|---:|---:|---:|---:|"]
+    out = ["| batch | scenario-steps/s | agent-steps/s | yardstick | ratio | peak MB |"]
+    out.append("|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         y = r.get("yardstick_scenario_steps_per_s")
         out.append(
             f"| {r['batch']} | {r['scenario_steps_per_s']:,.0f} | {r['agent_steps_per_s']:,.0f} | "
-            f"{'-' if y is None else f'{y:,.0f}'} | {r.get('ratio_to_yardstick', '-')} | {r.get('peak_memory_mb', '-')} |"
+            f"{'-' if y is None else f'{y:,.0f}'} | {r.get('ratio_to_yardstick', '-')} | "
+            f"{r.get('peak_memory_mb', '-')} |"
         )
     return "\n".join(out)
 

@@ -72,7 +72,7 @@ assert _BOX == [0, 1, 2, 5, 6] and VX == 3 and VY == 4  # _box() and the TTC sli
 
 
 def _box(x: Tensor) -> Tensor:
-    """``[..., 7]`` states -> ``[..., 5]`` boxes (x, y, yaw, length, width): ``x[..., _BOX]`` by slicing (fast on CPU)."""
+    """``[..., 7]`` states -> ``[..., 5]`` boxes (x, y, yaw, length, width): ``x[..., _BOX]``, sliced (fast on CPU)."""
     return torch.cat([x[..., X : YAW + 1], x[..., LENGTH : WIDTH + 1]], dim=-1)
 
 
@@ -221,7 +221,8 @@ class MetricContext:
         ego, oth = self.ego, self.ro.traj[:, 1:]  # [B, T, 7], [B, A-1, T, 7] (views)
         dx, dy = oth[..., X] - ego[:, None, :, X], oth[..., Y] - ego[:, None, :, Y]
         wx, wy = oth[..., VX] - ego[:, None, :, VX], oth[..., VY] - ego[:, None, :, VY]
-        radius = (torch.hypot(ego[..., LENGTH], ego[..., WIDTH])[:, None] + torch.hypot(oth[..., LENGTH], oth[..., WIDTH])) / 2
+        ego_diag = torch.hypot(ego[..., LENGTH], ego[..., WIDTH])[:, None]
+        radius = (ego_diag + torch.hypot(oth[..., LENGTH], oth[..., WIDTH])) / 2
         tau = (-(dx * wx + dy * wy) / (wx * wx + wy * wy).clamp_min(1e-12)).clamp(0.0, TTC_HORIZON)
         cx, cy = dx + wx * tau, dy + wy * tau
         reach = radius + 1e-3

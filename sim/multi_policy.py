@@ -109,7 +109,8 @@ def repeat_batch(batch: ScenarioBatch, copies: int) -> ScenarioBatch:
         has_road=_repeat(road.has_road, copies),
         yaw=None if road.yaw is None else _repeat(road.yaw, copies),
     )
-    tensors = {f: _repeat(getattr(batch, f), copies) for f in ("log", "valid", "agent_type", "step_valid", "route", "route_valid")}
+    fields = ("log", "valid", "agent_type", "step_valid", "route", "route_valid")
+    tensors = {f: _repeat(getattr(batch, f), copies) for f in fields}
     return dataclasses.replace(
         batch,
         road=road,

@@ -19,7 +19,8 @@ def _policies(n: int) -> list[WaypointPolicy]:
     out = []
     for seed in range(n):
         torch.manual_seed(seed)
-        p = WaypointPolicy(PolicyConfig(obs_dim=OBS_DIM, num_waypoints=NUM_WAYPOINTS, hidden=32, obs_version=OBS_VERSION))
+        cfg = PolicyConfig(obs_dim=OBS_DIM, num_waypoints=NUM_WAYPOINTS, hidden=32, obs_version=OBS_VERSION)
+        p = WaypointPolicy(cfg)
         out.append(p.eval())
     return out
 
@@ -45,7 +46,8 @@ def test_stacked_policies_equal_one_rollout_per_policy():
 def test_stacked_policy_rejects_mixed_architectures_and_bad_batches():
     small = _policies(1)[0]
     torch.manual_seed(0)
-    wide = WaypointPolicy(PolicyConfig(obs_dim=OBS_DIM, num_waypoints=NUM_WAYPOINTS, hidden=64, obs_version=OBS_VERSION))
+    cfg = PolicyConfig(obs_dim=OBS_DIM, num_waypoints=NUM_WAYPOINTS, hidden=64, obs_version=OBS_VERSION)
+    wide = WaypointPolicy(cfg)
     with pytest.raises(SimError, match="architecture"):
         stacked_policy_fn([small, wide])
     fn = stacked_policy_fn(_policies(2))

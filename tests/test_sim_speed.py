@@ -55,7 +55,9 @@ def test_compacted_overlap_ttc_and_chunked_route_equal_the_brute_force_formulati
     traj = ro.traj.transpose(1, 2).reshape(n_b * n_t, n_a, 7)[rows]
     valid = ro.valid.transpose(1, 2).reshape(n_b * n_t, n_a)[rows]
     ref = torch.full((n_b * n_t,), TTC_NONE)
-    ref[rows] = time_to_collision(traj[:, 0, _BOX], traj[:, 0, 3:5], traj[:, 1:][..., _BOX], traj[:, 1:, 3:5], valid[:, 1:])
+    ref[rows] = time_to_collision(
+        traj[:, 0, _BOX], traj[:, 0, 3:5], traj[:, 1:][..., _BOX], traj[:, 1:, 3:5], valid[:, 1:]
+    )
     assert torch.equal(c.ttc, ref.reshape(n_b, n_t))
     assert (ref < TTC_NONE).any()
     # route projection in one piece (no chunking)
