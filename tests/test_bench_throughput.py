@@ -19,7 +19,7 @@ def test_record_without_yardstick_says_so(tmp_path):
     rec = run(_cfg(yardstick=str(tmp_path / "absent.py")))
     assert "yardstick_note" in rec and "ratio_to_yardstick" not in rec
     assert rec["batch"] == 4 and rec["steps"] == 5 and rec["scenario_steps_per_s"] > 0
-    assert rec["agent_steps_per_s"] == pytest.approx(rec["scenario_steps_per_s"] * 4, rel=1e-6)
+    assert rec["agent_steps_per_s"] == pytest.approx(rec["scenario_steps_per_s"] * 4, rel=1e-4)
     assert rec["device"] == "cpu" and rec["peak_memory_mb"] > 0
 
 
