@@ -1,22 +1,29 @@
-"""Throughput of the batched closed-loop simulator.
+"""Throughput of the batched closed-loop simulator, side by side with the naive yardstick.
 
-``python -m benchmarks.sim_throughput [--device cpu|cuda] [--batch 256 --agents 32 --steps 80]``
-prints ONE JSON line: closed-loop rollouts with a policy-sized MLP in the loop and every metric
-computed on the recorded rollout (``scenario_steps_per_s``, ``agent_steps_per_s``), and the bare
-transition (log-replay ego, no observation, policy or metrics: ``transition_only_scenario_steps_per_s``).
-Scenes come from ``scenarios.procedural`` (every family in turn) when it exists and ``--steps``
-is its 80, otherwise from :func:`synthetic_scenes`. Each figure is the best of ``--repeats`` timed
-runs after one warm-up run. Torch runs with one intra-op thread by default: on a busy 2-core
-machine extra threads spin-wait on each other and make small-tensor reductions many times slower.
+``python -m benchmarks.sim_throughput [--device cpu|cuda|auto] [--batch 1024] [--threads 2] [--sweep]``
+prints ONE JSON line per batch size: closed-loop rollouts with a policy-sized MLP in the loop and
+every metric computed on the recorded rollout (``scenario_steps_per_s``, ``agent_steps_per_s``),
+the bare transition (log-replay ego, no observation, policy or metrics), peak memory, and the
+yardstick ``../shared/bench/proto_step.py`` (loaded by path, same device and thread count) timed
+in the same process, alternating with ours (yardstick, ours, yardstick, ours, ...):
+``yardstick_scenario_steps_per_s`` (best run) and ``ratio_to_yardstick`` (best over best) with
+``ratio_min/median/max`` over the per-repetition pairs. Without the yardstick file those fields
+are left out and ``yardstick_note`` says why. ``--sweep`` runs 256..4096 on the CPU and
+256..65536 on a GPU. Scenes come from ``scenarios.procedural`` (every family in turn) when it
+exists and ``--steps`` is its 80, otherwise from :func:`synthetic_scenes`; the largest batch is
+built once and smaller ones are its prefixes. Each figure is the best of ``--repeats`` timed runs
+after one warm-up run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
+import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -24,6 +31,7 @@ import torch
 from scenarios.scenario import AgentType, Polylines, RoadMap, Scenario, ScenarioError
 from sim.batch import make_batch
 from sim.config import NUM_WAYPOINTS, SimError
+from sim.device import pick_device
 from sim.observation import OBS_DIM
 from sim.rollout import rollout
 
@@ -32,7 +40,7 @@ from sim.rollout import rollout
 class BenchConfig:
     """Benchmark settings (parsed from the command line)."""
 
-    device: str = "cpu"
+    device: str = "cpu"  # cpu | cuda | auto (sim.device.pick_device)
     batch: int = 256
     agents: int = 32
     steps: int = 80
@@ -40,6 +48,13 @@ class BenchConfig:
     threads: int = 1  # torch intra-op threads; 0 = torch's default (1 is fastest on a shared 2-core box)
     seed: int = 0
     scenes: str = "auto"  # auto | procedural | synthetic
+    sweep: bool = False  # one line per batch size in CPU_SWEEP / GPU_SWEEP
+    yardstick: str | None = None  # path of proto_step.py (None: ../shared/bench/proto_step.py)
+
+
+CPU_SWEEP = (256, 512, 1024, 2048, 4096)
+GPU_SWEEP = (256, 1024, 4096, 16384, 65536)
+MAX_UNIQUE_SCENES = 4096  # a sweep generates at most this many scenes and repeats them beyond
 
 
 def track(x, y, yaw, speed, length: float = 4.5, width: float = 1.9) -> np.ndarray:
@@ -172,64 +187,91 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def run(cfg: BenchConfig) -> dict:
-    """Time the rollouts; returns the JSON record."""
+def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
+    """Peak memory (MB) and what it measures: CUDA allocator peak, or this process's peak RSS on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_peak_rss"
+
+
+def run(cfg: BenchConfig, scenes: list[Scenario] | None = None, kind: str = "") -> dict:
+    """Time the rollouts (and the yardstick, alternating) for ``cfg.batch`` scenes; returns the JSON record."""
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    device = torch.device(cfg.device)
-    scenes, kind = _scenes(cfg)
-    batch = make_batch(scenes, device=device, max_agents=cfg.agents)
-    try:
-        from sim.metrics import compute_metrics
-    except ImportError:
-        compute_metrics = None
+    device, reason = pick_device(cfg.device, cfg.batch)
+    if scenes is None:
+        scenes, kind = _scenes(cfg)
+    batch = make_batch(scenes[: cfg.batch], device=device, max_agents=cfg.agents)
+    from sim.metrics import compute_metrics
+
     policy_fn = _policy(device)
     steps = batch.num_steps - 1 - batch.init_step
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
 
     def closed_loop():
         with torch.no_grad():
             ro = rollout(batch, policy_fn)
-            if compute_metrics is not None:
-                m = compute_metrics(ro, batch)
-                for v in m.values():
-                    v.sum()
+            m = compute_metrics(ro, batch)
+            for v in m.values():
+                v.sum()
         _sync(device)
 
     def transition():
         rollout(batch, None)
         _sync(device)
 
-    timings = {}
-    for name, fn in (("closed", closed_loop), ("transition", transition)):
-        fn()  # warm-up
-        best = float("inf")
-        for _ in range(cfg.repeats):
-            t0 = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - t0)
-        timings[name] = best
+    def timed(fn) -> float:
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+    from benchmarks.yardstick import load_yardstick, yardstick_rate
+
+    proto = load_yardstick(cfg.yardstick)
     ss = batch.num_scenes * steps
-    return {
-        "scenario_steps_per_s": round(ss / timings["closed"], 1),
-        "agent_steps_per_s": round(ss * batch.num_agents / timings["closed"], 1),
-        "transition_only_scenario_steps_per_s": round(ss / timings["transition"], 1),
+    closed_loop()  # warm-up
+    ours, theirs = [], []
+    for _ in range(cfg.repeats):  # alternate: yardstick, ours, yardstick, ours, ...
+        if proto is not None:
+            theirs.append(yardstick_rate(proto, device.type, batch.num_scenes, cfg.agents, steps))
+        ours.append(ss / timed(closed_loop))
+    transition()
+    t_tr = min(timed(transition) for _ in range(cfg.repeats))
+    peak, peak_kind = _peak_memory_mb(device)
+    rec = {
+        "scenario_steps_per_s": round(max(ours), 1),
+        "agent_steps_per_s": round(max(ours) * batch.num_agents, 1),
+        "transition_only_scenario_steps_per_s": round(ss / t_tr, 1),
         "batch": batch.num_scenes,
         "agents": batch.num_agents,
         "steps": steps,
         "device": str(device),
+        "device_reason": reason,
         "scenes": kind,
-        "metrics": compute_metrics is not None,
-        "closed_loop_s": round(timings["closed"], 4),
-        "transition_s": round(timings["transition"], 4),
+        "metrics": True,
+        "closed_loop_s": round(ss / max(ours), 4),
+        "transition_s": round(t_tr, 4),
+        "peak_memory_mb": round(peak, 1),
+        "peak_memory_kind": peak_kind,
         "threads": torch.get_num_threads(),
     }
+    if proto is None:
+        rec["yardstick_note"] = "yardstick ../shared/bench/proto_step.py not found: no side-by-side figure"
+    else:
+        ratios = sorted(o / y for o, y in zip(ours, theirs))
+        rec["yardstick_scenario_steps_per_s"] = round(max(theirs), 1)
+        rec["ratio_to_yardstick"] = round(max(ours) / max(theirs), 3)
+        rec["ratio_min"], rec["ratio_median"], rec["ratio_max"] = (
+            round(ratios[0], 3), round(statistics.median(ratios), 3), round(ratios[-1], 3))
+    return rec
 
 
 def parse_args(argv: list[str] | None = None) -> BenchConfig:
     """Command line -> :class:`BenchConfig`."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     d = BenchConfig()
-    p.add_argument("--device", default=d.device, choices=["cpu", "cuda"])
+    p.add_argument("--device", default=d.device, help="cpu | cuda | cuda:N | auto (GPU only where faster)")
     p.add_argument("--batch", type=int, default=d.batch)
     p.add_argument("--agents", type=int, default=d.agents)
     p.add_argument("--steps", type=int, default=d.steps)
@@ -237,22 +279,33 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     p.add_argument("--threads", type=int, default=d.threads, help="torch intra-op threads (0 = torch default)")
     p.add_argument("--scenes", default=d.scenes, choices=["auto", "procedural", "synthetic"])
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--sweep", action="store_true", help="one line per batch size (256..4096 CPU, ..65536 GPU)")
+    p.add_argument("--yardstick", default=d.yardstick, help="path of proto_step.py (default ../shared/bench/)")
     a = p.parse_args(argv)
     if a.batch < 1 or a.agents < 1 or a.steps < 1 or a.repeats < 1:
         p.error("--batch, --agents, --steps and --repeats must be >= 1")
-    if a.device == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda: no CUDA device available")
+    try:
+        pick_device(a.device, a.batch)
+    except SimError as e:
+        p.error(str(e))
     return BenchConfig(**vars(a))
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
     try:
-        rec = run(cfg)
+        if not cfg.sweep:
+            print(json.dumps(run(cfg)), flush=True)
+            return 0
+        dev, _ = pick_device(cfg.device, max(CPU_SWEEP))
+        sizes = GPU_SWEEP if dev.type == "cuda" else CPU_SWEEP
+        scenes, kind = _scenes(replace(cfg, batch=min(max(sizes), MAX_UNIQUE_SCENES)))
+        scenes = (scenes * -(-max(sizes) // len(scenes)))[: max(sizes)]  # larger batches repeat scenes
+        for b in sizes:
+            print(json.dumps(run(replace(cfg, batch=b), scenes, kind)), flush=True)
     except (SimError, ScenarioError) as e:
         print(f"sim_throughput: {e}", file=sys.stderr)
         return 1
-    print(json.dumps(rec))
     return 0
 
 

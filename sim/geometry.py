@@ -466,6 +466,9 @@ def project_to_polyline(line: Tensor, line_valid: Tensor, xy: Tensor) -> tuple[T
     return s, lat
 
 
+_DENSE_CHUNK = 1 << 20  # point-vertex distances per chunk in project_to_dense_polyline (4 MB)
+
+
 def project_to_dense_polyline(line: Tensor, line_valid: Tensor, xy: Tensor) -> tuple[Tensor, Tensor]:
     """Fast :func:`project_to_polyline` for densely sampled polylines (routes resampled every metre).
 
@@ -482,6 +485,13 @@ def project_to_dense_polyline(line: Tensor, line_valid: Tensor, xy: Tensor) -> t
     n_r = line.shape[1]
     if n_r < 3:
         return project_to_polyline(line, line_valid, xy)
+    chunk = max(1, _DENSE_CHUNK // max(1, xy.shape[1] * n_r))
+    if line.shape[0] > chunk:  # scenes in chunks: the [b, N, R] distance table stays in cache (same values)
+        parts = [
+            project_to_dense_polyline(line[i : i + chunk], line_valid[i : i + chunk], xy[i : i + chunk])
+            for i in range(0, line.shape[0], chunk)
+        ]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     centre = line[:, :1, :]
     d2 = torch.cdist(xy - centre, line - centre).masked_fill(~line_valid[:, None, :], float("inf"))
     v = d2.argmin(dim=-1)  # [B, N] nearest vertex
@@ -541,10 +551,13 @@ def time_to_collision(ego: Tensor, ego_vel: Tensor, others: Tensor, others_vel: 
     w = others_vel - ego_vel[:, None, :]
     radius = (torch.hypot(ego[:, 3], ego[:, 4])[:, None] + torch.hypot(others[..., 3], others[..., 4])) / 2
     near = mask & (torch.linalg.vector_norm(d, dim=-1) <= radius + torch.linalg.vector_norm(w, dim=-1) * TTC_HORIZON)
-    row, col = torch.nonzero(near, as_tuple=True)
-    if row.numel() == 0:
+    pair = near.reshape(-1).nonzero().squeeze(1)  # flat (row, col) of the candidate pairs
+    if pair.numel() == 0:
         return out
-    e, d, w, others = ego[row], d[row, col], w[row, col], others[row, col]  # [P, ...]
+    row = pair // n
+    e = ego.index_select(0, row)  # [P, ...] (index_select: the same rows as advanced indexing, faster on CPU)
+    d, w = d.reshape(-1, 2).index_select(0, pair), w.reshape(-1, 2).index_select(0, pair)
+    others = others.reshape(-1, others.shape[-1]).index_select(0, pair)
     ca, sa = torch.cos(e[:, 2]), torch.sin(e[:, 2])
     cb, sb = torch.cos(others[:, 2]), torch.sin(others[:, 2])
     la, wa = e[:, 3] / 2, e[:, 4] / 2

@@ -48,6 +48,7 @@ from scenarios.scenario import LENGTH, VX, VY, WIDTH, YAW, X, Y
 from sim.batch import ScenarioBatch
 from sim.config import SimError
 from sim.geometry import (
+    TTC_HORIZON,
     TTC_NONE,
     box_corners,
     boxes_overlap,
@@ -73,6 +74,12 @@ STOPPED_SPEED = 0.05  # m/s; below this an agent is stopped (nuPlan's at-fault c
 FRONT_BUMPER = 0.1  # m; depth of the ego's front bumper for an active front collision
 LANE_KEEP = 1.0  # m from the route within which the ego keeps its lane (lateral hits not at fault)
 _BOX = [X, Y, YAW, LENGTH, WIDTH]
+assert _BOX == [0, 1, 2, 5, 6] and VX == 3 and VY == 4  # _box() and the TTC slice these columns
+
+
+def _box(x: Tensor) -> Tensor:
+    """``[..., 7]`` states -> ``[..., 5]`` boxes (x, y, yaw, length, width): ``x[..., _BOX]``, sliced (fast on CPU)."""
+    return torch.cat([x[..., X : YAW + 1], x[..., LENGTH : WIDTH + 1]], dim=-1)
 
 
 def _savgol_deriv(x: Tensor, last: Tensor, dt: float, window: int) -> Tensor:
@@ -128,10 +135,21 @@ class MetricContext:
     @cached_property
     def agent_overlap(self) -> Tensor:
         """bool ``[B, A-1, T]``: ego box overlaps other agent's box (both valid)."""
-        ego = self.ego[..., _BOX][:, None]  # [B, 1, T, 5]
-        others = self.ro.traj[:, 1:][..., _BOX]
+        ego = _box(self.ego)  # [B, T, 5]
+        others = _box(self.ro.traj[:, 1:])  # [B, A-1, T, 5]
         ok = self.ro.valid[:, 1:] & self.ro.valid[:, :1]
-        return boxes_overlap(ego, others) & ok
+        # only pairs whose bounding circles meet can overlap: run the box test on those alone
+        # (same values; the circles get 1 mm of slack against rounding)
+        half_diag = 0.5 * torch.hypot(others[..., 3], others[..., 4])  # box columns 3, 4: length, width
+        reach = half_diag + (0.5 * torch.hypot(ego[..., 3], ego[..., 4]) + 1e-3)[:, None]
+        dx = others[..., 0] - ego[:, None, :, 0]
+        dy = others[..., 1] - ego[:, None, :, 1]
+        cand = ok & (dx * dx + dy * dy <= reach * reach)
+        idx = cand.reshape(-1).nonzero().squeeze(1)
+        n_a1, n_t = others.shape[1], others.shape[2]
+        ego_row = (idx // (n_a1 * n_t)) * n_t + idx % n_t
+        hit = boxes_overlap(ego.reshape(-1, 5).index_select(0, ego_row), others.reshape(-1, 5).index_select(0, idx))
+        return torch.zeros_like(cand).reshape(-1).index_put_((idx,), hit).reshape(cand.shape)
 
     @cached_property
     def collision(self) -> Tensor:
@@ -141,7 +159,7 @@ class MetricContext:
     @cached_property
     def offroad_dist(self) -> Tensor:
         """``[B, T]`` m, worst ego corner's signed distance to the drivable area (> 0 outside)."""
-        corners = box_corners(self.ego[..., _BOX])  # [B, T, 4, 2]
+        corners = box_corners(_box(self.ego))  # [B, T, 4, 2]
         n_b, n_t = corners.shape[:2]
         d = road_distance(self.batch.road, corners.reshape(n_b, n_t * 4, 2))
         return d.reshape(n_b, n_t, 4).amax(-1)
@@ -149,7 +167,7 @@ class MetricContext:
     @cached_property
     def route_s(self) -> Tensor:
         """``[B, T]`` m, ego arc-length position along the route."""
-        return project_to_dense_polyline(self.batch.route, self.batch.route_valid, self.ego[..., [X, Y]])[0]
+        return project_to_dense_polyline(self.batch.route, self.batch.route_valid, self.ego[..., X : Y + 1])[0]
 
     @cached_property
     def log_progress(self) -> Tensor:
@@ -162,7 +180,7 @@ class MetricContext:
     @cached_property
     def log_dist(self) -> Tensor:
         """``[B, T]`` m, ego distance to its logged position."""
-        return torch.linalg.vector_norm(self.ego[..., [X, Y]] - self.batch.log[:, 0, :, [X, Y]], dim=-1)
+        return torch.linalg.vector_norm(self.ego[..., X : Y + 1] - self.batch.log[:, 0, :, X : Y + 1], dim=-1)
 
     @cached_property
     def speed(self) -> Tensor:
@@ -197,19 +215,37 @@ class MetricContext:
     def ttc(self) -> Tensor:
         """``[B, T]`` s, time to collision at each controlled step (:data:`TTC_NONE` elsewhere)."""
         n_b, n_a, n_t = self.ro.valid.shape
-        ego = self.ego[..., _BOX]  # [B, T, 5]
         moving = self.speed.abs() >= TTC_MIN_SPEED
-        rows = (self.controlled & moving).reshape(-1)  # [B*T]
-        out = torch.full((n_b * n_t,), TTC_NONE, dtype=ego.dtype, device=ego.device)
-        if n_a < 2 or not bool(rows.any()):
+        out = torch.full((n_b * n_t,), TTC_NONE, dtype=self.ego.dtype, device=self.ego.device)
+        if n_a < 2:
             return out.reshape(n_b, n_t)
-        traj = self.ro.traj.transpose(1, 2).reshape(n_b * n_t, n_a, 7)[rows]  # [M, A, 7]
-        valid = self.ro.valid.transpose(1, 2).reshape(n_b * n_t, n_a)[rows]
+        # Candidate (scene, agent, step) pairs in the rollout's own [B, A-1, T] layout: a pair can
+        # only collide within the horizon if its bounding circles meet at the relative motion's
+        # closest approach in [0, TTC_HORIZON] (1 mm slack against rounding). Each candidate goes
+        # through time_to_collision alone (which re-applies its own filter) and the per-step
+        # minimum is taken: the same values as one call per step with every agent.
+        ego, oth = self.ego, self.ro.traj[:, 1:]  # [B, T, 7], [B, A-1, T, 7] (views)
+        dx, dy = oth[..., X] - ego[:, None, :, X], oth[..., Y] - ego[:, None, :, Y]
+        wx, wy = oth[..., VX] - ego[:, None, :, VX], oth[..., VY] - ego[:, None, :, VY]
+        ego_diag = torch.hypot(ego[..., LENGTH], ego[..., WIDTH])[:, None]
+        radius = (ego_diag + torch.hypot(oth[..., LENGTH], oth[..., WIDTH])) / 2
+        tau = (-(dx * wx + dy * wy) / (wx * wx + wy * wy).clamp_min(1e-12)).clamp(0.0, TTC_HORIZON)
+        cx, cy = dx + wx * tau, dy + wy * tau
+        reach = radius + 1e-3
+        rows = self.controlled & moving  # [B, T]
+        cand = self.ro.valid[:, 1:] & rows[:, None] & (cx * cx + cy * cy <= reach * reach)
+        idx = cand.reshape(-1).nonzero().squeeze(1)  # b * (A-1) * T + a * T + t
+        if idx.numel() == 0:
+            return out.reshape(n_b, n_t)
+        b = idx // ((n_a - 1) * n_t)
+        ego_row = b * n_t + idx % n_t  # into [B * T]
+        pair = self.ro.traj.reshape(-1, 7).index_select(0, idx + (b + 1) * n_t)  # agent a + 1 of traj
+        e = ego.reshape(-1, 7).index_select(0, ego_row)
         ttc = time_to_collision(
-            traj[:, 0, _BOX], traj[:, 0, [VX, VY]], traj[:, 1:][..., _BOX], traj[:, 1:][..., [VX, VY]], valid[:, 1:]
+            _box(e), e[:, VX : VY + 1], _box(pair)[:, None], pair[:, None, VX : VY + 1],
+            torch.ones(len(idx), 1, dtype=torch.bool, device=idx.device),
         )
-        out[rows] = ttc
-        return out.reshape(n_b, n_t)
+        return out.scatter_reduce(0, ego_row, ttc, reduce="amin").reshape(n_b, n_t)
 
     @cached_property
     def route_lat(self) -> Tensor:
@@ -237,10 +273,10 @@ class MetricContext:
         def at_first(x: Tensor) -> Tensor:  # [B, T] -> [B, A-1]
             return x.gather(1, first)
 
-        ego_t = self.ego[..., _BOX].gather(1, first[..., None].expand(-1, -1, 5))  # [B, A-1, 5]
+        ego_t = _box(self.ego.gather(1, first[..., None].expand(-1, -1, 7)))  # [B, A-1, 5]
         idx = first[..., None, None].expand(-1, -1, 1, 7)
         other_full = self.ro.traj[:, 1:].gather(2, idx)[:, :, 0]  # [B, A-1, 7]
-        other = other_full[..., _BOX]
+        other = _box(other_full)
         ego_stopped = at_first(self.speed.abs()) < STOPPED_SPEED
         other_stopped = torch.hypot(other_full[..., VX], other_full[..., VY]) < STOPPED_SPEED
         c, s = torch.cos(ego_t[..., 2]), torch.sin(ego_t[..., 2])

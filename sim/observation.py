@@ -44,15 +44,36 @@ AGENTS_DIM = AGENT_FEATURES * NUM_NEAREST
 ROAD_DIM = len(PROBE_X) * len(PROBE_Y) + 1
 OBS_DIM = EGO_DIM + ROUTE_DIM + AGENTS_DIM + ROAD_DIM
 
-_CACHE: dict[tuple[str, torch.dtype], Tensor] = {}
+_CACHE: dict[tuple[str, str], Tensor] = {}
 
 
 def _probes(device: torch.device) -> Tensor:
-    key = (str(device), torch.float32)
+    key = (str(device), "probes")
     if key not in _CACHE:
         gx, gy = torch.meshgrid(torch.tensor(PROBE_X), torch.tensor(PROBE_Y), indexing="ij")
         _CACHE[key] = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=-1).to(device)  # [P, 2]
     return _CACHE[key]
+
+
+def _rows(x: Tensor, idx: Tensor) -> Tensor:
+    """``x [B, N, F]``, ``idx [B, k]`` (long, into N) -> ``[B, k, F]``: ``x.gather(1, idx[..., None].expand(...))``.
+
+    One ``index_select`` of whole rows from the flattened batch (a strided gather with an expanded
+    index is several times slower on the CPU); same values.
+    """
+    n_b, n, f = x.shape
+    base = torch.arange(0, n_b * n, n, device=x.device).unsqueeze(1)  # [B, 1] first row of each scene
+    return x.reshape(n_b * n, f).index_select(0, (idx + base).reshape(-1)).view(n_b, -1, f)
+
+
+def _const(values: tuple[float, ...], like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """A small constant tensor on ``like``'s device (``like``'s dtype by default), made once (no per-step copy)."""
+    dtype = like.dtype if dtype is None else dtype
+    key = (f"{like.device}/{dtype}", repr(values))
+    got = _CACHE.get(key)
+    if got is None:
+        got = _CACHE[key] = torch.tensor(values, device=like.device, dtype=dtype)
+    return got
 
 
 def to_ego_frame(xy: Tensor, origin: Tensor, yaw: Tensor) -> Tensor:
@@ -90,9 +111,9 @@ def route_ahead(batch: ScenarioBatch, ego_xy: Tensor) -> Tensor:
     d = (rx - ego_xy[:, :1]).square() + (ry - ego_xy[:, 1:]).square()
     near = d.argmin(dim=1, keepdim=True)  # [B, 1]
     step = max(1, round(ROUTE_STEP_M / ROUTE_SPACING))
-    offs = torch.arange(1, NUM_ROUTE_POINTS + 1, device=ego_xy.device) * step
+    offs = _const(tuple(i * step for i in range(1, NUM_ROUTE_POINTS + 1)), ego_xy, torch.int64)
     idx = torch.minimum(near + offs, n_valid - 1)  # [B, N]
-    return batch.route.gather(1, idx.unsqueeze(-1).expand(-1, -1, 2))
+    return _rows(batch.route, idx)
 
 
 def road_probe(grid: RoadGrid, xy: Tensor) -> Tensor:
@@ -107,7 +128,7 @@ def road_probe(grid: RoadGrid, xy: Tensor) -> Tensor:
         c, s = torch.cos(grid.yaw).unsqueeze(1), torch.sin(grid.yaw).unsqueeze(1)
         rel = torch.stack([c * rel[..., 0] + s * rel[..., 1], -s * rel[..., 0] + c * rel[..., 1]], dim=-1)
     g = rel / grid.resolution  # cell coordinates (x -> column, y -> row)
-    scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=xy.device, dtype=xy.dtype)
+    scale = _const((2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)), xy)
     v = F.grid_sample(
         grid.sdf.unsqueeze(1), (g * scale - 1.0).unsqueeze(1), mode="bilinear", padding_mode="border",
         align_corners=True,
@@ -150,7 +171,7 @@ def observe(state: SimState, batch: ScenarioBatch) -> Tensor:
     feats = torch.zeros(n_b, NUM_NEAREST, AGENT_FEATURES, device=ag.device, dtype=ag.dtype)
     if k > 0:
         dk, ik = torch.topk(dist, k, dim=1, largest=False)  # [B, k]
-        sel = oth.gather(1, ik.unsqueeze(-1).expand(-1, -1, oth.shape[-1]))  # [B, k, 7]
+        sel = _rows(state.kin, ik + 1)  # [B, k, 8] the k nearest others (columns as SimState.kin)
         present = torch.isfinite(dk)
         rx, ry = sel[..., 0] - exy[:, :1], sel[..., 1] - exy[:, 1:]
         cc, ss = c.unsqueeze(1), s.unsqueeze(1)

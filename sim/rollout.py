@@ -10,6 +10,7 @@ from torch import Tensor
 
 from sim.backends import Backend, KinematicBackend
 from sim.batch import ScenarioBatch
+from sim.compiled import StepCompile, maybe_compile
 from sim.config import NUM_WAYPOINTS, SimError
 from sim.controller import ControllerConfig, WaypointController
 from sim.observation import OBS_DIM, observe
@@ -51,6 +52,7 @@ def rollout(
     record_obs: bool = False,
     backend: Backend | None = None,
     controller: ControllerConfig | None = None,
+    compile: StepCompile | None = None,
 ) -> Rollout:
     """Run B scenes in closed loop from ``batch.init_step`` to the last step (T - 1).
 
@@ -66,6 +68,8 @@ def rollout(
         record_obs: keep the observations ``[B, S, OBS_DIM]`` (S = T - 1 - init_step).
         backend: a :class:`~sim.backends.Backend`; None = :class:`~sim.backends.KinematicBackend`.
         controller: waypoint-controller settings (default :class:`~sim.controller.ControllerConfig`).
+        compile: compile the per-step observation (:class:`~sim.compiled.StepCompile`; default eager;
+            on CUDA its default mode uses CUDA graphs). Falls back to eager with a warning on failure.
 
     Returns:
         :class:`Rollout`; steps up to init_step hold the log, scenes that end early freeze (valid False).
@@ -81,17 +85,19 @@ def rollout(
     n_s = n_t - 1 - t0
     try:
         with torch.no_grad():
-            traj = batch.log.permute(2, 0, 1, 3).contiguous()  # time-major while recording
-            valid = batch.valid.permute(2, 0, 1).contiguous()
-            ego_action = torch.zeros(n_t, n_b, 2, device=batch.device, dtype=batch.log.dtype)
+            # recorded in place in the final [B, A, T, ...] layout: one copy of the log, no transposes
+            traj = batch.log.clone()
+            valid = batch.valid.clone()
+            ego_action = torch.zeros(n_b, n_t, 2, device=batch.device, dtype=batch.log.dtype)
             obs_buf = torch.zeros(n_b, n_s, OBS_DIM, device=batch.device) if record_obs else None
             aux_buf: dict[str, Tensor] = {}
             ctrl = WaypointController(batch.dt, controller)
+            obs_fn = maybe_compile(observe, compile, batch.device)
             state = backend.reset(batch)
             for i, t in enumerate(range(t0, n_t - 1)):
                 accel = curvature = None
                 if policy_fn is not None or record_obs:
-                    obs = observe(state, batch)
+                    obs = obs_fn(state, batch)
                     if obs_buf is not None:
                         obs_buf[:, i] = obs
                 if policy_fn is not None:
@@ -104,16 +110,16 @@ def rollout(
                         aux_buf[k][:, i] = v
                     accel, curvature = ctrl(wps.to(batch.log.dtype), state.speed[:, 0])
                 state = backend.step(state, accel, curvature, t)
-                traj[t + 1] = state.agents
-                valid[t + 1] = state.valid
-                ego_action[t] = state.last_action
+                traj[:, :, t + 1] = state.agents
+                valid[:, :, t + 1] = state.valid
+                ego_action[:, t] = state.last_action
     finally:
         if own:
             backend.close()
     return Rollout(
-        traj=traj.permute(1, 2, 0, 3).contiguous(),
-        valid=valid.permute(1, 2, 0).contiguous(),
-        ego_action=ego_action.transpose(0, 1).contiguous(),
+        traj=traj,
+        valid=valid,
+        ego_action=ego_action,
         obs=obs_buf,
         aux=aux_buf,
         agent_model=getattr(backend, "agent_model", agents),

@@ -1,0 +1,82 @@
+"""Plot the ``sim_throughput --sweep`` curve: scenario-steps/s against batch size, ours and the yardstick.
+
+``python -m benchmarks.sim_throughput --sweep --threads 2 > sweep.jsonl``
+``python -m benchmarks.plot_throughput sweep.jsonl docs/throughput_cpu.png``
+
+Reads JSON lines (one per batch size, other lines ignored), writes a PNG with matplotlib, and
+prints the table it plotted as Markdown (so the figure can be documented without matplotlib too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def read_sweep(path: str | Path) -> list[dict]:
+    """The sweep's records (lines that parse as JSON objects with ``batch``), sorted by batch size."""
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and "batch" in rec:
+            rows.append(rec)
+    return sorted(rows, key=lambda r: r["batch"])
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown table: batch, ours, yardstick, ratio, peak memory."""
+    out = ["| batch | scenario-steps/s | agent-steps/s | yardstick | ratio | peak MB |"]
+    out.append("|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        y = r.get("yardstick_scenario_steps_per_s")
+        out.append(
+            f"| {r['batch']} | {r['scenario_steps_per_s']:,.0f} | {r['agent_steps_per_s']:,.0f} | "
+            f"{'-' if y is None else f'{y:,.0f}'} | {r.get('ratio_to_yardstick', '-')} | "
+            f"{r.get('peak_memory_mb', '-')} |"
+        )
+    return "\n".join(out)
+
+
+def plot(rows: list[dict], out: str | Path) -> None:
+    """Write the PNG (log-log axes: batch size, scenario-steps/s)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    b = [r["batch"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    ax.plot(b, [r["scenario_steps_per_s"] for r in rows], "o-", label="driveselect (policy + every metric)")
+    ys = [(r["batch"], r["yardstick_scenario_steps_per_s"]) for r in rows if "yardstick_scenario_steps_per_s" in r]
+    if ys:
+        ax.plot(*zip(*ys), "s--", label="yardstick proto_step.py (policy + 3 metrics)")
+    dev = rows[0].get("device", "?")
+    ax.set(xscale="log", yscale="log", xlabel="batch (scenes)", ylabel="scenario-steps/s",
+           title=f"Closed-loop throughput, {dev}, {rows[0].get('threads', '?')} threads")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("sweep", help="JSON lines from sim_throughput --sweep")
+    p.add_argument("out", help="PNG to write")
+    a = p.parse_args(argv)
+    rows = read_sweep(a.sweep)
+    if not rows:
+        print(f"plot_throughput: no sweep records in {a.sweep}", file=sys.stderr)
+        return 1
+    plot(rows, a.out)
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

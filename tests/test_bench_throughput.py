@@ -1,0 +1,46 @@
+"""The throughput benchmark's record (yardstick side by side or a note) and the sweep plot script."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.plot_throughput import main as plot_main
+from benchmarks.sim_throughput import BenchConfig, run
+from benchmarks.yardstick import DEFAULT_PATH, load_yardstick
+
+
+def _cfg(**kw) -> BenchConfig:
+    return BenchConfig(batch=4, agents=4, steps=5, repeats=2, threads=1, scenes="synthetic", **kw)
+
+
+def test_record_without_yardstick_says_so(tmp_path):
+    rec = run(_cfg(yardstick=str(tmp_path / "absent.py")))
+    assert "yardstick_note" in rec and "ratio_to_yardstick" not in rec
+    assert rec["batch"] == 4 and rec["steps"] == 5 and rec["scenario_steps_per_s"] > 0
+    assert rec["agent_steps_per_s"] == pytest.approx(rec["scenario_steps_per_s"] * 4, rel=1e-4)
+    assert rec["device"] == "cpu" and rec["peak_memory_mb"] > 0
+
+
+@pytest.mark.skipif(load_yardstick() is None, reason=f"no yardstick at {DEFAULT_PATH}")
+def test_record_with_yardstick_has_both_rates_and_the_ratios():
+    rec = run(_cfg())
+    assert rec["yardstick_scenario_steps_per_s"] > 0
+    assert rec["ratio_to_yardstick"] == pytest.approx(
+        rec["scenario_steps_per_s"] / rec["yardstick_scenario_steps_per_s"], rel=1e-2)
+    assert rec["ratio_min"] <= rec["ratio_median"] <= rec["ratio_max"]
+
+
+def test_plot_writes_a_png_and_prints_the_table(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    rows = [{"batch": b, "scenario_steps_per_s": 1000.0 * b, "agent_steps_per_s": 32000.0 * b, "device": "cpu",
+             "threads": 2, "yardstick_scenario_steps_per_s": 900.0 * b, "ratio_to_yardstick": 1.11,
+             "peak_memory_mb": 100.0} for b in (1024, 256)]
+    src = tmp_path / "sweep.jsonl"
+    src.write_text("warming up\n" + "\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "curve.png"
+    assert plot_main([str(src), str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = capsys.readouterr().out.splitlines()
+    assert table[2].startswith("| 256 |") and table[3].startswith("| 1024 |")

@@ -1,0 +1,122 @@
+"""The optimised simulator paths against reference formulations, device choice, compile fallback, GPU paths.
+
+Real scenes (procedural families) and a real policy network; no mocks. GPU tests are skipped
+where CUDA is absent.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import sim.geometry as geometry
+from policy.model import PolicyConfig, WaypointPolicy
+from scenarios.procedural import FAMILY_NAMES, generate
+from sim.batch import make_batch
+from sim.compiled import StepCompile
+from sim.config import NUM_WAYPOINTS, SimError
+from sim.device import CUDA_MIN_BATCH, pick_device
+from sim.geometry import TTC_NONE, boxes_overlap, project_to_dense_polyline, time_to_collision
+from sim.metrics import TTC_MIN_SPEED, MetricContext, compute_metrics
+from sim.observation import OBS_DIM, OBS_VERSION
+from sim.rollout import rollout
+
+_BOX = [0, 1, 2, 5, 6]
+NO_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return [generate(FAMILY_NAMES[i % len(FAMILY_NAMES)], 100 + i) for i in range(24)]
+
+
+def _policy(device="cpu") -> WaypointPolicy:
+    torch.manual_seed(0)
+    cfg = PolicyConfig(obs_dim=OBS_DIM, num_waypoints=NUM_WAYPOINTS, hidden=64, obs_version=OBS_VERSION)
+    return WaypointPolicy(cfg).to(device).eval()
+
+
+def _fn(policy):
+    return lambda obs, t: (policy.act(obs), {})
+
+
+def test_compacted_overlap_ttc_and_chunked_route_equal_the_brute_force_formulation(scenes, monkeypatch):
+    batch = make_batch(scenes, max_agents=32)
+    ro = rollout(batch, _fn(_policy()))
+    c = MetricContext(ro, batch)
+    # box overlap of every (agent, step) pair, as before the compaction
+    ok = ro.valid[:, 1:] & ro.valid[:, :1]
+    brute = boxes_overlap(ro.traj[:, 0][..., _BOX][:, None], ro.traj[:, 1:][..., _BOX]) & ok
+    assert torch.equal(c.agent_overlap, brute)
+    assert brute.any()  # the scenes do collide, so the test can fail
+    # TTC with one call over every controlled moving step and all agents, as before
+    n_b, n_a, n_t = ro.valid.shape
+    rows = (c.controlled & (c.speed.abs() >= TTC_MIN_SPEED)).reshape(-1)
+    traj = ro.traj.transpose(1, 2).reshape(n_b * n_t, n_a, 7)[rows]
+    valid = ro.valid.transpose(1, 2).reshape(n_b * n_t, n_a)[rows]
+    ref = torch.full((n_b * n_t,), TTC_NONE)
+    ref[rows] = time_to_collision(
+        traj[:, 0, _BOX], traj[:, 0, 3:5], traj[:, 1:][..., _BOX], traj[:, 1:, 3:5], valid[:, 1:]
+    )
+    assert torch.equal(c.ttc, ref.reshape(n_b, n_t))
+    assert (ref < TTC_NONE).any()
+    # route projection in one piece (no chunking)
+    chunked = c.route_s
+    monkeypatch.setattr(geometry, "_DENSE_CHUNK", 1 << 62)
+    whole = project_to_dense_polyline(batch.route, batch.route_valid, ro.traj[:, 0, :, :2])[0]
+    monkeypatch.setattr(geometry, "_DENSE_CHUNK", 64)  # many chunks of one scene
+    tiny = project_to_dense_polyline(batch.route, batch.route_valid, ro.traj[:, 0, :, :2])[0]
+    assert torch.equal(chunked, whole) and torch.equal(tiny, whole)
+
+
+def test_failed_compile_falls_back_to_eager_with_a_warning(scenes):
+    batch = make_batch(scenes[:6], max_agents=16)
+    pol = _policy()
+    eager = rollout(batch, _fn(pol))
+    with pytest.warns(RuntimeWarning, match="torch.compile"):
+        ro = rollout(batch, _fn(pol), compile=StepCompile(enabled=True, backend="no-such-backend"))
+    assert torch.equal(ro.traj, eager.traj)
+
+
+def test_pick_device_says_what_it_picked():
+    dev, why = pick_device("cpu", 10)
+    assert dev.type == "cpu" and "requested" in why
+    dev, why = pick_device("auto", 8)
+    assert dev.type == "cpu" and why.startswith("auto:")
+    if not torch.cuda.is_available():
+        assert pick_device("auto", 10 * CUDA_MIN_BATCH)[0].type == "cpu"
+        with pytest.raises(SimError, match="CUDA"):
+            pick_device("cuda", 10)
+    with pytest.raises(SimError):
+        pick_device("tpu-ish", 10)
+
+
+@NO_CUDA
+def test_auto_picks_cuda_for_large_batches():
+    dev, why = pick_device("auto", CUDA_MIN_BATCH)
+    assert dev.type == "cuda" and "CUDA" in why
+
+
+@NO_CUDA
+def test_cpu_and_gpu_agree_on_every_metric(scenes):
+    cpu_b = make_batch(scenes, max_agents=32)
+    gpu_b = make_batch(scenes, device="cuda", max_agents=32)
+    m_cpu = compute_metrics(rollout(cpu_b, _fn(_policy())), cpu_b)
+    m_gpu = compute_metrics(rollout(gpu_b, _fn(_policy("cuda"))), gpu_b)
+    for k, v in m_cpu.items():
+        torch.testing.assert_close(m_gpu[k].cpu(), v, rtol=0, atol=1e-4, equal_nan=True, msg=k)
+
+
+@NO_CUDA
+def test_cuda_graph_step_equals_eager_and_the_step_never_syncs(scenes):
+    batch = make_batch(scenes, device="cuda", max_agents=32)
+    fn = _fn(_policy("cuda"))
+    eager = rollout(batch, fn)  # also warms the per-batch tables and per-device constants
+    graphed = rollout(batch, fn, compile=StepCompile(enabled=True))  # reduce-overhead: CUDA graphs
+    torch.testing.assert_close(graphed.traj, eager.traj, rtol=0, atol=1e-4)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        rollout(batch, fn)  # a host synchronisation inside the step raises here
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
