@@ -21,7 +21,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -85,12 +87,27 @@ def stacked_policy_fn(policies: Sequence[nn.Module], method: str = "act") -> Pol
     return policy_fn
 
 
-def _repeat(x: Tensor, copies: int) -> Tensor:
-    return x.repeat(copies, *([1] * (x.ndim - 1)))
+def _repeat(x: Any, copies: int, n: int) -> Any:
+    """One per-scene field repeated along the scene axis; fields that are not per-scene are kept."""
+    if isinstance(x, Tensor) and x.ndim and x.shape[0] == n:
+        return x.repeat(copies, *([1] * (x.ndim - 1)))
+    if isinstance(x, np.ndarray) and x.ndim and x.shape[0] == n:
+        return np.concatenate([x] * copies, axis=0)
+    if isinstance(x, tuple) and len(x) == n:
+        return x * copies
+    return x
+
+
+def _repeat_fields(obj: Any, copies: int, n: int) -> Any:
+    return dataclasses.replace(obj, **{f.name: _repeat(getattr(obj, f.name), copies, n)
+                                       for f in dataclasses.fields(obj)})
 
 
 def repeat_batch(batch: ScenarioBatch, copies: int) -> ScenarioBatch:
     """The batch repeated ``copies`` times along the scene axis (checkpoint-major), road grids included.
+
+    Every per-scene field (first dimension S: tensors, arrays, tuples) of the batch and of its road is
+    repeated, so fields added later repeat too.
 
     Args:
         batch: S scenes.
@@ -101,24 +118,9 @@ def repeat_batch(batch: ScenarioBatch, copies: int) -> ScenarioBatch:
     """
     if copies < 1:
         raise SimError(f"repeat_batch: copies must be >= 1, got {copies}")
-    road = batch.road
-    road = dataclasses.replace(
-        road,
-        sdf=_repeat(road.sdf, copies),
-        origin=_repeat(road.origin, copies),
-        has_road=_repeat(road.has_road, copies),
-        yaw=None if road.yaw is None else _repeat(road.yaw, copies),
-    )
-    fields = ("log", "valid", "agent_type", "step_valid", "route", "route_valid")
-    tensors = {f: _repeat(getattr(batch, f), copies) for f in fields}
-    return dataclasses.replace(
-        batch,
-        road=road,
-        ids=batch.ids * copies,
-        sources=batch.sources * copies,
-        families=batch.families * copies,
-        **tensors,
-    )
+    n = len(batch.ids)
+    out = _repeat_fields(batch, copies, n)
+    return dataclasses.replace(out, road=_repeat_fields(batch.road, copies, n))
 
 
 def split_rows(x: Tensor, copies: int) -> Tensor:
