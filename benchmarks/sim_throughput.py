@@ -28,10 +28,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from policy.device import pick_device
 from scenarios.scenario import AgentType, Polylines, RoadMap, Scenario, ScenarioError
 from sim.batch import make_batch
 from sim.config import NUM_WAYPOINTS, SimError
-from sim.device import pick_device
 from sim.observation import OBS_DIM
 from sim.rollout import rollout
 
@@ -40,7 +40,7 @@ from sim.rollout import rollout
 class BenchConfig:
     """Benchmark settings (parsed from the command line)."""
 
-    device: str = "cpu"  # cpu | cuda | auto (sim.device.pick_device)
+    device: str = "cpu"  # cpu | cuda | auto (policy.device.pick_device)
     batch: int = 256
     agents: int = 32
     steps: int = 80

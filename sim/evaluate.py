@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from scenarios.cli_config import add_dataclass_arguments, dataclass_from_args
@@ -71,7 +71,8 @@ class EvalConfig:
     carla_port: tuple[int, ...] = _f((2000,), "CARLA RPC port(s): one server each, scenes spread across them")
     agents: str = _f("log", "other agents: log replay or IDM", choices=("log", "idm"))
     batch_size: int = _f(64, "scenes simulated together")
-    device: str = _f("cpu", "torch device")
+    device: str = _f("cpu", "torch device: cpu, cuda, cuda:N, or auto (CUDA only from a batch size where it is "
+                              "faster; the choice is printed)")
     threads: int = _f(1, "torch CPU threads per process (small tensors: 1 is fastest)")
     out: str | None = _f(None, "results file (default <run>/results.h5)")
     consolidate: bool = _f(False, "at the end, copy the sidecar commits into one self-contained results file")
@@ -171,7 +172,7 @@ def run(cfg: EvalConfig, console=None) -> Verdict:
     from rich.console import Console
 
     from policy.checkpoint import read_checkpoint
-    from policy.device import resolve_device
+    from policy.device import pick_device
 
     console = console or Console(width=None if sys.stdout.isatty() else 150)
     log = console.print
@@ -179,7 +180,10 @@ def run(cfg: EvalConfig, console=None) -> Verdict:
         raise EvaluationError(f"--metric {cfg.metric}: unknown metric; choose from {', '.join(JUDGED_METRICS)}")
     if cfg.backend == "carla" and cfg.agents != "log":
         raise EvaluationError("--agents idm is not available with --backend carla (it replays logged agents only)")
-    resolve_device(cfg.device)
+    device, why = pick_device(cfg.device, cfg.batch_size)
+    if cfg.device == "auto":
+        log(f"device: {why}")
+    cfg = replace(cfg, device=str(device))
     if cfg.agent == "own":
         cands, run_dir = discover(cfg.ckpt, cfg.run, cfg.only, read_checkpoint, Path(cfg.latest), log=log)
     elif cfg.run is not None or not cfg.ckpt:

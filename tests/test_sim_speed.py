@@ -10,12 +10,12 @@ import pytest
 import torch
 
 import sim.geometry as geometry
+from policy.device import CUDA_MIN_BATCH, DeviceError, pick_device
 from policy.model import PolicyConfig, WaypointPolicy
 from scenarios.procedural import FAMILY_NAMES, generate
 from sim.batch import make_batch
 from sim.compiled import StepCompile
-from sim.config import NUM_WAYPOINTS, SimError
-from sim.device import CUDA_MIN_BATCH, pick_device
+from sim.config import NUM_WAYPOINTS
 from sim.geometry import TTC_NONE, boxes_overlap, project_to_dense_polyline, time_to_collision
 from sim.metrics import TTC_MIN_SPEED, MetricContext, compute_metrics
 from sim.observation import OBS_DIM, OBS_VERSION
@@ -85,9 +85,9 @@ def test_pick_device_says_what_it_picked():
     assert dev.type == "cpu" and why.startswith("auto:")
     if not torch.cuda.is_available():
         assert pick_device("auto", 10 * CUDA_MIN_BATCH)[0].type == "cpu"
-        with pytest.raises(SimError, match="CUDA"):
+        with pytest.raises(DeviceError, match="no cuda device"):
             pick_device("cuda", 10)
-    with pytest.raises(SimError):
+    with pytest.raises(DeviceError, match="not a device name"):
         pick_device("tpu-ish", 10)
 
 
@@ -120,3 +120,13 @@ def test_cuda_graph_step_equals_eager_and_the_step_never_syncs(scenes):
         rollout(batch, fn)  # a host synchronisation inside the step raises here
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_evaluate_auto_device_says_what_it_picked(tmp_path, capsys):
+    from sim.evaluate import main
+
+    assert main(["--device", "auto", "--baseline", "log-replay", "--scenarios", "procedural-small",
+                 "--max-scenarios", "2", "--out", str(tmp_path / "r.h5"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    expected = "auto: no CUDA device" if not torch.cuda.is_available() else "auto: batch 64 < 1024"
+    assert f"device: {expected}" in out

@@ -21,8 +21,7 @@ import torch
 from tqdm import tqdm
 
 from policy.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
-from policy.device import DeviceError
-from policy.device import resolve_device as _resolve_device
+from policy.device import DeviceError, pick_device
 from policy.model import PolicyConfig, WaypointPolicy
 from scenarios.scenario import ScenarioError
 from sim.config import NUM_WAYPOINTS, WAYPOINT_STEPS, SimError
@@ -50,12 +49,16 @@ ERRORS = (TrainError, CheckpointError, SimError, ScenarioError, DeviceError)
 """Errors that end a run with one line on stderr and exit status 2."""
 
 
-def resolve_device(name: str) -> torch.device:
-    """``--device`` to a present device (``policy.device.resolve_device``); raises :class:`TrainError`."""
+def resolve_device(name: str, batch_scenes: int) -> torch.device:
+    """``--device`` to a present device (``policy.device.pick_device``: ``auto`` takes CUDA only from a batch size
+    where it is faster, and says so); raises :class:`TrainError`."""
     try:
-        return _resolve_device(name)
+        device, why = pick_device(name, batch_scenes)
     except DeviceError as e:
         raise TrainError(str(e)) from None
+    if name == "auto":
+        print(f"device: {why}")
+    return device
 
 
 def iteration_seed(seed: int, iteration: int, stream: int) -> int:
@@ -258,7 +261,7 @@ def guarded(start: RunStart, prog: str) -> Iterator[None]:
 def train(cli: CliArgs) -> int:
     """Run (or continue) a training run; returns 0."""
     # --- 1. start or resume ---------------------------------------------------------------------------------
-    device = resolve_device(cli.config.device)  # before anything is written
+    device = resolve_device(cli.config.device, cli.config.batch_scenes)  # before anything is written
     start = start_or_resume(cli)
     cfg, run = start.cfg, start.run
     if start.complete:
