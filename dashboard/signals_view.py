@@ -47,10 +47,11 @@ def ranking_table(v: dict) -> dict[str, list]:
     cols: dict[str, list] = {k: [] for k in ("rank", "signal", "rule", "picks", "regret", "regret (max)",
                                              "regret (min)", "spearman", "spearman CI", "checkpoints")}
     for i, j in enumerate(v.get("ranking", []), 1):
-        pick = j["pick_max"] if j["best_rule"] == "max" else j["pick_min"]
+        rule = j.get("rule", j.get("best_rule"))  # best_rule: files written before rules were ranked one by one
+        pick = j["pick_max"] if rule == "max" else j["pick_min"]
         cols["rank"].append(i)
         cols["signal"].append(j["signal"] + (" (headline)" if j.get("headline") else ""))
-        cols["rule"].append(f"pick the {j['best_rule']}")
+        cols["rule"].append(f"pick the {rule}")
         cols["picks"].append(names.get(pick, pick))
         cols["regret"].append(round(float(j["regret"]), 4))
         cols["regret (max)"].append(round(float(j["regret_max"]), 4))
@@ -72,12 +73,13 @@ def headline_sentence(v: dict) -> str:
         parts.append("The training log holds no entropy series (or it did not vary), so entropy is not judged.")
     else:
         i = rank.index(head) + 1
-        parts.append(f"**Entropy** (`{head['signal']}`) ranks **{i} of {len(rank)}** signals: picking its max "
+        parts.append(f"**Max entropy** (`{head['signal']}`) ranks **{i} of {len(rank)}** rules: picking its max "
                      f"(**{names.get(head['pick_max'], head['pick_max'])}**) has regret {head['regret_max']:.3g} "
                      f"in {v['metric']}, picking its min {head['regret_min']:.3g}; Spearman "
                      f"{_num(head.get('spearman'), '+.2f')} {_ci(head.get('spearman_ci'))}.")
     if best is not None and best is not head:
-        parts.append(f"Lowest regret: `{best['signal']}` (pick the {best['best_rule']}, regret {best['regret']:.3g}).")
+        rule = best.get("rule", best.get("best_rule"))
+        parts.append(f"Lowest regret: pick the {rule} of `{best['signal']}` (regret {best['regret']:.3g}).")
     return " ".join(parts)
 
 

@@ -121,7 +121,7 @@ def _load_scenes(cfg: EvalConfig, log):
     for note in report.notes:
         log(f"note: {note}")
     for s in report.skipped:
-        log(f"skipped: {s.line()}")
+        log(s.line())
     return scenes, list(report.skipped)
 
 
@@ -174,7 +174,7 @@ def run(cfg: EvalConfig, console=None) -> Verdict:
     from policy.checkpoint import read_checkpoint
     from policy.device import pick_device
 
-    console = console or Console(width=None if sys.stdout.isatty() else 150)
+    console = console or Console(width=None if sys.stdout.isatty() else 200)
     log = console.print
     if cfg.metric not in JUDGED_METRICS:
         raise EvaluationError(f"--metric {cfg.metric}: unknown metric; choose from {', '.join(JUDGED_METRICS)}")

@@ -51,7 +51,7 @@ def test_signal_view_shows_the_stored_ranking(runs, monkeypatch):
     assert not at.exception
     assert any("Which training signal picks the best checkpoint?" in h.value for h in at.subheader)
     md = " ".join(m.value for m in at.markdown)
-    assert "**Entropy** (`entropy`) ranks" in md
+    assert "**Max entropy** (`entropy`) ranks" in md
     table = at.dataframe[0].value
     assert list(table["signal"]) == [j["signal"] + (" (headline)" if j["headline"] else "") for j in v["ranking"]]
     assert set(table["signal"]) >= {"entropy (headline)", "approx_kl", "value_loss", "train_reward", "training step"}
@@ -69,14 +69,15 @@ def test_signal_view_without_a_stored_verdict(runs, monkeypatch):
 
 def test_headline_sentence_and_table_from_a_verdict():
     v = {"metric": "score", "checkpoint_names": {"a": "a.zip", "b": "b.zip"}, "ranking": [
-        {"signal": "train/approx_kl", "headline": False, "pick_max": "a", "pick_min": "b", "best_rule": "min",
+        {"signal": "train/approx_kl", "headline": False, "pick_max": "a", "pick_min": "b", "rule": "min",
          "regret": 0.0, "regret_max": 0.2, "regret_min": 0.0, "spearman": None, "spearman_ci": None,
          "n_checkpoints": 2},
         {"signal": "entropy (-train/entropy_loss)", "headline": True, "pick_max": "a", "pick_min": "b",
-         "best_rule": "min", "regret": 0.0, "regret_max": 0.2, "regret_min": 0.0, "spearman": 0.5,
+         "rule": "max", "regret": 0.2, "regret_max": 0.2, "regret_min": 0.0, "spearman": 0.5,
          "spearman_ci": [-0.1, 0.9], "n_checkpoints": 2}]}
     s = headline_sentence(v)
     assert "ranks **2 of 2**" in s and "**a.zip**" in s and "regret 0.2" in s and "[-0.10, +0.90]" in s
-    assert "Lowest regret: `train/approx_kl`" in s
+    assert "Lowest regret: pick the min of `train/approx_kl`" in s
     t = ranking_table(v)
-    assert t["picks"] == ["b.zip", "b.zip"] and t["spearman"] == ["n/a", "+0.50"]
+    assert t["picks"] == ["b.zip", "a.zip"] and t["spearman"] == ["n/a", "+0.50"]
+    assert t["rule"] == ["pick the min", "pick the max"]

@@ -29,9 +29,13 @@ def test_correlations_regrets_and_ranking(metric):
                       steps=[0, 100, 200, 300, 400, 500], n_resamples=300)
     o = v.judgement("oracle")
     assert o.spearman == pytest.approx(1.0) and o.kendall == pytest.approx(1.0)
-    assert o.regret_max == 0.0 and o.pick_max == KEYS[2] and o.best_rule == "max"
-    e = v.judgement("entropy")
-    assert e.headline and v.headline == "entropy"
+    assert o.regret_max == 0.0 and o.pick_max == KEYS[2] and o.rule == "max"
+    e = v.judgement("entropy", "max")
+    assert e.headline and v.headline == "entropy" and not v.judgement("entropy", "min").headline
+    # every signal's two directions are two fixed rules, each ranked at its own regret
+    assert {(j.signal, j.rule) for j in v.ranking} == {(s, r) for s in ("entropy", "oracle", STEP_SIGNAL)
+                                                      for r in ("max", "min")}
+    assert all(j.regret == (j.regret_max if j.rule == "max" else j.regret_min) for j in v.ranking)
     assert e.spearman == pytest.approx(stats.spearmanr(entropy, mean).statistic)
     assert e.kendall == pytest.approx(stats.kendalltau(entropy, mean).statistic)
     assert e.pick_max == KEYS[0] and e.regret_max == pytest.approx(mean[2] - mean[0])
@@ -62,7 +66,8 @@ def test_fewer_than_three_checkpoints_no_correlation(metric):
 def test_constant_and_empty_signals_are_left_out_with_a_note(metric):
     v = judge_signals(metric, {"lr": np.full(6, 3e-4), "none": np.full(6, np.nan), "ok": np.arange(6.0)}, KEYS,
                       n_resamples=50)
-    assert [j.signal for j in v.ranking] == ["ok"]
+    assert [(j.signal, j.rule) for j in v.ranking] == [("ok", "max"), ("ok", "min")] or \
+        [(j.signal, j.rule) for j in v.ranking] == [("ok", "min"), ("ok", "max")]
     assert any(n.startswith("lr: constant") for n in v.notes) and any(n.startswith("none: defined at no")
                                                                        for n in v.notes)
     d = v.to_dict()

@@ -100,13 +100,15 @@ def print_summary(console, rows: Sequence[dict[str, Any]], verdict: Verdict | No
     run = run or "-"
     t = Table(title=f"Closed loop, run {run}: mean [95% interval] over scenarios "
                     "(means: normal approximation; rates: Wilson)")
-    t.add_column("run", no_wrap=True)
-    t.add_column("checkpoint", no_wrap=True)
-    for col in ("episode", "entropy", "roles"):
-        t.add_column(col)
+    # the columns that say which checkpoint a row is never shrink: intervals wrap onto a second line instead
+    t.add_column("run", no_wrap=True, min_width=min(len(run), 24), overflow="fold")
+    t.add_column("checkpoint", no_wrap=True, min_width=10, overflow="fold")
+    t.add_column("episode", no_wrap=True, min_width=7, justify="right")
+    t.add_column("entropy", no_wrap=True, min_width=7, justify="right")
+    t.add_column("roles", min_width=12, overflow="fold")
     for m in TABLE_METRICS:
         t.add_column(SPECS[m].axis_title if SPECS[m].unit != "fraction" else SPECS[m].label, justify="right",
-                     no_wrap=True)
+                     min_width=8)
     for r in rows:
         roles = ",".join(x for x in r["roles"] if x != "candidate")
         cells = [run, r["name"], "-" if r["episode"] < 0 else str(r["episode"]),

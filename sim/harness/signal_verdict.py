@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -36,7 +36,10 @@ MIN_CHECKPOINTS = 3
 
 @dataclass(frozen=True)
 class SignalJudgement:
-    """The verdict on one signal (JSON-serialisable through :meth:`SignalVerdict.to_dict`).
+    """One selection rule on one signal: "pick the checkpoint where ``signal`` is highest" (``rule="max"``) or
+    lowest (``rule="min"``). Both directions of every signal are ranked as separate, fixed rules, so no entry
+    chooses its direction after seeing the closed-loop results (JSON-serialisable through
+    :meth:`SignalVerdict.to_dict`).
 
     Attributes:
         signal: name.
@@ -45,9 +48,9 @@ class SignalJudgement:
         spearman_ci, kendall_ci: ``(low, high)`` bootstrap interval, or None.
         pick_max, pick_min: checkpoint keys picked by the rules.
         regret_max, regret_min: metric units, >= 0.
-        best_rule: ``"max"`` or ``"min"``, the rule with the lower regret (``"max"`` on ties).
-        regret: the lower of the two.
-        headline: this is the policy entropy.
+        rule: ``"max"`` or ``"min"``: the rule this entry judges.
+        regret: that rule's regret (``regret_max`` or ``regret_min``).
+        headline: this entry is the rule under test, "pick the max entropy".
     """
 
     signal: str
@@ -60,7 +63,7 @@ class SignalJudgement:
     pick_min: str
     regret_max: float
     regret_min: float
-    best_rule: str
+    rule: str
     regret: float
     headline: bool
 
@@ -76,7 +79,7 @@ class SignalVerdict:
         best_checkpoint: best by mean metric; best_value: its mean.
         n_scenarios: S.
         headline: the entropy signal's name, or None.
-        ranking: judgements, lowest regret first (ties: headline first, then name).
+        ranking: every signal's two rules, lowest regret first (ties: headline first, then name, max first).
         notes: lines to show (sign conventions, signals left out).
         confidence, n_resamples, seed: bootstrap settings.
     """
@@ -94,10 +97,10 @@ class SignalVerdict:
     n_resamples: int
     seed: int
 
-    def judgement(self, signal: str) -> SignalJudgement:
-        """The judgement of ``signal`` (KeyError if absent)."""
+    def judgement(self, signal: str, rule: str | None = None) -> SignalJudgement:
+        """The entry of ``signal`` for ``rule`` ("max"/"min"; None: its better-ranked one); KeyError if absent."""
         for j in self.ranking:
-            if j.signal == signal:
+            if j.signal == signal and rule in (None, j.rule):
                 return j
         raise KeyError(signal)
 
@@ -117,8 +120,9 @@ class SignalVerdict:
             if j.spearman_ci is not None and j.spearman_ci[0] is not None:
                 rho += f" [{j.spearman_ci[0]:+.2f}, {j.spearman_ci[1]:+.2f}]"
             rank = 1 + list(self.ranking).index(j)
-            out.append(f"  #{rank} {j.signal}{' (headline)' if j.headline else ''}: spearman {rho}; "
-                       f"pick max regret {j.regret_max:.4g}, pick min regret {j.regret_min:.4g}")
+            pick = j.pick_max if j.rule == "max" else j.pick_min
+            out.append(f"  #{rank} {j.rule} {j.signal}{' (headline)' if j.headline else ''}: picks {pick}, "
+                       f"regret {j.regret:.4g}; spearman {rho}")
         out += [f"  note: {n}" for n in self.notes]
         return out
 
@@ -180,7 +184,9 @@ def judge_signals(metric: np.ndarray, signals: Mapping[str, Sequence[float]], ch
     judged = [j for j in judged if j is not None]
     left = [f"{k}: {'constant over' if np.isfinite(v).any() else 'defined at no'} checkpoint(s), not judged"
             for k, v in sig.items() if k not in {j.signal for j in judged}]
-    ranking = tuple(sorted(judged, key=lambda j: (j.regret, not j.headline, j.signal)))
+    rules = [replace(j, rule=r, regret=j.regret_max if r == "max" else j.regret_min,
+                     headline=j.headline and r == "max") for j in judged for r in ("max", "min")]
+    ranking = tuple(sorted(rules, key=lambda j: (j.regret, not j.headline, j.signal, j.rule != "max")))
     return SignalVerdict(metric_name, higher_is_better, keys, keys[best], float(mean[best]), int(m.shape[1]),
                          headline if headline in sig else None, ranking, tuple(notes) + tuple(left), confidence,
                          n_resamples, seed)
@@ -210,6 +216,5 @@ def _judge(name: str, v: np.ndarray, m: np.ndarray, mean: np.ndarray, orient: fl
 
         lo, hi = paired_bootstrap(stat, m.shape[1], 2, n_resamples, seed, confidence)
         rho_ci, tau_ci = (_opt(lo[0]), _opt(hi[0])), (_opt(lo[1]), _opt(hi[1]))
-    rule = "max" if r_max <= r_min else "min"
     return SignalJudgement(name, int(ok.size), rho, rho_ci, tau, tau_ci, keys[i_max], keys[i_min], r_max, r_min,
-                           rule, min(r_max, r_min), is_headline)
+                           "max", r_max, is_headline)
