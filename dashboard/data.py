@@ -196,7 +196,9 @@ def load_run(ref: RunRef) -> RunData:
     res = ref.path / "results.h5"
     if res.is_file():
         summary, err = _read_summary(str(res), file_key(res))
-        if err:
+        if err and "commit files are missing" in err:  # moved without its .parts folder: nothing to delete
+            problems.append(("error", err))
+        elif err:
             problems.append(("error", f"{err}. Re-create it: rm {res} && {eval_cmd(ref.path)}"))
         elif summary is not None and not summary.checkpoints:
             problems.append(("info", f"{res}: no checkpoint evaluated yet (an evaluation may be running). "

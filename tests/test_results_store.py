@@ -3,11 +3,14 @@ during writes, and the metric catalogue every list is derived from."""
 
 from __future__ import annotations
 
+import shutil
+
 import h5py
 import numpy as np
 import pytest
 
 from scenarios.loading import SkippedScene
+from sim.harness.errors import ResultsError
 from sim.harness.reader import read_checkpoints, read_ego_traj, read_scene, read_summary
 from sim.harness.schema import LAYOUT_ATTR, SCHEMA_VERSION, CheckpointAttrs, CheckpointRows, parts_dir, scene_record
 from sim.harness.store import ResultsWriter
@@ -136,3 +139,16 @@ def test_catalogue_is_what_the_simulator_computes():
     assert pdm_score(0.0, 0.0, 1.0, 1.0, 1.0) == pytest.approx(1.0)
     assert pdm_score(1.0, 0.0, 1.0, 1.0, 1.0) == 0.0
     assert pdm_score(0.0, 0.0, 0.5, 0.0, 1.0) == pytest.approx((2.5 + 2) / 12)
+
+
+def test_a_results_file_moved_without_its_sidecar_says_so(tmp_path):
+    """Moved without ``<name>.parts/``: one line naming the file and what to do, not an h5py traceback."""
+    path = tmp_path / "r.h5"
+    _filled(path, n_keys=1)
+    moved = tmp_path / "elsewhere" / "r.h5"
+    moved.parent.mkdir()
+    shutil.copy(path, moved)
+    with pytest.raises(ResultsError, match=r"r\.h5\.parts/ is not beside it.*moved together"):
+        read_summary(moved)
+    shutil.copytree(parts_dir(path), parts_dir(moved))  # moved together: readable
+    assert len(read_summary(moved).checkpoints) == 1

@@ -40,6 +40,7 @@ from sim.harness.schema import (
     TMP_PREFIX,
     CheckpointRows,
     attr_value,
+    parts_dir,
 )
 
 _TEMP_NAME = re.compile(r"^[._~]|tmp|temp|partial|incomplete|writing", re.IGNORECASE)
@@ -194,6 +195,23 @@ def _json(v: Any, default: Any) -> Any:
         return default
 
 
+def _check_sidecar(f: h5py.File, p: Path) -> None:
+    """A schema-2 index whose commit files are gone (moved without its ``.parts`` folder): one clear line."""
+    for grp in ("scenarios", "checkpoints"):
+        g = f.get(grp)
+        if g is None:
+            continue
+        for name in g:
+            link = g.get(name, getlink=True)
+            if isinstance(link, h5py.ExternalLink) and not (p.parent / link.filename).exists():
+                side = parts_dir(p)
+                raise ResultsError(
+                    f"{p}: its commit files are missing ({side.name}/ is not beside it): a results file is moved "
+                    f"together with its {side.name}/ folder, or consolidated first (python -m sim.evaluate "
+                    f"--consolidate ... --out {p.name})")
+            return  # one link tells: the index's links all point into the same folder
+
+
 @contextmanager
 def open_results(path: str | Path, retries: int = 5, delay_s: float = 0.05) -> Iterator[h5py.File]:
     """Open a results file read-only, retrying briefly while another process holds a lock or is mid-write.
@@ -216,6 +234,7 @@ def open_results(path: str | Path, retries: int = 5, delay_s: float = 0.05) -> I
             time.sleep(delay_s * (1 + attempt))
             continue
         try:
+            _check_sidecar(f, p)
             yield f
         finally:
             f.close()
