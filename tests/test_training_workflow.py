@@ -235,3 +235,17 @@ def test_ctrl_c_before_the_first_checkpoint_leaves_nothing(tmp_path):
     assert proc.returncode == 130
     assert "interrupted before the first checkpoint" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_resume_while_another_process_trains_the_run_is_refused(run_dir, capsys):
+    """Two trainers on one run would interleave their writes: the second gets one line and exit 2."""
+    from training.run_dir import run_lock
+
+    before = _files(run_dir)
+    with run_lock(run_dir):  # what a running trainer holds (a second open file description conflicts)
+        assert main(["--resume", str(run_dir), "--episodes", "16", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "another process is training this run" in errors[0]
+    assert _files(run_dir) == before
+    assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".")) == []  # no lock file left

@@ -155,3 +155,30 @@ def update_latest(run: Path) -> bool:
         with contextlib.suppress(OSError):
             tmp.unlink()
         return False
+
+
+@contextlib.contextmanager
+def run_lock(run: Path):
+    """Hold an exclusive lock on the run directory while this process trains it (no file is left behind).
+
+    ``flock`` on the directory itself: released when the process ends, however it ends. A second trainer on
+    the same run (``--resume`` while the first still runs) would interleave writes into one history.
+
+    Raises:
+        TrainError: another process holds the run.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock (documented)
+        yield
+        return
+    fd = os.open(run, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TrainError(f"{run}: another process is training this run right now; wait for it to finish "
+                             "(or stop it) before --resume") from None
+        yield
+    finally:
+        os.close(fd)

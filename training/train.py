@@ -40,6 +40,7 @@ from training.run_dir import (
     package_versions,
     read_json,
     remove_new_run,
+    run_lock,
     update_latest,
     write_config,
 )
@@ -266,7 +267,7 @@ def train(cli: CliArgs) -> int:
     cfg, run = start.cfg, start.run
     if start.complete:
         return 0
-    with guarded(start, cli.prog):
+    with run_lock(run), guarded(start, cli.prog):
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         weights = RewardWeights(cfg.w_progress, cfg.w_collision, cfg.w_offroad, cfg.w_comfort, cfg.w_log_dist,
