@@ -22,6 +22,8 @@ from scenarios.scenario import Scenario, ScenarioError
 
 GENERATOR_VERSION = 1
 DEFAULT_SPLIT = "test"
+DEFAULT_CACHE_DIR = "out/cache"
+"""Where commands keep generated suites on disk (relative to the working directory; '' or None: memory only)."""
 
 
 class SuiteError(ScenarioError):

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from scenarios.cli_config import add_dataclass_arguments, dataclass_from_args
+from scenarios.suites import DEFAULT_CACHE_DIR
 from sim.batch import select_agents
 from sim.harness.candidates import (
     BASELINES,
@@ -63,7 +64,7 @@ class EvalConfig:
     only: bool = _f(False, "only the given checkpoints, not their run's comparison set")
     baselines: tuple[str, ...] = _f((), "add baseline rows", choices=BASELINES, flag="baseline")
     scenarios: str = _f("procedural:test", "suite name (procedural:test), file, or folder")
-    scenario_cache: str = _f("out/cache", "on-disk cache of generated bundled suites ('' to disable)")
+    scenario_cache: str = _f(DEFAULT_CACHE_DIR, "on-disk cache of generated bundled suites ('' to disable)")
     max_scenarios: int = _f(0, "evaluate only the first N scenes (0: all)")
     strict: bool = _f(False, "stop at the first unusable scene file instead of skipping it")
     backend: str = _f("kinematic", "simulator", choices=("kinematic", "carla"))

@@ -38,6 +38,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from torch import Tensor
 
 from scenarios.scenario import Scenario
+from scenarios.suites import DEFAULT_CACHE_DIR
 from sim.action_map import ACTION_DIM, DELTA_BOUND, waypoints_from_action
 from sim.backends import KinematicBackend
 from sim.batch import ScenarioBatch, make_batch
@@ -53,13 +54,16 @@ REWARD_WINDOW = 16  # steps of history for the per-step comfort terms (jerk wind
 _POINT_SERIES = ("collision", "offroad_dist", "route_s", "log_dist")  # need only the state at one step
 
 
-def _load(scenarios: str | None, scenes: Sequence[Scenario] | None) -> list[Scenario]:
+def _load(scenarios: str | None, scenes: Sequence[Scenario] | None, cache_dir: str | None) -> list[Scenario]:
     if scenes is not None:
         out = list(scenes)
     else:
         from scenarios.loading import load_scenes
 
-        out = load_scenes(scenarios or "procedural:train").scenes
+        try:
+            out = load_scenes(scenarios or "procedural:train", cache_dir=cache_dir or None).scenes
+        except OSError:  # cache folder not writable: generate in memory
+            out = load_scenes(scenarios or "procedural:train").scenes
     if not out:
         raise SimError(f"{scenarios}: no scenes")
     return out
@@ -78,16 +82,18 @@ class BatchedClosedLoop:
         weights: reward weights.
         max_agents: agents kept per scene.
         device: torch device.
+        scenario_cache: on-disk cache of generated bundled suites (as `sim.evaluate --scenario-cache`; None: memory).
     """
 
     def __init__(self, num_envs: int = 1, scenarios: str | None = "procedural:train",
                  scenes: Sequence[Scenario] | None = None, shuffle: bool = True, agents: str = "log",
                  delta_bound: float = DELTA_BOUND, weights: RewardWeights | None = None,
-                 max_agents: int = DEFAULT_MAX_AGENTS, device: str = "cpu") -> None:
+                 max_agents: int = DEFAULT_MAX_AGENTS, device: str = "cpu",
+                 scenario_cache: str | None = DEFAULT_CACHE_DIR) -> None:
         if num_envs < 1:
             raise SimError(f"num_envs must be >= 1, got {num_envs}")
         self.num_envs = num_envs
-        self.scenes = _load(scenarios, scenes)
+        self.scenes = _load(scenarios, scenes, scenario_cache)
         self.shuffle, self.agents, self.delta_bound = shuffle, agents, float(delta_bound)
         self.weights = weights or RewardWeights()
         self.max_agents, self.device = max_agents, torch.device(device)
