@@ -17,9 +17,10 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from scenarios.cli_config import add_dataclass_arguments, dataclass_from_args
 from sim.metric_catalogue import JUDGED_METRICS
 
 
@@ -32,23 +33,21 @@ class AcrossConfig:
         json: where to write ``AcrossVerdict.to_json()`` (None: nowhere). n_resamples, seed: seed bootstrap.
     """
 
-    runs: tuple[str, ...]
-    metric: str = "score"
-    json: str | None = None
-    n_resamples: int = 9999
-    seed: int = 0
+    runs: tuple[str, ...] = ()
+    metric: str = field(default="score", metadata={"help": "metric that defines the best checkpoint",
+                                                   "choices": JUDGED_METRICS})
+    json: str | None = field(default=None, metadata={"help": "also write the verdict as JSON", "metavar": "PATH"})
+    n_resamples: int = field(default=9999, metadata={"help": "seed bootstrap resamples"})
+    seed: int = field(default=0, metadata={"help": "bootstrap seed"})
 
 
 def parse_args(argv: Sequence[str] | None = None) -> AcrossConfig:
-    """Parse the command line into an :class:`AcrossConfig`."""
+    """Parse the command line into an :class:`AcrossConfig` (flags generated from its fields)."""
     p = argparse.ArgumentParser(prog="python -m sim.across", description=__doc__.split("\n")[0])
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders evaluated by sim.evaluate")
-    p.add_argument("--metric", default="score", choices=JUDGED_METRICS, help="metric that defines the best checkpoint")
-    p.add_argument("--json", default=None, metavar="PATH", help="also write the verdict as JSON")
-    p.add_argument("--n-resamples", type=int, default=9999, help="seed bootstrap resamples")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    add_dataclass_arguments(p, AcrossConfig, exclude=("runs",))
     a = p.parse_args(argv)
-    return AcrossConfig(runs=tuple(a.runs), metric=a.metric, json=a.json, n_resamples=a.n_resamples, seed=a.seed)
+    return dataclass_from_args(AcrossConfig, a, runs=tuple(a.runs))
 
 
 def run(cfg: AcrossConfig):

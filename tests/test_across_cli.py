@@ -27,7 +27,7 @@ def runs(tmp_path_factory):
     write_scenes(root / "scenes.npz", 4, num_steps=30)
     out = []
     for i, speeds in enumerate(SPEEDS):
-        run = make_run(root, name=f"seed{i}", speeds=speeds, log_stds=[-0.5, -0.9, -0.7, -1.1])
+        run = make_run(root, name=f"seed{i}", speeds=speeds, log_stds=[-0.5, -0.9, -0.7, -1.1], seed=i)
         subprocess.run([sys.executable, "-m", "sim.evaluate", "--run", str(run), *EV], cwd=root, check=True,
                        capture_output=True)
         out.append(run)

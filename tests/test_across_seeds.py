@@ -72,3 +72,17 @@ def test_same_run_twice_is_refused():
     a = _seed("s0", {"last": ("ep1", 1, 0.0)})
     with pytest.raises(AcrossError, match="twice"):
         compare_runs([a, a])
+
+
+def test_runs_of_one_training_seed_are_not_independent():
+    a = _seed("s0", {"last": ("ep1", 1, 0.0)}, train_seed=3)
+    b = _seed("s0-again", {"last": ("ep1", 1, 0.0)}, train_seed=3)
+    with pytest.raises(AcrossError, match="s0-again: trained with seed 3 like s0"):
+        compare_runs([a, b])
+    c = _seed("s1", {"last": ("ep1", 1, 0.0)}, train_seed=4)
+    assert compare_runs([a, c], n_resamples=99).runs == ("s0", "s1")
+
+
+def test_one_run_says_intervals_need_more_seeds():
+    v = compare_runs([_seed("s0", {"last": ("ep1", 1, 0.0)})], n_resamples=99)
+    assert "two or more runs" in format_table(v)

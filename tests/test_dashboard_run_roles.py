@@ -104,7 +104,7 @@ def test_across_seeds_view_with_exports(tmp_path, monkeypatch):
     write_scenes(tmp_path / "scenes.npz", 4, num_steps=30)
     monkeypatch.chdir(tmp_path)
     for i, speeds in enumerate(([6.0, 8.0, 10.0, 12.0], [12.0, 10.0, 8.0, 6.0], [9.0, 11.0, 7.0, 8.0])):
-        run = make_run(tmp_path, name=f"seed{i}", speeds=speeds, log_stds=LOG_STDS)
+        run = make_run(tmp_path, name=f"seed{i}", speeds=speeds, log_stds=LOG_STDS, seed=i)
         assert evaluate(["--run", str(run), *EV]) == 0
     at = _app(tmp_path / "out", monkeypatch, run="seed0", overlay="seed1,seed2", view="Runs overlaid")
     assert not at.exception

@@ -91,7 +91,8 @@ def _meta(p: WaypointPolicy, episode: int, reward: float) -> dict:
     return {"episode": episode, "entropy": ent, "entropy_per_dim": per, "eval_info": info, "train_reward": reward}
 
 
-def make_run(root: Path, episodes=(0, 50, 100, 150), speeds=None, log_stds=None, rewards=None, name="run1") -> Path:
+def make_run(root: Path, episodes=(0, 50, 100, 150), speeds=None, log_stds=None, rewards=None, name="run1",
+             seed: int = 0) -> Path:
     """A run directory in the DESIGN layout under ``root/out``; ``root/out/latest`` points at it.
 
     Returns:
@@ -114,7 +115,7 @@ def make_run(root: Path, episodes=(0, 50, 100, 150), speeds=None, log_stds=None,
         obj = read_checkpoint(run / "checkpoints" / f"ep{src:05d}.pt")
         obj["meta"] = {**obj["meta"], "kind": kind, "source": f"checkpoints/ep{src:05d}.pt"}
         torch.save(obj, run / dst)
-    (run / "config.json").write_text(json.dumps({"seed": 0}))
+    (run / "config.json").write_text(json.dumps({"seed": seed}))
     torch.save({"obs": torch.zeros(4, OBS_DIM)}, run / "eval_states.pt")  # the trainer's fixed states: not a checkpoint
     ents = [_meta(make_policy(speeds[j], log_stds[j], j), 0, 0)["entropy"] for j in range(n)]
     (run / "entropy_history.json").write_text(json.dumps({

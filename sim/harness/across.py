@@ -62,6 +62,7 @@ class SeedResult:
         settings_digest: identifies the evaluation settings (agents, backend, ...).
         picks: rule -> :class:`RulePick` (rules that pick nothing in this run are absent).
         spearman: entropy vs metric Spearman rho across the run's checkpoints (None if undefined).
+        train_seed: the training seed of the run (its ``config.json``), None when unknown.
     """
 
     run: str
@@ -71,6 +72,7 @@ class SeedResult:
     settings_digest: str
     picks: Mapping[str, RulePick]
     spearman: float | None = None
+    train_seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,8 @@ def check_comparable(seeds: Sequence[SeedResult]) -> None:
     """Refuse runs judged on another metric, scenario set or settings than the first.
 
     Raises:
-        AcrossError: one line naming the run and what differs; also for fewer than one run or duplicate labels.
+        AcrossError: one line naming the run and what differs; also for no run, duplicate labels, or two runs
+            trained with the same seed (not independent).
     """
     if not seeds:
         raise AcrossError("no runs to compare")
@@ -171,6 +174,13 @@ def check_comparable(seeds: Sequence[SeedResult]) -> None:
             if a != b:
                 raise AcrossError(f"{s.run}: evaluated with another {what} than {ref.run} ({b} vs {a}); "
                                   "evaluate both runs the same way")
+    by_seed: dict[int, str] = {}
+    for s in seeds:
+        if s.train_seed is not None and s.train_seed in by_seed:
+            raise AcrossError(f"{s.run}: trained with seed {s.train_seed} like {by_seed[s.train_seed]}; runs of one "
+                              "seed are not independent samples: compare runs trained with different --seed")
+        if s.train_seed is not None:
+            by_seed[s.train_seed] = s.run
 
 
 def compare_runs(seeds: Sequence[SeedResult], *, n_resamples: int = 9999, seed: int = 0,
@@ -216,6 +226,8 @@ def format_table(v: AcrossVerdict) -> str:
         lo, hi = r.mean_regret_ci
         lines.append(f"{r.rule:<22} {r.n_seeds:>5} {num(r.mean_regret):>11} {'[' + num(lo) + ', ' + num(hi) + ']':>19} "
                      f"{num(r.p_best, '.2f'):>7} {num(r.mean_rank, '.2f'):>9}  {', '.join(p or '-' for p in r.picks)}")
+    if len(v.runs) < 2:
+        lines.append("one run: the intervals over seeds need two or more runs trained with different seeds")
     lo, hi = v.spearman_ci
     per = ", ".join(num(x, ".2f") for x in v.spearman_per_seed)
     lines.append(f"entropy vs {v.metric} Spearman per seed: {per}; mean {num(v.spearman_mean, '.2f')} "

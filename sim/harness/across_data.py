@@ -91,7 +91,16 @@ def load_seed(run: str | Path, metric: str = "score", label: str | None = None) 
     settings = str(attrs.get("settings_digest") or "unrecorded")
     return SeedResult(run=label or Path(run).name or str(run), metric=metric, n_checkpoints=int(v["n_checkpoints"]),
                       scenario_digest=f"{len(ids)} scenes {scen}", settings_digest=settings, picks=_picks(v),
-                      spearman=v["correlations"][metric].get("spearman"))
+                      spearman=v["correlations"][metric].get("spearman"), train_seed=_train_seed(path.parent))
+
+
+def _train_seed(run_dir: Path) -> int | None:
+    """The run's training seed from its ``config.json`` (None: not a run of this trainer, or unreadable)."""
+    try:
+        seed = json.loads((run_dir / "config.json").read_text()).get("seed")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(seed) if isinstance(seed, int) else None
 
 
 def labels(runs: Sequence[str | Path]) -> list[str]:
