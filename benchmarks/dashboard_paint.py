@@ -6,6 +6,12 @@
 ``first_paint_s`` (fresh server, empty cache: navigation start until the entropy and metrics charts are drawn)
 and ``first_paint_warm_s`` (median of later page loads, cache hit). The helpers here are also used by the
 browser test (tests/test_dashboard_browser.py).
+
+``breakdown`` / ``floor_breakdown`` split each cold first paint (seconds from navigation start): ``ws_open_s``
+(the page's websocket is open: the script starts), ``chart_sent_s`` (the browser asks for Plotly's code: the first
+chart element has arrived), ``plotly_loaded_s`` (that code is downloaded) and ``painted_s``. ``chart_sent_s -
+ws_open_s`` is the server's share (imports, reads, figure building before the first chart); ``painted_s -
+plotly_loaded_s`` is the browser's (Plotly's code evaluated, the figures and every other element drawn).
 """
 
 from __future__ import annotations
@@ -37,6 +43,24 @@ PAINTED_JS = """(n) => {
   let drawn = 0;
   for (const p of plots) { if (p._fullLayout && p.querySelector('.main-svg .scatterlayer')) drawn += 1; }
   return drawn >= n;
+}"""
+
+
+# Installed in every page before its own scripts: the time the app's websocket opens (the script run starts then).
+WS_OPEN_JS = """(() => {
+  const WS = window.WebSocket;
+  window.WebSocket = function (...args) {
+    const ws = new WS(...args);
+    ws.addEventListener('open', () => { window.__wsOpen = window.__wsOpen ?? performance.now(); });
+    return ws;
+  };
+  window.WebSocket.prototype = WS.prototype;
+  Object.assign(window.WebSocket, WS);
+})();"""
+BREAKDOWN_JS = """() => {
+  const p = performance.getEntriesByType('resource').find(e => e.name.includes('/PlotlyChart.'));
+  return {ws_open: window.__wsOpen ?? null, chart_sent: p ? p.startTime : null,
+          plotly_loaded: p ? p.responseEnd : null};
 }"""
 
 
@@ -120,15 +144,27 @@ def load_and_time(page, url: str, n_charts: int = 2, timeout_s: float = 60.0) ->
     return float(page.evaluate("performance.now()")) / 1000.0
 
 
-def _paint_times(url: str, repeats: int, timeout_s: float) -> tuple[float, float]:
-    """(first load on a fresh server and browser, median of ``repeats`` later loads in the same browser)."""
+def breakdown(page, painted_s: float) -> dict[str, float | None]:
+    """Where a page load's time went (see the module docstring); needs ``WS_OPEN_JS`` installed in the page."""
+    b = page.evaluate(BREAKDOWN_JS)
+    s = {k: (None if v is None else round(float(v) / 1000.0, 3)) for k, v in b.items()}
+    return {"ws_open_s": s["ws_open"], "chart_sent_s": s["chart_sent"], "plotly_loaded_s": s["plotly_loaded"],
+            "painted_s": round(painted_s, 3)}
+
+
+def _paint_times(url: str, repeats: int, timeout_s: float) -> tuple[float, float, dict]:
+    """(first load on a fresh server and browser, median of ``repeats`` later loads in the same browser,
+    the first load's :func:`breakdown`)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         browser = launch(pw)
         try:
             ctx = browser.new_context(viewport={"width": 1600, "height": 1000})
-            cold = load_and_time(ctx.new_page(), url, timeout_s=timeout_s)
+            ctx.add_init_script(WS_OPEN_JS)
+            first = ctx.new_page()
+            cold = load_and_time(first, url, timeout_s=timeout_s)
+            split = breakdown(first, cold)
             warm = []
             for _ in range(repeats):  # a returning visitor: data cache and browser cache warm
                 page = ctx.new_page()
@@ -136,10 +172,10 @@ def _paint_times(url: str, repeats: int, timeout_s: float) -> tuple[float, float
                 page.close()
         finally:
             browser.close()
-    return cold, statistics.median(warm)
+    return cold, statistics.median(warm), split
 
 
-def measure(cfg: PaintConfig) -> dict[str, float | int]:
+def measure(cfg: PaintConfig) -> dict[str, float | int | dict]:
     """Write the fixture, serve it, and time a cold and ``repeats`` warm first paints.
 
     Also times the same two-chart paint of a trivial Streamlit page (``floor_*``): what Streamlit and Plotly
@@ -150,17 +186,17 @@ def measure(cfg: PaintConfig) -> dict[str, float | int]:
     with tempfile.TemporaryDirectory() as tmp:
         write_run(Path(tmp), FixtureSpec(name="bench", n_checkpoints=cfg.checkpoints, n_scenes=cfg.scenes, steps=91))
         with serve(Path(tmp), timeout_s=cfg.timeout_s) as url:
-            cold, warm = _paint_times(url, cfg.repeats, cfg.timeout_s)
+            cold, warm, split = _paint_times(url, cfg.repeats, cfg.timeout_s)
         floor_app = Path(tmp) / "floor_app.py"
         floor_app.write_text(FLOOR_APP)
         with serve(Path(tmp), timeout_s=cfg.timeout_s, app=floor_app) as url:
-            f_cold, f_warm = _paint_times(url, cfg.repeats, cfg.timeout_s)
+            f_cold, f_warm, f_split = _paint_times(url, cfg.repeats, cfg.timeout_s)
     load1 = os.getloadavg()[0]
     return {"first_paint_s": round(cold, 3), "first_paint_warm_s": round(warm, 3),
             "floor_first_paint_s": round(f_cold, 3), "floor_first_paint_warm_s": round(f_warm, 3),
             "ratio": round(cold / f_cold, 3), "ratio_warm": round(warm / f_warm, 3),
             "checkpoints": cfg.checkpoints, "scenes": cfg.scenes, "cpus": os.cpu_count(),
-            "load_avg_1min": round(load1, 2)}
+            "load_avg_1min": round(load1, 2), "breakdown": split, "floor_breakdown": f_split}
 
 
 def main(argv: list[str] | None = None) -> int:
