@@ -16,8 +16,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from dashboard.fixtures import FixtureSpec, write_run  # noqa: E402
 from sim.harness.reader import read_summary  # noqa: E402
-
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+from tests.dashboard_helpers import APP, open_app, page_text  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -26,19 +25,6 @@ def runs(tmp_path_factory) -> Path:
     write_run(root, FixtureSpec(name="run-b", seed=1, n_checkpoints=6, n_scenes=12))
     write_run(root, FixtureSpec(name="run-a", seed=0, n_checkpoints=8, n_scenes=16))  # latest
     return root
-
-
-def app(runs_dir: Path, monkeypatch, **qp) -> AppTest:
-    monkeypatch.setattr(sys, "argv", ["app.py", "--runs-dir", str(runs_dir)])
-    at = AppTest.from_file(APP, default_timeout=60)
-    for k, v in qp.items():
-        at.query_params[k] = v
-    return at.run()
-
-
-def texts(at: AppTest) -> str:
-    parts = [e.value for kind in ("info", "warning", "error", "markdown", "caption") for e in getattr(at, kind)]
-    return "\n".join(str(p) for p in parts)
 
 
 def chart_specs(at: AppTest) -> list[dict]:
@@ -56,7 +42,7 @@ def open_view(at: AppTest, view: str) -> AppTest:
 
 
 def test_opens_on_latest_with_every_view(runs, monkeypatch):
-    at = app(runs, monkeypatch)
+    at = open_app(runs, monkeypatch)
     assert not at.exception
     assert at.selectbox(key="run").value == "run-a"
     assert at.query_params["run"] in ("run-a", ["run-a"])
@@ -70,8 +56,8 @@ def test_opens_on_latest_with_every_view(runs, monkeypatch):
     summ = read_summary(runs / "run-a" / "results.h5")
     best_ent = next(c for c in summ.checkpoints.values() if "best_entropy" in c.roles)
     assert at.session_state["sel_ckpt"] == best_ent.key  # starts on the checkpoint the rule picked
-    assert "state-independent" in texts(at)
-    assert "Verdict" in texts(at)  # the report card is the default tab
+    assert "state-independent" in page_text(at)
+    assert "Verdict" in page_text(at)  # the report card is the default tab
     assert not any(s.get("frames") for s in specs)  # the replay is not built until its tab opens
     open_view(at, "Entropy vs metrics")
     assert not at.exception and "entropy vs score" in " ".join(title(s) for s in chart_specs(at))
@@ -90,7 +76,7 @@ def test_opens_on_latest_with_every_view(runs, monkeypatch):
 
 
 def test_click_on_checkpoint_selects_it_everywhere(runs, monkeypatch):
-    at = open_view(app(runs, monkeypatch), "Scenarios & replay")
+    at = open_view(open_app(runs, monkeypatch), "Scenarios & replay")
     summ = read_summary(runs / "run-a" / "results.h5")
     last = next(c for c in summ.checkpoints.values() if "last" in c.roles)
     assert at.session_state["sel_ckpt"] != last.key
@@ -101,7 +87,7 @@ def test_click_on_checkpoint_selects_it_everywhere(runs, monkeypatch):
     assert at.session_state["sel_ckpt"] == last.key
     assert at.selectbox(key="ckpt_pick").value == last.key
     assert at.query_params["ckpt"] in (last.key, [last.key])
-    assert f"Selected: **{last.name}**" in texts(at)
+    assert f"Selected: **{last.name}**" in page_text(at)
     met = next(s for s in chart_specs(at) if "Closed loop" in title(s))
     rings = [t for t in met["data"] if t.get("customdata") == [last.key]]
     assert rings and rings[0]["x"] == [last.episode]
@@ -111,53 +97,53 @@ def test_click_on_checkpoint_selects_it_everywhere(runs, monkeypatch):
 
 
 def test_run_picker_and_url_round_trip(runs, monkeypatch):
-    at = app(runs, monkeypatch)
+    at = open_app(runs, monkeypatch)
     at.selectbox(key="run").set_value("run-b").run()
     assert not at.exception
     b = read_summary(runs / "run-b" / "results.h5")
     assert at.session_state["sel_ckpt"] in b.checkpoints
     assert at.query_params["run"] in ("run-b", ["run-b"])
     key = [k for k, c in b.checkpoints.items() if c.kind == "checkpoint"][2]
-    at2 = app(runs, monkeypatch, run="run-b", metric="ade", ckpt=key, window="5", mode="min")
+    at2 = open_app(runs, monkeypatch, run="run-b", metric="ade", ckpt=key, window="5", mode="min")
     assert not at2.exception
     assert at2.selectbox(key="run").value == "run-b" and at2.selectbox(key="metric").value == "ade"
     assert at2.session_state["sel_ckpt"] == key and at2.session_state["window"] == 5
     assert at2.radio(key="mode").value == "min"
-    at3 = app(runs, monkeypatch, run="run-b", ckpt=key, view="Scenarios & replay", f_family="merge,lane_change")
+    at3 = open_app(runs, monkeypatch, run="run-b", ckpt=key, view="Scenarios & replay", f_family="merge,lane_change")
     assert not at3.exception
     assert at3.selectbox(key="ckpt_pick").value == key  # the shared link opens the same tab and filters
     assert set(at3.dataframe[0].value["family"]) <= {"merge", "lane_change"} and len(at3.dataframe[0].value)
 
 
 def test_what_if_rule_pick(runs, monkeypatch):
-    at = app(runs, monkeypatch, mode="min", window="1")
+    at = open_app(runs, monkeypatch, mode="min", window="1")
     summ = read_summary(runs / "run-a" / "results.h5")
     cks = [c for c in summ.checkpoints.values() if c.kind == "checkpoint"]
     lowest = min(cks, key=lambda c: c.entropy)
     metrics = {m.label: m.value for m in at.metric}
     best = max(cks, key=lambda c: c.mean("score"))
-    assert f"pick: **{lowest.name}**" in texts(at) and f"truly best: **{best.name}**" in texts(at)
+    assert f"pick: **{lowest.name}**" in page_text(at) and f"truly best: **{best.name}**" in page_text(at)
     assert float(metrics["regret"]) == pytest.approx(best.mean("score") - lowest.mean("score"), rel=1e-2)
     rank = 1 + sum(c.mean("score") > lowest.mean("score") for c in cks)
     assert metrics["rank by score"] == f"{rank} / {len(cks)}"
 
 
 def test_no_runs(tmp_path, monkeypatch):
-    at = app(tmp_path / "nothing", monkeypatch)
+    at = open_app(tmp_path / "nothing", monkeypatch)
     assert not at.exception
-    assert "python -m training.train" in texts(at)
+    assert "python -m training.train" in page_text(at)
 
 
 def test_run_without_results_and_without_history(tmp_path, monkeypatch):
     write_run(tmp_path, FixtureSpec(name="r1", with_results=False))
-    at = app(tmp_path, monkeypatch)
+    at = open_app(tmp_path, monkeypatch)
     assert not at.exception
-    assert "python -m sim.evaluate" in texts(at)
+    assert "python -m sim.evaluate" in page_text(at)
     assert at.get("plotly_chart")  # the entropy curve from the history still shows
     write_run(tmp_path, FixtureSpec(name="r2", with_history=False, with_verdict=False))
-    at = app(tmp_path, monkeypatch, run="r2")
+    at = open_app(tmp_path, monkeypatch, run="r2")
     assert not at.exception
-    assert "entropy_history.json" in texts(at) and "python -m training.train" in texts(at)
+    assert "entropy_history.json" in page_text(at) and "python -m training.train" in page_text(at)
     assert any(m.label == "regret" for m in at.metric)  # computed from results alone (no stored verdict)
 
 
@@ -165,18 +151,18 @@ def test_corrupt_files(tmp_path, monkeypatch):
     run = write_run(tmp_path, FixtureSpec(name="r1"))
     (run / "results.h5").write_bytes(b"\x00garbage" * 100)
     (run / "entropy_history.json").write_text("{not json")
-    at = app(tmp_path, monkeypatch)
+    at = open_app(tmp_path, monkeypatch)
     assert not at.exception
-    t = texts(at)
+    t = page_text(at)
     assert "results.h5" in t and "python -m sim.evaluate" in t
     assert "entropy_history.json" in t and "python -m training.train" in t
 
 
 def test_state_dependent_log_std_has_no_warning(tmp_path, monkeypatch):
     write_run(tmp_path, FixtureSpec(name="r1", state_dependent_log_std=True, n_scenes=6))
-    at = app(tmp_path, monkeypatch)
+    at = open_app(tmp_path, monkeypatch)
     assert not at.exception
-    assert "state-independent" not in texts(at)
+    assert "state-independent" not in page_text(at)
 
 
 def test_results_without_any_checkpoint_yet(tmp_path, monkeypatch):
@@ -184,9 +170,9 @@ def test_results_without_any_checkpoint_yet(tmp_path, monkeypatch):
     with h5py.File(run / "results.h5", "a") as f:  # an evaluation that has written its scenes, no checkpoint yet
         del f["checkpoints"]
         del f["verdict"]
-    at = app(tmp_path, monkeypatch)
+    at = open_app(tmp_path, monkeypatch)
     assert not at.exception
-    assert "no checkpoint evaluated yet" in texts(at) and "python -m sim.evaluate" in texts(at)
+    assert "no checkpoint evaluated yet" in page_text(at) and "python -m sim.evaluate" in page_text(at)
     assert at.get("plotly_chart")  # the entropy history still shows
 
 
@@ -206,7 +192,7 @@ def test_skipped_scenes_are_listed(tmp_path, monkeypatch):
 
     run = write_run(tmp_path, FixtureSpec(name="r1", n_scenes=4))
     ResultsWriter(run / "results.h5").write_skipped([SkippedScene("logs/bad.pkl", "", "truncated pickle")])
-    at = app(tmp_path, monkeypatch)
+    at = open_app(tmp_path, monkeypatch)
     assert not at.exception
     (exp,) = [e for e in at.expander if "skipped by sim.evaluate" in e.label]
     assert exp.label.startswith("1 scene(s)")

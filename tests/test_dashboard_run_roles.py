@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import h5py
 import pytest
@@ -15,23 +14,11 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from sim.evaluate import main as evaluate  # noqa: E402
 from sim.harness.reader import read_checkpoints  # noqa: E402
+from tests.dashboard_helpers import open_app, page_text  # noqa: E402
 from tests.test_evaluate_support import make_run, write_scenes  # noqa: E402
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 EV = ["--scenarios", "scenes.npz", "--no-progress", "--n-resamples", "50", "--batch-size", "8"]
 LOG_STDS = [-0.9, -0.5, -0.7, -1.1]  # highest entropy at ep00050: best_entropy.pt copies it
-
-
-def _app(runs_dir: Path, monkeypatch, **qp) -> AppTest:
-    monkeypatch.setattr(sys, "argv", ["app.py", "--runs-dir", str(runs_dir)])
-    at = AppTest.from_file(APP, default_timeout=90)
-    for k, v in qp.items():
-        at.query_params[k] = v
-    return at.run()
-
-
-def _texts(at: AppTest) -> str:
-    return "\n".join(str(e.value) for k in ("info", "warning", "error", "markdown", "caption") for e in getattr(at, k))
 
 
 def _legend(at: AppTest) -> list[str]:
@@ -53,9 +40,9 @@ def test_partial_results_never_make_up_roles(evaluated, monkeypatch):
     key = next(s.key for s in read_checkpoints(evaluated / "results.h5") if "best_entropy" in s.roles)
     with h5py.File(evaluated / "results.h5", "r+") as f:
         del f["checkpoints"][key]
-    at = _app(evaluated.parent, monkeypatch)
+    at = open_app(evaluated.parent, monkeypatch)
     assert not at.exception
-    text = _texts(at)
+    text = page_text(at)
     assert "Partial comparison set: 3 of 4 checkpoints" in text and "4 (checkpoint, scene) pair(s)" in text
     assert "Not evaluated yet: best_entropy.pt" in text
     assert "it is the best checkpoint" not in text
@@ -71,7 +58,7 @@ def _whatif_pick(at: AppTest) -> str:
 
 def test_without_best_entropy_pt_every_view_names_the_same_pick(evaluated, monkeypatch):
     (evaluated / "best_entropy.pt").unlink()
-    at = _app(evaluated.parent, monkeypatch)
+    at = open_app(evaluated.parent, monkeypatch)
     assert not at.exception
     chart = next(n for n in _legend(at) if n.startswith("max entropy (rule"))
     card = next(str(m.value) for m in at.markdown if "Max entropy picks" in str(m.value))
@@ -81,7 +68,7 @@ def test_without_best_entropy_pt_every_view_names_the_same_pick(evaluated, monke
 
 
 def test_csv_roles_are_plain_names(evaluated, monkeypatch):
-    at = _app(evaluated.parent, monkeypatch)
+    at = open_app(evaluated.parent, monkeypatch)
     at.session_state["view"] = "Checkpoint table"
     at.run()
     df = at.dataframe[0].value
@@ -90,14 +77,14 @@ def test_csv_roles_are_plain_names(evaluated, monkeypatch):
 
 def test_no_results_names_the_exact_command_and_runs_dir_mistakes(tmp_path, monkeypatch):
     run = make_run(tmp_path, log_stds=LOG_STDS)
-    at = _app(tmp_path / "out", monkeypatch)
-    assert f"python -m sim.evaluate --run {run}" in _texts(at)
-    at = _app(run, monkeypatch)
-    assert "is a single run folder" in _texts(at) and f"--runs-dir {run.parent}" in _texts(at)
+    at = open_app(tmp_path / "out", monkeypatch)
+    assert f"python -m sim.evaluate --run {run}" in page_text(at)
+    at = open_app(run, monkeypatch)
+    assert "is a single run folder" in page_text(at) and f"--runs-dir {run.parent}" in page_text(at)
     f = tmp_path / "afile"
     f.write_text("x")
-    assert "is a file, not a folder of runs" in _texts(_app(f, monkeypatch))
-    assert "no such folder" in _texts(_app(tmp_path / "missing", monkeypatch))
+    assert "is a file, not a folder of runs" in page_text(open_app(f, monkeypatch))
+    assert "no such folder" in page_text(open_app(tmp_path / "missing", monkeypatch))
 
 
 def test_across_seeds_view_with_exports(tmp_path, monkeypatch):
@@ -106,7 +93,7 @@ def test_across_seeds_view_with_exports(tmp_path, monkeypatch):
     for i, speeds in enumerate(([6.0, 8.0, 10.0, 12.0], [12.0, 10.0, 8.0, 6.0], [9.0, 11.0, 7.0, 8.0])):
         run = make_run(tmp_path, name=f"seed{i}", speeds=speeds, log_stds=LOG_STDS, seed=i)
         assert evaluate(["--run", str(run), *EV]) == 0
-    at = _app(tmp_path / "out", monkeypatch, run="seed0", overlay="seed1,seed2", view="Runs overlaid")
+    at = open_app(tmp_path / "out", monkeypatch, run="seed0", overlay="seed1,seed2", view="Runs overlaid")
     assert not at.exception
     assert "Across seeds: 3 runs" in [str(s.value) for s in at.subheader]
     table = at.dataframe[0].value

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("streamlit.testing.v1")
-from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from dashboard.fixtures import FixtureSpec, write_run  # noqa: E402
 from dashboard.signals_view import headline_sentence, ranking_table  # noqa: E402
 from sim.evaluate import main  # noqa: E402
 from sim.harness.reader import read_signal_verdict  # noqa: E402
+from tests.dashboard_helpers import open_app  # noqa: E402
 from tests.test_evaluate_support import make_run, write_scenes  # noqa: E402
-
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +34,9 @@ def runs(tmp_path_factory) -> Path:
     return root / "out"
 
 
-def _app(runs_dir: Path, monkeypatch, **qp) -> AppTest:
-    monkeypatch.setattr(sys, "argv", ["app.py", "--runs-dir", str(runs_dir)])
-    at = AppTest.from_file(APP, default_timeout=60)
-    for k, v in qp.items():
-        at.query_params[k] = v
-    return at.run()
-
-
 def test_signal_view_shows_the_stored_ranking(runs, monkeypatch):
     v = read_signal_verdict(runs / "run1" / "results.h5")
-    at = _app(runs, monkeypatch, run="run1", view="Training signals")
+    at = open_app(runs, monkeypatch, run="run1", view="Training signals")
     assert not at.exception
     assert any("Which training signal picks the best checkpoint?" in h.value for h in at.subheader)
     md = " ".join(m.value for m in at.markdown)
@@ -62,7 +51,7 @@ def test_signal_view_shows_the_stored_ranking(runs, monkeypatch):
 
 
 def test_signal_view_without_a_stored_verdict(runs, monkeypatch):
-    at = _app(runs, monkeypatch, run="fixture", view="Training signals")
+    at = open_app(runs, monkeypatch, run="fixture", view="Training signals")
     assert not at.exception
     assert any("No training signals judged for this run yet" in i.value for i in at.info)
 
