@@ -10,11 +10,8 @@ import pytest
 import torch
 
 import sim.geometry as geometry
-import sim.observation as O
-import sim.rollout
 from policy.model import PolicyConfig, WaypointPolicy
 from scenarios.procedural import FAMILY_NAMES, generate
-from sim.backends import KinematicBackend
 from sim.batch import make_batch
 from sim.compiled import StepCompile
 from sim.config import NUM_WAYPOINTS, SimError
@@ -79,88 +76,6 @@ def test_metric_route_projection_is_computed_once_and_equals_a_direct_call(scene
     s, lat = project_to_dense_polyline(batch.route, batch.route_valid, ro.traj[:, 0][..., [0, 1]])
     assert torch.equal(c.route_s, s) and torch.equal(c.route_lat, lat)
     assert c.route_s.data_ptr() == c.route_projection[0].data_ptr()
-
-
-def _observe_stacked(state, batch):
-    """The stacked formulation (before the preallocated buffer): the reference."""
-    ag = state.agents
-    n_b, n_a = ag.shape[:2]
-    ego = ag[:, 0]
-    exy, eyaw = ego[:, :2], ego[:, 2]
-    c, s = torch.cos(eyaw), torch.sin(eyaw)
-    ego_f = torch.stack(
-        [
-            state.speed[:, 0] / O.SPEED_SCALE,
-            state.last_action[:, 0] / O.ACCEL_MAX,
-            state.last_action[:, 1] / O.CURVATURE_MAX,
-        ],
-        dim=-1,
-    )
-    route = O.to_ego_frame(O.route_ahead(batch, exy), exy, eyaw) / O.POS_SCALE  # [B, N, 2]
-
-    # nearest other agents
-    oth = ag[:, 1:]
-    dist = (oth[..., 0] - exy[:, :1]).square() + (oth[..., 1] - exy[:, 1:]).square()
-    dist = torch.where(state.valid[:, 1:], dist, torch.full_like(dist, float("inf")))
-    k = min(O.NUM_NEAREST, n_a - 1)
-    feats = torch.zeros(n_b, O.NUM_NEAREST, O.AGENT_FEATURES, device=ag.device, dtype=ag.dtype)
-    if k > 0:
-        dk, ik = torch.topk(dist, k, dim=1, largest=False)  # [B, k]
-        sel = O._rows(state.kin, ik + 1)  # [B, k, 8] the k nearest others (columns as SimState.kin)
-        present = torch.isfinite(dk)
-        rx, ry = sel[..., 0] - exy[:, :1], sel[..., 1] - exy[:, 1:]
-        cc, ss = c.unsqueeze(1), s.unsqueeze(1)
-        dyaw = sel[..., 2] - eyaw.unsqueeze(1)
-        rvx = sel[..., 3] - ego[:, 3:4]
-        rvy = sel[..., 4] - ego[:, 4:5]
-        f = torch.stack(
-            [
-                (rx * cc + ry * ss) / O.POS_SCALE,
-                (-rx * ss + ry * cc) / O.POS_SCALE,
-                torch.cos(dyaw),
-                torch.sin(dyaw),
-                (rvx * cc + rvy * ss) / O.SPEED_SCALE,
-                (-rvx * ss + rvy * cc) / O.SPEED_SCALE,
-                sel[..., 5] / 5.0,
-                sel[..., 6] / 2.5,
-                torch.ones_like(rx),
-            ],
-            dim=-1,
-        )
-        feats[:, :k] = f * present.unsqueeze(-1)
-
-    # road signed distance at ego-frame probes
-    probes = O._probes(ag.device).unsqueeze(0).expand(n_b, -1, -1)
-    world = O.to_world_frame(probes, exy, eyaw)
-    has = batch.road.has_road.unsqueeze(1).to(ag.dtype)
-    road = O.road_probe(batch.road, world) / O.ROAD_CLIP * has
-    return torch.cat([ego_f, route.reshape(n_b, -1), feats.reshape(n_b, -1), road, has], dim=1)
-
-
-def test_buffered_observation_equals_the_stacked_formulation_bit_for_bit(scenes, monkeypatch):
-    batch = make_batch(scenes, max_agents=32)
-    seen = []
-
-    def pol(obs, t):
-        seen.append((obs, _observe_stacked(state_at[0], batch)))
-        return policy.act(obs), {}
-
-    policy = _policy()
-    state_at = [None]
-    real = O.observe
-
-    def spy(state, b):
-        state_at[0] = state
-        return real(state, b)
-
-    monkeypatch.setattr(sim.rollout, "observe", spy)
-    rollout(batch, pol)
-    assert len(seen) == batch.num_steps - 1 - batch.init_step
-    for got, ref in seen:
-        assert torch.equal(got, ref)
-    few = make_batch(scenes[:3], max_agents=4)  # fewer than NUM_NEAREST others: zero slots
-    st = KinematicBackend().reset(few)
-    assert torch.equal(O.observe(st, few), _observe_stacked(st, few))
 
 
 def test_failed_compile_falls_back_to_eager_with_a_warning(scenes):
