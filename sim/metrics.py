@@ -165,9 +165,14 @@ class MetricContext:
         return d.reshape(n_b, n_t, 4).amax(-1)
 
     @cached_property
+    def route_projection(self) -> tuple[Tensor, Tensor]:
+        """``(s [B, T], lateral [B, T])`` m: the ego's projection onto its route, computed once for both."""
+        return project_to_dense_polyline(self.batch.route, self.batch.route_valid, self.ego[..., X : Y + 1])
+
+    @cached_property
     def route_s(self) -> Tensor:
         """``[B, T]`` m, ego arc-length position along the route."""
-        return project_to_dense_polyline(self.batch.route, self.batch.route_valid, self.ego[..., X : Y + 1])[0]
+        return self.route_projection[0]
 
     @cached_property
     def log_progress(self) -> Tensor:
@@ -250,7 +255,7 @@ class MetricContext:
     @cached_property
     def route_lat(self) -> Tensor:
         """``[B, T]`` m, ego distance from its route (the logged path): how far it left its lane."""
-        return project_to_dense_polyline(self.batch.route, self.batch.route_valid, self.ego[..., [X, Y]])[1]
+        return self.route_projection[1]
 
     @cached_property
     def first_collision_at_fault(self) -> Tensor:

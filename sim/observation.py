@@ -141,6 +141,10 @@ def road_probe(grid: RoadGrid, xy: Tensor) -> Tensor:
 def observe(state: SimState, batch: ScenarioBatch) -> Tensor:
     """Observation of every scene's ego at ``state``.
 
+    Every feature block is written straight into its columns of one ``[B, OBS_DIM]`` tensor (no
+    ``stack``/``cat`` per step); the arithmetic is the same op for op as the stacked formulation
+    (``tests/test_sim_speed.py`` keeps that one as the reference and checks bit equality).
+
     Args:
         state: the current state (ego at agent 0).
         batch: the scenes (route, road grid).
@@ -150,53 +154,56 @@ def observe(state: SimState, batch: ScenarioBatch) -> Tensor:
     """
     ag = state.agents
     n_b, n_a = ag.shape[:2]
+    out = torch.empty(n_b, OBS_DIM, device=ag.device, dtype=ag.dtype)
     ego = ag[:, 0]
     exy, eyaw = ego[:, :2], ego[:, 2]
     c, s = torch.cos(eyaw), torch.sin(eyaw)
-    ego_f = torch.stack(
-        [
-            state.speed[:, 0] / SPEED_SCALE,
-            state.last_action[:, 0] / ACCEL_MAX,
-            state.last_action[:, 1] / CURVATURE_MAX,
-        ],
-        dim=-1,
-    )
-    route = to_ego_frame(route_ahead(batch, exy), exy, eyaw) / POS_SCALE  # [B, N, 2]
+    torch.div(state.speed[:, 0], SPEED_SCALE, out=out[:, 0])
+    torch.div(state.last_action[:, 0], ACCEL_MAX, out=out[:, 1])
+    torch.div(state.last_action[:, 1], CURVATURE_MAX, out=out[:, 2])
+
+    # route points in the ego frame (to_ego_frame, then / POS_SCALE)
+    r0 = EGO_DIM
+    route = out[:, r0 : r0 + ROUTE_DIM].view(n_b, NUM_ROUTE_POINTS, 2)
+    cc, ss = c.unsqueeze(1), s.unsqueeze(1)
+    d = route_ahead(batch, exy) - exy.unsqueeze(1)
+    dx, dy = d[..., 0], d[..., 1]
+    torch.div(dx * cc + dy * ss, POS_SCALE, out=route[..., 0])
+    torch.div(-dx * ss + dy * cc, POS_SCALE, out=route[..., 1])
 
     # nearest other agents
+    a0 = r0 + ROUTE_DIM
+    feats = out[:, a0 : a0 + AGENTS_DIM].view(n_b, NUM_NEAREST, AGENT_FEATURES)
     oth = ag[:, 1:]
     dist = (oth[..., 0] - exy[:, :1]).square() + (oth[..., 1] - exy[:, 1:]).square()
     dist = torch.where(state.valid[:, 1:], dist, torch.full_like(dist, float("inf")))
     k = min(NUM_NEAREST, n_a - 1)
-    feats = torch.zeros(n_b, NUM_NEAREST, AGENT_FEATURES, device=ag.device, dtype=ag.dtype)
+    if k < NUM_NEAREST:
+        feats[:, k:] = 0.0
     if k > 0:
         dk, ik = torch.topk(dist, k, dim=1, largest=False)  # [B, k]
         sel = _rows(state.kin, ik + 1)  # [B, k, 8] the k nearest others (columns as SimState.kin)
         present = torch.isfinite(dk)
         rx, ry = sel[..., 0] - exy[:, :1], sel[..., 1] - exy[:, 1:]
-        cc, ss = c.unsqueeze(1), s.unsqueeze(1)
         dyaw = sel[..., 2] - eyaw.unsqueeze(1)
         rvx = sel[..., 3] - ego[:, 3:4]
         rvy = sel[..., 4] - ego[:, 4:5]
-        f = torch.stack(
-            [
-                (rx * cc + ry * ss) / POS_SCALE,
-                (-rx * ss + ry * cc) / POS_SCALE,
-                torch.cos(dyaw),
-                torch.sin(dyaw),
-                (rvx * cc + rvy * ss) / SPEED_SCALE,
-                (-rvx * ss + rvy * cc) / SPEED_SCALE,
-                sel[..., 5] / 5.0,
-                sel[..., 6] / 2.5,
-                torch.ones_like(rx),
-            ],
-            dim=-1,
-        )
-        feats[:, :k] = f * present.unsqueeze(-1)
+        f = feats[:, :k]
+        torch.div(rx * cc + ry * ss, POS_SCALE, out=f[..., 0])
+        torch.div(-rx * ss + ry * cc, POS_SCALE, out=f[..., 1])
+        torch.cos(dyaw, out=f[..., 2])
+        torch.sin(dyaw, out=f[..., 3])
+        torch.div(rvx * cc + rvy * ss, SPEED_SCALE, out=f[..., 4])
+        torch.div(-rvx * ss + rvy * cc, SPEED_SCALE, out=f[..., 5])
+        torch.div(sel[..., 5], 5.0, out=f[..., 6])
+        torch.div(sel[..., 6], 2.5, out=f[..., 7])
+        f[..., 8] = 1.0
+        f.mul_(present.unsqueeze(-1))
 
     # road signed distance at ego-frame probes
     probes = _probes(ag.device).unsqueeze(0).expand(n_b, -1, -1)
     world = to_world_frame(probes, exy, eyaw)
-    has = batch.road.has_road.unsqueeze(1).to(ag.dtype)
-    road = road_probe(batch.road, world) / ROAD_CLIP * has
-    return torch.cat([ego_f, route.reshape(n_b, -1), feats.reshape(n_b, -1), road, has], dim=1)
+    has = out[:, OBS_DIM - 1 :]
+    has.copy_(batch.road.has_road.unsqueeze(1))
+    torch.mul(road_probe(batch.road, world) / ROAD_CLIP, has, out=out[:, a0 + AGENTS_DIM : OBS_DIM - 1])
+    return out

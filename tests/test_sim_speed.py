@@ -69,6 +69,15 @@ def test_compacted_overlap_ttc_and_chunked_route_equal_the_brute_force_formulati
     assert torch.equal(chunked, whole) and torch.equal(tiny, whole)
 
 
+def test_metric_route_projection_is_computed_once_and_equals_a_direct_call(scenes):
+    batch = make_batch(scenes, max_agents=32)
+    ro = rollout(batch, _fn(_policy()))
+    c = MetricContext(ro, batch)
+    s, lat = project_to_dense_polyline(batch.route, batch.route_valid, ro.traj[:, 0][..., [0, 1]])
+    assert torch.equal(c.route_s, s) and torch.equal(c.route_lat, lat)
+    assert c.route_s.data_ptr() == c.route_projection[0].data_ptr()
+
+
 def test_failed_compile_falls_back_to_eager_with_a_warning(scenes):
     batch = make_batch(scenes[:6], max_agents=16)
     pol = _policy()
