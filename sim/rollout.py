@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -14,9 +15,36 @@ from sim.compiled import StepCompile, maybe_compile
 from sim.config import NUM_WAYPOINTS, SimError
 from sim.controller import ControllerConfig, WaypointController
 from sim.observation import OBS_DIM, observe
+from sim.state import SimState
 
-PolicyFn = Callable[[Tensor, int], tuple[Tensor, dict[str, Tensor]]]
-"""(obs float32 [B, OBS_DIM], step t) -> (waypoints float32 [B, K, 2] ego frame m, aux {name: [B, ...]})."""
+
+class Controls(NamedTuple):
+    """Controls a policy may return instead of waypoints (the waypoint controller is then skipped).
+
+    Attributes:
+        accel: float ``[B]`` longitudinal acceleration, m/s^2 (clipped by the dynamics to its limits).
+        curvature: float ``[B]`` path curvature, 1/m (clipped likewise).
+    """
+
+    accel: Tensor
+    curvature: Tensor
+
+
+PolicyFn = Callable[[Tensor, int], tuple["Tensor | Controls", dict[str, Tensor]]]
+"""(obs float32 [B, OBS_DIM], step t) -> (waypoints float32 [B, K, 2] ego frame m, or :class:`Controls`;
+aux {name: [B, ...]})."""
+
+
+@dataclass(frozen=True)
+class StatePolicy:
+    """A policy that builds its own features from the batched simulator state instead of the observation.
+
+    Attributes:
+        fn: ``(state: SimState, batch: ScenarioBatch, t) -> (waypoints [B, K, 2] | Controls, aux)``; ``state``
+            holds every agent's pose and speed ``[B, A]`` (ego at index 0) in the scene's local frame.
+    """
+
+    fn: Callable[[SimState, ScenarioBatch, int], tuple[Tensor | Controls, dict[str, Tensor]]]
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,7 +91,9 @@ def rollout(
     Args:
         batch: the scenes.
         policy_fn: ``(obs [B, OBS_DIM], t) -> (waypoints [B, K, 2] ego frame m, aux {name: [B, ...]})``;
-            None = the ego replays its log exactly (the log-replay baseline).
+            the policy may return :class:`Controls` instead of waypoints (no waypoint controller then), and a
+            :class:`StatePolicy` gets the simulator state instead of the observation; None = the ego replays
+            its log exactly (the log-replay baseline).
         agents: other agents' model for the default backend: ``"log"`` (replay) or ``"idm"``.
         record_obs: keep the observations ``[B, S, OBS_DIM]`` (S = T - 1 - init_step).
         backend: a :class:`~sim.backends.Backend`; None = :class:`~sim.backends.KinematicBackend`.
@@ -75,7 +105,8 @@ def rollout(
         :class:`Rollout`; steps up to init_step hold the log, scenes that end early freeze (valid False).
 
     Raises:
-        SimError: the policy returned waypoints of the wrong shape or an aux value without a leading B.
+        SimError: the policy returned waypoints or controls of the wrong shape or an aux value without a
+            leading B.
     """
     own = backend is None
     if own:
@@ -94,21 +125,25 @@ def rollout(
             ctrl = WaypointController(batch.dt, controller)
             obs_fn = maybe_compile(observe, compile, batch.device)
             state = backend.reset(batch)
+            from_state = isinstance(policy_fn, StatePolicy)
             for i, t in enumerate(range(t0, n_t - 1)):
                 accel = curvature = None
-                if policy_fn is not None or record_obs:
+                if (policy_fn is not None and not from_state) or record_obs:
                     obs = obs_fn(state, batch)
                     if obs_buf is not None:
                         obs_buf[:, i] = obs
                 if policy_fn is not None:
-                    wps, aux = policy_fn(obs, t)
+                    out, aux = policy_fn.fn(state, batch, t) if from_state else policy_fn(obs, t)
                     if i == 0:
-                        _check_policy_output(wps, aux, n_b)
+                        _check_policy_output(out, aux, n_b)
                     for k, v in aux.items():
                         if k not in aux_buf:
                             aux_buf[k] = torch.zeros((n_b, n_s, *v.shape[1:]), dtype=v.dtype, device=v.device)
                         aux_buf[k][:, i] = v
-                    accel, curvature = ctrl(wps.to(batch.log.dtype), state.speed[:, 0])
+                    if isinstance(out, Controls):
+                        accel, curvature = out.accel.to(batch.log.dtype), out.curvature.to(batch.log.dtype)
+                    else:
+                        accel, curvature = ctrl(out.to(batch.log.dtype), state.speed[:, 0])
                 state = backend.step(state, accel, curvature, t)
                 traj[:, :, t + 1] = state.agents
                 valid[:, :, t + 1] = state.valid
@@ -128,8 +163,12 @@ def rollout(
     )
 
 
-def _check_policy_output(wps: Tensor, aux: dict[str, Tensor], n_b: int) -> None:
-    if not isinstance(wps, Tensor) or wps.shape != (n_b, NUM_WAYPOINTS, 2):
+def _check_policy_output(wps: Tensor | Controls, aux: dict[str, Tensor], n_b: int) -> None:
+    if isinstance(wps, Controls):
+        shapes = [list(x.shape) if isinstance(x, Tensor) else type(x).__name__ for x in wps]
+        if shapes != [[n_b], [n_b]]:
+            raise SimError(f"policy_fn must return Controls(accel [{n_b}], curvature [{n_b}]), got {shapes}")
+    elif not isinstance(wps, Tensor) or wps.shape != (n_b, NUM_WAYPOINTS, 2):
         shape = list(wps.shape) if isinstance(wps, Tensor) else type(wps).__name__
         raise SimError(f"policy_fn must return waypoints [{n_b}, {NUM_WAYPOINTS}, 2], got {shape}")
     for k, v in aux.items():

@@ -22,6 +22,7 @@ from sim.batch import make_batch  # noqa: E402
 from sim.config import NUM_WAYPOINTS  # noqa: E402
 from sim.harness.agents import (  # noqa: E402
     AgentError,
+    AgentInfo,
     OwnAgent,
     SB3Agent,
     load_agent,
@@ -172,3 +173,59 @@ def test_resolver():
                       ("sim.harness.agents:NUM_WAYPOINTS", "not callable")]:
         with pytest.raises(AgentError, match=msg):
             resolve_factory(spec)
+
+
+# --- agents that build their own features or output controls ----------------------------------------------------
+
+class _PlanFromState:
+    """A state agent: a constant plan, turned into controls by its own copy of the waypoint controller."""
+
+    def __init__(self, path: str, device: str = "cpu"):
+        from sim.controller import WaypointController
+
+        self.info = AgentInfo("tests.test_agents_api:plan_from_state", path, "0" * 64, None, "none")
+        self.plan = _PLAN.clone()
+        self.ctrl_factory = WaypointController
+
+    def from_state(self, state, batch):
+        from sim.rollout import Controls
+
+        if not hasattr(self, "ctrl"):
+            self.ctrl = self.ctrl_factory(batch.dt)
+        accel, curvature = self.ctrl(self.plan.expand(state.speed.shape[0], -1, -1), state.speed[:, 0])
+        return Controls(accel, curvature)
+
+
+_PLAN = torch.stack([torch.linspace(1.0, 8.0, NUM_WAYPOINTS), torch.linspace(0.0, 0.8, NUM_WAYPOINTS)], -1)[None]
+
+
+def plan_from_state(path: str, device: str) -> _PlanFromState:
+    """Factory for ``--agent tests.test_agents_api:plan_from_state``."""
+    return _PlanFromState(path, device)
+
+
+def test_a_state_agent_returning_controls_equals_the_waypoint_path(scenes, tmp_path):
+    """The state + controls protocol against the oracle: the same plan through the usual observation/waypoint path."""
+    from sim.harness.agents import load_agent, policy_fn
+    from sim.rollout import StatePolicy
+
+    ckpt = tmp_path / "plan.bin"
+    ckpt.write_bytes(b"plan")
+    agent = load_agent("tests.test_agents_api:plan_from_state", str(ckpt))
+    fn = policy_fn(agent)
+    assert isinstance(fn, StatePolicy)
+    batch = make_batch(scenes[:4])
+    via_state = rollout(batch, fn)
+    via_waypoints = rollout(batch, lambda obs, t: (_PLAN.expand(obs.shape[0], -1, -1), {}))
+    torch.testing.assert_close(via_state.traj, via_waypoints.traj)
+    assert via_state.ego_action.abs().sum() > 0  # it did drive
+
+
+def test_controls_of_the_wrong_shape_are_one_line(scenes):
+    from sim.config import SimError
+    from sim.rollout import Controls, StatePolicy
+
+    batch = make_batch(scenes[:2])
+    bad = StatePolicy(lambda state, b, t: (Controls(torch.zeros(3), torch.zeros(2)), {}))
+    with pytest.raises(SimError, match=r"Controls\(accel \[2\], curvature \[2\]\), got \[\[3\], \[2\]\]"):
+        rollout(batch, bad)

@@ -6,8 +6,13 @@ Protocol:
   (:func:`resolve_factory`). Built in: ``own`` (this project's ``.pt``, the default), ``sb3`` (PPO / SAC ``.zip``)
   and ``torchscript`` (a scripted module ``[B, OBS_DIM] -> [B, K, 2]``).
 - An **agent** (:class:`Agent`) maps batched observations float32 ``[B, OBS_DIM]`` (:mod:`sim.observation`) to
-  waypoints float32 ``[B, K, 2]`` (metres, ego frame, x forward, y left), K = ``sim.config.NUM_WAYPOINTS``;
-  the waypoint controller turns them into controls. It carries an :class:`AgentInfo`: the plug-in name,
+  waypoints float32 ``[B, K, 2]`` (metres, ego frame, x forward, y left), K = ``sim.config.NUM_WAYPOINTS``,
+  which the waypoint controller turns into controls, or directly to :class:`sim.rollout.Controls`
+  (acceleration ``[B]`` m/s^2, curvature ``[B]`` 1/m). An agent that builds its own features defines
+  ``from_state(state, batch)`` (:class:`StateAgent`: the batched :class:`sim.state.SimState`, every agent's
+  pose and speed ``[B, A]`` with the ego at index 0, and the :class:`sim.batch.ScenarioBatch` with the log,
+  route and road) instead of ``waypoints(obs)``, with the same outputs. It carries an :class:`AgentInfo`: the
+  plug-in name,
   the file, a stable ``identity`` (SHA-256 of the acting weights: same weights, same identity, whatever the file
   name) and the training ``step`` from metadata or the file name (``ep00100.pt``, ``rl_model_20000_steps.zip``),
   for results keys, resume and comparison sets.
@@ -33,9 +38,11 @@ import torch
 from torch import Tensor, nn
 
 from sim.action_map import DELTA_BOUND, waypoints_from_action
+from sim.batch import ScenarioBatch
 from sim.config import NUM_WAYPOINTS
 from sim.observation import OBS_DIM
-from sim.rollout import PolicyFn
+from sim.rollout import Controls, PolicyFn, StatePolicy
+from sim.state import SimState
 
 
 class AgentError(ValueError):
@@ -63,11 +70,21 @@ class AgentInfo:
 
 @runtime_checkable
 class Agent(Protocol):
-    """``info`` plus ``waypoints(obs [B, OBS_DIM]) -> [B, K, 2]`` (metres, ego frame); deterministic."""
+    """``info`` plus ``waypoints(obs [B, OBS_DIM]) -> [B, K, 2]`` (metres, ego frame) or ``Controls``;
+    deterministic."""
 
     info: AgentInfo
 
-    def waypoints(self, obs: Tensor) -> Tensor: ...
+    def waypoints(self, obs: Tensor) -> Tensor | Controls: ...
+
+
+@runtime_checkable
+class StateAgent(Protocol):
+    """``info`` plus ``from_state(state, batch) -> [B, K, 2] | Controls``: builds its own features; deterministic."""
+
+    info: AgentInfo
+
+    def from_state(self, state: SimState, batch: ScenarioBatch) -> Tensor | Controls: ...
 
 
 AgentFactory = Callable[[str, str], Agent]
@@ -304,15 +321,19 @@ def resolve_factory(spec: str = "own") -> AgentFactory:
 def load_agent(spec: str, path: str, device: str = "cpu") -> Agent:
     """Resolve ``spec`` and build the agent for ``path``; checks the result follows :class:`Agent`."""
     agent = resolve_factory(spec)(str(path), device)
-    if not isinstance(agent, Agent) or not isinstance(getattr(agent, "info", None), AgentInfo):
-        raise AgentError(f"{path}: factory {spec} did not return an Agent (info: AgentInfo, waypoints(obs))")
+    if not isinstance(agent, Agent | StateAgent) or not isinstance(getattr(agent, "info", None), AgentInfo):
+        raise AgentError(f"{path}: factory {spec} did not return an Agent (info: AgentInfo, and waypoints(obs) "
+                         "or from_state(state, batch))")
     return agent
 
 
-def policy_fn(agent: Agent) -> PolicyFn:
-    """:data:`sim.rollout.PolicyFn` running ``agent`` (aux is empty)."""
+def policy_fn(agent: Agent | StateAgent) -> PolicyFn | StatePolicy:
+    """What :func:`sim.rollout.rollout` runs for ``agent`` (aux is empty): a :data:`~sim.rollout.PolicyFn` on the
+    observation, or a :class:`~sim.rollout.StatePolicy` for an agent that defines ``from_state``."""
+    if isinstance(agent, StateAgent) and not isinstance(agent, Agent):
+        return StatePolicy(lambda state, batch, t: (agent.from_state(state, batch), {}))
 
-    def fn(obs: Tensor, t: int) -> tuple[Tensor, dict[str, Tensor]]:
+    def fn(obs: Tensor, t: int) -> tuple[Tensor | Controls, dict[str, Tensor]]:
         return agent.waypoints(obs), {}
 
     return fn
