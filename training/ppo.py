@@ -10,6 +10,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from policy.gaussian import HALF_LOG_2PI_E
 from policy.model import WaypointPolicy, gaussian_log_prob
 
 
@@ -167,7 +168,7 @@ def ppo_update(policy: WaypointPolicy, opt: torch.optim.Optimizer, data: Transit
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
             pg = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)).mean()
             v_loss = 0.5 * (out.value - data.ret[idx]).pow(2).mean()
-            entropy = (out.log_std + 1.4189385332046727).sum(-1).mean()
+            entropy = (out.log_std + HALF_LOG_2PI_E).sum(-1).mean()
             loss = pg_coef * (pg - ent_coef * entropy + delta_l2 * out.delta_mean.pow(2).sum(-1).mean())
             if imitation > 0 and data.target is not None and data.target_ok is not None:
                 ok = data.target_ok[idx]
