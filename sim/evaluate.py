@@ -200,6 +200,9 @@ def run(cfg: EvalConfig, console=None) -> Verdict:
         raise EvaluationError(f"--out {cfg.out}: the checkpoints belong to {len(groups)} runs "
                               f"({', '.join(str(g[0] or 'no run') for g in groups)}); runs are never pooled into one "
                               "verdict: drop --out and each run's results go to <run>/results.h5")
+    if cfg.signals and not groups:
+        raise EvaluationError(f"--signals {cfg.signals}: a training log judges checkpoints, and none are given "
+                              "(add --ckpt or --run)")
     if len(groups) > 1 and cfg.signals:
         raise EvaluationError(f"--signals {cfg.signals}: one training log belongs to one run, and the checkpoints "
                               f"belong to {len(groups)} runs; evaluate each run with its own --signals")

@@ -181,3 +181,13 @@ def test_own_run_judges_its_entropy_history_by_default(tmp_path, monkeypatch):
     (run / "entropy_history.json").unlink()
     assert main(["--run", str(run), "--scenarios", "scenes.npz", "--no-progress", "--n-resamples", "50"]) == 0
     assert read_signal_verdict(run / "results.h5") is None
+
+
+def test_signals_without_checkpoints_is_one_line_and_writes_nothing(tmp_path, capsys):
+    """A training log with only baselines judges nothing: say so instead of ignoring (a mistyped path too)."""
+    out = tmp_path / "r.h5"
+    code = main(["--baseline", "log-replay", "--scenarios", "procedural-small", "--max-scenarios", "2",
+                 "--signals", str(tmp_path / "no_such_log.csv"), "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "none are given" in err[0]
+    assert not out.exists()
