@@ -1,6 +1,6 @@
 """Throughput of the batched closed-loop simulator, side by side with the naive yardstick.
 
-``python -m benchmarks.sim_throughput [--device cpu|cuda|auto] [--batch 1024] [--threads 2] [--sweep]``
+``python -m benchmarks.sim_throughput [--device cpu|cuda|auto] [--batch 1024] [--threads 2] [--sweep] [--compile]``
 prints ONE JSON line per batch size: closed-loop rollouts with a policy-sized MLP in the loop and
 every metric computed on the recorded rollout (``scenario_steps_per_s``, ``agent_steps_per_s``),
 the bare transition (log-replay ego, no observation, policy or metrics), peak memory, and the
@@ -31,6 +31,7 @@ import torch
 from policy.device import pick_device
 from scenarios.scenario import AgentType, Polylines, RoadMap, Scenario, ScenarioError
 from sim.batch import make_batch
+from sim.compiled import StepCompile
 from sim.config import NUM_WAYPOINTS, SimError
 from sim.observation import OBS_DIM
 from sim.rollout import rollout
@@ -50,6 +51,7 @@ class BenchConfig:
     scenes: str = "auto"  # auto | procedural | synthetic
     sweep: bool = False  # one line per batch size in CPU_SWEEP / GPU_SWEEP
     yardstick: str | None = None  # path of proto_step.py (None: ../shared/bench/proto_step.py)
+    compile: bool = False  # sim.compiled.StepCompile(enabled=True): compiled metric filters (and CUDA observation)
 
 
 CPU_SWEEP = (256, 512, 1024, 2048, 4096)
@@ -209,10 +211,12 @@ def run(cfg: BenchConfig, scenes: list[Scenario] | None = None, kind: str = "") 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
+    step_compile = StepCompile(enabled=cfg.compile)
+
     def closed_loop():
         with torch.no_grad():
-            ro = rollout(batch, policy_fn)
-            m = compute_metrics(ro, batch)
+            ro = rollout(batch, policy_fn, compile=step_compile)
+            m = compute_metrics(ro, batch, step_compile)
             for v in m.values():
                 v.sum()
         _sync(device)
@@ -230,7 +234,7 @@ def run(cfg: BenchConfig, scenes: list[Scenario] | None = None, kind: str = "") 
 
     proto = load_yardstick(cfg.yardstick)
     ss = batch.num_scenes * steps
-    closed_loop()  # warm-up
+    closed_loop()  # warm-up (and compile, with --compile)
     ours, theirs = [], []
     for _ in range(cfg.repeats):  # alternate: yardstick, ours, yardstick, ours, ...
         if proto is not None:
@@ -250,6 +254,7 @@ def run(cfg: BenchConfig, scenes: list[Scenario] | None = None, kind: str = "") 
         "device_reason": reason,
         "scenes": kind,
         "metrics": True,
+        "compile": cfg.compile,
         "closed_loop_s": round(ss / max(ours), 4),
         "transition_s": round(t_tr, 4),
         "peak_memory_mb": round(peak, 1),
@@ -281,6 +286,7 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--sweep", action="store_true", help="one line per batch size (256..4096 CPU, ..65536 GPU)")
     p.add_argument("--yardstick", default=d.yardstick, help="path of proto_step.py (default ../shared/bench/)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the hot parts (sim.compiled.StepCompile)")
     a = p.parse_args(argv)
     if a.batch < 1 or a.agents < 1 or a.steps < 1 or a.repeats < 1:
         p.error("--batch, --agents, --steps and --repeats must be >= 1")

@@ -75,6 +75,9 @@ class EvalConfig:
     device: str = _f("cpu", "torch device: cpu, cuda, cuda:N, or auto (CUDA only from a batch size where it is "
                               "faster; the choice is printed)")
     threads: int = _f(1, "torch CPU threads per process (small tensors: 1 is fastest)")
+    compile: bool = _f(False, "torch.compile the hot parts (sim.compiled.StepCompile: the metrics' candidate "
+                       "filters on the CPU, same values; also the observation on CUDA); falls back to eager with "
+                       "a warning")
     out: str | None = _f(None, "results file (default <run>/results.h5)")
     consolidate: bool = _f(False, "at the end, copy the sidecar commits into one self-contained results file")
     seed: int = _f(0, "torch and bootstrap seed")
@@ -250,7 +253,7 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
         units = make_units(cands, make_shards(scenes, cfg.batch_size), todo)
         settings = SimSettings(backend=cfg.backend, device=cfg.device, agents=cfg.agents, seed=cfg.seed,
                                threads=cfg.threads, carla_host=cfg.carla_host, carla_ports=cfg.carla_port,
-                               agent=cfg.agent)
+                               agent=cfg.agent, compile=cfg.compile)
         if not out.exists() or units:
             writer.prepare([scene_record(s, select_agents(s, settings.max_agents)[1]) for s in scenes], root)
         writer.write_skipped(skipped)

@@ -414,18 +414,20 @@ def road_distance(grid: RoadGrid, xy: Tensor, exact: bool = True) -> Tensor:
     d = (top + (bot - top) * fy).to(xy.dtype)
     d = torch.where(in_grid, d, torch.full_like(d, OUTSIDE))
     beyond = ~in_grid & grid.has_road[:, None]
-    if exact and grid.exact is not None and bool(beyond.any()):
-        d = d.clone()
-        bi, ni = torch.nonzero(beyond, as_tuple=True)
-        pts = xy[bi, ni].detach().double().cpu().numpy()
-        b_np = bi.cpu().numpy()
-        vals = np.full(len(pts), OUTSIDE)
-        for b in np.unique(b_np):
-            ex = grid.exact[int(b)]
-            if ex is not None:
-                rows = b_np == b
-                vals[rows] = ex.signed_distance(pts[rows])
-        d[bi, ni] = torch.from_numpy(vals).to(d.device, d.dtype)
+    if exact and grid.exact is not None:
+        flat = beyond.reshape(-1).nonzero().squeeze(1)  # sorted: scene-major
+        if flat.numel():
+            n_pts = xy.shape[1]
+            pts = xy.detach().reshape(-1, 2).index_select(0, flat).double().cpu().numpy()
+            b_np = (flat // n_pts).cpu().numpy()
+            scenes, starts = np.unique(b_np, return_index=True)
+            ends = np.append(starts[1:], len(b_np))
+            vals = np.full(len(pts), OUTSIDE)
+            for b, i0, i1 in zip(scenes.tolist(), starts.tolist(), ends.tolist()):
+                ex = grid.exact[b]
+                if ex is not None:
+                    vals[i0:i1] = ex.signed_distance(pts[i0:i1])
+            d = d.reshape(-1).index_copy(0, flat, torch.from_numpy(vals).to(d.device, d.dtype)).reshape(d.shape)
     return torch.where(grid.has_road[:, None], d, torch.full_like(d, NO_ROAD))
 
 

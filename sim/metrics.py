@@ -46,6 +46,7 @@ from torch import Tensor
 
 from scenarios.scenario import LENGTH, VX, VY, WIDTH, YAW, X, Y
 from sim.batch import ScenarioBatch
+from sim.compiled import StepCompile, maybe_compile
 from sim.config import SimError
 from sim.geometry import (
     TTC_HORIZON,
@@ -97,10 +98,48 @@ def _savgol_deriv(x: Tensor, last: Tensor, dt: float, window: int) -> Tensor:
     return val.unfold(1, window, 1) @ coef  # [B, T]
 
 
+def overlap_candidates(traj: Tensor, valid: Tensor) -> Tensor:
+    """bool ``[B, A-1, T]``: ego and agent both valid and their bounding circles meet (1 mm slack).
+
+    A conservative filter for :func:`~sim.geometry.boxes_overlap`: every overlapping pair is a
+    candidate. Pure elementwise work on the whole rollout, so it can be compiled (:class:`StepCompile`)
+    without changing any metric: the exact box test runs eager on the candidates.
+
+    Args:
+        traj: float32 ``[B, A, T, 7]`` the rollout's states (ego at agent 0). valid: bool ``[B, A, T]``.
+    """
+    ego, oth = traj[:, 0], traj[:, 1:]
+    reach = 0.5 * torch.hypot(oth[..., LENGTH], oth[..., WIDTH]) + (
+        0.5 * torch.hypot(ego[..., LENGTH], ego[..., WIDTH]) + 1e-3)[:, None]
+    dx = oth[..., X] - ego[:, None, :, X]
+    dy = oth[..., Y] - ego[:, None, :, Y]
+    return valid[:, 1:] & valid[:, :1] & (dx * dx + dy * dy <= reach * reach)
+
+
+def ttc_candidates(traj: Tensor, valid: Tensor, rows: Tensor) -> Tensor:
+    """bool ``[B, A-1, T]``: pairs whose bounding circles meet at their closest approach within the TTC horizon.
+
+    The relative motion at constant velocity is followed over ``[0, TTC_HORIZON]`` s; 1 mm of slack against
+    rounding. Conservative for :func:`~sim.geometry.time_to_collision`, which re-applies its own test, so it
+    can be compiled without changing any metric.
+
+    Args:
+        traj: float32 ``[B, A, T, 7]``. valid: bool ``[B, A, T]``. rows: bool ``[B, T]`` steps to consider.
+    """
+    ego, oth = traj[:, 0], traj[:, 1:]
+    dx, dy = oth[..., X] - ego[:, None, :, X], oth[..., Y] - ego[:, None, :, Y]
+    wx, wy = oth[..., VX] - ego[:, None, :, VX], oth[..., VY] - ego[:, None, :, VY]
+    ego_diag = torch.hypot(ego[..., LENGTH], ego[..., WIDTH])[:, None]
+    reach = (ego_diag + torch.hypot(oth[..., LENGTH], oth[..., WIDTH])) / 2 + 1e-3
+    tau = (-(dx * wx + dy * wy) / (wx * wx + wy * wy).clamp_min(1e-12)).clamp(0.0, TTC_HORIZON)
+    cx, cy = dx + wx * tau, dy + wy * tau
+    return valid[:, 1:] & rows[:, None] & (cx * cx + cy * cy <= reach * reach)
+
+
 class MetricContext:
     """Shared intermediate results for one (rollout, batch) pair; each computed once, lazily."""
 
-    def __init__(self, ro: Rollout, batch: ScenarioBatch):
+    def __init__(self, ro: Rollout, batch: ScenarioBatch, compile: StepCompile | None = None):
         if tuple(ro.traj.shape[:3]) != tuple(batch.log.shape[:3]) or ro.traj.shape[-1] != batch.log.shape[-1]:
             raise SimError(
                 f"metrics: rollout trajectory {list(ro.traj.shape)} does not match "
@@ -119,6 +158,9 @@ class MetricContext:
         self.controlled = batch.step_valid & (steps > self.init)[None, :]  # [B, T]
         self.n_controlled = self.controlled.sum(1).clamp_min(1)
         self.ego = ro.traj[:, 0]  # [B, T, 7]
+        dev = ro.traj.device
+        self._overlap_candidates = maybe_compile(overlap_candidates, compile, dev, part="metric_filters")
+        self._ttc_candidates = maybe_compile(ttc_candidates, compile, dev, part="metric_filters")
 
     def masked_any(self, x: Tensor) -> Tensor:
         """``[B]`` whether bool ``x [B, T]`` holds at any controlled step."""
@@ -135,20 +177,14 @@ class MetricContext:
     @cached_property
     def agent_overlap(self) -> Tensor:
         """bool ``[B, A-1, T]``: ego box overlaps other agent's box (both valid)."""
-        ego = _box(self.ego)  # [B, T, 5]
-        others = _box(self.ro.traj[:, 1:])  # [B, A-1, T, 5]
-        ok = self.ro.valid[:, 1:] & self.ro.valid[:, :1]
-        # only pairs whose bounding circles meet can overlap: run the box test on those alone
-        # (same values; the circles get 1 mm of slack against rounding)
-        half_diag = 0.5 * torch.hypot(others[..., 3], others[..., 4])  # box columns 3, 4: length, width
-        reach = half_diag + (0.5 * torch.hypot(ego[..., 3], ego[..., 4]) + 1e-3)[:, None]
-        dx = others[..., 0] - ego[:, None, :, 0]
-        dy = others[..., 1] - ego[:, None, :, 1]
-        cand = ok & (dx * dx + dy * dy <= reach * reach)
-        idx = cand.reshape(-1).nonzero().squeeze(1)
-        n_a1, n_t = others.shape[1], others.shape[2]
-        ego_row = (idx // (n_a1 * n_t)) * n_t + idx % n_t
-        hit = boxes_overlap(ego.reshape(-1, 5).index_select(0, ego_row), others.reshape(-1, 5).index_select(0, idx))
+        # only pairs whose bounding circles meet can overlap: the box test runs on those alone (same values)
+        cand = self._overlap_candidates(self.ro.traj, self.ro.valid)
+        idx = cand.reshape(-1).nonzero().squeeze(1)  # b * (A-1) * T + a * T + t
+        n_a1, n_t = cand.shape[1], cand.shape[2]
+        b = idx // (n_a1 * n_t)
+        rows = self.ro.traj.reshape(-1, 7)  # [B * A * T, 7]: agent a of scene b at step t is row (b * A + a) * T + t
+        ego_rows = b * ((n_a1 + 1) * n_t) + idx % n_t
+        hit = boxes_overlap(_box(rows.index_select(0, ego_rows)), _box(rows.index_select(0, idx + (b + 1) * n_t)))
         return torch.zeros_like(cand).reshape(-1).index_put_((idx,), hit).reshape(cand.shape)
 
     @cached_property
@@ -229,23 +265,15 @@ class MetricContext:
         # closest approach in [0, TTC_HORIZON] (1 mm slack against rounding). Each candidate goes
         # through time_to_collision alone (which re-applies its own filter) and the per-step
         # minimum is taken: the same values as one call per step with every agent.
-        ego, oth = self.ego, self.ro.traj[:, 1:]  # [B, T, 7], [B, A-1, T, 7] (views)
-        dx, dy = oth[..., X] - ego[:, None, :, X], oth[..., Y] - ego[:, None, :, Y]
-        wx, wy = oth[..., VX] - ego[:, None, :, VX], oth[..., VY] - ego[:, None, :, VY]
-        ego_diag = torch.hypot(ego[..., LENGTH], ego[..., WIDTH])[:, None]
-        radius = (ego_diag + torch.hypot(oth[..., LENGTH], oth[..., WIDTH])) / 2
-        tau = (-(dx * wx + dy * wy) / (wx * wx + wy * wy).clamp_min(1e-12)).clamp(0.0, TTC_HORIZON)
-        cx, cy = dx + wx * tau, dy + wy * tau
-        reach = radius + 1e-3
-        rows = self.controlled & moving  # [B, T]
-        cand = self.ro.valid[:, 1:] & rows[:, None] & (cx * cx + cy * cy <= reach * reach)
+        cand = self._ttc_candidates(self.ro.traj, self.ro.valid, self.controlled & moving)
         idx = cand.reshape(-1).nonzero().squeeze(1)  # b * (A-1) * T + a * T + t
         if idx.numel() == 0:
             return out.reshape(n_b, n_t)
         b = idx // ((n_a - 1) * n_t)
         ego_row = b * n_t + idx % n_t  # into [B * T]
-        pair = self.ro.traj.reshape(-1, 7).index_select(0, idx + (b + 1) * n_t)  # agent a + 1 of traj
-        e = ego.reshape(-1, 7).index_select(0, ego_row)
+        rows = self.ro.traj.reshape(-1, 7)  # agent a of scene b at step t is row (b * A + a) * T + t
+        pair = rows.index_select(0, idx + (b + 1) * n_t)  # agent a + 1 of traj
+        e = rows.index_select(0, b * (n_a * n_t) + idx % n_t)
         ttc = time_to_collision(
             _box(e), e[:, VX : VY + 1], _box(pair)[:, None], pair[:, None, VX : VY + 1],
             torch.ones(len(idx), 1, dtype=torch.bool, device=idx.device),
@@ -455,12 +483,13 @@ REGISTRY: dict[str, Metric] = {
 }
 
 
-def compute_metrics(ro: Rollout, batch: ScenarioBatch) -> dict[str, Tensor]:
+def compute_metrics(ro: Rollout, batch: ScenarioBatch, compile: StepCompile | None = None) -> dict[str, Tensor]:
     """Every metric in :data:`REGISTRY`.
 
     Args:
         ro: the closed-loop rollout (B scenes).
         batch: the batch it ran on.
+        compile: compile the metrics' candidate filters (:class:`~sim.compiled.StepCompile`; same values).
 
     Returns:
         ``{name: float [B]}``; booleans as 0/1, ``collision_time`` NaN without collision.
@@ -468,7 +497,7 @@ def compute_metrics(ro: Rollout, batch: ScenarioBatch) -> dict[str, Tensor]:
     Raises:
         SimError: the rollout does not belong to the batch (shapes or init_step differ).
     """
-    c = MetricContext(ro, batch)
+    c = MetricContext(ro, batch, compile)
     return {name: m.from_context(c).float() for name, m in REGISTRY.items()}
 
 

@@ -117,13 +117,16 @@ def rollout(
     try:
         with torch.no_grad():
             # recorded in place in the final [B, A, T, ...] layout: one copy of the log, no transposes
-            traj = batch.log.clone()
-            valid = batch.valid.clone()
+            # steps after t0 are all written below: copy only the logged prefix
+            traj = torch.empty_like(batch.log)
+            traj[:, :, : t0 + 1] = batch.log[:, :, : t0 + 1]
+            valid = torch.empty_like(batch.valid)
+            valid[:, :, : t0 + 1] = batch.valid[:, :, : t0 + 1]
             ego_action = torch.zeros(n_b, n_t, 2, device=batch.device, dtype=batch.log.dtype)
             obs_buf = torch.zeros(n_b, n_s, OBS_DIM, device=batch.device) if record_obs else None
             aux_buf: dict[str, Tensor] = {}
             ctrl = WaypointController(batch.dt, controller)
-            obs_fn = maybe_compile(observe, compile, batch.device)
+            obs_fn = maybe_compile(observe, compile, batch.device, part="observation")
             state = backend.reset(batch)
             from_state = isinstance(policy_fn, StatePolicy)
             for i, t in enumerate(range(t0, n_t - 1)):

@@ -6,6 +6,8 @@ where CUDA is absent.
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -83,8 +85,47 @@ def test_failed_compile_falls_back_to_eager_with_a_warning(scenes):
     pol = _policy()
     eager = rollout(batch, _fn(pol))
     with pytest.warns(RuntimeWarning, match="torch.compile"):
-        ro = rollout(batch, _fn(pol), compile=StepCompile(enabled=True, backend="no-such-backend"))
+        cfg = StepCompile(enabled=True, backend="no-such-backend", parts=("observation",))
+        ro = rollout(batch, _fn(pol), compile=cfg)
     assert torch.equal(ro.traj, eager.traj)
+    metrics = compute_metrics(eager, batch)
+    with pytest.warns(RuntimeWarning, match="torch.compile"):
+        fell_back = compute_metrics(eager, batch, StepCompile(enabled=True, backend="no-such-backend"))
+    for k, v in metrics.items():
+        torch.testing.assert_close(fell_back[k], v, rtol=0, atol=0, equal_nan=True, msg=k)
+
+
+def test_compile_parts_default_by_device():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    on = StepCompile(enabled=True)
+    assert on.compiles("metric_filters", cpu) and not on.compiles("observation", cpu)
+    assert on.compiles("observation", cuda) and on.compiles("metric_filters", cuda)
+    assert not StepCompile().compiles("metric_filters", cpu)
+    assert StepCompile(enabled=True, parts=("observation",)).compiles("observation", cpu)
+    with pytest.raises(ValueError, match="unknown compile part"):
+        on.compiles("policy", cpu)
+
+
+def _has_compiler() -> bool:
+    import shutil
+
+    return shutil.which("cc") is not None or shutil.which("gcc") is not None or shutil.which("g++") is not None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _has_compiler(), reason="torch.compile on the CPU needs a C++ compiler")
+def test_compiled_metric_filters_give_the_same_metrics(scenes):
+    # the compiled candidate filters are conservative and the exact tests run eager: bit-identical metrics
+    batch = make_batch(scenes, max_agents=32)
+    ro = rollout(batch, _fn(_policy()))
+    eager = compute_metrics(ro, batch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no silent fallback to eager
+        compiled = compute_metrics(ro, batch, StepCompile(enabled=True))
+    c = MetricContext(ro, batch)
+    assert (c.agent_overlap.any() or c.ttc.lt(TTC_NONE).any())  # the filters had work to do
+    for k, v in eager.items():
+        torch.testing.assert_close(compiled[k], v, rtol=0, atol=0, equal_nan=True, msg=k)
 
 
 def test_pick_device_says_what_it_picked():

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from scenarios.scenario import Scenario
+from sim.compiled import StepCompile
 from sim.config import DEFAULT_MAX_AGENTS
 from sim.harness.errors import EvaluationError
 from sim.harness.schema import CheckpointRows
@@ -42,6 +43,7 @@ class SimSettings:
             intra-op threads only contend; it also makes every executor compute the same way).
         carla_host: CARLA server host(s), comma-separated. carla_ports: their RPC port(s) (one server each).
         agent: the agent plug-in checkpoints are loaded with (:func:`sim.harness.agents.resolve_factory`).
+        compile: ``torch.compile`` the hot parts (:class:`sim.compiled.StepCompile`; no metric changes).
     """
 
     backend: str = "kinematic"
@@ -53,6 +55,7 @@ class SimSettings:
     carla_host: str = "localhost"
     carla_ports: tuple[int, ...] = (2000,)
     agent: str = "own"
+    compile: bool = False
 
 
 @dataclass(frozen=True)
@@ -154,10 +157,10 @@ def carla_endpoints(host: str, ports: Sequence[int]) -> list:
     return parse_endpoints(host, list(ports))
 
 
-def _rows(ids: Sequence[str], ro, batch) -> CheckpointRows:
+def _rows(ids: Sequence[str], ro, batch, compile: StepCompile | None = None) -> CheckpointRows:
     from sim.metrics import compute_metrics
 
-    metrics = compute_metrics(ro, batch)
+    metrics = compute_metrics(ro, batch, compile)
     ego = ro.traj[:, 0]  # [B, T, 7]
     speed = torch.hypot(ego[..., 3], ego[..., 4])
     traj = torch.stack([ego[..., 0], ego[..., 1], ego[..., 2], speed], dim=-1).float()
@@ -261,8 +264,9 @@ def evaluate_unit(unit: WorkUnit, scenes: Sequence[Scenario], settings: SimSetti
     )
     with torch.inference_mode():
         fn = _policy_fn(unit, batch, settings)
-        ro = rollout(batch, fn, agents=settings.agents)
-        rows = _rows(ids, ro, batch)
+        step_compile = StepCompile(enabled=settings.compile)
+        ro = rollout(batch, fn, agents=settings.agents, compile=step_compile)
+        rows = _rows(ids, ro, batch, step_compile)
     return UnitResult(unit.key, unit.shard, rows)
 
 
