@@ -131,19 +131,65 @@ class ExactRoad:
         off-road needs the outside distance and the sign). The sign comes from an exact
         point-in-polygon test.
         """
-        c, s = math.cos(self.yaw), math.sin(self.yaw)
-        q = (np.asarray(xy, np.float64) - self.anchor) @ np.array([[c, -s], [s, c]])
+        q = self.local(xy)
         if self.tree is None:
             return np.full(len(q), OUTSIDE)
+        return _signed_from_candidates(q, *self.candidates(q), _inside_any(q, self.polys))
+
+    def local(self, xy: np.ndarray) -> np.ndarray:
+        """World points ``[N, 2]`` -> this road's local frame (float64)."""
+        c, s = math.cos(self.yaw), math.sin(self.yaw)
+        return (np.asarray(xy, np.float64) - self.anchor) @ np.array([[c, -s], [s, c]])
+
+    def candidates(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For local points ``q [N, 2]`` (needs :attr:`tree`): the nearest sample's distance ``[N]`` and the
+        edges of the :attr:`CANDIDATES` nearest samples ``[N, CANDIDATES, 2, 2]`` (repeated when fewer)."""
         k = min(self.CANDIDATES, len(self.segments))
         d_sample, nn = self.tree.query(q, k=k)
         nn, d_sample = nn.reshape(len(q), k), d_sample.reshape(len(q), k)
-        seg = self.segments[nn]  # [N, k, 2, 2]
-        a, ab = seg[:, :, 0], seg[:, :, 1] - seg[:, :, 0]
-        t = np.clip(np.sum((q[:, None] - a) * ab, -1) / np.maximum(np.sum(ab * ab, -1), 1e-18), 0.0, 1.0)
-        d_edge = np.linalg.norm(q[:, None] - (a + t[..., None] * ab), axis=-1).min(1)
-        inside = _inside_any(q, self.polys)
-        return np.where(inside, -d_sample[:, 0], d_edge)
+        if k < self.CANDIDATES:
+            nn = np.concatenate([nn, np.repeat(nn[:, :1], self.CANDIDATES - k, axis=1)], axis=1)
+        return d_sample[:, 0], self.segments[nn]
+
+
+def _signed_from_candidates(q: np.ndarray, d_sample: np.ndarray, seg: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """``[N]``: exact distance to the nearest candidate edge ``seg [N, k, 2, 2]`` outside, ``-d_sample`` inside."""
+    a, ab = seg[:, :, 0], seg[:, :, 1] - seg[:, :, 0]
+    t = np.clip(np.sum((q[:, None] - a) * ab, -1) / np.maximum(np.sum(ab * ab, -1), 1e-18), 0.0, 1.0)
+    d_edge = np.linalg.norm(q[:, None] - (a + t[..., None] * ab), axis=-1).min(1)
+    return np.where(inside, -d_sample, d_edge)
+
+
+def exact_road_distance(roads: Sequence[ExactRoad | None], scene: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """:meth:`ExactRoad.signed_distance` of many scenes' points at once (the edge arithmetic in one pass).
+
+    Args:
+        roads: per scene, its :class:`ExactRoad` (None: :data:`OUTSIDE`).
+        scene: int ``[N]`` each point's scene, sorted (points grouped by scene).
+        xy: float64 ``[N, 2]`` world points.
+
+    Returns:
+        float64 ``[N]`` m, > 0 outside the drivable area.
+    """
+    out = np.full(len(xy), OUTSIDE)
+    ids, starts = np.unique(scene, return_index=True)
+    ends = np.append(starts[1:], len(scene))
+    rows, qs, d0s, segs, ins = [], [], [], [], []
+    for b, i0, i1 in zip(ids.tolist(), starts.tolist(), ends.tolist()):
+        road = roads[b]
+        if road is None or road.tree is None:
+            continue
+        q = road.local(xy[i0:i1])
+        d0, seg = road.candidates(q)
+        rows.append(np.arange(i0, i1))
+        qs.append(q)
+        d0s.append(d0)
+        segs.append(seg)
+        ins.append(_inside_any(q, road.polys))
+    if rows:
+        out[np.concatenate(rows)] = _signed_from_candidates(
+            np.concatenate(qs), np.concatenate(d0s), np.concatenate(segs), np.concatenate(ins))
+    return out
 
 
 # ----------------------------------------------------------------------------- boxes
@@ -427,14 +473,7 @@ def road_distance(grid: RoadGrid, xy: Tensor, exact: bool = True) -> Tensor:
         if flat.numel():
             n_pts = xy.shape[1]
             pts = xy.detach().reshape(-1, 2).index_select(0, flat).double().cpu().numpy()
-            b_np = (flat // n_pts).cpu().numpy()
-            scenes, starts = np.unique(b_np, return_index=True)
-            ends = np.append(starts[1:], len(b_np))
-            vals = np.full(len(pts), OUTSIDE)
-            for b, i0, i1 in zip(scenes.tolist(), starts.tolist(), ends.tolist()):
-                ex = grid.exact[b]
-                if ex is not None:
-                    vals[i0:i1] = ex.signed_distance(pts[i0:i1])
+            vals = exact_road_distance(grid.exact, (flat // n_pts).cpu().numpy(), pts)
             d = d.reshape(-1).index_copy(0, flat, torch.from_numpy(vals).to(d.device, d.dtype)).reshape(d.shape)
     return torch.where(grid.has_road[:, None], d, torch.full_like(d, NO_ROAD))
 
