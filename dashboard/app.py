@@ -309,21 +309,20 @@ def main() -> None:
         marks["max_entropy"] = marks.pop("best_entropy")
     if rr.partial_line():
         marks["best_so_far"] = marks.pop("best")
-    # Both figures are built before either is sent: the first chart makes the browser fetch Plotly's code
-    # (about 5 MB) from this process, and the page counts as drawn only once both charts are.
-    ent_fig = figures.entropy_figure(rows, metric, run.history, int(st.session_state["window"]), marks, selected)
-    met_fig = figures.metrics_figure(rows, data.MAIN_METRICS, selected,
-                                     marks.get("best", marks.get("best_so_far"))) if len(rows) else None
     left, right = st.columns([3, 2])
     with left:
-        st.plotly_chart(ent_fig, key="entropy_chart", on_select="rerun", selection_mode="points")
+        st.plotly_chart(figures.entropy_figure(rows, metric, run.history, int(st.session_state["window"]), marks,
+                                               selected), key="entropy_chart", on_select="rerun",
+                        selection_mode="points")
         perdim = st.expander("per-dimension entropy and sigma", key="perdim", on_change="rerun")
         if perdim.open:  # built only when opened
             with perdim:
                 st.plotly_chart(figures.per_dim_figure(rows, run.history), key="perdim_chart")
     with right:
-        if met_fig is not None:
-            st.plotly_chart(met_fig, key="metrics_chart", on_select="rerun", selection_mode="points")
+        if len(rows):
+            st.plotly_chart(figures.metrics_figure(rows, data.MAIN_METRICS, selected,
+                                                   marks.get("best", marks.get("best_so_far"))),
+                            key="metrics_chart", on_select="rerun", selection_mode="points")
     if run.summary is None or rows.empty:
         sync_url(run_name, metric, selected, overlay)
         return
