@@ -397,12 +397,11 @@ def sync_url(run_name: str, metric: str, ckpt: str | None, overlay: list[str]) -
           "scene": st.session_state.get("scene") or "", "overlay": ",".join(overlay)}
     for k in ("f_family", "f_source", "f_failure"):
         qp[k] = ",".join(st.session_state.get(k) or [])
-    for k, v in qp.items():
-        if not v:
-            if k in st.query_params:
-                del st.query_params[k]
-        elif st.query_params.get(k) != v:
-            st.query_params[k] = v
+    for k in [k for k, v in qp.items() if not v and k in st.query_params]:
+        del st.query_params[k]
+    changed = {k: v for k, v in qp.items() if v and st.query_params.get(k) != v}
+    if changed:  # one message to the browser (each single assignment sends one)
+        st.query_params.update(changed)
 
 
 main()

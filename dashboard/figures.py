@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from dashboard.table import Rows, candidates, smooth
 from policy.gaussian import HALF_LOG_2PI_E
@@ -27,6 +26,7 @@ MARKS = {"best_entropy": ("star", "#d62728", "best_entropy.pt"), "last": ("squar
          # the run has no best_entropy.pt / its comparison set is partial
          "max_entropy": ("star", "#d62728", "max entropy (rule; no best_entropy.pt)"),
          "best_so_far": ("circle-open", "#2ca02c", "best so far (partial set)")}
+METRICS_SPACING = 0.04  # vertical gap between the closed-loop metric rows, fraction of the figure height
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
 
@@ -40,20 +40,26 @@ def zero_near(values: Sequence[float], frac: float = 0.25) -> bool:
     return lo - pad <= 0.0 <= hi + pad
 
 
-def zero_line(fig: go.Figure, values: Sequence[float], row: int | None = None, col: int | None = None) -> None:
-    """Draw the H = 0 line when zero is near the data; otherwise say where it is, instead of squashing the curve
-    (forcing 0 into the axis range hides entropy changes of a few hundredths around, say, 14.7 nats).
-    The note goes on the first (x, y) axes."""
+def zero_marks(values: Sequence[float], ax: str = "") -> tuple[list[dict], list[dict]]:
+    """(shapes, annotations) of the H = 0 line on axes ``x{ax}``/``y{ax}`` when zero is near the data; otherwise
+    no line and a note saying where zero is, instead of squashing the curve (forcing 0 into the axis range hides
+    entropy changes of a few hundredths around, say, 14.7 nats). Plain layout dicts: cheap to build."""
     if zero_near(values):
-        where = {"row": row, "col": col} if row is not None else {}
-        fig.add_hline(y=0, line_dash="dash", line_color="#888", annotation_text="H = 0",
-                      annotation_position="bottom left", **where)
-        return
+        return ([{"type": "line", "xref": f"x{ax} domain", "yref": f"y{ax}", "x0": 0, "x1": 1, "y0": 0, "y1": 0,
+                  "line": {"dash": "dash", "color": "#888"}}],
+                [{"text": "H = 0", "xref": f"x{ax} domain", "yref": f"y{ax}", "x": 0, "y": 0, "xanchor": "left",
+                  "yanchor": "top", "showarrow": False}])
     v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
     side = "above" if v.min() > 0 else "below"
-    fig.add_annotation(text=f"H = 0 is off-scale: every value is {side} it", xref="x domain", yref="y domain",
-                       x=0, y=1.0, xanchor="left", yanchor="bottom", showarrow=False,
-                       font={"size": 10, "color": "#666"})
+    return [], [{"text": f"H = 0 is off-scale: every value is {side} it", "xref": f"x{ax} domain",
+                 "yref": f"y{ax} domain", "x": 0, "y": 1.0, "xanchor": "left", "yanchor": "bottom",
+                 "showarrow": False, "font": {"size": 10, "color": "#666"}}]
+
+
+def zero_line(fig: go.Figure, values: Sequence[float]) -> None:
+    """Add :func:`zero_marks` to ``fig``'s first (x, y) axes."""
+    shapes, notes = zero_marks(values)
+    fig.update_layout(shapes=list(fig.layout.shapes) + shapes, annotations=list(fig.layout.annotations) + notes)
 
 
 def _cands(ck: pd.DataFrame) -> pd.DataFrame:
@@ -70,48 +76,52 @@ def entropy_figure(ck: Rows | pd.DataFrame, metric: str, history: dict | None = 
         window: trailing smoothing window, history points. marks: role -> checkpoint key for
             ``best_entropy, last, best_reward, best``. selected: key drawn with a ring.
     """
-    fig = go.Figure()
+    data: list[dict] = []  # plain dicts validated once by go.Figure: much cheaper than add_trace/update_layout
+    ys: list[np.ndarray] = []
     if history and history.get("episodes"):
         ep = np.asarray(history["episodes"], float)
         h = np.asarray(history["entropy"], float)
-        fig.add_trace(go.Scatter(x=ep, y=h, mode="lines", name="entropy (raw)", line={"color": "#c7c7c7", "width": 1},
-                                   hoverinfo="skip"))
-        fig.add_trace(go.Scatter(x=ep, y=smooth(h, window), mode="lines", name=f"smoothed (window {window})",
-                                   line={"color": "#1f77b4", "width": 2}, hoverinfo="skip"))
+        hs = smooth(h, window)
+        data += [{"type": "scatter", "x": ep, "y": h, "mode": "lines", "name": "entropy (raw)",
+                  "line": {"color": "#c7c7c7", "width": 1}, "hoverinfo": "skip"},
+                 {"type": "scatter", "x": ep, "y": hs, "mode": "lines", "name": f"smoothed (window {window})",
+                  "line": {"color": "#1f77b4", "width": 2}, "hoverinfo": "skip"}]
+        ys += [h, hs]
     ck = Rows.of(ck)
     c = candidates(ck)
     if metric in c:
-        fig.add_trace(go.Scatter(
-            x=list(c.cols["episode"]), y=c.column("entropy"), mode="markers", name="checkpoints",
-            customdata=list(c.keys), text=list(c.cols["name"]),
-            marker={"size": 11, "color": c.column(metric), "line": {"width": 1, "color": "#333"},
-                                    "colorscale": "Viridis" if higher_is_better(metric) else "Viridis_r",
-                                    "colorbar": {"title": {"text": metric}, "x": 1.02}, "showscale": True},
-            hovertemplate="%{text}<br>episode %{x}<br>entropy %{y:.3f} nats<br>" + metric
-            + " %{marker.color:.3f}<extra></extra>"))
+        ys.append(c.column("entropy"))
+        data.append({
+            "type": "scatter", "x": list(c.cols["episode"]), "y": ys[-1], "mode": "markers", "name": "checkpoints",
+            "customdata": list(c.keys), "text": list(c.cols["name"]),
+            "marker": {"size": 11, "color": c.column(metric), "line": {"width": 1, "color": "#333"},
+                       "colorscale": "Viridis" if higher_is_better(metric) else "Viridis_r",
+                       "colorbar": {"title": {"text": metric}, "x": 1.02}, "showscale": True},
+            "hovertemplate": "%{text}<br>episode %{x}<br>entropy %{y:.3f} nats<br>" + metric
+            + " %{marker.color:.3f}<extra></extra>"})
     for role, key in (marks or {}).items():
         if key is None or key not in ck.keys or role not in MARKS:
             continue
         sym, col, label = MARKS[role]
         name = ck.get(key, "name")
-        fig.add_trace(go.Scatter(x=[ck.get(key, "episode")], y=[ck.get(key, "entropy")], mode="markers",
-                                 name=f"{label}: {name}", customdata=[key], text=[name],
-                                 marker={"symbol": sym, "size": 20 if role == "best" else 16, "color": col,
-                                         "line": {"width": 3 if role == "best" else 1, "color": col}},
-                                 hovertemplate=label + ": %{text}<extra></extra>"))
+        ys.append(np.asarray([ck.get(key, "entropy")], float))
+        data.append({"type": "scatter", "x": [ck.get(key, "episode")], "y": [ck.get(key, "entropy")],
+                     "mode": "markers", "name": f"{label}: {name}", "customdata": [key], "text": [name],
+                     "marker": {"symbol": sym, "size": 20 if role == "best" else 16, "color": col,
+                                "line": {"width": 3 if role == "best" else 1, "color": col}},
+                     "hovertemplate": label + ": %{text}<extra></extra>"})
     if selected is not None and selected in ck.keys and ck.get(selected, "kind") == "checkpoint":
-        fig.add_trace(go.Scatter(x=[ck.get(selected, "episode")], y=[ck.get(selected, "entropy")], mode="markers",
-                                 name=f"selected: {ck.get(selected, 'name')}",
-                                 customdata=[selected], hoverinfo="skip",
-                                 marker={"symbol": "circle-open", "size": 26, "color": "#000",
-                                         "line": {"width": 2, "color": "#000"}}))
-    ys = [v for t in fig.data for v in (t.y if t.y is not None else ()) if v is not None and np.isfinite(v)]
-    zero_line(fig, ys)
-    fig.update_layout(title="Policy entropy over training (click a checkpoint to select it)",
-                      xaxis_title="episode", yaxis_title="entropy (nats)", yaxis_type="linear", height=430,
-                      legend={"orientation": "h", "y": -0.2}, margin={"l": 50, "r": 10, "t": 50, "b": 10},
-                      clickmode="event+select")
-    return fig
+        ys.append(np.asarray([ck.get(selected, "entropy")], float))
+        data.append({"type": "scatter", "x": [ck.get(selected, "episode")], "y": [ck.get(selected, "entropy")],
+                     "mode": "markers", "name": f"selected: {ck.get(selected, 'name')}", "customdata": [selected],
+                     "hoverinfo": "skip", "marker": {"symbol": "circle-open", "size": 26, "color": "#000",
+                                                     "line": {"width": 2, "color": "#000"}}})
+    shapes, notes = zero_marks(np.concatenate(ys).tolist() if ys else [])
+    return go.Figure({"data": data, "layout": {
+        "title": {"text": "Policy entropy over training (click a checkpoint to select it)"},
+        "xaxis": {"title": {"text": "episode"}}, "yaxis": {"title": {"text": "entropy (nats)"}, "type": "linear"},
+        "height": 430, "legend": {"orientation": "h", "y": -0.2}, "margin": {"l": 50, "r": 10, "t": 50, "b": 10},
+        "clickmode": "event+select", "shapes": shapes, "annotations": notes}})
 
 
 def dim_names(n: int) -> list[str]:
@@ -139,6 +149,8 @@ def per_dim_figure(ck: Rows | pd.DataFrame, history: dict | None = None, max_poi
         keep = np.unique(np.linspace(0, len(ep) - 1, max_points).round().astype(int))
         ep, per = ep[keep], per[keep]
     per = np.round(per, 4)
+    from plotly.subplots import make_subplots  # not needed by the first paint's two charts
+
     fig = make_subplots(rows=1, cols=2, subplot_titles=("entropy per dimension (nats)", "sigma per dimension"))
     if per.ndim == 2 and per.size:
         names = dim_names(per.shape[1])
@@ -149,7 +161,7 @@ def per_dim_figure(ck: Rows | pd.DataFrame, history: dict | None = None, max_poi
             sigma = np.round(np.exp(per[:, d] - HALF_LOG_2PI_E), 5)
             fig.add_trace(go.Scatter(x=ep, y=sigma, mode="lines", name=names[d], showlegend=False,
                                      legendgroup=str(d), line={"color": col, "width": 1}), 1, 2)
-    zero_line(fig, per.ravel().tolist() if per.size else [], row=1, col=1)
+    zero_line(fig, per.ravel().tolist() if per.size else [])
     fig.update_yaxes(type="linear")
     fig.update_layout(height=340, margin={"l": 40, "r": 10, "t": 40, "b": 10}, showlegend=True,
                       legend={"title": {"text": "action dimension"}, "font": {"size": 9}})
@@ -161,24 +173,36 @@ def metrics_figure(ck: Rows | pd.DataFrame, metrics: Sequence[str], selected: st
     """Closed-loop metrics per checkpoint (mean with 95 % interval) over episodes; baselines as dotted lines."""
     ck = Rows.of(ck)
     metrics = [m for m in metrics if m in ck]
-    fig = make_subplots(rows=max(1, len(metrics)), cols=1, shared_xaxes=True, vertical_spacing=0.04,
-                        subplot_titles=[f"{m} ({'higher' if higher_is_better(m) else 'lower'} is better)"
-                                        for m in metrics])
+    n = max(1, len(metrics))
+    h = (1.0 - METRICS_SPACING * (n - 1)) / n  # one row per metric, a shared x axis (make_subplots' layout)
+    layout: dict = {f"xaxis{'' if i == 1 else i}": {"anchor": f"y{'' if i == 1 else i}", "domain": [0.0, 1.0]}
+                    for i in range(1, n + 1)}
+    for i in range(1, n + 1):
+        top = 1.0 - (i - 1) * (h + METRICS_SPACING)
+        layout[f"yaxis{'' if i == 1 else i}"] = {"anchor": f"x{'' if i == 1 else i}", "domain": [top - h, top]}
+        if i < n:
+            layout[f"xaxis{'' if i == 1 else i}"].update(matches=f"x{n}", showticklabels=False)
+    layout[f"xaxis{'' if n == 1 else n}"]["title"] = {"text": "episode"}
     c = candidates(ck)
     base = ck.where(lambda r: r["kind"] == "baseline")
     ep = list(c.cols["episode"])
+    data: list[dict] = []
+    titles: list[dict] = []
     shapes: list[dict] = []
     notes: list[dict] = []
     for i, m in enumerate(metrics, start=1):
-        y = c.column(m)
-        fig.add_trace(go.Scatter(x=ep, y=y, mode="lines+markers", name=m, customdata=list(c.keys),
-                                 text=list(c.cols["name"]), line={"color": "#1f77b4"},
-                                 error_y={"type": "data", "symmetric": False, "array": c.column(f"{m}_hi") - y,
-                                          "arrayminus": y - c.column(f"{m}_lo"), "thickness": 1},
-                                 hovertemplate="%{text}<br>" + m + " %{y:.3f}<extra></extra>", showlegend=False),
-                      i, 1)
         ax = "" if i == 1 else str(i)
-        for j, (v, name) in enumerate(zip(base.column(m), base.cols["name"])):  # add_hline is slow: shapes, once
+        titles.append({"text": f"{m} ({'higher' if higher_is_better(m) else 'lower'} is better)", "font": {"size": 16},
+                       "showarrow": False, "x": 0.5, "xanchor": "center", "xref": "paper",
+                       "y": layout[f"yaxis{ax}"]["domain"][1], "yanchor": "bottom", "yref": "paper"})
+        y = c.column(m)
+        data.append({"type": "scatter", "x": ep, "y": y, "xaxis": f"x{ax}", "yaxis": f"y{ax}",
+                     "mode": "lines+markers", "name": m, "customdata": list(c.keys), "text": list(c.cols["name"]),
+                     "line": {"color": "#1f77b4"},
+                     "error_y": {"type": "data", "symmetric": False, "array": c.column(f"{m}_hi") - y,
+                                 "arrayminus": y - c.column(f"{m}_lo"), "thickness": 1},
+                     "hovertemplate": "%{text}<br>" + m + " %{y:.3f}<extra></extra>", "showlegend": False})
+        for j, (v, name) in enumerate(zip(base.column(m), base.cols["name"])):
             if not np.isnan(v):
                 col = PALETTE[(j + 3) % len(PALETTE)]
                 shapes.append({"type": "line", "xref": f"x{ax} domain", "yref": f"y{ax}", "x0": 0, "x1": 1,
@@ -187,14 +211,14 @@ def metrics_figure(ck: Rows | pd.DataFrame, metrics: Sequence[str], selected: st
                               "text": str(name), "xanchor": "left", "yanchor": "bottom", "font": {"size": 9}})
         for key, sym, col in ((best, "circle-open", "#2ca02c"), (selected, "circle-open", "#000")):
             if key is not None and key in c.keys:
-                fig.add_trace(go.Scatter(x=[c.get(key, "episode")], y=[c.get(key, m)], mode="markers",
-                                         customdata=[key], showlegend=False, hoverinfo="skip",
-                                         marker={"symbol": sym, "size": 16, "color": col, "line": {"width": 2}}), i, 1)
-    fig.update_xaxes(title_text="episode", row=max(1, len(metrics)), col=1)
-    fig.update_layout(shapes=shapes, annotations=list(fig.layout.annotations) + notes)
-    fig.update_layout(height=170 * max(1, len(metrics)) + 80, margin={"l": 50, "r": 10, "t": 80, "b": 10},
-                      title={"text": "Closed loop per checkpoint (95 % CI)", "y": 0.995, "yanchor": "top"})
-    return fig
+                data.append({"type": "scatter", "x": [c.get(key, "episode")], "y": [c.get(key, m)],
+                             "xaxis": f"x{ax}", "yaxis": f"y{ax}", "mode": "markers", "customdata": [key],
+                             "showlegend": False, "hoverinfo": "skip",
+                             "marker": {"symbol": sym, "size": 16, "color": col, "line": {"width": 2}}})
+    layout.update(shapes=shapes, annotations=titles + notes, height=170 * n + 80,
+                  margin={"l": 50, "r": 10, "t": 80, "b": 10},
+                  title={"text": "Closed loop per checkpoint (95 % CI)", "y": 0.995, "yanchor": "top"})
+    return go.Figure({"data": data, "layout": layout})
 
 
 def scatter_figure(ck: pd.DataFrame, metric: str, corr: dict | None = None, selected: str | None = None) -> go.Figure:
@@ -320,6 +344,8 @@ def replay_figure(scene: SceneDetail, ego: np.ndarray | None, label: str = "clos
 
 def overlay_figure(runs: dict[str, pd.DataFrame], metric: str) -> go.Figure:
     """Several runs (or seeds) overlaid: entropy and a metric's mean with its 95 % band, over episodes."""
+    from plotly.subplots import make_subplots
+
     fig = make_subplots(rows=1, cols=2, subplot_titles=("entropy (nats)", f"{metric} (95 % CI band)"))
     for i, (name, ck) in enumerate(runs.items()):
         c = _cands(ck)
@@ -334,7 +360,7 @@ def overlay_figure(runs: dict[str, pd.DataFrame], metric: str) -> go.Figure:
                                  showlegend=False, hoverinfo="skip"), 1, 2)
         fig.add_trace(go.Scatter(x=x, y=c[metric], mode="lines+markers", legendgroup=name, showlegend=False,
                                  line={"color": col}), 1, 2)
-    zero_line(fig, [v for ck in runs.values() for v in _cands(ck)["entropy"].tolist()], row=1, col=1)
+    zero_line(fig, [v for ck in runs.values() for v in _cands(ck)["entropy"].tolist()])
     fig.update_yaxes(type="linear")
     fig.update_xaxes(title_text="episode")
     fig.update_layout(height=360, margin={"l": 40, "r": 10, "t": 40, "b": 10})
