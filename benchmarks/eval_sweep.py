@@ -36,8 +36,6 @@ class SweepConfig:
     device: str = "cpu"
     seed: int = 0
     keep: str | None = None
-    workers: int = 1
-    compile: bool = False
 
 
 def parse_args(argv=None) -> SweepConfig:
@@ -50,8 +48,6 @@ def parse_args(argv=None) -> SweepConfig:
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep", help="folder to keep the run, scenes and results in (default: a temporary folder)")
-    p.add_argument("--workers", type=int, default=1, help="scene shards in parallel threads (evaluate --workers)")
-    p.add_argument("--compile", action="store_true", help="evaluate --compile")
     return SweepConfig(**vars(p.parse_args(argv)))
 
 
@@ -108,8 +104,7 @@ def main(argv=None) -> dict:
         out.unlink(missing_ok=True)
         setup_s = time.perf_counter() - t0
         ecfg = EvalConfig(run=str(run_dir), scenarios=str(scenes_path), batch_size=cfg.batch_size, device=cfg.device,
-                          out=str(out), executor=cfg.executor, seed=cfg.seed, progress=False,
-                          workers=cfg.workers, compile=cfg.compile)
+                          out=str(out), executor=cfg.executor, seed=cfg.seed, progress=False)
         t1, c1 = time.perf_counter(), time.process_time()
         run(ecfg, console=Console(file=io.StringIO(), width=150))
         wall, cpu = time.perf_counter() - t1, time.process_time() - c1
@@ -143,8 +138,6 @@ def main(argv=None) -> dict:
             "setup_s": round(setup_s, 2),
             "batch_size": cfg.batch_size,
             "executor": cfg.executor,
-            "workers": cfg.workers,
-            "compile": cfg.compile,
         }
         print(json.dumps(res))
         return res
