@@ -1,7 +1,6 @@
 """Throughput of the batched closed-loop simulator, side by side with the naive yardstick.
 
-``python -m benchmarks.sim_throughput [--device cpu|cuda|auto] [--batch 1024] [--threads 2] [--sweep]``
-``[--compile] [--workers 2]``
+``python -m benchmarks.sim_throughput [--device cpu|cuda|auto] [--batch 1024] [--threads 2] [--sweep] [--compile]``
 prints ONE JSON line per batch size: closed-loop rollouts with a policy-sized MLP in the loop and
 every metric computed on the recorded rollout (``scenario_steps_per_s``, ``agent_steps_per_s``),
 the bare transition (log-replay ego, no observation, policy or metrics), peak memory, and the
@@ -36,7 +35,6 @@ from sim.compiled import StepCompile
 from sim.config import NUM_WAYPOINTS, SimError
 from sim.observation import OBS_DIM
 from sim.rollout import rollout
-from sim.sharded import run_sharded, shard_bounds
 
 
 @dataclass(frozen=True)
@@ -54,7 +52,6 @@ class BenchConfig:
     sweep: bool = False  # one line per batch size in CPU_SWEEP / GPU_SWEEP
     yardstick: str | None = None  # path of proto_step.py (None: ../shared/bench/proto_step.py)
     compile: bool = False  # sim.compiled.StepCompile(enabled=True): compiled metric filters (and CUDA observation)
-    workers: int = 1  # scene shards in parallel threads (sim.sharded), one torch thread each
 
 
 CPU_SWEEP = (256, 512, 1024, 2048, 4096)
@@ -216,15 +213,12 @@ def run(cfg: BenchConfig, scenes: list[Scenario] | None = None, kind: str = "") 
 
     step_compile = StepCompile(enabled=cfg.compile)
 
-    def simulate(b):
-        ro = rollout(b, policy_fn, compile=step_compile)
-        m = compute_metrics(ro, b, step_compile)
-        for v in m.values():
-            v.sum()
-
     def closed_loop():
         with torch.no_grad():
-            run_sharded(batch, simulate, cfg.workers)
+            ro = rollout(batch, policy_fn, compile=step_compile)
+            m = compute_metrics(ro, batch, step_compile)
+            for v in m.values():
+                v.sum()
         _sync(device)
 
     def transition():
@@ -261,7 +255,6 @@ def run(cfg: BenchConfig, scenes: list[Scenario] | None = None, kind: str = "") 
         "scenes": kind,
         "metrics": True,
         "compile": cfg.compile,
-        "workers": len(shard_bounds(batch.num_scenes, cfg.workers)),
         "closed_loop_s": round(ss / max(ours), 4),
         "transition_s": round(t_tr, 4),
         "peak_memory_mb": round(peak, 1),
@@ -294,11 +287,9 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     p.add_argument("--sweep", action="store_true", help="one line per batch size (256..4096 CPU, ..65536 GPU)")
     p.add_argument("--yardstick", default=d.yardstick, help="path of proto_step.py (default ../shared/bench/)")
     p.add_argument("--compile", action="store_true", help="torch.compile the hot parts (sim.compiled.StepCompile)")
-    p.add_argument("--workers", type=int, default=d.workers,
-                   help="scene shards in parallel threads (sim.sharded), one torch thread each")
     a = p.parse_args(argv)
-    if a.batch < 1 or a.agents < 1 or a.steps < 1 or a.repeats < 1 or a.workers < 1:
-        p.error("--batch, --agents, --steps, --repeats and --workers must be >= 1")
+    if a.batch < 1 or a.agents < 1 or a.steps < 1 or a.repeats < 1:
+        p.error("--batch, --agents, --steps and --repeats must be >= 1")
     try:
         pick_device(a.device, a.batch)
     except SimError as e:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -69,20 +69,6 @@ class ScenarioBatch:
     @property
     def num_steps(self) -> int:
         return int(self.log.shape[2])
-
-    def shard(self, lo: int, hi: int) -> ScenarioBatch:
-        """Scenes ``lo .. hi - 1`` as a batch of views (no copies; padding as in this batch)."""
-        if not 0 <= lo < hi <= self.num_scenes:
-            raise SimError(f"shard [{lo}, {hi}) is not within the batch's {self.num_scenes} scenes")
-        return replace(
-            self,
-            log=self.log[lo:hi], valid=self.valid[lo:hi], agent_type=self.agent_type[lo:hi],
-            step_valid=self.step_valid[lo:hi], route=self.route[lo:hi], route_valid=self.route_valid[lo:hi],
-            road=self.road.shard(lo, hi), ids=self.ids[lo:hi], sources=self.sources[lo:hi],
-            families=self.families[lo:hi],
-            agents_dropped=None if self.agents_dropped is None else self.agents_dropped[lo:hi],
-            world_origins=None if self.world_origins is None else self.world_origins[lo:hi],
-        )
 
 
 def resample_polyline(points: np.ndarray, spacing: float) -> np.ndarray:

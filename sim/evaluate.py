@@ -75,8 +75,6 @@ class EvalConfig:
     device: str = _f("cpu", "torch device: cpu, cuda, cuda:N, or auto (CUDA only from a batch size where it is "
                               "faster; the choice is printed)")
     threads: int = _f(1, "torch CPU threads per process (small tensors: 1 is fastest)")
-    workers: int = _f(1, "scene shards simulated in parallel threads per process, each with one torch thread "
-                      "(same results; try the number of cores)")
     compile: bool = _f(False, "torch.compile the hot parts (sim.compiled.StepCompile: the metrics' candidate "
                        "filters on the CPU, same values; also the observation on CUDA); falls back to eager with "
                        "a warning")
@@ -105,10 +103,7 @@ def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
                    help=EvalConfig.__dataclass_fields__["signal_names"].metadata["help"] + " (repeatable)")
     p.add_argument("--baseline", action="append", choices=BASELINES, dest="baselines", default=argparse.SUPPRESS,
                    help="add a baseline row (repeatable)")
-    cfg = dataclass_from_args(EvalConfig, p.parse_args(argv))
-    if cfg.workers < 1:
-        p.error(f"--workers must be >= 1, got {cfg.workers}")
-    return cfg
+    return dataclass_from_args(EvalConfig, p.parse_args(argv))
 
 
 def _load_scenes(cfg: EvalConfig, log):
@@ -258,7 +253,7 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
         units = make_units(cands, make_shards(scenes, cfg.batch_size), todo)
         settings = SimSettings(backend=cfg.backend, device=cfg.device, agents=cfg.agents, seed=cfg.seed,
                                threads=cfg.threads, carla_host=cfg.carla_host, carla_ports=cfg.carla_port,
-                               agent=cfg.agent, compile=cfg.compile, workers=cfg.workers)
+                               agent=cfg.agent, compile=cfg.compile)
         if not out.exists() or units:
             writer.prepare([scene_record(s, select_agents(s, settings.max_agents)[1]) for s in scenes], root)
         writer.write_skipped(skipped)

@@ -86,14 +86,6 @@ class RoadGrid:
     extent: Tensor | None = None
     exact: tuple[ExactRoad | None, ...] | None = None
 
-    def shard(self, lo: int, hi: int) -> RoadGrid:
-        """Scenes ``lo .. hi - 1`` (views; the common ``[H, W]`` kept)."""
-        return RoadGrid(
-            self.sdf[lo:hi], self.origin[lo:hi], self.resolution, self.has_road[lo:hi],
-            None if self.yaw is None else self.yaw[lo:hi], None if self.extent is None else self.extent[lo:hi],
-            None if self.exact is None else self.exact[lo:hi],
-        )
-
     def to(self, device: str | torch.device) -> RoadGrid:
         """The same grid on ``device``."""
         yaw = None if self.yaw is None else self.yaw.to(device)

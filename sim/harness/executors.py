@@ -44,8 +44,6 @@ class SimSettings:
         carla_host: CARLA server host(s), comma-separated. carla_ports: their RPC port(s) (one server each).
         agent: the agent plug-in checkpoints are loaded with (:func:`sim.harness.agents.resolve_factory`).
         compile: ``torch.compile`` the hot parts (:class:`sim.compiled.StepCompile`; no metric changes).
-        workers: scene shards simulated in parallel threads (:func:`sim.sharded.run_sharded`; same results);
-            an agent's ``waypoints`` is then called from several threads at once.
     """
 
     backend: str = "kinematic"
@@ -58,7 +56,6 @@ class SimSettings:
     carla_ports: tuple[int, ...] = (2000,)
     agent: str = "own"
     compile: bool = False
-    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -252,9 +249,8 @@ def evaluate_unit(unit: WorkUnit, scenes: Sequence[Scenario], settings: SimSetti
         Rows for the shard's scenes: metrics float64 ``[n]``, ego_traj float32 ``[n, T, 4]``
         (x m, y m, yaw rad, speed m/s; NaN at steps the scene does not have).
     """
-    from sim.batch import ScenarioBatch, make_batch
+    from sim.batch import make_batch
     from sim.rollout import rollout
-    from sim.sharded import run_sharded
 
     if settings.threads > 0 and torch.get_num_threads() != settings.threads:
         torch.set_num_threads(settings.threads)
@@ -266,17 +262,11 @@ def evaluate_unit(unit: WorkUnit, scenes: Sequence[Scenario], settings: SimSetti
         ("batch", tuple(scene_digest(s) for s in scenes), settings.device, settings.max_agents),
         lambda: make_batch(scenes, device=settings.device, max_agents=settings.max_agents),
     )
-    step_compile = StepCompile(enabled=settings.compile)
-
-    def simulate(b: ScenarioBatch) -> CheckpointRows:  # one shard of scenes (sim.sharded)
-        ro = rollout(b, _policy_fn(unit, b, settings), agents=settings.agents, compile=step_compile)
-        return _rows(b.ids, ro, b, step_compile)
-
     with torch.inference_mode():
-        _policy_fn(unit, batch, settings)  # load the agent once, before the shards' threads share it
-        rows = CheckpointRows.concat(run_sharded(batch, simulate, settings.workers))
-    if rows.scenario_ids != ids:
-        raise EvaluationError(f"internal: rows for {len(rows.scenario_ids)} scenes, expected {len(ids)}")
+        fn = _policy_fn(unit, batch, settings)
+        step_compile = StepCompile(enabled=settings.compile)
+        ro = rollout(batch, fn, agents=settings.agents, compile=step_compile)
+        rows = _rows(ids, ro, batch, step_compile)
     return UnitResult(unit.key, unit.shard, rows)
 
 
