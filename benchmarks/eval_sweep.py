@@ -36,6 +36,7 @@ class SweepConfig:
     device: str = "cpu"
     seed: int = 0
     keep: str | None = None
+    compile: bool = False
 
 
 def parse_args(argv=None) -> SweepConfig:
@@ -48,6 +49,7 @@ def parse_args(argv=None) -> SweepConfig:
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep", help="folder to keep the run, scenes and results in (default: a temporary folder)")
+    p.add_argument("--compile", action="store_true", help="evaluate --compile")
     return SweepConfig(**vars(p.parse_args(argv)))
 
 
@@ -104,7 +106,8 @@ def main(argv=None) -> dict:
         out.unlink(missing_ok=True)
         setup_s = time.perf_counter() - t0
         ecfg = EvalConfig(run=str(run_dir), scenarios=str(scenes_path), batch_size=cfg.batch_size, device=cfg.device,
-                          out=str(out), executor=cfg.executor, seed=cfg.seed, progress=False)
+                          out=str(out), executor=cfg.executor, seed=cfg.seed, progress=False,
+                          compile=cfg.compile)
         t1, c1 = time.perf_counter(), time.process_time()
         run(ecfg, console=Console(file=io.StringIO(), width=150))
         wall, cpu = time.perf_counter() - t1, time.process_time() - c1
@@ -138,6 +141,7 @@ def main(argv=None) -> dict:
             "setup_s": round(setup_s, 2),
             "batch_size": cfg.batch_size,
             "executor": cfg.executor,
+            "compile": cfg.compile,
         }
         print(json.dumps(res))
         return res
