@@ -136,6 +136,14 @@ def ttc_candidates(traj: Tensor, valid: Tensor, rows: Tensor) -> Tensor:
     return valid[:, 1:] & rows[:, None] & (cx * cx + cy * cy <= reach * reach)
 
 
+def _pair_rows(idx: Tensor, n_a: int, n_t: int) -> tuple[Tensor, Tensor]:
+    """Flat pair indices ``b * (A-1) * T + a * T + t`` into a ``[B, A-1, T]`` table -> rows of
+    ``traj.reshape(-1, 7)`` (agent ``a`` of scene ``b`` at step ``t`` is row ``(b * A + a) * T + t``):
+    ``(ego rows, other agent a + 1 rows)``."""
+    b = idx // ((n_a - 1) * n_t)
+    return b * (n_a * n_t) + idx % n_t, idx + (b + 1) * n_t
+
+
 class MetricContext:
     """Shared intermediate results for one (rollout, batch) pair; each computed once, lazily."""
 
@@ -180,11 +188,9 @@ class MetricContext:
         # only pairs whose bounding circles meet can overlap: the box test runs on those alone (same values)
         cand = self._overlap_candidates(self.ro.traj, self.ro.valid)
         idx = cand.reshape(-1).nonzero().squeeze(1)  # b * (A-1) * T + a * T + t
-        n_a1, n_t = cand.shape[1], cand.shape[2]
-        b = idx // (n_a1 * n_t)
-        rows = self.ro.traj.reshape(-1, 7)  # [B * A * T, 7]: agent a of scene b at step t is row (b * A + a) * T + t
-        ego_rows = b * ((n_a1 + 1) * n_t) + idx % n_t
-        hit = boxes_overlap(_box(rows.index_select(0, ego_rows)), _box(rows.index_select(0, idx + (b + 1) * n_t)))
+        ego_rows, other_rows = _pair_rows(idx, cand.shape[1] + 1, cand.shape[2])
+        rows = self.ro.traj.reshape(-1, 7)
+        hit = boxes_overlap(_box(rows.index_select(0, ego_rows)), _box(rows.index_select(0, other_rows)))
         return torch.zeros_like(cand).reshape(-1).index_put_((idx,), hit).reshape(cand.shape)
 
     @cached_property
@@ -269,11 +275,11 @@ class MetricContext:
         idx = cand.reshape(-1).nonzero().squeeze(1)  # b * (A-1) * T + a * T + t
         if idx.numel() == 0:
             return out.reshape(n_b, n_t)
-        b = idx // ((n_a - 1) * n_t)
-        ego_row = b * n_t + idx % n_t  # into [B * T]
-        rows = self.ro.traj.reshape(-1, 7)  # agent a of scene b at step t is row (b * A + a) * T + t
-        pair = rows.index_select(0, idx + (b + 1) * n_t)  # agent a + 1 of traj
-        e = rows.index_select(0, b * (n_a * n_t) + idx % n_t)
+        ego_row = idx // ((n_a - 1) * n_t) * n_t + idx % n_t  # into [B * T]
+        ego_rows, other_rows = _pair_rows(idx, n_a, n_t)
+        rows = self.ro.traj.reshape(-1, 7)
+        pair = rows.index_select(0, other_rows)
+        e = rows.index_select(0, ego_rows)
         ttc = time_to_collision(
             _box(e), e[:, VX : VY + 1], _box(pair)[:, None], pair[:, None, VX : VY + 1],
             torch.ones(len(idx), 1, dtype=torch.bool, device=idx.device),
