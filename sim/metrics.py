@@ -74,6 +74,7 @@ YAW_RATE_WINDOW = 5  # steps (nuPlan)
 STOPPED_SPEED = 0.05  # m/s; below this an agent is stopped (nuPlan's at-fault categories)
 FRONT_BUMPER = 0.1  # m; depth of the ego's front bumper for an active front collision
 LANE_KEEP = 1.0  # m from the route within which the ego keeps its lane (lateral hits not at fault)
+FILTER_CHUNK = 1 << 18  # (scene, agent, step) pairs per eager chunk of the candidate filters (1 MB temporaries)
 _BOX = [X, Y, YAW, LENGTH, WIDTH]
 assert _BOX == [0, 1, 2, 5, 6] and VX == 3 and VY == 4  # _box() and the TTC slice these columns
 
@@ -167,8 +168,18 @@ class MetricContext:
         self.n_controlled = self.controlled.sum(1).clamp_min(1)
         self.ego = ro.traj[:, 0]  # [B, T, 7]
         dev = ro.traj.device
+        self._compiled_filters = compile is not None and compile.compiles("metric_filters", dev)
         self._overlap_candidates = maybe_compile(overlap_candidates, compile, dev, part="metric_filters")
         self._ttc_candidates = maybe_compile(ttc_candidates, compile, dev, part="metric_filters")
+
+    def _filter(self, fn, *per_scene: Tensor) -> Tensor:
+        """``fn(*per_scene)`` (tensors with a leading B), eager in chunks of scenes whose ``[b, A-1, T]``
+        temporaries stay about :data:`FILTER_CHUNK` elements (same values; compiled filters build none)."""
+        n_b, n_a, n_t = self.ro.valid.shape
+        chunk = max(1, FILTER_CHUNK // max(1, (n_a - 1) * n_t))
+        if self._compiled_filters or n_b <= chunk:
+            return fn(*per_scene)
+        return torch.cat([fn(*(x[i : i + chunk] for x in per_scene)) for i in range(0, n_b, chunk)])
 
     def masked_any(self, x: Tensor) -> Tensor:
         """``[B]`` whether bool ``x [B, T]`` holds at any controlled step."""
@@ -186,7 +197,7 @@ class MetricContext:
     def agent_overlap(self) -> Tensor:
         """bool ``[B, A-1, T]``: ego box overlaps other agent's box (both valid)."""
         # only pairs whose bounding circles meet can overlap: the box test runs on those alone (same values)
-        cand = self._overlap_candidates(self.ro.traj, self.ro.valid)
+        cand = self._filter(self._overlap_candidates, self.ro.traj, self.ro.valid)
         idx = cand.reshape(-1).nonzero().squeeze(1)  # b * (A-1) * T + a * T + t
         ego_rows, other_rows = _pair_rows(idx, cand.shape[1] + 1, cand.shape[2])
         rows = self.ro.traj.reshape(-1, 7)
@@ -271,7 +282,7 @@ class MetricContext:
         # closest approach in [0, TTC_HORIZON] (1 mm slack against rounding). Each candidate goes
         # through time_to_collision alone (which re-applies its own filter) and the per-step
         # minimum is taken: the same values as one call per step with every agent.
-        cand = self._ttc_candidates(self.ro.traj, self.ro.valid, self.controlled & moving)
+        cand = self._filter(self._ttc_candidates, self.ro.traj, self.ro.valid, self.controlled & moving)
         idx = cand.reshape(-1).nonzero().squeeze(1)  # b * (A-1) * T + a * T + t
         if idx.numel() == 0:
             return out.reshape(n_b, n_t)
