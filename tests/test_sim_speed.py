@@ -180,3 +180,17 @@ def test_evaluate_auto_device_says_what_it_picked(tmp_path, capsys):
     out = capsys.readouterr().out
     expected = "auto: no CUDA device" if not torch.cuda.is_available() else "auto: batch 64 < 1024"
     assert f"device: {expected}" in out
+
+
+def test_candidate_filters_in_chunks_of_scenes_equal_one_piece(scenes, monkeypatch):
+    import sim.metrics as metrics
+
+    batch = make_batch(scenes, max_agents=32)
+    ro = rollout(batch, _fn(_policy()))
+    monkeypatch.setattr(metrics, "FILTER_CHUNK", 1 << 40)  # one piece
+    whole = MetricContext(ro, batch)
+    n_a, n_t = ro.valid.shape[1:]
+    monkeypatch.setattr(metrics, "FILTER_CHUNK", 5 * (n_a - 1) * n_t)  # 5 scenes per chunk, a ragged last one
+    chunked = MetricContext(ro, batch)
+    assert torch.equal(chunked.agent_overlap, whole.agent_overlap) and whole.agent_overlap.any()
+    assert torch.equal(chunked.ttc, whole.ttc) and (whole.ttc < TTC_NONE).any()
