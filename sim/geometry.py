@@ -113,21 +113,6 @@ class ExactRoad:
 
     CANDIDATES = 8  # nearest boundary samples whose edges are measured exactly
 
-    def signed_distance(self, xy: np.ndarray) -> np.ndarray:
-        """float64 ``[N]`` m (> 0 outside) of world points ``xy [N, 2]``.
-
-        Outside the road: exact point-to-edge distances over the edges of the :attr:`CANDIDATES`
-        nearest boundary samples (the nearest point of the union lies on one of them); inside (an
-        edge there may run through another polygon): the nearest boundary sample, which can read up
-        to about 0.1 m deep where polygons join or a bend folds over (no metric uses the depth inside:
-        off-road needs the outside distance and the sign). The sign comes from an exact
-        point-in-polygon test.
-        """
-        q = self.local(xy)
-        if self.tree is None:
-            return np.full(len(q), OUTSIDE)
-        return _signed_from_candidates(q, *self.candidates(q), _inside_any(q, self.polys))
-
     def local(self, xy: np.ndarray) -> np.ndarray:
         """World points ``[N, 2]`` -> this road's local frame (float64)."""
         c, s = math.cos(self.yaw), math.sin(self.yaw)
@@ -144,16 +129,15 @@ class ExactRoad:
         return d_sample[:, 0], self.segments[nn]
 
 
-def _signed_from_candidates(q: np.ndarray, d_sample: np.ndarray, seg: np.ndarray, inside: np.ndarray) -> np.ndarray:
-    """``[N]``: exact distance to the nearest candidate edge ``seg [N, k, 2, 2]`` outside, ``-d_sample`` inside."""
-    a, ab = seg[:, :, 0], seg[:, :, 1] - seg[:, :, 0]
-    t = np.clip(np.sum((q[:, None] - a) * ab, -1) / np.maximum(np.sum(ab * ab, -1), 1e-18), 0.0, 1.0)
-    d_edge = np.linalg.norm(q[:, None] - (a + t[..., None] * ab), axis=-1).min(1)
-    return np.where(inside, -d_sample, d_edge)
-
-
 def exact_road_distance(roads: Sequence[ExactRoad | None], scene: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    """:meth:`ExactRoad.signed_distance` of many scenes' points at once (the edge arithmetic in one pass).
+    """Exact signed distance to each scene's drivable area, for points beyond its grid (the edge arithmetic of
+    every scene's points in one pass).
+
+    Outside the road: exact point-to-edge distances over the edges of the :attr:`ExactRoad.CANDIDATES`
+    nearest boundary samples (the nearest point of the union lies on one of them); inside (an edge there
+    may run through another polygon): the nearest boundary sample, which can read up to about 0.1 m deep
+    where polygons join or a bend folds over (no metric uses the depth inside: off-road needs the outside
+    distance and the sign). The sign comes from an exact point-in-polygon test.
 
     Args:
         roads: per scene, its :class:`ExactRoad` (None: :data:`OUTSIDE`).
@@ -179,8 +163,11 @@ def exact_road_distance(roads: Sequence[ExactRoad | None], scene: np.ndarray, xy
         segs.append(seg)
         ins.append(_inside_any(q, road.polys))
     if rows:
-        out[np.concatenate(rows)] = _signed_from_candidates(
-            np.concatenate(qs), np.concatenate(d0s), np.concatenate(segs), np.concatenate(ins))
+        q, seg = np.concatenate(qs), np.concatenate(segs)  # [P, 2], [P, k, 2, 2] candidate edges
+        a, ab = seg[:, :, 0], seg[:, :, 1] - seg[:, :, 0]
+        t = np.clip(np.sum((q[:, None] - a) * ab, -1) / np.maximum(np.sum(ab * ab, -1), 1e-18), 0.0, 1.0)
+        d_edge = np.linalg.norm(q[:, None] - (a + t[..., None] * ab), axis=-1).min(1)
+        out[np.concatenate(rows)] = np.where(np.concatenate(ins), -np.concatenate(d0s), d_edge)
     return out
 
 
