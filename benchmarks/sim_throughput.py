@@ -1,8 +1,8 @@
 """Throughput of the batched closed-loop simulator, side by side with the naive yardstick.
 
-``python -m benchmarks.sim_throughput [--device cpu|cuda|auto] [--batch 1024] [--threads 2] [--sweep] [--compile]``
-prints ONE JSON line per batch size: closed-loop rollouts with a policy-sized MLP in the loop and
-every metric computed on the recorded rollout (``scenario_steps_per_s``, ``agent_steps_per_s``),
+``python -m benchmarks.sim_throughput [--device cpu|cuda|auto] [--batch 1024] [--threads 2] [--workers 0]
+[--sweep] [--compile]`` prints ONE JSON line per batch size: closed-loop rollouts with a policy-sized MLP
+in the loop and every metric computed on the recorded rollout (``scenario_steps_per_s``, ``agent_steps_per_s``),
 the bare transition (log-replay ego, no observation, policy or metrics), peak memory, and the
 yardstick ``../shared/bench/proto_step.py`` (loaded by path, same device and thread count) timed
 in the same process, alternating with ours (yardstick, ours, yardstick, ours, ...):
@@ -13,6 +13,12 @@ are left out and ``yardstick_note`` says why. ``--sweep`` runs 256..4096 on the 
 exists and ``--steps`` is its 80, otherwise from :func:`synthetic_scenes`; the largest batch is
 built once and smaller ones are its prefixes. Each figure is the best of ``--repeats`` timed runs
 after one warm-up run.
+
+On the CPU the closed loop runs as the product runs it on several cores: ``--workers`` processes
+(:class:`sim.shards.ShardPool`, default one per thread, each with ``threads / workers`` torch threads)
+share the batch's scenes, so the CPU threads the yardstick gets (``--threads``) are the CPU threads
+ours gets. ``single_process_scenario_steps_per_s`` is the same closed loop in this one process with
+``--threads`` intra-op threads (``--workers 1`` makes that the headline figure).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from sim.compiled import StepCompile
 from sim.config import NUM_WAYPOINTS, SimError
 from sim.observation import OBS_DIM
 from sim.rollout import rollout
+from sim.shards import ShardPool, ShardSettings
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,10 @@ class BenchConfig:
     sweep: bool = False  # one line per batch size in CPU_SWEEP / GPU_SWEEP
     yardstick: str | None = None  # path of proto_step.py (None: ../shared/bench/proto_step.py)
     compile: bool = False  # sim.compiled.StepCompile(enabled=True): compiled metric filters (and CUDA observation)
+    workers: int = 0  # CPU worker processes sharing the scenes (sim.shards); 0 = one per thread, 1 = this process
+
+
+MIN_SCENES_PER_WORKER = 64  # --workers 0 uses fewer workers than threads below this many scenes each
 
 
 CPU_SWEEP = (256, 512, 1024, 2048, 4096)
@@ -196,6 +207,17 @@ def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_peak_rss"
 
 
+def worker_count(cfg: BenchConfig, device: torch.device) -> int:
+    """Worker processes for ``cfg``: ``--workers`` if given, else one per CPU thread (at least
+    :data:`MIN_SCENES_PER_WORKER` scenes each); always 1 on a GPU."""
+    if device.type != "cpu":
+        return 1
+    if cfg.workers > 0:
+        return cfg.workers
+    threads = cfg.threads if cfg.threads > 0 else torch.get_num_threads()
+    return max(1, min(threads, cfg.batch // MIN_SCENES_PER_WORKER))
+
+
 def run(cfg: BenchConfig, scenes: list[Scenario] | None = None, kind: str = "") -> dict:
     """Time the rollouts (and the yardstick, alternating) for ``cfg.batch`` scenes; returns the JSON record."""
     if cfg.threads > 0:
@@ -212,14 +234,26 @@ def run(cfg: BenchConfig, scenes: list[Scenario] | None = None, kind: str = "") 
         torch.cuda.reset_peak_memory_stats(device)
 
     step_compile = StepCompile(enabled=cfg.compile)
+    workers = worker_count(cfg, device)
+    threads = torch.get_num_threads()
+    pool = None
+    if workers > 1:
+        pool = ShardPool(scenes[: cfg.batch], ShardSettings(
+            workers=workers, threads=max(1, threads // workers), max_agents=cfg.agents, compile=step_compile))
 
-    def closed_loop():
+    def in_process():
         with torch.no_grad():
             ro = rollout(batch, policy_fn, compile=step_compile)
             m = compute_metrics(ro, batch, step_compile)
             for v in m.values():
                 v.sum()
         _sync(device)
+
+    def sharded():
+        for v in pool.run(_policy).values():
+            v.sum()
+
+    closed_loop = sharded if pool is not None else in_process
 
     def transition():
         rollout(batch, None)
@@ -234,12 +268,21 @@ def run(cfg: BenchConfig, scenes: list[Scenario] | None = None, kind: str = "") 
 
     proto = load_yardstick(cfg.yardstick)
     ss = batch.num_scenes * steps
-    closed_loop()  # warm-up (and compile, with --compile)
-    ours, theirs = [], []
-    for _ in range(cfg.repeats):  # alternate: yardstick, ours, yardstick, ours, ...
-        if proto is not None:
-            theirs.append(yardstick_rate(proto, device.type, batch.num_scenes, cfg.agents, steps))
-        ours.append(ss / timed(closed_loop))
+    try:
+        closed_loop()  # warm-up (and compile, with --compile)
+        ours, theirs = [], []
+        for _ in range(cfg.repeats):  # alternate: yardstick, ours, yardstick, ours, ...
+            if proto is not None:
+                theirs.append(yardstick_rate(proto, device.type, batch.num_scenes, cfg.agents, steps))
+            ours.append(ss / timed(closed_loop))
+        worker_peak = max((s.peak_rss_mb for s in pool.last_stats), default=0.0) if pool is not None else 0.0
+    finally:
+        if pool is not None:
+            pool.close()
+    single = ours
+    if pool is not None:
+        in_process()
+        single = [ss / timed(in_process) for _ in range(cfg.repeats)]
     transition()
     t_tr = min(timed(transition) for _ in range(cfg.repeats))
     peak, peak_kind = _peak_memory_mb(device)
@@ -255,12 +298,17 @@ def run(cfg: BenchConfig, scenes: list[Scenario] | None = None, kind: str = "") 
         "scenes": kind,
         "metrics": True,
         "compile": cfg.compile,
+        "workers": workers,
+        "threads_per_worker": max(1, threads // workers) if workers > 1 else threads,
+        "single_process_scenario_steps_per_s": round(max(single), 1),
         "closed_loop_s": round(ss / max(ours), 4),
         "transition_s": round(t_tr, 4),
         "peak_memory_mb": round(peak, 1),
         "peak_memory_kind": peak_kind,
-        "threads": torch.get_num_threads(),
+        "threads": threads,
     }
+    if pool is not None:
+        rec["worker_peak_memory_mb"] = round(worker_peak, 1)
     if proto is None:
         rec["yardstick_note"] = "yardstick ../shared/bench/proto_step.py not found: no side-by-side figure"
     else:
@@ -287,9 +335,11 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     p.add_argument("--sweep", action="store_true", help="one line per batch size (256..4096 CPU, ..65536 GPU)")
     p.add_argument("--yardstick", default=d.yardstick, help="path of proto_step.py (default ../shared/bench/)")
     p.add_argument("--compile", action="store_true", help="torch.compile the hot parts (sim.compiled.StepCompile)")
+    p.add_argument("--workers", type=int, default=d.workers,
+                   help="CPU worker processes sharing the scenes (0 = one per thread, 1 = this process only)")
     a = p.parse_args(argv)
-    if a.batch < 1 or a.agents < 1 or a.steps < 1 or a.repeats < 1:
-        p.error("--batch, --agents, --steps and --repeats must be >= 1")
+    if a.batch < 1 or a.agents < 1 or a.steps < 1 or a.repeats < 1 or a.workers < 0:
+        p.error("--batch, --agents, --steps and --repeats must be >= 1 and --workers >= 0")
     try:
         pick_device(a.device, a.batch)
     except SimError as e:

@@ -8,7 +8,7 @@ Selected by a config value (:class:`StepCompile`, passed to :func:`sim.rollout.r
   CPU it is not compiled by default: measured on 2 cores at B=1024, inductor's observation took
   9.9 ms against 1.7 ms eager (and it changes the last bits of some features, max 5e-6).
 - ``"metric_filters"``: the conservative candidate filters of the collision and TTC metrics
-  (:func:`sim.metrics.overlap_candidates`, :func:`sim.metrics.ttc_candidates`), elementwise work
+  (:func:`sim.metrics.pair_candidates`), elementwise work
   over every (scene, agent, step). The exact tests run eager on the candidates, so compiling them
   changes no metric. Measured on 2 cores at B=1024: 50 ms -> 10 ms per rollout, 8 s to compile once.
 

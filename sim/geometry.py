@@ -150,24 +150,25 @@ def exact_road_distance(roads: Sequence[ExactRoad | None], scene: np.ndarray, xy
     out = np.full(len(xy), OUTSIDE)
     ids, starts = np.unique(scene, return_index=True)
     ends = np.append(starts[1:], len(scene))
-    rows, qs, d0s, segs, ins = [], [], [], [], []
+    rows, qs, segs = [], [], []
     for b, i0, i1 in zip(ids.tolist(), starts.tolist(), ends.tolist()):
         road = roads[b]
         if road is None or road.tree is None:
             continue
         q = road.local(xy[i0:i1])
-        d0, seg = road.candidates(q)
-        rows.append(np.arange(i0, i1))
-        qs.append(q)
-        d0s.append(d0)
-        segs.append(seg)
-        ins.append(_inside_any(q, road.polys))
+        inside = _inside_any(q, road.polys)
+        if inside.any():  # inside: the nearest boundary sample alone (one neighbour, not the candidates)
+            out[i0 + np.flatnonzero(inside)] = -road.tree.query(q[inside], k=1)[0]
+        if not inside.all():
+            far = ~inside
+            rows.append(i0 + np.flatnonzero(far))
+            qs.append(q[far])
+            segs.append(road.candidates(q[far])[1])
     if rows:
         q, seg = np.concatenate(qs), np.concatenate(segs)  # [P, 2], [P, k, 2, 2] candidate edges
         a, ab = seg[:, :, 0], seg[:, :, 1] - seg[:, :, 0]
         t = np.clip(np.sum((q[:, None] - a) * ab, -1) / np.maximum(np.sum(ab * ab, -1), 1e-18), 0.0, 1.0)
-        d_edge = np.linalg.norm(q[:, None] - (a + t[..., None] * ab), axis=-1).min(1)
-        out[np.concatenate(rows)] = np.where(np.concatenate(ins), -np.concatenate(d0s), d_edge)
+        out[np.concatenate(rows)] = np.linalg.norm(q[:, None] - (a + t[..., None] * ab), axis=-1).min(1)
     return out
 
 
@@ -494,6 +495,7 @@ def project_to_polyline(line: Tensor, line_valid: Tensor, xy: Tensor) -> tuple[T
     return s, lat
 
 
+_FAR = 1e9  # m; where project_to_dense_polyline puts padding vertices
 _DENSE_CHUNK = 1 << 20  # point-vertex distances per chunk in project_to_dense_polyline (4 MB)
 
 
@@ -521,8 +523,10 @@ def project_to_dense_polyline(line: Tensor, line_valid: Tensor, xy: Tensor) -> t
         ]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     centre = line[:, :1, :]
-    d2 = torch.cdist(xy - centre, line - centre).masked_fill(~line_valid[:, None, :], float("inf"))
-    v = d2.argmin(dim=-1)  # [B, N] nearest vertex
+    # padding vertices moved far away instead of masking the [B, N, R] table afterwards (one pass fewer);
+    # each point-vertex distance depends on that pair alone, so the valid ones are unchanged
+    rel = torch.where(line_valid[..., None], line - centre, torch.full_like(line, _FAR))
+    v = torch.cdist(xy - centre, rel).argmin(dim=-1)  # [B, N] nearest vertex
     n_valid = line_valid.sum(1, keepdim=True).clamp_min(1)
     first = (v - 1).clamp_min(0).clamp(max=(n_valid - 3).clamp_min(0))  # window of 3 vertices around v
     idx = first[..., None] + torch.arange(3, device=line.device)  # [B, N, 3]

@@ -99,42 +99,33 @@ def _savgol_deriv(x: Tensor, last: Tensor, dt: float, window: int) -> Tensor:
     return val.unfold(1, window, 1) @ coef  # [B, T]
 
 
-def overlap_candidates(traj: Tensor, valid: Tensor) -> Tensor:
-    """bool ``[B, A-1, T]``: ego and agent both valid and their bounding circles meet (1 mm slack).
+def pair_candidates(traj: Tensor, valid: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
+    """Conservative (ego, agent, step) filters of the box-overlap and TTC tests, in one pass.
 
-    A conservative filter for :func:`~sim.geometry.boxes_overlap`: every overlapping pair is a
-    candidate. Pure elementwise work on the whole rollout, so it can be compiled (:class:`StepCompile`)
-    without changing any metric: the exact box test runs eager on the candidates.
+    A pair can overlap only if both are valid and their bounding circles meet; it can collide within
+    the TTC horizon only if its circles meet at the relative motion's closest approach in
+    ``[0, TTC_HORIZON]`` s (constant velocities). Both use 1 mm of slack against rounding. Pure
+    elementwise work on the whole rollout, so it can be compiled (:class:`StepCompile`) without changing
+    any metric: the exact box and TTC tests run eager on the candidates alone.
 
     Args:
         traj: float32 ``[B, A, T, 7]`` the rollout's states (ego at agent 0). valid: bool ``[B, A, T]``.
-    """
-    ego, oth = traj[:, 0], traj[:, 1:]
-    reach = 0.5 * torch.hypot(oth[..., LENGTH], oth[..., WIDTH]) + (
-        0.5 * torch.hypot(ego[..., LENGTH], ego[..., WIDTH]) + 1e-3)[:, None]
-    dx = oth[..., X] - ego[:, None, :, X]
-    dy = oth[..., Y] - ego[:, None, :, Y]
-    return valid[:, 1:] & valid[:, :1] & (dx * dx + dy * dy <= reach * reach)
+        rows: bool ``[B, T]`` steps at which TTC is measured.
 
-
-def ttc_candidates(traj: Tensor, valid: Tensor, rows: Tensor) -> Tensor:
-    """bool ``[B, A-1, T]``: pairs whose bounding circles meet at their closest approach within the TTC horizon.
-
-    The relative motion at constant velocity is followed over ``[0, TTC_HORIZON]`` s; 1 mm of slack against
-    rounding. Conservative for :func:`~sim.geometry.time_to_collision`, which re-applies its own test, so it
-    can be compiled without changing any metric.
-
-    Args:
-        traj: float32 ``[B, A, T, 7]``. valid: bool ``[B, A, T]``. rows: bool ``[B, T]`` steps to consider.
+    Returns:
+        ``(overlap, ttc)`` bool ``[B, A-1, T]`` candidates for :func:`~sim.geometry.boxes_overlap` and
+        :func:`~sim.geometry.time_to_collision`.
     """
     ego, oth = traj[:, 0], traj[:, 1:]
     dx, dy = oth[..., X] - ego[:, None, :, X], oth[..., Y] - ego[:, None, :, Y]
-    wx, wy = oth[..., VX] - ego[:, None, :, VX], oth[..., VY] - ego[:, None, :, VY]
     ego_diag = torch.hypot(ego[..., LENGTH], ego[..., WIDTH])[:, None]
     reach = (ego_diag + torch.hypot(oth[..., LENGTH], oth[..., WIDTH])) / 2 + 1e-3
+    reach2 = reach * reach
+    overlap = valid[:, 1:] & valid[:, :1] & (dx * dx + dy * dy <= reach2)
+    wx, wy = oth[..., VX] - ego[:, None, :, VX], oth[..., VY] - ego[:, None, :, VY]
     tau = (-(dx * wx + dy * wy) / (wx * wx + wy * wy).clamp_min(1e-12)).clamp(0.0, TTC_HORIZON)
     cx, cy = dx + wx * tau, dy + wy * tau
-    return valid[:, 1:] & rows[:, None] & (cx * cx + cy * cy <= reach * reach)
+    return overlap, valid[:, 1:] & rows[:, None] & (cx * cx + cy * cy <= reach2)
 
 
 def _pair_rows(idx: Tensor, n_a: int, n_t: int) -> tuple[Tensor, Tensor]:
@@ -169,17 +160,20 @@ class MetricContext:
         self.ego = ro.traj[:, 0]  # [B, T, 7]
         dev = ro.traj.device
         self._compiled_filters = compile is not None and compile.compiles("metric_filters", dev)
-        self._overlap_candidates = maybe_compile(overlap_candidates, compile, dev, part="metric_filters")
-        self._ttc_candidates = maybe_compile(ttc_candidates, compile, dev, part="metric_filters")
+        self._pair_candidates = maybe_compile(pair_candidates, compile, dev, part="metric_filters")
 
-    def _filter(self, fn, *per_scene: Tensor) -> Tensor:
-        """``fn(*per_scene)`` (tensors with a leading B), eager in chunks of scenes whose ``[b, A-1, T]``
-        temporaries stay about :data:`FILTER_CHUNK` elements (same values; compiled filters build none)."""
+    @cached_property
+    def candidates(self) -> tuple[Tensor, Tensor]:
+        """``(overlap, ttc)`` bool ``[B, A-1, T]``: :func:`pair_candidates` of the rollout, TTC rows at controlled
+        steps where the ego moves; eager in chunks of scenes whose ``[b, A-1, T]`` temporaries stay about
+        :data:`FILTER_CHUNK` elements (same values; compiled filters build none)."""
         n_b, n_a, n_t = self.ro.valid.shape
+        args = (self.ro.traj, self.ro.valid, self.controlled & (self.speed.abs() >= TTC_MIN_SPEED))
         chunk = max(1, FILTER_CHUNK // max(1, (n_a - 1) * n_t))
         if self._compiled_filters or n_b <= chunk:
-            return fn(*per_scene)
-        return torch.cat([fn(*(x[i : i + chunk] for x in per_scene)) for i in range(0, n_b, chunk)])
+            return self._pair_candidates(*args)
+        parts = [self._pair_candidates(*(x[i : i + chunk] for x in args)) for i in range(0, n_b, chunk)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     def masked_any(self, x: Tensor) -> Tensor:
         """``[B]`` whether bool ``x [B, T]`` holds at any controlled step."""
@@ -197,7 +191,7 @@ class MetricContext:
     def agent_overlap(self) -> Tensor:
         """bool ``[B, A-1, T]``: ego box overlaps other agent's box (both valid)."""
         # only pairs whose bounding circles meet can overlap: the box test runs on those alone (same values)
-        cand = self._filter(self._overlap_candidates, self.ro.traj, self.ro.valid)
+        cand = self.candidates[0]
         idx = cand.reshape(-1).nonzero().squeeze(1)  # b * (A-1) * T + a * T + t
         ego_rows, other_rows = _pair_rows(idx, cand.shape[1] + 1, cand.shape[2])
         rows = self.ro.traj.reshape(-1, 7)
@@ -273,7 +267,6 @@ class MetricContext:
     def ttc(self) -> Tensor:
         """``[B, T]`` s, time to collision at each controlled step (:data:`TTC_NONE` elsewhere)."""
         n_b, n_a, n_t = self.ro.valid.shape
-        moving = self.speed.abs() >= TTC_MIN_SPEED
         out = torch.full((n_b * n_t,), TTC_NONE, dtype=self.ego.dtype, device=self.ego.device)
         if n_a < 2:
             return out.reshape(n_b, n_t)
@@ -282,7 +275,7 @@ class MetricContext:
         # closest approach in [0, TTC_HORIZON] (1 mm slack against rounding). Each candidate goes
         # through time_to_collision alone (which re-applies its own filter) and the per-step
         # minimum is taken: the same values as one call per step with every agent.
-        cand = self._filter(self._ttc_candidates, self.ro.traj, self.ro.valid, self.controlled & moving)
+        cand = self.candidates[1]
         idx = cand.reshape(-1).nonzero().squeeze(1)  # b * (A-1) * T + a * T + t
         if idx.numel() == 0:
             return out.reshape(n_b, n_t)

@@ -138,12 +138,65 @@ def road_probe(grid: RoadGrid, xy: Tensor) -> Tensor:
     return torch.where(inside, v.clamp(-ROAD_CLIP, ROAD_CLIP), torch.full_like(v, ROAD_CLIP))
 
 
+def road_probe_ego(grid: RoadGrid, exy: Tensor, eyaw: Tensor) -> Tensor:
+    """:func:`road_probe` at the ego-frame probes (PROBE_X x PROBE_Y) of each scene's ego -> ``[B, P]``.
+
+    The ego frame -> world -> grid-cell -> ``grid_sample`` coordinate maps compose into one affine map
+    per scene, applied to every probe by one matmul (the step's hot path; equal to
+    ``road_probe(grid, to_world_frame(probes, exy, eyaw))`` to float32 round-off).
+
+    Args:
+        grid: the scenes' road grids. exy: ``[B, 2]`` ego position, m (world). eyaw: ``[B]`` ego heading, rad.
+    """
+    _, h, w = grid.sdf.shape
+    sx, sy = 2.0 / max(w - 1, 1) / grid.resolution, 2.0 / max(h - 1, 1) / grid.resolution
+    gyaw, gc, gs = _grid_axes(grid)
+    rel = exy - grid.origin
+    a = eyaw if gyaw is None else eyaw - gyaw
+    c, s = torch.cos(a), torch.sin(a)
+    if gyaw is None:
+        ox, oy = rel[:, 0], rel[:, 1]
+    else:  # ego position along the grid's axes, m
+        ox = torch.addcmul(gc * rel[:, 0], gs, rel[:, 1])
+        oy = torch.addcmul(gc * rel[:, 1], gs, rel[:, 0], value=-1.0)
+    # normalised grid_sample coordinates n = [px, py, 1] @ m, per scene
+    m = torch.stack([c * sx, s * sy, -s * sx, c * sy, ox * sx - 1.0, oy * sy - 1.0], dim=-1).view(-1, 3, 2)
+    n = torch.einsum("pk,bkj->bpj", _probes1(exy.device, exy.dtype), m)  # [B, P, 2] (one gemm; bmm is slower)
+    v = F.grid_sample(
+        grid.sdf.unsqueeze(1), n.unsqueeze(1), mode="bilinear", padding_mode="border", align_corners=True
+    ).view(exy.shape[0], -1)
+    na = n.abs()
+    outside = (na[..., 0] > 1.0) | (na[..., 1] > 1.0)
+    return v.clamp(-ROAD_CLIP, ROAD_CLIP).masked_fill_(outside, ROAD_CLIP)
+
+
+_AXES: weakref.WeakKeyDictionary[RoadGrid, tuple[Tensor, Tensor, Tensor] | tuple[None, None, None]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _grid_axes(grid: RoadGrid) -> tuple[Tensor, Tensor, Tensor] | tuple[None, None, None]:
+    """``(yaw [B], cos(yaw), sin(yaw))`` of the grids' axes (all None without yaw), computed once per grid."""
+    got = _AXES.get(grid)
+    if got is None:
+        got = (None, None, None) if grid.yaw is None else (grid.yaw, torch.cos(grid.yaw), torch.sin(grid.yaw))
+        _AXES[grid] = got
+    return got
+
+
+def _probes1(device: torch.device, dtype: torch.dtype) -> Tensor:
+    """``[P, 3]`` the probes with a column of ones (homogeneous coordinates)."""
+    key = (f"{device}/{dtype}", "probes1")
+    if key not in _CACHE:
+        p = _probes(device).to(dtype)
+        _CACHE[key] = torch.cat([p, torch.ones_like(p[:, :1])], dim=1)
+    return _CACHE[key]
+
+
 def observe(state: SimState, batch: ScenarioBatch) -> Tensor:
     """Observation of every scene's ego at ``state``.
 
     Every feature block is written straight into its columns of one ``[B, OBS_DIM]`` tensor (no
-    ``stack``/``cat`` per step); the arithmetic is the same op for op as the stacked formulation
-    (``tests/test_sim_speed.py`` keeps that one as the reference and checks bit equality).
+    ``stack``/``cat`` per step).
 
     Args:
         state: the current state (ego at agent 0).
@@ -174,36 +227,30 @@ def observe(state: SimState, batch: ScenarioBatch) -> Tensor:
     # nearest other agents
     a0 = r0 + ROUTE_DIM
     feats = out[:, a0 : a0 + AGENTS_DIM].view(n_b, NUM_NEAREST, AGENT_FEATURES)
-    oth = ag[:, 1:]
-    dist = (oth[..., 0] - exy[:, :1]).square() + (oth[..., 1] - exy[:, 1:]).square()
-    dist = torch.where(state.valid[:, 1:], dist, torch.full_like(dist, float("inf")))
+    dd = ag[:, 1:, :2] - exy.unsqueeze(1)  # [B, A-1, 2]
+    dd.mul_(dd)
+    dist = (dd[..., 0] + dd[..., 1]).masked_fill_(state.valid[:, 1:].logical_not(), float("inf"))
     k = min(NUM_NEAREST, n_a - 1)
     if k < NUM_NEAREST:
         feats[:, k:] = 0.0
     if k > 0:
         dk, ik = torch.topk(dist, k, dim=1, largest=False)  # [B, k]
         sel = _rows(state.kin, ik + 1)  # [B, k, 8] the k nearest others (columns as SimState.kin)
-        present = torch.isfinite(dk)
-        rx, ry = sel[..., 0] - exy[:, :1], sel[..., 1] - exy[:, 1:]
-        dyaw = sel[..., 2] - eyaw.unsqueeze(1)
-        rvx = sel[..., 3] - ego[:, 3:4]
-        rvy = sel[..., 4] - ego[:, 4:5]
+        r = sel[..., :5] - ego[:, None, :5]  # relative x, y, yaw, vx, vy (world axes)
+        cp, sp, cv, sv = cc / POS_SCALE, ss / POS_SCALE, cc / SPEED_SCALE, ss / SPEED_SCALE
         f = feats[:, :k]
-        torch.div(rx * cc + ry * ss, POS_SCALE, out=f[..., 0])
-        torch.div(-rx * ss + ry * cc, POS_SCALE, out=f[..., 1])
-        torch.cos(dyaw, out=f[..., 2])
-        torch.sin(dyaw, out=f[..., 3])
-        torch.div(rvx * cc + rvy * ss, SPEED_SCALE, out=f[..., 4])
-        torch.div(-rvx * ss + rvy * cc, SPEED_SCALE, out=f[..., 5])
-        torch.div(sel[..., 5], 5.0, out=f[..., 6])
-        torch.div(sel[..., 6], 2.5, out=f[..., 7])
+        torch.addcmul(r[..., 0] * cp, r[..., 1], sp, out=f[..., 0])  # rotated into the ego frame, scaled
+        torch.addcmul(r[..., 1] * cp, r[..., 0], sp, value=-1.0, out=f[..., 1])
+        torch.cos(r[..., 2], out=f[..., 2])
+        torch.sin(r[..., 2], out=f[..., 3])
+        torch.addcmul(r[..., 3] * cv, r[..., 4], sv, out=f[..., 4])
+        torch.addcmul(r[..., 4] * cv, r[..., 3], sv, value=-1.0, out=f[..., 5])
+        torch.div(sel[..., 5:7], _const((5.0, 2.5), ag), out=f[..., 6:8])  # length / 5 m, width / 2.5 m
         f[..., 8] = 1.0
-        f.mul_(present.unsqueeze(-1))
+        f.mul_(torch.isfinite(dk).unsqueeze(-1))
 
     # road signed distance at ego-frame probes
-    probes = _probes(ag.device).unsqueeze(0).expand(n_b, -1, -1)
-    world = to_world_frame(probes, exy, eyaw)
     has = out[:, OBS_DIM - 1 :]
     has.copy_(batch.road.has_road.unsqueeze(1))
-    torch.mul(road_probe(batch.road, world) / ROAD_CLIP, has, out=out[:, a0 + AGENTS_DIM : OBS_DIM - 1])
+    torch.mul(road_probe_ego(batch.road, exy, eyaw) / ROAD_CLIP, has, out=out[:, a0 + AGENTS_DIM : OBS_DIM - 1])
     return out

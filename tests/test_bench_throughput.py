@@ -44,3 +44,22 @@ def test_plot_writes_a_png_and_prints_the_table(tmp_path, capsys):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = capsys.readouterr().out.splitlines()
     assert table[2].startswith("| 256 |") and table[3].startswith("| 1024 |")
+
+
+def test_worker_processes_share_the_scenes_and_the_record_says_so(tmp_path):
+    rec = run(_cfg(workers=2, yardstick=str(tmp_path / "absent.py")))
+    assert rec["workers"] == 2 and rec["threads_per_worker"] == 1 and rec["threads"] == 1
+    assert rec["scenario_steps_per_s"] > 0 and rec["single_process_scenario_steps_per_s"] > 0
+    assert rec["worker_peak_memory_mb"] > 0
+
+
+def test_default_workers_one_per_thread_with_enough_scenes_each():
+    import torch
+
+    from benchmarks.sim_throughput import MIN_SCENES_PER_WORKER, worker_count
+
+    cpu = torch.device("cpu")
+    assert worker_count(BenchConfig(batch=1024, threads=2), cpu) == 2
+    assert worker_count(BenchConfig(batch=MIN_SCENES_PER_WORKER, threads=2), cpu) == 1
+    assert worker_count(BenchConfig(batch=1024, threads=2, workers=1), cpu) == 1
+    assert worker_count(BenchConfig(batch=1024, threads=2), torch.device("cuda")) == 1
