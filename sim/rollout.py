@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -29,6 +30,9 @@ class Controls(NamedTuple):
     accel: Tensor
     curvature: Tensor
 
+
+_TEMPLATES: weakref.WeakKeyDictionary[ScenarioBatch, tuple[Tensor, Tensor]] = weakref.WeakKeyDictionary()
+"""Per batch, a full record (traj, valid) of one rollout with log-replay agents (see :func:`rollout`)."""
 
 PolicyFn = Callable[[Tensor, int], tuple["Tensor | Controls", dict[str, Tensor]]]
 """(obs float32 [B, OBS_DIM], step t) -> (waypoints float32 [B, K, 2] ego frame m, or :class:`Controls`;
@@ -104,6 +108,9 @@ def rollout(
 
     Returns:
         :class:`Rollout`; steps up to init_step hold the log, scenes that end early freeze (valid False).
+        With the default backend and log-replay agents, the first rollout of a batch keeps a copy of its
+        record (``traj`` and ``valid``, while the batch lives); later rollouts of that batch copy it and
+        write only the ego's row at each step (the other agents' rows do not depend on the policy).
 
     Raises:
         SimError: the policy returned waypoints or controls of the wrong shape or an aux value without a
@@ -115,14 +122,20 @@ def rollout(
     n_b, n_a, n_t, _ = batch.log.shape
     t0 = batch.init_step
     n_s = n_t - 1 - t0
+    # with log-replay agents only the ego's row depends on the policy: after one full recording of this
+    # batch, later rollouts start from a copy of it and write the ego's row alone (a step then touches
+    # B rows of the record, not B * A)
+    replay = isinstance(backend, KinematicBackend) and backend.agent_model == "log"
+    template = _TEMPLATES.get(batch) if replay else None
     try:
         with torch.no_grad():
-            # recorded in place in the final [B, A, T, ...] layout: one copy of the log, no transposes
-            # steps after t0 are all written below: copy only the logged prefix
-            traj = torch.empty_like(batch.log)
-            traj[:, :, : t0 + 1] = batch.log[:, :, : t0 + 1]
-            valid = torch.empty_like(batch.valid)
-            valid[:, :, : t0 + 1] = batch.valid[:, :, : t0 + 1]
+            if template is not None:
+                traj, valid = template[0].clone(), template[1].clone()
+            else:  # recorded in place in the final [B, A, T, ...] layout; steps after t0 are all written below
+                traj = torch.empty_like(batch.log)
+                traj[:, :, : t0 + 1] = batch.log[:, :, : t0 + 1]
+                valid = torch.empty_like(batch.valid)
+                valid[:, :, : t0 + 1] = batch.valid[:, :, : t0 + 1]
             ego_action = torch.zeros(n_b, n_t, 2, device=batch.device, dtype=batch.log.dtype)
             obs_buf = torch.zeros(n_b, n_s, OBS_DIM, device=batch.device) if record_obs else None
             aux_buf: dict[str, Tensor] = {}
@@ -149,9 +162,14 @@ def rollout(
                     else:
                         accel, curvature = ctrl(out.to(batch.log.dtype), state.speed[:, 0])
                 state = backend.step(state, accel, curvature, t)
-                traj[:, :, t + 1] = state.agents
-                valid[:, :, t + 1] = state.valid
+                if template is not None:
+                    traj[:, 0, t + 1] = state.agents[:, 0]
+                else:
+                    traj[:, :, t + 1] = state.agents
+                    valid[:, :, t + 1] = state.valid
                 ego_action[:, t] = state.last_action
+            if replay and template is None:
+                _TEMPLATES[batch] = (traj.clone(), valid.clone())
     finally:
         if own:
             backend.close()
