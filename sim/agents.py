@@ -57,6 +57,15 @@ class LogTables:
         acc, curv, _ = inverse_bicycle(log[:, 0], batch.dt)  # [B, T-1]
         self.ego_actions = torch.stack([acc, curv], dim=-1).transpose(0, 1).contiguous()  # [T-1, B, 2]
         self.all_steps = bool(batch.step_valid.all())  # no scene ends early (one host sync per batch)
+        self._kin8: Tensor | None = None
+
+    @property
+    def kin8(self) -> Tensor:
+        """float32 ``[T, B, A, 8]`` the logged states in :attr:`SimState.kin` layout (x, y, yaw, vx, vy, length,
+        width, speed; sizes held as in :attr:`sizes`), built on first use: a step of log replay reads one slice."""
+        if self._kin8 is None:
+            self._kin8 = torch.cat([self.kin[..., :5], self.sizes, self.kin[..., 5:6]], dim=-1)
+        return self._kin8
 
 
 _TABLES: weakref.WeakKeyDictionary[ScenarioBatch, LogTables] = weakref.WeakKeyDictionary()

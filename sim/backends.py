@@ -79,7 +79,8 @@ class KinematicBackend:
         b, tab = self._batch, self._tables
         if b is None or tab is None:
             raise RuntimeError("KinematicBackend.step called before reset")
-        others, path_s = self._agents.next(state, t)
+        replay = self.agent_model == "log"  # others follow the log: the log's next state is the base
+        others, path_s = (None, None) if replay else self._agents.next(state, t)
         if accel is None or curvature is None:
             ego = KinematicUpdate(tab.kin[t + 1][:, :1], first=0)
             action = self._log_actions[t]
@@ -88,7 +89,8 @@ class KinematicBackend:
             eff_acc = (ego.kin[:, 0, 5] - state.kin[:, 0, 7]) / b.dt
             action = torch.stack([eff_acc, curvature.clamp(-CURVATURE_MAX, CURVATURE_MAX)], dim=-1)
         nxt = apply_updates(
-            state, [ego, others], tab.sizes[t + 1], tab.valid[t + 1], t=t + 1, last_action=action, path_s=path_s
+            state, [ego] if replay else [ego, others], tab.sizes[t + 1], tab.valid[t + 1],
+            base=tab.kin8[t + 1] if replay else None, t=t + 1, last_action=action, path_s=path_s,
         )
         if not self._freeze:
             return nxt

@@ -75,25 +75,36 @@ def ego_update(state: SimState, accel: Tensor, curvature: Tensor, dt: float) -> 
 
 
 def apply_updates(
-    state: SimState, updates: Sequence[KinematicUpdate], sizes: Tensor, valid: Tensor, **changes
+    state: SimState, updates: Sequence[KinematicUpdate], sizes: Tensor, valid: Tensor, base: Tensor | None = None,
+    **changes,
 ) -> SimState:
-    """Build the next state from updates that cover agents ``0..A-1`` in order (the one place that does it).
+    """Build the next state from updates (the one place that does it).
 
     Args:
         state: the current state (its other fields are kept unless given in ``changes``).
-        updates: consecutive :class:`KinematicUpdate` s, the first starting at agent 0.
-        sizes: ``[B, A, 2]`` (length, width) m at the next step.
+        updates: consecutive :class:`KinematicUpdate` s, the first starting at agent 0; without ``base`` they
+            must cover agents ``0..A-1``.
+        sizes: ``[B, A, 2]`` (length, width) m at the next step (ignored with ``base``).
         valid: bool ``[B, A]`` at the next step.
+        base: float32 ``[B, A, 8]`` the next state in :attr:`SimState.kin` layout for the agents no update covers
+            (log replay: :attr:`sim.agents.LogTables.kin8`), sizes included; the updates overwrite their rows.
         **changes: other :class:`SimState` fields to replace (``t``, ``last_action``, ``path_s``).
 
     Raises:
-        SimError: the updates do not tile the agents.
+        SimError: the updates leave a gap, or (without ``base``) do not cover every agent.
     """
     first = 0
     for u in updates:
         if u.first != first:
             raise SimError(f"apply_updates: update starts at agent {u.first}, expected {first}")
         first += u.kin.shape[1]
+    if base is not None:
+        new = base.clone()
+        for u in updates:
+            rows = new[:, u.first : u.first + u.kin.shape[1]]
+            rows[..., :5] = u.kin[..., :5]
+            rows[..., 7] = u.kin[..., 5]
+        return state.replace(kin=new, valid=valid, **changes)
     if first != state.kin.shape[1]:
         raise SimError(f"apply_updates: updates cover {first} agents, the state has {state.kin.shape[1]}")
     kin = updates[0].kin if len(updates) == 1 else torch.cat([u.kin for u in updates], dim=1)

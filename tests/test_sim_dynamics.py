@@ -139,6 +139,17 @@ def test_apply_updates_writes_kinematics_and_sizes():
     assert torch.all(n.agents[:, 1:, :5] == 2) and torch.all(n.length == 4) and torch.all(n.width == 2)
 
 
+def test_apply_updates_over_a_base_overwrites_only_the_updated_rows():
+    s = _state(2, 3)
+    base = torch.arange(2 * 3 * 8, dtype=torch.float32).view(2, 3, 8)  # the log's next state, sizes included
+    ego = KinematicUpdate(torch.full((2, 1, 6), -1.0), first=0)
+    n = apply_updates(s, [ego], torch.zeros(2, 3, 2), s.valid, base=base, t=1)
+    assert torch.all(n.agents[:, 0, :5] == -1) and torch.all(n.speed[:, 0] == -1)
+    assert torch.equal(n.kin[:, 0, 5:7], base[:, 0, 5:7])  # the ego's sizes come from the base
+    assert torch.equal(n.kin[:, 1:], base[:, 1:])  # the other agents are the base's
+    assert base[0, 0, 0] == 0  # the base itself is not written
+
+
 def test_apply_updates_rejects_gaps():
     s = _state(1, 3)
     with pytest.raises(SimError, match="starts at agent 2"):
