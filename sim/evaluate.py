@@ -31,7 +31,7 @@ from sim.harness.candidates import (
     split_by_run,
 )
 from sim.harness.errors import EvaluationError
-from sim.harness.executors import SimSettings, make_executor, make_shards, make_units, run_units
+from sim.harness.executors import EXECUTORS, SimSettings, make_executor, make_shards, make_units, run_units
 from sim.harness.identity import identity_root
 from sim.harness.plugin_candidates import plugin_candidates
 from sim.harness.reader import read_checkpoints
@@ -81,9 +81,10 @@ class EvalConfig:
     out: str | None = _f(None, "results file (default <run>/results.h5)")
     consolidate: bool = _f(False, "at the end, copy the sidecar commits into one self-contained results file")
     seed: int = _f(0, "torch and bootstrap seed")
-    executor: str = _f("local", "where work units run", choices=("local", "ray"))
+    executor: str = _f("local", "where work units run: this process, worker processes here, or Ray",
+                       choices=EXECUTORS)
     ray_address: str | None = _f(None, "Ray cluster address (default: start a local instance)")
-    num_cpus: int = _f(0, "CPUs of a local Ray instance (0: all)")
+    num_cpus: int = _f(0, "worker processes (--executor processes) or CPUs of a local Ray instance (0: all)")
     metric: str = _f("score", "metric that defines the best checkpoint in the verdict")
     n_resamples: int = _f(999, "scenario bootstrap resamples")
     latest: str = _f("out/latest", "the run folder that bare --ckpt names resolve in")

@@ -96,3 +96,27 @@ def test_ray_executor_matches_local(tmp_path):
         for name in a.metrics:
             np.testing.assert_array_equal(a.metrics[name], b.metrics[name], err_msg=f"{k} {name}")
         np.testing.assert_array_equal(a.ego_traj, b.ego_traj)
+
+
+def test_process_executor_matches_local_and_reports_a_unit_error(tmp_path):
+    from policy.checkpoint import read_checkpoint
+    from sim.harness.executors import ProcessExecutor, WorkUnit
+
+    run = make_run(tmp_path, episodes=(0, 10), speeds=[6.0, 12.0])
+    cands, _ = discover([], str(run), False, read_checkpoint)
+    cands += [baseline("constant-velocity")]
+    scenes = [straight_scene(i, 30, num_agents=1 + i % 3) for i in range(5)]
+    units = make_units(cands, make_shards(scenes, 2), {c.key: set(range(len(scenes))) for c in cands})
+    local = {(r.key, r.shard): r.rows for r in LocalExecutor().run(units, scenes, SimSettings())}
+    ex = ProcessExecutor(workers=2)
+    procs = {(r.key, r.shard): r.rows for r in ex.run(units, scenes, SimSettings())}
+    assert procs.keys() == local.keys() and len(local) == len(units) == 9
+    for k, a in local.items():
+        b = procs[k]
+        assert a.scenario_ids == b.scenario_ids
+        for name in a.metrics:
+            np.testing.assert_array_equal(a.metrics[name], b.metrics[name], err_msg=f"{k} {name}")
+        np.testing.assert_array_equal(a.ego_traj, b.ego_traj)
+    bad = WorkUnit("x", "checkpoint", str(tmp_path / "missing.pt"), 0, (0,))
+    with pytest.raises(FileNotFoundError, match="missing.pt"):  # the same error as in this process
+        list(ex.run([bad], scenes, SimSettings()))

@@ -1,4 +1,4 @@
-"""Executors: run (checkpoint x scenario shard) work units locally or as Ray tasks.
+"""Executors: run (checkpoint x scenario shard) work units locally, in worker processes, or as Ray tasks.
 
 A work unit is one checkpoint (or baseline) on one shard of scenes; :func:`evaluate_unit`
 is the pure function both executors call, so the Ray executor gives the same numbers as
@@ -386,6 +386,62 @@ class RayExecutor:
             self._ray.shutdown()
 
 
+_WORKER_SCENES: list[Scenario] = []  # a ProcessExecutor worker's copy of the call's scenes
+
+
+def _init_worker(scenes: list[Scenario]) -> None:
+    global _WORKER_SCENES
+    _WORKER_SCENES = scenes
+
+
+def _process_unit(unit: WorkUnit, settings: SimSettings) -> UnitResult:
+    return evaluate_unit(unit, [_WORKER_SCENES[i] for i in unit.scenes], settings)
+
+
+class ProcessExecutor:
+    """Runs units in ``workers`` processes on this machine (``spawn``; no Ray needed), results as they complete.
+
+    Each worker receives the scenes once, when it starts, and keeps its batches across units (the
+    batch cache of :func:`evaluate_unit`), so a shard's later checkpoints reuse its batch. With
+    ``SimSettings.threads`` = 1, W workers keep W cores busy; one process keeps about one core busy
+    whatever its thread count (a step is hundreds of small tensor operations).
+
+    Args:
+        workers: worker processes (None or 0: ``os.cpu_count()``).
+    """
+
+    name = "processes"
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or os.cpu_count() or 1
+
+    def run(self, units: Sequence[WorkUnit], scenes: Sequence[Scenario], settings: SimSettings) -> Iterator[UnitResult]:
+        """Submit every unit, yield results as they complete (any order); a unit's error is raised here."""
+        import multiprocessing as mp
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        if not units:
+            return
+        pool = ProcessPoolExecutor(max_workers=min(self.workers, len(units)), mp_context=mp.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(list(scenes),))
+        try:
+            pending = {pool.submit(_process_unit, u, settings) for u in units}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in done:
+                    try:
+                        yield f.result()
+                    except BrokenProcessPool:
+                        raise EvaluationError("--executor processes: a worker process died (out of memory or "
+                                              "killed?)") from None
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def close(self) -> None:
+        """Nothing to release (each :meth:`run` starts and stops its workers)."""
+
+
 def run_units(
     executor,
     units: Sequence[WorkUnit],
@@ -418,10 +474,15 @@ def run_units(
         bar.close()
 
 
+EXECUTORS = ("local", "processes", "ray")
+
+
 def make_executor(name: str, address: str | None = None, num_cpus: int | None = None):
-    """``local`` or ``ray`` executor."""
+    """One of :data:`EXECUTORS`; ``num_cpus``: worker processes (``processes``) or a local Ray instance's CPUs."""
     if name == "local":
         return LocalExecutor()
+    if name == "processes":
+        return ProcessExecutor(num_cpus)
     if name == "ray":
         return RayExecutor(address, num_cpus)
-    raise EvaluationError(f"unknown executor {name!r}; choose local or ray")
+    raise EvaluationError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
