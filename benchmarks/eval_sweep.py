@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from sim.harness.executors import EXECUTORS
+
 
 @dataclass(frozen=True)
 class SweepConfig:
@@ -45,7 +47,8 @@ def parse_args(argv=None) -> SweepConfig:
     p.add_argument("--checkpoints", type=int, default=20)
     p.add_argument("--scenarios", type=int, default=500)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--executor", choices=("local", "ray"), default="local")
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="sim.evaluate --executor (processes: one worker process per CPU)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep", help="folder to keep the run, scenes and results in (default: a temporary folder)")

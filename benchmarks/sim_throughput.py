@@ -225,38 +225,27 @@ def run(cfg: BenchConfig, scenes: list[Scenario] | None = None, kind: str = "") 
     device, reason = pick_device(cfg.device, cfg.batch)
     if scenes is None:
         scenes, kind = _scenes(cfg)
-    batch = make_batch(scenes[: cfg.batch], device=device, max_agents=cfg.agents)
+    scenes = scenes[: cfg.batch]
     from sim.metrics import compute_metrics
 
-    policy_fn = _policy(device)
-    steps = batch.num_steps - 1 - batch.init_step
+    steps = max(s.agents.shape[1] for s in scenes) - 1 - scenes[0].init_step  # the batch's controlled steps
+    ss = len(scenes) * steps
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-
     step_compile = StepCompile(enabled=cfg.compile)
     workers = worker_count(cfg, device)
     threads = torch.get_num_threads()
-    pool = None
-    if workers > 1:
-        pool = ShardPool(scenes[: cfg.batch], ShardSettings(
-            workers=workers, threads=max(1, threads // workers), max_agents=cfg.agents, compile=step_compile))
+    batch = policy_fn = None
 
     def in_process():
+        nonlocal batch, policy_fn
+        if batch is None:  # built when first needed: after the worker pool is gone (peak memory)
+            batch, policy_fn = make_batch(scenes, device=device, max_agents=cfg.agents), _policy(device)
         with torch.no_grad():
             ro = rollout(batch, policy_fn, compile=step_compile)
             m = compute_metrics(ro, batch, step_compile)
             for v in m.values():
                 v.sum()
-        _sync(device)
-
-    def sharded():
-        for v in pool.run(_policy).values():
-            v.sum()
-
-    closed_loop = sharded if pool is not None else in_process
-
-    def transition():
-        rollout(batch, None)
         _sync(device)
 
     def timed(fn) -> float:
@@ -267,13 +256,22 @@ def run(cfg: BenchConfig, scenes: list[Scenario] | None = None, kind: str = "") 
     from benchmarks.yardstick import load_yardstick, yardstick_rate
 
     proto = load_yardstick(cfg.yardstick)
-    ss = batch.num_scenes * steps
+    pool = None
     try:
+        if workers > 1:
+            pool = ShardPool(scenes, ShardSettings(
+                workers=workers, threads=max(1, threads // workers), max_agents=cfg.agents, compile=step_compile))
+
+        def sharded():
+            for v in pool.run(_policy).values():
+                v.sum()
+
+        closed_loop = sharded if pool is not None else in_process
         closed_loop()  # warm-up (and compile, with --compile)
         ours, theirs = [], []
         for _ in range(cfg.repeats):  # alternate: yardstick, ours, yardstick, ours, ...
             if proto is not None:
-                theirs.append(yardstick_rate(proto, device.type, batch.num_scenes, cfg.agents, steps))
+                theirs.append(yardstick_rate(proto, device.type, len(scenes), cfg.agents, steps))
             ours.append(ss / timed(closed_loop))
         worker_peak = max((s.peak_rss_mb for s in pool.last_stats), default=0.0) if pool is not None else 0.0
     finally:
@@ -283,6 +281,11 @@ def run(cfg: BenchConfig, scenes: list[Scenario] | None = None, kind: str = "") 
     if pool is not None:
         in_process()
         single = [ss / timed(in_process) for _ in range(cfg.repeats)]
+
+    def transition():
+        rollout(batch, None)
+        _sync(device)
+
     transition()
     t_tr = min(timed(transition) for _ in range(cfg.repeats))
     peak, peak_kind = _peak_memory_mb(device)
