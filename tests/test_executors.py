@@ -120,3 +120,13 @@ def test_process_executor_matches_local_and_reports_a_unit_error(tmp_path):
     bad = WorkUnit("x", "checkpoint", str(tmp_path / "missing.pt"), 0, (0,))
     with pytest.raises(FileNotFoundError, match="missing.pt"):  # the same error as in this process
         list(ex.run([bad], scenes, SimSettings()))
+
+
+def test_evaluate_cli_runs_on_worker_processes(tmp_path, capsys):
+    from sim.evaluate import main
+
+    out = tmp_path / "r.h5"
+    assert main(["--baseline", "constant-velocity", "--scenarios", "procedural-small", "--max-scenarios", "4",
+                 "--batch-size", "2", "--executor", "processes", "--num-cpus", "2", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert out.is_file() and "constant-velocity" in capsys.readouterr().out

@@ -386,25 +386,28 @@ class RayExecutor:
             self._ray.shutdown()
 
 
-_WORKER_SCENES: list[Scenario] = []  # a ProcessExecutor worker's copy of the call's scenes
-
-
-def _init_worker(scenes: list[Scenario]) -> None:
-    global _WORKER_SCENES
-    _WORKER_SCENES = scenes
-
-
-def _process_unit(unit: WorkUnit, settings: SimSettings) -> UnitResult:
-    return evaluate_unit(unit, [_WORKER_SCENES[i] for i in unit.scenes], settings)
+def _process_worker(units: list[WorkUnit], scenes: dict[int, Scenario], settings: SimSettings, results) -> None:
+    """A :class:`ProcessExecutor` worker: its units in order, each result (or the first error) onto ``results``."""
+    for u in units:
+        try:
+            res = evaluate_unit(u, [scenes[i] for i in u.scenes], settings)
+        except BaseException as e:  # noqa: BLE001 - handed to the parent, which raises it
+            try:
+                results.put(("error", e))
+            except Exception:  # noqa: BLE001 - an exception that does not pickle: its text
+                results.put(("error", EvaluationError(f"{type(e).__name__}: {e}")))
+            return
+        results.put(("ok", res))
 
 
 class ProcessExecutor:
     """Runs units in ``workers`` processes on this machine (``spawn``; no Ray needed), results as they complete.
 
-    Each worker receives the scenes once, when it starts, and keeps its batches across units (the
-    batch cache of :func:`evaluate_unit`), so a shard's later checkpoints reuse its batch. With
-    ``SimSettings.threads`` = 1, W workers keep W cores busy; one process keeps about one core busy
-    whatever its thread count (a step is hundreds of small tensor operations).
+    Shards are dealt to the workers (shard k to worker k mod W), and each worker runs its units checkpoint
+    by checkpoint: a shard's batch is built once, in one worker, and reused for every checkpoint, and a
+    checkpoint is complete (committed) once each worker has done its shards of it. With
+    ``SimSettings.threads`` = 1, W workers keep W cores busy (one process keeps about one core busy
+    whatever its thread count: a step is hundreds of small tensor operations).
 
     Args:
         workers: worker processes (None or 0: ``os.cpu_count()``).
@@ -416,27 +419,43 @@ class ProcessExecutor:
         self.workers = workers or os.cpu_count() or 1
 
     def run(self, units: Sequence[WorkUnit], scenes: Sequence[Scenario], settings: SimSettings) -> Iterator[UnitResult]:
-        """Submit every unit, yield results as they complete (any order); a unit's error is raised here."""
+        """Start the workers, yield results as they complete (any order); a unit's error is raised here."""
         import multiprocessing as mp
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-        from concurrent.futures.process import BrokenProcessPool
+        import queue
 
-        if not units:
-            return
-        pool = ProcessPoolExecutor(max_workers=min(self.workers, len(units)), mp_context=mp.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(list(scenes),))
+        shards = sorted({u.shard for u in units})
+        n_w = max(1, min(self.workers, len(shards)))
+        owner = {sh: k % n_w for k, sh in enumerate(shards)}
+        plans: list[list[WorkUnit]] = [[] for _ in range(n_w)]
+        for u in units:  # units come checkpoint by checkpoint: each worker keeps that order
+            plans[owner[u.shard]].append(u)
+        ctx = mp.get_context("spawn")
+        results = ctx.Queue()
+        procs = []
         try:
-            pending = {pool.submit(_process_unit, u, settings) for u in units}
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for f in done:
+            for plan in plans:
+                mine = {i: scenes[i] for u in plan for i in u.scenes}  # a worker gets only its shards' scenes
+                p = ctx.Process(target=_process_worker, args=(plan, mine, settings, results), daemon=True)
+                p.start()
+                procs.append(p)
+            for _ in range(len(units)):
+                while True:
                     try:
-                        yield f.result()
-                    except BrokenProcessPool:
-                        raise EvaluationError("--executor processes: a worker process died (out of memory or "
-                                              "killed?)") from None
+                        kind, payload = results.get(timeout=1.0)
+                        break
+                    except queue.Empty:
+                        if not all(p.is_alive() or p.exitcode == 0 for p in procs):
+                            raise EvaluationError("--executor processes: a worker process died (out of memory "
+                                                  "or killed?)") from None
+                if kind == "error":
+                    raise payload
+                yield payload
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            for p in procs:
+                if p.is_alive():
+                    p.kill()
+                p.join()
+            results.close()
 
     def close(self) -> None:
         """Nothing to release (each :meth:`run` starts and stops its workers)."""
