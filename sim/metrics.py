@@ -37,6 +37,7 @@ Definitions and choices (beyond DESIGN.md):
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from functools import cached_property
 
@@ -126,6 +127,9 @@ def pair_candidates(traj: Tensor, valid: Tensor, rows: Tensor) -> tuple[Tensor, 
     tau = (-(dx * wx + dy * wy) / (wx * wx + wy * wy).clamp_min(1e-12)).clamp(0.0, TTC_HORIZON)
     cx, cy = dx + wx * tau, dy + wy * tau
     return overlap, valid[:, 1:] & rows[:, None] & (cx * cx + cy * cy <= reach2)
+
+
+_LOG_PROGRESS: weakref.WeakKeyDictionary[ScenarioBatch, Tensor] = weakref.WeakKeyDictionary()
 
 
 def _pair_rows(idx: Tensor, n_a: int, n_t: int) -> tuple[Tensor, Tensor]:
@@ -223,11 +227,15 @@ class MetricContext:
 
     @cached_property
     def log_progress(self) -> Tensor:
-        """``[B]`` m, the logged ego's advance along the route from init_step to the last valid step."""
-        steps = torch.stack([torch.full_like(self.last, self.init), self.last], dim=1)  # [B, 2]
-        xy = self.batch.log[:, 0, :, :2].gather(1, steps[..., None].expand(-1, -1, 2))
-        s = project_to_dense_polyline(self.batch.route, self.batch.route_valid, xy)[0]
-        return s[:, 1] - s[:, 0]
+        """``[B]`` m, the logged ego's advance along the route from init_step to the last valid step (a property
+        of the batch alone: computed once per batch and kept while it lives)."""
+        got = _LOG_PROGRESS.get(self.batch)
+        if got is None:
+            steps = torch.stack([torch.full_like(self.last, self.init), self.last], dim=1)  # [B, 2]
+            xy = self.batch.log[:, 0, :, :2].gather(1, steps[..., None].expand(-1, -1, 2))
+            s = project_to_dense_polyline(self.batch.route, self.batch.route_valid, xy)[0]
+            got = _LOG_PROGRESS[self.batch] = s[:, 1] - s[:, 0]
+        return got
 
     @cached_property
     def log_dist(self) -> Tensor:
