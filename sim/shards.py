@@ -82,6 +82,10 @@ def split_evenly(n: int, parts: int) -> list[range]:
     return out
 
 
+def _one_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: " + " ".join(str(e).split())
+
+
 def _worker(conn, scenes: list[Scenario], settings: ShardSettings) -> None:
     """Worker loop: build the batch once, then answer ``("run", policy_bytes)`` with the metrics."""
     try:
@@ -93,7 +97,7 @@ def _worker(conn, scenes: list[Scenario], settings: ShardSettings) -> None:
         batch = make_batch(scenes, device="cpu", max_agents=settings.max_agents)
         conn.send(("ready", batch.num_scenes))
     except Exception as e:  # noqa: BLE001 - reported to the parent as one line
-        conn.send(("error", f"{type(e).__name__}: {e}"))
+        conn.send(("error", _one_line(e)))
         return
     cached: tuple[bytes, Any] | None = None
     while True:
@@ -117,7 +121,7 @@ def _worker(conn, scenes: list[Scenario], settings: ShardSettings) -> None:
             conn.send(("ok", ({k: v.numpy() for k, v in metrics.items()}, stats)))
         except Exception as e:  # noqa: BLE001 - reported to the parent as one line
             last = traceback.extract_tb(e.__traceback__)[-1]
-            conn.send(("error", f"{type(e).__name__}: {e} ({last.filename}:{last.lineno})"))
+            conn.send(("error", f"{_one_line(e)} ({last.filename}:{last.lineno})"))
 
 
 class ShardPool:
