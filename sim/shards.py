@@ -15,6 +15,7 @@ round-off (different batch sizes may sum in a different order).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import multiprocessing as mp
 import pickle
 import resource
@@ -87,7 +88,7 @@ def _one_line(e: BaseException) -> str:
 
 
 def _worker(conn, scenes: list[Scenario], settings: ShardSettings) -> None:
-    """Worker loop: build the batch once, then answer ``("run", policy_bytes)`` with the metrics."""
+    """Worker loop: build the batch once, then answer ``("run", key, policy_factory)`` with the metrics."""
     try:
         torch.set_num_threads(settings.threads)
         from sim.batch import make_batch
@@ -108,9 +109,9 @@ def _worker(conn, scenes: list[Scenario], settings: ShardSettings) -> None:
         if msg[0] == "close":
             return
         try:
-            blob = msg[1]
-            if cached is None or cached[0] != blob:
-                cached = (blob, pickle.loads(blob)(torch.device("cpu")))
+            key, factory = msg[1], msg[2]
+            if cached is None or cached[0] != key:  # the same factory as last time: its policy is reused
+                cached = (key, factory(torch.device("cpu")))
             torch.manual_seed(settings.seed)
             start = time.perf_counter()
             with torch.no_grad():
@@ -199,12 +200,13 @@ class ShardPool:
         """
         if not self._conns:
             raise SimError("ShardPool: closed")
-        try:
-            blob = pickle.dumps(policy if policy is not None else _log_replay)
+        factory = policy if policy is not None else _log_replay
+        try:  # the factory's content digest names it: a worker rebuilds its policy only when it changes
+            key = hashlib.sha256(pickle.dumps(factory)).hexdigest()
         except (pickle.PicklingError, AttributeError, TypeError) as e:
             raise SimError(f"ShardPool: the policy factory cannot be pickled ({e})") from None
         for c in self._conns:
-            c.send(("run", blob))
+            c.send(("run", key, factory))
         answers = [self._recv(k) for k in range(len(self._conns))]  # every answer read: no stale replies
         parts = [self._check(k, "ok", a) for k, a in enumerate(answers)]
         self.last_stats = tuple(p[1] for p in parts)
