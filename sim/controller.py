@@ -90,8 +90,7 @@ class WaypointController:
         """``[B]`` m/s: mean speed needed to reach the first waypoint in one waypoint interval (0 if behind)."""
         w0 = waypoints[:, 0]
         v = w0.norm(dim=-1) / self.horizon
-        v = torch.where(w0[:, 0] > 0, v, torch.zeros_like(v))
-        return torch.where(v < self.cfg.stop_speed, torch.zeros_like(v), v)
+        return torch.where((w0[:, 0] > 0) & (v >= self.cfg.stop_speed), v, 0.0)
 
     def __call__(self, waypoints: Tensor, speed: Tensor) -> tuple[Tensor, Tensor]:
         """Action for the ego.
@@ -108,9 +107,11 @@ class WaypointController:
         ld = (cfg.lookahead_min + cfg.lookahead_time * speed).clamp(max=cfg.lookahead_max)
         p = point_at_arclength(waypoints, ld)
         d2 = p[:, 0] * p[:, 0] + p[:, 1] * p[:, 1]
-        curvature = torch.where(d2 > 0.01, 2.0 * p[:, 1] / d2.clamp_min(0.01), torch.zeros_like(d2))
+        curvature = torch.where(d2 > 0.01, 2.0 * p[:, 1] / d2.clamp_min(0.01), 0.0)
         # speed PID towards the waypoint-spacing speed
         err = self.target_speed(waypoints) - speed
+        if cfg.ki == 0.0 and cfg.kd == 0.0:  # a P controller (the default): no memory to keep
+            return clip_action(self.kp * err, curvature)
         if self._integral is None:
             self._integral = torch.zeros_like(err)
             self._prev_err = err
