@@ -212,17 +212,17 @@ def observe(state: SimState, batch: ScenarioBatch) -> Tensor:
     exy, eyaw = ego[:, :2], ego[:, 2]
     c, s = torch.cos(eyaw), torch.sin(eyaw)
     torch.div(state.speed[:, 0], SPEED_SCALE, out=out[:, 0])
-    torch.div(state.last_action[:, 0], ACCEL_MAX, out=out[:, 1])
-    torch.div(state.last_action[:, 1], CURVATURE_MAX, out=out[:, 2])
+    torch.div(state.last_action, _const((ACCEL_MAX, CURVATURE_MAX), ag), out=out[:, 1:3])
 
     # route points in the ego frame (to_ego_frame, then / POS_SCALE)
     r0 = EGO_DIM
     route = out[:, r0 : r0 + ROUTE_DIM].view(n_b, NUM_ROUTE_POINTS, 2)
     cc, ss = c.unsqueeze(1), s.unsqueeze(1)
+    cp, sp = cc / POS_SCALE, ss / POS_SCALE
     d = route_ahead(batch, exy) - exy.unsqueeze(1)
     dx, dy = d[..., 0], d[..., 1]
-    torch.div(dx * cc + dy * ss, POS_SCALE, out=route[..., 0])
-    torch.div(-dx * ss + dy * cc, POS_SCALE, out=route[..., 1])
+    torch.addcmul(dx * cp, dy, sp, out=route[..., 0])
+    torch.addcmul(dy * cp, dx, sp, value=-1.0, out=route[..., 1])
 
     # nearest other agents
     a0 = r0 + ROUTE_DIM
@@ -237,7 +237,7 @@ def observe(state: SimState, batch: ScenarioBatch) -> Tensor:
         dk, ik = torch.topk(dist, k, dim=1, largest=False)  # [B, k]
         sel = _rows(state.kin, ik + 1)  # [B, k, 8] the k nearest others (columns as SimState.kin)
         r = sel[..., :5] - ego[:, None, :5]  # relative x, y, yaw, vx, vy (world axes)
-        cp, sp, cv, sv = cc / POS_SCALE, ss / POS_SCALE, cc / SPEED_SCALE, ss / SPEED_SCALE
+        cv, sv = cc / SPEED_SCALE, ss / SPEED_SCALE
         f = feats[:, :k]
         torch.addcmul(r[..., 0] * cp, r[..., 1], sp, out=f[..., 0])  # rotated into the ego frame, scaled
         torch.addcmul(r[..., 1] * cp, r[..., 0], sp, value=-1.0, out=f[..., 1])
