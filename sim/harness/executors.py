@@ -1,8 +1,8 @@
 """Executors: run (checkpoint x scenario shard) work units locally, in worker processes, or as Ray tasks.
 
 A work unit is one checkpoint (or baseline) on one shard of scenes; :func:`evaluate_unit`
-is the pure function both executors call, so the Ray executor gives the same numbers as
-the local one (same shards, same batches, deterministic policy). Shards group scenes of
+is the pure function every executor calls, so the process and Ray executors give the same numbers
+as the local one (same shards, same batches, deterministic policy). Shards group scenes of
 equal ``init_step`` and ``dt`` (a batch shares them) in order, ``batch_size`` at most.
 """
 
