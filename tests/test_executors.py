@@ -90,8 +90,13 @@ def test_ray_executor_matches_local(tmp_path):
         ex.close()
     assert not ray.is_initialized()
     assert remote.keys() == local.keys() and len(local) == len(units)
+    _assert_same_rows(local, remote)
+
+
+def _assert_same_rows(local: dict, other: dict) -> None:
+    """Every unit's rows equal bit for bit (scenario ids, every metric, ego trajectories)."""
     for k, a in local.items():
-        b = remote[k]
+        b = other[k]
         assert a.scenario_ids == b.scenario_ids
         for name in a.metrics:
             np.testing.assert_array_equal(a.metrics[name], b.metrics[name], err_msg=f"{k} {name}")
@@ -111,12 +116,7 @@ def test_process_executor_matches_local_and_reports_a_unit_error(tmp_path):
     ex = ProcessExecutor(workers=2)
     procs = {(r.key, r.shard): r.rows for r in ex.run(units, scenes, SimSettings())}
     assert procs.keys() == local.keys() and len(local) == len(units) == 9
-    for k, a in local.items():
-        b = procs[k]
-        assert a.scenario_ids == b.scenario_ids
-        for name in a.metrics:
-            np.testing.assert_array_equal(a.metrics[name], b.metrics[name], err_msg=f"{k} {name}")
-        np.testing.assert_array_equal(a.ego_traj, b.ego_traj)
+    _assert_same_rows(local, procs)
     bad = WorkUnit("x", "checkpoint", str(tmp_path / "missing.pt"), 0, (0,))
     with pytest.raises(FileNotFoundError, match="missing.pt"):  # the same error as in this process
         list(ex.run([bad], scenes, SimSettings()))
