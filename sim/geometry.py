@@ -101,13 +101,15 @@ class ExactRoad:
     Attributes:
         polys: the drivable polygons in the grid's local frame (m).
         tree: KD-tree over the union's boundary sampled every :data:`EDGE_SAMPLE` m (local frame).
-        segments: float64 ``[N, 2, 2]`` the polygon edge each boundary sample lies on.
+        edges: float64 ``[E, 2, 2]`` the polygons' edges (local frame); ``edge_of``: int32 ``[N]`` the edge each
+            boundary sample lies on (an index into ``edges``: 4 bytes per sample, not 32).
         anchor: float64 ``[2]`` world point of the local frame's origin; ``yaw``: its heading (rad).
     """
 
     polys: list[np.ndarray]
     tree: cKDTree | None
-    segments: np.ndarray
+    edges: np.ndarray
+    edge_of: np.ndarray
     anchor: np.ndarray
     yaw: float
 
@@ -121,12 +123,12 @@ class ExactRoad:
     def candidates(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For local points ``q [N, 2]`` (needs :attr:`tree`): the nearest sample's distance ``[N]`` and the
         edges of the :attr:`CANDIDATES` nearest samples ``[N, CANDIDATES, 2, 2]`` (repeated when fewer)."""
-        k = min(self.CANDIDATES, len(self.segments))
+        k = min(self.CANDIDATES, len(self.edge_of))
         d_sample, nn = self.tree.query(q, k=k)
         nn, d_sample = nn.reshape(len(q), k), d_sample.reshape(len(q), k)
         if k < self.CANDIDATES:
             nn = np.concatenate([nn, np.repeat(nn[:, :1], self.CANDIDATES - k, axis=1)], axis=1)
-        return d_sample[:, 0], self.segments[nn]
+        return d_sample[:, 0], self.edges[self.edge_of[nn]]
 
 
 def exact_road_distance(roads: Sequence[ExactRoad | None], scene: np.ndarray, xy: np.ndarray) -> np.ndarray:
@@ -276,16 +278,18 @@ def _inside_any(q: np.ndarray, polys: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
-def _boundary_samples(polys: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def _boundary_samples(polys: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Points along the boundary of the polygons' union, at most :data:`EDGE_SAMPLE` apart.
 
     Edge points whose outer side lies inside another polygon (edges shared by adjacent or
     overlapping polygons) are not on the union's boundary and are dropped.
 
     Returns:
-        ``(points [N, 2], segments [N, 2, 2])``: each sample and the polygon edge it lies on.
+        ``(points [N, 2], edge_of int32 [N], edges [E, 2, 2])``: each sample, the index of the polygon edge it
+        lies on, and the edges.
     """
-    out, segs = [], []
+    out, owner, edges = [], [], []
+    first = 0
     for i, poly in enumerate(polys):
         d = np.roll(poly, -1, axis=0) - poly
         seg = np.linalg.norm(d, axis=1)
@@ -295,16 +299,18 @@ def _boundary_samples(polys: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarr
         idx = np.repeat(np.arange(len(p0)), n)
         frac = (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)) / np.repeat(n, n)
         pts = p0[idx] + frac[:, None] * d[idx]
-        ends = np.stack([p0[idx], p0[idx] + d[idx]], axis=1)
         if len(polys) > 1:
             area2 = np.sum(poly[:, 0] * np.roll(poly[:, 1], -1) - np.roll(poly[:, 0], -1) * poly[:, 1])
             right = np.stack([d[idx, 1], -d[idx, 0]], axis=1) / seg[idx, None]  # outward when counter-clockwise
             outer = pts + np.sign(area2) * _SIDE_EPS * right
             on = ~_inside_any(outer, [p for j, p in enumerate(polys) if j != i])
-            pts, ends = pts[on], ends[on]
+            pts, idx = pts[on], idx[on]
         out.append(pts)
-        segs.append(ends)
-    return np.concatenate(out, axis=0), np.concatenate(segs, axis=0).reshape(-1, 2, 2)
+        owner.append(idx + first)
+        edges.append(np.stack([p0, p0 + d], axis=1))
+        first += len(p0)
+    return (np.concatenate(out, axis=0), np.concatenate(owner).astype(np.int32),
+            np.concatenate(edges, axis=0).reshape(-1, 2, 2))
 
 
 def _scene_frame(scene: Scenario) -> tuple[np.ndarray, float]:
@@ -333,8 +339,8 @@ def _scene_grid(scene: Scenario, res: float) -> _SceneGrid | None:
     hi = np.maximum(hi, lo + res)  # road out of the ego's reach: a small all-offroad grid
     shape = (int(math.ceil((hi[1] - lo[1]) / res)) + 1, int(math.ceil((hi[0] - lo[0]) / res)) + 1)
     origin = anchor + rot @ lo
-    boundary, segments = _boundary_samples(polys)
-    fallback = ExactRoad(polys, cKDTree(boundary) if len(boundary) else None, segments, anchor, yaw)
+    boundary, edge_of, edges = _boundary_samples(polys)
+    fallback = ExactRoad(polys, cKDTree(boundary) if len(boundary) else None, edges, edge_of, anchor, yaw)
     inside = _rasterise(polys, lo, shape, res)
     if not inside.any():
         return np.full(shape, OUTSIDE, dtype=np.float32), origin, yaw, fallback
