@@ -64,7 +64,7 @@ class WorkerStats:
 
     Attributes:
         seconds: wall time of its rollout and metrics (s).
-        peak_rss_mb: its peak resident memory so far (MB).
+        peak_rss_mb: its own peak resident memory so far (MB; ``VmHWM`` on Linux).
     """
 
     seconds: float
@@ -81,6 +81,19 @@ def split_evenly(n: int, parts: int) -> list[range]:
         out.append(range(start, start + size))
         start += size
     return out
+
+
+def _own_peak_rss_mb() -> float:
+    """This process's own peak resident memory (MB): ``VmHWM`` where ``/proc`` has it. ``ru_maxrss`` is the
+    fallback; on Linux it also counts the parent's peak before the worker was started, so it can over-report."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _one_line(e: BaseException) -> str:
@@ -118,7 +131,7 @@ def _worker(conn, scenes: list[Scenario], settings: ShardSettings) -> None:
                 ro = rollout(batch, cached[1], agents=settings.agents, compile=settings.compile)
                 metrics = compute_metrics(ro, batch, settings.compile)
             del ro  # freed before the next run allocates its own
-            stats = WorkerStats(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+            stats = WorkerStats(time.perf_counter() - start, _own_peak_rss_mb())
             conn.send(("ok", ({k: v.numpy() for k, v in metrics.items()}, stats)))
         except Exception as e:  # noqa: BLE001 - reported to the parent as one line
             last = traceback.extract_tb(e.__traceback__)[-1]
