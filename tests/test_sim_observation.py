@@ -105,6 +105,22 @@ def test_road_probe_matches_geometry_road_distance(rot):
     assert torch.allclose(O.road_probe(b.road, pts), ref, atol=1e-4)
 
 
+@pytest.mark.parametrize("rot", [0.0, 0.6, -2.0])
+def test_ego_frame_road_probes_equal_the_world_point_lookup(rot):
+    # the step's one-affine-map probe lookup against the plain one: ego frame -> world -> road_probe
+    tracks, road = _moved(_tracks(), ROAD, 3.0, -2.0, rot)
+    b = make_batch([scene_from_tracks(tracks, drivable=[road])] * 64)
+    gen = torch.Generator().manual_seed(1)
+    exy = b.log[:, 0, 10, :2] + (torch.rand(64, 2, generator=gen) - 0.5) * 400  # on, off and beyond the grid
+    eyaw = (torch.rand(64, generator=gen) - 0.5) * 2 * math.pi
+    probes = O._probes(exy.device).unsqueeze(0).expand(64, -1, -1)
+    ref = O.road_probe(b.road, O.to_world_frame(probes, exy, eyaw))
+    got = O.road_probe_ego(b.road, exy, eyaw)
+    assert got.shape == (64, len(O.PROBE_X) * len(O.PROBE_Y))
+    assert torch.allclose(got, ref, atol=1e-3)
+    assert (ref < O.ROAD_CLIP).any() and (ref == O.ROAD_CLIP).any()  # probes both near the road and beyond it
+
+
 def test_scene_without_road_has_zero_road_features():
     obs, _ = _obs(scene_from_tracks(_tracks()))
     assert obs[-O.ROAD_DIM :].abs().sum().item() == 0.0
