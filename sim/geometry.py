@@ -120,15 +120,14 @@ class ExactRoad:
         c, s = math.cos(self.yaw), math.sin(self.yaw)
         return (np.asarray(xy, np.float64) - self.anchor) @ np.array([[c, -s], [s, c]])
 
-    def candidates(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For local points ``q [N, 2]`` (needs :attr:`tree`): the nearest sample's distance ``[N]`` and the
-        edges of the :attr:`CANDIDATES` nearest samples ``[N, CANDIDATES, 2, 2]`` (repeated when fewer)."""
+    def candidate_edges(self, q: np.ndarray) -> np.ndarray:
+        """For local points ``q [N, 2]`` (needs :attr:`tree`): the edges of the :attr:`CANDIDATES` nearest
+        boundary samples, ``[N, CANDIDATES, 2, 2]`` (repeated when there are fewer samples)."""
         k = min(self.CANDIDATES, len(self.edge_of))
-        d_sample, nn = self.tree.query(q, k=k)
-        nn, d_sample = nn.reshape(len(q), k), d_sample.reshape(len(q), k)
+        nn = self.tree.query(q, k=k)[1].reshape(len(q), k)
         if k < self.CANDIDATES:
             nn = np.concatenate([nn, np.repeat(nn[:, :1], self.CANDIDATES - k, axis=1)], axis=1)
-        return d_sample[:, 0], self.edges[self.edge_of[nn]]
+        return self.edges[self.edge_of[nn]]
 
 
 def exact_road_distance(roads: Sequence[ExactRoad | None], scene: np.ndarray, xy: np.ndarray) -> np.ndarray:
@@ -165,7 +164,7 @@ def exact_road_distance(roads: Sequence[ExactRoad | None], scene: np.ndarray, xy
             far = ~inside
             rows.append(i0 + np.flatnonzero(far))
             qs.append(q[far])
-            segs.append(road.candidates(q[far])[1])
+            segs.append(road.candidate_edges(q[far]))
     if rows:
         q, seg = np.concatenate(qs), np.concatenate(segs)  # [P, 2], [P, k, 2, 2] candidate edges
         a, ab = seg[:, :, 0], seg[:, :, 1] - seg[:, :, 0]
