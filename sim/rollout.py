@@ -33,6 +33,7 @@ class Controls(NamedTuple):
 
 _TEMPLATES: weakref.WeakKeyDictionary[ScenarioBatch, tuple[Tensor, Tensor]] = weakref.WeakKeyDictionary()
 """Per batch, a full record (traj, valid) of one rollout with log-replay agents (see :func:`rollout`)."""
+_ROLLED: weakref.WeakSet[ScenarioBatch] = weakref.WeakSet()  # batches rolled out once with log-replay agents
 
 PolicyFn = Callable[[Tensor, int], tuple["Tensor | Controls", dict[str, Tensor]]]
 """(obs float32 [B, OBS_DIM], step t) -> (waypoints float32 [B, K, 2] ego frame m, or :class:`Controls`;
@@ -108,7 +109,7 @@ def rollout(
 
     Returns:
         :class:`Rollout`; steps up to init_step hold the log, scenes that end early freeze (valid False).
-        With the default backend and log-replay agents, the first rollout of a batch keeps a copy of its
+        With the default backend and log-replay agents, the second rollout of a batch keeps a copy of its
         record (``traj`` and ``valid``, while the batch lives); later rollouts of that batch copy it and
         write only the ego's row at each step (the other agents' rows do not depend on the policy).
 
@@ -122,8 +123,8 @@ def rollout(
     n_b, n_a, n_t, _ = batch.log.shape
     t0 = batch.init_step
     n_s = n_t - 1 - t0
-    # with log-replay agents only the ego's row depends on the policy: after one full recording of this
-    # batch, later rollouts start from a copy of it and write the ego's row alone (a step then touches
+    # with log-replay agents only the ego's row depends on the policy: once a batch has been recorded in full
+    # twice, later rollouts start from a copy of the record and write the ego's row alone (a step then touches
     # B rows of the record, not B * A)
     replay = isinstance(backend, KinematicBackend) and backend.agent_model == "log"
     template = _TEMPLATES.get(batch) if replay else None
@@ -169,7 +170,9 @@ def rollout(
                     valid[:, :, t + 1] = state.valid
                 ego_action[:, t] = state.last_action
             if replay and template is None:
-                _TEMPLATES[batch] = (traj.clone(), valid.clone())
+                if batch in _ROLLED:  # a batch rolled out again: keep its record (a batch used once pays nothing)
+                    _TEMPLATES[batch] = (traj.clone(), valid.clone())
+                _ROLLED.add(batch)
     finally:
         if own:
             backend.close()
