@@ -185,6 +185,8 @@ def run(cfg: EvalConfig, console=None) -> Verdict:
         raise EvaluationError(f"--metric {cfg.metric}: unknown metric; choose from {', '.join(JUDGED_METRICS)}")
     if cfg.backend == "carla" and cfg.agents != "log":
         raise EvaluationError("--agents idm is not available with --backend carla (it replays logged agents only)")
+    if cfg.num_cpus < 0:
+        raise EvaluationError(f"--num-cpus must be >= 0 (0: all CPUs), got {cfg.num_cpus}")
     device, why = pick_device(cfg.device, cfg.batch_size)
     if cfg.device == "auto":
         log(f"device: {why}")

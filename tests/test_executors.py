@@ -130,3 +130,14 @@ def test_evaluate_cli_runs_on_worker_processes(tmp_path, capsys):
                  "--batch-size", "2", "--executor", "processes", "--num-cpus", "2", "--out", str(out),
                  "--no-progress"]) == 0
     assert out.is_file() and "constant-velocity" in capsys.readouterr().out
+
+
+def test_negative_worker_count_is_a_one_line_error(tmp_path, capsys):
+    from sim.evaluate import main
+
+    out = tmp_path / "r.h5"
+    code = main(["--baseline", "log-replay", "--scenarios", "procedural-small", "--max-scenarios", "2",
+                 "--executor", "processes", "--num-cpus", "-1", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code != 0 and "--num-cpus must be >= 0" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() and not list(tmp_path.iterdir())  # refused before anything is written
