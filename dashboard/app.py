@@ -1,8 +1,9 @@
 """Streamlit dashboard: does the checkpoint picked by policy entropy drive best in closed loop?
 
 Run: ``streamlit run dashboard/app.py`` (opens on ``out/latest``) or
-``streamlit run dashboard/app.py -- --runs-dir DIR``. Layout only: loading is in ``dashboard.data``, figures in
-``dashboard.figures``, selection logic in ``dashboard.rules``. The view lives in the URL query parameters.
+``streamlit run dashboard/app.py -- --runs-dir DIR``. Layout only: the page's frame is in ``dashboard.frame``,
+loading in ``dashboard.data``, figures in ``dashboard.figures``, selection logic in ``dashboard.rules``. The view
+lives in the URL query parameters.
 """
 
 from __future__ import annotations
@@ -20,15 +21,22 @@ if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts dashboard
 
 import streamlit as st  # noqa: E402
 
+from dashboard.frame import PageFrame, open_page  # noqa: E402 - Streamlit only
+
+# First on the page, before the imports below (numpy, h5py, plotly) and the run's data: the browser starts
+# loading Plotly's code while they load (see dashboard.frame).
+FRAME = open_page()
+
 from dashboard import data, figures, run_roles, table  # noqa: E402
 from sim.metric_catalogue import JUDGED_METRICS  # noqa: E402
 
 if TYPE_CHECKING:  # pandas (and dashboard.rules, which uses it) load after the first paint, in the views below it
     import pandas as pd
+    from streamlit.delta_generator import DeltaGenerator
 
 SEL = "sel_ckpt"  # the selected checkpoint key, shared by every view (not a widget key: survives hidden tabs)
-VIEWS = ("Report card", "Entropy vs metrics", "Scenarios & replay", "Runs overlaid", "Checkpoint table",
-         "Training signals")
+VIEWS = ("Report card", "What-if rule", "Entropy vs metrics", "Scenarios & replay", "Runs overlaid",
+         "Checkpoint table", "Training signals")
 METRICS = ("score", *(m for m in JUDGED_METRICS if m != "score"))  # the catalogue's, the verdict's metric first
 
 
@@ -74,19 +82,19 @@ def take_selection(chart_keys: tuple[str, ...], valid: set[str]) -> None:
             st.session_state[SEL] = cd
 
 
-def show_problems(run: data.RunData) -> None:
+def show_problems(run: data.RunData, where: DeltaGenerator) -> None:
     for level, msg in run.problems:
-        getattr(st, level)(msg)
+        getattr(where, level)(msg)
 
 
-def entropy_caveat(run: data.RunData) -> None:
+def entropy_caveat(run: data.RunData, where: DeltaGenerator) -> None:
     flag = data.log_std_state_dependent(run)
     if flag is False:
-        st.warning("**The policy's log-std is state-independent.** Its entropy is sum(log_std) + const: a number "
+        where.warning("**The policy's log-std is state-independent.** Its entropy is sum(log_std) + const: a number "
                    "set by a few free parameters that says **nothing about the mean network** (the part that "
                    "drives). Read every entropy-based pick below with that in mind.")
     elif flag is None:
-        st.info("The run does not record whether the log-std is state-dependent. If it is not, entropy is "
+        where.info("The run does not record whether the log-std is state-dependent. If it is not, entropy is "
                 "sum(log_std) + const and says nothing about the mean network.")
 
 
@@ -238,17 +246,17 @@ def scenes_view(run: data.RunData, ck: pd.DataFrame) -> None:
         st.plotly_chart(figures.replay_figure(scene, traj, label=str(ck.loc[key, "name"])), key="replay_chart")
 
 
-def main() -> None:
-    st.set_page_config(page_title="driveselect: entropy vs closed loop", layout="wide")
+def main(frame: PageFrame) -> None:
     cfg = parse_args(sys.argv[1:])
-    st.title("Does the max-entropy checkpoint drive best?")
     problem = data.runs_dir_problem(cfg.runs_dir)
     if problem:
-        st.error(problem)
+        frame.clear()
+        frame.notes.error(problem)
         return
     runs = data.list_runs(cfg.runs_dir)
     if not runs:
-        st.info(f"No runs under `{cfg.runs_dir.resolve()}` yet. Train one, then evaluate it:\n\n"
+        frame.clear()
+        frame.notes.info(f"No runs under `{cfg.runs_dir.resolve()}` yet. Train one, then evaluate it:\n\n"
                 f"`{data.TRAIN_CMD}`\n\n`{data.EVAL_CMD}`\n\n(or point the dashboard elsewhere: "
                 f"`streamlit run dashboard/app.py -- --runs-dir DIR`)")
         return
@@ -286,8 +294,8 @@ def main() -> None:
     run = data.load_run(runs[names.index(run_name)])
     qp_default("after", int((run.history or {}).get("select_after") or 0), int)  # the trainer's own rule
     st.session_state["after"] = max(0, int(st.session_state["after"]))
-    show_problems(run)
-    entropy_caveat(run)
+    show_problems(run, frame.notes)
+    entropy_caveat(run, frame.notes)
     rows, rr = run_roles.apply_run_roles(data.checkpoint_rows(run.summary), run.ref.path,
                                          run.summary.attrs if run.summary else None)  # pandas-free: first paint
     declared, after_ep = tuple(rr.declared), rr.after_episode
@@ -309,20 +317,19 @@ def main() -> None:
         marks["max_entropy"] = marks.pop("best_entropy")
     if rr.partial_line():
         marks["best_so_far"] = marks.pop("best")
-    left, right = st.columns([3, 2])
-    with left:
-        st.plotly_chart(figures.entropy_figure(rows, metric, run.history, int(st.session_state["window"]), marks,
-                                               selected), key="entropy_chart", on_select="rerun",
-                        selection_mode="points")
-        perdim = st.expander("per-dimension entropy and sigma", key="perdim", on_change="rerun")
-        if perdim.open:  # built only when opened
-            with perdim:
-                st.plotly_chart(figures.per_dim_figure(rows, run.history), key="perdim_chart")
-    with right:
-        if len(rows):
-            st.plotly_chart(figures.metrics_figure(rows, data.MAIN_METRICS, selected,
-                                                   marks.get("best", marks.get("best_so_far"))),
-                            key="metrics_chart", on_select="rerun", selection_mode="points")
+    frame.entropy.plotly_chart(figures.entropy_figure(rows, metric, run.history, int(st.session_state["window"]),
+                                                      marks, selected), key="entropy_chart", on_select="rerun",
+                               selection_mode="points")
+    perdim = frame.left.expander("per-dimension entropy and sigma", key="perdim", on_change="rerun")
+    if perdim.open:  # built only when opened
+        with perdim:
+            st.plotly_chart(figures.per_dim_figure(rows, run.history), key="perdim_chart")
+    if len(rows):
+        frame.metrics.plotly_chart(figures.metrics_figure(rows, data.MAIN_METRICS, selected,
+                                                          marks.get("best", marks.get("best_so_far"))),
+                                   key="metrics_chart", on_select="rerun", selection_mode="points")
+    else:
+        frame.metrics.empty()
     if run.summary is None or rows.empty:
         sync_url(run_name, metric, selected, overlay)
         return
@@ -334,32 +341,32 @@ def main() -> None:
         st.caption(f"Selected: **{rows.get(selected, 'name')}** (episode {rows.get(selected, 'episode')}, "
                    f"entropy {rows.get(selected, 'entropy'):.3f} nats)")
     # Tabs run lazily (only the open one is computed and sent) and the open tab is kept in the URL (?view=).
-    # The default one is pandas-free; the others import pandas when opened (ck_frame).
+    # The first two are pandas-free; the others import pandas when opened (ck_frame). The what-if editor has its
+    # own tab: its widgets cost the first paint about 0.1 s in the browser (benchmarks/dashboard_paint.py).
     tabs = st.tabs(list(VIEWS), key="view", bind="query-params")
     with tabs[0]:
         if tabs[0].open:
-            c1, c2 = st.columns(2)
-            with c1:
-                report_card_view(rows, metric, run.summary.verdict, rr)
-            with c2:
-                what_if_view(rows, metric, run.history, partial=bool(rr.partial_line()))
-    ck = rows.frame  # called by the one open view that needs a pandas frame
+            report_card_view(rows, metric, run.summary.verdict, rr)
     with tabs[1]:
         if tabs[1].open:
-            correlation_view(run, ck(), metric)
+            what_if_view(rows, metric, run.history, partial=bool(rr.partial_line()))
+    ck = rows.frame  # called by the one open view that needs a pandas frame
     with tabs[2]:
         if tabs[2].open:
-            scenes_view(run, ck())
+            correlation_view(run, ck(), metric)
     with tabs[3]:
         if tabs[3].open:
-            overlay_view(runs, names, run_name, ck(), metric, overlay)
+            scenes_view(run, ck())
     with tabs[4]:
         if tabs[4].open:
+            overlay_view(runs, names, run_name, ck(), metric, overlay)
+    with tabs[5]:
+        if tabs[5].open:
             shown = plain_table(ck())
             st.dataframe(shown, width="stretch")
             st.download_button("CSV: checkpoints", shown.to_csv(), "checkpoints.csv", "text/csv", key="dl_ck")
-    with tabs[5]:
-        if tabs[5].open:
+    with tabs[6]:
+        if tabs[6].open:
             from dashboard.signals_view import signals_view
 
             signals_view(run.results_path, metric)
@@ -404,4 +411,4 @@ def sync_url(run_name: str, metric: str, ckpt: str | None, overlay: list[str]) -
         st.query_params.update(changed)
 
 
-main()
+main(FRAME)

@@ -104,7 +104,7 @@ def test_run_picker_and_url_round_trip(runs, monkeypatch):
     assert at.session_state["sel_ckpt"] in b.checkpoints
     assert at.query_params["run"] in ("run-b", ["run-b"])
     key = [k for k, c in b.checkpoints.items() if c.kind == "checkpoint"][2]
-    at2 = open_app(runs, monkeypatch, run="run-b", metric="ade", ckpt=key, window="5", mode="min")
+    at2 = open_app(runs, monkeypatch, run="run-b", metric="ade", ckpt=key, window="5", mode="min", view="What-if rule")
     assert not at2.exception
     assert at2.selectbox(key="run").value == "run-b" and at2.selectbox(key="metric").value == "ade"
     assert at2.session_state["sel_ckpt"] == key and at2.session_state["window"] == 5
@@ -116,7 +116,7 @@ def test_run_picker_and_url_round_trip(runs, monkeypatch):
 
 
 def test_what_if_rule_pick(runs, monkeypatch):
-    at = open_app(runs, monkeypatch, mode="min", window="1")
+    at = open_app(runs, monkeypatch, mode="min", window="1", view="What-if rule")
     summ = read_summary(runs / "run-a" / "results.h5")
     cks = [c for c in summ.checkpoints.values() if c.kind == "checkpoint"]
     lowest = min(cks, key=lambda c: c.entropy)
@@ -141,10 +141,33 @@ def test_run_without_results_and_without_history(tmp_path, monkeypatch):
     assert "python -m sim.evaluate" in page_text(at)
     assert at.get("plotly_chart")  # the entropy curve from the history still shows
     write_run(tmp_path, FixtureSpec(name="r2", with_history=False, with_verdict=False))
-    at = open_app(tmp_path, monkeypatch, run="r2")
+    at = open_app(tmp_path, monkeypatch, run="r2", view="What-if rule")
     assert not at.exception
     assert "entropy_history.json" in page_text(at) and "python -m training.train" in page_text(at)
     assert any(m.label == "regret" for m in at.metric)  # computed from results alone (no stored verdict)
+
+
+def test_empty_chart_frames_never_stay(runs, tmp_path, monkeypatch):
+    """The first run sends two empty chart frames before loading (dashboard.frame); the run replaces or clears
+    both: the real charts with results, the entropy curve alone without, nothing without runs."""
+
+    def frames(at: AppTest) -> list[dict]:
+        return [s for s in chart_specs(at) if not any(len(t.get("x") or ()) for t in s["data"])]
+
+    at = open_app(runs, monkeypatch)
+    assert not at.exception and len(chart_specs(at)) == 2 and not frames(at)
+    write_run(tmp_path, FixtureSpec(name="r1", with_results=False))
+    at = open_app(tmp_path, monkeypatch)
+    assert not at.exception and len(chart_specs(at)) == 1 and not frames(at)
+    at = open_app(tmp_path / "nothing", monkeypatch)
+    assert not at.exception and not at.get("plotly_chart")
+
+
+def test_the_page_frame_loads_before_numpy():
+    """dashboard.frame is sent before the dashboard's heavy imports: importing it must not pull them in."""
+    code = ("import sys; import dashboard.frame; "
+            "bad = [m for m in ('numpy', 'h5py', 'pandas') if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(APP).parents[1])
 
 
 def test_corrupt_files(tmp_path, monkeypatch):
