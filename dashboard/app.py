@@ -246,22 +246,8 @@ def scenes_view(run: data.RunData, ck: pd.DataFrame) -> None:
         st.plotly_chart(figures.replay_figure(scene, traj, label=str(ck.loc[key, "name"])), key="replay_chart")
 
 
-def main(frame: PageFrame) -> None:
-    cfg = parse_args(sys.argv[1:])
-    problem = data.runs_dir_problem(cfg.runs_dir)
-    if problem:
-        frame.clear()
-        frame.notes.error(problem)
-        return
-    runs = data.list_runs(cfg.runs_dir)
-    if not runs:
-        frame.clear()
-        frame.notes.info(f"No runs under `{cfg.runs_dir.resolve()}` yet. Train one, then evaluate it:\n\n"
-                f"`{data.TRAIN_CMD}`\n\n`{data.EVAL_CMD}`\n\n(or point the dashboard elsewhere: "
-                f"`streamlit run dashboard/app.py -- --runs-dir DIR`)")
-        return
-    names = [r.name for r in runs]
-    latest = data.latest_run_name(cfg.runs_dir)
+def seed_view_state(names: list[str], latest: str | None) -> None:
+    """Seed the view's session state from the URL (``qp_default``) and repair values that are no longer valid."""
     qp_default("run", latest if latest in names else names[0])
     if st.session_state["run"] not in names:
         st.session_state["run"] = latest if latest in names else names[0]
@@ -280,24 +266,11 @@ def main(frame: PageFrame) -> None:
     for k in ("f_family", "f_source", "f_failure"):
         qp_default(k, [], lambda v: [x for x in v.split(",") if x])
 
-    with st.sidebar:
-        run_name = st.selectbox("run", names, key="run",
-                                format_func=lambda n: n + (" (latest)" if n == latest else "")
-                                + ("" if runs[names.index(n)].has_results else " - no results"))
-        metric = st.selectbox("closed-loop metric", METRICS, key="metric")
-        others = [n for n in names if n != run_name and runs[names.index(n)].has_results]
-        qp_default("overlay", [], lambda s: [x for x in s.split(",") if x])
-        st.session_state["overlay"] = [x for x in st.session_state["overlay"] if x in others]
-        overlay = st.multiselect("overlay runs / seeds", others, key="overlay")
-        st.caption(f"runs folder: `{cfg.runs_dir}`")
 
-    run = data.load_run(runs[names.index(run_name)])
-    qp_default("after", int((run.history or {}).get("select_after") or 0), int)  # the trainer's own rule
-    st.session_state["after"] = max(0, int(st.session_state["after"]))
-    show_problems(run, frame.notes)
-    entropy_caveat(run, frame.notes)
-    rows, rr = run_roles.apply_run_roles(data.checkpoint_rows(run.summary), run.ref.path,
-                                         run.summary.attrs if run.summary else None)  # pandas-free: first paint
+def select_and_mark(rows: table.Rows, rr: run_roles.RunRoles, run_name: str,
+                    metric: str) -> tuple[str | None, dict[str, str | None]]:
+    """The selected checkpoint key (``st.session_state[SEL]``: kept across reruns; a new run starts on its
+    best-entropy checkpoint or the URL's ``ckpt``; a chart click moves it) and the charts' marks, role -> key."""
     declared, after_ep = tuple(rr.declared), rr.after_episode
     valid = set(rows.keys)
     if st.session_state.get("_ckpt_run") != run_name:  # a new run: start from its best-entropy checkpoint
@@ -310,28 +283,69 @@ def main(frame: PageFrame) -> None:
         st.session_state[SEL] = table.role_key(rows, "best_entropy", declared, after_ep) or (
             next(iter(valid)) if valid else None)
     selected = st.session_state.get(SEL)
-
     marks = {r: table.role_key(rows, r, declared, after_ep) for r in ("best_entropy", "last", "best_reward")}
     marks["best"] = table.best_key(rows, metric) if metric in rows else None
     if "best_entropy" not in declared:  # no role file: the rule's pick, labelled as such
         marks["max_entropy"] = marks.pop("best_entropy")
     if rr.partial_line():
         marks["best_so_far"] = marks.pop("best")
-    frame.entropy.plotly_chart(figures.entropy_figure(rows, metric, run.history, int(st.session_state["window"]),
-                                                      marks, selected), key="entropy_chart", on_select="rerun",
-                               selection_mode="points")
+    return selected, marks
+
+
+def main(frame: PageFrame) -> None:
+    """The page below ``frame``'s title: read the run, then draw the sidebar, notes, charts and the open tab."""
+    cfg = parse_args(sys.argv[1:])
+    problem = data.runs_dir_problem(cfg.runs_dir)
+    if problem:
+        frame.clear()
+        frame.notes.error(problem)
+        return
+    runs = data.list_runs(cfg.runs_dir)
+    if not runs:
+        frame.clear()
+        frame.notes.info(f"No runs under `{cfg.runs_dir.resolve()}` yet. Train one, then evaluate it:\n\n"
+                         f"`{data.TRAIN_CMD}`\n\n`{data.EVAL_CMD}`\n\n(or point the dashboard elsewhere: "
+                         f"`streamlit run dashboard/app.py -- --runs-dir DIR`)")
+        return
+    names = [r.name for r in runs]
+    latest = data.latest_run_name(cfg.runs_dir)
+    seed_view_state(names, latest)
+    run_name, metric = st.session_state["run"], st.session_state["metric"]  # the sidebar's, drawn below
+    others = [n for n in names if n != run_name and runs[names.index(n)].has_results]  # what can be overlaid
+    qp_default("overlay", [], lambda s: [x for x in s.split(",") if x])
+    st.session_state["overlay"] = [x for x in st.session_state["overlay"] if x in others]
+
+    # Load and decide first, then send the page in one burst: elements that reach the browser one by one while
+    # the server reads are drawn one frame each, before Plotly's code can run (about 0.2 s of a first paint).
+    run = data.load_run(runs[names.index(run_name)])
+    qp_default("after", int((run.history or {}).get("select_after") or 0), int)  # the trainer's own rule
+    st.session_state["after"] = max(0, int(st.session_state["after"]))
+    rows, rr = run_roles.apply_run_roles(data.checkpoint_rows(run.summary), run.ref.path,
+                                         run.summary.attrs if run.summary else None)  # pandas-free: first paint
+    selected, marks = select_and_mark(rows, rr, run_name, metric)
+    valid = set(rows.keys)
+    entropy_fig = figures.entropy_figure(rows, metric, run.history, int(st.session_state["window"]), marks, selected)
+    metrics_fig = figures.metrics_figure(rows, data.MAIN_METRICS, selected,
+                                         marks.get("best", marks.get("best_so_far"))) if len(rows) else None
+
+    with st.sidebar:
+        st.selectbox("run", names, key="run", format_func=lambda n: n + (" (latest)" if n == latest else "")
+                     + ("" if runs[names.index(n)].has_results else " - no results"))
+        st.selectbox("closed-loop metric", METRICS, key="metric")
+        st.caption(f"runs folder: `{cfg.runs_dir}`")
+    show_problems(run, frame.notes)
+    entropy_caveat(run, frame.notes)
+    frame.entropy.plotly_chart(entropy_fig, key="entropy_chart", on_select="rerun", selection_mode="points")
     perdim = frame.left.expander("per-dimension entropy and sigma", key="perdim", on_change="rerun")
     if perdim.open:  # built only when opened
         with perdim:
             st.plotly_chart(figures.per_dim_figure(rows, run.history), key="perdim_chart")
-    if len(rows):
-        frame.metrics.plotly_chart(figures.metrics_figure(rows, data.MAIN_METRICS, selected,
-                                                          marks.get("best", marks.get("best_so_far"))),
-                                   key="metrics_chart", on_select="rerun", selection_mode="points")
+    if metrics_fig is not None:
+        frame.metrics.plotly_chart(metrics_fig, key="metrics_chart", on_select="rerun", selection_mode="points")
     else:
         frame.metrics.empty()
     if run.summary is None or rows.empty:
-        sync_url(run_name, metric, selected, overlay)
+        sync_url(run_name, metric, selected)
         return
     if run.summary.skipped:  # scenes sim.evaluate could not use, with its one-line reasons
         with st.expander(f"{len(run.summary.skipped)} scene(s) skipped by sim.evaluate", key="skipped"):
@@ -359,7 +373,7 @@ def main(frame: PageFrame) -> None:
             scenes_view(run, ck())
     with tabs[4]:
         if tabs[4].open:
-            overlay_view(runs, names, run_name, ck(), metric, overlay)
+            overlay_view(runs, names, run_name, ck(), metric, others)
     with tabs[5]:
         if tabs[5].open:
             shown = plain_table(ck())
@@ -370,7 +384,7 @@ def main(frame: PageFrame) -> None:
             from dashboard.signals_view import signals_view
 
             signals_view(run.results_path, metric)
-    sync_url(run_name, metric, st.session_state.get(SEL), overlay)
+    sync_url(run_name, metric, st.session_state.get(SEL))
 
 
 def plain_table(ck: pd.DataFrame) -> pd.DataFrame:
@@ -381,9 +395,11 @@ def plain_table(ck: pd.DataFrame) -> pd.DataFrame:
 
 
 def overlay_view(runs: list[data.RunRef], names: list[str], run_name: str, ck: pd.DataFrame, metric: str,
-                 overlay: list[str]) -> None:
+                 others: list[str]) -> None:
+    """Other runs' (seeds') entropy and metric curves over this run's; ``others``: the runs that can be overlaid."""
+    overlay = st.multiselect("overlay runs / seeds", others, key="overlay")  # its own tab: not built at first paint
     if not overlay:
-        st.info("Choose runs or seeds to overlay in the sidebar ('overlay runs / seeds').")
+        st.info("Choose runs or seeds to overlay ('overlay runs / seeds' above).")
         return
     frames = {run_name: ck}
     for name in overlay:
@@ -396,8 +412,9 @@ def overlay_view(runs: list[data.RunRef], names: list[str], run_name: str, ck: p
     across_section([(n, runs[names.index(n)].path) for n in [run_name, *overlay]], metric)
 
 
-def sync_url(run_name: str, metric: str, ckpt: str | None, overlay: list[str]) -> None:
+def sync_url(run_name: str, metric: str, ckpt: str | None) -> None:
     """Write the view into the URL query parameters so it can be shared (``view`` is bound to the tabs)."""
+    overlay = st.session_state.get("overlay") or []
     qp = {"run": run_name, "metric": metric, "window": str(st.session_state.get("window", 1)),
           "mode": st.session_state.get("mode", "max"), "after": str(st.session_state.get("after", 0)),
           "corr_metric": st.session_state.get("corr_metric", metric), "ckpt": ckpt or "",
