@@ -38,13 +38,16 @@ APP = ROOT / "dashboard" / "app.py"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
-# Charts drawn = Plotly has laid out at least this many plots with a drawn point or line in their SVG (2: the
-# entropy curve and the closed-loop metrics beside it, the top of the page). A plot with no point drawn does not count.
+# Charts drawn = Plotly has laid out at least this many plots with a drawn point or line in their SVG, and the plot is
+# visible (2: the entropy curve and the closed-loop metrics beside it, the top of the page). A plot with no point
+# drawn does not count, nor one still hidden (Streamlit draws a chart once with `visibility: hidden` until it knows
+# the column's width).
 PAINTED_JS = """(n) => {
   const plots = document.querySelectorAll('.js-plotly-plot');
   let drawn = 0;
   for (const p of plots) {
-    if (p._fullLayout && p.querySelector('.main-svg .scatterlayer .trace :is(.point, .js-line)')) drawn += 1;
+    if (p._fullLayout && p.querySelector('.main-svg .scatterlayer .trace :is(.point, .js-line)')
+        && p.checkVisibility({visibilityProperty: true, checkVisibilityCSS: true})) drawn += 1;
   }
   return drawn >= n;
 }"""
@@ -63,7 +66,7 @@ PAINT_CLOCK_JS = """(n) => {
     requestAnimationFrame(() => { window.__chartsPainted = performance.now(); });
   };
   const obs = new MutationObserver(check);
-  obs.observe(document, {subtree: true, childList: true});
+  obs.observe(document, {subtree: true, childList: true, attributes: true, attributeFilter: ['style']});
   check();
 }"""
 
