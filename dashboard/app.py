@@ -247,24 +247,46 @@ def scenes_view(run: data.RunData, ck: pd.DataFrame) -> None:
 
 
 def seed_view_state(names: list[str], latest: str | None) -> None:
-    """Seed the view's session state from the URL (``qp_default``) and repair values that are no longer valid."""
+    """Seed the view's session state from the URL (``qp_default``) and repair values that are no longer valid.
+
+    Every value is written back on every run, valid or not: a widget drawn only in one tab (the what-if editor's,
+    the correlation metric, the scene filters) would otherwise lose its value when the user leaves that tab
+    (Streamlit drops an undrawn widget's state and the value seeded at the session's start comes back).
+    """
     qp_default("run", latest if latest in names else names[0])
-    if st.session_state["run"] not in names:
-        st.session_state["run"] = latest if latest in names else names[0]
+    st.session_state["run"] = st.session_state["run"] if st.session_state["run"] in names else (
+        latest if latest in names else names[0])
     qp_default("metric", "score")
-    if st.session_state["metric"] not in METRICS:
-        st.session_state["metric"] = "score"
+    st.session_state["metric"] = st.session_state["metric"] if st.session_state["metric"] in METRICS else "score"
     qp_default("corr_metric", st.session_state["metric"])
-    if st.session_state["corr_metric"] not in METRICS:
-        st.session_state["corr_metric"] = st.session_state["metric"]
+    st.session_state["corr_metric"] = (st.session_state["corr_metric"] if st.session_state["corr_metric"] in METRICS
+                                       else st.session_state["metric"])
     qp_default("window", 1, int)  # window 1 with "max": the standard rule, the same pick as chart and verdict
     st.session_state["window"] = min(100, max(1, int(st.session_state["window"])))
     qp_default("mode", "max")
-    if st.session_state["mode"] not in ("max", "min"):
-        st.session_state["mode"] = "max"
+    st.session_state["mode"] = st.session_state["mode"] if st.session_state["mode"] in ("max", "min") else "max"
     qp_default("scene", None)
+    st.session_state["scene"] = st.session_state["scene"]
     for k in ("f_family", "f_source", "f_failure"):
         qp_default(k, [], lambda v: [x for x in v.split(",") if x])
+        st.session_state[k] = list(st.session_state[k])
+
+
+def int_or(value: object, default: int) -> int:
+    """``int(value)``, or ``default`` when the value is not a number (a hand-edited JSON file)."""
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return default
+
+
+def draw_sidebar(names: list[str], latest: str | None, runs: list[data.RunRef], runs_dir: Path) -> None:
+    """The run and metric pickers (their values are already in the session state: see :func:`seed_view_state`)."""
+    with st.sidebar:
+        st.selectbox("run", names, key="run", format_func=lambda n: n + (" (latest)" if n == latest else "")
+                     + ("" if runs[names.index(n)].has_results else " - no results"))
+        st.selectbox("closed-loop metric", METRICS, key="metric")
+        st.caption(f"runs folder: `{runs_dir}`")
 
 
 def select_and_mark(rows: table.Rows, rr: run_roles.RunRoles, run_name: str,
@@ -317,22 +339,24 @@ def main(frame: PageFrame) -> None:
 
     # Load and decide first, then send the page in one burst: elements that reach the browser one by one while
     # the server reads are drawn one frame each, before Plotly's code can run (about 0.2 s of a first paint).
-    run = data.load_run(runs[names.index(run_name)])
-    qp_default("after", int((run.history or {}).get("select_after") or 0), int)  # the trainer's own rule
-    st.session_state["after"] = max(0, int(st.session_state["after"]))
-    rows, rr = run_roles.apply_run_roles(data.checkpoint_rows(run.summary), run.ref.path,
-                                         run.summary.attrs if run.summary else None)  # pandas-free: first paint
-    selected, marks = select_and_mark(rows, rr, run_name, metric)
+    try:
+        run = data.load_run(runs[names.index(run_name)])
+        qp_default("after", int_or((run.history or {}).get("select_after"), 0), int)  # the trainer's own rule
+        st.session_state["after"] = max(0, int(st.session_state["after"]))
+        rows, rr = run_roles.apply_run_roles(data.checkpoint_rows(run.summary), run.ref.path,
+                                             run.summary.attrs if run.summary else None)  # pandas-free: first paint
+        selected, marks = select_and_mark(rows, rr, run_name, metric)
+        entropy_fig = figures.entropy_figure(rows, metric, run.history, int(st.session_state["window"]), marks,
+                                             selected)
+        metrics_fig = figures.metrics_figure(rows, data.MAIN_METRICS, selected,
+                                             marks.get("best", marks.get("best_so_far"))) if len(rows) else None
+    except Exception:  # an unforeseen fault in this run's files: keep the run picker, drop the empty frames
+        frame.clear()
+        draw_sidebar(names, latest, runs, cfg.runs_dir)
+        raise
     valid = set(rows.keys)
-    entropy_fig = figures.entropy_figure(rows, metric, run.history, int(st.session_state["window"]), marks, selected)
-    metrics_fig = figures.metrics_figure(rows, data.MAIN_METRICS, selected,
-                                         marks.get("best", marks.get("best_so_far"))) if len(rows) else None
 
-    with st.sidebar:
-        st.selectbox("run", names, key="run", format_func=lambda n: n + (" (latest)" if n == latest else "")
-                     + ("" if runs[names.index(n)].has_results else " - no results"))
-        st.selectbox("closed-loop metric", METRICS, key="metric")
-        st.caption(f"runs folder: `{cfg.runs_dir}`")
+    draw_sidebar(names, latest, runs, cfg.runs_dir)
     show_problems(run, frame.notes)
     entropy_caveat(run, frame.notes)
     frame.entropy.plotly_chart(entropy_fig, key="entropy_chart", on_select="rerun", selection_mode="points")

@@ -163,6 +163,35 @@ def test_empty_chart_frames_never_stay(runs, tmp_path, monkeypatch):
     assert not at.exception and not at.get("plotly_chart")
 
 
+def test_tab_widgets_keep_their_values_after_leaving_their_tab(runs, monkeypatch):
+    """The what-if editor lives in its own tab: its choices survive a visit to another tab (and stay in the URL)."""
+    at = open_app(runs, monkeypatch)  # the session starts on the default tab, without the editor
+    open_view(at, "What-if rule").radio(key="mode").set_value("min").run()
+    at.slider(key="window").set_value(7).run()
+    open_view(at, "Checkpoint table")
+    assert at.query_params["mode"] in ("min", ["min"]) and at.query_params["window"] in ("7", ["7"])
+    open_view(at, "What-if rule")
+    assert at.radio(key="mode").value == "min" and at.slider(key="window").value == 7
+
+
+def test_a_fault_while_loading_keeps_the_run_picker(tmp_path, monkeypatch):
+    """A bad value in a run's files, or an unforeseen fault while reading it, leaves the sidebar's run picker
+    usable and no empty chart frame."""
+    run = write_run(tmp_path, FixtureSpec(name="r1"))
+    hist = run / "entropy_history.json"
+    hist.write_text(json.dumps({**json.loads(hist.read_text()), "select_after": "auto"}))  # hand-edited
+    at = open_app(tmp_path, monkeypatch)
+    assert not at.exception and len(at.get("plotly_chart")) == 2
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("unforeseen")
+
+    monkeypatch.setattr("dashboard.figures.entropy_figure", boom)
+    at = open_app(tmp_path, monkeypatch)
+    assert at.exception and "unforeseen" in str(at.exception[0].value)
+    assert at.selectbox(key="run").value == "r1" and not at.get("plotly_chart")
+
+
 def test_the_page_frame_loads_before_numpy():
     """dashboard.frame is sent before the dashboard's heavy imports: importing it must not pull them in."""
     code = ("import sys; import dashboard.frame; "
