@@ -90,12 +90,12 @@ def show_problems(run: data.RunData, where: DeltaGenerator) -> None:
 def entropy_caveat(run: data.RunData, where: DeltaGenerator) -> None:
     flag = data.log_std_state_dependent(run)
     if flag is False:
-        where.warning("**The policy's log-std is state-independent.** Its entropy is sum(log_std) + const: a number "
-                   "set by a few free parameters that says **nothing about the mean network** (the part that "
-                   "drives). Read every entropy-based pick below with that in mind.")
+        where.warning("**The policy's log-std is state-independent.** Its entropy is sum(log_std) + const: a "
+                      "number set by a few free parameters that says **nothing about the mean network** (the part "
+                      "that drives). Read every entropy-based pick below with that in mind.")
     elif flag is None:
         where.info("The run does not record whether the log-std is state-dependent. If it is not, entropy is "
-                "sum(log_std) + const and says nothing about the mean network.")
+                   "sum(log_std) + const and says nothing about the mean network.")
 
 
 def _csv(rows: list[dict], columns: tuple[str, ...]) -> str:
@@ -272,14 +272,6 @@ def seed_view_state(names: list[str], latest: str | None) -> None:
         st.session_state[k] = list(st.session_state[k])
 
 
-def int_or(value: object, default: int) -> int:
-    """``int(value)``, or ``default`` when the value is not a number (a hand-edited JSON file)."""
-    try:
-        return int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        return default
-
-
 def draw_sidebar(names: list[str], latest: str | None, runs: list[data.RunRef], runs_dir: Path) -> None:
     """The run and metric pickers (their values are already in the session state: see :func:`seed_view_state`)."""
     with st.sidebar:
@@ -341,7 +333,7 @@ def main(frame: PageFrame) -> None:
     # the server reads are drawn one frame each, before Plotly's code can run (about 0.2 s of a first paint).
     try:
         run = data.load_run(runs[names.index(run_name)])
-        qp_default("after", int_or((run.history or {}).get("select_after"), 0), int)  # the trainer's own rule
+        qp_default("after", int((run.history or {}).get("select_after") or 0), int)  # the trainer's own rule
         st.session_state["after"] = max(0, int(st.session_state["after"]))
         rows, rr = run_roles.apply_run_roles(data.checkpoint_rows(run.summary), run.ref.path,
                                              run.summary.attrs if run.summary else None)  # pandas-free: first paint

@@ -192,6 +192,11 @@ def load_run(ref: RunRef) -> RunData:
         problems.append(("error", f"{ref.path / 'entropy_history.json'}: needs equal-length 'episodes' and "
                                   f"'entropy' lists. Re-run training: {TRAIN_CMD}"))
         hist = None
+    after = (hist or {}).get("select_after")
+    if after is not None and (isinstance(after, bool) or not isinstance(after, (int, float))):
+        problems.append(("warning", f"{ref.path / 'entropy_history.json'}: 'select_after' is {after!r}, not an "
+                                    f"episode number: the what-if rule starts at episode 0."))
+        hist = {k: v for k, v in hist.items() if k != "select_after"}
     summary = None
     res = ref.path / "results.h5"
     if res.is_file():

@@ -182,6 +182,7 @@ def test_a_fault_while_loading_keeps_the_run_picker(tmp_path, monkeypatch):
     hist.write_text(json.dumps({**json.loads(hist.read_text()), "select_after": "auto"}))  # hand-edited
     at = open_app(tmp_path, monkeypatch)
     assert not at.exception and len(at.get("plotly_chart")) == 2
+    assert "'select_after' is 'auto'" in page_text(at)
 
     def boom(*args, **kwargs):
         raise RuntimeError("unforeseen")
