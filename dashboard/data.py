@@ -193,7 +193,8 @@ def load_run(ref: RunRef) -> RunData:
                                   f"'entropy' lists. Re-run training: {TRAIN_CMD}"))
         hist = None
     after = (hist or {}).get("select_after")
-    if after is not None and (isinstance(after, bool) or not isinstance(after, (int, float))):
+    if after is not None and (isinstance(after, bool) or not isinstance(after, (int, float))
+                              or not math.isfinite(after)):  # NaN and Infinity parse as JSON floats
         problems.append(("warning", f"{ref.path / 'entropy_history.json'}: 'select_after' is {after!r}, not an "
                                     f"episode number: the what-if rule starts at episode 0."))
         hist = {k: v for k, v in hist.items() if k != "select_after"}

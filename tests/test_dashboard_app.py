@@ -179,10 +179,12 @@ def test_a_fault_while_loading_keeps_the_run_picker(tmp_path, monkeypatch):
     usable and no empty chart frame."""
     run = write_run(tmp_path, FixtureSpec(name="r1"))
     hist = run / "entropy_history.json"
-    hist.write_text(json.dumps({**json.loads(hist.read_text()), "select_after": "auto"}))  # hand-edited
-    at = open_app(tmp_path, monkeypatch)
-    assert not at.exception and len(at.get("plotly_chart")) == 2
-    assert "'select_after' is 'auto'" in page_text(at)
+    good = json.loads(hist.read_text())
+    for bad, shown in (("auto", "'auto'"), (float("nan"), "nan"), (float("inf"), "inf")):  # hand-edited
+        hist.write_text(json.dumps({**good, "select_after": bad}))
+        at = open_app(tmp_path, monkeypatch)
+        assert not at.exception and len(at.get("plotly_chart")) == 2
+        assert f"'select_after' is {shown}" in page_text(at)
 
     def boom(*args, **kwargs):
         raise RuntimeError("unforeseen")
