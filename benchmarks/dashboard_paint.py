@@ -3,7 +3,8 @@
 ``python -m benchmarks.dashboard_paint`` writes a fixture run (20 checkpoints x 500 scenes by default), starts
 ``streamlit run dashboard/app.py -- --runs-dir TMP`` on a free port, loads the page in Chromium (Playwright,
 ``/usr/bin/chromium``) and prints one JSON line:
-``first_paint_s`` (fresh server, empty cache: navigation start until the entropy and metrics charts are drawn)
+``first_paint_s`` (fresh server, empty cache: navigation start until the frame that first shows the entropy and
+metrics charts drawn and visible, ``PAINT_CLOCK_JS``)
 and ``first_paint_warm_s`` (median of later page loads, cache hit). The helpers here are also used by the
 browser test (tests/test_dashboard_browser.py).
 
