@@ -6,6 +6,7 @@ bicycle model's action (accel m/s^2, curvature 1/m). Batched, no Python loops ov
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -65,19 +66,61 @@ def point_at_arclength(waypoints: Tensor, dist: Tensor) -> Tensor:
     return (pts.gather(1, i2) + frac.unsqueeze(-1) * seg.gather(1, i2)).squeeze(1)
 
 
+def pursuit_law(
+    waypoints: Tensor, speed: Tensor, kp: float, lookahead: tuple[float, float, float], horizon: float,
+    stop_speed: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The controller's memoryless part: pure-pursuit curvature, the speed error and the P action.
+
+    A pure function of tensors and constants (what ``torch.compile`` compiles, see :mod:`sim.compiled`).
+
+    Args:
+        waypoints: float32 ``[B, K, 2]`` ego frame, m (x forward, y left). speed: ``[B]`` m/s.
+        kp: 1/s speed gain. lookahead: (min m, time s, max m) of the pure-pursuit look-ahead.
+        horizon: s between waypoints. stop_speed: m/s; slower targets mean "stop".
+
+    Returns:
+        ``(accel [B], curvature [B], err [B])``: the P action ``kp * err`` and the curvature, both clipped to the
+        vehicle limits, and the speed error (target - speed, m/s) for a PID's memory.
+    """
+    # pure pursuit: circle through the origin, tangent to the heading, through the look-ahead point
+    ld = (lookahead[0] + lookahead[1] * speed).clamp(max=lookahead[2])
+    p = point_at_arclength(waypoints, ld)
+    d2 = p[:, 0] * p[:, 0] + p[:, 1] * p[:, 1]
+    curvature = torch.where(d2 > 0.01, 2.0 * p[:, 1] / d2.clamp_min(0.01), 0.0)
+    # speed error towards the waypoint-spacing speed
+    err = target_speed(waypoints, horizon, stop_speed) - speed
+    accel, curvature = clip_action(kp * err, curvature)
+    return accel, curvature, err
+
+
+def target_speed(waypoints: Tensor, horizon: float, stop_speed: float) -> Tensor:
+    """``[B]`` m/s: mean speed needed to reach the first waypoint in one waypoint interval (``horizon`` s; 0 if
+    behind or below ``stop_speed``)."""
+    w0 = waypoints[:, 0]
+    v = w0.norm(dim=-1) / horizon
+    return torch.where((w0[:, 0] > 0) & (v >= stop_speed), v, 0.0)
+
+
+PursuitLaw = Callable[..., tuple[Tensor, Tensor, Tensor]]
+""":func:`pursuit_law` or a compiled version of it."""
+
+
 class WaypointController:
     """Pure pursuit + speed PID. Holds the PID memory (``[B]`` per scene) between calls.
 
     Args:
         dt: s per simulation step.
         config: gains and look-ahead.
+        law: :func:`pursuit_law` (default) or a compiled version of it.
     """
 
-    def __init__(self, dt: float, config: ControllerConfig | None = None) -> None:
+    def __init__(self, dt: float, config: ControllerConfig | None = None, law: PursuitLaw | None = None) -> None:
         self.cfg = config or ControllerConfig()
         self.dt = float(dt)
         self.horizon = WAYPOINT_STEPS * self.dt  # s between waypoints
         self.kp = self.cfg.kp if self.cfg.kp is not None else 2.0 / self.horizon
+        self.law = pursuit_law if law is None else law
         self._integral: Tensor | None = None
         self._prev_err: Tensor | None = None
 
@@ -88,9 +131,7 @@ class WaypointController:
 
     def target_speed(self, waypoints: Tensor) -> Tensor:
         """``[B]`` m/s: mean speed needed to reach the first waypoint in one waypoint interval (0 if behind)."""
-        w0 = waypoints[:, 0]
-        v = w0.norm(dim=-1) / self.horizon
-        return torch.where((w0[:, 0] > 0) & (v >= self.cfg.stop_speed), v, 0.0)
+        return target_speed(waypoints, self.horizon, self.cfg.stop_speed)
 
     def __call__(self, waypoints: Tensor, speed: Tensor) -> tuple[Tensor, Tensor]:
         """Action for the ego.
@@ -103,15 +144,11 @@ class WaypointController:
             accel ``[B]`` m/s^2 and curvature ``[B]`` 1/m, clipped to the vehicle limits.
         """
         cfg = self.cfg
-        # pure pursuit: circle through the origin, tangent to the heading, through the look-ahead point
-        ld = (cfg.lookahead_min + cfg.lookahead_time * speed).clamp(max=cfg.lookahead_max)
-        p = point_at_arclength(waypoints, ld)
-        d2 = p[:, 0] * p[:, 0] + p[:, 1] * p[:, 1]
-        curvature = torch.where(d2 > 0.01, 2.0 * p[:, 1] / d2.clamp_min(0.01), 0.0)
-        # speed PID towards the waypoint-spacing speed
-        err = self.target_speed(waypoints) - speed
+        lookahead = (cfg.lookahead_min, cfg.lookahead_time, cfg.lookahead_max)
+        accel, curvature, err = self.law(waypoints, speed, self.kp, lookahead, self.horizon, cfg.stop_speed)
         if cfg.ki == 0.0 and cfg.kd == 0.0:  # a P controller (the default): no memory to keep
-            return clip_action(self.kp * err, curvature)
+            return accel, curvature
+        err = err.clone()  # kept between calls: a CUDA-graph law reuses its output memory on the next call
         if self._integral is None:
             self._integral = torch.zeros_like(err)
             self._prev_err = err

@@ -163,7 +163,7 @@ class MetricContext:
         self.n_controlled = self.controlled.sum(1).clamp_min(1)
         self.ego = ro.traj[:, 0]  # [B, T, 7]
         dev = ro.traj.device
-        self._compiled_filters = compile is not None and compile.compiles("metric_filters", dev)
+        self._compiled_filters = compile is not None and compile.compiles("metric_filters")
         self._pair_candidates = maybe_compile(pair_candidates, compile, dev, part="metric_filters")
 
     @cached_property

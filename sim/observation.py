@@ -18,6 +18,8 @@ Only the current state is used: the ego's logged future never enters (except thr
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +28,7 @@ from torch import Tensor
 from sim.batch import ScenarioBatch
 from sim.config import ACCEL_MAX, CURVATURE_MAX, ROUTE_SPACING
 from sim.geometry import RoadGrid
-from sim.state import SimState
+from sim.state import SPEED, SimState
 
 OBS_VERSION = 1
 NUM_ROUTE_POINTS = 10
@@ -105,17 +107,6 @@ def _route_xy(batch: ScenarioBatch) -> tuple[Tensor, Tensor, Tensor]:
     return got
 
 
-def route_ahead(batch: ScenarioBatch, ego_xy: Tensor) -> Tensor:
-    """``[B, NUM_ROUTE_POINTS, 2]`` world route points every ROUTE_STEP_M ahead of the nearest route point."""
-    rx, ry, n_valid = _route_xy(batch)
-    d = (rx - ego_xy[:, :1]).square() + (ry - ego_xy[:, 1:]).square()
-    near = d.argmin(dim=1, keepdim=True)  # [B, 1]
-    step = max(1, round(ROUTE_STEP_M / ROUTE_SPACING))
-    offs = _const(tuple(i * step for i in range(1, NUM_ROUTE_POINTS + 1)), ego_xy, torch.int64)
-    idx = torch.minimum(near + offs, n_valid - 1)  # [B, N]
-    return _rows(batch.route, idx)
-
-
 def road_probe(grid: RoadGrid, xy: Tensor) -> Tensor:
     """Signed road distance (m, > 0 outside) clipped to +-ROAD_CLIP at world points ``[B, N, 2]`` -> ``[B, N]``.
 
@@ -148,26 +139,35 @@ def road_probe_ego(grid: RoadGrid, exy: Tensor, eyaw: Tensor) -> Tensor:
     Args:
         grid: the scenes' road grids. exy: ``[B, 2]`` ego position, m (world). eyaw: ``[B]`` ego heading, rad.
     """
-    _, h, w = grid.sdf.shape
-    sx, sy = 2.0 / max(w - 1, 1) / grid.resolution, 2.0 / max(h - 1, 1) / grid.resolution
     gyaw, gc, gs = _grid_axes(grid)
-    rel = exy - grid.origin
+    probes1 = _probes1(exy.device, exy.dtype)
+    return _road_probes(grid.sdf, grid.origin, grid.resolution, gyaw, gc, gs, probes1, exy, eyaw)
+
+
+def _road_probes(
+    sdf: Tensor, origin: Tensor, resolution: float, gyaw: Tensor | None, gc: Tensor | None, gs: Tensor | None,
+    probes1: Tensor, exy: Tensor, eyaw: Tensor,
+) -> Tensor:
+    """:func:`road_probe_ego` on plain tensors (``sdf [B, H, W]``, ``origin [B, 2]``, grid axes ``[B]`` or None)."""
+    _, h, w = sdf.shape
+    sx, sy = 2.0 / max(w - 1, 1) / resolution, 2.0 / max(h - 1, 1) / resolution
+    rel = exy - origin
     a = eyaw if gyaw is None else eyaw - gyaw
     c, s = torch.cos(a), torch.sin(a)
-    if gyaw is None:
+    if gyaw is None or gc is None or gs is None:
         ox, oy = rel[:, 0], rel[:, 1]
     else:  # ego position along the grid's axes, m
         ox = torch.addcmul(gc * rel[:, 0], gs, rel[:, 1])
         oy = torch.addcmul(gc * rel[:, 1], gs, rel[:, 0], value=-1.0)
     # normalised grid_sample coordinates n = [px, py, 1] @ m, per scene
     m = torch.stack([c * sx, s * sy, -s * sx, c * sy, ox * sx - 1.0, oy * sy - 1.0], dim=-1).view(-1, 3, 2)
-    n = torch.einsum("pk,bkj->bpj", _probes1(exy.device, exy.dtype), m)  # [B, P, 2] (one gemm; bmm is slower)
+    n = torch.einsum("pk,bkj->bpj", probes1, m)  # [B, P, 2] (one gemm; bmm is slower)
     v = F.grid_sample(
-        grid.sdf.unsqueeze(1), n.unsqueeze(1), mode="bilinear", padding_mode="border", align_corners=True
+        sdf.unsqueeze(1), n.unsqueeze(1), mode="bilinear", padding_mode="border", align_corners=True
     ).view(exy.shape[0], -1)
     na = n.abs()
     outside = (na[..., 0] > 1.0) | (na[..., 1] > 1.0)
-    return v.clamp(-ROAD_CLIP, ROAD_CLIP).masked_fill_(outside, ROAD_CLIP)
+    return v.clamp(-ROAD_CLIP, ROAD_CLIP).masked_fill(outside, ROAD_CLIP)
 
 
 _AXES: weakref.WeakKeyDictionary[RoadGrid, tuple[Tensor, Tensor, Tensor] | tuple[None, None, None]] = (
@@ -192,65 +192,143 @@ def _probes1(device: torch.device, dtype: torch.dtype) -> Tensor:
     return _CACHE[key]
 
 
-def observe(state: SimState, batch: ScenarioBatch) -> Tensor:
-    """Observation of every scene's ego at ``state``.
+class SceneInputs(NamedTuple):
+    """What the observation reads from a :class:`~sim.batch.ScenarioBatch`, as plain tensors (made once per batch).
 
-    Every feature block is written straight into its columns of one ``[B, OBS_DIM]`` tensor (no
-    ``stack``/``cat`` per step).
+    Attributes:
+        route: float32 ``[B, R, 2]`` route points, m (world).
+        route_x: float32 ``[B, R]`` route x, invalid points far away (1e9 m). route_y: likewise y.
+        route_count: int64 ``[B, 1]`` valid route points.
+        route_offsets: int64 ``[NUM_ROUTE_POINTS]`` route indices ahead of the nearest point.
+        sdf: float32 ``[B, H, W]`` signed distance to the drivable-area edge, m. origin: ``[B, 2]`` grid origin, m.
+        resolution: m per cell. grid_yaw, grid_cos, grid_sin: ``[B]`` grid axes' heading (None when unrotated).
+        has_road: float32 ``[B, 1]`` 1 where the scene has a drivable area.
+        probes1: float32 ``[P, 3]`` the ego-frame road probes with a column of ones.
+        action_scale: float32 ``[2]`` (ACCEL_MAX, CURVATURE_MAX). size_scale: float32 ``[2]`` (5 m, 2.5 m).
+    """
+
+    route: Tensor
+    route_x: Tensor
+    route_y: Tensor
+    route_count: Tensor
+    route_offsets: Tensor
+    sdf: Tensor
+    origin: Tensor
+    resolution: float
+    grid_yaw: Tensor | None
+    grid_cos: Tensor | None
+    grid_sin: Tensor | None
+    has_road: Tensor
+    probes1: Tensor
+    action_scale: Tensor
+    size_scale: Tensor
+
+
+_SCENE_INPUTS: weakref.WeakKeyDictionary[ScenarioBatch, SceneInputs] = weakref.WeakKeyDictionary()
+
+
+def scene_inputs(batch: ScenarioBatch) -> SceneInputs:
+    """The batch's :class:`SceneInputs`, made on first use and kept while the batch lives."""
+    got = _SCENE_INPUTS.get(batch)
+    if got is None:
+        rx, ry, n_valid = _route_xy(batch)
+        like = batch.log
+        step = max(1, round(ROUTE_STEP_M / ROUTE_SPACING))
+        grid = batch.road
+        gyaw, gc, gs = _grid_axes(grid)
+        got = SceneInputs(
+            route=batch.route, route_x=rx, route_y=ry, route_count=n_valid,
+            route_offsets=_const(tuple(i * step for i in range(1, NUM_ROUTE_POINTS + 1)), like, torch.int64),
+            sdf=grid.sdf, origin=grid.origin, resolution=float(grid.resolution),
+            grid_yaw=gyaw, grid_cos=gc, grid_sin=gs,
+            has_road=grid.has_road.to(like.dtype).unsqueeze(1),
+            probes1=_probes1(like.device, like.dtype),
+            action_scale=_const((ACCEL_MAX, CURVATURE_MAX), like), size_scale=_const((5.0, 2.5), like),
+        )
+        _SCENE_INPUTS[batch] = got
+    return got
+
+
+def observation_features(kin: Tensor, valid: Tensor, last_action: Tensor, scene: SceneInputs) -> Tensor:
+    """The observation from plain tensors: what :func:`observe` computes (and what ``torch.compile`` compiles).
 
     Args:
-        state: the current state (ego at agent 0).
-        batch: the scenes (route, road grid).
+        kin: float32 ``[B, A, 8]`` the state (columns as :attr:`sim.state.SimState.kin`, ego at agent 0).
+        valid: bool ``[B, A]``. last_action: float32 ``[B, 2]`` (accel m/s^2, curvature 1/m).
+        scene: the batch's :func:`scene_inputs`.
 
     Returns:
         float32 ``[B, OBS_DIM]`` (layout in the module docstring).
     """
-    ag = state.agents
-    n_b, n_a = ag.shape[:2]
-    out = torch.empty(n_b, OBS_DIM, device=ag.device, dtype=ag.dtype)
-    ego = ag[:, 0]
+    n_b, n_a = kin.shape[:2]
+    ego = kin[:, 0]
     exy, eyaw = ego[:, :2], ego[:, 2]
     c, s = torch.cos(eyaw), torch.sin(eyaw)
-    torch.div(state.speed[:, 0], SPEED_SCALE, out=out[:, 0])
-    torch.div(state.last_action, _const((ACCEL_MAX, CURVATURE_MAX), ag), out=out[:, 1:3])
-
-    # route points in the ego frame (to_ego_frame, then / POS_SCALE)
-    r0 = EGO_DIM
-    route = out[:, r0 : r0 + ROUTE_DIM].view(n_b, NUM_ROUTE_POINTS, 2)
     cc, ss = c.unsqueeze(1), s.unsqueeze(1)
     cp, sp = cc / POS_SCALE, ss / POS_SCALE
-    d = route_ahead(batch, exy) - exy.unsqueeze(1)
-    dx, dy = d[..., 0], d[..., 1]
-    torch.addcmul(dx * cp, dy, sp, out=route[..., 0])
-    torch.addcmul(dy * cp, dx, sp, value=-1.0, out=route[..., 1])
+    ego_block = torch.cat([ego[:, SPEED : SPEED + 1] / SPEED_SCALE, last_action / scene.action_scale], dim=1)
 
-    # nearest other agents
-    a0 = r0 + ROUTE_DIM
-    feats = out[:, a0 : a0 + AGENTS_DIM].view(n_b, NUM_NEAREST, AGENT_FEATURES)
-    dd = ag[:, 1:, :2] - exy.unsqueeze(1)  # [B, A-1, 2]
-    dd.mul_(dd)
-    dist = (dd[..., 0] + dd[..., 1]).masked_fill_(state.valid[:, 1:].logical_not(), float("inf"))
+    # route points ahead of the nearest one, in the ego frame (to_ego_frame, then / POS_SCALE)
+    d = route_ahead(scene, exy) - exy.unsqueeze(1)
+    dx, dy = d[..., 0], d[..., 1]
+    route = torch.stack([torch.addcmul(dx * cp, dy, sp), torch.addcmul(dy * cp, dx, sp, value=-1.0)], dim=-1)
+
+    # the nearest valid other agents, nearest first
     k = min(NUM_NEAREST, n_a - 1)
-    if k < NUM_NEAREST:
-        feats[:, k:] = 0.0
+    blocks = [ego_block, route.view(n_b, ROUTE_DIM)]
     if k > 0:
+        dd = kin[:, 1:, :2] - exy.unsqueeze(1)  # [B, A-1, 2]
+        dd = dd * dd
+        dist = (dd[..., 0] + dd[..., 1]).masked_fill(valid[:, 1:].logical_not(), float("inf"))
         dk, ik = torch.topk(dist, k, dim=1, largest=False)  # [B, k]
-        sel = _rows(state.kin, ik + 1)  # [B, k, 8] the k nearest others (columns as SimState.kin)
+        sel = _rows(kin, ik + 1)  # [B, k, 8]
         r = sel[..., :5] - ego[:, None, :5]  # relative x, y, yaw, vx, vy (world axes)
         cv, sv = cc / SPEED_SCALE, ss / SPEED_SCALE
-        f = feats[:, :k]
-        torch.addcmul(r[..., 0] * cp, r[..., 1], sp, out=f[..., 0])  # rotated into the ego frame, scaled
-        torch.addcmul(r[..., 1] * cp, r[..., 0], sp, value=-1.0, out=f[..., 1])
-        torch.cos(r[..., 2], out=f[..., 2])
-        torch.sin(r[..., 2], out=f[..., 3])
-        torch.addcmul(r[..., 3] * cv, r[..., 4], sv, out=f[..., 4])
-        torch.addcmul(r[..., 4] * cv, r[..., 3], sv, value=-1.0, out=f[..., 5])
-        torch.div(sel[..., 5:7], _const((5.0, 2.5), ag), out=f[..., 6:8])  # length / 5 m, width / 2.5 m
-        f[..., 8] = 1.0
-        f.mul_(torch.isfinite(dk).unsqueeze(-1))
+        sizes = sel[..., 5:7] / scene.size_scale  # length / 5 m, width / 2.5 m
+        f = torch.stack([
+            torch.addcmul(r[..., 0] * cp, r[..., 1], sp),  # rotated into the ego frame, scaled
+            torch.addcmul(r[..., 1] * cp, r[..., 0], sp, value=-1.0),
+            torch.cos(r[..., 2]),
+            torch.sin(r[..., 2]),
+            torch.addcmul(r[..., 3] * cv, r[..., 4], sv),
+            torch.addcmul(r[..., 4] * cv, r[..., 3], sv, value=-1.0),
+            sizes[..., 0],
+            sizes[..., 1],
+            torch.ones_like(dk),
+        ], dim=-1)
+        blocks.append((f * torch.isfinite(dk).unsqueeze(-1)).view(n_b, k * AGENT_FEATURES))
+    if k < NUM_NEAREST:
+        blocks.append(kin.new_zeros(n_b, (NUM_NEAREST - k) * AGENT_FEATURES))
 
     # road signed distance at ego-frame probes
-    has = out[:, OBS_DIM - 1 :]
-    has.copy_(batch.road.has_road.unsqueeze(1))
-    torch.mul(road_probe_ego(batch.road, exy, eyaw) / ROAD_CLIP, has, out=out[:, a0 + AGENTS_DIM : OBS_DIM - 1])
-    return out
+    road = _road_probes(scene.sdf, scene.origin, scene.resolution, scene.grid_yaw, scene.grid_cos, scene.grid_sin,
+                        scene.probes1, exy, eyaw)
+    blocks += [road / ROAD_CLIP * scene.has_road, scene.has_road]
+    return torch.cat(blocks, dim=1)
+
+
+def route_ahead(scene: SceneInputs, ego_xy: Tensor) -> Tensor:
+    """``[B, NUM_ROUTE_POINTS, 2]`` world route points every ROUTE_STEP_M ahead of the one nearest ``ego_xy [B, 2]``."""
+    d = (scene.route_x - ego_xy[:, :1]).square() + (scene.route_y - ego_xy[:, 1:]).square()
+    near = d.argmin(dim=1, keepdim=True)  # [B, 1]
+    idx = torch.minimum(near + scene.route_offsets, scene.route_count - 1)  # [B, N]
+    return _rows(scene.route, idx)
+
+
+FeaturesFn = Callable[[Tensor, Tensor, Tensor, SceneInputs], Tensor]
+"""``(kin, valid, last_action, scene) -> [B, OBS_DIM]``: :func:`observation_features` or a compiled version of it."""
+
+
+def observe(state: SimState, batch: ScenarioBatch, features: FeaturesFn | None = None) -> Tensor:
+    """Observation of every scene's ego at ``state``.
+
+    Args:
+        state: the current state (ego at agent 0).
+        batch: the scenes (route, road grid).
+        features: :func:`observation_features` (default) or a compiled version of it.
+
+    Returns:
+        float32 ``[B, OBS_DIM]`` (layout in the module docstring).
+    """
+    fn = observation_features if features is None else features
+    return fn(state.kin, state.valid, state.last_action, scene_inputs(batch))

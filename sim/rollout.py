@@ -14,8 +14,8 @@ from sim.backends import Backend, KinematicBackend
 from sim.batch import ScenarioBatch
 from sim.compiled import StepCompile, maybe_compile
 from sim.config import NUM_WAYPOINTS, SimError
-from sim.controller import ControllerConfig, WaypointController
-from sim.observation import OBS_DIM, observe
+from sim.controller import ControllerConfig, WaypointController, pursuit_law
+from sim.observation import OBS_DIM, observation_features, observe
 from sim.state import SimState
 
 
@@ -140,14 +140,15 @@ def rollout(
             ego_action = torch.zeros(n_b, n_t, 2, device=batch.device, dtype=batch.log.dtype)
             obs_buf = torch.zeros(n_b, n_s, OBS_DIM, device=batch.device) if record_obs else None
             aux_buf: dict[str, Tensor] = {}
-            ctrl = WaypointController(batch.dt, controller)
-            obs_fn = maybe_compile(observe, compile, batch.device, part="observation")
+            ctrl = WaypointController(
+                batch.dt, controller, maybe_compile(pursuit_law, compile, batch.device, part="controller"))
+            features = maybe_compile(observation_features, compile, batch.device, part="observation")
             state = backend.reset(batch)
             from_state = isinstance(policy_fn, StatePolicy)
             for i, t in enumerate(range(t0, n_t - 1)):
                 accel = curvature = None
                 if (policy_fn is not None and not from_state) or record_obs:
-                    obs = obs_fn(state, batch)
+                    obs = observe(state, batch, features)
                     if obs_buf is not None:
                         obs_buf[:, i] = obs
                 if policy_fn is not None:

@@ -16,7 +16,7 @@ from policy.device import CUDA_MIN_BATCH, DeviceError, pick_device
 from policy.model import PolicyConfig, WaypointPolicy
 from scenarios.procedural import FAMILY_NAMES, generate
 from sim.batch import make_batch
-from sim.compiled import StepCompile
+from sim.compiled import PARTS, StepCompile
 from sim.config import NUM_WAYPOINTS
 from sim.geometry import TTC_NONE, boxes_overlap, project_to_dense_polyline, time_to_collision
 from sim.metrics import TTC_MIN_SPEED, MetricContext, compute_metrics
@@ -95,15 +95,34 @@ def test_failed_compile_falls_back_to_eager_with_a_warning(scenes):
         torch.testing.assert_close(fell_back[k], v, rtol=0, atol=0, equal_nan=True, msg=k)
 
 
-def test_compile_parts_default_by_device():
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+def test_compile_parts_default_to_every_part():
     on = StepCompile(enabled=True)
-    assert on.compiles("metric_filters", cpu) and not on.compiles("observation", cpu)
-    assert on.compiles("observation", cuda) and on.compiles("metric_filters", cuda)
-    assert not StepCompile().compiles("metric_filters", cpu)
-    assert StepCompile(enabled=True, parts=("observation",)).compiles("observation", cpu)
+    assert all(on.compiles(part) for part in PARTS) and set(PARTS) == {"observation", "controller", "metric_filters"}
+    assert not any(StepCompile().compiles(part) for part in PARTS)
+    only = StepCompile(enabled=True, parts=("observation",))
+    assert only.compiles("observation") and not only.compiles("controller")
     with pytest.raises(ValueError, match="unknown compile part"):
-        on.compiles("policy", cpu)
+        on.compiles("policy")
+
+
+def test_compiled_parts_are_one_graph_each(scenes):
+    # plain tensors in, no graph break: what inductor fuses on the CPU and CUDA graphs replay on a GPU
+    import torch._dynamo
+
+    from sim.backends import KinematicBackend
+    from sim.controller import pursuit_law
+    from sim.observation import observation_features, scene_inputs
+
+    batch = make_batch(scenes[:4], max_agents=16)
+    state = KinematicBackend().reset(batch)
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(observation_features)(
+        state.kin, state.valid, state.last_action, scene_inputs(batch))
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+    wps = torch.rand(4, NUM_WAYPOINTS, 2).cumsum(1)
+    explained = torch._dynamo.explain(pursuit_law)(wps, torch.rand(4) * 10, 4.0, (3.0, 0.6, 20.0), 0.5, 0.05)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+    torch._dynamo.reset()
 
 
 def _has_compiler() -> bool:
@@ -194,3 +213,20 @@ def test_candidate_filters_in_chunks_of_scenes_equal_one_piece(scenes, monkeypat
     chunked = MetricContext(ro, batch)
     assert torch.equal(chunked.agent_overlap, whole.agent_overlap) and whole.agent_overlap.any()
     assert torch.equal(chunked.ttc, whole.ttc) and (whole.ttc < TTC_NONE).any()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _has_compiler(), reason="torch.compile on the CPU needs a C++ compiler")
+def test_compiled_step_stays_within_round_off_of_eager(scenes):
+    # the compiled observation and controller fuse float32 arithmetic differently: round-off, nothing more
+    batch = make_batch(scenes, max_agents=32)
+    fn = _fn(_policy())
+    eager = rollout(batch, fn, record_obs=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no silent fallback to eager
+        compiled = rollout(batch, fn, record_obs=True, compile=StepCompile(enabled=True))
+    torch.testing.assert_close(compiled.obs, eager.obs, rtol=0, atol=1e-4)
+    torch.testing.assert_close(compiled.traj, eager.traj, rtol=0, atol=1e-3, equal_nan=True)
+    m_eager, m_compiled = compute_metrics(eager, batch), compute_metrics(compiled, batch)
+    for k, v in m_eager.items():
+        torch.testing.assert_close(m_compiled[k], v, rtol=0, atol=1e-4, equal_nan=True, msg=k)
