@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -504,15 +504,41 @@ _FAR = 1e9  # m; where project_to_dense_polyline puts padding vertices
 _DENSE_CHUNK = 1 << 20  # point-vertex distances per chunk in project_to_dense_polyline (4 MB)
 
 
-def project_to_dense_polyline(line: Tensor, line_valid: Tensor, xy: Tensor) -> tuple[Tensor, Tensor]:
+def nearest_vertex(xy: Tensor, vertices: Tensor) -> Tensor:
+    """Index ``[B, N]`` of the nearest of ``vertices [B, R, 2]`` to each point of ``xy [B, N, 2]`` (m).
+
+    ``torch.cdist`` (its matrix-product form) + ``argmin``: the fastest eager form; it builds the
+    ``[B, N, R]`` distance table.
+    """
+    return torch.cdist(xy, vertices).argmin(dim=-1)
+
+
+def nearest_vertex_fused(xy: Tensor, vertices: Tensor) -> Tensor:
+    """:func:`nearest_vertex` from squared differences: for ``torch.compile``, which fuses it into one loop with
+    no ``[B, N, R]`` table (about 2.5x faster at B=512 on the CPU). Rounds differently from the matrix-product
+    form: in exact ties (about 1 point in 10,000 on routes sampled every metre) it may pick the other vertex,
+    whose window of segments holds the same nearest point."""
+    d = (xy[..., 0:1] - vertices[:, None, :, 0]).square() + (xy[..., 1:2] - vertices[:, None, :, 1]).square()
+    return d.argmin(dim=-1)
+
+
+NearestFn = Callable[[Tensor, Tensor], Tensor]
+""":func:`nearest_vertex`, or a compiled :func:`nearest_vertex_fused`."""
+
+
+def project_to_dense_polyline(
+    line: Tensor, line_valid: Tensor, xy: Tensor, nearest: NearestFn = nearest_vertex
+) -> tuple[Tensor, Tensor]:
     """Fast :func:`project_to_polyline` for densely sampled polylines (routes resampled every metre).
 
-    Finds the nearest vertex (``torch.cdist``), then projects onto its two adjacent segments.
+    Finds the nearest vertex (``nearest``: :func:`nearest_vertex` by default), then projects onto its two
+    adjacent segments.
     The result equals the exact projection unless a non-adjacent segment is nearer, which
     needs segments long compared with the point's distance to the line.
 
     Args:
         line: ``[B, R, 2]`` vertices, m; line_valid: bool ``[B, R]`` (a prefix); xy: ``[B, N, 2]`` points.
+        nearest: ``(points [b, N, 2], vertices [b, R, 2]) -> [b, N]`` nearest-vertex index.
 
     Returns:
         ``(s [B, N], lateral [B, N])`` as :func:`project_to_polyline`.
@@ -523,7 +549,7 @@ def project_to_dense_polyline(line: Tensor, line_valid: Tensor, xy: Tensor) -> t
     chunk = max(1, _DENSE_CHUNK // max(1, xy.shape[1] * n_r))
     if line.shape[0] > chunk:  # scenes in chunks: the [b, N, R] distance table stays in cache (same values)
         parts = [
-            project_to_dense_polyline(line[i : i + chunk], line_valid[i : i + chunk], xy[i : i + chunk])
+            project_to_dense_polyline(line[i : i + chunk], line_valid[i : i + chunk], xy[i : i + chunk], nearest)
             for i in range(0, line.shape[0], chunk)
         ]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
@@ -531,7 +557,7 @@ def project_to_dense_polyline(line: Tensor, line_valid: Tensor, xy: Tensor) -> t
     # padding vertices moved far away instead of masking the [B, N, R] table afterwards (one pass fewer);
     # each point-vertex distance depends on that pair alone, so the valid ones are unchanged
     rel = torch.where(line_valid[..., None], line - centre, torch.full_like(line, _FAR))
-    v = torch.cdist(xy - centre, rel).argmin(dim=-1)  # [B, N] nearest vertex
+    v = nearest(xy - centre, rel)  # [B, N] nearest vertex
     n_valid = line_valid.sum(1, keepdim=True).clamp_min(1)
     first = (v - 1).clamp_min(0).clamp(max=(n_valid - 3).clamp_min(0))  # window of 3 vertices around v
     idx = first[..., None] + torch.arange(3, device=line.device)  # [B, N, 3]

@@ -54,6 +54,8 @@ from sim.geometry import (
     TTC_NONE,
     box_corners,
     boxes_overlap,
+    nearest_vertex,
+    nearest_vertex_fused,
     project_to_dense_polyline,
     road_distance,
     time_to_collision,
@@ -165,6 +167,9 @@ class MetricContext:
         dev = ro.traj.device
         self._compiled_filters = compile is not None and compile.compiles("metric_filters")
         self._pair_candidates = maybe_compile(pair_candidates, compile, dev, part="metric_filters")
+        fused = compile is not None and compile.compiles("route_projection")  # eager: cdist (faster uncompiled)
+        self._nearest = maybe_compile(nearest_vertex_fused, compile, dev, "route_projection") if fused else (
+            nearest_vertex)
 
     @cached_property
     def candidates(self) -> tuple[Tensor, Tensor]:
@@ -218,7 +223,8 @@ class MetricContext:
     @cached_property
     def route_projection(self) -> tuple[Tensor, Tensor]:
         """``(s [B, T], lateral [B, T])`` m: the ego's projection onto its route, computed once for both."""
-        return project_to_dense_polyline(self.batch.route, self.batch.route_valid, self.ego[..., X : Y + 1])
+        b = self.batch
+        return project_to_dense_polyline(b.route, b.route_valid, self.ego[..., X : Y + 1], self._nearest)
 
     @cached_property
     def route_s(self) -> Tensor:

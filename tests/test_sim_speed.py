@@ -97,7 +97,8 @@ def test_failed_compile_falls_back_to_eager_with_a_warning(scenes):
 
 def test_compile_parts_default_to_every_part():
     on = StepCompile(enabled=True)
-    assert all(on.compiles(part) for part in PARTS) and set(PARTS) == {"observation", "controller", "metric_filters"}
+    assert all(on.compiles(part) for part in PARTS)
+    assert set(PARTS) == {"observation", "controller", "metric_filters", "route_projection"}
     assert not any(StepCompile().compiles(part) for part in PARTS)
     only = StepCompile(enabled=True, parts=("observation",))
     assert only.compiles("observation") and not only.compiles("controller")
@@ -140,7 +141,7 @@ def test_compiled_metric_filters_give_the_same_metrics(scenes):
     eager = compute_metrics(ro, batch)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # no silent fallback to eager
-        compiled = compute_metrics(ro, batch, StepCompile(enabled=True))
+        compiled = compute_metrics(ro, batch, StepCompile(enabled=True, parts=("metric_filters",)))
     c = MetricContext(ro, batch)
     assert (c.agent_overlap.any() or c.ttc.lt(TTC_NONE).any())  # the filters had work to do
     for k, v in eager.items():
@@ -227,6 +228,11 @@ def test_compiled_step_stays_within_round_off_of_eager(scenes):
         compiled = rollout(batch, fn, record_obs=True, compile=StepCompile(enabled=True))
     torch.testing.assert_close(compiled.obs, eager.obs, rtol=0, atol=1e-4)
     torch.testing.assert_close(compiled.traj, eager.traj, rtol=0, atol=1e-3, equal_nan=True)
-    m_eager, m_compiled = compute_metrics(eager, batch), compute_metrics(compiled, batch)
+    on = StepCompile(enabled=True)  # every part, the fused nearest route vertex included
+    m_eager, m_compiled = compute_metrics(eager, batch), compute_metrics(compiled, batch, on)
     for k, v in m_eager.items():
         torch.testing.assert_close(m_compiled[k], v, rtol=0, atol=1e-4, equal_nan=True, msg=k)
+    # the fused nearest vertex against cdist's on the same trajectory: the same projection to round-off
+    c_eager, c_fused = MetricContext(eager, batch), MetricContext(eager, batch, on)
+    torch.testing.assert_close(c_fused.route_s, c_eager.route_s, rtol=0, atol=1e-4)
+    torch.testing.assert_close(c_fused.route_lat, c_eager.route_lat, rtol=0, atol=1e-4)
