@@ -58,7 +58,7 @@ class BenchConfig:
     scenes: str = "auto"  # auto | procedural | synthetic
     sweep: bool = False  # one line per batch size in CPU_SWEEP / GPU_SWEEP
     yardstick: str | None = None  # path of proto_step.py (None: ../shared/bench/proto_step.py)
-    compile: bool = False  # sim.compiled.StepCompile(enabled=True): compiled metric filters (and CUDA observation)
+    compile: bool = False  # sim.compiled.StepCompile(enabled=True): every compiled part (PARTS), on any device
     workers: int = 0  # CPU worker processes sharing the scenes (sim.shards); 0 = one per thread, 1 = this process
 
 

@@ -92,21 +92,6 @@ def to_world_frame(xy: Tensor, origin: Tensor, yaw: Tensor) -> Tensor:
     return torch.stack([x * c - y * s, x * s + y * c], dim=-1) + origin.unsqueeze(1)
 
 
-_ROUTE_CACHE: weakref.WeakKeyDictionary[ScenarioBatch, tuple[Tensor, Tensor, Tensor]] = weakref.WeakKeyDictionary()
-
-
-def _route_xy(batch: ScenarioBatch) -> tuple[Tensor, Tensor, Tensor]:
-    """Contiguous route x ``[B, R]``, y ``[B, R]`` (invalid points far away) and the valid count ``[B, 1]``."""
-    got = _ROUTE_CACHE.get(batch)
-    if got is None:
-        far = torch.full_like(batch.route[..., 0], 1e9)
-        rx = torch.where(batch.route_valid, batch.route[..., 0], far).contiguous()
-        ry = torch.where(batch.route_valid, batch.route[..., 1], far).contiguous()
-        got = (rx, ry, batch.route_valid.sum(dim=1, keepdim=True))
-        _ROUTE_CACHE[batch] = got
-    return got
-
-
 def road_probe(grid: RoadGrid, xy: Tensor) -> Tensor:
     """Signed road distance (m, > 0 outside) clipped to +-ROAD_CLIP at world points ``[B, N, 2]`` -> ``[B, N]``.
 
@@ -231,13 +216,15 @@ def scene_inputs(batch: ScenarioBatch) -> SceneInputs:
     """The batch's :class:`SceneInputs`, made on first use and kept while the batch lives."""
     got = _SCENE_INPUTS.get(batch)
     if got is None:
-        rx, ry, n_valid = _route_xy(batch)
         like = batch.log
+        far = torch.full_like(batch.route[..., 0], 1e9)
+        rx = torch.where(batch.route_valid, batch.route[..., 0], far).contiguous()
+        ry = torch.where(batch.route_valid, batch.route[..., 1], far).contiguous()
         step = max(1, round(ROUTE_STEP_M / ROUTE_SPACING))
         grid = batch.road
         gyaw, gc, gs = _grid_axes(grid)
         got = SceneInputs(
-            route=batch.route, route_x=rx, route_y=ry, route_count=n_valid,
+            route=batch.route, route_x=rx, route_y=ry, route_count=batch.route_valid.sum(dim=1, keepdim=True),
             route_offsets=_const(tuple(i * step for i in range(1, NUM_ROUTE_POINTS + 1)), like, torch.int64),
             sdf=grid.sdf, origin=grid.origin, resolution=float(grid.resolution),
             grid_yaw=gyaw, grid_cos=gc, grid_sin=gs,

@@ -43,7 +43,8 @@ class SimSettings:
             intra-op threads only contend; it also makes every executor compute the same way).
         carla_host: CARLA server host(s), comma-separated. carla_ports: their RPC port(s) (one server each).
         agent: the agent plug-in checkpoints are loaded with (:func:`sim.harness.agents.resolve_factory`).
-        compile: ``torch.compile`` the hot parts (:class:`sim.compiled.StepCompile`; no metric changes).
+        compile: ``torch.compile`` the hot parts (:class:`sim.compiled.StepCompile`; metrics equal eager's to float32
+            round-off).
     """
 
     backend: str = "kinematic"
