@@ -70,7 +70,7 @@ class KinematicBackend:
             kin=torch.cat([kin[..., :5], self._tables.sizes[t0], kin[..., 5:6]], dim=-1),
             valid=self._tables.valid[t0].clone(),
             t=t0,
-            last_action=last.clone(),
+            last_action=last.clone(memory_format=torch.contiguous_format),  # a row slice: one layout for any B
             path_s=self._agents.init_path_s(),
         )
 

@@ -7,8 +7,8 @@ Selected by a config value (:class:`StepCompile`, passed to :func:`sim.rollout.r
   graph, no graph break). On CUDA the default mode is ``"reduce-overhead"`` (CUDA graphs: the step's few
   dozen kernels replay as one launch). On the CPU inductor fuses its elementwise work into a few loops:
   measured at B=512 on one thread, 0.46 ms against 0.90 ms eager per step, about 8 s to compile once per
-  process and batch shape. It changes the last bits of some features (max 5e-6), so trajectories then
-  differ from eager's at float32 round-off.
+  process (once more, with symbolic sizes, when a later batch's sizes differ). It changes the last bits of
+  some features (max 5e-6), so trajectories then differ from eager's at float32 round-off.
 - ``"controller"``: the waypoint controller's memoryless law (:func:`sim.controller.pursuit_law`: pure
   pursuit and the speed error, about 40 elementwise operations on ``[B]``-``[B, K]``): 0.11 -> 0.04 ms per
   step at B=512 on one thread; float32 round-off differences as above.
@@ -89,31 +89,36 @@ _COMPILED: dict[tuple[Callable[..., Any], str | None, str], Callable[..., Any]] 
 
 
 def maybe_compile(
-    fn: Callable[..., Any], cfg: StepCompile | None, device: torch.device, part: str = "observation"
+    fn: Callable[..., Any], cfg: StepCompile | None, device: torch.device, part: str = "observation",
+    eager: Callable[..., Any] | None = None,
 ) -> Callable[..., Any]:
-    """``fn`` itself (eager) or a compiled version of it that falls back to ``fn`` on failure.
+    """``eager`` (default ``fn``) when ``part`` is not compiled, else a compiled ``fn`` that falls back to it.
 
     Args:
-        fn: the function. cfg: the settings (None: eager). device: where it runs.
-        part: which of :data:`PARTS` ``fn`` is; the observation and the controller compile with static shapes
-            (one graph per batch shape, as CUDA graphs need), the metric parts with shapes that may vary
-            between batches.
+        fn: the function to compile. cfg: the settings (None: eager). device: where it runs.
+        part: which of :data:`PARTS` ``fn`` is. On CUDA the observation and the controller compile with static
+            shapes (one graph per batch shape, as CUDA graphs need); elsewhere shapes may vary: a batch whose
+            size, agent count, route length or road grid differs from the first one's compiles once more, with
+            those sizes symbolic, and later batches reuse that graph.
+        eager: what runs when ``part`` is not compiled or compiling fails (default ``fn``; the same values).
 
     Compiled functions are cached per (function, mode, backend), so rollouts after the first reuse them.
     """
+    eager = fn if eager is None else eager
     if cfg is None or not cfg.compiles(part):
-        return fn
+        return eager
     mode = cfg.mode if cfg.mode is not None else ("reduce-overhead" if device.type == "cuda" else None)
     key = (fn, mode, cfg.backend)
     if key in _COMPILED:
         return _COMPILED[key]
-    wrapped = _WithFallback(fn, None)
+    wrapped = _WithFallback(eager, None)
     compile_fn = getattr(torch, "compile", None)
     if compile_fn is None:
         wrapped._fall_back("torch.compile is not available in this torch")
     else:
         try:
-            dynamic = None if part in ("metric_filters", "route_projection") else False
+            static = device.type == "cuda" and part in ("observation", "controller")
+            dynamic = False if static else None
             wrapped.compiled = compile_fn(fn, mode=mode, backend=cfg.backend, dynamic=dynamic)
         except Exception as e:  # noqa: BLE001 - bad backend/mode, missing compiler: run eager
             wrapped._fall_back(f"torch.compile rejected the settings ({type(e).__name__}: {str(e)[:200]})")

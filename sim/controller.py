@@ -95,8 +95,10 @@ def pursuit_law(
 
 
 def target_speed(waypoints: Tensor, horizon: float, stop_speed: float) -> Tensor:
-    """``[B]`` m/s: mean speed needed to reach the first waypoint in one waypoint interval (``horizon`` s; 0 if
-    behind or below ``stop_speed``)."""
+    """``[B]`` m/s: mean speed needed to reach the first waypoint ``[B, K, 2]`` in ``horizon`` s.
+
+    0 where the waypoint is behind the ego or the speed is below ``stop_speed``.
+    """
     w0 = waypoints[:, 0]
     v = w0.norm(dim=-1) / horizon
     return torch.where((w0[:, 0] > 0) & (v >= stop_speed), v, 0.0)

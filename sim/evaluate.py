@@ -76,9 +76,9 @@ class EvalConfig:
                               "faster; the choice is printed)")
     threads: int = _f(1, "torch CPU threads per process (small tensors: 1 is fastest)")
     compile: bool = _f(False, "torch.compile the hot parts (sim.compiled.StepCompile: observation, controller, "
-                       "the metrics' candidate filters and route projection; metrics equal eager's to float32 "
-                       "round-off; about 20 s to compile per process: pays on long sweeps); falls back to eager "
-                       "with a warning")
+                       "the metrics' candidate filters and route projection; continuous metrics differ from "
+                       "eager's at float32 round-off, a borderline boolean one can flip; about 20 s to compile "
+                       "per process: pays on long sweeps); falls back to eager with a warning")
     out: str | None = _f(None, "results file (default <run>/results.h5)")
     consolidate: bool = _f(False, "at the end, copy the sidecar commits into one self-contained results file")
     seed: int = _f(0, "torch and bootstrap seed")

@@ -167,9 +167,8 @@ class MetricContext:
         dev = ro.traj.device
         self._compiled_filters = compile is not None and compile.compiles("metric_filters")
         self._pair_candidates = maybe_compile(pair_candidates, compile, dev, part="metric_filters")
-        fused = compile is not None and compile.compiles("route_projection")  # eager: cdist (faster uncompiled)
-        self._nearest = maybe_compile(nearest_vertex_fused, compile, dev, "route_projection") if fused else (
-            nearest_vertex)
+        # compiled: the fused nearest route vertex; eager (or a failed compile): cdist, faster uncompiled
+        self._nearest = maybe_compile(nearest_vertex_fused, compile, dev, part="route_projection", eager=nearest_vertex)
 
     @cached_property
     def candidates(self) -> tuple[Tensor, Tensor]:
@@ -513,7 +512,9 @@ def compute_metrics(ro: Rollout, batch: ScenarioBatch, compile: StepCompile | No
     Args:
         ro: the closed-loop rollout (B scenes).
         batch: the batch it ran on.
-        compile: compile the metrics' candidate filters (:class:`~sim.compiled.StepCompile`; same values).
+        compile: compile the metrics' candidate filters (same values) and the route projection's nearest vertex
+            (round-off; an exact tie may pick the neighbouring vertex) where :class:`~sim.compiled.StepCompile`
+            says so.
 
     Returns:
         ``{name: float [B]}``; booleans as 0/1, ``collision_time`` NaN without collision.

@@ -103,9 +103,10 @@ def rollout(
         record_obs: keep the observations ``[B, S, OBS_DIM]`` (S = T - 1 - init_step).
         backend: a :class:`~sim.backends.Backend`; None = :class:`~sim.backends.KinematicBackend`.
         controller: waypoint-controller settings (default :class:`~sim.controller.ControllerConfig`).
-        compile: compile the per-step observation where :class:`~sim.compiled.StepCompile` says so (its
-            ``"observation"`` part: by default on CUDA, with CUDA graphs; default eager). Falls back to eager
-            with a warning on failure.
+        compile: compile the per-step observation and the controller's law where
+            :class:`~sim.compiled.StepCompile` says so (its ``"observation"`` and ``"controller"`` parts; CUDA
+            graphs on CUDA; default eager). Values differ from eager's at float32 round-off. Falls back to
+            eager with a warning on failure.
 
     Returns:
         :class:`Rollout`; steps up to init_step hold the log, scenes that end early freeze (valid False).

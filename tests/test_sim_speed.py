@@ -126,6 +126,29 @@ def test_compiled_parts_are_one_graph_each(scenes):
     torch._dynamo.reset()
 
 
+def test_batches_of_other_sizes_reuse_one_symbolic_graph(scenes):
+    # a sweep's shards differ in scene count, agents, route length and grid size: after the first shape each
+    # compiled part compiles once more with symbolic sizes, not once per shape (dynamo's limit is 8 per function)
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    cfg = StepCompile(enabled=True, backend="eager", parts=("observation", "controller"))  # dynamo alone: fast
+    fn = _fn(_policy())
+    shapes, graphs = set(), []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        for n, agents in ((2, 8), (3, 16), (5, 12), (4, 32), (1, 6)):
+            batch = make_batch(scenes[n : 2 * n], max_agents=agents)
+            shapes.add((tuple(batch.log.shape[:2]), tuple(batch.route.shape), tuple(batch.road.sdf.shape)))
+            rollout(batch, fn, compile=cfg)
+            graphs.append(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+    torch._dynamo.reset()
+    assert len(shapes) == 5
+    assert graphs[:4] == [2, 4, 4, 4]  # observation and controller: a static graph, then one symbolic graph each
+    assert graphs[4] <= 6  # one scene: dynamo specialises sizes of 1, at most one more graph each
+
+
 def _has_compiler() -> bool:
     import shutil
 

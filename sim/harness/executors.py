@@ -43,8 +43,8 @@ class SimSettings:
             intra-op threads only contend; it also makes every executor compute the same way).
         carla_host: CARLA server host(s), comma-separated. carla_ports: their RPC port(s) (one server each).
         agent: the agent plug-in checkpoints are loaded with (:func:`sim.harness.agents.resolve_factory`).
-        compile: ``torch.compile`` the hot parts (:class:`sim.compiled.StepCompile`; metrics equal eager's to float32
-            round-off).
+        compile: ``torch.compile`` the hot parts (:class:`sim.compiled.StepCompile`; continuous metrics differ from
+            eager's at float32 round-off, a borderline boolean one can flip).
     """
 
     backend: str = "kinematic"
