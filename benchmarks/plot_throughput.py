@@ -1,10 +1,11 @@
 """Plot the ``sim_throughput --sweep`` curve: scenario-steps/s against batch size, ours and the yardstick.
 
 ``python -m benchmarks.sim_throughput --sweep --threads 2 > sweep.jsonl``
-``python -m benchmarks.plot_throughput sweep.jsonl docs/throughput_cpu.png``
+``python -m benchmarks.plot_throughput sweep.jsonl [sweep_compile.jsonl ...] docs/throughput_cpu.png``
 
-Reads JSON lines (one per batch size, other lines ignored), writes a PNG with matplotlib, and
-prints the table it plotted as Markdown (so the figure can be documented without matplotlib too).
+Reads JSON lines (one per batch size, other lines ignored) from one or more sweeps, writes a PNG with
+matplotlib (one line per sweep, labelled eager or ``--compile`` from its records, and the first sweep's
+yardstick), and prints each sweep's table as Markdown (so the figure can be documented without matplotlib).
 """
 
 from __future__ import annotations
@@ -42,16 +43,23 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def plot(rows: list[dict], out: str | Path) -> None:
-    """Write the PNG (log-log axes: batch size, scenario-steps/s)."""
+def label(rows: list[dict]) -> str:
+    """The legend entry of one sweep: eager or ``--compile``, from its records."""
+    return "driveselect, " + ("--compile" if rows[0].get("compile") else "eager") + " (policy + every metric)"
+
+
+def plot(sweeps: list[list[dict]], out: str | Path) -> None:
+    """Write the PNG (log-log axes: batch size, scenario-steps/s): one line per sweep, the first's yardstick."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    b = [r["batch"] for r in rows]
+    rows = sweeps[0]
+    b = sorted({r["batch"] for s in sweeps for r in s})
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    ax.plot(b, [r["scenario_steps_per_s"] for r in rows], "o-", label="driveselect (policy + every metric)")
+    for s in sweeps:
+        ax.plot([r["batch"] for r in s], [r["scenario_steps_per_s"] for r in s], "o-", label=label(s))
     ys = [(r["batch"], r["yardstick_scenario_steps_per_s"]) for r in rows if "yardstick_scenario_steps_per_s" in r]
     if ys:
         ax.plot(*zip(*ys), "s--", label="yardstick proto_step.py (policy + 3 metrics)")
@@ -68,15 +76,19 @@ def plot(rows: list[dict], out: str | Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("sweep", help="JSON lines from sim_throughput --sweep")
+    p.add_argument("sweep", nargs="+", help="JSON lines from sim_throughput --sweep (one file per curve)")
     p.add_argument("out", help="PNG to write")
     a = p.parse_args(argv)
-    rows = read_sweep(a.sweep)
-    if not rows:
-        print(f"plot_throughput: no sweep records in {a.sweep}", file=sys.stderr)
-        return 1
-    plot(rows, a.out)
-    print(table(rows))
+    sweeps = [read_sweep(path) for path in a.sweep]
+    for path, rows in zip(a.sweep, sweeps):
+        if not rows:
+            print(f"plot_throughput: no sweep records in {path}", file=sys.stderr)
+            return 1
+    plot(sweeps, a.out)
+    for rows in sweeps:
+        if len(sweeps) > 1:
+            print(f"\n{label(rows)}\n")
+        print(table(rows))
     return 0
 
 

@@ -63,3 +63,22 @@ def test_default_workers_one_per_thread_with_enough_scenes_each():
     assert worker_count(BenchConfig(batch=MIN_SCENES_PER_WORKER, threads=2), cpu) == 1
     assert worker_count(BenchConfig(batch=1024, threads=2, workers=1), cpu) == 1
     assert worker_count(BenchConfig(batch=1024, threads=2), torch.device("cuda")) == 1
+
+
+def test_plot_draws_one_curve_per_sweep_labelled_by_compile(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    paths = []
+    for compiled, rate in ((False, 1000.0), (True, 1400.0)):
+        rows = [{"batch": b, "scenario_steps_per_s": rate * b, "agent_steps_per_s": 32 * rate * b, "device": "cpu",
+                 "threads": 2, "compile": compiled, "peak_memory_mb": 100.0} for b in (256, 1024)]
+        paths.append(tmp_path / f"sweep_{compiled}.jsonl")
+        paths[-1].write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "curves.png"
+    assert plot_main([*map(str, paths), str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    printed = capsys.readouterr().out
+    eager, compiled = printed.index("eager"), printed.index("--compile")
+    assert eager < compiled and printed.count("| 256 |") == 2 and "| 358,400 |" in printed[compiled:]
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("no records\n")
+    assert plot_main([str(paths[0]), str(empty), str(out)]) == 1
