@@ -131,10 +131,6 @@ class WaypointController:
         self._integral = None
         self._prev_err = None
 
-    def target_speed(self, waypoints: Tensor) -> Tensor:
-        """``[B]`` m/s: mean speed needed to reach the first waypoint in one waypoint interval (0 if behind)."""
-        return target_speed(waypoints, self.horizon, self.cfg.stop_speed)
-
     def __call__(self, waypoints: Tensor, speed: Tensor) -> tuple[Tensor, Tensor]:
         """Action for the ego.
 
