@@ -3,7 +3,9 @@
 A file holds one or more scenes. Keys: ``__format__`` (``"driving-scenarios"``),
 ``__version__`` (int), ``__count__``, and per scene ``s{i}/<field>`` arrays plus
 ``s{i}/meta`` (a JSON string with id, source, family, tags, ego, dt, init_step,
-``world_origin``; files without it read as ``(0, 0)``).
+``world_origin``, ``map_unknown``; files without them read as ``(0, 0)`` and "every map semantic unknown").
+Version 2 added the map's semantics (``RoadMap.ARRAY_FIELDS``, ``lane_polygons``, ``mapped_area``); version-1
+files still load, with those semantics recorded as unknown.
 Written atomically (temp file in the same folder, fsync, ``os.replace``).
 """
 
@@ -21,7 +23,7 @@ import numpy as np
 from scenarios.scenario import Polylines, RoadMap, Scenario, ScenarioError
 
 FORMAT_NAME = "driving-scenarios"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SUFFIX = ".npz"
 
 
@@ -38,6 +40,8 @@ def _scene_arrays(i: int, s: Scenario) -> dict[str, np.ndarray]:
         pl: Polylines = getattr(s.map, name)
         out[p + name + "/points"] = pl.points
         out[p + name + "/offsets"] = pl.offsets
+    for name in RoadMap.ARRAY_FIELDS:
+        out[p + "map/" + name] = np.asarray(getattr(s.map, name), dtype=RoadMap.ARRAY_DTYPES[name])
     meta = {
         "id": s.id,
         "source": s.source,
@@ -47,6 +51,7 @@ def _scene_arrays(i: int, s: Scenario) -> dict[str, np.ndarray]:
         "dt": float(s.dt),
         "init_step": int(s.init_step),
         "world_origin": [float(v) for v in s.world_origin],
+        "map_unknown": list(s.map.unknown),
     }
     out[p + "meta"] = np.array(json.dumps(meta))
     return out
@@ -97,8 +102,12 @@ def _read_scene(z, i: int) -> Scenario:
             np.asarray(z[p + name + "/offsets"], dtype=np.int64),
         )
         for name in RoadMap.POLYLINE_FIELDS
+        if p + name + "/points" in z.files  # lane_polygons and mapped_area: version 2 on
     }
-    road = RoadMap(lane_widths=np.asarray(z[p + "lane_widths"], dtype=np.float64), **lines)
+    arrays = {name: np.asarray(z[p + "map/" + name], dtype=RoadMap.ARRAY_DTYPES[name])
+              for name in RoadMap.ARRAY_FIELDS if p + "map/" + name in z.files}
+    unknown = tuple(meta["map_unknown"]) if "map_unknown" in meta else RoadMap.unknown
+    road = RoadMap(lane_widths=np.asarray(z[p + "lane_widths"], dtype=np.float64), unknown=unknown, **lines, **arrays)
     return Scenario(
         id=str(meta["id"]),
         source=str(meta["source"]),

@@ -9,7 +9,9 @@ Shape contract (A agents, T steps, L polylines, P points):
 - ``agent_type``: int8 ``[A]`` of :class:`AgentType`.
 - ``ego``: index of the ego agent; its log is the expert. It is valid at every step.
 - ``route``: float64 ``[R, 2]``, the ego's intended path (covers the logged ego path).
-- ``map``: :class:`RoadMap` of ragged :class:`Polylines`.
+- ``map``: :class:`RoadMap` of ragged :class:`Polylines` plus the map's semantics (lane polygons,
+  speed limits, lane graph, stop signs, traffic lights with a state per step ``[G, T]``); what the
+  source lacks is named in ``map.unknown``, never invented.
 - ``dt``: seconds between steps (0.1 s in every shipped source).
 - ``init_step``: steps ``0..init_step`` are history given from the log; closed-loop
   control starts at ``init_step`` and runs to ``T - 1``.
@@ -43,6 +45,27 @@ class AgentType(IntEnum):
     PEDESTRIAN = 1
     CYCLIST = 2
     OTHER = 3
+
+
+class LightState(IntEnum):
+    """State of a traffic light controlling one lane, per step (Waymo ``LANE_STATE_*``, ScenarioNet
+    ``dynamic_map_states``, CommonRoad ``TrafficLightState``)."""
+
+    UNKNOWN = 0
+    STOP = 1  # red, red arrow (Waymo LANE_STATE_STOP, LANE_STATE_ARROW_STOP)
+    CAUTION = 2  # yellow / amber (LANE_STATE_CAUTION, LANE_STATE_ARROW_CAUTION)
+    GO = 3  # green (LANE_STATE_GO, LANE_STATE_ARROW_GO)
+    FLASHING_STOP = 4  # flashing red: a stop sign (LANE_STATE_FLASHING_STOP)
+    FLASHING_CAUTION = 5  # flashing yellow (LANE_STATE_FLASHING_CAUTION)
+
+
+# The map semantics a source may lack; ``RoadMap.unknown`` names the ones a scene's source does not provide.
+MAP_SEMANTICS = ("lane_polygons", "speed_limits", "lane_graph", "intersections", "stop_signs", "traffic_lights",
+                 "road_edges", "mapped_area")
+
+
+def _ints(shape: tuple[int, ...]) -> np.ndarray:
+    return np.zeros(shape, dtype=np.int64)
 
 
 def wrap_angle(a: np.ndarray | float) -> np.ndarray | float:
@@ -103,16 +126,31 @@ class Polylines:
 
 @dataclass(frozen=True, eq=False)
 class RoadMap:
-    """Road geometry of a scene.
+    """Road geometry and semantics of a scene (L lanes, G traffic-light signals, S stop signs, T steps).
 
     Attributes:
-        lanes: lane centrelines, in the direction of travel.
+        lanes: lane centrelines, in the direction of travel (their direction is the lane's driving direction).
         lane_widths: float64 ``[L]`` metres, one per lane centreline.
-        road_edges: road boundaries, drivable area on the LEFT of each edge's direction.
+        road_edges: road boundaries (kerbs), drivable area on the LEFT of each edge's direction.
         road_lines: painted lines (for display).
         drivable: closed polygons (first point not repeated) whose union is the drivable
             area. Offroad is measured against these; a map without them has no offroad.
         crosswalks: closed polygons of pedestrian crossings (for display).
+        lane_polygons: ``[L]`` closed polygons, lane ``i``'s own surface where the source has one
+            (nuScenes lane polygons, CommonRoad lanelet bounds, Argoverse 2 boundaries); a polygon of
+            0 points means "none from the source" (consumers then use centreline +- width / 2).
+        mapped_area: closed polygons of where the source mapped at all (ScenarioNet crops maps around the
+            recorded ego); empty means "everywhere" (a step outside it is off the map, not off-road).
+        lane_speed_limits: float64 ``[L]`` m/s; NaN where unknown.
+        lane_intersection: int8 ``[L]``: 1 a lane through an intersection (lane connector), 0 not, -1 unknown.
+        lane_successors: int64 ``[E, 2]`` rows ``(lane, successor lane)``.
+        lane_neighbours: int64 ``[N, 3]`` rows ``(lane, neighbour lane, side)``, side +1 left, -1 right.
+        stop_signs: float64 ``[S, 2]`` metres, positions of stop signs.
+        stop_sign_lanes: int64 ``[S]`` lane each stop sign controls, -1 unknown.
+        light_lanes: int64 ``[G]`` lane each signal controls, -1 unknown.
+        light_stop_points: float64 ``[G, 2]`` metres, where a vehicle must stop on that lane.
+        light_states: int8 ``[G, T]`` :class:`LightState` per step (``T`` = the scene's steps).
+        unknown: names from :data:`MAP_SEMANTICS` that the source does not provide (recorded, never invented).
     """
 
     lanes: Polylines = field(default_factory=Polylines.empty)
@@ -121,16 +159,60 @@ class RoadMap:
     road_lines: Polylines = field(default_factory=Polylines.empty)
     drivable: Polylines = field(default_factory=Polylines.empty)
     crosswalks: Polylines = field(default_factory=Polylines.empty)
+    lane_polygons: Polylines | None = None
+    mapped_area: Polylines = field(default_factory=Polylines.empty)
+    lane_speed_limits: np.ndarray | None = None
+    lane_intersection: np.ndarray | None = None
+    lane_successors: np.ndarray = field(default_factory=lambda: _ints((0, 2)))
+    lane_neighbours: np.ndarray = field(default_factory=lambda: _ints((0, 3)))
+    stop_signs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    stop_sign_lanes: np.ndarray = field(default_factory=lambda: _ints((0,)))
+    light_lanes: np.ndarray = field(default_factory=lambda: _ints((0,)))
+    light_stop_points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    light_states: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int8))
+    unknown: tuple[str, ...] = MAP_SEMANTICS
 
-    POLYLINE_FIELDS = ("lanes", "road_edges", "road_lines", "drivable", "crosswalks")
+    POLYLINE_FIELDS = ("lanes", "road_edges", "road_lines", "drivable", "crosswalks", "lane_polygons", "mapped_area")
+    ARRAY_FIELDS = ("lane_speed_limits", "lane_intersection", "lane_successors", "lane_neighbours", "stop_signs",
+                    "stop_sign_lanes", "light_lanes", "light_stop_points", "light_states")
+    ARRAY_DTYPES = {"lane_speed_limits": np.float64, "lane_intersection": np.int8, "lane_successors": np.int64,
+                    "lane_neighbours": np.int64, "stop_signs": np.float64, "stop_sign_lanes": np.int64,
+                    "light_lanes": np.int64, "light_stop_points": np.float64, "light_states": np.int8}
 
-    def validate(self) -> None:
-        """Raise :class:`ScenarioError` if any part is malformed."""
+    def __post_init__(self) -> None:
+        n = len(self.lanes)
+        # per-lane fields default to "none / unknown" for every lane (frozen: set through object.__setattr__)
+        if self.lane_polygons is None:
+            object.__setattr__(self, "lane_polygons", Polylines(np.zeros((0, 2)), np.zeros(n + 1, dtype=np.int64)))
+        if self.lane_speed_limits is None:
+            object.__setattr__(self, "lane_speed_limits", np.full(n, np.nan))
+        if self.lane_intersection is None:
+            object.__setattr__(self, "lane_intersection", np.full(n, -1, dtype=np.int8))
+        object.__setattr__(self, "unknown", tuple(self.unknown))
+
+    @property
+    def num_lights(self) -> int:
+        """G, the number of traffic-light signals."""
+        return int(len(self.light_lanes))
+
+    def knows(self, semantic: str) -> bool:
+        """Whether the source provides ``semantic`` (a name from :data:`MAP_SEMANTICS`)."""
+        if semantic not in MAP_SEMANTICS:
+            raise ValueError(f"unknown map semantic {semantic!r}; one of {MAP_SEMANTICS}")
+        return semantic not in self.unknown
+
+    def validate(self, num_steps: int | None = None) -> None:
+        """Raise :class:`ScenarioError` if any part is malformed.
+
+        Args:
+            num_steps: the scene's T, to check ``light_states`` against (None skips that check).
+        """
         for name in self.POLYLINE_FIELDS:
             getattr(self, name).validate(f"map.{name}")
-        if self.lane_widths.shape != (len(self.lanes),):
+        n = len(self.lanes)
+        if self.lane_widths.shape != (n,):
             raise ScenarioError(
-                f"map.lane_widths must have one width per lane ({len(self.lanes)}), "
+                f"map.lane_widths must have one width per lane ({n}), "
                 f"got shape {list(self.lane_widths.shape)}"
             )
         if len(self.lane_widths) and not (np.all(np.isfinite(self.lane_widths)) and np.all(self.lane_widths > 0)):
@@ -138,6 +220,43 @@ class RoadMap:
         for i, poly in enumerate(self.drivable):
             if len(poly) < 3:
                 raise ScenarioError(f"map.drivable polygon {i} has {len(poly)} points (needs >= 3)")
+        if len(self.lane_polygons) != n:
+            raise ScenarioError(f"map.lane_polygons must have one polygon per lane ({n}), got {len(self.lane_polygons)}")
+        for i, poly in enumerate(self.lane_polygons):
+            if 0 < len(poly) < 3:
+                raise ScenarioError(f"map.lane_polygons polygon {i} has {len(poly)} points (needs 0 or >= 3)")
+        unknown = set(self.unknown) - set(MAP_SEMANTICS)
+        if unknown:
+            raise ScenarioError(f"map.unknown names {sorted(unknown)}, not among {list(MAP_SEMANTICS)}")
+        self._validate_arrays(n, num_steps)
+
+    def _validate_arrays(self, n: int, num_steps: int | None) -> None:
+        s, g = len(self.stop_signs), len(self.light_lanes)
+        shapes = {"lane_speed_limits": (n,), "lane_intersection": (n,), "stop_signs": (s, 2),
+                  "stop_sign_lanes": (s,), "light_lanes": (g,), "light_stop_points": (g, 2)}
+        for name, shape in shapes.items():
+            a = getattr(self, name)
+            if np.shape(a) != shape:
+                raise ScenarioError(f"map.{name} must be {list(shape)}, got {list(np.shape(a))}")
+        for name, cols in (("lane_successors", 2), ("lane_neighbours", 3)):
+            a = getattr(self, name)
+            if a.ndim != 2 or a.shape[1] != cols:
+                raise ScenarioError(f"map.{name} must be [E, {cols}], got {list(a.shape)}")
+        for name in ("lane_successors", "lane_neighbours", "stop_sign_lanes", "light_lanes"):
+            a = np.asarray(getattr(self, name))
+            ids = a[:, :2] if name in ("lane_successors", "lane_neighbours") else a
+            if ids.size and (ids.min() < -1 or ids.max() >= n):
+                raise ScenarioError(f"map.{name} refers to a lane outside [0, {n})")
+        sl = self.lane_speed_limits
+        if np.any(sl[np.isfinite(sl)] <= 0) or np.any(np.isinf(sl)):
+            raise ScenarioError("map.lane_speed_limits must be positive m/s or NaN (unknown)")
+        if not (np.all(np.isfinite(self.stop_signs)) and np.all(np.isfinite(self.light_stop_points))):
+            raise ScenarioError("map.stop_signs and map.light_stop_points must be finite")
+        ls = self.light_states
+        if ls.ndim != 2 or ls.shape[0] != g or (num_steps is not None and g and ls.shape[1] != num_steps):
+            raise ScenarioError(f"map.light_states must be [{g}, T={num_steps}], got {list(ls.shape)}")
+        if ls.size and not np.all(np.isin(ls, [v.value for v in LightState])):
+            raise ScenarioError("map.light_states holds values that are not LightState")
 
 
 @dataclass(frozen=True, eq=False)
@@ -222,5 +341,5 @@ class Scenario:
         wo = self.world_origin
         if len(wo) != 2 or not all(math.isfinite(float(v)) for v in wo):
             raise ScenarioError(f"world_origin must be two finite numbers, got {wo!r}")
-        self.map.validate()
+        self.map.validate(n_t)
         return self

@@ -212,3 +212,63 @@ def test_file_holds_no_pickle(tmp_path):
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(str(z["s0/meta"][()]))
     assert meta["id"] == "t/0" and meta["family"] == "straight"
+
+
+def test_map_semantics_round_trip_and_version_1_files_load_as_unknown(tmp_path):
+    """Format 2 keeps lane polygons, limits, the lane graph, stop signs and per-step light states;
+    a version-1 file (no semantics) loads with every semantic recorded as unknown."""
+    import dataclasses
+
+    from scenarios.scenario import MAP_SEMANTICS, LightState, Polylines, RoadMap
+    from scenarios.suites import load_suite
+
+    scene = load_suite("procedural-small")[0]
+    n, t = len(scene.map.lanes), scene.num_steps
+    rng = np.random.default_rng(0)
+    states = rng.integers(0, len(LightState), size=(2, t)).astype(np.int8)
+    road = dataclasses.replace(
+        scene.map,
+        lane_polygons=Polylines.from_list([np.array([[0, 0], [1, 0], [1, 1.0]])] + [np.zeros((0, 2))] * (n - 1)),
+        lane_speed_limits=np.where(np.arange(n) % 2 == 0, 13.4, np.nan),
+        lane_intersection=(np.arange(n) % 3 - 1).astype(np.int8),
+        lane_successors=np.array([[0, n - 1]]),
+        lane_neighbours=np.array([[0, n - 1, 1]]),
+        stop_signs=np.array([[3.0, 4.0]]),
+        stop_sign_lanes=np.array([0]),
+        light_lanes=np.array([0, -1]),
+        light_stop_points=np.array([[1.0, 2.0], [5.0, 6.0]]),
+        light_states=states,
+        unknown=("mapped_area",),
+    )
+    scene = dataclasses.replace(scene, map=road).validate()
+    path = save_scenarios(tmp_path / "s.npz", [scene])
+    back = load_scenarios(path)[0].map
+    assert back.unknown == ("mapped_area",)
+    for name in RoadMap.ARRAY_FIELDS:
+        np.testing.assert_array_equal(getattr(back, name), getattr(road, name), err_msg=name)
+    np.testing.assert_array_equal(back.lane_polygons.points, road.lane_polygons.points)
+    np.testing.assert_array_equal(back.lane_polygons.offsets, road.lane_polygons.offsets)
+    # a version-1 file: drop every key that version 2 added
+    with np.load(path, allow_pickle=False) as z:
+        old = {k: z[k] for k in z.files if "/map/" not in k and "lane_polygons" not in k and "mapped_area" not in k}
+    meta = json.loads(str(old["s0/meta"][()]))
+    del meta["map_unknown"]
+    old["s0/meta"] = np.array(json.dumps(meta))
+    old["__version__"] = np.array(1)
+    np.savez(tmp_path / "v1.npz", **old)
+    v1 = load_scenarios(tmp_path / "v1.npz")[0].map
+    assert v1.unknown == MAP_SEMANTICS
+    assert len(v1.lane_polygons) == n and np.isnan(v1.lane_speed_limits).all() and v1.num_lights == 0
+
+
+def test_light_states_must_cover_every_step():
+    import dataclasses
+
+    from scenarios.scenario import ScenarioError
+    from scenarios.suites import load_suite
+
+    scene = load_suite("procedural-small")[0]
+    road = dataclasses.replace(scene.map, light_lanes=np.array([0]), light_stop_points=np.zeros((1, 2)),
+                               light_states=np.zeros((1, scene.num_steps - 1), dtype=np.int8))
+    with pytest.raises(ScenarioError, match="light_states"):
+        dataclasses.replace(scene, map=road).validate()
