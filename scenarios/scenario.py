@@ -221,7 +221,8 @@ class RoadMap:
             if len(poly) < 3:
                 raise ScenarioError(f"map.drivable polygon {i} has {len(poly)} points (needs >= 3)")
         if len(self.lane_polygons) != n:
-            raise ScenarioError(f"map.lane_polygons must have one polygon per lane ({n}), got {len(self.lane_polygons)}")
+            got = len(self.lane_polygons)
+            raise ScenarioError(f"map.lane_polygons must have one polygon per lane ({n}), got {got}")
         for i, poly in enumerate(self.lane_polygons):
             if 0 < len(poly) < 3:
                 raise ScenarioError(f"map.lane_polygons polygon {i} has {len(poly)} points (needs 0 or >= 3)")
