@@ -194,10 +194,6 @@ class CarlaBackend:
         self.sensor_collision = np.zeros((0, 0), dtype=bool)
         self.collision_actors: list[list[str]] = []
 
-    def add_scenes(self, scenes) -> None:
-        """Make more scenes known (by id) to later :meth:`reset` calls."""
-        self.scenes.update({s.id: s for s in scenes})
-
     # -- connection and map ----------------------------------------------------------------
     def connect(self) -> None:
         """Connect once (fast failure when the server is missing; see :func:`sim.carla.session.connect`)."""

@@ -108,20 +108,6 @@ def fit_pieces(points: np.ndarray) -> list[Piece]:
     return pieces
 
 
-def piece_points(pieces: list[Piece], n: int = 8) -> np.ndarray:
-    """Sample the fitted reference line: ``n`` points per piece plus the end, ``[len * n + 1, 2]`` world m."""
-    out = []
-    for k, pc in enumerate(pieces):
-        q = np.linspace(0.0, 1.0, n + 1)
-        if k < len(pieces) - 1:
-            q = q[:-1]
-        u = np.polyval(pc.u[::-1], q)
-        v = np.polyval(pc.v[::-1], q)
-        ch, sh = math.cos(pc.hdg), math.sin(pc.hdg)
-        out.append(np.stack([pc.x + ch * u - sh * v, pc.y + sh * u + ch * v], axis=1))
-    return np.concatenate(out, axis=0)
-
-
 _PROJ = "+proj=tmerc +lat_0=0 +lon_0=0 +k=1 +x_0=0 +y_0=0 +datum=WGS84 +units=m"
 
 
