@@ -145,3 +145,28 @@ def test_type_breakdown_per_type_verdict_and_minimum():
 def test_stats_module_imports_no_torch():
     code = "import sys, sim.harness.stats; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(__import__("pathlib").Path(__file__).parents[1]))
+
+
+def test_across_seeds_probability_of_improvement_over_last():
+    """Seeds as runs, scenes as tasks: the brute-force mean over scenes of the pairwise win rate over seeds."""
+    from sim.harness.across import RulePick, SeedResult, compare_runs, format_table
+
+    rng = np.random.default_rng(5)
+    n_seeds, n = 3, 8
+    me = rng.integers(0, 3, (n_seeds, n)).astype(float)
+    last = rng.integers(0, 3, (n_seeds, n)).astype(float)
+    seeds = [SeedResult(run=f"s{i}", metric="score", n_checkpoints=3, scenario_digest="d", settings_digest="c",
+                        picks={"max_entropy": RulePick("a", 1, 0.0), "last": RulePick("b", 2, 0.1)},
+                        pick_scores={"max_entropy": tuple(me[i]), "last": tuple(last[i])}) for i in range(n_seeds)]
+    brute = np.mean([np.mean([(me[i, k] > last[j, k]) + 0.5 * (me[i, k] == last[j, k])
+                              for i in range(n_seeds) for j in range(n_seeds)]) for k in range(n)])
+    v = compare_runs(seeds, n_resamples=499)
+    r = v.rule("max_entropy")
+    assert r.poi_over_last == pytest.approx(brute)
+    lo, hi = r.poi_over_last_ci
+    assert 0.0 <= lo <= hi <= 1.0
+    assert v.rule("last").poi_over_last is None
+    assert "P(>last)" in format_table(v) and v.to_json()["rules"]["max_entropy"]["poi_over_last"] == r.poi_over_last
+    # a run without per-scene values: no probability, never a partial one
+    seeds[1] = SeedResult(**{**seeds[1].__dict__, "pick_scores": {}})
+    assert compare_runs(seeds, n_resamples=99).rule("max_entropy").poi_over_last is None
