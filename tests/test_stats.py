@@ -170,3 +170,48 @@ def test_across_seeds_probability_of_improvement_over_last():
     # a run without per-scene values: no probability, never a partial one
     seeds[1] = SeedResult(**{**seeds[1].__dict__, "pick_scores": {}})
     assert compare_runs(seeds, n_resamples=99).rule("max_entropy").poi_over_last is None
+
+
+def _stored_stats():
+    rng = np.random.default_rng(1)
+    vals = rng.uniform(0, 1, (3, 16))
+    types = [("following_lane_with_lead",)] * 8 + [("starting_left_turn",)] * 8
+    picks = _picks(max_entropy=1, last=2)
+    keys = ["k0", "k1", "k2"]
+    return (vals, field_statistics(vals, keys, ["ep0", "ep1", "ep2"], picks, True, types, "score", n_resamples=99),
+            type_breakdown(vals, keys, ["ep0", "ep1", "ep2"], picks, True, types, "score"))
+
+
+def test_profile_figure_and_view_tables():
+    from dashboard.figures import profile_figure
+    from dashboard.stats_view import poi_table, rules_table, type_table
+
+    vals, s, bt = _stored_stats()
+    fig = profile_figure(s, selected="k0")
+    assert [t.customdata[0] for t in fig.data] == ["k0", "k1", "k2"]
+    for t, row in zip(fig.data, vals, strict=True):  # each curve is the brute-force fraction above each threshold
+        assert list(t.y) == [float(np.mean(row > x)) for x in t.x]
+    assert fig.data[1].line.dash == "dash" and "(pick)" in fig.data[1].name and fig.data[0].line.width == 4
+    pt = poi_table(s)
+    assert pt["checkpoint"][0] == "ep1 (pick)" and pt["P(better than the pick)"][0] == "-"
+    assert pt["P(better than the pick)"][1].startswith(f"{s['checkpoints'][0]['poi_over_pick']:.2f}")
+    rt = rules_table(s)
+    assert rt["rule"] == ["max_entropy", "best_reward", "bc"] and rt["P(better than last)"][1] == "n/a"
+    tt = type_table(bt)
+    assert tt["type"] == ["starting_left_turn", "following_lane_with_lead"] and tt["scenes"] == [8, 8]
+    assert all(c.endswith(")") for c in tt["max_entropy"])
+
+
+def test_statistics_tab_in_the_app(tmp_path, monkeypatch):
+    pytest.importorskip("streamlit.testing.v1")
+    from dashboard.fixtures import FixtureSpec, write_run
+    from tests.dashboard_helpers import open_app, page_text
+
+    write_run(tmp_path / "out", FixtureSpec(name="fx", n_checkpoints=4, n_scenes=8))
+    at = open_app(tmp_path / "out", monkeypatch, run="fx", view="Statistics")
+    assert not at.exception
+    charts = [c for c in at.get("plotly_chart") if "performance profile" in c.proto.spec]
+    assert len(charts) == 1
+    tables = [d.value for d in at.dataframe]
+    assert any("P(better than the pick)" in t.columns for t in tables)
+    assert "stratified bootstrap" in page_text(at)
