@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # pandas (and dashboard.rules, which uses it) load after the 
 
 SEL = "sel_ckpt"  # the selected checkpoint key, shared by every view (not a widget key: survives hidden tabs)
 VIEWS = ("Report card", "What-if rule", "Entropy vs metrics", "Scenarios & replay", "Runs overlaid",
-         "Checkpoint table", "Training signals")
+         "Checkpoint table", "Training signals", "Statistics")
 METRICS = ("score", *(m for m in JUDGED_METRICS if m != "score"))  # the catalogue's, the verdict's metric first
 
 
@@ -400,6 +400,11 @@ def main(frame: PageFrame) -> None:
             from dashboard.signals_view import signals_view
 
             signals_view(run.results_path, metric)
+    with tabs[7]:  # the field's statistics and the verdict per scenario type (dashboard/stats_view.py)
+        if tabs[7].open:
+            from dashboard.stats_view import stats_view
+
+            stats_view(run.summary.verdict, metric)
     sync_url(run_name, metric, st.session_state.get(SEL))
 
 

@@ -366,3 +366,39 @@ def overlay_figure(runs: dict[str, pd.DataFrame], metric: str) -> go.Figure:
     fig.update_xaxes(title_text="episode")
     fig.update_layout(height=360, margin={"l": 40, "r": 10, "t": 40, "b": 10})
     return fig
+
+
+def profile_figure(stats: dict, selected: str | None = None) -> go.Figure:
+    """Performance profiles (rliable): per checkpoint, the fraction of scenes whose metric exceeds each threshold.
+
+    Args:
+        stats: the verdict's ``statistics`` (:func:`sim.harness.stats.field_statistics`): ``profile``
+            ``{thresholds [K], fractions {key: [K]}}``, ``checkpoints`` (names), ``pick``, ``metric``.
+        selected: a checkpoint key drawn thicker.
+
+    Returns:
+        One step line per checkpoint (``customdata`` its key), the pick dashed and named; x the metric's
+        threshold, y the fraction of scenes above it, in [0, 1].
+    """
+    prof = stats.get("profile") or {}
+    x = list(prof.get("thresholds") or [])
+    names = {e["key"]: e["name"] for e in stats.get("checkpoints") or ()}
+    pick = stats.get("pick")
+    fig = go.Figure()
+    for i, (key, frac) in enumerate((prof.get("fractions") or {}).items()):
+        is_pick = key == pick
+        fig.add_trace(go.Scatter(
+            x=x, y=frac, mode="lines", line_shape="hv", name=names.get(key, key) + (" (pick)" if is_pick else ""),
+            customdata=[key] * len(x),
+            line={"color": PALETTE[i % len(PALETTE)], "width": 4 if key == selected else 2,
+                  "dash": "dash" if is_pick else "solid"},
+            hovertemplate="%{fullData.name}<br>" + stats.get("metric", "") + " > %{x:.3f}: %{y:.0%} of scenes"
+                          "<extra></extra>"))
+    metric = stats.get("metric", "")
+    fig.update_layout(title=f"performance profile: fraction of scenes with {metric} above a threshold "
+                            f"<br><sup>{stats.get('n_scenes', 0)} scenes; a curve above another is "
+                            f"{'better' if stats.get('higher_is_better', True) else 'worse (lower is better)'}"
+                            "</sup>",
+                      xaxis_title=axis_title(metric) if metric else "threshold", yaxis_title="fraction of scenes",
+                      yaxis_range=[0, 1.02], height=360, margin={"l": 50, "r": 10, "t": 60, "b": 10})
+    return fig

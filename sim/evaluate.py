@@ -34,7 +34,7 @@ from sim.harness.errors import EvaluationError
 from sim.harness.executors import EXECUTORS, SimSettings, make_executor, make_shards, make_units, run_units
 from sim.harness.identity import identity_root
 from sim.harness.plugin_candidates import plugin_candidates
-from sim.harness.reader import read_checkpoints
+from sim.harness.reader import read_checkpoints, read_scenarios
 from sim.harness.report import build_verdict, print_summary, summary_rows
 from sim.harness.schema import RESULTS_NAME, CheckpointRows, scene_record
 from sim.harness.signal_run import SignalPlan, fill_candidates, plan_signals, ranking_lines
@@ -66,6 +66,8 @@ class EvalConfig:
     scenarios: str = _f("procedural:test", "suite name (procedural:test), file, or folder")
     scenario_cache: str = _f(DEFAULT_CACHE_DIR, "on-disk cache of generated bundled suites ('' to disable)")
     max_scenarios: int = _f(0, "evaluate only the first N scenes (0: all)")
+    scenario_types: str = _f("", "evaluate only scenes of any of these scenario types, comma-separated "
+                             "(scenarios/types.py: starting_left_turn, changing_lane, ...; '': all)", metavar="A,B")
     strict: bool = _f(False, "stop at the first unusable scene file instead of skipping it")
     backend: str = _f("kinematic", "simulator", choices=("kinematic", "carla"))
     carla_host: str = _f("localhost", "CARLA host(s), comma-separated")
@@ -108,16 +110,36 @@ def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
     return dataclass_from_args(EvalConfig, p.parse_args(argv))
 
 
+def _wanted_types(cfg: EvalConfig) -> set[str]:
+    """The scenario types of ``--scenario-types`` (empty: every scene); an unknown name is an EvaluationError."""
+    from scenarios.types import parse_types
+
+    try:
+        return set(parse_types(cfg.scenario_types))
+    except ValueError as e:
+        raise EvaluationError(str(e)) from None
+
+
 def _load_scenes(cfg: EvalConfig, log):
     """Scenes of ``--scenarios`` (``scenarios.loading.load_scenes``) and the ones skipped, with reasons."""
     from scenarios.loading import load_scenes
+    from scenarios.types import scenario_types
 
+    wanted = _wanted_types(cfg)
     try:
         report = load_scenes(cfg.scenarios, cache_dir=cfg.scenario_cache or None, strict=cfg.strict,
                              progress=cfg.progress)
     except OSError:  # cache folder not writable: generate in memory
         report = load_scenes(cfg.scenarios, strict=cfg.strict, progress=cfg.progress)
-    scenes = list(report.scenes)[: cfg.max_scenarios or None]
+    scenes = list(report.scenes)
+    if wanted:
+        n_all = len(scenes)
+        scenes = [s for s in scenes if wanted & set(scenario_types(s))]
+        log(f"--scenario-types {cfg.scenario_types}: {len(scenes)} of {n_all} scenes")
+        if not scenes and n_all:
+            raise EvaluationError(f"--scenario-types {cfg.scenario_types}: no scene of these types among the "
+                                  f"{n_all} scenes of --scenarios {cfg.scenarios}")
+    scenes = scenes[: cfg.max_scenarios or None]
     if not scenes:
         raise EvaluationError(f"--scenarios {cfg.scenarios}: no scenes")
     ids = [s.id for s in scenes]
@@ -188,6 +210,7 @@ def run(cfg: EvalConfig, console=None) -> Verdict:
         raise EvaluationError("--agents idm is not available with --backend carla (it replays logged agents only)")
     if cfg.num_cpus < 0:
         raise EvaluationError(f"--num-cpus must be >= 0 (0: all CPUs), got {cfg.num_cpus}")
+    _wanted_types(cfg)
     device, why = pick_device(cfg.device, cfg.batch_size)
     if cfg.device == "auto":
         log(f"device: {why}")
@@ -276,7 +299,8 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
         expected = comparison_set(cands)
         verdict = build_verdict(list(stored.values()), ids, cfg.metric, cfg.n_resamples, cfg.seed,
                                 expected=expected if run_dir is not None else None,
-                                after_episode=select_after(run_dir))
+                                after_episode=select_after(run_dir),
+                                types={i.id: i.types for i in read_scenarios(out)})
         sv, sv_lines = signal_verdict_doc(plan, stored, ids, cands, cfg)
         writer.write_verdict(verdict, root, signals=sv)
         shown = [stored[c.key] for c in cands if c.key in stored]

@@ -147,3 +147,77 @@ def test_degenerate_inputs_give_nulls_not_errors():
     assert flat["correlations"]["score"]["spearman"] is None
     assert flat["rules"]["max_entropy"]["regret"] == 0.0
     json.dumps(flat, allow_nan=False)
+
+
+def test_verdict_carries_the_fields_statistics_and_a_per_type_verdict():
+    """Statistics and by_type as compute_verdict stores them: the pick's own POI is 0.5, a checkpoint that wins on
+    every scene has POI 1, the per-type regret is the difference of that type's means, and a rare type is not
+    judged. The whole verdict is strict JSON."""
+    from sim.harness.schema import to_json
+    from sim.harness.stats import MIN_TYPE_SCENES
+
+    n_a, n_b = 6, 3
+    base = np.linspace(0.2, 0.6, n_a + n_b)
+    metric = np.stack([base, base + 0.1, base - 0.2])  # k1 best everywhere, k0 the max-entropy pick
+    types = [("following_lane_with_lead",)] * n_a + [("starting_left_turn", "traversing_intersection")] * n_b
+    inp = _input(metric, entropy=[3.0, 2.0, 1.0], episodes=[0, 50, 100])
+    inp = VerdictInput(**{**inp.__dict__, "scene_types": tuple(types)})
+    v = compute_verdict(inp, n_resamples=199)
+    st_ = v["statistics"]
+    cp = {e["key"]: e for e in st_["checkpoints"]}
+    assert st_["pick"] == "k0" and st_["base"] == "k2"
+    assert cp["k0"]["poi_over_pick"] == 0.5 and cp["k1"]["poi_over_pick"] == 1.0 and cp["k2"]["poi_over_pick"] == 0
+    assert st_["rules_over_last"]["max_entropy"]["poi"] == 1.0
+    assert st_["strata"] == {"starting_left_turn": n_b, "following_lane_with_lead": n_a}
+    rows = {r["type"]: r for r in v["by_type"]["types"]}
+    assert rows["following_lane_with_lead"]["n"] == n_a and rows["following_lane_with_lead"]["judged"]
+    assert rows["following_lane_with_lead"]["rules"]["max_entropy"]["regret"] == pytest.approx(0.1)
+    assert rows["following_lane_with_lead"]["best"]["key"] == "k1"
+    assert n_b < MIN_TYPE_SCENES and not rows["starting_left_turn"]["judged"]
+    assert "regret 0.1 on following_lane_with_lead (n=6, rank 2)" in v["by_type"]["sentence"]
+    json.loads(to_json(v))
+    # without types: one stratum, no per-type verdict
+    plain = compute_verdict(_input(metric, entropy=[3.0, 2.0, 1.0], episodes=[0, 50, 100]), n_resamples=199)
+    assert plain["by_type"] is None and plain["statistics"]["strata"] == {"unclassified": n_a + n_b}
+    with pytest.raises(ValueError, match="scene_types"):
+        VerdictInput(**{**inp.__dict__, "scene_types": tuple(types[:2])})
+
+
+@pytest.fixture()
+def typed_work(tmp_path, monkeypatch):
+    """A run of 2 checkpoints and 4 procedural scenes of different families (2 left turns) in tmp/typed.npz."""
+    from scenarios.io import save_scenarios
+    from scenarios.procedural import generate
+    from tests.test_evaluate_support import make_run
+
+    run = make_run(tmp_path, episodes=(0, 50), log_stds=[-0.5, -0.9], rewards=[0.0, 1.0])
+    scenes = [generate("left_turn", 1), generate("lane_follow_straight", 2), generate("left_turn", 3),
+              generate("stopped_vehicle", 4)]
+    save_scenarios(tmp_path / "typed.npz", scenes)
+    monkeypatch.chdir(tmp_path)
+    return run
+
+
+def test_evaluate_filters_by_scenario_type_and_stores_types(typed_work, capsys):
+    from scenarios.types import scenario_types
+    from sim.evaluate import main
+    from sim.harness.reader import read_scenarios, read_verdict
+
+    args = ["--run", str(typed_work), "--scenarios", "typed.npz", "--no-progress", "--n-resamples", "99"]
+    assert main([*args, "--scenario-types", "starting_left_turn"]) == 0
+    out = capsys.readouterr().out
+    assert "--scenario-types starting_left_turn: 2 of 4 scenes" in out
+    assert "Statistics, run" in out and "Per scenario type" in out
+    res = typed_work / "results.h5"
+    infos = read_scenarios(res)
+    assert [i.id for i in infos] == ["procedural/left_turn/1", "procedural/left_turn/3"]
+    from scenarios.procedural import generate
+
+    assert all(i.types == scenario_types(generate("left_turn", int(i.id.rsplit("/", 1)[1]))) for i in infos)
+    v = read_verdict(res)
+    assert v["statistics"]["n_scenes"] == 2 and v["statistics"]["strata"] == {"starting_left_turn": 2}
+    assert {r["type"] for r in v["by_type"]["types"]} >= {"starting_left_turn", "traversing_intersection"}
+    # an unknown type: one line naming the flag, exit 2, nothing new written
+    assert main([*args, "--scenario-types", "left_turn"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --scenario-types: unknown type(s) left_turn") and len(err.splitlines()) == 1

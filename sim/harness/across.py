@@ -9,6 +9,11 @@ closed-loop metric on the same scenario set and settings), this reports per rule
 - ``p_best``: the fraction of seeds where the rule picks the best checkpoint (rank 1);
 - ``mean_rank`` of its pick (1 = best), and each seed's pick;
 
+- ``poi_over_last``: the probability of improvement of the rule's pick over ``last`` (rliable, Agarwal et al.
+  2021; :func:`sim.harness.stats.probability_of_improvement` with seeds as runs and scenes as tasks: on a
+  random scene, how likely a seed's pick by this rule beats a seed's ``last``), with a seed-bootstrap
+  percentile interval, where every run carries its picks' per-scene values;
+
 and the per-seed rank correlation (Spearman) between entropy and the metric, with its mean and
 seed-bootstrap interval. Rules are the run verdict's built-in ones (``max_entropy``, ``last``,
 ``best_reward``, ``bc``, ``random`` as expected regret) and, when present, one rule per logged
@@ -63,6 +68,8 @@ class SeedResult:
         picks: rule -> :class:`RulePick` (rules that pick nothing in this run are absent).
         spearman: entropy vs metric Spearman rho across the run's checkpoints (None if undefined).
         train_seed: the training seed of the run (its ``config.json``), None when unknown.
+        pick_scores: rule -> the metric of its pick on each scene (the run's scenes, sorted by id), sign-adjusted
+            so that higher is better; empty when not loaded (no probability of improvement then).
     """
 
     run: str
@@ -73,6 +80,7 @@ class SeedResult:
     picks: Mapping[str, RulePick]
     spearman: float | None = None
     train_seed: int | None = None
+    pick_scores: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,8 @@ class RuleAcross:
     p_best: float | None
     mean_rank: float | None
     picks: tuple[str, ...] = field(default_factory=tuple)
+    poi_over_last: float | None = None
+    poi_over_last_ci: tuple[float | None, float | None] = (None, None)
 
 
 @dataclass(frozen=True)
@@ -183,6 +193,36 @@ def check_comparable(seeds: Sequence[SeedResult]) -> None:
             by_seed[s.train_seed] = s.run
 
 
+def poi_over_last(seeds: Sequence[SeedResult], rule: str, *, n_resamples: int = 9999, seed: int = 0,
+                  confidence: float = 0.95) -> tuple[float | None, tuple[float | None, float | None]]:
+    """Probability of improvement of ``rule``'s pick over ``last`` across seeds, with a seed-bootstrap interval.
+
+    Seeds are rliable's runs and scenes its tasks: ``P = mean over scenes of P(X_n > Y_n)`` over every pair of a
+    seed's pick by ``rule`` (X) and a seed's ``last`` (Y). The interval resamples seeds (the same resampled seeds
+    for X and Y), percentile method; ``(None, None)`` below 2 seeds.
+
+    Returns:
+        ``(poi, (low, high))``; all None when a run lacks either pick's per-scene values or they differ in length.
+    """
+    from sim.harness.stats import probability_of_improvement
+
+    if rule == "last" or not seeds:
+        return None, (None, None)
+    xs = [s.pick_scores.get(rule) for s in seeds]
+    ys = [s.pick_scores.get("last") for s in seeds]
+    if any(v is None for v in xs + ys) or len({len(v) for v in xs + ys}) != 1 or not len(xs[0]):
+        return None, (None, None)
+    x, y = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)  # [R, N]
+    point = float(probability_of_improvement(x, y))
+    if len(seeds) < 2:
+        return point, (None, None)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(seeds), size=(n_resamples, len(seeds)))
+    dist = np.array([probability_of_improvement(x[i], y[i]) for i in idx])
+    a = (1 - confidence) / 2 * 100
+    return point, (float(np.percentile(dist, a)), float(np.percentile(dist, 100 - a)))
+
+
 def compare_runs(seeds: Sequence[SeedResult], *, n_resamples: int = 9999, seed: int = 0,
                  confidence: float = 0.95) -> AcrossVerdict:
     """Judge every rule over the runs (see the module docstring).
@@ -201,11 +241,13 @@ def compare_runs(seeds: Sequence[SeedResult], *, n_resamples: int = 9999, seed: 
         mean, ci = seed_bootstrap_mean([p.regret for p in got], n_resamples=n_resamples, seed=seed,
                                        confidence=confidence)
         ranked = [p for p in got if p.rank > 0]
+        poi, poi_ci = poi_over_last(seeds, rule, n_resamples=min(n_resamples, 1999), seed=seed,
+                                    confidence=confidence)
         out.append(RuleAcross(
             rule=rule, n_seeds=len(got), mean_regret=mean, mean_regret_ci=ci,
             p_best=(sum(p.rank == 1 for p in ranked) / len(ranked)) if ranked else None,
             mean_rank=float(np.mean([p.rank for p in ranked])) if ranked else None,
-            picks=tuple(p.name if p is not None else "" for p in picks)))
+            picks=tuple(p.name if p is not None else "" for p in picks), poi_over_last=poi, poi_over_last_ci=poi_ci))
     out.sort(key=lambda r: (math.inf if r.mean_regret is None else r.mean_regret, -(r.p_best or 0.0), r.rule))
     rhos = tuple(_finite(s.spearman) for s in seeds)
     rho_mean, rho_ci = seed_bootstrap_mean([r for r in rhos if r is not None], n_resamples=n_resamples, seed=seed,
@@ -220,12 +262,15 @@ def format_table(v: AcrossVerdict) -> str:
     def num(x: float | None, fmt: str = ".3f") -> str:
         return "n/a" if x is None else format(x, fmt)
 
-    head = f"{'rule':<22} {'seeds':>5} {'mean regret':>11} {'interval':>19} {'p(best)':>7} {'mean rank':>9}  picks"
+    head = (f"{'rule':<22} {'seeds':>5} {'mean regret':>11} {'interval':>19} {'p(best)':>7} {'mean rank':>9} "
+            f"{'P(>last)':>8} {'interval':>12}  picks")
     lines = [f"Across {len(v.runs)} runs, metric {v.metric} (regret: best minus pick; 0 is best)", head]
     for r in v.rules:
         lo, hi = r.mean_regret_ci
         lines.append(f"{r.rule:<22} {r.n_seeds:>5} {num(r.mean_regret):>11} {'[' + num(lo) + ', ' + num(hi) + ']':>19} "
-                     f"{num(r.p_best, '.2f'):>7} {num(r.mean_rank, '.2f'):>9}  {', '.join(p or '-' for p in r.picks)}")
+                     f"{num(r.p_best, '.2f'):>7} {num(r.mean_rank, '.2f'):>9} {num(r.poi_over_last, '.2f'):>8} "
+                     f"{'[' + num(r.poi_over_last_ci[0], '.2f') + ', ' + num(r.poi_over_last_ci[1], '.2f') + ']':>12}  "
+                     f"{', '.join(p or '-' for p in r.picks)}")
     if len(v.runs) < 2:
         lines.append("one run: the intervals over seeds need two or more runs trained with different seeds")
     lo, hi = v.spearman_ci

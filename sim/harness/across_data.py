@@ -48,10 +48,12 @@ def _picks(verdict: dict[str, Any]) -> dict[str, RulePick]:
     return out
 
 
-def seed_verdict(path: Path, metric: str) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """The run's verdict judged by ``metric`` (stored, or recomputed from the rows) and its scenario ids."""
+def seed_verdict(path: Path, metric: str) -> tuple[dict[str, Any], tuple[str, ...], dict[str, tuple[float, ...]]]:
+    """The run's verdict judged by ``metric`` (stored, or recomputed from the rows), its scenario ids and each
+    rule's pick's per-scene values (sign-adjusted: higher is better; :attr:`SeedResult.pick_scores`)."""
     from sim.harness.reader import read_checkpoints, read_root_attrs, read_verdict
     from sim.harness.report import build_verdict
+    from sim.metric_catalogue import higher_is_better
 
     attrs, _ = read_root_attrs(path)
     stored = read_checkpoints(path)
@@ -64,7 +66,12 @@ def seed_verdict(path: Path, metric: str) -> tuple[dict[str, Any], tuple[str, ..
     if v is None or v.get("metric") != metric or ("completeness" not in v and expected is not None):
         run_dir = Path(str(attrs.get("run_dir") or path.parent))
         v = build_verdict(stored, list(ids), metric, 0, 0, expected=expected, after_episode=select_after(run_dir))
-    return v, ids
+    rows = {s.key: s.rows for s in cps}
+    sign = 1.0 if higher_is_better(metric) else -1.0
+    scores = {r: tuple(sign * float(x) for x in rows[e["key"]].select(ids).metrics[metric])
+              for r, e in (v.get("rules") or {}).items()
+              if r != "random" and e and e.get("key") in rows and metric in rows[e["key"]].metrics}
+    return v, ids, scores
 
 
 def load_seed(run: str | Path, metric: str = "score", label: str | None = None) -> SeedResult:
@@ -78,7 +85,7 @@ def load_seed(run: str | Path, metric: str = "score", label: str | None = None) 
         from sim.harness.reader import read_root_attrs
 
         attrs, _ = read_root_attrs(path)
-        v, ids = seed_verdict(path, metric)
+        v, ids, scores = seed_verdict(path, metric)
     except ResultsError as e:
         raise AcrossError(str(e)) from None
     comp = v.get("completeness") or {}
@@ -91,7 +98,8 @@ def load_seed(run: str | Path, metric: str = "score", label: str | None = None) 
     settings = str(attrs.get("settings_digest") or "unrecorded")
     return SeedResult(run=label or Path(run).name or str(run), metric=metric, n_checkpoints=int(v["n_checkpoints"]),
                       scenario_digest=f"{len(ids)} scenes {scen}", settings_digest=settings, picks=_picks(v),
-                      spearman=v["correlations"][metric].get("spearman"), train_seed=_train_seed(path.parent))
+                      spearman=v["correlations"][metric].get("spearman"), train_seed=_train_seed(path.parent),
+                      pick_scores=scores)
 
 
 def _train_seed(run_dir: Path) -> int | None:

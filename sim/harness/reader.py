@@ -56,7 +56,8 @@ class ScenarioInfo:
         tags: free tags.
         dt: step length, s. init_step: first controlled step. num_steps: steps in the log.
         offset: recentring shift applied on import, m (None: not recorded). agents_dropped: agents left out
-            of the simulated batch (-1: not recorded).
+            of the simulated batch (-1: not recorded). types: scenario types (``scenarios/types.py``; empty: not
+            recorded, a file written before types).
     """
 
     row: int
@@ -69,6 +70,7 @@ class ScenarioInfo:
     num_steps: int
     offset: tuple[float, float] | None = None
     agents_dropped: int = -1
+    types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -257,6 +259,7 @@ def _scenario_info(name: str, g: h5py.Group) -> ScenarioInfo:
         num_steps=_i(a.get("num_steps"), 0),
         offset=_offset(a.get("offset")),
         agents_dropped=_i(a.get("agents_dropped"), -1),
+        types=tuple(str(t) for t in _json(a.get("types"), [])),
     )
 
 

@@ -10,8 +10,9 @@ One interval method per kind of number, used by the CLI and the dashboard (``doc
   checks), always within [0, 1] and not collapsed at 0 or 1.
 
 Both quantiles come from the standard library (``statistics.NormalDist``), so the dashboard's first paint
-needs no scipy. Rank correlations use the verdict's paired scenario bootstrap instead. Torch-free; rich is
-imported only when printing.
+needs no scipy. Rank correlations use the verdict's paired scenario bootstrap instead; the field's statistics
+(IQM, probability of improvement, per scenario type: :mod:`sim.harness.stats`) come with the verdict and are
+printed by :func:`print_statistics`. Torch-free; rich is imported only when printing.
 """
 
 from __future__ import annotations
@@ -138,10 +139,63 @@ def print_summary(console, rows: Sequence[dict[str, Any]], verdict: Verdict | No
                            f"{e['regret']:.3f}")
         console.print(rt)
     console.print(f"[bold]Verdict ({escape(run)}):[/bold] {escape(verdict['sentence'])}")
+    print_statistics(console, verdict, run)
+
+
+def _ci_cell(x: float | None, ci: Sequence[float | None] | None, fmt: str = ".3f") -> str:
+    if x is None:
+        return "n/a"
+    lo, hi = ci or (None, None)
+    return f"{x:{fmt}}" + ("" if lo is None or hi is None else f" [{lo:{fmt}}, {hi:{fmt}}]")
+
+
+def print_statistics(console, verdict: Mapping[str, Any], run: str = "-") -> None:
+    """The field's statistics of a verdict (``statistics``, ``by_type``; absent in older files: nothing printed):
+    per checkpoint the IQM with its stratified interval and the probability of improvement over the pick, each
+    rule's probability of improvement over ``last``, and the per-type table with its sentence."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    st = verdict.get("statistics")
+    if st and st.get("checkpoints"):
+        pick = st.get("pick")
+        names = {e["key"]: e["name"] for e in st["checkpoints"]}
+        t = Table(title=f"Statistics, run {run}: {st['metric']} over {st['n_scenes']} scenes, "
+                        f"{int(st['confidence'] * 100)}% stratified bootstrap by scenario type "
+                        f"({len(st['strata'])} strata)")
+        for col in ("checkpoint", "IQM [interval]", f"P(better than {names.get(pick, 'the pick')})"):
+            t.add_column(escape(col))
+        for e in st["checkpoints"]:
+            t.add_row(e["name"] + (" (pick)" if e["key"] == pick else ""), _ci_cell(e["iqm"], e["iqm_ci"]),
+                      "-" if e["key"] == pick else _ci_cell(e["poi_over_pick"], e["poi_ci"], ".2f"))
+        console.print(t)
+        over = [f"{r} {_ci_cell(e['poi'], e['ci'], '.2f')}" for r, e in st["rules_over_last"].items() if e]
+        if over:
+            console.print("P(rule's pick better than last's) on a scene: " + escape("; ".join(over)))
+    bt = verdict.get("by_type")
+    if not bt or not bt.get("types"):
+        return
+    rules = [r for r in RULES if any((row.get("rules") or {}).get(r) for row in bt["types"])]
+    t = Table(title=f"Per scenario type, run {run}: regret by {bt['metric']} (rank); no verdict below "
+                    f"{bt['min_scenes']} scenes")
+    for col in ("type", "scenes", "best", *rules):
+        t.add_column(col)
+    for row in bt["types"]:
+        if not row["judged"]:
+            t.add_row(row["type"], str(row["n"]), "too few scenes", *[""] * len(rules))
+            continue
+        cells = []
+        for r in rules:
+            e = (row.get("rules") or {}).get(r)
+            cells.append("n/a" if e is None else f"{e['regret']:.3f} ({e['rank']})")
+        t.add_row(row["type"], str(row["n"]), row["best"]["name"], *cells)
+    console.print(t)
+    console.print(escape(bt["sentence"]))
 
 
 def build_verdict(stored: Sequence[StoredCheckpoint], ids: Sequence[str], metric: str, n_resamples: int,
-                  seed: int, expected: Sequence[Mapping[str, Any]] | None = None, after_episode: int = 0) -> Verdict:
+                  seed: int, expected: Sequence[Mapping[str, Any]] | None = None, after_episode: int = 0,
+                  types: Mapping[str, Sequence[str]] | None = None) -> Verdict:
     """Verdict over the stored checkpoints (not baselines) that cover every scenario ``ids``.
 
     Args:
@@ -149,6 +203,8 @@ def build_verdict(stored: Sequence[StoredCheckpoint], ids: Sequence[str], metric
             its checkpoints are judged, a missing part is said (``completeness``), and a role the run declares
             but whose checkpoint has no results yet picks nothing (never a stand-in).
         after_episode: the trainer's ``select_after`` (max-entropy fallback when the run has no role file).
+        types: scenario id -> its scenario types (``ScenarioInfo.types``); the statistics' strata and the verdict
+            per type. None, or a scene without types: no per-type verdict.
     """
     declared: list[str] = []
     comp = None
@@ -174,6 +230,7 @@ def build_verdict(stored: Sequence[StoredCheckpoint], ids: Sequence[str], metric
         metric_names=names,
         declared=declared,
         after_episode=after_episode,
+        scene_types=[tuple(types[i]) for i in ids] if types and all(types.get(i) for i in ids) else (),
     )
     v = compute_verdict(inp, metric=metric, n_resamples=n_resamples, seed=seed, comp=comp)
     v["unevaluated_roles"] = [r for r in RULES if v["rules"].get(r) is None and RULE_ROLES[r] in declared]

@@ -184,6 +184,7 @@ class SceneRecord:
         length, width (ego first). valid: bool [A, T]. agent_type: int8 [A]. route: float32 [R, 2] m.
         map: kind -> (points float32 [P, 2], offsets int64 [L + 1]). offset: float64 [2] m, the recentring
         shift applied on import (NaN: not recorded). agents_dropped: agents left out of the batch (-1: unknown).
+        types: scenario types (:func:`scenarios.types.scenario_types`; empty: not recorded).
     """
 
     id: str
@@ -201,6 +202,7 @@ class SceneRecord:
     map: Mapping[str, tuple[np.ndarray, np.ndarray]]
     offset: tuple[float, float] = (math.nan, math.nan)
     agents_dropped: int = -1
+    types: tuple[str, ...] = ()
 
 
 def recentring_offset(scene: Any) -> tuple[float, float]:
@@ -214,6 +216,8 @@ def recentring_offset(scene: Any) -> tuple[float, float]:
 
 def scene_record(scene: Any, agents_dropped: int = -1) -> SceneRecord:
     """The stored view of a :class:`scenarios.scenario.Scenario` (ego first)."""
+    from scenarios.types import scenario_types
+
     order = [scene.ego] + [a for a in range(scene.num_agents) if a != scene.ego]
     return SceneRecord(
         id=scene.id, source=scene.source, family=scene.family, tags=tuple(scene.tags), dt=float(scene.dt),
@@ -224,5 +228,5 @@ def scene_record(scene: Any, agents_dropped: int = -1) -> SceneRecord:
         route=np.asarray(scene.route, dtype=np.float32).reshape(-1, 2),
         map={k: (np.asarray(getattr(scene.map, k).points, dtype=np.float32).reshape(-1, 2),
                  np.asarray(getattr(scene.map, k).offsets, dtype=np.int64)) for k in MAP_KINDS},
-        offset=recentring_offset(scene), agents_dropped=int(agents_dropped),
+        offset=recentring_offset(scene), agents_dropped=int(agents_dropped), types=scenario_types(scene),
     )

@@ -9,7 +9,9 @@ correlation across checkpoints; percentile intervals, since rank correlations ar
 discrete and BCa collapses at +-1). It also computes the regret of the selection rules
 (max entropy, last, best training reward, behaviour-cloned start, random) against the best
 checkpoint by the chosen metric, and whether entropy tells more than the step does
-(bootstrap interval of ``|rho_entropy| - |rho_step|`` above zero).
+(bootstrap interval of ``|rho_entropy| - |rho_step|`` above zero). Beside them, the field's statistics
+(:mod:`sim.harness.stats`: IQM with intervals stratified by scenario type, probabilities of improvement,
+performance profiles) and the verdict per scenario type.
 
 Needs numpy and scipy only. The output structure is documented in ``docs/results_schema.md``.
 """
@@ -24,6 +26,7 @@ from typing import Any, TypedDict
 
 import numpy as np
 
+from sim.harness.stats import field_statistics, type_breakdown
 from sim.metric_catalogue import higher_is_better as catalogue_direction
 
 RULES = ("max_entropy", "last", "best_reward", "bc")
@@ -62,6 +65,8 @@ class Verdict(TypedDict, total=False):
     completeness: dict[str, Any]
     unevaluated_roles: list[str]
     sentence: str
+    statistics: dict[str, Any]
+    by_type: dict[str, Any] | None
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,6 +82,8 @@ class VerdictInput:
         metrics: metric name -> float ``[C, S]`` per-scenario values.
         declared: roles the run has a role file for (see :func:`pick_index`).
         after_episode: the trainer's ``select_after`` (max-entropy fallback).
+        scene_types: S tuples of scenario types (``scenarios/types.py``), or empty when unknown (no per-type
+            verdict, one bootstrap stratum).
     """
 
     keys: tuple[str, ...]
@@ -88,6 +95,7 @@ class VerdictInput:
     metrics: Mapping[str, np.ndarray]
     declared: tuple[str, ...] = ()
     after_episode: int = 0
+    scene_types: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         c = len(self.keys)
@@ -97,6 +105,9 @@ class VerdictInput:
         shapes = {np.shape(v) for v in self.metrics.values()}
         if len(shapes) > 1 or any(len(s) != 2 or s[0] != c for s in shapes):
             raise ValueError(f"metrics must all be [{c}, S], got {sorted(shapes)}")
+        if self.scene_types and len(self.scene_types) != self.num_scenarios:
+            raise ValueError(f"scene_types must have one entry per scenario ({self.num_scenarios}), "
+                             f"got {len(self.scene_types)}")
 
     @property
     def num_scenarios(self) -> int:
@@ -400,7 +411,8 @@ def compute_verdict(
             "regret": _float(regret),
         }
 
-    rules: dict[str, Any] = {r: entry(_pick(inp, r)) for r in RULES}
+    picks = {r: _pick(inp, r) for r in RULES}
+    rules: dict[str, Any] = {r: entry(picks[r]) for r in RULES}
     if best_i is not None:
         regrets = sign * (values[best_i] - values)
         rules["random"] = {
@@ -431,6 +443,10 @@ def compute_verdict(
     if comp is not None:
         verdict["completeness"] = {**asdict(comp), "line": comp.line()}
     verdict["sentence"] = sentence(verdict)
+    verdict["statistics"] = field_statistics(data[mi] if c else np.zeros((0, s)), inp.keys, inp.names, picks,
+                                             hib[metric], inp.scene_types, metric, n_resamples, seed, confidence)
+    verdict["by_type"] = (type_breakdown(data[mi], inp.keys, inp.names, picks, hib[metric], inp.scene_types, metric)
+                          if inp.scene_types and c else None)
     return verdict
 
 
@@ -480,8 +496,10 @@ def verdict_input_from_rows(
     metric_names: Sequence[str],
     declared: Sequence[str] = (),
     after_episode: int = 0,
+    scene_types: Sequence[Sequence[str]] = (),
 ) -> VerdictInput:
-    """Build a :class:`VerdictInput` from per-checkpoint metric dicts (each ``[S]``, same scenario order)."""
+    """Build a :class:`VerdictInput` from per-checkpoint metric dicts (each ``[S]``, same scenario order;
+    ``scene_types``: the S scenes' types, or empty)."""
     return VerdictInput(
         keys=tuple(keys),
         names=tuple(names),
@@ -492,4 +510,5 @@ def verdict_input_from_rows(
         metrics={m: np.stack([np.asarray(d[m], dtype=np.float64) for d in metrics]) for m in metric_names},
         declared=tuple(declared),
         after_episode=int(after_episode),
+        scene_types=tuple(tuple(t) for t in scene_types),
     )
