@@ -32,7 +32,7 @@ from sim.harness.candidates import (
 )
 from sim.harness.errors import EvaluationError
 from sim.harness.executors import EXECUTORS, SimSettings, make_executor, make_shards, make_units, run_units
-from sim.harness.identity import identity_root
+from sim.harness.identity import identity_root, run_results_path
 from sim.harness.plugin_candidates import plugin_candidates
 from sim.harness.reader import read_checkpoints
 from sim.harness.report import build_verdict, print_summary, summary_rows
@@ -148,7 +148,7 @@ def _output(cfg: EvalConfig, run_dir: Path | None) -> Path:
     if cfg.out:
         return Path(cfg.out)
     if run_dir is not None:
-        return run_dir / RESULTS_NAME
+        return run_results_path(run_dir, cfg.scenarios)  # results.h5, or this scenario set's own file beside it
     raise EvaluationError("no run directory to put results.h5 in: give --out")
 
 
@@ -235,10 +235,12 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
     writer = ResultsWriter(out)
     writer.preflight()
     label = run_dir.name if run_dir else out.stem
+    if out.name != RESULTS_NAME and not cfg.out:
+        log(f"Scenario set {cfg.scenarios} has its own results file: {out} ({RESULTS_NAME} holds another set)")
     with writer.lock():
         ids = [s.id for s in scenes]
         scene_of = {s.id: s for s in scenes}
-        root = identity_root(out, cfg.agents, cfg.backend, scenes, cands, asdict(cfg))
+        root = identity_root(out, cfg.agents, cfg.backend, scenes, cands, asdict(cfg), run_dir=run_dir)
         root.update({"backend": cfg.backend, "suite": cfg.scenarios, "run_dir": str(run_dir) if run_dir else ""})
         done = writer.done()
         todo = {c.key: {i for i, s in enumerate(ids) if s not in done.get(c.key, set())} for c in cands}

@@ -75,8 +75,12 @@ def load_seed(run: str | Path, metric: str = "score", label: str | None = None) 
     """
     path = results_path(run)
     try:
-        from sim.harness.reader import read_root_attrs
+        from sim.harness.reader import read_experiment, read_root_attrs
 
+        experiment, notes = read_experiment(path)
+        if notes:  # a file of an older tool that pools runs or scenario sets: never one seed's verdict
+            raise AcrossError(f"{path}: {notes[0]}; re-create it, one run and one scenario set per file: "
+                              f"rm -r {path} {path}.parts && python -m sim.evaluate --run {path.parent}")
         attrs, _ = read_root_attrs(path)
         v, ids = seed_verdict(path, metric)
     except ResultsError as e:
@@ -91,7 +95,8 @@ def load_seed(run: str | Path, metric: str = "score", label: str | None = None) 
     settings = str(attrs.get("settings_digest") or "unrecorded")
     return SeedResult(run=label or Path(run).name or str(run), metric=metric, n_checkpoints=int(v["n_checkpoints"]),
                       scenario_digest=f"{len(ids)} scenes {scen}", settings_digest=settings, picks=_picks(v),
-                      spearman=v["correlations"][metric].get("spearman"), train_seed=_train_seed(path.parent))
+                      spearman=v["correlations"][metric].get("spearman"), train_seed=_train_seed(path.parent),
+                      experiment=experiment)
 
 
 def _train_seed(run_dir: Path) -> int | None:
