@@ -6,7 +6,9 @@ Example (right after ``python -m training.train --episodes 500``)::
 
 ``best_entropy.pt`` resolves in ``out/latest/``; since it belongs to a run, the run's whole
 comparison set is evaluated (``--only`` to evaluate just the given files). Results go to
-``<run>/results.h5`` (schema: ``docs/results_schema.md``); pairs already there are skipped.
+``<run>/results.h5`` (schema: ``docs/results_schema.md``), a run's other scenario sets to their own file beside
+it (``sim.harness.identity.run_results_path``); pairs already there are skipped. A results file is one
+experiment: a call of another run, set, setting or metric version is refused with the ``--out`` to use.
 A thin CLI: the flags are generated from :class:`EvalConfig`; the work is done in :mod:`sim.harness`.
 """
 
@@ -79,7 +81,8 @@ class EvalConfig:
                        "the metrics' candidate filters and route projection; continuous metrics differ from "
                        "eager's at float32 round-off, a borderline boolean one can flip; about 20 s to compile "
                        "per process: pays on long sweeps); falls back to eager with a warning")
-    out: str | None = _f(None, "results file (default <run>/results.h5)")
+    out: str | None = _f(None, "results file, one experiment each (default <run>/results.h5; a run's other "
+                               "scenario sets: <run>/results.<set>.h5)")
     consolidate: bool = _f(False, "at the end, copy the sidecar commits into one self-contained results file")
     seed: int = _f(0, "torch and bootstrap seed")
     executor: str = _f("local", "where work units run: this process, worker processes here, or Ray",

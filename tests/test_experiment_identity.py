@@ -166,11 +166,18 @@ def test_older_files_that_mix_runs_or_sets_are_read_and_flagged(tmp_path):
         assert len(s.checkpoints) >= 1 and len(s.warnings) == 1 and word in s.warnings[0]
         assert read_experiment(path)[1] and not read_experiment(path)[0].recorded
     assert read_summary(clean).warnings == ()
+    call = Experiment(str(tmp_path / "s1"), "procedural:test", (("agents", "log"),), "1")
+    for path in (mixed_runs, mixed_sets):  # nothing more is added to a file that already pools
+        from sim.harness.reader import read_root_attrs
+
+        attrs, has_rows = read_root_attrs(path)
+        with pytest.raises(EvaluationError, match="pool.*give --out "):
+            check_experiment(path, attrs, has_rows, call, {}, read_experiment(path)[1])
     assert mix_notes({"experiment_source": "x", "suite": "b", "config": {"scenarios": "a"}},
                      [("checkpoint", "/a/x.pt"), ("checkpoint", "/b/x.pt")]) == ()
 
 
-def test_across_refuses_another_metric_version_and_an_older_mixed_file(tmp_path):
+def test_across_refuses_another_metric_version_and_an_older_mixed_file(tmp_path, capsys):
     def seed(run, version):
         return SeedResult(run=run, metric="score", n_checkpoints=2, scenario_digest="d", settings_digest="c",
                           picks={"last": RulePick("ep1", 1, 0.0)},
@@ -182,7 +189,10 @@ def test_across_refuses_another_metric_version_and_an_older_mixed_file(tmp_path)
     from sim.across import main
 
     _legacy(tmp_path / "mixed.h5", [tmp_path / "s1", tmp_path / "s0"], "procedural:test", "procedural:test")
+    capsys.readouterr()
     assert main([str(tmp_path / "mixed.h5")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "2 runs" in err and "python -m sim.evaluate --run" in err
 
 
 # --- the two flows of issue 21, end to end through the CLIs -------------------------------------------------------

@@ -15,12 +15,13 @@ from typing import Any
 
 from sim.harness.across import AcrossError, RulePick, SeedResult
 from sim.harness.errors import ResultsError
+from sim.harness.identity import results_name
 from sim.harness.run_info import select_after
-from sim.harness.schema import RESULTS_NAME
 
 
 def results_path(run: str | Path) -> Path:
-    """The results file of ``run`` (a run folder, or a results file given directly).
+    """The results file of ``run``: a run folder's ``results.h5`` (its first scenario set; another set's file,
+    ``results.<set>.h5``, is given directly), or a results file.
 
     Raises:
         AcrossError: one line naming the path and the command that makes the file.
@@ -30,7 +31,7 @@ def results_path(run: str | Path) -> Path:
         return p
     if not p.exists():
         raise AcrossError(f"{p}: no such run folder")
-    f = p / RESULTS_NAME
+    f = p / results_name()
     if not f.is_file():
         raise AcrossError(f"{f}: no results file; evaluate the run first: python -m sim.evaluate --run {p}")
     return f
