@@ -18,14 +18,14 @@ import numpy as np
 import streamlit as st
 
 from dashboard.table import BASE_COLUMNS, Rows
-from sim.harness.identity import results_files, set_slug
+from sim.harness.identity import Experiment, results_files, results_name, set_slug
 from sim.harness.reader import (
     ResultsError,
     ResultsSummary,
     ScenarioInfo,
     SceneDetail,
     read_ego_traj,
-    read_experiment,
+    read_root_attrs,
     read_scenarios,
     read_scene,
     read_summary,
@@ -92,7 +92,7 @@ class RunData:
     @property
     def results_path(self) -> Path:
         """Path of the results file shown: the chosen scenario set's, else the run's ``results.h5``."""
-        return self.results if self.results is not None else self.ref.path / RESULTS_NAME
+        return self.results if self.results is not None else self.ref.path / results_name()
 
 
 @dataclass(frozen=True)
@@ -189,10 +189,9 @@ def _read_traj(path: str, key: tuple[int, int], ck: str, pos: int) -> tuple[np.n
 @st.cache_data(show_spinner=False, max_entries=64)
 def _read_set(path: str, key: tuple[int, int]) -> str:
     try:
-        exp, _ = read_experiment(path)
+        return Experiment.from_attrs(read_root_attrs(path)[0]).scenario_set
     except ResultsError:
         return ""
-    return exp.scenario_set if exp is not None else ""
 
 
 def result_sets(ref: RunRef) -> tuple[ResultSet, ...]:
@@ -243,7 +242,7 @@ def load_run(ref: RunRef, results: str | Path | None = None) -> RunData:
     summary = None
     files = results_files(ref.path)
     wanted = [f for f in files if results is not None and f.name == Path(results).name]
-    res = (wanted or files or [ref.path / RESULTS_NAME])[0]
+    res = (wanted or files or [ref.path / results_name()])[0]
     if res.is_file():
         summary, err = _read_summary(str(res), file_key(res))
         if err and "commit files are missing" in err:  # moved without its .parts folder: nothing to delete

@@ -116,6 +116,8 @@ def canonical_scenario_set(spec: str) -> str:
             return str(p.resolve())
     except (OSError, RuntimeError):
         return spec
+    if ":" in spec:  # already name:split (the dashboard reads this at first paint: no suite import needed)
+        return spec
     from scenarios.suites import SuiteError, parse_spec
 
     try:

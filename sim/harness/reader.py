@@ -35,7 +35,7 @@ import h5py
 import numpy as np
 
 from sim.harness.errors import ResultsError
-from sim.harness.identity import Experiment, mix_notes
+from sim.harness.identity import SOURCE_ATTR, Experiment, mix_notes
 from sim.harness.schema import (
     SCHEMA_VERSION,
     SKIPPED_FIELDS,
@@ -547,7 +547,7 @@ def read_experiment(path: str | Path) -> tuple[Experiment | None, tuple[str, ...
     with open_results(p) as f:
         try:
             attrs = {k: attr_value(v) for k, v in f.attrs.items()}
-            grp = f.get("checkpoints")
+            grp = f.get("checkpoints") if SOURCE_ATTR not in attrs else None  # recorded: checked at every call
             cks = [(_s(grp[k].attrs.get("kind", "")), _s(grp[k].attrs.get("path", "")))
                    for k in (grp if grp is not None else ()) if not _is_temp(k)]
         except (OSError, KeyError, ValueError, TypeError) as e:
