@@ -166,6 +166,13 @@ def test_older_files_that_mix_runs_or_sets_are_read_and_flagged(tmp_path):
         assert len(s.checkpoints) >= 1 and len(s.warnings) == 1 and word in s.warnings[0]
         assert read_experiment(path)[1] and not read_experiment(path)[0].recorded
     assert read_summary(clean).warnings == ()
+    from dashboard import data
+
+    run = tmp_path / "runs" / "s1"
+    run.mkdir(parents=True)
+    _legacy(run / RESULTS_NAME, [tmp_path / "s1", tmp_path / "s0"], "procedural:test", "procedural:test")
+    shown = data.load_run(next(r for r in data.list_runs(run.parent) if r.name == "s1"))
+    assert [m for lvl, m in shown.problems if lvl == "warning" and "2 runs" in m and "not one experiment" in m]
     call = Experiment(str(tmp_path / "s1"), "procedural:test", (("agents", "log"),), "1")
     for path in (mixed_runs, mixed_sets):  # nothing more is added to a file that already pools
         from sim.harness.reader import read_root_attrs
