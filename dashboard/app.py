@@ -272,13 +272,30 @@ def seed_view_state(names: list[str], latest: str | None) -> None:
         st.session_state[k] = list(st.session_state[k])
 
 
-def draw_sidebar(names: list[str], latest: str | None, runs: list[data.RunRef], runs_dir: Path) -> None:
-    """The run and metric pickers (their values are already in the session state: see :func:`seed_view_state`)."""
+def draw_sidebar(names: list[str], latest: str | None, runs: list[data.RunRef], runs_dir: Path,
+                 sets: tuple[data.ResultSet, ...] = ()) -> None:
+    """The run, scenario-set and metric pickers (their values are already in the session state: see
+    :func:`seed_view_state` and :func:`seed_result_set`). The scenario-set picker shows when the run has several
+    results files: one is shown at a time, never pooled."""
     with st.sidebar:
         st.selectbox("run", names, key="run", format_func=lambda n: n + (" (latest)" if n == latest else "")
                      + ("" if runs[names.index(n)].has_results else " - no results"))
+        if len(sets) > 1:
+            labels = {s.path.name: s.label for s in sets}
+            st.selectbox("scenario set", list(labels), key="results", format_func=labels.__getitem__)
         st.selectbox("closed-loop metric", METRICS, key="metric")
         st.caption(f"runs folder: `{runs_dir}`")
+
+
+def seed_result_set(sets: tuple[data.ResultSet, ...]) -> str | None:
+    """The chosen results file's name (URL ``results``; the run's first file when absent or not the run's)."""
+    names = [s.path.name for s in sets]
+    if not names:
+        return None
+    qp_default("results", names[0])
+    if st.session_state["results"] not in names:
+        st.session_state["results"] = names[0]
+    return st.session_state["results"]
 
 
 def select_and_mark(rows: table.Rows, rr: run_roles.RunRoles, run_name: str,
@@ -331,8 +348,9 @@ def main(frame: PageFrame) -> None:
 
     # Load and decide first, then send the page in one burst: elements that reach the browser one by one while
     # the server reads are drawn one frame each, before Plotly's code can run (about 0.2 s of a first paint).
+    sets = data.result_sets(runs[names.index(run_name)])
     try:
-        run = data.load_run(runs[names.index(run_name)])
+        run = data.load_run(runs[names.index(run_name)], seed_result_set(sets))
         qp_default("after", int((run.history or {}).get("select_after") or 0), int)  # the trainer's own rule
         st.session_state["after"] = max(0, int(st.session_state["after"]))
         rows, rr = run_roles.apply_run_roles(data.checkpoint_rows(run.summary), run.ref.path,
@@ -344,11 +362,11 @@ def main(frame: PageFrame) -> None:
                                              marks.get("best", marks.get("best_so_far"))) if len(rows) else None
     except Exception:  # an unforeseen fault in this run's files: keep the run picker, drop the empty frames
         frame.clear()
-        draw_sidebar(names, latest, runs, cfg.runs_dir)
+        draw_sidebar(names, latest, runs, cfg.runs_dir, sets)
         raise
     valid = set(rows.keys)
 
-    draw_sidebar(names, latest, runs, cfg.runs_dir)
+    draw_sidebar(names, latest, runs, cfg.runs_dir, sets)
     show_problems(run, frame.notes)
     entropy_caveat(run, frame.notes)
     frame.entropy.plotly_chart(entropy_fig, key="entropy_chart", on_select="rerun", selection_mode="points")
@@ -439,7 +457,8 @@ def sync_url(run_name: str, metric: str, ckpt: str | None) -> None:
     qp = {"run": run_name, "metric": metric, "window": str(st.session_state.get("window", 1)),
           "mode": st.session_state.get("mode", "max"), "after": str(st.session_state.get("after", 0)),
           "corr_metric": st.session_state.get("corr_metric", metric), "ckpt": ckpt or "",
-          "scene": st.session_state.get("scene") or "", "overlay": ",".join(overlay)}
+          "scene": st.session_state.get("scene") or "", "overlay": ",".join(overlay),
+          "results": "" if st.session_state.get("results") == data.RESULTS_NAME else st.session_state.get("results")}
     for k in ("f_family", "f_source", "f_failure"):
         qp[k] = ",".join(st.session_state.get(k) or [])
     for k in [k for k, v in qp.items() if not v and k in st.query_params]:

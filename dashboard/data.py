@@ -18,12 +18,14 @@ import numpy as np
 import streamlit as st
 
 from dashboard.table import BASE_COLUMNS, Rows
+from sim.harness.identity import Experiment, results_files, results_name, set_slug
 from sim.harness.reader import (
     ResultsError,
     ResultsSummary,
     ScenarioInfo,
     SceneDetail,
     read_ego_traj,
+    read_root_attrs,
     read_scenarios,
     read_scene,
     read_summary,
@@ -85,11 +87,25 @@ class RunData:
     train_metrics: dict[str, Any] | None
     summary: ResultsSummary | None
     problems: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    results: Path | None = None
 
     @property
     def results_path(self) -> Path:
-        """Path of the run's results file."""
-        return self.ref.path / "results.h5"
+        """Path of the results file shown: the chosen scenario set's, else the run's ``results.h5``."""
+        return self.results if self.results is not None else self.ref.path / results_name()
+
+
+@dataclass(frozen=True)
+class ResultSet:
+    """One results file of a run: one scenario set (and settings), shown alone, never pooled with another.
+
+    Attributes:
+        path: the file (``results.h5``, ``results.<set>.h5``, ``results-<label>.h5``).
+        label: what the picker shows: the set's name and the file's.
+    """
+
+    path: Path
+    label: str
 
 
 def file_key(path: Path) -> tuple[int, int]:
@@ -113,7 +129,7 @@ def list_runs(runs_dir: Path) -> list[RunRef]:
         if not present:
             continue
         runs.append(RunRef(name=p.name, path=p, mtime=max(x.stat().st_mtime for x in present),
-                           has_results=(p / RESULTS_NAME).is_file(),
+                           has_results=bool(results_files(p)),
                            has_history=(p / "entropy_history.json").is_file()))
     runs.sort(key=lambda r: (-r.mtime, r.name))
     return runs
@@ -170,6 +186,24 @@ def _read_traj(path: str, key: tuple[int, int], ck: str, pos: int) -> tuple[np.n
         return None, str(e)
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _read_set(path: str, key: tuple[int, int]) -> str:
+    try:
+        return Experiment.from_attrs(read_root_attrs(path)[0]).scenario_set
+    except ResultsError:
+        return ""
+
+
+def result_sets(ref: RunRef) -> tuple[ResultSet, ...]:
+    """The run's results files, ``results.h5`` first (:func:`sim.harness.identity.results_files`), each labelled
+    by the scenario set it holds (read from the file, cached on its mtime)."""
+    out = []
+    for p in results_files(ref.path):
+        held = _read_set(str(p), file_key(p))
+        out.append(ResultSet(p, f"{set_slug(held) if held else 'unrecorded set'} ({p.name})"))
+    return tuple(out)
+
+
 def load_json(path: Path) -> tuple[Any, str | None]:
     """Parsed JSON (cached on mtime) and an error message, (None, None) when the file is absent."""
     if not path.is_file():
@@ -177,8 +211,15 @@ def load_json(path: Path) -> tuple[Any, str | None]:
     return _read_json(str(path), file_key(path))
 
 
-def load_run(ref: RunRef) -> RunData:
-    """Load a run's JSON files and results summary, collecting problems as messages (never raising)."""
+def load_run(ref: RunRef, results: str | Path | None = None) -> RunData:
+    """Load a run's JSON files and one results file's summary, collecting problems as messages (never raising).
+
+    Args:
+        ref: the run. results: which of its results files (:func:`result_sets`; a path or a file name); None or
+            one the run does not have: ``results.h5``, else its first. One file is one experiment: files of
+            other scenario sets are never pooled into it. A file of an older tool that already pools runs or
+            sets is read and its :attr:`ResultsSummary.warnings` become warnings.
+    """
     problems: list[tuple[str, str]] = []
     loaded: dict[str, Any] = {}
     for name in ("config.json", "entropy_history.json", "train_metrics.json"):
@@ -199,14 +240,20 @@ def load_run(ref: RunRef) -> RunData:
                                     f"episode number: the what-if rule starts at episode 0."))
         hist = {k: v for k, v in hist.items() if k != "select_after"}
     summary = None
-    res = ref.path / "results.h5"
+    files = results_files(ref.path)
+    wanted = [f for f in files if results is not None and f.name == Path(results).name]
+    res = (wanted or files or [ref.path / results_name()])[0]
     if res.is_file():
         summary, err = _read_summary(str(res), file_key(res))
         if err and "commit files are missing" in err:  # moved without its .parts folder: nothing to delete
             problems.append(("error", err))
         elif err:
             problems.append(("error", f"{err}. Re-create it: rm {res} && {eval_cmd(ref.path)}"))
-        elif summary is not None and not summary.checkpoints:
+        if summary is not None:
+            problems.extend(("warning", f"{w}; its numbers are not one experiment's. Re-create it, one run and "
+                                        f"one scenario set per file: rm -r {res} {res}.parts && {eval_cmd(ref.path)}")
+                            for w in summary.warnings)
+        if summary is not None and not summary.checkpoints:
             problems.append(("info", f"{res}: no checkpoint evaluated yet (an evaluation may be running). "
                                      f"Run: {eval_cmd(ref.path)}"))
     else:
@@ -215,7 +262,7 @@ def load_run(ref: RunRef) -> RunData:
         problems.append(("warning", f"No entropy_history.json in {ref.path}: the entropy curve shows only the "
                                     f"evaluated checkpoints. Training writes it: {TRAIN_CMD}"))
     return RunData(ref=ref, config=loaded["config.json"], history=hist, train_metrics=loaded["train_metrics.json"],
-                   summary=summary, problems=tuple(problems))
+                   summary=summary, problems=tuple(problems), results=res)
 
 
 def load_scenarios(run: RunData) -> tuple[tuple[ScenarioInfo, ...], str | None]:

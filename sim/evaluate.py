@@ -6,7 +6,9 @@ Example (right after ``python -m training.train --episodes 500``)::
 
 ``best_entropy.pt`` resolves in ``out/latest/``; since it belongs to a run, the run's whole
 comparison set is evaluated (``--only`` to evaluate just the given files). Results go to
-``<run>/results.h5`` (schema: ``docs/results_schema.md``); pairs already there are skipped.
+``<run>/results.h5`` (schema: ``docs/results_schema.md``), a run's other scenario sets to their own file beside
+it (``sim.harness.identity.run_results_path``); pairs already there are skipped. A results file is one
+experiment: a call of another run, set, setting or metric version is refused with the ``--out`` to use.
 A thin CLI: the flags are generated from :class:`EvalConfig`; the work is done in :mod:`sim.harness`.
 """
 
@@ -32,7 +34,7 @@ from sim.harness.candidates import (
 )
 from sim.harness.errors import EvaluationError
 from sim.harness.executors import EXECUTORS, SimSettings, make_executor, make_shards, make_units, run_units
-from sim.harness.identity import identity_root
+from sim.harness.identity import identity_root, run_results_path
 from sim.harness.plugin_candidates import plugin_candidates
 from sim.harness.reader import read_checkpoints, read_scenarios
 from sim.harness.report import build_verdict, print_summary, summary_rows
@@ -81,7 +83,8 @@ class EvalConfig:
                        "the metrics' candidate filters and route projection; continuous metrics differ from "
                        "eager's at float32 round-off, a borderline boolean one can flip; about 20 s to compile "
                        "per process: pays on long sweeps); falls back to eager with a warning")
-    out: str | None = _f(None, "results file (default <run>/results.h5)")
+    out: str | None = _f(None, "results file, one experiment each (default <run>/results.h5; a run's other "
+                               "scenario sets: <run>/results.<set>.h5)")
     consolidate: bool = _f(False, "at the end, copy the sidecar commits into one self-contained results file")
     seed: int = _f(0, "torch and bootstrap seed")
     executor: str = _f("local", "where work units run: this process, worker processes here, or Ray",
@@ -170,7 +173,7 @@ def _output(cfg: EvalConfig, run_dir: Path | None) -> Path:
     if cfg.out:
         return Path(cfg.out)
     if run_dir is not None:
-        return run_dir / RESULTS_NAME
+        return run_results_path(run_dir, cfg.scenarios)  # results.h5, or this scenario set's own file beside it
     raise EvaluationError("no run directory to put results.h5 in: give --out")
 
 
@@ -258,10 +261,12 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
     writer = ResultsWriter(out)
     writer.preflight()
     label = run_dir.name if run_dir else out.stem
+    if out.name != RESULTS_NAME and not cfg.out:
+        log(f"Scenario set {cfg.scenarios} has its own results file: {out} ({RESULTS_NAME} holds another set)")
     with writer.lock():
         ids = [s.id for s in scenes]
         scene_of = {s.id: s for s in scenes}
-        root = identity_root(out, cfg.agents, cfg.backend, scenes, cands, asdict(cfg))
+        root = identity_root(out, cfg.agents, cfg.backend, scenes, cands, asdict(cfg), run_dir=run_dir)
         root.update({"backend": cfg.backend, "suite": cfg.scenarios, "run_dir": str(run_dir) if run_dir else ""})
         done = writer.done()
         todo = {c.key: {i for i, s in enumerate(ids) if s not in done.get(c.key, set())} for c in cands}

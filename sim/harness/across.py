@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from sim.harness.identity import Experiment, difference
+
 
 class AcrossError(ValueError):
     """Runs that cannot be judged together; the message names the run and the difference."""
@@ -70,6 +72,8 @@ class SeedResult:
         train_seed: the training seed of the run (its ``config.json``), None when unknown.
         pick_scores: rule -> the metric of its pick on each scene (the run's scenes, sorted by id), sign-adjusted
             so that higher is better; empty when not loaded (no probability of improvement then).
+        experiment: the results file's :class:`sim.harness.identity.Experiment` (None: not read from a file);
+            runs of another metric version are refused by :func:`sim.harness.identity.difference`.
     """
 
     run: str
@@ -81,6 +85,7 @@ class SeedResult:
     spearman: float | None = None
     train_seed: int | None = None
     pick_scores: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    experiment: Experiment | None = None
 
 
 @dataclass(frozen=True)
@@ -166,7 +171,10 @@ def seed_bootstrap_mean(values: Sequence[float], *, n_resamples: int = 9999, see
 
 
 def check_comparable(seeds: Sequence[SeedResult]) -> None:
-    """Refuse runs judged on another metric, scenario set or settings than the first.
+    """Refuse runs judged on another metric, scenario set, metric version or settings than the first.
+
+    The scenario set is compared by content (the evaluated scenes' digests: each run may name its copy
+    differently), the metric version by :func:`sim.harness.identity.difference`.
 
     Raises:
         AcrossError: one line naming the run and what differs; also for no run, duplicate labels, or two runs
@@ -179,7 +187,10 @@ def check_comparable(seeds: Sequence[SeedResult]) -> None:
         raise AcrossError(f"the same run is given twice: {sorted({x for x in labels if labels.count(x) > 1})}")
     ref = seeds[0]
     for s in seeds[1:]:
+        d = difference(ref.experiment, s.experiment, ("metrics_version",)) if ref.experiment and s.experiment \
+            else None
         for what, a, b in (("metric", ref.metric, s.metric), ("scenario set", ref.scenario_digest, s.scenario_digest),
+                           *([(d.what, d.stored, d.given)] if d else []),
                            ("evaluation settings", ref.settings_digest, s.settings_digest)):
             if a != b:
                 raise AcrossError(f"{s.run}: evaluated with another {what} than {ref.run} ({b} vs {a}); "

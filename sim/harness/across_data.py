@@ -15,12 +15,13 @@ from typing import Any
 
 from sim.harness.across import AcrossError, RulePick, SeedResult
 from sim.harness.errors import ResultsError
+from sim.harness.identity import results_name
 from sim.harness.run_info import select_after
-from sim.harness.schema import RESULTS_NAME
 
 
 def results_path(run: str | Path) -> Path:
-    """The results file of ``run`` (a run folder, or a results file given directly).
+    """The results file of ``run``: a run folder's ``results.h5`` (its first scenario set; another set's file,
+    ``results.<set>.h5``, is given directly), or a results file.
 
     Raises:
         AcrossError: one line naming the path and the command that makes the file.
@@ -30,7 +31,7 @@ def results_path(run: str | Path) -> Path:
         return p
     if not p.exists():
         raise AcrossError(f"{p}: no such run folder")
-    f = p / RESULTS_NAME
+    f = p / results_name()
     if not f.is_file():
         raise AcrossError(f"{f}: no results file; evaluate the run first: python -m sim.evaluate --run {p}")
     return f
@@ -82,8 +83,12 @@ def load_seed(run: str | Path, metric: str = "score", label: str | None = None) 
     """
     path = results_path(run)
     try:
-        from sim.harness.reader import read_root_attrs
+        from sim.harness.reader import read_experiment, read_root_attrs
 
+        experiment, notes = read_experiment(path)
+        if notes:  # a file of an older tool that pools runs or scenario sets: never one seed's verdict
+            raise AcrossError(f"{path}: {notes[0]}; re-create it, one run and one scenario set per file: "
+                              f"rm -r {path} {path}.parts && python -m sim.evaluate --run {path.parent}")
         attrs, _ = read_root_attrs(path)
         v, ids, scores = seed_verdict(path, metric)
     except ResultsError as e:
@@ -99,7 +104,7 @@ def load_seed(run: str | Path, metric: str = "score", label: str | None = None) 
     return SeedResult(run=label or Path(run).name or str(run), metric=metric, n_checkpoints=int(v["n_checkpoints"]),
                       scenario_digest=f"{len(ids)} scenes {scen}", settings_digest=settings, picks=_picks(v),
                       spearman=v["correlations"][metric].get("spearman"), train_seed=_train_seed(path.parent),
-                      pick_scores=scores)
+                      pick_scores=scores, experiment=experiment)
 
 
 def _train_seed(run_dir: Path) -> int | None:

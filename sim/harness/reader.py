@@ -15,6 +15,7 @@ Public API:
     read_signal_verdict(path) -> dict | None  # the verdict over every training signal
     read_scenarios(path) -> tuple[ScenarioInfo, ...]  # the scenario table alone
     read_scene(path, row) -> SceneDetail      # logged ego, agents, route, map polylines of one scenario
+    read_experiment(path) -> (Experiment | None, notes)  # the one experiment the file holds; why an old one mixes
     read_ego_traj(path, key, rows) -> ndarray  # closed-loop ego trajectory [len(rows), T, 4] of one checkpoint
 """
 
@@ -34,6 +35,7 @@ import h5py
 import numpy as np
 
 from sim.harness.errors import ResultsError
+from sim.harness.identity import SOURCE_ATTR, Experiment, mix_notes
 from sim.harness.schema import (
     SCHEMA_VERSION,
     SKIPPED_FIELDS,
@@ -136,6 +138,10 @@ class ResultsSummary:
         path: the file. schema_version: root attr. attrs: other root attrs (config parsed to a dict).
         scenarios: rows in order. checkpoints: key -> result, sorted baselines last then by episode.
         verdict: parsed ``/verdict`` json, or None when absent or unparsable.
+        skipped: scenes the evaluation could not use, with reasons.
+        experiment: the one experiment the file holds (:class:`sim.harness.identity.Experiment`).
+        warnings: one line each where a file of an older tool already pools experiments (two runs or two
+            scenario sets, :func:`sim.harness.identity.mix_notes`): its numbers are not one experiment's.
     """
 
     path: Path
@@ -145,6 +151,8 @@ class ResultsSummary:
     checkpoints: dict[str, CheckpointResult]
     verdict: dict[str, Any] | None
     skipped: tuple[SkippedRow, ...] = ()
+    experiment: Experiment | None = None
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -365,10 +373,11 @@ def read_summary(path: str | Path, with_scenarios: bool = True) -> ResultsSummar
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise ResultsError(f"{p}: malformed results file: {msg}") from None
     cks.sort(key=lambda c: (c.kind == "baseline", c.episode, c.name))
+    notes = mix_notes(attrs, [(c.kind, c.path) for c in cks])
     return ResultsSummary(
         path=p, schema_version=ver, attrs=attrs, scenarios=scen,
         checkpoints={c.key: c for c in cks}, verdict=verdict if isinstance(verdict, dict) else None,
-        skipped=skipped,
+        skipped=skipped, experiment=Experiment.from_attrs(attrs), warnings=tuple(f"{p}: {n}" for n in notes),
     )
 
 
@@ -526,6 +535,27 @@ def read_root_attrs(path: str | Path) -> tuple[dict[str, Any], bool]:
         grp = f.get("checkpoints")
         has_rows = grp is not None and any(not _is_temp(k) for k in grp)
     return attrs, has_rows
+
+
+def read_experiment(path: str | Path) -> tuple[Experiment | None, tuple[str, ...]]:
+    """The experiment a results file holds and, for a file of an older tool, why it already pools several
+    (:func:`sim.harness.identity.mix_notes`); ``(None, ())`` when the file does not exist.
+
+    Raises:
+        ResultsError: the file cannot be read (one line naming it).
+    """
+    p = Path(path)
+    if not p.exists():
+        return None, ()
+    with open_results(p) as f:
+        try:
+            attrs = {k: attr_value(v) for k, v in f.attrs.items()}
+            grp = f.get("checkpoints") if SOURCE_ATTR not in attrs else None  # recorded: checked at every call
+            cks = [(_s(grp[k].attrs.get("kind", "")), _s(grp[k].attrs.get("path", "")))
+                   for k in (grp if grp is not None else ()) if not _is_temp(k)]
+        except (OSError, KeyError, ValueError, TypeError) as e:
+            raise ResultsError(f"{p}: malformed results file: {str(e).splitlines()[0] if str(e) else e}") from None
+    return Experiment.from_attrs(attrs), mix_notes(attrs, cks)
 
 
 def read_signal_verdict(path: str | Path) -> dict | None:

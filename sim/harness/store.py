@@ -14,6 +14,10 @@ kilobytes whatever the sidecar holds. Guarantees:
 - resume (:meth:`ResultsWriter.done`) and merge of split commits (rows of a key committed twice are
   merged into one new commit file for that key).
 
+A file is one experiment: the root attributes given to :meth:`ResultsWriter.prepare` / :meth:`ResultsWriter.commit`
+carry it (:meth:`sim.harness.identity.Experiment.to_attrs`, built by :func:`sim.harness.identity.identity_root`,
+which refuses a call of another experiment before anything is written).
+
 :meth:`ResultsWriter.consolidate` copies everything into one self-contained file and removes the sidecar.
 The lock is an ``flock`` on the sidecar folder itself: no lock file is left behind.
 """
