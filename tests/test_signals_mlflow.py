@@ -142,3 +142,13 @@ def test_a_foreign_log_against_a_project_run_is_one_line_and_exit_2(tmp_path, ca
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith("error: ") and "not the log of these checkpoints" in err[0] and "0..150" in err[0]
     assert not res.exists()
+
+
+def test_a_wandb_history_export(tmp_path):
+    """The columns of ``wandb.Api().run(...).history().to_csv()``: ``_step`` is the step, the clocks are not read."""
+    (tmp_path / "wandb.csv").write_text("_step,_runtime,_timestamp,losses/entropy,charts/episodic_return\n"
+                                        "0,1.5,1796570000.1,1.4,-3\n100,9.25,1796570008.2,1.1,\n200,17.0,1796570016.0,0.9,7\n")
+    sig = read_signals(tmp_path / "wandb.csv")
+    assert set(sig.series) == {"losses/entropy", "charts/episodic_return"} and sig.headline == "losses/entropy"
+    assert sig.series["losses/entropy"].steps == (0, 100, 200)
+    assert sig.series["charts/episodic_return"].steps == (0, 200)

@@ -40,8 +40,9 @@ SIGN_CONVENTIONS: dict[str, tuple[str, float, str]] = {
 }
 """raw name -> (stored name, factor, note)."""
 
-SKIP_PREFIXES = ("time/",)
-"""Logged bookkeeping that is no training signal (SB3's ``time/fps``, ``time/iterations``, ...): not read."""
+SKIP_PREFIXES = ("time/", "_runtime", "_timestamp")
+"""Logged bookkeeping that is no training signal (SB3's ``time/fps``, ``time/iterations``, ..., W&B's wall clock
+columns ``_runtime`` and ``_timestamp``): not read."""
 
 ENTROPY_NAMES = ("entropy", "entropy (-train/entropy_loss)", "entropy (-entropy_loss)", "losses/entropy",
                  "train/entropy")
