@@ -35,7 +35,7 @@ from sim.harness.executors import EXECUTORS, SimSettings, make_executor, make_sh
 from sim.harness.identity import identity_root
 from sim.harness.plugin_candidates import plugin_candidates
 from sim.harness.reader import read_checkpoints
-from sim.harness.report import build_verdict, print_summary, summary_rows
+from sim.harness.report import build_verdict, console_width, print_summary, summary_rows
 from sim.harness.schema import RESULTS_NAME, CheckpointRows, scene_record
 from sim.harness.signal_run import SignalPlan, fill_candidates, plan_signals, ranking_lines
 from sim.harness.signal_run import judge as judge_signals_of
@@ -110,7 +110,7 @@ def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
 
 def _load_scenes(cfg: EvalConfig, log):
     """Scenes of ``--scenarios`` (``scenarios.loading.load_scenes``) and the ones skipped, with reasons."""
-    from scenarios.loading import load_scenes
+    from scenarios.loading import duplicate_line, load_scenes
 
     try:
         report = load_scenes(cfg.scenarios, cache_dir=cfg.scenario_cache or None, strict=cfg.strict,
@@ -120,10 +120,11 @@ def _load_scenes(cfg: EvalConfig, log):
     scenes = list(report.scenes)[: cfg.max_scenarios or None]
     if not scenes:
         raise EvaluationError(f"--scenarios {cfg.scenarios}: no scenes")
-    ids = [s.id for s in scenes]
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
-        raise EvaluationError(f"--scenarios {cfg.scenarios}: scenario id {dup!r} appears more than once")
+    dups = report.duplicates(len(scenes))
+    if dups:
+        more = f" (and {len(dups) - 1} more repeated ids)" if len(dups) > 1 else ""
+        raise EvaluationError(f"--scenarios {cfg.scenarios}: {duplicate_line(dups[0])}{more}; results are keyed by "
+                              "scene id: rename or remove one")
     for note in report.notes:
         log(f"note: {note}")
     for s in report.skipped:
@@ -180,7 +181,7 @@ def run(cfg: EvalConfig, console=None) -> Verdict:
     from policy.checkpoint import read_checkpoint
     from policy.device import pick_device
 
-    console = console or Console(width=None if sys.stdout.isatty() else 200)
+    console = console or Console(width=console_width())
     log = console.print
     if cfg.metric not in JUDGED_METRICS:
         raise EvaluationError(f"--metric {cfg.metric}: unknown metric; choose from {', '.join(JUDGED_METRICS)}")
