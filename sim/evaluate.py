@@ -13,6 +13,7 @@ A thin CLI: the flags are generated from :class:`EvalConfig`; the work is done i
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -182,7 +183,7 @@ def run(cfg: EvalConfig, console=None) -> Verdict:
     from policy.device import pick_device
 
     console = console or Console(width=console_width())
-    log = console.print
+    log = functools.partial(console.print, soft_wrap=True)  # log lines are never wrapped; tables fit the width
     if cfg.metric not in JUDGED_METRICS:
         raise EvaluationError(f"--metric {cfg.metric}: unknown metric; choose from {', '.join(JUDGED_METRICS)}")
     if cfg.backend == "carla" and cfg.agents != "log":
@@ -231,7 +232,7 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
                   skipped, plan: SignalPlan | None = None) -> Verdict:
     """Evaluate one run's comparison set (plus baselines) into its results file; its verdict (and the verdict
     over every training signal of ``plan``, stored beside it)."""
-    log = console.print
+    log = functools.partial(console.print, soft_wrap=True)  # log lines are never wrapped; tables fit the width
     out = _output(cfg, run_dir)
     writer = ResultsWriter(out)
     writer.preflight()
