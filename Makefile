@@ -14,7 +14,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)" || $(PY) -m pip install -q torch
-	$(PY) -m pip install -q -e ".[dev,ray,carla,rl]"
+	$(PY) -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/constraints.txt
+	$(PY) -m pip install -q -e ".[dev,ray,carla,rl,av2,mlflow]" -c $(VENV)/constraints.txt
 	touch $@
 
 setup: $(VENV)/.installed

@@ -29,6 +29,11 @@ NON_ACTING_PREFIXES = ("value_net.",)
 NON_ACTING_CONFIG = ("init_log_std",)
 """Architecture settings that only matter at initialisation: left out of :func:`acting_digest`."""
 REQUIRED_META = ("episode", "entropy", "eval_info", "format_version")
+ZIP_READER_REASONS = (  # PyTorch's zip reader (PytorchStreamReader / miniz) text -> what it means for the user
+    ("failed finding central directory", "truncated or corrupt: not a complete zip archive"),
+    ("not a ZIP archive", "not a PyTorch file: torch.save and TorchScript files are zip archives"),
+    ("failed locating file constants.pkl", "a torch.save file, not a TorchScript module (torch.jit.save writes those)"),
+)
 
 
 class CheckpointError(RuntimeError):
@@ -177,6 +182,20 @@ def save_checkpoint(path: str | os.PathLike[str], policy: WaypointPolicy, config
     atomic_write_bytes(path, buf.getvalue())
 
 
+def load_error_reason(e: BaseException) -> str:
+    """One clean line for an exception of ``torch.load`` / ``torch.jit.load`` (PyTorch's zip reader explains
+    itself in several sentences; :data:`ZIP_READER_REASONS` names the common cases, otherwise the first sentence,
+    or the ``Unsupported global`` line of a ``weights_only`` refusal)."""
+    text = str(e)
+    for needle, reason in ZIP_READER_REASONS:
+        if needle in text:
+            return reason
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()] or [type(e).__name__]
+    first = next((ln for ln in lines if "Unsupported global" in ln), lines[0])
+    first = first.split(" This is an internal ")[0]
+    return first if len(first) <= 200 else first[:200].rsplit(" ", 1)[0] + " ..."
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate the raw checkpoint dict (``weights_only=True``), without building a policy.
 
@@ -189,9 +208,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt/truncated/pickled-code files
-        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()] or [type(e).__name__]
-        first = next((ln for ln in lines if "Unsupported global" in ln), lines[0])
-        raise CheckpointError(f"{path}: not a readable checkpoint ({first[:200]})") from e
+        raise CheckpointError(f"{path}: not a readable checkpoint ({load_error_reason(e)})") from e
     if not isinstance(obj, dict) or not {"state_dict", "config", "meta"} <= set(obj):
         raise CheckpointError(f"{path}: not a checkpoint of this project (expected keys state_dict, config, meta)")
     meta, config = obj["meta"], obj["config"]

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from scenarios.formats import ImportOptions, add_import_arguments, import_options_from_args, load_file, scenario_files
 from scenarios.importers.repair import MapElementSkipped
-from scenarios.loading import SkippedScene
+from scenarios.loading import SkippedScene, duplicate_ids, duplicate_line
 from scenarios.scenario import RoadMap, Scenario, ScenarioError
 
 ADE_TOL = 0.01  # m: log replay must reproduce the log
@@ -170,6 +170,10 @@ def render(reports: Sequence[SceneReport], skipped: Sequence[SkippedScene], summ
     if skipped:
         lines.append("\nskipped:")
         lines += [f"  {item.line()}" for item in skipped]
+    dups = duplicate_ids([r.id for r in reports], [r.file for r in reports])
+    if dups:
+        lines.append("\nrepeated scene ids (sim.evaluate refuses them: results are keyed by scene id):")
+        lines += [f"  {duplicate_line(d)}" for d in dups]
     lines.append("\nper scene: agents (static), map elements kept/dropped, steps, world_origin")
     for r in reports:
         lines.append(f"  {r.id:32s} {r.agents:4d} ({r.static_obstacles}) {r.map_elements:5d}/{r.map_dropped:<3d} "
@@ -205,7 +209,9 @@ def check(path: str | Path, options: ImportOptions, progress: bool = True) -> di
     if scenes:
         replay_sanity(scenes, reports)
     summary = summarise(reports, skipped)
+    dups = duplicate_ids([r.id for r in reports], [r.file for r in reports])
     return {"scenes": [asdict(r) | {"failures": r.failures()} for r in reports],
+            "duplicates": [{"id": i, "files": [a, b]} for i, a, b in dups],
             "skipped": [asdict(k) for k in skipped], "sources": summary,
             "text": render(reports, skipped, summary)}
 

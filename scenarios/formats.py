@@ -6,6 +6,9 @@ Supported inputs (by file suffix):
 - ``.pkl``: a ScenarioNet scenario dict (restricted unpickler, no code runs);
 - ``.json``: a Waymo Open Motion scene in the GPUDrive/Nocturne JSON layout;
 - ``.xml``: a CommonRoad scenario (read with ``commonroad-io``);
+- ``.parquet``: an Argoverse 2 scenario ``scenario_<id>.parquet`` with its map
+  ``log_map_archive_<id>.json`` beside it (read with the ``av2`` package); a scenario folder holding
+  the two is found like any folder (the map archive is read with its parquet, never as a scene);
 - a folder: every supported file inside it and its sub-folders, in sorted path order (other
   files, and hidden ones, are ignored).
 
@@ -20,9 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from scenarios.import_options import ImportOptions
+from scenarios.importers.av2 import is_av2_map
 from scenarios.scenario import Scenario, ScenarioError
 
-SUFFIXES = (".npz", ".pkl", ".json", ".xml")
+SUFFIXES = (".npz", ".pkl", ".json", ".xml", ".parquet")
 
 
 def add_import_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +35,8 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--window", type=int, default=0, help="cut recordings into windows of this many steps (0: whole)")
     g.add_argument("--stride", type=int, default=0, help="steps between window starts (0: the window length)")
     g.add_argument("--init-step", type=int, default=10, help="first closed-loop step of every scene")
-    g.add_argument("--ego", default="", help="CommonRoad: obstacle id of the ego (default: farthest-travelling)")
+    g.add_argument("--ego", default="", help="id of the ego: a CommonRoad obstacle (default: farthest-travelling) "
+                   "or an Argoverse 2 track (default: the AV)")
 
 
 def import_options_from_args(args: argparse.Namespace) -> ImportOptions:
@@ -64,6 +69,10 @@ def _loader(suffix: str) -> Callable[..., list[Scenario]]:
         from scenarios.importers.commonroad import load_commonroad
 
         return load_commonroad
+    if suffix == ".parquet":
+        from scenarios.importers.av2 import load_av2
+
+        return load_av2
     raise KeyError(suffix)
 
 
@@ -71,13 +80,17 @@ def detect_format(path: str | os.PathLike) -> str:
     """Name the format of one file from its suffix.
 
     Returns:
-        One of ``"npz"``, ``"scenarionet"``, ``"waymo_json"``, ``"commonroad"``.
+        One of ``"npz"``, ``"scenarionet"``, ``"waymo_json"``, ``"commonroad"``, ``"av2"``.
 
     Raises:
-        ScenarioError: unknown suffix.
+        ScenarioError: unknown suffix, or an Argoverse 2 map archive given on its own.
     """
     suffix = Path(path).suffix.lower()
-    names = {".npz": "npz", ".pkl": "scenarionet", ".json": "waymo_json", ".xml": "commonroad"}
+    if is_av2_map(path):
+        raise ScenarioError(
+            f"{path}: an Argoverse 2 map archive; give its scenario folder or scenario_<id>.parquet instead"
+        )
+    names = {".npz": "npz", ".pkl": "scenarionet", ".json": "waymo_json", ".xml": "commonroad", ".parquet": "av2"}
     if suffix not in names:
         raise ScenarioError(
             f"{path}: unknown scenario file type {suffix or '(no suffix)'!r} (supported: {', '.join(SUFFIXES)})"
@@ -94,7 +107,11 @@ def scenario_files(path: str | os.PathLike) -> list[Path]:
     path = Path(path)
     if path.is_dir():
         files = sorted(
-            (p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith(".")),
+            (
+                p
+                for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith(".") and not is_av2_map(p)
+            ),
             key=lambda p: p.relative_to(path).parts,
         )
         if not files:
@@ -141,7 +158,7 @@ def load_any(path: str | os.PathLike, options: ImportOptions | None = None) -> l
     """Load scenes from a file or a folder of files in any supported format.
 
     Args:
-        path: a ``.npz``/``.pkl``/``.json``/``.xml`` file, or a folder holding such files
+        path: a ``.npz``/``.pkl``/``.json``/``.xml``/``.parquet`` file, or a folder holding such files
             (searched recursively; files read in sorted path order).
         options: windowing, init step and ego choice for recorded sources.
 

@@ -15,8 +15,8 @@ class ImportOptions:
             are cut into windows of ``window`` steps every ``stride`` steps.
         stride: steps between window starts (0 means ``window``, i.e. no overlap).
         init_step: first closed-loop step of every produced scene.
-        ego: CommonRoad only: id of the recorded vehicle to use as ego ("" = farthest-travelling
-            vehicle valid over the whole horizon).
+        ego: id of the recorded road user to use as ego: a CommonRoad obstacle ("" = farthest-travelling
+            vehicle valid over the whole horizon) or an Argoverse 2 track ("" = the AV).
     """
 
     window: int = 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,11 +49,43 @@ class LoadReport:
         skipped: one entry per unusable file or scene.
         notes: one line per file whose scenes import with parts left out (map elements without usable
             points, ...): ``file: what was left out``.
+        files: the file each scene came from (parallel to ``scenes``; the suite spec for a bundled suite).
     """
 
     scenes: list[Scenario]
     skipped: list[SkippedScene] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    def duplicates(self, limit: int | None = None) -> list[tuple[str, str, str]]:
+        """Scene ids that occur more than once among the first ``limit`` scenes (None: all); see
+        :func:`duplicate_ids`."""
+        n = len(self.scenes) if limit is None else limit
+        files = self.files or [""] * len(self.scenes)
+        return duplicate_ids([s.id for s in self.scenes[:n]], files[:n])
+
+
+def duplicate_ids(ids: Sequence[str], files: Sequence[str]) -> list[tuple[str, str, str]]:
+    """``(scene id, file of its first occurrence, file of the next)`` for every repeated id, in order.
+
+    Results are keyed by scene id, so two scenes with one id cannot both be evaluated (``sim.evaluate``
+    refuses them; ``scenarios.check`` flags them).
+    """
+    first: dict[str, str] = {}
+    out = []
+    for sid, f in zip(ids, files):
+        if sid in first:
+            out.append((sid, first[sid], f))
+        else:
+            first[sid] = f
+    return out
+
+
+def duplicate_line(dup: tuple[str, str, str]) -> str:
+    """One line naming a repeated scene id and both files it is in."""
+    sid, a, b = dup
+    where = f"twice in {a}" if a == b else f"in both {a} and {b}"
+    return f"scene id {sid!r} is {where}"
 
 
 def load_scenes(spec: str | os.PathLike, *, split: str | None = None, cache_dir: str | os.PathLike | None = None,
@@ -78,7 +111,8 @@ def load_scenes(spec: str | os.PathLike, *, split: str | None = None, cache_dir:
 
     spec = str(spec)
     if parse_spec(spec, split) is not None:
-        return LoadReport(load_suite(spec, split, cache_dir=cache_dir, progress=progress), [])
+        scenes = load_suite(spec, split, cache_dir=cache_dir, progress=progress)
+        return LoadReport(scenes, [], files=[spec] * len(scenes))
     if split is not None:
         from scenarios.suites import SuiteError
 
@@ -93,12 +127,15 @@ def load_scenes(spec: str | os.PathLike, *, split: str | None = None, cache_dir:
     scenes: list[Scenario] = []
     skipped: list[SkippedScene] = []
     notes: list[str] = []
+    files: list[str] = []
     for f in scenario_files(path):
         try:
             inner: list[tuple[str, str]] = []
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", MapElementSkipped)
-                scenes.extend(load_file(f, options, skipped=inner))
+                got = load_file(f, options, skipped=inner)
+            scenes.extend(got)
+            files.extend([str(f)] * len(got))
             notes.extend(f"{f}: {w.message}" for w in caught if issubclass(w.category, MapElementSkipped))
             for scene_id, reason in inner:
                 item = SkippedScene(str(f), scene_id, reason)
@@ -117,4 +154,4 @@ def load_scenes(spec: str | os.PathLike, *, split: str | None = None, cache_dir:
     if not scenes:
         reasons = "; ".join(s.line() for s in skipped[:3])
         raise ScenarioError(f"{spec}: no usable scene ({reasons})")
-    return LoadReport(scenes, skipped, notes)
+    return LoadReport(scenes, skipped, notes, files)

@@ -15,6 +15,7 @@ A thin CLI: the flags are generated from :class:`EvalConfig`; the work is done i
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -37,7 +38,7 @@ from sim.harness.executors import EXECUTORS, SimSettings, make_executor, make_sh
 from sim.harness.identity import identity_root, run_results_path
 from sim.harness.plugin_candidates import plugin_candidates
 from sim.harness.reader import read_checkpoints, read_scenarios
-from sim.harness.report import build_verdict, print_summary, summary_rows
+from sim.harness.report import build_verdict, console_width, print_summary, summary_rows
 from sim.harness.schema import RESULTS_NAME, CheckpointRows, scene_record
 from sim.harness.signal_run import SignalPlan, fill_candidates, plan_signals, ranking_lines
 from sim.harness.signal_run import judge as judge_signals_of
@@ -125,7 +126,7 @@ def _wanted_types(cfg: EvalConfig) -> set[str]:
 
 def _load_scenes(cfg: EvalConfig, log):
     """Scenes of ``--scenarios`` (``scenarios.loading.load_scenes``) and the ones skipped, with reasons."""
-    from scenarios.loading import load_scenes
+    from scenarios.loading import duplicate_line, load_scenes
     from scenarios.types import scenario_types
 
     wanted = _wanted_types(cfg)
@@ -145,10 +146,11 @@ def _load_scenes(cfg: EvalConfig, log):
     scenes = scenes[: cfg.max_scenarios or None]
     if not scenes:
         raise EvaluationError(f"--scenarios {cfg.scenarios}: no scenes")
-    ids = [s.id for s in scenes]
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
-        raise EvaluationError(f"--scenarios {cfg.scenarios}: scenario id {dup!r} appears more than once")
+    dups = report.duplicates(len(scenes))
+    if dups:
+        more = f" (and {len(dups) - 1} more repeated ids)" if len(dups) > 1 else ""
+        raise EvaluationError(f"--scenarios {cfg.scenarios}: {duplicate_line(dups[0])}{more}; results are keyed by "
+                              "scene id: rename or remove one")
     for note in report.notes:
         log(f"note: {note}")
     for s in report.skipped:
@@ -205,8 +207,8 @@ def run(cfg: EvalConfig, console=None) -> Verdict:
     from policy.checkpoint import read_checkpoint
     from policy.device import pick_device
 
-    console = console or Console(width=None if sys.stdout.isatty() else 200)
-    log = console.print
+    console = console or Console(width=console_width())
+    log = functools.partial(console.print, soft_wrap=True)  # log lines are never wrapped; tables fit the width
     if cfg.metric not in JUDGED_METRICS:
         raise EvaluationError(f"--metric {cfg.metric}: unknown metric; choose from {', '.join(JUDGED_METRICS)}")
     if cfg.backend == "carla" and cfg.agents != "log":
@@ -256,7 +258,7 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
                   skipped, plan: SignalPlan | None = None) -> Verdict:
     """Evaluate one run's comparison set (plus baselines) into its results file; its verdict (and the verdict
     over every training signal of ``plan``, stored beside it)."""
-    log = console.print
+    log = functools.partial(console.print, soft_wrap=True)  # log lines are never wrapped; tables fit the width
     out = _output(cfg, run_dir)
     writer = ResultsWriter(out)
     writer.preflight()

@@ -273,6 +273,9 @@ def train(cli: CliArgs) -> int:
         weights = RewardWeights(cfg.w_progress, cfg.w_collision, cfg.w_offroad, cfg.w_comfort, cfg.w_log_dist,
                                 cfg.w_ttc, cfg.w_not_at_fault)
         manager = CheckpointManager(run, cfg.keep_top_k, cfg.select_after)
+        init = None  # --init is read before the scenes are loaded: a bad file fails in a second, not a minute
+        if start.saved is None and cfg.init is not None:
+            init = load_checkpoint(cfg.init, device, expect_obs=(OBS_DIM, OBS_VERSION))
         data = load_run_data(cfg, run, device, need_expert=start.saved is None and cfg.init is None)
 
         # --- 2. the initial policy: resumed last.pt, --init, or behaviour cloning (saved as bc.pt) -----------
@@ -282,8 +285,8 @@ def train(cli: CliArgs) -> int:
             manager.records = [EvalRecord.from_dict(r) for r in start.saved["records"]]
             manager.restore_best_files()
         else:
-            if cfg.init is not None:
-                policy = load_checkpoint(cfg.init, device, expect_obs=(OBS_DIM, OBS_VERSION)).policy
+            if init is not None:
+                policy = init.policy
                 bc_source = str(cfg.init)
             else:
                 policy, bc_source = behaviour_cloned_policy(cfg, data, device)

@@ -276,7 +276,9 @@ class TorchScriptAgent:
         try:
             self.module = torch.jit.load(str(p), map_location=device).eval()
         except Exception as e:
-            raise AgentError(f"{p}: not a TorchScript module ({_first_line(e)})") from None
+            from policy.checkpoint import load_error_reason
+
+            raise AgentError(f"{p}: not a TorchScript module ({load_error_reason(e)})") from None
         probe = torch.zeros(2, OBS_DIM, device=device)
         try:
             with torch.no_grad():

@@ -131,7 +131,9 @@ def run_files(run: Path) -> list[Path]:
         p for p in (run / "checkpoints").glob("*.pt") if p.is_file()
     )
     if not files:
-        raise EvaluationError(f"{run}: no checkpoints (*.pt) in the run directory or its checkpoints/")
+        zips = [p for d in (run, run / "checkpoints") if d.is_dir() for p in d.glob("*.zip")]
+        hint = f" (it holds {len(zips)} .zip files: SB3 checkpoints? use --agent sb3)" if zips else ""
+        raise EvaluationError(f"{run}: no checkpoints (*.pt) in the run directory or its checkpoints/{hint}")
     return files
 
 
@@ -232,7 +234,12 @@ def load_candidates(files: Iterable[Path], read_raw) -> list[Candidate]:
         seen.add(f)
         if f.is_file() and not zipfile.is_zipfile(f):
             raise EvaluationError(f"{f}: corrupt or not a checkpoint (not a torch.save archive)")
-        obj = read_raw(f)
+        try:
+            obj = read_raw(f)
+        except Exception as e:
+            if f.suffix.lower() != ".zip":
+                raise
+            raise EvaluationError(f"{e} (a .zip: an SB3 checkpoint? use --agent sb3)") from None
         meta = obj["meta"]
         wkey = weights_sha256(obj)
         role = ROLE_FILES.get(f.name) or ("candidate" if f.name.startswith("ep") else None)

@@ -18,6 +18,8 @@ printed by :func:`print_statistics`. Torch-free; rich is imported only when prin
 from __future__ import annotations
 
 import math
+import os
+import sys
 from collections.abc import Mapping, Sequence
 from statistics import NormalDist
 from typing import Any
@@ -27,6 +29,20 @@ import numpy as np
 from sim.harness.reader import StoredCheckpoint
 from sim.harness.verdict import RULE_ROLES, RULES, Verdict, completeness, compute_verdict, verdict_input_from_rows
 from sim.metric_catalogue import JUDGED_METRICS, SPECS, TABLE_METRICS
+
+PIPED_WIDTH = 132
+"""Characters per line of the printed tables when stdout is not a terminal (a pipe, a file, CI): the classic wide
+terminal, where the closed-loop table fits with its intervals wrapped under the means; ``COLUMNS`` overrides it."""
+
+
+def console_width(stream=None) -> int | None:
+    """Width for ``rich.console.Console``: None on a terminal (rich measures it), else ``COLUMNS`` when set to a
+    number >= 40, else :data:`PIPED_WIDTH`."""
+    stream = stream if stream is not None else sys.stdout
+    if hasattr(stream, "isatty") and stream.isatty():
+        return None
+    cols = os.environ.get("COLUMNS", "").strip()
+    return int(cols) if cols.isdigit() and int(cols) >= 40 else PIPED_WIDTH
 
 
 def mean_interval(v: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:

@@ -6,7 +6,11 @@ Sources (:func:`read_signals` picks by path):
   ``train_reward``, delta norms, ``val_score``, PPO statistics when the trainer logs them); steps = episodes.
 - a TensorBoard event folder (or one event file), read with tensorboard's own ``EventAccumulator``; a folder
   holding one run below it (SB3 writes ``PPO_1/``) is used; several runs are refused (name one).
-- CSV (``.csv``) or JSON lines (``.jsonl``/``.ndjson``) with a step column (:data:`STEP_COLUMNS`).
+- CSV (``.csv``) or JSON lines (``.jsonl``/``.ndjson``) with a step column (:data:`STEP_COLUMNS`); a W&B run's
+  "Export CSV" has ``_step``.
+- an MLflow file store (``mlruns/``), one experiment's folder in it, or one run's folder
+  (``mlruns/<experiment id>/<run id>``), read with MLflow's own ``MlflowClient`` (``mlflow-skinny``): every metric's
+  whole history (``get_metric_history``), steps as logged; a store holding several runs is refused (name one).
 
 Sign conventions are handled by name (:data:`SIGN_CONVENTIONS`): SB3's ``train/entropy_loss`` is minus the mean
 entropy, so it is stored negated under ``entropy (-train/entropy_loss)`` and a note says so. Every value is then
@@ -20,6 +24,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +40,9 @@ SIGN_CONVENTIONS: dict[str, tuple[str, float, str]] = {
 }
 """raw name -> (stored name, factor, note)."""
 
-SKIP_PREFIXES = ("time/",)
-"""Logged bookkeeping that is no training signal (SB3's ``time/fps``, ``time/iterations``, ...): not read."""
+SKIP_PREFIXES = ("time/", "_runtime", "_timestamp")
+"""Logged bookkeeping that is no training signal (SB3's ``time/fps``, ``time/iterations``, ..., W&B's wall clock
+columns ``_runtime`` and ``_timestamp``): not read."""
 
 ENTROPY_NAMES = ("entropy", "entropy (-train/entropy_loss)", "entropy (-entropy_loss)", "losses/entropy",
                  "train/entropy")
@@ -209,6 +215,82 @@ def read_jsonl(path: str | Path) -> Signals:
     return _rows_to_signals(p, rows)
 
 
+MLFLOW_ENV = "MLFLOW_ALLOW_FILE_STORE"
+"""MLflow 3 refuses file stores unless this is "true"; set while reading the user's existing store (never written)."""
+
+
+def _mlflow_layout(p: Path) -> tuple[Path, str | None, str | None] | None:
+    """``(store, experiment id, run id)`` when ``p`` is an MLflow file store, experiment or run folder, else None."""
+    if (p / "meta.yaml").is_file() and (p / "metrics").is_dir():
+        return p.parent.parent, p.parent.name, p.name
+    if (p / "meta.yaml").is_file() and any((d / "meta.yaml").is_file() for d in p.iterdir() if d.is_dir()):
+        return p.parent, p.name, None
+    if any((d / "meta.yaml").is_file() for d in p.iterdir() if d.is_dir() and d.name != ".trash"):
+        return p, None, None
+    return None
+
+
+def read_mlflow(path: str | Path) -> Signals:
+    """Every metric history of one MLflow run, read with MLflow's own ``MlflowClient`` from a file store.
+
+    Args:
+        path: the store (``mlruns/``, exactly one active run in it), an experiment folder in it (one run), or a
+            run's folder ``mlruns/<experiment id>/<run id>``.
+
+    Returns:
+        One series per metric key; steps as logged (MLflow's ``step``, 0 when none was given); where a step was
+        logged several times the latest value (by timestamp) wins.
+
+    Raises:
+        SignalError: mlflow missing, not an MLflow file store, several runs, no run, unreadable store, no metrics.
+    """
+    p = Path(path)
+    layout = _mlflow_layout(p) if p.is_dir() else None
+    if layout is None:
+        raise SignalError(f"{p}: not an MLflow file store, experiment or run folder (no meta.yaml)")
+    try:
+        import yaml
+        from mlflow.exceptions import MlflowException
+        from mlflow.tracking import MlflowClient
+    except ImportError:
+        raise SignalError(f"{p}: reading MLflow runs needs mlflow-skinny: pip install 'driveselect[mlflow]'") from None
+    store, exp, run = layout
+    old = os.environ.get(MLFLOW_ENV)
+    os.environ[MLFLOW_ENV] = "true"
+    try:
+        client = MlflowClient(tracking_uri=store.resolve().as_uri())
+        if run is None:
+            exps = [exp] if exp is not None else [e.experiment_id for e in client.search_experiments()]
+            runs = client.search_runs(exps) if exps else []
+            if not runs:
+                raise SignalError(f"{p}: the MLflow store holds no active run")
+            if len(runs) > 1:
+                names = ", ".join(f"{r.info.experiment_id}/{r.info.run_id} ({r.info.run_name})" for r in runs[:4])
+                raise SignalError(f"{p}: {len(runs)} MLflow runs ({names}{', ...' if len(runs) > 4 else ''}); "
+                                  "pass one run's folder")
+            exp, run = runs[0].info.experiment_id, runs[0].info.run_id
+        keys = sorted(client.get_run(run).data.metrics)
+        points: dict[str, list[tuple[int, float]]] = {}
+        for key in keys:
+            hist = sorted(client.get_metric_history(run, key), key=lambda m: (m.step, m.timestamp))
+            last = {int(m.step): float(m.value) for m in hist}  # the latest value logged at a step wins
+            points[key] = list(last.items())
+    except SignalError:
+        raise
+    except (MlflowException, OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as e:  # a damaged store
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise SignalError(f"{p}: unreadable MLflow store ({type(e).__name__}: {first})") from None
+    finally:
+        if old is None:
+            os.environ.pop(MLFLOW_ENV, None)
+        else:
+            os.environ[MLFLOW_ENV] = old
+    if not points:
+        raise SignalError(f"{p}: MLflow run {run} logged no metrics")
+    src = store / str(exp) / str(run)
+    return _make(points, str(src))
+
+
 def read_signals(path: str | Path, require: Sequence[str] = ()) -> Signals:
     """Read any supported log; ``require``: scalar names (raw or stored) that must be present.
 
@@ -218,7 +300,9 @@ def read_signals(path: str | Path, require: Sequence[str] = ()) -> Signals:
     p = Path(path)
     if not p.exists():
         raise SignalError(f"{p}: no such file or folder")
-    if p.is_dir() or p.name.startswith("events.out.tfevents"):
+    if p.is_dir() and _mlflow_layout(p) is not None:
+        sig = read_mlflow(p)
+    elif p.is_dir() or p.name.startswith("events.out.tfevents"):
         sig = read_tensorboard(p)
     elif p.suffix == ".csv":
         sig = read_csv(p)
@@ -227,7 +311,8 @@ def read_signals(path: str | Path, require: Sequence[str] = ()) -> Signals:
     elif p.suffix == ".json":
         sig = read_history_json(p)
     else:
-        raise SignalError(f"{p}: unknown signal format (entropy_history.json, .csv, .jsonl or a TensorBoard folder)")
+        raise SignalError(f"{p}: unknown signal format (entropy_history.json, .csv, .jsonl, a TensorBoard folder or "
+                          "an MLflow mlruns/ or run folder)")
     known = set(sig.series) | {s.raw_name for s in sig.series.values()}
     for name in require:
         if name not in known:
@@ -279,7 +364,9 @@ def match_checkpoints(signals: Signals, steps: Mapping[str, int | None], toleran
             consecutive logged steps (a checkpoint beyond the logged range by more than that matches nothing).
 
     Raises:
-        SignalError: a checkpoint without a step, or one that matches no logged step of any series.
+        SignalError: a checkpoint without a step, one that matches no logged step of any series, or a log that
+            belongs to other checkpoints: checkpoints at two or more different steps, and no series tells any two
+            of them apart (each series matches them all to one logged step, or matches none).
     """
     keys = tuple(steps)
     values: dict[str, list[float]] = {}
@@ -305,6 +392,13 @@ def match_checkpoints(signals: Signals, steps: Mapping[str, int | None], toleran
     for key, ok in matched_any.items():
         if not ok:
             raise SignalError(f"{signals.source}: checkpoint {key} (step {steps[key]}) matches no logged step")
+    distinct = sorted({int(steps[k]) for k in keys})  # type: ignore[arg-type]
+    if len(distinct) >= 2 and not any(len({m.logged_step for m in matches if m.signal == n}) >= 2 for n in values):
+        lo = min(s.steps[0] for s in signals.series.values())
+        hi = max(s.steps[-1] for s in signals.series.values())
+        raise SignalError(f"{signals.source}: not the log of these checkpoints: it logs steps {lo}..{hi} and the "
+                          f"checkpoints are at steps {distinct[0]}..{distinct[-1]}, which no logged series tells "
+                          "apart (a log of another run, or of other units: episodes vs environment steps?)")
     notes = list(signals.notes())
     for name, col in values.items():
         missing = sum(math.isnan(v) for v in col)
