@@ -62,6 +62,7 @@ class Verdict(TypedDict, total=False):
     completeness: dict[str, Any]
     unevaluated_roles: list[str]
     sentence: str
+    budget: dict[str, Any]  # --budget only: sim.harness.budget.budget_section
 
 
 @dataclass(frozen=True, eq=False)
