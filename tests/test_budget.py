@@ -45,6 +45,29 @@ def _exact_bootstrap(scores: list[list[int]]) -> tuple[list[Fraction], list[list
     return pb, ge
 
 
+def _exact_polya(scores: list[list[int]], unseen: int) -> tuple[list[Fraction], list[list[Fraction]]]:
+    """Exact Polya posterior of the full-sweep sums: every sequence of ``unseen`` urn draws (a drawn scene goes
+    back with a copy: P(scene i) = (1 + copies of i so far) / (n + draws so far)), in integer arithmetic."""
+    k, n = len(scores), len(scores[0])
+    pb = [Fraction(0)] * k
+    ge = [[Fraction(0)] * k for _ in range(k)]
+    for seq in itertools.product(range(n), repeat=unseen):
+        prob, copies = Fraction(1), [0] * n
+        for t, i in enumerate(seq):
+            prob *= Fraction(1 + copies[i], n + t)
+            copies[i] += 1
+        sums = [sum(row) + sum(row[i] for i in seq) for row in scores]
+        top = max(sums)
+        winners = [i for i in range(k) if sums[i] == top]
+        for i in winners:
+            pb[i] += prob / len(winners)
+        for i in range(k):
+            for m in range(k):
+                if sums[i] >= sums[m]:
+                    ge[i][m] += prob
+    return pb, ge
+
+
 small = st.integers(2, 4).flatmap(lambda n: st.lists(st.lists(st.integers(0, 4), min_size=n, max_size=n),
                                                       min_size=2, max_size=3))
 
@@ -65,6 +88,30 @@ def test_p_best_and_pairwise_match_exact_bootstrap_enumeration(rows):
         for i in range(len(rows)):
             q = float(exact_ge[i][lead])
             assert abs(ge[i] - q) <= 4.5 * math.sqrt(q * (1 - q) / r) + 1e-9
+
+
+@settings(max_examples=15, deadline=None)
+@given(small, st.integers(0, 4))
+def test_full_sweep_p_best_matches_exact_polya_enumeration(rows, unseen):
+    exact_pb, exact_ge = _exact_polya(rows, unseen)
+    x = np.array(rows, dtype=np.float64) / 4.0
+    n_total = x.shape[1] + unseen
+    r = 40_000
+    got = p_best(x, n_resamples=r, seed=3, n_total=n_total)
+    for i, p in enumerate(exact_pb):
+        assert abs(got[i] - float(p)) <= 4.5 * math.sqrt(float(p) * (1 - float(p)) / r) + 1e-9
+    for lead in range(len(rows)):
+        ge = prob_at_least(x, lead, n_resamples=r, seed=5, n_total=n_total)
+        for i in range(len(rows)):
+            q = float(exact_ge[i][lead])
+            assert abs(ge[i] - q) <= 4.5 * math.sqrt(q * (1 - q) / r) + 1e-9
+
+
+def test_full_sweep_p_best_is_exact_when_every_scene_is_seen():
+    x = np.random.default_rng(1).random((4, 30))
+    np.testing.assert_array_equal(p_best(x, 100, n_total=30), np.eye(4)[np.argmax(x.mean(axis=1))])
+    with pytest.raises(ValueError, match="n_total"):
+        p_best(x, 100, n_total=29)
 
 
 def test_p_best_is_seeded_and_refuses_nan():

@@ -8,17 +8,20 @@ successive elimination with paired scenes:
 
 1. Scenes are taken in one seeded random order (:func:`scene_order`); every candidate still in the race is
    evaluated on the same prefix of that order (paired: per-scene differences cancel the scene's difficulty).
-2. After each round, P(best) of each candidate in the race is the paired bootstrap probability (Efron's
-   bootstrap over scenes, the same resample for every candidate, as in ``sim.harness.verdict.paired_bootstrap``)
-   that its mean over the resampled scenes is the highest (ties share the credit): :func:`p_best`.
-3. A candidate is clearly worse, and gets no more scenes, when the bootstrap probability that its mean is at
-   least the leader's falls below ``(1 - confidence) / (candidates in the race - 1)`` (a Bonferroni split of the
-   error over the pairwise comparisons): :func:`prob_at_least`.
+2. After each round, P(best) of each candidate in the race is the probability that it has the highest mean on
+   the full sweep (the N scenes), given the n scenes seen: the unseen N - n scenes are drawn by a Polya urn from
+   the seen ones (the Polya posterior of a finite population, Ghosh & Meeden 1997, a Bayesian bootstrap), the
+   same draw for every candidate (paired); ties share the credit: :func:`p_best`. At n = N it is exact.
+3. A candidate is clearly worse, and gets no more scenes, when the same posterior probability that its
+   full-sweep mean is at least the leader's falls below ``(1 - confidence) / (candidates in the race - 1)``
+   (a Bonferroni split of the error over the pairwise comparisons): :func:`prob_at_least`.
 4. The race stops when one candidate has P(best) >= ``confidence``, every scene is used, or the next round would
    exceed the budget. The pick is the leader (highest mean on the common scenes of the race).
 
-Rounds grow geometrically (``growth``) from ``min_scenes``; no decision is taken on fewer than ``min_scenes``
-scenes (the bootstrap is over-confident on a handful). Rollouts are counted as (candidate, scene) pairs.
+Rounds grow geometrically (``growth``) from ``min_scenes``; no decision is taken before ``min_scenes`` scenes tell
+the racing candidates apart (scenes where they all score the same carry no information on the ranking, and on a
+handful of telling scenes any resampling scheme is over-confident: a candidate at least as good as the others on
+each of them gets P(best) = 1). Rollouts are counted as (candidate, scene) pairs.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-MIN_SCENES = 16  # scenes every candidate receives before anything is decided
+MIN_SCENES = 16  # scenes that tell the racing candidates apart before anything is decided
 GROWTH = 1.5  # each round's common prefix is this many times the previous one
 N_RESAMPLES = 2000  # bootstrap resamples for P(best) and the elimination test
 TIE_TOL = 1e-12  # means closer than this (relative to the scores' scale) are ties
@@ -70,55 +73,76 @@ def scene_order(n_scenes: int, seed: int) -> np.ndarray:
     return np.random.default_rng([seed, 23]).permutation(n_scenes)
 
 
-def _resample_weights(n: int, n_resamples: int, seed: int, tag: int) -> np.ndarray:
-    """Bootstrap counts [R, n] (each row sums to n): scene j drawn ``w[r, j]`` times in resample r."""
-    rng = np.random.default_rng([seed, tag, n])
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_resamples).astype(np.float64)
+def _weights(n: int, n_total: int | None, n_resamples: int, seed: int, tag: int) -> np.ndarray:
+    """Scene weights [R, n], each row summing to the number of scenes the mean is over.
+
+    ``n_total`` None: Efron's bootstrap (multinomial counts of n draws). Otherwise the Polya posterior of a finite
+    population of ``n_total`` scenes of which these n are seen (Ghosh & Meeden 1997): each seen scene counts once,
+    and the ``n_total - n`` unseen ones are drawn by a Polya urn from the seen ones, i.e. Dirichlet-multinomial
+    counts with all concentrations 1.
+    """
+    rng = np.random.default_rng([seed, tag, n, 0 if n_total is None else 1 + n_total])
+    if n_total is None:
+        return rng.multinomial(n, np.full(n, 1.0 / n), size=n_resamples).astype(np.float64)
+    if n_total < n:
+        raise ValueError(f"n_total ({n_total}) must be >= the scenes seen ({n})")
+    unseen = n_total - n
+    if unseen == 0:
+        return np.ones((n_resamples, n))
+    p = rng.dirichlet(np.ones(n), size=n_resamples)
+    return 1.0 + rng.multinomial(unseen, p).astype(np.float64)
 
 
-def _resampled_means(scores: np.ndarray, n_resamples: int, seed: int, tag: int) -> np.ndarray:
-    n = scores.shape[1]
-    return scores @ _resample_weights(n, n_resamples, seed, tag).T / n  # [K, R]
+def _resampled_means(scores: np.ndarray, n_total: int | None, n_resamples: int, seed: int, tag: int) -> np.ndarray:
+    w = _weights(scores.shape[1], n_total, n_resamples, seed, tag)
+    return scores @ w.T / w[0].sum()  # [K, R]
 
 
 def _tol(scores: np.ndarray) -> float:
     return TIE_TOL * max(1.0, float(np.max(np.abs(scores))) if scores.size else 1.0)
 
 
-def p_best(scores: np.ndarray, n_resamples: int = N_RESAMPLES, seed: int = 0) -> np.ndarray:
-    """Paired bootstrap probability that each candidate has the highest mean score.
+def _check(scores: np.ndarray) -> np.ndarray:
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2 or scores.shape[1] == 0 or not np.isfinite(scores).all():
+        raise ValueError(f"scores must be a finite [K, n>0] array, got shape {scores.shape}")
+    return scores
+
+
+def p_best(scores: np.ndarray, n_resamples: int = N_RESAMPLES, seed: int = 0,
+           n_total: int | None = None) -> np.ndarray:
+    """Probability that each candidate has the highest mean score, the same resample for every candidate (paired).
 
     Args:
         scores: [K, n] per-candidate per-scene scores on the same n scenes, oriented so that higher is better.
-        n_resamples: bootstrap resamples (scenes drawn with replacement, the same draw for every candidate).
-        seed: resampling seed (same seed, same result).
+        n_resamples: resamples. seed: resampling seed (same seed, same result).
+        n_total: None: the paired bootstrap over the n scenes (the mean of the population they are drawn from).
+            A number N >= n: the probability of being best on the full sweep of N scenes, of which these n are a
+            random subset (Polya posterior, :func:`_weights`); at n == N it is exact (1 for the highest mean).
 
     Returns:
         float64 [K] summing to 1; a tie for the highest mean in a resample splits its credit equally.
 
     Raises:
-        ValueError: ``scores`` is not 2-D with at least one scene, or holds NaN.
+        ValueError: ``scores`` is not 2-D with at least one scene, or holds NaN; ``n_total`` < n.
     """
-    scores = np.asarray(scores, dtype=np.float64)
-    if scores.ndim != 2 or scores.shape[1] == 0 or not np.isfinite(scores).all():
-        raise ValueError(f"scores must be a finite [K, n>0] array, got shape {scores.shape}")
-    means = _resampled_means(scores, n_resamples, seed, 1)
+    scores = _check(scores)
+    means = _resampled_means(scores, n_total, n_resamples, seed, 1)
     top = means >= means.max(axis=0, keepdims=True) - _tol(scores)
     return (top / top.sum(axis=0, keepdims=True)).mean(axis=1)
 
 
-def prob_at_least(scores: np.ndarray, leader: int, n_resamples: int = N_RESAMPLES, seed: int = 0) -> np.ndarray:
-    """Paired bootstrap probability that each candidate's mean is at least the leader's (1 for the leader).
-
-    Args:
-        scores: [K, n] as in :func:`p_best`. leader: row index of the comparison candidate.
+def prob_at_least(scores: np.ndarray, leader: int, n_resamples: int = N_RESAMPLES, seed: int = 0,
+                  n_total: int | None = None) -> np.ndarray:
+    """Probability that each candidate's mean is at least the leader's (1 for the leader); arguments as in
+    :func:`p_best`.
 
     Returns:
         float64 [K].
     """
-    scores = np.asarray(scores, dtype=np.float64)
+    scores = _check(scores)
     diff = scores - scores[leader]
-    means = _resampled_means(diff, n_resamples, seed, 2)
+    means = _resampled_means(diff, n_total, n_resamples, seed, 2)
     return (means >= -_tol(scores)).mean(axis=1)
 
 
@@ -230,20 +254,23 @@ def race(n_candidates: int, n_scenes: int, plan: BudgetPlan, evaluate: Evaluate,
         cur = target
         rounds += 1
         x = s[np.ix_(active, order[:cur])]
-        p = p_best(x, plan.n_resamples, plan.seed + rounds)
+        p = p_best(x, plan.n_resamples, plan.seed + rounds, n_total=n_scenes)
         pb[active] = p
         lead = int(np.argmax(x.mean(axis=1)))
-        history.append({"scenes": cur, "in_race": len(active), "rollouts": used,
+        # scenes that tell candidates apart: on the others every candidate scores the same
+        told = int((np.ptp(x, axis=0) > _tol(x)).sum()) if len(active) > 1 else cur
+        ready = told >= plan.min_scenes or cur == n_scenes
+        history.append({"scenes": cur, "telling": told, "in_race": len(active), "rollouts": used,
                         "max_p_best": float(p.max())})
-        if cur >= min(plan.min_scenes, n_scenes) and p.max() >= plan.confidence:
+        if ready and p.max() >= plan.confidence:
             stop = STOP_CONFIDENT
             break
         if cur == n_scenes:
             stop = STOP_ALL_SCENES
             break
-        if cur >= plan.min_scenes and len(active) > 1:
+        if ready and len(active) > 1:
             delta = (1.0 - plan.confidence) / (len(active) - 1)
-            ge = prob_at_least(x, lead, plan.n_resamples, plan.seed + rounds)
+            ge = prob_at_least(x, lead, plan.n_resamples, plan.seed + rounds, n_total=n_scenes)
             keep = [a for a, q in zip(active, ge, strict=True) if q >= delta]
             for a in set(active) - set(keep):
                 dropped[a] = cur
