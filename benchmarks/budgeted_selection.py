@@ -62,6 +62,8 @@ def replay(scores: np.ndarray, budget: float, confidence: float, seed: int) -> d
     """One budgeted race and uniform allocation at the rollouts it used, on a full sweep's scores."""
     k, n = scores.shape
     plan = BudgetPlan(total=budget_rollouts(budget, k, n), confidence=confidence, seed=seed)
+    if plan.total < k:  # not one scene per checkpoint: no pick (the CLI refuses such a budget)
+        return {}
     r = race(k, n, plan, lambda ask: {c: scores[c, v] for c, v in ask.items()})
     u = uniform_pick(scores, r.rollouts, seed)
     return {"rollouts": r.rollouts, "regret": regret(scores, r.pick), "uniform_regret": regret(scores, u),
@@ -89,6 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs, worst, worst_u, never_worse, max_frac = [], 0.0, 0.0, True, 0.0
         for path, (x, names, suite) in sweeps.items():
             reps = [replay(x, b, a.confidence, seed) for seed in range(a.repeats)]
+            if not reps[0]:
+                runs.append({"results": path, "suite": suite, "checkpoints": len(names), "scenes": x.shape[1],
+                             "skipped": "budget below one scene per checkpoint"})
+                continue
             reg = np.array([r["regret"] for r in reps])
             ureg = np.array([r["uniform_regret"] for r in reps])
             frac = np.array([r["rollouts"] for r in reps]) / x.size

@@ -11,12 +11,18 @@ successive elimination with paired scenes:
 2. After each round, P(best) of each candidate in the race is the probability that it has the highest mean on
    the full sweep (the N scenes), given the n scenes seen: the unseen N - n scenes are drawn by a Polya urn from
    the seen ones (the Polya posterior of a finite population, Ghosh & Meeden 1997, a Bayesian bootstrap), the
-   same draw for every candidate (paired); ties share the credit: :func:`p_best`. At n = N it is exact.
+   same draw for every candidate (paired); ties share the credit: :func:`p_best`. At n = N it is exact. The urn
+   also holds a prior of total weight ``PRIOR_MASS`` (a Dirichlet process's concentration) on K pseudo-scenes,
+   each favouring one candidate by the whole observed score range: without it, a candidate at least as good as
+   another on every seen scene would be better with probability 1, however few scenes tell them apart.
 3. A candidate is clearly worse, and gets no more scenes, when the same posterior probability that its
-   full-sweep mean is at least the leader's falls below ``(1 - confidence) / (candidates in the race - 1)``
+   full-sweep mean is at least the leader's falls below ``(1 - confidence) / L / (candidates in the race - 1)``
    (a Bonferroni split of the error over the pairwise comparisons): :func:`prob_at_least`.
-4. The race stops when one candidate has P(best) >= ``confidence``, every scene is used, or the next round would
-   exceed the budget. The pick is the leader (highest mean on the common scenes of the race).
+4. The race stops when one candidate has P(best) >= ``1 - (1 - confidence) / L``, every scene is used, or the
+   next round would exceed the budget. L (:func:`looks`) is the number of rounds the schedule takes to reach every
+   scene: the race tests after each round, and testing L times at level ``1 - confidence`` would stop on a wrong
+   leader more often than ``1 - confidence`` (a Bonferroni split over the looks; step 3's threshold is split the
+   same way). The pick is the leader (highest mean on the common scenes of the race).
 
 Rounds grow geometrically (``growth``) from ``min_scenes``; no decision is taken before ``min_scenes`` scenes tell
 the racing candidates apart (scenes where they all score the same carry no information on the ranking, and on a
@@ -36,6 +42,7 @@ import numpy as np
 MIN_SCENES = 16  # scenes that tell the racing candidates apart before anything is decided
 GROWTH = 1.5  # each round's common prefix is this many times the previous one
 N_RESAMPLES = 2000  # bootstrap resamples for P(best) and the elimination test
+PRIOR_MASS = 1.0  # Dirichlet-process prior weight of "an unseen scene unlike any seen one" (in scenes)
 TIE_TOL = 1e-12  # means closer than this (relative to the scores' scale) are ties
 
 STOP_CONFIDENT = "confident"
@@ -73,29 +80,38 @@ def scene_order(n_scenes: int, seed: int) -> np.ndarray:
     return np.random.default_rng([seed, 23]).permutation(n_scenes)
 
 
-def _weights(n: int, n_total: int | None, n_resamples: int, seed: int, tag: int) -> np.ndarray:
-    """Scene weights [R, n], each row summing to the number of scenes the mean is over.
+def _weights(n: int, n_total: int | None, n_resamples: int, seed: int, tag: int, n_prior: int = 0) -> np.ndarray:
+    """Scene weights [R, n + n_prior], each row summing to the number of scenes the mean is over.
 
-    ``n_total`` None: Efron's bootstrap (multinomial counts of n draws). Otherwise the Polya posterior of a finite
-    population of ``n_total`` scenes of which these n are seen (Ghosh & Meeden 1997): each seen scene counts once,
-    and the ``n_total - n`` unseen ones are drawn by a Polya urn from the seen ones, i.e. Dirichlet-multinomial
-    counts with all concentrations 1.
+    ``n_total`` None: Efron's bootstrap (multinomial counts of n draws; no prior columns). Otherwise the Polya
+    posterior of a finite population of ``n_total`` scenes of which these n are seen (Ghosh & Meeden 1997), with
+    a Dirichlet-process prior: each seen scene counts once, and the ``n_total - n`` unseen ones are drawn by a
+    Polya urn that starts with one ball per seen scene and ``PRIOR_MASS / n_prior`` for each of ``n_prior`` prior
+    pseudo-scenes (Blackwell-MacQueen), i.e. Dirichlet-multinomial counts.
     """
-    rng = np.random.default_rng([seed, tag, n, 0 if n_total is None else 1 + n_total])
+    rng = np.random.default_rng([seed, tag, n, 0 if n_total is None else 1 + n_total, n_prior])
     if n_total is None:
         return rng.multinomial(n, np.full(n, 1.0 / n), size=n_resamples).astype(np.float64)
     if n_total < n:
         raise ValueError(f"n_total ({n_total}) must be >= the scenes seen ({n})")
+    base = np.concatenate([np.ones(n), np.zeros(n_prior)])
     unseen = n_total - n
     if unseen == 0:
-        return np.ones((n_resamples, n))
-    p = rng.dirichlet(np.ones(n), size=n_resamples)
-    return 1.0 + rng.multinomial(unseen, p).astype(np.float64)
+        return np.tile(base, (n_resamples, 1))
+    conc = np.concatenate([np.ones(n), np.full(n_prior, PRIOR_MASS / max(n_prior, 1))])
+    return base + rng.multinomial(unseen, rng.dirichlet(conc, size=n_resamples)).astype(np.float64)
 
 
 def _resampled_means(scores: np.ndarray, n_total: int | None, n_resamples: int, seed: int, tag: int) -> np.ndarray:
-    w = _weights(scores.shape[1], n_total, n_resamples, seed, tag)
-    return scores @ w.T / w[0].sum()  # [K, R]
+    """Means [K, R] over resampled scenes; with ``n_total``, the prior's K pseudo-scenes are the scores' observed
+    range favouring one candidate each (that candidate at the highest score seen, every other at the lowest)."""
+    k = scores.shape[0]
+    x = scores
+    if n_total is not None and k > 1:
+        lo, hi = float(scores.min()), float(scores.max())
+        x = np.concatenate([scores, lo + (hi - lo) * np.eye(k)], axis=1)
+    w = _weights(scores.shape[1], n_total, n_resamples, seed, tag, x.shape[1] - scores.shape[1])
+    return x @ w.T / w[0].sum()
 
 
 def _tol(scores: np.ndarray) -> float:
@@ -141,9 +157,8 @@ def prob_at_least(scores: np.ndarray, leader: int, n_resamples: int = N_RESAMPLE
         float64 [K].
     """
     scores = _check(scores)
-    diff = scores - scores[leader]
-    means = _resampled_means(diff, n_total, n_resamples, seed, 2)
-    return (means >= -_tol(scores)).mean(axis=1)
+    means = _resampled_means(scores, n_total, n_resamples, seed, 2)
+    return (means - means[leader] >= -_tol(scores)).mean(axis=1)
 
 
 @dataclass(frozen=True)
@@ -204,6 +219,14 @@ class RaceResult:
         return self.full - self.rollouts
 
 
+def looks(n_scenes: int, plan: BudgetPlan) -> int:
+    """Rounds the schedule takes to reach every scene: the number of times the race tests (at least 1)."""
+    cur, n = min(n_scenes, plan.min_scenes), 1
+    while cur < n_scenes:
+        cur, n = min(n_scenes, max(cur + 1, math.ceil(cur * plan.growth))), n + 1
+    return n
+
+
 Evaluate = Callable[[dict[int, list[int]]], dict[int, np.ndarray]]
 """``evaluate({candidate: scene indices}) -> {candidate: scores [len(scenes)]}`` (higher is better)."""
 
@@ -235,6 +258,7 @@ def race(n_candidates: int, n_scenes: int, plan: BudgetPlan, evaluate: Evaluate,
     cur = 0
     target = min(n_scenes, plan.min_scenes)
     stop = STOP_ALL_SCENES
+    alpha = (1.0 - plan.confidence) / looks(n_scenes, plan)  # the error, split over the rounds' tests
     history = []
     while k_all and n_scenes:
         room = (plan.total - used) // len(active)
@@ -262,14 +286,14 @@ def race(n_candidates: int, n_scenes: int, plan: BudgetPlan, evaluate: Evaluate,
         ready = told >= plan.min_scenes or cur == n_scenes
         history.append({"scenes": cur, "telling": told, "in_race": len(active), "rollouts": used,
                         "max_p_best": float(p.max())})
-        if ready and p.max() >= plan.confidence:
+        if ready and p.max() >= 1.0 - alpha:
             stop = STOP_CONFIDENT
             break
         if cur == n_scenes:
             stop = STOP_ALL_SCENES
             break
         if ready and len(active) > 1:
-            delta = (1.0 - plan.confidence) / (len(active) - 1)
+            delta = alpha / (len(active) - 1)
             ge = prob_at_least(x, lead, plan.n_resamples, plan.seed + rounds, n_total=n_scenes)
             keep = [a for a, q in zip(active, ge, strict=True) if q >= delta]
             for a in set(active) - set(keep):

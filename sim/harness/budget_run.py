@@ -63,6 +63,9 @@ def run_budget(cands: Sequence[Any], scenes: Sequence[Scenario], *, budget: floa
         plan = BudgetPlan(total=budget_rollouts(budget, len(racers), len(ids)), confidence=confidence, seed=seed)
     except ValueError as e:
         raise EvaluationError(str(e)) from None
+    if racers and plan.total < len(racers):
+        raise EvaluationError(f"--budget {budget}: {plan.total} rollouts, fewer than the {len(racers)} checkpoints "
+                              "(at least one scene each)")
     sign = 1.0 if higher_is_better(metric) else -1.0
     shards = make_shards(scenes, batch_size)
     pool = make_executor(executor, ray_address, num_cpus)
