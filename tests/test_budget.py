@@ -266,6 +266,20 @@ def test_budgeted_cli_stores_what_it_ran_and_a_full_sweep_reuses_it(work, capsys
     assert "Resuming: 8 (checkpoint, scenario) pairs" in out
     assert all(len(s.rows.scenario_ids) == (2 if s.attrs["name"] == "log-replay" else 5) for s in read_checkpoints(res))
     assert "budget" not in read_verdict(res)
+    # the benchmark replays the race on this full sweep: one JSON line per budget
+    import json
+
+    from benchmarks.budgeted_selection import main as bench
+
+    assert bench(["--results", str(res), "--budgets", "0.5", "1", "--repeats", "2"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [d["budget"] for d in lines] == [0.5, 1.0]
+    run = lines[1]["runs"][0]
+    assert (run["checkpoints"], run["scenes"]) == (4, 5) and run["regret_max"] == 0.0  # at n = N it is exact
+    assert lines[0]["max_rollouts_fraction"] <= 0.5
+    assert bench(["--results", str(work / "missing.h5")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --results") and "\n" not in err
 
 
 @pytest.mark.parametrize("flag", [["--budget", "-1"], ["--budget", "2.5"], ["--budget", "3"], ["--confidence", "0"],
