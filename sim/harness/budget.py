@@ -260,6 +260,7 @@ def race(n_candidates: int, n_scenes: int, plan: BudgetPlan, evaluate: Evaluate,
     stop = STOP_ALL_SCENES
     alpha = (1.0 - plan.confidence) / looks(n_scenes, plan)  # the error, split over the rounds' tests
     history = []
+    judged: list[int] = []
     while k_all and n_scenes:
         room = (plan.total - used) // len(active)
         target = min(target, cur + room)
@@ -280,6 +281,7 @@ def race(n_candidates: int, n_scenes: int, plan: BudgetPlan, evaluate: Evaluate,
         x = s[np.ix_(active, order[:cur])]
         p = p_best(x, plan.n_resamples, plan.seed + rounds, n_total=n_scenes)
         pb[active] = p
+        judged = list(active)
         lead = int(np.argmax(x.mean(axis=1)))
         # scenes that tell candidates apart: on the others every candidate scores the same
         told = int((np.ptp(x, axis=0) > _tol(x)).sum()) if len(active) > 1 else cur
@@ -308,6 +310,8 @@ def race(n_candidates: int, n_scenes: int, plan: BudgetPlan, evaluate: Evaluate,
     if cur:
         x = s[np.ix_(active, order[:cur])]
         pick = active[int(np.argmax(x.mean(axis=1)))]
+        if judged != active:  # dropped after the last P(best): the race's final P(best) is among those left
+            pb[active] = p_best(x, plan.n_resamples, plan.seed + rounds, n_total=n_scenes)
     return RaceResult(pick, pb, got, dropped, used, simulated, full, order, stop, rounds, plan.total, tuple(history))
 
 
