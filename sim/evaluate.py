@@ -21,7 +21,7 @@ from pathlib import Path
 from scenarios.cli_config import add_dataclass_arguments, dataclass_from_args
 from scenarios.suites import DEFAULT_CACHE_DIR
 from sim.batch import select_agents
-from sim.harness.budget import budget_lines
+from sim.harness.budget import budget_lines, check_budget
 from sim.harness.budget_run import run_budget_cfg
 from sim.harness.candidates import (
     BASELINES,
@@ -100,9 +100,10 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "baselines", tuple(dict.fromkeys(self.baselines)))
-        if self.budget < 0 or (self.budget > 1 and self.budget != int(self.budget)):
-            raise EvaluationError(f"--budget must be 0 (full sweep), a fraction in (0, 1] or a whole number of "
-                                  f"rollouts, got {self.budget}")
+        try:
+            check_budget(self.budget)
+        except ValueError as e:
+            raise EvaluationError(str(e)) from None
         if not 0 < self.confidence <= 1:
             raise EvaluationError(f"--confidence must be in (0, 1], got {self.confidence}")
 

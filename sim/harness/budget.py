@@ -51,6 +51,13 @@ STOP_ALL_SCENES = "all scenes"
 STOP_ONE_LEFT = "one left"
 
 
+def check_budget(budget: float) -> None:
+    """Raise ValueError unless ``budget`` is 0, a fraction in (0, 1] or a whole number above 1 (``--budget``)."""
+    if budget < 0 or (budget > 1 and budget != int(budget)):
+        raise ValueError(f"--budget must be 0 (full sweep), a fraction in (0, 1] or a whole number of rollouts, "
+                         f"got {budget}")
+
+
 def budget_rollouts(budget: float, n_candidates: int, n_scenes: int) -> int:
     """Rollouts (candidate x scene pairs) a ``--budget`` value allows.
 
@@ -65,9 +72,7 @@ def budget_rollouts(budget: float, n_candidates: int, n_scenes: int) -> int:
         ValueError: a negative budget, or a count above 1 that is not a whole number.
     """
     full = n_candidates * n_scenes
-    if budget < 0 or (budget > 1 and budget != int(budget)):
-        raise ValueError(f"--budget must be 0 (full sweep), a fraction in (0, 1] or a whole number of rollouts, "
-                         f"got {budget}")
+    check_budget(budget)
     if budget == 0:
         return full
     if budget <= 1:
