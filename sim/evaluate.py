@@ -24,6 +24,8 @@ from pathlib import Path
 from scenarios.cli_config import add_dataclass_arguments, dataclass_from_args
 from scenarios.suites import DEFAULT_CACHE_DIR
 from sim.batch import select_agents
+from sim.harness.budget import budget_lines, check_budget
+from sim.harness.budget_run import run_budget_cfg
 from sim.harness.candidates import (
     BASELINES,
     Candidate,
@@ -93,12 +95,23 @@ class EvalConfig:
     ray_address: str | None = _f(None, "Ray cluster address (default: start a local instance)")
     num_cpus: int = _f(0, "worker processes (--executor processes) or CPUs of a local Ray instance (0: all)")
     metric: str = _f("score", "metric that defines the best checkpoint in the verdict")
+    budget: float = _f(0.0, "budgeted selection: at most N (checkpoint, scene) rollouts, or a fraction in (0, 1] of "
+                       "the full sweep; clearly worse checkpoints stop receiving scenes, the race stops once one is "
+                       "best with probability --confidence (docs/selection.md; 0: full sweep)", metavar="N")
+    confidence: float = _f(0.95, "--budget stops once one checkpoint is best by --metric with this probability, "
+                           "in (0, 1]", metavar="P")
     n_resamples: int = _f(999, "scenario bootstrap resamples")
     latest: str = _f("out/latest", "the run folder that bare --ckpt names resolve in")
     progress: bool = _f(True, "progress bar")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "baselines", tuple(dict.fromkeys(self.baselines)))
+        try:
+            check_budget(self.budget)
+        except ValueError as e:
+            raise EvaluationError(str(e)) from None
+        if not 0 < self.confidence <= 1:
+            raise EvaluationError(f"--confidence must be in (0, 1], got {self.confidence}")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
@@ -296,7 +309,10 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
         def commit(key: str, rows: CheckpointRows) -> None:
             writer.commit(key, by_key[key].attrs(cfg.backend), rows, [scene_of[i] for i in rows.scenario_ids], root)
 
-        if units:
+        race, vids = None, ids  # --budget: the race's section of the verdict, judged on its common scenes
+        if cfg.budget:
+            race, vids = run_budget_cfg(cfg, cands, scenes, settings, out, commit)
+        elif units:
             executor = make_executor(cfg.executor, cfg.ray_address, cfg.num_cpus or None)
             try:
                 run_units(executor, units, scenes, settings, commit, progress=cfg.progress)
@@ -304,17 +320,19 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
                 executor.close()
         stored = {s.key: s for s in read_checkpoints(out)}
         expected = comparison_set(cands)
-        verdict = build_verdict(list(stored.values()), ids, cfg.metric, cfg.n_resamples, cfg.seed,
+        verdict = build_verdict(list(stored.values()), vids, cfg.metric, cfg.n_resamples, cfg.seed,
                                 expected=expected if run_dir is not None else None,
                                 after_episode=select_after(run_dir),
                                 types={i.id: i.types for i in read_scenarios(out)})
-        sv, sv_lines = signal_verdict_doc(plan, stored, ids, cands, cfg)
+        if race is not None:
+            verdict["budget"] = race
+        sv, sv_lines = signal_verdict_doc(plan, stored, vids, cands, cfg)
         writer.write_verdict(verdict, root, signals=sv)
         shown = [stored[c.key] for c in cands if c.key in stored]
-        print_summary(console, summary_rows(shown, ids), verdict, skipped, run=label)
+        print_summary(console, summary_rows(shown, vids), verdict, skipped, run=label)
         from rich.markup import escape
 
-        for line in sv_lines:
+        for line in sv_lines + (budget_lines(race) if race else []):
             log(escape(line))
     if cfg.consolidate:
         writer.consolidate()
@@ -339,9 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         errors += (CarlaError,)
     except ImportError:
         pass
-    cfg = parse_args(argv)
     try:
-        run(cfg)
+        run(parse_args(argv))
     except errors as e:
         print("error: " + " ".join(str(e).split()), file=sys.stderr)  # always one line
         return 2

@@ -67,6 +67,7 @@ class Verdict(TypedDict, total=False):
     sentence: str
     statistics: dict[str, Any]
     by_type: dict[str, Any] | None
+    budget: dict[str, Any]  # --budget only: sim.harness.budget.budget_section
 
 
 @dataclass(frozen=True, eq=False)
