@@ -488,3 +488,25 @@ def test_jerk_magnitude_is_the_derivative_of_the_acceleration_magnitude():
     want = savgol_filter(mag, 15, 2, deriv=1, delta=DT)
     inner = slice(7, T - 7)
     np.testing.assert_allclose(s["jerk_magnitude"][0, inner].numpy(), want[inner], atol=1e-3)
+
+
+@pytest.mark.parametrize("kind", [AgentType.PEDESTRIAN, AgentType.CYCLIST, AgentType.OTHER, AgentType.VEHICLE])
+def test_idm_moves_vehicles_only(kind):
+    """nuPlan's reactive agents are vehicles: under --agents idm anything else replays its log exactly."""
+    import dataclasses
+
+    from sim.rollout import rollout
+
+    t = np.arange(T) * DT
+    v = np.maximum(8.0 - 2.0 * t, 0.0)  # a moving agent 3 m beside the ego's lane that brakes to a stop in its log
+    mover = _states(-20.0 + np.concatenate([[0.0], np.cumsum((v[1:] + v[:-1]) / 2 * DT)]), -3.0, 0.0, v)
+    scene = dataclasses.replace(
+        _scene(_straight(0.0, 10.0), [mover]), agent_type=np.array([AgentType.VEHICLE, kind], np.int8)
+    ).validate()
+    batch = make_batch([scene])
+    ro = rollout(batch, None, agents="idm")
+    moved = float((ro.traj[0, 1, :, :2] - batch.log[0, 1, :, :2]).norm(dim=-1).max())
+    if kind == AgentType.VEHICLE:
+        assert moved > 1.0  # with no leader ahead IDM does not brake as the log does
+    else:
+        assert moved == 0.0
