@@ -123,6 +123,7 @@ def test_every_recorded_waymo_and_nuscenes_ego_is_a_plausible_comfortable_human(
         batch = make_batch([s])
         ro = rollout(batch, None)
         c = MetricContext(ro, batch)
+        assert int(batch.agents_dropped[0]) == 0, s.id  # every agent within reach is simulated
         accel = c.accel[0, c.controlled[0]].abs().max()
         assert float(accel) <= 8.0, (s.id, float(accel))
         comfortable.append(float(compute_metrics(ro, batch)["comfortable"][0]))
