@@ -124,6 +124,7 @@ def _metrics(quality: float, n: int, rng: np.random.Generator) -> dict[str, np.n
     score = pdm_score(at_fault, off, prog, ttc_ok, comf)
     m = {"ade": ade, "fde": ade * rng.uniform(1.5, 2.5, n), "collision": coll,
          "collision_time": np.where(coll > 0, rng.uniform(1, 5, n), np.nan), "collision_at_fault": at_fault,
+         "no_at_fault_collisions": 1.0 - at_fault,
          "offroad": off, "offroad_fraction": off * rng.uniform(0, 0.3, n), "progress": prog,
          "route_completion": np.clip(prog + rng.normal(0, 0.05, n), 0, 1), "min_ttc": rng.uniform(0.2, 3.0, n),
          "ttc_ok": ttc_ok, "comfortable": comf, "score": score}

@@ -33,7 +33,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from scenarios.formats import ImportOptions, add_import_arguments, import_options_from_args, load_file, scenario_files
-from scenarios.importers.repair import MapElementSkipped
+from scenarios.importers.repair import REPAIR_KINDS, MapElementSkipped, TracksRepaired
 from scenarios.loading import SkippedScene, duplicate_ids, duplicate_line
 from scenarios.scenario import RoadMap, Scenario, ScenarioError
 
@@ -59,6 +59,7 @@ class SceneReport:
     world_origin: tuple[float, float]
     agents_dropped: int = 0
     sanity: dict[str, float] = field(default_factory=dict)
+    repairs: dict[str, int] = field(default_factory=dict)  # recorded glitches repaired on import, per kind
 
     def failures(self) -> list[str]:
         """Names of the sanity checks this scene's log replay fails."""
@@ -87,6 +88,7 @@ def import_file(path: Path, options: ImportOptions) -> tuple[list[Scenario], lis
     inner: list[tuple[str, str]] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MapElementSkipped)
+        warnings.simplefilter("always", TracksRepaired)
         try:
             scenes = load_file(path, options, skipped=inner)
         except ScenarioError as e:
@@ -94,9 +96,14 @@ def import_file(path: Path, options: ImportOptions) -> tuple[list[Scenario], lis
             reason = msg[len(f"{path}: "):] if msg.startswith(f"{path}: ") else msg
             return [], [], [SkippedScene(str(path), "", reason)]
     dropped = sum(getattr(w.message, "count", 1) for w in caught if issubclass(w.category, MapElementSkipped))
+    repairs: dict[str, int] = {}
+    for w in caught:
+        if issubclass(w.category, TracksRepaired):
+            for kind, n in w.message.counts.items():
+                repairs[kind] = repairs.get(kind, 0) + int(n)
     reports = [
         SceneReport(str(path), s.id, s.source, s.num_agents, int(s.static_agents().sum()), _map_elements(s.map),
-                    dropped, s.num_steps, tuple(float(v) for v in s.world_origin))
+                    dropped, s.num_steps, tuple(float(v) for v in s.world_origin), repairs=dict(repairs))
         for s in scenes
     ]
     return scenes, reports, [SkippedScene(str(path), sid, reason) for sid, reason in inner]
@@ -125,6 +132,11 @@ def replay_sanity(scenes: Sequence[Scenario], reports: Sequence[SceneReport]) ->
                 reports[i].agents_dropped = int(batch.agents_dropped[j])
 
 
+def _repairs_text(repairs: dict[str, int]) -> str:
+    """``"2 position jumps, 4 velocities"``: the non-zero repair counts of a scene."""
+    return ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in repairs.items() if n)
+
+
 def _pct(n: int, d: int) -> str:
     return f"{100.0 * n / d:5.1f}" if d else "    -"
 
@@ -149,6 +161,7 @@ def summarise(reports: Sequence[SceneReport], skipped: Sequence[SkippedScene]) -
             "static_obstacles": sum(r.static_obstacles for r in rs),
             "map_dropped": sum(r.map_dropped for r in rs),
             "agents_dropped": sum(r.agents_dropped for r in rs),
+            **{f"repaired_{kind}": sum(r.repairs.get(kind, 0) for r in rs) for kind in REPAIR_KINDS},
         }
     if skipped:
         out.setdefault("(skipped)", {})["skipped"] = len(skipped)
@@ -174,11 +187,13 @@ def render(reports: Sequence[SceneReport], skipped: Sequence[SkippedScene], summ
     if dups:
         lines.append("\nrepeated scene ids (sim.evaluate refuses them: results are keyed by scene id):")
         lines += [f"  {duplicate_line(d)}" for d in dups]
-    lines.append("\nper scene: agents (static), map elements kept/dropped, steps, world_origin")
+    lines.append("\nper scene: agents (static), map elements kept/dropped, steps, world_origin, samples repaired on "
+                 "import")
     for r in reports:
         lines.append(f"  {r.id:32s} {r.agents:4d} ({r.static_obstacles}) {r.map_elements:5d}/{r.map_dropped:<3d} "
                      f"{r.steps:4d}  ({r.world_origin[0]:.1f}, {r.world_origin[1]:.1f})"
-                     + (f"  agents dropped by the cap: {r.agents_dropped}" if r.agents_dropped else ""))
+                     + (f"  agents dropped by the cap: {r.agents_dropped}" if r.agents_dropped else "")
+                     + (f"  repaired: {_repairs_text(r.repairs)}" if any(r.repairs.values()) else ""))
     head = (f"\n{'source':24s} {'scenes':>6s} {'on-road%':>8s} {'comfort%':>8s} {'at-fault%':>9s} "
             f"{'route%':>7s} {'exact%':>7s} {'|a|max':>7s} {'static':>6s} {'map-':>5s}")
     lines.append(head)

@@ -12,6 +12,7 @@ import weakref
 import torch
 from torch import Tensor
 
+from scenarios.scenario import AgentType
 from sim.batch import ScenarioBatch
 from sim.config import ACCEL_MIN, IDM_A_MAX, IDM_B, IDM_LOOKAHEAD, IDM_S0, IDM_T, IDM_V0, SimError
 from sim.dynamics import KinematicUpdate, inverse_bicycle, wrap
@@ -101,8 +102,10 @@ class LogReplayAgents:
 class IDMAgents:
     """Intelligent Driver Model along each agent's logged path (REFERENCE.md constants).
 
-    Controlled: non-ego agents valid at ``init_step`` that do not overlap another box there and
-    that move in their log (max logged speed >= 0.5 m/s); the rest replay their log. Desired speed
+    Controlled: non-ego vehicles (:attr:`AgentType.VEHICLE`) valid at ``init_step`` that do not overlap
+    another box there and that move in their log (max logged speed >= 0.5 m/s); the rest replay their
+    log. Pedestrians, cyclists and objects always keep their logs, as nuPlan's reactive agents
+    (``nuplan/planning/simulation/observation/idm_agents.py``: IDM drives vehicles only). Desired speed
     v0 = min(30 m/s, the agent's max logged speed). The leader is the nearest valid box (the ego
     included) ahead in the agent's heading frame whose lateral offset is under the half-widths'
     sum, within ``IDM_LOOKAHEAD + IDM_T * v`` m. Past the end of its logged path an agent goes
@@ -127,7 +130,7 @@ class IDMAgents:
         vmax = speed.amax(dim=-1)
         self.v0 = vmax.clamp(max=IDM_V0).clamp_min(MIN_IDM_SPEED)
         t0 = batch.init_step
-        ctrl = valid[:, :, t0] & (vmax >= MIN_IDM_SPEED)
+        ctrl = valid[:, :, t0] & (vmax >= MIN_IDM_SPEED) & (batch.agent_type == int(AgentType.VEHICLE))
         ctrl[:, 0] = False
         from sim.geometry import boxes_overlap
 

@@ -33,8 +33,8 @@ class ScenarioBatch:
         init_step: closed-loop control starts at this step (common to the batch).
         dt: seconds between steps (common to the batch).
         ids, sources, families: per-scene strings, length B.
-        agents_dropped: int64 ``[B]`` agents within reach of the ego that the agent cap left out
-            (see :func:`select_agents`); 0 when every agent that can touch the ego is simulated.
+        agents_dropped: int64 ``[B]`` agents within reach of the ego left out (see :func:`select_agents`):
+            0, since every agent that can touch the ego is simulated (kept for the results schema).
         world_origins: float64 numpy ``[B, 2]`` m, each scene's ``Scenario.world_origin`` (the batch
             is in local coordinates; world = local + origin).
     """
@@ -98,18 +98,18 @@ def select_agents(scene: Scenario, max_agents: int = DEFAULT_MAX_AGENTS) -> tupl
 
     Every agent that at some valid step comes within :data:`~sim.config.AGENT_REACH` m of the
     ego's logged path or its route (any step: late arrivals and far starters count, and static
-    obstacles are agents valid throughout) can touch the ego and is kept. When they exceed
-    ``max_agents - 1``, the ones whose closest approach to the logged ego at the same step is
-    smallest are kept (ties: earliest valid first). Agents never within reach fill the slots
-    that are left, in the same order (they cannot touch the ego; they keep the scene complete).
+    obstacles are agents valid throughout) can touch the ego and is kept, however many there are.
+    Agents never within reach fill the slots that are left up to ``max_agents`` (ego included),
+    after them, by closest approach to the logged ego at the same step (ties: earliest valid first):
+    they cannot touch the ego; they keep a sparse scene complete.
 
     Args:
         scene: the scene.
-        max_agents: cap, ego included.
+        max_agents: slots, ego included, that agents out of reach may fill; never a cap on agents within reach.
 
     Returns:
         ``(indices, dropped)``: scene agent indices, ego first, then others by closest approach;
-        ``dropped`` = agents within reach left out by the cap (others left out are not counted).
+        ``dropped`` = agents within reach left out: 0 (agents out of reach left out are not counted).
     """
     others = np.array([i for i in range(scene.num_agents) if i != scene.ego], dtype=np.int64)
     if len(others) == 0:
@@ -124,7 +124,7 @@ def select_agents(scene: Scenario, max_agents: int = DEFAULT_MAX_AGENTS) -> tupl
     same = np.where(val, np.linalg.norm(pos - ego_xy[None], axis=-1), np.inf).min(axis=1)
     first = np.where(val.any(axis=1), val.argmax(axis=1), scene.num_steps)
     order = np.lexsort((first, same, ~within))  # within reach first, then by closest approach
-    kept = order[: max(max_agents - 1, 0)]
+    kept = order[: max(max_agents - 1, int(within.sum()), 0)]
     dropped = int(within.sum() - within[kept].sum())
     return [scene.ego] + [int(i) for i in others[kept]], dropped
 
@@ -135,7 +135,7 @@ def make_batch(
     """Pack scenes into a :class:`ScenarioBatch` on ``device``.
 
     The ego goes to agent 0; the other agents are chosen by :func:`select_agents` (every agent
-    within reach of the ego over the whole horizon, up to ``max_agents`` with the ego). Agents are
+    within reach of the ego over the whole horizon, however many; others up to ``max_agents`` with the ego). Agents are
     padded to the most any scene keeps (at least 2), steps to the longest scene, routes (resampled every
     ``ROUTE_SPACING`` m) to the longest route.
 
@@ -161,7 +161,7 @@ def make_batch(
     n_t = max(s.num_steps for s in scenes)
     picks = [select_agents(s, max_agents) for s in scenes]
     # at least one (invalid) other agent: the step functions are not written for A = 1
-    max_agents = min(max_agents, max(2, max(len(sel) for sel, _ in picks)))
+    max_agents = max(2, max(len(sel) for sel, _ in picks))
     log = np.zeros((b, max_agents, n_t, NUM_FIELDS), dtype=np.float32)
     log[..., LENGTH] = 1.0
     log[..., WIDTH] = 1.0

@@ -13,9 +13,8 @@ WHEELBASE = 2.8  # m
 ROUTE_SPACING = 1.0  # m between resampled route points
 # One agent rule for training, validation and evaluation (sim.batch.select_agents): every agent
 # that comes within AGENT_REACH of the ego's logged path or route at any valid step is simulated,
-# up to DEFAULT_MAX_AGENTS per scene (ego included); beyond the cap the nearest to the logged ego
-# (closest approach at the same step) are kept and the rest counted in ScenarioBatch.agents_dropped;
-# agents never within reach only fill slots that are left.
+# however many (DESIGN.md: every agent within reach counts; real scenes keep up to 226); agents never
+# within reach only fill slots up to DEFAULT_MAX_AGENTS per scene (ego included).
 DEFAULT_MAX_AGENTS = 64
 AGENT_REACH = 50.0  # m from the ego's logged path/route within which an agent can touch the ego
 

@@ -47,17 +47,22 @@ CATALOGUE: tuple[MetricSpec, ...] = (
                "collision time"),
     MetricSpec("collision_at_fault", "bool", False, "a collision the ego is blamed for (nuPlan's rule)",
                "at-fault collision"),
+    MetricSpec("no_at_fault_collisions", "fraction", True,
+               "NAVSIM NC: 0 after an at-fault collision with a road user, 0.5 with objects only, else 1",
+               "no at-fault collisions"),
     MetricSpec("offroad", "bool", False, "any ego corner more than 0.3 m outside the drivable area", "offroad"),
     MetricSpec("offroad_fraction", "fraction", False, "fraction of controlled steps off-road", "offroad fraction"),
     MetricSpec("progress", "fraction", True, "nuPlan ego progress min(1, max(ego, 2 m) / max(expert, 2 m))",
                "progress"),
     MetricSpec("route_completion", "fraction", True, "fraction of the route covered (CARLA Leaderboard)",
                "route completion"),
-    MetricSpec("min_ttc", "s", True, "smallest constant-velocity time-to-collision up to 3 s (3.1: none)", "min TTC"),
+    MetricSpec("min_ttc", "s", True,
+               "smallest constant-velocity time-to-collision up to 3 s with the agents nuPlan counts (3.1: none)",
+               "min TTC"),
     MetricSpec("ttc_ok", "bool", True, "min_ttc > 0.95 s", "TTC ok"),
-    MetricSpec("comfortable", "bool", True, "every controlled step within nuPlan's comfort bounds", "comfortable"),
+    MetricSpec("comfortable", "bool", True, "every controlled step within nuPlan's six comfort bounds", "comfortable"),
     MetricSpec("score", "fraction", True,
-               "NAVSIM-PDM-style no_at_fault_collision * drivable * (5 progress + 5 ttc_ok + 2 comfortable) / 12",
+               "NAVSIM-PDM-style no_at_fault_collisions * drivable * (5 progress + 5 ttc_ok + 2 comfortable) / 12",
                "score"),
 )
 SPECS: dict[str, MetricSpec] = {m.name: m for m in CATALOGUE}
@@ -67,7 +72,7 @@ NOT_JUDGED: frozenset[str] = frozenset({"collision_time"})  # NaN without a coll
 JUDGED_METRICS: tuple[str, ...] = tuple(n for n in METRIC_NAMES if n not in NOT_JUDGED)
 TABLE_METRICS: tuple[str, ...] = ("ade", "fde", "collision", "offroad", "score")  # the CLI summary's columns
 SCORE_WEIGHTS: dict[str, float] = {"progress": 5.0, "ttc_ok": 5.0, "comfortable": 2.0}
-METRICS_VERSION = 1  # bump when a definition above (or its computation in sim.metrics) changes a number
+METRICS_VERSION = 2  # bump when a definition above (or its computation in sim.metrics) changes a number
 
 
 def higher_is_better(metric: str) -> bool:
@@ -85,7 +90,10 @@ def axis_title(metric: str) -> str:
 def pdm_score(at_fault: Any, offroad: Any, progress: Any, ttc_ok: Any, comfortable: Any) -> Any:
     """NAVSIM-PDM-style score (DESIGN.md): ``(1 - at_fault) (1 - offroad) (5 EP + 5 TTC + 2 C) / 12``.
 
-    Works elementwise on floats, numpy arrays or torch tensors of one shape (0/1 flags, progress in [0, 1]).
+    ``at_fault`` is the at-fault penalty ``1 - no_at_fault_collisions``: 1 after an at-fault collision with a
+    vehicle, pedestrian or cyclist, 0.5 with objects only (NAVSIM NC in {0, 0.5, 1}), 0 without one; a 0/1
+    ``collision_at_fault`` flag gives the strict form. Works elementwise on floats, numpy arrays or torch
+    tensors of one shape (flags in [0, 1], progress in [0, 1]).
     """
     weighted = sum(w * v for w, v in zip(SCORE_WEIGHTS.values(), (progress, ttc_ok, comfortable), strict=True))
     return (1.0 - at_fault) * (1.0 - offroad) * weighted / sum(SCORE_WEIGHTS.values())

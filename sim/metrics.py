@@ -13,7 +13,11 @@ Definitions and choices (beyond DESIGN.md):
   each collided agent judged at its first contact step (see
   :attr:`MetricContext.first_collision_at_fault` and ``docs/metrics.md``): stopped ego never
   at fault; stopped agent, active front: at fault; rear half by a non-reactive agent: not;
-  lateral: only while changing lanes or off the drivable area.
+  lateral: only while the ego is in several lanes (:func:`in_multiple_lanes`) or off the drivable area.
+- ``no_at_fault_collisions``: NAVSIM's NC multiplier (``pdm_scorer.py``
+  ``_calculate_no_at_fault_collision``): 0 after an at-fault collision with a vehicle, pedestrian or
+  cyclist, :data:`OBJECT_COLLISION` (0.5) when every at-fault collision is with an object
+  (:attr:`AgentType.OTHER`: barriers, cones, generic static objects), 1 without one.
 - ``offroad``: the worst ego corner is more than :data:`OFFROAD_THRESHOLD` m outside the
   drivable area at any controlled step; never in scenes without drivable polygons.
 - ``progress``: nuPlan EP, ``min(1, max(ego, 2 m) / max(expert, 2 m))`` where each is the
@@ -24,19 +28,29 @@ Definitions and choices (beyond DESIGN.md):
   route runs on past the last logged pose so that a policy has somewhere to go).
 - ``min_ttc``: :func:`sim.geometry.time_to_collision` at every controlled step at which the
   ego moves (speed >= 0.005 m/s, as nuPlan), minimum over steps; :data:`TTC_NONE` (3.1 s)
-  means no conflict within 3 s. ``ttc_ok = min_ttc > 0.95 s``.
-- Comfort: Savitzky-Golay derivatives (quadratic fits) of the ego's closed-loop state, with
-  nuPlan's windows: long. accel from the signed speed over :data:`ACCEL_WINDOW` steps, jerk
-  from that accel over :data:`JERK_WINDOW` steps (nuPlan's 15), yaw rate from the unwrapped
-  yaw over :data:`YAW_RATE_WINDOW` steps (nuPlan's 5); ``lat_accel = speed * yaw_rate``. Scene
-  ends are extended by odd reflection (keeps the local slope). The smoothing passes a
-  sinusoid of period 2 s with gain 0.89 (accel) and 0.49 (jerk, both filters): brief spikes
-  are forgiven, sustained ones are not. ``comfortable`` = every controlled step within bounds.
-- ``score = no_at_fault_collision * drivable * (5 progress + 5 ttc_ok + 2 comfortable) / 12``.
+  means no conflict within 3 s. ``ttc_ok = min_ttc > 0.95 s``. Candidates as nuPlan's
+  ``time_to_collision_within_bound.py`` (``extract_tracks_info_excluding_collided_tracks``): agents
+  ahead of the ego (within :data:`AHEAD_ANGLE` of its heading, seen from its rear axle); agents
+  beside it only while it is in several lanes or off the drivable area, agents behind
+  (beyond :data:`BEHIND_ANGLE`) never; tracks the ego has collided with are dropped from their
+  first contact on; TTC is 0 at the step of an at-fault collision.
+- Comfort: Savitzky-Golay derivatives of the ego's closed-loop state, with nuPlan's windows
+  (``ego_is_comfortable.py`` and ``utils/state_extractors.py``): long. accel from the signed speed
+  over :data:`ACCEL_WINDOW` steps, long. jerk from that accel over :data:`JERK_WINDOW` steps (nuPlan's
+  15), yaw rate from the unwrapped yaw over :data:`YAW_RATE_WINDOW` steps (nuPlan's 5, quadratic),
+  yaw acceleration from it over :data:`YAW_RATE_WINDOW` steps with a cubic (nuPlan's
+  ``ego_yaw_acceleration.py``: ``deriv_order=2, poly_order=3``); ``lat_accel = speed * yaw_rate``;
+  jerk magnitude = derivative over :data:`JERK_WINDOW` steps of ``hypot(accel, lat_accel)`` (nuPlan's
+  ``ego_jerk.py``, ``acceleration_coordinate="magnitude"``). Scene ends are extended by odd reflection
+  (keeps the local slope). The smoothing passes a sinusoid of period 2 s with gain 0.89 (accel) and
+  0.49 (jerk, both filters): brief spikes are forgiven, sustained ones are not. ``comfortable`` =
+  every controlled step within all six bounds.
+- ``score = no_at_fault_collisions * drivable * (5 progress + 5 ttc_ok + 2 comfortable) / 12``.
 """
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Sequence
 from functools import cached_property
@@ -45,7 +59,7 @@ import torch
 from scipy.signal import savgol_coeffs
 from torch import Tensor
 
-from scenarios.scenario import LENGTH, VX, VY, WIDTH, YAW, X, Y
+from scenarios.scenario import LENGTH, VX, VY, WIDTH, YAW, AgentType, X, Y
 from sim.batch import ScenarioBatch
 from sim.compiled import StepCompile, maybe_compile
 from sim.config import SimError
@@ -70,10 +84,17 @@ TTC_MIN_SPEED = 0.005  # m/s; no TTC while the ego stands still (nuPlan)
 ACCEL_BOUNDS = (-4.05, 2.40)  # m/s^2
 LAT_ACCEL_MAX = 4.89  # m/s^2
 YAW_RATE_MAX = 0.95  # rad/s
-JERK_MAX = 4.13  # m/s^3
+YAW_ACCEL_MAX = 1.93  # rad/s^2 (nuPlan ego_is_comfortable: max_abs_yaw_accel)
+JERK_MAX = 4.13  # m/s^3, longitudinal
+JERK_MAGNITUDE_MAX = 8.37  # m/s^3, of the acceleration magnitude (nuPlan ego_is_comfortable: max_abs_mag_jerk)
 ACCEL_WINDOW = 7  # steps (0.7 s at 10 Hz)
 JERK_WINDOW = 15  # steps (nuPlan)
-YAW_RATE_WINDOW = 5  # steps (nuPlan)
+YAW_RATE_WINDOW = 5  # steps (nuPlan approximate_derivatives' default, also for the yaw acceleration)
+YAW_ACCEL_ORDER = 3  # polynomial order of the yaw acceleration fit (nuPlan ego_yaw_acceleration.py)
+AHEAD_ANGLE = math.radians(20.0)  # agent ahead of the ego (nuPlan idm/utils.py is_agent_ahead)
+BEHIND_ANGLE = math.radians(150.0)  # agent behind the ego (nuPlan idm/utils.py is_agent_behind)
+REAR_AXLE_TO_CENTRE = 1.461  # m; the ego's rear axle behind its box centre (nuPlan's Pacifica parameters)
+OBJECT_COLLISION = 0.5  # no_at_fault_collisions after an at-fault hit on an object only (NAVSIM NC)
 STOPPED_SPEED = 0.05  # m/s; below this an agent is stopped (nuPlan's at-fault categories)
 FRONT_BUMPER = 0.1  # m; depth of the ego's front bumper for an active front collision
 LANE_KEEP = 1.0  # m from the route within which the ego keeps its lane (lateral hits not at fault)
@@ -87,11 +108,12 @@ def _box(x: Tensor) -> Tensor:
     return torch.cat([x[..., X : YAW + 1], x[..., LENGTH : WIDTH + 1]], dim=-1)
 
 
-def _savgol_deriv(x: Tensor, last: Tensor, dt: float, window: int) -> Tensor:
-    """First derivative of ``x [B, T]`` (valid up to index ``last [B]``), Savitzky-Golay over ``window`` steps, /s."""
+def _savgol_deriv(x: Tensor, last: Tensor, dt: float, window: int, deriv: int = 1, order: int = 2) -> Tensor:
+    """``deriv``-th derivative of ``x [B, T]`` (valid up to index ``last [B]``), Savitzky-Golay over ``window``
+    steps with a polynomial of ``order``, per s^deriv. Ends extended by odd reflection about the end sample."""
     n_b, n_t = x.shape
     half = window // 2
-    coef = savgol_coeffs(window, 2, deriv=1, delta=dt, use="dot")
+    coef = savgol_coeffs(window, order, deriv=deriv, delta=dt, use="dot")
     coef = torch.as_tensor(coef.copy(), dtype=x.dtype, device=x.device)
     t = torch.arange(-half, n_t + half, device=x.device)[None, :].expand(n_b, -1)  # [B, T + 2h]
     lst = last[:, None]
@@ -140,6 +162,40 @@ def _pair_rows(idx: Tensor, n_a: int, n_t: int) -> tuple[Tensor, Tensor]:
     ``(ego rows, other agent a + 1 rows)``."""
     b = idx // ((n_a - 1) * n_t)
     return b * (n_a * n_t) + idx % n_t, idx + (b + 1) * n_t
+
+
+def _relative_position(ego: Tensor, other: Tensor) -> tuple[Tensor, Tensor]:
+    """``(ahead, behind)`` bool ``[M]``: where ``other [M, 7]``'s centre lies seen from the rear axle of ``ego [M, 7]``
+    (:data:`REAR_AXLE_TO_CENTRE` m behind its box centre, at most half its length): within :data:`AHEAD_ANGLE` of
+    the ego's heading, or beyond :data:`BEHIND_ANGLE` (nuPlan ``idm/utils.py`` ``is_agent_ahead``,
+    ``is_agent_behind``). A centre on the rear axle itself is neither."""
+    c, s = torch.cos(ego[:, YAW]), torch.sin(ego[:, YAW])
+    back = torch.clamp(ego[:, LENGTH] / 2, max=REAR_AXLE_TO_CENTRE)
+    dx = other[:, X] - (ego[:, X] - back * c)
+    dy = other[:, Y] - (ego[:, Y] - back * s)
+    along = dx * c + dy * s
+    dist = torch.hypot(dx, dy)
+    return along > dist * math.cos(AHEAD_ANGLE), along < dist * math.cos(BEHIND_ANGLE)
+
+
+def in_multiple_lanes(ego: Tensor, batch: ScenarioBatch, route_lat: Tensor) -> Tensor:
+    """Whether the ego is in several lanes at each step (nuPlan/NAVSIM ego area ``MULTIPLE_LANES``).
+
+    nuPlan and NAVSIM ask whether the ego's box overlaps more than one lane polygon
+    (``no_ego_at_fault_collisions.py`` via ``ego_lane_change.py``; NAVSIM ``pdm_scorer.py``
+    ``_calculate_ego_area``). Without lane polygons, the proxy is the ego's distance from its route
+    (the logged path): more than :data:`LANE_KEEP` m off it, the ego has left its lane. The one place
+    this is decided: the at-fault lateral rule and TTC's agents beside the ego both read it.
+
+    Args:
+        ego: float ``[B, T, 7]`` the ego's states (x, y, yaw, vx, vy, length, width), m, rad, m/s.
+        batch: the batch (its map, for a lane-polygon test).
+        route_lat: float ``[B, T]`` m, the ego's distance from its route.
+
+    Returns:
+        bool ``[B, T]``.
+    """
+    return route_lat > LANE_KEEP
 
 
 class MetricContext:
@@ -264,17 +320,32 @@ class MetricContext:
         return _savgol_deriv(self.accel, self.last, self.dt, JERK_WINDOW)
 
     @cached_property
-    def yaw_rate(self) -> Tensor:
-        """``[B, T]`` rad/s."""
+    def unwrapped_yaw(self) -> Tensor:
+        """``[B, T]`` rad, the ego's heading without the 2 pi jumps."""
         yaw = self.ego[..., YAW]
         dyaw = torch.remainder(yaw[:, 1:] - yaw[:, :-1] + torch.pi, 2 * torch.pi) - torch.pi
-        unwrapped = torch.cat([yaw[:, :1], yaw[:, :1] + torch.cumsum(dyaw, dim=1)], dim=1)
-        return _savgol_deriv(unwrapped, self.last, self.dt, YAW_RATE_WINDOW)
+        return torch.cat([yaw[:, :1], yaw[:, :1] + torch.cumsum(dyaw, dim=1)], dim=1)
+
+    @cached_property
+    def yaw_rate(self) -> Tensor:
+        """``[B, T]`` rad/s."""
+        return _savgol_deriv(self.unwrapped_yaw, self.last, self.dt, YAW_RATE_WINDOW)
+
+    @cached_property
+    def yaw_accel(self) -> Tensor:
+        """``[B, T]`` rad/s^2 (nuPlan ``ego_yaw_acceleration.py``: cubic, second derivative, 5 steps)."""
+        return _savgol_deriv(self.unwrapped_yaw, self.last, self.dt, YAW_RATE_WINDOW, deriv=2, order=YAW_ACCEL_ORDER)
 
     @cached_property
     def lat_accel(self) -> Tensor:
         """``[B, T]`` m/s^2."""
         return self.speed * self.yaw_rate
+
+    @cached_property
+    def jerk_magnitude(self) -> Tensor:
+        """``[B, T]`` m/s^3, rate of change of the acceleration magnitude ``hypot(accel, lat_accel)`` (nuPlan
+        ``ego_jerk.py`` with ``acceleration_coordinate="magnitude"``, :data:`JERK_WINDOW` steps)."""
+        return _savgol_deriv(torch.hypot(self.accel, self.lat_accel), self.last, self.dt, JERK_WINDOW)
 
     @cached_property
     def ttc(self) -> Tensor:
@@ -297,11 +368,15 @@ class MetricContext:
         rows = self.ro.traj.reshape(-1, 7)
         pair = rows.index_select(0, other_rows)
         e = rows.index_select(0, ego_rows)
+        # nuPlan's candidates: not yet collided with, and ahead (or beside while the ego is in several lanes)
+        ahead, behind = _relative_position(e, pair)
+        keep = ~self.collided.reshape(-1).index_select(0, idx)
+        keep &= ahead | (self.lateral_exposed.reshape(-1).index_select(0, ego_row) & ~behind)
         ttc = time_to_collision(
-            _box(e), e[:, VX : VY + 1], _box(pair)[:, None], pair[:, None, VX : VY + 1],
-            torch.ones(len(idx), 1, dtype=torch.bool, device=idx.device),
+            _box(e), e[:, VX : VY + 1], _box(pair)[:, None], pair[:, None, VX : VY + 1], keep[:, None]
         )
-        return out.scatter_reduce(0, ego_row, ttc, reduce="amin").reshape(n_b, n_t)
+        out = out.scatter_reduce(0, ego_row, ttc, reduce="amin").reshape(n_b, n_t)
+        return out.masked_fill(self.at_fault_steps, 0.0)  # nuPlan: TTC 0 at an at-fault collision
 
     @cached_property
     def route_lat(self) -> Tensor:
@@ -309,21 +384,28 @@ class MetricContext:
         return self.route_projection[1]
 
     @cached_property
-    def first_collision_at_fault(self) -> Tensor:
-        """bool ``[B]``: some agent's first contact with the ego is the ego's fault (nuPlan's categories).
+    def lateral_exposed(self) -> Tensor:
+        """bool ``[B, T]``: the ego is in several lanes (:func:`in_multiple_lanes`) or off the drivable area
+        (more than :data:`OFFROAD_THRESHOLD` m): lateral hits are its fault and agents beside it are TTC
+        candidates (nuPlan's ``timestamps_in_common_or_connected_route_objs``, NAVSIM's ego areas)."""
+        return in_multiple_lanes(self.ego, self.batch, self.route_lat) | (self.offroad_dist > OFFROAD_THRESHOLD)
 
-        Each collided agent is judged at its first contact step: a stopped ego (< :data:`STOPPED_SPEED`)
-        is never at fault; a stopped agent hit by a moving ego is; an agent touching the ego's front
-        bumper (:data:`FRONT_BUMPER` m deep) is an active front collision, at fault; one touching only
-        the ego's rear half is a rear-end, not at fault when agents are non-reactive (log replay);
-        any other contact is lateral, at fault only while the ego changes lanes (more than
-        :data:`LANE_KEEP` m from its route) or is off the drivable area.
-        """
+    @cached_property
+    def collided(self) -> Tensor:
+        """bool ``[B, A-1, T]``: the ego has touched the agent at this controlled step or an earlier one
+        (nuPlan drops such tracks from TTC from their first contact on)."""
+        hit = self.agent_overlap & self.controlled[:, None, :]
+        return hit.to(torch.int8).cummax(-1).values.bool() if hit.shape[-1] else hit
+
+    @cached_property
+    def fault_by_agent(self) -> tuple[Tensor, Tensor]:
+        """``(at_fault bool [B, A-1], first int64 [B, A-1])``: each collided agent judged at its first contact
+        step ``first`` (nuPlan's categories; see :attr:`first_collision_at_fault`)."""
         hit = self.agent_overlap & self.controlled[:, None, :]  # [B, A-1, T]
         n_b, n_o = hit.shape[:2]
-        if n_o == 0:
-            return torch.zeros(n_b, dtype=torch.bool, device=hit.device)
         first = hit.to(torch.int8).argmax(-1)  # [B, A-1]
+        if n_o == 0:
+            return torch.zeros(n_b, 0, dtype=torch.bool, device=hit.device), first
         hit_any = hit.any(-1)
 
         def at_first(x: Tensor) -> Tensor:  # [B, T] -> [B, A-1]
@@ -349,12 +431,42 @@ class MetricContext:
         front = boxes_overlap(slab(half - FRONT_BUMPER / 2, bumper), other)
         front_half = boxes_overlap(slab(half / 2, half), other)
         rear = ~front_half & (self.ro.agent_model == "log")
-        changing_lane = (at_first(self.route_lat) > LANE_KEEP) | (at_first(self.offroad_dist) > OFFROAD_THRESHOLD)
-        fault = other_stopped | front | (~rear & changing_lane)
+        fault = other_stopped | front | (~rear & at_first(self.lateral_exposed))
         if self.ro.agent_model != "log":
             fault = fault | ~front_half  # a reactive agent's rear-end: nuPlan exempts only non-reactive ones
-        fault = fault & ~ego_stopped & hit_any
-        return fault.any(-1)
+        return fault & ~ego_stopped & hit_any, first
+
+    @cached_property
+    def first_collision_at_fault(self) -> Tensor:
+        """bool ``[B]``: some agent's first contact with the ego is the ego's fault (nuPlan's categories).
+
+        Each collided agent is judged at its first contact step: a stopped ego (< :data:`STOPPED_SPEED`)
+        is never at fault; a stopped agent hit by a moving ego is; an agent touching the ego's front
+        bumper (:data:`FRONT_BUMPER` m deep) is an active front collision, at fault; one touching only
+        the ego's rear half is a rear-end, not at fault when agents are non-reactive (log replay);
+        any other contact is lateral, at fault only while the ego is in several lanes or off the
+        drivable area (:attr:`lateral_exposed`).
+        """
+        return self.fault_by_agent[0].any(-1)
+
+    @cached_property
+    def at_fault_steps(self) -> Tensor:
+        """bool ``[B, T]``: steps at which an at-fault collision begins."""
+        fault, first = self.fault_by_agent
+        out = torch.zeros(self.controlled.shape, dtype=torch.int8, device=fault.device)
+        return out.scatter_reduce(1, first, fault.to(torch.int8), reduce="amax").bool()
+
+    @cached_property
+    def no_at_fault_collisions(self) -> Tensor:
+        """float ``[B]`` in {0, 0.5, 1}: NAVSIM's NC multiplier (``pdm_scorer.py``
+        ``_calculate_no_at_fault_collision``; nuPlan ``no_ego_at_fault_collisions.py``): 0 after an at-fault
+        collision with a vehicle, pedestrian or cyclist, :data:`OBJECT_COLLISION` when every at-fault
+        collision is with an object (:attr:`AgentType.OTHER`), else 1."""
+        fault = self.fault_by_agent[0]
+        road_user = self.batch.agent_type[:, 1:] != int(AgentType.OTHER)
+        one = torch.ones(fault.shape[0], dtype=torch.float32, device=fault.device)
+        out = torch.where(fault.any(-1), one * OBJECT_COLLISION, one)
+        return torch.where((fault & road_user).any(-1), torch.zeros_like(one), out)
 
 
 class Metric:
@@ -420,6 +532,13 @@ class CollisionAtFault(Metric):
         return c.first_collision_at_fault.float()
 
 
+class NoAtFaultCollisions(Metric):
+    name = "no_at_fault_collisions"
+
+    def from_context(self, c):
+        return c.no_at_fault_collisions
+
+
 class Offroad(Metric):
     name = "offroad"
 
@@ -474,7 +593,9 @@ class Comfortable(Metric):
         ok = (c.accel >= ACCEL_BOUNDS[0]) & (c.accel <= ACCEL_BOUNDS[1])
         ok &= c.lat_accel.abs() <= LAT_ACCEL_MAX
         ok &= c.yaw_rate.abs() <= YAW_RATE_MAX
+        ok &= c.yaw_accel.abs() <= YAW_ACCEL_MAX
         ok &= c.jerk.abs() <= JERK_MAX
+        ok &= c.jerk_magnitude.abs() <= JERK_MAGNITUDE_MAX
         return (~c.masked_any(~ok)).float()
 
 
@@ -482,8 +603,8 @@ class Score(Metric):
     name = "score"
 
     def from_context(self, c):
-        parts = (CollisionAtFault(), Offroad(), Progress(), TTCOk(), Comfortable())
-        return pdm_score(*(m.from_context(c) for m in parts))
+        parts = (Offroad(), Progress(), TTCOk(), Comfortable())
+        return pdm_score(1.0 - c.no_at_fault_collisions, *(m.from_context(c) for m in parts))
 
 
 REGISTRY: dict[str, Metric] = {
@@ -494,6 +615,7 @@ REGISTRY: dict[str, Metric] = {
         Collision(),
         CollisionTime(),
         CollisionAtFault(),
+        NoAtFaultCollisions(),
         Offroad(),
         OffroadFraction(),
         Progress(),
@@ -526,7 +648,8 @@ def compute_metrics(ro: Rollout, batch: ScenarioBatch, compile: StepCompile | No
     return {name: m.from_context(c).float() for name, m in REGISTRY.items()}
 
 
-SERIES = ("collision", "offroad_dist", "route_s", "log_dist", "accel", "jerk", "lat_accel", "yaw_rate", "ttc")
+SERIES = ("collision", "offroad_dist", "route_s", "log_dist", "accel", "jerk", "lat_accel", "yaw_rate", "ttc",
+          "yaw_accel", "jerk_magnitude")
 
 
 def metric_series(ro: Rollout, batch: ScenarioBatch, names: Sequence[str] = SERIES) -> dict[str, Tensor]:
@@ -541,7 +664,8 @@ def metric_series(ro: Rollout, batch: ScenarioBatch, names: Sequence[str] = SERI
         ``{name: [B, T]}``: ``collision`` (bool, any agent, fault-agnostic), ``offroad_dist``
         (m, worst ego corner, > 0 outside), ``route_s`` (m along the route), ``log_dist`` (m),
         ``accel`` (m/s^2), ``jerk`` (m/s^3), ``lat_accel`` (m/s^2), ``yaw_rate`` (rad/s),
-        ``ttc`` (s; :data:`TTC_NONE` where none or not controlled), ``controlled`` (bool).
+        ``ttc`` (s; :data:`TTC_NONE` where none or not controlled), ``yaw_accel`` (rad/s^2),
+        ``jerk_magnitude`` (m/s^3), ``controlled`` (bool).
         Values at padded steps are meaningless.
     """
     unknown = sorted(set(names) - set(SERIES))

@@ -103,8 +103,11 @@ def test_head_on_collision_at_known_step():
     assert float(m["collision"][0]) == 1.0
     assert float(m["collision_time"][0]) == pytest.approx((26 - INIT) * DT)
     assert float(m["collision_at_fault"][0]) == 1.0
-    # at step 25 the gap of 1 m closes at 20 m/s: first projected overlap at 0.1 s
-    assert float(m["min_ttc"][0]) == pytest.approx(0.1)
+    # at step 25 the gap of 1 m closes at 20 m/s: first projected overlap at 0.1 s; at step 26 the ego is in an
+    # at-fault collision, where nuPlan sets TTC to 0 (time_to_collision_within_bound.py)
+    ttc = metric_series(*_rollout([_scene(_straight(0.0, 10.0), [other])]))["ttc"][0]
+    assert float(ttc[25]) == pytest.approx(0.1) and float(ttc[26]) == 0.0
+    assert float(m["min_ttc"][0]) == 0.0
     assert float(m["ttc_ok"][0]) == 0.0
     assert float(m["score"][0]) == 0.0
 
@@ -116,9 +119,9 @@ def test_rear_end_by_log_agent_is_not_at_fault():
     m = _m([scene], agent_model="log")
     assert float(m["collision"][0]) == 1.0
     assert float(m["collision_time"][0]) == pytest.approx((20 - INIT) * DT)
-    assert float(m["collision_at_fault"][0]) == 0.0
-    # not at fault: the score keeps its progress and comfort terms, the TTC term is lost
-    assert float(m["score"][0]) == pytest.approx((5 * 1 + 5 * 0 + 2 * 1) / 12)
+    assert float(m["collision_at_fault"][0]) == 0.0 and float(m["no_at_fault_collisions"][0]) == 1.0
+    # not at fault, and the follower is behind the ego, never a TTC candidate (nuPlan): the full score
+    assert float(m["min_ttc"][0]) == pytest.approx(TTC_NONE) and float(m["score"][0]) == pytest.approx(1.0)
     # a reactive (IDM) agent that hits the ego: counted against the ego
     assert float(_m([scene], agent_model="idm")["collision_at_fault"][0]) == 1.0
 
@@ -363,3 +366,147 @@ def test_metrics_do_not_depend_on_the_world_frame(yaw):
         torch.testing.assert_close(m1[k], m0[k], atol=0.02, rtol=0, msg=k)
     for k in ("collision", "collision_at_fault", "offroad", "ttc_ok", "comfortable"):
         assert torch.equal(m1[k], m0[k]), k
+
+
+def test_agents_behind_are_not_ttc_candidates_and_beside_only_out_of_lane():
+    """nuPlan's TTC candidates (time_to_collision_within_bound.py): ahead always, beside only while the ego is in
+    several lanes (here: more than LANE_KEEP m off its route), behind never."""
+    ego = _straight(0.0, 10.0, y=1.5)
+    # a car beside the ego (4 m to its left) drifting towards it at 3 m/s, then holding 2.5 m (no contact)
+    t = np.arange(T)
+    rel = np.clip(4.0 - 0.3 * np.maximum(t - INIT, 0), 2.5, None)
+    side = _states(t * 1.0, 1.5 + rel, 0.0, 10.0)
+    side[:, 4] = np.where((t >= INIT) & (rel > 2.5), -3.0, 0.0)
+    behind = _straight(-9.0, 12.0, y=1.5)  # closes from behind at 2 m/s, 4.5 m gap at the end: TTC < 0.95 s
+    behind[:, 0] = np.minimum(behind[:, 0], ego[:, 0] - 5.0)
+    in_lane = [[0.0, 1.5], [100.0, 1.5]]
+    out_of_lane = [[0.0, 0.0], [100.0, 0.0]]  # the same drive 1.5 m off its route: in several lanes
+    got = {}
+    for name, route in (("in", in_lane), ("out", out_of_lane)):
+        for who, agent in (("side", side), ("behind", behind)):
+            got[name, who] = float(_m([_scene(ego, [agent], route=route)])["min_ttc"][0])
+    assert got["in", "side"] == pytest.approx(TTC_NONE) and got["in", "behind"] == pytest.approx(TTC_NONE)
+    # beside: the last drifting step leaves 0.8 m (2.8 m - two half widths) closing at 3 m/s: overlap at 0.3 s
+    assert got["out", "side"] == pytest.approx(0.3, abs=1e-5)
+    assert got["out", "behind"] == pytest.approx(TTC_NONE)
+    # the same agents ahead of the ego are always candidates
+    ahead = behind.copy()
+    ahead[:, 0] = ego[:, 0] + (ego[:, 0] - behind[:, 0])
+    ahead[:, 3] = 8.0
+    assert float(_m([_scene(ego, [ahead], route=in_lane)])["min_ttc"][0]) < TTC_NONE
+
+
+def test_a_track_the_ego_collided_with_leaves_ttc():
+    """A car that rear-ends the ego (not at fault), passes through it and slows down ahead is not a TTC candidate
+    after its first contact (nuPlan drops collided tracks); without the contact the same approach would count."""
+    t = np.arange(T)
+    ego = _straight(0.0, 10.0)
+    offset = np.where(t <= 24, -25.0 + 1.5 * t, 11.0 - 0.5 * (t - 24))
+    rel_v = np.where(t < 24, 15.0, -5.0)
+    other = _states(ego[:, 0] + offset, 0.0, 0.0, 10.0 + rel_v)
+    m = _m([_scene(ego, [other])])
+    assert float(m["collision"][0]) == 1.0 and float(m["collision_at_fault"][0]) == 0.0
+    assert float(m["min_ttc"][0]) == pytest.approx(TTC_NONE) and float(m["score"][0]) == pytest.approx(1.0)
+    # the same agent appearing only once it is ahead (no contact before): TTC counts its approach
+    late = (t >= 24)[None]
+    assert float(_m([_scene(ego, [other], others_valid=late)])["min_ttc"][0]) < 0.95
+
+
+def _scene_typed(ego, others, types):
+    s = _scene(ego, others)
+    import dataclasses
+
+    return dataclasses.replace(s, agent_type=np.array([AgentType.VEHICLE, *types], np.int8)).validate()
+
+
+@pytest.mark.parametrize(
+    ("types", "multiplier"),
+    [
+        ((AgentType.OTHER,), 0.5),
+        ((AgentType.VEHICLE,), 0.0),
+        ((AgentType.PEDESTRIAN,), 0.0),
+        ((AgentType.CYCLIST,), 0.0),
+        ((AgentType.OTHER, AgentType.OTHER), 0.5),
+        ((AgentType.OTHER, AgentType.VEHICLE), 0.0),
+    ],
+)
+def test_at_fault_collisions_with_objects_count_half(types, multiplier):
+    """NAVSIM's NC (pdm_scorer.py): 0 for a vehicle, pedestrian or cyclist, 0.5 for objects only."""
+    ego = _straight(0.0, 10.0)
+    still = [_states(25.0 + 3.0 * i, 0.0, 0.0, 0.0, length=0.5, width=3.0) for i in range(len(types))]
+    m = _m([_scene_typed(ego, still, types)])
+    assert float(m["collision_at_fault"][0]) == 1.0
+    assert float(m["no_at_fault_collisions"][0]) == multiplier
+    weighted = (5 * float(m["progress"][0]) + 5 * float(m["ttc_ok"][0]) + 2 * float(m["comfortable"][0])) / 12
+    assert float(m["score"][0]) == pytest.approx(multiplier * weighted)
+    # a collision that is not the ego's fault costs nothing, whatever was hit
+    follower = _straight(-14.5, 15.0)
+    m = _m([_scene_typed(ego, [follower], (types[0],))])
+    assert float(m["collision"][0]) == 1.0 and float(m["no_at_fault_collisions"][0]) == 1.0
+
+
+def _yaw_weave(amplitude: float, omega: float, speed: float) -> np.ndarray:
+    """An ego whose heading swings ``amplitude sin(omega t)`` at constant ``speed``, positions integrated."""
+    t = np.arange(T) * DT
+    yaw = amplitude * np.sin(omega * t)
+    x = np.concatenate([[0.0], np.cumsum(speed * np.cos(yaw[:-1]) * DT)])
+    y = np.concatenate([[0.0], np.cumsum(speed * np.sin(yaw[:-1]) * DT)])
+    return _states(x, y, yaw, speed)
+
+
+@pytest.mark.parametrize(("amplitude", "comfortable"), [(0.15, False), (0.05, True)])
+def test_yaw_acceleration_bound(amplitude, comfortable):
+    """nuPlan's yaw acceleration (ego_yaw_acceleration.py): the cubic 5-step Savitzky-Golay second derivative of
+    the unwrapped heading, checked against scipy's savgol_filter; the weave's yaw rate, lateral acceleration and
+    jerks stay within their bounds, so the yaw acceleration alone decides."""
+    from scipy.signal import savgol_filter
+
+    ego = _yaw_weave(amplitude, 4.0, 2.0)  # yaw rate <= 4 A, yaw accel <= 16 A (2.4 or 0.8 rad/s^2)
+    ro, batch = _rollout([_scene(ego, road=False, route=ego[:, :2].astype(float))])
+    s = metric_series(ro, batch)
+    want = savgol_filter(ego[:, 2].astype(float), 5, 3, deriv=2, delta=DT)
+    inner = slice(INIT + 1, T - 2)
+    np.testing.assert_allclose(s["yaw_accel"][0, inner].numpy(), want[inner], atol=1e-3)
+    ctrl = slice(INIT + 1, T)
+    assert s["yaw_rate"][0, ctrl].abs().max() <= 0.95 and s["lat_accel"][0, ctrl].abs().max() <= 4.89
+    assert s["jerk"][0, ctrl].abs().max() <= 4.13 and s["jerk_magnitude"][0, ctrl].abs().max() <= 8.37
+    assert (float(s["yaw_accel"][0, ctrl].abs().max()) <= 1.93) == comfortable
+    assert float(compute_metrics(ro, batch)["comfortable"][0]) == float(comfortable)
+
+
+def test_jerk_magnitude_is_the_derivative_of_the_acceleration_magnitude():
+    """nuPlan's ego_jerk.py (acceleration_coordinate="magnitude"): the 15-step quadratic Savitzky-Golay
+    derivative of hypot(long. accel, lat. accel), checked against scipy's savgol_filter away from the ends."""
+    from scipy.signal import savgol_filter
+
+    t = np.arange(T) * DT
+    ego = _yaw_weave(0.08, 2.0, 12.0)
+    ego[:, 3:5] *= (1.0 + 0.1 * np.sin(3.0 * t))[:, None]  # speed varies too
+    ro, batch = _rollout([_scene(ego, road=False, route=ego[:, :2].astype(float))])
+    s = metric_series(ro, batch)
+    mag = np.hypot(s["accel"][0].numpy().astype(float), s["lat_accel"][0].numpy().astype(float))
+    want = savgol_filter(mag, 15, 2, deriv=1, delta=DT)
+    inner = slice(7, T - 7)
+    np.testing.assert_allclose(s["jerk_magnitude"][0, inner].numpy(), want[inner], atol=1e-3)
+
+
+@pytest.mark.parametrize("kind", [AgentType.PEDESTRIAN, AgentType.CYCLIST, AgentType.OTHER, AgentType.VEHICLE])
+def test_idm_moves_vehicles_only(kind):
+    """nuPlan's reactive agents are vehicles: under --agents idm anything else replays its log exactly."""
+    import dataclasses
+
+    from sim.rollout import rollout
+
+    t = np.arange(T) * DT
+    v = np.maximum(8.0 - 2.0 * t, 0.0)  # a moving agent 3 m beside the ego's lane that brakes to a stop in its log
+    mover = _states(-20.0 + np.concatenate([[0.0], np.cumsum((v[1:] + v[:-1]) / 2 * DT)]), -3.0, 0.0, v)
+    scene = dataclasses.replace(
+        _scene(_straight(0.0, 10.0), [mover]), agent_type=np.array([AgentType.VEHICLE, kind], np.int8)
+    ).validate()
+    batch = make_batch([scene])
+    ro = rollout(batch, None, agents="idm")
+    moved = float((ro.traj[0, 1, :, :2] - batch.log[0, 1, :, :2]).norm(dim=-1).max())
+    if kind == AgentType.VEHICLE:
+        assert moved > 1.0  # with no leader ahead IDM does not brake as the log does
+    else:
+        assert moved == 0.0

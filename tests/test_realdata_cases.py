@@ -101,6 +101,35 @@ def test_nuscenes_moving_ego_log_replay_is_a_plausible_human():
     assert not math.isnan(m["ade"]) and m["ade"] == pytest.approx(0.0, abs=1e-4)
 
 
+def test_every_recorded_waymo_and_nuscenes_ego_is_a_plausible_comfortable_human():
+    """Log replay of every recorded ego of the real Waymo and nuScenes samples (ScenarioNet pickles, Waymo JSON,
+    the moving nuScenes ego): |long. accel| <= 8 m/s^2 at every controlled step and comfortable (all six nuPlan
+    bounds) in >= 90 % of scenes; the import repairs (position jumps and steps, flipped headings) are what
+    keeps recorded glitches from reading as harsh driving."""
+    from sim.rollout import rollout
+
+    files = sorted((DATA / "scenarionet").glob("*.pkl")) + sorted((DATA / "waymo_json").glob("*.json"))
+    files += [CASES / "nuscenes_moving_ego.pkl"]
+    files = [f for f in files if f.is_file()]
+    if not files:
+        pytest.skip(f"no recorded Waymo or nuScenes sample under {DATA} or {CASES}")
+    scenes = []
+    for f in files:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scenes += load_file(f)
+    comfortable = []
+    for s in scenes:
+        batch = make_batch([s])
+        ro = rollout(batch, None)
+        c = MetricContext(ro, batch)
+        assert int(batch.agents_dropped[0]) == 0, s.id  # every agent within reach is simulated
+        accel = c.accel[0, c.controlled[0]].abs().max()
+        assert float(accel) <= 8.0, (s.id, float(accel))
+        comfortable.append(float(compute_metrics(ro, batch)["comfortable"][0]))
+    assert np.mean(comfortable) >= 0.9, dict(zip([s.id for s in scenes], comfortable))
+
+
 def test_every_case_log_replay_completes_its_route():
     for path in sorted(CASES.glob("*")) if CASES.is_dir() else []:
         if path.suffix not in (".pkl", ".json", ".xml"):

@@ -36,9 +36,10 @@ def test_make_batch_keeps_every_agent_within_reach_over_the_horizon():
     assert torch.equal(b.log[0, 3], torch.from_numpy(far))  # never within reach: fills what is left
     assert b.agents_dropped.tolist() == [0]
     assert make_batch([s], max_agents=3).agents_dropped.tolist() == [0]  # "far" cannot touch the ego
-    capped = make_batch([s], max_agents=2)  # the cap keeps the closest and counts the rest
-    assert capped.log.shape[1] == 2 and capped.agents_dropped.tolist() == [1]
-    assert torch.equal(capped.log[0, 1, 30:], torch.from_numpy(near[30:]))
+    small = make_batch([s], max_agents=2)  # max_agents never drops an agent within reach: only "far" goes
+    assert small.log.shape[1] == 3 and small.agents_dropped.tolist() == [0]
+    assert torch.equal(small.log[0, 1, 30:], torch.from_numpy(near[30:]))
+    assert torch.equal(small.log[0, 2], torch.from_numpy(mid))
     two = make_batch([s, scene_from_tracks([ego], scene_id="alone")], max_agents=6)
     assert two.valid[1, 1:].sum() == 0 and two.agent_type[1, 1:].tolist() == [3, 3, 3]  # padding: invalid, OTHER
 
@@ -261,3 +262,19 @@ def test_later_rollouts_of_a_batch_record_the_same_as_a_first_one(agents):
     assert torch.equal(again.traj.nan_to_num(), fresh.traj.nan_to_num())
     assert torch.equal(again.valid, fresh.valid) and torch.equal(again.ego_action, fresh.ego_action)
     assert not torch.equal(again.traj[:, 0], rollout(warm, None, agents=agents).traj[:, 0])  # the ego did drive
+
+
+def test_no_cap_drops_an_agent_within_reach():
+    """DESIGN.md: every agent within reach counts. 150 cars within reach (more than DEFAULT_MAX_AGENTS) are all
+    simulated; the ones far from the ego's path only fill what DEFAULT_MAX_AGENTS leaves."""
+    from sim.config import AGENT_REACH, DEFAULT_MAX_AGENTS
+
+    rng = np.random.default_rng(0)
+    near = [straight(float(x), float(y), 5) for x, y in zip(rng.uniform(-40, 60, 150), rng.uniform(-30, 30, 150))]
+    far = [straight(500.0 + 10 * i, 300.0, 5) for i in range(DEFAULT_MAX_AGENTS)]
+    s = scene_from_tracks([straight(0, 0, 5), *near, *far], ego=0)
+    b = make_batch([s])
+    ego_path = b.log[0, 0, :, :2]
+    d = torch.cdist(b.log[0, 1:, :, :2].reshape(-1, 2), ego_path).reshape(b.num_agents - 1, -1, ego_path.shape[0])
+    reach = (d.amin(-1).amin(-1) <= AGENT_REACH).sum()
+    assert b.num_agents == 151 and int(reach) == 150 and b.agents_dropped.tolist() == [0]

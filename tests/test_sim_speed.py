@@ -6,6 +6,7 @@ where CUDA is absent.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
@@ -51,16 +52,32 @@ def test_compacted_overlap_ttc_and_chunked_route_equal_the_brute_force_formulati
     brute = boxes_overlap(ro.traj[:, 0][..., _BOX][:, None], ro.traj[:, 1:][..., _BOX]) & ok
     assert torch.equal(c.agent_overlap, brute)
     assert brute.any()  # the scenes do collide, so the test can fail
-    # TTC with one call over every controlled moving step and all agents, as before
+    # TTC with one call over every controlled moving step and all of nuPlan's candidates: each agent's angle
+    # from the ego's rear axle (arccos, as nuPlan's get_agent_relative_angle), tracks touched before dropped,
+    # 0 at an at-fault collision
     n_b, n_a, n_t = ro.valid.shape
     rows = (c.controlled & (c.speed.abs() >= TTC_MIN_SPEED)).reshape(-1)
-    traj = ro.traj.transpose(1, 2).reshape(n_b * n_t, n_a, 7)[rows]
-    valid = ro.valid.transpose(1, 2).reshape(n_b * n_t, n_a)[rows]
+    traj = ro.traj.transpose(1, 2).reshape(n_b * n_t, n_a, 7)
+    yaw = traj[:, :1, 2]
+    axle = traj[:, :1, :2] - torch.clamp(traj[:, :1, 5:6] / 2, max=1.461) * torch.stack(
+        [torch.cos(yaw), torch.sin(yaw)], -1)
+    rel = traj[:, 1:, :2] - axle
+    cos = (rel[..., 0] * torch.cos(yaw) + rel[..., 1] * torch.sin(yaw)) / rel.norm(dim=-1)
+    angle = torch.arccos(cos.clamp(-1, 1)).nan_to_num(math.pi / 2)
+    touched = torch.zeros(n_b, n_a - 1, n_t, dtype=torch.bool)
+    hit = c.agent_overlap & c.controlled[:, None]
+    for t in range(n_t):
+        touched[..., t] = hit[..., : t + 1].any(-1)
+    exposed = c.lateral_exposed.reshape(-1, 1)
+    cand = (angle < math.radians(20)) | (exposed & (angle <= math.radians(150)))
+    cand &= ~touched.transpose(1, 2).reshape(n_b * n_t, n_a - 1)
+    valid = ro.valid.transpose(1, 2).reshape(n_b * n_t, n_a)[:, 1:] & cand
     ref = torch.full((n_b * n_t,), TTC_NONE)
     ref[rows] = time_to_collision(
-        traj[:, 0, _BOX], traj[:, 0, 3:5], traj[:, 1:][..., _BOX], traj[:, 1:, 3:5], valid[:, 1:]
+        traj[rows, 0][:, _BOX], traj[rows, 0, 3:5], traj[rows, 1:][..., _BOX], traj[rows, 1:, 3:5], valid[rows]
     )
-    assert torch.equal(c.ttc, ref.reshape(n_b, n_t))
+    ref = ref.reshape(n_b, n_t).masked_fill(c.at_fault_steps, 0.0)
+    assert torch.equal(c.ttc, ref)
     assert (ref < TTC_NONE).any()
     # route projection in one piece (no chunking)
     chunked = c.route_s

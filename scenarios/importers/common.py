@@ -1,8 +1,9 @@
 """The shared last mile of every importer: a :class:`Recording` becomes one or more scenarios.
 
 Steps (documented in ``docs/importers.md``): resample to 0.1 s where the source's step
-differs; repair sizes and velocities that contradict positions; keep the span where the ego is
-valid; recentre on the ego (``Scenario.world_origin``); cut into windows on request;
+differs; repair sizes, position jumps, flipped headings and velocities that contradict positions
+(``repair.repair_tracks``); keep the span where the ego is valid; recentre on the ego
+(``Scenario.world_origin``); cut into windows on request;
 put the ego at agent 0 and drop agents never valid in a window; route = the ego's logged
 path densified to 1 m and extended 10 m along its lane (or straight ahead); drivable area = generous lane buffers
 plus the source's drivable polygons; the map is cropped to what lies near the ego's path.
@@ -19,7 +20,7 @@ import numpy as np
 
 from scenarios.import_options import ImportOptions
 from scenarios.importers.mapgeom import ROUTE_EXTENSION, ego_route, lane_buffer_polygons, near_box
-from scenarios.importers.repair import repair_velocities
+from scenarios.importers.repair import repair_tracks
 from scenarios.importers.resample import DT, needs_resampling, resample_tracks, window_starts
 from scenarios.scenario import (
     LENGTH,
@@ -196,7 +197,7 @@ def recording_to_scenes(
     states[..., YAW] = wrap_angle(states[..., YAW])
     _repair_sizes(states, valid, rec.agent_type)
     states[~valid] = 0.0
-    repair_velocities(states, valid, DT)
+    repair_tracks(states, valid, rec.agent_type, DT, rec.id)
     a, b = _ego_span(valid[rec.ego])
     if b - a < options.init_step + 2:
         raise ScenarioError(

@@ -1,4 +1,4 @@
-"""Import-time repairs of recorded tracks: recentring, velocities that contradict positions, map warnings.
+"""Import-time repairs of recorded tracks: recentring, glitches in poses and velocities, map warnings.
 
 - Recentring: a scene is moved so that the ego's position at ``init_step`` is the local origin
   (float64 arithmetic, before anything becomes float32); the offset is kept in
@@ -10,6 +10,20 @@
   nuPlan smooths ego states before its comfort metrics). Where they differ by more than
   :data:`VEL_TOLERANCE` (ScenarioNet's nuScenes egos record 0 m/s on their last step while
   moving), the positions win.
+- Position jumps (:func:`repair_position_jumps`): a single sample displaced from the path its neighbours
+  describe (nuScenes egos: speed 8.9 -> 19.1 -> 8.9 m/s within 0.2 s from one displaced pose). The
+  midpoint residual ``e_k = p_k - (p_{k-1} + p_{k+1}) / 2`` of a sample displaced by ``d`` is ``d``, and its
+  neighbours' are ``-d / 2`` each; a change of velocity (a corner of a piecewise-linear track, a brake)
+  leaves the neighbours at 0. A sample is moved to its neighbours' midpoint only when ``|e_k|`` exceeds
+  :data:`JUMP_TOLERANCE` and both neighbours show the displaced-sample pattern within :data:`JUMP_PATTERN`.
+- Flipped headings (:func:`repair_flipped_headings`): vehicle headings that turn by more than
+  :data:`FLIP_JUMP` in one step (impossible at 10 Hz) split a track into stretches; a stretch that points
+  against the direction of motion while the vehicle moves (>= :data:`FLIP_MIN_SPEED`), between stretches
+  that agree with it, and shorter than them, is turned by pi. A vehicle reversing keeps its heading (no jump).
+- Position steps (:func:`position_steps`): one interval too long or too short between consistent stretches
+  (a timing glitch): positions stay as recorded, velocities are derived as if the step were not there.
+- :func:`repair_tracks` runs them all and reports the counts per kind in one :class:`TracksRepaired`
+  warning per recording (``scenarios.check`` shows them per scene).
 """
 
 from __future__ import annotations
@@ -19,10 +33,27 @@ from functools import lru_cache
 
 import numpy as np
 
-from scenarios.scenario import VX, VY, X, Y
+from scenarios.scenario import VX, VY, YAW, X, Y
 
 VEL_WINDOW = 11  # steps (1.1 s at 10 Hz) of the quadratic fit that differentiates positions
 VEL_TOLERANCE = 1.0  # m/s: recorded velocity further than this from the positions' is replaced
+JUMP_TOLERANCE = 0.1  # m: a midpoint residual below this is consistent motion (implied accel < 20 m/s^2 at 10 Hz)
+JUMP_PATTERN = 0.25  # neighbours' residuals within this fraction of |e_k| of -e_k / 2: a displaced sample
+FLIP_JUMP = 0.75 * np.pi  # rad: a heading change per step beyond this is a flip, not a turn
+FLIP_MIN_SPEED = 1.0  # m/s: slower, the direction of motion says nothing about the heading
+REPAIR_KINDS = ("position_jumps", "position_steps", "flipped_headings", "velocities")
+
+
+class TracksRepaired(UserWarning):
+    """Recorded glitches were repaired on import (one warning per recording).
+
+    Attributes:
+        counts: ``{kind: samples repaired}`` for every kind of :data:`REPAIR_KINDS`.
+    """
+
+    def __init__(self, message: str, counts: dict[str, int]):
+        super().__init__(message)
+        self.counts = dict(counts)
 
 
 class MapElementSkipped(UserWarning):
@@ -160,3 +191,162 @@ def _repair_rows(states: np.ndarray, valid: np.ndarray, dt: float) -> int:
         bad = valid & (diff[..., 0] ** 2 + diff[..., 1] ** 2 > VEL_TOLERANCE**2)
     states[..., VX:VY + 1] = np.where(bad[..., None], v_pos, states[..., VX:VY + 1])
     return int(bad.sum())
+
+
+def _runs(valid: np.ndarray) -> np.ndarray:
+    """int ``[A, T]``: an id per run of consecutive valid steps (unique within the array), -1 where invalid."""
+    start = valid & ~np.concatenate([np.zeros((valid.shape[0], 1), bool), valid[:, :-1]], axis=1)
+    ids = np.cumsum(start.reshape(-1)).reshape(valid.shape) - 1
+    return np.where(valid, ids, -1)
+
+
+def repair_position_jumps(states: np.ndarray, valid: np.ndarray) -> int:
+    """In place: move single displaced samples back onto the path of their neighbours (module docstring).
+
+    Args:
+        states: float64 ``[A, T, 7]`` (X, Y, ...), m.
+        valid: bool ``[A, T]``.
+
+    Returns:
+        The number of (agent, step) positions moved. A sample whose midpoint residual is at most
+        :data:`JUMP_TOLERANCE`, or whose neighbours do not show the displaced-sample pattern, or that lacks
+        two valid neighbours on each side, is never moved.
+    """
+    n_a, n_t = valid.shape
+    if n_a == 0 or n_t < 5:
+        return 0
+    xy = states[..., X:Y + 1]
+    e, same = _midpoint_residuals(xy, valid)
+    mag = np.linalg.norm(e, axis=-1)  # [A, T]
+    k = np.zeros_like(valid)
+    k[:, 2:-2] = same[:, 1:-1] & same[:, :-2] & same[:, 2:] & (mag[:, 2:-2] > JUMP_TOLERANCE)
+    half = e / 2
+    for side in (-1, 1):
+        nb = np.roll(e, -side, axis=1)  # e[k + side]
+        k &= np.linalg.norm(nb + half, axis=-1) <= JUMP_PATTERN * mag
+    a_idx, t_idx = np.nonzero(k)
+    xy[a_idx, t_idx] = (xy[a_idx, t_idx - 1] + xy[a_idx, t_idx + 1]) / 2
+    return int(len(a_idx))
+
+
+def position_steps(states: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, int]:
+    """The steps in recorded positions: one interval too long or too short between consistent stretches.
+
+    A step of ``delta`` between samples ``j - 1`` and ``j`` leaves midpoint residuals ``e_{j-1} = -delta / 2``
+    and ``e_j = +delta / 2`` and consistent samples around them (ScenarioNet's nuScenes egos: forward-difference
+    speed 12.2 -> 16.9 -> 11.9 m/s; the larger set shows 8.9 -> 19.1 -> 8.9 m/s). The pose record is exact on
+    both sides; the odd interval is a timing glitch, so positions stay as recorded and only the velocities
+    derived from them skip the step (:func:`repair_tracks`).
+
+    Args:
+        states: float64 ``[A, T, 7]`` (X, Y, ...), m.
+        valid: bool ``[A, T]``.
+
+    Returns:
+        ``(offset float64 [A, T, 2], count)``: the sum of the steps up to each sample (m; positions minus
+        ``offset`` have none) and the number of steps found. Both residuals must exceed
+        :data:`JUMP_TOLERANCE`, cancel within :data:`JUMP_PATTERN`, and the outer neighbours' residuals stay
+        within :data:`JUMP_PATTERN` of them.
+    """
+    n_a, n_t = valid.shape
+    offset = np.zeros((n_a, n_t, 2))
+    if n_a == 0 or n_t < 5:
+        return offset, 0
+    e, same = _midpoint_residuals(states[..., X:Y + 1], valid)
+    mag = np.linalg.norm(e, axis=-1)
+    j = np.zeros_like(valid)  # j: the later sample of the odd interval
+    m = mag[:, 2:-1]
+    j[:, 2:-1] = same[:, :-1] & same[:, 1:] & (mag[:, 1:-2] > JUMP_TOLERANCE) & (m > JUMP_TOLERANCE)
+    j[:, 2:-1] &= np.linalg.norm(e[:, 1:-2] + e[:, 2:-1], axis=-1) <= JUMP_PATTERN * m
+    j[:, 2:-1] &= (mag[:, :-3] <= JUMP_PATTERN * m) & (mag[:, 3:] <= JUMP_PATTERN * m)
+    step = np.where(j[..., None], e - np.roll(e, 1, axis=1), 0.0)  # e_j - e_{j-1} = delta
+    offset = np.cumsum(step, axis=1)
+    return offset, int(j.sum())
+
+
+def _midpoint_residuals(xy: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(e [A, T, 2], same [A, T-2])``: ``e_k = p_k - (p_{k-1} + p_{k+1}) / 2`` (0 where the three are not one
+    run of valid steps) and whether they are (``same[:, k - 1]`` for step ``k``)."""
+    runs = _runs(valid)
+    same = (runs[:, 1:-1] >= 0) & (runs[:, :-2] == runs[:, 1:-1]) & (runs[:, 2:] == runs[:, 1:-1])
+    e = np.zeros_like(xy)
+    e[:, 1:-1] = (xy[:, 1:-1] - (xy[:, :-2] + xy[:, 2:]) / 2) * same[..., None]
+    return e, same
+
+
+def repair_flipped_headings(states: np.ndarray, valid: np.ndarray, agent_type: np.ndarray, dt: float) -> int:
+    """In place: turn by pi the vehicle headings that were recorded flipped (module docstring).
+
+    Args:
+        states: float64 ``[A, T, 7]`` (X, Y, YAW, ...), m, rad.
+        valid: bool ``[A, T]``.
+        agent_type: ``[A]`` :class:`~scenarios.scenario.AgentType` values; only vehicles are repaired.
+        dt: s between steps.
+
+    Returns:
+        The number of (agent, step) headings turned.
+    """
+    from scenarios.scenario import AgentType, wrap_angle
+
+    n_a, n_t = valid.shape
+    if n_a == 0 or n_t < 3:
+        return 0
+    yaw = states[..., YAW]
+    runs = _runs(valid)
+    step_ok = (runs[:, 1:] >= 0) & (runs[:, 1:] == runs[:, :-1])
+    turn = np.abs(wrap_angle(yaw[:, 1:] - yaw[:, :-1]))
+    jump = step_ok & (turn > FLIP_JUMP)
+    candidates = np.flatnonzero(jump.any(axis=1) & (np.asarray(agent_type) == AgentType.VEHICLE))
+    fixed = 0
+    for a in candidates:
+        xy = states[a, :, X:Y + 1]
+        move = np.zeros((n_t, 2))
+        move[1:-1] = (xy[2:] - xy[:-2]) / (2 * dt)
+        ok_c = np.zeros(n_t, bool)
+        ok_c[1:-1] = (runs[a, 1:-1] >= 0) & (runs[a, :-2] == runs[a, 1:-1]) & (runs[a, 2:] == runs[a, 1:-1])
+        moving = ok_c & (np.linalg.norm(move, axis=-1) >= FLIP_MIN_SPEED)
+        agree = np.cos(yaw[a]) * move[:, 0] + np.sin(yaw[a]) * move[:, 1] > 0
+        parity = np.concatenate([[0], np.cumsum(jump[a])]) % 2  # stretches between flips
+        for r in np.unique(runs[a][runs[a] >= 0]):
+            in_run = runs[a] == r
+            cls = [in_run & (parity == p) for p in (0, 1)]
+            against = [int((c & moving & ~agree).sum()) for c in cls]
+            along = [int((c & moving & agree).sum()) for c in cls]
+            for p in (0, 1):
+                q = 1 - p
+                if (against[p] > along[p] and along[q] >= against[q] and cls[p].sum() < cls[q].sum()):
+                    yaw[a, cls[p]] = wrap_angle(yaw[a, cls[p]] + np.pi)
+                    fixed += int(cls[p].sum())
+    return fixed
+
+
+def repair_tracks(states: np.ndarray, valid: np.ndarray, agent_type: np.ndarray, dt: float, what: str = "") -> dict:
+    """In place: every repair of recorded tracks, in order: position jumps, flipped headings, velocities.
+
+    Args:
+        states: float64 ``[A, T, 7]`` (X, Y, YAW, VX, VY, LENGTH, WIDTH), 0 where invalid.
+        valid: bool ``[A, T]``.
+        agent_type: ``[A]`` :class:`~scenarios.scenario.AgentType` values.
+        dt: s between steps.
+        what: the recording's name for the warning.
+
+    Returns:
+        ``{kind: count}`` over :data:`REPAIR_KINDS`; when any is non-zero, one :class:`TracksRepaired`
+        warning says so.
+    """
+    counts = {"position_jumps": repair_position_jumps(states, valid)}
+    offset, counts["position_steps"] = position_steps(states, valid)
+    counts["flipped_headings"] = repair_flipped_headings(states, valid, agent_type, dt)
+    if counts["position_steps"]:  # velocities from the positions without their steps; positions stay as recorded
+        smooth = states.copy()
+        smooth[..., X:Y + 1] -= offset
+        smooth[~valid] = 0.0
+        counts["velocities"] = repair_velocities(smooth, valid, dt)
+        states[..., VX:VY + 1] = smooth[..., VX:VY + 1]
+    else:
+        counts["velocities"] = repair_velocities(states, valid, dt)
+    if any(counts.values()):
+        told = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items() if v)
+        warnings.warn(TracksRepaired(f"{what + ': ' if what else ''}recorded samples repaired: {told}", counts),
+                      stacklevel=2)
+    return counts

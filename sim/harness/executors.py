@@ -198,6 +198,7 @@ def _with_sensor_collision(rows: CheckpointRows, run) -> CheckpointRows:
     m = dict(m)
     m["collision"] = np.ones(1)
     m["collision_at_fault"] = np.ones(1)
+    m["no_at_fault_collisions"] = np.zeros(1)  # what was hit is unknown: counted as a road user
     m["collision_time"] = np.array([(fired[0] + 1) * run.rollout.dt])
     m["score"] = np.asarray(pdm_score(m["collision_at_fault"], m["offroad"], m["progress"], m["ttc_ok"],
                                       m["comfortable"]), dtype=np.float64)
