@@ -18,7 +18,16 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from scenarios.cli_config import add_dataclass_arguments, dataclass_from_args
+from scenarios.cli_config import (
+    PORT,
+    SEED,
+    OneLineParser,
+    RangeError,
+    add_dataclass_arguments,
+    at_least,
+    check_ranges,
+    dataclass_from_args,
+)
 from scenarios.suites import DEFAULT_CACHE_DIR
 from sim.batch import select_agents
 from sim.harness.candidates import (
@@ -43,6 +52,11 @@ from sim.harness.store import ResultsWriter
 from sim.harness.verdict import Verdict
 from sim.metric_catalogue import JUDGED_METRICS
 
+MAX_BATCH = 65_536
+"""Largest ``--batch-size`` (scenes simulated together)."""
+MAX_RESAMPLES = 1_000_000
+"""Largest ``--n-resamples`` of the scenario bootstrap."""
+
 
 def _f(default, help: str, **kw):  # noqa: A002 - argparse's word
     return field(default=default, metadata={"help": help, **kw})
@@ -65,39 +79,45 @@ class EvalConfig:
     baselines: tuple[str, ...] = _f((), "add baseline rows", choices=BASELINES, flag="baseline")
     scenarios: str = _f("procedural:test", "suite name (procedural:test), file, or folder")
     scenario_cache: str = _f(DEFAULT_CACHE_DIR, "on-disk cache of generated bundled suites ('' to disable)")
-    max_scenarios: int = _f(0, "evaluate only the first N scenes (0: all)")
+    max_scenarios: int = _f(0, "evaluate only the first N scenes (0: all)", range=at_least(0))
     strict: bool = _f(False, "stop at the first unusable scene file instead of skipping it")
     backend: str = _f("kinematic", "simulator", choices=("kinematic", "carla"))
     carla_host: str = _f("localhost", "CARLA host(s), comma-separated")
-    carla_port: tuple[int, ...] = _f((2000,), "CARLA RPC port(s): one server each, scenes spread across them")
+    carla_port: tuple[int, ...] = _f((2000,), "CARLA RPC port(s): one server each, scenes spread across them",
+                                     range=PORT)
     agents: str = _f("log", "other agents: log replay or IDM", choices=("log", "idm"))
-    batch_size: int = _f(64, "scenes simulated together")
+    batch_size: int = _f(64, "scenes simulated together", range=at_least(1, MAX_BATCH))
     device: str = _f("cpu", "torch device: cpu, cuda, cuda:N, or auto (CUDA only from a batch size where it is "
                               "faster; the choice is printed)")
-    threads: int = _f(1, "torch CPU threads per process (small tensors: 1 is fastest)")
+    threads: int = _f(1, "torch CPU threads per process (small tensors: 1 is fastest)", range=at_least(1, 1024))
     compile: bool = _f(False, "torch.compile the hot parts (sim.compiled.StepCompile: observation, controller, "
                        "the metrics' candidate filters and route projection; continuous metrics differ from "
                        "eager's at float32 round-off, a borderline boolean one can flip; about 20 s to compile "
                        "per process: pays on long sweeps); falls back to eager with a warning")
     out: str | None = _f(None, "results file (default <run>/results.h5)")
     consolidate: bool = _f(False, "at the end, copy the sidecar commits into one self-contained results file")
-    seed: int = _f(0, "torch and bootstrap seed")
+    seed: int = _f(0, "torch and bootstrap seed", range=SEED)
     executor: str = _f("local", "where work units run: this process, worker processes here, or Ray",
                        choices=EXECUTORS)
     ray_address: str | None = _f(None, "Ray cluster address (default: start a local instance)")
-    num_cpus: int = _f(0, "worker processes (--executor processes) or CPUs of a local Ray instance (0: all)")
+    num_cpus: int = _f(0, "worker processes (--executor processes) or CPUs of a local Ray instance (0: all)",
+                       range=at_least(0, 4096))
     metric: str = _f("score", "metric that defines the best checkpoint in the verdict")
-    n_resamples: int = _f(999, "scenario bootstrap resamples")
+    n_resamples: int = _f(999, "scenario bootstrap resamples", range=at_least(1, MAX_RESAMPLES))
     latest: str = _f("out/latest", "the run folder that bare --ckpt names resolve in")
     progress: bool = _f(True, "progress bar")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "baselines", tuple(dict.fromkeys(self.baselines)))
+        try:
+            check_ranges(self)
+        except RangeError as e:
+            raise EvaluationError(str(e)) from None
 
 
 def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
     """Parse the command line into an :class:`EvalConfig` (``--ckpt`` and ``--baseline`` may repeat)."""
-    p = argparse.ArgumentParser(prog="python -m sim.evaluate", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="python -m sim.evaluate", description=__doc__.split("\n")[0])
     add_dataclass_arguments(p, EvalConfig, exclude=("ckpt", "baselines", "signal_names"))
     p.add_argument("--ckpt", action="append", metavar="PATH", default=argparse.SUPPRESS,
                    help=EvalConfig.__dataclass_fields__["ckpt"].metadata["help"] + " (repeatable)")
