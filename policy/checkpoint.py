@@ -148,6 +148,23 @@ def acting_digest(state_dict: Mapping[str, torch.Tensor], policy_config: Mapping
     return h.hexdigest()
 
 
+def first_non_finite(state_dict: Mapping[str, Any], acting_only: bool = False) -> str | None:
+    """Name of the first floating-point tensor of ``state_dict`` holding a NaN or an infinity, or None.
+
+    Args:
+        state_dict: ``{name: tensor}`` (non-tensor entries are ignored).
+        acting_only: look only at the weights that act (every entry but :data:`NON_ACTING_PREFIXES`, as
+            :func:`acting_digest`): a policy whose critic alone is non-finite still drives.
+    """
+    for name in sorted(state_dict):
+        t = state_dict[name]
+        if acting_only and name.startswith(NON_ACTING_PREFIXES):
+            continue
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return name
+    return None
+
+
 def policy_digest(policy: WaypointPolicy) -> str:
     """:func:`acting_digest` of a live policy (the value written to ``meta["policy_digest"]``)."""
     return acting_digest(policy.state_dict(), policy.config.to_dict())
@@ -163,7 +180,8 @@ def save_checkpoint(path: str | os.PathLike[str], policy: WaypointPolicy, config
     ``extra`` adds top-level entries (e.g. ``train_state`` for resuming); loaders ignore them.
 
     Raises:
-        CheckpointError: cannot write (see :func:`atomic_write_bytes`).
+        CheckpointError: a weight is NaN or infinite (nothing is written: no checkpoint ever holds non-finite
+            weights), or cannot write (see :func:`atomic_write_bytes`).
     """
     cfg = plain(dict(config), "config")
     cfg["policy"] = plain(policy.config.to_dict(), "config.policy")
@@ -171,6 +189,9 @@ def save_checkpoint(path: str | os.PathLike[str], policy: WaypointPolicy, config
     m["format_version"] = FORMAT_VERSION
     m.setdefault("state_dependent_std", policy.config.state_dependent_std)
     state = {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}
+    bad = first_non_finite(state)
+    if bad is not None:
+        raise CheckpointError(f"{path}: not written: weight {bad} is not finite (NaN or infinite)")
     m[DIGEST_KEY] = acting_digest(state, cfg["policy"])
     buf = io.BytesIO()
     torch.save({**(extra or {}), "state_dict": state, "config": cfg, "meta": m}, buf)

@@ -176,12 +176,14 @@ class CliArgs(NamedTuple):
         resume: run directory to continue, or None.
         overrides: settings that apply to a resumed run too (those of :data:`RESUMABLE` that were typed).
         prog: the command's name, for messages that print a command to run.
+        given: names of the settings typed on the command line.
     """
 
     config: TrainConfig
     resume: str | None
     overrides: dict[str, Any]
     prog: str = "python -m training.train"
+    given: frozenset[str] = frozenset()
 
 
 def parse_config(argv: list[str] | None = None, prog: str = "python -m training.train") -> CliArgs:
@@ -196,4 +198,4 @@ def parse_config(argv: list[str] | None = None, prog: str = "python -m training.
             raise TrainError(f"--resume {ns.resume}: {names} cannot change a run's saved settings (its config.json); "
                              "start a new run instead")
     overrides = {k: getattr(cfg, k) for k in RESUMABLE if k in given or k != "episodes"}
-    return CliArgs(cfg.validate(), ns.resume, overrides, prog)
+    return CliArgs(cfg.validate(), ns.resume, overrides, prog, frozenset(given))
