@@ -33,6 +33,7 @@ from sim.batch import select_agents
 from sim.harness.candidates import (
     BASELINES,
     Candidate,
+    SkippedCheckpoint,
     baseline,
     comparison_set,
     discover,
@@ -212,17 +213,22 @@ def run(cfg: EvalConfig, console=None) -> Verdict:
     if cfg.device == "auto":
         log(f"device: {why}")
     cfg = replace(cfg, device=str(device))
+    bad_ckpts: list[SkippedCheckpoint] = []  # acting weights not finite: recorded, never evaluated
     if cfg.agent == "own":
-        cands, run_dir = discover(cfg.ckpt, cfg.run, cfg.only, read_checkpoint, Path(cfg.latest), log=log)
+        cands, run_dir = discover(cfg.ckpt, cfg.run, cfg.only, read_checkpoint, Path(cfg.latest), log=log,
+                                  skipped=bad_ckpts)
     elif cfg.run is not None or not cfg.ckpt:
         raise EvaluationError(f"--agent {cfg.agent}: give the checkpoints with --ckpt (--run is for this "
                               "project's own runs)")
     else:
         cands, run_dir = plugin_candidates(cfg.ckpt, cfg.agent, cfg.device, Path(cfg.latest), log)
+    for s in bad_ckpts:
+        log(s.line())
     groups = split_by_run(cands, run_dir)
     bases = [baseline(b) for b in cfg.baselines]
     if not cands and not bases:
-        raise EvaluationError("nothing to evaluate: give --ckpt, --run or --baseline")
+        raise EvaluationError(f"nothing to evaluate: {len(bad_ckpts)} checkpoint(s) skipped for non-finite weights"
+                              if bad_ckpts else "nothing to evaluate: give --ckpt, --run or --baseline")
     if len(groups) > 1 and cfg.out:
         raise EvaluationError(f"--out {cfg.out}: the checkpoints belong to {len(groups)} runs "
                               f"({', '.join(str(g[0] or 'no run') for g in groups)}); runs are never pooled into one "
@@ -241,7 +247,9 @@ def run(cfg: EvalConfig, console=None) -> Verdict:
     verdict: Verdict | None = None
     for rd, group in groups or [(run_dir, [])]:
         plan = plans.get(rd)
-        verdict = _evaluate_run(cfg, console, rd, fill_candidates(group, plan) + bases, scenes, skipped, plan)
+        own_bad = [s for s in bad_ckpts if s.run_dir == (str(rd) if rd else None)]
+        verdict = _evaluate_run(cfg, console, rd, fill_candidates(group, plan) + bases, scenes, own_bad + skipped,
+                                plan)
     assert verdict is not None
     return verdict
 

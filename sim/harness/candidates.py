@@ -78,6 +78,46 @@ class Candidate:
                                train_reward=self.train_reward, eval_info=self.eval_info, backend=backend)
 
 
+@dataclass(frozen=True)
+class SkippedCheckpoint:
+    """A checkpoint file left out of the comparison set, stored in the results file's ``/skipped`` table.
+
+    Same fields as ``scenarios.loading.SkippedScene`` (``file, scene_id, reason``; ``scene_id`` is "" here), so
+    the one table and the one summary list hold both.
+
+    Attributes:
+        file: the checkpoint's path.
+        scene_id: always "" (a whole checkpoint, not a scene).
+        reason: one line saying why.
+        run_dir: the run the file belongs to (None outside a run); not stored.
+    """
+
+    file: str
+    scene_id: str
+    reason: str
+    run_dir: str | None = None
+
+    def line(self) -> str:
+        """``skipped checkpoint FILE: reason`` for logs and summaries."""
+        return f"skipped checkpoint {self.file}: {self.reason}"
+
+
+def non_finite_skip(path: Path, obj: dict[str, Any]) -> SkippedCheckpoint | None:
+    """A skip record when the checkpoint's acting weights hold a NaN or an infinity (else None).
+
+    Acting weights: every state_dict tensor but the value head (``policy.checkpoint.first_non_finite`` with
+    ``acting_only``): such a policy cannot drive, and scoring it would make a NaN run look like a verdict.
+    """
+    from policy.checkpoint import first_non_finite
+
+    bad = first_non_finite(obj.get("state_dict") or {}, acting_only=True)
+    if bad is None:
+        return None
+    run = run_dir_of(path)
+    return SkippedCheckpoint(str(path), "", f"acting weight {bad} is not finite (NaN or infinite); not evaluated",
+                             str(run) if run else None)
+
+
 def baseline(name: str) -> Candidate:
     """The baseline row ``name`` (one of :data:`BASELINES`)."""
     if name not in BASELINES:
@@ -215,13 +255,16 @@ def alias_name(rep: str, episodes: dict[int, list[str]]) -> str:
     return " = ".join(names)
 
 
-def load_candidates(files: Iterable[Path], read_raw) -> list[Candidate]:
+def load_candidates(files: Iterable[Path], read_raw, skipped: list[SkippedCheckpoint] | None = None
+                    ) -> list[Candidate]:
     """Read checkpoint files, merge equal weights, and return candidates in episode order.
 
     Args:
         files: checkpoint paths.
         read_raw: ``path -> raw checkpoint dict`` (``policy.checkpoint.read_checkpoint``); it raises
             a one-line error for missing or corrupt files.
+        skipped: where files whose acting weights are not finite are recorded (:func:`non_finite_skip`); they
+            are never candidates.
     """
     groups: dict[tuple[Path | None, str], dict[str, Any]] = {}
     seen: set[Path] = set()
@@ -233,6 +276,11 @@ def load_candidates(files: Iterable[Path], read_raw) -> list[Candidate]:
         if f.is_file() and not zipfile.is_zipfile(f):
             raise EvaluationError(f"{f}: corrupt or not a checkpoint (not a torch.save archive)")
         obj = read_raw(f)
+        skip = non_finite_skip(f, obj)
+        if skip is not None:
+            if skipped is not None:
+                skipped.append(skip)
+            continue
         meta = obj["meta"]
         wkey = weights_sha256(obj)
         role = ROLE_FILES.get(f.name) or ("candidate" if f.name.startswith("ep") else None)
@@ -285,7 +333,8 @@ def load_candidates(files: Iterable[Path], read_raw) -> list[Candidate]:
 
 
 def discover(
-    ckpt: Sequence[str], run: str | None, only: bool, read_raw, latest: Path = Path("out/latest"), log=print
+    ckpt: Sequence[str], run: str | None, only: bool, read_raw, latest: Path = Path("out/latest"), log=print,
+    skipped: list[SkippedCheckpoint] | None = None,
 ) -> tuple[list[Candidate], Path | None]:
     """The comparison set of an evaluation call.
 
@@ -296,6 +345,7 @@ def discover(
         read_raw: see :func:`load_candidates`.
         latest: the ``out/latest`` link bare names resolve against.
         log: where to say what was resolved and added.
+        skipped: collects the files left out because their acting weights are not finite.
 
     Returns:
         (candidates in episode order, run directory or None).
@@ -323,7 +373,7 @@ def discover(
                 files.extend(extra)
     if not files:
         return [], runs[0] if runs else None
-    cands = load_candidates(files, read_raw)
+    cands = load_candidates(files, read_raw, skipped)
     if not runs:
         rds = [Path(c.run_dir) for c in cands if c.run_dir]
         runs = rds[:1]
