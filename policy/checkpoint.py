@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -229,6 +230,29 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return obj
 
 
+MAX_SIZE = 1 << 16
+"""Largest width, depth, observation size or waypoint count a checkpoint may declare (a larger one is malformed)."""
+
+
+def _bad_architecture(pcfg: PolicyConfig) -> str | None:
+    """What is wrong with a policy config read from a file (a size that is not a positive whole number up to
+    :data:`MAX_SIZE`, a log-std bound or scale that is not a finite number), or None."""
+    for name in ("obs_dim", "num_waypoints", "hidden", "layers"):
+        v = getattr(pcfg, name)
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_SIZE:
+            return f"{name} {v!r} is not a whole number in [1, {MAX_SIZE}]"
+    sf = pcfg.speed_feature
+    if sf is not None and (isinstance(sf, bool) or not isinstance(sf, int) or not 0 <= sf < pcfg.obs_dim):
+        return f"speed_feature {sf!r} is not an index of the observation"
+    for name in ("init_log_std", "min_log_std", "max_log_std", "speed_scale", "waypoint_dt"):
+        v = getattr(pcfg, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return f"{name} {v!r} is not a finite number"
+    if not isinstance(pcfg.state_dependent_std, bool) or not isinstance(pcfg.obs_version, (int, str)):
+        return "state_dependent_std must be a boolean and obs_version an integer or a string"
+    return None
+
+
 def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu",
                     expect_obs: tuple[int, int | str] | None = None) -> LoadedCheckpoint:
     """Load a checkpoint into a fresh :class:`WaypointPolicy`.
@@ -246,6 +270,9 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
         pcfg = PolicyConfig.from_dict(obj["config"]["policy"])
     except TypeError as e:
         raise CheckpointError(f"{path}: policy config does not match this code's architecture ({e})") from e
+    bad = _bad_architecture(pcfg)
+    if bad:
+        raise CheckpointError(f"{path}: malformed policy config ({bad})")
     if expect_obs is not None and (pcfg.obs_dim, pcfg.obs_version) != tuple(expect_obs):
         raise CheckpointError(
             f"{path}: trained on observations (dim {pcfg.obs_dim}, version {pcfg.obs_version!r}); "

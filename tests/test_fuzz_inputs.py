@@ -490,6 +490,7 @@ def test_training_resume(budget, seeds, work):
     @given(which=st.sampled_from(["config.json", "last.pt"]), data=st.data())
     def run(which, data):
         run_dir = work / "done"
+        shutil.rmtree(run_dir, ignore_errors=True)  # hypothesis replays a failing example in the same folder
         shutil.copytree(seeds["done"], run_dir)
         src = seeds["done"] / which
         bad = data.draw(malformed(src, is_json=True) if which == "config.json" else mutated_ckpt(src))

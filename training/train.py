@@ -206,6 +206,7 @@ def start_or_resume(cli: CliArgs, init: dict[str, Any] | None = None) -> RunStar
     saved = read_checkpoint(last).get("train_state")
     if saved is None:
         raise TrainError(f"{last}: holds no training state to resume from")
+    check_train_state(saved, last)
     start = RunStart(run, cfg, saved, False, None, init)
     if start.complete:
         why = f"; stopped early: {saved['stop_reason']}" if saved["stop_reason"] else ""
@@ -214,6 +215,24 @@ def start_or_resume(cli: CliArgs, init: dict[str, Any] | None = None) -> RunStar
     else:
         print(f"resuming {run} from last.pt at episode {saved['episode']} of {cfg.episodes}", file=sys.stderr)
     return start
+
+
+def check_train_state(saved: Any, last: Path) -> None:
+    """Raise :class:`TrainError` naming ``last`` when its ``train_state`` is not what :func:`commit` writes."""
+    def count(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+    ok = (isinstance(saved, dict) and all(count(saved.get(k)) for k in ("episode", "iteration", "below_min"))
+          and isinstance(saved.get("stop_reason"), (str, type(None))) and isinstance(saved.get("records"), list)
+          and isinstance(saved.get("bc"), dict) and isinstance(saved.get("optimizer"), dict))
+    if ok:
+        try:
+            [EvalRecord.from_dict(r) for r in saved["records"]]
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as e:
+            raise TrainError(f"{last}: malformed training state records ({e})") from None
+    else:
+        raise TrainError(f"{last}: malformed training state (train_state needs episode, iteration, below_min, "
+                         "stop_reason, records, bc, optimizer)")
 
 
 def behaviour_cloned_policy(cfg: TrainConfig, data: RunData, device: torch.device) -> tuple[WaypointPolicy, str]:
@@ -310,7 +329,10 @@ def train(cli: CliArgs) -> int:
         opt = torch.optim.Adam(rl_param_groups(policy, cfg.lr, cfg.log_std_lr), eps=1e-5)
         state = TrainState()
         if start.saved is not None:
-            opt.load_state_dict(start.saved["optimizer"])
+            try:
+                opt.load_state_dict(start.saved["optimizer"])
+            except (ValueError, KeyError, TypeError, RuntimeError) as e:
+                raise TrainError(f"{run / 'last.pt'}: optimizer state does not fit the policy ({e})") from None
             state = TrainState.from_saved(start.saved)
         else:
             commit(start, manager, policy, opt, state, bc_info, read_checkpoint(run / "bc.pt")["meta"])
@@ -393,7 +415,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m training.train") 
     try:
         return train(parse_config(argv, prog))
     except ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)  # always one line
         return 2
     except Interrupted as e:
         print(str(e), file=sys.stderr)

@@ -236,8 +236,27 @@ def _history_rewards(run: Path | None) -> dict[int, float]:
 def _float(v: Any) -> float:
     try:
         return float(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return math.nan
+
+
+def _int(v: Any, default: int = -1) -> int:
+    """An episode number from a checkpoint's meta; ``default`` when it is not a whole number (malformed meta)."""
+    if isinstance(v, bool):
+        return default
+    try:
+        f = float(v)
+    except (TypeError, ValueError, OverflowError):
+        return default
+    return int(f) if math.isfinite(f) and f == int(f) else default
+
+
+def _floats(v: Any) -> tuple[float, ...]:
+    """A flat tuple of floats (per-dimension entropies); () when ``v`` is not an array of numbers."""
+    try:
+        return tuple(float(x) for x in np.ravel(np.asarray(v, dtype=np.float64)))
+    except (TypeError, ValueError, OverflowError):
+        return ()
 
 
 def alias_name(rep: str, episodes: dict[int, list[str]]) -> str:
@@ -282,6 +301,8 @@ def load_candidates(files: Iterable[Path], read_raw, skipped: list[SkippedCheckp
                 skipped.append(skip)
             continue
         meta = obj["meta"]
+        if not isinstance(meta, dict):
+            raise EvaluationError(f"{f}: malformed checkpoint (meta is not a dict)")
         wkey = weights_sha256(obj)
         role = ROLE_FILES.get(f.name) or ("candidate" if f.name.startswith("ep") else None)
         kind = meta.get("kind")
@@ -292,9 +313,9 @@ def load_candidates(files: Iterable[Path], read_raw, skipped: list[SkippedCheckp
         g["files"].append(f)
         g["roles"] |= roles
         if f.name.startswith("ep") or f.name == "bc.pt":
-            g["episodes"].setdefault(int(meta.get("episode", -1)), []).append(f.name)
+            g["episodes"].setdefault(_int(meta.get("episode", -1)), []).append(f.name)
         if f.name.startswith("ep") and (not g["rep"].name.startswith("ep")
-                                        or int(meta.get("episode", -1)) < int(g["meta"].get("episode", -1))):
+                                        or _int(meta.get("episode", -1)) < _int(g["meta"].get("episode", -1))):
             g["rep"], g["meta"] = f, meta
     out = []
     rewards_cache: dict[Path | None, dict[int, float]] = {}
@@ -303,14 +324,16 @@ def load_candidates(files: Iterable[Path], read_raw, skipped: list[SkippedCheckp
         rep: Path = g["rep"]
         meta = g["meta"]
         run = run_dir_of(rep)
-        episode = int(meta.get("episode", -1))
+        episode = _int(meta.get("episode", -1))
         reward = _float(meta.get("train_reward", math.nan))
         if math.isnan(reward):
             if run not in rewards_cache:
                 rewards_cache[run] = _history_rewards(run)
             reward = rewards_cache[run].get(episode, math.nan)
-        info = meta.get("eval_info") or {}
-        per_dim = meta.get("entropy_per_dim") or info.get("entropy_per_dim") or ()
+        info = meta.get("eval_info")
+        info = info if isinstance(info, dict) else {}
+        per_dim = next((v for v in (meta.get("entropy_per_dim"), info.get("entropy_per_dim"))
+                        if isinstance(v, (list, tuple, torch.Tensor)) and len(v)), ())
         out.append(
             Candidate(
                 key=wkey[:16],
@@ -322,9 +345,9 @@ def load_candidates(files: Iterable[Path], read_raw, skipped: list[SkippedCheckp
                 roles=tuple(r for r in ROLES if r in g["roles"]),
                 episode=episode,
                 entropy=_float(meta.get("entropy", math.nan)),
-                entropy_per_dim=tuple(float(x) for x in np.ravel(np.asarray(per_dim, dtype=np.float64))),
+                entropy_per_dim=_floats(per_dim),
                 train_reward=reward,
-                eval_info=info if isinstance(info, dict) else {},
+                eval_info=info,
                 files=tuple(str(p) for p in g["files"]),
                 run_dir=str(run) if run else None,
             )
