@@ -69,6 +69,12 @@ class Range:
         return "finite"
 
 
+    def phrase(self) -> str:
+        """The range after "must be": ``in [0, 1]``, ``>= 1``, ``finite``."""
+        text = self.text()
+        return f"in {text}" if text[0] in "[(" else text
+
+
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(x)
 
@@ -104,10 +110,10 @@ def _range_type(tp: type, rng: Range) -> Any:
         try:
             v = tp(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if tp is int else 'a number'} "
-                                             f"(allowed: {rng.text()})") from None
+            raise argparse.ArgumentTypeError(f"must be {'an integer' if tp is int else 'a number'} "
+                                             f"({rng.text()}), got {text!r}") from None
         if not rng.contains(v):
-            raise argparse.ArgumentTypeError(f"{text} is out of range (allowed: {rng.text()})")
+            raise argparse.ArgumentTypeError(f"must be {rng.phrase()}, got {text}")
         return v
 
     parse.__name__ = tp.__name__  # argparse names the type in some messages
@@ -129,7 +135,7 @@ def check_ranges(obj: Any) -> None:
         value = getattr(obj, f.name)
         for v in value if isinstance(value, tuple) else (value,):
             if v is not None and not rng.contains(v):
-                raise RangeError(f"{flag_name(f)} {v}: out of range (allowed: {rng.text()})")
+                raise RangeError(f"{flag_name(f)} must be {rng.phrase()}, got {v}")
 
 
 def _is_a(v: Any, tp: Any) -> bool:
@@ -163,8 +169,14 @@ class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose errors are one line on stderr (``PROG: error: ...``) and exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        """Print ``message`` as one line (with a pointer to ``--help``) and exit 2."""
+        """Print ``message`` as one line (with a pointer to ``--help``) and exit 2.
+
+        argparse's ``argument --flag: must be ...`` reads ``--flag must be ...``.
+        """
         line = " ".join(message.split())
+        if line.startswith("argument ") and ": " in line:
+            flag, rest = line[len("argument "):].split(": ", 1)
+            line = f"{flag} {rest}"
         self.exit(2, f"{self.prog}: error: {line} (see --help)\n")
 
 

@@ -102,7 +102,7 @@ class EvalConfig:
                        choices=EXECUTORS)
     ray_address: str | None = _f(None, "Ray cluster address (default: start a local instance)")
     num_cpus: int = _f(0, "worker processes (--executor processes) or CPUs of a local Ray instance (0: all)",
-                       range=at_least(0, 4096))
+                       range=at_least(0))
     metric: str = _f("score", "metric that defines the best checkpoint in the verdict")
     n_resamples: int = _f(999, "scenario bootstrap resamples", range=at_least(1, MAX_RESAMPLES))
     latest: str = _f("out/latest", "the run folder that bare --ckpt names resolve in")
@@ -336,7 +336,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         errors += (CarlaError,)
     except ImportError:
         pass
-    cfg = parse_args(argv)
+    try:
+        cfg = parse_args(argv)
+    except SystemExit as e:  # --help, or a flag refused with one line
+        return e.code if isinstance(e.code, int) else 2
     try:
         run(cfg)
     except errors as e:
