@@ -578,3 +578,29 @@ def test_gym_env_constructor(budget, seeds, formats, work):
             assert "\n" not in str(e) and str(e)
 
     run()
+
+
+def test_the_tracebacks_named_in_issue_21(seeds, work):
+    """The inputs the issue lists, each one line now: --agent sb3 whose data is not JSON, the Gym env on cuda
+    without CUDA, sim.evaluate --seed -1 (refused before the simulation)."""
+    from sim.config import SimError
+    from sim.evaluate import main as evaluate
+    from sim.gym_env import ClosedLoopEnv
+
+    bad = work.parent / "in" / "rl_model_5_steps.zip"
+    bad.parent.mkdir(exist_ok=True)
+    with zipfile.ZipFile(seeds["sb3"]) as src, zipfile.ZipFile(bad, "w") as dst:
+        dst.writestr("data", b"\x80 not json")
+        dst.writestr("policy.pth", src.read("policy.pth"))
+    before = snapshot(work)
+    for name, argv, needle in (
+            ("sim.evaluate --agent sb3", ["--agent", "sb3", "--ckpt", str(bad)], "SB3 data file is not JSON"),
+            ("sim.evaluate --seed", ["--seed", "-1"], "--seed must be in [0, 4294967295], got -1")):
+        code, out, err = call(evaluate, [*argv, "--scenarios", str(seeds["scenes"]), "--out", str(work / "r.h5"),
+                                         *EVAL_TAIL])
+        assert code == 2 and needle in err, err
+        check_outcome(name, code, out, err, work, before)
+    if not torch.cuda.is_available():
+        with pytest.raises(SimError, match="device cuda: no cuda device is available"):
+            ClosedLoopEnv(scenes=[__import__("tests.test_evaluate_support", fromlist=["x"]).straight_scene(0, 20)],
+                          device="cuda")
