@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -153,6 +154,23 @@ def acting_digest(state_dict: Mapping[str, torch.Tensor], policy_config: Mapping
     return h.hexdigest()
 
 
+def first_non_finite(state_dict: Mapping[str, Any], acting_only: bool = False) -> str | None:
+    """Name of the first floating-point tensor of ``state_dict`` holding a NaN or an infinity, or None.
+
+    Args:
+        state_dict: ``{name: tensor}`` (non-tensor entries are ignored).
+        acting_only: look only at the weights that act (every entry but :data:`NON_ACTING_PREFIXES`, as
+            :func:`acting_digest`): a policy whose critic alone is non-finite still drives.
+    """
+    for name in sorted(state_dict):
+        t = state_dict[name]
+        if acting_only and name.startswith(NON_ACTING_PREFIXES):
+            continue
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return name
+    return None
+
+
 def policy_digest(policy: WaypointPolicy) -> str:
     """:func:`acting_digest` of a live policy (the value written to ``meta["policy_digest"]``)."""
     return acting_digest(policy.state_dict(), policy.config.to_dict())
@@ -168,7 +186,8 @@ def save_checkpoint(path: str | os.PathLike[str], policy: WaypointPolicy, config
     ``extra`` adds top-level entries (e.g. ``train_state`` for resuming); loaders ignore them.
 
     Raises:
-        CheckpointError: cannot write (see :func:`atomic_write_bytes`).
+        CheckpointError: a weight is NaN or infinite (nothing is written: no checkpoint ever holds non-finite
+            weights), or cannot write (see :func:`atomic_write_bytes`).
     """
     cfg = plain(dict(config), "config")
     cfg["policy"] = plain(policy.config.to_dict(), "config.policy")
@@ -176,6 +195,9 @@ def save_checkpoint(path: str | os.PathLike[str], policy: WaypointPolicy, config
     m["format_version"] = FORMAT_VERSION
     m.setdefault("state_dependent_std", policy.config.state_dependent_std)
     state = {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}
+    bad = first_non_finite(state)
+    if bad is not None:
+        raise CheckpointError(f"{path}: not written: weight {bad} is not finite (NaN or infinite)")
     m[DIGEST_KEY] = acting_digest(state, cfg["policy"])
     buf = io.BytesIO()
     torch.save({**(extra or {}), "state_dict": state, "config": cfg, "meta": m}, buf)
@@ -225,6 +247,29 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return obj
 
 
+MAX_SIZE = 1 << 16
+"""Largest width, depth, observation size or waypoint count a checkpoint may declare (a larger one is malformed)."""
+
+
+def _bad_architecture(pcfg: PolicyConfig) -> str | None:
+    """What is wrong with a policy config read from a file (a size that is not a positive whole number up to
+    :data:`MAX_SIZE`, a log-std bound or scale that is not a finite number), or None."""
+    for name in ("obs_dim", "num_waypoints", "hidden", "layers"):
+        v = getattr(pcfg, name)
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_SIZE:
+            return f"{name} {v!r} is not a whole number in [1, {MAX_SIZE}]"
+    sf = pcfg.speed_feature
+    if sf is not None and (isinstance(sf, bool) or not isinstance(sf, int) or not 0 <= sf < pcfg.obs_dim):
+        return f"speed_feature {sf!r} is not an index of the observation"
+    for name in ("init_log_std", "min_log_std", "max_log_std", "speed_scale", "waypoint_dt"):
+        v = getattr(pcfg, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return f"{name} {v!r} is not a finite number"
+    if not isinstance(pcfg.state_dependent_std, bool) or not isinstance(pcfg.obs_version, (int, str)):
+        return "state_dependent_std must be a boolean and obs_version an integer or a string"
+    return None
+
+
 def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu",
                     expect_obs: tuple[int, int | str] | None = None) -> LoadedCheckpoint:
     """Load a checkpoint into a fresh :class:`WaypointPolicy`.
@@ -242,6 +287,9 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
         pcfg = PolicyConfig.from_dict(obj["config"]["policy"])
     except TypeError as e:
         raise CheckpointError(f"{path}: policy config does not match this code's architecture ({e})") from e
+    bad = _bad_architecture(pcfg)
+    if bad:
+        raise CheckpointError(f"{path}: malformed policy config ({bad})")
     if expect_obs is not None and (pcfg.obs_dim, pcfg.obs_version) != tuple(expect_obs):
         raise CheckpointError(
             f"{path}: trained on observations (dim {pcfg.obs_dim}, version {pcfg.obs_version!r}); "

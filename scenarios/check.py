@@ -243,9 +243,15 @@ def main(argv: list[str] | None = None) -> int:
     except ScenarioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(report.pop("text"))
+    text = report.pop("text")
+    doc = json.dumps(report, indent=1, default=float) if a.json else ""
+    print(text)
     if a.json:
-        Path(a.json).write_text(json.dumps(report, indent=1, default=float))
+        try:
+            Path(a.json).write_text(doc)
+        except OSError as e:
+            print(f"error: --json {a.json}: cannot write ({e.strerror or e})", file=sys.stderr)
+            return 1
     return 0 if report["scenes"] else 1
 
 

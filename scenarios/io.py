@@ -15,6 +15,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -175,5 +176,6 @@ def load_scenarios(path: str | os.PathLike, skipped: list[tuple[str, str]] | Non
             return scenes
     except ScenarioError as e:
         raise ScenarioError(f"{path}: {e}") from None
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, TypeError, IndexError,
+            OverflowError, NotImplementedError) as e:  # every way a damaged .npz member fails to decode
         raise ScenarioError(f"{path}: unreadable or truncated scenario file ({type(e).__name__}: {e})") from None

@@ -13,14 +13,13 @@ line. A thin CLI: loading is :mod:`sim.harness.across_data`, the math :mod:`sim.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scenarios.cli_config import add_dataclass_arguments, dataclass_from_args
+from scenarios.cli_config import SEED, OneLineParser, add_dataclass_arguments, at_least, dataclass_from_args
 from sim.metric_catalogue import JUDGED_METRICS
 
 
@@ -37,13 +36,14 @@ class AcrossConfig:
     metric: str = field(default="score", metadata={"help": "metric that defines the best checkpoint",
                                                    "choices": JUDGED_METRICS})
     json: str | None = field(default=None, metadata={"help": "also write the verdict as JSON", "metavar": "PATH"})
-    n_resamples: int = field(default=9999, metadata={"help": "seed bootstrap resamples"})
-    seed: int = field(default=0, metadata={"help": "bootstrap seed"})
+    n_resamples: int = field(default=9999, metadata={"help": "seed bootstrap resamples",
+                                                     "range": at_least(1, 1_000_000)})
+    seed: int = field(default=0, metadata={"help": "bootstrap seed", "range": SEED})
 
 
 def parse_args(argv: Sequence[str] | None = None) -> AcrossConfig:
     """Parse the command line into an :class:`AcrossConfig` (flags generated from its fields)."""
-    p = argparse.ArgumentParser(prog="python -m sim.across", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="python -m sim.across", description=__doc__.split("\n")[0])
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders evaluated by sim.evaluate")
     add_dataclass_arguments(p, AcrossConfig, exclude=("runs",))
     a = p.parse_args(argv)

@@ -21,7 +21,17 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from scenarios.cli_config import add_dataclass_arguments, dataclass_from_args
+from scenarios.cli_config import (
+    PORT,
+    SEED,
+    OneLineParser,
+    RangeError,
+    above,
+    add_dataclass_arguments,
+    at_least,
+    check_ranges,
+    dataclass_from_args,
+)
 from scenarios.suites import DEFAULT_CACHE_DIR
 from sim.batch import select_agents
 from sim.harness.budget import budget_lines, check_budget
@@ -29,6 +39,7 @@ from sim.harness.budget_run import run_budget_cfg
 from sim.harness.candidates import (
     BASELINES,
     Candidate,
+    SkippedCheckpoint,
     baseline,
     comparison_set,
     discover,
@@ -47,6 +58,11 @@ from sim.harness.signal_run import judge as judge_signals_of
 from sim.harness.store import ResultsWriter
 from sim.harness.verdict import Verdict
 from sim.metric_catalogue import JUDGED_METRICS
+
+MAX_BATCH = 65_536
+"""Largest ``--batch-size`` (scenes simulated together)."""
+MAX_RESAMPLES = 1_000_000
+"""Largest ``--n-resamples`` of the scenario bootstrap."""
 
 
 def _f(default, help: str, **kw):  # noqa: A002 - argparse's word
@@ -70,18 +86,19 @@ class EvalConfig:
     baselines: tuple[str, ...] = _f((), "add baseline rows", choices=BASELINES, flag="baseline")
     scenarios: str = _f("procedural:test", "suite name (procedural:test), file, or folder")
     scenario_cache: str = _f(DEFAULT_CACHE_DIR, "on-disk cache of generated bundled suites ('' to disable)")
-    max_scenarios: int = _f(0, "evaluate only the first N scenes (0: all)")
+    max_scenarios: int = _f(0, "evaluate only the first N scenes (0: all)", range=at_least(0))
     scenario_types: str = _f("", "evaluate only scenes of any of these scenario types, comma-separated "
                              "(scenarios/types.py: starting_left_turn, changing_lane, ...; '': all)", metavar="A,B")
     strict: bool = _f(False, "stop at the first unusable scene file instead of skipping it")
     backend: str = _f("kinematic", "simulator", choices=("kinematic", "carla"))
     carla_host: str = _f("localhost", "CARLA host(s), comma-separated")
-    carla_port: tuple[int, ...] = _f((2000,), "CARLA RPC port(s): one server each, scenes spread across them")
+    carla_port: tuple[int, ...] = _f((2000,), "CARLA RPC port(s): one server each, scenes spread across them",
+                                     range=PORT)
     agents: str = _f("log", "other agents: log replay or IDM", choices=("log", "idm"))
-    batch_size: int = _f(64, "scenes simulated together")
+    batch_size: int = _f(64, "scenes simulated together", range=at_least(1, MAX_BATCH))
     device: str = _f("cpu", "torch device: cpu, cuda, cuda:N, or auto (CUDA only from a batch size where it is "
                               "faster; the choice is printed)")
-    threads: int = _f(1, "torch CPU threads per process (small tensors: 1 is fastest)")
+    threads: int = _f(1, "torch CPU threads per process (small tensors: 1 is fastest)", range=at_least(1, 1024))
     compile: bool = _f(False, "torch.compile the hot parts (sim.compiled.StepCompile: observation, controller, "
                        "the metrics' candidate filters and route projection; continuous metrics differ from "
                        "eager's at float32 round-off, a borderline boolean one can flip; about 20 s to compile "
@@ -89,34 +106,35 @@ class EvalConfig:
     out: str | None = _f(None, "results file, one experiment each (default <run>/results.h5; a run's other "
                                "scenario sets: <run>/results.<set>.h5)")
     consolidate: bool = _f(False, "at the end, copy the sidecar commits into one self-contained results file")
-    seed: int = _f(0, "torch and bootstrap seed")
+    seed: int = _f(0, "torch and bootstrap seed", range=SEED)
     executor: str = _f("local", "where work units run: this process, worker processes here, or Ray",
                        choices=EXECUTORS)
     ray_address: str | None = _f(None, "Ray cluster address (default: start a local instance)")
-    num_cpus: int = _f(0, "worker processes (--executor processes) or CPUs of a local Ray instance (0: all)")
+    num_cpus: int = _f(0, "worker processes (--executor processes) or CPUs of a local Ray instance (0: all)",
+                       range=at_least(0))
     metric: str = _f("score", "metric that defines the best checkpoint in the verdict")
     budget: float = _f(0.0, "budgeted selection: at most N (checkpoint, scene) rollouts, or a fraction in (0, 1] of "
                        "the full sweep; clearly worse checkpoints stop receiving scenes, the race stops once one is "
-                       "best with probability --confidence (docs/selection.md; 0: full sweep)", metavar="N")
+                       "best with probability --confidence (docs/selection.md; 0: full sweep)", metavar="N",
+                       range=at_least(0))
     confidence: float = _f(0.95, "--budget stops once one checkpoint is best by --metric with this probability, "
-                           "in (0, 1]", metavar="P")
-    n_resamples: int = _f(999, "scenario bootstrap resamples")
+                           "in (0, 1]", metavar="P", range=above(0, 1))
+    n_resamples: int = _f(999, "scenario bootstrap resamples", range=at_least(1, MAX_RESAMPLES))
     latest: str = _f("out/latest", "the run folder that bare --ckpt names resolve in")
     progress: bool = _f(True, "progress bar")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "baselines", tuple(dict.fromkeys(self.baselines)))
         try:
+            check_ranges(self)
             check_budget(self.budget)
-        except ValueError as e:
+        except (RangeError, ValueError) as e:
             raise EvaluationError(str(e)) from None
-        if not 0 < self.confidence <= 1:
-            raise EvaluationError(f"--confidence must be in (0, 1], got {self.confidence}")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
     """Parse the command line into an :class:`EvalConfig` (``--ckpt`` and ``--baseline`` may repeat)."""
-    p = argparse.ArgumentParser(prog="python -m sim.evaluate", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="python -m sim.evaluate", description=__doc__.split("\n")[0])
     add_dataclass_arguments(p, EvalConfig, exclude=("ckpt", "baselines", "signal_names"))
     p.add_argument("--ckpt", action="append", metavar="PATH", default=argparse.SUPPRESS,
                    help=EvalConfig.__dataclass_fields__["ckpt"].metadata["help"] + " (repeatable)")
@@ -233,17 +251,22 @@ def run(cfg: EvalConfig, console=None) -> Verdict:
     if cfg.device == "auto":
         log(f"device: {why}")
     cfg = replace(cfg, device=str(device))
+    bad_ckpts: list[SkippedCheckpoint] = []  # acting weights not finite: recorded, never evaluated
     if cfg.agent == "own":
-        cands, run_dir = discover(cfg.ckpt, cfg.run, cfg.only, read_checkpoint, Path(cfg.latest), log=log)
+        cands, run_dir = discover(cfg.ckpt, cfg.run, cfg.only, read_checkpoint, Path(cfg.latest), log=log,
+                                  skipped=bad_ckpts)
     elif cfg.run is not None or not cfg.ckpt:
         raise EvaluationError(f"--agent {cfg.agent}: give the checkpoints with --ckpt (--run is for this "
                               "project's own runs)")
     else:
         cands, run_dir = plugin_candidates(cfg.ckpt, cfg.agent, cfg.device, Path(cfg.latest), log)
+    for s in bad_ckpts:
+        log(s.line())
     groups = split_by_run(cands, run_dir)
     bases = [baseline(b) for b in cfg.baselines]
     if not cands and not bases:
-        raise EvaluationError("nothing to evaluate: give --ckpt, --run or --baseline")
+        raise EvaluationError(f"nothing to evaluate: {len(bad_ckpts)} checkpoint(s) skipped for non-finite weights"
+                              if bad_ckpts else "nothing to evaluate: give --ckpt, --run or --baseline")
     if len(groups) > 1 and cfg.out:
         raise EvaluationError(f"--out {cfg.out}: the checkpoints belong to {len(groups)} runs "
                               f"({', '.join(str(g[0] or 'no run') for g in groups)}); runs are never pooled into one "
@@ -262,7 +285,9 @@ def run(cfg: EvalConfig, console=None) -> Verdict:
     verdict: Verdict | None = None
     for rd, group in groups or [(run_dir, [])]:
         plan = plans.get(rd)
-        verdict = _evaluate_run(cfg, console, rd, fill_candidates(group, plan) + bases, scenes, skipped, plan)
+        own_bad = [s for s in bad_ckpts if s.run_dir == (str(rd) if rd else None)]
+        verdict = _evaluate_run(cfg, console, rd, fill_candidates(group, plan) + bases, scenes, own_bad + skipped,
+                                plan)
     assert verdict is not None
     return verdict
 
@@ -358,7 +383,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:
         pass
     try:
-        run(parse_args(argv))
+        cfg = parse_args(argv)
+    except SystemExit as e:  # --help, or a flag refused with one line
+        return e.code if isinstance(e.code, int) else 2
+    try:
+        run(cfg)
     except errors as e:
         print("error: " + " ".join(str(e).split()), file=sys.stderr)  # always one line
         return 2

@@ -27,6 +27,7 @@ with same-step autoreset (not N copies). :class:`SB3VecEnv` adapts the same core
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -69,6 +70,38 @@ def _load(scenarios: str | None, scenes: Sequence[Scenario] | None, cache_dir: s
     return out
 
 
+AGENT_MODELS = ("log", "idm")
+"""Other agents' models the env simulates (``agents=``): log replay or IDM."""
+
+
+def _check_arguments(num_envs: Any, agents: Any, delta_bound: Any, max_agents: Any, device: Any) -> torch.device:
+    """Check the constructor's numbers and names before any scene is loaded; returns the present device.
+
+    Raises:
+        SimError: one line naming the argument and what it must be (e.g. ``device="cuda"`` without a GPU).
+    """
+    from policy.device import DeviceError, resolve_device
+
+    def whole(v: Any) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+    if not whole(num_envs) or num_envs < 1:
+        raise SimError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+    if not whole(max_agents) or max_agents < 1:
+        raise SimError(f"max_agents must be an integer >= 1, got {max_agents!r}")
+    if agents not in AGENT_MODELS:
+        raise SimError(f"agents must be one of {', '.join(AGENT_MODELS)}, got {agents!r}")
+    if isinstance(delta_bound, bool) or not isinstance(delta_bound, (int, float, np.floating, np.integer)) \
+            or not math.isfinite(delta_bound) or delta_bound <= 0:
+        raise SimError(f"delta_bound must be a finite number > 0 (metres), got {delta_bound!r}")
+    if not isinstance(device, (str, torch.device)):
+        raise SimError(f"device must be a device name such as 'cpu' or 'cuda', got {device!r}")
+    try:
+        return resolve_device(str(device), flag="device")
+    except DeviceError as e:
+        raise SimError(str(e).replace("(use --device cpu)", "(use device='cpu')")) from None
+
+
 class BatchedClosedLoop:
     """The env core: N slots run one batch of N scenes in lock-step (torch, one device).
 
@@ -90,13 +123,12 @@ class BatchedClosedLoop:
                  delta_bound: float = DELTA_BOUND, weights: RewardWeights | None = None,
                  max_agents: int = DEFAULT_MAX_AGENTS, device: str = "cpu",
                  scenario_cache: str | None = DEFAULT_CACHE_DIR) -> None:
-        if num_envs < 1:
-            raise SimError(f"num_envs must be >= 1, got {num_envs}")
+        self.device = _check_arguments(num_envs, agents, delta_bound, max_agents, device)
         self.num_envs = num_envs
         self.scenes = _load(scenarios, scenes, scenario_cache)
         self.shuffle, self.agents, self.delta_bound = shuffle, agents, float(delta_bound)
         self.weights = weights or RewardWeights()
-        self.max_agents, self.device = max_agents, torch.device(device)
+        self.max_agents = max_agents
         self.rng = np.random.default_rng()
         self._cursor = 0
         self.batch: ScenarioBatch | None = None

@@ -143,3 +143,35 @@ def test_support_policy_entropy_is_analytic(tmp_path):
     run = make_run(tmp_path, episodes=(0, 10), log_stds=[-0.5, -1.0])
     meta = read_checkpoint(run / "checkpoints" / "ep00010.pt")["meta"]
     assert abs(meta["entropy"] - expected_entropy(-1.0)) < 1e-4
+
+
+def poison(path: Path, value: float = float("nan")) -> str:
+    """Write ``value`` into one acting weight of the checkpoint at ``path`` (as a diverged trainer would have,
+    before ``save_checkpoint`` refused it); returns the tensor's name."""
+    obj = torch.load(path, weights_only=True)
+    name = next(k for k in sorted(obj["state_dict"]) if "delta" in k and k.endswith("weight"))
+    obj["state_dict"][name].view(-1)[0] = value
+    torch.save(obj, path)
+    return name
+
+
+def test_checkpoint_with_non_finite_acting_weights_is_skipped_and_recorded(tmp_path, monkeypatch, capsys):
+    """``sim.evaluate`` never scores a NaN policy: the file is listed as skipped (on screen and in /skipped)."""
+    from sim.evaluate import main
+    from sim.harness.reader import read_checkpoints, read_summary
+
+    run = make_run(tmp_path, episodes=(0, 50, 100, 150), rewards=[0.0, 3.0, 1.0, 2.0])  # ep00100 has no role
+    write_scenes(tmp_path / "scenes.npz", 3, num_steps=30)
+    monkeypatch.chdir(tmp_path)
+    bad = run / "checkpoints" / "ep00100.pt"
+    name = poison(bad, float("inf"))
+    out = tmp_path / "r.h5"
+    assert main(["--run", str(run), "--scenarios", "scenes.npz", "--no-progress", "--n-resamples", "50",
+                 "--out", str(out)]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert f"skipped checkpoint {bad.resolve()}" in printed and name in printed
+    s = read_summary(out)
+    assert [(Path(r.file).name, r.scene_id) for r in s.skipped] == [("ep00100.pt", "")]
+    assert "not finite" in s.skipped[0].reason and name in s.skipped[0].reason
+    names = sorted(c.attrs["name"] for c in read_checkpoints(out))
+    assert len(names) == 3 and not any("ep00100" in n for n in names)

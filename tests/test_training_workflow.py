@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from policy.checkpoint import DIGEST_KEY, acting_digest, load_checkpoint, policy_digest
+from scenarios.cli_config import field_range
 from training.config import TrainConfig, TrainError, parse_config
 from training.history import PPO_SERIES
 from training.ppo import explained_variance
@@ -58,6 +59,10 @@ def test_every_setting_has_a_flag_and_the_defaults_are_the_dataclass_defaults():
         else:
             cast = float if "float" in str(f.type) else int
             value = cast(7) if f.default is None else cast(f.default) + cast(3)
+            rng = field_range(f)
+            if not rng.contains(value):  # a value inside the declared range that differs from the default
+                value = cast((cast(f.default) + rng.hi) / 2) if rng.hi is not None else cast(rng.lo) + cast(1)
+            assert rng.contains(value) and value != f.default, f.name
             argv += [flag, str(value)]
             want[f.name] = value
     assert dataclasses.asdict(parse_config(argv).config) == want

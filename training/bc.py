@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from policy.model import WaypointPolicy
+from training.finite import require_finite_loss
 
 
 class ExpertData(NamedTuple):
@@ -56,6 +57,9 @@ def behaviour_clone(policy: WaypointPolicy, data: ExpertData, *, epochs: int, lr
         batch: samples per minibatch.
         generator: CPU generator for the shuffling (reproducible).
         refit_norm: set the normalisation buffers from ``data`` first (False when continuing training).
+
+    Raises:
+        training.finite.NonFiniteError: a minibatch loss is NaN or infinite (the policy is then not saved).
     """
     if data.obs.shape[0] == 0:
         raise ValueError("behaviour cloning: no expert samples")
@@ -78,7 +82,9 @@ def behaviour_clone(policy: WaypointPolicy, data: ExpertData, *, epochs: int, lr
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss.detach()) * len(idx)
+            value = float(loss.detach())
+            require_finite_loss(value, f"behaviour cloning epoch {len(losses) + 1}")
+            total += value * len(idx)
         sched.step()
         losses.append(total / n)
     return BCResult(losses[-1], losses)

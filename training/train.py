@@ -33,8 +33,10 @@ from training.checkpoints import CheckpointManager
 from training.config import CliArgs, TrainConfig, TrainError, parse_config
 from training.data import RunData, load_run_data
 from training.evaluation import Evaluation, evaluate
+from training.finite import require_finite_loss, require_finite_weights
 from training.history import PPO_SERIES, EvalRecord, entropy_history_doc, train_metrics_doc, write_history
 from training.ppo import Transitions, explained_variance, gae, make_sampling_policy_fn, ppo_update, rl_param_groups
+from training.resolve import check_architecture, resolve_init, run_record
 from training.run_dir import (
     create_run_dir,
     package_versions,
@@ -123,6 +125,7 @@ class RunStart(NamedTuple):
         fresh: this process created the run (not ``--resume``); until its first checkpoint a failure removes it.
         made: the topmost folder created for a fresh run (removed again when it fails before its first
             checkpoint), or None when the run directory existed (empty) before (only its contents are removed).
+        init: the ``--init`` checkpoint's record (``training.resolve.resolve_init``), or None.
     """
 
     run: Path
@@ -130,6 +133,12 @@ class RunStart(NamedTuple):
     saved: dict[str, Any] | None
     fresh: bool
     made: Path | None
+    init: dict[str, Any] | None = None
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """``config`` of every checkpoint this run writes (``training.resolve.run_record``)."""
+        return run_record(self.cfg, self.init)
 
     @property
     def complete(self) -> bool:
@@ -147,12 +156,6 @@ class Interrupted(Exception):
     """Ctrl-C; the message says what was kept and the command that continues the run."""
 
 
-def checkpoint_config(cfg: TrainConfig) -> dict[str, Any]:
-    """``config`` stored in every checkpoint (``policy`` is added by ``save_checkpoint``)."""
-    return {"train": cfg.to_dict(), "obs_dim": OBS_DIM, "obs_version": OBS_VERSION,
-            "num_waypoints": NUM_WAYPOINTS, "waypoint_steps": WAYPOINT_STEPS}
-
-
 def base_meta(episode: int, step: int, ev: Evaluation, kind: str, train_reward: float | None,
               ppo_stats: dict[str, float | None] | None = None) -> dict[str, Any]:
     """``meta`` of a checkpoint (``format_version``, ``policy_digest``, ... are added by ``save_checkpoint``)."""
@@ -165,8 +168,11 @@ def base_meta(episode: int, step: int, ev: Evaluation, kind: str, train_reward: 
     return meta
 
 
-def start_or_resume(cli: CliArgs) -> RunStart:
+def start_or_resume(cli: CliArgs, init: dict[str, Any] | None = None) -> RunStart:
     """Open the run to continue (``--resume``) or create a fresh one; says which on stderr (or that it is complete).
+
+    ``cli.config`` and ``init`` are already resolved (:func:`training.resolve.resolve_init`): ``config.json`` holds
+    the same :func:`training.resolve.run_record` as every checkpoint.
 
     Raises:
         TrainError: no such run, unreadable ``config.json`` or ``last.pt``, or the new directory is not empty.
@@ -174,26 +180,34 @@ def start_or_resume(cli: CliArgs) -> RunStart:
     if cli.resume is None:
         cfg = cli.config
         run, made = create_run_dir(cfg)
-        write_config(run, cfg, {"obs_dim": OBS_DIM, "obs_version": OBS_VERSION, "num_waypoints": NUM_WAYPOINTS,
-                                "run": run.name})
+        record = run_record(cfg, init)
+        write_config(run, cfg, {**{k: v for k, v in record.items() if k != "train"}, "run": run.name})
         where = "out/latest moves to it after the first checkpoint" if cfg.out_dir is None else \
             "out/latest not moved: --out-dir given"
         print(f"run directory: {run} ({where})", file=sys.stderr)
-        return RunStart(run, cfg, None, True, made)
+        return RunStart(run, cfg, None, True, made, init)
     run = Path(cli.resume).resolve() if Path(cli.resume).is_symlink() else Path(cli.resume)
     if not (run / "config.json").is_file():
         raise TrainError(f"--resume {cli.resume}: {run / 'config.json'} not found (not a training run directory)")
-    cfg = replace(TrainConfig.from_dict(read_json(run / "config.json")["train"]), **cli.overrides).validate()
+    doc = read_json(run / "config.json")
+    if not isinstance(doc, dict) or not isinstance(doc.get("train"), dict):
+        raise TrainError(f"--resume {cli.resume}: {run / 'config.json'} holds no training settings ('train')")
+    try:
+        cfg = replace(TrainConfig.from_dict(doc["train"]), **cli.overrides).validate()
+    except TypeError as e:
+        raise TrainError(f"{run / 'config.json'}: malformed settings ({e})") from None
+    init = doc.get("init")
     last = run / "last.pt"
     if not last.exists():
         start = "--init " + cfg.init if cfg.init else "behaviour cloning"
         print(f"resuming {run}: it has no last.pt (stopped before its first checkpoint), so it starts again from "
               f"{start} with its saved settings", file=sys.stderr)
-        return RunStart(run, cfg, None, False, None)
+        return RunStart(run, cfg, None, False, None, init)
     saved = read_checkpoint(last).get("train_state")
     if saved is None:
         raise TrainError(f"{last}: holds no training state to resume from")
-    start = RunStart(run, cfg, saved, False, None)
+    check_train_state(saved, last)
+    start = RunStart(run, cfg, saved, False, None, init)
     if start.complete:
         why = f"; stopped early: {saved['stop_reason']}" if saved["stop_reason"] else ""
         print(f"{run} is complete ({saved['episode']} of {cfg.episodes} episodes{why}); nothing to do (give a "
@@ -201,6 +215,24 @@ def start_or_resume(cli: CliArgs) -> RunStart:
     else:
         print(f"resuming {run} from last.pt at episode {saved['episode']} of {cfg.episodes}", file=sys.stderr)
     return start
+
+
+def check_train_state(saved: Any, last: Path) -> None:
+    """Raise :class:`TrainError` naming ``last`` when its ``train_state`` is not what :func:`commit` writes."""
+    def count(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+    ok = (isinstance(saved, dict) and all(count(saved.get(k)) for k in ("episode", "iteration", "below_min"))
+          and isinstance(saved.get("stop_reason"), (str, type(None))) and isinstance(saved.get("records"), list)
+          and isinstance(saved.get("bc"), dict) and isinstance(saved.get("optimizer"), dict))
+    if ok:
+        try:
+            [EvalRecord.from_dict(r) for r in saved["records"]]
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as e:
+            raise TrainError(f"{last}: malformed training state records ({e})") from None
+    else:
+        raise TrainError(f"{last}: malformed training state (train_state needs episode, iteration, below_min, "
+                         "stop_reason, records, bc, optimizer)")
 
 
 def behaviour_cloned_policy(cfg: TrainConfig, data: RunData, device: torch.device) -> tuple[WaypointPolicy, str]:
@@ -238,7 +270,7 @@ def commit(start: RunStart, manager: CheckpointManager, policy: WaypointPolicy, 
                                     episodes_done=state.episode, stop_reason=state.stop_reason, bc=bc_info))
     train_state = {"optimizer": opt.state_dict(), **state._asdict(),
                    "records": [r.to_dict() for r in manager.records], "bc": bc_info}
-    save_checkpoint(start.run / "last.pt", policy, checkpoint_config(cfg), {**last_meta, "kind": "last"},
+    save_checkpoint(start.run / "last.pt", policy, start.record, {**last_meta, "kind": "last"},
                     extra={"train_state": train_state})
 
 
@@ -263,7 +295,8 @@ def train(cli: CliArgs) -> int:
     """Run (or continue) a training run; returns 0."""
     # --- 1. start or resume ---------------------------------------------------------------------------------
     device = resolve_device(cli.config.device, cli.config.batch_scenes)  # before anything is written
-    start = start_or_resume(cli)
+    cli, init = resolve_init(cli)  # --init's architecture, read before anything is written
+    start = start_or_resume(cli, init)
     cfg, run = start.cfg, start.run
     if start.complete:
         return 0
@@ -290,14 +323,19 @@ def train(cli: CliArgs) -> int:
                 bc_source = str(cfg.init)
             else:
                 policy, bc_source = behaviour_cloned_policy(cfg, data, device)
+            require_finite_weights(policy, bc_source.split(",")[0])
+            check_architecture(cfg, policy)
             ev = evaluate(policy, data.eval_obs, data.val_batch, None)
             bc_meta = base_meta(0, 0, ev, "bc", None)
-            save_checkpoint(run / "bc.pt", policy, checkpoint_config(cfg), {**bc_meta, "source": bc_source})
+            save_checkpoint(run / "bc.pt", policy, start.record, {**bc_meta, "source": bc_source})
             bc_info = {"path": "bc.pt", "episode": 0, "entropy": ev.entropy.total, "eval_info": ev.eval_info}
         opt = torch.optim.Adam(rl_param_groups(policy, cfg.lr, cfg.log_std_lr), eps=1e-5)
         state = TrainState()
         if start.saved is not None:
-            opt.load_state_dict(start.saved["optimizer"])
+            try:
+                opt.load_state_dict(start.saved["optimizer"])
+            except (ValueError, KeyError, TypeError, RuntimeError) as e:
+                raise TrainError(f"{run / 'last.pt'}: optimizer state does not fit the policy ({e})") from None
             state = TrainState.from_saved(start.saved)
         else:
             commit(start, manager, policy, opt, state, bc_info, read_checkpoint(run / "bc.pt")["meta"])
@@ -338,6 +376,10 @@ def train(cli: CliArgs) -> int:
                              generator=torch.Generator().manual_seed(iteration_seed(cfg.seed, state.iteration, 2)),
                              pg_coef=0.0 if state.iteration < cfg.value_warmup else 1.0, delta_l2=cfg.delta_l2,
                              imitation=cfg.imitation)
+            where = f"PPO iteration {state.iteration + 1} (episode {state.episode + n})"
+            for name, value in upd._asdict().items():
+                require_finite_loss(value, f"{where}, {name}")
+            require_finite_weights(policy, where)
             log = IntervalLog(log.returns + tuple(rw.episode_return.tolist()),
                               log.ppo + ({**upd._asdict(), "explained_variance": explained_var},))
             state = state._replace(episode=state.episode + n, iteration=state.iteration + 1)
@@ -352,7 +394,7 @@ def train(cli: CliArgs) -> int:
                 record = EvalRecord(state.episode, state.iteration, ev.entropy.total, ev.entropy.per_dim, mean_return,
                                     ev.eval_info, None, ppo_stats)
                 meta = base_meta(state.episode, state.iteration, ev, "candidate", mean_return, ppo_stats)
-                manager.add(policy, checkpoint_config(cfg), meta, record)
+                manager.add(policy, start.record, meta, record)
                 if cfg.min_entropy is not None:
                     below = state.below_min + 1 if ev.entropy.total < cfg.min_entropy else 0
                     stop = (f"entropy below {cfg.min_entropy} nats for {below} evaluations (episode {state.episode})"
@@ -376,7 +418,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m training.train") 
     try:
         return train(parse_config(argv, prog))
     except ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)  # always one line
         return 2
     except Interrupted as e:
         print(str(e), file=sys.stderr)

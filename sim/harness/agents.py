@@ -29,6 +29,7 @@ import io
 import json
 import re
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,6 +178,14 @@ class SB3Agent:
         if not p.is_file():
             raise AgentError(f"{p}: no such file")
         try:
+            self._load(p, device)
+        except AgentError:
+            raise
+        except MALFORMED as e:  # any other shape of a damaged or foreign zip: one line, no traceback
+            raise AgentError(f"{p}: not a usable Stable-Baselines3 model ({_first_line(e)})") from None
+
+    def _load(self, p: Path, device: str) -> None:
+        try:
             with zipfile.ZipFile(p) as z:
                 names = set(z.namelist())
                 if "data" not in names or "policy.pth" not in names:
@@ -185,12 +194,16 @@ class SB3Agent:
                 raw = z.read("policy.pth")
         except zipfile.BadZipFile:
             raise AgentError(f"{p}: not a Stable-Baselines3 model (not a zip file)") from None
-        except json.JSONDecodeError as e:
-            raise AgentError(f"{p}: SB3 data file is not JSON ({e})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise AgentError(f"{p}: SB3 data file is not JSON ({_first_line(e)})") from None
+        if not isinstance(data, dict):
+            raise AgentError(f"{p}: SB3 data file is not a JSON object (got {type(data).__name__})")
         try:
             state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
         except Exception as e:  # pickled code or a corrupt file
             raise AgentError(f"{p}: policy.pth needs unpickling or is corrupt; refused ({_first_line(e)})") from None
+        if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+            raise AgentError(f"{p}: policy.pth is not a state dict of tensors")
         kwargs = data.get("policy_kwargs", {})
         if not isinstance(kwargs, dict) or ":serialized:" in kwargs:
             raise AgentError(f"{p}: policy_kwargs are pickled (custom classes); refused, nothing is unpickled")
@@ -251,6 +264,12 @@ class SB3Agent:
     def waypoints(self, obs: Tensor) -> Tensor:
         bound = float(self.high.abs().max()) if self.high.numel() else DELTA_BOUND
         return waypoints_from_action(obs, self.action(obs), bound)
+
+
+MALFORMED = (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError, EOFError, OSError,
+             NotImplementedError, zlib.error)
+"""What reading a damaged or foreign SB3 zip can raise besides :class:`AgentError` (wrong JSON types, tensors of the
+wrong shape, a truncated member, an unsupported compression): reported as one :class:`AgentError` line."""
 
 
 def _numbers(v: object) -> list:

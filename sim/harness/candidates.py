@@ -78,6 +78,46 @@ class Candidate:
                                train_reward=self.train_reward, eval_info=self.eval_info, backend=backend)
 
 
+@dataclass(frozen=True)
+class SkippedCheckpoint:
+    """A checkpoint file left out of the comparison set, stored in the results file's ``/skipped`` table.
+
+    Same fields as ``scenarios.loading.SkippedScene`` (``file, scene_id, reason``; ``scene_id`` is "" here), so
+    the one table and the one summary list hold both.
+
+    Attributes:
+        file: the checkpoint's path.
+        scene_id: always "" (a whole checkpoint, not a scene).
+        reason: one line saying why.
+        run_dir: the run the file belongs to (None outside a run); not stored.
+    """
+
+    file: str
+    scene_id: str
+    reason: str
+    run_dir: str | None = None
+
+    def line(self) -> str:
+        """``skipped checkpoint FILE: reason`` for logs and summaries."""
+        return f"skipped checkpoint {self.file}: {self.reason}"
+
+
+def non_finite_skip(path: Path, obj: dict[str, Any]) -> SkippedCheckpoint | None:
+    """A skip record when the checkpoint's acting weights hold a NaN or an infinity (else None).
+
+    Acting weights: every state_dict tensor but the value head (``policy.checkpoint.first_non_finite`` with
+    ``acting_only``): such a policy cannot drive, and scoring it would make a NaN run look like a verdict.
+    """
+    from policy.checkpoint import first_non_finite
+
+    bad = first_non_finite(obj.get("state_dict") or {}, acting_only=True)
+    if bad is None:
+        return None
+    run = run_dir_of(path)
+    return SkippedCheckpoint(str(path), "", f"acting weight {bad} is not finite (NaN or infinite); not evaluated",
+                             str(run) if run else None)
+
+
 def baseline(name: str) -> Candidate:
     """The baseline row ``name`` (one of :data:`BASELINES`)."""
     if name not in BASELINES:
@@ -198,8 +238,27 @@ def _history_rewards(run: Path | None) -> dict[int, float]:
 def _float(v: Any) -> float:
     try:
         return float(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return math.nan
+
+
+def _int(v: Any, default: int = -1) -> int:
+    """An episode number from a checkpoint's meta; ``default`` when it is not a whole number (malformed meta)."""
+    if isinstance(v, bool):
+        return default
+    try:
+        f = float(v)
+    except (TypeError, ValueError, OverflowError):
+        return default
+    return int(f) if math.isfinite(f) and f == int(f) else default
+
+
+def _floats(v: Any) -> tuple[float, ...]:
+    """A flat tuple of floats (per-dimension entropies); () when ``v`` is not an array of numbers."""
+    try:
+        return tuple(float(x) for x in np.ravel(np.asarray(v, dtype=np.float64)))
+    except (TypeError, ValueError, OverflowError):
+        return ()
 
 
 def alias_name(rep: str, episodes: dict[int, list[str]]) -> str:
@@ -217,13 +276,16 @@ def alias_name(rep: str, episodes: dict[int, list[str]]) -> str:
     return " = ".join(names)
 
 
-def load_candidates(files: Iterable[Path], read_raw) -> list[Candidate]:
+def load_candidates(files: Iterable[Path], read_raw, skipped: list[SkippedCheckpoint] | None = None
+                    ) -> list[Candidate]:
     """Read checkpoint files, merge equal weights, and return candidates in episode order.
 
     Args:
         files: checkpoint paths.
         read_raw: ``path -> raw checkpoint dict`` (``policy.checkpoint.read_checkpoint``); it raises
             a one-line error for missing or corrupt files.
+        skipped: where files whose acting weights are not finite are recorded (:func:`non_finite_skip`); they
+            are never candidates.
     """
     groups: dict[tuple[Path | None, str], dict[str, Any]] = {}
     seen: set[Path] = set()
@@ -240,7 +302,14 @@ def load_candidates(files: Iterable[Path], read_raw) -> list[Candidate]:
             if f.suffix.lower() != ".zip":
                 raise
             raise EvaluationError(f"{e} (a .zip: an SB3 checkpoint? use --agent sb3)") from None
+        skip = non_finite_skip(f, obj)
+        if skip is not None:
+            if skipped is not None:
+                skipped.append(skip)
+            continue
         meta = obj["meta"]
+        if not isinstance(meta, dict):
+            raise EvaluationError(f"{f}: malformed checkpoint (meta is not a dict)")
         wkey = weights_sha256(obj)
         role = ROLE_FILES.get(f.name) or ("candidate" if f.name.startswith("ep") else None)
         kind = meta.get("kind")
@@ -251,9 +320,9 @@ def load_candidates(files: Iterable[Path], read_raw) -> list[Candidate]:
         g["files"].append(f)
         g["roles"] |= roles
         if f.name.startswith("ep") or f.name == "bc.pt":
-            g["episodes"].setdefault(int(meta.get("episode", -1)), []).append(f.name)
+            g["episodes"].setdefault(_int(meta.get("episode", -1)), []).append(f.name)
         if f.name.startswith("ep") and (not g["rep"].name.startswith("ep")
-                                        or int(meta.get("episode", -1)) < int(g["meta"].get("episode", -1))):
+                                        or _int(meta.get("episode", -1)) < _int(g["meta"].get("episode", -1))):
             g["rep"], g["meta"] = f, meta
     out = []
     rewards_cache: dict[Path | None, dict[int, float]] = {}
@@ -262,14 +331,16 @@ def load_candidates(files: Iterable[Path], read_raw) -> list[Candidate]:
         rep: Path = g["rep"]
         meta = g["meta"]
         run = run_dir_of(rep)
-        episode = int(meta.get("episode", -1))
+        episode = _int(meta.get("episode", -1))
         reward = _float(meta.get("train_reward", math.nan))
         if math.isnan(reward):
             if run not in rewards_cache:
                 rewards_cache[run] = _history_rewards(run)
             reward = rewards_cache[run].get(episode, math.nan)
-        info = meta.get("eval_info") or {}
-        per_dim = meta.get("entropy_per_dim") or info.get("entropy_per_dim") or ()
+        info = meta.get("eval_info")
+        info = info if isinstance(info, dict) else {}
+        per_dim = next((v for v in (meta.get("entropy_per_dim"), info.get("entropy_per_dim"))
+                        if isinstance(v, (list, tuple, torch.Tensor)) and len(v)), ())
         out.append(
             Candidate(
                 key=wkey[:16],
@@ -281,9 +352,9 @@ def load_candidates(files: Iterable[Path], read_raw) -> list[Candidate]:
                 roles=tuple(r for r in ROLES if r in g["roles"]),
                 episode=episode,
                 entropy=_float(meta.get("entropy", math.nan)),
-                entropy_per_dim=tuple(float(x) for x in np.ravel(np.asarray(per_dim, dtype=np.float64))),
+                entropy_per_dim=_floats(per_dim),
                 train_reward=reward,
-                eval_info=info if isinstance(info, dict) else {},
+                eval_info=info,
                 files=tuple(str(p) for p in g["files"]),
                 run_dir=str(run) if run else None,
             )
@@ -292,7 +363,8 @@ def load_candidates(files: Iterable[Path], read_raw) -> list[Candidate]:
 
 
 def discover(
-    ckpt: Sequence[str], run: str | None, only: bool, read_raw, latest: Path = Path("out/latest"), log=print
+    ckpt: Sequence[str], run: str | None, only: bool, read_raw, latest: Path = Path("out/latest"), log=print,
+    skipped: list[SkippedCheckpoint] | None = None,
 ) -> tuple[list[Candidate], Path | None]:
     """The comparison set of an evaluation call.
 
@@ -303,6 +375,7 @@ def discover(
         read_raw: see :func:`load_candidates`.
         latest: the ``out/latest`` link bare names resolve against.
         log: where to say what was resolved and added.
+        skipped: collects the files left out because their acting weights are not finite.
 
     Returns:
         (candidates in episode order, run directory or None).
@@ -330,7 +403,7 @@ def discover(
                 files.extend(extra)
     if not files:
         return [], runs[0] if runs else None
-    cands = load_candidates(files, read_raw)
+    cands = load_candidates(files, read_raw, skipped)
     if not runs:
         rds = [Path(c.run_dir) for c in cands if c.run_dir]
         runs = rds[:1]

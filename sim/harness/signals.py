@@ -120,7 +120,7 @@ def read_history_json(path: str | Path) -> Signals:
     p = Path(path)
     try:
         doc = json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # ValueError: bad JSON or not UTF-8
         raise SignalError(f"{p}: not readable JSON ({e})") from None
     eps = doc.get("episodes") if isinstance(doc, dict) else None
     if not isinstance(eps, list) or not all(isinstance(e, int) for e in eps):
@@ -173,7 +173,8 @@ def _rows_to_signals(p: Path, rows: Sequence[Mapping[str, object]]) -> Signals:
         cols += [c for c in r if c not in cols]
     step_col = next((c for c in STEP_COLUMNS if c in cols), None)
     if step_col is None:
-        raise SignalError(f"{p}: no step column (expected one of {', '.join(STEP_COLUMNS)}; has {', '.join(cols[:8])})")
+        raise SignalError(f"{p}: no step column (expected one of {', '.join(STEP_COLUMNS)}; has "
+                          f"{', '.join(map(str, cols[:8]))})")
     points: dict[str, list[tuple[int, float]]] = {}
     for r in rows:
         s = _num(r.get(step_col))
@@ -193,7 +194,7 @@ def read_csv(path: str | Path) -> Signals:
     p = Path(path)
     try:
         with p.open(newline="") as f:
-            rows = list(csv.DictReader(f))
+            rows = [{k: v for k, v in r.items() if k is not None} for r in csv.DictReader(f)]  # None: extra cells
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise SignalError(f"{p}: not readable CSV ({e})") from None
     return _rows_to_signals(p, rows)
@@ -210,7 +211,7 @@ def read_jsonl(path: str | Path) -> Signals:
                 if not isinstance(obj, dict):
                     raise SignalError(f"{p}: line {i} is not a JSON object")
                 rows.append(obj)
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # ValueError: bad JSON or not UTF-8
         raise SignalError(f"{p}: not readable JSON lines ({e})") from None
     return _rows_to_signals(p, rows)
 
