@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from scenarios.types import TYPE_ORDER, primary_type
+from sim.harness.bootstrap import index_bootstrap
 
 IQM_TRIM = 0.25  # the fraction cut from each end: the interquartile mean
 MIN_TYPE_SCENES = 5  # a scenario type with fewer scenes gets its count but no per-type verdict
@@ -111,7 +112,8 @@ def strata(types: Sequence[Sequence[str]]) -> list[str]:
 
 def stratified_bootstrap(stat_fn: Callable[[np.ndarray], np.ndarray], groups: Sequence[str], n_stats: int,
                          n_resamples: int, seed: int, confidence: float) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval of a vector statistic of scene indices, resampling scenes within strata.
+    """Percentile interval of a vector statistic of scene indices, resampling scenes within strata
+    (:func:`sim.harness.bootstrap.index_bootstrap` with ``groups``).
 
     Args:
         stat_fn: scene indices ``[B, N]`` (each row one resample) -> ``[n_stats, B]``.
@@ -121,30 +123,7 @@ def stratified_bootstrap(stat_fn: Callable[[np.ndarray], np.ndarray], groups: Se
     Returns:
         ``(low, high)``, each ``[n_stats]``; NaN with fewer than 2 scenes or 2 resamples.
     """
-    nan = np.full(n_stats, np.nan)
-    n = len(groups)
-    if n < 2 or n_resamples < 2:
-        return nan, nan.copy()
-    names = list(dict.fromkeys(groups))
-    samples = tuple(np.array([i for i, g in enumerate(groups) if g == s], dtype=np.int64) for s in names)
-    if any(len(s) < 2 for s in samples):  # only when every stratum but one is a single scene: no stratification
-        samples = (np.arange(n),)
-
-    def statistic(*idx: np.ndarray, axis: int = -1) -> np.ndarray:
-        one = np.ndim(idx[0]) == 1
-        cat = np.concatenate([np.atleast_2d(i) for i in idx], axis=-1)
-        out = stat_fn(cat)
-        return out[:, 0] if one else out
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from scipy.stats import bootstrap
-
-        res = bootstrap(samples, statistic, vectorized=True, paired=False, n_resamples=n_resamples, batch=64,
-                        method="percentile", confidence_level=confidence, rng=np.random.default_rng(seed))
-    lo = np.asarray(res.confidence_interval.low, dtype=np.float64).reshape(n_stats)
-    hi = np.asarray(res.confidence_interval.high, dtype=np.float64).reshape(n_stats)
-    return lo, hi
+    return index_bootstrap(stat_fn, len(groups), n_stats, n_resamples, seed, confidence, groups=groups)
 
 
 def _num(x: Any) -> float | None:

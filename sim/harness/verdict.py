@@ -26,6 +26,7 @@ from typing import Any, TypedDict
 
 import numpy as np
 
+from sim.harness.bootstrap import index_bootstrap
 from sim.harness.stats import field_statistics, type_breakdown
 from sim.metric_catalogue import higher_is_better as catalogue_direction
 
@@ -153,36 +154,9 @@ def _ci(lo: float, hi: float) -> list[float | None]:
 def paired_bootstrap(
     stat_fn, n_scen: int, n_stats: int, n_resamples: int, seed: int, confidence: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Paired scenario bootstrap of a vector statistic of scenario indices. Returns (low, high) ``[n_stats]``."""
-    nan = np.full(n_stats, np.nan)
-    if n_scen < 2 or n_resamples < 2:
-        return nan, nan.copy()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from scipy.stats import bootstrap
-
-        res = bootstrap(
-            (np.arange(n_scen),),
-            stat_fn,
-            vectorized=True,
-            n_resamples=n_resamples,
-            batch=64,
-            method="percentile",
-            confidence_level=confidence,
-            rng=np.random.default_rng(seed),
-        )
-    lo = np.array(res.confidence_interval.low, dtype=np.float64).reshape(n_stats)
-    hi = np.array(res.confidence_interval.high, dtype=np.float64).reshape(n_stats)
-    # Resamples where a correlation is undefined (a constant resampled mean) are left out.
-    dist = np.asarray(res.bootstrap_distribution, dtype=np.float64).reshape(n_stats, -1)
-    bad = ~(np.isfinite(lo) & np.isfinite(hi)) & np.isfinite(dist).any(-1)
-    if bad.any():
-        a = (1 - confidence) / 2 * 100
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            lo[bad] = np.nanpercentile(dist[bad], a, axis=-1)
-            hi[bad] = np.nanpercentile(dist[bad], 100 - a, axis=-1)
-    return lo, hi
+    """Paired scenario bootstrap of a vector statistic of scenario indices (one stratum of
+    :func:`sim.harness.bootstrap.index_bootstrap`). Returns (low, high) ``[n_stats]``."""
+    return index_bootstrap(stat_fn, n_scen, n_stats, n_resamples, seed, confidence)
 
 
 def pick_index(rule: str, roles: Sequence[Sequence[str]], episodes: Sequence[int], entropy: Sequence[float],
