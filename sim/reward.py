@@ -21,15 +21,12 @@ import torch
 from torch import Tensor
 
 from sim.batch import ScenarioBatch
-from sim.metrics import MetricContext
+from sim.metrics import ACCEL_BOUNDS, JERK_MAX, LAT_ACCEL_MAX, TTC_OK, YAW_RATE_MAX, MetricContext
 from sim.rollout import Rollout
 
-# nuPlan comfort bounds (DESIGN / REFERENCE)
-LON_ACCEL_MIN, LON_ACCEL_MAX = -4.05, 2.40  # m/s^2
-LAT_ACCEL_MAX = 4.89  # m/s^2
-YAW_RATE_MAX = 0.95  # rad/s
-JERK_MAX = 4.13  # m/s^3
-TTC_MIN = 0.95  # s
+# nuPlan's comfort bounds and TTC threshold: the metrics' own constants (one home, sim.metrics)
+LON_ACCEL_MIN, LON_ACCEL_MAX = ACCEL_BOUNDS
+TTC_MIN = TTC_OK
 
 
 REWARD_SERIES = ("collision", "offroad_dist", "route_s", "log_dist", "accel", "jerk", "lat_accel", "yaw_rate")
@@ -39,15 +36,24 @@ REWARD_SERIES = ("collision", "offroad_dist", "route_s", "log_dist", "accel", "j
 
 
 class RewardWeights(NamedTuple):
-    """Weights of the reward terms (per step)."""
+    """Weights of the reward terms (per step): the one set of defaults, used by the trainer (its ``--w-*`` flags
+    default to these) and by the Gymnasium environment.
 
-    progress: float = 0.1
-    collision: float = 5.0
+    Attributes:
+        progress: reward per metre of route progress. collision: penalty per collision onset.
+        offroad: penalty per metre outside the drivable area (clamped at 2 m). comfort: penalty per nuPlan comfort
+        bound broken. log_dist: penalty per metre from the logged position. ttc: penalty per step with time to
+        collision below 0.95 s (0 skips the TTC series). not_at_fault: factor on the collision penalty when the
+        scene's collision is not the ego's fault.
+    """
+
+    progress: float = 0.0
+    collision: float = 20.0
     offroad: float = 0.5
-    comfort: float = 0.3
+    comfort: float = 1.0
     log_dist: float = 0.05
-    ttc: float = 0.0
-    not_at_fault: float = 1.0
+    ttc: float = 2.0
+    not_at_fault: float = 0.1
 
 
 class RewardSignals(NamedTuple):

@@ -78,3 +78,12 @@ def test_collision_not_at_fault_costs_less():
     torch.testing.assert_close(r.reward, torch.tensor([[0.0, -20.0, 0.0], [0.0, -2.0, 0.0]]))
     plain = step_rewards(s, step_valid, init_step=0, w=w)  # no fault information: every onset costs the full weight
     torch.testing.assert_close(plain.reward, torch.tensor([[0.0, -20.0, 0.0]] * 2))
+
+
+def test_one_set_of_reward_defaults_for_the_trainer_and_the_gym_env():
+    """The trainer's --w-* defaults and the Gymnasium env's default weights are the same numbers (one home)."""
+    from training.config import TrainConfig
+
+    cfg = TrainConfig()
+    assert cfg.reward_weights() == RewardWeights()
+    assert {f"w_{k}" for k in RewardWeights._fields} <= set(cfg.to_dict())

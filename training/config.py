@@ -27,6 +27,9 @@ from scenarios.cli_config import (
     given_fields,
 )
 from sim.config import DEFAULT_MAX_AGENTS
+from sim.reward import RewardWeights
+
+_W = RewardWeights()  # the one set of reward defaults (the Gym env uses the same)
 
 MAX_WIDTH = 4096
 """Largest ``--hidden`` (wider MLPs do not fit a laptop's memory at the default batch sizes)."""
@@ -100,15 +103,16 @@ class TrainConfig:
     noise_hold: int = _opt(5, "steps an exploration noise draw is held (temporally correlated exploration)",
                            range=at_least(1))
     # reward weights (per simulation step)
-    w_progress: float = _opt(0.0, "reward per metre of route progress", range=at_least(0))
-    w_collision: float = _opt(20.0, "penalty per collision onset", range=at_least(0))
-    w_offroad: float = _opt(0.5, "penalty per metre outside the drivable area (clamped at 2 m)", range=at_least(0))
-    w_comfort: float = _opt(1.0, "penalty per nuPlan comfort bound broken", range=at_least(0))
-    w_log_dist: float = _opt(0.05, "penalty per metre from the logged position", range=at_least(0))
-    w_ttc: float = _opt(2.0, "penalty per step with time to collision below 0.95 s (0 skips the TTC series)",
+    w_progress: float = _opt(_W.progress, "reward per metre of route progress", range=at_least(0))
+    w_collision: float = _opt(_W.collision, "penalty per collision onset", range=at_least(0))
+    w_offroad: float = _opt(_W.offroad, "penalty per metre outside the drivable area (clamped at 2 m)",
+                            range=at_least(0))
+    w_comfort: float = _opt(_W.comfort, "penalty per nuPlan comfort bound broken", range=at_least(0))
+    w_log_dist: float = _opt(_W.log_dist, "penalty per metre from the logged position", range=at_least(0))
+    w_ttc: float = _opt(_W.ttc, "penalty per step with time to collision below 0.95 s (0 skips the TTC series)",
                         range=at_least(0))
-    w_not_at_fault: float = _opt(0.1, "factor on the collision penalty when the scene's collision is not the "
-                                 "ego's fault", range=UNIT)
+    w_not_at_fault: float = _opt(_W.not_at_fault, "factor on the collision penalty when the scene's collision is "
+                                 "not the ego's fault", range=UNIT)
     # evaluation
     val_scenes: int = _opt(16, "val scenes of the closed-loop evaluation at each interval", range=at_least(1))
     eval_states: int = _opt(512, "fixed evaluation states the entropy is averaged over", range=at_least(1))
@@ -117,6 +121,10 @@ class TrainConfig:
     strict: bool = _opt(False, "a scenario file or scene that cannot be used stops the run (default: skipped)")
     threads: int = _opt(1, "torch CPU threads (1 is fastest for these sizes)", range=at_least(1, MAX_THREADS))
     progress: bool = _opt(True, "progress bars (--no-progress silences every bar)")
+
+    def reward_weights(self) -> RewardWeights:
+        """The reward weights of this run (``--w-*``), as the reward functions take them."""
+        return RewardWeights(**{k: getattr(self, "w_" + k) for k in RewardWeights._fields})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of every setting."""

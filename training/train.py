@@ -26,7 +26,7 @@ from policy.model import PolicyConfig, WaypointPolicy
 from scenarios.scenario import ScenarioError
 from sim.config import NUM_WAYPOINTS, WAYPOINT_STEPS, SimError
 from sim.observation import OBS_DIM, OBS_VERSION, SPEED_SCALE
-from sim.reward import RewardWeights, reward_signals, step_rewards
+from sim.reward import reward_signals, step_rewards
 from sim.rollout import rollout
 from training.bc import ExpertData, behaviour_clone, log_labels, relabel_on_policy
 from training.checkpoints import CheckpointManager
@@ -303,8 +303,7 @@ def train(cli: CliArgs) -> int:
     with run_lock(run), guarded(start, cli.prog):
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
-        weights = RewardWeights(cfg.w_progress, cfg.w_collision, cfg.w_offroad, cfg.w_comfort, cfg.w_log_dist,
-                                cfg.w_ttc, cfg.w_not_at_fault)
+        weights = cfg.reward_weights()
         manager = CheckpointManager(run, cfg.keep_top_k, cfg.select_after)
         init = None  # --init is read before the scenes are loaded: a bad file fails in a second, not a minute
         if start.saved is None and cfg.init is not None:
