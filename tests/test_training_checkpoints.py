@@ -92,3 +92,28 @@ def test_history_documents_agree_with_manager(tmp_path):
     assert [r["episode"] for r in m["ranked"]] == [30, 40, 20]
     assert [r["rank"] for r in m["ranked"]] == [1, 2, 3]
     assert load_checkpoint(tmp_path / "best_entropy.pt").meta["episode"] == h["best_episode"]
+
+
+def test_trainer_ranking_and_verdict_pick_are_one_rule():
+    """best_entropy.pt (the trainer's ranking) is what the verdict's max-entropy rule picks, for any history."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from sim.harness.verdict import pick_index
+    from training.checkpoints import rank
+    from training.history import EvalRecord
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(st.tuples(st.integers(0, 20), st.sampled_from([-1.0, 0.0, 0.5, 2.0])), min_size=1, max_size=8,
+                    unique_by=lambda t: t[0]),
+           st.integers(0, 25))
+    def check(rows, after):
+        recs = [EvalRecord(episode=e * 50, step=e, entropy=h, entropy_per_dim=[], train_reward=0.0, eval_info={},
+                           path=None)
+                for e, h in rows]
+        ranked = rank(recs, after * 50)
+        i = pick_index("max_entropy", [("candidate",)] * len(recs), [r.episode for r in recs],
+                       [r.entropy for r in recs], [0.0] * len(recs), after_episode=after * 50)
+        assert (ranked[0] if ranked else None) == (recs[i] if i is not None else None)
+
+    check()

@@ -17,6 +17,7 @@ import torch
 
 from policy.checkpoint import CheckpointError, atomic_write_bytes, save_checkpoint
 from policy.model import WaypointPolicy
+from sim.harness.verdict import entropy_order
 from training.config import TrainError
 from training.history import EvalRecord
 
@@ -27,9 +28,10 @@ def candidate_name(episode: int) -> str:
 
 
 def rank(records: list[EvalRecord], select_after: int) -> list[EvalRecord]:
-    """Eligible records (``episode >= select_after``) by entropy, highest first, earlier episode on ties."""
-    eligible = [r for r in records if r.episode >= select_after]
-    return sorted(eligible, key=lambda r: (-r.entropy, r.episode))
+    """Eligible records (``episode >= select_after``) by entropy, highest first, earlier episode on ties: the
+    verdict's max-entropy rule (:func:`sim.harness.verdict.entropy_order`, the one definition)."""
+    order = entropy_order([r.episode for r in records], [r.entropy for r in records], select_after)
+    return [records[i] for i in order]
 
 
 @dataclass

@@ -159,6 +159,20 @@ def paired_bootstrap(
     return index_bootstrap(stat_fn, n_scen, n_stats, n_resamples, seed, confidence)
 
 
+def entropy_order(episodes: Sequence[int], entropy: Sequence[float], after_episode: int = 0) -> list[int]:
+    """The max-entropy rule's ranking, the one definition (the trainer's ``best_entropy.pt`` is its first entry):
+    indices of the checkpoints at or after ``after_episode`` with a finite entropy, highest entropy first,
+    earlier episode on ties.
+
+    Args:
+        episodes: int ``[C]``. entropy: float ``[C]`` nats (NaN: not ranked). after_episode: ``select_after``.
+    """
+    eps = [int(e) for e in episodes]
+    ent = [float(x) for x in entropy]
+    ok = [i for i in range(len(eps)) if eps[i] >= after_episode and math.isfinite(ent[i])]
+    return sorted(ok, key=lambda i: (-ent[i], eps[i]))
+
+
 def pick_index(rule: str, roles: Sequence[Sequence[str]], episodes: Sequence[int], entropy: Sequence[float],
                train_reward: Sequence[float], declared: Collection[str] = (), after_episode: int = 0) -> int | None:
     """Which of C checkpoints a standard rule picks (the one definition: CLI, verdict, chart, report card and
@@ -183,14 +197,11 @@ def pick_index(rule: str, roles: Sequence[Sequence[str]], episodes: Sequence[int
     eps = np.asarray(episodes, dtype=np.int64).reshape(-1)
     if rule == "max_entropy":
         ent = np.asarray(entropy, dtype=float).copy()
-        ent[eps < after_episode] = np.nan
         trained = np.array([("candidate" in r) or ("bc" not in r) for r in roles], dtype=bool)
-        if (trained & np.isfinite(ent)).any():  # bc.pt alone is no training checkpoint the trainer ranks
+        if (trained & np.isfinite(ent) & (eps >= after_episode)).any():  # bc.pt alone is no checkpoint it ranks
             ent[~trained] = np.nan
-        if not np.isfinite(ent).any():
-            return None
-        top = np.flatnonzero(ent == np.nanmax(ent))
-        return int(top[np.argmin(eps[top])])
+        order = entropy_order(eps, ent, after_episode)
+        return order[0] if order else None
     if rule == "last":
         return int(np.argmax(eps)) if len(eps) else None
     if rule == "best_reward":
