@@ -85,7 +85,7 @@ def _load(path: str, key: tuple[int, int], metric: str, label: str) -> tuple[See
 def across_section(runs: Sequence[tuple[str, Path]], metric: str) -> None:
     """The across-seeds view of ``runs`` ((label, run folder) pairs, at least two)."""
     from dashboard.data import file_key
-    from sim.harness.schema import RESULTS_NAME
+    from sim.harness.run_info import RESULTS_NAME
 
     st.subheader(f"Across seeds: {len(runs)} runs")
     seeds, errors = [], []

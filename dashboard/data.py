@@ -31,7 +31,7 @@ from sim.harness.reader import (
     read_summary,
 )
 from sim.harness.report import metric_interval
-from sim.harness.schema import RESULTS_NAME, RUN_MARKERS
+from sim.harness.run_info import RESULTS_NAME, RUN_MARKERS
 from sim.metric_catalogue import TABLE_METRICS
 
 if TYPE_CHECKING:  # pandas is imported by the views after the first paint only (dashboard.table)

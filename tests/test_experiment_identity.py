@@ -27,7 +27,8 @@ from sim.harness.identity import (
     set_slug,
 )
 from sim.harness.reader import read_experiment, read_summary
-from sim.harness.schema import RESULTS_NAME, CheckpointAttrs, CheckpointRows, parts_dir
+from sim.harness.run_info import RESULTS_NAME
+from sim.harness.schema import CheckpointAttrs, CheckpointRows, parts_dir
 from sim.harness.store import ResultsWriter
 
 # --- the comparison against a field-by-field oracle ---------------------------------------------------------------

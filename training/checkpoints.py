@@ -17,14 +17,10 @@ import torch
 
 from policy.checkpoint import CheckpointError, atomic_write_bytes, save_checkpoint
 from policy.model import WaypointPolicy
+from sim.harness.run_info import candidate_name, role_file
 from sim.harness.verdict import entropy_order
 from training.config import TrainError
 from training.history import EvalRecord
-
-
-def candidate_name(episode: int) -> str:
-    """``checkpoints/ep{episode:05d}.pt`` relative to the run dir."""
-    return f"checkpoints/ep{episode:05d}.pt"
 
 
 def rank(records: list[EvalRecord], select_after: int) -> list[EvalRecord]:
@@ -83,9 +79,9 @@ class CheckpointManager:
         self.records = [r for r in self.records if r.episode != record.episode] + [record]
         self.records.sort(key=lambda r: r.episode)
         if self.best is not None and self.best.episode == record.episode:
-            self._copy(name, "best_entropy.pt", "best_entropy")
+            self._copy(name, role_file("best_entropy"), "best_entropy")
         if self.best_reward is not None and self.best_reward.episode == record.episode:
-            self._copy(name, "best_reward.pt", "best_reward")
+            self._copy(name, role_file("best_reward"), "best_reward")
         self._retain()
 
     def _copy(self, src: str, dst: str, kind: str) -> None:
@@ -114,7 +110,7 @@ class CheckpointManager:
 
     def restore_best_files(self) -> None:
         """After a resume: make ``best_entropy.pt``/``best_reward.pt`` match the records again."""
-        for rec, dst, kind in ((self.best, "best_entropy.pt", "best_entropy"),
-                               (self.best_reward, "best_reward.pt", "best_reward")):
+        for rec, dst, kind in ((self.best, role_file("best_entropy"), "best_entropy"),
+                               (self.best_reward, role_file("best_reward"), "best_reward")):
             if rec is not None and rec.path is not None and (self.run / rec.path).is_file():
                 self._copy(rec.path, dst, kind)

@@ -16,6 +16,7 @@ from scenarios.scenario import Scenario, ScenarioError
 from scenarios.suites import parse_spec, suite_seeds
 from sim.batch import ScenarioBatch, make_batch
 from sim.expert import collect_expert
+from sim.harness.run_info import EVAL_STATES_FILE
 from sim.observation import OBS_DIM, OBS_VERSION
 from training.bc import ExpertData, flatten_expert
 from training.config import TrainConfig, TrainError
@@ -119,7 +120,7 @@ def load_run_data(cfg: TrainConfig, run: Path, device: torch.device, need_expert
     bc_scenes = [train[int(i)] for i in order[: cfg.bc_scenes]]
     if need_expert:
         expert = expert_data(bc_scenes, device, cfg.max_agents)
-    path = run / "eval_states.pt"
+    path = run / EVAL_STATES_FILE
     if path.exists():
         eval_obs = read_eval_states(path).to(device)
     else:

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sim.harness.run_info import HISTORY_FILE, TRAIN_METRICS_FILE, role_file
 from training.run_dir import write_json
 
 HISTORY_SCHEMA_VERSION = 1
@@ -94,9 +95,9 @@ def train_metrics_doc(records: list[EvalRecord], ranked: list[EvalRecord], best:
     last = records[-1] if records else None
     return {
         "schema_version": HISTORY_SCHEMA_VERSION,
-        "best_checkpoint": _ref("best_entropy.pt", best),
-        "best_reward_checkpoint": _ref("best_reward.pt", best_reward),
-        "last_checkpoint": _ref("last.pt", last),
+        "best_checkpoint": _ref(role_file("best_entropy"), best),
+        "best_reward_checkpoint": _ref(role_file("best_reward"), best_reward),
+        "last_checkpoint": _ref(role_file("last"), last),
         "bc_checkpoint": bc,
         "ranked": [{"rank": i + 1, **r.to_dict()} for i, r in enumerate(ranked)],
         "evaluations": [r.to_dict() for r in records],
@@ -109,5 +110,5 @@ def train_metrics_doc(records: list[EvalRecord], ranked: list[EvalRecord], best:
 
 def write_history(run: Path, entropy_doc: dict[str, Any], metrics_doc: dict[str, Any]) -> None:
     """Write both files atomically."""
-    write_json(run / "entropy_history.json", entropy_doc)
-    write_json(run / "train_metrics.json", metrics_doc)
+    write_json(run / HISTORY_FILE, entropy_doc)
+    write_json(run / TRAIN_METRICS_FILE, metrics_doc)

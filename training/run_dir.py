@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from policy.checkpoint import CheckpointError, atomic_write_bytes
+from sim.harness.run_info import CHECKPOINTS_DIR, CONFIG_FILE, LATEST_LINK
 from training.config import TrainConfig, TrainError
 
 CONFIG_SCHEMA_VERSION = 1
@@ -93,7 +94,7 @@ def create_run_dir(cfg: TrainConfig, root: Path = Path("out")) -> tuple[Path, Pa
                          f"--resume {run}")
     made = next((p for p in reversed([run, *run.parents]) if not p.exists()), None)
     try:
-        (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (run / CHECKPOINTS_DIR).mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise TrainError(f"{run}: cannot create the run directory ({e.strerror or e})") from e
     return run, made
@@ -133,7 +134,7 @@ def write_config(run: Path, cfg: TrainConfig, extra: dict[str, Any]) -> dict[str
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **extra,
     }
-    write_json(run / "config.json", doc)
+    write_json(run / CONFIG_FILE, doc)
     return doc
 
 
@@ -143,7 +144,7 @@ def update_latest(run: Path) -> bool:
     Returns:
         Whether the link now points at ``run`` (False when it could not be written; it is left as it was).
     """
-    link = run.parent / "latest"
+    link = run.parent / LATEST_LINK
     tmp = run.parent / f".latest.{os.getpid()}.tmp"
     try:
         if tmp.is_symlink() or tmp.exists():

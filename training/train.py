@@ -25,6 +25,7 @@ from policy.device import DeviceError, pick_device
 from policy.model import PolicyConfig, WaypointPolicy
 from scenarios.scenario import ScenarioError
 from sim.config import NUM_WAYPOINTS, WAYPOINT_STEPS, SimError
+from sim.harness.run_info import CONFIG_FILE, role_file
 from sim.observation import OBS_DIM, OBS_VERSION, SPEED_SCALE
 from sim.reward import reward_signals, step_rewards
 from sim.rollout import rollout
@@ -47,6 +48,8 @@ from training.run_dir import (
     write_config,
 )
 from training.summary import print_summary
+
+LAST, BC = role_file("last"), role_file("bc")
 
 ERRORS = (TrainError, CheckpointError, SimError, ScenarioError, DeviceError)
 """Errors that end a run with one line on stderr and exit status 2."""
@@ -149,7 +152,7 @@ class RunStart(NamedTuple):
     @property
     def committed(self) -> bool:
         """The run has its first checkpoint (``last.pt``): from here on a failure keeps it for ``--resume``."""
-        return (self.run / "last.pt").is_file()
+        return (self.run / LAST).is_file()
 
 
 class Interrupted(Exception):
@@ -187,9 +190,9 @@ def start_or_resume(cli: CliArgs, init: dict[str, Any] | None = None) -> RunStar
         print(f"run directory: {run} ({where})", file=sys.stderr)
         return RunStart(run, cfg, None, True, made, init)
     run = Path(cli.resume).resolve() if Path(cli.resume).is_symlink() else Path(cli.resume)
-    if not (run / "config.json").is_file():
+    if not (run / CONFIG_FILE).is_file():
         raise TrainError(f"--resume {cli.resume}: {run / 'config.json'} not found (not a training run directory)")
-    doc = read_json(run / "config.json")
+    doc = read_json(run / CONFIG_FILE)
     if not isinstance(doc, dict) or not isinstance(doc.get("train"), dict):
         raise TrainError(f"--resume {cli.resume}: {run / 'config.json'} holds no training settings ('train')")
     try:
@@ -197,7 +200,7 @@ def start_or_resume(cli: CliArgs, init: dict[str, Any] | None = None) -> RunStar
     except TypeError as e:
         raise TrainError(f"{run / 'config.json'}: malformed settings ({e})") from None
     init = doc.get("init")
-    last = run / "last.pt"
+    last = run / LAST
     if not last.exists():
         start = "--init " + cfg.init if cfg.init else "behaviour cloning"
         print(f"resuming {run}: it has no last.pt (stopped before its first checkpoint), so it starts again from "
@@ -270,7 +273,7 @@ def commit(start: RunStart, manager: CheckpointManager, policy: WaypointPolicy, 
                                     episodes_done=state.episode, stop_reason=state.stop_reason, bc=bc_info))
     train_state = {"optimizer": opt.state_dict(), **state._asdict(),
                    "records": [r.to_dict() for r in manager.records], "bc": bc_info}
-    save_checkpoint(start.run / "last.pt", policy, start.record, {**last_meta, "kind": "last"},
+    save_checkpoint(start.run / LAST, policy, start.record, {**last_meta, "kind": "last"},
                     extra={"train_state": train_state})
 
 
@@ -312,7 +315,7 @@ def train(cli: CliArgs) -> int:
 
         # --- 2. the initial policy: resumed last.pt, --init, or behaviour cloning (saved as bc.pt) -----------
         if start.saved is not None:
-            policy = load_checkpoint(run / "last.pt", device, expect_obs=(OBS_DIM, OBS_VERSION)).policy
+            policy = load_checkpoint(run / LAST, device, expect_obs=(OBS_DIM, OBS_VERSION)).policy
             bc_info = start.saved["bc"]
             manager.records = [EvalRecord.from_dict(r) for r in start.saved["records"]]
             manager.restore_best_files()
@@ -326,8 +329,8 @@ def train(cli: CliArgs) -> int:
             check_architecture(cfg, policy)
             ev = evaluate(policy, data.eval_obs, data.val_batch, None)
             bc_meta = base_meta(0, 0, ev, "bc", None)
-            save_checkpoint(run / "bc.pt", policy, start.record, {**bc_meta, "source": bc_source})
-            bc_info = {"path": "bc.pt", "episode": 0, "entropy": ev.entropy.total, "eval_info": ev.eval_info}
+            save_checkpoint(run / BC, policy, start.record, {**bc_meta, "source": bc_source})
+            bc_info = {"path": BC, "episode": 0, "entropy": ev.entropy.total, "eval_info": ev.eval_info}
         opt = torch.optim.Adam(rl_param_groups(policy, cfg.lr, cfg.log_std_lr), eps=1e-5)
         state = TrainState()
         if start.saved is not None:
@@ -337,7 +340,7 @@ def train(cli: CliArgs) -> int:
                 raise TrainError(f"{run / 'last.pt'}: optimizer state does not fit the policy ({e})") from None
             state = TrainState.from_saved(start.saved)
         else:
-            commit(start, manager, policy, opt, state, bc_info, read_checkpoint(run / "bc.pt")["meta"])
+            commit(start, manager, policy, opt, state, bc_info, read_checkpoint(run / BC)["meta"])
             if cfg.out_dir is None:
                 moved = update_latest(run)
                 print(f"out/latest -> {run}" if moved else f"out/latest could not be updated; the run is {run}",

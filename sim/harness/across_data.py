@@ -16,7 +16,7 @@ from typing import Any
 from sim.harness.across import AcrossError, RulePick, SeedResult
 from sim.harness.errors import ResultsError
 from sim.harness.identity import results_name
-from sim.harness.run_info import select_after
+from sim.harness.run_info import CONFIG_FILE, select_after
 
 
 def results_path(run: str | Path) -> Path:
@@ -110,7 +110,7 @@ def load_seed(run: str | Path, metric: str = "score", label: str | None = None) 
 def _train_seed(run_dir: Path) -> int | None:
     """The run's training seed from its ``config.json`` (None: not a run of this trainer, or unreadable)."""
     try:
-        seed = json.loads((run_dir / "config.json").read_text()).get("seed")
+        seed = json.loads((run_dir / CONFIG_FILE).read_text()).get("seed")
     except (OSError, ValueError, AttributeError):
         return None
     return int(seed) if isinstance(seed, int) else None

@@ -23,10 +23,9 @@ import numpy as np
 import torch
 
 from sim.harness.errors import EvaluationError
-from sim.harness.run_info import ROLE_FILES, select_after  # noqa: F401 - select_after re-exported for the CLI
-from sim.harness.schema import RUN_MARKERS, CheckpointAttrs
+from sim.harness.run_info import CHECKPOINTS_DIR, HISTORY_FILE, ROLE_FILES, ROLES, RUN_MARKERS, select_after  # noqa: F401 - select_after re-exported for the CLI
+from sim.harness.schema import CheckpointAttrs
 
-ROLES = ("candidate", "best_entropy", "last", "best_reward", "bc")
 BASELINES = ("log-replay", "constant-velocity")
 
 
@@ -154,7 +153,7 @@ def weights_sha256(obj: dict[str, Any]) -> str:
 def run_dir_of(path: Path) -> Path | None:
     """The run directory a checkpoint file belongs to (resolved), or None."""
     path = path.resolve()
-    for d in (path.parent.parent, path.parent) if path.parent.name == "checkpoints" else (path.parent,):
+    for d in (path.parent.parent, path.parent) if path.parent.name == CHECKPOINTS_DIR else (path.parent,):
         if any((d / m).exists() for m in RUN_MARKERS):
             return d
     return None
@@ -227,7 +226,7 @@ def resolve_ckpt(values: Sequence[str], latest: Path = Path("out/latest"), log=p
 def _history_rewards(run: Path | None) -> dict[int, float]:
     if run is None:
         return {}
-    p = run / "entropy_history.json"
+    p = run / HISTORY_FILE
     try:
         h = json.loads(p.read_text())
         return {int(e): float(r) for e, r in zip(h.get("episodes", []), h.get("train_reward", []))}

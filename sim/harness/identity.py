@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from sim.harness.errors import EvaluationError
-from sim.harness.schema import RESULTS_NAME, scene_record, to_json
+from sim.harness.run_info import RESULTS_NAME
+from sim.harness.schema import scene_record, to_json
 
 SETTINGS_ATTR = "settings"
 SETTINGS_DIGEST_ATTR = "settings_digest"

@@ -25,10 +25,9 @@ import numpy as np
 from sim.harness.errors import ResultsError
 from sim.harness.reader import StoredCheckpoint, read_checkpoints, read_root_attrs, read_scenarios, read_verdict
 from sim.harness.report import summary_rows
+from sim.harness.run_info import HISTORY_FILE, RESULTS_NAME
 from sim.metric_catalogue import SPECS, TABLE_METRICS
 
-RESULTS_NAME = "results.h5"
-HISTORY_NAME = "entropy_history.json"
 FIG_SIZE = (6.4, 3.0)  # inches; SVG scales with the page
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
@@ -207,7 +206,7 @@ def build_report(run: Path) -> str:
     verdict = read_verdict(res) or {}
     metric = verdict.get("metric", "score")
     history = None
-    hp = run_dir / HISTORY_NAME
+    hp = run_dir / HISTORY_FILE
     if hp.is_file():
         try:
             history = json.loads(hp.read_text())

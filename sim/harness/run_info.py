@@ -1,8 +1,9 @@
-"""What a run folder says about itself, read without torch (the dashboard and ``sim.across`` use it).
+"""The run-folder layout (its file names, its roles) and what a run folder says about itself, read without torch.
 
-A run (DESIGN "Files a run writes") declares its roles by its role files (:data:`ROLE_FILES`) and records in
-``train_metrics.json`` which episode each role copies and the trainer's ``select_after``. Roles come from
-here, never from which checkpoints happen to have results yet.
+The one home of every name in a run folder (DESIGN "Files a run writes"): the trainer writes them, the
+evaluation, the dashboard and ``sim.across`` read them. A run declares its roles by its role files
+(:data:`ROLE_FILES`) and records in ``train_metrics.json`` which episode each role copies and the trainer's
+``select_after``. Roles come from here, never from which checkpoints happen to have results yet.
 """
 
 from __future__ import annotations
@@ -12,8 +13,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROLE_FILES: dict[str, str] = {"best_entropy.pt": "best_entropy", "last.pt": "last", "best_reward.pt": "best_reward",
-                              "bc.pt": "bc"}
+CONFIG_FILE = "config.json"  # every setting, the seed, package versions, git revision
+HISTORY_FILE = "entropy_history.json"  # entropy (and the other series) per evaluation interval
+TRAIN_METRICS_FILE = "train_metrics.json"  # the ranked checkpoints, each role's source, select_after
+CHECKPOINTS_DIR = "checkpoints"  # ep{episode:05d}.pt, one per evaluation interval
+EVAL_STATES_FILE = "eval_states.pt"  # the fixed evaluation states entropy is averaged over
+LATEST_LINK = "latest"  # <runs dir>/latest -> the newest run
+RESULTS_NAME = "results.h5"  # a run's results file (its first scenario set; others: sim.harness.identity)
+RUN_MARKERS: tuple[str, ...] = (CONFIG_FILE, HISTORY_FILE, TRAIN_METRICS_FILE, CHECKPOINTS_DIR)  # a run folder
+ROLES: tuple[str, ...] = ("candidate", "best_entropy", "last", "best_reward", "bc")  # a checkpoint's roles
+
+
+def role_file(role: str) -> str:
+    """The role file of ``role`` at the run's root (``best_entropy.pt``); ``candidate`` has none."""
+    if role not in ROLES or role == "candidate":
+        raise ValueError(f"no role file for {role!r}; roles with one: {ROLES[1:]}")
+    return f"{role}.pt"
+
+
+def candidate_name(episode: int) -> str:
+    """``checkpoints/ep{episode:05d}.pt``, a candidate's path relative to the run folder."""
+    return f"{CHECKPOINTS_DIR}/ep{episode:05d}.pt"
+
+
+ROLE_FILES: dict[str, str] = {role_file(r): r for r in ROLES[1:]}  # file name -> role
 _METRICS_KEYS = {"best_entropy": "best_checkpoint", "last": "last_checkpoint",
                  "best_reward": "best_reward_checkpoint", "bc": "bc_checkpoint"}
 
@@ -35,7 +58,7 @@ class RoleRef:
 
 def _train_metrics(run: Path) -> dict[str, Any]:
     try:
-        doc = json.loads((run / "train_metrics.json").read_text())
+        doc = json.loads((run / TRAIN_METRICS_FILE).read_text())
         return doc if isinstance(doc, dict) else {}
     except (OSError, ValueError):
         return {}

@@ -22,8 +22,6 @@ from typing import Any
 import h5py
 import numpy as np
 
-RUN_MARKERS: tuple[str, ...] = ("config.json", "entropy_history.json", "train_metrics.json", "checkpoints")
-RESULTS_NAME = "results.h5"  # a run's results file (DESIGN "Files a run writes"): <run>/results.h5
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 PARTS_SUFFIX = ".parts"  # sidecar folder of commit files: results.h5 -> results.h5.parts/

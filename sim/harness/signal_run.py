@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from sim.harness.candidates import Candidate
+from sim.harness.run_info import HISTORY_FILE
 from sim.harness.signal_verdict import SignalVerdict, judge_signals
 from sim.harness.signals import MatchedSignals, SignalError, Signals, match_checkpoints, read_signals
 from sim.metric_catalogue import higher_is_better
 
-HISTORY_NAME = "entropy_history.json"
 REWARD_NAMES = ("train_reward", "rollout/ep_rew_mean", "charts/episodic_return", "episode_reward")
 """Series that are the training reward, in order of preference (fills the ``best_reward`` rule)."""
 
@@ -65,7 +65,7 @@ def plan_signals(path: str | None, names: Sequence[str], cands: Sequence[Candida
     """
     explicit = path is not None
     if path is None:
-        default = run_dir / HISTORY_NAME if run_dir is not None else None
+        default = run_dir / HISTORY_FILE if run_dir is not None else None
         if default is None or not default.is_file():
             return None
         path = str(default)
