@@ -1,0 +1,196 @@
+"""Drivable area from a map's outlines, and the area a source mapped at all (shapely; metres).
+
+- :func:`edge_faces`: the faces that the road edges (kerbs, medians; Waymo ``ROAD_EDGE_*``) cut out of
+  the mapped area, kept where a lane runs through them and clipped to :data:`EDGE_REACH` around the
+  lanes' surfaces (a gap in a kerb must not make the pavement behind it road).
+- :func:`outline_faces`: the even-odd area of closed outlines (ScenarioNet's nuScenes ``boundary_*``
+  rings, the outline of nuScenes' drivable area: road segments, intersections included, and lanes).
+- :func:`mapped_hull`: where the source mapped at all (ScenarioNet crops the map around the recorded ego).
+- :func:`off_map_steps`: per step, whether an agent's box leaves the mapped area ("off the map",
+  reported apart from off-road).
+
+Polygons are returned hole-free and counter-clockwise (``RoadMap.drivable`` holds no holes; a
+polygon with holes is cut by a vertical line through each hole).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import shapely
+from shapely.geometry import LineString, MultiLineString, Polygon
+from shapely.geometry.polygon import orient
+from shapely.ops import polygonize, split, unary_union
+
+from scenarios.scenario import LENGTH, WIDTH, YAW, RoadMap, X, Y
+
+EDGE_REACH = 6.0  # m beyond a lane's surface that a face bounded by road edges still counts as road
+FACE_LANE_POINTS = 2  # lane-centreline samples (every LANE_SAMPLE m) a face must hold to be road
+LANE_SAMPLE = 1.0  # m between centreline samples when testing which faces lanes run through
+MIN_FACE_AREA = 1.0  # m^2: slivers below this are dropped
+CLOSED_TOL = 0.01  # m: a polyline whose ends are this close is a closed ring
+
+
+def _polys_of(geom) -> list[Polygon]:
+    if geom is None or geom.is_empty:
+        return []
+    if isinstance(geom, Polygon):
+        return [geom]
+    return [g for part in getattr(geom, "geoms", []) for g in _polys_of(part)]
+
+
+def hole_free(geom) -> list[np.ndarray]:
+    """Counter-clockwise ``[n, 2]`` exteriors whose union is ``geom`` (a (multi)polygon, holes allowed).
+
+    A polygon with holes is split by a vertical line through a point inside each hole, which cuts
+    every hole open; pieces below :data:`MIN_FACE_AREA` are dropped.
+    """
+    out: list[np.ndarray] = []
+    todo = _polys_of(geom)
+    for _ in range(8):  # a cut leaves holes only in degenerate cases; a few rounds settle them
+        nxt = []
+        for p in todo:
+            if p.area < MIN_FACE_AREA:
+                continue
+            if not p.interiors:
+                out.append(np.asarray(orient(p, 1.0).exterior.coords)[:-1])
+                continue
+            lo_y, hi_y = p.bounds[1] - 1.0, p.bounds[3] + 1.0
+            xs = [Polygon(h).representative_point().x for h in p.interiors]
+            nxt += _polys_of(split(p, MultiLineString([[(x, lo_y), (x, hi_y)] for x in xs])))
+        todo = nxt
+        if not todo:
+            break
+    return out
+
+
+def _sample(lines: Sequence[np.ndarray], step: float = LANE_SAMPLE) -> np.ndarray:
+    pts = [np.zeros((0, 2))]
+    for line in lines:
+        if len(line) < 2:
+            continue
+        ls = LineString(line)
+        n = max(int(ls.length / step), 1)
+        pts.append(np.asarray([ls.interpolate(s).coords[0] for s in np.linspace(0.0, ls.length, n + 1)]))
+    return np.concatenate(pts, axis=0)
+
+
+def edge_faces(edges: Sequence[np.ndarray], lanes: Sequence[np.ndarray], lane_surfaces: Sequence[np.ndarray],
+               frame: np.ndarray) -> list[np.ndarray]:
+    """Road between the road edges: faces of the edges that lanes run through, near the lanes.
+
+    Args:
+        edges: road-edge polylines ``[n, 2]`` (kerbs and medians), m.
+        lanes: lane centrelines ``[n, 2]``, m (a face holding :data:`FACE_LANE_POINTS` of their samples is road).
+        lane_surfaces: polygons of the lanes' surfaces ``[n, 2]`` (buffers or the source's own), m.
+        frame: ``[n, 2]`` a closed ring (the mapped area) that closes the faces the edges leave open.
+
+    Returns:
+        Hole-free counter-clockwise polygons: each kept face clipped to the lanes' surfaces dilated by
+        :data:`EDGE_REACH`. Empty without edges or lanes.
+    """
+    lines = [LineString(e) for e in edges if len(e) >= 2]
+    if not lines or len(frame) < 3 or not lanes:
+        return []
+    ring = LineString(np.vstack([frame, frame[:1]]))
+    faces = list(polygonize(unary_union([*lines, ring])))
+    if not faces:
+        return []
+    pts = _sample(lanes)
+    keep = [f for f in faces if f.area >= MIN_FACE_AREA and int(shapely.contains_xy(f, pts[:, 0], pts[:, 1]).sum())
+            >= FACE_LANE_POINTS]
+    if not keep:
+        return []
+    surf = unary_union([Polygon(p).buffer(0) for p in lane_surfaces if len(p) >= 3])
+    reach = surf.buffer(EDGE_REACH, quad_segs=4)
+    return hole_free(unary_union(keep).intersection(reach))
+
+
+def is_closed(line: np.ndarray) -> bool:
+    """Whether a ``[n, 2]`` polyline is a closed ring (ends within :data:`CLOSED_TOL`, at least 4 points)."""
+    return len(line) >= 4 and float(np.hypot(*(line[0] - line[-1]))) <= CLOSED_TOL
+
+
+def outline_faces(rings: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The even-odd area of closed outlines, and the outlines oriented with that area on their left.
+
+    A point is inside when an odd number of rings encloses it (outer outlines and the islands
+    inside their holes), as nuScenes' drivable-area outlines are written by ScenarioNet.
+
+    Args:
+        rings: closed polylines ``[n, 2]`` (first point repeated or not), m.
+
+    Returns:
+        ``(polygons, edges)``: hole-free counter-clockwise polygons of the area, and each ring as a
+        road edge (counter-clockwise around area, clockwise around a hole), first point repeated.
+    """
+    polys = [Polygon(r).buffer(0) for r in rings if len(r) >= 3]
+    polys = [p for p in polys if not p.is_empty]
+    area = None
+    for p in polys:
+        area = p if area is None else area.symmetric_difference(p)
+    edges = []
+    for r in rings:
+        if len(r) < 3:
+            continue
+        pr = Polygon(r)
+        inside = area is not None and area.contains(pr.representative_point())
+        edges.append(np.asarray(orient(pr, 1.0 if inside else -1.0).exterior.coords))
+    return hole_free(area), edges
+
+
+def mapped_hull(point_sets: Sequence[np.ndarray]) -> np.ndarray:
+    """Counter-clockwise convex hull ``[n, 2]`` of every map point (where the source mapped at all), m.
+
+    Returns ``[0, 2]`` when there are fewer than 3 points or they are collinear.
+    """
+    pts = np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in point_sets] + [np.zeros((0, 2))])
+    if len(pts) < 3:
+        return np.zeros((0, 2))
+    hull = shapely.MultiPoint(pts).convex_hull
+    if not isinstance(hull, Polygon) or hull.area <= 0:
+        return np.zeros((0, 2))
+    return np.asarray(orient(hull, 1.0).exterior.coords)[:-1]
+
+
+def outside_mapped_area(road: RoadMap, xy: np.ndarray) -> np.ndarray:
+    """bool ``[...]``: points ``xy [..., 2]`` (m, the scene's frame) outside ``road.mapped_area``.
+
+    An empty ``mapped_area`` means the whole plane is mapped (nothing is outside).
+    """
+    xy = np.asarray(xy, dtype=np.float64)
+    polys = [Polygon(p) for p in road.mapped_area if len(p) >= 3]
+    if not polys:
+        return np.zeros(xy.shape[:-1], dtype=bool)
+    inside = shapely.contains_xy(unary_union(polys), xy[..., 0], xy[..., 1])
+    return ~np.asarray(inside, dtype=bool)
+
+
+def box_corners(states: np.ndarray) -> np.ndarray:
+    """float64 ``[..., 4, 2]`` corners of the boxes of ``states [..., 7]`` (X, Y, YAW, ..., LENGTH, WIDTH), m."""
+    s = np.asarray(states, dtype=np.float64)
+    c, sn = np.cos(s[..., YAW]), np.sin(s[..., YAW])
+    hl, hw = s[..., LENGTH] / 2, s[..., WIDTH] / 2
+    signs = np.array([[1, 1], [1, -1], [-1, -1], [-1, 1]], dtype=np.float64)
+    dx = signs[:, 0] * hl[..., None]
+    dy = signs[:, 1] * hw[..., None]
+    x = s[..., X, None] + dx * c[..., None] - dy * sn[..., None]
+    y = s[..., Y, None] + dx * sn[..., None] + dy * c[..., None]
+    return np.stack([x, y], axis=-1)
+
+
+def off_map_steps(road: RoadMap, states: np.ndarray) -> np.ndarray:
+    """bool ``[...]``: steps at which an agent's box has a corner outside the mapped area ("off the map").
+
+    Such a step says nothing about the road (the source did not map there), so the on-road check
+    leaves it out. Plain numpy + shapely, no ``sim``.
+
+    Args:
+        road: the scene's map (``mapped_area`` in the scene's frame; empty: nothing is off the map).
+        states: ``[..., 7]`` agent states (e.g. ``[T, 7]`` one agent's log, or ``[B, T, 7]``).
+
+    Returns:
+        bool array of ``states.shape[:-1]``.
+    """
+    return outside_mapped_area(road, box_corners(states)).any(axis=-1)
