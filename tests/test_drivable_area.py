@@ -1,0 +1,203 @@
+"""The drivable area where vehicles drive: road-edge faces, drivable-area outlines, the mapped area.
+
+Property tests check the polygon builders against shapely as the oracle; the data tests (skipped
+without ../shared) replay recorded vehicles: the three recorded right turns of ``c09_right_turn_*``
+are on the road (the simulator's ``offroad`` metric), and every moving vehicle of a real scene, each in
+turn as the ego, stays on the road (shapely distance of its box corners to the drivable union, steps
+off the mapped area left out).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from shapely.geometry import Polygon, box
+from shapely.ops import unary_union
+
+from scenarios.import_options import ImportOptions
+from scenarios.importers.common import recording_to_scenes
+from scenarios.importers.drivable import (
+    EDGE_REACH,
+    box_corners,
+    edge_faces,
+    hole_free,
+    mapped_hull,
+    off_map_steps,
+    outline_faces,
+)
+from scenarios.importers.safe_pickle import safe_load
+from scenarios.importers.scenarionet import scenarionet_recording
+from scenarios.scenario import AgentType, Polylines, RoadMap
+
+OFFROAD = 0.3  # m, nuPlan's drivable-area threshold (sim.metrics.OFFROAD_THRESHOLD)
+MOVING = 2.0  # m: a vehicle whose valid positions span less than this is parked, not driving
+CASES = (Path(__file__).resolve().parents[1] / ".." / "shared" / "cases" / "realdata" / "field_rules").resolve()
+
+
+def _union(polys) -> shapely.Geometry:
+    return unary_union([Polygon(p).buffer(0) for p in polys])
+
+
+# --- polygon builders against shapely -------------------------------------------------------------------------------
+
+
+@st.composite
+def _holed(draw):
+    """A rectangle with up to 4 disjoint rectangular holes (and an island inside the first hole)."""
+    w, h = draw(st.floats(20, 80)), draw(st.floats(20, 80))
+    outer = box(0, 0, w, h)
+    holes = []
+    for _ in range(draw(st.integers(0, 4))):
+        x0 = draw(st.floats(1, w - 6))
+        y0 = draw(st.floats(1, h - 6))
+        hole = box(x0, y0, min(x0 + draw(st.floats(2, 10)), w - 1), min(y0 + draw(st.floats(2, 10)), h - 1))
+        if all(hole.distance(o) > 0.5 for o in holes):
+            holes.append(hole)
+    geom = outer.difference(unary_union(holes)) if holes else outer
+    if holes and holes[0].area > 16:
+        geom = geom.union(holes[0].buffer(-1.5))
+    return geom
+
+
+@settings(max_examples=40, deadline=None)
+@given(_holed())
+def test_hole_free_pieces_cover_exactly_the_polygon(geom):
+    pieces = hole_free(geom)
+    assert all(Polygon(p).is_valid and not Polygon(p).interiors for p in pieces)
+    assert all(Polygon(p).exterior.is_ccw for p in pieces)
+    assert _union(pieces).symmetric_difference(geom).area < 1e-6 * max(geom.area, 1.0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(2.0, 30.0), min_size=1, max_size=5, unique=True),
+       st.lists(st.tuples(st.floats(-35, 35), st.floats(-35, 35)), min_size=20, max_size=20))
+def test_outline_faces_are_even_odd(radii, probes):
+    """Nested square outlines: a point is road when an odd number of outlines encloses it."""
+    rings = [np.array([[-r, -r], [r, -r], [r, r], [-r, r], [-r, -r]]) for r in sorted(radii)]
+    area, edges = outline_faces(rings)
+    road = _union(area)
+    for x, y in probes:
+        if min(abs(abs(x) - r) for r in radii) < 1e-3 or min(abs(abs(y) - r) for r in radii) < 1e-3:
+            continue
+        depth = sum(Polygon(r).contains(shapely.Point(x, y)) for r in rings)
+        assert road.contains(shapely.Point(x, y)) == (depth % 2 == 1)
+    for e in edges:  # oriented with the road on the left: counter-clockwise around road
+        inside = road.contains(Polygon(e).representative_point())
+        assert Polygon(e).exterior.is_ccw == inside
+
+
+def test_edge_faces_fill_to_the_kerb_and_not_past_a_gap():
+    """Two kerbs 10 m apart with a 3.6 m lane between: the road reaches both kerbs; a gap in one kerb
+    lets the face leak, but never farther than EDGE_REACH from the lane's surface."""
+    lane = np.array([[-50.0, 0.0], [50.0, 0.0]])
+    surface = np.array([[-50, -1.8], [50, -1.8], [50, 1.8], [-50, 1.8]], dtype=float)
+    frame = np.array([[-60, -40], [60, -40], [60, 40], [-60, 40]], dtype=float)
+    kerbs = [np.array([[-60.0, -3.0], [60.0, -3.0]]), np.array([[60.0, 7.0], [-60.0, 7.0]])]
+    road = _union(edge_faces(kerbs, [lane], [surface], frame))
+    assert road.contains(box(-49, -2.99, 49, 6.99))  # kerb to kerb
+    assert road.intersection(box(-60, -40, 60, -3.01)).area < 1e-6  # nothing beyond the kerbs
+    assert road.intersection(box(-60, 7.01, 60, 40)).area < 1e-6
+    gap = [kerbs[0], np.array([[60.0, 7.0], [5.0, 7.0]]), np.array([[-5.0, 7.0], [-60.0, 7.0]])]
+    leak = _union(edge_faces(gap, [lane], [surface], frame))
+    assert leak.contains(box(-49, -2.99, 49, 6.99))
+    assert leak.bounds[3] <= 1.8 + EDGE_REACH + 0.01
+    assert not leak.contains(shapely.Point(0.0, 1.8 + EDGE_REACH + 1.0))
+
+
+def test_mapped_hull_and_off_map_steps_analytic():
+    hull = mapped_hull([np.array([[0, 0], [10, 0], [10, 10]], float), np.array([[0, 10], [5, 5]], float)])
+    assert Polygon(hull).equals(box(0, 0, 10, 10)) and Polygon(hull).exterior.is_ccw
+    road = RoadMap(mapped_area=Polylines.from_list([hull]))
+    states = np.zeros((3, 7))
+    states[:, 5:7] = (4.0, 2.0)
+    states[:, 0] = (5.0, 8.5, 12.0)  # inside; front corners past x = 10; wholly outside
+    states[:, 1] = 5.0
+    assert off_map_steps(road, states).tolist() == [False, True, True]
+    assert not off_map_steps(RoadMap(), states).any()  # no mapped area: everywhere is mapped
+    c = box_corners(states[:1])[0]
+    assert np.allclose(sorted(c[:, 0]), [3, 3, 7, 7]) and np.allclose(sorted(c[:, 1]), [4, 4, 6, 6])
+
+
+# --- real scenes ------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cases() -> Path:
+    if not CASES.is_dir():
+        pytest.skip(f"field-rule cases not found at {CASES} (only present in the team's checkout)")
+    return CASES
+
+
+@pytest.mark.data
+def test_recorded_right_turns_are_on_the_road(cases):
+    """c09: three recorded human right turns at a Waymo corner, between the kerb and the turn lane."""
+    for mod in ("sim.batch", "sim.rollout", "sim.metrics"):
+        pytest.importorskip(mod)
+    from scenarios.formats import load_file
+    from sim.batch import make_batch
+    from sim.metrics import compute_metrics
+    from sim.rollout import rollout
+
+    scenes = [s for n in (5, 29, 33) for s in load_file(cases / f"c09_right_turn_{n}.pkl")]
+    batch = make_batch(scenes)
+    m = compute_metrics(rollout(batch, None), batch)
+    assert m["offroad"].tolist() == [0.0, 0.0, 0.0]
+
+
+def on_road_share(path: Path, init_step: int = 10) -> tuple[int, int, int, list[int]]:
+    """Log replay of every moving vehicle of a ScenarioNet scene as the ego: ``(on road, vehicles, off-map steps,
+    failing track indices)``; a step with a box corner off the mapped area is left out."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rec = scenarionet_recording(safe_load(path))
+    ok = n = off_map = 0
+    failing = []
+    for i in np.flatnonzero(np.asarray(rec.agent_type) == AgentType.VEHICLE):
+        v = rec.valid[i]
+        xy = rec.states[i, v, :2]
+        if v.sum() < init_step + 2 or np.hypot(*(xy.max(0) - xy.min(0))) < MOVING:
+            continue
+        try:
+            scene = recording_to_scenes(replace(rec, ego=int(i)), ImportOptions(init_step=init_step))[0]
+        except ValueError:
+            continue  # no valid run long enough
+        n += 1
+        ego = scene.agents[0, init_step:].astype(np.float64)
+        corners = box_corners(ego)
+        dist = shapely.distance(_union(scene.map.drivable), shapely.points(corners.reshape(-1, 2)))
+        outside = dist.reshape(corners.shape[:2]).max(axis=1) > OFFROAD
+        om = off_map_steps(scene.map, ego)
+        off_map += int(om.sum())
+        if (outside & ~om).any():
+            failing.append(int(i))
+        else:
+            ok += 1
+    return ok, n, off_map, failing
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_every_moving_waymo_vehicle_stays_on_the_road(shared_data):
+    files = sorted((shared_data / "scenarionet").glob("sd_waymo*.pkl"))
+    totals = np.array([on_road_share(f)[:2] for f in files]).sum(0)
+    assert totals[1] > 20
+    assert totals[0] >= 0.99 * totals[1], f"{totals[0]} of {totals[1]} on the road"
+
+
+@pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="nuScenes samples: 22 of 27 moving vehicles on the road; the failures are "
+                   "boxes 0.5-0.8 m past the drivable-area outline along kerbs and medians, one track driving along a "
+                   "median, one leaving the surveyed map through the end of a road (inside the convex mapped hull)")
+def test_every_moving_nuscenes_vehicle_stays_on_the_road(shared_data):
+    files = sorted((shared_data / "scenarionet").glob("sd_nuscenes*.pkl"))
+    totals = np.array([on_road_share(f)[:2] for f in files]).sum(0)
+    assert totals[1] > 20
+    assert totals[0] >= 0.97 * totals[1], f"{totals[0]} of {totals[1]} on the road"
