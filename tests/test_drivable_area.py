@@ -9,6 +9,7 @@ off the mapped area left out).
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +23,8 @@ from shapely.geometry import Polygon, box
 from shapely.ops import unary_union
 
 from scenarios.import_options import ImportOptions
-from scenarios.importers.common import recording_to_scenes
+from scenarios.importers.common import Recording, recording_to_scenes
+from scenarios.importers.commonroad import commonroad_recording
 from scenarios.importers.drivable import (
     EDGE_REACH,
     box_corners,
@@ -34,6 +36,7 @@ from scenarios.importers.drivable import (
 )
 from scenarios.importers.safe_pickle import safe_load
 from scenarios.importers.scenarionet import scenarionet_recording
+from scenarios.importers.waymo_json import waymo_json_recording
 from scenarios.scenario import AgentType, Polylines, RoadMap
 
 OFFROAD = 0.3  # m, nuPlan's drivable-area threshold (sim.metrics.OFFROAD_THRESHOLD)
@@ -151,12 +154,21 @@ def test_recorded_right_turns_are_on_the_road(cases):
     assert m["offroad"].tolist() == [0.0, 0.0, 0.0]
 
 
-def on_road_share(path: Path, init_step: int = 10) -> tuple[int, int, int, list[int]]:
-    """Log replay of every moving vehicle of a ScenarioNet scene as the ego: ``(on road, vehicles, off-map steps,
-    failing track indices)``; a step with a box corner off the mapped area is left out."""
+def recording(path: Path) -> Recording:
+    """The source scene of a ScenarioNet pickle, Waymo JSON or CommonRoad file, before windowing."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rec = scenarionet_recording(safe_load(path))
+        if path.suffix == ".pkl":
+            return scenarionet_recording(safe_load(path))
+        if path.suffix == ".json":
+            return waymo_json_recording(json.loads(path.read_text()), path.stem)
+        return commonroad_recording(path)
+
+
+def on_road_share(path: Path, init_step: int = 10) -> tuple[int, int, int, list[int]]:
+    """Log replay of every moving vehicle of a scene as the ego: ``(on road, vehicles, off-map steps,
+    failing track indices)``; a step with a box corner off the mapped area is left out."""
+    rec = recording(path)
     ok = n = off_map = 0
     failing = []
     for i in np.flatnonzero(np.asarray(rec.agent_type) == AgentType.VEHICLE):
@@ -185,7 +197,7 @@ def on_road_share(path: Path, init_step: int = 10) -> tuple[int, int, int, list[
 @pytest.mark.data
 @pytest.mark.slow
 def test_every_moving_waymo_vehicle_stays_on_the_road(shared_data):
-    files = sorted((shared_data / "scenarionet").glob("sd_waymo*.pkl"))
+    files = sorted((shared_data / "scenarionet").glob("sd_waymo*.pkl")) + sorted(shared_data.glob("waymo_json/*.json"))
     totals = np.array([on_road_share(f)[:2] for f in files]).sum(0)
     assert totals[1] > 20
     assert totals[0] >= 0.99 * totals[1], f"{totals[0]} of {totals[1]} on the road"
