@@ -10,14 +10,17 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from shapely.geometry import Polygon
+from shapely.geometry import LineString, Polygon
 
 from scenarios.import_options import ImportOptions
+from scenarios.importers.drivable import width_polygon
 from scenarios.importers.safe_pickle import safe_load
 from scenarios.importers.scenarionet import load_scenarionet
-from scenarios.importers.scenarionet_map import MPH, width_polygon
+from scenarios.importers.scenarionet_map import MPH
 from scenarios.importers.semantics import hold_states, light_state
 from scenarios.io import load_scenarios, save_scenarios
+from scenarios.procedural import FAMILY_NAMES, generate
+from scenarios.procedural.scene import PROCEDURAL_UNKNOWN
 from scenarios.scenario import LightState
 
 CASES = (Path(__file__).resolve().parents[1] / ".." / "shared" / "cases" / "realdata" / "field_rules").resolve()
@@ -167,3 +170,18 @@ def test_speeding_case_lane_limit(cases):
     m, p = scene.map, scene.agents[0, scene.init_step, :2].astype(float)
     dist = [np.min(np.hypot(*(lane - p).T)) for lane in m.lanes]
     assert m.lane_speed_limits[int(np.argmin(dist))] == pytest.approx(40 * 0.44704)
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_procedural_world_knows_its_map(family):
+    """The generator knows its world: lane polygons (centreline +- width / 2) contain their centrelines, no lights
+    or stop signs (known-empty), the whole plane is mapped; what it does not model is unknown."""
+    m = generate(family, 3).map
+    assert m.unknown == PROCEDURAL_UNKNOWN
+    assert m.knows("traffic_lights") and m.num_lights == 0 and len(m.stop_signs) == 0
+    assert len(m.mapped_area) == 0 and m.knows("mapped_area")
+    for lane, poly, w in zip(m.lanes, m.lane_polygons, m.lane_widths):
+        assert len(poly) >= 3
+        shape = Polygon(poly).buffer(1e-6)
+        assert shape.contains(LineString(lane)) and shape.area == pytest.approx(
+            LineString(lane).length * w, rel=0.05)

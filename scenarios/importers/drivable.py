@@ -22,6 +22,7 @@ import shapely
 from shapely.geometry import LineString, MultiLineString, Polygon
 from shapely.geometry.polygon import orient
 from shapely.ops import polygonize, split, unary_union
+from shapely.validation import make_valid
 
 from scenarios.scenario import LENGTH, WIDTH, YAW, RoadMap, X, Y
 
@@ -105,6 +106,31 @@ def edge_faces(edges: Sequence[np.ndarray], lanes: Sequence[np.ndarray], lane_su
     surf = unary_union([Polygon(p).buffer(0) for p in lane_surfaces if len(p) >= 3])
     reach = surf.buffer(EDGE_REACH, quad_segs=4)
     return hole_free(unary_union(keep).intersection(reach))
+
+
+def width_polygon(centre: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """``[m, 2]`` counter-clockwise polygon of a lane from its centreline ``[n, 2]`` and ``width [n, 2]``.
+
+    ``width[:, 0]`` is the distance to the left boundary, ``width[:, 1]`` to the right (m). Returns
+    ``[0, 2]`` when the widths are missing or not all positive, or the outline degenerates.
+    """
+    w = np.asarray(width, dtype=np.float64)
+    if len(centre) < 2 or w.shape != (len(centre), 2) or not np.all(w > 0):
+        return np.zeros((0, 2))
+    d = np.gradient(centre, axis=0)
+    n = np.hypot(d[:, 0], d[:, 1])
+    if np.any(n < 1e-9):
+        return np.zeros((0, 2))
+    left = np.stack([-d[:, 1], d[:, 0]], axis=1) / n[:, None]
+    poly = np.vstack([centre - left * w[:, 1:2], (centre + left * w[:, 0:1])[::-1]])
+    shape = Polygon(poly)
+    if not shape.is_valid:
+        parts = [g for g in getattr(make_valid(shape), "geoms", [make_valid(shape)]) if isinstance(g, Polygon)]
+        if not parts:
+            return np.zeros((0, 2))
+        shape = max(parts, key=lambda g: g.area)
+        poly = np.asarray(shape.exterior.coords)[:-1]
+    return poly if Polygon(poly).area > 0 else np.zeros((0, 2))
 
 
 def is_closed(line: np.ndarray) -> bool:

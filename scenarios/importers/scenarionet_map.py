@@ -18,39 +18,13 @@ Read from ``map_features`` and ``dynamic_map_states`` as ScenarioNet's converter
 from __future__ import annotations
 
 import numpy as np
-from shapely.geometry import Polygon
-from shapely.validation import make_valid
 
+from scenarios.importers.drivable import width_polygon
 from scenarios.importers.semantics import light_state
 from scenarios.scenario import MAP_SEMANTICS, LightState, Polylines
 
 MPH = 0.44704  # m/s per mile per hour
 KMH = 1.0 / 3.6  # m/s per km/h
-
-
-def width_polygon(centre: np.ndarray, width: np.ndarray) -> np.ndarray:
-    """``[m, 2]`` counter-clockwise polygon of a lane from its centreline ``[n, 2]`` and ``width [n, 2]``.
-
-    ``width[:, 0]`` is the distance to the left boundary, ``width[:, 1]`` to the right (m). Returns
-    ``[0, 2]`` when the widths are missing or not all positive, or the outline degenerates.
-    """
-    w = np.asarray(width, dtype=np.float64)
-    if len(centre) < 2 or w.shape != (len(centre), 2) or not np.all(w > 0):
-        return np.zeros((0, 2))
-    d = np.gradient(centre, axis=0)
-    n = np.hypot(d[:, 0], d[:, 1])
-    if np.any(n < 1e-9):
-        return np.zeros((0, 2))
-    left = np.stack([-d[:, 1], d[:, 0]], axis=1) / n[:, None]
-    poly = np.vstack([centre - left * w[:, 1:2], (centre + left * w[:, 0:1])[::-1]])
-    shape = Polygon(poly)
-    if not shape.is_valid:
-        parts = [g for g in getattr(make_valid(shape), "geoms", [make_valid(shape)]) if isinstance(g, Polygon)]
-        if not parts:
-            return np.zeros((0, 2))
-        shape = max(parts, key=lambda g: g.area)
-        poly = np.asarray(shape.exterior.coords)[:-1]
-    return poly if Polygon(poly).area > 0 else np.zeros((0, 2))
 
 
 def _lights(dms: dict, index: dict[str, int], n_t: int) -> tuple[list[int], list[np.ndarray], list[np.ndarray]]:
