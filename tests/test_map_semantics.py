@@ -185,3 +185,90 @@ def test_procedural_world_knows_its_map(family):
         shape = Polygon(poly).buffer(1e-6)
         assert shape.contains(LineString(lane)) and shape.area == pytest.approx(
             LineString(lane).length * w, rel=0.05)
+
+
+def _cr_oracle(path: Path) -> tuple[dict, dict, dict]:
+    """From the XML itself (ElementTree): each lanelet's referenced lights and MAX_SPEED values, and each light's
+    state per step from its cycle (CommonRoad 2020a: the cycle starts at timeOffset and repeats)."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(path).getroot()
+    colour = {"red": LightState.STOP, "redYellow": LightState.STOP, "yellow": LightState.CAUTION,
+              "green": LightState.GO, "inactive": LightState.UNKNOWN}
+    limits = {s.get("id"): [float(e.findtext("additionalValue")) for e in s.iter("trafficSignElement")
+                            if e.findtext("trafficSignID") == "R2-1"] for s in root.iter("trafficSign")}
+    cycles = {}
+    for tl in root.iter("trafficLight"):
+        elems = [(int(c.findtext("duration")), colour[c.findtext("color")]) for c in tl.iter("cycleElement")]
+        cycles[tl.get("id")] = (int(tl.findtext("cycle/timeOffset") or 0), elems)
+    lanelets = {}
+    for ll in root.findall("lanelet"):
+        refs = [r.get("ref") for r in ll.findall("trafficLightRef")]
+        vmax = [v for r in ll.findall("trafficSignRef") for v in limits.get(r.get("ref"), [])]
+        lanelets[int(ll.get("id"))] = (sorted(refs, key=int), vmax)
+
+    def state(light: str, t: int) -> int:
+        offset, elems = cycles[light]
+        m = (t - offset) % sum(d for d, _ in elems)
+        for d, c in elems:
+            if m < d:
+                return int(c)
+            m -= d
+        raise AssertionError
+
+    return lanelets, cycles, state
+
+
+@pytest.mark.data
+def test_commonroad_lights_and_limits_match_the_xml(shared_data):
+    import warnings as _w
+
+    from commonroad.common.file_reader import CommonRoadFileReader
+
+    from scenarios.importers.commonroad_map import lanelet_semantics
+
+    path = shared_data / "commonroad" / "USA_Lanker-2_17_T-1.xml"
+    with _w.catch_warnings():
+        _w.simplefilter("ignore")
+        net = CommonRoadFileReader(str(path)).open()[0].lanelet_network
+    ids = [ll.lanelet_id for ll in net.lanelets]
+    sem = lanelet_semantics(net, ids, 120)
+    lanelets, _, state = _cr_oracle(path)
+    rows = [(i, ref) for i, lid in enumerate(ids) for ref in lanelets[lid][0]]
+    assert len(rows) == len(sem["light_lanes"]) > 0
+    for g, (i, ref) in enumerate(rows):
+        assert sem["light_lanes"][g] == i
+        assert sem["light_states"][g].tolist() == [state(ref, t) for t in range(120)]
+    for i, lid in enumerate(ids):
+        vmax = lanelets[lid][1]
+        assert (np.isnan(sem["lane_speed_limits"][i]) and not vmax) or sem["lane_speed_limits"][i] == min(vmax)
+    assert sem["unknown"] == ()
+
+
+@pytest.mark.data
+def test_waymo_json_tl_states_in_nocturnes_layout(tmp_path, shared_data):
+    """A filled ``tl_states`` (Nocturne's layout) becomes lights on the named lane, state per time index."""
+    import json
+
+    from scenarios.importers.waymo_json import load_waymo_json
+
+    d = json.loads((shared_data / "waymo_json" / "womd_test.json").read_text())
+    assert not d["tl_states"]  # as Nocturne writes it (an empty dict): no lights -> unknown
+    assert "traffic_lights" in load_waymo_json(shared_data / "waymo_json" / "womd_test.json")[0].map.unknown
+    ego = d["objects"][d["metadata"]["sdc_track_index"]]["position"][10]
+    lanes = [r for r in d["roads"] if r["type"] == "lane" and r.get("map_element_id") != 3 and len(r["geometry"]) > 1]
+    lane = min(lanes, key=lambda r: min(np.hypot(p["x"] - ego["x"], p["y"] - ego["y"]) for p in r["geometry"]))
+    end = lane["geometry"][-1]
+    names = ["stop", "arrow_go", "caution"]
+    d["tl_states"] = {str(lane["id"]): {"state": names, "x": [end["x"]] * 3, "y": [end["y"]] * 3,
+                                        "time_index": [0, 11, 40]}}
+    (tmp_path / "s.json").write_text(json.dumps(d))
+    scene = load_waymo_json(tmp_path / "s.json")[0]
+    m = scene.map
+    assert m.knows("traffic_lights") and m.num_lights == 1
+    want = np.zeros(scene.num_steps, np.int8)
+    want[[0, 11, 40]] = [LightState.STOP, LightState.GO, LightState.CAUTION]
+    assert m.light_states[0].tolist() == want.tolist()
+    assert np.allclose(m.light_stop_points[0] + scene.world_origin, [end["x"], end["y"]])
+    lane_xy = np.array([[p["x"], p["y"]] for p in lane["geometry"]]) - scene.world_origin
+    assert np.allclose(m.lanes[m.light_lanes[0]][-1], lane_xy[-1])
