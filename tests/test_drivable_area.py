@@ -28,8 +28,8 @@ from scenarios.importers.commonroad import commonroad_recording
 from scenarios.importers.drivable import (
     EDGE_REACH,
     box_corners,
-    edge_faces,
     hole_free,
+    kerb_fill,
     mapped_hull,
     off_map_steps,
     outline_faces,
@@ -96,22 +96,34 @@ def test_outline_faces_are_even_odd(radii, probes):
         assert Polygon(e).exterior.is_ccw == inside
 
 
-def test_edge_faces_fill_to_the_kerb_and_not_past_a_gap():
-    """Two kerbs 10 m apart with a 3.6 m lane between: the road reaches both kerbs; a gap in one kerb
-    lets the face leak, but never farther than EDGE_REACH from the lane's surface."""
-    lane = np.array([[-50.0, 0.0], [50.0, 0.0]])
-    surface = np.array([[-50, -1.8], [50, -1.8], [50, 1.8], [-50, 1.8]], dtype=float)
-    frame = np.array([[-60, -40], [60, -40], [60, 40], [-60, 40]], dtype=float)
-    kerbs = [np.array([[-60.0, -3.0], [60.0, -3.0]]), np.array([[60.0, 7.0], [-60.0, 7.0]])]
-    road = _union(edge_faces(kerbs, [lane], [surface], frame))
-    assert road.contains(box(-49, -2.99, 49, 6.99))  # kerb to kerb
-    assert road.intersection(box(-60, -40, 60, -3.01)).area < 1e-6  # nothing beyond the kerbs
-    assert road.intersection(box(-60, 7.01, 60, 40)).area < 1e-6
-    gap = [kerbs[0], np.array([[60.0, 7.0], [5.0, 7.0]]), np.array([[-5.0, 7.0], [-60.0, 7.0]])]
-    leak = _union(edge_faces(gap, [lane], [surface], frame))
-    assert leak.contains(box(-49, -2.99, 49, 6.99))
-    assert leak.bounds[3] <= 1.8 + EDGE_REACH + 0.01
-    assert not leak.contains(shapely.Point(0.0, 1.8 + EDGE_REACH + 1.0))
+@settings(max_examples=25, deadline=None)
+@given(st.floats(1.0, 2.5), st.floats(0.2, EDGE_REACH - 0.2), st.floats(0.2, EDGE_REACH - 0.2),
+       st.floats(-np.pi, np.pi))
+def test_kerb_fill_reaches_the_kerb_and_not_past_a_gap(hw, gap_right, gap_left, yaw):
+    """A straight lane between two kerbs: the road reaches each kerb within reach (exactly, shapely as the oracle),
+    nothing beyond it; along a gap in the left kerb the road keeps the lane's half width only; a kerb out of
+    reach is not reached."""
+    rot = np.array([[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]])
+    lane = np.array([[-50.0, 0.0], [50.0, 0.0]]) @ rot.T
+    right = np.array([[-60.0, -hw - gap_right], [60.0, -hw - gap_right]]) @ rot.T
+    left = [np.array([[60.0, hw + gap_left], [10.0, hw + gap_left]]) @ rot.T,
+            np.array([[-10.0, hw + gap_left], [-60.0, hw + gap_left]]) @ rot.T]
+    road = _union(kerb_fill([right, *left], [lane], np.array([hw])))
+    band = Polygon(np.array([[-49, -hw - gap_right + 1e-3], [49, -hw - gap_right + 1e-3], [49, hw - 1e-3],
+                             [-49, hw - 1e-3]]) @ rot.T)
+    assert road.contains(band)  # lane to right kerb everywhere
+    for x0, x1 in ((-49, -11), (11, 49)):  # lane to left kerb where it exists
+        assert road.contains(Polygon(np.array([[x0, 0], [x1, 0], [x1, hw + gap_left - 1e-3],
+                                               [x0, hw + gap_left - 1e-3]]) @ rot.T))
+    beyond = Polygon(np.array([[-60, -hw - gap_right - 0.01], [60, -hw - gap_right - 0.01], [60, -100],
+                               [-60, -100]]) @ rot.T)
+    assert road.intersection(beyond).area < 1e-3
+    in_gap = Polygon(np.array([[-8, hw + 0.01], [8, hw + 0.01], [8, hw + EDGE_REACH], [-8, hw + EDGE_REACH]]) @ rot.T)
+    assert road.intersection(in_gap).area < 0.05  # the gap: only the lane's own half width (+ the ramp to it)
+    far = kerb_fill([np.array([[-60.0, hw + EDGE_REACH + 1.0], [60.0, hw + EDGE_REACH + 1.0]]) @ rot.T], [lane],
+                    np.array([hw]))
+    assert _union(far).bounds == pytest.approx(Polygon(np.array([[-50, -hw], [50, -hw], [50, hw], [-50, hw]])
+                                                       @ rot.T).bounds, abs=1e-6)
 
 
 def test_mapped_hull_and_off_map_steps_analytic():

@@ -5,9 +5,9 @@ differs; repair sizes and velocities that contradict positions; keep the span wh
 valid; recentre on the ego (``Scenario.world_origin``); cut into windows on request;
 put the ego at agent 0 and drop agents never valid in a window; route = the ego's logged
 path densified to 1 m and extended 10 m along its lane (or straight ahead); drivable area = generous lane buffers
-plus the source's drivable polygons, its drivable-area outlines and the faces its road edges bound; the map and its
-semantics (lane graph, limits, stop signs, traffic lights sliced to each window) are cropped to what lies near the
-ego's path.
+plus the source's drivable polygons, its drivable-area outlines and the road from each lane out to its kerbs; the
+map and its semantics (lane graph, limits, stop signs, traffic lights sliced to each window) are cropped to what
+lies near the ego's path.
 """
 
 from __future__ import annotations
@@ -263,8 +263,7 @@ def recording_to_scenes(
     to_buffer &= near_box(rec.lanes, ego_xy.min(0) - reach, ego_xy.max(0) + reach)
     lane_polys = lane_buffer_polygons(_crop(rec.lanes, to_buffer), widths[to_buffer] / 2 + LANE_MARGIN)
     box_lo, box_hi = ego_xy.min(0) - 2 * reach, ego_xy.max(0) + 2 * reach
-    surfaces = lane_polys + [p for p in rec.drivable_extra if len(p) >= 3]
-    area = _SceneArea(*area_polygons(rec, surfaces, box_lo, box_hi))
+    area = _SceneArea(*area_polygons(rec, widths / 2, box_lo, box_hi))
     lights = lights[:, a:b]
     starts = window_starts(b - a, options.window, options.stride)
     whole = options.window <= 0 or options.window >= b - a

@@ -1,8 +1,8 @@
 """Drivable area from a map's outlines, and the area a source mapped at all (shapely; metres).
 
-- :func:`edge_faces`: the faces that the road edges (kerbs, medians; Waymo ``ROAD_EDGE_*``) cut out of
-  the mapped area, kept where a lane runs through them and clipped to :data:`EDGE_REACH` around the
-  lanes' surfaces (a gap in a kerb must not make the pavement behind it road).
+- :func:`kerb_fill`: the road between each lane and the road edges (kerbs, medians; Waymo
+  ``ROAD_EDGE_*``) that perpendicular rays from the lane meet within :data:`EDGE_REACH` (a gap in a kerb
+  must not make the pavement behind it road).
 - :func:`outline_faces`: the even-odd area of closed outlines (ScenarioNet's nuScenes ``boundary_*``
   rings, the outline of nuScenes' drivable area: road segments, intersections included, and lanes).
 - :func:`mapped_hull`: where the source mapped at all (ScenarioNet crops the map around the recorded ego).
@@ -21,15 +21,15 @@ import numpy as np
 import shapely
 from shapely.geometry import LineString, MultiLineString, Polygon
 from shapely.geometry.polygon import orient
-from shapely.ops import polygonize, split, unary_union
+from shapely.ops import split, unary_union
 from shapely.validation import make_valid
 
+from scenarios.importers.mapgeom import densify
 from scenarios.scenario import LENGTH, WIDTH, YAW, RoadMap, X, Y
 
-EDGE_REACH = 6.0  # m beyond a lane's surface that a face bounded by road edges still counts as road
-FACE_LANE_POINTS = 2  # lane-centreline samples (every LANE_SAMPLE m) a face must hold to be road
-LANE_SAMPLE = 1.0  # m between centreline samples when testing which faces lanes run through
-MIN_FACE_AREA = 1.0  # m^2: slivers below this are dropped
+EDGE_REACH = 6.0  # m beyond a lane's half width that a ray from the lane looks for the kerb
+RAY_SPACING = 1.0  # m between those rays along a lane
+MIN_FACE_AREA = 1e-6  # m^2: degenerate pieces below this are dropped
 CLOSED_TOL = 0.01  # m: a polyline whose ends are this close is a closed ring
 
 
@@ -45,7 +45,7 @@ def hole_free(geom) -> list[np.ndarray]:
     """Counter-clockwise ``[n, 2]`` exteriors whose union is ``geom`` (a (multi)polygon, holes allowed).
 
     A polygon with holes is split by a vertical line through a point inside each hole, which cuts
-    every hole open; pieces below :data:`MIN_FACE_AREA` are dropped.
+    every hole open; degenerate pieces (below :data:`MIN_FACE_AREA`) are dropped.
     """
     out: list[np.ndarray] = []
     todo = _polys_of(geom)
@@ -66,46 +66,49 @@ def hole_free(geom) -> list[np.ndarray]:
     return out
 
 
-def _sample(lines: Sequence[np.ndarray], step: float = LANE_SAMPLE) -> np.ndarray:
-    pts = [np.zeros((0, 2))]
-    for line in lines:
-        if len(line) < 2:
-            continue
-        ls = LineString(line)
-        n = max(int(ls.length / step), 1)
-        pts.append(np.asarray([ls.interpolate(s).coords[0] for s in np.linspace(0.0, ls.length, n + 1)]))
-    return np.concatenate(pts, axis=0)
+def kerb_fill(edges: Sequence[np.ndarray], lanes: Sequence[np.ndarray], half_widths: np.ndarray,
+              reach: float = EDGE_REACH, spacing: float = RAY_SPACING) -> list[np.ndarray]:
+    """Road from each lane out to the kerb: the span a perpendicular ray crosses before it meets a road edge.
 
-
-def edge_faces(edges: Sequence[np.ndarray], lanes: Sequence[np.ndarray], lane_surfaces: Sequence[np.ndarray],
-               frame: np.ndarray) -> list[np.ndarray]:
-    """Road between the road edges: faces of the edges that lanes run through, near the lanes.
+    Every :data:`RAY_SPACING` m along each lane centreline, a ray goes left and one right, each
+    ``half width + reach`` long. Where a ray meets a road edge, the road reaches that edge (the
+    corner between a kerb and a turn lane, a parking lane, the space a right turn sweeps); where it
+    meets none (a gap in the kerb at a driveway, no kerb mapped), the lane's own half width is kept
+    and nothing more. A median or a traffic island is bounded by its own edges, which stop the rays.
 
     Args:
         edges: road-edge polylines ``[n, 2]`` (kerbs and medians), m.
-        lanes: lane centrelines ``[n, 2]``, m (a face holding :data:`FACE_LANE_POINTS` of their samples is road).
-        lane_surfaces: polygons of the lanes' surfaces ``[n, 2]`` (buffers or the source's own), m.
-        frame: ``[n, 2]`` a closed ring (the mapped area) that closes the faces the edges leave open.
+        lanes: lane centrelines ``[n, 2]``, m; half_widths: float ``[L]`` m.
+        reach: metres beyond a lane's half width that a ray looks for an edge.
+        spacing: metres between rays along a lane.
 
     Returns:
-        Hole-free counter-clockwise polygons: each kept face clipped to the lanes' surfaces dilated by
-        :data:`EDGE_REACH`. Empty without edges or lanes.
+        Hole-free counter-clockwise polygons (one ribbon per lane, split where it self-intersects).
     """
     lines = [LineString(e) for e in edges if len(e) >= 2]
-    if not lines or len(frame) < 3 or not lanes:
+    if not lines:
         return []
-    ring = LineString(np.vstack([frame, frame[:1]]))
-    faces = list(polygonize(unary_union([*lines, ring])))
-    if not faces:
-        return []
-    pts = _sample(lanes)
-    keep = [f for f in faces if f.area >= MIN_FACE_AREA and int(shapely.contains_xy(f, pts[:, 0], pts[:, 1]).sum())
-            >= FACE_LANE_POINTS]
-    if not keep:
-        return []
-    surf = unary_union([Polygon(p).buffer(0) for p in lane_surfaces if len(p) >= 3])
-    reach = surf.buffer(EDGE_REACH, quad_segs=4)
-    return hole_free(unary_union(keep).intersection(reach))
+    tree = shapely.STRtree(lines)
+    geoms = np.asarray(lines, dtype=object)
+    out: list[np.ndarray] = []
+    for line, hw in zip(lanes, np.asarray(half_widths, dtype=np.float64)):
+        pts = densify(np.asarray(line, dtype=np.float64), spacing)
+        if len(pts) < 2:
+            continue
+        d = np.gradient(pts, axis=0)
+        n = np.stack([-d[:, 1], d[:, 0]], axis=1) / np.hypot(d[:, 0], d[:, 1])[:, None]
+        extent = []
+        for side in (1.0, -1.0):
+            rays = shapely.linestrings(np.stack([pts, pts + side * (hw + reach) * n], axis=1))
+            ri, ei = tree.query(rays, predicate="intersects")
+            dist = np.full(len(pts), np.inf)
+            if len(ri):
+                hit = shapely.distance(shapely.points(pts[ri]), shapely.intersection(rays[ri], geoms[ei]))
+                np.minimum.at(dist, ri, hit)
+            extent.append(np.where(np.isfinite(dist), np.maximum(dist, hw), hw))
+        ribbon = Polygon(np.vstack([pts - n * extent[1][:, None], (pts + n * extent[0][:, None])[::-1]]))
+        out += hole_free(ribbon if ribbon.is_valid else make_valid(ribbon))
+    return out
 
 
 def width_polygon(centre: np.ndarray, width: np.ndarray) -> np.ndarray:

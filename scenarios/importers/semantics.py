@@ -14,7 +14,7 @@ import numpy as np
 from shapely.geometry import Polygon, box
 from shapely.ops import unary_union
 
-from scenarios.importers.drivable import edge_faces, hole_free, mapped_hull, outline_faces
+from scenarios.importers.drivable import hole_free, kerb_fill, mapped_hull, outline_faces
 from scenarios.importers.mapgeom import near_box
 from scenarios.scenario import MAP_SEMANTICS, LightState, Polylines
 
@@ -86,13 +86,13 @@ def shift_semantics(rec: Recording, offset: np.ndarray) -> dict:
     }
 
 
-def area_polygons(rec: Recording, surfaces: list[np.ndarray], lo: np.ndarray, hi: np.ndarray
+def area_polygons(rec: Recording, half_widths: np.ndarray, lo: np.ndarray, hi: np.ndarray
                   ) -> tuple[list[np.ndarray], np.ndarray, Polylines | None]:
     """Drivable polygons from the source's outlines and road edges, the mapped hull, and outline edges.
 
     Args:
         rec: the recentred recording.
-        surfaces: polygons of the lanes' surfaces (buffers and the source's own), m.
+        half_widths: float ``[L]`` each lane's half width, m.
         lo, hi: ``[2]`` the box (m) the scene can reach; the area is clipped to it.
 
     Returns:
@@ -109,10 +109,10 @@ def area_polygons(rec: Recording, surfaces: list[np.ndarray], lo: np.ndarray, hi
         area, oriented = outline_faces(list(rec.drivable_outlines))
         polys += hole_free(unary_union([_poly(p) for p in area]).intersection(clip)) if area else []
         edges = Polylines.from_list(oriented)
-    elif len(rec.road_edges) and "road_edges" not in rec.unknown and len(hull):
+    elif len(rec.road_edges) and "road_edges" not in rec.unknown:
         near = near_box(rec.lanes, lo, hi)
-        faces = edge_faces(list(rec.road_edges), [p for p, k in zip(rec.lanes, near) if k], surfaces, hull)
-        polys += hole_free(unary_union([_poly(p) for p in faces]).intersection(clip)) if faces else []
+        edges_near = [p for p, k in zip(rec.road_edges, near_box(rec.road_edges, lo, hi)) if k]
+        polys += kerb_fill(edges_near, [p for p, k in zip(rec.lanes, near) if k], np.asarray(half_widths)[near])
     return polys, hull, edges
 
 
