@@ -29,6 +29,7 @@ from scenarios.importers.drivable import (
     EDGE_REACH,
     box_corners,
     hole_free,
+    intersection_fill,
     kerb_fill,
     mapped_hull,
     off_map_steps,
@@ -124,6 +125,23 @@ def test_kerb_fill_reaches_the_kerb_and_not_past_a_gap(hw, gap_right, gap_left, 
                     np.array([hw]))
     assert _union(far).bounds == pytest.approx(Polygon(np.array([[-50, -hw], [50, -hw], [50, hw], [-50, hw]])
                                                        @ rot.T).bounds, abs=1e-6)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.floats(8.0, 30.0), st.floats(1.0, 2.0), st.booleans())
+def test_intersection_fill_is_the_space_the_connectors_enclose(side, hw, island):
+    """Four connectors along the sides of a square: the fill is the square inside their surfaces (shapely as the
+    oracle), less an island that a closed road-edge ring bounds; nothing outside the square."""
+    c = np.array([[0, 0], [side, 0], [side, side], [0, side], [0, 0]], dtype=float)
+    lanes = [c[k:k + 2] for k in range(4)]
+    ring = np.array([[side / 2 - 1, side / 2 - 1], [side / 2 + 1, side / 2 - 1], [side / 2 + 1, side / 2 + 1],
+                     [side / 2 - 1, side / 2 + 1], [side / 2 - 1, side / 2 - 1]])
+    fill = _union(intersection_fill(lanes, np.full(4, hw), [ring] if island else []))
+    want = box(hw, hw, side - hw, side - hw)
+    if island:
+        want = want.difference(Polygon(ring))
+    assert fill.symmetric_difference(want).area < 1e-6 * want.area
+    assert intersection_fill(lanes[:3], np.full(3, hw)) == []  # an open chain encloses nothing
 
 
 def test_mapped_hull_and_off_map_steps_analytic():

@@ -111,6 +111,33 @@ def kerb_fill(edges: Sequence[np.ndarray], lanes: Sequence[np.ndarray], half_wid
     return out
 
 
+def intersection_fill(lanes: Sequence[np.ndarray], half_widths: np.ndarray,
+                      edges: Sequence[np.ndarray] = ()) -> list[np.ndarray]:
+    """The space inside an intersection that its lanes enclose: the holes of the union of the intersection lanes'
+    surfaces (centreline +- half width), less the islands that closed road-edge rings bound.
+
+    Args:
+        lanes: centrelines ``[n, 2]`` of the lanes through intersections (lane connectors), m.
+        half_widths: float ``[L]`` m.
+        edges: road-edge polylines; the closed ones are islands and stay off the road.
+
+    Returns:
+        Hole-free counter-clockwise polygons of the enclosed space (not the lanes' own surfaces).
+    """
+    surfaces = [LineString(c).buffer(float(hw), cap_style="flat") for c, hw in zip(lanes, half_widths)
+                if len(c) >= 2 and hw > 0]
+    if not surfaces:
+        return []
+    holes = [Polygon(h) for p in _polys_of(unary_union(surfaces)) for h in p.interiors]
+    if not holes:
+        return []
+    islands = [Polygon(e).buffer(0) for e in edges if is_closed(np.asarray(e))]
+    area = unary_union(holes)
+    if islands:
+        area = area.difference(unary_union(islands))
+    return hole_free(area)
+
+
 def width_polygon(centre: np.ndarray, width: np.ndarray) -> np.ndarray:
     """``[m, 2]`` counter-clockwise polygon of a lane from its centreline ``[n, 2]`` and ``width [n, 2]``.
 

@@ -14,7 +14,7 @@ import numpy as np
 from shapely.geometry import Polygon, box
 from shapely.ops import unary_union
 
-from scenarios.importers.drivable import hole_free, kerb_fill, mapped_hull, outline_faces
+from scenarios.importers.drivable import hole_free, intersection_fill, kerb_fill, mapped_hull, outline_faces
 from scenarios.importers.mapgeom import near_box
 from scenarios.scenario import MAP_SEMANTICS, LightState, Polylines
 
@@ -113,6 +113,12 @@ def area_polygons(rec: Recording, half_widths: np.ndarray, lo: np.ndarray, hi: n
         near = near_box(rec.lanes, lo, hi)
         edges_near = [p for p, k in zip(rec.road_edges, near_box(rec.road_edges, lo, hi)) if k]
         polys += kerb_fill(edges_near, [p for p, k in zip(rec.lanes, near) if k], np.asarray(half_widths)[near])
+    if edges is None and rec.lane_intersection is not None and "intersections" not in rec.unknown:
+        # (with outlines, the source already bounds its intersections, islands included)
+        inter = near_box(rec.lanes, lo, hi) & (np.asarray(rec.lane_intersection) == 1)
+        edges_near = [p for p, k in zip(rec.road_edges, near_box(rec.road_edges, lo, hi)) if k]
+        polys += intersection_fill([p for p, k in zip(rec.lanes, inter) if k], np.asarray(half_widths)[inter],
+                                   edges_near)
     return polys, hull, edges
 
 
