@@ -23,7 +23,14 @@ from scenarios.import_options import ImportOptions
 from scenarios.importers.mapgeom import ROUTE_EXTENSION, ego_route, lane_buffer_polygons, near_box
 from scenarios.importers.repair import repair_velocities
 from scenarios.importers.resample import DT, needs_resampling, resample_tracks, window_starts
-from scenarios.importers.semantics import area_polygons, crop_semantics, hold_states, scene_unknown, shift_semantics
+from scenarios.importers.semantics import (
+    area_polygons,
+    crop_semantics,
+    hold_states,
+    scene_unknown,
+    shift_semantics,
+    tiled,
+)
 from scenarios.scenario import (
     LENGTH,
     MAP_SEMANTICS,
@@ -165,14 +172,15 @@ def _crop(lines: Polylines, keep: np.ndarray) -> Polylines:
     return Polylines.from_list([p for p, k in zip(lines, keep) if k])
 
 
-def _road_map(rec: Recording, widths: np.ndarray, lane_polys: list[np.ndarray], reach: np.ndarray,
+def _road_map(rec: Recording, widths: np.ndarray, drivable: list[np.ndarray], reach: np.ndarray,
               extra: _SceneArea, light_states: np.ndarray) -> RoadMap:
-    """The map cropped to elements within :data:`MAP_MARGIN` of the box around ``reach [N, 2]``."""
+    """The map cropped to elements within :data:`MAP_MARGIN` of the box around ``reach [N, 2]``.
+
+    ``drivable``: the recording's whole drivable area as tiles (:func:`~scenarios.importers.semantics.tiled`).
+    """
     lo, hi = reach.min(0) - MAP_MARGIN, reach.max(0) + MAP_MARGIN
     keep_lane = near_box(rec.lanes, lo, hi)
-    polys = [p for p, k in zip(lane_polys, near_box(lane_polys, lo, hi)) if k]
-    polys += [p for p, k in zip(rec.drivable_extra, near_box(rec.drivable_extra, lo, hi)) if k and len(p) >= 3]
-    polys += [p for p, k in zip(extra.polygons, near_box(extra.polygons, lo, hi)) if k]
+    polys = [p for p, k in zip(drivable, near_box(drivable, lo, hi)) if k]
     edges = extra.edges if extra.edges is not None else rec.road_edges
     mapped = Polylines.from_list([extra.hull] if len(extra.hull) >= 3 else [])
     return RoadMap(
@@ -190,7 +198,8 @@ def _road_map(rec: Recording, widths: np.ndarray, lane_polys: list[np.ndarray], 
 
 @dataclass(frozen=True)
 class _SceneArea:
-    """Drivable polygons from the source's outlines / road edges, the mapped hull, outline edges (or None)."""
+    """Drivable polygons from the source's outlines / road edges (untiled), the mapped hull, outline edges (or
+    None)."""
 
     polygons: list[np.ndarray]
     hull: np.ndarray
@@ -264,6 +273,8 @@ def recording_to_scenes(
     lane_polys = lane_buffer_polygons(_crop(rec.lanes, to_buffer), widths[to_buffer] / 2 + LANE_MARGIN)
     box_lo, box_hi = ego_xy.min(0) - 2 * reach, ego_xy.max(0) + 2 * reach
     area = _SceneArea(*area_polygons(rec, widths / 2, box_lo, box_hi))
+    # one union, cut into tiles: fewer polygons and no overlaps keep the road grid cheap, tiles still crop per window
+    drivable = tiled(lane_polys + [p for p in rec.drivable_extra if len(p) >= 3] + area.polygons)
     lights = lights[:, a:b]
     starts = window_starts(b - a, options.window, options.stride)
     whole = options.window <= 0 or options.window >= b - a
@@ -276,7 +287,7 @@ def recording_to_scenes(
         agents = states[keep, s:e].astype(np.float32)
         sid = rec.id if whole and a == 0 else f"{rec.id}@{a + s}"
         route = ego_route(agents[0], rec.lanes)
-        road = _road_map(rec, widths, lane_polys, np.vstack([agents[0, :, :2], route]), area, lights[:, s:e])
+        road = _road_map(rec, widths, drivable, np.vstack([agents[0, :, :2], route]), area, lights[:, s:e])
         scene = Scenario(
             id=sid,
             source=rec.source,

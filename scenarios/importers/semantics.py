@@ -21,6 +21,8 @@ from scenarios.scenario import MAP_SEMANTICS, LightState, Polylines
 if TYPE_CHECKING:
     from scenarios.importers.common import Recording
 
+AREA_TILE = 50.0  # m: side of the tiles the added drivable area is cut into (see :func:`tiled`)
+
 # Waymo ``TrafficSignalLaneState`` names (also ScenarioNet's ``object_state`` strings) and MetaDrive's
 # ``TRAFFIC_LIGHT_*`` names (ScenarioNet's nuPlan converter) -> LightState.
 WAYMO_LIGHT_STATES = {
@@ -120,6 +122,23 @@ def area_polygons(rec: Recording, half_widths: np.ndarray, lo: np.ndarray, hi: n
         polys += intersection_fill([p for p, k in zip(rec.lanes, inter) if k], np.asarray(half_widths)[inter],
                                    edges_near)
     return polys, hull, edges
+
+
+def tiled(polys: list[np.ndarray], tile: float = AREA_TILE) -> list[np.ndarray]:
+    """The union of ``polys`` cut into hole-free pieces no larger than ``tile`` x ``tile`` m.
+
+    Fewer, non-overlapping polygons keep the road grid's boundary sampling cheap (its cost grows with
+    polygons x boundary points), and pieces of bounded size can still be cropped per window.
+    """
+    if not polys:
+        return []
+    area = unary_union([_poly(p) for p in polys])
+    x0, y0, x1, y1 = area.bounds
+    out: list[np.ndarray] = []
+    for x in np.arange(np.floor(x0 / tile) * tile, x1, tile):
+        for y in np.arange(np.floor(y0 / tile) * tile, y1, tile):
+            out += hole_free(area.intersection(box(x, y, x + tile, y + tile)))
+    return out
 
 
 def _poly(p: np.ndarray) -> Polygon:
