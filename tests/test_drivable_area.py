@@ -1,4 +1,4 @@
-"""The drivable area where vehicles drive: road-edge faces, drivable-area outlines, the mapped area.
+"""The drivable area where vehicles drive: kerb fill, intersection fill, drivable-area outlines, the mapped area.
 
 Property tests check the polygon builders against shapely as the oracle; the data tests (skipped
 without ../shared) replay recorded vehicles: the three recorded right turns of ``c09_right_turn_*``

@@ -1,8 +1,9 @@
-"""Drivable area from a map's outlines, and the area a source mapped at all (shapely; metres).
+"""Drivable area from a map's kerbs, intersections and outlines, and the area a source mapped at all (shapely; metres).
 
 - :func:`kerb_fill`: the road between each lane and the road edges (kerbs, medians; Waymo
   ``ROAD_EDGE_*``) that perpendicular rays from the lane meet within :data:`EDGE_REACH` (a gap in a kerb
   must not make the pavement behind it road).
+- :func:`intersection_fill`: the space inside an intersection that its lanes enclose, less islands.
 - :func:`outline_faces`: the even-odd area of closed outlines (ScenarioNet's nuScenes ``boundary_*``
   rings, the outline of nuScenes' drivable area: road segments, intersections included, and lanes).
 - :func:`mapped_hull`: where the source mapped at all (ScenarioNet crops the map around the recorded ego).
