@@ -45,12 +45,14 @@ def _polys_of(geom) -> list[Polygon]:
 def hole_free(geom) -> list[np.ndarray]:
     """Counter-clockwise ``[n, 2]`` exteriors whose union is ``geom`` (a (multi)polygon, holes allowed).
 
-    A polygon with holes is split by a vertical line through a point inside each hole, which cuts
-    every hole open; degenerate pieces (below :data:`MIN_FACE_AREA`) are dropped.
+    Holes below :data:`MIN_FACE_AREA` (slivers that unions leave between touching polygons) are
+    filled; a polygon with holes is split by a vertical line through the middle of each hole, which
+    cuts every hole open; a piece that still has holes after a few rounds (degenerate geometry)
+    becomes triangles (``shapely.constrained_delaunay_triangles``), so no area is ever lost.
     """
     out: list[np.ndarray] = []
-    todo = _polys_of(geom)
-    for _ in range(8):  # a cut leaves holes only in degenerate cases; a few rounds settle them
+    todo = [_fill_slivers(p) for p in _polys_of(geom)]
+    for _ in range(4):
         nxt = []
         for p in todo:
             if p.area < MIN_FACE_AREA:
@@ -59,12 +61,21 @@ def hole_free(geom) -> list[np.ndarray]:
                 out.append(np.asarray(orient(p, 1.0).exterior.coords)[:-1])
                 continue
             lo_y, hi_y = p.bounds[1] - 1.0, p.bounds[3] + 1.0
-            xs = [Polygon(h).representative_point().x for h in p.interiors]
-            nxt += _polys_of(split(p, MultiLineString([[(x, lo_y), (x, hi_y)] for x in xs])))
+            xs = [(h.bounds[0] + h.bounds[2]) / 2 for h in p.interiors]
+            nxt += [_fill_slivers(q) for q in _polys_of(split(p, MultiLineString([[(x, lo_y), (x, hi_y)]
+                                                                                  for x in xs])))]
         todo = nxt
         if not todo:
             break
+    for p in todo:  # degenerate leftovers: exact triangles
+        out += [np.asarray(orient(t, 1.0).exterior.coords)[:-1]
+                for t in _polys_of(shapely.constrained_delaunay_triangles(p)) if t.area >= MIN_FACE_AREA]
     return out
+
+
+def _fill_slivers(p: Polygon) -> Polygon:
+    keep = [h for h in p.interiors if Polygon(h).area >= MIN_FACE_AREA]
+    return p if len(keep) == len(p.interiors) else Polygon(p.exterior, keep)
 
 
 def kerb_fill(edges: Sequence[np.ndarray], lanes: Sequence[np.ndarray], half_widths: np.ndarray,
