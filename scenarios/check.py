@@ -6,7 +6,9 @@ Usage::
 
 PATH is a scenario file or a folder (any supported format). Per scene: what was imported
 (agents, static obstacles, map elements kept and dropped, steps, recentring offset
-``world_origin``), and the log-replay sanity figures (ADE, off-road, at-fault collision,
+``world_origin``; the map's semantics: lanes with polygons, intersection lanes, lanes with a speed
+limit, lane-graph rows, stop signs, traffic lights, and what the source does not provide), the ego's
+steps off the mapped area, and the log-replay sanity figures (ADE, off-road, at-fault collision,
 comfort, route completion, peak |longitudinal acceleration|). Recorded human driving should be
 exact (ADE 0), on the road, free of at-fault collisions, comfortable and complete its route;
 scenes that are not are listed, per source. Files or scenes that cannot be used are listed
@@ -30,9 +32,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from scenarios.formats import ImportOptions, add_import_arguments, import_options_from_args, load_file, scenario_files
+from scenarios.importers.drivable import off_map_steps
 from scenarios.importers.repair import REPAIR_KINDS, MapElementSkipped, TracksRepaired
 from scenarios.loading import SkippedScene, duplicate_ids, duplicate_line
 from scenarios.scenario import RoadMap, Scenario, ScenarioError
@@ -60,6 +64,8 @@ class SceneReport:
     agents_dropped: int = 0
     sanity: dict[str, float] = field(default_factory=dict)
     repairs: dict[str, int] = field(default_factory=dict)  # recorded glitches repaired on import, per kind
+    semantics: dict[str, object] = field(default_factory=dict)
+    off_map_steps: int = 0
 
     def failures(self) -> list[str]:
         """Names of the sanity checks this scene's log replay fails."""
@@ -83,6 +89,33 @@ def _map_elements(road: RoadMap) -> int:
     return sum(len(getattr(road, name)) for name in RoadMap.POLYLINE_FIELDS)
 
 
+def map_semantics(road: RoadMap) -> dict[str, object]:
+    """What a scene's map holds of the field's semantics (counts), and the names its source does not provide."""
+    return {
+        "lanes": len(road.lanes),
+        "lanes_with_polygon": int(sum(len(p) > 0 for p in road.lane_polygons)),
+        "intersection_lanes": int((road.lane_intersection == 1).sum()),
+        "lanes_with_speed_limit": int(np.isfinite(road.lane_speed_limits).sum()),
+        "lane_successors": len(road.lane_successors),
+        "lane_neighbours": len(road.lane_neighbours),
+        "stop_signs": len(road.stop_signs),
+        "traffic_lights": road.num_lights,
+        "unknown": list(road.unknown),
+    }
+
+
+def _semantics_line(m: dict[str, object]) -> str:
+    def n(key: str, sem: str) -> str:
+        return "?" if sem in m["unknown"] else str(m[key])
+
+    unknown = ", ".join(m["unknown"]) or "-"
+    return (f"lanes {m['lanes']} (polygons {n('lanes_with_polygon', 'lane_polygons')}, "
+            f"intersection {n('intersection_lanes', 'intersections')}, "
+            f"speed limit {n('lanes_with_speed_limit', 'speed_limits')}), "
+            f"successors {n('lane_successors', 'lane_graph')}, stop signs {n('stop_signs', 'stop_signs')}, "
+            f"traffic lights {n('traffic_lights', 'traffic_lights')}; unknown: {unknown}")
+
+
 def import_file(path: Path, options: ImportOptions) -> tuple[list[Scenario], list[SceneReport], list[SkippedScene]]:
     """Import one file, recording per-scene facts and what was skipped (never raises ScenarioError)."""
     inner: list[tuple[str, str]] = []
@@ -103,7 +136,9 @@ def import_file(path: Path, options: ImportOptions) -> tuple[list[Scenario], lis
                 repairs[kind] = repairs.get(kind, 0) + int(n)
     reports = [
         SceneReport(str(path), s.id, s.source, s.num_agents, int(s.static_agents().sum()), _map_elements(s.map),
-                    dropped, s.num_steps, tuple(float(v) for v in s.world_origin), repairs=dict(repairs))
+                    dropped, s.num_steps, tuple(float(v) for v in s.world_origin), repairs=dict(repairs),
+                    semantics=map_semantics(s.map),
+                    off_map_steps=int(off_map_steps(s.map, s.ego_log[s.init_step:]).sum()))
         for s in scenes
     ]
     return scenes, reports, [SkippedScene(str(path), sid, reason) for sid, reason in inner]
@@ -162,6 +197,10 @@ def summarise(reports: Sequence[SceneReport], skipped: Sequence[SkippedScene]) -
             "map_dropped": sum(r.map_dropped for r in rs),
             "agents_dropped": sum(r.agents_dropped for r in rs),
             **{f"repaired_{kind}": sum(r.repairs.get(kind, 0) for r in rs) for kind in REPAIR_KINDS},
+            "off_map_steps": sum(r.off_map_steps for r in rs),
+            "traffic_lights": sum(int(r.semantics.get("traffic_lights", 0)) for r in rs),
+            "stop_signs": sum(int(r.semantics.get("stop_signs", 0)) for r in rs),
+            "lanes_with_speed_limit": sum(int(r.semantics.get("lanes_with_speed_limit", 0)) for r in rs),
         }
     if skipped:
         out.setdefault("(skipped)", {})["skipped"] = len(skipped)
@@ -193,7 +232,10 @@ def render(reports: Sequence[SceneReport], skipped: Sequence[SkippedScene], summ
         lines.append(f"  {r.id:32s} {r.agents:4d} ({r.static_obstacles}) {r.map_elements:5d}/{r.map_dropped:<3d} "
                      f"{r.steps:4d}  ({r.world_origin[0]:.1f}, {r.world_origin[1]:.1f})"
                      + (f"  agents dropped by the cap: {r.agents_dropped}" if r.agents_dropped else "")
-                     + (f"  repaired: {_repairs_text(r.repairs)}" if any(r.repairs.values()) else ""))
+                     + (f"  repaired: {_repairs_text(r.repairs)}" if any(r.repairs.values()) else "")
+                     + (f"  ego off the map: {r.off_map_steps} steps" if r.off_map_steps else ""))
+        if r.semantics:
+            lines.append(f"  {'':32s} map: {_semantics_line(r.semantics)}")
     head = (f"\n{'source':24s} {'scenes':>6s} {'on-road%':>8s} {'comfort%':>8s} {'at-fault%':>9s} "
             f"{'route%':>7s} {'exact%':>7s} {'|a|max':>7s} {'static':>6s} {'map-':>5s}")
     lines.append(head)

@@ -61,3 +61,24 @@ def test_recorded_humans_on_waymo_and_nuscenes_are_plausible():
     assert sum(s["sanity"]["comfortable"] for s in scenes) >= 0.8 * len(scenes)
     assert sum(1 - s["sanity"]["offroad"] for s in scenes) >= 0.97 * len(scenes)
     assert all(s["sanity"]["ade"] < 1e-3 and s["sanity"]["route_completion"] > 0.99 for s in scenes)
+
+
+@pytest.mark.data
+def test_report_lists_the_map_semantics_and_what_is_unknown():
+    """Per scene: lights, limits, stop signs, lanes with polygons, and the semantics the source lacks."""
+    from scenarios.formats import load_file
+
+    folder = SHARED / "data" / "scenarionet"
+    if not folder.is_dir():
+        pytest.skip(f"real samples not found under {folder}")
+    for path in (next(folder.glob("sd_waymo*.pkl")), next(folder.glob("sd_nuscenes*.pkl"))):
+        r = check(path, ImportOptions(), progress=False)
+        m = load_file(path)[0].map
+        sem = r["scenes"][0]["semantics"]
+        assert sem["traffic_lights"] == m.num_lights and sem["unknown"] == list(m.unknown)
+        assert sem["lanes_with_polygon"] == sum(len(p) > 0 for p in m.lane_polygons)
+        line = next(ln for ln in r["text"].splitlines() if "map: lanes" in ln)
+        if m.knows("traffic_lights"):
+            assert f"traffic lights {m.num_lights}" in line and line.endswith("unknown: -")
+        else:
+            assert "traffic lights ?" in line and "traffic_lights" in line.split("unknown:")[1]

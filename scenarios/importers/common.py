@@ -6,7 +6,9 @@ differs; repair sizes, position jumps, flipped headings and velocities that cont
 (``Scenario.world_origin``); cut into windows on request;
 put the ego at agent 0 and drop agents never valid in a window; route = the ego's logged
 path densified to 1 m and extended 10 m along its lane (or straight ahead); drivable area = generous lane buffers
-plus the source's drivable polygons; the map is cropped to what lies near the ego's path.
+plus the source's drivable polygons, its drivable-area outlines and the road from each lane out to its kerbs; the
+map and its semantics (lane graph, limits, stop signs, traffic lights sliced to each window) are cropped to what
+lies near the ego's path.
 """
 
 from __future__ import annotations
@@ -22,8 +24,17 @@ from scenarios.import_options import ImportOptions
 from scenarios.importers.mapgeom import ROUTE_EXTENSION, ego_route, lane_buffer_polygons, near_box
 from scenarios.importers.repair import repair_tracks
 from scenarios.importers.resample import DT, needs_resampling, resample_tracks, window_starts
+from scenarios.importers.semantics import (
+    area_polygons,
+    crop_semantics,
+    hold_states,
+    scene_unknown,
+    shift_semantics,
+    tiled,
+)
 from scenarios.scenario import (
     LENGTH,
+    MAP_SEMANTICS,
     WIDTH,
     YAW,
     AgentType,
@@ -81,6 +92,14 @@ class Recording:
         lane_has_polygon: bool ``[L]``, lanes whose own polygon is in ``drivable_extra``
             (they get no buffer); None = no lane has one.
         tags: labels copied to every scenario.
+        lane_polygons: ``[L]`` each lane's own surface (0 points: none); None = none for any lane.
+        lane_speed_limits: float ``[L]`` m/s, NaN unknown; lane_intersection: int8 ``[L]`` 1/0/-1 (unknown).
+        lane_successors, lane_neighbours: int ``[E, 2]`` / ``[N, 3]`` rows as in :class:`RoadMap`.
+        stop_signs: float ``[S, 2]`` m; stop_sign_lanes: int ``[S]`` (-1 unknown).
+        light_lanes: int ``[G]``; light_stop_points: float ``[G, 2]`` m; light_states: int8 ``[G, T]``
+            :class:`~scenarios.scenario.LightState` at the recording's timestamps ``t``.
+        drivable_outlines: closed rings outlining the drivable area (even-odd; nuScenes ``boundary_*``).
+        unknown: names from :data:`MAP_SEMANTICS` the source does not provide.
     """
 
     id: str
@@ -98,6 +117,18 @@ class Recording:
     drivable_extra: Polylines = field(default_factory=Polylines.empty)
     lane_has_polygon: np.ndarray | None = None
     tags: tuple[str, ...] = ()
+    lane_polygons: Polylines | None = None
+    lane_speed_limits: np.ndarray | None = None
+    lane_intersection: np.ndarray | None = None
+    lane_successors: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
+    lane_neighbours: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int64))
+    stop_signs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    stop_sign_lanes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    light_lanes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    light_stop_points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    light_states: np.ndarray | None = None
+    drivable_outlines: Polylines = field(default_factory=Polylines.empty)
+    unknown: tuple[str, ...] = MAP_SEMANTICS
 
 
 def _repair_sizes(states: np.ndarray, valid: np.ndarray, agent_type: np.ndarray) -> None:
@@ -142,29 +173,47 @@ def _crop(lines: Polylines, keep: np.ndarray) -> Polylines:
     return Polylines.from_list([p for p, k in zip(lines, keep) if k])
 
 
-def _road_map(rec: Recording, widths: np.ndarray, lane_polys: list[np.ndarray], reach: np.ndarray) -> RoadMap:
-    """The map cropped to elements within :data:`MAP_MARGIN` of the box around ``reach [N, 2]``."""
+def _road_map(rec: Recording, widths: np.ndarray, drivable: list[np.ndarray], reach: np.ndarray,
+              extra: _SceneArea, light_states: np.ndarray) -> RoadMap:
+    """The map cropped to elements within :data:`MAP_MARGIN` of the box around ``reach [N, 2]``.
+
+    ``drivable``: the recording's whole drivable area as tiles (:func:`~scenarios.importers.semantics.tiled`).
+    """
     lo, hi = reach.min(0) - MAP_MARGIN, reach.max(0) + MAP_MARGIN
     keep_lane = near_box(rec.lanes, lo, hi)
-    polys = [p for p, k in zip(lane_polys, near_box(lane_polys, lo, hi)) if k]
-    polys += [p for p, k in zip(rec.drivable_extra, near_box(rec.drivable_extra, lo, hi)) if k and len(p) >= 3]
+    polys = [p for p, k in zip(drivable, near_box(drivable, lo, hi)) if k]
+    edges = extra.edges if extra.edges is not None else rec.road_edges
+    mapped = Polylines.from_list([extra.hull] if len(extra.hull) >= 3 else [])
     return RoadMap(
         lanes=_crop(rec.lanes, keep_lane),
         lane_widths=widths[keep_lane],
-        road_edges=_crop(rec.road_edges, near_box(rec.road_edges, lo, hi)),
+        road_edges=_crop(edges, near_box(edges, lo, hi)),
         road_lines=_crop(rec.road_lines, near_box(rec.road_lines, lo, hi)),
         drivable=Polylines.from_list(polys),
         crosswalks=_crop(rec.crosswalks, near_box(rec.crosswalks, lo, hi)),
+        mapped_area=mapped,
+        unknown=scene_unknown(rec, mapped),
+        **crop_semantics(rec, keep_lane, lo, hi, light_states),
     )
 
 
+@dataclass(frozen=True)
+class _SceneArea:
+    """Drivable polygons from the source's outlines / road edges (untiled), the mapped hull, outline edges (or
+    None)."""
+
+    polygons: list[np.ndarray]
+    hull: np.ndarray
+    edges: Polylines | None
+
+
 def _shift_map(rec: Recording, offset: np.ndarray) -> Recording:
-    """``rec`` with every map polyline moved by ``-offset`` (m, float64)."""
+    """``rec`` with every map polyline and map position moved by ``-offset`` (m, float64)."""
     moved = {
         name: Polylines(getattr(rec, name).points - offset, getattr(rec, name).offsets)
         for name in ("lanes", "road_edges", "road_lines", "crosswalks", "drivable_extra")
     }
-    return replace(rec, **moved)
+    return replace(rec, **moved, **shift_semantics(rec, offset))
 
 
 def recording_to_scenes(
@@ -191,8 +240,11 @@ def recording_to_scenes(
     valid = np.asarray(rec.valid, dtype=bool).copy()
     t = np.asarray(rec.t, dtype=np.float64)
     tags = rec.tags
+    lights = np.zeros((len(rec.light_lanes), len(t)), np.int8) if rec.light_states is None else rec.light_states
     if needs_resampling(t):
+        t_src = t
         t, states, valid = resample_tracks(t, states, valid, DT)
+        lights = hold_states(t_src, lights, t)
         tags = (*tags, "resampled")
     states[..., YAW] = wrap_angle(states[..., YAW])
     _repair_sizes(states, valid, rec.agent_type)
@@ -220,6 +272,11 @@ def recording_to_scenes(
     ego_xy, reach = states[0, :, :2], MAP_MARGIN + ROUTE_EXTENSION
     to_buffer &= near_box(rec.lanes, ego_xy.min(0) - reach, ego_xy.max(0) + reach)
     lane_polys = lane_buffer_polygons(_crop(rec.lanes, to_buffer), widths[to_buffer] / 2 + LANE_MARGIN)
+    box_lo, box_hi = ego_xy.min(0) - 2 * reach, ego_xy.max(0) + 2 * reach
+    area = _SceneArea(*area_polygons(rec, widths / 2, box_lo, box_hi))
+    # one union, cut into tiles: fewer polygons and no overlaps keep the road grid cheap, tiles still crop per window
+    drivable = tiled(lane_polys + [p for p in rec.drivable_extra if len(p) >= 3] + area.polygons)
+    lights = lights[:, a:b]
     starts = window_starts(b - a, options.window, options.stride)
     whole = options.window <= 0 or options.window >= b - a
     scenes = []
@@ -231,7 +288,7 @@ def recording_to_scenes(
         agents = states[keep, s:e].astype(np.float32)
         sid = rec.id if whole and a == 0 else f"{rec.id}@{a + s}"
         route = ego_route(agents[0], rec.lanes)
-        road = _road_map(rec, widths, lane_polys, np.vstack([agents[0, :, :2], route]))
+        road = _road_map(rec, widths, drivable, np.vstack([agents[0, :, :2], route]), area, lights[:, s:e])
         scene = Scenario(
             id=sid,
             source=rec.source,

@@ -10,6 +10,10 @@ road lines (inner boundaries). Static obstacles (``staticObstacle``: parked vehi
 construction zones, pillars...) become agents valid at every step that never move, so they
 count for collision and TTC; ``ROAD_BOUNDARY`` obstacles are the road's edge, already in the
 map, and are left out.
+
+Map semantics (:mod:`scenarios.importers.commonroad_map`): lanelet polygons, successors, adjacent
+lanelets of the same direction, ``MAX_SPEED`` signs (m/s), stop signs, traffic lights with their
+cycles evaluated per step and their stop lines, intersection lanelets.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 
 from scenarios.import_options import ImportOptions
 from scenarios.importers.common import Recording, recording_to_scenes
+from scenarios.importers.commonroad_map import lanelet_semantics
 from scenarios.importers.repair import usable_line, warn_skipped
 from scenarios.scenario import NUM_FIELDS, AgentType, Polylines, Scenario, ScenarioError
 
@@ -163,8 +168,8 @@ def choose_ego(
     return int(cands[int(np.argmax(travel))]), horizon
 
 
-def _lanelet_map(network) -> dict:
-    lanes, widths, edges, lines, polys, notes = [], [], [], [], [], []
+def _lanelet_map(network, n_t: int) -> dict:
+    lanes, widths, edges, lines, polys, notes, ids = [], [], [], [], [], [], []
     for ll in network.lanelets:
         left, right = np.asarray(ll.left_vertices, float), np.asarray(ll.right_vertices, float)
         what = f"lanelet {ll.lanelet_id}"
@@ -172,6 +177,7 @@ def _lanelet_map(network) -> dict:
                 and usable_line(np.asarray(ll.center_vertices, float), what, 2, notes)):
             continue
         lanes.append(np.asarray(ll.center_vertices, float))
+        ids.append(ll.lanelet_id)
         widths.append(float(np.mean(np.hypot(*(left - right).T))) if len(left) == len(right) else np.nan)
         polys.append(np.vstack([right, left[::-1]]))  # counter-clockwise: right boundary forward, left back
         (lines if ll.adj_right is not None else edges).append(right)  # drivable on the left of the right boundary
@@ -187,7 +193,44 @@ def _lanelet_map(network) -> dict:
         "road_lines": Polylines.from_list(lines),
         "drivable_extra": Polylines.from_list(polys),
         "lane_has_polygon": np.ones(len(lanes), dtype=bool),
+        "lane_polygons": Polylines.from_list(polys),
+        **lanelet_semantics(network, ids, n_t),
     }
+
+
+def commonroad_recording(path: str | os.PathLike, options: ImportOptions | None = None) -> Recording:
+    """Read one CommonRoad XML scenario into a :class:`Recording` (ego chosen, horizon cut).
+
+    Raises:
+        ScenarioError: malformed XML, another version, unreadable content or no usable ego (without the path).
+    """
+    path = Path(path)
+    options = options or ImportOptions()
+    dt = check_version(path)
+    from commonroad.common.file_reader import CommonRoadFileReader
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scenario, _problems = CommonRoadFileReader(str(path)).open()
+    except Exception as e:  # commonroad-io raises many kinds on bad content
+        bad_xml = type(e).__name__ in ("ParseError", "XMLSyntaxError")
+        what = "malformed XML" if bad_xml else "commonroad-io cannot read it"
+        raise ScenarioError(f"{what} ({type(e).__name__}: {e})") from None
+    obs, states, valid, types = _obstacle_tracks(scenario)
+    ego, horizon = choose_ego(obs, states, valid, types, options.ego)
+    s_states, s_types = _static_tracks(scenario, horizon)
+    return Recording(
+        id=str(scenario.scenario_id),
+        source="commonroad",
+        t=np.arange(horizon) * dt,
+        states=np.concatenate([states[:, :horizon], s_states]),
+        valid=np.concatenate([valid[:, :horizon], np.ones(s_states.shape[:2], dtype=bool)]),
+        agent_type=np.concatenate([types, s_types]),
+        ego=ego,
+        tags=("real", "commonroad", f"ego={obs[ego].obstacle_id}"),
+        **_lanelet_map(scenario.lanelet_network, horizon),
+    )
 
 
 def load_commonroad(
@@ -209,32 +252,7 @@ def load_commonroad(
     path = Path(path)
     options = options or ImportOptions()
     try:
-        dt = check_version(path)
-        from commonroad.common.file_reader import CommonRoadFileReader
-
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                scenario, _problems = CommonRoadFileReader(str(path)).open()
-        except Exception as e:  # commonroad-io raises many kinds on bad content
-            bad_xml = type(e).__name__ in ("ParseError", "XMLSyntaxError")
-            what = "malformed XML" if bad_xml else "commonroad-io cannot read it"
-            raise ScenarioError(f"{what} ({type(e).__name__}: {e})") from None
-        obs, states, valid, types = _obstacle_tracks(scenario)
-        ego, horizon = choose_ego(obs, states, valid, types, options.ego)
-        s_states, s_types = _static_tracks(scenario, horizon)
-        rec = Recording(
-            id=str(scenario.scenario_id),
-            source="commonroad",
-            t=np.arange(horizon) * dt,
-            states=np.concatenate([states[:, :horizon], s_states]),
-            valid=np.concatenate([valid[:, :horizon], np.ones(s_states.shape[:2], dtype=bool)]),
-            agent_type=np.concatenate([types, s_types]),
-            ego=ego,
-            tags=("real", "commonroad", f"ego={obs[ego].obstacle_id}"),
-            **_lanelet_map(scenario.lanelet_network),
-        )
-        return recording_to_scenes(rec, options, skipped)
+        return recording_to_scenes(commonroad_recording(path, options), options, skipped)
     except ScenarioError as e:
         msg = str(e)
         raise ScenarioError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None

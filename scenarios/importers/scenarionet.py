@@ -5,6 +5,14 @@ ScenarioNet's converters write one dict per scene (Waymo, nuScenes, nuPlan, Argo
 ``valid [T]``, ``length``/``width`` ``[T]`` or ``[T, 1]``), ``map_features[id]`` with a
 ``type`` and a ``polyline``/``polygon``, and ``metadata`` with ``sdc_id`` (the ego) and
 ``ts`` (seconds). Files are read with :mod:`scenarios.importers.safe_pickle`: no code runs.
+
+The map's semantics (``docs/importers.md``, "Map semantics"): lane polygons (nuScenes' own; Waymo's
+centreline offset by its per-point left/right ``width``), ``speed_limit_mph`` (Waymo; nuScenes'
+``speed_limit_kmh`` is the converter's constant 100 on lane connectors, not a mapped limit, and is
+ignored), ``entry_lanes``/``exit_lanes`` and ``left_neighbor``/``right_neighbor``, intersection lanes
+(Waymo ``interpolating``; nuScenes lane connectors, the lanes without a polygon), ``STOP_SIGN``
+features, and ``dynamic_map_states`` traffic lights (per-step ``object_state``, ``stop_point``,
+controlled ``lane``). nuScenes' ``boundary_*`` rings outline its drivable area.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from scenarios.import_options import ImportOptions
 from scenarios.importers.common import Recording, content_errors, recording_to_scenes
 from scenarios.importers.repair import usable_lines, warn_skipped
 from scenarios.importers.safe_pickle import safe_load
+from scenarios.importers.scenarionet_map import map_semantics
 from scenarios.scenario import NUM_FIELDS, AgentType, Polylines, Scenario, ScenarioError
 
 TYPES = {"VEHICLE": AgentType.VEHICLE, "PEDESTRIAN": AgentType.PEDESTRIAN, "CYCLIST": AgentType.CYCLIST}
@@ -69,13 +78,24 @@ def _tracks(d: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     return states, valid, types, [str(k) for k in ids]
 
 
-def _map(d: dict) -> dict:
+def _is_outline(fid: object, kind: str, mf: dict) -> bool:
+    """nuScenes' ``boundary_*`` rings (ScenarioNet): the outline of the drivable area, not a painted line."""
+    if not (str(fid).startswith("boundary_") and kind.startswith(("ROAD_LINE", "ROAD_EDGE"))):
+        return False
+    pts = np.asarray(mf.get("polyline", []), dtype=np.float64)
+    return pts.ndim == 2 and len(pts) >= 4 and bool(np.all(np.abs(pts[0, :2] - pts[-1, :2]) <= 0.01))
+
+
+def _map(d: dict, n_t: int) -> dict:
     lanes, widths, edges, lines, cross, extra, has_poly, notes = [], [], [], [], [], [], [], []
+    lane_fids, outlines = [], []
     todo = []  # (feature id, kind, points) of the kinds used
     for fid, mf in d.get("map_features", {}).items():
         kind = str(mf.get("type", ""))
+        if _is_outline(fid, kind, mf):
+            kind = "OUTLINE"
         area = kind in ("CROSSWALK", "DRIVEWAY")
-        if not (area or kind in DRIVING_LANES or kind.startswith(("ROAD_EDGE", "ROAD_LINE"))):
+        if not (area or kind in DRIVING_LANES or kind.startswith(("ROAD_EDGE", "ROAD_LINE")) or kind == "OUTLINE"):
             continue  # stop signs, signals, bike lanes...
         geom = mf.get("polygon" if area else "polyline")
         try:
@@ -96,11 +116,14 @@ def _map(d: dict) -> dict:
         try:
             if kind in DRIVING_LANES:
                 lanes.append(pts)
+                lane_fids.append(str(fid))
                 w = np.asarray(mf.get("width", np.zeros((0, 2))), dtype=np.float64)
                 widths.append(float(np.median(w.reshape(len(w), -1).sum(axis=1))) if w.size else np.nan)
                 has_poly.append("polygon" in mf and len(mf["polygon"]) >= 3)
                 if has_poly[-1]:
                     extra.append(_xy(mf["polygon"]))
+            elif kind == "OUTLINE":
+                outlines.append(pts)
             elif kind.startswith("ROAD_EDGE"):
                 edges.append(pts)
             elif kind.startswith("ROAD_LINE"):
@@ -112,7 +135,13 @@ def _map(d: dict) -> dict:
         except ScenarioError as e:
             raise ScenarioError(f"map feature {fid} ({kind}): {e}") from None
     warn_skipped(notes)
+    dataset = str(d.get("metadata", {}).get("dataset", ""))
+    sem = map_semantics(features, lane_fids, lanes, d.get("dynamic_map_states") or {}, n_t, dataset)
+    if outlines:
+        sem["unknown"] = tuple(u for u in sem["unknown"] if u != "road_edges")
     return {
+        **sem,
+        "drivable_outlines": Polylines.from_list(outlines),
         "lanes": Polylines.from_list(lanes),
         "lane_widths": np.asarray(widths, dtype=np.float64),
         "road_edges": Polylines.from_list(edges),
@@ -151,7 +180,7 @@ def scenarionet_recording(d: object) -> Recording:
             agent_type=types,
             ego=ids.index(sdc),
             tags=("real", dataset),
-            **_map(d),
+            **_map(d, n_t),
         )
 
 

@@ -10,6 +10,13 @@ invalid when its ``valid`` flag is false or its position holds the exact sentine
 :data:`INVALID_SENTINEL` (-10000); real coordinates may be anywhere (never judged by their
 distance from the origin). A road element without usable points is skipped with a
 :class:`~scenarios.importers.repair.MapElementSkipped` warning.
+
+Map semantics: road edges and stop signs (``stop_sign`` point elements; the layout names no
+controlled lane) are imported. Traffic lights come from ``tl_states`` when it holds them
+(Nocturne's layout: ``{lane id: {"state": [...], "x": [...], "y": [...], "time_index": [...]}}``,
+states as Waymo names such as ``"stop"``/``"arrow_go"`` or enum values); Nocturne writes it empty
+("filtered out"), so an empty ``tl_states`` means unknown, not "no lights". The layout has no lane
+widths, polygons, speed limits, successors or intersection flags: those are unknown.
 """
 
 from __future__ import annotations
@@ -24,11 +31,35 @@ from scenarios.import_options import ImportOptions
 from scenarios.importers.common import Recording, content_errors, recording_to_scenes
 from scenarios.importers.repair import usable_lines, warn_skipped
 from scenarios.importers.resample import DT
-from scenarios.scenario import NUM_FIELDS, AgentType, Polylines, Scenario, ScenarioError
+from scenarios.importers.semantics import light_state
+from scenarios.scenario import NUM_FIELDS, AgentType, LightState, Polylines, Scenario, ScenarioError
 
 TYPES = {"vehicle": AgentType.VEHICLE, "pedestrian": AgentType.PEDESTRIAN, "cyclist": AgentType.CYCLIST}
 BIKE_LANE = 3
 INVALID_SENTINEL = -10000.0  # the value the GPUDrive/Nocturne layout writes at invalid steps
+UNKNOWN_HERE = ("lane_polygons", "speed_limits", "lane_graph", "intersections")  # the layout never holds these
+
+
+def _lights(tl: object, lane_ids: list[str], n_t: int) -> dict:
+    """Traffic lights from ``tl_states`` (Nocturne's layout; see the module docstring); {} when it holds none."""
+    if not isinstance(tl, dict) or not tl:
+        return {}
+    index = {lid: i for i, lid in enumerate(lane_ids)}
+    lanes, points, states = [], [], []
+    for lane_id, rec in tl.items():
+        raw = list(rec.get("state", []))
+        xs, ys = np.asarray(rec.get("x", []), float).reshape(-1), np.asarray(rec.get("y", []), float).reshape(-1)
+        steps = np.asarray(rec.get("time_index", range(len(raw))), dtype=np.int64).reshape(-1)
+        if not (len(raw) == len(steps) == len(xs) == len(ys)) or not len(raw):
+            raise ScenarioError(f"tl_states[{lane_id!r}]: state, x, y and time_index differ in length")
+        st = np.full(n_t, LightState.UNKNOWN, dtype=np.int8)
+        ok = (steps >= 0) & (steps < n_t)
+        st[steps[ok]] = [light_state(v) for v, k in zip(raw, ok) if k]
+        lanes.append(index.get(str(lane_id), -1))
+        points.append((float(np.median(xs)), float(np.median(ys))))
+        states.append(st)
+    return {"light_lanes": np.asarray(lanes, np.int64), "light_stop_points": np.asarray(points, float).reshape(-1, 2),
+            "light_states": np.asarray(states, np.int8).reshape(len(lanes), n_t)}
 
 
 def _points(seq, what: str) -> np.ndarray:
@@ -81,7 +112,9 @@ def waymo_json_recording(d: object, name: str = "scene") -> Recording:
             valid[i] = val & ~np.any(pos == INVALID_SENTINEL, axis=1)
             types[i] = TYPES.get(str(o.get("type", "")).lower(), AgentType.OTHER)
         valid &= np.all(np.isfinite(states), axis=2)
-        lanes, edges, lines, cross, extra, notes = [], [], [], [], [], []
+        lanes, edges, lines, cross, extra, notes, lane_ids = [], [], [], [], [], [], []
+        signs = [_road_points(r.get("geometry"))[:1] for r in d.get("roads", []) if str(r.get("type")) == "stop_sign"]
+        signs = [p for p in signs if len(p) and np.all(np.isfinite(p))]
         todo = [(j, str(r.get("type", "")), r) for j, r in enumerate(d.get("roads", []))]
         todo = [(j, kind, r, _road_points(r.get("geometry"))) for j, kind, r in todo
                 if kind in ("lane", "road_edge", "road_line", "crosswalk", "driveway")]
@@ -96,6 +129,7 @@ def waymo_json_recording(d: object, name: str = "scene") -> Recording:
                 continue
             if kind == "lane" and int(r.get("map_element_id", 2)) != BIKE_LANE:
                 lanes.append(pts)
+                lane_ids.append(str(r.get("id", "")))
             elif kind == "road_edge":
                 edges.append(pts)
             elif kind == "road_line":
@@ -105,6 +139,8 @@ def waymo_json_recording(d: object, name: str = "scene") -> Recording:
             elif kind == "driveway" and len(pts) >= 3:
                 extra.append(pts)
         warn_skipped(notes)
+        lights = _lights(d.get("tl_states"), lane_ids, n_t)
+        unknown = UNKNOWN_HERE + (() if lights else ("traffic_lights",)) + (() if edges else ("road_edges",))
         return Recording(
             id=str(d.get("scenario_id") or name),
             source="waymo_json",
@@ -120,6 +156,10 @@ def waymo_json_recording(d: object, name: str = "scene") -> Recording:
             crosswalks=Polylines.from_list(cross),
             drivable_extra=Polylines.from_list(extra),
             tags=("real", "waymo"),
+            stop_signs=np.concatenate(signs + [np.zeros((0, 2))]),
+            stop_sign_lanes=np.full(len(signs), -1, dtype=np.int64),
+            unknown=unknown,
+            **lights,
         )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scenarios.importers.drivable import width_polygon
 from scenarios.procedural.geometry import Path, box_corners, corners_overlap, rigid
 from scenarios.procedural.planner import Conflict, Obstacle, Vehicles, plan, vcap_table
 from scenarios.scenario import AgentType, Polylines, RoadMap, Scenario, wrap_angle
@@ -24,6 +25,9 @@ DT = 0.1
 MAX_AGENTS = 32
 EGO_LIMITS = {"a_min": -3.8, "a_max": 1.8, "jerk": 3.5}
 OTHER_LIMITS = {"a_min": -6.0, "a_max": 2.5, "jerk": 8.0}
+# What the generated world does not model (its lanes have polygons; it has no lights or stop signs, known-empty;
+# the whole plane is its map, so mapped_area is empty and known).
+PROCEDURAL_UNKNOWN = ("speed_limits", "lane_graph", "intersections")
 COLLISION_INFLATE = 0.3  # m added to length and width in the generator's own overlap check
 
 
@@ -303,13 +307,18 @@ class Scene:
         def poly(lines: list[np.ndarray]) -> Polylines:
             return Polylines.from_list([rigid(np.asarray(p, float), theta, shift) for p in lines])
 
+        lanes, widths = poly(self.lanes), np.array(self.widths, dtype=np.float64)
         road = RoadMap(
-            lanes=poly(self.lanes),
-            lane_widths=np.array(self.widths, dtype=np.float64),
+            lanes=lanes,
+            lane_widths=widths,
             road_edges=poly(self.edges),
             road_lines=poly(self.lines),
             drivable=poly(self.drivable),
             crosswalks=poly(self.crosswalks),
+            lane_polygons=Polylines.from_list([width_polygon(c, np.full((len(c), 2), w / 2))
+                                               for c, w in zip(lanes, widths)]),
+            light_states=np.zeros((0, len(states[0])), dtype=np.int8),
+            unknown=PROCEDURAL_UNKNOWN,
         )
         return Scenario(
             id=f"procedural/{family}/{seed}",
