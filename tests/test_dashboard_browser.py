@@ -157,5 +157,16 @@ def test_the_answer_comes_first_at_1400x900(answer_runs):
                     assert "entropy_history.json" not in t["page"] and "training.train" not in t["page"]
                 else:
                     assert t["xtitle"] == "episode"
+                    # the HTML report: built when asked (not at first paint), then downloaded as one file
+                    assert page.get_by_role("button", name="Download HTML report").count() == 0
+                    page.get_by_role("button", name="Prepare HTML report").click()
+                    dl_button = page.get_by_role("button", name="Download HTML report")
+                    dl_button.wait_for(timeout=60000)
+                    with page.expect_download(timeout=30000) as dl:
+                        dl_button.click()
+                    doc = Path(dl.value.path()).read_text()
+                    page.screenshot(path=str(ARTIFACTS / "answer_html_report.png"))
+                    assert doc.lstrip().lower().startswith("<!doctype html>") and "<svg" in doc
+                    assert dl.value.suggested_filename == "report_proj.html"
         finally:
             browser.close()
