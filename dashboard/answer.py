@@ -25,6 +25,9 @@ from sim.metric_catalogue import higher_is_better
 ONE_CHECKPOINT = ("One checkpoint cannot be ranked: only {name} has results. Evaluate more checkpoints of the run "
                   "to judge a selection rule.")
 NO_CHECKPOINT = "No entropy-ranked checkpoint evaluated yet."
+NO_ENTROPY = ("No evaluated checkpoint has an entropy, so the max-entropy rule picks nothing{hint}; the other rules "
+              "are in the card.")
+SIGNALS_HINT = " (give `python -m sim.evaluate` the training log: `--signals LOG`)"
 
 
 @dataclass(frozen=True)
@@ -93,10 +96,12 @@ def build_answer(ck: table.Rows, metric: str, verdict: dict | None, rr: RunRoles
     cands = table.candidates(ck).where(lambda r: _finite(r.get(metric)))
     n = len(cands)
     me = next((r for r in card if r["rule"] == rules.RULE_LABELS["max_entropy"]), None)
-    if n == 0 or me is None:
+    if n == 0:
         return Answer(NO_CHECKPOINT, card, stored, None)
     if n == 1:
         return Answer(ONE_CHECKPOINT.format(name=f"**{cands.cols['name'][0]}**"), (), stored, None)
+    if me is None:
+        return Answer(NO_ENTROPY.format(hint=SIGNALS_HINT if kind.plugin else ""), card, stored, None)
     if me["key"] == me["best_key"]:
         ci = (0.0, 0.0, 0.0, 0)
         regret = f"regret 0 (it is the best{' so far' if partial else ''})"

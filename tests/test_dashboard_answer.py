@@ -130,3 +130,25 @@ def test_paired_regret_is_the_mean_of_the_differences():
     assert m == pytest.approx(float(np.mean(a - b))) and n == 50 and lo < m < hi
     m2, lo2, hi2, _ = paired_regret(a, b, "ade")  # lower is better: the sign flips
     assert (m2, lo2, hi2) == pytest.approx((-m, -hi, -lo))
+
+
+def test_a_plugin_run_without_entropy_says_how_to_get_it(runs):
+    import dataclasses
+
+    from dashboard import data, run_roles
+    from dashboard.answer import build_answer
+    from dashboard.run_kind import run_kind
+    from dashboard.table import Rows
+
+    summ = read_summary(runs / "sb3" / "results.h5")
+    rows = data.checkpoint_rows(summ)
+    nan = (math.nan,) * len(rows)
+    rows = Rows(rows.keys, {**rows.cols, "entropy": nan, "train_reward": nan})  # evaluated without --signals
+    rows, rr = run_roles.apply_run_roles(rows, runs / "sb3", summ.attrs)
+    kind = run_kind(summ)
+    ans = build_answer(rows, "score", None, rr, lambda k, m: data.per_scene_matrix(summ, k, m), kind)
+    assert "No evaluated checkpoint has an entropy" in ans.sentence and "--signals LOG" in ans.sentence
+    assert [r["rule"] for r in ans.card] == ["Last"]  # the rules that still pick
+    own = build_answer(rows, "score", None, rr, lambda k, m: data.per_scene_matrix(summ, k, m),
+                       dataclasses.replace(kind, agent="own", step_unit="episode"))
+    assert "--signals" not in own.sentence
