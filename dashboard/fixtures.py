@@ -200,7 +200,8 @@ def _write_results(path: Path, spec: FixtureSpec, cks: list[dict], rng: np.rando
     shutil.rmtree(parts_dir(path), ignore_errors=True)
     w = ResultsWriter(path)
     own = spec.agent == "own"
-    root = {"backend": "kinematic", "suite": "procedural:test", "config": {"backend": "kinematic", "agent": spec.agent},
+    config = {"backend": "kinematic"} if own else {"backend": "kinematic", "agent": spec.agent}  # EvalConfig.agent
+    root = {"backend": "kinematic", "suite": "procedural:test", "config": config,
             "run_dir": str(path.parent) if own else ""}
     scenes = [_scene(r, spec, rng) for r in range(spec.n_scenes)]
     ids = [s.id for s in scenes]
