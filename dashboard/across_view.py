@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from dashboard.table import shown
 from sim.harness.across import AcrossError, AcrossVerdict, SeedResult, compare_runs
 
 
@@ -29,37 +30,59 @@ def across_frame(v: AcrossVerdict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+SEED_MARKERS = "osD^vPXhp<>"  # one per seed; never the star, which marks a pick that is its seed's best
+BEST_MARKER = "*"
+LABEL_ROOM = 0.45  # fraction of the regret span added right of the largest regret for the picks' names
+
+
 def across_figure(v: AcrossVerdict, seeds: Sequence[SeedResult]):
     """Matplotlib figure: per rule, each seed's regret (one marker per seed, labelled with its pick; a filled
-    star where the pick is the seed's best checkpoint) and the mean with its seed-bootstrap interval."""
+    star where the pick is the seed's best checkpoint) and the mean with its seed-bootstrap interval.
+
+    The legend (one entry per seed with its own marker, and the star) sits outside the axes, right of them, so it
+    covers no marker; the x range leaves room for the picks' names and they are clipped to the axes.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    fig, ax = plt.subplots(figsize=(8, 0.6 * len(v.rules) + 1.6), dpi=110)
-    markers = "osD^vP*X"
+    fig, ax = plt.subplots(figsize=(9, 0.6 * len(v.rules) + 1.6), dpi=110)
+    xs = [0.0]
     for y, r in enumerate(v.rules):
         for j, s in enumerate(seeds):
             p = s.picks.get(r.rule)
             if p is None:
                 continue
             best = p.rank == 1
-            ax.plot(p.regret, y + (j - (len(seeds) - 1) / 2) * 0.12, marker="*" if best else markers[j % len(markers)],
-                    ms=11 if best else 7, color=f"C{j}", ls="none", label=s.run if y == 0 else None)
+            yy = y + (j - (len(seeds) - 1) / 2) * 0.12
+            xs.append(p.regret)
+            ax.plot(p.regret, yy, marker=BEST_MARKER if best else SEED_MARKERS[j % len(SEED_MARKERS)],
+                    ms=11 if best else 7, color=f"C{j}", ls="none")
             if p.name:
-                ax.annotate(p.name, (p.regret, y + (j - (len(seeds) - 1) / 2) * 0.12), fontsize=6,
-                            xytext=(4, 0), textcoords="offset points", va="center", color=f"C{j}")
+                ax.annotate(p.name, (p.regret, yy), fontsize=6, xytext=(4, 0), textcoords="offset points",
+                            va="center", color=f"C{j}", clip_on=True)
         if r.mean_regret is not None:
             lo, hi = r.mean_regret_ci
             ax.plot([r.mean_regret], [y], "k|", ms=16)
+            xs.append(r.mean_regret)
             if lo is not None and hi is not None:
                 ax.plot([lo, hi], [y, y], "k-", lw=1)
+                xs += [lo, hi]
+    lo_x, hi_x = min(xs), max(xs)
+    span = max(hi_x - lo_x, 1e-9)
+    ax.set_xlim(lo_x - 0.05 * span, hi_x + LABEL_ROOM * span)
     ax.set_yticks(range(len(v.rules)), [r.rule for r in v.rules])
-    ax.invert_yaxis()
+    ax.set_ylim(len(v.rules) - 0.5, -0.5)  # first rule on top
     ax.set_xlabel(f"regret by {v.metric} (best minus pick; 0 is best)")
-    ax.set_title(f"Selection rules across {len(v.runs)} runs (star: the pick is that seed's best)", fontsize=9)
-    ax.legend(fontsize=7, loc="lower right", title="run", title_fontsize=7)
+    ax.set_title(f"Selection rules across {len(v.runs)} runs", fontsize=9)
+    handles = [Line2D([], [], marker=SEED_MARKERS[j % len(SEED_MARKERS)], color=f"C{j}", ls="none", ms=7,
+                      label=s.run) for j, s in enumerate(seeds)]
+    handles.append(Line2D([], [], marker=BEST_MARKER, color="0.3", ls="none", ms=11, label="pick is its seed's best"))
+    handles.append(Line2D([], [], marker="|", color="k", ls="-", lw=1, ms=12, label="mean, 95 % interval"))
+    ax.legend(handles=handles, fontsize=7, title="run", title_fontsize=7, loc="upper left",
+              bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
@@ -103,7 +126,7 @@ def across_section(runs: Sequence[tuple[str, Path]], metric: str) -> None:
         st.warning(str(e))
         return
     table = across_frame(v)
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.dataframe(shown(table), hide_index=True, width="stretch")
     lo, hi = v.spearman_ci
     if v.spearman_mean is not None:
         st.caption(f"entropy vs {metric} Spearman per seed: "

@@ -28,6 +28,8 @@ from dashboard.frame import PageFrame, open_page  # noqa: E402 - Streamlit only
 FRAME = open_page()
 
 from dashboard import data, figures, run_roles, table  # noqa: E402
+from dashboard.answer import Answer, build_answer, card_markdown  # noqa: E402
+from dashboard.run_kind import RunKind, run_kind  # noqa: E402
 from sim.metric_catalogue import JUDGED_METRICS  # noqa: E402
 
 if TYPE_CHECKING:  # pandas (and dashboard.rules, which uses it) load after the first paint, in the views below it
@@ -87,8 +89,10 @@ def show_problems(run: data.RunData, where: DeltaGenerator) -> None:
         getattr(where, level)(msg)
 
 
-def entropy_caveat(run: data.RunData, where: DeltaGenerator) -> None:
+def entropy_caveat(run: data.RunData, where: DeltaGenerator, kind: RunKind) -> None:
     flag = data.log_std_state_dependent(run)
+    if flag is None and kind.plugin:  # a foreign trainer's policy: the project's log-std note does not apply
+        return
     if flag is False:
         where.warning("**The policy's log-std is state-independent.** Its entropy is sum(log_std) + const: a "
                       "number set by a few free parameters that says **nothing about the mean network** (the part "
@@ -104,47 +108,64 @@ def _csv(rows: list[dict], columns: tuple[str, ...]) -> str:
     import io
 
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     w.writerows(rows)
     return buf.getvalue()
 
 
-def report_card_view(ck: table.Rows, metric: str, verdict: dict | None, rr: run_roles.RunRoles) -> None:
+def draw_answer(ans: Answer, metric: str, kind: RunKind, where: DeltaGenerator) -> None:
+    """The verdict sentence (left) and the report card (right), above the charts."""
+    left, right = where.columns([2, 3])
+    left.markdown(f"**Verdict** ({metric}): {ans.sentence}")
+    if ans.stored is not None:
+        left.caption("Stored by `sim.evaluate`; details in the Report card tab.")
+    if ans.card:
+        right.markdown(card_markdown(ans.card, metric, kind))
+
+
+def report_card_view(ans: Answer, rr: run_roles.RunRoles, results: Path) -> None:
+    """The report card's sentences, its CSV and the HTML report (the table itself is above the charts)."""
     from dashboard import rules
 
     st.subheader("Selection report card")
     partial = rr.partial_line()
     if partial:
         st.warning(partial)
-    card = rules.report_card_rows(ck, metric, tuple(rr.declared), rr.after_episode, partial=bool(partial))
-    stored = verdict if verdict and verdict.get("metric") == metric and not partial else None
-    if stored and (stored.get("rules") or {}).get("max_entropy", {}) and \
-            stored["rules"]["max_entropy"].get("key") != rules.role_key(ck, "best_entropy", tuple(rr.declared),
-                                                                       rr.after_episode):
-        stored = None  # the run's role files changed since sim.evaluate stored it: judge from the files
-    if stored:
-        st.markdown(f"**Verdict** (stored by `sim.evaluate`): {stored.get('sentence', '')}")
-        if "entropy_beats_step" in stored:
-            st.caption("Entropy ranks checkpoints " + ("better" if stored["entropy_beats_step"] else "no better")
-                       + " than the training step does.")
-    if not card:
-        st.info("No entropy-ranked checkpoint evaluated yet.")
+    if ans.stored:
+        st.markdown(f"Verdict stored by `sim.evaluate`: {ans.stored.get('sentence', '')}")
+    if not ans.card:
+        st.info(ans.sentence)
         return
-    if not stored:
-        st.markdown(f"**Verdict**: {card[0]['verdict']}")
-    # a markdown table (no grid component, no pandas at first paint); the sentences below it
-    head = ("rule", "checkpoint", "episode", "value", "rank", "of", "regret")
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += [f"| {r['rule']} | {r['checkpoint']} | {r['episode']} | {r['value']:.4g} | {r['rank']} | {r['of']} | "
-              f"{r['regret']:.3g} |" for r in card]
-    st.markdown("\n".join(lines))
-    st.markdown("\n".join(f"- {r['verdict']}" for r in card))
-    st.download_button("CSV: report card", _csv(card, rules.CARD_COLUMNS), "report_card.csv", "text/csv",
+    st.markdown("\n".join(f"- {r['verdict']}" for r in ans.card))
+    c1, c2 = st.columns(2)
+    c1.download_button("CSV: report card", _csv(list(ans.card), rules.CARD_COLUMNS), "report_card.csv", "text/csv",
                        key="dl_card")
+    with c2:
+        html_report_button(results)
 
 
-def what_if_view(ck: table.Rows, metric: str, history: dict | None, partial: bool = False) -> None:
+def html_report_button(results: Path) -> None:
+    """"Prepare HTML report": builds ``sim.harness.report_html.build_report`` (1-3 s) only when asked, then offers
+    it as a download (one self-contained file: figures inline, no server)."""
+    if st.button("Prepare HTML report", key="prep_html"):
+        from sim.harness.errors import ResultsError
+        from sim.harness.report_html import build_report
+
+        try:
+            with st.spinner("Writing the report..."):
+                st.session_state["_html_report"] = (str(results), data.file_key(results),
+                                                    build_report(results.parent))
+        except (ResultsError, OSError) as e:
+            st.error(f"HTML report: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+    held = st.session_state.get("_html_report")
+    if held and held[0] == str(results) and held[1] == data.file_key(results):
+        st.download_button("Download HTML report", held[2], f"report_{results.parent.name}.html", "text/html",
+                           key="dl_html")
+
+
+def what_if_view(ck: table.Rows, metric: str, history: dict | None, partial: bool = False,
+                 unit: str = "episode") -> None:
     from dashboard import rules
 
     st.subheader("What-if: another selection rule")
@@ -153,17 +174,17 @@ def what_if_view(ck: table.Rows, metric: str, history: dict | None, partial: boo
     st.session_state["after"] = min(int(st.session_state.get("after", 0)), top)
     c1, c2, c3 = st.columns(3)
     mode = c1.radio("pick the", ["max", "min"], key="mode", horizontal=True, format_func=lambda m: f"{m} entropy")
-    after = c2.number_input("after episode", min_value=0, max_value=top, step=10, key="after")
+    after = c2.number_input(f"after {unit}", min_value=0, max_value=top, step=10, key="after")
     window = c3.slider("smoothing window (history points)", 1, 100, key="window")
     pick = rules.apply_rule(ck, rules.Rule(mode=mode, after_episode=int(after), window=int(window)), metric, history)
     if pick is None:
-        st.info("No evaluated checkpoint at or after that episode.")
+        st.info(f"No evaluated checkpoint at or after that {unit}.")
         return
     m1, m2 = st.columns(2)
     m1.metric(f"rank by {metric}", f"{pick.rank} / {pick.n}")
     m2.metric("regret", f"{pick.regret:.3g}")
     best_label = "best so far" if partial else "truly best"
-    st.markdown(f"pick: **{pick.name}** (episode {pick.episode}) &nbsp; {best_label}: **{pick.best_name}**")
+    st.markdown(f"pick: **{pick.name}** ({unit} {pick.episode}) &nbsp; {best_label}: **{pick.best_name}**")
     st.write(rules.so_far(pick.sentence) if partial else pick.sentence)
 
 
@@ -191,7 +212,7 @@ def correlation_view(run: data.RunData, ck: pd.DataFrame, metric: str) -> None:
         tab = pd.DataFrame([{"metric": m, **{k: v for k, v in s.items() if not isinstance(v, list)},
                              "spearman_ci": s.get("spearman_ci"), "kendall_ci": s.get("kendall_ci")}
                             for m, s in stored.items()])
-        st.dataframe(tab, hide_index=True, width="stretch")
+        st.dataframe(table.shown(tab), hide_index=True, width="stretch")
         st.download_button("CSV: correlations", tab.to_csv(index=False), "correlations.csv", "text/csv",
                            key="dl_corr")
 
@@ -226,7 +247,7 @@ def scenes_view(run: data.RunData, ck: pd.DataFrame) -> None:
         if chosen:
             mask &= df[col].isin(chosen)
     view = df[mask]
-    st.dataframe(view, hide_index=True, width="stretch", height=260)
+    st.dataframe(table.shown(view), hide_index=True, width="stretch", height=260)
     st.download_button("CSV: scenarios", view.to_csv(index=False), f"scenarios_{key[:8]}.csv", "text/csv",
                        key="dl_scenes")
     if view.empty:
@@ -356,10 +377,14 @@ def main(frame: PageFrame) -> None:
         rows, rr = run_roles.apply_run_roles(data.checkpoint_rows(run.summary), run.ref.path,
                                              run.summary.attrs if run.summary else None)  # pandas-free: first paint
         selected, marks = select_and_mark(rows, rr, run_name, metric)
+        kind = run_kind(run.summary)
+        ans = build_answer(rows, metric, run.summary.verdict, rr,
+                           lambda keys, m: data.per_scene_matrix(run.summary, keys, m), kind
+                           ) if run.summary is not None and len(rows) else None
         entropy_fig = figures.entropy_figure(rows, metric, run.history, int(st.session_state["window"]), marks,
-                                             selected)
+                                             selected, kind)
         metrics_fig = figures.metrics_figure(rows, data.MAIN_METRICS, selected,
-                                             marks.get("best", marks.get("best_so_far"))) if len(rows) else None
+                                             marks.get("best", marks.get("best_so_far")), kind) if len(rows) else None
     except Exception:  # an unforeseen fault in this run's files: keep the run picker, drop the empty frames
         frame.clear()
         draw_sidebar(names, latest, runs, cfg.runs_dir, sets)
@@ -367,8 +392,10 @@ def main(frame: PageFrame) -> None:
     valid = set(rows.keys)
 
     draw_sidebar(names, latest, runs, cfg.runs_dir, sets)
+    if ans is not None:
+        draw_answer(ans, metric, kind, frame.answer)
     show_problems(run, frame.notes)
-    entropy_caveat(run, frame.notes)
+    entropy_caveat(run, frame.notes, kind)
     frame.entropy.plotly_chart(entropy_fig, key="entropy_chart", on_select="rerun", selection_mode="points")
     perdim = frame.left.expander("per-dimension entropy and sigma", key="perdim", on_change="rerun")
     if perdim.open:  # built only when opened
@@ -386,7 +413,7 @@ def main(frame: PageFrame) -> None:
             skipped = [vars(s) for s in run.summary.skipped]
             st.dataframe({k: [s[k] for s in skipped] for k in skipped[0]}, hide_index=True)
     if selected in valid:
-        st.caption(f"Selected: **{rows.get(selected, 'name')}** (episode {rows.get(selected, 'episode')}, "
+        st.caption(f"Selected: **{rows.get(selected, 'name')}** ({kind.step_unit} {rows.get(selected, 'episode')}, "
                    f"entropy {rows.get(selected, 'entropy'):.3f} nats)")
     # Tabs run lazily (only the open one is computed and sent) and the open tab is kept in the URL (?view=).
     # The first two are pandas-free; the others import pandas when opened (ck_frame). The what-if editor has its
@@ -394,10 +421,10 @@ def main(frame: PageFrame) -> None:
     tabs = st.tabs(list(VIEWS), key="view", bind="query-params")
     with tabs[0]:
         if tabs[0].open:
-            report_card_view(rows, metric, run.summary.verdict, rr)
+            report_card_view(ans, rr, run.results_path)
     with tabs[1]:
         if tabs[1].open:
-            what_if_view(rows, metric, run.history, partial=bool(rr.partial_line()))
+            what_if_view(rows, metric, run.history, partial=bool(rr.partial_line()), unit=kind.step_unit)
     ck = rows.frame  # called by the one open view that needs a pandas frame
     with tabs[2]:
         if tabs[2].open:
@@ -411,7 +438,7 @@ def main(frame: PageFrame) -> None:
     with tabs[5]:
         if tabs[5].open:
             shown = plain_table(ck())
-            st.dataframe(shown, width="stretch")
+            st.dataframe(table.shown(shown), width="stretch")
             st.download_button("CSV: checkpoints", shown.to_csv(), "checkpoints.csv", "text/csv", key="dl_ck")
     with tabs[6]:
         if tabs[6].open:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import streamlit as st
 
+from dashboard.run_kind import run_kind
 from dashboard.table import BASE_COLUMNS, Rows
 from sim.harness.identity import Experiment, results_files, results_name, set_slug
 from sim.harness.reader import (
@@ -258,7 +259,8 @@ def load_run(ref: RunRef, results: str | Path | None = None) -> RunData:
                                      f"Run: {eval_cmd(ref.path)}"))
     else:
         problems.append(("info", f"No closed-loop results for run '{ref.name}' yet. Run: {eval_cmd(ref.path)}"))
-    if hist is None and not any("entropy_history" in m for _, m in problems):
+    plugin = run_kind(summary).plugin  # a foreign trainer's checkpoints: no entropy_history.json to expect
+    if hist is None and not plugin and not any("entropy_history" in m for _, m in problems):
         problems.append(("warning", f"No entropy_history.json in {ref.path}: the entropy curve shows only the "
                                     f"evaluated checkpoints. Training writes it: {TRAIN_CMD}"))
     return RunData(ref=ref, config=loaded["config.json"], history=hist, train_metrics=loaded["train_metrics.json"],
@@ -356,16 +358,25 @@ def per_scene_matrix(summary: ResultsSummary, keys: list[str], metric: str) -> n
     return out
 
 
+# Failure thresholds of the per-scenario table, each written once (severity: later classes override earlier ones).
+NO_PROGRESS = 0.2  # ego progress below it: nuPlan's "making progress" multiplier is 0 (REFERENCE.md)
+LOW_PROGRESS = 0.5  # ego progress below it: covered less than half the expert's path (this project's line)
+LARGE_ADE = 8.0  # m, ADE above it: drifted from the log (nuPlan's open-loop max_average_l2_error_threshold)
+FAILURE_CHECKS = (  # (metric, failed when, label), least severe first
+    ("comfortable", lambda v: v < 0.5, "uncomfortable"), ("ttc_ok", lambda v: v < 0.5, "low TTC"),
+    ("progress", lambda v: v < LOW_PROGRESS, "low progress"), ("ade", lambda v: v > LARGE_ADE, "large ADE"),
+    ("progress", lambda v: v < NO_PROGRESS, "no progress"), ("offroad", lambda v: v > 0.5, "offroad"),
+    ("collision", lambda v: v > 0.5, "collision"), ("collision_at_fault", lambda v: v > 0.5, "at-fault collision"))
+
+
 def failure_kind(metrics: dict[str, np.ndarray]) -> np.ndarray:
-    """Per-scenario failure label (str [N]): first of at-fault collision, collision, offroad, low progress,
-    TTC, discomfort; ``ok`` otherwise."""
+    """Per-scenario failure label (str [N]): the most severe of at-fault collision, collision, offroad, no progress
+    (progress < :data:`NO_PROGRESS`), large ADE (ADE > :data:`LARGE_ADE` m), low progress (< :data:`LOW_PROGRESS`),
+    low TTC, uncomfortable; ``ok`` otherwise (:data:`FAILURE_CHECKS`). Metrics absent from ``metrics`` and NaN
+    values fail no check."""
     n = len(next(iter(metrics.values()))) if metrics else 0
     out = np.full(n, "ok", dtype=object)
-    checks = [("comfortable", lambda v: v < 0.5, "uncomfortable"), ("ttc_ok", lambda v: v < 0.5, "low TTC"),
-              ("progress", lambda v: v < 0.2, "no progress"), ("offroad", lambda v: v > 0.5, "offroad"),
-              ("collision", lambda v: v > 0.5, "collision"),
-              ("collision_at_fault", lambda v: v > 0.5, "at-fault collision")]
-    for name, test, label in checks:  # later checks override: most severe last
+    for name, test, label in FAILURE_CHECKS:  # later checks override: most severe last
         if name in metrics:
             with np.errstate(invalid="ignore"):
                 out[test(np.asarray(metrics[name], dtype=float))] = label

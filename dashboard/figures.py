@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import plotly.graph_objects as go
 
+from dashboard.run_kind import PROJECT_RUN, RunKind
 from dashboard.table import Rows, candidates, smooth
 from policy.gaussian import HALF_LOG_2PI_E
 from sim.harness.reader import SceneDetail
@@ -40,10 +41,13 @@ def zero_near(values: Sequence[float], frac: float = 0.25) -> bool:
     return lo - pad <= 0.0 <= hi + pad
 
 
-def zero_marks(values: Sequence[float], ax: str = "") -> tuple[list[dict], list[dict]]:
+def zero_marks(values: Sequence[float], ax: str = "", inside: bool = False) -> tuple[list[dict], list[dict]]:
     """(shapes, annotations) of the H = 0 line on axes ``x{ax}``/``y{ax}`` when zero is near the data; otherwise
     no line and a note saying where zero is, instead of squashing the curve (forcing 0 into the axis range hides
-    entropy changes of a few hundredths around, say, 14.7 nats). Plain layout dicts: cheap to build."""
+    entropy changes of a few hundredths around, say, 14.7 nats). Plain layout dicts: cheap to build.
+
+    The note sits just above the plot, or with ``inside`` (figures whose subplot titles sit there) inside it at the
+    edge zero lies beyond (bottom when every value is above zero, top when below), on a white box."""
     if zero_near(values):
         return ([{"type": "line", "xref": f"x{ax} domain", "yref": f"y{ax}", "x0": 0, "x1": 1, "y0": 0, "y1": 0,
                   "line": {"dash": "dash", "color": "#888"}}],
@@ -51,14 +55,18 @@ def zero_marks(values: Sequence[float], ax: str = "") -> tuple[list[dict], list[
                   "yanchor": "top", "showarrow": False}])
     v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
     side = "above" if v.min() > 0 else "below"
-    return [], [{"text": f"H = 0 is off-scale: every value is {side} it", "xref": f"x{ax} domain",
-                 "yref": f"y{ax} domain", "x": 0, "y": 1.0, "xanchor": "left", "yanchor": "bottom",
-                 "showarrow": False, "font": {"size": 10, "color": "#666"}}]
+    note = {"text": f"H = 0 is off-scale: every value is {side} it", "xref": f"x{ax} domain",
+            "yref": f"y{ax} domain", "x": 0, "y": 1.0, "xanchor": "left", "yanchor": "bottom",
+            "showarrow": False, "font": {"size": 10, "color": "#666"}}
+    if inside:
+        note.update(x=1.0, xanchor="right", y=0.0 if side == "above" else 1.0,
+                    yanchor="bottom" if side == "above" else "top", bgcolor="rgba(255,255,255,0.85)")
+    return [], [note]
 
 
-def zero_line(fig: go.Figure, values: Sequence[float]) -> None:
+def zero_line(fig: go.Figure, values: Sequence[float], inside: bool = False) -> None:
     """Add :func:`zero_marks` to ``fig``'s first (x, y) axes."""
-    shapes, notes = zero_marks(values)
+    shapes, notes = zero_marks(values, inside=inside)
     fig.update_layout(shapes=list(fig.layout.shapes) + shapes, annotations=list(fig.layout.annotations) + notes)
 
 
@@ -67,15 +75,19 @@ def _cands(ck: pd.DataFrame) -> pd.DataFrame:
 
 
 def entropy_figure(ck: Rows | pd.DataFrame, metric: str, history: dict | None = None, window: int = 1,
-                   marks: dict[str, str | None] | None = None, selected: str | None = None) -> go.Figure:
-    """Entropy over episodes with every evaluated checkpoint coloured by a closed-loop metric.
+                   marks: dict[str, str | None] | None = None, selected: str | None = None,
+                   kind: RunKind = PROJECT_RUN) -> go.Figure:
+    """Entropy over training steps with every evaluated checkpoint coloured by a closed-loop metric.
 
     Args:
         ck: checkpoint table (``dashboard.data.checkpoint_rows``, or its pandas frame). metric: colour metric.
         history: ``entropy_history.json`` dict (raw + smoothed lines drawn when given).
         window: trailing smoothing window, history points. marks: role -> checkpoint key for
             ``best_entropy, last, best_reward, best``. selected: key drawn with a ring.
+        kind: the run's kind: the x axis counts its step unit (episodes for this project's runs, environment
+            steps for SB3) and a plug-in run's marks are named without the project's role files.
     """
+    unit = kind.step_unit
     data: list[dict] = []  # plain dicts validated once by go.Figure: much cheaper than add_trace/update_layout
     ys: list[np.ndarray] = []
     if history and history.get("episodes"):
@@ -97,12 +109,13 @@ def entropy_figure(ck: Rows | pd.DataFrame, metric: str, history: dict | None = 
             "marker": {"size": 11, "color": c.column(metric), "line": {"width": 1, "color": "#333"},
                        "colorscale": "Viridis" if higher_is_better(metric) else "Viridis_r",
                        "colorbar": {"title": {"text": metric}, "x": 1.02}, "showscale": True},
-            "hovertemplate": "%{text}<br>episode %{x}<br>entropy %{y:.3f} nats<br>" + metric
+            "hovertemplate": "%{text}<br>" + unit + " %{x}<br>entropy %{y:.3f} nats<br>" + metric
             + " %{marker.color:.3f}<extra></extra>"})
     for role, key in (marks or {}).items():
         if key is None or key not in ck.keys or role not in MARKS:
             continue
         sym, col, label = MARKS[role]
+        label = kind.mark_label(role, label)
         name = ck.get(key, "name")
         ys.append(np.asarray([ck.get(key, "entropy")], float))
         data.append({"type": "scatter", "x": [ck.get(key, "episode")], "y": [ck.get(key, "entropy")],
@@ -119,7 +132,7 @@ def entropy_figure(ck: Rows | pd.DataFrame, metric: str, history: dict | None = 
     shapes, notes = zero_marks(np.concatenate(ys).tolist() if ys else [])
     return go.Figure({"data": data, "layout": {
         "title": {"text": "Policy entropy over training (click a checkpoint to select it)"},
-        "xaxis": {"title": {"text": "episode"}}, "yaxis": {"title": {"text": "entropy (nats)"}, "type": "linear"},
+        "xaxis": {"title": {"text": unit}}, "yaxis": {"title": {"text": "entropy (nats)"}, "type": "linear"},
         "height": 430, "legend": {"orientation": "h", "y": -0.2}, "margin": {"l": 50, "r": 10, "t": 50, "b": 10},
         "clickmode": "event+select", "shapes": shapes, "annotations": notes}})
 
@@ -161,7 +174,7 @@ def per_dim_figure(ck: Rows | pd.DataFrame, history: dict | None = None, max_poi
             sigma = np.round(np.exp(per[:, d] - HALF_LOG_2PI_E), 5)
             fig.add_trace(go.Scatter(x=ep, y=sigma, mode="lines", name=names[d], showlegend=False,
                                      legendgroup=str(d), line={"color": col, "width": 1}), 1, 2)
-    zero_line(fig, per.ravel().tolist() if per.size else [])
+    zero_line(fig, per.ravel().tolist() if per.size else [], inside=True)
     fig.update_yaxes(type="linear")
     fig.update_layout(height=340, margin={"l": 40, "r": 10, "t": 40, "b": 10}, showlegend=True,
                       legend={"title": {"text": "action dimension"}, "font": {"size": 9}})
@@ -169,8 +182,9 @@ def per_dim_figure(ck: Rows | pd.DataFrame, history: dict | None = None, max_poi
 
 
 def metrics_figure(ck: Rows | pd.DataFrame, metrics: Sequence[str], selected: str | None = None,
-                   best: str | None = None) -> go.Figure:
-    """Closed-loop metrics per checkpoint (mean with 95 % interval) over episodes; baselines as dotted lines.
+                   best: str | None = None, kind: RunKind = PROJECT_RUN) -> go.Figure:
+    """Closed-loop metrics per checkpoint (mean with 95 % interval) over training steps (``kind.step_unit``);
+    baselines as dotted lines.
 
     One row per metric (make_subplots' row domains and titles), all on ONE x axis drawn under the last row: the
     same picture as n matched x axes, and about 0.15 s less of a first paint in the browser (Streamlit draws a
@@ -180,7 +194,8 @@ def metrics_figure(ck: Rows | pd.DataFrame, metrics: Sequence[str], selected: st
     metrics = [m for m in metrics if m in ck]
     n = max(1, len(metrics))
     h = (1.0 - METRICS_SPACING * (n - 1)) / n
-    layout: dict = {"xaxis": {"anchor": f"y{'' if n == 1 else n}", "domain": [0.0, 1.0], "title": {"text": "episode"}}}
+    layout: dict = {"xaxis": {"anchor": f"y{'' if n == 1 else n}", "domain": [0.0, 1.0],
+                              "title": {"text": kind.step_unit}}}
     for i in range(1, n + 1):
         top = 1.0 - (i - 1) * (h + METRICS_SPACING)
         layout[f"yaxis{'' if i == 1 else i}"] = {"anchor": "x", "domain": [top - h, top]}
@@ -280,6 +295,17 @@ def ego_view(scene: SceneDetail, ego: np.ndarray | None, pad: float = 25.0) -> t
     return [float(c[0] - half), float(c[0] + half)], [float(c[1] - half), float(c[1] + half)]
 
 
+def replay_title(info) -> str:
+    """``id (family, source)`` of a scene, each of family and source once and only when the id does not already
+    say it (imported scenes' ids often carry the source, and their family is often the source's name)."""
+    sid = str(info.id)
+    parts: list[str] = []
+    for p in (str(info.family or ""), str(info.source or "")):
+        if p and p.lower() not in sid.lower() and p not in parts:
+            parts.append(p)
+    return sid + (f" ({', '.join(parts)})" if parts else "")
+
+
 def replay_figure(scene: SceneDetail, ego: np.ndarray | None, label: str = "closed loop", stride: int = 1) -> go.Figure:
     """Bird's-eye animated replay: map, route, logged ego path, closed-loop ego path, boxes of all agents per step.
 
@@ -327,7 +353,7 @@ def replay_figure(scene: SceneDetail, ego: np.ndarray | None, label: str = "clos
     fig.frames = [go.Frame(data=dynamic(t), traces=list(range(n_static, n_static + 3)), name=str(t)) for t in steps]
     xr, yr = ego_view(scene, ego)
     fig.update_layout(
-        title=f"{scene.info.id} ({scene.info.family}, {scene.info.source})", height=520,
+        title=replay_title(scene.info), height=520,
         xaxis={"title": "x (m)", "range": xr}, yaxis={"title": "y (m)", "scaleanchor": "x", "scaleratio": 1,
                                                       "range": yr},
         margin={"l": 40, "r": 10, "t": 50, "b": 10},
@@ -361,7 +387,7 @@ def overlay_figure(runs: dict[str, pd.DataFrame], metric: str) -> go.Figure:
                                  showlegend=False, hoverinfo="skip"), 1, 2)
         fig.add_trace(go.Scatter(x=x, y=c[metric], mode="lines+markers", legendgroup=name, showlegend=False,
                                  line={"color": col}), 1, 2)
-    zero_line(fig, [v for ck in runs.values() for v in _cands(ck)["entropy"].tolist()])
+    zero_line(fig, [v for ck in runs.values() for v in _cands(ck)["entropy"].tolist()], inside=True)
     fig.update_yaxes(type="linear")
     fig.update_xaxes(title_text="episode")
     fig.update_layout(height=360, margin={"l": 40, "r": 10, "t": 40, "b": 10})

@@ -31,6 +31,9 @@ from sim.metric_catalogue import METRIC_NAMES, pdm_score
 FAMILIES = ("straight", "lane_change", "intersection", "merge", "roundabout")
 SOURCES = ("procedural", "waymo", "commonroad")
 ACT_DIM = 16
+AGENTS = ("own", "sb3")  # FixtureSpec.agent
+SB3_STEPS = 2048  # environment steps between an SB3 run's checkpoints (CheckpointCallback's save_freq)
+SB3_HEADLINE = "entropy (-train/entropy_loss)"  # the signal name sim.harness.signals gives SB3's entropy
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ class FixtureSpec:
         seed: RNG seed. state_dependent_log_std: recorded in config/meta.
         with_results / with_history / with_verdict: which files to write. temp_group: also leave a
         half-written checkpoint group under a temporary name (as a concurrent writer would).
+        agent: ``own`` (a run of this project's trainer) or ``sb3``: results of foreign checkpoints evaluated with
+            ``--agent sb3 --signals LOG`` (``rl_model_<steps>_steps.zip`` named by environment steps, no
+            config.json / entropy_history.json / train_metrics.json, the log's signals judged and stored).
     """
 
     name: str = "run-a"
@@ -57,6 +63,7 @@ class FixtureSpec:
     with_history: bool = True
     with_verdict: bool = True
     temp_group: bool = False
+    agent: str = "own"
 
 
 def _write_json(path: Path, obj: object) -> None:
@@ -138,34 +145,39 @@ def write_run(root: Path, spec: FixtureSpec = FixtureSpec(), link_latest: bool =
     Returns:
         The run directory.
     """
+    if spec.agent not in AGENTS:
+        raise ValueError(f"FixtureSpec.agent must be one of {AGENTS}, got {spec.agent!r}")
     rng = np.random.default_rng(spec.seed)
     run = Path(root) / spec.name
     (run / "checkpoints").mkdir(parents=True, exist_ok=True)
     config = {"seed": spec.seed, "episodes": spec.episodes,
               "policy": {"state_dependent_log_std": spec.state_dependent_log_std, "num_waypoints": ACT_DIM // 2}}
-    _write_json(run / "config.json", config)
+    if spec.agent == "own":
+        _write_json(run / "config.json", config)
     hist = _history(spec, rng)
     eps = np.linspace(0, spec.episodes - 1, spec.n_checkpoints).round().astype(int)
     ent = np.asarray(hist["entropy"])
     cks: list[dict] = []
     for j, e in enumerate(eps):
-        name = f"ep{e:05d}.pt"
+        name = f"ep{e:05d}.pt" if spec.agent == "own" else f"rl_model_{SB3_STEPS * (j + 1)}_steps.zip"
         quality = float(np.clip(0.2 + 0.7 * math.sin(math.pi * (j + 0.5) / spec.n_checkpoints)
                                 + rng.normal(0, 0.05), 0, 1))
         cks.append({"key": hashlib.sha256(f"{spec.name}{name}".encode()).hexdigest()[:16], "name": name,
-                    "kind": "checkpoint", "episode": int(e), "entropy": float(ent[e]),
+                    "kind": "checkpoint", "episode": int(e) if spec.agent == "own" else SB3_STEPS * (j + 1),
+                    "entropy": float(ent[e]),
                     "entropy_per_dim": hist["entropy_per_dim"][e], "train_reward": float(hist["reward"][e]),
                     "roles": ["candidate"], "quality": quality})
-    cks[int(np.argmax([c["entropy"] for c in cks]))]["roles"].append("best_entropy")
     cks[-1]["roles"].append("last")
-    cks[int(np.argmax([c["train_reward"] for c in cks]))]["roles"].append("best_reward")
-    cks[0]["roles"].append("bc")
+    if spec.agent == "own":  # a plug-in's comparison set has no role files but last (plugin_candidates)
+        cks[int(np.argmax([c["entropy"] for c in cks]))]["roles"].append("best_entropy")
+        cks[int(np.argmax([c["train_reward"] for c in cks]))]["roles"].append("best_reward")
+        cks[0]["roles"].append("bc")
     for b, q in (("baseline-log-replay", 1.0), ("baseline-constant-velocity", 0.1)):
         cks.append({"key": b, "name": b.removeprefix("baseline-"), "kind": "baseline", "episode": -1,
                     "entropy": math.nan, "entropy_per_dim": [], "train_reward": math.nan, "roles": [], "quality": q})
     for c in cks:
         c["metrics"] = _metrics(c["quality"], spec.n_scenes, rng)
-    if spec.with_history:
+    if spec.with_history and spec.agent == "own":
         _write_json(run / "entropy_history.json", hist)
         ranked = sorted([c for c in cks if c["kind"] == "checkpoint"], key=lambda c: -c["entropy"])
         _write_json(run / "train_metrics.json", {
@@ -188,8 +200,10 @@ def _write_results(path: Path, spec: FixtureSpec, cks: list[dict], rng: np.rando
     path.unlink(missing_ok=True)
     shutil.rmtree(parts_dir(path), ignore_errors=True)
     w = ResultsWriter(path)
-    root = {"backend": "kinematic", "suite": "procedural:test", "config": {"backend": "kinematic"},
-            "run_dir": str(path.parent)}
+    own = spec.agent == "own"
+    config = {"backend": "kinematic"} if own else {"backend": "kinematic", "agent": spec.agent}  # EvalConfig.agent
+    root = {"backend": "kinematic", "suite": "procedural:test", "config": config,
+            "run_dir": str(path.parent) if own else ""}
     scenes = [_scene(r, spec, rng) for r in range(spec.n_scenes)]
     ids = [s.id for s in scenes]
     T = spec.steps
@@ -208,15 +222,35 @@ def _write_results(path: Path, spec: FixtureSpec, cks: list[dict], rng: np.rando
                 episode=c["episode"], entropy=c["entropy"], entropy_per_dim=tuple(c["entropy_per_dim"]),
                 train_reward=c["train_reward"], backend="kinematic",
                 eval_info={"policy_entropy": c["entropy"], "mean_delta_norm": 0.1,
-                           "state_dependent_log_std": spec.state_dependent_log_std})
+                           "state_dependent_log_std": spec.state_dependent_log_std} if own
+                else {"agent": spec.agent, "step": c["episode"], "step_source": "file name"}
+                if c["kind"] == "checkpoint" else {})
             w.commit(c["key"], attrs, CheckpointRows(tuple(ids), c["metrics"], traj), scenes, root)
         if spec.with_verdict:
-            w.write_verdict(build_verdict(read_checkpoints(path), ids, "score", n_resamples=99, seed=spec.seed))
+            w.write_verdict(build_verdict(read_checkpoints(path), ids, "score", n_resamples=99, seed=spec.seed),
+                            signals=None if own else _signal_doc(spec, cks, rng))
     if spec.temp_group:  # what an interrupted older writer could leave: a half-written group under a temp name
         with h5py.File(path, "a") as f:
             g = f.create_group("checkpoints/_tmp_deadbeefdeadbeef")
             g.attrs["name"] = "half.pt"
             g["metrics/score"] = np.zeros(2)
+
+
+def _signal_doc(spec: FixtureSpec, cks: list[dict], rng: np.random.Generator) -> dict:
+    """The signal verdict ``sim.evaluate --signals`` stores for a plug-in run (the real judge, SB3's TensorBoard
+    tag names; the entropy signal is the headline)."""
+    from sim.harness.signal_verdict import judge_signals
+
+    cps = [c for c in cks if c["kind"] == "checkpoint"]
+    n = len(cps)
+    signals = {SB3_HEADLINE: [c["entropy"] for c in cps], "rollout/ep_rew_mean": [c["train_reward"] for c in cps],
+               "train/approx_kl": rng.uniform(0.005, 0.03, n).tolist(),
+               "train/value_loss": rng.uniform(1.0, 5.0, n).tolist(),
+               "train/clip_fraction": rng.uniform(0.05, 0.2, n).tolist()}
+    v = judge_signals(np.stack([c["metrics"]["score"] for c in cps]), signals, [c["key"] for c in cps],
+                      headline=SB3_HEADLINE, steps=[c["episode"] for c in cps], n_resamples=99, seed=spec.seed)
+    return {**v.to_dict(), "source": f"/runs/{spec.name}/tb/PPO_1", "agent": spec.agent,
+            "checkpoint_names": {c["key"]: c["name"] for c in cps}}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -227,8 +261,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--checkpoints", type=int, default=20)
     ap.add_argument("--scenes", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--agent", choices=AGENTS, default="own")
     a = ap.parse_args(argv)
-    run = write_run(a.out, FixtureSpec(name=a.name, n_checkpoints=a.checkpoints, n_scenes=a.scenes, seed=a.seed))
+    run = write_run(a.out, FixtureSpec(name=a.name, n_checkpoints=a.checkpoints, n_scenes=a.scenes, seed=a.seed,
+                                       agent=a.agent))
     print(run)
 
 

@@ -1,5 +1,6 @@
 """The page's frame, sent before the dashboard loads its data (Streamlit only: no numpy, h5py or pandas).
 
+Top to bottom: the title, the answer (the verdict and the report card), notes about the run, then the charts.
 A first paint is bounded by the browser fetching and evaluating Plotly's code (about 4.7 MB), which starts only
 when the first chart element reaches the page. :func:`open_page` therefore sends the title and the two top
 charts' frames before the dashboard imports numpy and h5py and reads the run. On a session's first run each frame
@@ -27,10 +28,12 @@ EMPTY_FIGURE = {"data": [{"type": "scatter", "x": [], "y": [], "hoverinfo": "ski
 class PageFrame:
     """Where the page's parts go, top to bottom.
 
+    answer: the verdict and the report card, under the title (the page answers before it charts).
     notes: messages about the runs folder and the run (above the charts). left, right: the chart columns (3:2).
     entropy, metrics: one-element slots in ``left``/``right`` for the entropy curve and the closed-loop metrics.
     """
 
+    answer: DeltaGenerator
     notes: DeltaGenerator
     left: DeltaGenerator
     right: DeltaGenerator
@@ -47,9 +50,11 @@ def open_page() -> PageFrame:
     """Set the page up and send the title and the two chart frames (empty figures on a session's first run)."""
     st.set_page_config(page_title=PAGE_TITLE, layout="wide")
     st.title(TITLE)
+    answer = st.container()
     notes = st.container()
     left, right = st.columns([3, 2])
-    frame = PageFrame(notes=notes, left=left, right=right, entropy=left.empty(), metrics=right.empty())
+    frame = PageFrame(answer=answer, notes=notes, left=left, right=right, entropy=left.empty(),
+                      metrics=right.empty())
     if not st.session_state.get(FIRST_RUN):
         st.session_state[FIRST_RUN] = True
         frame.entropy.plotly_chart(EMPTY_FIGURE, key="_frame_entropy")

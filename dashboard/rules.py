@@ -187,7 +187,7 @@ def report_card_rows(ck: Rows | pd.DataFrame, metric: str, declared: Collection[
 
     Returns:
         One dict per rule (``max_entropy, last, best_reward, bc``; rules that pick nothing omitted) with keys
-        :data:`CARD_COLUMNS`.
+        :data:`CARD_COLUMNS` and ``key``, ``best_key`` (the pick's and the best checkpoint's keys).
     """
     rows = []
     cand = _checkpoints(ck, metric)
@@ -198,7 +198,7 @@ def report_card_rows(ck: Rows | pd.DataFrame, metric: str, declared: Collection[
         p = pick_by_key(cand, key, metric, RULE_LABELS[rule])
         rows.append({"rule": RULE_LABELS[rule], "checkpoint": p.name, "episode": p.episode, "value": p.value,
                      "rank": p.rank, "of": p.n, "regret": p.regret,
-                     "verdict": so_far(p.sentence) if partial else p.sentence})
+                     "verdict": so_far(p.sentence) if partial else p.sentence, "key": p.key, "best_key": p.best_key})
     return rows
 
 

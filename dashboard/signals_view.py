@@ -2,7 +2,8 @@
 
 Reads ``/verdict`` attribute ``signals_json`` of a results file (:func:`sim.harness.reader.read_signal_verdict`,
 written by ``python -m sim.evaluate --signals ...``; docs/results_schema.md), cached on the file's mtime and size.
-Entropy is the headline: its sentence comes first, then the ranking of every signal by selection regret.
+Entropy is the headline: its sentence comes first, then the ranking of every signal by selection regret, one row per
+signal with both of its rules (pick the max, pick the min) and their places in the stored ranking.
 """
 
 from __future__ import annotations
@@ -41,24 +42,40 @@ def _ci(ci: Any) -> str:
     return "" if not ci or ci[0] is None else f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"
 
 
-def ranking_table(v: dict) -> dict[str, list]:
-    """The ranking as columns (a dict of lists, what ``st.dataframe`` shows): lowest selection regret first."""
-    names = v.get("checkpoint_names") or {}
-    cols: dict[str, list] = {k: [] for k in ("rank", "signal", "rule", "picks", "regret", "regret (max)",
-                                             "regret (min)", "spearman", "spearman CI", "checkpoints")}
+def signal_rows(v: dict) -> list[dict]:
+    """One entry per signal, both of its rules together: ``signal``, ``headline``, ``n_checkpoints``, ``spearman``,
+    ``spearman_ci`` and, per rule ``r`` in (``max``, ``min``), ``rank_r`` (the rule's place in the stored ranking,
+    1 = lowest regret, of ``2 x signals``), ``regret_r`` and ``pick_r``. Ordered headline first, then by the better
+    of the signal's two ranks."""
+    out: dict[str, dict] = {}
     for i, j in enumerate(v.get("ranking", []), 1):
+        e = out.setdefault(j["signal"], {"signal": j["signal"], "headline": False, "n_checkpoints": j["n_checkpoints"],
+                                         "spearman": j.get("spearman"), "spearman_ci": j.get("spearman_ci"),
+                                         "regret_max": j["regret_max"], "regret_min": j["regret_min"],
+                                         "pick_max": j["pick_max"], "pick_min": j["pick_min"]})
         rule = j.get("rule", j.get("best_rule"))  # best_rule: files written before rules were ranked one by one
-        pick = j["pick_max"] if rule == "max" else j["pick_min"]
-        cols["rank"].append(i)
-        cols["signal"].append(j["signal"] + (" (headline)" if j.get("headline") else ""))
-        cols["rule"].append(f"pick the {rule}")
-        cols["picks"].append(names.get(pick, pick))
-        cols["regret"].append(round(float(j["regret"]), 4))
-        cols["regret (max)"].append(round(float(j["regret_max"]), 4))
-        cols["regret (min)"].append(round(float(j["regret_min"]), 4))
-        cols["spearman"].append(_num(j.get("spearman"), "+.2f"))
-        cols["spearman CI"].append(_ci(j.get("spearman_ci")))
-        cols["checkpoints"].append(j["n_checkpoints"])
+        e.setdefault(f"rank_{rule}", i)
+        e["headline"] = e["headline"] or bool(j.get("headline"))
+    return sorted(out.values(), key=lambda e: (not e["headline"], min(e.get("rank_max", 1e9), e.get("rank_min", 1e9))))
+
+
+def ranking_table(v: dict) -> dict[str, list]:
+    """The ranking as columns (a dict of lists, what ``st.dataframe`` shows): one row per signal with both of its
+    rules (pick the max, pick the min), the headline (entropy) first, then the others by their better rank."""
+    names = v.get("checkpoint_names") or {}
+    n = len(v.get("ranking", []))
+    cols: dict[str, list] = {k: [] for k in ("signal", "max: rank", "max: regret", "max: picks", "min: rank",
+                                             "min: regret", "min: picks", "spearman", "spearman CI", "checkpoints")}
+    for e in signal_rows(v):
+        cols["signal"].append(e["signal"] + (" (headline)" if e["headline"] else ""))
+        for r in ("max", "min"):
+            rank = e.get(f"rank_{r}")
+            cols[f"{r}: rank"].append("n/a" if rank is None else f"{rank} of {n}")
+            cols[f"{r}: regret"].append(round(float(e[f"regret_{r}"]), 4))
+            cols[f"{r}: picks"].append(names.get(e[f"pick_{r}"], e[f"pick_{r}"]))
+        cols["spearman"].append(_num(e.get("spearman"), "+.2f"))
+        cols["spearman CI"].append(_ci(e.get("spearman_ci")))
+        cols["checkpoints"].append(e["n_checkpoints"])
     return cols
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import streamlit as st
 
 from dashboard import figures
+from dashboard.table import shown
 
 EVAL_CMD = "python -m sim.evaluate --run RUN_DIR"
 
@@ -81,15 +82,15 @@ def stats_view(verdict: dict | None, metric: str) -> None:
     left, right = st.columns(2)
     with left:
         st.markdown("**Probability of improvement over the pick** (rliable; on a random scene, ties half)")
-        st.dataframe(poi_table(stats), hide_index=True)
+        st.dataframe(shown(poi_table(stats)), hide_index=True)
     with right:
         st.markdown("**Each rule over `last`**")
-        st.dataframe(rules_table(stats), hide_index=True)
+        st.dataframe(shown(rules_table(stats)), hide_index=True)
     by_type = (verdict or {}).get("by_type")
     if by_type and by_type.get("types"):
         st.markdown(f"**Per scenario type** (regret by {by_type.get('metric')}; no verdict below "
                     f"{by_type.get('min_scenes')} scenes)")
-        st.dataframe(type_table(by_type), hide_index=True)
+        st.dataframe(shown(type_table(by_type)), hide_index=True)
         st.write(by_type.get("sentence", ""))
     else:
         st.caption("No scenario types stored for these scenes (a results file written before types).")

@@ -117,3 +117,31 @@ def smooth(x: Sequence[float] | np.ndarray, window: int) -> np.ndarray:
     total = np.where(ok, win, 0.0).sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(cnt > 0, total / np.maximum(cnt, 1), np.nan)
+
+
+SHOWN_DIGITS = 4  # significant digits of every float a dashboard table shows (exports keep full precision)
+
+
+def round_sig(x: float, digits: int = SHOWN_DIGITS) -> float:
+    """``x`` rounded to ``digits`` significant digits, as the shortest float (``-0.9151515151515152`` ->
+    ``-0.9152``; ``69.0421`` -> ``69.04``); NaN and infinities unchanged."""
+    x = float(x)
+    return x if not np.isfinite(x) else float(f"{x:.{digits}g}")
+
+
+def shown(table: Any, digits: int = SHOWN_DIGITS) -> Any:
+    """A table as shown: every float column (a pandas frame's, or a dict of lists') rounded by :func:`round_sig`.
+
+    Args:
+        table: a pandas DataFrame or ``{column: list}``; other columns (text, integers, tuples) are kept as they are.
+
+    Returns:
+        A copy of the same type.
+    """
+    if isinstance(table, Mapping):
+        return {k: [round_sig(v, digits) if isinstance(v, float) else v for v in col] for k, col in table.items()}
+    out = table.copy()
+    for c in out.columns:
+        if out[c].dtype.kind == "f":
+            out[c] = [round_sig(v, digits) for v in out[c]]
+    return out

@@ -97,3 +97,76 @@ def test_page_loads_picker_and_click(runs):
          "load_per_cpu": round(load, 2)}))
     if load < 1.0:  # the 3 s budget is for this CPU, not for this CPU shared by several busy processes
         assert paint_s <= 3.0, f"first paint {paint_s:.2f} s > 3 s (20 checkpoints x 500 scenes)"
+
+
+# Page boxes of the verdict paragraph, the report card's table and the first two Plotly charts.
+BOXES_JS = """() => {
+  const box = e => { if (!e) return null; const r = e.getBoundingClientRect(); return {top: r.top, bottom: r.bottom}; };
+  const verdict = [...document.querySelectorAll('[data-testid="stMarkdownContainer"] p')]
+    .find(p => p.innerText.startsWith('Verdict'));
+  const card = [...document.querySelectorAll('[data-testid="stMarkdownContainer"] table')]
+    .find(t => t.innerText.startsWith('rule'));
+  const charts = [...document.querySelectorAll('.js-plotly-plot')].map(box);
+  return {verdict: box(verdict), verdictText: verdict ? verdict.innerText : '', card: box(card),
+          cardText: card ? card.innerText : '', charts};
+}"""
+# Axis titles and legend entries of the entropy chart (the first), as drawn.
+ENTROPY_TEXT_JS = """() => {
+  const gd = document.querySelectorAll('.js-plotly-plot')[0];
+  return {xtitle: gd.querySelector('.xtitle')?.textContent || '',
+          legend: [...gd.querySelectorAll('.legendtext')].map(t => t.textContent),
+          page: document.body.innerText};
+}"""
+
+
+@pytest.fixture(scope="module")
+def answer_runs(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("answer_runs")
+    write_run(root, FixtureSpec(name="proj", seed=2, n_checkpoints=12, n_scenes=60))
+    write_run(root, FixtureSpec(name="sb3", seed=3, n_checkpoints=8, n_scenes=40, agent="sb3"), link_latest=False)
+    return root
+
+
+def test_the_answer_comes_first_at_1400x900(answer_runs):
+    """The verdict and the report card are drawn above the charts and inside the first 900 px; an SB3 run's
+    entropy chart counts environment steps, names its files without role-file names, and the page carries no
+    project-run note (screenshots kept under test-artifacts/)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    with serve(answer_runs) as url, sync_api.sync_playwright() as pw:
+        browser = launch(pw)
+        try:
+            page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+            for run in ("proj", "sb3"):
+                page.goto(f"{url}/?run={run}")
+                page.wait_for_function(PAINTED_JS, arg=2, timeout=60000)
+                page.get_by_text(re.compile("^Verdict")).first.wait_for(timeout=30000)
+                shot = ARTIFACTS / f"answer_first_{run}.png"
+                page.screenshot(path=str(shot))
+                b = page.evaluate(BOXES_JS)
+                assert b["verdict"] and b["card"], f"no verdict or card drawn (see {shot})"
+                top_chart = min(c["top"] for c in b["charts"][:2])
+                assert b["verdict"]["bottom"] <= top_chart and b["card"]["bottom"] <= top_chart, (b, str(shot))
+                assert b["verdict"]["bottom"] <= 900 and b["card"]["bottom"] <= 900, (b, str(shot))
+                assert "Max entropy picks" in b["verdictText"] and "Max entropy" in b["cardText"]
+                t = page.evaluate(ENTROPY_TEXT_JS)
+                if run == "sb3":
+                    assert t["xtitle"] == "environment step", str(shot)
+                    assert "environment step" in b["cardText"] and "(environment step " in b["verdictText"]
+                    assert not any(".pt" in x for x in t["legend"]), (t["legend"], str(shot))
+                    assert any(x.startswith("last (highest step): rl_model_") for x in t["legend"]), t["legend"]
+                    assert "entropy_history.json" not in t["page"] and "training.train" not in t["page"]
+                else:
+                    assert t["xtitle"] == "episode"
+                    # the HTML report: built when asked (not at first paint), then downloaded as one file
+                    assert page.get_by_role("button", name="Download HTML report").count() == 0
+                    page.get_by_role("button", name="Prepare HTML report").click()
+                    dl_button = page.get_by_role("button", name="Download HTML report")
+                    dl_button.wait_for(timeout=60000)
+                    with page.expect_download(timeout=30000) as dl:
+                        dl_button.click()
+                    doc = Path(dl.value.path()).read_text()
+                    page.screenshot(path=str(ARTIFACTS / "answer_html_report.png"))
+                    assert doc.lstrip().lower().startswith("<!doctype html>") and "<svg" in doc
+                    assert dl.value.suggested_filename == "report_proj.html"
+        finally:
+            browser.close()

@@ -42,12 +42,20 @@ def test_signal_view_shows_the_stored_ranking(runs, monkeypatch):
     md = " ".join(m.value for m in at.markdown)
     assert "**Max entropy** (`entropy`) ranks" in md
     table = at.dataframe[0].value
-    assert list(table["signal"]) == [j["signal"] + (" (headline)" if j["headline"] else "") for j in v["ranking"]]
+    # one row per signal (both rules on it), the headline first (the table used to list each rule on its own row)
+    signals = list(dict.fromkeys(j["signal"] for j in v["ranking"]))
+    assert list(table["signal"])[0] == "entropy (headline)" and len(table) == len(signals)
+    assert set(table["signal"]) == {"entropy (headline)", *(s for s in signals if s != "entropy")}
     assert set(table["signal"]) >= {"entropy (headline)", "approx_kl", "value_loss", "train_reward", "training step"}
-    assert list(table["rank"]) == list(range(1, len(v["ranking"]) + 1))
-    # picks are shown by file name, and the regret column is the stored one
-    assert set(table["picks"]) <= set(v["checkpoint_names"].values())
-    assert list(table["regret"]) == [round(j["regret"], 4) for j in v["ranking"]]
+    place = {(j["signal"], j["rule"]): i for i, j in enumerate(v["ranking"], 1)}
+    for _, row in table.iterrows():
+        name = row["signal"].removesuffix(" (headline)")
+        j = next(j for j in v["ranking"] if j["signal"] == name)
+        for r in ("max", "min"):
+            assert row[f"{r}: rank"] == f"{place[(name, r)]} of {len(v['ranking'])}"
+            # picks are shown by file name, and the regret columns are the stored ones
+            assert row[f"{r}: picks"] == v["checkpoint_names"][j[f"pick_{r}"]]
+            assert row[f"{r}: regret"] == round(j[f"regret_{r}"], 4)
 
 
 def test_signal_view_without_a_stored_verdict(runs, monkeypatch):
@@ -67,6 +75,8 @@ def test_headline_sentence_and_table_from_a_verdict():
     s = headline_sentence(v)
     assert "ranks **2 of 2**" in s and "**a.zip**" in s and "regret 0.2" in s and "[-0.10, +0.90]" in s
     assert "Lowest regret: pick the min of `train/approx_kl`" in s
-    t = ranking_table(v)
-    assert t["picks"] == ["b.zip", "a.zip"] and t["spearman"] == ["n/a", "+0.50"]
-    assert t["rule"] == ["pick the min", "pick the max"]
+    t = ranking_table(v)  # headline first, then the others by rank; each rule's place in the stored ranking
+    assert t["signal"] == ["entropy (-train/entropy_loss) (headline)", "train/approx_kl"]
+    assert t["max: picks"] == ["a.zip", "a.zip"] and t["min: picks"] == ["b.zip", "b.zip"]
+    assert t["max: rank"] == ["2 of 2", "n/a"] and t["min: rank"] == ["n/a", "1 of 2"]
+    assert t["spearman"] == ["+0.50", "n/a"]

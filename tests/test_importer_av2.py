@@ -112,7 +112,13 @@ def test_lane_graph_and_semantics_agree_with_geometry(scene, folder):
     for name in ("traffic_lights", "speed_limits", "stop_signs"):
         assert not road.knows(name)
     assert road.num_lights == 0 and len(road.crosswalks) > 0
-    assert len(road.drivable) >= len(road.lanes)
+    from shapely.ops import unary_union
+
+    area = unary_union([Polygon(p).buffer(0) for p in road.drivable])  # every lane lies in the drivable area
+    for i, poly in enumerate(road.lane_polygons):
+        if len(poly) >= 3:
+            lane = Polygon(poly).buffer(0)
+            assert lane.difference(area).area <= 0.01 * lane.area + 1e-6, i
 
 
 def test_logged_ego_on_the_drivable_area(scene):
