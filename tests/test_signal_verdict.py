@@ -83,3 +83,15 @@ def test_bootstrap_is_seeded_and_shapes_checked(metric):
         judge_signals(metric, {"s": [1.0, 2.0]}, KEYS)
     with pytest.raises(ValueError, match="NaN"):
         judge_signals(np.full((6, 3), np.nan), {}, KEYS)
+
+
+def test_printed_ranking_headline_first_then_one_row_per_signal_in_rank_order(metric):
+    rng = np.random.default_rng(1)
+    sig = {"entropy": metric.mean(1)[::-1].copy(), "oracle": metric.mean(1), "noise": rng.normal(size=6)}
+    v = judge_signals(metric, sig, KEYS, headline="entropy", n_resamples=50)
+    rows = [ln.strip() for ln in v.lines()[1:] if ln.strip().startswith("#")]
+    assert "entropy (headline)" in rows[0]
+    ranks = [int(r.split()[0][1:]) for r in rows[1:]]
+    assert ranks == sorted(ranks) and ranks[0] == 1
+    names = [r.split(":")[0].split()[-1] for r in rows[1:]]
+    assert sorted(names) == sorted(set(names)) and set(names) == {j.signal for j in v.ranking}

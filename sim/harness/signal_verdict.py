@@ -109,20 +109,34 @@ class SignalVerdict:
         return _plain(asdict(self))
 
     def lines(self) -> list[str]:
-        """Human-readable summary, headline first, then the ranking."""
+        """Human-readable summary: the headline signal first (labelled, with its place), then one row per signal
+        in rank order (its better direction; the other direction's place and regret in brackets)."""
         d = "higher" if self.higher_is_better else "lower"
         out = [f"Which training signal picks the best checkpoint? metric {self.metric} ({d} is better), "
                f"{len(self.checkpoints)} checkpoints x {self.n_scenarios} scenes; best {self.best_checkpoint} "
                f"({self.best_value:.4g})"]
-        order = sorted(self.ranking, key=lambda j: not j.headline) if self.headline else list(self.ranking)
-        for j in order:
+        rank = {id(j): 1 + i for i, j in enumerate(self.ranking)}
+        n = len(self.ranking)
+
+        def entry(j: SignalJudgement) -> str:
             rho = "n/a" if j.spearman is None else f"{j.spearman:+.2f}"
             if j.spearman_ci is not None and j.spearman_ci[0] is not None:
                 rho += f" [{j.spearman_ci[0]:+.2f}, {j.spearman_ci[1]:+.2f}]"
-            rank = 1 + list(self.ranking).index(j)
             pick = j.pick_max if j.rule == "max" else j.pick_min
-            out.append(f"  #{rank} {j.rule} {j.signal}{' (headline)' if j.headline else ''}: picks {pick}, "
-                       f"regret {j.regret:.4g}; spearman {rho}")
+            return f"{j.rule} {j.signal}: picks {pick}, regret {j.regret:.4g}; spearman {rho}"
+
+        for j in self.ranking:
+            if j.headline:
+                out.append(f"  #{rank[id(j)]} of {n}: {entry(j).replace(':', ' (headline):', 1)}")
+        out.append("  ranking, one row per signal (its better direction first):")
+        seen: set[str] = set()
+        for j in self.ranking:
+            if j.signal in seen:
+                continue
+            seen.add(j.signal)
+            other = [o for o in self.ranking if o.signal == j.signal and o is not j]
+            tail = "".join(f" ({o.rule}: #{rank[id(o)]}, regret {o.regret:.4g})" for o in other)
+            out.append(f"  #{rank[id(j)]} {entry(j)}{tail}")
         out += [f"  note: {n}" for n in self.notes]
         return out
 
