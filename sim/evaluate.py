@@ -52,7 +52,7 @@ from sim.harness.identity import identity_root, run_results_path
 from sim.harness.plugin_candidates import plugin_candidates
 from sim.harness.reader import read_checkpoints, read_scenarios
 from sim.harness.report import build_verdict, console_width, print_summary, summary_rows
-from sim.harness.run_info import RESULTS_NAME
+from sim.harness.run_info import RESULTS_NAME, reused_scenes_line
 from sim.harness.schema import CheckpointRows, scene_record
 from sim.harness.signal_run import SignalPlan, fill_candidates, plan_signals, ranking_lines
 from sim.harness.signal_run import judge as judge_signals_of
@@ -304,6 +304,11 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
     label = run_dir.name if run_dir else out.stem
     if out.name != RESULTS_NAME and not cfg.out:
         log(f"Scenario set {cfg.scenarios} has its own results file: {out} ({RESULTS_NAME} holds another set)")
+    reused = reused_scenes_line(run_dir, [s.id for s in scenes])
+    if reused:
+        from rich.markup import escape
+
+        log(escape(reused))
     with writer.lock():
         ids = [s.id for s in scenes]
         scene_of = {s.id: s for s in scenes}

@@ -16,10 +16,11 @@ from scenarios.scenario import Scenario, ScenarioError
 from scenarios.suites import parse_spec, suite_seeds
 from sim.batch import ScenarioBatch, make_batch
 from sim.expert import collect_expert
-from sim.harness.run_info import EVAL_STATES_FILE
+from sim.harness.run_info import EVAL_STATES_FILE, SCENES_FILE
 from sim.observation import OBS_DIM, OBS_VERSION
 from training.bc import ExpertData, flatten_expert
 from training.config import TrainConfig, TrainError
+from training.run_dir import write_json
 
 EVAL_STATES_VERSION = 1
 EXPERT_CHUNK = 64  # scenes per collect_expert call
@@ -37,6 +38,15 @@ def expert_data(scenes: Sequence[Scenario], device: torch.device, max_agents: in
     return ExpertData(torch.cat(obs), torch.cat(wps))
 
 
+VAL_EVERY, VAL_OFFSET = 10, 4  # a file or folder: scenes sorted by id, i % VAL_EVERY == VAL_OFFSET is val
+MIN_VAL_SCENES = 5  # below this a val score at each interval says little (a warning)
+
+
+def _min_scenes(n_val: int) -> int:
+    """Usable scenes a file or folder needs for ``n_val`` val scenes (and at least one train scene)."""
+    return VAL_OFFSET + 1 + (n_val - 1) * VAL_EVERY
+
+
 def split_scenes(spec: str, split: str, limit: int = 0, progress: bool = True, strict: bool = False) -> list[Scenario]:
     """Scenes of ``split`` (``train`` or ``val``) of a suite name, a scenario file or a folder.
 
@@ -44,7 +54,7 @@ def split_scenes(spec: str, split: str, limit: int = 0, progress: bool = True, s
     split (0 = all), generated on demand. A file or folder has no splits: its usable scenes
     (:func:`scenarios.loading.load_scenes`; an unusable file or scene is skipped with a one-line reason
     on stderr, or is an error with ``strict``), ordered by id, are split deterministically by position
-    (every 10th scene, starting with the 5th, is val; the rest train).
+    (every :data:`VAL_EVERY`-th scene, starting with the ``VAL_OFFSET + 1``-th, is val; the rest train).
 
     Raises:
         TrainError: the split is empty, nothing is usable, or (``strict``) a scene cannot be used.
@@ -67,8 +77,13 @@ def split_scenes(spec: str, split: str, limit: int = 0, progress: bool = True, s
             for item in report.skipped:
                 print(item.line(), file=sys.stderr)
         every = sorted(report.scenes, key=lambda s: s.id)
-        scenes = [s for i, s in enumerate(every) if (i % 10 == 4) == (split == "val")]
+        scenes = [s for i, s in enumerate(every) if (i % VAL_EVERY == VAL_OFFSET) == (split == "val")]
         scenes = scenes[:limit] if limit > 0 else scenes
+        if not scenes:
+            raise TrainError(f"--scenarios {spec}: {len(every)} usable scene(s) leave the {split} split empty; a file "
+                             f"or folder is split by scene id (every {VAL_EVERY}th scene, from the "
+                             f"{VAL_OFFSET + 1}th, is val; the rest train): training needs at least "
+                             f"{_min_scenes(1)} usable scenes")
     if not scenes:
         raise TrainError(f"--scenarios {spec}: the {split} split is empty")
     return scenes
@@ -110,10 +125,22 @@ class RunData:
         return self._cache[idx]
 
 
+def say_split(spec: str, train: list[Scenario], val: list[Scenario]) -> None:
+    """Print how many scenes each split holds; warn when the val split is too small for a meaningful score."""
+    print(f"scenes: {len(train)} train, {len(val)} val from {spec}")
+    if len(val) < MIN_VAL_SCENES:
+        print(f"warning: --scenarios {spec}: the val split has {len(val)} scene(s); the val score at each interval "
+              f"says little on fewer than {MIN_VAL_SCENES} (a file or folder needs at least "
+              f"{_min_scenes(MIN_VAL_SCENES)} usable scenes: every {VAL_EVERY}th by id is val)", file=sys.stderr)
+
+
 def load_run_data(cfg: TrainConfig, run: Path, device: torch.device, need_expert: bool = True) -> RunData:
     """Load the splits, the expert data and the evaluation states (drawn once, then read from the run dir)."""
     train = split_scenes(cfg.scenarios, "train", cfg.train_pool, cfg.progress, cfg.strict)
     val = split_scenes(cfg.scenarios, "val", cfg.val_scenes, cfg.progress, cfg.strict)
+    say_split(cfg.scenarios, train, val)
+    write_json(run / SCENES_FILE, {"scenarios": cfg.scenarios, "train": [s.id for s in train],
+                                   "val": [s.id for s in val]})
     val_batch = make_batch(val, device, cfg.max_agents)
     expert = None
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))

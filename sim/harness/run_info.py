@@ -18,6 +18,7 @@ HISTORY_FILE = "entropy_history.json"  # entropy (and the other series) per eval
 TRAIN_METRICS_FILE = "train_metrics.json"  # the ranked checkpoints, each role's source, select_after
 CHECKPOINTS_DIR = "checkpoints"  # ep{episode:05d}.pt, one per evaluation interval
 EVAL_STATES_FILE = "eval_states.pt"  # the fixed evaluation states entropy is averaged over
+SCENES_FILE = "scenes.json"  # the scene ids the run trained and validated on ({"train": [...], "val": [...]})
 LATEST_LINK = "latest"  # <runs dir>/latest -> the newest run
 RESULTS_NAME = "results.h5"  # a run's results file (its first scenario set; others: sim.harness.identity)
 RUN_MARKERS: tuple[str, ...] = (CONFIG_FILE, HISTORY_FILE, TRAIN_METRICS_FILE, CHECKPOINTS_DIR)  # a run folder
@@ -90,3 +91,24 @@ def declared_roles(run: Path) -> dict[str, RoleRef]:
             ep = -1
         out[role] = RoleRef(role=role, file=fname, episode=ep, source=Path(src).name if src else "")
     return out
+
+
+def trained_scene_ids(run: Path | None) -> set[str]:
+    """The ids of the scenes ``run`` trained on (its :data:`SCENES_FILE`), empty when unknown."""
+    if run is None:
+        return set()
+    try:
+        doc = json.loads((run / SCENES_FILE).read_text())
+        return {str(x) for x in doc.get("train", [])} if isinstance(doc, dict) else set()
+    except (OSError, ValueError, TypeError):
+        return set()
+
+
+def reused_scenes_line(run: Path | None, evaluated: list[str], shown: int = 5) -> str | None:
+    """A one-line warning when the evaluated scenes include scenes the run trained on (their ids), else None."""
+    reused = sorted(trained_scene_ids(run) & set(evaluated))
+    if not reused:
+        return None
+    more = f" and {len(reused) - shown} more" if len(reused) > shown else ""
+    return (f"warning: {len(reused)} of the {len(evaluated)} evaluated scenes are scenes run {run.name} trained on "
+            f"({', '.join(reused[:shown])}{more}): closed-loop scores on them are not held-out scores")
