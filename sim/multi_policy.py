@@ -120,7 +120,8 @@ def repeat_batch(batch: ScenarioBatch, copies: int) -> ScenarioBatch:
         raise SimError(f"repeat_batch: copies must be >= 1, got {copies}")
     n = len(batch.ids)
     out = _repeat_fields(batch, copies, n)
-    return dataclasses.replace(out, road=_repeat_fields(batch.road, copies, n))
+    lanes = None if batch.lanes is None else _repeat_fields(batch.lanes, copies, n)
+    return dataclasses.replace(out, road=_repeat_fields(batch.road, copies, n), lanes=lanes)
 
 
 def split_rows(x: Tensor, copies: int) -> Tensor:
