@@ -32,7 +32,11 @@ Definitions and choices (beyond DESIGN.md):
   ends are extended by odd reflection (keeps the local slope). The smoothing passes a
   sinusoid of period 2 s with gain 0.89 (accel) and 0.49 (jerk, both filters): brief spikes
   are forgiven, sustained ones are not. ``comfortable`` = every controlled step within bounds.
-- ``score = no_at_fault_collision * drivable * (5 progress + 5 ttc_ok + 2 comfortable) / 12``.
+- Map rules (``traffic_light_compliance``, ``driving_direction_compliance``, ``speed_limit_compliance``,
+  ``lane_keeping``): :mod:`sim.metrics_rules`; NaN where the scene's map lacks the semantic (not applicable).
+- ``score``: NAVSIM v2 EPDMS with NAVSIM's human filter (the terms of the recorded driver, :func:`human_terms`);
+  ``nuplan_score``: nuPlan's closed-loop score. Formulas in :mod:`sim.metric_catalogue` (``epdms``,
+  ``nuplan_score``; NC through its ``score_terms``).
 """
 
 from __future__ import annotations
@@ -60,7 +64,8 @@ from sim.geometry import (
     road_distance,
     time_to_collision,
 )
-from sim.metric_catalogue import SPECS, pdm_score
+from sim.metric_catalogue import SPECS, epdms, nuplan_score, score_terms
+from sim.metrics_rules import RuleContext
 from sim.rollout import Rollout
 
 OFFROAD_THRESHOLD = 0.3  # m outside the drivable area (nuPlan)
@@ -478,12 +483,74 @@ class Comfortable(Metric):
         return (~c.masked_any(~ok)).float()
 
 
+class TrafficLightCompliance(Metric):
+    name = "traffic_light_compliance"
+
+    def from_context(self, c):
+        return RuleContext.of(c).traffic_light_compliance()
+
+
+class DrivingDirectionCompliance(Metric):
+    name = "driving_direction_compliance"
+
+    def from_context(self, c):
+        return RuleContext.of(c).driving_direction_compliance()
+
+
+class SpeedLimitCompliance(Metric):
+    name = "speed_limit_compliance"
+
+    def from_context(self, c):
+        return RuleContext.of(c).speed_limit_compliance()
+
+
+class LaneKeeping(Metric):
+    name = "lane_keeping"
+
+    def from_context(self, c):
+        return RuleContext.of(c).lane_keeping()
+
+
+_TERM_METRICS = ("collision_at_fault", "offroad", "driving_direction_compliance", "traffic_light_compliance",
+                 "progress", "ttc_ok", "lane_keeping", "comfortable", "speed_limit_compliance")
+_HUMAN_TERMS: weakref.WeakKeyDictionary[ScenarioBatch, dict[str, Tensor]] = weakref.WeakKeyDictionary()
+
+
+def _terms(c: MetricContext) -> dict[str, Tensor]:
+    """The score terms of a context (:func:`sim.metric_catalogue.score_terms`, the one place NC is defined), once."""
+    got = c.__dict__.get("_score_terms")
+    if got is None:
+        got = c.__dict__["_score_terms"] = score_terms({n: REGISTRY[n].from_context(c) for n in _TERM_METRICS})
+    return got
+
+
+def human_terms(batch: ScenarioBatch) -> dict[str, Tensor]:
+    """The score terms of the recorded driver: every agent (ego included) on its log, unfiltered. A property of the
+    batch alone: computed once per batch and kept while it lives (NAVSIM's human filter compares against it)."""
+    got = _HUMAN_TERMS.get(batch)
+    if got is None:
+        action = torch.zeros(batch.num_scenes, batch.num_steps, 2, device=batch.device, dtype=batch.log.dtype)
+        log = Rollout(batch.log, batch.valid, action, None, agent_model="log", init_step=batch.init_step, dt=batch.dt)
+        got = _HUMAN_TERMS[batch] = _terms(MetricContext(log, batch))
+    return got
+
+
 class Score(Metric):
+    """NAVSIM v2 EPDMS with the human filter (:func:`sim.metric_catalogue.epdms`)."""
+
     name = "score"
 
     def from_context(self, c):
-        parts = (CollisionAtFault(), Offroad(), Progress(), TTCOk(), Comfortable())
-        return pdm_score(*(m.from_context(c) for m in parts))
+        return epdms(_terms(c), human_terms(c.batch))
+
+
+class NuplanScore(Metric):
+    """nuPlan's closed-loop score, no human filter (:func:`sim.metric_catalogue.nuplan_score`)."""
+
+    name = "nuplan_score"
+
+    def from_context(self, c):
+        return nuplan_score(_terms(c))
 
 
 REGISTRY: dict[str, Metric] = {
@@ -501,7 +568,12 @@ REGISTRY: dict[str, Metric] = {
         MinTTC(),
         TTCOk(),
         Comfortable(),
+        TrafficLightCompliance(),
+        DrivingDirectionCompliance(),
+        SpeedLimitCompliance(),
+        LaneKeeping(),
         Score(),
+        NuplanScore(),
     )
 }
 
