@@ -273,6 +273,12 @@ class RuleContext:
             got = c.__dict__["_rules"] = RuleContext(c)
         return got
 
+    def ego_occupancy(self) -> LaneOccupancy:
+        """The ego's :class:`LaneOccupancy` ``[B, T]`` (steps from ``init_step``; scenes without lanes read 0 lanes):
+        the lane test of nuPlan's at-fault lateral rule (``multiple_lanes``) and of TTC's agents-behind rule
+        (``multiple_lanes | in_intersection``); use it where ``lanes.has_lanes``."""
+        return self.steps.occupancy
+
     def _na(self, value: Tensor, applicable: Tensor) -> Tensor:
         return torch.where(applicable, value.float(), torch.full_like(value.float(), math.nan))
 
