@@ -4,7 +4,8 @@ keeping and traffic lights (DESIGN.md "Closed-loop metrics", REFERENCE.md "nuPla
 Every metric here is "not applicable" where the scene's map lacks the semantic it needs: the value is NaN (stored
 as such; a score drops a NaN multiplier as 1 and a NaN weighted term with its weight, so it never lowers a score).
 The map data comes precomputed per batch (:class:`sim.lane_map.LaneMap`, a lane as a union of oriented rectangles);
-one pass over (ego box, lane piece) pairs near each other (:func:`lane_steps`) serves every metric.
+one pass over (ego centre, lane piece) pairs near each other (:func:`lane_steps`) serves every metric; the box
+tests run only against the pieces past a stop line, and for :func:`lane_occupancy`.
 
 Definitions and their sources (``docs/metrics.md`` has the full text):
 
@@ -74,10 +75,9 @@ class LaneOccupancy:
 
 @dataclass(frozen=True, eq=False)
 class LaneSteps:
-    """What every rule metric needs of the lanes, per step.
+    """What the rule metrics need of the lanes, per step (B scenes, T steps, G signals).
 
     Attributes:
-        occupancy: :class:`LaneOccupancy`.
         centre_yaw: ``[B, T]`` rad, direction of the lane holding the box's centre (best aligned), NaN in none.
         centre_limit: ``[B, T]`` m/s, that lane's speed limit (the lowest among equally aligned), NaN unknown or none.
         centre_in_intersection: bool ``[B, T]`` the centre is in an intersection lane.
@@ -85,7 +85,6 @@ class LaneSteps:
         light_region: bool ``[B, T, G]`` the box overlaps the part of signal g's lane past its stop line.
     """
 
-    occupancy: LaneOccupancy
     centre_yaw: Tensor
     centre_limit: Tensor
     centre_in_intersection: Tensor
@@ -99,8 +98,9 @@ def _near(ax: Tensor, ay: Tensor, ar: Tensor, bx: Tensor, by: Tensor, br: Tensor
     return dx * dx + dy * dy <= r * r
 
 
-def _candidates(boxes: Tensor, lanes: LaneMap, rows: Tensor) -> tuple[Tensor, Tensor]:
-    """(step, piece) pairs whose bounding circles meet: ``(bt [N] into B*T, seg [N] into B*R)``.
+def _candidates(boxes: Tensor, reach: Tensor, lanes: LaneMap, rows: Tensor) -> tuple[Tensor, Tensor]:
+    """(step, piece) pairs where a circle of radius ``reach [B, T]`` m around the box's centre meets the piece's
+    bounding circle: ``(bt [N] into B*T, seg [N] into B*R)``.
 
     Three conservative stages keep the work near the pairs that matter: the ego's positions over each window of
     :data:`WINDOW` steps (one circle) against the chunks of :data:`~sim.lane_map.CHUNK` pieces, then each step of a
@@ -112,7 +112,6 @@ def _candidates(boxes: Tensor, lanes: LaneMap, rows: Tensor) -> tuple[Tensor, Te
     dev = boxes.device
     n_w = -(-n_t // WINDOW)
     pad = n_w * WINDOW - n_t
-    reach = torch.hypot(boxes[..., _LEN], boxes[..., _WID]) / 2  # [B, T]
     xy = torch.nn.functional.pad(boxes[..., :2], (0, 0, 0, pad)).reshape(n_b, n_w, WINDOW, 2)
     ok = torch.nn.functional.pad(rows, (0, pad)).reshape(n_b, n_w, WINDOW)
     w = ok[..., None].to(xy.dtype)
@@ -142,8 +141,28 @@ def _candidates(boxes: Tensor, lanes: LaneMap, rows: Tensor) -> tuple[Tensor, Te
     return bt[keep], seg[keep]
 
 
+def _pairs(boxes: Tensor, lanes: LaneMap, rows: Tensor, reach: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Candidate pairs and their boxes: ``(bt, seg, ego boxes [N, 5], piece boxes [N, 5])``."""
+    bt, seg = _candidates(boxes, reach, lanes, rows)
+    return bt, seg, boxes.reshape(-1, 5)[bt], lanes.seg_box.reshape(-1, 5)[seg]
+
+
+def _local(px: Tensor, py: Tensor, sb: Tensor) -> tuple[Tensor, Tensor]:
+    """Points ``[N, ...]`` in the frame of pieces ``sb [N, 5]``: (along, across) m."""
+    shape = (-1,) + (1,) * (px.ndim - 1)
+    c, s = torch.cos(sb[:, _YAW]).reshape(shape), torch.sin(sb[:, _YAW]).reshape(shape)
+    dx, dy = px - sb[:, _X].reshape(shape), py - sb[:, _Y].reshape(shape)
+    return dx * c + dy * s, -dx * s + dy * c
+
+
+def _any_at(mask: Tensor, size: int, key: Tensor) -> Tensor:
+    """bool ``[size]``: True at ``key[mask]``."""
+    out = torch.zeros(size, dtype=torch.bool, device=key.device)
+    return out.index_put_((key[mask],), torch.tensor(True, device=key.device))
+
+
 def lane_steps(boxes: Tensor, lanes: LaneMap, rows: Tensor) -> LaneSteps:
-    """Lane occupancy and the ego's lane at every step (one pass over nearby lane pieces).
+    """The lane of the box's centre at every step, and the traffic-light regions the box overlaps.
 
     Args:
         boxes: float32 ``[B, T, 5]`` (x, y, yaw, length, width) m / rad, the batch's local frame.
@@ -156,62 +175,41 @@ def lane_steps(boxes: Tensor, lanes: LaneMap, rows: Tensor) -> LaneSteps:
     n_b, n_t = rows.shape
     n_l, n_g = lanes.num_lanes, lanes.light_seg.shape[1]
     dev = boxes.device
-    bt, seg = _candidates(boxes, lanes, rows)
-    eb = boxes.reshape(-1, 5)[bt]
-    sb = lanes.seg_box.reshape(-1, 5)[seg]
-    lane = lanes.seg_lane.reshape(-1)[seg]
-    b_of = bt // n_t
-    overlap = boxes_overlap(eb, sb)
-    cs, sn = torch.cos(sb[:, _YAW]), torch.sin(sb[:, _YAW])
-    hl, hw = sb[:, _LEN] / 2, sb[:, _WID] / 2
-
-    def local(px: Tensor, py: Tensor, sx: Tensor, sy: Tensor, c: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
-        dx, dy = px - sx, py - sy  # along / across the piece
-        return dx * c + dy * s, -dx * s + dy * c
-
-    u, v = local(eb[:, _X], eb[:, _Y], sb[:, _X], sb[:, _Y], cs, sn)
-    centre_in = (u.abs() <= hl) & (v.abs() <= hw)
+    # the centre's lane: only pieces within LK_DEVIATION of the centre can hold it or be near it
+    bt, seg, eb, sb = _pairs(boxes, lanes, rows, torch.full_like(boxes[..., 0], LK_DEVIATION))
+    lane_key = (bt // n_t) * n_l + lanes.seg_lane.reshape(-1)[seg]
+    u, v = _local(eb[:, _X], eb[:, _Y], sb)
+    along = u.abs() <= sb[:, _LEN] / 2
+    centre_in = along & (v.abs() <= sb[:, _WID] / 2)
     align = torch.cos(eb[:, _YAW] - sb[:, _YAW])
-    near = (u.abs() <= hl) & (v.abs() <= LK_DEVIATION) & (align > 0)
-    corners = box_corners(eb)  # [N, 4, 2]
-    cu, cv = local(corners[..., 0], corners[..., 1], sb[:, None, _X], sb[:, None, _Y], cs[:, None], sn[:, None])
-    corner_in = (cu.abs() <= hl[:, None] + 1e-6) & (cv.abs() <= hw[:, None] + 1e-6)  # [N, 4]
-    inter = lanes.lane_intersection.reshape(-1)[b_of * n_l + lane] == 1
-
-    def any_at(mask: Tensor, size: int, key: Tensor) -> Tensor:
-        return torch.zeros(size, dtype=torch.bool, device=dev).index_put_((key[mask],), torch.tensor(True, device=dev))
-
-    key = bt * n_l + lane
-    occ = any_at(overlap, n_b * n_t * n_l, key).reshape(n_b * n_t, n_l)
-    pair, corner = corner_in.nonzero(as_tuple=True)
-    held = torch.zeros(n_b * n_t * n_l, 4, dtype=torch.bool, device=dev)
-    held.index_put_((key[pair], corner), torch.tensor(True, device=dev))
-    held = held.reshape(n_b * n_t, n_l, 4)
-    multiple = (held.any(-1).sum(-1) > 1) & ~held.all(-1).any(-1)
+    near = along & (v.abs() <= LK_DEVIATION) & (align > 0)
+    inter = lanes.lane_intersection.reshape(-1)[lane_key] == 1
     score = torch.where(centre_in, align, torch.full_like(align, -2.0))
     best = torch.full((n_b * n_t,), -3.0, device=dev).scatter_reduce(0, bt, score, "amax")
     win = centre_in & (score == best[bt])
     yaw = torch.full((n_b * n_t,), -math.inf, device=dev).scatter_reduce(0, bt[win], sb[win, _YAW], "amax")
-    limit = lanes.lane_speed_limit.reshape(-1)[b_of * n_l + lane].nan_to_num(nan=math.inf)
+    limit = lanes.lane_speed_limit.reshape(-1)[lane_key].nan_to_num(nan=math.inf)
     lim = torch.full((n_b * n_t,), math.inf, device=dev).scatter_reduce(0, bt[win], limit[win], "amin")
     region = torch.zeros(n_b * n_t, n_g, device=dev)
-    if n_g:
-        hits = lanes.light_seg.permute(0, 2, 1).reshape(-1, n_g)[seg[overlap]].float()
-        region.index_add_(0, bt[overlap], hits)
+    light_any = lanes.light_seg.any(1) if n_g else None  # [B, R] pieces past some stop line
+    if n_g and bool(light_any.any()):  # the box against the pieces past a stop line alone
+        reach = torch.hypot(boxes[..., _LEN], boxes[..., _WID]) / 2
+        bt2, seg2, eb2, sb2 = _pairs(boxes, lanes, rows, reach)
+        keep = light_any.reshape(-1)[seg2]
+        bt2, seg2 = bt2[keep], seg2[keep]
+        hit = boxes_overlap(eb2[keep], sb2[keep])
+        hits = lanes.light_seg.permute(0, 2, 1).reshape(-1, n_g)[seg2[hit]].float()
+        region.index_add_(0, bt2[hit], hits)
 
     def bt_shape(x: Tensor) -> Tensor:
         return x.reshape(n_b, n_t, *x.shape[1:])
 
     nan = torch.tensor(math.nan, device=dev)
     return LaneSteps(
-        occupancy=LaneOccupancy(
-            count=bt_shape(occ.sum(-1)), multiple_lanes=bt_shape(multiple),
-            in_intersection=bt_shape(any_at(overlap & inter, n_b * n_t, bt)),
-        ),
         centre_yaw=bt_shape(torch.where(torch.isinf(yaw), nan, yaw)),
         centre_limit=bt_shape(torch.where(torch.isinf(lim), nan, lim)),
-        centre_in_intersection=bt_shape(any_at(centre_in & inter, n_b * n_t, bt)),
-        near_centreline=bt_shape(any_at(near, n_b * n_t, bt)),
+        centre_in_intersection=bt_shape(_any_at(centre_in & inter, n_b * n_t, bt)),
+        near_centreline=bt_shape(_any_at(near, n_b * n_t, bt)),
         light_region=bt_shape(region > 0),
     )
 
@@ -227,7 +225,27 @@ def lane_occupancy(boxes: Tensor, lanes: LaneMap, rows: Tensor) -> LaneOccupancy
     Returns:
         :class:`LaneOccupancy` (``[B, T]`` each).
     """
-    return lane_steps(boxes, lanes, rows).occupancy
+    n_b, n_t = rows.shape
+    n_l = lanes.num_lanes
+    dev = boxes.device
+    bt, seg, eb, sb = _pairs(boxes, lanes, rows, torch.hypot(boxes[..., _LEN], boxes[..., _WID]) / 2)
+    lane_key = (bt // n_t) * n_l + lanes.seg_lane.reshape(-1)[seg]
+    overlap = boxes_overlap(eb, sb)
+    corners = box_corners(eb)  # [N, 4, 2]
+    cu, cv = _local(corners[..., 0], corners[..., 1], sb)
+    corner_in = (cu.abs() <= sb[:, None, _LEN] / 2 + 1e-6) & (cv.abs() <= sb[:, None, _WID] / 2 + 1e-6)  # [N, 4]
+    key = bt * n_l + lanes.seg_lane.reshape(-1)[seg]
+    occ = _any_at(overlap, n_b * n_t * n_l, key).reshape(n_b * n_t, n_l)
+    pair, corner = corner_in.nonzero(as_tuple=True)
+    held = torch.zeros(n_b * n_t * n_l, 4, dtype=torch.bool, device=dev)
+    held.index_put_((key[pair], corner), torch.tensor(True, device=dev))
+    held = held.reshape(n_b * n_t, n_l, 4)
+    inter = lanes.lane_intersection.reshape(-1)[lane_key] == 1
+    return LaneOccupancy(
+        count=occ.sum(-1).reshape(n_b, n_t),
+        multiple_lanes=((held.any(-1).sum(-1) > 1) & ~held.all(-1).any(-1)).reshape(n_b, n_t),
+        in_intersection=_any_at(overlap & inter, n_b * n_t, bt).reshape(n_b, n_t),
+    )
 
 
 def worst_window_sum(x: Tensor, window: int) -> Tensor:
@@ -262,8 +280,10 @@ class RuleContext:
             raise SimError(f"rule metrics: light states cover {lanes.light_red.shape[-1]} steps, the rollout {n_t}")
         self.c, self.lanes = c, lanes
         steps = torch.arange(n_t, device=c.ego.device)
-        box = torch.cat([c.ego[..., 0:3], c.ego[..., 5:7]], dim=-1)
-        self.steps = lane_steps(box, lanes, c.step_valid & (steps >= c.init)[None, :])
+        self.box = torch.cat([c.ego[..., 0:3], c.ego[..., 5:7]], dim=-1)
+        self.rows = c.step_valid & (steps >= c.init)[None, :]
+        self.steps = lane_steps(self.box, lanes, self.rows)
+        self._occupancy: LaneOccupancy | None = None
 
     @staticmethod
     def of(c: MetricContext) -> RuleContext:
@@ -276,8 +296,10 @@ class RuleContext:
     def ego_occupancy(self) -> LaneOccupancy:
         """The ego's :class:`LaneOccupancy` ``[B, T]`` (steps from ``init_step``; scenes without lanes read 0 lanes):
         the lane test of nuPlan's at-fault lateral rule (``multiple_lanes``) and of TTC's agents-behind rule
-        (``multiple_lanes | in_intersection``); use it where ``lanes.has_lanes``."""
-        return self.steps.occupancy
+        (``multiple_lanes | in_intersection``); use it where ``lanes.has_lanes``. Computed on first use."""
+        if self._occupancy is None:
+            self._occupancy = lane_occupancy(self.box, self.lanes, self.rows)
+        return self._occupancy
 
     def _na(self, value: Tensor, applicable: Tensor) -> Tensor:
         return torch.where(applicable, value.float(), torch.full_like(value.float(), math.nan))
