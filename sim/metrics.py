@@ -594,6 +594,7 @@ def compute_metrics(ro: Rollout, batch: ScenarioBatch, compile: StepCompile | No
     Raises:
         SimError: the rollout does not belong to the batch (shapes or init_step differ).
     """
+    human_terms(batch)  # first: the recorded driver's context is gone before the policy's fills (peak memory)
     c = MetricContext(ro, batch, compile)
     return {name: m.from_context(c).float() for name, m in REGISTRY.items()}
 
