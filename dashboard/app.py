@@ -30,7 +30,7 @@ FRAME = open_page()
 from dashboard import data, figures, run_roles, table  # noqa: E402
 from dashboard.answer import Answer, build_answer, card_markdown  # noqa: E402
 from dashboard.run_kind import RunKind, run_kind  # noqa: E402
-from sim.metric_catalogue import JUDGED_METRICS  # noqa: E402
+from sim.metric_catalogue import JUDGED_METRICS, METRIC_NAMES  # noqa: E402
 
 if TYPE_CHECKING:  # pandas (and dashboard.rules, which uses it) load after the first paint, in the views below it
     import pandas as pd
@@ -454,9 +454,13 @@ def main(frame: PageFrame) -> None:
 
 
 def plain_table(ck: pd.DataFrame) -> pd.DataFrame:
-    """The checkpoint table as shown and exported: roles as plain names (``best_entropy bc``), no tuples."""
+    """The checkpoint table as shown and exported: roles as plain names (``best_entropy bc``), no tuples; a metric
+    that applies to no scene (NaN throughout: the map lacks its semantic) reads ``n/a``."""
     shown = ck.drop(columns=["entropy_per_dim", "files", "scenario_id"], errors="ignore").copy()
     shown["roles"] = [" ".join(r for r in roles if r != "candidate") for roles in shown["roles"]]
+    for m in METRIC_NAMES:
+        if m in shown and len(shown) and shown[m].isna().all():
+            shown[m] = "n/a"
     return shown
 
 

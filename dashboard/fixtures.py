@@ -26,7 +26,7 @@ from sim.harness.reader import read_checkpoints
 from sim.harness.report import build_verdict
 from sim.harness.schema import CheckpointAttrs, CheckpointRows, SceneRecord, parts_dir
 from sim.harness.store import ResultsWriter
-from sim.metric_catalogue import METRIC_NAMES, pdm_score
+from sim.metric_catalogue import METRIC_NAMES, epdms, nuplan_score, score_terms
 
 FAMILIES = ("straight", "lane_change", "intersection", "merge", "roundabout")
 SOURCES = ("procedural", "waymo", "commonroad")
@@ -128,13 +128,21 @@ def _metrics(quality: float, n: int, rng: np.random.Generator) -> dict[str, np.n
     ttc_ok = (rng.random(n) < 0.6 + 0.35 * quality).astype(float)
     comf = (rng.random(n) < 0.7 + 0.2 * quality).astype(float)
     at_fault = coll * (rng.random(n) < 0.7)
-    score = pdm_score(at_fault, off, prog, ttc_ok, comf)
+    ddc = np.where(rng.random(n) < 0.1 * (1 - quality), 0.5, 1.0)
+    slc = np.clip(1 - rng.exponential(0.1 * (1 - quality) + 0.01, n), 0, 1)
+    lk = (rng.random(n) < 0.8 + 0.15 * quality).astype(float)
+    tlc = np.full(n, np.nan)  # the fixture's maps record no traffic lights: not applicable
+    rules = {"traffic_light_compliance": tlc, "driving_direction_compliance": ddc, "speed_limit_compliance": slc,
+             "lane_keeping": lk}
+    terms = score_terms({"collision_at_fault": at_fault, "offroad": off, "progress": prog, "ttc_ok": ttc_ok,
+                         "comfortable": comf, **rules})
+    score = epdms(terms)
     m = {"ade": ade, "fde": ade * rng.uniform(1.5, 2.5, n), "collision": coll,
          "collision_time": np.where(coll > 0, rng.uniform(1, 5, n), np.nan), "collision_at_fault": at_fault,
          "no_at_fault_collisions": 1.0 - at_fault,
          "offroad": off, "offroad_fraction": off * rng.uniform(0, 0.3, n), "progress": prog,
          "route_completion": np.clip(prog + rng.normal(0, 0.05, n), 0, 1), "min_ttc": rng.uniform(0.2, 3.0, n),
-         "ttc_ok": ttc_ok, "comfortable": comf, "score": score}
+         "ttc_ok": ttc_ok, "comfortable": comf, **rules, "score": score, "nuplan_score": nuplan_score(terms)}
     assert set(m) == set(METRIC_NAMES)
     return m
 

@@ -16,6 +16,7 @@ from sim.config import AGENT_REACH, DEFAULT_MAX_AGENTS, ROUTE_SPACING, SimError
 
 if TYPE_CHECKING:  # pragma: no cover
     from sim.geometry import RoadGrid
+    from sim.lane_map import LaneMap
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,6 +38,9 @@ class ScenarioBatch:
             0, since every agent that can touch the ego is simulated (kept for the results schema).
         world_origins: float64 numpy ``[B, 2]`` m, each scene's ``Scenario.world_origin`` (the batch
             is in local coordinates; world = local + origin).
+        lanes: the map semantics of the rule metrics (:class:`sim.lane_map.LaneMap`: lane pieces as boxes
+            ``[B, R, 5]`` with lane index, speed limits and intersection flags ``[B, L]``, traffic-light signals
+            ``[B, G, R]`` / ``[B, G, T]``), precomputed once per batch; None in batches built by hand.
     """
 
     log: Tensor
@@ -53,6 +57,7 @@ class ScenarioBatch:
     families: tuple[str, ...]
     agents_dropped: Tensor | None = None
     world_origins: np.ndarray | None = None
+    lanes: LaneMap | None = None
 
     @property
     def device(self) -> torch.device:
@@ -188,6 +193,7 @@ def make_batch(
     log[..., LENGTH] = np.where(valid, log[..., LENGTH], 1.0)
     log[..., WIDTH] = np.where(valid, log[..., WIDTH], 1.0)
     from sim.geometry import build_road_grid  # lazy: written by the metrics helper
+    from sim.lane_map import build_lane_map  # lazy: imports shapely
 
     dev = torch.device(device)
     return ScenarioBatch(
@@ -205,4 +211,5 @@ def make_batch(
         families=tuple(s.family for s in scenes),
         agents_dropped=torch.tensor([d for _, d in picks], dtype=torch.int64, device=dev),
         world_origins=np.array([s.world_origin for s in scenes], dtype=np.float64).reshape(b, 2),
+        lanes=build_lane_map(scenes, n_t, dev),
     )

@@ -45,7 +45,11 @@ Definitions and choices (beyond DESIGN.md):
   (keeps the local slope). The smoothing passes a sinusoid of period 2 s with gain 0.89 (accel) and
   0.49 (jerk, both filters): brief spikes are forgiven, sustained ones are not. ``comfortable`` =
   every controlled step within all six bounds.
-- ``score = no_at_fault_collisions * drivable * (5 progress + 5 ttc_ok + 2 comfortable) / 12``.
+- Map rules (``traffic_light_compliance``, ``driving_direction_compliance``, ``speed_limit_compliance``,
+  ``lane_keeping``): :mod:`sim.metrics_rules`; NaN where the scene's map lacks the semantic (not applicable).
+- ``score``: NAVSIM v2 EPDMS with NAVSIM's human filter (the terms of the recorded driver, :func:`human_terms`);
+  ``nuplan_score``: nuPlan's closed-loop score. Formulas in :mod:`sim.metric_catalogue` (``epdms``,
+  ``nuplan_score``; NC through its ``score_terms``).
 """
 
 from __future__ import annotations
@@ -74,7 +78,8 @@ from sim.geometry import (
     road_distance,
     time_to_collision,
 )
-from sim.metric_catalogue import SPECS, pdm_score
+from sim.metric_catalogue import SPECS, epdms, nuplan_score, score_terms
+from sim.metrics_rules import RuleContext
 from sim.rollout import Rollout
 
 OFFROAD_THRESHOLD = 0.3  # m outside the drivable area (nuPlan)
@@ -178,24 +183,24 @@ def _relative_position(ego: Tensor, other: Tensor) -> tuple[Tensor, Tensor]:
     return along > dist * math.cos(AHEAD_ANGLE), along < dist * math.cos(BEHIND_ANGLE)
 
 
-def in_multiple_lanes(ego: Tensor, batch: ScenarioBatch, route_lat: Tensor) -> Tensor:
-    """Whether the ego is in several lanes at each step (nuPlan/NAVSIM ego area ``MULTIPLE_LANES``).
+def in_multiple_lanes(ctx: MetricContext) -> tuple[Tensor, Tensor]:
+    """Whether the ego is in several lanes, and whether it is in an intersection lane, at each step.
 
     nuPlan and NAVSIM ask whether the ego's box overlaps more than one lane polygon
     (``no_ego_at_fault_collisions.py`` via ``ego_lane_change.py``; NAVSIM ``pdm_scorer.py``
-    ``_calculate_ego_area``). Without lane polygons, the proxy is the ego's distance from its route
-    (the logged path): more than :data:`LANE_KEEP` m off it, the ego has left its lane. The one place
-    this is decided: the at-fault lateral rule and TTC's agents beside the ego both read it.
-
-    Args:
-        ego: float ``[B, T, 7]`` the ego's states (x, y, yaw, vx, vy, length, width), m, rad, m/s.
-        batch: the batch (its map, for a lane-polygon test).
-        route_lat: float ``[B, T]`` m, the ego's distance from its route.
+    ``_calculate_ego_area``): the lane occupancy of :func:`sim.metrics_rules.lane_occupancy` where the scene has
+    lanes. A scene without lanes falls back to the ego's distance from its route (the logged path): more than
+    :data:`LANE_KEEP` m off it, the ego has left its lane (and no intersection is known). The one place this is
+    decided: the at-fault lateral rule and TTC's agents beside and behind the ego both read it.
 
     Returns:
-        bool ``[B, T]``.
+        ``(several [B, T], intersection [B, T])``, bool.
     """
-    return route_lat > LANE_KEEP
+    proxy = ctx.route_lat > LANE_KEEP
+    has = ctx.batch.lanes.has_lanes[:, None]
+    occ = RuleContext.of(ctx).ego_occupancy()
+    several = torch.where(has, occ.multiple_lanes, proxy)
+    return several, has & occ.in_intersection
 
 
 class MetricContext:
@@ -371,7 +376,7 @@ class MetricContext:
         # nuPlan's candidates: not yet collided with, and ahead (or beside while the ego is in several lanes)
         ahead, behind = _relative_position(e, pair)
         keep = ~self.collided.reshape(-1).index_select(0, idx)
-        keep &= ahead | (self.lateral_exposed.reshape(-1).index_select(0, ego_row) & ~behind)
+        keep &= ahead | (self.beside_exposed.reshape(-1).index_select(0, ego_row) & ~behind)
         ttc = time_to_collision(
             _box(e), e[:, VX : VY + 1], _box(pair)[:, None], pair[:, None, VX : VY + 1], keep[:, None]
         )
@@ -384,11 +389,22 @@ class MetricContext:
         return self.route_projection[1]
 
     @cached_property
+    def lanes_taken(self) -> tuple[Tensor, Tensor]:
+        """:func:`in_multiple_lanes` of this rollout, once."""
+        return in_multiple_lanes(self)
+
+    @cached_property
     def lateral_exposed(self) -> Tensor:
         """bool ``[B, T]``: the ego is in several lanes (:func:`in_multiple_lanes`) or off the drivable area
-        (more than :data:`OFFROAD_THRESHOLD` m): lateral hits are its fault and agents beside it are TTC
-        candidates (nuPlan's ``timestamps_in_common_or_connected_route_objs``, NAVSIM's ego areas)."""
-        return in_multiple_lanes(self.ego, self.batch, self.route_lat) | (self.offroad_dist > OFFROAD_THRESHOLD)
+        (more than :data:`OFFROAD_THRESHOLD` m): lateral hits are its fault (nuPlan
+        ``no_ego_at_fault_collisions.py``)."""
+        return self.lanes_taken[0] | (self.offroad_dist > OFFROAD_THRESHOLD)
+
+    @cached_property
+    def beside_exposed(self) -> Tensor:
+        """bool ``[B, T]``: agents beside the ego are TTC candidates: it is in several lanes, in an intersection
+        lane or off the drivable area (nuPlan ``time_to_collision_within_bound.py``, NAVSIM's ego areas)."""
+        return self.lateral_exposed | self.lanes_taken[1]
 
     @cached_property
     def collided(self) -> Tensor:
@@ -599,12 +615,74 @@ class Comfortable(Metric):
         return (~c.masked_any(~ok)).float()
 
 
+class TrafficLightCompliance(Metric):
+    name = "traffic_light_compliance"
+
+    def from_context(self, c):
+        return RuleContext.of(c).traffic_light_compliance()
+
+
+class DrivingDirectionCompliance(Metric):
+    name = "driving_direction_compliance"
+
+    def from_context(self, c):
+        return RuleContext.of(c).driving_direction_compliance()
+
+
+class SpeedLimitCompliance(Metric):
+    name = "speed_limit_compliance"
+
+    def from_context(self, c):
+        return RuleContext.of(c).speed_limit_compliance()
+
+
+class LaneKeeping(Metric):
+    name = "lane_keeping"
+
+    def from_context(self, c):
+        return RuleContext.of(c).lane_keeping()
+
+
+_TERM_METRICS = ("no_at_fault_collisions", "offroad", "driving_direction_compliance", "traffic_light_compliance",
+                 "progress", "ttc_ok", "lane_keeping", "comfortable", "speed_limit_compliance")
+_HUMAN_TERMS: weakref.WeakKeyDictionary[ScenarioBatch, dict[str, Tensor]] = weakref.WeakKeyDictionary()
+
+
+def _terms(c: MetricContext) -> dict[str, Tensor]:
+    """The score terms of a context (:func:`sim.metric_catalogue.score_terms`, the one place NC is defined), once."""
+    got = c.__dict__.get("_score_terms")
+    if got is None:
+        got = c.__dict__["_score_terms"] = score_terms({n: REGISTRY[n].from_context(c) for n in _TERM_METRICS})
+    return got
+
+
+def human_terms(batch: ScenarioBatch) -> dict[str, Tensor]:
+    """The score terms of the recorded driver: every agent (ego included) on its log, unfiltered. A property of the
+    batch alone: computed once per batch and kept while it lives (NAVSIM's human filter compares against it)."""
+    got = _HUMAN_TERMS.get(batch)
+    if got is None:
+        action = torch.zeros(batch.num_scenes, batch.num_steps, 2, device=batch.device, dtype=batch.log.dtype)
+        log = Rollout(batch.log, batch.valid, action, None, agent_model="log", init_step=batch.init_step, dt=batch.dt)
+        got = _HUMAN_TERMS[batch] = _terms(MetricContext(log, batch))
+    return got
+
+
 class Score(Metric):
+    """NAVSIM v2 EPDMS with the human filter (:func:`sim.metric_catalogue.epdms`)."""
+
     name = "score"
 
     def from_context(self, c):
-        parts = (Offroad(), Progress(), TTCOk(), Comfortable())
-        return pdm_score(1.0 - c.no_at_fault_collisions, *(m.from_context(c) for m in parts))
+        return epdms(_terms(c), human_terms(c.batch))
+
+
+class NuplanScore(Metric):
+    """nuPlan's closed-loop score, no human filter (:func:`sim.metric_catalogue.nuplan_score`)."""
+
+    name = "nuplan_score"
+
+    def from_context(self, c):
+        return nuplan_score(_terms(c))
 
 
 REGISTRY: dict[str, Metric] = {
@@ -623,7 +701,12 @@ REGISTRY: dict[str, Metric] = {
         MinTTC(),
         TTCOk(),
         Comfortable(),
+        TrafficLightCompliance(),
+        DrivingDirectionCompliance(),
+        SpeedLimitCompliance(),
+        LaneKeeping(),
         Score(),
+        NuplanScore(),
     )
 }
 
@@ -644,6 +727,7 @@ def compute_metrics(ro: Rollout, batch: ScenarioBatch, compile: StepCompile | No
     Raises:
         SimError: the rollout does not belong to the batch (shapes or init_step differ).
     """
+    human_terms(batch)  # first: the recorded driver's context is gone before the policy's fills (peak memory)
     c = MetricContext(ro, batch, compile)
     return {name: m.from_context(c).float() for name, m in REGISTRY.items()}
 

@@ -26,7 +26,7 @@ from sim.compiled import StepCompile
 from sim.config import DEFAULT_MAX_AGENTS
 from sim.harness.errors import EvaluationError
 from sim.harness.schema import CheckpointRows
-from sim.metric_catalogue import pdm_score
+from sim.metric_catalogue import epdms, nuplan_score, score_terms
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,8 @@ def _with_sensor_collision(rows: CheckpointRows, run) -> CheckpointRows:
     """OR CARLA's collision sensor into the box-overlap collision (the sensor misses contacts, boxes are primary).
 
     A contact only the sensor saw counts as a collision at its first step and, lacking the geometry to judge
-    fault, as at fault; the score is recomputed from the catalogue's formula with that flag.
+    fault, as at fault; both scores are recomputed from the catalogue's formulas with that flag (the EPDMS without
+    NAVSIM's human filter: the recorded driver's terms are not in the rows).
     """
     fired = np.flatnonzero(np.asarray(run.sensor_collision, dtype=bool)[run.rollout.init_step + 1 :])
     m = rows.metrics
@@ -200,8 +201,9 @@ def _with_sensor_collision(rows: CheckpointRows, run) -> CheckpointRows:
     m["collision_at_fault"] = np.ones(1)
     m["no_at_fault_collisions"] = np.zeros(1)  # what was hit is unknown: counted as a road user
     m["collision_time"] = np.array([(fired[0] + 1) * run.rollout.dt])
-    m["score"] = np.asarray(pdm_score(m["collision_at_fault"], m["offroad"], m["progress"], m["ttc_ok"],
-                                      m["comfortable"]), dtype=np.float64)
+    terms = score_terms(m)
+    m["score"] = np.asarray(epdms(terms), dtype=np.float64)
+    m["nuplan_score"] = np.asarray(nuplan_score(terms), dtype=np.float64)
     return dataclasses.replace(rows, metrics=m)
 
 
