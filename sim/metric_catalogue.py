@@ -8,6 +8,7 @@ so the dashboard can import it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -153,6 +154,8 @@ def _weighted(terms: Mapping[str, Any], weights: Mapping[str, float]) -> Any:
     """Weighted mean of the terms; a NaN (not applicable) term is dropped with its weight."""
     num = sum(w * _fill_nan(terms[n], 0.0) for n, w in weights.items())
     den = sum(w * (terms[n] == terms[n]) for n, w in weights.items())
+    if isinstance(den, int | float) and den == 0:  # every term not applicable: so is the score (arrays give NaN)
+        return math.nan
     return num / den
 
 

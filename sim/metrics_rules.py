@@ -64,7 +64,9 @@ class LaneOccupancy:
 
     Attributes:
         count: int64 ``[B, T]`` lanes whose surface the box overlaps (0 off the lanes or outside ``rows``).
-        multiple_lanes: bool ``[B, T]`` NAVSIM's "in multiple lanes" (more than one lane holds a corner, none all four).
+        multiple_lanes: bool ``[B, T]`` NAVSIM's "in multiple lanes" (more than one lane holds a corner, none all four),
+            where a lane holds corners of one side of the box only (a box on the seam of two successive lanes,
+            front corners in one and rear corners in the other, is in one lane).
         in_intersection: bool ``[B, T]`` the box overlaps a lane flagged as an intersection lane.
     """
 
@@ -241,9 +243,14 @@ def lane_occupancy(boxes: Tensor, lanes: LaneMap, rows: Tensor) -> LaneOccupancy
     held.index_put_((key[pair], corner), torch.tensor(True, device=dev))
     held = held.reshape(n_b * n_t, n_l, 4)
     inter = lanes.lane_intersection.reshape(-1)[lane_key] == 1
+    # corners 0, 1 are the box's left side, 2, 3 its right (sim.geometry.box_corners). Two successive lanes meet at
+    # a seam across the lane: a box on the seam has its front corners in one and its rear corners in the other, each
+    # lane holding both sides, and it is in one lane. It is in several lanes when a lane holds one side only.
+    left, right = held[..., :2].any(-1), held[..., 2:].any(-1)
+    one_side = ((left & ~right) | (right & ~left)).any(-1)
     return LaneOccupancy(
         count=occ.sum(-1).reshape(n_b, n_t),
-        multiple_lanes=((held.any(-1).sum(-1) > 1) & ~held.all(-1).any(-1)).reshape(n_b, n_t),
+        multiple_lanes=((held.any(-1).sum(-1) > 1) & ~held.all(-1).any(-1) & one_side).reshape(n_b, n_t),
         in_intersection=_any_at(overlap & inter, n_b * n_t, bt).reshape(n_b, n_t),
     )
 

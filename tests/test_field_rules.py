@@ -6,6 +6,7 @@ with a reason when it is absent.
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def test_c01_a_tailgater_behind_a_lane_keeping_ego_is_no_ttc_candidate(name):
     """nuPlan time_to_collision_within_bound / NAVSIM _calculate_ttc: agents behind never count."""
     m, c = replay(name)
     assert m["ttc_ok"] == 1.0 and m["score"] == pytest.approx(1.0)
-    assert m["collision"] == 0.0 and not c.lateral_exposed[0, c.controlled[0]].any()
+    assert m["collision"] == 0.0
 
 
 @pytest.mark.parametrize(("name", "multiplier"), [("c02_barrier.pkl", 0.5), ("c02_parked_car.pkl", 0.0)])
@@ -57,8 +58,14 @@ def test_c02_an_at_fault_hit_on_an_object_costs_half(name, multiplier):
     types = c.batch.agent_type[0, 1:][hit]
     want = AgentType.OTHER if multiplier == 0.5 else AgentType.VEHICLE
     assert (types == int(want)).all()
+    # nuPlan's score has no human filter: the multiplier shows (speed limits unknown on this nuScenes map)
+    assert math.isnan(m["speed_limit_compliance"])
+    ddc = 1.0 if math.isnan(m["driving_direction_compliance"]) else m["driving_direction_compliance"]
     weighted = (5 * m["progress"] + 5 * m["ttc_ok"] + 2 * m["comfortable"]) / 12
-    assert m["score"] == pytest.approx(multiplier * (1 - m["offroad"]) * weighted)
+    assert m["nuplan_score"] == pytest.approx(multiplier * (1 - m["offroad"]) * ddc * weighted)
+    # EPDMS filters what the recorded driver did: log replay of the human loses nothing for a term it fails (0),
+    # and keeps an object's 0.5, which is not a failed term (NAVSIM's filter lifts zeros only)
+    assert m["score"] == pytest.approx(1.0 if multiplier == 0.0 else 0.5 * (1 - m["offroad"]) * ddc)
 
 
 def test_c03_a_gentle_weave_fails_comfort_on_yaw_acceleration_alone():

@@ -440,8 +440,9 @@ def test_at_fault_collisions_with_objects_count_half(types, multiplier):
     m = _m([_scene_typed(ego, still, types)])
     assert float(m["collision_at_fault"][0]) == 1.0
     assert float(m["no_at_fault_collisions"][0]) == multiplier
+    # nuPlan's score (no human filter; speed limits unknown here: that term is dropped with its weight)
     weighted = (5 * float(m["progress"][0]) + 5 * float(m["ttc_ok"][0]) + 2 * float(m["comfortable"][0])) / 12
-    assert float(m["score"][0]) == pytest.approx(multiplier * weighted)
+    assert float(m["nuplan_score"][0]) == pytest.approx(multiplier * weighted)
     # a collision that is not the ego's fault costs nothing, whatever was hit
     follower = _straight(-14.5, 15.0)
     m = _m([_scene_typed(ego, [follower], (types[0],))])

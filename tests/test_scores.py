@@ -81,14 +81,21 @@ def test_formulas_agree_on_floats_numpy_and_torch(pol, hum):
         assert float(got[0]) == pytest.approx(want, nan_ok=True)
         got = nuplan_score({k: conv(v) for k, v in p.items()})
         assert float(got[0]) == pytest.approx(nuplan_score(p), nan_ok=True)
-    assert 0.0 <= want <= 1.0 and 0.0 <= nuplan_score(p) <= 1.0
+    weighted = ("progress", "ttc_ok", "lane_keeping", "comfortable")
+    if all(math.isnan(p[n]) for n in weighted):  # no applicable weighted term: no score (NaN), never an error
+        assert math.isnan(want)
+    else:
+        assert 0.0 <= want <= 1.0
+    assert math.isnan(nuplan_score(p)) or 0.0 <= nuplan_score(p) <= 1.0
 
 
-def test_nc_comes_from_collision_at_fault_through_one_function():
+@pytest.mark.parametrize("nc", [0.0, 0.5, 1.0])
+def test_nc_comes_from_no_at_fault_collisions_through_one_function(nc):
     m = {n: 1.0 for n in ("driving_direction_compliance", "traffic_light_compliance", "progress", "ttc_ok",
                           "lane_keeping", "comfortable", "speed_limit_compliance")}
-    t = score_terms({**m, "collision_at_fault": 1.0, "offroad": 0.0})
-    assert t["no_at_fault_collision"] == 0.0 and t["drivable"] == 1.0
+    t = score_terms({**m, "no_at_fault_collisions": nc, "offroad": 0.0})
+    assert t["no_at_fault_collision"] == nc and t["drivable"] == 1.0
+    assert nuplan_score(t) == pytest.approx(nc)  # every other term 1: the score is the multiplier
 
 
 # ----------------------------------------------------------------------------- on synthetic scenes
