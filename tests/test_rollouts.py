@@ -232,3 +232,33 @@ def test_decompose_recovers_known_components():
     assert p.within_scene == pytest.approx(0.01, rel=0.05)
     assert p.between_scene == pytest.approx(0.09, rel=0.08)
     assert decompose(np.ones((5, 1))).within_scene != decompose(np.ones((5, 1))).within_scene  # K = 1: NaN
+
+
+def test_across_reports_the_between_seed_variance(tmp_path, capsys):
+    from sim.across import main as across
+
+    runs = [make_run(tmp_path, episodes=(0, 50, 100), log_stds=[0.3, -0.5, -2.0], name=f"s{i}", seed=i,
+                     speeds=[6.0 + i, 8.0, 10.0 - i]) for i in range(2)]
+    write_scenes(tmp_path / "scenes.npz", 3, num_steps=30)
+    sc = ["--scenarios", str(tmp_path / "scenes.npz"), *ARGS]
+    for r in runs:
+        assert main(["--run", str(r), *sc, "--rollouts", "2"]) == 0
+    capsys.readouterr()
+    files = [str(r / "results.h5") for r in runs]  # K = 2 is the runs' first experiment: results.h5
+    assert across([*files, "--json", str(tmp_path / "a.json"), "--n-resamples", "99"]) == 0
+    out = capsys.readouterr().out
+    assert "Variance of score over sampled rollouts" in out
+    doc = json.loads((tmp_path / "a.json").read_text())
+    parts = []
+    for f in files:
+        v, sampled = read_verdict(f), read_sampled(f)
+        parts.append(decompose_rows(sampled[v["rules"]["last"]["key"]], "score"))
+    want = across_seeds(parts)
+    got = doc["variance"]["last"]
+    assert got["n_runs"] == 2 and got["run_means"] == pytest.approx(list(want.run_means))
+    assert got["between_seed_means"] == pytest.approx(want.between_seed_means)
+    assert got["within_scene"] == pytest.approx(want.within_scene, nan_ok=True)
+    assert main(["--run", str(runs[0]), *sc]) == 0  # K = 0: its own file, and never judged with K = 2 runs
+    capsys.readouterr()
+    assert across([str(runs[0] / "results.rollouts-0.h5"), files[1]]) == 2
+    assert "another evaluation settings" in capsys.readouterr().err
