@@ -66,7 +66,8 @@ def test_rollout_seed_depends_on_every_input():
     ref = rollout_seed(0, "k", 0, ("a", "b"))
     assert ref == rollout_seed(0, "k", 0, ("a", "b")) and 0 <= ref < 2**63
     others = {rollout_seed(1, "k", 0, ("a", "b")), rollout_seed(0, "j", 0, ("a", "b")),
-              rollout_seed(0, "k", 1, ("a", "b")), rollout_seed(0, "k", 0, ("a", "c")), rollout_seed(0, "k", 0, ("ab",))}
+              rollout_seed(0, "k", 1, ("a", "b")), rollout_seed(0, "k", 0, ("a", "c")),
+              rollout_seed(0, "k", 0, ("ab",))}
     assert ref not in others and len(others) == 5
 
 
