@@ -297,7 +297,8 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
     writer.preflight()
     label = run_dir.name if run_dir else out.stem
     if out.name != RESULTS_NAME and not cfg.out:
-        log(f"Scenario set {cfg.scenarios} has its own results file: {out} ({RESULTS_NAME} holds another set)")
+        log(f"Scenario set {cfg.scenarios} with agents {cfg.agents}" + (f", --rollouts {cfg.rollouts}" if cfg.rollouts
+            else "") + f" has its own results file: {out} ({RESULTS_NAME} holds another experiment)")
     with writer.lock():
         ids = [s.id for s in scenes]
         scene_of = {s.id: s for s in scenes}

@@ -145,10 +145,11 @@ def across_seeds(parts: Sequence[VarianceParts]) -> SeedVariance:
 
 def rollouts_section(sampled: Mapping[str, Any], names: Mapping[str, str], scenes: Sequence[str], metric: str,
                      k: int) -> dict[str, Any]:
-    """The verdict's ``rollouts`` section (docs/results_schema.md): per checkpoint key with sampled rows, its name
-    and the decomposition of ``metric`` on ``scenes``."""
-    cks = {key: {"name": names.get(key, key), **decompose_rows(rows, metric, scenes).to_dict()}
-           for key, rows in sampled.items() if metric in rows.metrics}
+    """The verdict's ``rollouts`` section (docs/results_schema.md): per checkpoint key with sampled rows (in the
+    order of ``names``), its name and the decomposition of ``metric`` on ``scenes``."""
+    order = [k for k in names if k in sampled] + [k for k in sampled if k not in names]
+    cks = {key: {"name": names.get(key, key), **decompose_rows(sampled[key], metric, scenes).to_dict()}
+           for key in order if metric in sampled[key].metrics}
     return {"metric": metric, "k": int(k), "estimator": ESTIMATOR, "checkpoints": cks}
 
 
