@@ -138,6 +138,9 @@ def test_cli_refuses_another_k_in_a_file_and_bad_k(work, capsys):
     assert main([*sc, *ARGS, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "rollouts=1" in err and f"--out {work / 'k-rollouts-0.h5'}" in err
+    assert main([*sc, *ARGS, "--rollouts", "1", "--backend", "carla", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--rollouts is not available with --backend carla" in err
     for bad in ("-1", "65"):
         code = main([*sc, *ARGS, "--rollouts", bad, "--out", str(out)])
         err = capsys.readouterr().err.strip()
