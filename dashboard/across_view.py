@@ -17,6 +17,7 @@ import streamlit as st
 
 from dashboard.table import shown
 from sim.harness.across import AcrossError, AcrossVerdict, SeedResult, compare_runs
+from sim.harness.traffic import TrafficComparison
 
 
 def across_frame(v: AcrossVerdict) -> pd.DataFrame:
@@ -33,6 +34,52 @@ def across_frame(v: AcrossVerdict) -> pd.DataFrame:
 SEED_MARKERS = "osD^vPXhp<>"  # one per seed; never the star, which marks a pick that is its seed's best
 BEST_MARKER = "*"
 LABEL_ROOM = 0.45  # fraction of the regret span added right of the largest regret for the picks' names
+
+
+def traffic_frame(c: TrafficComparison) -> pd.DataFrame:
+    """One row per checkpoint: its mean and rank under each traffic model (``sim.harness.traffic``), best first
+    under the first model; then one row per selection rule with its pick and regret under both."""
+    sign = 1.0 if c.higher_is_better else -1.0
+    a, b = c.labels
+    rank_b = {n: r + 1 for r, n in enumerate(sorted(c.names, key=lambda n: -sign * c.values_b[c.names.index(n)]))}
+    order = sorted(range(len(c.names)), key=lambda i: -sign * c.values_a[i])
+    rows = [{"checkpoint / rule": c.names[i], a: c.values_a[i], f"rank {a}": r + 1, b: c.values_b[i],
+             f"rank {b}": rank_b[c.names[i]]} for r, i in enumerate(order)]
+    rows += [{"checkpoint / rule": f"rule {ru.rule}: {ru.pick_a or '-'} | {ru.pick_b or '-'}",
+              a: ru.regret_a, f"rank {a}": None, b: ru.regret_b, f"rank {b}": None} for ru in c.rules]
+    return pd.DataFrame(rows)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _traffic(path: str, key: tuple, metric: str) -> tuple[TrafficComparison | None, str | None]:
+    from sim.harness.traffic import load_traffic, traffic_pair
+
+    pair = traffic_pair(path)
+    if pair is None:
+        return None, None
+    try:
+        return load_traffic(pair[0], pair[1], metric), None
+    except AcrossError as e:
+        return None, str(e)
+
+
+def traffic_section(label: str, run: Path, metric: str) -> None:
+    """The run's rankings under logged and IDM traffic side by side, when it has both results files
+    (``results.h5`` and ``results.agents-idm.h5``; :func:`sim.harness.traffic.traffic_pair`); nothing otherwise."""
+    from dashboard.data import file_key
+    from sim.harness.identity import results_files
+
+    c, err = _traffic(str(run), tuple(file_key(p) for p in results_files(run)), metric)
+    if err:
+        st.warning(err)
+    if c is None:
+        return
+    rho = "n/a" if c.spearman is None else f"{c.spearman:.2f}"
+    tau = "n/a" if c.kendall is None else f"{c.kendall:.2f}"
+    held = f"the pick changes: {c.best_a} -> {c.best_b}" if c.pick_changes else f"the pick holds: {c.best_a}"
+    st.markdown(f"**{label}: {c.labels[0]} vs {c.labels[1]}** ({c.n_scenes} scenes, {metric}; rule rows: regret): "
+                f"{held}; rank correlation Spearman {rho}, Kendall {tau}")
+    st.dataframe(traffic_frame(c), hide_index=True, width="stretch")
 
 
 def across_figure(v: AcrossVerdict, seeds: Sequence[SeedResult]):
@@ -106,11 +153,18 @@ def _load(path: str, key: tuple[int, int], metric: str, label: str) -> tuple[See
 
 
 def across_section(runs: Sequence[tuple[str, Path]], metric: str) -> None:
-    """The across-seeds view of ``runs`` ((label, run folder) pairs, at least two)."""
+    """The across-seeds view of ``runs`` ((label, run folder) pairs, at least two), then, for each run evaluated
+    under logged and IDM traffic, :func:`traffic_section`."""
+    st.subheader(f"Across seeds: {len(runs)} runs")
+    _across_tables(runs, metric)
+    for label, path in runs:  # a run evaluated under logged and IDM traffic: its two rankings side by side
+        traffic_section(label, Path(path), metric)
+
+
+def _across_tables(runs: Sequence[tuple[str, Path]], metric: str) -> None:
     from dashboard.data import file_key
     from sim.harness.run_info import RESULTS_NAME
 
-    st.subheader(f"Across seeds: {len(runs)} runs")
     seeds, errors = [], []
     for label, path in runs:
         s, err = _load(str(path), file_key(path / RESULTS_NAME), metric, label)

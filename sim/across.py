@@ -9,6 +9,15 @@ stored per-scenario rows when it was judged by another metric) and prints, per s
 regret over seeds with a seed-bootstrap interval, how often it picks the best checkpoint and its mean rank
 (:mod:`sim.harness.across`). Runs evaluated on other scenes or settings, or partially, are refused with one
 line. A thin CLI: loading is :mod:`sim.harness.across_data`, the math :mod:`sim.harness.across`.
+
+``--compare-traffic`` compares one run under two models of the other traffic instead (:mod:`sim.harness.traffic`)::
+
+    python -m sim.evaluate --run out/seed0                 # -> out/seed0/results.h5 (logged agents)
+    python -m sim.evaluate --run out/seed0 --agents idm    # -> out/seed0/results.agents-idm.h5
+    python -m sim.across out/seed0 --compare-traffic       # or: ... results.h5 results.agents-idm.h5 --compare-traffic
+
+and prints both rankings side by side, whether the pick changes, their rank correlation and each rule's regret
+under both.
 """
 
 from __future__ import annotations
@@ -39,6 +48,9 @@ class AcrossConfig:
     n_resamples: int = field(default=9999, metadata={"help": "seed bootstrap resamples",
                                                      "range": at_least(1, 1_000_000)})
     seed: int = field(default=0, metadata={"help": "bootstrap seed", "range": SEED})
+    compare_traffic: bool = field(default=False, metadata={
+        "help": "compare one run's rankings under two traffic models: give its two results files that differ only "
+                "in --agents (results.h5 results.agents-idm.h5), or the run folder"})
 
 
 def parse_args(argv: Sequence[str] | None = None) -> AcrossConfig:
@@ -55,6 +67,8 @@ def run(cfg: AcrossConfig):
     from sim.harness.across import compare_runs, format_table
     from sim.harness.across_data import labels, load_seed
 
+    if cfg.compare_traffic:
+        return _traffic(cfg)
     seeds = [load_seed(r, cfg.metric, label) for r, label in zip(cfg.runs, labels(cfg.runs), strict=True)]
     verdict = compare_runs(seeds, n_resamples=cfg.n_resamples, seed=cfg.seed)
     print("distinct policies per run: " + ", ".join(f"{s.run} {s.n_checkpoints}" for s in seeds))
@@ -66,6 +80,33 @@ def run(cfg: AcrossConfig):
         out.write_text(json.dumps(json.loads(to_json(verdict.to_json())), indent=2) + "\n")
         print(f"JSON: {out}")
     return verdict
+
+
+def _traffic(cfg: AcrossConfig):
+    """``--compare-traffic``: the side-by-side rankings (:func:`sim.harness.traffic.load_traffic`)."""
+    from sim.harness.across import AcrossError
+    from sim.harness.traffic import format_traffic, load_traffic, traffic_pair
+
+    if len(cfg.runs) == 1 and Path(cfg.runs[0]).is_dir():
+        pair = traffic_pair(cfg.runs[0])
+        if pair is None:
+            raise AcrossError(f"{cfg.runs[0]}: no results file beside results.h5 that differs only in --agents; "
+                              f"evaluate it with the other model: python -m sim.evaluate --run {cfg.runs[0]} "
+                              "--agents idm")
+    elif len(cfg.runs) == 2:
+        pair = (Path(cfg.runs[0]), Path(cfg.runs[1]))
+    else:
+        raise AcrossError(f"--compare-traffic takes one run folder or its two results files, got {len(cfg.runs)} "
+                          "paths")
+    cmp = load_traffic(pair[0], pair[1], cfg.metric)
+    print(format_traffic(cmp))
+    if cfg.json:
+        from sim.harness.schema import to_json
+
+        out = Path(cfg.json)
+        out.write_text(json.dumps({"traffic": json.loads(to_json(cmp.to_json()))}, indent=2) + "\n")
+        print(f"JSON: {out}")
+    return cmp
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -47,7 +47,16 @@ from sim.harness.candidates import (
     split_by_run,
 )
 from sim.harness.errors import EvaluationError
-from sim.harness.executors import EXECUTORS, SimSettings, make_executor, make_shards, make_units, run_units
+from sim.harness.executors import (
+    EXECUTORS,
+    MAX_ROLLOUTS,
+    SimSettings,
+    check_rollouts,
+    make_executor,
+    make_shards,
+    make_units,
+    run_units,
+)
 from sim.harness.identity import identity_root, run_results_path
 from sim.harness.plugin_candidates import plugin_candidates
 from sim.harness.reader import read_checkpoints, read_scenarios
@@ -57,6 +66,7 @@ from sim.harness.schema import CheckpointRows, scene_record
 from sim.harness.signal_run import SignalPlan, fill_candidates, plan_signals, ranking_lines
 from sim.harness.signal_run import judge as judge_signals_of
 from sim.harness.store import ResultsWriter
+from sim.harness.variance import rollouts_lines, rollouts_section
 from sim.harness.verdict import Verdict
 from sim.metric_catalogue import JUDGED_METRICS
 
@@ -120,6 +130,10 @@ class EvalConfig:
                        range=at_least(0))
     confidence: float = _f(0.95, "--budget stops once one checkpoint is best by --metric with this probability, "
                            "in (0, 1]", metavar="P", range=above(0, 1))
+    rollouts: int = _f(0, "besides the mean action, run each (checkpoint, scene) K more times with actions sampled "
+                       "from the policy's Gaussian head (seeded by --seed), stored beside the mean-action rows, and "
+                       f"report the variance within and between scenes (0 to {MAX_ROLLOUTS}; 0: mean action only)",
+                       metavar="K", range=at_least(0, MAX_ROLLOUTS))
     n_resamples: int = _f(999, "scenario bootstrap resamples", range=at_least(1, MAX_RESAMPLES))
     latest: str = _f("out/latest", "the run folder that bare --ckpt names resolve in")
     progress: bool = _f(True, "progress bar")
@@ -130,6 +144,10 @@ class EvalConfig:
             check_ranges(self)
             check_budget(self.budget)
         except (RangeError, ValueError) as e:
+            raise EvaluationError(str(e)) from None
+        try:
+            check_rollouts(self.rollouts)
+        except ValueError as e:
             raise EvaluationError(str(e)) from None
 
 
@@ -207,7 +225,7 @@ def _output(cfg: EvalConfig, run_dir: Path | None) -> Path:
     if cfg.out:
         return Path(cfg.out)
     if run_dir is not None:
-        return run_results_path(run_dir, cfg.scenarios)  # results.h5, or this scenario set's own file beside it
+        return run_results_path(run_dir, cfg.scenarios, cfg.agents, cfg.rollouts)  # results.h5, or its own file
     raise EvaluationError("no run directory to put results.h5 in: give --out")
 
 
@@ -245,6 +263,8 @@ def run(cfg: EvalConfig, console=None) -> Verdict:
         raise EvaluationError(f"--metric {cfg.metric}: unknown metric; choose from {', '.join(JUDGED_METRICS)}")
     if cfg.backend == "carla" and cfg.agents != "log":
         raise EvaluationError("--agents idm is not available with --backend carla (it replays logged agents only)")
+    if cfg.backend == "carla" and cfg.rollouts:
+        raise EvaluationError("--rollouts is not available with --backend carla (one rollout per scene and server)")
     if cfg.num_cpus < 0:
         raise EvaluationError(f"--num-cpus must be >= 0 (0: all CPUs), got {cfg.num_cpus}")
     _wanted_types(cfg)
@@ -303,7 +323,8 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
     writer.preflight()
     label = run_dir.name if run_dir else out.stem
     if out.name != RESULTS_NAME and not cfg.out:
-        log(f"Scenario set {cfg.scenarios} has its own results file: {out} ({RESULTS_NAME} holds another set)")
+        log(f"Scenario set {cfg.scenarios} with agents {cfg.agents}" + (f", --rollouts {cfg.rollouts}" if cfg.rollouts
+            else "") + f" has its own results file: {out} ({RESULTS_NAME} holds another experiment)")
     reused = reused_scenes_line(run_dir, [s.id for s in scenes])
     if reused:
         from rich.markup import escape
@@ -331,7 +352,7 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
         units = make_units(cands, make_shards(scenes, cfg.batch_size), todo)
         settings = SimSettings(backend=cfg.backend, device=cfg.device, agents=cfg.agents, seed=cfg.seed,
                                threads=cfg.threads, carla_host=cfg.carla_host, carla_ports=cfg.carla_port,
-                               agent=cfg.agent, compile=cfg.compile)
+                               agent=cfg.agent, compile=cfg.compile, rollouts=cfg.rollouts)
         if not out.exists() or units:
             writer.prepare([scene_record(s, select_agents(s, settings.max_agents)[1]) for s in scenes], root)
         writer.write_skipped(skipped)
@@ -357,13 +378,18 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
                                 types={i.id: i.types for i in read_scenarios(out)})
         if race is not None:
             verdict["budget"] = race
+        if cfg.rollouts:
+            verdict["rollouts"] = rollouts_section({k: s.rows.sampled for k, s in stored.items()
+                                                    if s.rows.sampled is not None},
+                                                   {c.key: c.name for c in cands}, vids, cfg.metric, cfg.rollouts)
         sv, sv_lines = signal_verdict_doc(plan, stored, vids, cands, cfg)
         writer.write_verdict(verdict, root, signals=sv)
         shown = [stored[c.key] for c in cands if c.key in stored]
         print_summary(console, summary_rows(shown, vids), verdict, skipped, run=label)
         from rich.markup import escape
 
-        for line in sv_lines + (budget_lines(race) if race else []):
+        extra = rollouts_lines(verdict["rollouts"]) if cfg.rollouts else []
+        for line in sv_lines + (budget_lines(race) if race else []) + extra:
             log(escape(line))
     if cfg.consolidate:
         writer.consolidate()

@@ -35,6 +35,7 @@ import numpy as np
 from scipy import stats
 
 from sim.harness.identity import Experiment, difference
+from sim.harness.variance import SeedVariance, VarianceParts, across_seeds
 
 
 class AcrossError(ValueError):
@@ -74,6 +75,8 @@ class SeedResult:
             so that higher is better; empty when not loaded (no probability of improvement then).
         experiment: the results file's :class:`sim.harness.identity.Experiment` (None: not read from a file);
             runs of another metric version are refused by :func:`sim.harness.identity.difference`.
+        pick_variance: rule -> :class:`sim.harness.variance.VarianceParts` of its pick's sampled rollouts
+            (``sim.evaluate --rollouts K``); empty without.
     """
 
     run: str
@@ -86,6 +89,7 @@ class SeedResult:
     train_seed: int | None = None
     pick_scores: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     experiment: Experiment | None = None
+    pick_variance: Mapping[str, VarianceParts] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,8 @@ class AcrossVerdict:
         spearman_mean: mean of the defined per-seed values.
         spearman_ci: seed-bootstrap percentile interval of that mean.
         confidence: interval level.
+        variance: rule -> :class:`sim.harness.variance.SeedVariance` of its picks over the runs that have sampled
+            rollouts (``--rollouts K``): within a scene, between scenes, between seeds; empty without.
     """
 
     metric: str
@@ -124,6 +130,7 @@ class AcrossVerdict:
     spearman_mean: float | None
     spearman_ci: tuple[float | None, float | None]
     confidence: float
+    variance: Mapping[str, SeedVariance] = field(default_factory=dict)
 
     def rule(self, name: str) -> RuleAcross:
         """The entry of one rule; KeyError if absent."""
@@ -263,8 +270,11 @@ def compare_runs(seeds: Sequence[SeedResult], *, n_resamples: int = 9999, seed: 
     rhos = tuple(_finite(s.spearman) for s in seeds)
     rho_mean, rho_ci = seed_bootstrap_mean([r for r in rhos if r is not None], n_resamples=n_resamples, seed=seed,
                                            confidence=confidence)
+    variance = {r: across_seeds([s.pick_variance[r] for s in seeds if r in s.pick_variance])
+                for r in rules if any(r in s.pick_variance for s in seeds)}
     return AcrossVerdict(metric=seeds[0].metric, runs=tuple(s.run for s in seeds), rules=tuple(out),
-                         spearman_per_seed=rhos, spearman_mean=rho_mean, spearman_ci=rho_ci, confidence=confidence)
+                         spearman_per_seed=rhos, spearman_mean=rho_mean, spearman_ci=rho_ci, confidence=confidence,
+                         variance=variance)
 
 
 def format_table(v: AcrossVerdict) -> str:
@@ -288,4 +298,10 @@ def format_table(v: AcrossVerdict) -> str:
     per = ", ".join(num(x, ".2f") for x in v.spearman_per_seed)
     lines.append(f"entropy vs {v.metric} Spearman per seed: {per}; mean {num(v.spearman_mean, '.2f')} "
                  f"[{num(lo, '.2f')}, {num(hi, '.2f')}]")
+    if v.variance:
+        lines.append(f"Variance of {v.metric} over sampled rollouts, per rule's pick (within a scene | between-scene "
+                     "component | between seed means | between-seed component; sim/harness/variance.py):")
+        for rule, sv in v.variance.items():
+            parts = (sv.within_scene, sv.between_scene, sv.between_seed_means, sv.between_seed)
+            lines.append(f"  {rule:<20} {sv.n_runs} runs: " + " | ".join(num(_finite(x), ".4f") for x in parts))
     return "\n".join(lines)

@@ -75,6 +75,17 @@ def seed_verdict(path: Path, metric: str) -> tuple[dict[str, Any], tuple[str, ..
     return v, ids, scores
 
 
+def pick_variance(path: Path, verdict: dict[str, Any], ids: Sequence[str], metric: str) -> dict[str, Any]:
+    """Rule -> :class:`sim.harness.variance.VarianceParts` of its pick's sampled rollouts (``--rollouts K``) on
+    ``ids``, for the rules whose pick has them (empty for a file evaluated without ``--rollouts``)."""
+    from sim.harness.reader import read_sampled
+    from sim.harness.variance import decompose_rows
+
+    sampled = read_sampled(path)
+    return {r: decompose_rows(sampled[e["key"]], metric, ids) for r, e in (verdict.get("rules") or {}).items()
+            if r != "random" and e and e.get("key") in sampled and metric in sampled[e["key"]].metrics}
+
+
 def load_seed(run: str | Path, metric: str = "score", label: str | None = None) -> SeedResult:
     """One run as a :class:`SeedResult` for :func:`sim.harness.across.compare_runs`.
 
@@ -91,6 +102,7 @@ def load_seed(run: str | Path, metric: str = "score", label: str | None = None) 
                               f"rm -r {path} {path}.parts && python -m sim.evaluate --run {path.parent}")
         attrs, _ = read_root_attrs(path)
         v, ids, scores = seed_verdict(path, metric)
+        variance = pick_variance(path, v, ids, metric)
     except ResultsError as e:
         raise AcrossError(str(e)) from None
     comp = v.get("completeness") or {}
@@ -104,7 +116,7 @@ def load_seed(run: str | Path, metric: str = "score", label: str | None = None) 
     return SeedResult(run=label or Path(run).name or str(run), metric=metric, n_checkpoints=int(v["n_checkpoints"]),
                       scenario_digest=f"{len(ids)} scenes {scen}", settings_digest=settings, picks=_picks(v),
                       spearman=v["correlations"][metric].get("spearman"), train_seed=_train_seed(path.parent),
-                      pick_scores=scores, experiment=experiment)
+                      pick_scores=scores, experiment=experiment, pick_variance=variance)
 
 
 def _train_seed(run_dir: Path) -> int | None:

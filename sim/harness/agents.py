@@ -17,6 +17,9 @@ Protocol:
   name) and the training ``step`` from metadata or the file name (``ep00100.pt``, ``rl_model_20000_steps.zip``),
   for results keys, resume and comparison sets.
 - :func:`policy_fn` adapts an agent to :data:`sim.rollout.PolicyFn`, so ``rollout(batch, policy_fn(agent))`` runs it.
+- Sampled actions (``sim.evaluate --rollouts K``): an agent that defines ``sample(obs, generator) -> [B, K, 2]``
+  (the ``own`` agent: cloned waypoints + a delta drawn from the Gaussian head) is also rolled out with sampled
+  actions, :func:`policy_fn` with a ``generator``; :func:`can_sample` tells which agents do.
 
 Errors are :class:`AgentError` with one line naming the file and the problem.
 """
@@ -149,6 +152,12 @@ class OwnAgent:
     @torch.no_grad()
     def waypoints(self, obs: Tensor) -> Tensor:
         return self.policy.act(obs, deterministic=True)
+
+    @torch.no_grad()
+    def sample(self, obs: Tensor, generator: torch.Generator) -> Tensor:
+        """Waypoints ``[B, K, 2]`` (m, ego frame) with the delta drawn from the policy's Gaussian head
+        (:func:`policy.model.sample_delta`; reproducible with ``generator``, on the policy's device)."""
+        return self.policy.act(obs, deterministic=False, generator=generator)
 
 
 # --- sb3 ---------------------------------------------------------------------------------------------------------
@@ -348,9 +357,30 @@ def load_agent(spec: str, path: str, device: str = "cpu") -> Agent:
     return agent
 
 
-def policy_fn(agent: Agent | StateAgent) -> PolicyFn | StatePolicy:
+def can_sample(agent: object) -> bool:
+    """Whether ``agent`` draws sampled actions: it defines ``sample(obs, generator)`` (``--rollouts K``)."""
+    return callable(getattr(agent, "sample", None))
+
+
+def policy_fn(agent: Agent | StateAgent, generator: torch.Generator | None = None) -> PolicyFn | StatePolicy:
     """What :func:`sim.rollout.rollout` runs for ``agent`` (aux is empty): a :data:`~sim.rollout.PolicyFn` on the
-    observation, or a :class:`~sim.rollout.StatePolicy` for an agent that defines ``from_state``."""
+    observation, or a :class:`~sim.rollout.StatePolicy` for an agent that defines ``from_state``.
+
+    Args:
+        generator: None: the deterministic action (``waypoints``); else actions sampled with it (``sample``).
+
+    Raises:
+        AgentError: a ``generator`` is given and the agent does not sample (:func:`can_sample`).
+    """
+    if generator is not None:
+        if not can_sample(agent):
+            raise AgentError(f"{agent.info.path}: --rollouts samples actions, and agent plug-in {agent.info.plugin} "
+                             "has no sample(obs, generator); use --rollouts 0")
+
+        def sampled(obs: Tensor, t: int) -> tuple[Tensor | Controls, dict[str, Tensor]]:
+            return agent.sample(obs, generator), {}  # type: ignore[union-attr]
+
+        return sampled
     if isinstance(agent, StateAgent) and not isinstance(agent, Agent):
         return StatePolicy(lambda state, batch, t: (agent.from_state(state, batch), {}))
 

@@ -25,7 +25,7 @@ from scenarios.scenario import Scenario
 from sim.compiled import StepCompile
 from sim.config import DEFAULT_MAX_AGENTS
 from sim.harness.errors import EvaluationError
-from sim.harness.schema import CheckpointRows
+from sim.harness.schema import CheckpointRows, SampledRows
 from sim.metric_catalogue import epdms, nuplan_score, score_terms
 
 
@@ -45,6 +45,8 @@ class SimSettings:
         agent: the agent plug-in checkpoints are loaded with (:func:`sim.harness.agents.resolve_factory`).
         compile: ``torch.compile`` the hot parts (:class:`sim.compiled.StepCompile`; continuous metrics differ from
             eager's at float32 round-off, a borderline boolean one can flip).
+        rollouts: K rollouts with sampled actions per (checkpoint, scene) besides the mean-action one (0: none;
+            baselines are deterministic and get none); seeded by :func:`rollout_seed`.
     """
 
     backend: str = "kinematic"
@@ -57,6 +59,7 @@ class SimSettings:
     carla_ports: tuple[int, ...] = (2000,)
     agent: str = "own"
     compile: bool = False
+    rollouts: int = 0
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,8 @@ class WorkUnit:
 
 @dataclass(frozen=True, eq=False)
 class UnitResult:
-    """Results of one unit: ``rows`` for the shard's scenes, in shard order."""
+    """Results of one unit: ``rows`` for the shard's scenes, in shard order (``rows.sampled``: its sampled-action
+    rollouts, scene-major within each rollout index)."""
 
     key: str
     shard: int
@@ -207,7 +211,35 @@ def _with_sensor_collision(rows: CheckpointRows, run) -> CheckpointRows:
     return dataclasses.replace(rows, metrics=m)
 
 
-def _policy_fn(unit: WorkUnit, batch, settings: SimSettings, dt: float | None = None):
+MAX_ROLLOUTS = 64  # --rollouts: at most this many sampled rollouts per (checkpoint, scene)
+
+
+def check_rollouts(k: int) -> int:
+    """``--rollouts K``'s range: an integer in [0, :data:`MAX_ROLLOUTS`].
+
+    Raises:
+        ValueError: outside the range (one line naming the flag).
+    """
+    if isinstance(k, bool) or int(k) != k or not 0 <= int(k) <= MAX_ROLLOUTS:
+        raise ValueError(f"--rollouts must be an integer in [0, {MAX_ROLLOUTS}] (sampled rollouts per checkpoint "
+                         f"and scene; 0: the mean action only), got {k}")
+    return int(k)
+
+
+def rollout_seed(seed: int, key: str, k: int, scene_ids: Sequence[str]) -> int:
+    """Seed of sampled rollout ``k`` of checkpoint ``key`` on a batch of scenes (63 bits).
+
+    A function of the call's ``--seed``, the checkpoint, the rollout index and the batch's scene ids only: the
+    same call draws the same samples on every executor and on resume, and rollout k of two checkpoints or two
+    batches uses independent streams. (A batch draws one ``[B, D]`` normal per step, so samples of a scene
+    depend on the shard it is simulated in, i.e. on ``--batch-size``.)
+    """
+    h = hashlib.blake2b(f"{int(seed)}|{key}|{int(k)}|".encode() + "\x1f".join(scene_ids).encode(), digest_size=8)
+    return int.from_bytes(h.digest(), "little") >> 1
+
+
+def _policy_fn(unit: WorkUnit, batch, settings: SimSettings, dt: float | None = None,
+               generator: torch.Generator | None = None):
     if unit.kind == "baseline":
         if unit.source == "log-replay":
             return None
@@ -221,7 +253,7 @@ def _policy_fn(unit: WorkUnit, batch, settings: SimSettings, dt: float | None = 
     st = os.stat(unit.source)
     agent = _cached(("agent", settings.agent, unit.source, st.st_mtime_ns, st.st_size, settings.device),
                     lambda: load_agent(settings.agent, unit.source, settings.device))
-    return policy_fn(agent)
+    return policy_fn(agent, generator)
 
 
 def load_policy(path: str, device: str = "cpu"):
@@ -251,7 +283,9 @@ def evaluate_unit(unit: WorkUnit, scenes: Sequence[Scenario], settings: SimSetti
 
     Returns:
         Rows for the shard's scenes: metrics float64 ``[n]``, ego_traj float32 ``[n, T, 4]``
-        (x m, y m, yaw rad, speed m/s; NaN at steps the scene does not have).
+        (x m, y m, yaw rad, speed m/s; NaN at steps the scene does not have); with ``settings.rollouts`` K > 0
+        and a checkpoint, ``rows.sampled`` holds K more rollouts with sampled actions (``[K * n]`` metrics,
+        rollout-major), after and independent of the mean-action one, whose rows are those of K = 0.
     """
     from sim.batch import make_batch
     from sim.rollout import rollout
@@ -271,7 +305,24 @@ def evaluate_unit(unit: WorkUnit, scenes: Sequence[Scenario], settings: SimSetti
         step_compile = StepCompile(enabled=settings.compile)
         ro = rollout(batch, fn, agents=settings.agents, compile=step_compile)
         rows = _rows(ids, ro, batch, step_compile)
+        if settings.rollouts > 0 and unit.kind == "checkpoint":
+            rows = dataclasses.replace(rows, sampled=_sampled_rows(unit, ids, batch, settings, step_compile))
     return UnitResult(unit.key, unit.shard, rows)
+
+
+def _sampled_rows(unit: WorkUnit, ids: tuple[str, ...], batch, settings: SimSettings,
+                  step_compile: StepCompile) -> SampledRows:
+    """``settings.rollouts`` rollouts of the unit's checkpoint with sampled actions (:func:`rollout_seed`)."""
+    from sim.rollout import rollout
+
+    parts = []
+    for k in range(settings.rollouts):
+        gen = torch.Generator(device=settings.device).manual_seed(rollout_seed(settings.seed, unit.key, k, ids))
+        ro = rollout(batch, _policy_fn(unit, batch, settings, generator=gen), agents=settings.agents,
+                     compile=step_compile)
+        r = _rows(ids, ro, batch, step_compile)
+        parts.append(SampledRows(ids, np.full(len(ids), k, dtype=np.int32), r.metrics))
+    return SampledRows.concat(parts)
 
 
 # --- executors ----------------------------------------------------------------------------------------

@@ -67,12 +67,17 @@ def model_constants_digest() -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=repr).encode()).hexdigest()[:16]
 
 
-def eval_settings(agents: str, backend: str, agent_plugin: str = "") -> dict[str, Any]:
+DEFAULT_AGENTS = "log"  # the other agents' model of a run's results.h5 unless it holds another (EvalConfig.agents)
+
+
+def eval_settings(agents: str, backend: str, agent_plugin: str = "", rollouts: int = 0) -> dict[str, Any]:
     """The settings that identify a results file's rows (all strings/ints; JSON-ready).
 
     Args:
         agents: other agents' model (``log`` / ``idm``). backend: ``kinematic`` / ``carla``.
         agent_plugin: an ego agent plug-in's identity, when one is used ("" for checkpoints).
+        rollouts: ``--rollouts K``, sampled-action rollouts per (checkpoint, scene); recorded only when K > 0, so
+            files of K = 0 keep the settings (and digest) they always had, and files of different K are not mixed.
     """
     from sim.metric_catalogue import METRICS_VERSION
     from sim.observation import OBS_VERSION
@@ -81,6 +86,8 @@ def eval_settings(agents: str, backend: str, agent_plugin: str = "") -> dict[str
          "sim_constants": model_constants_digest()}
     if agent_plugin:
         s["agent_plugin"] = agent_plugin
+    if rollouts:
+        s["rollouts"] = int(rollouts)
     return s
 
 
@@ -147,34 +154,56 @@ def results_name(scenario_set: str = "") -> str:
     return f"{stem}.{set_slug(scenario_set)}{suffix}"
 
 
-def _held_set(path: Path) -> str | None:
-    """The scenario set a results file holds (None: no file; "" : not recorded or unreadable)."""
+def _held(path: Path) -> Experiment | None:
+    """The experiment a results file holds (None: no file, or not recorded / unreadable)."""
     if not path.exists():
         return None
     from sim.harness.reader import read_root_attrs
 
     try:
-        return Experiment.from_attrs(read_root_attrs(path)[0]).scenario_set
+        return Experiment.from_attrs(read_root_attrs(path)[0])
     except EvaluationError:
-        return ""  # the writer's preflight names what is wrong with it
+        return None  # the writer's preflight names what is wrong with it
 
 
-def run_results_path(folder: Path, scenarios: str) -> Path:
+def _held_agents(e: Experiment) -> tuple[str, int]:
+    """(agents, rollouts) of a held experiment, unrecorded settings read as the defaults."""
+    d = dict(e.settings)
+    return str(d.get("agents") or DEFAULT_AGENTS), int(d.get("rollouts") or 0)
+
+
+def run_results_path(folder: Path, scenarios: str, agents: str = DEFAULT_AGENTS, rollouts: int = 0) -> Path:
     """Where an evaluation of ``scenarios`` writes in ``folder`` (a run, or a folder of plug-in checkpoints).
 
-    ``results.h5`` when it is absent or holds this set (or one it did not record); else the set's own file
-    beside it, ``results.<set slug>.h5`` (:func:`results_name`), with 8 hex digits of the set added when that
-    name already holds another set of the same slug. A run's scenario sets are never pooled into one file.
+    ``results.h5`` when it is absent or holds this experiment (this set, other agents model and ``--rollouts``,
+    or one it did not record); else this experiment's own file beside it, named after what differs from
+    ``results.h5``'s: ``results.<set slug>.h5`` for another scenario set (:func:`results_name`), ``.agents-idm``
+    for another agents model, ``.rollouts-4`` for another K (``results.agents-idm.h5``,
+    ``results.logs.agents-idm.h5``), with 8 hex digits added when that name already holds another experiment.
+    A run's experiments are never pooled into one file.
     """
     want = canonical_scenario_set(scenarios)
-    tag = hashlib.sha256(want.encode()).hexdigest()[:8]
-    own = Path(results_name(want))
-    tries = (folder / RESULTS_NAME, folder / own, folder / f"{own.stem}-{tag}{own.suffix}")
-    for path in tries:
-        held = _held_set(path)
-        if held is None or held in ("", want):
+    tag = hashlib.sha256(f"{want}|{agents}|{int(rollouts)}".encode()).hexdigest()[:8]
+
+    def fits(held: Experiment | None) -> bool:
+        return held is None or (held.scenario_set in ("", want) and
+                                (not held.settings or _held_agents(held) == (agents, int(rollouts))))
+
+    first = folder / RESULTS_NAME
+    held = _held(first)
+    if fits(held):
+        return first
+    assert held is not None
+    h_agents, h_k = _held_agents(held) if held.settings else (agents, int(rollouts))
+    parts = [set_slug(want)] if held.scenario_set not in ("", want) else []
+    parts += [f"agents-{agents}"] if h_agents != agents else []
+    parts += [f"rollouts-{int(rollouts)}"] if h_k != int(rollouts) else []
+    stem, suffix = Path(RESULTS_NAME).stem, Path(RESULTS_NAME).suffix
+    own = f"{stem}.{'.'.join(parts)}"
+    for path in (folder / f"{own}{suffix}", folder / f"{own}-{tag}{suffix}"):
+        if fits(_held(path)):
             return path
-    return tries[-1]
+    return folder / f"{own}-{tag}{suffix}"
 
 
 def results_files(folder: Path) -> list[Path]:
@@ -315,6 +344,8 @@ def suggested_out(out: Path, call: Experiment, d: Difference) -> Path:
         p = out.with_name(f"{out.stem}.{set_slug(call.scenario_set)}{out.suffix}")
     elif d.field == "metrics_version":
         p = alternative_out(out, f"metrics-v{d.given}")
+    elif d.key == "rollouts":
+        p = alternative_out(out, f"rollouts-{0 if d.given == 'None' else d.given}")
     else:
         p = alternative_out(out, d.given if d.key in ("agents", "backend", "agent_plugin") else f"{d.key}-new")
     if p.resolve() == out.resolve():
@@ -427,7 +458,8 @@ def identity_root(out: Path, agents: str, backend: str, scenes: Sequence[Any], c
     set, and ``config`` only when the file has none yet (a later call never rewrites it).
 
     Args:
-        config: the call's settings (``asdict(EvalConfig)``; ``scenarios`` names the scenario set).
+        config: the call's settings (``asdict(EvalConfig)``; ``scenarios`` names the scenario set, ``rollouts`` the
+            sampled rollouts per pair, part of the settings when > 0).
         run_dir: the run (or plug-in checkpoint folder) evaluated; None: the checkpoints' common folder.
 
     Raises:
@@ -438,7 +470,7 @@ def identity_root(out: Path, agents: str, backend: str, scenes: Sequence[Any], c
 
     stored, has_rows = read_root_attrs(out)
     _, notes = read_experiment(out)
-    settings = eval_settings(agents, backend, agent_plugin)
+    settings = eval_settings(agents, backend, agent_plugin, int(config.get("rollouts") or 0))
     digests = {s.id: scene_digest(s) for s in scenes}
     call = Experiment(source=experiment_source(run_dir, cands),
                       scenario_set=canonical_scenario_set(str(config.get("scenarios") or "")),

@@ -17,6 +17,7 @@ Public API:
     read_scene(path, row) -> SceneDetail      # logged ego, agents, route, map polylines of one scenario
     read_experiment(path) -> (Experiment | None, notes)  # the one experiment the file holds; why an old one mixes
     read_ego_traj(path, key, rows) -> ndarray  # closed-loop ego trajectory [len(rows), T, 4] of one checkpoint
+    read_sampled(path) -> {key: SampledRows}  # rollouts with sampled actions (--rollouts K)
 """
 
 from __future__ import annotations
@@ -37,10 +38,12 @@ import numpy as np
 from sim.harness.errors import ResultsError
 from sim.harness.identity import SOURCE_ATTR, Experiment, mix_notes
 from sim.harness.schema import (
+    SAMPLED_GROUP,
     SCHEMA_VERSION,
     SKIPPED_FIELDS,
     TMP_PREFIX,
     CheckpointRows,
+    SampledRows,
     attr_value,
     parts_dir,
 )
@@ -461,6 +464,30 @@ def scenario_ids_of(g: h5py.Group) -> tuple[str, ...]:
     return tuple(_s(x) for x in g["scenario_id"][()])
 
 
+def read_sampled_group(g: h5py.Group) -> SampledRows | None:
+    """The sampled-action rollouts of one ``/checkpoints/<key>`` group (``sampled`` subgroup), None without."""
+    sg = g.get(SAMPLED_GROUP)
+    if sg is None:
+        return None
+    metrics = {k: np.asarray(sg["metrics"][k][()], dtype=np.float64).reshape(-1) for k in sg["metrics"]}
+    return SampledRows(tuple(_s(x) for x in sg["scenario_id"][()]),
+                       np.asarray(sg["rollout"][()], dtype=np.int32).reshape(-1), metrics)
+
+
+def read_sampled(path: str | Path) -> dict[str, SampledRows]:
+    """Checkpoint key -> its rollouts with sampled actions (``sim.evaluate --rollouts K``); keys without none."""
+    out = {}
+    with open_results(path) as f:
+        grp = f.get("checkpoints")
+        for key in sorted(grp) if grp is not None else ():
+            if key.startswith(TMP_PREFIX) or _is_temp(key) or "completed" not in grp[key].attrs:
+                continue
+            rows = read_sampled_group(grp[key])
+            if rows is not None:
+                out[key] = rows
+    return out
+
+
 def read_schema_version(path: str | Path) -> int:
     """Schema version of an existing results file.
 
@@ -510,7 +537,8 @@ def read_checkpoints(path: str | Path, with_traj: bool = False) -> list[StoredCh
             metrics = {k: np.asarray(g["metrics"][k][()], dtype=np.float64) for k in g["metrics"]}
             traj = np.asarray(g["ego_traj"][()]) if with_traj else np.zeros((len(ids), 0, 4), np.float32)
             attrs = {k: attr_value(v) for k, v in g.attrs.items()}
-            out.append(StoredCheckpoint(key, attrs, CheckpointRows(ids, metrics, traj), np.asarray(g["scenario"][()])))
+            rows = CheckpointRows(ids, metrics, traj, read_sampled_group(g))
+            out.append(StoredCheckpoint(key, attrs, rows, np.asarray(g["scenario"][()])))
     return out
 
 

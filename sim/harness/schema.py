@@ -29,6 +29,7 @@ LAYOUT_ATTR, LAYOUT_INDEX = "layout", "index"  # root attribute of a main file t
 TMP_PREFIX = ".tmp-"  # in-progress files and groups (readers ignore them)
 MAP_KINDS: tuple[str, ...] = ("lanes", "road_edges", "road_lines", "drivable", "crosswalks")
 SKIPPED_FIELDS: tuple[str, ...] = ("file", "scene_id", "reason")
+SAMPLED_GROUP = "sampled"  # /checkpoints/<key>/sampled: rollouts with sampled actions (--rollouts K)
 STR = h5py.string_dtype("utf-8")
 
 
@@ -123,6 +124,49 @@ class CheckpointAttrs:
 
 
 @dataclass(frozen=True, eq=False)
+class SampledRows:
+    """Rollouts with sampled actions (``sim.evaluate --rollouts K``) of one checkpoint: M = N scenes x K rows.
+
+    Stored under ``/checkpoints/<key>/sampled`` (docs/results_schema.md), beside the mean-action rows, which
+    they never replace.
+
+    Attributes:
+        scenario_ids: M scenario ids. rollout: int32 ``[M]`` rollout index 0..K-1 of each row.
+        metrics: metric name -> float64 ``[M]`` (as :attr:`CheckpointRows.metrics`).
+    """
+
+    scenario_ids: tuple[str, ...]
+    rollout: np.ndarray
+    metrics: Mapping[str, np.ndarray]
+
+    def __post_init__(self) -> None:
+        m = len(self.scenario_ids)
+        if np.shape(self.rollout) != (m,):
+            raise ValueError(f"rollout must be [{m}], got {list(np.shape(self.rollout))}")
+        for k, v in self.metrics.items():
+            if np.shape(v) != (m,):
+                raise ValueError(f"sampled metric {k} must be [{m}], got {list(np.shape(v))}")
+
+    @staticmethod
+    def concat(parts: Sequence[SampledRows]) -> SampledRows:
+        """Concatenate sampled row sets (same metric names)."""
+        names = list(parts[0].metrics) if parts else []
+        for p in parts[1:]:
+            if list(p.metrics) != names:
+                raise ValueError(f"sampled metric sets differ: {names} vs {list(p.metrics)}")
+        rollout = np.concatenate([np.asarray(p.rollout, dtype=np.int32) for p in parts] or [np.zeros(0, np.int32)])
+        metrics = {k: np.concatenate([np.asarray(p.metrics[k], dtype=np.float64) for p in parts]) for k in names}
+        return SampledRows(tuple(i for p in parts for i in p.scenario_ids), rollout, metrics)
+
+    def only(self, ids: Sequence[str], keep: bool = True) -> SampledRows:
+        """The rows of scenes in ``ids`` (``keep=False``: of scenes not in ``ids``), in stored order."""
+        want = set(ids)
+        idx = np.array([i for i, s in enumerate(self.scenario_ids) if (s in want) == keep], dtype=np.int64)
+        return SampledRows(tuple(self.scenario_ids[i] for i in idx), np.asarray(self.rollout, dtype=np.int32)[idx],
+                           {k: np.asarray(v)[idx] for k, v in self.metrics.items()})
+
+
+@dataclass(frozen=True, eq=False)
 class CheckpointRows:
     """Closed-loop results of one checkpoint (or baseline) on N scenarios, rows aligned.
 
@@ -130,11 +174,13 @@ class CheckpointRows:
         scenario_ids: the N scenario ids.
         metrics: metric name -> float64 ``[N]`` (booleans as 0/1, NaN where undefined).
         ego_traj: float32 ``[N, T, 4]`` closed-loop ego x (m), y (m), yaw (rad), speed (m/s), NaN padded.
+        sampled: the rollouts with sampled actions on these scenes (``--rollouts K``), None without.
     """
 
     scenario_ids: tuple[str, ...]
     metrics: Mapping[str, np.ndarray]
     ego_traj: np.ndarray
+    sampled: SampledRows | None = None
 
     def __post_init__(self) -> None:
         n = len(self.scenario_ids)
@@ -159,17 +205,20 @@ class CheckpointRows:
         for p in parts[1:]:
             if list(p.metrics) != names:
                 raise ValueError(f"metric sets differ: {names} vs {list(p.metrics)}")
+        sampled = [p.sampled for p in parts if p.sampled is not None]
         return CheckpointRows(
             scenario_ids=tuple(i for p in parts for i in p.scenario_ids),
             metrics={k: np.concatenate([np.asarray(p.metrics[k], dtype=np.float64) for p in parts]) for k in names},
             ego_traj=np.concatenate(trajs, axis=0).astype(np.float32),
+            sampled=SampledRows.concat(sampled) if sampled else None,
         )
 
     def select(self, ids: Sequence[str]) -> CheckpointRows:
-        """Rows for ``ids`` in that order (each must be present)."""
+        """Rows for ``ids`` in that order (each must be present); sampled rows of those scenes kept."""
         pos = {s: i for i, s in enumerate(self.scenario_ids)}
         idx = np.array([pos[s] for s in ids], dtype=np.int64)
-        return CheckpointRows(tuple(ids), {k: np.asarray(v)[idx] for k, v in self.metrics.items()}, self.ego_traj[idx])
+        return CheckpointRows(tuple(ids), {k: np.asarray(v)[idx] for k, v in self.metrics.items()}, self.ego_traj[idx],
+                              None if self.sampled is None else self.sampled.only(ids))
 
 
 @dataclass(frozen=True, eq=False)

@@ -38,17 +38,19 @@ import h5py
 import numpy as np
 
 from sim.harness.errors import EvaluationError
-from sim.harness.reader import open_index, read_schema_version, scenario_ids_of
+from sim.harness.reader import open_index, read_sampled_group, read_schema_version, scenario_ids_of
 from sim.harness.schema import (
     LAYOUT_ATTR,
     LAYOUT_INDEX,
     MAP_KINDS,
+    SAMPLED_GROUP,
     SCHEMA_VERSION,
     SKIPPED_FIELDS,
     STR,
     TMP_PREFIX,
     CheckpointAttrs,
     CheckpointRows,
+    SampledRows,
     SceneRecord,
     attr_value,
     parts_dir,
@@ -109,6 +111,17 @@ def _write_rows(g: h5py.Group, attrs: Mapping[str, Any], rows: CheckpointRows, s
     for k, v in rows.metrics.items():
         m.create_dataset(k, data=np.asarray(v, dtype=np.float64))
     g.create_dataset("ego_traj", data=np.asarray(rows.ego_traj, dtype=np.float32))
+    if rows.sampled is not None:
+        _write_sampled(g.create_group(SAMPLED_GROUP), rows.sampled)
+
+
+def _write_sampled(g: h5py.Group, rows: SampledRows) -> None:
+    """``/checkpoints/<key>/sampled``: ``scenario_id`` str [M], ``rollout`` int32 [M], ``metrics/<name>`` [M]."""
+    g.create_dataset("scenario_id", data=np.array(rows.scenario_ids, dtype=object), dtype=STR)
+    g.create_dataset("rollout", data=np.asarray(rows.rollout, dtype=np.int32))
+    m = g.create_group("metrics")
+    for k, v in rows.metrics.items():
+        m.create_dataset(k, data=np.asarray(v, dtype=np.float64))
 
 
 class ResultsWriter:
@@ -345,9 +358,15 @@ class ResultsWriter:
         if set(old["metrics"]) != set(rows.metrics):
             raise EvaluationError(f"{self.path}: stored metrics of {key} differ from this tool's "
                                   f"({sorted(old['metrics'])})")
+        sampled = read_sampled_group(old)
+        if sampled is not None:
+            sampled = sampled.only(rows.scenario_ids, keep=False)
+        if (sampled is None) != (rows.sampled is None) and len(keep):
+            raise EvaluationError(f"{self.path}: stored rows of {key} and this call's differ in sampled rollouts "
+                                  "(--rollouts); results of other settings are never mixed")
         return CheckpointRows(tuple(old_ids[i] for i in keep),
                               {k: np.asarray(old["metrics"][k][()])[keep] for k in rows.metrics},
-                              np.asarray(old["ego_traj"][()])[keep])
+                              np.asarray(old["ego_traj"][()])[keep], sampled)
 
     def write_verdict(self, verdict: Mapping[str, Any], root: Mapping[str, Any] | None = None,
                       signals: Mapping[str, Any] | None = None) -> None:
