@@ -57,12 +57,13 @@ from sim.harness.executors import (
     make_units,
     run_units,
 )
-from sim.harness.identity import identity_root, run_results_path
+from sim.harness.identity import run_results_path
 from sim.harness.plugin_candidates import plugin_candidates
 from sim.harness.reader import read_checkpoints, read_scenarios
 from sim.harness.report import build_verdict, console_width, print_summary, summary_rows
 from sim.harness.run_info import RESULTS_NAME, reused_scenes_line
 from sim.harness.schema import CheckpointRows, scene_record
+from sim.harness.settings import identity_root
 from sim.harness.signal_run import SignalPlan, fill_candidates, plan_signals, ranking_lines
 from sim.harness.signal_run import judge as judge_signals_of
 from sim.harness.store import ResultsWriter

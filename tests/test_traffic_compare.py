@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 from sim.across import main as across
 from sim.evaluate import main as evaluate
-from sim.harness.identity import Experiment, eval_settings, run_results_path
+from sim.harness.identity import Experiment, run_results_path
 from sim.harness.reader import read_checkpoints, read_root_attrs
+from sim.harness.settings import eval_settings
 from sim.harness.store import ResultsWriter
 from sim.harness.traffic import compare_rankings, traffic_pair
 from tests.test_evaluate_support import make_run, write_scenes

@@ -47,48 +47,9 @@ SCENARIO_SET_ATTR = "scenario_set"  # canonical_scenario_set of --scenarios
 SCENARIO_SET_DIGEST_ATTR = "scenario_set_digest"  # scene_set_digest of the stored scenes
 METRICS_VERSION_ATTR = "metrics_version"  # sim.metric_catalogue.METRICS_VERSION of the rows
 LEGACY_SUITE_ATTR, LEGACY_RUN_ATTR = "suite", "run_dir"  # what older tools wrote (the last call's)
-CONSTANT_MODULES = ("sim.config", "sim.controller", "sim.dynamics", "sim.agents", "sim.metrics", "sim.observation")
-
-
-def _constants(module: str) -> dict[str, Any]:
-    import importlib
-
-    mod = importlib.import_module(module)
-    out = {}
-    for k, v in sorted(vars(mod).items()):
-        if k.isupper() and not k.startswith("_") and isinstance(v, int | float | str | tuple | bool):
-            out[k] = v
-    return out
-
-
-def model_constants_digest() -> str:
-    """16 hex digits over the simulator, controller, agent, metric and observation constants."""
-    doc = {m: _constants(m) for m in CONSTANT_MODULES}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=repr).encode()).hexdigest()[:16]
 
 
 DEFAULT_AGENTS = "log"  # the other agents' model of a run's results.h5 unless it holds another (EvalConfig.agents)
-
-
-def eval_settings(agents: str, backend: str, agent_plugin: str = "", rollouts: int = 0) -> dict[str, Any]:
-    """The settings that identify a results file's rows (all strings/ints; JSON-ready).
-
-    Args:
-        agents: other agents' model (``log`` / ``idm``). backend: ``kinematic`` / ``carla``.
-        agent_plugin: an ego agent plug-in's identity, when one is used ("" for checkpoints).
-        rollouts: ``--rollouts K``, sampled-action rollouts per (checkpoint, scene); recorded only when K > 0, so
-            files of K = 0 keep the settings (and digest) they always had, and files of different K are not mixed.
-    """
-    from sim.metric_catalogue import METRICS_VERSION
-    from sim.observation import OBS_VERSION
-
-    s = {"agents": agents, "backend": backend, "metrics_version": METRICS_VERSION, "obs_version": OBS_VERSION,
-         "sim_constants": model_constants_digest()}
-    if agent_plugin:
-        s["agent_plugin"] = agent_plugin
-    if rollouts:
-        s["rollouts"] = int(rollouts)
-    return s
 
 
 def settings_digest(settings: Mapping[str, Any]) -> str:
@@ -428,61 +389,6 @@ def mix_notes(attrs: Mapping[str, Any], checkpoints: Sequence[tuple[str, str]]) 
     return tuple(notes)
 
 
-def experiment_source(run_dir: Path | None, cands: Sequence[Any]) -> str:
-    """The ``source`` of an evaluation: its run folder, else the common folder of its checkpoints ("" : none)."""
-    import os
-
-    if run_dir is not None:
-        return str(Path(run_dir).resolve())
-    paths = [str(Path(c.path).resolve().parent) for c in cands if not c.is_baseline and c.path]
-    return os.path.commonpath(paths) if paths else ""
-
-
 def merged_scene_digests(stored: Mapping[str, Any], scene_digests: Mapping[str, str]) -> dict[str, str]:
     """The file's scene digests plus this call's new ones."""
     return {**_json_attr(stored.get(SCENE_DIGESTS_ATTR), {}), **scene_digests}
-
-
-def describe(settings: Mapping[str, Any]) -> str:
-    """Short label of the settings for tables (``agents log, backend kinematic``)."""
-    parts: Sequence[str] = [f"agents {settings.get('agents')}", f"backend {settings.get('backend')}"]
-    if settings.get("agent_plugin"):
-        parts = [*parts, f"agent {settings['agent_plugin']}"]
-    return ", ".join(parts)
-
-
-def identity_root(out: Path, agents: str, backend: str, scenes: Sequence[Any], cands: Sequence[Any],
-                  config: Mapping[str, Any], agent_plugin: str = "", run_dir: Path | None = None) -> dict[str, Any]:
-    """Check this call's :class:`Experiment` against ``out`` (:func:`check_experiment`) and return the root
-    attributes to write: the experiment (:meth:`Experiment.to_attrs`), the scene digests, the run's comparison
-    set, and ``config`` only when the file has none yet (a later call never rewrites it).
-
-    Args:
-        config: the call's settings (``asdict(EvalConfig)``; ``scenarios`` names the scenario set, ``rollouts`` the
-            sampled rollouts per pair, part of the settings when > 0).
-        run_dir: the run (or plug-in checkpoint folder) evaluated; None: the checkpoints' common folder.
-
-    Raises:
-        EvaluationError: another experiment than the file's, changed scenes, or an older file that mixes.
-    """
-    from sim.harness.candidates import comparison_set
-    from sim.harness.reader import read_experiment, read_root_attrs
-
-    stored, has_rows = read_root_attrs(out)
-    _, notes = read_experiment(out)
-    settings = eval_settings(agents, backend, agent_plugin, int(config.get("rollouts") or 0))
-    digests = {s.id: scene_digest(s) for s in scenes}
-    call = Experiment(source=experiment_source(run_dir, cands),
-                      scenario_set=canonical_scenario_set(str(config.get("scenarios") or "")),
-                      settings=tuple(sorted(settings.items())), metrics_version=str(settings["metrics_version"]))
-    check_experiment(out, stored, has_rows, call, digests, notes)
-    held = Experiment.from_attrs(stored) if stored else call
-    merged = merged_scene_digests(stored, digests)
-    kept = Experiment(source=call.source or held.source, scenario_set=call.scenario_set or held.scenario_set,
-                      settings=call.settings, metrics_version=call.metrics_version,
-                      scenario_digest=scene_set_digest(merged))
-    root: dict[str, Any] = {**kept.to_attrs(), SCENE_DIGESTS_ATTR: to_json(merged),
-                            COMPARISON_SET_ATTR: to_json(comparison_set(cands))}
-    if "config" not in stored:
-        root["config"] = to_json(dict(config))
-    return root

@@ -15,7 +15,7 @@ kilobytes whatever the sidecar holds. Guarantees:
   merged into one new commit file for that key).
 
 A file is one experiment: the root attributes given to :meth:`ResultsWriter.prepare` / :meth:`ResultsWriter.commit`
-carry it (:meth:`sim.harness.identity.Experiment.to_attrs`, built by :func:`sim.harness.identity.identity_root`,
+carry it (:meth:`sim.harness.identity.Experiment.to_attrs`, built by :func:`sim.harness.settings.identity_root`,
 which refuses a call of another experiment before anything is written).
 
 :meth:`ResultsWriter.consolidate` copies everything into one self-contained file and removes the sidecar.
