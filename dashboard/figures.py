@@ -198,7 +198,8 @@ def metrics_figure(ck: Rows | pd.DataFrame, metrics: Sequence[str], selected: st
                               "title": {"text": kind.step_unit}}}
     for i in range(1, n + 1):
         top = 1.0 - (i - 1) * (h + METRICS_SPACING)
-        layout[f"yaxis{'' if i == 1 else i}"] = {"anchor": "x", "domain": [top - h, top]}
+        domain = [max(0.0, round(top - h, 9)), min(1.0, round(top, 9))]  # round-off never leaves [0, 1]
+        layout[f"yaxis{'' if i == 1 else i}"] = {"anchor": "x", "domain": domain}
     c = candidates(ck)
     base = ck.where(lambda r: r["kind"] == "baseline")
     ep = list(c.cols["episode"])

@@ -134,7 +134,7 @@ def _metrics(quality: float, n: int, rng: np.random.Generator) -> dict[str, np.n
     tlc = np.full(n, np.nan)  # the fixture's maps record no traffic lights: not applicable
     rules = {"traffic_light_compliance": tlc, "driving_direction_compliance": ddc, "speed_limit_compliance": slc,
              "lane_keeping": lk}
-    terms = score_terms({"collision_at_fault": at_fault, "offroad": off, "progress": prog, "ttc_ok": ttc_ok,
+    terms = score_terms({"no_at_fault_collisions": 1.0 - at_fault, "offroad": off, "progress": prog, "ttc_ok": ttc_ok,
                          "comfortable": comf, **rules})
     score = epdms(terms)
     m = {"ade": ade, "fde": ade * rng.uniform(1.5, 2.5, n), "collision": coll,
