@@ -74,6 +74,9 @@ AGENT_MODELS = ("log", "idm")
 """Other agents' models the env simulates (``agents=``): log replay or IDM."""
 
 
+MAX_ENVS = 1 << 20  # scenes in one batch; beyond this the observations alone outgrow any machine's memory
+
+
 def _check_arguments(num_envs: Any, agents: Any, delta_bound: Any, max_agents: Any, device: Any) -> torch.device:
     """Check the constructor's numbers and names before any scene is loaded; returns the present device.
 
@@ -85,8 +88,8 @@ def _check_arguments(num_envs: Any, agents: Any, delta_bound: Any, max_agents: A
     def whole(v: Any) -> bool:
         return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
-    if not whole(num_envs) or num_envs < 1:
-        raise SimError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+    if not whole(num_envs) or not 1 <= num_envs <= MAX_ENVS:
+        raise SimError(f"num_envs must be an integer in [1, {MAX_ENVS}], got {num_envs!r}")
     if not whole(max_agents) or max_agents < 1:
         raise SimError(f"max_agents must be an integer >= 1, got {max_agents!r}")
     if agents not in AGENT_MODELS:

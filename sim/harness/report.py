@@ -30,7 +30,7 @@ from sim.harness.reader import StoredCheckpoint
 from sim.harness.verdict import RULE_ROLES, RULES, Verdict, completeness, compute_verdict, verdict_input_from_rows
 from sim.metric_catalogue import JUDGED_METRICS, SPECS, TABLE_METRICS
 
-PIPED_WIDTH = 132
+PIPED_WIDTH = 150
 """Characters per line of the printed tables when stdout is not a terminal (a pipe, a file, CI): the classic wide
 terminal, where the closed-loop table fits with its intervals wrapped under the means; ``COLUMNS`` overrides it."""
 
