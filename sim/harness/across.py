@@ -4,7 +4,7 @@ One run says little: a rule can pick the best checkpoint of one seed and the sec
 the next. Given each run's own verdict (one :class:`SeedResult` per run, all judged by the same
 closed-loop metric on the same scenario set and settings), this reports per rule:
 
-- ``mean_regret`` over seeds with a seed-level bootstrap interval (``scipy.stats.bootstrap``,
+- ``mean_regret`` over seeds with a seed-level bootstrap interval (:func:`sim.harness.bootstrap.index_bootstrap`,
   percentile method, resampling runs; undefined below 2 seeds);
 - ``p_best``: the fraction of seeds where the rule picks the best checkpoint (rank 1);
 - ``mean_rank`` of its pick (1 = best), and each seed's pick;
@@ -26,14 +26,13 @@ Needs numpy and scipy only (no torch); the dashboard uses it too.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
+from sim.harness.bootstrap import index_bootstrap
 from sim.harness.identity import Experiment, difference
 from sim.harness.variance import SeedVariance, VarianceParts, across_seeds
 
@@ -170,11 +169,8 @@ def seed_bootstrap_mean(values: Sequence[float], *, n_resamples: int = 9999, see
         return mean, (None, None)
     if np.all(v == v[0]):
         return mean, (mean, mean)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = stats.bootstrap((v,), np.mean, n_resamples=n_resamples, method="percentile",
-                              confidence_level=confidence, rng=np.random.default_rng(seed))
-    return mean, (_finite(res.confidence_interval.low), _finite(res.confidence_interval.high))
+    lo, hi = index_bootstrap(lambda idx: v[idx].mean(-1)[None], v.size, 1, n_resamples, seed, confidence)
+    return mean, (_finite(lo[0]), _finite(hi[0]))
 
 
 def check_comparable(seeds: Sequence[SeedResult]) -> None:

@@ -28,10 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from sim.harness.verdict import kendall_rows, paired_bootstrap, spearman_rows
+from sim.harness.verdict import MIN_CHECKPOINTS, kendall_rows, paired_bootstrap, spearman_rows
 
 STEP_SIGNAL = "training step"
-MIN_CHECKPOINTS = 3
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import numpy as np
 
 from sim.harness.across import AcrossError
 from sim.harness.identity import Experiment, difference, results_files
+from sim.harness.verdict import MIN_CHECKPOINTS
 
 COMPARED_EXCEPT_AGENTS = ("metrics_version", "scenario_set", "source")
 
@@ -95,7 +96,7 @@ def rank_correlations(a: Sequence[float], b: Sequence[float]) -> tuple[float | N
     from scipy import stats
 
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+    if x.size < MIN_CHECKPOINTS or np.ptp(x) == 0 or np.ptp(y) == 0:
         return None, None, None, None
     rho = stats.spearmanr(x, y)
     tau = stats.kendalltau(x, y)

@@ -116,6 +116,8 @@ class VerdictInput:
         return int(next(iter(self.metrics.values())).shape[1]) if self.metrics else 0
 
 
+MIN_CHECKPOINTS = 3  # fewest checkpoints a rank correlation is computed over (fewer: undefined, None)
+
 def spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Spearman rho between each row of ``x`` ``[..., C]`` and ``y`` ``[C]`` (average ranks; NaN if constant)."""
     from scipy.stats import rankdata
@@ -284,7 +286,7 @@ def correlations_with_ci(x: np.ndarray, per_scene: np.ndarray, n_resamples: int 
     m = np.asarray(per_scene, dtype=np.float64)
     out = dict.fromkeys(("spearman", "spearman_lo", "spearman_hi", "kendall", "kendall_lo", "kendall_hi"), math.nan)
     out["n"] = float(x.size)
-    if x.size < 3 or m.ndim != 2 or m.shape[1] == 0 or np.nanstd(x) == 0:
+    if x.size < MIN_CHECKPOINTS or m.ndim != 2 or m.shape[1] == 0 or np.nanstd(x) == 0:
         return out
 
     def stat_fn(idx: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -357,7 +359,7 @@ def compute_verdict(
 
     # Rank correlations (and "entropy tells more than the step") need at least MIN_CORR distinct policies.
     point = stat_fn(np.arange(s)) if c >= MIN_CORR and s >= 1 else np.full(4 * len(names) + 1, np.nan)
-    if c >= 3:
+    if c >= MIN_CHECKPOINTS:
         lo, hi = paired_bootstrap(stat_fn, s, len(point), n_resamples, seed, confidence)
     else:
         lo, hi = np.full(len(point), np.nan), np.full(len(point), np.nan)
