@@ -419,6 +419,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = parse_args(argv)
     except SystemExit as e:  # --help, or a flag refused with one line
         return e.code if isinstance(e.code, int) else 2
+    except errors as e:  # a value the config refuses as a whole (--budget 2.5)
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)
+        return 2
     try:
         run(cfg)
     except errors as e:
