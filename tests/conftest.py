@@ -27,3 +27,14 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real recorded samples not found at {SHARED_DATA} (only present in the team's checkout)")
     return SHARED_DATA
+
+
+FIELD_RULES = (REPO / ".." / "shared" / "cases" / "realdata" / "field_rules").resolve()
+
+
+@pytest.fixture(scope="session")
+def cases() -> Path:
+    """``../shared/cases/realdata/field_rules``; skips with a reason when absent (a user's fresh clone)."""
+    if not FIELD_RULES.is_dir():
+        pytest.skip(f"field-rule cases not found at {FIELD_RULES} (only present in the team's checkout)")
+    return FIELD_RULES

@@ -43,7 +43,6 @@ from scenarios.scenario import AgentType, Polylines, RoadMap
 
 OFFROAD = 0.3  # m, nuPlan's drivable-area threshold (sim.metrics.OFFROAD_THRESHOLD)
 MOVING = 2.0  # m: a vehicle whose valid positions span less than this is parked, not driving
-CASES = (Path(__file__).resolve().parents[1] / ".." / "shared" / "cases" / "realdata" / "field_rules").resolve()
 
 
 def _union(polys) -> shapely.Geometry:
@@ -160,13 +159,6 @@ def test_mapped_hull_and_off_map_steps_analytic():
 
 
 # --- real scenes ------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def cases() -> Path:
-    if not CASES.is_dir():
-        pytest.skip(f"field-rule cases not found at {CASES} (only present in the team's checkout)")
-    return CASES
 
 
 @pytest.mark.data

@@ -23,8 +23,6 @@ from scenarios.procedural import FAMILY_NAMES, generate
 from scenarios.procedural.scene import PROCEDURAL_UNKNOWN
 from scenarios.scenario import LightState
 
-CASES = (Path(__file__).resolve().parents[1] / ".." / "shared" / "cases" / "realdata" / "field_rules").resolve()
-
 
 def _load(path, options=None):
     with warnings.catch_warnings():
@@ -146,13 +144,6 @@ def test_semantics_survive_the_project_format(shared_data, tmp_path):
             assert np.array_equal(getattr(a.map, name), getattr(b.map, name), equal_nan=name == "lane_speed_limits")
         assert np.array_equal(a.map.lane_polygons.points, b.map.lane_polygons.points)
         assert np.array_equal(a.map.mapped_area.points, b.map.mapped_area.points)
-
-
-@pytest.fixture(scope="module")
-def cases() -> Path:
-    if not CASES.is_dir():
-        pytest.skip(f"field-rule cases not found at {CASES} (only present in the team's checkout)")
-    return CASES
 
 
 @pytest.mark.data
