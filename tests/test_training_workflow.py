@@ -214,13 +214,19 @@ def _interrupt(cmd: list[str], ready, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
+# Ctrl-C exits 130, or dies by SIGINT (-2; shells show 130 for both): when the signal lands while a C extension
+# runs Python code through PyRun_*, CPython sets its "unhandled KeyboardInterrupt" flag for good and re-raises
+# SIGINT at exit even though the program caught the interrupt and returned 130 (seen once in CI).
+INTERRUPTED = (130, -signal.SIGINT)
+
+
 @pytest.mark.slow
 def test_ctrl_c_prints_the_real_resume_command_and_it_continues_the_run(tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "training.rl.train_rl_delta_waypoint", *TINY, "--episodes", "400", "--out-dir",
            str(run)]
     proc = _interrupt(cmd, lambda: (run / "checkpoints" / "ep00008.pt").exists(), tmp_path)
-    assert proc.returncode == 130
+    assert proc.returncode in INTERRUPTED, proc.stderr
     hint = [ln for ln in proc.stderr.splitlines() if ln.strip()][-1]
     assert hint.startswith("interrupted: continue with ") and "Traceback" not in proc.stderr, proc.stderr
     resume = hint.split("continue with ", 1)[1].split(" (")[0]
@@ -237,7 +243,7 @@ def test_ctrl_c_before_the_first_checkpoint_leaves_nothing(tmp_path):
     run = tmp_path / "out" / "run"
     cmd = [sys.executable, "-m", "training.train", *TINY, "--bc-epochs", "5000", "--out-dir", str(run)]
     proc = _interrupt(cmd, lambda: (run / "eval_states.pt").exists(), tmp_path)
-    assert proc.returncode == 130
+    assert proc.returncode in INTERRUPTED, proc.stderr
     assert "interrupted before the first checkpoint" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
 
