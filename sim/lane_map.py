@@ -70,7 +70,9 @@ class LaneMap:
 
 
 @dataclass(frozen=True)
-class _ScenePieces:
+class ScenePieces:
+    """One scene's part of a :class:`LaneMap` before padding (r pieces, l lanes, g signals, T steps)."""
+
     box: np.ndarray  # [r, 5]
     lane: np.ndarray  # [r] compact lane index
     s0: np.ndarray  # [r]
@@ -100,11 +102,50 @@ def _project_s(pts: np.ndarray, s: np.ndarray, q: np.ndarray) -> float:
 
 
 def _polygon_extent(poly: np.ndarray, mids: np.ndarray, normals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Across each piece's middle, the polygon's extent: ``(offset of its middle along the normal, half width)``;
-    NaN where the probe line misses the polygon at the middle."""
-    from shapely.geometry import LineString, Point, Polygon
+    """Across each piece's middle, the polygon's extent: ``(offset of its middle along the normal, half width)``.
 
-    shape = Polygon(poly).buffer(0)
+    The extent is the stretch of the probe line ``mid + u * normal``, ``|u| <= 15 m``, that lies inside the polygon
+    and contains the middle (shapely's ``polygon.intersection(probe)`` part through the middle); NaN where the middle
+    is outside the polygon. Batched over pieces: the probe's crossings with the polygon edges whose bounding boxes it
+    meets (an STRtree query; a crossing where the edge's ends lie strictly on opposite sides of the probe line, the
+    ray-casting rule) bound the interval around ``u = 0``; ``shapely.contains_xy`` says whether the middle is inside.
+    An invalid polygon (self-intersecting) is repaired with ``buffer(0)`` first and probed one piece at a time.
+
+    Args:
+        poly: ``[V, 2]`` polygon vertices, m. mids, normals: ``[P, 2]`` piece middles (m) and unit normals.
+    """
+    import shapely
+    from shapely.geometry import Polygon
+
+    shape = Polygon(poly)
+    if not shape.is_valid:
+        return _polygon_extent_repaired(shape.buffer(0), mids, normals)
+    rings = [shape.exterior, *shape.interiors]
+    a = np.concatenate([np.asarray(r.coords, np.float64)[:-1] for r in rings])  # [E, 2] edge starts
+    b = np.concatenate([np.asarray(r.coords, np.float64)[1:] for r in rings])  # [E, 2] edge ends
+    lo, hi = np.full(len(mids), -_ACROSS), np.full(len(mids), _ACROSS)
+    if len(mids):
+        probes = shapely.linestrings(np.stack([mids - _ACROSS * normals, mids + _ACROSS * normals], axis=1))
+        piece, edge = shapely.STRtree(shapely.linestrings(np.stack([a, b], axis=1))).query(probes)  # boxes overlap
+        tang = np.stack([normals[piece, 1], -normals[piece, 0]], axis=1)
+        rel_a, rel_b = a[edge] - mids[piece], b[edge] - mids[piece]
+        side_a, side_b = (rel_a * tang).sum(1), (rel_b * tang).sum(1)  # signed distances to the probe line
+        cross = (side_a > 0) != (side_b > 0)
+        w = side_a[cross] / (side_a[cross] - side_b[cross])
+        u = ((rel_a[cross] + w[:, None] * (rel_b[cross] - rel_a[cross])) * normals[piece[cross]]).sum(1)
+        at = piece[cross]
+        np.maximum.at(lo, at[u < 0], u[u < 0])
+        np.minimum.at(hi, at[u >= 0], u[u >= 0])
+    inside = shapely.contains_xy(shape, mids[:, 0], mids[:, 1]) if len(mids) else np.zeros(0, bool)
+    lo, hi = np.maximum(lo, -_ACROSS), np.minimum(hi, _ACROSS)
+    ok = inside & (hi - lo > 1e-3)
+    return np.where(ok, (lo + hi) / 2, np.nan), np.where(ok, (hi - lo) / 2, np.nan)
+
+
+def _polygon_extent_repaired(shape, mids: np.ndarray, normals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_polygon_extent` on a repaired (possibly multi-part) shapely geometry, one probe at a time."""
+    from shapely.geometry import LineString, Point
+
     out_off = np.full(len(mids), np.nan)
     out_hw = np.full(len(mids), np.nan)
     for k, (m, n) in enumerate(zip(mids, normals, strict=True)):
@@ -150,7 +191,8 @@ def _lane_pieces(pts: np.ndarray, half_width: float, cuts: Sequence[float], poly
     return boxes, q[:-1], length
 
 
-def _scene_pieces(scene: Scenario) -> _ScenePieces:
+def scene_pieces(scene: Scenario) -> ScenePieces:
+    """One scene's lane pieces within reach of its ego, their lanes' semantics and its traffic-light signals."""
     m: RoadMap = scene.map
     n_t = scene.num_steps
     path = np.concatenate([scene.agents[scene.ego][:, [X, Y]].astype(np.float64), np.asarray(scene.route, np.float64)])
@@ -191,7 +233,7 @@ def _scene_pieces(scene: Scenario) -> _ScenePieces:
         if stop_s[g] >= lengths[lane_g] - LANE_SEGMENT:  # stop line at the lane's end: the lanes it leads into
             light_seg[k] |= np.isin(orig, succ.get(lane_g, []))
         red[k] = np.asarray(m.light_states[g]) == int(LightState.STOP)
-    return _ScenePieces(
+    return ScenePieces(
         box=box, lane=lane.astype(np.int64), s0=seg_s0,
         limit=np.asarray(m.lane_speed_limits, np.float64)[kept] if m.knows("speed_limits") else np.full(len(kept),
                                                                                                           np.nan),
@@ -201,9 +243,13 @@ def _scene_pieces(scene: Scenario) -> _ScenePieces:
     )
 
 
-def build_lane_map(scenes: Sequence[Scenario], num_steps: int, device: torch.device) -> LaneMap:
-    """Precompute the :class:`LaneMap` of ``scenes`` (padded to the batch's ``num_steps``) on ``device``."""
-    parts = [_scene_pieces(s) for s in scenes]
+def build_lane_map(scenes: Sequence[Scenario], num_steps: int, device: torch.device,
+                   pieces: Sequence[ScenePieces] | None = None) -> LaneMap:
+    """Precompute the :class:`LaneMap` of ``scenes`` (padded to the batch's ``num_steps``) on ``device``.
+
+    ``pieces``: each scene's :func:`scene_pieces`, when already prepared (``sim.scene_cache``).
+    """
+    parts = [scene_pieces(s) for s in scenes] if pieces is None else list(pieces)
     b = len(scenes)
     n_r = max(1, max(len(p.box) for p in parts))
     n_r = -(-n_r // CHUNK) * CHUNK
