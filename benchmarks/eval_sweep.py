@@ -4,7 +4,9 @@
 checkpoints and 500 procedural scenes of 80 controlled steps, then times one
 ``sim.evaluate`` call on them (scene loading, batching, rollouts, metrics, per-checkpoint
 atomic HDF5 commits, verdict with its bootstrap, summary table) and prints one JSON line:
-``checkpoints``, ``scenarios``, ``wall_s``, ``per_checkpoint_s`` (wall over checkpoints, setup excluded),
+``checkpoints``, ``scenarios``, ``wall_s``, ``rollouts_s`` (the same checkpoints on the same batches in
+rollouts alone, one process: :func:`rollouts_alone`), ``wall_over_rollouts``, ``per_checkpoint_s`` (wall over
+checkpoints, setup excluded; scenes are prepared on disk beforehand, as an earlier call leaves them),
 ``bytes_per_checkpoint_scenario`` (the results file and its sidecar folder), ``device`` (plus
 ``cpu_s`` (this process's CPU time: the machine is shared), ``load_avg_1m``, ``file_bytes``,
 ``scenes_bytes`` and ``setup_s``).
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from sim.batch import ROAD_RESOLUTION, make_batch
 from sim.harness.executors import EXECUTORS
 
 
@@ -86,9 +89,11 @@ def main(argv=None) -> dict:
     cfg = parse_args(argv)
     from rich.console import Console
 
-    from scenarios.io import save_scenarios
+    from scenarios.io import load_scenarios, save_scenarios
     from scenarios.procedural import generate_suite
+    from scenarios.suites import prepared_dir
     from sim.evaluate import EvalConfig, run
+    from sim.scene_cache import SceneCache
 
     tmp = None
     if cfg.keep:
@@ -107,13 +112,19 @@ def main(argv=None) -> dict:
             build_run(run_dir, cfg.checkpoints, cfg.seed)
         out = root / "results.h5"
         out.unlink(missing_ok=True)
+        cache_dir = root / "cache"
+        scenes = load_scenarios(scenes_path)
+        scene_cache = SceneCache(prepared_dir(str(cache_dir)))
+        for s in scenes:  # what an earlier call leaves on disk (untimed)
+            scene_cache.get(s, ROAD_RESOLUTION)
         setup_s = time.perf_counter() - t0
         ecfg = EvalConfig(run=str(run_dir), scenarios=str(scenes_path), batch_size=cfg.batch_size, device=cfg.device,
                           out=str(out), executor=cfg.executor, seed=cfg.seed, progress=False,
-                          compile=cfg.compile)
+                          compile=cfg.compile, scenario_cache=str(cache_dir))
         t1, c1 = time.perf_counter(), time.process_time()
         run(ecfg, console=Console(file=io.StringIO(), width=150))
         wall, cpu = time.perf_counter() - t1, time.process_time() - c1
+        rollouts_s = rollouts_alone(run_dir, scenes, ecfg, scene_cache)
         from sim.harness.schema import parts_dir
 
         parts = parts_dir(out)
@@ -134,6 +145,8 @@ def main(argv=None) -> dict:
             "checkpoints": n_ck,
             "scenarios": n_sc,
             "wall_s": round(wall, 2),
+            "rollouts_s": round(rollouts_s, 2),
+            "wall_over_rollouts": round(wall / rollouts_s, 3),
             "per_checkpoint_s": round(wall / max(n_ck, 1), 3),
             "cpu_s": round(cpu, 2),
             "load_avg_1m": round(os.getloadavg()[0], 2),
@@ -151,6 +164,26 @@ def main(argv=None) -> dict:
     finally:
         if tmp is not None:
             tmp.cleanup()
+
+
+def rollouts_alone(run_dir: Path, scenes, ecfg, scene_cache) -> float:
+    """Seconds the sweep's rollouts take alone: the same checkpoints, shards, batches, threads and policy function,
+    batches built beforehand (untimed), no metrics, no files; one process whatever the executor (the executors
+    run the same rollouts in W processes: compare the processes executor's wall time with this over W)."""
+    from sim.harness.agents import load_agent, policy_fn
+    from sim.harness.executors import make_shards
+    from sim.rollout import rollout
+
+    torch.set_num_threads(ecfg.threads)
+    shards = make_shards(scenes, ecfg.batch_size)
+    batches = [make_batch([scenes[i] for i in sh], device=ecfg.device, cache=scene_cache) for sh in shards]
+    agents = [load_agent("own", str(p), ecfg.device) for p in sorted((run_dir / "checkpoints").glob("*.pt"))]
+    t = time.perf_counter()
+    with torch.inference_mode():
+        for agent in agents:
+            for b in batches:
+                rollout(b, policy_fn(agent, None), agents=ecfg.agents)
+    return time.perf_counter() - t
 
 
 def _datasets(g):

@@ -23,10 +23,14 @@ Shape contract (A agents, T steps, L polylines, P points):
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
 
@@ -344,3 +348,42 @@ class Scenario:
             raise ScenarioError(f"world_origin must be two finite numbers, got {wo!r}")
         self.map.validate(n_t)
         return self
+
+
+_CONTENT_DIGESTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def content_digest(scene: Scenario) -> str:
+    """32 hex digits over every field of a scene and its map (arrays by dtype, shape and bytes), memoised per object.
+
+    Two scenes with the same digest are the same input to anything that reads a :class:`Scenario`: the key of caches
+    of what is derived from a scene (``sim.scene_cache``). Not a stored identity (results files keep
+    ``sim.harness.identity.scene_digest``, over what the simulator reads).
+    """
+    d = _CONTENT_DIGESTS.get(scene)
+    if d is None:
+        h = hashlib.blake2b(digest_size=16)
+        _feed(h, scene)
+        d = _CONTENT_DIGESTS[scene] = h.hexdigest()
+    return d
+
+
+def _feed(h: Any, value: Any) -> None:
+    if isinstance(value, np.ndarray):
+        a = np.ascontiguousarray(value)
+        h.update(f"<{a.dtype.str}{a.shape}>".encode())
+        h.update(a.tobytes())
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        h.update(f"[{type(value).__name__}".encode())
+        for f in dataclasses.fields(value):
+            h.update(f.name.encode() + b"=")
+            _feed(h, getattr(value, f.name))
+        h.update(b"]")
+    elif isinstance(value, (tuple, list)):
+        h.update(f"({len(value)}".encode())
+        for v in value:
+            _feed(h, v)
+        h.update(b")")
+    else:
+        h.update(f"{type(value).__name__}:{value!r};".encode())
+

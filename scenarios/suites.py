@@ -23,6 +23,12 @@ from scenarios.scenario import Scenario, ScenarioError
 GENERATOR_VERSION = 1
 DEFAULT_SPLIT = "test"
 DEFAULT_CACHE_DIR = "out/cache"
+PREPARED_SUBDIR = "prepared"  # <cache>/prepared: prepared scenes (sim.scene_cache), whatever their source
+
+
+def prepared_dir(cache_dir: str | None) -> str:
+    """The prepared-scene folder inside a ``--scenario-cache`` folder ("" when the cache is off)."""
+    return str(Path(cache_dir) / PREPARED_SUBDIR) if cache_dir else ""
 """Where commands keep generated suites on disk (relative to the working directory; '' or None: memory only)."""
 
 

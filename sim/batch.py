@@ -17,6 +17,9 @@ from sim.config import AGENT_REACH, DEFAULT_MAX_AGENTS, ROUTE_SPACING, SimError
 if TYPE_CHECKING:  # pragma: no cover
     from sim.geometry import RoadGrid
     from sim.lane_map import LaneMap
+    from sim.scene_cache import SceneCache
+
+ROAD_RESOLUTION = 0.5  # m per cell of a batch's road grid (sim.geometry.build_road_grid)
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,14 +138,16 @@ def select_agents(scene: Scenario, max_agents: int = DEFAULT_MAX_AGENTS) -> tupl
 
 
 def make_batch(
-    scenes: Sequence[Scenario], device: str | torch.device = "cpu", max_agents: int = DEFAULT_MAX_AGENTS
+    scenes: Sequence[Scenario], device: str | torch.device = "cpu", max_agents: int = DEFAULT_MAX_AGENTS,
+    cache: SceneCache | None = None,
 ) -> ScenarioBatch:
     """Pack scenes into a :class:`ScenarioBatch` on ``device``.
 
     The ego goes to agent 0; the other agents are chosen by :func:`select_agents` (every agent
     within reach of the ego over the whole horizon, however many; others up to ``max_agents`` with the ego). Agents are
     padded to the most any scene keeps (at least 2), steps to the longest scene, routes (resampled every
-    ``ROUTE_SPACING`` m) to the longest route.
+    ``ROUTE_SPACING`` m) to the longest route. ``cache``: where prepared scenes (road grids, lane pieces) are loaded
+    from and kept (:class:`sim.scene_cache.SceneCache`); the batch is the same with and without it.
 
     Raises:
         SimError: empty input, ``max_agents < 1``, or scenes with different ``init_step`` or ``dt``.
@@ -196,6 +201,12 @@ def make_batch(
     from sim.lane_map import build_lane_map  # lazy: imports shapely
 
     dev = torch.device(device)
+    grids = pieces = None
+    if cache is not None:
+        from sim.scene_cache import prepared
+
+        ready = prepared(list(scenes), ROAD_RESOLUTION, cache)
+        grids, pieces = [p.grid for p in ready], [p.pieces for p in ready]
     return ScenarioBatch(
         log=torch.from_numpy(log).to(dev),
         valid=torch.from_numpy(valid).to(dev),
@@ -203,7 +214,7 @@ def make_batch(
         step_valid=torch.from_numpy(step_valid).to(dev),
         route=torch.from_numpy(route).to(dev),
         route_valid=torch.from_numpy(route_valid).to(dev),
-        road=build_road_grid(scenes, device=dev),
+        road=build_road_grid(scenes, device=dev, resolution=ROAD_RESOLUTION, grids=grids),
         init_step=int(scenes[0].init_step),
         dt=float(scenes[0].dt),
         ids=tuple(s.id for s in scenes),
@@ -211,5 +222,5 @@ def make_batch(
         families=tuple(s.family for s in scenes),
         agents_dropped=torch.tensor([d for _, d in picks], dtype=torch.int64, device=dev),
         world_origins=np.array([s.world_origin for s in scenes], dtype=np.float64).reshape(b, 2),
-        lanes=build_lane_map(scenes, n_t, dev),
+        lanes=build_lane_map(scenes, n_t, dev, pieces),
     )

@@ -32,7 +32,7 @@ from scenarios.cli_config import (
     check_ranges,
     dataclass_from_args,
 )
-from scenarios.suites import DEFAULT_CACHE_DIR
+from scenarios.suites import DEFAULT_CACHE_DIR, prepared_dir
 from sim.batch import select_agents
 from sim.harness.budget import budget_lines, check_budget
 from sim.harness.budget_run import run_budget_cfg
@@ -97,7 +97,8 @@ class EvalConfig:
     only: bool = _f(False, "only the given checkpoints, not their run's comparison set")
     baselines: tuple[str, ...] = _f((), "add baseline rows", choices=BASELINES, flag="baseline")
     scenarios: str = _f("procedural:test", "suite name (procedural:test), file, or folder")
-    scenario_cache: str = _f(DEFAULT_CACHE_DIR, "on-disk cache of generated bundled suites ('' to disable)")
+    scenario_cache: str = _f(DEFAULT_CACHE_DIR, "on-disk cache of generated bundled suites and of prepared scenes "
+                             "(road grids, lane pieces; keyed by content) ('' to disable)")
     max_scenarios: int = _f(0, "evaluate only the first N scenes (0: all)", range=at_least(0))
     scenario_types: str = _f("", "evaluate only scenes of any of these scenario types, comma-separated "
                              "(scenarios/types.py: starting_left_turn, changing_lane, ...; '': all)", metavar="A,B")
@@ -353,7 +354,8 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
         units = make_units(cands, make_shards(scenes, cfg.batch_size), todo)
         settings = SimSettings(backend=cfg.backend, device=cfg.device, agents=cfg.agents, seed=cfg.seed,
                                threads=cfg.threads, carla_host=cfg.carla_host, carla_ports=cfg.carla_port,
-                               agent=cfg.agent, compile=cfg.compile, rollouts=cfg.rollouts)
+                               agent=cfg.agent, compile=cfg.compile, rollouts=cfg.rollouts,
+                               scene_cache=prepared_dir(cfg.scenario_cache))
         if not out.exists() or units:
             writer.prepare([scene_record(s, select_agents(s, settings.max_agents)[1]) for s in scenes], root)
         writer.write_skipped(skipped)

@@ -57,8 +57,8 @@ _SIDE_EPS = 0.02  # m; side probes that decide whether an edge point is on the u
 OUTSIDE = 1000.0  # m; road_distance outside a scene's grid (large positive = offroad)
 NO_ROAD = -1000.0  # m; road_distance in a scene without drivable polygons (never offroad)
 
-_SceneGrid = tuple[np.ndarray, np.ndarray, float, "ExactRoad"]  # sdf [h, w], origin [2], yaw, fallback
-_CACHE: weakref.WeakKeyDictionary[Scenario, dict[float, _SceneGrid | None]] = weakref.WeakKeyDictionary()
+SceneGrid = tuple[np.ndarray, np.ndarray, float, "ExactRoad"]  # sdf [h, w], origin [2], yaw, fallback
+_CACHE: weakref.WeakKeyDictionary[Scenario, dict[float, SceneGrid | None]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True, eq=False)
@@ -322,7 +322,7 @@ def _scene_frame(scene: Scenario) -> tuple[np.ndarray, float]:
     return centre, float(math.atan2(axis[1], axis[0]))
 
 
-def _scene_grid(scene: Scenario, res: float) -> _SceneGrid | None:
+def scene_grid(scene: Scenario, res: float) -> SceneGrid | None:
     """``(sdf float32 [h, w], origin [2] world m, yaw rad, ExactRoad)``; None without drivable polygons."""
     polys_w = [np.asarray(p, dtype=np.float64) for p in scene.map.drivable if len(p) >= 3]
     if not polys_w:
@@ -361,7 +361,8 @@ def _scene_grid(scene: Scenario, res: float) -> _SceneGrid | None:
 
 
 def build_road_grid(
-    scenes: Sequence[Scenario], device: str | torch.device = "cpu", resolution: float = 0.5
+    scenes: Sequence[Scenario], device: str | torch.device = "cpu", resolution: float = 0.5,
+    grids: Sequence[SceneGrid | None] | None = None,
 ) -> RoadGrid:
     """Signed-distance grids of the scenes' drivable areas, padded to a common ``[H, W]``.
 
@@ -377,13 +378,16 @@ def build_road_grid(
     """
     if not resolution > 0:
         raise SimError(f"build_road_grid: resolution must be positive, got {resolution}")
-    grids: list[_SceneGrid | None] = []
-    for s in scenes:
-        per = _CACHE.setdefault(s, {})
-        key = float(resolution)
-        if key not in per:
-            per[key] = _scene_grid(s, key)
-        grids.append(per[key])
+    if grids is None:
+        grids = []
+        for s in scenes:
+            per = _CACHE.setdefault(s, {})
+            key = float(resolution)
+            if key not in per:
+                per[key] = scene_grid(s, key)
+            grids.append(per[key])
+    elif len(grids) != len(scenes):
+        raise SimError(f"build_road_grid: {len(grids)} prepared grids for {len(scenes)} scenes")
     h = max([g[0].shape[0] for g in grids if g is not None], default=1)
     w = max([g[0].shape[1] for g in grids if g is not None], default=1)
     sdf = np.full((len(scenes), h, w), OUTSIDE, dtype=np.float32)

@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import os
 import sys
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from scenarios.scenario import Scenario
+from scenarios.scenario import Scenario, content_digest
 from sim.compiled import StepCompile
 from sim.config import DEFAULT_MAX_AGENTS
 from sim.harness.errors import EvaluationError
@@ -47,6 +46,8 @@ class SimSettings:
             eager's at float32 round-off, a borderline boolean one can flip).
         rollouts: K rollouts with sampled actions per (checkpoint, scene) besides the mean-action one (0: none;
             baselines are deterministic and get none); seeded by :func:`rollout_seed`.
+        scene_cache: folder of prepared scenes shared by the call's processes (:class:`sim.scene_cache.SceneCache`;
+            "": prepare in memory only).
     """
 
     backend: str = "kinematic"
@@ -60,6 +61,7 @@ class SimSettings:
     agent: str = "own"
     compile: bool = False
     rollouts: int = 0
+    scene_cache: str = ""
 
 
 @dataclass(frozen=True)
@@ -134,22 +136,6 @@ def _cached(key: tuple, build):
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
     return val
-
-
-_DIGESTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def scene_digest(s: Scenario) -> str:
-    """Content digest of a scene (cache key: ids alone are not unique across sources)."""
-    d = _DIGESTS.get(s)
-    if d is None:
-        h = hashlib.blake2b(digest_size=16)
-        h.update(f"{s.id}|{s.ego}|{s.init_step}|{s.dt}|".encode())
-        for a in (s.agents, s.valid, s.agent_type, s.route, s.map.drivable.points, s.map.lanes.points,
-                  s.map.road_edges.points):
-            h.update(np.ascontiguousarray(a).tobytes())
-        d = _DIGESTS[s] = h.hexdigest()
-    return d
 
 
 def carla_endpoints(host: str, ports: Sequence[int]) -> list:
@@ -289,6 +275,7 @@ def evaluate_unit(unit: WorkUnit, scenes: Sequence[Scenario], settings: SimSetti
     """
     from sim.batch import make_batch
     from sim.rollout import rollout
+    from sim.scene_cache import SceneCache
 
     if settings.threads > 0 and torch.get_num_threads() != settings.threads:
         torch.set_num_threads(settings.threads)
@@ -297,8 +284,9 @@ def evaluate_unit(unit: WorkUnit, scenes: Sequence[Scenario], settings: SimSetti
         return _evaluate_unit_carla(unit, scenes, settings)
     ids = tuple(s.id for s in scenes)
     batch = _cached(
-        ("batch", tuple(scene_digest(s) for s in scenes), settings.device, settings.max_agents),
-        lambda: make_batch(scenes, device=settings.device, max_agents=settings.max_agents),
+        ("batch", tuple(content_digest(s) for s in scenes), settings.device, settings.max_agents),
+        lambda: make_batch(scenes, device=settings.device, max_agents=settings.max_agents,
+                           cache=SceneCache(settings.scene_cache) if settings.scene_cache else None),
     )
     with torch.inference_mode():
         fn = _policy_fn(unit, batch, settings)
