@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   - install, train (500 episodes), evaluate best_entropy.pt, open the dashboard
-#   make test   - install (dev extras, Chromium for browser tests), run the whole test suite
+#   make test   - install (dev extras, Chromium for browser tests), run the test suite (not the tests marked slow)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 EPISODES ?= 500
 STREAMLIT_FLAGS ?=
 
-.PHONY: setup setup-dev browser demo train evaluate dashboard test test-fast lint bench clean
+.PHONY: setup setup-dev browser demo train evaluate dashboard test test-all test-fast lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ dashboard: setup
 demo: train evaluate dashboard
 
 test: setup browser
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: setup browser
 	$(PY) -m pytest -q
 
 test-fast: setup

@@ -34,6 +34,7 @@ def runs(tmp_path_factory):
     return root, out
 
 
+@pytest.mark.slow
 def test_table_and_json_follow_the_stored_rows(runs, tmp_path, capsys):
     root, dirs = runs
     js = tmp_path / "across.json"

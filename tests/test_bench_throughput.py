@@ -46,6 +46,7 @@ def test_plot_writes_a_png_and_prints_the_table(tmp_path, capsys):
     assert table[2].startswith("| 256 |") and table[3].startswith("| 1024 |")
 
 
+@pytest.mark.slow
 def test_worker_processes_share_the_scenes_and_the_record_says_so(tmp_path):
     rec = run(_cfg(workers=2, yardstick=str(tmp_path / "absent.py")))
     assert rec["workers"] == 2 and rec["threads_per_worker"] == 1 and rec["threads"] == 1

@@ -53,6 +53,7 @@ def _snapshot(path: Path) -> str:
     return h.hexdigest()
 
 
+@pytest.mark.slow
 def test_sb3_checkpoints_and_tensorboard_signals(sb3_run, tmp_path, capsys):
     res = tmp_path / "res.h5"
     assert main(_args(sb3_run, res, "--signal", "train/entropy_loss")) == 0

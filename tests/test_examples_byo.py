@@ -35,6 +35,7 @@ def test_sb3_example_tiny(tmp_path):
     assert "(headline)" in r.stdout and "matches" not in r.stderr
 
 
+@pytest.mark.slow
 def test_custom_agent_example(tmp_path):
     r = _run(["examples.custom_agent", "--out", str(tmp_path), "--scenes", "4"])
     assert r.returncode == 0, r.stderr[-2000:]

@@ -103,6 +103,7 @@ def _assert_same_rows(local: dict, other: dict) -> None:
         np.testing.assert_array_equal(a.ego_traj, b.ego_traj)
 
 
+@pytest.mark.slow
 def test_process_executor_matches_local_and_reports_a_unit_error(tmp_path):
     from policy.checkpoint import read_checkpoint
     from sim.harness.executors import ProcessExecutor, WorkUnit
@@ -122,6 +123,7 @@ def test_process_executor_matches_local_and_reports_a_unit_error(tmp_path):
         list(ex.run([bad], scenes, SimSettings()))
 
 
+@pytest.mark.slow
 def test_evaluate_cli_runs_on_worker_processes(tmp_path, capsys):
     from sim.evaluate import main
 

@@ -85,6 +85,7 @@ def test_a_failing_policy_is_one_line_and_the_pool_keeps_working(pool, tmp_path,
     assert pool.run(CheckpointPolicy(ckpt))["ade"].shape == (10,)  # no stale replies left behind
 
 
+@pytest.mark.slow
 def test_bad_settings_and_closed_pool(scenes):
     with pytest.raises(SimError, match="no scenes"):
         ShardPool([])

@@ -143,6 +143,7 @@ def test_compiled_parts_are_one_graph_each(scenes):
     torch._dynamo.reset()
 
 
+@pytest.mark.slow
 def test_batches_of_other_sizes_reuse_one_symbolic_graph(scenes):
     # a sweep's shards differ in scene count, agents, route length and grid size: after the first shape each
     # compiled part compiles once more with symbolic sizes, not once per shape (dynamo's limit is 8 per function)

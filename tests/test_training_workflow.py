@@ -167,6 +167,7 @@ def test_absent_or_unknown_device_is_one_line_and_writes_nothing(out_with_latest
     assert sorted(p.name for p in out_with_latest.iterdir()) == ["latest", "old"]
 
 
+@pytest.mark.slow
 def test_out_dir_says_latest_did_not_move_and_default_says_it_did(out_with_latest, tmp_path, capsys):
     assert main([*TINY, "--episodes", "4", "--out-dir", str(tmp_path / "mine")]) == 0
     assert "out/latest not moved" in capsys.readouterr().err
@@ -194,6 +195,7 @@ def test_resume_without_last_pt_says_what_it_starts_from_and_equals_the_run(run_
         assert (copy / f).read_text() == (run_dir / f).read_text(), f
 
 
+@pytest.mark.slow
 def test_no_progress_silences_every_bar(tmp_path, capsys):
     # a train pool above 100 scenes is where the scene generator shows a bar of its own
     args = [*TINY, "--scenarios", "procedural", "--train-pool", "101", "--episodes", "4", "--out-dir"]

@@ -191,6 +191,7 @@ def test_ray_address_without_a_cluster_fails_after_a_bounded_wait(work, capsys, 
     assert f"--ray-address 127.0.0.1:{port}: no Ray cluster answers there after 2 s" in err
 
 
+@pytest.mark.slow
 def test_no_progress_silences_every_bar(work):
     """The bundled suite's generation bar too (it was printed even with --no-progress)."""
     import subprocess
