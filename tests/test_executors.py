@@ -103,6 +103,30 @@ def _assert_same_rows(local: dict, other: dict) -> None:
         np.testing.assert_array_equal(a.ego_traj, b.ego_traj)
 
 
+def test_overlapped_local_executor_equals_one_unit_after_another(tmp_path):
+    """Metrics and the next batch on a second thread, sampled rollouts included: the same rows, in unit order,
+    and a unit's error still reaches the caller."""
+    from policy.checkpoint import read_checkpoint
+
+    run = make_run(tmp_path, episodes=(0, 10), speeds=[6.0, 12.0])
+    cands, _ = discover([], str(run), False, read_checkpoint)
+    cands += [baseline("constant-velocity")]
+    scenes = [straight_scene(i, 30, num_agents=1 + i % 3) for i in range(5)]
+    units = make_units(cands, make_shards(scenes, 2), {c.key: set(range(len(scenes))) for c in cands})
+    sim = SimSettings(rollouts=2)
+    seq = [(r.key, r.shard, r.rows) for r in LocalExecutor(overlap=False).run(units, scenes, sim)]
+    ovl = [(r.key, r.shard, r.rows) for r in LocalExecutor().run(units, scenes, sim)]
+    assert [(k, s) for k, s, _ in ovl] == [(u.key, u.shard) for u in units]
+    _assert_same_rows({(k, s): r for k, s, r in seq}, {(k, s): r for k, s, r in ovl})
+    assert sum(r.sampled is not None for _, _, r in ovl) == 6  # two checkpoints x three shards
+    for (_, _, a), (_, _, b) in zip(seq, ovl, strict=True):
+        for name in a.sampled.metrics if a.sampled is not None else ():
+            np.testing.assert_array_equal(a.sampled.metrics[name], b.sampled.metrics[name])
+    bad = WorkUnit("x", "checkpoint", str(tmp_path / "missing.pt"), 0, (0,))
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        list(LocalExecutor().run([units[0], bad], scenes, sim))
+
+
 @pytest.mark.slow
 def test_process_executor_matches_local_and_reports_a_unit_error(tmp_path):
     from policy.checkpoint import read_checkpoint

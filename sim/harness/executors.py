@@ -273,28 +273,62 @@ def evaluate_unit(unit: WorkUnit, scenes: Sequence[Scenario], settings: SimSetti
         and a checkpoint, ``rows.sampled`` holds K more rollouts with sampled actions (``[K * n]`` metrics,
         rollout-major), after and independent of the mean-action one, whose rows are those of K = 0.
     """
+    done = simulate_unit(unit, scenes, settings)
+    return done if isinstance(done, UnitResult) else score_unit(done)
+
+
+@dataclass(frozen=True, eq=False)
+class Simulated:
+    """A unit's mean-action rollout, before its metrics (:func:`simulate_unit` -> :func:`score_unit`)."""
+
+    unit: WorkUnit
+    ids: tuple[str, ...]
+    batch: Any
+    rollout: Any
+    settings: SimSettings
+
+
+def unit_batch(scenes: Sequence[Scenario], settings: SimSettings):
+    """The batch of a shard's scenes: built (through the prepared-scene cache) once per process and reused by every
+    checkpoint while it stays among the :data:`_CACHE_SIZE` most recent."""
     from sim.batch import make_batch
-    from sim.rollout import rollout
     from sim.scene_cache import SceneCache
+
+    return _cached(
+        ("batch", tuple(content_digest(s) for s in scenes), settings.device, settings.max_agents),
+        lambda: make_batch(scenes, device=settings.device, max_agents=settings.max_agents,
+                           cache=SceneCache(settings.scene_cache) if settings.scene_cache else None),
+    )
+
+
+def simulate_unit(unit: WorkUnit, scenes: Sequence[Scenario], settings: SimSettings,
+                  batch: Any = None) -> Simulated | UnitResult:
+    """The first half of :func:`evaluate_unit`: the batch (:func:`unit_batch`, unless given) and the mean-action
+    rollout; a CARLA unit is done here (its metrics come with the server's run)."""
+    from sim.rollout import rollout
 
     if settings.threads > 0 and torch.get_num_threads() != settings.threads:
         torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
     if settings.backend == "carla":
         return _evaluate_unit_carla(unit, scenes, settings)
-    ids = tuple(s.id for s in scenes)
-    batch = _cached(
-        ("batch", tuple(content_digest(s) for s in scenes), settings.device, settings.max_agents),
-        lambda: make_batch(scenes, device=settings.device, max_agents=settings.max_agents,
-                           cache=SceneCache(settings.scene_cache) if settings.scene_cache else None),
-    )
+    if batch is None:
+        batch = unit_batch(scenes, settings)
     with torch.inference_mode():
-        fn = _policy_fn(unit, batch, settings)
-        step_compile = StepCompile(enabled=settings.compile)
-        ro = rollout(batch, fn, agents=settings.agents, compile=step_compile)
-        rows = _rows(ids, ro, batch, step_compile)
+        ro = rollout(batch, _policy_fn(unit, batch, settings), agents=settings.agents,
+                     compile=StepCompile(enabled=settings.compile))
+    return Simulated(unit, tuple(s.id for s in scenes), batch, ro, settings)
+
+
+def score_unit(sim: Simulated) -> UnitResult:
+    """The second half of :func:`evaluate_unit`: metrics and trajectories of the rollout, then the sampled-action
+    rollouts (``settings.rollouts``). Thread-safe: :class:`LocalExecutor` runs it beside the next rollout."""
+    settings, unit = sim.settings, sim.unit
+    step_compile = StepCompile(enabled=settings.compile)
+    with torch.inference_mode():
+        rows = _rows(sim.ids, sim.rollout, sim.batch, step_compile)
         if settings.rollouts > 0 and unit.kind == "checkpoint":
-            rows = dataclasses.replace(rows, sampled=_sampled_rows(unit, ids, batch, settings, step_compile))
+            rows = dataclasses.replace(rows, sampled=_sampled_rows(unit, sim.ids, sim.batch, settings, step_compile))
     return UnitResult(unit.key, unit.shard, rows)
 
 
@@ -317,14 +351,47 @@ def _sampled_rows(unit: WorkUnit, ids: tuple[str, ...], batch, settings: SimSett
 
 
 class LocalExecutor:
-    """Runs units one after another in this process (batches cached across checkpoints)."""
+    """Runs units one after another in this process (batches cached across checkpoints).
+
+    On the CPU, eager, a unit's metrics and the next unit's batch run on a second thread while the next unit's
+    rollout runs (and while the caller commits): torch releases the interpreter lock inside its operations, so the
+    two overlap on two cores (``benchmarks.eval_sweep``: docs/performance.md). Only the second thread builds
+    batches. Results are those of :func:`evaluate_unit`, in unit order.
+
+    Args:
+        overlap: score each unit beside the next rollout (False: one after the other).
+    """
 
     name = "local"
 
+    def __init__(self, overlap: bool = True) -> None:
+        self.overlap = overlap
+
     def run(self, units: Sequence[WorkUnit], scenes: Sequence[Scenario], settings: SimSettings) -> Iterator[UnitResult]:
         """Yield each unit's result, in unit order."""
-        for u in units:
-            yield evaluate_unit(u, [scenes[i] for i in u.scenes], settings)
+        if not (self.overlap and settings.device == "cpu" and not settings.compile and settings.backend != "carla"):
+            for u in units:
+                yield evaluate_unit(u, [scenes[i] for i in u.scenes], settings)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        def shard(u: WorkUnit) -> list[Scenario]:
+            return [scenes[i] for i in u.scenes]
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics") as pool:
+            pending = None
+            ahead = {0: pool.submit(unit_batch, shard(units[0]), settings)} if units else {}
+            for j, u in enumerate(units):
+                batch = ahead.pop(j).result()
+                if j + 1 < len(units):  # the next unit's batch is built (or found) on the second thread
+                    ahead[j + 1] = pool.submit(unit_batch, shard(units[j + 1]), settings)
+                sim = simulate_unit(u, shard(u), settings, batch=batch)
+                nxt = pool.submit(score_unit, sim)
+                if pending is not None:
+                    yield pending.result()
+                pending = nxt
+            if pending is not None:
+                yield pending.result()
 
     def close(self) -> None:
         """Nothing to release."""

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import math
+import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -261,8 +262,19 @@ def recentring_offset(scene: Any) -> tuple[float, float]:
     return (float(a[0]), float(a[1])) if a.size >= 2 else (math.nan, math.nan)
 
 
+_RECORDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def scene_record(scene: Any, agents_dropped: int = -1) -> SceneRecord:
-    """The stored view of a :class:`scenarios.scenario.Scenario` (ego first)."""
+    """The stored view of a :class:`scenarios.scenario.Scenario` (ego first); built once per scene object (a call
+    reads it for the scene digests and for the file)."""
+    rec = _RECORDS.get(scene)
+    if rec is None:
+        rec = _RECORDS[scene] = _scene_record(scene)
+    return rec if rec.agents_dropped == int(agents_dropped) else replace(rec, agents_dropped=int(agents_dropped))
+
+
+def _scene_record(scene: Any) -> SceneRecord:
     from scenarios.types import scenario_types
 
     order = [scene.ego] + [a for a in range(scene.num_agents) if a != scene.ego]
@@ -275,5 +287,5 @@ def scene_record(scene: Any, agents_dropped: int = -1) -> SceneRecord:
         route=np.asarray(scene.route, dtype=np.float32).reshape(-1, 2),
         map={k: (np.asarray(getattr(scene.map, k).points, dtype=np.float32).reshape(-1, 2),
                  np.asarray(getattr(scene.map, k).offsets, dtype=np.int64)) for k in MAP_KINDS},
-        offset=recentring_offset(scene), agents_dropped=int(agents_dropped), types=scenario_types(scene),
+        offset=recentring_offset(scene), agents_dropped=-1, types=scenario_types(scene),
     )
