@@ -11,7 +11,9 @@ limit, lane-graph rows, stop signs, traffic lights, and what the source does not
 steps off the mapped area, and the log-replay sanity figures (ADE, off-road, at-fault collision,
 comfort, route completion, peak |longitudinal acceleration|). Recorded human driving should be
 exact (ADE 0), on the road, free of at-fault collisions, comfortable and complete its route;
-scenes that are not are listed, per source. Files or scenes that cannot be used are listed
+scenes that are not are listed, per source. The recorded drivers are also judged on the traffic rules, unfiltered
+(red light, wrong way, speeding: :data:`HUMAN_RULES`), and each source's rates are reported over the scenes whose
+map lets the rule be judged. Files or scenes that cannot be used are listed
 with a one-line reason. Ends with a summary table per source; ``--json OUT`` writes everything
 for machines. Exit status 0 when at least one scene is usable, 1 otherwise.
 
@@ -46,6 +48,11 @@ ROUTE_DONE = 0.99  # route_completion counted as complete
 ACCEL_PLAUSIBLE = 8.0  # m/s^2: a recorded human beyond this is an import artefact
 BATCH = 16  # scenes per log-replay batch
 SANITY = ("ade", "offroad", "collision_at_fault", "comfortable", "route_completion", "max_abs_accel")
+# The traffic rules the recorded driver is judged on, unfiltered (NAVSIM's human filter needs these very values):
+# (metric, report key, what a violation is called). NaN where the map lacks the semantic: not judged.
+HUMAN_RULES = (("traffic_light_compliance", "red_light", "ran a red light"),
+               ("driving_direction_compliance", "wrong_way", "drove against the lane direction"),
+               ("speed_limit_compliance", "speeding", "exceeded the speed limit"))
 
 
 @dataclass
@@ -83,6 +90,12 @@ class SceneReport:
         if s.get("max_abs_accel", 0.0) > ACCEL_PLAUSIBLE:
             out.append("accel")
         return out
+
+    def rule_violations(self) -> list[str]:
+        """Report keys of :data:`HUMAN_RULES` the recorded driver breaks (the metric below 1; NaN: not judged).
+
+        Real logs hold some of each: these are rates to know, not import failures."""
+        return [key for metric, key, _ in HUMAN_RULES if self.sanity.get(metric, math.nan) < 1.0]
 
 
 def _map_elements(road: RoadMap) -> int:
@@ -162,7 +175,8 @@ def replay_sanity(scenes: Sequence[Scenario], reports: Sequence[SceneReport]) ->
             c = MetricContext(ro, batch)
             accel = c.accel.abs().masked_fill(~c.controlled, 0.0).amax(1)
             for j, i in enumerate(part):
-                reports[i].sanity = {name: float(m[name][j]) for name in SANITY if name in m}
+                reports[i].sanity = {name: float(m[name][j]) for name in SANITY + tuple(r[0] for r in HUMAN_RULES)
+                                     if name in m}
                 reports[i].sanity["max_abs_accel"] = float(accel[j])
                 reports[i].agents_dropped = int(batch.agents_dropped[j])
 
@@ -202,6 +216,11 @@ def summarise(reports: Sequence[SceneReport], skipped: Sequence[SkippedScene]) -
             "stop_signs": sum(int(r.semantics.get("stop_signs", 0)) for r in rs),
             "lanes_with_speed_limit": sum(int(r.semantics.get("lanes_with_speed_limit", 0)) for r in rs),
         }
+        for metric, key, _ in HUMAN_RULES:  # the human drivers' rule rates, over the scenes the rule applies to
+            judged = [r for r in rs if math.isfinite(r.sanity.get(metric, math.nan))]
+            out[source][f"{key}_judged"] = len(judged)
+            out[source][f"{key}_scenes"] = sum(key in r.rule_violations() for r in judged)
+            out[source][f"{key}_pct"] = (100.0 * out[source][f"{key}_scenes"] / len(judged)) if judged else math.nan
     if skipped:
         out.setdefault("(skipped)", {})["skipped"] = len(skipped)
     return out
@@ -219,6 +238,12 @@ def render(reports: Sequence[SceneReport], skipped: Sequence[SkippedScene], summ
                          f"comfortable={s.get('comfortable', math.nan):.0f} "
                          f"route={s.get('route_completion', math.nan):.2f} "
                          f"|accel|max={s.get('max_abs_accel', math.nan):.1f} m/s^2")
+    breaking = [(r, r.rule_violations()) for r in reports if r.rule_violations()]
+    if breaking:
+        lines.append("\nrecorded drivers breaking a traffic rule (judged unfiltered; real logs hold some):")
+        said = {key: text for _, key, text in HUMAN_RULES}
+        for r, keys in breaking:
+            lines.append(f"  {r.source:24s} {r.id:32s} " + "; ".join(said[k] for k in keys))
     if skipped:
         lines.append("\nskipped:")
         lines += [f"  {item.line()}" for item in skipped]
@@ -245,6 +270,13 @@ def render(reports: Sequence[SceneReport], skipped: Sequence[SkippedScene], summ
         lines.append(f"{source:24s} {int(s['scenes']):6d} {s['on_road_pct']:8.1f} {s['comfortable_pct']:8.1f} "
                      f"{s['at_fault_pct']:9.1f} {s['route_completed_pct']:7.1f} {s['exact_pct']:7.1f} "
                      f"{s['max_abs_accel']:7.1f} {int(s['static_obstacles']):6d} {int(s['map_dropped']):5d}")
+    rates = [(source, s) for source, s in summary.items() if "scenes" in s]
+    if rates:
+        lines.append(f"\n{'human drivers':24s} " + " ".join(f"{k.replace('_', '-'):>14s}" for _, k, _ in HUMAN_RULES))
+        for source, s in rates:
+            lines.append(f"{source:24s} " + " ".join(
+                f"{int(s[k + '_scenes']):>5d} of {int(s[k + '_judged']):<5d}" if s[k + "_judged"] else f"{'n/a':>14s}"
+                for _, k, _ in HUMAN_RULES))
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from scenarios.check import check
@@ -82,3 +83,27 @@ def test_report_lists_the_map_semantics_and_what_is_unknown():
             assert f"traffic lights {m.num_lights}" in line and line.endswith("unknown: -")
         else:
             assert "traffic lights ?" in line and "traffic_lights" in line.split("unknown:")[1]
+
+
+@pytest.mark.data
+def test_the_recorded_drivers_rule_breaking_is_reported_per_source(cases, tmp_path):
+    """c10 runs a red light, c11 drives against its lane, c12 speeds (the case files' right values); c01's control
+    breaks none. Each appears once in the source's rates, over the scenes where its rule can be judged."""
+    for name in ("c01_control", "c10_red_light", "c11_wrong_way", "c12_speeding"):
+        (tmp_path / f"{name}.pkl").symlink_to(cases / f"{name}.pkl")
+    r = check(tmp_path, ImportOptions(), progress=False)
+    broke = {s["id"].split("@")[0]: s for s in r["scenes"]}
+    assert broke["c10_red_light"]["sanity"]["traffic_light_compliance"] == 0.0
+    assert broke["c11_wrong_way"]["sanity"]["driving_direction_compliance"] < 1.0
+    assert broke["c12_speeding"]["sanity"]["speed_limit_compliance"] < 1.0
+    waymo = r["sources"]["scenarionet/waymo"]
+    assert (waymo["red_light_scenes"], waymo["wrong_way_scenes"], waymo["speeding_scenes"]) == (1, 1, 1)
+    assert waymo["red_light_judged"] == waymo["wrong_way_judged"] == waymo["speeding_judged"] == 3
+    assert waymo["wrong_way_pct"] == pytest.approx(100 / 3)
+    nus = r["sources"]["scenarionet/nuscenes"]  # c01: lanes without lights or limits
+    assert (nus["red_light_judged"], nus["wrong_way_judged"], nus["speeding_judged"]) == (0, 1, 0)
+    assert nus["wrong_way_scenes"] == 0 and np.isnan(nus["red_light_pct"])
+    text = r["text"]
+    for said in ("ran a red light", "drove against the lane direction", "exceeded the speed limit"):
+        assert said in text
+    assert "1 of 3" in text and "0 of 1" in text and "n/a" in text
