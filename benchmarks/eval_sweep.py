@@ -9,7 +9,8 @@ rollouts alone, one process: :func:`rollouts_alone`), ``wall_over_rollouts``, ``
 checkpoints, setup excluded; scenes are prepared on disk beforehand, as an earlier call leaves them),
 ``bytes_per_checkpoint_scenario`` (the results file and its sidecar folder), ``device`` (plus
 ``cpu_s`` (this process's CPU time: the machine is shared), ``load_avg_1m``, ``file_bytes``,
-``scenes_bytes`` and ``setup_s``).
+``scenes_bytes``, ``setup_s``, and ``peak_rss_mb`` / ``children_peak_rss_mb``: the peak resident memory of this
+process and of its largest worker process, MB).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import io
 import json
 import os
 import platform
+import resource
 import tempfile
 import time
 from dataclasses import dataclass
@@ -155,6 +157,8 @@ def main(argv=None) -> dict:
             "file_bytes": size,
             "scenes_bytes": int(scenes_bytes),
             "setup_s": round(setup_s, 2),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "children_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
             "batch_size": cfg.batch_size,
             "executor": cfg.executor,
             "compile": cfg.compile,
