@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import os
 import sys
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -127,14 +128,19 @@ _CACHE: OrderedDict[tuple, Any] = OrderedDict()
 _CACHE_SIZE = 48
 
 
+_CACHE_LOCK = threading.Lock()  # the local executor's two threads share the cache (policies; batches)
+
+
 def _cached(key: tuple, build):
-    if key in _CACHE:
-        _CACHE.move_to_end(key)
-        return _CACHE[key]
-    val = build()
-    _CACHE[key] = val
-    while len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    val = build()  # outside the lock: a batch takes a while to build
+    with _CACHE_LOCK:
+        _CACHE[key] = val
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
     return val
 
 
