@@ -362,7 +362,8 @@ class LocalExecutor:
     On the CPU, eager, a unit's metrics and the next unit's batch run on a second thread while the next unit's
     rollout runs (and while the caller commits): torch releases the interpreter lock inside its operations, so the
     two overlap on two cores (``benchmarks.eval_sweep``: docs/performance.md). Only the second thread builds
-    batches. Results are those of :func:`evaluate_unit`, in unit order.
+    batches. Results are those of :func:`evaluate_unit`, in unit order. A ``MODULE:FACTORY`` agent plug-in runs on
+    one thread (it may keep state between calls).
 
     Args:
         overlap: score each unit beside the next rollout (False: one after the other).
@@ -375,7 +376,11 @@ class LocalExecutor:
 
     def run(self, units: Sequence[WorkUnit], scenes: Sequence[Scenario], settings: SimSettings) -> Iterator[UnitResult]:
         """Yield each unit's result, in unit order."""
-        if not (self.overlap and settings.device == "cpu" and not settings.compile and settings.backend != "carla"):
+        from sim.harness.agents import BUILTINS
+
+        own_code = settings.agent in BUILTINS  # a user's plug-in may keep state between calls: one thread for it
+        if not (self.overlap and own_code and settings.device == "cpu" and not settings.compile
+                and settings.backend != "carla"):
             for u in units:
                 yield evaluate_unit(u, [scenes[i] for i in u.scenes], settings)
             return
