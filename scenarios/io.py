@@ -94,7 +94,8 @@ def save_scenarios(path: str | os.PathLike, scenes: Sequence[Scenario]) -> Path:
     return path
 
 
-def _read_scene(z, i: int) -> Scenario:
+def _read_scene(z, i: int, names: frozenset[str]) -> Scenario:
+    """Scene ``i`` of the open archive ``z`` (``names``: its member names, a set: ``z.files`` is a list)."""
     p = f"s{i}/"
     meta = json.loads(str(z[p + "meta"][()]))
     lines = {
@@ -103,10 +104,10 @@ def _read_scene(z, i: int) -> Scenario:
             np.asarray(z[p + name + "/offsets"], dtype=np.int64),
         )
         for name in RoadMap.POLYLINE_FIELDS
-        if p + name + "/points" in z.files  # lane_polygons and mapped_area: version 2 on
+        if p + name + "/points" in names  # lane_polygons and mapped_area: version 2 on
     }
     arrays = {name: np.asarray(z[p + "map/" + name], dtype=RoadMap.ARRAY_DTYPES[name])
-              for name in RoadMap.ARRAY_FIELDS if p + "map/" + name in z.files}
+              for name in RoadMap.ARRAY_FIELDS if p + "map/" + name in names}
     unknown = tuple(meta["map_unknown"]) if "map_unknown" in meta else RoadMap.unknown
     road = RoadMap(lane_widths=np.asarray(z[p + "lane_widths"], dtype=np.float64), unknown=unknown, **lines, **arrays)
     return Scenario(
@@ -163,9 +164,10 @@ def load_scenarios(path: str | os.PathLike, skipped: list[tuple[str, str]] | Non
             if count < 1:
                 raise ScenarioError("file holds no scenes")
             scenes = []
+            names = frozenset(z.files)
             for i in range(count):
                 try:
-                    scenes.append(_read_scene(z, i).validate())
+                    scenes.append(_read_scene(z, i, names).validate())
                 except (ScenarioError, KeyError) as e:
                     reason = f"missing array {e}" if isinstance(e, KeyError) else str(e)
                     if skipped is None:
