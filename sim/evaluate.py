@@ -18,7 +18,6 @@ import argparse
 import functools
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -357,35 +356,23 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
                                threads=cfg.threads, carla_host=cfg.carla_host, carla_ports=cfg.carla_port,
                                agent=cfg.agent, compile=cfg.compile, rollouts=cfg.rollouts,
                                scene_cache=prepared_dir(cfg.scenario_cache))
-        def store_scenes() -> None:
-            if not out.exists() or units:
-                writer.prepare([scene_record(s, select_agents(s, settings.max_agents)[1]) for s in scenes], root)
-            writer.write_skipped(skipped)
+        if not out.exists() or units:
+            writer.prepare([scene_record(s, select_agents(s, settings.max_agents)[1]) for s in scenes], root)
+        writer.write_skipped(skipped)
+        by_key = {c.key: c for c in cands}
 
-        # the scenes go into the file on a second thread while the first units run; every commit waits for it
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="scenes") as pool:
-            scenes_stored = pool.submit(store_scenes)
-            by_key = {c.key: c for c in cands}
+        def commit(key: str, rows: CheckpointRows) -> None:
+            writer.commit(key, by_key[key].attrs(cfg.backend), rows, [scene_of[i] for i in rows.scenario_ids], root)
 
-            def commit(key: str, rows: CheckpointRows) -> None:
-                scenes_stored.result()  # the rows' scenes are in the file first (raises what storing raised)
-                writer.commit(key, by_key[key].attrs(cfg.backend), rows, [scene_of[i] for i in rows.scenario_ids],
-                              root)
-
-            race, vids = None, ids  # --budget: the race's section of the verdict, judged on its common scenes
+        race, vids = None, ids  # --budget: the race's section of the verdict, judged on its common scenes
+        if cfg.budget:
+            race, vids = run_budget_cfg(cfg, cands, scenes, settings, out, commit)
+        elif units:
+            executor = make_executor(cfg.executor, cfg.ray_address, cfg.num_cpus or None)
             try:
-                if cfg.budget:
-                    race, vids = run_budget_cfg(cfg, cands, scenes, settings, out, commit)
-                elif units:
-                    executor = make_executor(cfg.executor, cfg.ray_address, cfg.num_cpus or None)
-                    try:
-                        run_units(executor, units, scenes, settings, commit, progress=cfg.progress)
-                    finally:
-                        executor.close()
+                run_units(executor, units, scenes, settings, commit, progress=cfg.progress)
             finally:
-                failed = scenes_stored.exception()  # waits; a failure here wins over what it caused downstream
-            if failed is not None:
-                raise failed
+                executor.close()
         stored = {s.key: s for s in read_checkpoints(out)}
         expected = comparison_set(cands)
         verdict = build_verdict(list(stored.values()), vids, cfg.metric, cfg.n_resamples, cfg.seed,
