@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,13 +158,19 @@ def _load_or_generate(name: str, split: str, cache_dir: str | os.PathLike | None
     return scenes
 
 
-def generator_fingerprint() -> str:
-    """8 hex digits of a hash of the generator's source files: a changed generator never reads a stale cache."""
+def source_digest(files: Iterable[Path], digits: int = 8) -> str:
+    """``digits`` hex digits of a hash of source files (names and bytes, in the given order): the code part of a
+    cache key, so that changed code never reads a stale entry."""
     h = hashlib.sha256()
-    for f in sorted((Path(__file__).parent / "procedural").glob("*.py")):
+    for f in files:
         h.update(f.name.encode())
         h.update(f.read_bytes())
-    return h.hexdigest()[:8]
+    return h.hexdigest()[:digits]
+
+
+def generator_fingerprint() -> str:
+    """8 hex digits of a hash of the generator's source files: a changed generator never reads a stale cache."""
+    return source_digest(sorted((Path(__file__).parent / "procedural").glob("*.py")))
 
 
 def clear_memory_cache() -> None:

@@ -14,7 +14,6 @@ bit for bit with and without the cache (``tests/test_scene_cache.py``).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import tempfile
 import zipfile
@@ -26,6 +25,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from scenarios.scenario import Scenario, content_digest
+from scenarios.suites import source_digest
 from sim.geometry import ExactRoad, SceneGrid, scene_grid
 from sim.lane_map import ScenePieces, scene_pieces
 
@@ -38,10 +38,7 @@ def code_digest() -> str:
     import sim.geometry
     import sim.lane_map
 
-    h = hashlib.sha256()
-    for mod in (sim.geometry, sim.lane_map):
-        h.update(Path(mod.__file__).read_bytes())
-    return h.hexdigest()[:12]
+    return source_digest([Path(m.__file__) for m in (sim.geometry, sim.lane_map)], digits=12)
 
 
 @dataclass(frozen=True)

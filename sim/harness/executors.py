@@ -391,11 +391,11 @@ class LocalExecutor:
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics") as pool:
             pending = None
-            ahead = {0: pool.submit(unit_batch, shard(units[0]), settings)} if units else {}
+            next_batch = pool.submit(unit_batch, shard(units[0]), settings) if units else None
             for j, u in enumerate(units):
-                batch = ahead.pop(j).result()
+                batch = next_batch.result()
                 if j + 1 < len(units):  # the next unit's batch is built (or found) on the second thread
-                    ahead[j + 1] = pool.submit(unit_batch, shard(units[j + 1]), settings)
+                    next_batch = pool.submit(unit_batch, shard(units[j + 1]), settings)
                 sim = simulate_unit(u, shard(u), settings, batch=batch)
                 nxt = pool.submit(score_unit, sim)
                 if pending is not None:
