@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.budgeted_selection --results out/bench/s0/results.h5 out/bench/s1/results.h5 ...`` reads
 each results file's full sweep (every distinct policy of a run on every scene: the ground truth), replays
-:func:`sim.harness.budget.race` (the function ``sim.evaluate --budget`` runs) on the stored per-scene metric, and
+:func:`sim.selection.budget.race` (the function ``sim.evaluate --budget`` runs) on the stored per-scene metric, and
 prints one JSON line per budget:
 
 - ``budget``: the ``--budget`` fraction; per run (results file) and over ``--repeats`` scene orders (seeds
@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.harness.budget import BudgetPlan, budget_rollouts, race, regret, uniform_pick
-from sim.harness.reader import ResultsError, read_checkpoints, read_summary
-from sim.metric_catalogue import higher_is_better
+from sim.metrics.catalogue import higher_is_better
+from sim.results.reader import ResultsError, read_checkpoints, read_summary
+from sim.selection.budget import BudgetPlan, budget_rollouts, race, regret, uniform_pick
 
 BUDGETS = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 

@@ -6,7 +6,7 @@
 ``first_paint_s`` (fresh server, empty cache: navigation start until the frame that first shows the entropy and
 metrics charts drawn and visible, ``PAINT_CLOCK_JS``)
 and ``first_paint_warm_s`` (median of later page loads, cache hit). The helpers here are also used by the
-browser test (tests/test_dashboard_browser.py).
+browser test (tests/dashboard/test_browser.py).
 
 ``breakdown`` / ``floor_breakdown`` split each cold first paint (seconds from navigation start): ``ws_open_s``
 (the page's websocket is open: the script starts), ``chart_sent_s`` (the browser asks for Plotly's code: the first

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from sim.batch import ROAD_RESOLUTION, make_batch
-from sim.harness.executors import EXECUTORS
+from sim.evaluation.executors import EXECUTORS
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def main(argv=None) -> dict:
         run(ecfg, console=Console(file=io.StringIO(), width=150))
         wall, cpu = time.perf_counter() - t1, time.process_time() - c1
         rollouts_s = rollouts_alone(run_dir, scenes, ecfg, scene_cache)
-        from sim.harness.schema import parts_dir
+        from sim.results.schema import parts_dir
 
         parts = parts_dir(out)
         size = out.stat().st_size + sum(p.stat().st_size for p in parts.glob("*") if p.is_file())
@@ -174,8 +174,8 @@ def rollouts_alone(run_dir: Path, scenes, ecfg, scene_cache) -> float:
     """Seconds the sweep's rollouts take alone: the same checkpoints, shards, batches, threads and policy function,
     batches built beforehand (untimed), no metrics, no files; one process whatever the executor (the executors
     run the same rollouts in W processes: compare the processes executor's wall time with this over W)."""
-    from sim.harness.agents import load_agent, policy_fn
-    from sim.harness.executors import make_shards
+    from sim.evaluation.executors import make_shards
+    from sim.evaluation.plugins import load_agent, policy_fn
     from sim.rollout import rollout
 
     torch.set_num_threads(ecfg.threads)

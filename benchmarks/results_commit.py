@@ -3,7 +3,7 @@
 ``python -m benchmarks.results_commit [--sizes-mb 50 500 1500]`` fills a results file (untimed) with
 checkpoints of large trajectories until it holds each size in turn, then times ``--repeats`` commits of one
 typical checkpoint (``--scenes`` scenes x 91 steps; fsync included, the filler synced first) through
-:class:`sim.harness.store.ResultsWriter` and prints one JSON line: ``sizes_mb`` (held before the timed
+:class:`sim.results.store.ResultsWriter` and prints one JSON line: ``sizes_mb`` (held before the timed
 commits), ``commit_s`` (median per size),
 ``max_over_min`` (flat: close to 1) and ``held_bytes``.
 """
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.harness.schema import CheckpointRows, SceneRecord, parts_dir
-from sim.harness.store import ResultsWriter
+from sim.results.schema import CheckpointRows, SceneRecord, parts_dir
+from sim.results.store import ResultsWriter
 
 METRICS = ("ade", "fde", "collision", "score")
 ROOT = {"backend": "kinematic", "suite": "benchmark", "config": "{}", "run_dir": ""}

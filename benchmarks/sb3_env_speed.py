@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def env_rate(n: int, steps: int = 80) -> float:
-    from sim.gym_env import ACTION_DIM, BatchedClosedLoop
+    from sim.rl.gym_env import ACTION_DIM, BatchedClosedLoop
 
     core = BatchedClosedLoop(n, scenarios="procedural:train")
     core.reset(0)
@@ -48,7 +48,7 @@ def env_rate(n: int, steps: int = 80) -> float:
 def ppo_rate(n: int, iterations: int) -> float:
     from stable_baselines3 import PPO
 
-    from sim.gym_env import make_sb3_vec_env
+    from sim.rl.gym_env import make_sb3_vec_env
 
     env = make_sb3_vec_env(n, scenarios="procedural:train")
     model = PPO("MlpPolicy", env, n_steps=80, batch_size=n * 80 // 4, n_epochs=4, device="cpu", seed=0)
@@ -63,7 +63,7 @@ def eval_time(n_ckpt: int, n_scenes: int) -> float:
     process: start, imports, loading, closed loop, metrics, verdict, results file)."""
     from stable_baselines3 import PPO
 
-    from sim.gym_env import make_sb3_vec_env
+    from sim.rl.gym_env import make_sb3_vec_env
 
     with tempfile.TemporaryDirectory() as d:
         env = make_sb3_vec_env(2, scenarios="procedural-small:train")

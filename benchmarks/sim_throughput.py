@@ -15,7 +15,7 @@ built once and smaller ones are its prefixes. Each figure is the best of ``--rep
 after one warm-up run.
 
 On the CPU the closed loop runs as the product runs it on several cores: ``--workers`` processes
-(:class:`sim.shards.ShardPool`, default one per thread, each with ``threads / workers`` torch threads)
+(:class:`sim.evaluation.shards.ShardPool`, default one per thread, each with ``threads / workers`` torch threads)
 share the batch's scenes, so the CPU threads the yardstick gets (``--threads``) are the CPU threads
 ours gets. ``single_process_scenario_steps_per_s`` is the same closed loop in this one process with
 ``--threads`` intra-op threads (``--workers 1`` makes that the headline figure).
@@ -39,9 +39,9 @@ from scenarios.scenario import AgentType, Polylines, RoadMap, Scenario, Scenario
 from sim.batch import make_batch
 from sim.compiled import StepCompile
 from sim.config import NUM_WAYPOINTS, SimError
+from sim.evaluation.shards import ShardPool, ShardSettings
 from sim.observation import OBS_DIM
 from sim.rollout import rollout
-from sim.shards import ShardPool, ShardSettings
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class BenchConfig:
     sweep: bool = False  # one line per batch size in CPU_SWEEP / GPU_SWEEP
     yardstick: str | None = None  # path of proto_step.py (None: ../shared/bench/proto_step.py)
     compile: bool = False  # sim.compiled.StepCompile(enabled=True): every compiled part (PARTS), on any device
-    workers: int = 0  # CPU worker processes sharing the scenes (sim.shards); 0 = one per thread, 1 = this process
+    workers: int = 0  # CPU worker processes sharing the scenes (sim.evaluation.shards); 0: one per thread, 1: here
 
 
 MIN_SCENES_PER_WORKER = 64  # --workers 0 uses fewer workers than threads below this many scenes each
@@ -226,7 +226,7 @@ def run(cfg: BenchConfig, scenes: list[Scenario] | None = None, kind: str = "") 
     if scenes is None:
         scenes, kind = _scenes(cfg)
     scenes = scenes[: cfg.batch]
-    from sim.metrics import compute_metrics
+    from sim.metrics.registry import compute_metrics
 
     steps = max(s.agents.shape[1] for s in scenes) - 1 - scenes[0].init_step  # the batch's controlled steps
     ss = len(scenes) * steps

@@ -19,7 +19,7 @@ from policy.checkpoint import load_checkpoint
 from scenarios.suites import load_suite
 from sim.baselines import constant_velocity_policy
 from sim.batch import make_batch
-from sim.metrics import compute_metrics
+from sim.metrics.registry import compute_metrics
 from sim.rollout import rollout
 from training.ppo import make_deterministic_policy_fn
 

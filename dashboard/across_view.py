@@ -1,8 +1,8 @@
 """The verdict across seeds in the dashboard: table, figure (each seed's pick marked) and exports.
 
-Shown when several runs are selected. Data: :func:`sim.harness.across_data.load_seed` per run (the same code
+Shown when several runs are selected. Data: :func:`sim.selection.across_data.load_seed` per run (the same code
 as ``python -m sim.across``), cached on the results files' modification times; math
-:func:`sim.harness.across.compare_runs`. The figure is drawn with matplotlib so the same figure is shown and
+:func:`sim.selection.across.compare_runs`. The figure is drawn with matplotlib so the same figure is shown and
 exported as PNG and SVG for a paper (``kaleido``, plotly's static export, is not a dependency).
 """
 
@@ -16,8 +16,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.table import shown
-from sim.harness.across import AcrossError, AcrossVerdict, SeedResult, compare_runs
-from sim.harness.traffic import TrafficComparison
+from sim.selection.across import AcrossError, AcrossVerdict, SeedResult, compare_runs
+from sim.selection.traffic import TrafficComparison
 
 
 def across_frame(v: AcrossVerdict) -> pd.DataFrame:
@@ -37,7 +37,7 @@ LABEL_ROOM = 0.45  # fraction of the regret span added right of the largest regr
 
 
 def traffic_frame(c: TrafficComparison) -> pd.DataFrame:
-    """One row per checkpoint: its mean and rank under each traffic model (``sim.harness.traffic``), best first
+    """One row per checkpoint: its mean and rank under each traffic model (``sim.selection.traffic``), best first
     under the first model; then one row per selection rule with its pick and regret under both."""
     sign = 1.0 if c.higher_is_better else -1.0
     a, b = c.labels
@@ -52,7 +52,7 @@ def traffic_frame(c: TrafficComparison) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _traffic(path: str, key: tuple, metric: str) -> tuple[TrafficComparison | None, str | None]:
-    from sim.harness.traffic import load_traffic, traffic_pair
+    from sim.selection.traffic import load_traffic, traffic_pair
 
     pair = traffic_pair(path)
     if pair is None:
@@ -65,9 +65,9 @@ def _traffic(path: str, key: tuple, metric: str) -> tuple[TrafficComparison | No
 
 def traffic_section(label: str, run: Path, metric: str) -> None:
     """The run's rankings under logged and IDM traffic side by side, when it has both results files
-    (``results.h5`` and ``results.agents-idm.h5``; :func:`sim.harness.traffic.traffic_pair`); nothing otherwise."""
+    (``results.h5`` and ``results.agents-idm.h5``; :func:`sim.selection.traffic.traffic_pair`); nothing otherwise."""
     from dashboard.data import file_key
-    from sim.harness.identity import results_files
+    from sim.results.identity import results_files
 
     c, err = _traffic(str(run), tuple(file_key(p) for p in results_files(run)), metric)
     if err:
@@ -144,7 +144,7 @@ def figure_bytes(fig, fmt: str) -> bytes:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _load(path: str, key: tuple[int, int], metric: str, label: str) -> tuple[SeedResult | None, str | None]:
-    from sim.harness.across_data import load_seed
+    from sim.selection.across_data import load_seed
 
     try:
         return load_seed(path, metric, label), None
@@ -163,7 +163,7 @@ def across_section(runs: Sequence[tuple[str, Path]], metric: str) -> None:
 
 def _across_tables(runs: Sequence[tuple[str, Path]], metric: str) -> None:
     from dashboard.data import file_key
-    from sim.harness.run_info import RESULTS_NAME
+    from sim.results.run_folder import RESULTS_NAME
 
     seeds, errors = [], []
     for label, path in runs:

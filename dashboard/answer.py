@@ -2,9 +2,9 @@
 
 The verdict names the max-entropy rule's pick, its rank and its regret with a 95 % interval, and whether entropy
 ranks checkpoints better than the training step does (the stored verdict's ``entropy_beats_step``,
-:func:`sim.harness.verdict.compute_verdict`). The regret's interval is the normal-approximation interval of the
+:func:`sim.selection.verdict.compute_verdict`). The regret's interval is the normal-approximation interval of the
 mean paired per-scene difference between the best checkpoint and the pick
-(:func:`sim.harness.report.mean_interval`, the CLI's method for means) over the scenes both were evaluated on.
+(:func:`sim.selection.report.mean_interval`, the CLI's method for means) over the scenes both were evaluated on.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import numpy as np
 from dashboard import rules, table
 from dashboard.run_kind import RunKind
 from dashboard.run_roles import RunRoles
-from sim.harness.report import mean_interval
-from sim.harness.verdict import MIN_CORR
-from sim.metric_catalogue import higher_is_better
+from sim.metrics.catalogue import higher_is_better
+from sim.selection.report import mean_interval
+from sim.selection.verdict import MIN_CORR
 
 ONE_CHECKPOINT = ("One checkpoint cannot be ranked: only {name} has results. Evaluate more checkpoints of the run "
                   "to judge a selection rule.")

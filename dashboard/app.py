@@ -30,7 +30,7 @@ FRAME = open_page()
 from dashboard import data, figures, run_roles, table  # noqa: E402
 from dashboard.answer import Answer, build_answer, card_markdown  # noqa: E402
 from dashboard.run_kind import RunKind, run_kind  # noqa: E402
-from sim.metric_catalogue import JUDGED_METRICS, METRIC_NAMES  # noqa: E402
+from sim.metrics.catalogue import JUDGED_METRICS, METRIC_NAMES  # noqa: E402
 
 if TYPE_CHECKING:  # pandas (and dashboard.rules, which uses it) load after the first paint, in the views below it
     import pandas as pd
@@ -146,11 +146,11 @@ def report_card_view(ans: Answer, rr: run_roles.RunRoles, results: Path) -> None
 
 
 def html_report_button(results: Path) -> None:
-    """"Prepare HTML report": builds ``sim.harness.report_html.build_report`` (1-3 s) only when asked, then offers
+    """"Prepare HTML report": builds ``sim.selection.report_html.build_report`` (1-3 s) only when asked, then offers
     it as a download (one self-contained file: figures inline, no server)."""
     if st.button("Prepare HTML report", key="prep_html"):
-        from sim.harness.errors import ResultsError
-        from sim.harness.report_html import build_report
+        from sim.results.errors import ResultsError
+        from sim.selection.report_html import build_report
 
         try:
             with st.spinner("Writing the report..."):

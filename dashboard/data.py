@@ -1,6 +1,6 @@
 """Loading for the dashboard: run discovery, cached file reads keyed on modification time, tidy frames.
 
-Reads JSON and ``results.h5`` only (through ``sim.harness.reader``; no torch). Every cached loader takes the
+Reads JSON and ``results.h5`` only (through ``sim.results.reader``; no torch). Every cached loader takes the
 file's ``(mtime_ns, size)`` as part of its key, so a file rewritten by the trainer or the evaluator is re-read
 on the next rerun and an unchanged one never is. First paint reads summaries only; trajectories and maps are
 read lazily per scene for the replay.
@@ -19,8 +19,9 @@ import streamlit as st
 
 from dashboard.run_kind import run_kind
 from dashboard.table import BASE_COLUMNS, Rows
-from sim.harness.identity import Experiment, results_files, results_name, set_slug
-from sim.harness.reader import (
+from sim.metrics.catalogue import TABLE_METRICS
+from sim.results.identity import Experiment, results_files, results_name, set_slug
+from sim.results.reader import (
     ResultsError,
     ResultsSummary,
     ScenarioInfo,
@@ -31,9 +32,8 @@ from sim.harness.reader import (
     read_scene,
     read_summary,
 )
-from sim.harness.report import metric_interval
-from sim.harness.run_info import RESULTS_NAME, RUN_MARKERS
-from sim.metric_catalogue import TABLE_METRICS
+from sim.results.run_folder import RESULTS_NAME, RUN_MARKERS
+from sim.selection.report import metric_interval
 
 if TYPE_CHECKING:  # pandas is imported by the views after the first paint only (dashboard.table)
     import pandas as pd
@@ -196,7 +196,7 @@ def _read_set(path: str, key: tuple[int, int]) -> str:
 
 
 def result_sets(ref: RunRef) -> tuple[ResultSet, ...]:
-    """The run's results files, ``results.h5`` first (:func:`sim.harness.identity.results_files`), each labelled
+    """The run's results files, ``results.h5`` first (:func:`sim.results.identity.results_files`), each labelled
     by the scenario set it holds (read from the file, cached on its mtime)."""
     out = []
     for p in results_files(ref.path):
@@ -319,7 +319,7 @@ def checkpoint_rows(summary: ResultsSummary | None) -> Rows:
         :class:`dashboard.table.Rows` keyed by checkpoint key with ``name, kind, episode, entropy, train_reward,
         roles (tuple), n, entropy_per_dim (tuple), files (tuple of base names), scenario_id (tuple)`` and, per
         metric ``m``, ``m`` (mean over scenarios) and ``m_lo``/``m_hi`` (95 % interval,
-        :func:`sim.harness.report.metric_interval`: the CLI's methods, normal approximation for means and
+        :func:`sim.selection.report.metric_interval`: the CLI's methods, normal approximation for means and
         Wilson for 0/1 rates); NaN where a row lacks a metric.
     """
     rows = []

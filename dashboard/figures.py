@@ -16,8 +16,8 @@ import plotly.graph_objects as go
 from dashboard.run_kind import PROJECT_RUN, RunKind
 from dashboard.table import Rows, candidates, smooth
 from policy.gaussian import HALF_LOG_2PI_E
-from sim.harness.reader import SceneDetail
-from sim.metric_catalogue import axis_title, higher_is_better
+from sim.metrics.catalogue import axis_title, higher_is_better
+from sim.results.reader import SceneDetail
 
 if TYPE_CHECKING:  # pandas is imported by the views after the first paint only
     import pandas as pd
@@ -399,7 +399,7 @@ def profile_figure(stats: dict, selected: str | None = None) -> go.Figure:
     """Performance profiles (rliable): per checkpoint, the fraction of scenes whose metric exceeds each threshold.
 
     Args:
-        stats: the verdict's ``statistics`` (:func:`sim.harness.stats.field_statistics`): ``profile``
+        stats: the verdict's ``statistics`` (:func:`sim.selection.stats.field_statistics`): ``profile``
             ``{thresholds [K], fractions {key: [K]}}``, ``checkpoints`` (names), ``pick``, ``metric``.
         selected: a checkpoint key drawn thicker.
 

@@ -22,18 +22,18 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from sim.harness.reader import read_checkpoints
-from sim.harness.report import build_verdict
-from sim.harness.schema import CheckpointAttrs, CheckpointRows, SceneRecord, parts_dir
-from sim.harness.store import ResultsWriter
-from sim.metric_catalogue import METRIC_NAMES, epdms, nuplan_score, score_terms
+from sim.metrics.catalogue import METRIC_NAMES, epdms, nuplan_score, score_terms
+from sim.results.reader import read_checkpoints
+from sim.results.schema import CheckpointAttrs, CheckpointRows, SceneRecord, parts_dir
+from sim.results.store import ResultsWriter
+from sim.selection.report import build_verdict
 
 FAMILIES = ("straight", "lane_change", "intersection", "merge", "roundabout")
 SOURCES = ("procedural", "waymo", "commonroad")
 ACT_DIM = 16
 AGENTS = ("own", "sb3")  # FixtureSpec.agent
 SB3_STEPS = 2048  # environment steps between an SB3 run's checkpoints (CheckpointCallback's save_freq)
-SB3_HEADLINE = "entropy (-train/entropy_loss)"  # the signal name sim.harness.signals gives SB3's entropy
+SB3_HEADLINE = "entropy (-train/entropy_loss)"  # the signal name sim.selection.signals gives SB3's entropy
 
 
 @dataclass(frozen=True)
@@ -204,7 +204,7 @@ def write_run(root: Path, spec: FixtureSpec = FixtureSpec(), link_latest: bool =
 
 
 def _write_results(path: Path, spec: FixtureSpec, cks: list[dict], rng: np.random.Generator) -> None:
-    """Through the real writer (:class:`sim.harness.store.ResultsWriter`) and the real verdict."""
+    """Through the real writer (:class:`sim.results.store.ResultsWriter`) and the real verdict."""
     path.unlink(missing_ok=True)
     shutil.rmtree(parts_dir(path), ignore_errors=True)
     w = ResultsWriter(path)
@@ -247,7 +247,7 @@ def _write_results(path: Path, spec: FixtureSpec, cks: list[dict], rng: np.rando
 def _signal_doc(spec: FixtureSpec, cks: list[dict], rng: np.random.Generator) -> dict:
     """The signal verdict ``sim.evaluate --signals`` stores for a plug-in run (the real judge, SB3's TensorBoard
     tag names; the entropy signal is the headline)."""
-    from sim.harness.signal_verdict import judge_signals
+    from sim.selection.signal_verdict import judge_signals
 
     cps = [c for c in cks if c["kind"] == "checkpoint"]
     n = len(cps)

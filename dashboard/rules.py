@@ -1,7 +1,7 @@
 """What-if checkpoint selection for the dashboard (numpy; no Streamlit, no pandas import).
 
 Judging (rank, regret, which checkpoint a standard rule picks, rank correlations and their intervals) is the
-verdict's own code (:mod:`sim.harness.verdict`); metric directions come from :mod:`sim.metric_catalogue`.
+verdict's own code (:mod:`sim.selection.verdict`); metric directions come from :mod:`sim.metrics.catalogue`.
 What is added here is the what-if editor's family of rules. A *rule* picks one evaluated checkpoint from its
 entropy: the max (or min) of the entropy, optionally smoothed over the training history with a trailing
 window, among checkpoints at or after a given episode. Its pick is judged against the truly best checkpoint
@@ -22,8 +22,8 @@ import numpy as np
 
 from dashboard import table
 from dashboard.table import Rows, smooth
-from sim.harness.verdict import RULE_ROLES, RULES, correlations_with_ci, pick_index, rank_and_regret
-from sim.metric_catalogue import higher_is_better
+from sim.metrics.catalogue import higher_is_better
+from sim.selection.verdict import RULE_ROLES, RULES, correlations_with_ci, pick_index, rank_and_regret
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -212,5 +212,5 @@ def report_card(ck: Rows | pd.DataFrame, metric: str, declared: Collection[str] 
 
 def rank_correlations(x: np.ndarray, per_scene: np.ndarray, n_boot: int = 300, seed: int = 0) -> dict[str, float]:
     """Spearman and Kendall with paired-bootstrap 95 % intervals: the verdict's computation
-    (:func:`sim.harness.verdict.correlations_with_ci`) with ``n_boot`` resamples."""
+    (:func:`sim.selection.verdict.correlations_with_ci`) with ``n_boot`` resamples."""
     return correlations_with_ci(x, per_scene, n_resamples=n_boot, seed=seed)

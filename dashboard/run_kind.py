@@ -2,7 +2,7 @@
 
 A run of this project's trainer counts its checkpoints in episodes and declares roles with role files
 (``best_entropy.pt``, ``last.pt``, ...). Checkpoints evaluated through an agent plug-in (``python -m sim.evaluate
---agent sb3|torchscript|MODULE:FACTORY``, :mod:`sim.harness.plugin_candidates`) have neither: their step is the
+--agent sb3|torchscript|MODULE:FACTORY``, :mod:`sim.evaluation.plugin_candidates`) have neither: their step is the
 plug-in's (environment steps for SB3's ``rl_model_<steps>_steps.zip``), ``last`` is the highest step, and the
 stored ``eval_info`` names the plug-in (``{"agent": "sb3", "step": ..., "step_source": ...}``).
 """
@@ -43,7 +43,7 @@ class RunKind:
 
 
 def run_kind(summary: Any) -> RunKind:
-    """The kind of a run from its results summary (:class:`sim.harness.reader.ResultsSummary`, or None).
+    """The kind of a run from its results summary (:class:`sim.results.reader.ResultsSummary`, or None).
 
     A checkpoint whose stored ``eval_info`` names an ``agent`` other than ``own`` makes it a plug-in run (the first
     such checkpoint's agent names it); otherwise the root ``config``'s ``agent`` (``EvalConfig.agent``) decides.

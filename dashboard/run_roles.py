@@ -1,11 +1,11 @@
 """Roles and completeness of a run as the dashboard shows them (pure: no Streamlit, no torch).
 
 Roles come from the run itself: a role is declared when its role file exists (``best_entropy.pt``,
-``last.pt``, ``best_reward.pt``, ``bc.pt``; :func:`sim.harness.run_info.declared_roles`), and it belongs to
+``last.pt``, ``best_reward.pt``, ``bc.pt``; :func:`sim.results.run_folder.declared_roles`), and it belongs to
 the evaluated policy whose stored ``files`` hold that file (or the episode file it copies, from
 ``train_metrics.json``). Never from which checkpoints happen to be evaluated yet: a declared role whose
 policy has no results is "not evaluated yet", not a stand-in. Without the role file, every view takes the
-rule's fallback from :func:`sim.harness.verdict.pick_index`.
+rule's fallback from :func:`sim.selection.verdict.pick_index`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from dashboard.table import Rows
-from sim.harness.run_info import RoleRef, declared_roles, select_after
-from sim.harness.verdict import Completeness, completeness
+from sim.results.run_folder import RoleRef, declared_roles, select_after
+from sim.selection.verdict import Completeness, completeness
 
 ROLE_NAMES = ("best_entropy", "last", "best_reward", "bc")
 

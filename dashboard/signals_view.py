@@ -1,6 +1,6 @@
 """The "which training signal picks the best checkpoint" view: the stored signal verdict (torch- and pandas-free).
 
-Reads ``/verdict`` attribute ``signals_json`` of a results file (:func:`sim.harness.reader.read_signal_verdict`,
+Reads ``/verdict`` attribute ``signals_json`` of a results file (:func:`sim.results.reader.read_signal_verdict`,
 written by ``python -m sim.evaluate --signals ...``; docs/results_schema.md), cached on the file's mtime and size.
 Entropy is the headline: its sentence comes first, then the ranking of every signal by selection regret, one row per
 signal with both of its rules (pick the max, pick the min) and their places in the stored ranking.
@@ -13,7 +13,7 @@ from typing import Any
 
 import streamlit as st
 
-from sim.harness.reader import ResultsError, read_signal_verdict
+from sim.results.reader import ResultsError, read_signal_verdict
 
 SIGNALS_CMD = "python -m sim.evaluate --ckpt 'DIR/*' --agent NAME --signals LOG"
 

@@ -1,6 +1,6 @@
 """The "Statistics" view: the field's statistics and the verdict per scenario type, as stored with the verdict.
 
-Reads the verdict's ``statistics`` and ``by_type`` entries (:mod:`sim.harness.stats`, written by
+Reads the verdict's ``statistics`` and ``by_type`` entries (:mod:`sim.selection.stats`, written by
 ``python -m sim.evaluate``; ``docs/metrics.md``, "The field's statistics"): a performance-profile plot
 (:func:`dashboard.figures.profile_figure`), the probability of improvement of each checkpoint over the pick and
 of each rule over ``last``, IQM with its stratified interval, and the per-type table with its sentence. The table

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from sim.harness.verdict import RULE_ROLES, pick_index, rank_and_regret
-from sim.metric_catalogue import higher_is_better
+from sim.metrics.catalogue import higher_is_better
+from sim.selection.verdict import RULE_ROLES, pick_index, rank_and_regret
 
 BASE_COLUMNS = ("name", "kind", "episode", "entropy", "train_reward", "roles", "n", "entropy_per_dim", "files",
                 "scenario_id")
@@ -78,7 +78,7 @@ def candidates(rows: Rows) -> Rows:
 
 def role_key(rows: Rows, role: str, declared: Collection[str] = (), after_episode: int = 0) -> str | None:
     """Key of the checkpoint a standard rule picks: the one carrying ``role``, else the verdict's fallback
-    (:func:`sim.harness.verdict.pick_index`, the one definition); None when the run declares the role
+    (:func:`sim.selection.verdict.pick_index`, the one definition); None when the run declares the role
     (``declared``: its role file exists) but that policy has no results yet."""
     c = rows.where(lambda r: r["kind"] == "checkpoint")
     if c.empty:

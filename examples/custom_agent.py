@@ -1,7 +1,7 @@
 """Your own trainer, your own checkpoint format: a factory for ``--agent examples.custom_agent:make``.
 
 The factory takes ``(checkpoint_path, device)`` and returns an object with ``info``
-(:class:`sim.harness.agents.AgentInfo`) and ``waypoints(obs [B, OBS_DIM]) -> [B, K, 2]`` (metres, ego frame).
+(:class:`sim.evaluation.plugins.AgentInfo`) and ``waypoints(obs [B, OBS_DIM]) -> [B, K, 2]`` (metres, ego frame).
 Here the checkpoint is a plain tensor dict (``torch.save(state_dict)``; read with ``weights_only=True``) for a
 small MLP that outputs waypoints directly; the training log is a CSV with a ``step`` column.
 
@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from sim.config import NUM_WAYPOINTS
-from sim.harness.agents import AgentError, AgentInfo, step_from_name, weights_digest
+from sim.evaluation.plugins import AgentError, AgentInfo, step_from_name, weights_digest
 from sim.observation import OBS_DIM
 
 

@@ -9,7 +9,7 @@
 
 Run from the repo root: ``python -m examples.sb3_ppo --out out/sb3_example`` (minutes on 2 cores with the
 defaults); ``--tiny`` runs in under a minute. Writes ``OUT/checkpoints/``, ``OUT/tb/`` and ``OUT/results.h5``
-(the signal verdict in it: ``sim.harness.reader.read_signal_verdict``; the dashboard shows it with
+(the signal verdict in it: ``sim.results.reader.read_signal_verdict``; the dashboard shows it with
 ``streamlit run dashboard/app.py -- --runs-dir OUT/..``).
 """
 
@@ -30,7 +30,7 @@ def train(out: Path, num_envs: int, total_steps: int, save_every: int, scenarios
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import CheckpointCallback
 
-    from sim.gym_env import make_sb3_vec_env
+    from sim.rl.gym_env import make_sb3_vec_env
 
     env = make_sb3_vec_env(num_envs, scenarios=scenarios)
     env.seed(seed)

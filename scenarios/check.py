@@ -160,7 +160,7 @@ def import_file(path: Path, options: ImportOptions) -> tuple[list[Scenario], lis
 def replay_sanity(scenes: Sequence[Scenario], reports: Sequence[SceneReport]) -> None:
     """Fill ``reports[i].sanity`` and ``agents_dropped`` from the log replay of ``scenes[i]`` (in place)."""
     from sim.batch import make_batch
-    from sim.metrics import MetricContext, compute_metrics
+    from sim.metrics.registry import MetricContext, compute_metrics
     from sim.rollout import rollout
 
     groups: dict[tuple[int, float], list[int]] = defaultdict(list)

@@ -358,7 +358,7 @@ def content_digest(scene: Scenario) -> str:
 
     Two scenes with the same digest are the same input to anything that reads a :class:`Scenario`: the key of caches
     of what is derived from a scene (``sim.scene_cache``). Not a stored identity (results files keep
-    ``sim.harness.identity.scene_digest``, over what the simulator reads).
+    ``sim.results.identity.scene_digest``, over what the simulator reads).
     """
     d = _CONTENT_DIGESTS.get(scene)
     if d is None:

@@ -107,7 +107,7 @@ class TypeThresholds:
 THRESHOLDS = TypeThresholds()
 
 # What each procedural family (scenarios/procedural) is built to be, in these names: the generator's own
-# ground truth. tests/test_scenario_types.py checks that the miner finds them on generated scenes; they
+# ground truth. tests/scenarios/test_scenario_types.py checks that the miner finds them on generated scenes; they
 # are added to the mined types of a procedural scene (a family is what it was built to be).
 FAMILY_TYPES: dict[str, tuple[str, ...]] = {
     "lane_follow_straight": (),

@@ -7,10 +7,10 @@ Example (three seeds, each trained and evaluated the same way)::
 Reads each run's ``results.h5``, judges it by ``--metric`` (the stored verdict, or one recomputed from the
 stored per-scenario rows when it was judged by another metric) and prints, per selection rule, the mean
 regret over seeds with a seed-bootstrap interval, how often it picks the best checkpoint and its mean rank
-(:mod:`sim.harness.across`). Runs evaluated on other scenes or settings, or partially, are refused with one
-line. A thin CLI: loading is :mod:`sim.harness.across_data`, the math :mod:`sim.harness.across`.
+(:mod:`sim.selection.across`). Runs evaluated on other scenes or settings, or partially, are refused with one
+line. A thin CLI: loading is :mod:`sim.selection.across_data`, the math :mod:`sim.selection.across`.
 
-``--compare-traffic`` compares one run under two models of the other traffic instead (:mod:`sim.harness.traffic`)::
+``--compare-traffic`` compares one run under two models of the other traffic instead (:mod:`sim.selection.traffic`)::
 
     python -m sim.evaluate --run out/seed0                 # -> out/seed0/results.h5 (logged agents)
     python -m sim.evaluate --run out/seed0 --agents idm    # -> out/seed0/results.agents-idm.h5
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scenarios.cli_config import SEED, OneLineParser, add_dataclass_arguments, at_least, dataclass_from_args
-from sim.metric_catalogue import JUDGED_METRICS
+from sim.metrics.catalogue import JUDGED_METRICS
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,8 @@ def parse_args(argv: Sequence[str] | None = None) -> AcrossConfig:
 
 def run(cfg: AcrossConfig):
     """Load the runs, compare them, print the table, write the JSON. Returns the :class:`AcrossVerdict`."""
-    from sim.harness.across import compare_runs, format_table
-    from sim.harness.across_data import labels, load_seed
+    from sim.selection.across import compare_runs, format_table
+    from sim.selection.across_data import labels, load_seed
 
     if cfg.compare_traffic:
         return _traffic(cfg)
@@ -74,7 +74,7 @@ def run(cfg: AcrossConfig):
     print("distinct policies per run: " + ", ".join(f"{s.run} {s.n_checkpoints}" for s in seeds))
     print(format_table(verdict))
     if cfg.json:
-        from sim.harness.schema import to_json
+        from sim.results.schema import to_json
 
         out = Path(cfg.json)
         out.write_text(json.dumps(json.loads(to_json(verdict.to_json())), indent=2) + "\n")
@@ -83,9 +83,9 @@ def run(cfg: AcrossConfig):
 
 
 def _traffic(cfg: AcrossConfig):
-    """``--compare-traffic``: the side-by-side rankings (:func:`sim.harness.traffic.load_traffic`)."""
-    from sim.harness.across import AcrossError
-    from sim.harness.traffic import format_traffic, load_traffic, traffic_pair
+    """``--compare-traffic``: the side-by-side rankings (:func:`sim.selection.traffic.load_traffic`)."""
+    from sim.selection.across import AcrossError
+    from sim.selection.traffic import format_traffic, load_traffic, traffic_pair
 
     if len(cfg.runs) == 1 and Path(cfg.runs[0]).is_dir():
         pair = traffic_pair(cfg.runs[0])
@@ -101,7 +101,7 @@ def _traffic(cfg: AcrossConfig):
     cmp = load_traffic(pair[0], pair[1], cfg.metric)
     print(format_traffic(cmp))
     if cfg.json:
-        from sim.harness.schema import to_json
+        from sim.results.schema import to_json
 
         out = Path(cfg.json)
         out.write_text(json.dumps({"traffic": json.loads(to_json(cmp.to_json()))}, indent=2) + "\n")
@@ -111,8 +111,8 @@ def _traffic(cfg: AcrossConfig):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: one-line errors on stderr, exit 2."""
-    from sim.harness.across import AcrossError
-    from sim.harness.errors import EvaluationError
+    from sim.results.errors import EvaluationError
+    from sim.selection.across import AcrossError
 
     cfg = parse_args(argv)
     try:

@@ -1,4 +1,4 @@
-"""The env's action -> waypoints mapping, shared by ``sim.gym_env`` and the ``sb3`` agent plug-in (torch only)."""
+"""The env's action -> waypoints mapping, shared by ``sim.rl.gym_env`` and the ``sb3`` agent plug-in (torch only)."""
 
 from __future__ import annotations
 

@@ -87,7 +87,7 @@ def apply_updates(
         sizes: ``[B, A, 2]`` (length, width) m at the next step (ignored with ``base``).
         valid: bool ``[B, A]`` at the next step.
         base: float32 ``[B, A, 8]`` the next state in :attr:`SimState.kin` layout for the agents no update covers
-            (log replay: :attr:`sim.agents.LogTables.kin8`), sizes included; the updates overwrite their rows.
+            (log replay: :attr:`sim.traffic.LogTables.kin8`), sizes included; the updates overwrite their rows.
         **changes: other :class:`SimState` fields to replace (``t``, ``last_action``, ``path_s``).
 
     Raises:

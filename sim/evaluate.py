@@ -7,9 +7,9 @@ Example (right after ``python -m training.train --episodes 500``)::
 ``best_entropy.pt`` resolves in ``out/latest/``; since it belongs to a run, the run's whole
 comparison set is evaluated (``--only`` to evaluate just the given files). Results go to
 ``<run>/results.h5`` (schema: ``docs/results_schema.md``), a run's other scenario sets to their own file beside
-it (``sim.harness.identity.run_results_path``); pairs already there are skipped. A results file is one
+it (``sim.results.identity.run_results_path``); pairs already there are skipped. A results file is one
 experiment: a call of another run, set, setting or metric version is refused with the ``--out`` to use.
-A thin CLI: the flags are generated from :class:`EvalConfig`; the work is done in :mod:`sim.harness`.
+A thin CLI: the flags are generated from :class:`EvalConfig`; the work is done in :mod:`sim.evaluation`.
 """
 
 from __future__ import annotations
@@ -34,9 +34,8 @@ from scenarios.cli_config import (
 )
 from scenarios.suites import DEFAULT_CACHE_DIR, prepared_dir
 from sim.batch import select_agents
-from sim.harness.budget import budget_lines, check_budget
-from sim.harness.budget_run import run_budget_cfg
-from sim.harness.candidates import (
+from sim.evaluation.budget_run import run_budget_cfg
+from sim.evaluation.candidates import (
     BASELINES,
     Candidate,
     SkippedCheckpoint,
@@ -46,8 +45,7 @@ from sim.harness.candidates import (
     select_after,
     split_by_run,
 )
-from sim.harness.errors import EvaluationError
-from sim.harness.executors import (
+from sim.evaluation.executors import (
     EXECUTORS,
     MAX_ROLLOUTS,
     SimSettings,
@@ -57,19 +55,21 @@ from sim.harness.executors import (
     make_units,
     run_units,
 )
-from sim.harness.identity import run_results_path
-from sim.harness.plugin_candidates import plugin_candidates
-from sim.harness.reader import read_checkpoints, read_scenarios
-from sim.harness.report import build_verdict, console_width, print_summary, summary_rows
-from sim.harness.run_info import RESULTS_NAME, reused_scenes_line
-from sim.harness.schema import CheckpointRows, scene_record
-from sim.harness.settings import identity_root
-from sim.harness.signal_run import SignalPlan, fill_candidates, plan_signals, ranking_lines
-from sim.harness.signal_run import judge as judge_signals_of
-from sim.harness.store import ResultsWriter
-from sim.harness.variance import rollouts_lines, rollouts_section
-from sim.harness.verdict import Verdict
-from sim.metric_catalogue import JUDGED_METRICS
+from sim.evaluation.plugin_candidates import plugin_candidates
+from sim.evaluation.settings import identity_root
+from sim.evaluation.signal_run import SignalPlan, fill_candidates, plan_signals, ranking_lines
+from sim.evaluation.signal_run import judge as judge_signals_of
+from sim.metrics.catalogue import JUDGED_METRICS
+from sim.results.errors import EvaluationError
+from sim.results.identity import run_results_path
+from sim.results.reader import read_checkpoints, read_scenarios
+from sim.results.run_folder import RESULTS_NAME, reused_scenes_line
+from sim.results.schema import CheckpointRows, scene_record
+from sim.results.store import ResultsWriter
+from sim.selection.budget import budget_lines, check_budget
+from sim.selection.report import build_verdict, console_width, print_summary, summary_rows
+from sim.selection.variance import rollouts_lines, rollouts_section
+from sim.selection.verdict import Verdict
 
 MAX_BATCH = 65_536
 """Largest ``--batch-size`` (scenes simulated together)."""
@@ -212,13 +212,13 @@ def _load_scenes(cfg: EvalConfig, log):
 
 def _preflight(cfg: EvalConfig, cands: Sequence[Candidate]) -> None:
     """Load every checkpoint once and probe the CARLA servers before any work."""
-    from sim.harness.executors import carla_endpoints, load_policy
+    from sim.evaluation.executors import carla_endpoints, load_policy
 
     for c in cands:
         if not c.is_baseline and cfg.agent == "own":  # other plug-ins loaded each file when building the set
             load_policy(c.path, cfg.device)
     if cfg.backend == "carla":
-        from sim.carla.pool import check_servers
+        from sim.evaluation.carla_pool import check_servers
 
         check_servers(carla_endpoints(cfg.carla_host, cfg.carla_port))
 
@@ -406,13 +406,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from policy.device import DeviceError
     from scenarios.scenario import ScenarioError
     from sim.config import SimError
-    from sim.harness.agents import AgentError
-    from sim.harness.signals import SignalError
+    from sim.evaluation.plugins import AgentError
+    from sim.selection.signals import SignalError
 
     errors: tuple[type[BaseException], ...] = (EvaluationError, CheckpointError, ScenarioError, SimError, OSError,
                                                DeviceError, AgentError, SignalError)
     try:
-        from sim.carla import CarlaError
+        from sim.backends.carla import CarlaError
 
         errors += (CarlaError,)
     except ImportError:

@@ -22,7 +22,7 @@ the road ever reads as offroad for lying outside the grid. Cell values are the s
 :func:`road_distance` interpolates bilinearly. Cell values being exact and the field
 1-Lipschitz, the interpolation error is at most ``resolution / sqrt(2)`` and is zero along
 straight edges; it appears only across distance ridges (sharp concave corners of the union).
-Measured against shapely at the default 0.5 m (``tests/test_geometry.py``, random unions of
+Measured against shapely at the default 0.5 m (``tests/sim/test_geometry.py``, random unions of
 rotated rectangles and star polygons): median error < 1 mm; within 1 m outside the road, 99th
 percentile 0.08 m and worst 0.21 m. Across a ridge the interpolation under-reports the outside
 distance (the field is concave there), so at a concave corner of the road (a kerb corner at a

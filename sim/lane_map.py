@@ -1,7 +1,7 @@
 """`LaneMap`: the map semantics the rule metrics need, precomputed once per batch (padded torch tensors).
 
 Built by :func:`sim.batch.make_batch` (:func:`build_lane_map`) from each scene's :class:`~scenarios.scenario.RoadMap`;
-read by :mod:`sim.metrics_rules`. Each lane is cut into straight pieces (at most :data:`LANE_SEGMENT` m along its
+read by :mod:`sim.metrics.rules`. Each lane is cut into straight pieces (at most :data:`LANE_SEGMENT` m along its
 centreline, cut again at every traffic light's stop point on it) and each piece is an oriented rectangle (a box
 ``x, y, yaw, length, width``, yaw = the lane's direction of travel): the lane's surface is the union of its
 rectangles. The rectangle's width is the lane's own width (centreline +- width / 2), or, where the source gives the
@@ -40,7 +40,7 @@ from scenarios.scenario import LightState, RoadMap, Scenario, X, Y
 
 LANE_SEGMENT = 2.0  # m, longest straight piece of a lane's centreline
 LANE_REACH = 60.0  # m from the ego's logged path / route within which lane pieces are kept
-CHUNK = 8  # consecutive lane pieces per bounding circle of the coarse filter (sim.metrics_rules)
+CHUNK = 8  # consecutive lane pieces per bounding circle of the coarse filter (sim.metrics.rules)
 _ACROSS = 15.0  # m, half length of the probe line across a lane polygon (its width measurement)
 
 

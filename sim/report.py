@@ -2,7 +2,7 @@
 
 The verdict, the report card, the closed-loop table with intervals, the entropy and metric figures and the
 per-type breakdown, in one file with its figures inline (no server): for a paper's appendix or a pull request.
-The builder is :mod:`sim.harness.report_html`; the dashboard offers the same file as a download.
+The builder is :mod:`sim.selection.report_html`; the dashboard offers the same file as a download.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def parse_args(argv: Sequence[str] | None = None) -> ReportConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Write the report; one line on success or on any error (exit 2)."""
-    from sim.harness.errors import ResultsError
-    from sim.harness.report_html import write_report
+    from sim.results.errors import ResultsError
+    from sim.selection.report_html import write_report
 
     cfg = parse_args(argv)
     try:

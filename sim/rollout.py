@@ -10,7 +10,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from sim.backends import Backend, KinematicBackend
+from sim.backends.kinematic import Backend, KinematicBackend
 from sim.batch import ScenarioBatch
 from sim.compiled import StepCompile, maybe_compile
 from sim.config import NUM_WAYPOINTS, SimError
@@ -101,7 +101,7 @@ def rollout(
             its log exactly (the log-replay baseline).
         agents: other agents' model for the default backend: ``"log"`` (replay) or ``"idm"``.
         record_obs: keep the observations ``[B, S, OBS_DIM]`` (S = T - 1 - init_step).
-        backend: a :class:`~sim.backends.Backend`; None = :class:`~sim.backends.KinematicBackend`.
+        backend: a :class:`~sim.backends.kinematic.Backend`; None = :class:`~sim.backends.kinematic.KinematicBackend`.
         controller: waypoint-controller settings (default :class:`~sim.controller.ControllerConfig`).
         compile: compile the per-step observation and the controller's law where
             :class:`~sim.compiled.StepCompile` says so (its ``"observation"`` and ``"controller"`` parts; CUDA

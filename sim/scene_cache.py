@@ -8,7 +8,7 @@ atomically), so later calls, worker processes and Ray workers on this machine lo
 The key is the scene's :func:`scenarios.scenario.content_digest`, the grid resolution and a digest of the code that
 prepares (the source of ``sim/geometry.py`` and ``sim/lane_map.py``): an edit to either starts a new set of files,
 and an entry can never be stale. A file that cannot be read is prepared again and replaced. Results are the same
-bit for bit with and without the cache (``tests/test_scene_cache.py``).
+bit for bit with and without the cache (``tests/sim/test_scene_cache.py``).
 """
 
 from __future__ import annotations

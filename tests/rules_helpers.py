@@ -1,4 +1,4 @@
-"""Synthetic scenes with map semantics for the rule-metric tests (tests/test_metrics_rules.py, tests/test_scores.py)."""
+"""Synthetic scenes with map semantics for the rule-metric tests (tests/sim/metrics/test_rules.py, test_scores.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 from scenarios.scenario import MAP_SEMANTICS, AgentType, Polylines, RoadMap, Scenario
 from sim.batch import make_batch
-from sim.metrics import compute_metrics
+from sim.metrics.registry import compute_metrics
 from sim.rollout import Rollout
 
 DT = 0.1

@@ -16,7 +16,7 @@ import h5py
 import pytest
 import torch
 
-from sim.harness.schema import SCHEMA_VERSION
+from sim.results.schema import SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -62,7 +62,7 @@ def test_evaluate_bare_name_then_dashboard(workdir, monkeypatch):
         groups = list(f["checkpoints"])
         # one group per distinct acting policy of the run (ep00008.pt = bc.pt while PPO warms up the value head)
         from policy.checkpoint import acting_digest, read_checkpoint
-        from sim.harness.candidates import run_files
+        from sim.evaluation.candidates import run_files
 
         objs = [read_checkpoint(p) for p in run_files(results.parent)]
         distinct = {acting_digest(o["state_dict"], o["config"].get("policy"))[:16] for o in objs}

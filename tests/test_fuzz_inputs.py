@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from sim.config import NUM_WAYPOINTS
 from sim.observation import OBS_DIM
 from tests.conftest import SHARED_DATA
-from tests.test_evaluate_support import make_policy, make_run, write_scenes
+from tests.sim.evaluation.test_evaluate_support import make_policy, make_run, write_scenes
 
 TRIED: collections.Counter[str] = collections.Counter()
 """Inputs tried per entry point (printed when the module ends)."""
@@ -547,9 +547,9 @@ def test_across_and_dashboard_loader(budget, results, work):
 def test_gym_env_constructor(budget, seeds, formats, work):
     from scenarios.scenario import ScenarioError
     from sim.config import SimError
-    from sim.gym_env import ClosedLoopEnv
+    from sim.rl.gym_env import ClosedLoopEnv
 
-    scene = [__import__("tests.test_evaluate_support", fromlist=["x"]).straight_scene(0, 20)]
+    scene = [__import__("tests.sim.evaluation.test_evaluate_support", fromlist=["x"]).straight_scene(0, 20)]
     odd = st.one_of(st.none(), st.booleans(), st.text(max_size=6), st.floats(allow_nan=True),
                     st.integers(-10, 10**12))
 
@@ -571,7 +571,7 @@ def test_gym_env_constructor(budget, seeds, formats, work):
         if num_envs != 1:
             kw["num_envs"] = num_envs
         try:
-            from sim.gym_env import ClosedLoopVectorEnv
+            from sim.rl.gym_env import ClosedLoopVectorEnv
 
             (ClosedLoopVectorEnv if "num_envs" in kw else ClosedLoopEnv)(**kw)
         except (SimError, ScenarioError) as e:
@@ -585,7 +585,7 @@ def test_the_tracebacks_named_in_issue_21(seeds, work):
     without CUDA, sim.evaluate --seed -1 (refused before the simulation)."""
     from sim.config import SimError
     from sim.evaluate import main as evaluate
-    from sim.gym_env import ClosedLoopEnv
+    from sim.rl.gym_env import ClosedLoopEnv
 
     bad = work.parent / "in" / "rl_model_5_steps.zip"
     bad.parent.mkdir(exist_ok=True)
@@ -602,5 +602,6 @@ def test_the_tracebacks_named_in_issue_21(seeds, work):
         check_outcome(name, code, out, err, work, before)
     if not torch.cuda.is_available():
         with pytest.raises(SimError, match="device cuda: no cuda device is available"):
-            ClosedLoopEnv(scenes=[__import__("tests.test_evaluate_support", fromlist=["x"]).straight_scene(0, 20)],
-                          device="cuda")
+            from tests.sim.evaluation.test_evaluate_support import straight_scene
+
+            ClosedLoopEnv(scenes=[straight_scene(0, 20)], device="cuda")

@@ -17,15 +17,15 @@ import torch
 
 from policy.checkpoint import CheckpointError, atomic_write_bytes, save_checkpoint
 from policy.model import WaypointPolicy
-from sim.harness.run_info import candidate_name, role_file
-from sim.harness.verdict import entropy_order
+from sim.results.run_folder import candidate_name, role_file
+from sim.selection.verdict import entropy_order
 from training.config import TrainError
 from training.history import EvalRecord
 
 
 def rank(records: list[EvalRecord], select_after: int) -> list[EvalRecord]:
     """Eligible records (``episode >= select_after``) by entropy, highest first, earlier episode on ties: the
-    verdict's max-entropy rule (:func:`sim.harness.verdict.entropy_order`, the one definition)."""
+    verdict's max-entropy rule (:func:`sim.selection.verdict.entropy_order`, the one definition)."""
     order = entropy_order([r.episode for r in records], [r.entropy for r in records], select_after)
     return [records[i] for i in order]
 

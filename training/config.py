@@ -27,7 +27,7 @@ from scenarios.cli_config import (
     given_fields,
 )
 from sim.config import DEFAULT_MAX_AGENTS
-from sim.reward import RewardWeights
+from sim.rl.reward import RewardWeights
 
 _W = RewardWeights()  # the one set of reward defaults (the Gym env uses the same)
 

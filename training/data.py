@@ -16,8 +16,8 @@ from scenarios.scenario import Scenario, ScenarioError
 from scenarios.suites import parse_spec, suite_seeds
 from sim.batch import ScenarioBatch, make_batch
 from sim.expert import collect_expert
-from sim.harness.run_info import EVAL_STATES_FILE, SCENES_FILE
 from sim.observation import OBS_DIM, OBS_VERSION
+from sim.results.run_folder import EVAL_STATES_FILE, SCENES_FILE
 from training.bc import ExpertData, flatten_expert
 from training.config import TrainConfig, TrainError
 from training.run_dir import write_json

@@ -10,7 +10,7 @@ from torch import Tensor
 from policy.entropy import EntropyStats, policy_entropy
 from policy.model import WaypointPolicy
 from sim.batch import ScenarioBatch
-from sim.metrics import compute_metrics
+from sim.metrics.registry import compute_metrics
 from sim.rollout import rollout
 from training.ppo import make_deterministic_policy_fn
 

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sim.harness.run_info import HISTORY_FILE, TRAIN_METRICS_FILE, role_file
+from sim.results.run_folder import HISTORY_FILE, TRAIN_METRICS_FILE, role_file
 from training.run_dir import write_json
 
 HISTORY_SCHEMA_VERSION = 1

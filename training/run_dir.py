@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from policy.checkpoint import CheckpointError, atomic_write_bytes
-from sim.harness.run_info import CHECKPOINTS_DIR, CONFIG_FILE, LATEST_LINK
+from sim.results.run_folder import CHECKPOINTS_DIR, CONFIG_FILE, LATEST_LINK
 from training.config import TrainConfig, TrainError
 
 CONFIG_SCHEMA_VERSION = 1

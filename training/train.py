@@ -25,9 +25,9 @@ from policy.device import DeviceError, pick_device
 from policy.model import PolicyConfig, WaypointPolicy
 from scenarios.scenario import ScenarioError
 from sim.config import NUM_WAYPOINTS, WAYPOINT_STEPS, SimError
-from sim.harness.run_info import CONFIG_FILE, role_file
 from sim.observation import OBS_DIM, OBS_VERSION, SPEED_SCALE
-from sim.reward import reward_signals, step_rewards
+from sim.results.run_folder import CONFIG_FILE, role_file
+from sim.rl.reward import reward_signals, step_rewards
 from sim.rollout import rollout
 from training.bc import ExpertData, behaviour_clone, log_labels, relabel_on_policy
 from training.checkpoints import CheckpointManager

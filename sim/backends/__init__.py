@@ -1,0 +1,1 @@
+"""Simulator backends by name: ``kinematic`` (embedded, batched torch) and ``carla``."""

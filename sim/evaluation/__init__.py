@@ -1,0 +1,1 @@
+"""Evaluation (torch): candidates, ego plug-ins, executors, the orchestration ``python -m sim.evaluate`` calls."""

@@ -1,0 +1,1 @@
+"""Closed-loop metrics: ``catalogue`` (stdlib only, the one list), one module per family, ``registry``."""

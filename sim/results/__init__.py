@@ -1,0 +1,1 @@
+"""Results files (torch-free): schema, store, reader, experiment identity, the run-folder layout."""

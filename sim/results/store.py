@@ -1,0 +1,441 @@
+"""The one writer of results files (schema: :mod:`sim.results.schema`, ``docs/results_schema.md``).
+
+A commit's cost does not depend on what the file already holds. Each commit (new scenes, one checkpoint's
+rows, the verdict, the skipped table) writes its data to a small HDF5 file of its own in the sidecar folder
+``<name>.parts/`` (temporary name, fsync, ``os.replace``), then replaces the main file, an index of HDF5
+external links plus the root attributes, verdict and skipped table, by an updated copy (temporary name,
+fsync, ``os.replace``). The index holds one link per scene and per checkpoint, so copying it costs
+kilobytes whatever the sidecar holds. Guarantees:
+
+- kill -9 at any moment leaves the previous or the new index, both readable, each pointing only at commit
+  files already in place: every completed checkpoint survives;
+- readers that opened the index keep a consistent snapshot (a commit file is deleted only when no index
+  points at it any more, at the end of the writer's session);
+- resume (:meth:`ResultsWriter.done`) and merge of split commits (rows of a key committed twice are
+  merged into one new commit file for that key).
+
+A file is one experiment: the root attributes given to :meth:`ResultsWriter.prepare` / :meth:`ResultsWriter.commit`
+carry it (:meth:`sim.results.identity.Experiment.to_attrs`, built by :func:`sim.evaluation.settings.identity_root`,
+which refuses a call of another experiment before anything is written).
+
+:meth:`ResultsWriter.consolidate` copies everything into one self-contained file and removes the sidecar.
+The lock is an ``flock`` on the sidecar folder itself: no lock file is left behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from sim.results.errors import EvaluationError
+from sim.results.reader import open_index, read_sampled_group, read_schema_version, scenario_ids_of
+from sim.results.schema import (
+    LAYOUT_ATTR,
+    LAYOUT_INDEX,
+    MAP_KINDS,
+    SAMPLED_GROUP,
+    SCHEMA_VERSION,
+    SKIPPED_FIELDS,
+    STR,
+    TMP_PREFIX,
+    CheckpointAttrs,
+    CheckpointRows,
+    SampledRows,
+    SceneRecord,
+    attr_value,
+    parts_dir,
+    scene_record,
+    to_json,
+    tool_version,
+    utc_now,
+)
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _publish(tmp: Path, dest: Path) -> None:
+    """Make a finished temporary file visible atomically: shared permissions, fsync, rename, fsync the folder."""
+    os.chmod(tmp, 0o666 & ~_umask())  # temporary files are private; results are meant to be shared
+    _fsync_path(tmp)
+    os.replace(tmp, dest)
+    _fsync_path(dest.parent)
+
+
+def _write_scene(g: h5py.Group, s: SceneRecord) -> None:
+    g.attrs.update({"id": s.id, "source": s.source, "family": s.family, "tags": to_json(list(s.tags)),
+                    "dt": float(s.dt), "init_step": int(s.init_step), "num_steps": int(s.num_steps),
+                    "offset": np.asarray(s.offset, dtype=np.float64), "agents_dropped": int(s.agents_dropped),
+                    "types": to_json(list(s.types))})
+    g.create_dataset("log_ego", data=np.asarray(s.log_ego, dtype=np.float32))
+    g.create_dataset("agents", data=np.asarray(s.agents, dtype=np.float32))
+    g.create_dataset("valid", data=np.asarray(s.valid, dtype=np.bool_))
+    g.create_dataset("agent_type", data=np.asarray(s.agent_type, dtype=np.int8))
+    g.create_dataset("route", data=np.asarray(s.route, dtype=np.float32).reshape(-1, 2))
+    for kind in MAP_KINDS:
+        pts, off = s.map.get(kind, (np.zeros((0, 2), np.float32), np.zeros(1, np.int64)))
+        g.create_dataset(f"map/{kind}/points", data=np.asarray(pts, dtype=np.float32).reshape(-1, 2))
+        g.create_dataset(f"map/{kind}/offsets", data=np.asarray(off, dtype=np.int64))
+
+
+def _write_rows(g: h5py.Group, attrs: Mapping[str, Any], rows: CheckpointRows, scene_rows: Sequence[int]) -> None:
+    for k, v in attrs.items():
+        g.attrs[k] = v
+    g.attrs["completed"] = utc_now()
+    g.create_dataset("scenario", data=np.asarray(scene_rows, dtype=np.int32))
+    g.create_dataset("scenario_id", data=np.array(rows.scenario_ids, dtype=object), dtype=STR)
+    m = g.create_group("metrics")
+    for k, v in rows.metrics.items():
+        m.create_dataset(k, data=np.asarray(v, dtype=np.float64))
+    g.create_dataset("ego_traj", data=np.asarray(rows.ego_traj, dtype=np.float32))
+    if rows.sampled is not None:
+        _write_sampled(g.create_group(SAMPLED_GROUP), rows.sampled)
+
+
+def _write_sampled(g: h5py.Group, rows: SampledRows) -> None:
+    """``/checkpoints/<key>/sampled``: ``scenario_id`` str [M], ``rollout`` int32 [M], ``metrics/<name>`` [M]."""
+    g.create_dataset("scenario_id", data=np.array(rows.scenario_ids, dtype=object), dtype=STR)
+    g.create_dataset("rollout", data=np.asarray(rows.rollout, dtype=np.int32))
+    m = g.create_group("metrics")
+    for k, v in rows.metrics.items():
+        m.create_dataset(k, data=np.asarray(v, dtype=np.float64))
+
+
+class ResultsWriter:
+    """Appends to one results file: index ``path`` plus commit files in ``<path>.parts/``.
+
+    Args:
+        path: the results file; created on the first commit. Its folder must be writable.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.parts = parts_dir(self.path)
+
+    # --- checks and lock ------------------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """Check, before any work, that the file can be read (if present) and written.
+
+        Raises:
+            EvaluationError: newer schema, not a results file, or folder not writable.
+        """
+        folder = self.path.parent
+        if self.path.exists():
+            if not self.path.is_file():
+                raise EvaluationError(f"{self.path}: output exists and is not a file")
+            v = read_schema_version(self.path)
+            if v > SCHEMA_VERSION:
+                raise EvaluationError(
+                    f"{self.path}: results schema version {v} is newer than this tool supports ({SCHEMA_VERSION});"
+                    " upgrade")
+        if not folder.is_dir():
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise EvaluationError(f"{self.path}: cannot create output folder ({e.strerror or e})") from None
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise EvaluationError(f"{self.path}: output folder is not writable")
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an exclusive lock for one evaluation (``flock`` on the sidecar folder: no lock file).
+
+        On entry, leftovers of killed writers (temporary files) are removed; on exit, commit files no index
+        points at any more are deleted, and an empty sidecar folder is removed.
+
+        Raises:
+            EvaluationError: another evaluation holds the lock, or the sidecar folder cannot be made.
+        """
+        created = not self.parts.exists()
+        try:
+            self.parts.mkdir(exist_ok=True)
+            fd = os.open(self.parts, os.O_RDONLY)
+        except OSError as e:
+            raise EvaluationError(f"{self.path}: cannot create {self.parts.name}/ ({e.strerror or e})") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise EvaluationError(f"{self.path}: another evaluation is writing this file") from None
+            for stale in [*self.parts.glob(TMP_PREFIX + "*"), *self.path.parent.glob(f"{TMP_PREFIX}{self.path.name}*")]:
+                stale.unlink(missing_ok=True)
+            yield
+        finally:
+            try:
+                self._collect_garbage()
+                if created and not any(self.parts.iterdir()):
+                    self.parts.rmdir()
+            finally:
+                os.close(fd)
+
+    # --- reading what is there ----------------------------------------------------------------------------
+
+    def done(self) -> dict[str, set[str]]:
+        """Scenario ids already committed, per checkpoint key (empty when no file)."""
+        if not self.path.exists():
+            return {}
+        with open_index(self.path) as f:
+            grp = f.get("checkpoints")
+            if grp is None:
+                return {}
+            return {k: set(scenario_ids_of(grp[k])) for k in grp if not k.startswith(TMP_PREFIX)}
+
+    # --- commits ----------------------------------------------------------------------------------------------
+
+    def _new_part(self, label: str) -> tuple[Path, Path]:
+        name = f"{label}-{uuid.uuid4().hex[:12]}.h5"
+        return self.parts / (TMP_PREFIX + name), self.parts / name
+
+    @contextmanager
+    def _part(self, label: str) -> Iterator[tuple[h5py.File, str]]:
+        """A new commit file: yields (file, its name relative to the index); renamed into place on success."""
+        self.parts.mkdir(exist_ok=True)
+        tmp, final = self._new_part(label)
+        try:
+            with h5py.File(tmp, "w", locking=False) as f:
+                yield f, f"{self.parts.name}/{final.name}"
+            _publish(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    @contextmanager
+    def _index(self) -> Iterator[h5py.File]:
+        """An updated copy of the index (kilobytes), atomically moved over ``path``."""
+        tmp = self.path.with_name(f"{TMP_PREFIX}{self.path.name}-{uuid.uuid4().hex[:8]}")
+        try:
+            if self.path.exists() and not self._is_index():
+                self._adopt(tmp)
+                f = h5py.File(tmp, "r+", locking=False)
+            elif self.path.exists():
+                shutil.copyfile(self.path, tmp)
+                f = h5py.File(tmp, "r+", locking=False)
+            else:
+                f = h5py.File(tmp, "w", locking=False)
+                f.attrs["created"] = utc_now()
+            try:
+                yield f
+                f.attrs["schema_version"] = SCHEMA_VERSION
+                f.attrs[LAYOUT_ATTR] = LAYOUT_INDEX
+                f.attrs["tool_version"] = tool_version()
+                f.attrs["updated"] = utc_now()
+            finally:
+                f.close()
+            _publish(tmp, self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def _is_index(self) -> bool:
+        with h5py.File(self.path, "r", locking=False) as f:
+            return attr_value(f.attrs.get(LAYOUT_ATTR, "")) == LAYOUT_INDEX
+
+    def _adopt(self, tmp: Path) -> None:
+        """Write at ``tmp`` an index over a self-contained file (version 1, or consolidated), whose data joins
+        the sidecar as one commit file (a hard link: no copy)."""
+        self.parts.mkdir(exist_ok=True)
+        legacy = self.parts / f"whole-{uuid.uuid4().hex[:12]}.h5"
+        try:
+            os.link(self.path, legacy)
+        except OSError:  # no hard links here (another file system): copy once
+            shutil.copyfile(self.path, legacy)
+        rel = f"{self.parts.name}/{legacy.name}"
+        with h5py.File(legacy, "r", locking=False) as old, h5py.File(tmp, "w", locking=False) as f:
+            for k, v in old.attrs.items():
+                if k != LAYOUT_ATTR:
+                    f.attrs[k] = v
+            for grp in ("scenarios", "checkpoints"):
+                if grp in old:
+                    g = f.require_group(grp)
+                    for k, v in old[grp].attrs.items():
+                        g.attrs[k] = v
+                    for name in old[grp]:
+                        g[name] = h5py.ExternalLink(rel, f"/{grp}/{name}")
+            if "verdict" in old:
+                f.create_group("verdict").attrs.update(dict(old["verdict"].attrs))
+
+    @staticmethod
+    def _set_root(f: h5py.File, root: Mapping[str, Any]) -> None:
+        for k, v in root.items():
+            f.attrs[k] = v if not isinstance(v, Mapping | list | tuple) else to_json(v)
+
+    def _add_scenes(self, f: h5py.File, scenes: Sequence[Any]) -> dict[str, int]:
+        """Write the scenes not yet indexed into one commit file and link them; returns id -> row."""
+        grp = f.require_group("scenarios")
+        ids = list(json.loads(attr_value(grp.attrs["ids"]))) if "ids" in grp.attrs else []
+        rows = {s: i for i, s in enumerate(ids)}
+        fresh = {s.id: s for s in scenes if s.id not in rows}
+        new = [s if isinstance(s, SceneRecord) else scene_record(s) for s in fresh.values()]
+        if new:
+            with self._part("scenes") as (pf, rel):
+                for s in new:
+                    rows[s.id] = len(ids)
+                    ids.append(s.id)
+                    _write_scene(pf.create_group(f"scenarios/s{rows[s.id]:05d}"), s)
+            for s in new:
+                grp[f"s{rows[s.id]:05d}"] = h5py.ExternalLink(rel, f"/scenarios/s{rows[s.id]:05d}")
+            grp.attrs["ids"] = to_json(ids)
+        return rows
+
+    def prepare(self, scenes: Sequence[Any], root: Mapping[str, Any]) -> None:
+        """Store the scenes not yet in the file and the root attributes, in one commit.
+
+        Args:
+            scenes: :class:`SceneRecord` or :class:`scenarios.scenario.Scenario` objects (converted with
+                :func:`sim.results.schema.scene_record`).
+            root: root attributes to set.
+        """
+        with self._index() as f:
+            self._set_root(f, root)
+            self._add_scenes(f, scenes)
+
+    def commit(self, key: str, attrs: CheckpointAttrs | Mapping[str, Any], rows: CheckpointRows,
+               scenes: Sequence[Any], root: Mapping[str, Any]) -> None:
+        """Add ``rows`` for checkpoint ``key``, merged with rows already stored for it, in one commit.
+
+        Cost: the new rows plus, for a key committed before, that key's stored rows; never the rest of the file.
+
+        Args:
+            key: group name (16 hex digits of the weights' sha256, or ``baseline-<name>``).
+            attrs: the group's attributes (:class:`CheckpointAttrs`, or a dict as stored).
+            rows: the new rows. scenes: the scenes of ``rows`` (stored when new).
+            root: root attributes to set (backend, suite, config, run_dir).
+
+        Raises:
+            EvaluationError: the stored rows of ``key`` have another metric set than ``rows``.
+        """
+        stored = attrs.to_hdf5() if isinstance(attrs, CheckpointAttrs) else \
+            {k: v if not isinstance(v, Mapping | list | tuple) else to_json(v) for k, v in attrs.items()}
+        with self._index() as f:
+            self._set_root(f, root)
+            scene_rows = self._add_scenes(f, scenes)
+            cps = f.require_group("checkpoints")
+            merged = rows
+            if key in cps:
+                merged = CheckpointRows.concat([self._old_rows(cps, key, rows), rows])
+            with self._part("ckpt-" + key) as (pf, rel):
+                _write_rows(pf.create_group(f"checkpoints/{key}"), stored, merged,
+                            [scene_rows[s] for s in merged.scenario_ids])
+            if key in cps:
+                del cps[key]
+            cps[key] = h5py.ExternalLink(rel, f"/checkpoints/{key}")
+
+    def _old_rows(self, cps: h5py.Group, key: str, rows: CheckpointRows) -> CheckpointRows:
+        """Stored rows of ``key`` not in ``rows``, read from its commit file opened read-only (following the
+        link from the writable index would open that file for writing, and a kill would leave it flagged)."""
+        link = cps.get(key, getlink=True)
+        with h5py.File(self.path.parent / link.filename, "r", locking=False) as part:
+            return self._rows_not_in(part[link.path], key, rows)
+
+    def _rows_not_in(self, old: h5py.Group, key: str, rows: CheckpointRows) -> CheckpointRows:
+        old_ids = scenario_ids_of(old)
+        new = set(rows.scenario_ids)
+        keep = [i for i, s in enumerate(old_ids) if s not in new]
+        if set(old["metrics"]) != set(rows.metrics):
+            raise EvaluationError(f"{self.path}: stored metrics of {key} differ from this tool's "
+                                  f"({sorted(old['metrics'])})")
+        sampled = read_sampled_group(old)
+        if sampled is not None:
+            sampled = sampled.only(rows.scenario_ids, keep=False)
+        if (sampled is None) != (rows.sampled is None) and len(keep):
+            raise EvaluationError(f"{self.path}: stored rows of {key} and this call's differ in sampled rollouts "
+                                  "(--rollouts); results of other settings are never mixed")
+        return CheckpointRows(tuple(old_ids[i] for i in keep),
+                              {k: np.asarray(old["metrics"][k][()])[keep] for k in rows.metrics},
+                              np.asarray(old["ego_traj"][()])[keep], sampled)
+
+    def write_verdict(self, verdict: Mapping[str, Any], root: Mapping[str, Any] | None = None,
+                      signals: Mapping[str, Any] | None = None) -> None:
+        """Store the selection verdict JSON under ``/verdict`` (one commit), and the signal verdict
+        (``signals_json``; removed when None, so it always belongs to the last evaluation)."""
+        with self._index() as f:
+            if root:
+                self._set_root(f, root)
+            g = f.require_group("verdict")
+            g.attrs["json"] = to_json(verdict)
+            if signals is not None:
+                g.attrs["signals_json"] = to_json(signals)
+            elif "signals_json" in g.attrs:
+                del g.attrs["signals_json"]
+
+    def write_skipped(self, skipped: Sequence[Any]) -> None:
+        """Store the scenes that could not be used as the ``/skipped`` table (``file, scene_id, reason``).
+
+        Args:
+            skipped: objects with those attributes (:class:`scenarios.loading.SkippedScene`); replaces the table.
+        """
+        with self._index() as f:
+            if "skipped" in f:
+                del f["skipped"]
+            g = f.create_group("skipped")
+            for name in SKIPPED_FIELDS:
+                g.create_dataset(name, data=np.array([str(getattr(s, name)) for s in skipped], dtype=object),
+                                 dtype=STR)
+
+    # --- housekeeping ----------------------------------------------------------------------------------------
+
+    def _referenced(self) -> set[str]:
+        if not self.path.exists():
+            return set()
+        with h5py.File(self.path, "r", locking=False) as f:
+            out = set()
+            for grp in ("scenarios", "checkpoints"):
+                for name in f.get(grp, {}):
+                    link = f[grp].get(name, getlink=True)
+                    if isinstance(link, h5py.ExternalLink):
+                        out.add(Path(link.filename).name)
+            return out
+
+    def _collect_garbage(self) -> None:
+        """Delete commit files that no index points at (superseded by a merge, or orphaned by a kill)."""
+        if not self.parts.is_dir():
+            return
+        keep = self._referenced()
+        for p in self.parts.glob("*.h5"):
+            if p.name not in keep:
+                p.unlink(missing_ok=True)
+
+    def consolidate(self) -> None:
+        """Copy every linked group into one self-contained file at ``path``; remove the sidecar folder.
+
+        Costs a copy of the whole file: run it once, at the end (``sim.evaluate --consolidate``).
+        """
+        if not self.path.exists():
+            return
+        tmp = self.path.with_name(f"{TMP_PREFIX}{self.path.name}-{uuid.uuid4().hex[:8]}")
+        try:
+            with h5py.File(self.path, "r", locking=False) as src, h5py.File(tmp, "w", locking=False) as dst:
+                for k, v in src.attrs.items():
+                    if k != LAYOUT_ATTR:
+                        dst.attrs[k] = v
+                for name in src:
+                    src.copy(src[name], dst, name=name, expand_external=True)
+            _publish(tmp, self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        shutil.rmtree(self.parts, ignore_errors=True)

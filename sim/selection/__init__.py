@@ -1,0 +1,1 @@
+"""Judging selection rules (torch-free): verdict, intervals, signals, statistics, across seeds."""

@@ -1,0 +1,64 @@
+"""load_scenes: one bad scene never sinks a sweep (real files on disk, real training loader)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from scenarios.io import FORMAT_NAME, FORMAT_VERSION, _scene_arrays, load_scenarios
+from scenarios.loading import load_scenes
+from scenarios.scenario import ScenarioError
+from tests.scenarios.test_formats import _scene
+from training.config import TrainError
+from training.data import split_scenes
+
+
+def _npz_with_a_nan_scene(path) -> None:
+    """Two scenes, the second with NaN at a valid step (written by hand: save_scenarios refuses it)."""
+    arrays = {"__format__": np.array(FORMAT_NAME), "__version__": np.array(FORMAT_VERSION), "__count__": np.array(2)}
+    arrays.update(_scene_arrays(0, _scene("good")))
+    bad = _scene_arrays(1, _scene("nan-scene"))
+    bad["s1/agents"][0, 5, 0] = np.nan
+    arrays.update(bad)
+    np.savez_compressed(path, **arrays)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    _npz_with_a_nan_scene(tmp_path / "a_mixed.npz")
+    (tmp_path / "b_broken.json").write_text("{not json")
+    (tmp_path / "c_no_objects.json").write_text(json.dumps({"objects": [], "metadata": {"sdc_track_index": 0}}))
+    return tmp_path
+
+
+def test_bad_scene_inside_a_file_skips_only_that_scene(folder):
+    report = load_scenes(folder)
+    assert [s.id for s in report.scenes] == ["good"]
+    where = {(item.file.split("/")[-1], item.scene_id) for item in report.skipped}
+    assert where == {("a_mixed.npz", "nan-scene"), ("b_broken.json", ""), ("c_no_objects.json", "")}
+    for item in report.skipped:
+        line = item.line()
+        assert "\n" not in line and line.startswith("skipped ") and item.reason
+    assert "NaN" in next(i.reason for i in report.skipped if i.scene_id == "nan-scene")
+
+
+def test_strict_makes_the_first_skip_an_error(folder):
+    with pytest.raises(ScenarioError, match=r"a_mixed.npz:nan-scene.*--strict"):
+        load_scenes(folder, strict=True)
+
+
+def test_single_file_without_skipped_list_still_raises(folder):
+    with pytest.raises(ScenarioError, match="scene 1"):
+        load_scenarios(folder / "a_mixed.npz")
+
+
+def test_training_loads_through_load_scenes(folder, capsys):
+    for i in range(9):  # enough scenes for a val split (every 10th, from the 5th)
+        _npz_with_a_nan_scene(folder / f"d{i}.npz")
+    train = split_scenes(str(folder), "train")
+    assert len(train) == 9 and all(s.id == "good" for s in train)
+    assert "skipped" in capsys.readouterr().err
+    with pytest.raises(TrainError, match="--strict"):
+        split_scenes(str(folder), "train", strict=True)

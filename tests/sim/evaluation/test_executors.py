@@ -1,0 +1,169 @@
+"""Executors: sharding, the unit function on real scenes and checkpoints, log-replay sanity, Ray == local."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sim.evaluation.candidates import baseline, discover
+from sim.evaluation.executors import LocalExecutor, SimSettings, WorkUnit, evaluate_unit, make_shards, make_units
+from tests.sim.evaluation.test_evaluate_support import make_run, straight_scene
+
+
+@settings(max_examples=50, deadline=None)
+@given(inits=st.lists(st.sampled_from([5, 10, 12]), min_size=1, max_size=30), bs=st.integers(1, 7))
+def test_shards_partition_scenes_by_init_step(inits, bs):
+    scenes = [dataclasses.replace(straight_scene(0, 20), id=f"s{i}", init_step=k) for i, k in enumerate(inits)]
+    shards = make_shards(scenes, bs)
+    flat = [i for sh in shards for i in sh]
+    assert sorted(flat) == list(range(len(scenes)))
+    for sh in shards:
+        assert 1 <= len(sh) <= bs
+        assert len({scenes[i].init_step for i in sh}) == 1
+        assert list(sh) == sorted(sh)
+
+
+def test_units_cover_only_what_is_left():
+    cands = [baseline("log-replay"), baseline("constant-velocity")]
+    shards = [(0, 1), (2, 3), (4,)]
+    units = make_units(cands, shards, {"baseline-log-replay": {1, 4}, "baseline-constant-velocity": set()})
+    assert [(u.key, u.shard, u.scenes) for u in units] == [("baseline-log-replay", 0, (1,)),
+                                                         ("baseline-log-replay", 2, (4,))]
+
+
+def _unit(key, kind, source, scenes):
+    return WorkUnit(key, kind, source, 0, tuple(range(len(scenes))))
+
+
+def test_log_replay_is_a_perfect_sanity_row_on_every_scene():
+    scenes = [straight_scene(i, 30, num_agents=2 + i % 3) for i in range(6)]
+    rows = evaluate_unit(_unit("b", "baseline", "log-replay", scenes), scenes, SimSettings()).rows
+    m = rows.metrics
+    np.testing.assert_array_equal(m["ade"], 0.0)
+    np.testing.assert_array_equal(m["fde"], 0.0)
+    for k in ("collision", "collision_at_fault", "offroad", "offroad_fraction"):
+        np.testing.assert_array_equal(m[k], 0.0)
+    assert np.isnan(m["collision_time"]).all()
+    np.testing.assert_allclose(m["progress"], 1.0)
+    np.testing.assert_array_equal(m["comfortable"], 1.0)  # constant speed, straight: no accel, jerk or yaw rate
+    np.testing.assert_allclose(m["score"], 1.0)
+    for j, s in enumerate(scenes):  # the stored trajectory is the log
+        np.testing.assert_allclose(rows.ego_traj[j, :, :3], s.agents[0, :, :3], atol=1e-5)
+        np.testing.assert_allclose(rows.ego_traj[j, :, 3], np.hypot(s.agents[0, :, 3], s.agents[0, :, 4]), atol=1e-5)
+
+
+def test_results_do_not_depend_on_batch_composition(tmp_path):
+    run = make_run(tmp_path, episodes=(0, 10), speeds=[7.0, 11.0])
+    cands, _ = discover([], str(run), False, __import__("policy.checkpoint").checkpoint.read_checkpoint)
+    c = cands[1]
+    scenes = [straight_scene(i, 30, num_agents=1 + 2 * (i % 3)) for i in range(5)]
+    together = evaluate_unit(_unit(c.key, "checkpoint", c.path, scenes), scenes, SimSettings()).rows
+    for j, s in enumerate(scenes):
+        alone = evaluate_unit(_unit(c.key, "checkpoint", c.path, [s]), [s], SimSettings()).rows
+        for k, v in alone.metrics.items():
+            np.testing.assert_allclose(v[0], together.metrics[k][j], atol=1e-4, equal_nan=True, err_msg=k)
+        np.testing.assert_allclose(alone.ego_traj[0], together.ego_traj[j], atol=1e-4)
+    assert together.metrics["ade"].max() > 0.1  # the policy really drives differently from the log
+
+
+@pytest.mark.slow
+def test_ray_executor_matches_local(tmp_path):
+    ray = pytest.importorskip("ray")
+    from policy.checkpoint import read_checkpoint
+    from sim.evaluation.executors import RayExecutor
+
+    run = make_run(tmp_path, episodes=(0, 10, 20), speeds=[6.0, 9.0, 12.0])
+    cands, _ = discover([], str(run), False, read_checkpoint)
+    cands += [baseline("constant-velocity")]
+    scenes = [straight_scene(i, 30, num_agents=1 + i % 3) for i in range(7)]
+    shards = make_shards(scenes, 3)
+    units = make_units(cands, shards, {c.key: set(range(len(scenes))) for c in cands})
+    local = {(r.key, r.shard): r.rows for r in LocalExecutor().run(units, scenes, SimSettings())}
+    ex = RayExecutor(num_cpus=2)
+    try:
+        remote = {(r.key, r.shard): r.rows for r in ex.run(units, scenes, SimSettings())}
+    finally:
+        ex.close()
+    assert not ray.is_initialized()
+    assert remote.keys() == local.keys() and len(local) == len(units)
+    _assert_same_rows(local, remote)
+
+
+def _assert_same_rows(local: dict, other: dict) -> None:
+    """Every unit's rows equal bit for bit (scenario ids, every metric, ego trajectories)."""
+    for k, a in local.items():
+        b = other[k]
+        assert a.scenario_ids == b.scenario_ids
+        for name in a.metrics:
+            np.testing.assert_array_equal(a.metrics[name], b.metrics[name], err_msg=f"{k} {name}")
+        np.testing.assert_array_equal(a.ego_traj, b.ego_traj)
+
+
+def test_overlapped_local_executor_equals_one_unit_after_another(tmp_path):
+    """Metrics and the next batch on a second thread, sampled rollouts included: the same rows, in unit order,
+    and a unit's error still reaches the caller."""
+    from policy.checkpoint import read_checkpoint
+
+    run = make_run(tmp_path, episodes=(0, 10), speeds=[6.0, 12.0])
+    cands, _ = discover([], str(run), False, read_checkpoint)
+    cands += [baseline("constant-velocity")]
+    scenes = [straight_scene(i, 30, num_agents=1 + i % 3) for i in range(5)]
+    units = make_units(cands, make_shards(scenes, 2), {c.key: set(range(len(scenes))) for c in cands})
+    sim = SimSettings(rollouts=2)
+    seq = [(r.key, r.shard, r.rows) for r in LocalExecutor(overlap=False).run(units, scenes, sim)]
+    ovl = [(r.key, r.shard, r.rows) for r in LocalExecutor().run(units, scenes, sim)]
+    assert [(k, s) for k, s, _ in ovl] == [(u.key, u.shard) for u in units]
+    _assert_same_rows({(k, s): r for k, s, r in seq}, {(k, s): r for k, s, r in ovl})
+    assert sum(r.sampled is not None for _, _, r in ovl) == 6  # two checkpoints x three shards
+    for (_, _, a), (_, _, b) in zip(seq, ovl, strict=True):
+        for name in a.sampled.metrics if a.sampled is not None else ():
+            np.testing.assert_array_equal(a.sampled.metrics[name], b.sampled.metrics[name])
+    bad = WorkUnit("x", "checkpoint", str(tmp_path / "missing.pt"), 0, (0,))
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        list(LocalExecutor().run([units[0], bad], scenes, sim))
+
+
+@pytest.mark.slow
+def test_process_executor_matches_local_and_reports_a_unit_error(tmp_path):
+    from policy.checkpoint import read_checkpoint
+    from sim.evaluation.executors import ProcessExecutor, WorkUnit
+
+    run = make_run(tmp_path, episodes=(0, 10), speeds=[6.0, 12.0])
+    cands, _ = discover([], str(run), False, read_checkpoint)
+    cands += [baseline("constant-velocity")]
+    scenes = [straight_scene(i, 30, num_agents=1 + i % 3) for i in range(5)]
+    units = make_units(cands, make_shards(scenes, 2), {c.key: set(range(len(scenes))) for c in cands})
+    local = {(r.key, r.shard): r.rows for r in LocalExecutor().run(units, scenes, SimSettings())}
+    ex = ProcessExecutor(workers=2)
+    procs = {(r.key, r.shard): r.rows for r in ex.run(units, scenes, SimSettings())}
+    assert procs.keys() == local.keys() and len(local) == len(units) == 9
+    _assert_same_rows(local, procs)
+    bad = WorkUnit("x", "checkpoint", str(tmp_path / "missing.pt"), 0, (0,))
+    with pytest.raises(FileNotFoundError, match="missing.pt"):  # the same error as in this process
+        list(ex.run([bad], scenes, SimSettings()))
+
+
+@pytest.mark.slow
+def test_evaluate_cli_runs_on_worker_processes(tmp_path, capsys):
+    from sim.evaluate import main
+
+    out = tmp_path / "r.h5"
+    assert main(["--baseline", "constant-velocity", "--scenarios", "procedural-small", "--max-scenarios", "4",
+                 "--batch-size", "2", "--executor", "processes", "--num-cpus", "2", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert out.is_file() and "constant-velocity" in capsys.readouterr().out
+
+
+def test_negative_worker_count_is_a_one_line_error(tmp_path, capsys):
+    from sim.evaluate import main
+
+    out = tmp_path / "r.h5"
+    code = main(["--baseline", "log-replay", "--scenarios", "procedural-small", "--max-scenarios", "2",
+                 "--executor", "processes", "--num-cpus", "-1", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code != 0 and "--num-cpus must be >= 0" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() and not list(tmp_path.iterdir())  # refused before anything is written

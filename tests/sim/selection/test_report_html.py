@@ -1,0 +1,75 @@
+"""``python -m sim.report``: one self-contained HTML report of an evaluated run (issue "Users' data ... plug in")."""
+
+from __future__ import annotations
+
+import math
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+from dashboard.fixtures import FixtureSpec, write_run
+from sim.metrics.catalogue import SPECS, TABLE_METRICS
+from sim.report import main
+from sim.results.reader import read_checkpoints, read_scenarios, read_verdict
+from sim.selection.report import metric_interval
+from sim.selection.report_html import build_report
+
+
+class _Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return write_run(tmp_path_factory.mktemp("runs"), FixtureSpec(n_checkpoints=6, n_scenes=16))
+
+
+def test_report_is_self_contained_and_holds_the_verdict_table_and_figures(run):
+    text = build_report(run)
+    p = _Tags()
+    p.feed(text)
+    tags = [t for t, _ in p.tags]
+    assert "script" not in tags and "link" not in tags and "iframe" not in tags  # no server, nothing fetched
+    assert not any("src" in a or "href" in a for _, a in p.tags)
+    assert tags.count("svg") == 1 + len(TABLE_METRICS)  # entropy + judged metric, then one per table metric
+    verdict = read_verdict(run / "results.h5")
+    import html
+
+    assert html.escape(verdict["sentence"]) in text
+    ids = [s.id for s in read_scenarios(run / "results.h5")]
+    for s in read_checkpoints(run / "results.h5"):
+        if s.attrs.get("kind") != "checkpoint":
+            continue
+        assert s.attrs["name"] in text
+        for m in TABLE_METRICS:
+            mean, lo, hi = metric_interval(m, np.asarray(s.rows.select(ids).metrics[m], dtype=np.float64))
+            cell = "n/a" if math.isnan(mean) else f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
+            assert cell in text, (s.attrs["name"], m)
+    for m in TABLE_METRICS:
+        assert SPECS[m].label in text
+
+
+def test_cli_writes_the_file_and_says_so(run, tmp_path, capsys):
+    out = tmp_path / "r.html"
+    assert main([str(run), "--out", str(out)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert str(out) in line and "KiB" in line and len(line.splitlines()) == 1
+    assert out.read_text().startswith("<!doctype html>")
+
+
+@pytest.mark.parametrize("case", ["no_run", "unwritable"])
+def test_cli_bad_input_is_one_line_exit_2_nothing_written(run, tmp_path, capsys, case):
+    if case == "no_run":
+        argv = [str(tmp_path / "nope"), "--out", str(tmp_path / "r.html")]
+    else:
+        argv = [str(run), "--out", str(tmp_path / "missing-dir" / "r.html")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "r.html").exists() and not (tmp_path / "missing-dir").exists()
