@@ -215,7 +215,7 @@ def measure(cfg: PaintConfig) -> dict[str, float | int | dict]:
     Also times the same two-chart paint of a trivial Streamlit page (``floor_*``): what Streamlit and Plotly
     alone cost on this machine under its current load, to read the dashboard's numbers against.
     """
-    from dashboard.fixtures import FixtureSpec, write_run
+    from benchmarks.fixture_runs import FixtureSpec, write_run
 
     with tempfile.TemporaryDirectory() as tmp:
         write_run(Path(tmp), FixtureSpec(name="bench", n_checkpoints=cfg.checkpoints, n_scenes=cfg.scenes, steps=91))

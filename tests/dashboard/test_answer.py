@@ -14,7 +14,7 @@ pytest.importorskip("streamlit.testing.v1")
 
 from scipy import stats  # noqa: E402
 
-from dashboard.fixtures import SB3_STEPS, FixtureSpec, write_run  # noqa: E402
+from benchmarks.fixture_runs import SB3_STEPS, FixtureSpec, write_run  # noqa: E402
 from sim.results.reader import read_summary, read_verdict  # noqa: E402
 from tests.dashboard_helpers import open_app, page_text  # noqa: E402
 

@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from dashboard.fixtures import FixtureSpec, write_run  # noqa: E402
+from benchmarks.fixture_runs import FixtureSpec, write_run  # noqa: E402
 from sim.results.reader import read_summary  # noqa: E402
 from tests.dashboard_helpers import APP, open_app, page_text  # noqa: E402
 

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from benchmarks.dashboard_paint import CHROMIUM, PAINTED_JS, launch, load_and_time, serve
-from dashboard.fixtures import FixtureSpec, write_run
+from benchmarks.fixture_runs import FixtureSpec, write_run
 from sim.results.reader import read_summary
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -10,9 +10,9 @@ import pytest
 from scipy import stats
 from shapely.geometry import Polygon
 
+from benchmarks.fixture_runs import FixtureSpec, write_run
 from dashboard import figures
 from dashboard.data import checkpoint_frame
-from dashboard.fixtures import FixtureSpec, write_run
 from sim.results.reader import read_ego_traj, read_scene, read_summary
 
 

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("streamlit.testing.v1")
 
-from dashboard.fixtures import FixtureSpec, write_run  # noqa: E402
+from benchmarks.fixture_runs import FixtureSpec, write_run  # noqa: E402
 from dashboard.signals_view import headline_sentence, ranking_table  # noqa: E402
 from sim.evaluate import main  # noqa: E402
 from sim.results.reader import read_signal_verdict  # noqa: E402

@@ -122,8 +122,8 @@ def test_signal_ranking_one_row_per_signal_headline_first():
 
 
 def test_across_figure_legend_covers_no_marker_and_labels_stay_inside(tmp_path):
+    from benchmarks.fixture_runs import FixtureSpec, write_run
     from dashboard.across_view import BEST_MARKER, across_figure
-    from dashboard.fixtures import FixtureSpec, write_run
     from sim.selection.across import compare_runs
     from sim.selection.across_data import load_seed
 

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from dashboard.fixtures import FixtureSpec, write_run
+from benchmarks.fixture_runs import FixtureSpec, write_run
 from sim.metrics.catalogue import METRIC_NAMES
 from sim.results.reader import ResultsError, read_ego_traj, read_scenarios, read_scene, read_summary
 from sim.results.schema import SCHEMA_VERSION, parts_dir
@@ -111,6 +111,6 @@ def test_read_while_another_process_writes(run_dir, tmp_path):
 
 
 def test_no_torch_import():
-    out = subprocess.run([sys.executable, "-c", "import sys, sim.results.reader, dashboard.fixtures;"
+    out = subprocess.run([sys.executable, "-c", "import sys, sim.results.reader, benchmarks.fixture_runs;"
                           "print('torch' in sys.modules)"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from dashboard.fixtures import FixtureSpec, write_run
+from benchmarks.fixture_runs import FixtureSpec, write_run
 from sim.metrics.catalogue import SPECS, TABLE_METRICS
 from sim.report import main
 from sim.results.reader import read_checkpoints, read_scenarios, read_verdict

@@ -204,7 +204,7 @@ def test_profile_figure_and_view_tables():
 
 def test_statistics_tab_in_the_app(tmp_path, monkeypatch):
     pytest.importorskip("streamlit.testing.v1")
-    from dashboard.fixtures import FixtureSpec, write_run
+    from benchmarks.fixture_runs import FixtureSpec, write_run
     from tests.dashboard_helpers import open_app, page_text
 
     write_run(tmp_path / "out", FixtureSpec(name="fx", n_checkpoints=4, n_scenes=8))

@@ -5,7 +5,7 @@ docs/results_schema.md): ``<root>/<run>/{config.json, entropy_history.json, trai
 checkpoints/}`` and ``<root>/latest`` -> newest run. Checkpoint ``.pt`` files are not written (they need torch);
 the dashboard never reads them.
 
-CLI: ``python -m dashboard.fixtures OUT_DIR [--checkpoints 20 --scenes 500]`` writes one run there.
+CLI: ``python -m benchmarks.fixture_runs OUT_DIR [--checkpoints 20 --scenes 500]`` writes one run there.
 """
 
 from __future__ import annotations
@@ -262,7 +262,7 @@ def _signal_doc(spec: FixtureSpec, cks: list[dict], rng: np.random.Generator) ->
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Write a fixture run: ``python -m dashboard.fixtures OUT_DIR``."""
+    """Write a fixture run: ``python -m benchmarks.fixture_runs OUT_DIR``."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
     ap.add_argument("--name", default="run-a")
