@@ -26,32 +26,34 @@ from sim.results.identity import (
 )
 from sim.results.schema import to_json
 
-# The modules whose constants enter the settings digest, each under a fixed label (the module's name when the digest
-# was introduced), so moving a module does not change the digest of the files written before the move.
-CONSTANT_MODULES = {
-    "sim.config": "sim.config",
-    "sim.controller": "sim.controller",
-    "sim.dynamics": "sim.dynamics",
-    "sim.agents": "sim.traffic",
-    "sim.metrics": "sim.metrics.registry",
-    "sim.observation": "sim.observation",
+# The modules whose constants enter the settings digest, each group under a fixed label (the module's name when the
+# digest was introduced), so moving code between modules does not change the digest of the files written before.
+_METRIC_FAMILIES = ("base", "imitation", "collisions", "drivable", "progress", "ttc", "comfort", "registry")
+CONSTANT_MODULES: dict[str, tuple[str, ...]] = {
+    "sim.config": ("sim.config",),
+    "sim.controller": ("sim.controller",),
+    "sim.dynamics": ("sim.dynamics",),
+    "sim.agents": ("sim.traffic",),
+    "sim.metrics": tuple(f"sim.metrics.{m}" for m in _METRIC_FAMILIES),
+    "sim.observation": ("sim.observation",),
 }
 
 
-def _constants(module: str) -> dict[str, Any]:
+def _constants(*modules: str) -> dict[str, Any]:
     import importlib
 
-    mod = importlib.import_module(module)
     out = {}
-    for k, v in sorted(vars(mod).items()):
-        if k.isupper() and not k.startswith("_") and isinstance(v, int | float | str | tuple | bool):
-            out[k] = v
-    return out
+    for module in modules:
+        for k, v in vars(importlib.import_module(module)).items():
+            if k.isupper() and not k.startswith("_") and isinstance(v, int | float | str | tuple | bool):
+                out[k] = v
+    out.pop("TYPE_CHECKING", None)  # typing's flag, not a constant
+    return dict(sorted(out.items()))
 
 
 def model_constants_digest() -> str:
     """16 hex digits over the simulator, controller, agent, metric and observation constants."""
-    doc = {label: _constants(m) for label, m in CONSTANT_MODULES.items()}
+    doc = {label: _constants(*mods) for label, mods in CONSTANT_MODULES.items()}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=repr).encode()).hexdigest()[:16]
 
 

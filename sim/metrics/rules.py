@@ -44,9 +44,10 @@ from torch import Tensor
 from sim.config import SimError
 from sim.geometry import box_corners, boxes_overlap
 from sim.lane_map import LaneMap
+from sim.metrics.base import Metric
 
 if TYPE_CHECKING:  # pragma: no cover
-    from sim.metrics.registry import MetricContext
+    from sim.metrics.context import MetricContext
 
 DDC_WINDOW = 1.0  # s, nuPlan's driving-direction horizon
 DDC_COMPLY = 2.0  # m against the lane within the window: compliant (1)
@@ -347,3 +348,31 @@ class RuleContext:
         red = self.lanes.light_red[..., :n_t].permute(0, 2, 1) & self.lanes.light_valid[:, None, :]
         ran = (region & ~prev & red & c.controlled[..., None]).flatten(1).any(1)
         return self._na(~ran, self.lanes.has_lights)
+
+
+class TrafficLightCompliance(Metric):
+    name = "traffic_light_compliance"
+
+    def from_context(self, c):
+        return RuleContext.of(c).traffic_light_compliance()
+
+
+class DrivingDirectionCompliance(Metric):
+    name = "driving_direction_compliance"
+
+    def from_context(self, c):
+        return RuleContext.of(c).driving_direction_compliance()
+
+
+class SpeedLimitCompliance(Metric):
+    name = "speed_limit_compliance"
+
+    def from_context(self, c):
+        return RuleContext.of(c).speed_limit_compliance()
+
+
+class LaneKeeping(Metric):
+    name = "lane_keeping"
+
+    def from_context(self, c):
+        return RuleContext.of(c).lane_keeping()

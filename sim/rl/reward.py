@@ -21,10 +21,12 @@ import torch
 from torch import Tensor
 
 from sim.batch import ScenarioBatch
-from sim.metrics.registry import ACCEL_BOUNDS, JERK_MAX, LAT_ACCEL_MAX, TTC_OK, YAW_RATE_MAX, MetricContext
+from sim.metrics.comfort import ACCEL_BOUNDS, JERK_MAX, LAT_ACCEL_MAX, YAW_RATE_MAX
+from sim.metrics.registry import MetricContext
+from sim.metrics.ttc import TTC_OK
 from sim.rollout import Rollout
 
-# nuPlan's comfort bounds and TTC threshold: the metrics' own constants (one home, sim.metrics.registry)
+# nuPlan's comfort bounds and TTC threshold: the metrics' own constants (sim.metrics.comfort, sim.metrics.ttc)
 LON_ACCEL_MIN, LON_ACCEL_MAX = ACCEL_BOUNDS
 TTC_MIN = TTC_OK
 

@@ -41,7 +41,7 @@ from scenarios.importers.scenarionet import scenarionet_recording
 from scenarios.importers.waymo_json import waymo_json_recording
 from scenarios.scenario import AgentType, Polylines, RoadMap
 
-OFFROAD = 0.3  # m, nuPlan's drivable-area threshold (sim.metrics.registry.OFFROAD_THRESHOLD)
+OFFROAD = 0.3  # m, nuPlan's drivable-area threshold (sim.metrics.drivable.OFFROAD_THRESHOLD)
 MOVING = 2.0  # m: a vehicle whose valid positions span less than this is parked, not driving
 
 

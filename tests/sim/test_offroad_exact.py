@@ -18,7 +18,8 @@ from scenarios.scenario import LENGTH, WIDTH, YAW, X, Y
 from sim.baselines import constant_velocity_policy
 from sim.batch import make_batch
 from sim.geometry import CROP_MARGIN, OUTSIDE, box_corners, build_road_grid, road_distance
-from sim.metrics.registry import OFFROAD_THRESHOLD, MetricContext, compute_metrics
+from sim.metrics.drivable import OFFROAD_THRESHOLD
+from sim.metrics.registry import MetricContext, compute_metrics
 from sim.rollout import rollout
 from tests.sim.test_geometry import _scene
 

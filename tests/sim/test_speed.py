@@ -20,7 +20,8 @@ from sim.batch import make_batch
 from sim.compiled import PARTS, StepCompile
 from sim.config import NUM_WAYPOINTS
 from sim.geometry import TTC_NONE, boxes_overlap, project_to_dense_polyline, time_to_collision
-from sim.metrics.registry import TTC_MIN_SPEED, MetricContext, compute_metrics
+from sim.metrics.registry import MetricContext, compute_metrics
+from sim.metrics.ttc import TTC_MIN_SPEED
 from sim.observation import OBS_DIM, OBS_VERSION
 from sim.rollout import rollout
 
@@ -244,7 +245,7 @@ def test_evaluate_auto_device_says_what_it_picked(tmp_path, capsys):
 
 
 def test_candidate_filters_in_chunks_of_scenes_equal_one_piece(scenes, monkeypatch):
-    import sim.metrics.registry as metrics
+    import sim.metrics.base as metrics
 
     batch = make_batch(scenes, max_agents=32)
     ro = rollout(batch, _fn(_policy()))

@@ -16,14 +16,8 @@ import torch
 from scenarios.formats import load_file
 from scenarios.scenario import AgentType
 from sim.batch import make_batch
-from sim.metrics.registry import (
-    JERK_MAGNITUDE_MAX,
-    LAT_ACCEL_MAX,
-    YAW_ACCEL_MAX,
-    YAW_RATE_MAX,
-    MetricContext,
-    compute_metrics,
-)
+from sim.metrics.comfort import JERK_MAGNITUDE_MAX, LAT_ACCEL_MAX, YAW_ACCEL_MAX, YAW_RATE_MAX
+from sim.metrics.registry import MetricContext, compute_metrics
 from sim.rollout import rollout
 
 pytestmark = pytest.mark.data

@@ -1,0 +1,92 @@
+"""Time-to-collision metrics: ``min_ttc`` and ``ttc_ok``.
+
+- ``min_ttc``: :func:`sim.geometry.time_to_collision` at every controlled step at which the
+  ego moves (speed >= 0.005 m/s, as nuPlan), minimum over steps; :data:`TTC_NONE` (3.1 s)
+  means no conflict within 3 s. ``ttc_ok = min_ttc > 0.95 s``. Candidates as nuPlan's
+  ``time_to_collision_within_bound.py`` (``extract_tracks_info_excluding_collided_tracks``): agents
+  ahead of the ego (within :data:`AHEAD_ANGLE` of its heading, seen from its rear axle); agents
+  beside it only while it is in several lanes or off the drivable area, agents behind
+  (beyond :data:`BEHIND_ANGLE`) never; tracks the ego has collided with are dropped from their
+  first contact on; TTC is 0 at the step of an at-fault collision.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cached_property
+
+import torch
+from torch import Tensor
+
+from scenarios.scenario import LENGTH, VX, VY, YAW, X, Y
+from sim.geometry import TTC_NONE, time_to_collision
+from sim.metrics.base import TTC_MIN_SPEED, Metric, _box, _pair_rows
+
+TTC_OK = 0.95  # s
+AHEAD_ANGLE = math.radians(20.0)  # agent ahead of the ego (nuPlan idm/utils.py is_agent_ahead)
+BEHIND_ANGLE = math.radians(150.0)  # agent behind the ego (nuPlan idm/utils.py is_agent_behind)
+REAR_AXLE_TO_CENTRE = 1.461  # m; the ego's rear axle behind its box centre (nuPlan's Pacifica parameters)
+__all__ = ["TTC_MIN_SPEED", "TTC_OK", "MinTTC", "TTCOk", "TTCSignals"]
+
+
+def _relative_position(ego: Tensor, other: Tensor) -> tuple[Tensor, Tensor]:
+    """``(ahead, behind)`` bool ``[M]``: where ``other [M, 7]``'s centre lies seen from the rear axle of ``ego [M, 7]``
+    (:data:`REAR_AXLE_TO_CENTRE` m behind its box centre, at most half its length): within :data:`AHEAD_ANGLE` of
+    the ego's heading, or beyond :data:`BEHIND_ANGLE` (nuPlan ``idm/utils.py`` ``is_agent_ahead``,
+    ``is_agent_behind``). A centre on the rear axle itself is neither."""
+    c, s = torch.cos(ego[:, YAW]), torch.sin(ego[:, YAW])
+    back = torch.clamp(ego[:, LENGTH] / 2, max=REAR_AXLE_TO_CENTRE)
+    dx = other[:, X] - (ego[:, X] - back * c)
+    dy = other[:, Y] - (ego[:, Y] - back * s)
+    along = dx * c + dy * s
+    dist = torch.hypot(dx, dy)
+    return along > dist * math.cos(AHEAD_ANGLE), along < dist * math.cos(BEHIND_ANGLE)
+
+
+class TTCSignals:
+    """Mixin of :class:`~sim.metrics.context.MetricContext`: TTC per step, nuPlan's candidate agents."""
+
+    @cached_property
+    def ttc(self) -> Tensor:
+        """``[B, T]`` s, time to collision at each controlled step (:data:`TTC_NONE` elsewhere)."""
+        n_b, n_a, n_t = self.ro.valid.shape
+        out = torch.full((n_b * n_t,), TTC_NONE, dtype=self.ego.dtype, device=self.ego.device)
+        if n_a < 2:
+            return out.reshape(n_b, n_t)
+        # Candidate (scene, agent, step) pairs in the rollout's own [B, A-1, T] layout: a pair can
+        # only collide within the horizon if its bounding circles meet at the relative motion's
+        # closest approach in [0, TTC_HORIZON] (1 mm slack against rounding). Each candidate goes
+        # through time_to_collision alone (which re-applies its own filter) and the per-step
+        # minimum is taken: the same values as one call per step with every agent.
+        cand = self.candidates[1]
+        idx = cand.reshape(-1).nonzero().squeeze(1)  # b * (A-1) * T + a * T + t
+        if idx.numel() == 0:
+            return out.reshape(n_b, n_t)
+        ego_row = idx // ((n_a - 1) * n_t) * n_t + idx % n_t  # into [B * T]
+        ego_rows, other_rows = _pair_rows(idx, n_a, n_t)
+        rows = self.ro.traj.reshape(-1, 7)
+        pair = rows.index_select(0, other_rows)
+        e = rows.index_select(0, ego_rows)
+        # nuPlan's candidates: not yet collided with, and ahead (or beside while the ego is in several lanes)
+        ahead, behind = _relative_position(e, pair)
+        keep = ~self.collided.reshape(-1).index_select(0, idx)
+        keep &= ahead | (self.beside_exposed.reshape(-1).index_select(0, ego_row) & ~behind)
+        ttc = time_to_collision(
+            _box(e), e[:, VX : VY + 1], _box(pair)[:, None], pair[:, None, VX : VY + 1], keep[:, None]
+        )
+        out = out.scatter_reduce(0, ego_row, ttc, reduce="amin").reshape(n_b, n_t)
+        return out.masked_fill(self.at_fault_steps, 0.0)  # nuPlan: TTC 0 at an at-fault collision
+
+
+class MinTTC(Metric):
+    name = "min_ttc"
+
+    def from_context(self, c):
+        return c.ttc.masked_fill(~c.controlled, TTC_NONE).amin(1)
+
+
+class TTCOk(Metric):
+    name = "ttc_ok"
+
+    def from_context(self, c):
+        return (MinTTC().from_context(c) > TTC_OK).float()
