@@ -17,7 +17,7 @@ import streamlit as st
 
 from dashboard.table import shown
 from sim.selection.across import AcrossError, AcrossVerdict, SeedResult, compare_runs
-from sim.selection.traffic import TrafficComparison
+from sim.selection.traffic_compare import TrafficComparison
 
 
 def across_frame(v: AcrossVerdict) -> pd.DataFrame:
@@ -37,8 +37,8 @@ LABEL_ROOM = 0.45  # fraction of the regret span added right of the largest regr
 
 
 def traffic_frame(c: TrafficComparison) -> pd.DataFrame:
-    """One row per checkpoint: its mean and rank under each traffic model (``sim.selection.traffic``), best first
-    under the first model; then one row per selection rule with its pick and regret under both."""
+    """One row per checkpoint: its mean and rank under each traffic model (``sim.selection.traffic_compare``), best
+    first under the first model; then one row per selection rule with its pick and regret under both."""
     sign = 1.0 if c.higher_is_better else -1.0
     a, b = c.labels
     rank_b = {n: r + 1 for r, n in enumerate(sorted(c.names, key=lambda n: -sign * c.values_b[c.names.index(n)]))}
@@ -52,7 +52,7 @@ def traffic_frame(c: TrafficComparison) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _traffic(path: str, key: tuple, metric: str) -> tuple[TrafficComparison | None, str | None]:
-    from sim.selection.traffic import load_traffic, traffic_pair
+    from sim.selection.traffic_compare import load_traffic, traffic_pair
 
     pair = traffic_pair(path)
     if pair is None:
@@ -65,7 +65,7 @@ def _traffic(path: str, key: tuple, metric: str) -> tuple[TrafficComparison | No
 
 def traffic_section(label: str, run: Path, metric: str) -> None:
     """The run's rankings under logged and IDM traffic side by side, when it has both results files
-    (``results.h5`` and ``results.agents-idm.h5``; :func:`sim.selection.traffic.traffic_pair`); nothing otherwise."""
+    (``results.h5`` and ``results.agents-idm.h5``; :func:`sim.selection.traffic_compare.traffic_pair`); else nothing."""
     from dashboard.data import file_key
     from sim.results.identity import results_files
 

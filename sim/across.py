@@ -10,7 +10,8 @@ regret over seeds with a seed-bootstrap interval, how often it picks the best ch
 (:mod:`sim.selection.across`). Runs evaluated on other scenes or settings, or partially, are refused with one
 line. A thin CLI: loading is :mod:`sim.selection.across_data`, the math :mod:`sim.selection.across`.
 
-``--compare-traffic`` compares one run under two models of the other traffic instead (:mod:`sim.selection.traffic`)::
+``--compare-traffic`` compares one run under two models of the other traffic instead
+(:mod:`sim.selection.traffic_compare`)::
 
     python -m sim.evaluate --run out/seed0                 # -> out/seed0/results.h5 (logged agents)
     python -m sim.evaluate --run out/seed0 --agents idm    # -> out/seed0/results.agents-idm.h5
@@ -83,9 +84,9 @@ def run(cfg: AcrossConfig):
 
 
 def _traffic(cfg: AcrossConfig):
-    """``--compare-traffic``: the side-by-side rankings (:func:`sim.selection.traffic.load_traffic`)."""
+    """``--compare-traffic``: the side-by-side rankings (:func:`sim.selection.traffic_compare.load_traffic`)."""
     from sim.selection.across import AcrossError
-    from sim.selection.traffic import format_traffic, load_traffic, traffic_pair
+    from sim.selection.traffic_compare import format_traffic, load_traffic, traffic_pair
 
     if len(cfg.runs) == 1 and Path(cfg.runs[0]).is_dir():
         pair = traffic_pair(cfg.runs[0])

@@ -19,7 +19,7 @@ from sim.evaluation.settings import eval_settings
 from sim.results.identity import Experiment, run_results_path
 from sim.results.reader import read_checkpoints, read_root_attrs
 from sim.results.store import ResultsWriter
-from sim.selection.traffic import compare_rankings, traffic_pair
+from sim.selection.traffic_compare import compare_rankings, traffic_pair
 from tests.sim.evaluation.test_evaluate_support import make_run, write_scenes
 
 ARGS = ["--no-progress", "--n-resamples", "50"]
