@@ -202,14 +202,6 @@ def report_card_rows(ck: Rows | pd.DataFrame, metric: str, declared: Collection[
     return rows
 
 
-def report_card(ck: Rows | pd.DataFrame, metric: str, declared: Collection[str] = (), after_episode: int = 0,
-                partial: bool = False) -> pd.DataFrame:
-    """:func:`report_card_rows` as a DataFrame with columns :data:`CARD_COLUMNS`."""
-    import pandas as pd
-
-    return pd.DataFrame(report_card_rows(ck, metric, declared, after_episode, partial), columns=list(CARD_COLUMNS))
-
-
 def rank_correlations(x: np.ndarray, per_scene: np.ndarray, n_boot: int = 300, seed: int = 0) -> dict[str, float]:
     """Spearman and Kendall with paired-bootstrap 95 % intervals: the verdict's computation
     (:func:`sim.selection.verdict.correlations_with_ci`) with ``n_boot`` resamples."""

@@ -186,10 +186,6 @@ def _repairs_text(repairs: dict[str, int]) -> str:
     return ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in repairs.items() if n)
 
 
-def _pct(n: int, d: int) -> str:
-    return f"{100.0 * n / d:5.1f}" if d else "    -"
-
-
 def summarise(reports: Sequence[SceneReport], skipped: Sequence[SkippedScene]) -> dict[str, dict[str, float]]:
     """Per source: scenes, skipped files/scenes, and the share of log replays passing each check (%)."""
     out: dict[str, dict[str, float]] = {}

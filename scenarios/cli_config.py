@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import sys
 import types
 import typing
 from typing import Any, NoReturn, TypeVar
@@ -178,12 +177,6 @@ class OneLineParser(argparse.ArgumentParser):
             flag, rest = line[len("argument "):].split(": ", 1)
             line = f"{flag} {rest}"
         self.exit(2, f"{self.prog}: error: {line} (see --help)\n")
-
-
-def one_line_exit(prog: str, message: str) -> NoReturn:
-    """Exit 2 with ``message`` as one line on stderr, like :class:`OneLineParser`."""
-    print(f"{prog}: error: " + " ".join(str(message).split()), file=sys.stderr)
-    raise SystemExit(2)
 
 
 def _resolve(cls: type) -> dict[str, Any]:

@@ -63,7 +63,7 @@ def test_after_episode_and_window():
 def test_report_card_roles():
     ck = frame(np.array([3.0, 2.0, 1.0]), np.array([0.1, 0.9, 0.5]))
     ck.loc["k1", "roles"] = ("candidate", "best_entropy")  # a stored role wins over the derived one
-    card = rules.report_card(ck, "score").set_index("rule")
+    card = pd.DataFrame(rules.report_card_rows(ck, "score"), columns=list(rules.CARD_COLUMNS)).set_index("rule")
     assert card.loc["Max entropy", "checkpoint"] == "ep00001.pt" and card.loc["Max entropy", "rank"] == 1
     assert card.loc["Last", "checkpoint"] == "ep00002.pt" and card.loc["Last", "regret"] == pytest.approx(0.4)
     assert card.loc["Behaviour-cloned start", "rank"] == 3
