@@ -308,6 +308,96 @@ def _pick(inp: VerdictInput, rule: str) -> int | None:
     return pick_index(rule, inp.roles, inp.episodes, inp.entropy, inp.train_reward, inp.declared, inp.after_episode)
 
 
+def _correlations(data: np.ndarray, names: list[str], hib: Mapping[str, bool], ent: np.ndarray, step: np.ndarray,
+                  mi: int, n_resamples: int, seed: int, confidence: float
+                  ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], bool]:
+    """Rank correlations of every metric with entropy and with the step, paired-bootstrap intervals over scenes.
+
+    Args:
+        data: float ``[M, C, S]`` per-scene values (NaN: not applicable). names: the M metric names.
+        hib: metric -> higher is better. ent, step: float ``[C]``. mi: the verdict metric's index.
+
+    Returns:
+        ``(correlations, step_correlations, entropy_vs_step, entropy_beats_step)``; correlations need at least
+        :data:`MIN_CORR` distinct policies, intervals :data:`MIN_CHECKPOINTS` (else ``None``).
+    """
+    nm, c, s = data.shape
+
+    def stat_fn(idx: np.ndarray, axis: int = -1) -> np.ndarray:
+        one = np.ndim(idx) == 1
+        idx = np.atleast_2d(idx)  # [B, S']
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            means = np.nanmean(data[:, :, idx], axis=-1)  # [M, C, B]
+        means = np.moveaxis(means, 1, -1)  # [M, B, C]
+        rs_e, kt_e = spearman_rows(means, ent), kendall_rows(means, ent)
+        rs_s, kt_s = spearman_rows(means, step), kendall_rows(means, step)
+        diff = np.abs(rs_e[mi]) - np.abs(rs_s[mi])
+        out = np.concatenate([rs_e, kt_e, rs_s, kt_s, diff[None]], axis=0)  # [4M + 1, B]
+        return out[:, 0] if one else out
+
+    point = stat_fn(np.arange(s)) if c >= MIN_CORR and s >= 1 else np.full(4 * nm + 1, np.nan)
+    if c >= MIN_CHECKPOINTS:
+        lo, hi = paired_bootstrap(stat_fn, s, len(point), n_resamples, seed, confidence)
+    else:
+        lo, hi = np.full(len(point), np.nan), np.full(len(point), np.nan)
+    tables: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
+    for k, m in enumerate(names):
+        for target, base in ((tables[0], 0), (tables[1], 2)):
+            i_s, i_k = base * nm + k, (base + 1) * nm + k
+            target[m] = {
+                "spearman": _float(point[i_s]),
+                "spearman_ci": _ci(lo[i_s], hi[i_s]),
+                "kendall": _float(point[i_k]),
+                "kendall_ci": _ci(lo[i_k], hi[i_k]),
+                "n": c,
+                "higher_is_better": bool(hib[m]),
+            }
+    d = 4 * nm
+    diff = {"abs_spearman_diff": _float(point[d]), "ci": _ci(lo[d], hi[d])}
+    return tables[0], tables[1], diff, bool(np.isfinite(lo[d]) and lo[d] > 0)
+
+
+def _rules_section(inp: VerdictInput, values: np.ndarray, higher: bool, picks: Mapping[str, int | None]
+                   ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Each rule's pick with its rank and regret, the random rule's expectation, and the best checkpoint.
+
+    Args:
+        inp: the run's checkpoints. values: float ``[C]`` mean of the verdict metric per checkpoint.
+        higher: its direction. picks: rule -> the index it picks (None: no pick).
+
+    Returns:
+        ``(rules, best)`` as stored in the verdict (``None`` where undefined).
+    """
+    c = len(values)
+    sign = 1.0 if higher else -1.0
+    best_i = int(np.nanargmax(sign * values)) if np.isfinite(values).any() else None
+
+    def entry(i: int | None) -> dict[str, Any] | None:
+        if i is None or best_i is None:
+            return None
+        rank, regret, _ = rank_and_regret(values, i, higher)
+        return {
+            "key": inp.keys[i],
+            "name": inp.names[i],
+            "episode": int(inp.episodes[i]),
+            "entropy": _float(inp.entropy[i]),
+            "value": _float(values[i]),
+            "rank": rank,
+            "regret": _float(regret),
+        }
+
+    rules: dict[str, Any] = {r: entry(picks[r]) for r in RULES}
+    rules["random"] = None
+    if best_i is None:
+        return rules, None
+    regrets = sign * (values[best_i] - values)
+    rules["random"] = {"expected_regret": _float(np.nanmean(regrets)), "value": _float(np.nanmean(values)),
+                       "p_best": 1.0 / c}
+    best = {k: v for k, v in entry(best_i).items() if k not in ("rank", "regret")}
+    return rules, best
+
+
 def compute_verdict(
     inp: VerdictInput,
     metric: str = "score",
@@ -341,78 +431,14 @@ def compute_verdict(
     c, s = len(inp.keys), inp.num_scenarios
     data = np.stack([np.asarray(inp.metrics[m], dtype=np.float64) for m in names]) if names else np.zeros((0, c, s))
     ent = np.asarray(inp.entropy, dtype=np.float64)
-    step = np.asarray(inp.episodes, dtype=np.float64)
     mi = names.index(metric)
-
-    def stat_fn(idx: np.ndarray, axis: int = -1) -> np.ndarray:
-        one = np.ndim(idx) == 1
-        idx = np.atleast_2d(idx)  # [B, S']
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            means = np.nanmean(data[:, :, idx], axis=-1)  # [M, C, B]
-        means = np.moveaxis(means, 1, -1)  # [M, B, C]
-        rs_e, kt_e = spearman_rows(means, ent), kendall_rows(means, ent)
-        rs_s, kt_s = spearman_rows(means, step), kendall_rows(means, step)
-        diff = np.abs(rs_e[mi]) - np.abs(rs_s[mi])
-        out = np.concatenate([rs_e, kt_e, rs_s, kt_s, diff[None]], axis=0)  # [4M + 1, B]
-        return out[:, 0] if one else out
-
-    # Rank correlations (and "entropy tells more than the step") need at least MIN_CORR distinct policies.
-    point = stat_fn(np.arange(s)) if c >= MIN_CORR and s >= 1 else np.full(4 * len(names) + 1, np.nan)
-    if c >= MIN_CHECKPOINTS:
-        lo, hi = paired_bootstrap(stat_fn, s, len(point), n_resamples, seed, confidence)
-    else:
-        lo, hi = np.full(len(point), np.nan), np.full(len(point), np.nan)
-    nm = len(names)
-
-    correlations: dict[str, dict[str, Any]] = {}
-    step_correlations: dict[str, dict[str, Any]] = {}
-    for k, m in enumerate(names):
-        for target, base in ((correlations, 0), (step_correlations, 2)):
-            i_s, i_k = base * nm + k, (base + 1) * nm + k
-            target[m] = {
-                "spearman": _float(point[i_s]),
-                "spearman_ci": _ci(lo[i_s], hi[i_s]),
-                "kendall": _float(point[i_k]),
-                "kendall_ci": _ci(lo[i_k], hi[i_k]),
-                "n": c,
-                "higher_is_better": bool(hib[m]),
-            }
-
+    correlations, step_correlations, diff, beats = _correlations(
+        data, names, hib, ent, np.asarray(inp.episodes, dtype=np.float64), mi, n_resamples, seed, confidence)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         values = np.nanmean(data[mi], axis=-1) if c else np.zeros(0)  # [C]
-    sign = 1.0 if hib[metric] else -1.0
-    best_i = int(np.nanargmax(sign * values)) if np.isfinite(values).any() else None
-
-    def entry(i: int | None) -> dict[str, Any] | None:
-        if i is None or best_i is None:
-            return None
-        rank, regret, _ = rank_and_regret(values, i, hib[metric])
-        return {
-            "key": inp.keys[i],
-            "name": inp.names[i],
-            "episode": int(inp.episodes[i]),
-            "entropy": _float(ent[i]),
-            "value": _float(values[i]),
-            "rank": rank,
-            "regret": _float(regret),
-        }
-
     picks = {r: _pick(inp, r) for r in RULES}
-    rules: dict[str, Any] = {r: entry(picks[r]) for r in RULES}
-    if best_i is not None:
-        regrets = sign * (values[best_i] - values)
-        rules["random"] = {
-            "expected_regret": _float(np.nanmean(regrets)),
-            "value": _float(np.nanmean(values)),
-            "p_best": 1.0 / c,
-        }
-    else:
-        rules["random"] = None
-    diff_i = 4 * nm
-    diff = {"metric": metric, "abs_spearman_diff": _float(point[diff_i]), "ci": _ci(lo[diff_i], hi[diff_i])}
-    beats = bool(np.isfinite(lo[diff_i]) and lo[diff_i] > 0)
+    rules, best = _rules_section(inp, values, bool(hib[metric]), picks)
     verdict: Verdict = {
         "metric": metric,
         "higher_is_better": bool(hib[metric]),
@@ -424,8 +450,8 @@ def compute_verdict(
         "correlations": correlations,
         "step_correlations": step_correlations,
         "rules": rules,
-        "best": None if best_i is None else {k: v for k, v in entry(best_i).items() if k not in ("rank", "regret")},
-        "entropy_vs_step": diff,
+        "best": best,
+        "entropy_vs_step": {"metric": metric, **diff},
         "entropy_beats_step": beats,
     }
     if comp is not None:
