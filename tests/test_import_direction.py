@@ -3,7 +3,7 @@
 ``policy`` imports nothing of the project; ``scenarios`` nothing of ``sim``/``training``/``policy``/``dashboard``
 (its data-report CLI ``scenarios/check.py`` runs the simulator and is the documented exception); ``sim``
 nothing of ``training``/``dashboard``; ``dashboard`` nothing of ``training``/``policy`` (and no torch: see
-``test_dashboard_app.py``), except the torch-free constants in ``policy/gaussian.py``.
+``tests/dashboard/test_app.py``), except the torch-free constants in ``policy/gaussian.py``.
 """
 
 from __future__ import annotations

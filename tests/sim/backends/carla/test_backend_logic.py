@@ -5,7 +5,7 @@ real ``carla.command`` objects the backend sends, build a real offline ``carla.M
 OpenDRIVE it generates, and move vehicles with a kinematic bicycle that follows CARLA's
 conventions (left-handed frame, degrees, positive steer turns right, bounding box offset from
 the actor origin). A sign or frame error in the backend makes the ego leave its lane here.
-Behaviour of the real simulator is covered by ``test_carla_server.py`` (needs CARLA_HOST).
+Behaviour of the real simulator is covered by ``test_server.py`` (needs CARLA_HOST).
 """
 
 from __future__ import annotations

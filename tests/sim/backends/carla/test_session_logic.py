@@ -2,7 +2,7 @@
 
 ``CallRecorder`` objects stand in for ``carla.Client`` / ``carla.World`` / actors and only record
 what the session asks of them; settings and commands are real ``carla`` client objects (they
-work offline). What a real server does with them is covered by ``test_carla_server.py``.
+work offline). What a real server does with them is covered by ``test_server.py``.
 """
 
 from __future__ import annotations
