@@ -42,8 +42,13 @@ from sim.results.schema import (
     SCHEMA_VERSION,
     SKIPPED_FIELDS,
     TMP_PREFIX,
+    CheckpointAttrs,
     CheckpointRows,
     SampledRows,
+    attr_float,
+    attr_int,
+    attr_json,
+    attr_str,
     attr_value,
     parts_dir,
 )
@@ -89,36 +94,82 @@ class SkippedRow:
 
 @dataclass(frozen=True)
 class CheckpointResult:
-    """Summary of one ``/checkpoints/<key>`` group (no trajectories).
+    """Summary of one ``/checkpoints/<key>`` group (no trajectories): its record and its per-scenario metrics.
 
     Attributes:
         key: group name (sha256 prefix or ``baseline-...``).
-        name: file name or baseline name. kind: ``checkpoint`` or ``baseline``.
-        roles: among ``candidate, best_entropy, last, best_reward, bc``.
-        episode: training episode (-1 for baselines). entropy: nats (NaN for baselines).
-        entropy_per_dim: per action dimension, nats. train_reward: mean training return (NaN if unknown).
-        eval_info: the checkpoint's meta.eval_info. scenario: int32 [N] scenario rows.
-        scenario_id: N ids. metrics: name -> float64 [N] per-scenario values, rows aligned with ``scenario``.
-        files: base names of every file holding this policy (``ep00050.pt``, ``bc.pt``, ``best_entropy.pt``).
+        record: the group's attributes, typed (:class:`~sim.results.schema.CheckpointAttrs`, the one checkpoint
+            record the writer stores and every reader gets); its fields are properties of this object.
+        completed: ISO time of the commit. scenario: int32 [N] scenario rows. scenario_id: N ids.
+        metrics: name -> float64 [N] per-scenario values, rows aligned with ``scenario``.
     """
 
     key: str
-    name: str
-    path: str
-    sha256: str
-    kind: str
-    roles: tuple[str, ...]
-    episode: int
-    entropy: float
-    entropy_per_dim: tuple[float, ...]
-    train_reward: float
-    eval_info: dict[str, Any]
-    backend: str
+    record: CheckpointAttrs
     completed: str
     scenario: np.ndarray
     scenario_id: tuple[str, ...]
     metrics: dict[str, np.ndarray] = field(default_factory=dict)
-    files: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """File name or baseline name (the record's)."""
+        return self.record.name
+
+    @property
+    def path(self) -> str:
+        """Checkpoint path (the record's)."""
+        return self.record.path
+
+    @property
+    def sha256(self) -> str:
+        """Sha256 of the file (the record's)."""
+        return self.record.sha256
+
+    @property
+    def kind(self) -> str:
+        """``checkpoint`` or ``baseline`` (the record's)."""
+        return self.record.kind
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """Among :data:`~sim.results.run_folder.roles` (the record's)."""
+        return self.record.roles
+
+    @property
+    def episode(self) -> int:
+        """Training episode (-1: none) (the record's)."""
+        return self.record.episode
+
+    @property
+    def entropy(self) -> float:
+        """Nats (nan: unknown) (the record's)."""
+        return self.record.entropy
+
+    @property
+    def entropy_per_dim(self) -> tuple[float, ...]:
+        """Nats per action dimension (the record's)."""
+        return self.record.entropy_per_dim
+
+    @property
+    def train_reward(self) -> float:
+        """Mean training return (nan: unknown) (the record's)."""
+        return self.record.train_reward
+
+    @property
+    def eval_info(self) -> dict[str, Any]:
+        """The checkpoint's ``meta.eval_info`` (the record's)."""
+        return dict(self.record.eval_info or {})
+
+    @property
+    def backend(self) -> str:
+        """``kinematic`` or ``carla`` (the record's)."""
+        return self.record.backend
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """Base names of every file holding this policy (``ep00050.pt``, ``bc.pt``, ``best_entropy.pt``)."""
+        return tuple(Path(f).name for f in self.record.files)
 
     @property
     def n(self) -> int:
@@ -177,35 +228,7 @@ class SceneDetail:
     map: dict[str, list[np.ndarray]]
 
 
-def _s(v: Any) -> str:
-    if isinstance(v, bytes):
-        return v.decode("utf-8", "replace")
-    if isinstance(v, np.ndarray) and v.shape == ():
-        return _s(v.item())
-    return str(v)
-
-
-def _f(v: Any, default: float = math.nan) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return default
-
-
-def _i(v: Any, default: int = -1) -> int:
-    try:
-        return int(v)
-    except (TypeError, ValueError):
-        return default
-
-
-def _json(v: Any, default: Any) -> Any:
-    if v is None:
-        return default
-    try:
-        return json.loads(_s(v))
-    except (ValueError, TypeError):
-        return default
+_s, _f, _i, _json = attr_str, attr_float, attr_int, attr_json  # the one set of decoders (schema)
 
 
 def _check_sidecar(f: h5py.File, p: Path) -> None:
@@ -294,25 +317,8 @@ def _checkpoint(key: str, g: h5py.Group) -> CheckpointResult | None:
                 metrics[mname] = np.asarray(ds[()], dtype=np.float64).reshape(-1)
     scenario = np.asarray(g["scenario"][()], dtype=np.int32).reshape(-1)
     sid = tuple(_s(x) for x in g["scenario_id"][()]) if "scenario_id" in g else tuple(str(r) for r in scenario)
-    return CheckpointResult(
-        key=key,
-        name=_s(a.get("name", key)),
-        path=_s(a.get("path", "")),
-        sha256=_s(a.get("sha256", "")),
-        kind=_s(a.get("kind", "baseline" if key.startswith("baseline") else "checkpoint")),
-        roles=tuple(str(r) for r in _json(a.get("roles"), [])),
-        episode=_i(a.get("episode"), -1),
-        entropy=_f(a.get("entropy")),
-        entropy_per_dim=tuple(_f(x) for x in _json(a.get("entropy_per_dim"), [])),
-        train_reward=_f(a.get("train_reward")),
-        eval_info=_json(a.get("eval_info"), {}) or {},
-        backend=_s(a.get("backend", "")),
-        completed=_s(a.get("completed", "")),
-        scenario=scenario,
-        scenario_id=sid,
-        metrics=metrics,
-        files=tuple(Path(str(f)).name for f in _json(a.get("files"), []) or ()),
-    )
+    return CheckpointResult(key=key, record=CheckpointAttrs.from_hdf5(a, key), completed=_s(a.get("completed", "")),
+                            scenario=scenario, scenario_id=sid, metrics=metrics)
 
 
 def read_scenarios(path: str | Path) -> tuple[ScenarioInfo, ...]:
@@ -519,9 +525,14 @@ class StoredCheckpoint:
     scenario_rows: np.ndarray
 
     @property
+    def record(self) -> CheckpointAttrs:
+        """The group's attributes, typed (:meth:`~sim.results.schema.CheckpointAttrs.from_hdf5`)."""
+        return CheckpointAttrs.from_hdf5(self.attrs, self.key)
+
+    @property
     def roles(self) -> tuple[str, ...]:
         """The group's roles."""
-        return tuple(json.loads(self.attrs.get("roles", "[]")))
+        return self.record.roles
 
 
 def read_checkpoints(path: str | Path, with_traj: bool = False) -> list[StoredCheckpoint]:

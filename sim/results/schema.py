@@ -85,6 +85,41 @@ def attr_value(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
+def attr_str(v: Any) -> str:
+    """An HDF5 attribute as ``str`` (bytes decoded as UTF-8, 0-d arrays unwrapped)."""
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, np.ndarray) and v.shape == ():
+        return attr_str(v.item())
+    return str(v)
+
+
+def attr_float(v: Any, default: float = math.nan) -> float:
+    """An HDF5 attribute as ``float``; ``default`` when absent or not a number."""
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return default
+
+
+def attr_int(v: Any, default: int = -1) -> int:
+    """An HDF5 attribute as ``int``; ``default`` when absent or not a number."""
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return default
+
+
+def attr_json(v: Any, default: Any) -> Any:
+    """A JSON-string HDF5 attribute decoded; ``default`` when absent or not JSON."""
+    if v is None:
+        return default
+    try:
+        return json.loads(attr_str(v))
+    except (ValueError, TypeError):
+        return default
+
+
 @dataclass(frozen=True)
 class CheckpointAttrs:
     """Attributes of one ``/checkpoints/<key>`` group.
@@ -122,6 +157,26 @@ class CheckpointAttrs:
             "entropy_per_dim": to_json(list(self.entropy_per_dim)), "train_reward": float(self.train_reward),
             "eval_info": to_json(dict(self.eval_info or {})), "backend": self.backend,
         }
+
+    @classmethod
+    def from_hdf5(cls, a: Mapping[str, Any], key: str) -> CheckpointAttrs:
+        """The inverse of :meth:`to_hdf5`: the record of group ``/checkpoints/<key>`` from its attributes, tolerant
+        of older files (a missing attribute takes its default; the kind of a ``baseline-*`` key is ``baseline``)."""
+        return cls(
+            name=attr_str(a.get("name", key)),
+            kind=attr_str(a.get("kind", "baseline" if key.startswith("baseline") else "checkpoint")),
+            path=attr_str(a.get("path", "")),
+            sha256=attr_str(a.get("sha256", "")),
+            weights_sha256=attr_str(a.get("weights_sha256", "")),
+            roles=tuple(str(r) for r in attr_json(a.get("roles"), []) or ()),
+            files=tuple(str(f) for f in attr_json(a.get("files"), []) or ()),
+            episode=attr_int(a.get("episode"), -1),
+            entropy=attr_float(a.get("entropy")),
+            entropy_per_dim=tuple(attr_float(x) for x in attr_json(a.get("entropy_per_dim"), []) or ()),
+            train_reward=attr_float(a.get("train_reward")),
+            eval_info=attr_json(a.get("eval_info"), {}) or {},
+            backend=attr_str(a.get("backend", "")),
+        )
 
 
 @dataclass(frozen=True, eq=False)

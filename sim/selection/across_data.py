@@ -58,7 +58,7 @@ def seed_verdict(path: Path, metric: str) -> tuple[dict[str, Any], tuple[str, ..
 
     attrs, _ = read_root_attrs(path)
     stored = read_checkpoints(path)
-    cps = [s for s in stored if s.attrs.get("kind") == "checkpoint"]
+    cps = [s for s in stored if s.record.kind == "checkpoint"]
     if not cps:
         raise AcrossError(f"{path}: no checkpoint results")
     ids = tuple(sorted(set.intersection(*(set(s.rows.scenario_ids) for s in cps))))

@@ -92,9 +92,9 @@ def summary_rows(stored: Sequence[StoredCheckpoint], ids: Sequence[str]) -> list
     out = []
     for s in stored:
         rows = s.rows.select(ids)
-        r = {"key": s.key, "name": s.attrs.get("name", s.key), "kind": s.attrs.get("kind", ""),
-             "episode": int(s.attrs.get("episode", -1)), "entropy": float(s.attrs.get("entropy", math.nan)),
-             "roles": s.roles}
+        rec = s.record
+        r = {"key": s.key, "name": rec.name, "kind": rec.kind, "episode": rec.episode, "entropy": rec.entropy,
+             "roles": rec.roles}
         for m in TABLE_METRICS:
             r[m] = metric_interval(m, np.asarray(rows.metrics[m], dtype=np.float64))
         out.append(r)
@@ -226,10 +226,10 @@ def build_verdict(stored: Sequence[StoredCheckpoint], ids: Sequence[str], metric
     comp = None
     if expected is not None:
         keys = {e["key"] for e in expected}
-        stored = [s for s in stored if s.attrs.get("kind") != "checkpoint" or s.key in keys]
+        stored = [s for s in stored if s.record.kind != "checkpoint" or s.key in keys]
         declared = sorted({r for e in expected for r in e.get("roles", ()) if r != "candidate"})
         comp = completeness(keys, {s.key: s.rows.scenario_ids for s in stored}, ids)
-    cps = [s for s in stored if s.attrs.get("kind") == "checkpoint" and set(ids) <= set(s.rows.scenario_ids)]
+    cps = [s for s in stored if s.record.kind == "checkpoint" and set(ids) <= set(s.rows.scenario_ids)]
     if not cps:
         return {"metric": metric, "n_checkpoints": 0, "n_scenarios": len(ids), "rules": {}, "best": None,
                 "correlations": {}, "step_correlations": {}, "entropy_beats_step": False,
@@ -237,10 +237,10 @@ def build_verdict(stored: Sequence[StoredCheckpoint], ids: Sequence[str], metric
     names = [m for m in JUDGED_METRICS if all(m in s.rows.metrics for s in cps)]
     inp = verdict_input_from_rows(
         keys=[s.key for s in cps],
-        names=[s.attrs.get("name", s.key) for s in cps],
-        episodes=[int(s.attrs.get("episode", -1)) for s in cps],
-        entropy=[float(s.attrs.get("entropy", math.nan)) for s in cps],
-        train_reward=[float(s.attrs.get("train_reward", math.nan)) for s in cps],
+        names=[s.record.name for s in cps],
+        episodes=[s.record.episode for s in cps],
+        entropy=[s.record.entropy for s in cps],
+        train_reward=[s.record.train_reward for s in cps],
         roles=[s.roles for s in cps],
         metrics=[s.rows.select(ids).metrics for s in cps],
         metric_names=names,

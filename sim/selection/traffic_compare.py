@@ -197,8 +197,8 @@ def load_traffic(path_a: str | Path, path_b: str | Path, metric: str = "score") 
         sa, sb = read_checkpoints(pa), read_checkpoints(pb)
     except ResultsError as e:
         raise AcrossError(str(e)) from None
-    cks_a = {s.key: s for s in sa if s.attrs.get("kind") == "checkpoint"}
-    cks_b = {s.key: s for s in sb if s.attrs.get("kind") == "checkpoint"}
+    cks_a = {s.key: s for s in sa if s.record.kind == "checkpoint"}
+    cks_b = {s.key: s for s in sb if s.record.kind == "checkpoint"}
     keys = sorted(set(cks_a) & set(cks_b))
     if not keys:
         raise AcrossError(f"{pb}: no checkpoint results in common with {pa}; evaluate the same run with both --agents")
@@ -218,7 +218,7 @@ def load_traffic(path_a: str | Path, path_b: str | Path, metric: str = "score") 
                                       after_episode=select_after(run_dir)))
     mean = {k: (float(np.nanmean(cks_a[k].rows.select(ids).metrics[metric])),
                 float(np.nanmean(cks_b[k].rows.select(ids).metrics[metric]))) for k in keys}
-    return compare_rankings([str(cks_a[k].attrs.get("name", k)) for k in keys], [mean[k][0] for k in keys],
+    return compare_rankings([cks_a[k].record.name for k in keys], [mean[k][0] for k in keys],
                             [mean[k][1] for k in keys], metric=metric, higher_is_better=higher_is_better(metric),
                             rules_a=_rule_picks(verdicts[0]), rules_b=_rule_picks(verdicts[1]),
                             labels=(f"agents {_agents(ea)}", f"agents {_agents(eb)}"), files=(str(pa), str(pb)),
