@@ -45,6 +45,7 @@ from sim.results.schema import (
     CheckpointAttrs,
     CheckpointRows,
     SampledRows,
+    SceneHeader,
     attr_float,
     attr_int,
     attr_json,
@@ -56,31 +57,15 @@ from sim.results.schema import (
 _TEMP_NAME = re.compile(r"^[._~]|tmp|temp|partial|incomplete|writing", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class ScenarioInfo:
-    """One row of ``/scenarios``.
+@dataclass(frozen=True, kw_only=True)
+class ScenarioInfo(SceneHeader):
+    """One row of ``/scenarios``: the scene's header (:class:`~sim.results.schema.SceneHeader`) and its row.
 
     Attributes:
         row: row number (the ``<n>`` of ``/scenarios/s<n>``).
-        id, source, family: scenario identity.
-        tags: free tags.
-        dt: step length, s. init_step: first controlled step. num_steps: steps in the log.
-        offset: recentring shift applied on import, m (None: not recorded). agents_dropped: agents left out
-            of the simulated batch (-1: not recorded). types: scenario types (``scenarios/types.py``; empty: not
-            recorded, a file written before types).
     """
 
     row: int
-    id: str
-    source: str
-    family: str
-    tags: tuple[str, ...]
-    dt: float
-    init_step: int
-    num_steps: int
-    offset: tuple[float, float] | None = None
-    agents_dropped: int = -1
-    types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -280,26 +265,8 @@ def open_results(path: str | Path, retries: int = 5, delay_s: float = 0.05) -> I
 
 
 def _scenario_info(name: str, g: h5py.Group) -> ScenarioInfo:
-    a = g.attrs
     m = re.search(r"(\d+)$", name)
-    return ScenarioInfo(
-        row=int(m.group(1)) if m else -1,
-        id=_s(a.get("id", name)),
-        source=_s(a.get("source", "")),
-        family=_s(a.get("family", "")),
-        tags=tuple(str(t) for t in _json(a.get("tags"), [])),
-        dt=_f(a.get("dt"), 0.1),
-        init_step=_i(a.get("init_step"), 0),
-        num_steps=_i(a.get("num_steps"), 0),
-        offset=_offset(a.get("offset")),
-        agents_dropped=_i(a.get("agents_dropped"), -1),
-        types=tuple(str(t) for t in _json(a.get("types"), [])),
-    )
-
-
-def _offset(v: Any) -> tuple[float, float] | None:
-    a = np.asarray(v if v is not None else [], dtype=float).reshape(-1)
-    return (float(a[0]), float(a[1])) if a.size >= 2 and np.isfinite(a[:2]).all() else None
+    return ScenarioInfo(row=int(m.group(1)) if m else -1, **SceneHeader.header_fields(g.attrs, name))
 
 
 def _is_temp(name: str) -> bool:

@@ -277,17 +277,17 @@ class CheckpointRows:
                               None if self.sampled is None else self.sampled.only(ids))
 
 
-@dataclass(frozen=True, eq=False)
-class SceneRecord:
-    """One scene as stored under ``/scenarios/s<n>`` (what the replay needs).
+@dataclass(frozen=True, kw_only=True)
+class SceneHeader:
+    """The attributes of one ``/scenarios/s<n>`` group: the one typed scene record's header, what the writer stores
+    (:class:`SceneRecord`) and every reader gets (:class:`sim.results.reader.ScenarioInfo`).
 
     Attributes:
-        id, source, family: identity. tags: free tags. dt: s. init_step: first controlled step.
-        num_steps: T. log_ego: float32 [T, 3] x, y (m), yaw (rad). agents: float32 [A, T, 5] x, y, yaw,
-        length, width (ego first). valid: bool [A, T]. agent_type: int8 [A]. route: float32 [R, 2] m.
-        map: kind -> (points float32 [P, 2], offsets int64 [L + 1]). offset: float64 [2] m, the recentring
-        shift applied on import (NaN: not recorded). agents_dropped: agents left out of the batch (-1: unknown).
-        types: scenario types (:func:`scenarios.types.scenario_types`; empty: not recorded).
+        id, source, family: identity. tags: free tags. dt: step length, s. init_step: first controlled step.
+        num_steps: T, steps in the log. offset: the recentring shift applied on import, m (world = local + offset;
+        None: not recorded). agents_dropped: agents left out of the simulated batch (-1: not recorded).
+        types: scenario types (:func:`scenarios.types.scenario_types`; empty: not recorded, a file written before
+        types).
     """
 
     id: str
@@ -297,24 +297,59 @@ class SceneRecord:
     dt: float
     init_step: int
     num_steps: int
+    offset: tuple[float, float] | None = None
+    agents_dropped: int = -1
+    types: tuple[str, ...] = ()
+
+    def header_hdf5(self) -> dict[str, Any]:
+        """The group's attributes as stored (lists as JSON strings; an unknown offset as NaN, NaN)."""
+        off = (math.nan, math.nan) if self.offset is None else self.offset
+        return {"id": self.id, "source": self.source, "family": self.family, "tags": to_json(list(self.tags)),
+                "dt": float(self.dt), "init_step": int(self.init_step), "num_steps": int(self.num_steps),
+                "offset": np.asarray(off, dtype=np.float64), "agents_dropped": int(self.agents_dropped),
+                "types": to_json(list(self.types))}
+
+    @staticmethod
+    def header_fields(a: Mapping[str, Any], name: str) -> dict[str, Any]:
+        """The inverse of :meth:`header_hdf5`, as keyword arguments, tolerant of older files (a missing attribute
+        takes its default; the id of a group without one is its name)."""
+        off = np.asarray(a.get("offset") if a.get("offset") is not None else [], dtype=float).reshape(-1)
+        return {
+            "id": attr_str(a.get("id", name)), "source": attr_str(a.get("source", "")),
+            "family": attr_str(a.get("family", "")), "tags": tuple(str(t) for t in attr_json(a.get("tags"), []) or ()),
+            "dt": attr_float(a.get("dt"), 0.1), "init_step": attr_int(a.get("init_step"), 0),
+            "num_steps": attr_int(a.get("num_steps"), 0),
+            "offset": (float(off[0]), float(off[1])) if off.size >= 2 and np.isfinite(off[:2]).all() else None,
+            "agents_dropped": attr_int(a.get("agents_dropped"), -1),
+            "types": tuple(str(t) for t in attr_json(a.get("types"), []) or ()),
+        }
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class SceneRecord(SceneHeader):
+    """One scene as stored under ``/scenarios/s<n>`` (what the replay needs): the header and the arrays.
+
+    Attributes:
+        log_ego: float32 [T, 3] x, y (m), yaw (rad). agents: float32 [A, T, 5] x, y, yaw, length, width (ego
+        first). valid: bool [A, T]. agent_type: int8 [A]. route: float32 [R, 2] m.
+        map: kind -> (points float32 [P, 2], offsets int64 [L + 1]).
+    """
+
     log_ego: np.ndarray
     agents: np.ndarray
     valid: np.ndarray
     agent_type: np.ndarray
     route: np.ndarray
     map: Mapping[str, tuple[np.ndarray, np.ndarray]]
-    offset: tuple[float, float] = (math.nan, math.nan)
-    agents_dropped: int = -1
-    types: tuple[str, ...] = ()
 
 
-def recentring_offset(scene: Any) -> tuple[float, float]:
-    """The scene's import recentring offset (m): world = local + offset (``Scenario.world_origin``), else NaN."""
+def recentring_offset(scene: Any) -> tuple[float, float] | None:
+    """The scene's import recentring offset (m): world = local + offset (``Scenario.world_origin``); None if none."""
     off = getattr(scene, "world_origin", None)
     if off is None:
-        return (math.nan, math.nan)
+        return None
     a = np.asarray(off, dtype=np.float64).reshape(-1)
-    return (float(a[0]), float(a[1])) if a.size >= 2 else (math.nan, math.nan)
+    return (float(a[0]), float(a[1])) if a.size >= 2 and np.isfinite(a[:2]).all() else None
 
 
 _RECORDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -86,10 +86,7 @@ def _publish(tmp: Path, dest: Path) -> None:
 
 
 def _write_scene(g: h5py.Group, s: SceneRecord) -> None:
-    g.attrs.update({"id": s.id, "source": s.source, "family": s.family, "tags": to_json(list(s.tags)),
-                    "dt": float(s.dt), "init_step": int(s.init_step), "num_steps": int(s.num_steps),
-                    "offset": np.asarray(s.offset, dtype=np.float64), "agents_dropped": int(s.agents_dropped),
-                    "types": to_json(list(s.types))})
+    g.attrs.update(s.header_hdf5())
     g.create_dataset("log_ego", data=np.asarray(s.log_ego, dtype=np.float32))
     g.create_dataset("agents", data=np.asarray(s.agents, dtype=np.float32))
     g.create_dataset("valid", data=np.asarray(s.valid, dtype=np.bool_))

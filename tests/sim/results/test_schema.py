@@ -1,14 +1,16 @@
-"""The one checkpoint record (``sim.results.schema.CheckpointAttrs``): HDF5 round trip and older files' defaults."""
+"""The one checkpoint record and the one scene header (``sim.results.schema``): HDF5 round trips, older files."""
 
 from __future__ import annotations
 
 import math
 
 import h5py
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.results.schema import CheckpointAttrs
+from sim.results.reader import read_scenarios
+from sim.results.schema import CheckpointAttrs, SceneHeader
 
 text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
 num = st.floats(allow_nan=True, allow_infinity=False, width=64)
@@ -52,3 +54,32 @@ def test_an_older_group_without_attributes_reads_with_defaults(tmp_path):
     assert (a.kind, a.name, a.episode, a.roles) == ("baseline", "baseline-log-replay", -1, ())
     assert math.isnan(a.entropy) and a.eval_info == {}
     assert (b.kind, b.roles, b.episode, b.entropy) == ("checkpoint", (), -1, 1.5)
+
+
+headers = st.builds(
+    SceneHeader, id=text, source=text, family=text, tags=st.lists(text, max_size=3).map(tuple),
+    dt=st.floats(0.01, 1.0), init_step=st.integers(0, 100), num_steps=st.integers(1, 1000),
+    offset=st.none() | st.tuples(st.floats(-1e6, 1e6), st.floats(-1e6, 1e6)), agents_dropped=st.integers(-1, 500),
+    types=st.lists(st.sampled_from(["following_lane", "stationary", "left_turn"]), unique=True, max_size=3).map(tuple),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(headers)
+def test_scene_header_survives_an_hdf5_round_trip_and_reads_as_scenario_info(tmp_path_factory, head):
+    path = tmp_path_factory.mktemp("h5") / "s.h5"
+    with h5py.File(path, "w") as f:
+        f.create_group("scenarios/s7").attrs.update(head.header_hdf5())
+    with h5py.File(path, "r") as f:
+        back = SceneHeader(**SceneHeader.header_fields(f["scenarios/s7"].attrs, "s7"))
+    assert back == head
+    info = read_scenarios(path)
+    assert len(info) == 1 and info[0].row == 7 and SceneHeader(**{k: getattr(info[0], k) for k in vars(head)}) == head
+
+
+def test_an_unrecorded_offset_is_stored_as_nan_and_read_as_none(tmp_path):
+    head = SceneHeader(id="a", source="s", family="f", tags=(), dt=0.1, init_step=0, num_steps=5)
+    assert np.isnan(head.header_hdf5()["offset"]).all()
+    with h5py.File(tmp_path / "s.h5", "w") as f:
+        f.create_group("g").attrs.update(head.header_hdf5())
+        assert SceneHeader.header_fields(f["g"].attrs, "g")["offset"] is None
