@@ -1,0 +1,275 @@
+"""The evaluation as a plain function: :func:`run` takes an :class:`~sim.evaluation.config.EvalConfig` and does what
+``python -m sim.evaluate`` does (load the scenes and the comparison set, simulate the missing pairs with an executor,
+commit them, judge the selection rules, print the summary); the CLI only parses flags and maps errors to exit codes.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from scenarios.suites import prepared_dir
+from sim.batch import select_agents
+from sim.evaluation.budget_run import run_budget_cfg
+from sim.evaluation.candidates import (
+    Candidate,
+    SkippedCheckpoint,
+    baseline,
+    comparison_set,
+    discover,
+    select_after,
+    split_by_run,
+)
+from sim.evaluation.config import EvalConfig
+from sim.evaluation.executors import SimSettings, make_executor, make_shards, make_units, run_units
+from sim.evaluation.plugin_candidates import plugin_candidates
+from sim.evaluation.settings import identity_root
+from sim.evaluation.signal_run import SignalPlan, fill_candidates, plan_signals, ranking_lines
+from sim.evaluation.signal_run import judge as judge_signals_of
+from sim.metrics.catalogue import JUDGED_METRICS
+from sim.results.errors import EvaluationError
+from sim.results.identity import run_results_path
+from sim.results.reader import read_checkpoints, read_scenarios
+from sim.results.run_folder import RESULTS_NAME, reused_scenes_line
+from sim.results.schema import CheckpointRows, scene_record
+from sim.results.store import ResultsWriter
+from sim.selection.budget import budget_lines
+from sim.selection.report import build_verdict, console_width, print_summary, summary_rows
+from sim.selection.variance import rollouts_lines, rollouts_section
+from sim.selection.verdict import Verdict
+
+
+def _wanted_types(cfg: EvalConfig) -> set[str]:
+    """The scenario types of ``--scenario-types`` (empty: every scene); an unknown name is an EvaluationError."""
+    from scenarios.types import parse_types
+
+    try:
+        return set(parse_types(cfg.scenario_types))
+    except ValueError as e:
+        raise EvaluationError(str(e)) from None
+
+
+def _load_scenes(cfg: EvalConfig, log):
+    """Scenes of ``--scenarios`` (``scenarios.loading.load_scenes``) and the ones skipped, with reasons."""
+    from scenarios.loading import duplicate_line, load_scenes
+    from scenarios.types import scenario_types
+
+    wanted = _wanted_types(cfg)
+    try:
+        report = load_scenes(cfg.scenarios, cache_dir=cfg.scenario_cache or None, strict=cfg.strict,
+                             progress=cfg.progress)
+    except OSError:  # cache folder not writable: generate in memory
+        report = load_scenes(cfg.scenarios, strict=cfg.strict, progress=cfg.progress)
+    scenes = list(report.scenes)
+    if wanted:
+        n_all = len(scenes)
+        scenes = [s for s in scenes if wanted & set(scenario_types(s))]
+        log(f"--scenario-types {cfg.scenario_types}: {len(scenes)} of {n_all} scenes")
+        if not scenes and n_all:
+            raise EvaluationError(f"--scenario-types {cfg.scenario_types}: no scene of these types among the "
+                                  f"{n_all} scenes of --scenarios {cfg.scenarios}")
+    scenes = scenes[: cfg.max_scenarios or None]
+    if not scenes:
+        raise EvaluationError(f"--scenarios {cfg.scenarios}: no scenes")
+    dups = report.duplicates(len(scenes))
+    if dups:
+        more = f" (and {len(dups) - 1} more repeated ids)" if len(dups) > 1 else ""
+        raise EvaluationError(f"--scenarios {cfg.scenarios}: {duplicate_line(dups[0])}{more}; results are keyed by "
+                              "scene id: rename or remove one")
+    for note in report.notes:
+        log(f"note: {note}")
+    for s in report.skipped:
+        log(s.line())
+    return scenes, list(report.skipped)
+
+
+def _preflight(cfg: EvalConfig, cands: Sequence[Candidate]) -> None:
+    """Load every checkpoint once and probe the CARLA servers before any work."""
+    from sim.evaluation.executors import carla_endpoints, load_policy
+
+    for c in cands:
+        if not c.is_baseline and cfg.agent == "own":  # other plug-ins loaded each file when building the set
+            load_policy(c.path, cfg.device)
+    if cfg.backend == "carla":
+        from sim.evaluation.carla_pool import check_servers
+
+        check_servers(carla_endpoints(cfg.carla_host, cfg.carla_port))
+
+
+def _output(cfg: EvalConfig, run_dir: Path | None) -> Path:
+    if cfg.out:
+        return Path(cfg.out)
+    if run_dir is not None:
+        return run_results_path(run_dir, cfg.scenarios, cfg.agents, cfg.rollouts)  # results.h5, or its own file
+    raise EvaluationError("no run directory to put results.h5 in: give --out")
+
+
+def signal_verdict_doc(plan: SignalPlan | None, stored: dict, ids: Sequence[str], cands: Sequence[Candidate],
+                       cfg: EvalConfig) -> tuple[dict | None, list[str]]:
+    """The signal verdict as stored in ``/verdict`` attribute ``signals_json`` (docs/results_schema.md) and its
+    printout, or (None, [])."""
+    if plan is None:
+        return None, []
+    rows = {k: stored[k].rows.select(ids).metrics[cfg.metric] for k in plan.keys
+            if k in stored and set(ids) <= set(stored[k].rows.scenario_ids)}
+    v = judge_signals_of(plan, rows, cfg.metric, cfg.n_resamples, cfg.seed)
+    if v is None:
+        return None, []
+    names = {c.key: c.name for c in cands if c.key in rows}
+    doc = {**v.to_dict(), "source": plan.source, "agent": cfg.agent, "checkpoint_names": names}
+    return doc, ranking_lines(v, names)
+
+
+def run(cfg: EvalConfig, console=None) -> Verdict:
+    """Evaluate, write results and the verdict, print the summary, one verdict per run.
+
+    Checkpoints of several runs (``--ckpt s0/best_entropy.pt --ckpt s1/best_entropy.pt``) are never pooled:
+    each run is evaluated into its own ``<run>/results.h5`` with its own roles and verdict. Returns the
+    verdict of the last run.
+    """
+    from rich.console import Console
+
+    from policy.checkpoint import read_checkpoint
+    from policy.device import pick_device
+
+    console = console or Console(width=console_width())
+    log = functools.partial(console.print, soft_wrap=True)  # log lines are never wrapped; tables fit the width
+    if cfg.metric not in JUDGED_METRICS:
+        raise EvaluationError(f"--metric {cfg.metric}: unknown metric; choose from {', '.join(JUDGED_METRICS)}")
+    if cfg.backend == "carla" and cfg.agents != "log":
+        raise EvaluationError("--agents idm is not available with --backend carla (it replays logged agents only)")
+    if cfg.backend == "carla" and cfg.rollouts:
+        raise EvaluationError("--rollouts is not available with --backend carla (one rollout per scene and server)")
+    if cfg.num_cpus < 0:
+        raise EvaluationError(f"--num-cpus must be >= 0 (0: all CPUs), got {cfg.num_cpus}")
+    _wanted_types(cfg)
+    device, why = pick_device(cfg.device, cfg.batch_size)
+    if cfg.device == "auto":
+        log(f"device: {why}")
+    cfg = replace(cfg, device=str(device))
+    bad_ckpts: list[SkippedCheckpoint] = []  # acting weights not finite: recorded, never evaluated
+    if cfg.agent == "own":
+        cands, run_dir = discover(cfg.ckpt, cfg.run, cfg.only, read_checkpoint, Path(cfg.latest), log=log,
+                                  skipped=bad_ckpts)
+    elif cfg.run is not None or not cfg.ckpt:
+        raise EvaluationError(f"--agent {cfg.agent}: give the checkpoints with --ckpt (--run is for this "
+                              "project's own runs)")
+    else:
+        cands, run_dir = plugin_candidates(cfg.ckpt, cfg.agent, cfg.device, Path(cfg.latest), log)
+    for s in bad_ckpts:
+        log(s.line())
+    groups = split_by_run(cands, run_dir)
+    bases = [baseline(b) for b in cfg.baselines]
+    if not cands and not bases:
+        raise EvaluationError(f"nothing to evaluate: {len(bad_ckpts)} checkpoint(s) skipped for non-finite weights"
+                              if bad_ckpts else "nothing to evaluate: give --ckpt, --run or --baseline")
+    if len(groups) > 1 and cfg.out:
+        raise EvaluationError(f"--out {cfg.out}: the checkpoints belong to {len(groups)} runs "
+                              f"({', '.join(str(g[0] or 'no run') for g in groups)}); runs are never pooled into one "
+                              "verdict: drop --out and each run's results go to <run>/results.h5")
+    if cfg.signals and not groups:
+        raise EvaluationError(f"--signals {cfg.signals}: a training log judges checkpoints, and none are given "
+                              "(add --ckpt or --run)")
+    if len(groups) > 1 and cfg.signals:
+        raise EvaluationError(f"--signals {cfg.signals}: one training log belongs to one run, and the checkpoints "
+                              f"belong to {len(groups)} runs; evaluate each run with its own --signals")
+    plans = {}
+    for rd, group in groups:  # read and match every training log before anything is written
+        plans[rd] = plan_signals(cfg.signals, cfg.signal_names, group, rd, log)
+    _preflight(cfg, cands)
+    scenes, skipped = _load_scenes(cfg, log)
+    verdict: Verdict | None = None
+    for rd, group in groups or [(run_dir, [])]:
+        plan = plans.get(rd)
+        own_bad = [s for s in bad_ckpts if s.run_dir == (str(rd) if rd else None)]
+        verdict = _evaluate_run(cfg, console, rd, fill_candidates(group, plan) + bases, scenes, own_bad + skipped,
+                                plan)
+    assert verdict is not None
+    return verdict
+
+
+def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequence[Candidate], scenes,
+                  skipped, plan: SignalPlan | None = None) -> Verdict:
+    """Evaluate one run's comparison set (plus baselines) into its results file; its verdict (and the verdict
+    over every training signal of ``plan``, stored beside it)."""
+    log = functools.partial(console.print, soft_wrap=True)  # log lines are never wrapped; tables fit the width
+    out = _output(cfg, run_dir)
+    writer = ResultsWriter(out)
+    writer.preflight()
+    label = run_dir.name if run_dir else out.stem
+    if out.name != RESULTS_NAME and not cfg.out:
+        log(f"Scenario set {cfg.scenarios} with agents {cfg.agents}" + (f", --rollouts {cfg.rollouts}" if cfg.rollouts
+            else "") + f" has its own results file: {out} ({RESULTS_NAME} holds another experiment)")
+    reused = reused_scenes_line(run_dir, [s.id for s in scenes])
+    if reused:
+        from rich.markup import escape
+
+        log(escape(reused))
+    with writer.lock():
+        ids = [s.id for s in scenes]
+        scene_of = {s.id: s for s in scenes}
+        root = identity_root(out, cfg.agents, cfg.backend, scenes, cands, asdict(cfg), run_dir=run_dir)
+        root.update({"backend": cfg.backend, "suite": cfg.scenarios, "run_dir": str(run_dir) if run_dir else ""})
+        done = writer.done()
+        todo = {c.key: {i for i, s in enumerate(ids) if s not in done.get(c.key, set())} for c in cands}
+        n_ck = sum(not c.is_baseline for c in cands)
+        n_files = sum(len(c.files) for c in cands if not c.is_baseline)
+        log(f"Run {label}: evaluating {n_ck} distinct policies ({n_files} checkpoint files) and "
+            f"{len(cands) - n_ck} baseline(s) on {len(scenes)} scenes ({cfg.scenarios}, backend {cfg.backend}, "
+            f"agents {cfg.agents}) -> {out}")
+        for c in cands:
+            if " = " in c.name:
+                log(f"  one policy, counted once: {c.name} (same acting weights)")
+        n_done = sum(len(ids) - len(v) for v in todo.values())
+        if n_done:
+            log(f"Resuming: {n_done} (checkpoint, scenario) pairs already in {out.name} with the same settings "
+                "are skipped")
+        units = make_units(cands, make_shards(scenes, cfg.batch_size), todo)
+        settings = SimSettings(backend=cfg.backend, device=cfg.device, agents=cfg.agents, seed=cfg.seed,
+                               threads=cfg.threads, carla_host=cfg.carla_host, carla_ports=cfg.carla_port,
+                               agent=cfg.agent, compile=cfg.compile, rollouts=cfg.rollouts,
+                               scene_cache=prepared_dir(cfg.scenario_cache))
+        if not out.exists() or units:
+            writer.prepare([scene_record(s, select_agents(s, settings.max_agents)[1]) for s in scenes], root)
+        writer.write_skipped(skipped)
+        by_key = {c.key: c for c in cands}
+
+        def commit(key: str, rows: CheckpointRows) -> None:
+            writer.commit(key, by_key[key].attrs(cfg.backend), rows, [scene_of[i] for i in rows.scenario_ids], root)
+
+        race, vids = None, ids  # --budget: the race's section of the verdict, judged on its common scenes
+        if cfg.budget:
+            race, vids = run_budget_cfg(cfg, cands, scenes, settings, out, commit)
+        elif units:
+            executor = make_executor(cfg.executor, cfg.ray_address, cfg.num_cpus or None)
+            try:
+                run_units(executor, units, scenes, settings, commit, progress=cfg.progress)
+            finally:
+                executor.close()
+        stored = {s.key: s for s in read_checkpoints(out)}
+        expected = comparison_set(cands)
+        verdict = build_verdict(list(stored.values()), vids, cfg.metric, cfg.n_resamples, cfg.seed,
+                                expected=expected if run_dir is not None else None,
+                                after_episode=select_after(run_dir),
+                                types={i.id: i.types for i in read_scenarios(out)})
+        if race is not None:
+            verdict["budget"] = race
+        if cfg.rollouts:
+            verdict["rollouts"] = rollouts_section({k: s.rows.sampled for k, s in stored.items()
+                                                    if s.rows.sampled is not None},
+                                                   {c.key: c.name for c in cands}, vids, cfg.metric, cfg.rollouts)
+        sv, sv_lines = signal_verdict_doc(plan, stored, vids, cands, cfg)
+        writer.write_verdict(verdict, root, signals=sv)
+        shown = [stored[c.key] for c in cands if c.key in stored]
+        print_summary(console, summary_rows(shown, vids), verdict, skipped, run=label)
+        from rich.markup import escape
+
+        extra = rollouts_lines(verdict["rollouts"]) if cfg.rollouts else []
+        for line in sv_lines + (budget_lines(race) if race else []) + extra:
+            log(escape(line))
+    if cfg.consolidate:
+        writer.consolidate()
+    log(f"Results: {out}")
+    return verdict
