@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m scenarios.check PATH [--json OUT] [--window STEPS --stride STEPS --init-step N --ego ID]
+    python -m scenarios.check PATH [--json OUT] [--every-vehicle] [--window STEPS --stride STEPS --init-step N --ego ID]
 
 PATH is a scenario file or a folder (any supported format). Per scene: what was imported
 (agents, static obstacles, map elements kept and dropped, steps, recentring offset
@@ -16,6 +16,11 @@ scenes that are not are listed, per source. The recorded drivers are also judged
 map lets the rule be judged. Files or scenes that cannot be used are listed
 with a one-line reason. Ends with a summary table per source; ``--json OUT`` writes everything
 for machines. Exit status 0 when at least one scene is usable, 1 otherwise.
+
+Steps at which the ego's box leaves the area the source mapped at all (ScenarioNet crops maps around the recorded
+ego) are *off the map*: counted as such, never as off-road. ``--every-vehicle`` adds the log replay of every moving
+vehicle of each recorded scene, each in turn as the ego (``ImportOptions.ego_agent``), with the same figures and
+rule rates per source: recorded human drivers, all of them, should stay on the road.
 
 This entry module is the documented exception to "``scenarios`` imports nothing of ``sim``": it
 runs the simulator's log replay (imported lazily, inside :func:`replay_sanity`); the library
@@ -31,7 +36,7 @@ import sys
 import warnings
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +53,7 @@ ROUTE_DONE = 0.99  # route_completion counted as complete
 ACCEL_PLAUSIBLE = 8.0  # m/s^2: a recorded human beyond this is an import artefact
 BATCH = 16  # scenes per log-replay batch
 SANITY = ("ade", "offroad", "collision_at_fault", "comfortable", "route_completion", "max_abs_accel")
+MOVING = 2.0  # m: a vehicle whose valid positions span less than this is parked, not driving (--every-vehicle)
 # The traffic rules the recorded driver is judged on, unfiltered (NAVSIM's human filter needs these very values):
 # (metric, report key, what a violation is called). NaN where the map lacks the semantic: not judged.
 HUMAN_RULES = (("traffic_light_compliance", "red_light", "ran a red light"),
@@ -79,7 +85,7 @@ class SceneReport:
         s, out = self.sanity, []
         if s.get("ade", 0.0) > ADE_TOL:
             out.append("ade")
-        if s.get("offroad", 0.0) > 0.5:
+        if s.get("offroad_on_map", s.get("offroad", 0.0)) > 0.5:
             out.append("offroad")
         if s.get("collision_at_fault", 0.0) > 0.5:
             out.append("at_fault")
@@ -157,9 +163,43 @@ def import_file(path: Path, options: ImportOptions) -> tuple[list[Scenario], lis
     return scenes, reports, [SkippedScene(str(path), sid, reason) for sid, reason in inner]
 
 
+def moving_vehicles(scene: Scenario, init_step: int) -> list[int]:
+    """Agent indices (0 = the ego) of the vehicles that drive in ``scene``: valid for at least ``init_step + 2``
+    steps and spanning at least :data:`MOVING` m."""
+    from scenarios.scenario import AgentType
+
+    out = []
+    for k in np.flatnonzero(np.asarray(scene.agent_type) == int(AgentType.VEHICLE)):
+        v = scene.valid[k]
+        xy = scene.agents[k, v, :2]
+        if v.sum() >= init_step + 2 and np.hypot(*(xy.max(0) - xy.min(0))) >= MOVING:
+            out.append(int(k))
+    return out
+
+
+def every_vehicle(path: Path, first: Scenario, reports: Sequence[SceneReport], options: ImportOptions
+                  ) -> tuple[list[Scenario], list[SceneReport]]:
+    """Log replay scenes of every moving vehicle of ``path``'s recording, each in turn as the ego: the default import
+    (``first`` and its ``reports``) for the recorded ego, a re-import with ``ego_agent=k`` for each other one. A vehicle
+    that cannot be the ego (not valid at ``init_step``) is left out."""
+    scenes, out = [], []
+    for k in moving_vehicles(first, options.init_step):
+        if k == 0:
+            scenes.append(first)
+            out.append(reports[0])
+            continue
+        s, r, _ = import_file(path, replace(options, ego_agent=k))
+        scenes += s[:1]
+        out += r[:1]
+    return scenes, out
+
+
 def replay_sanity(scenes: Sequence[Scenario], reports: Sequence[SceneReport]) -> None:
     """Fill ``reports[i].sanity`` and ``agents_dropped`` from the log replay of ``scenes[i]`` (in place)."""
+    import torch
+
     from sim.batch import make_batch
+    from sim.metrics.drivable import OFFROAD_THRESHOLD
     from sim.metrics.registry import MetricContext, compute_metrics
     from sim.rollout import rollout
 
@@ -174,10 +214,16 @@ def replay_sanity(scenes: Sequence[Scenario], reports: Sequence[SceneReport]) ->
             m = compute_metrics(ro, batch)
             c = MetricContext(ro, batch)
             accel = c.accel.abs().masked_fill(~c.controlled, 0.0).amax(1)
+            off_map = np.zeros(tuple(c.controlled.shape), bool)  # [B, T]: the ego's box leaves the mapped area
+            for j, i in enumerate(part):
+                om = off_map_steps(scenes[i].map, scenes[i].ego_log)
+                off_map[j, : len(om)] = om
+            on_map_offroad = ((c.offroad_dist > OFFROAD_THRESHOLD) & c.controlled & ~torch.from_numpy(off_map)).any(1)
             for j, i in enumerate(part):
                 reports[i].sanity = {name: float(m[name][j]) for name in SANITY + tuple(r[0] for r in HUMAN_RULES)
                                      if name in m}
                 reports[i].sanity["max_abs_accel"] = float(accel[j])
+                reports[i].sanity["offroad_on_map"] = float(on_map_offroad[j])
                 reports[i].agents_dropped = int(batch.agents_dropped[j])
 
 
@@ -276,7 +322,7 @@ def render(reports: Sequence[SceneReport], skipped: Sequence[SkippedScene], summ
     return "\n".join(lines)
 
 
-def check(path: str | Path, options: ImportOptions, progress: bool = True) -> dict:
+def check(path: str | Path, options: ImportOptions, progress: bool = True, every: bool = False) -> dict:
     """Import everything under ``path``, replay every log, and return the report as a JSON-ready dict.
 
     Raises:
@@ -286,19 +332,51 @@ def check(path: str | Path, options: ImportOptions, progress: bool = True) -> di
     scenes: list[Scenario] = []
     reports: list[SceneReport] = []
     skipped: list[SkippedScene] = []
+    v_scenes: list[Scenario] = []  # re-imported with another ego (the recorded ego's replay is in ``reports``)
+    v_new: list[SceneReport] = []
+    v_reports: list[SceneReport] = []  # every moving vehicle, the recorded ego included
     for f in tqdm(files, desc="importing", unit="file", disable=not progress, file=sys.stderr):
         s, r, k = import_file(f, options)
         scenes += s
         reports += r
         skipped += k
+        if every and s and f.suffix.lower() != ".npz":  # a .npz holds scenes, not recordings: no other ego
+            for scene, rep in zip(*every_vehicle(f, s[0], r, options), strict=True):
+                v_reports.append(rep)
+                if rep is not r[0]:
+                    v_scenes.append(scene)
+                    v_new.append(rep)
     if scenes:
         replay_sanity(scenes, reports)
+    if v_scenes:
+        replay_sanity(v_scenes, v_new)
     summary = summarise(reports, skipped)
     dups = duplicate_ids([r.id for r in reports], [r.file for r in reports])
-    return {"scenes": [asdict(r) | {"failures": r.failures()} for r in reports],
-            "duplicates": [{"id": i, "files": [a, b]} for i, a, b in dups],
-            "skipped": [asdict(k) for k in skipped], "sources": summary,
-            "text": render(reports, skipped, summary)}
+    out = {"scenes": [asdict(r) | {"failures": r.failures()} for r in reports],
+           "duplicates": [{"id": i, "files": [a, b]} for i, a, b in dups],
+           "skipped": [asdict(k) for k in skipped], "sources": summary,
+           "text": render(reports, skipped, summary)}
+    if every:
+        vsum = summarise(v_reports, [])
+        out["every_vehicle"] = {"vehicles": [asdict(r) | {"failures": r.failures()} for r in v_reports],
+                                "sources": vsum}
+        out["text"] += "\n" + render_every_vehicle(vsum)
+    return out
+
+
+def render_every_vehicle(summary: dict) -> str:
+    """The ``--every-vehicle`` table: per source, log replay of every moving vehicle as the ego."""
+    lines = [f"\n{'every moving vehicle':24s} {'vehicles':>8s} {'on-road%':>8s} {'off-map':>7s} {'comfort%':>8s} "
+             f"{'at-fault%':>9s} " + " ".join(f"{k.replace('_', '-') + '%':>11s}" for _, k, _ in HUMAN_RULES)]
+    for source, s in summary.items():
+        if "scenes" not in s:
+            continue
+        lines.append(f"{source:24s} {int(s['scenes']):8d} {s['on_road_pct']:8.1f} {int(s['off_map_steps']):7d} "
+                     f"{s['comfortable_pct']:8.1f} {s['at_fault_pct']:9.1f} " + " ".join(
+                         f"{s[k + '_pct']:11.1f}" if s[k + "_judged"] else f"{'n/a':>11s}" for _, k, _ in HUMAN_RULES))
+    if len(lines) == 1:
+        lines.append("  (no recorded source: a .npz holds scenes, not recordings)")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -306,10 +384,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("path", help="a scenario file or a folder of them (any supported format)")
     p.add_argument("--json", default=None, metavar="OUT", help="also write the report as JSON to OUT")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--every-vehicle", action="store_true",
+                   help="also replay every moving vehicle of each recorded scene, each in turn as the ego")
     add_import_arguments(p)
     a = p.parse_args(argv)
     try:
-        report = check(a.path, import_options_from_args(a), progress=not a.no_progress)
+        report = check(a.path, import_options_from_args(a), progress=not a.no_progress, every=a.every_vehicle)
     except ScenarioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -37,6 +37,8 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--init-step", type=int, default=10, help="first closed-loop step of every scene")
     g.add_argument("--ego", default="", help="id of the ego: a CommonRoad obstacle (default: farthest-travelling) "
                    "or an Argoverse 2 track (default: the AV)")
+    g.add_argument("--ego-agent", type=int, default=0, metavar="K",
+                   help="import agent K of the default import as the ego (0: the default ego), any recorded source")
 
 
 def import_options_from_args(args: argparse.Namespace) -> ImportOptions:
@@ -45,9 +47,10 @@ def import_options_from_args(args: argparse.Namespace) -> ImportOptions:
     Raises:
         ScenarioError: negative window/stride/init step.
     """
-    opts = ImportOptions(window=args.window, stride=args.stride, init_step=args.init_step, ego=str(args.ego))
-    if opts.window < 0 or opts.stride < 0 or opts.init_step < 0:
-        raise ScenarioError("--window, --stride and --init-step must be >= 0")
+    opts = ImportOptions(window=args.window, stride=args.stride, init_step=args.init_step, ego=str(args.ego),
+                         ego_agent=args.ego_agent)
+    if opts.window < 0 or opts.stride < 0 or opts.init_step < 0 or opts.ego_agent < 0:
+        raise ScenarioError("--window, --stride, --init-step and --ego-agent must be >= 0")
     return opts
 
 

@@ -216,6 +216,15 @@ def _shift_map(rec: Recording, offset: np.ndarray) -> Recording:
     return replace(rec, **moved, **shift_semantics(rec, offset))
 
 
+def _with_ego_agent(rec: Recording, k: int) -> Recording:
+    """The recording with agent ``k`` of the default import's order (``[ego] + the others``) as its ego."""
+    n = len(rec.states)
+    if not 0 <= k < n:
+        raise ScenarioError(f"scene {rec.id}: --ego-agent {k} is not one of its {n} agents (0 to {n - 1})")
+    order = [rec.ego] + [i for i in range(n) if i != rec.ego]
+    return replace(rec, ego=int(order[k]), id=f"{rec.id}+ego{k}")
+
+
 def recording_to_scenes(
     rec: Recording, options: ImportOptions, skipped: list[tuple[str, str]] | None = None
 ) -> list[Scenario]:
@@ -236,6 +245,8 @@ def recording_to_scenes(
         ScenarioError: the ego is never valid long enough for ``init_step``; with ``skipped`` None,
             any window that fails validation; with ``skipped``, no window usable.
     """
+    if options.ego_agent:
+        rec = _with_ego_agent(rec, options.ego_agent)
     states = np.array(rec.states, dtype=np.float64)
     valid = np.asarray(rec.valid, dtype=bool).copy()
     t = np.asarray(rec.t, dtype=np.float64)

@@ -13,6 +13,7 @@ import pytest
 from scenarios.check import check
 from scenarios.formats import ImportOptions
 from scenarios.io import save_scenarios
+from scenarios.scenario import ScenarioError
 from tests.scenarios.test_formats import _scene
 from tests.scenarios.test_loading import _npz_with_a_nan_scene
 
@@ -107,3 +108,51 @@ def test_the_recorded_drivers_rule_breaking_is_reported_per_source(cases, tmp_pa
     for said in ("ran a red light", "drove against the lane direction", "exceeded the speed limit"):
         assert said in text
     assert "1 of 3" in text and "0 of 1" in text and "n/a" in text
+
+
+@pytest.mark.data
+def test_ego_agent_imports_that_vehicle_as_the_ego(shared_data):
+    """``ImportOptions.ego_agent = k``: the scene's ego is agent k of the default import, its track unchanged in world
+    coordinates over the steps both scenes hold (the re-import recentres on the new ego and keeps its valid span)."""
+    from scenarios.check import moving_vehicles
+    from scenarios.formats import load_file
+
+    files = [sorted((shared_data / "scenarionet").glob("sd_waymo*.pkl"))[0],
+             sorted(shared_data.glob("waymo_json/*.json"))[0]]
+    for path in files:
+        base = load_file(path)[0]
+        ks = [k for k in moving_vehicles(base, 10) if k][:4]
+        assert ks, path
+        for k in ks:
+            s = load_file(path, ImportOptions(ego_agent=k))[0]
+            assert s.id.startswith(f"{base.id}+ego{k}")
+            world_new = s.agents[0, :, :2] + np.asarray(s.world_origin)
+            world_old = base.agents[k, :, :2] + np.asarray(base.world_origin)
+            v_new, v_old = s.valid[0], base.valid[k]
+            # the re-imported scene starts at the new ego's first valid step: align on the recorded positions
+            start = int(np.flatnonzero(v_old)[0])
+            n = int(v_new.sum())
+            np.testing.assert_allclose(world_new[v_new][:n], world_old[start:start + n], atol=1e-3)
+    with pytest.raises(ScenarioError, match="--ego-agent 9999"):
+        load_file(path, ImportOptions(ego_agent=9999))
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_every_vehicle_agrees_with_the_shapely_oracle_on_waymo(shared_data, tmp_path):
+    """``--every-vehicle``: the simulator's log replay of every moving Waymo vehicle, each as the ego, is on the road
+    for at least 99 % of them (issue "The field's score"), and it counts the same vehicles, and the same ones on the
+    road, as the shapely oracle of tests/scenarios/test_drivable_area.py."""
+    from tests.scenarios.test_drivable_area import on_road_share
+
+    files = sorted((shared_data / "scenarionet").glob("sd_waymo*.pkl")) + sorted(shared_data.glob("waymo_json/*.json"))
+    for f in files:
+        (tmp_path / f.name).symlink_to(f)
+    r = check(tmp_path, ImportOptions(), progress=False, every=True)
+    got = r["every_vehicle"]["sources"]
+    vehicles = sum(int(s["scenes"]) for s in got.values())
+    on_road = sum(round(s["scenes"] * s["on_road_pct"] / 100) for s in got.values())
+    oracle = np.array([on_road_share(f)[:2] for f in files]).sum(0)
+    assert vehicles == oracle[1] and vehicles > 20
+    assert on_road == oracle[0] and on_road >= 0.99 * vehicles
+    assert "every moving vehicle" in r["text"]
