@@ -62,7 +62,7 @@ def parse_args(argv=None) -> SweepConfig:
 
 
 def build_run(run: Path, n: int, seed: int = 0) -> None:
-    """``n`` real checkpoints in the DESIGN run layout (random weights, decreasing entropy, own speeds)."""
+    """``n`` real checkpoints in the run layout of docs/run_files.md (random weights, decreasing entropy, speeds)."""
     from policy.checkpoint import save_checkpoint
     from policy.entropy import gaussian_entropy
     from policy.model import PolicyConfig, WaypointPolicy

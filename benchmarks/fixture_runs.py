@@ -1,6 +1,6 @@
 """Generator of realistic fixture runs (run directory + results.h5); results go through the real writer and verdict.
 
-Used by the dashboard tests and the paint benchmark; needs no torch. Layout (DESIGN "Files a run writes",
+Used by the dashboard tests and the paint benchmark; needs no torch. Layout (docs/run_files.md,
 docs/results_schema.md): ``<root>/<run>/{config.json, entropy_history.json, train_metrics.json, results.h5,
 checkpoints/}`` and ``<root>/latest`` -> newest run. Checkpoint ``.pt`` files are not written (they need torch);
 the dashboard never reads them.

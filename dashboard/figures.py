@@ -1,7 +1,7 @@
 """Pure Plotly figure builders for the dashboard (no Streamlit, no file access).
 
 Conventions: every checkpoint point carries its key in ``customdata`` (so a click selects it everywhere);
-entropy axes are always linear (entropy can be negative, see DESIGN "Policy entropy").
+entropy axes are always linear (entropy can be negative, see docs/metrics.md "Policy entropy").
 """
 
 from __future__ import annotations

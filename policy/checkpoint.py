@@ -1,4 +1,4 @@
-"""Checkpoint save/load (DESIGN "Files a run writes").
+"""Checkpoint save/load (docs/run_files.md).
 
 A checkpoint is a dict ``{"state_dict", "config", "meta"}`` of plain types and tensors, written
 atomically (temp file in the same folder, fsync, ``os.replace``) and read only with

@@ -1,4 +1,4 @@
-"""Differential entropy of the delta Gaussian, in nats (DESIGN "Policy entropy").
+"""Differential entropy of the delta Gaussian, in nats (docs/metrics.md "Policy entropy").
 
 H = sum_i (0.5 ln(2 pi e) + ln sigma_i) for a diagonal Gaussian; it is negative per dimension when
 sigma < 0.242. The policy's entropy is this sum averaged over a FIXED set of evaluation states.

@@ -13,7 +13,7 @@ WHEELBASE = 2.8  # m
 ROUTE_SPACING = 1.0  # m between resampled route points
 # One agent rule for training, validation and evaluation (sim.batch.select_agents): every agent
 # that comes within AGENT_REACH of the ego's logged path or route at any valid step is simulated,
-# however many (DESIGN.md: every agent within reach counts; real scenes keep up to 226); agents never
+# however many (docs/metrics.md: every agent within reach counts; real scenes keep up to 226); agents never
 # within reach only fill slots up to DEFAULT_MAX_AGENTS per scene (ego included).
 DEFAULT_MAX_AGENTS = 64
 AGENT_REACH = 50.0  # m from the ego's logged path/route within which an agent can touch the ego

@@ -1,4 +1,4 @@
-"""DESIGN's one-way imports, checked on the source: every import statement, including those inside functions.
+"""The one-way imports of docs/architecture.md, checked on every import statement, those inside functions too.
 
 ``policy`` imports nothing of the project; ``scenarios`` nothing of ``sim``/``training``/``policy``/``dashboard``
 (its data-report CLI ``scenarios/check.py`` runs the simulator and is the documented exception); ``sim``

@@ -1,4 +1,4 @@
-"""`entropy_history.json` and `train_metrics.json` built from the evaluation records (DESIGN "Files a run writes").
+"""`entropy_history.json` and `train_metrics.json` built from the evaluation records (docs/run_files.md).
 
 Neither file holds wall-clock times, so a resumed run writes exactly the files of an uninterrupted one.
 """

@@ -3,7 +3,7 @@
 The allocation, the stop decision and P(best) are :func:`sim.selection.budget.race` (torch-free); this module
 only answers its requests ("these candidates on these scenes") with the executors, commits every answer to the
 results file as a full sweep would (so a budgeted run resumes, and a later full sweep reuses it), and builds the
-verdict's ``budget`` section (:func:`sim.selection.verdict.budget_section`).
+verdict's ``budget`` section (:func:`sim.selection.budget.budget_section`).
 """
 
 from __future__ import annotations

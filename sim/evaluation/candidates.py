@@ -1,6 +1,6 @@
 """Which checkpoints to evaluate: resolution of ``--ckpt`` values, run discovery, roles, dedupe.
 
-A run (DESIGN "Files a run writes") holds ``checkpoints/ep{episode:05d}.pt`` and at its root
+A run (docs/run_files.md) holds ``checkpoints/ep{episode:05d}.pt`` and at its root
 ``best_entropy.pt``, ``last.pt``, ``best_reward.pt``, ``bc.pt``. Role files are re-saved copies
 of a candidate with a different ``meta.kind``, so their file digests differ; candidates are
 therefore identified by the digest of their *weights* (state_dict and architecture), and files

@@ -1,6 +1,6 @@
 """The closed-loop metric catalogue: name, unit, direction and a one-line definition of every metric.
 
-The one place these facts are written (DESIGN.md "Closed-loop metrics"; the full definitions are in
+The one place these facts are written (docs/metrics.md; the full definitions are in
 ``docs/metrics.md`` and the computations in :mod:`sim.metrics.registry`). Every list, table column and axis label
 of the CLI, the results file and the dashboard is derived from :data:`CATALOGUE`. Torch-free (stdlib only)
 so the dashboard can import it.
@@ -109,7 +109,7 @@ def axis_title(metric: str) -> str:
 
 
 def pdm_score(at_fault: Any, offroad: Any, progress: Any, ttc_ok: Any, comfortable: Any) -> Any:
-    """NAVSIM-PDM-style score (DESIGN.md): ``(1 - at_fault) (1 - offroad) (5 EP + 5 TTC + 2 C) / 12``.
+    """NAVSIM-PDM-style score (metric version 1): ``(1 - at_fault) (1 - offroad) (5 EP + 5 TTC + 2 C) / 12``.
 
     ``at_fault`` is the at-fault penalty ``1 - no_at_fault_collisions``: 1 after an at-fault collision with a
     vehicle, pedestrian or cyclist, 0.5 with objects only (NAVSIM NC in {0, 0.5, 1}), 0 without one; a 0/1

@@ -6,7 +6,8 @@
   each collided agent judged at its first contact step (see
   :attr:`MetricContext.first_collision_at_fault` and ``docs/metrics.md``): stopped ego never
   at fault; stopped agent, active front: at fault; rear half by a non-reactive agent: not;
-  lateral: only while the ego is in several lanes (:func:`in_multiple_lanes`) or off the drivable area.
+  lateral: only while the ego is in several lanes (:func:`sim.metrics.drivable.in_multiple_lanes`) or off the
+  drivable area.
 - ``no_at_fault_collisions``: NAVSIM's NC multiplier (``pdm_scorer.py``
   ``_calculate_no_at_fault_collision``): 0 after an at-fault collision with a vehicle, pedestrian or
   cyclist, :data:`OBJECT_COLLISION` (0.5) when every at-fault collision is with an object
@@ -103,7 +104,7 @@ class CollisionSignals:
         bumper (:data:`FRONT_BUMPER` m deep) is an active front collision, at fault; one touching only
         the ego's rear half is a rear-end, not at fault when agents are non-reactive (log replay);
         any other contact is lateral, at fault only while the ego is in several lanes or off the
-        drivable area (:attr:`lateral_exposed`).
+        drivable area (:attr:`sim.metrics.drivable.DrivableSignals.lateral_exposed`).
         """
         return self.fault_by_agent[0].any(-1)
 

@@ -1,4 +1,4 @@
-"""Closed-loop metrics (DESIGN.md "Closed-loop metrics"), batched in torch: the registry.
+"""Closed-loop metrics (docs/metrics.md), batched in torch: the registry.
 
 One module per family, each with its constants, its per-step signals and its :class:`~sim.metrics.base.Metric`
 classes: :mod:`~sim.metrics.imitation` (ADE, FDE), :mod:`~sim.metrics.collisions` (collisions, at-fault, NC),
@@ -97,7 +97,7 @@ def metric_series(ro: Rollout, batch: ScenarioBatch, names: Sequence[str] = SERI
         ``{name: [B, T]}``: ``collision`` (bool, any agent, fault-agnostic), ``offroad_dist``
         (m, worst ego corner, > 0 outside), ``route_s`` (m along the route), ``log_dist`` (m),
         ``accel`` (m/s^2), ``jerk`` (m/s^3), ``lat_accel`` (m/s^2), ``yaw_rate`` (rad/s),
-        ``ttc`` (s; :data:`TTC_NONE` where none or not controlled), ``yaw_accel`` (rad/s^2),
+        ``ttc`` (s; :data:`sim.geometry.TTC_NONE` where none or not controlled), ``yaw_accel`` (rad/s^2),
         ``jerk_magnitude`` (m/s^3), ``controlled`` (bool).
         Values at padded steps are meaningless.
     """

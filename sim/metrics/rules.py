@@ -1,5 +1,5 @@
 """Map-rule metrics (the rules family), batched in torch: lane occupancy, driving direction, speed limit, lane
-keeping and traffic lights (DESIGN.md "Closed-loop metrics", REFERENCE.md "nuPlan and NAVSIM closed-loop rules").
+keeping and traffic lights (docs/metrics.md, REFERENCE.md "nuPlan and NAVSIM closed-loop rules").
 
 Every metric here is "not applicable" where the scene's map lacks the semantic it needs: the value is NaN (stored
 as such; a score drops a NaN multiplier as 1 and a NaN weighted term with its weight, so it never lowers a score).

@@ -5,7 +5,7 @@
   means no conflict within 3 s. ``ttc_ok = min_ttc > 0.95 s``. Candidates as nuPlan's
   ``time_to_collision_within_bound.py`` (``extract_tracks_info_excluding_collided_tracks``): agents
   ahead of the ego (within :data:`AHEAD_ANGLE` of its heading, seen from its rear axle); agents
-  beside it only while it is in several lanes or off the drivable area, agents behind
+  beside it only while it is in several lanes, in an intersection lane or off the drivable area, agents behind
   (beyond :data:`BEHIND_ANGLE`) never; tracks the ego has collided with are dropped from their
   first contact on; TTC is 0 at the step of an at-fault collision.
 """

@@ -1,6 +1,7 @@
-"""What identifies an experiment, and so a results file: one home for the identity and the run-folder names.
+"""What identifies an experiment, and so a results file: one home for the identity and the results-file
+names of a run folder.
 
-A results file is one experiment (DESIGN "Files a run writes"): one run (or one set of plug-in checkpoints),
+A results file is one experiment (docs/run_files.md): one run (or one set of plug-in checkpoints),
 one scenario set, one settings digest, one metric version. :class:`Experiment` holds them; the store writes
 it as root attributes (:meth:`Experiment.to_attrs`), the reader reads it back
 (:func:`sim.results.reader.read_experiment`), and :func:`difference` is the one comparison: ``sim.evaluate``
@@ -200,13 +201,13 @@ def _json_attr(v: Any, default: Any) -> Any:
 
 @dataclass(frozen=True)
 class Experiment:
-    """What one results file holds: one experiment (DESIGN "Files a run writes").
+    """What one results file holds: one experiment (docs/run_files.md).
 
     Attributes:
         source: the resolved folder of the run whose checkpoints are evaluated, or of a set of plug-in or loose
             checkpoints; "" when only baselines are evaluated (they belong to any experiment).
         scenario_set: :func:`canonical_scenario_set` of ``--scenarios`` ("" : not recorded).
-        settings: :func:`eval_settings` as sorted (name, value) pairs (empty: not recorded).
+        settings: :func:`sim.evaluation.settings.eval_settings` as sorted (name, value) pairs (empty: not recorded).
         metrics_version: :data:`sim.metrics.catalogue.METRICS_VERSION` of the rows, as text ("" : not recorded).
         scenario_digest: :func:`scene_set_digest` of the scenes stored so far (grows with the set; not compared:
             each stored scene's content is, by :func:`check_experiment`).

@@ -118,7 +118,7 @@ class CheckpointResult:
 
     @property
     def roles(self) -> tuple[str, ...]:
-        """Among :data:`~sim.results.run_folder.roles` (the record's)."""
+        """Among :data:`~sim.results.run_folder.ROLES` (the record's)."""
         return self.record.roles
 
     @property

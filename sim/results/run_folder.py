@@ -1,6 +1,6 @@
 """The run-folder layout (its file names, its roles) and what a run folder says about itself, read without torch.
 
-The one home of every name in a run folder (DESIGN "Files a run writes"): the trainer writes them, the
+The one home of every name in a run folder (docs/run_files.md): the trainer writes them, the
 evaluation, the dashboard and ``sim.across`` read them. A run declares its roles by its role files
 (:data:`ROLE_FILES`) and records in ``train_metrics.json`` which episode each role copies and the trainer's
 ``select_after``. Roles come from here, never from which checkpoints happen to have results yet.

@@ -265,7 +265,7 @@ def test_later_rollouts_of_a_batch_record_the_same_as_a_first_one(agents):
 
 
 def test_no_cap_drops_an_agent_within_reach():
-    """DESIGN.md: every agent within reach counts. 150 cars within reach (more than DEFAULT_MAX_AGENTS) are all
+    """docs/metrics.md: every agent within reach counts. 150 cars within reach (more than DEFAULT_MAX_AGENTS) are all
     simulated; the ones far from the ego's path only fill what DEFAULT_MAX_AGENTS leaves."""
     from sim.config import AGENT_REACH, DEFAULT_MAX_AGENTS
 

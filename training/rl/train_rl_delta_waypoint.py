@@ -1,6 +1,6 @@
 """``python -m training.rl.train_rl_delta_waypoint``: the seed's command, an alias of ``python -m training.train``.
 
-Same flags, same files (DESIGN "Files a run writes"), e.g.::
+Same flags, same files (docs/run_files.md), e.g.::
 
     python -m training.rl.train_rl_delta_waypoint --out-dir out/rl_delta_waypoint_v0/run_001 --episodes 500
     python -m sim.evaluate --ckpt out/rl_delta_waypoint_v0/run_001/best_entropy.pt

@@ -2,7 +2,7 @@
 
 Scenes: a straight two-lane road along +x with a drivable rectangle, the ego at ~8-12 m/s
 in the right lane and a few other vehicles. Runs: real ``WaypointPolicy`` checkpoints saved
-with ``policy.checkpoint.save_checkpoint`` in the DESIGN run layout, each driving a plan
+with ``policy.checkpoint.save_checkpoint`` in the run layout of docs/run_files.md, each driving a plan
 straight ahead at its own speed (so checkpoints differ in closed loop), with its own log-std
 (so entropies differ).
 """
@@ -93,7 +93,7 @@ def _meta(p: WaypointPolicy, episode: int, reward: float) -> dict:
 
 def make_run(root: Path, episodes=(0, 50, 100, 150), speeds=None, log_stds=None, rewards=None, name="run1",
              seed: int = 0) -> Path:
-    """A run directory in the DESIGN layout under ``root/out``; ``root/out/latest`` points at it.
+    """A run directory in the layout of docs/run_files.md under ``root/out``; ``root/out/latest`` points at it.
 
     Returns:
         The run directory.

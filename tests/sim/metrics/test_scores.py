@@ -1,4 +1,5 @@
-"""The two scores (sim/metrics/catalogue.py: NAVSIM v2 EPDMS with the human filter, nuPlan's closed-loop score), on
+"""The two scores (sim/metrics/scores.py, formulas in catalogue.py: NAVSIM v2 EPDMS with the human filter, nuPlan's
+closed-loop score), on
 synthetic scenes and as formulas, and their NaN (not applicable) handling in the verdict and the dashboard."""
 
 from __future__ import annotations

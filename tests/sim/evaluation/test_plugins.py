@@ -183,7 +183,7 @@ class _PlanFromState:
     def __init__(self, path: str, device: str = "cpu"):
         from sim.controller import WaypointController
 
-        self.info = AgentInfo("tests.sim.evaluation.test_agents_api:plan_from_state", path, "0" * 64, None, "none")
+        self.info = AgentInfo("tests.sim.evaluation.test_plugins:plan_from_state", path, "0" * 64, None, "none")
         self.plan = _PLAN.clone()
         self.ctrl_factory = WaypointController
 
@@ -200,7 +200,7 @@ _PLAN = torch.stack([torch.linspace(1.0, 8.0, NUM_WAYPOINTS), torch.linspace(0.0
 
 
 def plan_from_state(path: str, device: str) -> _PlanFromState:
-    """Factory for ``--agent tests.sim.evaluation.test_agents_api:plan_from_state``."""
+    """Factory for ``--agent tests.sim.evaluation.test_plugins:plan_from_state``."""
     return _PlanFromState(path, device)
 
 
@@ -211,7 +211,7 @@ def test_a_state_agent_returning_controls_equals_the_waypoint_path(scenes, tmp_p
 
     ckpt = tmp_path / "plan.bin"
     ckpt.write_bytes(b"plan")
-    agent = load_agent("tests.sim.evaluation.test_agents_api:plan_from_state", str(ckpt))
+    agent = load_agent("tests.sim.evaluation.test_plugins:plan_from_state", str(ckpt))
     fn = policy_fn(agent)
     assert isinstance(fn, StatePolicy)
     batch = make_batch(scenes[:4])
