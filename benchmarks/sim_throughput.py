@@ -165,8 +165,9 @@ def synthetic_scenes(n: int, agents: int, steps: int, seed: int = 0, init_step: 
 
 
 def _scenes(cfg: BenchConfig) -> tuple[list[Scenario], str]:
-    """Procedural scenes (every family in turn) when available and ``steps == 80``, else synthetic ones."""
-    if cfg.scenes in ("auto", "procedural"):
+    """Procedural scenes (every family in turn) when available, ``steps == 80`` and ``--agents`` is the default (a
+    procedural scene holds its own agents, at most 32: it cannot show the cost of more), else synthetic ones."""
+    if cfg.scenes == "procedural" or (cfg.scenes == "auto" and cfg.agents == BenchConfig.agents):
         try:
             from scenarios.procedural import FAMILY_NAMES, INIT_STEP, T_STEPS, generate
         except ImportError:
