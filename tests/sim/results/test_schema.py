@@ -32,15 +32,19 @@ def _same(a: CheckpointAttrs, b: CheckpointAttrs) -> bool:
     return norm(a) == norm(b)
 
 
+def _stored(path, group: str, attrs: dict, read):
+    """Write ``attrs`` on ``group`` of a new HDF5 file at ``path``, then ``read(the group's attrs)`` from it."""
+    with h5py.File(path, "w") as f:
+        f.create_group(group).attrs.update(attrs)
+    with h5py.File(path, "r") as f:
+        return read(f[group].attrs)
+
+
 @settings(max_examples=40, deadline=None)
 @given(records)
 def test_checkpoint_record_survives_an_hdf5_round_trip(tmp_path_factory, rec):
     path = tmp_path_factory.mktemp("h5") / "r.h5"
-    with h5py.File(path, "w") as f:
-        f.create_group("g").attrs.update(rec.to_hdf5())
-    with h5py.File(path, "r") as f:
-        back = CheckpointAttrs.from_hdf5(f["g"].attrs, "abc")
-    assert _same(back, rec)
+    assert _same(_stored(path, "g", rec.to_hdf5(), lambda a: CheckpointAttrs.from_hdf5(a, "abc")), rec)
 
 
 def test_an_older_group_without_attributes_reads_with_defaults(tmp_path):
@@ -68,10 +72,8 @@ headers = st.builds(
 @given(headers)
 def test_scene_header_survives_an_hdf5_round_trip_and_reads_as_scenario_info(tmp_path_factory, head):
     path = tmp_path_factory.mktemp("h5") / "s.h5"
-    with h5py.File(path, "w") as f:
-        f.create_group("scenarios/s7").attrs.update(head.header_hdf5())
-    with h5py.File(path, "r") as f:
-        back = SceneHeader(**SceneHeader.header_fields(f["scenarios/s7"].attrs, "s7"))
+    back = _stored(path, "scenarios/s7", head.header_hdf5(),
+                   lambda a: SceneHeader(**SceneHeader.header_fields(a, "s7")))
     assert back == head
     info = read_scenarios(path)
     assert len(info) == 1 and info[0].row == 7 and SceneHeader(**{k: getattr(info[0], k) for k in vars(head)}) == head
