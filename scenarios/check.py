@@ -156,8 +156,7 @@ def import_file(path: Path, options: ImportOptions) -> tuple[list[Scenario], lis
     reports = [
         SceneReport(str(path), s.id, s.source, s.num_agents, int(s.static_agents().sum()), _map_elements(s.map),
                     dropped, s.num_steps, tuple(float(v) for v in s.world_origin), repairs=dict(repairs),
-                    semantics=map_semantics(s.map),
-                    off_map_steps=int(off_map_steps(s.map, s.ego_log[s.init_step:]).sum()))
+                    semantics=map_semantics(s.map))
         for s in scenes
     ]
     return scenes, reports, [SkippedScene(str(path), sid, reason) for sid, reason in inner]
@@ -195,7 +194,8 @@ def every_vehicle(path: Path, first: Scenario, reports: Sequence[SceneReport], o
 
 
 def replay_sanity(scenes: Sequence[Scenario], reports: Sequence[SceneReport]) -> None:
-    """Fill ``reports[i].sanity`` and ``agents_dropped`` from the log replay of ``scenes[i]`` (in place)."""
+    """Fill ``reports[i].sanity``, ``agents_dropped`` and ``off_map_steps`` from the log replay of ``scenes[i]`` (in
+    place; the off-map mask is computed once, for the count and for the on-road check)."""
     import torch
 
     from sim.batch import make_batch
@@ -218,6 +218,7 @@ def replay_sanity(scenes: Sequence[Scenario], reports: Sequence[SceneReport]) ->
             for j, i in enumerate(part):
                 om = off_map_steps(scenes[i].map, scenes[i].ego_log)
                 off_map[j, : len(om)] = om
+                reports[i].off_map_steps = int(om[scenes[i].init_step:].sum())
             on_map_offroad = ((c.offroad_dist > OFFROAD_THRESHOLD) & c.controlled & ~torch.from_numpy(off_map)).any(1)
             for j, i in enumerate(part):
                 reports[i].sanity = {name: float(m[name][j]) for name in SANITY + tuple(r[0] for r in HUMAN_RULES)
