@@ -59,7 +59,13 @@ def _loader(suffix: str) -> Callable[..., list[Scenario]]:
     if suffix == ".npz":
         from scenarios.io import load_scenarios
 
-        return lambda p, _o, skipped=None: load_scenarios(p, skipped)
+        def npz(p, o, skipped=None):
+            if o.ego_agent:  # a .npz holds scenes (each with its ego), not recordings
+                raise ScenarioError(f"--ego-agent {o.ego_agent}: a .npz holds scenes, not recordings; it applies to "
+                                    "recorded sources only")
+            return load_scenarios(p, skipped)
+
+        return npz
     if suffix == ".pkl":
         from scenarios.importers.scenarionet import load_scenarionet
 

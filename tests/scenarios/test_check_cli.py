@@ -156,3 +156,12 @@ def test_every_vehicle_agrees_with_the_shapely_oracle_on_waymo(shared_data, tmp_
     assert vehicles == oracle[1] and vehicles > 20
     assert on_road == oracle[0] and on_road >= 0.99 * vehicles
     assert "every moving vehicle" in r["text"]
+
+
+def test_ego_agent_on_a_scene_file_is_refused_in_one_line(tmp_path):
+    from scenarios.formats import load_file
+
+    save_scenarios(tmp_path / "a.npz", [_scene("one")])
+    with pytest.raises(ScenarioError, match=r"a\.npz: --ego-agent 2: a \.npz holds scenes, not recordings"):
+        load_file(tmp_path / "a.npz", ImportOptions(ego_agent=2))
+    assert [s.id for s in load_file(tmp_path / "a.npz", ImportOptions())] == ["one"]
