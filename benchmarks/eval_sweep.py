@@ -10,7 +10,7 @@ checkpoints, setup excluded; scenes are prepared on disk beforehand, as an earli
 ``bytes_per_checkpoint_scenario`` (the results file and its sidecar folder), ``device`` (plus
 ``cpu_s`` (this process's CPU time: the machine is shared), ``load_avg_1m``, ``file_bytes``,
 ``scenes_bytes``, ``setup_s``, and ``peak_rss_mb`` / ``children_peak_rss_mb``: the peak resident memory of this
-process and of its largest worker process, MB).
+process and of its largest worker process, MB; ``scene_window``: the ``--scene-window`` it ran with).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class SweepConfig:
     seed: int = 0
     keep: str | None = None
     compile: bool = False
+    scene_window: int | None = None
 
 
 def parse_args(argv=None) -> SweepConfig:
@@ -58,6 +59,7 @@ def parse_args(argv=None) -> SweepConfig:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep", help="folder to keep the run, scenes and results in (default: a temporary folder)")
     p.add_argument("--compile", action="store_true", help="evaluate --compile")
+    p.add_argument("--scene-window", type=int, help="sim.evaluate --scene-window (default: sim.evaluate's)")
     return SweepConfig(**vars(p.parse_args(argv)))
 
 
@@ -122,7 +124,8 @@ def main(argv=None) -> dict:
         setup_s = time.perf_counter() - t0
         ecfg = EvalConfig(run=str(run_dir), scenarios=str(scenes_path), batch_size=cfg.batch_size, device=cfg.device,
                           out=str(out), executor=cfg.executor, seed=cfg.seed, progress=False,
-                          compile=cfg.compile, scenario_cache=str(cache_dir))
+                          compile=cfg.compile, scenario_cache=str(cache_dir),
+                          **({} if cfg.scene_window is None else {"scene_window": cfg.scene_window}))
         t1, c1 = time.perf_counter(), time.process_time()
         run(ecfg, console=Console(file=io.StringIO(), width=150))
         wall, cpu = time.perf_counter() - t1, time.process_time() - c1
@@ -162,6 +165,7 @@ def main(argv=None) -> dict:
             "batch_size": cfg.batch_size,
             "executor": cfg.executor,
             "compile": cfg.compile,
+            "scene_window": ecfg.scene_window,
         }
         print(json.dumps(res))
         return res
@@ -179,15 +183,16 @@ def rollouts_alone(run_dir: Path, scenes, ecfg, scene_cache) -> float:
     from sim.rollout import rollout
 
     torch.set_num_threads(ecfg.threads)
-    shards = make_shards(scenes, ecfg.batch_size)
-    batches = [make_batch([scenes[i] for i in sh], device=ecfg.device, cache=scene_cache) for sh in shards]
     agents = [load_agent("own", str(p), ecfg.device) for p in sorted((run_dir / "checkpoints").glob("*.pt"))]
-    t = time.perf_counter()
+    total = 0.0
     with torch.inference_mode():
-        for agent in agents:
-            for b in batches:
+        for sh in make_shards(scenes, ecfg.batch_size):  # one batch held at a time: the sweep's peak memory stands
+            b = make_batch([scenes[i] for i in sh], device=ecfg.device, cache=scene_cache)
+            t = time.perf_counter()
+            for agent in agents:
                 rollout(b, policy_fn(agent, None), agents=ecfg.agents)
-    return time.perf_counter() - t
+            total += time.perf_counter() - t
+    return total
 
 
 def _datasets(g):

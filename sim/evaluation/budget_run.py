@@ -41,7 +41,7 @@ def _known(out: Path, keys: Sequence[str], ids: Sequence[str], metric: str) -> n
 def run_budget(cands: Sequence[Any], scenes: Sequence[Scenario], *, budget: float, confidence: float, metric: str,
                seed: int, batch_size: int, settings: SimSettings, executor: str, ray_address: str | None,
                num_cpus: int | None, out: Path, commit: Callable[[str, CheckpointRows], None],
-               progress: bool = True) -> tuple[RaceResult, list[str]]:
+               progress: bool = True, scene_window: int = 0) -> tuple[RaceResult, list[str]]:
     """Race the checkpoint candidates (baselines run afterwards on the race's scenes); commit every result.
 
     Args:
@@ -49,7 +49,7 @@ def run_budget(cands: Sequence[Any], scenes: Sequence[Scenario], *, budget: floa
         scenes: the sweep's scenes. budget: ``--budget`` (:func:`sim.selection.budget.budget_rollouts`).
         confidence: ``--confidence``. metric: ``--metric`` (its direction from ``sim.metrics.catalogue``).
         commit: ``commit(key, rows)`` stores rows in the results file. out: the results file (stored pairs
-            are reused, not simulated).
+            are reused, not simulated). scene_window: ``--scene-window`` (:func:`sim.evaluation.executors.make_units`).
 
     Returns:
         The race and the scenario ids every checkpoint received (the verdict's common scenes).
@@ -73,11 +73,11 @@ def run_budget(cands: Sequence[Any], scenes: Sequence[Scenario], *, budget: floa
     def simulate(todo: dict[str, set[int]], sub: Sequence[Any]) -> dict[str, CheckpointRows]:
         got: dict[str, CheckpointRows] = {}
 
-        def keep(key: str, rows: CheckpointRows) -> None:
+        def keep(key: str, rows: CheckpointRows) -> None:  # once per scene window
             commit(key, rows)
-            got[key] = rows
+            got[key] = CheckpointRows.concat([got[key], rows]) if key in got else rows
 
-        run_units(pool, make_units(sub, shards, todo), scenes, settings, keep, progress=progress)
+        run_units(pool, make_units(sub, shards, todo, scene_window), scenes, settings, keep, progress=progress)
         return got
 
     def evaluate(ask: dict[int, list[int]]) -> dict[int, np.ndarray]:
@@ -118,7 +118,7 @@ def run_budget_cfg(cfg: Any, cands: Sequence[Any], scenes: Sequence[Scenario], s
     result, common = run_budget(cands, scenes, budget=cfg.budget, confidence=cfg.confidence, metric=cfg.metric,
                                 seed=cfg.seed, batch_size=cfg.batch_size, settings=settings, executor=cfg.executor,
                                 ray_address=cfg.ray_address, num_cpus=cfg.num_cpus or None, out=out, commit=commit,
-                                progress=cfg.progress)
+                                progress=cfg.progress, scene_window=cfg.scene_window)
     racers = [c for c in cands if not c.is_baseline]
     doc = budget_section(result, [c.key for c in racers], [c.name for c in racers], cfg.metric, cfg.confidence,
                          cfg.seed)

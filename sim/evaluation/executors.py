@@ -4,6 +4,12 @@ A work unit is one checkpoint (or baseline) on one shard of scenes; :func:`evalu
 is the pure function every executor calls, so the process and Ray executors give the same numbers
 as the local one (same shards, same batches, deterministic policy). Shards group scenes of
 equal ``init_step`` and ``dt`` (a batch shares them) in order, ``batch_size`` at most.
+
+Memory is bounded by a *scene window* (``--scene-window``): consecutive shards of at most that many scenes. Units
+run window by window, every checkpoint on the window's shards before the next window (:func:`make_units`), so a
+process builds each scene batch once, keeps only its window's batches (plus the next one, being built:
+:data:`SimSettings.batches_held`) and drops them after the window; a checkpoint's rows are committed once per window
+(:func:`run_units`). Peak memory grows with the window, not with the scene set.
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ class SimSettings:
             baselines are deterministic and get none); seeded by :func:`rollout_seed`.
         scene_cache: folder of prepared scenes shared by the call's processes (:class:`sim.scene_cache.SceneCache`;
             "": prepare in memory only).
+        batches_held: scene batches a process keeps built (least recently used dropped first): a scene window's
+            shards plus the next one (:func:`batches_held`).
     """
 
     backend: str = "kinematic"
@@ -63,6 +71,7 @@ class SimSettings:
     compile: bool = False
     rollouts: int = 0
     scene_cache: str = ""
+    batches_held: int = 2
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,8 @@ class WorkUnit:
         key: candidate key. kind: ``checkpoint`` or ``baseline``.
         source: checkpoint path, or the baseline name.
         shard: shard number. scenes: indices into the call's scene list.
+        window: the scene window the shard belongs to (:func:`scene_windows`); a checkpoint's rows are committed
+            once per window.
     """
 
     key: str
@@ -80,6 +91,7 @@ class WorkUnit:
     source: str
     shard: int
     scenes: tuple[int, ...]
+    window: int = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,38 +122,74 @@ def make_shards(scenes: Sequence[Scenario], batch_size: int) -> list[tuple[int, 
     return shards
 
 
-def make_units(cands: Sequence[Any], shards: Sequence[tuple[int, ...]], todo: dict[str, set[int]]) -> list[WorkUnit]:
-    """Work units for the scene indices each candidate still needs (``todo[key]``), shard by shard."""
+def scene_windows(shards: Sequence[tuple[int, ...]], window: int) -> list[list[int]]:
+    """Consecutive shard numbers grouped into windows of at most ``window`` scenes (a shard larger than the window
+    is a window of its own; ``window`` 0: one window).
+
+    Returns:
+        Lists of shard numbers; every shard appears once, in order.
+    """
+    out: list[list[int]] = []
+    n = 0
+    for k, sh in enumerate(shards):
+        if not out or (window > 0 and n + len(sh) > window):
+            out.append([])
+            n = 0
+        out[-1].append(k)
+        n += len(sh)
+    return out
+
+
+def batches_held(shards: Sequence[tuple[int, ...]], window: int) -> int:
+    """:attr:`SimSettings.batches_held` for a call: the most shards of one window, plus the next batch."""
+    return max((len(w) for w in scene_windows(shards, window)), default=0) + 1
+
+
+def make_units(cands: Sequence[Any], shards: Sequence[tuple[int, ...]], todo: dict[str, set[int]],
+               window: int = 0) -> list[WorkUnit]:
+    """Work units for the scene indices each candidate still needs (``todo[key]``): window by window
+    (:func:`scene_windows`), within a window candidate by candidate, shard by shard."""
     units = []
-    for c in cands:
-        need = todo.get(c.key, set())
-        for k, sh in enumerate(shards):
-            sel = tuple(i for i in sh if i in need)
-            if sel:
-                units.append(WorkUnit(c.key, c.kind, c.name if c.kind == "baseline" else c.path, k, sel))
+    for w, members in enumerate(scene_windows(shards, window)):
+        for c in cands:
+            need = todo.get(c.key, set())
+            for k in members:
+                sel = tuple(i for i in shards[k] if i in need)
+                if sel:
+                    units.append(WorkUnit(c.key, c.kind, c.name if c.kind == "baseline" else c.path, k, sel, w))
     return units
 
 
 # --- the unit function ----------------------------------------------------------------------------
 
-_CACHE: OrderedDict[tuple, Any] = OrderedDict()
-_CACHE_SIZE = 48
+class _LRU:
+    """A least-recently-used cache shared by the local executor's two threads (policies; batches)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[tuple, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, build: Callable[[], Any], capacity: int | None = None) -> Any:
+        """The value under ``key``, built (outside the lock: a batch takes a while) when absent; keeps at most
+        ``capacity`` (default: the cache's) values."""
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        val = build()
+        with self._lock:
+            self._items[key] = val
+            while len(self._items) > max(1, capacity or self.capacity):
+                self._items.popitem(last=False)
+        return val
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
-_CACHE_LOCK = threading.Lock()  # the local executor's two threads share the cache (policies; batches)
-
-
-def _cached(key: tuple, build):
-    with _CACHE_LOCK:
-        if key in _CACHE:
-            _CACHE.move_to_end(key)
-            return _CACHE[key]
-    val = build()  # outside the lock: a batch takes a while to build
-    with _CACHE_LOCK:
-        _CACHE[key] = val
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    return val
+_AGENTS = _LRU(48)  # loaded policies, by file identity
+_BATCHES = _LRU(2)  # built scene batches, by content; capacity per call: SimSettings.batches_held
 
 
 def carla_endpoints(host: str, ports: Sequence[int]) -> list:
@@ -243,8 +291,8 @@ def _policy_fn(unit: WorkUnit, batch, settings: SimSettings, dt: float | None = 
     from sim.evaluation.plugins import load_agent, policy_fn
 
     st = os.stat(unit.source)
-    agent = _cached(("agent", settings.agent, unit.source, st.st_mtime_ns, st.st_size, settings.device),
-                    lambda: load_agent(settings.agent, unit.source, settings.device))
+    agent = _AGENTS.get((settings.agent, unit.source, st.st_mtime_ns, st.st_size, settings.device),
+                        lambda: load_agent(settings.agent, unit.source, settings.device))
     return policy_fn(agent, generator)
 
 
@@ -296,14 +344,15 @@ class Simulated:
 
 def unit_batch(scenes: Sequence[Scenario], settings: SimSettings):
     """The batch of a shard's scenes: built (through the prepared-scene cache) once per process and reused by every
-    checkpoint while it stays among the :data:`_CACHE_SIZE` most recent."""
+    checkpoint while it stays among the :attr:`SimSettings.batches_held` most recent."""
     from sim.batch import make_batch
     from sim.scene_cache import SceneCache
 
-    return _cached(
-        ("batch", tuple(content_digest(s) for s in scenes), settings.device, settings.max_agents),
+    return _BATCHES.get(
+        (tuple(content_digest(s) for s in scenes), settings.device, settings.max_agents),
         lambda: make_batch(scenes, device=settings.device, max_agents=settings.max_agents,
                            cache=SceneCache(settings.scene_cache) if settings.scene_cache else None),
+        capacity=settings.batches_held,
     )
 
 
@@ -357,7 +406,7 @@ def _sampled_rows(unit: WorkUnit, ids: tuple[str, ...], batch, settings: SimSett
 
 
 class LocalExecutor:
-    """Runs units one after another in this process (batches cached across checkpoints).
+    """Runs units one after another in this process (a scene window's batches kept across checkpoints).
 
     On the CPU, eager, a unit's metrics and the next unit's batch run on a second thread while the next unit's
     rollout runs (and while the caller commits): torch releases the interpreter lock inside its operations, so the
@@ -524,9 +573,10 @@ def _process_worker(units: list[WorkUnit], scenes: dict[int, Scenario], settings
 class ProcessExecutor:
     """Runs units in ``workers`` processes on this machine (``spawn``; no Ray needed), results as they complete.
 
-    Shards are dealt to the workers (shard k to worker k mod W), and each worker runs its units checkpoint
-    by checkpoint: a shard's batch is built once, in one worker, and reused for every checkpoint, and a
-    checkpoint is complete (committed) once each worker has done its shards of it. With
+    Shards are dealt to the workers (shard k to worker k mod W), and each worker runs its units in the given order
+    (scene window by window, checkpoint by checkpoint within one: :func:`make_units`): a shard's batch is built
+    once, in one worker, and reused for every checkpoint, and a checkpoint's window is complete (committed) once
+    each worker has done its shards of it. With
     ``SimSettings.threads`` = 1, W workers keep W cores busy (one process keeps about one core busy
     whatever its thread count: a step is hundreds of small tensor operations).
 
@@ -590,25 +640,28 @@ def run_units(
     on_complete: Callable[[str, CheckpointRows], None],
     progress: bool = True,
 ) -> None:
-    """Run ``units``; as soon as every unit of a key is back, call ``on_complete(key, rows)`` (shards in order).
+    """Run ``units``; as soon as every unit of a key in a scene window is back, call ``on_complete(key, rows)`` with
+    that window's rows (shards in order): once per (key, window), so once per key when the scenes fit one window.
 
     A tqdm bar (stderr) counts scenes.
     """
     from tqdm import tqdm
 
-    left: dict[str, int] = {}
+    left: dict[tuple[str, int], int] = {}
     for u in units:
-        left[u.key] = left.get(u.key, 0) + 1
-    parts: dict[str, list[UnitResult]] = {}
+        left[u.key, u.window] = left.get((u.key, u.window), 0) + 1
+    parts: dict[tuple[str, int], list[UnitResult]] = {}
+    window_of = {(u.key, u.shard): u.window for u in units}
     bar = tqdm(total=sum(len(u.scenes) for u in units), unit="scene", disable=not progress, desc="closed loop",
                file=sys.stderr)
     try:
         for res in executor.run(units, scenes, settings):
             bar.update(len(res.rows.scenario_ids))
-            parts.setdefault(res.key, []).append(res)
-            left[res.key] -= 1
-            if left[res.key] == 0:
-                done = sorted(parts.pop(res.key), key=lambda r: r.shard)
+            slot = (res.key, window_of[res.key, res.shard])
+            parts.setdefault(slot, []).append(res)
+            left[slot] -= 1
+            if left[slot] == 0:
+                done = sorted(parts.pop(slot), key=lambda r: r.shard)
                 on_complete(res.key, CheckpointRows.concat([r.rows for r in done]))
     finally:
         bar.close()

@@ -23,7 +23,14 @@ from sim.evaluation.candidates import (
     split_by_run,
 )
 from sim.evaluation.config import EvalConfig
-from sim.evaluation.executors import SimSettings, make_executor, make_shards, make_units, run_units
+from sim.evaluation.executors import (
+    SimSettings,
+    batches_held,
+    make_executor,
+    make_shards,
+    make_units,
+    run_units,
+)
 from sim.evaluation.plugin_candidates import plugin_candidates
 from sim.evaluation.settings import identity_root
 from sim.evaluation.signal_run import SignalPlan, fill_candidates, plan_signals, ranking_lines
@@ -210,7 +217,15 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
     with writer.lock():
         ids = [s.id for s in scenes]
         scene_of = {s.id: s for s in scenes}
-        root = identity_root(out, cfg.agents, cfg.backend, scenes, cands, asdict(cfg), run_dir=run_dir)
+        shards = make_shards(scenes, cfg.batch_size)
+        settings = SimSettings(backend=cfg.backend, device=cfg.device, agents=cfg.agents, seed=cfg.seed,
+                               threads=cfg.threads, carla_host=cfg.carla_host, carla_ports=cfg.carla_port,
+                               agent=cfg.agent, compile=cfg.compile, rollouts=cfg.rollouts,
+                               scene_cache=prepared_dir(cfg.scenario_cache),
+                               batches_held=batches_held(shards, cfg.scene_window))
+        # each scene's record (its stored view: digest, file) is built once here and dropped after the file has it
+        records = [scene_record(s, select_agents(s, settings.max_agents)[1]) for s in scenes]
+        root = identity_root(out, cfg.agents, cfg.backend, records, cands, asdict(cfg), run_dir=run_dir)
         root.update({"backend": cfg.backend, "suite": cfg.scenarios, "run_dir": str(run_dir) if run_dir else ""})
         done = writer.done()
         todo = {c.key: {i for i, s in enumerate(ids) if s not in done.get(c.key, set())} for c in cands}
@@ -226,13 +241,10 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
         if n_done:
             log(f"Resuming: {n_done} (checkpoint, scenario) pairs already in {out.name} with the same settings "
                 "are skipped")
-        units = make_units(cands, make_shards(scenes, cfg.batch_size), todo)
-        settings = SimSettings(backend=cfg.backend, device=cfg.device, agents=cfg.agents, seed=cfg.seed,
-                               threads=cfg.threads, carla_host=cfg.carla_host, carla_ports=cfg.carla_port,
-                               agent=cfg.agent, compile=cfg.compile, rollouts=cfg.rollouts,
-                               scene_cache=prepared_dir(cfg.scenario_cache))
+        units = make_units(cands, shards, todo, cfg.scene_window)
         if not out.exists() or units:
-            writer.prepare([scene_record(s, select_agents(s, settings.max_agents)[1]) for s in scenes], root)
+            writer.prepare(records, root)
+        del records
         writer.write_skipped(skipped)
         by_key = {c.key: c for c in cands}
 

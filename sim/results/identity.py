@@ -37,7 +37,7 @@ import numpy as np
 
 from sim.results.errors import EvaluationError
 from sim.results.run_folder import RESULTS_NAME
-from sim.results.schema import scene_record, to_json
+from sim.results.schema import SceneRecord, scene_record, to_json
 
 SETTINGS_ATTR = "settings"
 SETTINGS_DIGEST_ATTR = "settings_digest"
@@ -59,8 +59,12 @@ def settings_digest(settings: Mapping[str, Any]) -> str:
 
 
 def scene_digest(scene: Any) -> str:
-    """16 hex digits over what the simulator reads of a scene (agents, validity, types, route, map, timing)."""
-    r = scene_record(scene)
+    """16 hex digits over what the simulator reads of a scene (agents, validity, types, route, map, timing).
+
+    Args:
+        scene: a :class:`scenarios.scenario.Scenario`, or its :class:`sim.results.schema.SceneRecord` (already built).
+    """
+    r = scene if isinstance(scene, SceneRecord) else scene_record(scene)
     h = hashlib.sha256()
     h.update(f"{r.id}|{r.dt}|{r.init_step}|{r.num_steps}".encode())
     for a in (r.agents, r.valid, r.agent_type, r.route):

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import json
 import math
-import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -352,19 +351,10 @@ def recentring_offset(scene: Any) -> tuple[float, float] | None:
     return (float(a[0]), float(a[1])) if a.size >= 2 and np.isfinite(a[:2]).all() else None
 
 
-_RECORDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def scene_record(scene: Any, agents_dropped: int = -1) -> SceneRecord:
-    """The stored view of a :class:`scenarios.scenario.Scenario` (ego first); built once per scene object (a call
-    reads it for the scene digests and for the file)."""
-    rec = _RECORDS.get(scene)
-    if rec is None:
-        rec = _RECORDS[scene] = _scene_record(scene)
-    return rec if rec.agents_dropped == int(agents_dropped) else replace(rec, agents_dropped=int(agents_dropped))
-
-
-def _scene_record(scene: Any) -> SceneRecord:
+    """The stored view of a :class:`scenarios.scenario.Scenario` (ego first), built anew on each call (copies of
+    the scene's arrays and its mined types: an evaluation builds each scene's record once, for the scene digests
+    and the file, and drops it, so that memory does not hold every scene twice)."""
     from scenarios.types import scenario_types
 
     order = [scene.ego] + [a for a in range(scene.num_agents) if a != scene.ego]
@@ -377,5 +367,5 @@ def _scene_record(scene: Any) -> SceneRecord:
         route=np.asarray(scene.route, dtype=np.float32).reshape(-1, 2),
         map={k: (np.asarray(getattr(scene.map, k).points, dtype=np.float32).reshape(-1, 2),
                  np.asarray(getattr(scene.map, k).offsets, dtype=np.int64)) for k in MAP_KINDS},
-        offset=recentring_offset(scene), agents_dropped=-1, types=scenario_types(scene),
+        offset=recentring_offset(scene), agents_dropped=int(agents_dropped), types=scenario_types(scene),
     )

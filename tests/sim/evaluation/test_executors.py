@@ -167,3 +167,105 @@ def test_negative_worker_count_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code != 0 and "--num-cpus must be >= 0" in err and len(err.strip().splitlines()) == 1
     assert not out.exists() and not list(tmp_path.iterdir())  # refused before anything is written
+
+
+@settings(max_examples=60, deadline=None)
+@given(sizes=st.lists(st.integers(1, 9), min_size=0, max_size=20), window=st.integers(0, 25))
+def test_scene_windows_partition_shards_in_order_within_the_window(sizes, window):
+    from sim.evaluation.executors import batches_held, scene_windows
+
+    shards, n = [], 0
+    for k in sizes:
+        shards.append(tuple(range(n, n + k)))
+        n += k
+    wins = scene_windows(shards, window)
+    assert [k for w in wins for k in w] == list(range(len(shards)))  # every shard once, in order
+    for j, w in enumerate(wins):
+        scenes = sum(len(shards[k]) for k in w)
+        assert window == 0 or scenes <= window or len(w) == 1  # only a shard larger than the window exceeds it
+        if window and j + 1 < len(wins):  # greedy: the next window's first shard did not fit
+            assert scenes + len(shards[wins[j + 1][0]]) > window
+    assert window != 0 or len(wins) == (1 if shards else 0)
+    assert batches_held(shards, window) == max((len(w) for w in wins), default=0) + 1
+
+
+def test_units_run_window_by_window_every_checkpoint_within_one():
+    cands = [baseline("log-replay"), baseline("constant-velocity")]
+    shards = [(0, 1), (2, 3), (4,)]
+    todo = {c.key: set(range(5)) for c in cands}
+    units = make_units(cands, shards, todo, window=4)
+    lr, cv = "baseline-log-replay", "baseline-constant-velocity"
+    assert [(u.window, u.key, u.shard) for u in units] == [(0, lr, 0), (0, lr, 1), (0, cv, 0), (0, cv, 1),
+                                                          (1, lr, 2), (1, cv, 2)]
+    assert [(u.key, u.shard) for u in make_units(cands, shards, todo)] == [  # one window: checkpoint by checkpoint
+        (lr, 0), (lr, 1), (lr, 2), (cv, 0), (cv, 1), (cv, 2)]
+
+
+def test_windowed_sweep_builds_each_batch_once_holds_one_window_and_gives_the_same_rows(tmp_path, monkeypatch):
+    """Scene windows of 4 scenes (batches of 2) against one window: the same rows for every checkpoint, one
+    commit per (checkpoint, window), each batch built exactly once, and never more than a window's batches plus
+    one held."""
+    import sim.batch
+    from policy.checkpoint import read_checkpoint
+    from sim.evaluation import executors
+    from sim.evaluation.executors import batches_held, run_units
+
+    run = make_run(tmp_path, episodes=(0, 10), speeds=[6.0, 12.0])
+    cands, _ = discover([], str(run), False, read_checkpoint)
+    cands += [baseline("constant-velocity")]
+    scenes = [straight_scene(i, 30, num_agents=1 + i % 3) for i in range(9)]
+    shards = make_shards(scenes, 2)
+    todo = {c.key: set(range(len(scenes))) for c in cands}
+    built, held = [], []
+    real = sim.batch.make_batch
+
+    def counting(sc, *a, **kw):
+        built.append(tuple(s.id for s in sc))
+        held.append(len(executors._BATCHES))
+        return real(sc, *a, **kw)
+
+    monkeypatch.setattr(sim.batch, "make_batch", counting)
+
+    def sweep(window):
+        executors._BATCHES._items.clear()
+        built.clear()
+        held.clear()
+        got: list[tuple[str, tuple[str, ...]]] = []
+        rows: dict[str, list] = {}
+
+        def commit(key, r):
+            got.append((key, r.scenario_ids))
+            rows.setdefault(key, []).append(r)
+
+        settings = SimSettings(batches_held=batches_held(shards, window))
+        run_units(LocalExecutor(), make_units(cands, shards, todo, window), scenes, settings, commit, progress=False)
+        return got, {k: type(v[0]).concat(v) for k, v in rows.items()}, list(built), max(held)
+
+    one, one_rows, one_built, _ = sweep(0)
+    win, win_rows, win_built, win_held = sweep(4)
+    assert len(one) == len(cands) and len(win) == 3 * len(cands)  # 9 scenes: windows of 4, 4 and 1
+    assert sorted(win_built) == sorted(one_built) and len(set(win_built)) == len(shards)  # each batch once
+    assert win_held <= batches_held(shards, 4) == 3
+    _assert_same_rows({k: r for k, r in one_rows.items()}, {k: r for k, r in win_rows.items()})
+
+
+def test_evaluate_cli_scene_window_gives_the_same_results_file_rows(tmp_path, capsys):
+    from sim.evaluate import main
+    from sim.results.reader import read_checkpoints
+
+    common = ["--baseline", "constant-velocity", "--baseline", "log-replay", "--scenarios", "procedural-small",
+              "--max-scenarios", "5", "--batch-size", "2", "--no-progress"]
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    assert main([*common, "--out", str(a)]) == 0
+    assert main([*common, "--scene-window", "2", "--out", str(b)]) == 0
+    ra, rb = ({s.key: s.rows for s in read_checkpoints(p)} for p in (a, b))
+    assert ra.keys() == rb.keys() and len(ra) == 2
+    for k in ra:  # windows commit a checkpoint's rows three times: merged into the same rows
+        assert sorted(ra[k].scenario_ids) == sorted(rb[k].scenario_ids) and len(ra[k].scenario_ids) == 5
+        ia, ib = np.argsort(ra[k].scenario_ids), np.argsort(rb[k].scenario_ids)
+        for name in ra[k].metrics:
+            np.testing.assert_array_equal(ra[k].metrics[name][ia], rb[k].metrics[name][ib], err_msg=name)
+    capsys.readouterr()
+    assert main([*common, "--scene-window", "-1", "--out", str(tmp_path / "c.h5")]) != 0
+    err = capsys.readouterr().err
+    assert "--scene-window" in err and len(err.strip().splitlines()) == 1
