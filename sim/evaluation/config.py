@@ -50,7 +50,7 @@ class EvalConfig:
                                      range=PORT)
     agents: str = _f("log", "other agents: log replay or IDM", choices=("log", "idm"))
     batch_size: int = _f(64, "scenes simulated together", range=at_least(1, MAX_BATCH))
-    scene_window: int = _f(1024, "scenes whose batches a process holds at once: a larger scene set runs window by "
+    scene_window: int = _f(512, "scenes whose batches a process holds at once: a larger scene set runs window by "
                            "window, every checkpoint on one window before the next (each batch built once; memory "
                            "grows with the window, not the scene set; a checkpoint's rows are committed per window; "
                            "0: one window)", metavar="N", range=at_least(0))

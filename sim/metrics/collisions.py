@@ -90,7 +90,10 @@ class CollisionSignals:
         front = boxes_overlap(slab(half - FRONT_BUMPER / 2, bumper), other)
         front_half = boxes_overlap(slab(half / 2, half), other)
         rear = ~front_half & (self.ro.agent_model == "log")
-        fault = other_stopped | front | (~rear & at_first(self.lateral_exposed))
+        # the lane test only at the first-contact steps (the costly part of the context)
+        need = torch.zeros(self.controlled.shape, dtype=torch.int8, device=hit.device)
+        need = need.scatter_reduce(1, first, hit_any.to(torch.int8), reduce="amax").bool()
+        fault = other_stopped | front | (~rear & at_first(self.lateral_exposed_at(need)))
         if self.ro.agent_model != "log":
             fault = fault | ~front_half  # a reactive agent's rear-end: nuPlan exempts only non-reactive ones
         return fault & ~ego_stopped & hit_any, first

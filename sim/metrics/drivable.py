@@ -23,7 +23,7 @@ OFFROAD_THRESHOLD = 0.3  # m outside the drivable area (nuPlan)
 LANE_KEEP = 1.0  # m from the route within which the ego keeps its lane (lateral hits not at fault)
 
 
-def in_multiple_lanes(ctx: MetricContext) -> tuple[Tensor, Tensor]:
+def in_multiple_lanes(ctx: MetricContext, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Whether the ego is in several lanes, and whether it is in an intersection lane, at each step.
 
     nuPlan and NAVSIM ask whether the ego's box overlaps more than one lane polygon
@@ -33,18 +33,30 @@ def in_multiple_lanes(ctx: MetricContext) -> tuple[Tensor, Tensor]:
     :data:`LANE_KEEP` m off it, the ego has left its lane (and no intersection is known). The one place this is
     decided: the at-fault lateral rule and TTC's agents beside and behind the ego both read it.
 
+    Args:
+        ctx: the metric context.
+        rows: bool ``[B, T]`` steps to decide (None: all); the lane test runs on those steps alone, and a step's
+            answer does not depend on which other steps are asked (the lane occupancy is exact per step).
+
     Returns:
-        ``(several [B, T], intersection [B, T])``, bool.
+        ``(several [B, T], intersection [B, T])``, bool; False outside ``rows``.
     """
     proxy = ctx.route_lat > LANE_KEEP
     has = ctx.batch.lanes.has_lanes[:, None]
-    occ = RuleContext.of(ctx).ego_occupancy()
+    occ = RuleContext.of(ctx).occupancy(rows)
     several = torch.where(has, occ.multiple_lanes, proxy)
+    if rows is not None:
+        several = several & rows
     return several, has & occ.in_intersection
 
 
 class DrivableSignals:
-    """Mixin of :class:`~sim.metrics.context.MetricContext`: distance outside the drivable area, lanes taken."""
+    """Mixin of :class:`~sim.metrics.context.MetricContext`: distance outside the drivable area, lanes taken.
+
+    The lane occupancy is the costly part; the at-fault rule needs it at first-contact steps and TTC at the steps
+    with an agent beside the ego, so both ask for those steps alone (:meth:`lanes_taken_at`); each step is decided
+    at most once per context.
+    """
 
     @cached_property
     def offroad_dist(self) -> Tensor:
@@ -54,23 +66,48 @@ class DrivableSignals:
         d = road_distance(self.batch.road, corners.reshape(n_b, n_t * 4, 2))
         return d.reshape(n_b, n_t, 4).amax(-1)
 
+    def lanes_taken_at(self, need: Tensor) -> tuple[Tensor, Tensor]:
+        """:func:`in_multiple_lanes` at the steps ``need`` (bool ``[B, T]``): ``(several, intersection)`` bool
+        ``[B, T]``, exact at every step asked so far on this context, False at the others. Steps already decided
+        are not computed again."""
+        got = self.__dict__.get("_lanes_at")
+        if got is None:
+            z = torch.zeros_like(need)
+            got = (z, z, z)  # (decided, several, intersection)
+        done, several, inter = got
+        todo = need & ~done
+        if bool(todo.any()):
+            s, i = in_multiple_lanes(self, todo)
+            got = (done | todo, several | (s & todo), inter | (i & todo))
+            self.__dict__["_lanes_at"] = got
+        return got[1], got[2]
+
     @cached_property
     def lanes_taken(self) -> tuple[Tensor, Tensor]:
-        """:func:`in_multiple_lanes` of this rollout, once."""
-        return in_multiple_lanes(self)
+        """:func:`in_multiple_lanes` of this rollout at every step, once."""
+        return self.lanes_taken_at(torch.ones_like(self.controlled))
+
+    def lateral_exposed_at(self, need: Tensor) -> Tensor:
+        """bool ``[B, T]``: :attr:`lateral_exposed` at the steps ``need`` (False elsewhere)."""
+        return need & (self.lanes_taken_at(need)[0] | (self.offroad_dist > OFFROAD_THRESHOLD))
+
+    def beside_exposed_at(self, need: Tensor) -> Tensor:
+        """bool ``[B, T]``: :attr:`beside_exposed` at the steps ``need`` (False elsewhere)."""
+        several, inter = self.lanes_taken_at(need)
+        return need & (several | inter | (self.offroad_dist > OFFROAD_THRESHOLD))
 
     @cached_property
     def lateral_exposed(self) -> Tensor:
         """bool ``[B, T]``: the ego is in several lanes (:func:`in_multiple_lanes`) or off the drivable area
         (more than :data:`OFFROAD_THRESHOLD` m): lateral hits are its fault (nuPlan
         ``no_ego_at_fault_collisions.py``)."""
-        return self.lanes_taken[0] | (self.offroad_dist > OFFROAD_THRESHOLD)
+        return self.lateral_exposed_at(torch.ones_like(self.controlled))
 
     @cached_property
     def beside_exposed(self) -> Tensor:
         """bool ``[B, T]``: agents beside the ego are TTC candidates: it is in several lanes, in an intersection
         lane or off the drivable area (nuPlan ``time_to_collision_within_bound.py``, NAVSIM's ego areas)."""
-        return self.lateral_exposed | self.lanes_taken[1]
+        return self.beside_exposed_at(torch.ones_like(self.controlled))
 
 
 class Offroad(Metric):

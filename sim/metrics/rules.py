@@ -237,22 +237,26 @@ def lane_occupancy(boxes: Tensor, lanes: LaneMap, rows: Tensor) -> LaneOccupancy
     corners = box_corners(eb)  # [N, 4, 2]
     cu, cv = _local(corners[..., 0], corners[..., 1], sb)
     corner_in = (cu.abs() <= sb[:, None, _LEN] / 2 + 1e-6) & (cv.abs() <= sb[:, None, _WID] / 2 + 1e-6)  # [N, 4]
-    key = bt * n_l + lanes.seg_lane.reshape(-1)[seg]
-    occ = _any_at(overlap, n_b * n_t * n_l, key).reshape(n_b * n_t, n_l)
+    # one row per (step, lane) pair that occurs (not a dense [B * T, lanes] table: the cost follows the pairs)
+    key, inv = torch.unique(bt * n_l + lanes.seg_lane.reshape(-1)[seg], return_inverse=True)  # [U], [N]
+    n_u, n_bt = key.numel(), n_b * n_t
+    step = key // n_l  # [U] into B * T
+    occ = _any_at(overlap, n_u, inv)  # [U] the box overlaps the lane
     pair, corner = corner_in.nonzero(as_tuple=True)
-    held = torch.zeros(n_b * n_t * n_l, 4, dtype=torch.bool, device=dev)
-    held.index_put_((key[pair], corner), torch.tensor(True, device=dev))
-    held = held.reshape(n_b * n_t, n_l, 4)
+    held = torch.zeros(n_u, 4, dtype=torch.bool, device=dev)
+    held.index_put_((inv[pair], corner), torch.tensor(True, device=dev))  # [U, 4] corners the lane holds
     inter = lanes.lane_intersection.reshape(-1)[lane_key] == 1
     # corners 0, 1 are the box's left side, 2, 3 its right (sim.geometry.box_corners). Two successive lanes meet at
     # a seam across the lane: a box on the seam has its front corners in one and its rear corners in the other, each
     # lane holding both sides, and it is in one lane. It is in several lanes when a lane holds one side only.
-    left, right = held[..., :2].any(-1), held[..., 2:].any(-1)
-    one_side = ((left & ~right) | (right & ~left)).any(-1)
+    left, right = held[:, :2].any(-1), held[:, 2:].any(-1)
+    one_side = _any_at(left != right, n_bt, step)
+    n_holding = torch.zeros(n_bt, dtype=torch.int64, device=dev).index_add_(0, step, held.any(-1).long())
+    count = torch.zeros(n_bt, dtype=torch.int64, device=dev).index_add_(0, step, occ.long())
     return LaneOccupancy(
-        count=occ.sum(-1).reshape(n_b, n_t),
-        multiple_lanes=((held.any(-1).sum(-1) > 1) & ~held.all(-1).any(-1) & one_side).reshape(n_b, n_t),
-        in_intersection=_any_at(overlap & inter, n_b * n_t, bt).reshape(n_b, n_t),
+        count=count.reshape(n_b, n_t),
+        multiple_lanes=((n_holding > 1) & ~_any_at(held.all(-1), n_bt, step) & one_side).reshape(n_b, n_t),
+        in_intersection=_any_at(overlap & inter, n_bt, bt).reshape(n_b, n_t),
     )
 
 
@@ -308,6 +312,16 @@ class RuleContext:
         if self._occupancy is None:
             self._occupancy = lane_occupancy(self.box, self.lanes, self.rows)
         return self._occupancy
+
+    def occupancy(self, rows: Tensor | None = None) -> LaneOccupancy:
+        """:meth:`ego_occupancy` at the steps ``rows`` (bool ``[B, T]``) alone, False elsewhere (not kept: the
+        caller keeps what it asked for); None: every step, kept."""
+        if rows is None or self._occupancy is not None:
+            occ = self.ego_occupancy()
+            if rows is None:
+                return occ
+            return LaneOccupancy(occ.count * rows, occ.multiple_lanes & rows, occ.in_intersection & rows)
+        return lane_occupancy(self.box, self.lanes, self.rows & rows)
 
     def _na(self, value: Tensor, applicable: Tensor) -> Tensor:
         return torch.where(applicable, value.float(), torch.full_like(value.float(), math.nan))

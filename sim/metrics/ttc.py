@@ -69,11 +69,16 @@ class TTCSignals:
         e = rows.index_select(0, ego_rows)
         # nuPlan's candidates: not yet collided with, and ahead (or beside while the ego is in several lanes)
         ahead, behind = _relative_position(e, pair)
-        keep = ~self.collided.reshape(-1).index_select(0, idx)
-        keep &= ahead | (self.beside_exposed.reshape(-1).index_select(0, ego_row) & ~behind)
+        keep = ~self.collided.reshape(-1).index_select(0, idx) & ~behind  # ahead, or beside (decided below)
         ttc = time_to_collision(
             _box(e), e[:, VX : VY + 1], _box(pair)[:, None], pair[:, None, VX : VY + 1], keep[:, None]
         )
+        # an agent beside the ego counts only while the ego is exposed (several lanes, an intersection lane, off
+        # the drivable area): the lane test runs only at the steps where such an agent would collide
+        beside = keep & ~ahead & (ttc < TTC_NONE)
+        need = torch.zeros(n_b * n_t, dtype=torch.bool, device=out.device).index_fill_(0, ego_row[beside], True)
+        exposed = self.beside_exposed_at(need.reshape(n_b, n_t)).reshape(-1).index_select(0, ego_row)
+        ttc = torch.where(ahead | exposed, ttc, torch.full_like(ttc, TTC_NONE))
         out = out.scatter_reduce(0, ego_row, ttc, reduce="amin").reshape(n_b, n_t)
         return out.masked_fill(self.at_fault_steps, 0.0)  # nuPlan: TTC 0 at an at-fault collision
 

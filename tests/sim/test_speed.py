@@ -278,3 +278,31 @@ def test_compiled_step_stays_within_round_off_of_eager(scenes):
     c_eager, c_fused = MetricContext(eager, batch), MetricContext(eager, batch, on)
     torch.testing.assert_close(c_fused.route_s, c_eager.route_s, rtol=0, atol=1e-4)
     torch.testing.assert_close(c_fused.route_lat, c_eager.route_lat, rtol=0, atol=1e-4)
+
+
+def test_lane_test_at_the_steps_asked_equals_the_whole_rollouts_and_metrics_do_not_change(scenes):
+    """The lane occupancy runs only at the steps the at-fault and TTC rules ask for: exact there (against the
+    occupancy of every step), and every metric equals the one of a context that decided every step first."""
+    from sim.metrics.registry import REGISTRY
+
+    batch = make_batch(scenes, max_agents=32)
+    ro = rollout(batch, _fn(_policy()))
+    full = MetricContext(ro, batch)
+    several, inter = full.lanes_taken  # every step
+    assert several.any() and not several.all()  # the scenes exercise both answers (procedural maps flag no
+    # intersection lanes: those are checked on real maps by tests/sim/metrics/test_field_rules.py)
+    lazy = MetricContext(ro, batch)
+    gen = torch.Generator().manual_seed(0)
+    asked = torch.zeros_like(several)
+    for _ in range(3):  # overlapping requests: each step decided once, every asked step exact
+        need = torch.rand(several.shape, generator=gen) < 0.3
+        asked |= need
+        s, i = lazy.lanes_taken_at(need)
+        assert torch.equal(s, several & asked) and torch.equal(i, inter & asked)
+    m_lazy = compute_metrics(ro, batch)
+    pre = MetricContext(ro, batch)
+    _ = pre.lateral_exposed, pre.beside_exposed  # every step decided before any metric asks
+    m_full = {name: m.from_context(pre).float() for name, m in REGISTRY.items()}
+    assert m_lazy["collision"].any() and (m_lazy["min_ttc"] < TTC_NONE).any()
+    for name in REGISTRY:
+        torch.testing.assert_close(m_lazy[name], m_full[name], rtol=0, atol=0, equal_nan=True, msg=name)
