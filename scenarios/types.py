@@ -191,22 +191,22 @@ def _max_turn(xy: np.ndarray, yaw: np.ndarray, window: float) -> float:
     s = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(xy, axis=0).T))])
     h = np.unwrap(yaw)
     j = np.searchsorted(s, s + window, side="right") - 1  # farthest pose within the window
-    # within a window the extreme change starts at i and ends anywhere in (i, j]: use the running extremes
-    best = 0.0
-    for i in range(len(s)):
-        seg = h[i : j[i] + 1] - h[i]
-        k = int(np.argmax(np.abs(seg)))
-        if abs(seg[k]) > abs(best):
-            best = float(seg[k])
-    return best
+    # the extreme change starts at some i and ends anywhere in [i, j[i]]: one row per start, as wide as the widest
+    if len(s) == 0:
+        return 0.0
+    start = np.arange(len(s))
+    end = start[:, None] + np.arange(int((j - start).max()) + 1)[None, :]  # [S, W]
+    change = np.where(end <= j[:, None], h[np.minimum(end, len(s) - 1)] - h[:, None], 0.0)
+    row = change[start, np.argmax(np.abs(change), axis=1)]  # each start's extreme (the first of equal ones)
+    return float(row[np.argmax(np.abs(row))])  # the first start with the largest
 
 
 def _leads(scene: Scenario, t0: int, th: TypeThresholds) -> np.ndarray:
     """bool ``[S]``: a vehicle ahead of the ego in its lane at each controlled step (thresholds in ``th``)."""
     a = scene.agents[:, t0:].astype(np.float64)
     ego = a[scene.ego]
-    others = np.array([i for i in range(scene.num_agents)
-                       if i != scene.ego and scene.agent_type[i] == AgentType.VEHICLE], dtype=np.int64)
+    others = np.flatnonzero((np.asarray(scene.agent_type) == int(AgentType.VEHICLE))
+                            & (np.arange(scene.num_agents) != scene.ego)).astype(np.int64)
     if others.size == 0:
         return np.zeros(a.shape[1], dtype=bool)
     o = a[others]  # [N, S, 7]

@@ -92,10 +92,13 @@ def _write_scene(g: h5py.Group, s: SceneRecord) -> None:
     g.create_dataset("valid", data=np.asarray(s.valid, dtype=np.bool_))
     g.create_dataset("agent_type", data=np.asarray(s.agent_type, dtype=np.int8))
     g.create_dataset("route", data=np.asarray(s.route, dtype=np.float32).reshape(-1, 2))
-    for kind in MAP_KINDS:
-        pts, off = s.map.get(kind, (np.zeros((0, 2), np.float32), np.zeros(1, np.int64)))
-        g.create_dataset(f"map/{kind}/points", data=np.asarray(pts, dtype=np.float32).reshape(-1, 2))
-        g.create_dataset(f"map/{kind}/offsets", data=np.asarray(off, dtype=np.int64))
+    kinds = [k for k in MAP_KINDS if k in s.map and len(s.map[k][0])]  # a kind the scene lacks is not written
+    mp = g.create_group("map")
+    for kind in kinds:
+        pts, off = s.map[kind]
+        kg = mp.create_group(kind)
+        kg.create_dataset("points", data=np.asarray(pts, dtype=np.float32).reshape(-1, 2))
+        kg.create_dataset("offsets", data=np.asarray(off, dtype=np.int64))
 
 
 def _write_rows(g: h5py.Group, attrs: Mapping[str, Any], rows: CheckpointRows, scene_rows: Sequence[int]) -> None:

@@ -256,3 +256,28 @@ def test_real_samples_get_types_consistent_with_their_logs(shared_data):
         assert ("stationary" in types) == (speed.max() <= THRESHOLDS.stationary_speed), s.id
         assert ("high_magnitude_speed" in types) == (speed.max() >= THRESHOLDS.high_speed), s.id
     assert turns >= 1  # the Waymo samples hold short sharp turns: the check above did run
+
+
+def _max_turn_loop(xy, yaw, window):
+    """Oracle: the definition, one start at a time."""
+    s = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(xy, axis=0).T))])
+    h = np.unwrap(yaw)
+    best = 0.0
+    for i in range(len(s)):
+        seg = np.array([h[k] - h[i] for k in range(i, len(s)) if s[k] <= s[i] + window])
+        k = int(np.argmax(np.abs(seg)))
+        if abs(seg[k]) > abs(best):
+            best = float(seg[k])
+    return best
+
+
+@settings(max_examples=80, deadline=None)
+@given(steps=st.lists(st.tuples(st.floats(0.0, 3.0), st.floats(-0.4, 0.4)), min_size=1, max_size=60),
+       window=st.floats(0.5, 40.0))
+def test_max_turn_equals_the_definition_one_start_at_a_time(steps, window):
+    from scenarios.types import _max_turn
+
+    d = np.array([a for a, _ in steps])
+    yaw = np.cumsum([b for _, b in steps])
+    xy = np.stack([np.cumsum(d * np.cos(yaw)), np.cumsum(d * np.sin(yaw))], axis=1)
+    assert _max_turn(xy, yaw, window) == pytest.approx(_max_turn_loop(xy, yaw, window), abs=1e-12)
