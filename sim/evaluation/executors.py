@@ -187,6 +187,11 @@ class _LRU:
     def __len__(self) -> int:
         return len(self._items)
 
+    def clear(self) -> None:
+        """Drop every value."""
+        with self._lock:
+            self._items.clear()
+
 
 _AGENTS = _LRU(48)  # loaded policies, by file identity
 _BATCHES = _LRU(2)  # built scene batches, by content; capacity per call: SimSettings.batches_held
@@ -454,7 +459,8 @@ class LocalExecutor:
                 yield pending.result()
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Drop the batches kept for the last scene window (the verdict runs after; a later call builds its own)."""
+        _BATCHES.clear()
 
 
 def _ray_unit(unit: WorkUnit, scenes: list[Scenario], settings: SimSettings) -> UnitResult:

@@ -308,6 +308,9 @@ def _pick(inp: VerdictInput, rule: str) -> int | None:
     return pick_index(rule, inp.roles, inp.episodes, inp.entropy, inp.train_reward, inp.declared, inp.after_episode)
 
 
+_GATHER_ELEMENTS = 1 << 23  # float64 values per resampled gather in _correlations (64 MB)
+
+
 def _correlations(data: np.ndarray, names: list[str], hib: Mapping[str, bool], ent: np.ndarray, step: np.ndarray,
                   mi: int, n_resamples: int, seed: int, confidence: float
                   ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], bool]:
@@ -326,9 +329,11 @@ def _correlations(data: np.ndarray, names: list[str], hib: Mapping[str, bool], e
     def stat_fn(idx: np.ndarray, axis: int = -1) -> np.ndarray:
         one = np.ndim(idx) == 1
         idx = np.atleast_2d(idx)  # [B, S']
+        step_b = max(1, _GATHER_ELEMENTS // max(1, data[..., :1].size * idx.shape[1]))  # resamples per gather
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            means = np.nanmean(data[:, :, idx], axis=-1)  # [M, C, B]
+            warnings.simplefilter("ignore")  # [M, C, B], a few resamples at a time: the gather is [M, C, b, S']
+            means = np.concatenate([np.nanmean(data[:, :, idx[j : j + step_b]], axis=-1)
+                                    for j in range(0, idx.shape[0], step_b)], axis=-1)
         means = np.moveaxis(means, 1, -1)  # [M, B, C]
         rs_e, kt_e = spearman_rows(means, ent), kendall_rows(means, ent)
         rs_s, kt_s = spearman_rows(means, step), kendall_rows(means, step)
