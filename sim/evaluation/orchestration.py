@@ -37,8 +37,8 @@ from sim.evaluation.signal_run import SignalPlan, fill_candidates, plan_signals,
 from sim.evaluation.signal_run import judge as judge_signals_of
 from sim.metrics.catalogue import JUDGED_METRICS
 from sim.results.errors import EvaluationError
-from sim.results.identity import run_results_path
-from sim.results.reader import read_checkpoints, read_scenarios
+from sim.results.identity import run_results_path, scene_digest
+from sim.results.reader import read_checkpoints
 from sim.results.run_folder import RESULTS_NAME, reused_scenes_line
 from sim.results.schema import CheckpointRows, scene_record
 from sim.results.store import ResultsWriter
@@ -223,9 +223,13 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
                                agent=cfg.agent, compile=cfg.compile, rollouts=cfg.rollouts,
                                scene_cache=prepared_dir(cfg.scenario_cache),
                                batches_held=batches_held(shards, cfg.scene_window))
-        # each scene's record (its stored view: digest, file) is built once here and dropped after the file has it
-        records = [scene_record(s, select_agents(s, settings.max_agents)[1]) for s in scenes]
-        root = identity_root(out, cfg.agents, cfg.backend, records, cands, asdict(cfg), run_dir=run_dir)
+        # each scene's record (its stored view) is built for its digest and types and dropped at once; the file's
+        # copy is built again (types known) as it is written: memory never holds every scene twice
+        digests, types = {}, {}
+        for s in scenes:
+            rec = scene_record(s)
+            digests[s.id], types[s.id] = scene_digest(rec), rec.types
+        root = identity_root(out, cfg.agents, cfg.backend, digests, cands, asdict(cfg), run_dir=run_dir)
         root.update({"backend": cfg.backend, "suite": cfg.scenarios, "run_dir": str(run_dir) if run_dir else ""})
         done = writer.done()
         todo = {c.key: {i for i, s in enumerate(ids) if s not in done.get(c.key, set())} for c in cands}
@@ -243,8 +247,8 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
                 "are skipped")
         units = make_units(cands, shards, todo, cfg.scene_window)
         if not out.exists() or units:
-            writer.prepare(records, root)
-        del records
+            writer.prepare(scenes, root, record=lambda s: scene_record(s, select_agents(s, settings.max_agents)[1],
+                                                                       types=types[s.id]))
         writer.write_skipped(skipped)
         by_key = {c.key: c for c in cands}
 
@@ -265,7 +269,7 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
         verdict = build_verdict(list(stored.values()), vids, cfg.metric, cfg.n_resamples, cfg.seed,
                                 expected=expected if run_dir is not None else None,
                                 after_episode=select_after(run_dir),
-                                types={i.id: i.types for i in read_scenarios(out)})
+                                types=types)
         if race is not None:
             verdict["budget"] = race
         if cfg.rollouts:

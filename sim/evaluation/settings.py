@@ -21,7 +21,6 @@ from sim.results.identity import (
     canonical_scenario_set,
     check_experiment,
     merged_scene_digests,
-    scene_digest,
     scene_set_digest,
 )
 from sim.results.schema import to_json
@@ -88,13 +87,14 @@ def experiment_source(run_dir: Path | None, cands: Sequence[Any]) -> str:
     return os.path.commonpath(paths) if paths else ""
 
 
-def identity_root(out: Path, agents: str, backend: str, scenes: Sequence[Any], cands: Sequence[Any],
+def identity_root(out: Path, agents: str, backend: str, digests: Mapping[str, str], cands: Sequence[Any],
                   config: Mapping[str, Any], agent_plugin: str = "", run_dir: Path | None = None) -> dict[str, Any]:
     """Check this call's :class:`Experiment` against ``out`` (:func:`check_experiment`) and return the root
     attributes to write: the experiment (:meth:`Experiment.to_attrs`), the scene digests, the run's comparison
     set, and ``config`` only when the file has none yet (a later call never rewrites it).
 
     Args:
+        digests: scenario id -> :func:`sim.results.identity.scene_digest` of each scene of the call.
         config: the call's settings (``asdict(EvalConfig)``; ``scenarios`` names the scenario set, ``rollouts`` the
             sampled rollouts per pair, part of the settings when > 0).
         run_dir: the run (or plug-in checkpoint folder) evaluated; None: the checkpoints' common folder.
@@ -108,7 +108,6 @@ def identity_root(out: Path, agents: str, backend: str, scenes: Sequence[Any], c
     stored, has_rows = read_root_attrs(out)
     _, notes = read_experiment(out)
     settings = eval_settings(agents, backend, agent_plugin, int(config.get("rollouts") or 0))
-    digests = {s.id: scene_digest(s) for s in scenes}
     call = Experiment(source=experiment_source(run_dir, cands),
                       scenario_set=canonical_scenario_set(str(config.get("scenarios") or "")),
                       settings=tuple(sorted(settings.items())), metrics_version=str(settings["metrics_version"]))

@@ -351,10 +351,15 @@ def recentring_offset(scene: Any) -> tuple[float, float] | None:
     return (float(a[0]), float(a[1])) if a.size >= 2 and np.isfinite(a[:2]).all() else None
 
 
-def scene_record(scene: Any, agents_dropped: int = -1) -> SceneRecord:
+def scene_record(scene: Any, agents_dropped: int = -1, types: tuple[str, ...] | None = None) -> SceneRecord:
     """The stored view of a :class:`scenarios.scenario.Scenario` (ego first), built anew on each call (copies of
-    the scene's arrays and its mined types: an evaluation builds each scene's record once, for the scene digests
-    and the file, and drops it, so that memory does not hold every scene twice)."""
+    the scene's arrays; an evaluation builds one record at a time and drops it, so that memory never holds every
+    scene twice).
+
+    Args:
+        scene: the scene. agents_dropped: agents the cap left out (-1: unknown).
+        types: its scenario types when already mined (None: :func:`scenarios.types.scenario_types` now).
+    """
     from scenarios.types import scenario_types
 
     order = [scene.ego] + [a for a in range(scene.num_agents) if a != scene.ego]
@@ -367,5 +372,6 @@ def scene_record(scene: Any, agents_dropped: int = -1) -> SceneRecord:
         route=np.asarray(scene.route, dtype=np.float32).reshape(-1, 2),
         map={k: (np.asarray(getattr(scene.map, k).points, dtype=np.float32).reshape(-1, 2),
                  np.asarray(getattr(scene.map, k).offsets, dtype=np.int64)) for k in MAP_KINDS},
-        offset=recentring_offset(scene), agents_dropped=int(agents_dropped), types=scenario_types(scene),
+        offset=recentring_offset(scene), agents_dropped=int(agents_dropped),
+        types=scenario_types(scene) if types is None else tuple(types),
     )

@@ -29,7 +29,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -283,35 +283,40 @@ class ResultsWriter:
         for k, v in root.items():
             f.attrs[k] = v if not isinstance(v, Mapping | list | tuple) else to_json(v)
 
-    def _add_scenes(self, f: h5py.File, scenes: Sequence[Any]) -> dict[str, int]:
-        """Write the scenes not yet indexed into one commit file and link them; returns id -> row."""
+    def _add_scenes(self, f: h5py.File, scenes: Sequence[Any],
+                    record: Callable[[Any], SceneRecord] | None = None) -> dict[str, int]:
+        """Write the scenes not yet indexed into one commit file and link them; returns id -> row. Each scene is
+        converted to its record (``record``, default :func:`sim.results.schema.scene_record`) just before it is
+        written, so one record is held at a time."""
         grp = f.require_group("scenarios")
         ids = list(json.loads(attr_value(grp.attrs["ids"]))) if "ids" in grp.attrs else []
         rows = {s: i for i, s in enumerate(ids)}
-        fresh = {s.id: s for s in scenes if s.id not in rows}
-        new = [s if isinstance(s, SceneRecord) else scene_record(s) for s in fresh.values()]
-        if new:
+        fresh = list({s.id: s for s in scenes if s.id not in rows}.values())
+        if fresh:
+            to_record = record or scene_record
             with self._part("scenes") as (pf, rel):
-                for s in new:
+                for s in fresh:
                     rows[s.id] = len(ids)
                     ids.append(s.id)
-                    _write_scene(pf.create_group(f"scenarios/s{rows[s.id]:05d}"), s)
-            for s in new:
+                    _write_scene(pf.create_group(f"scenarios/s{rows[s.id]:05d}"),
+                                 s if isinstance(s, SceneRecord) else to_record(s))
+            for s in fresh:
                 grp[f"s{rows[s.id]:05d}"] = h5py.ExternalLink(rel, f"/scenarios/s{rows[s.id]:05d}")
             grp.attrs["ids"] = to_json(ids)
         return rows
 
-    def prepare(self, scenes: Sequence[Any], root: Mapping[str, Any]) -> None:
+    def prepare(self, scenes: Sequence[Any], root: Mapping[str, Any],
+                record: Callable[[Any], SceneRecord] | None = None) -> None:
         """Store the scenes not yet in the file and the root attributes, in one commit.
 
         Args:
-            scenes: :class:`SceneRecord` or :class:`scenarios.scenario.Scenario` objects (converted with
-                :func:`sim.results.schema.scene_record`).
+            scenes: :class:`SceneRecord` or :class:`scenarios.scenario.Scenario` objects (a scene converted with
+                ``record``, default :func:`sim.results.schema.scene_record`, one at a time as it is written).
             root: root attributes to set.
         """
         with self._index() as f:
             self._set_root(f, root)
-            self._add_scenes(f, scenes)
+            self._add_scenes(f, scenes, record)
 
     def commit(self, key: str, attrs: CheckpointAttrs | Mapping[str, Any], rows: CheckpointRows,
                scenes: Sequence[Any], root: Mapping[str, Any]) -> None:
