@@ -45,6 +45,7 @@ class SweepConfig:
     keep: str | None = None
     compile: bool = False
     scene_window: int | None = None
+    rollouts_alone: bool = True
 
 
 def parse_args(argv=None) -> SweepConfig:
@@ -60,6 +61,9 @@ def parse_args(argv=None) -> SweepConfig:
     p.add_argument("--keep", help="folder to keep the run, scenes and results in (default: a temporary folder)")
     p.add_argument("--compile", action="store_true", help="evaluate --compile")
     p.add_argument("--scene-window", type=int, help="sim.evaluate --scene-window (default: sim.evaluate's)")
+    p.add_argument("--no-rollouts-alone", dest="rollouts_alone", action="store_false",
+                   help="skip the rollouts-alone pass (rollouts_s and wall_over_rollouts are then null): for "
+                        "memory figures of sweeps too long to time twice")
     return SweepConfig(**vars(p.parse_args(argv)))
 
 
@@ -129,7 +133,7 @@ def main(argv=None) -> dict:
         t1, c1 = time.perf_counter(), time.process_time()
         run(ecfg, console=Console(file=io.StringIO(), width=150))
         wall, cpu = time.perf_counter() - t1, time.process_time() - c1
-        rollouts_s = rollouts_alone(run_dir, scenes, ecfg, scene_cache)
+        rollouts_s = rollouts_alone(run_dir, scenes, ecfg, scene_cache) if cfg.rollouts_alone else None
         from sim.results.schema import parts_dir
 
         parts = parts_dir(out)
@@ -150,8 +154,8 @@ def main(argv=None) -> dict:
             "checkpoints": n_ck,
             "scenarios": n_sc,
             "wall_s": round(wall, 2),
-            "rollouts_s": round(rollouts_s, 2),
-            "wall_over_rollouts": round(wall / rollouts_s, 3),
+            "rollouts_s": None if rollouts_s is None else round(rollouts_s, 2),
+            "wall_over_rollouts": None if rollouts_s is None else round(wall / rollouts_s, 3),
             "per_checkpoint_s": round(wall / max(n_ck, 1), 3),
             "cpu_s": round(cpu, 2),
             "load_avg_1m": round(os.getloadavg()[0], 2),

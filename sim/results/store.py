@@ -335,6 +335,7 @@ class ResultsWriter:
         """
         stored = attrs.to_hdf5() if isinstance(attrs, CheckpointAttrs) else \
             {k: v if not isinstance(v, Mapping | list | tuple) else to_json(v) for k, v in attrs.items()}
+        superseded = None
         with self._index() as f:
             self._set_root(f, root)
             scene_rows = self._add_scenes(f, scenes)
@@ -342,12 +343,16 @@ class ResultsWriter:
             merged = rows
             if key in cps:
                 merged = CheckpointRows.concat([self._old_rows(cps, key, rows), rows])
+                link = cps.get(key, getlink=True)
+                superseded = Path(link.filename).name if isinstance(link, h5py.ExternalLink) else None
             with self._part("ckpt-" + key) as (pf, rel):
                 _write_rows(pf.create_group(f"checkpoints/{key}"), stored, merged,
                             [scene_rows[s] for s in merged.scenario_ids])
             if key in cps:
                 del cps[key]
             cps[key] = h5py.ExternalLink(rel, f"/checkpoints/{key}")
+        if superseded and superseded != Path(rel).name:  # the published index no longer points at it
+            (self.parts / superseded).unlink(missing_ok=True)
 
     def _old_rows(self, cps: h5py.Group, key: str, rows: CheckpointRows) -> CheckpointRows:
         """Stored rows of ``key`` not in ``rows``, read from its commit file opened read-only (following the

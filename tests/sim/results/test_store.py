@@ -64,6 +64,10 @@ def test_merge_keeps_one_commit_file_per_key(tmp_path):
     with w.lock():
         w.commit("k", CheckpointAttrs(name="a.pt", kind="checkpoint"), _rows(ids[:2], 1.0), scenes[:2], ROOT)
         w.commit("k", CheckpointAttrs(name="a.pt", kind="checkpoint"), _rows(ids[2:], 2.0), scenes[2:], ROOT)
+        # removed at once, not at the end of the call: a sweep committing per scene window keeps one file per key
+        assert len(list(parts_dir(path).glob("ckpt-*"))) == 1
+        (got,) = read_checkpoints(path, with_traj=True)
+        assert got.rows.scenario_ids == tuple(ids)
     (got,) = read_checkpoints(path, with_traj=True)
     assert got.rows.scenario_ids == tuple(ids) and list(got.rows.metrics["ade"]) == [1, 1, 2, 2]
     assert len(list(parts_dir(path).glob("ckpt-*"))) == 1  # the superseded commit file was collected
