@@ -193,7 +193,7 @@ class _LRU:
             self._items.clear()
 
 
-_AGENTS = _LRU(48)  # loaded policies, by file identity
+_AGENTS = _LRU(128)  # loaded policies, by file identity (each window cycles through every checkpoint)
 _BATCHES = _LRU(2)  # built scene batches, by content; capacity per call: SimSettings.batches_held
 
 

@@ -197,6 +197,16 @@ def run(cfg: EvalConfig, console=None) -> Verdict:
     return verdict
 
 
+def _digests_and_types(scenes) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
+    """Each scene's digest and scenario types, from its record built and dropped one scene at a time (the file's
+    copy is built again, types reused, as it is written: memory never holds every scene twice)."""
+    digests, types = {}, {}
+    for s in scenes:
+        rec = scene_record(s)
+        digests[s.id], types[s.id] = scene_digest(rec), rec.types
+    return digests, types
+
+
 def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequence[Candidate], scenes,
                   skipped, plan: SignalPlan | None = None) -> Verdict:
     """Evaluate one run's comparison set (plus baselines) into its results file; its verdict (and the verdict
@@ -223,12 +233,7 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
                                agent=cfg.agent, compile=cfg.compile, rollouts=cfg.rollouts,
                                scene_cache=prepared_dir(cfg.scenario_cache),
                                batches_held=batches_held(shards, cfg.scene_window))
-        # each scene's record (its stored view) is built for its digest and types and dropped at once; the file's
-        # copy is built again (types known) as it is written: memory never holds every scene twice
-        digests, types = {}, {}
-        for s in scenes:
-            rec = scene_record(s)
-            digests[s.id], types[s.id] = scene_digest(rec), rec.types
+        digests, types = _digests_and_types(scenes)
         root = identity_root(out, cfg.agents, cfg.backend, digests, cands, asdict(cfg), run_dir=run_dir)
         root.update({"backend": cfg.backend, "suite": cfg.scenarios, "run_dir": str(run_dir) if run_dir else ""})
         done = writer.done()
