@@ -34,7 +34,8 @@ FAMILIES: dict[str, Callable[[Scene], int]] = {
     "pedestrian_crossing": junction_families.pedestrian_crossing,
 }
 FAMILY_NAMES: tuple[str, ...] = tuple(FAMILIES)
-MAX_ATTEMPTS = 12
+MAX_ATTEMPTS = 64  # re-draws of an infeasible draw (pedestrian_crossing seed 6591 needs 13); more never changes a
+# scene that fewer attempts already drew
 
 __all__ = ["FAMILIES", "FAMILY_NAMES", "INIT_STEP", "T_STEPS", "generate", "generate_suite"]
 
@@ -52,7 +53,7 @@ def generate(family: str, seed: int) -> Scenario:
 
     Raises:
         ScenarioError: unknown family or negative seed; a draw that stays infeasible after
-            ``MAX_ATTEMPTS`` re-draws (never observed in the tests).
+            ``MAX_ATTEMPTS`` re-draws.
     """
     if family not in FAMILIES:
         raise ScenarioError(f"unknown scenario family {family!r}; known: {', '.join(FAMILY_NAMES)}")
