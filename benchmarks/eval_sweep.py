@@ -64,7 +64,16 @@ def parse_args(argv=None) -> SweepConfig:
     p.add_argument("--no-rollouts-alone", dest="rollouts_alone", action="store_false",
                    help="skip the rollouts-alone pass (rollouts_s and wall_over_rollouts are then null): for "
                         "memory figures of sweeps too long to time twice")
-    return SweepConfig(**vars(p.parse_args(argv)))
+    cfg = SweepConfig(**vars(p.parse_args(argv)))
+    if cfg.scene_window is not None:  # its range is sim.evaluate's, checked before minutes of scene preparation
+        from sim.evaluate import EvalConfig
+        from sim.results.errors import EvaluationError
+
+        try:
+            EvalConfig(scene_window=cfg.scene_window)
+        except EvaluationError as e:
+            p.error(str(e))
+    return cfg
 
 
 def build_run(run: Path, n: int, seed: int = 0) -> None:

@@ -67,7 +67,7 @@ class TTCSignals:
         rows = self.ro.traj.reshape(-1, 7)
         pair = rows.index_select(0, other_rows)
         e = rows.index_select(0, ego_rows)
-        # nuPlan's candidates: not yet collided with, and ahead (or beside while the ego is in several lanes)
+        # nuPlan's candidates: not yet collided with, and ahead (or beside while the ego is exposed, below)
         ahead, behind = _relative_position(e, pair)
         keep = ~self.collided.reshape(-1).index_select(0, idx) & ~behind  # ahead, or beside (decided below)
         ttc = time_to_collision(

@@ -83,3 +83,17 @@ def test_plot_draws_one_curve_per_sweep_labelled_by_compile(tmp_path, capsys):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("no records\n")
     assert plot_main([str(paths[0]), str(empty), str(out)]) == 1
+
+
+def test_eval_sweep_checks_scene_window_before_preparing_anything(capsys):
+    """``--scene-window`` takes sim.evaluate's range, refused in one line at parse time (before minutes of scene
+    generation and preparation)."""
+    import pytest
+
+    from benchmarks.eval_sweep import parse_args
+
+    assert parse_args(["--scene-window", "64"]).scene_window == 64
+    assert parse_args([]).scene_window is None
+    with pytest.raises(SystemExit) as e:
+        parse_args(["--scene-window", "-1"])
+    assert e.value.code == 2 and "--scene-window must be >= 0" in capsys.readouterr().err
