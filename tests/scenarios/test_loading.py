@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from scenarios.io import FORMAT_NAME, FORMAT_VERSION, _scene_arrays, load_scenarios
+from scenarios.io import FORMAT_NAME, FORMAT_VERSION, _block_arrays, load_scenarios
 from scenarios.loading import load_scenes
 from scenarios.scenario import ScenarioError
 from tests.scenarios.test_formats import _scene
@@ -18,10 +18,9 @@ from training.data import split_scenes
 def _npz_with_a_nan_scene(path) -> None:
     """Two scenes, the second with NaN at a valid step (written by hand: save_scenarios refuses it)."""
     arrays = {"__format__": np.array(FORMAT_NAME), "__version__": np.array(FORMAT_VERSION), "__count__": np.array(2)}
-    arrays.update(_scene_arrays(0, _scene("good")))
-    bad = _scene_arrays(1, _scene("nan-scene"))
-    bad["s1/agents"][0, 5, 0] = np.nan
-    arrays.update(bad)
+    good, bad = _scene("good"), _scene("nan-scene")
+    arrays.update(_block_arrays(0, [good, bad]))
+    arrays["b0/agents/data"][good.agents.size + 5 * 7] = np.nan  # scene 1, agent 0, step 5, x
     np.savez_compressed(path, **arrays)
 
 

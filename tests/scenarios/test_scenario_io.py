@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scenarios.io import FORMAT_VERSION, load_scenarios, save_scenarios
+from scenarios.io import BLOCK, FORMAT_NAME, FORMAT_VERSION, _fields, load_scenarios, save_scenarios
 from scenarios.scenario import (
     AgentType,
     Polylines,
@@ -174,6 +174,49 @@ def _rewrite(path, edit):
         np.savez(f, **arrays)
 
 
+def _write_v2(path, scenes) -> None:
+    """Scenes in the version-2 layout (one ``s{i}/<field>`` member per scene and field), as files written before
+    version 3 hold them."""
+    arrays = {"__format__": np.array(FORMAT_NAME), "__version__": np.array(2), "__count__": np.array(len(scenes))}
+    for i, scene in enumerate(scenes):
+        fields, meta = _fields(scene)
+        arrays.update({f"s{i}/{k}": v for k, v in fields.items()})
+        arrays[f"s{i}/meta"] = np.array(json.dumps(meta))
+    np.savez_compressed(path, **arrays)
+
+
+def test_blocks_round_trip_and_version_2_files_still_load(tmp_path):
+    scenes = [make_scene(num_agents=1 + i % 4, num_steps=12 + i % 7, seed=i, sid=f"t/{i}") for i in range(BLOCK + 3)]
+    path = save_scenarios(tmp_path / "s.npz", scenes)
+    with zipfile.ZipFile(path) as zf:
+        assert {n.split("/")[0] for n in zf.namelist() if "/" in n} == {"b0", "b1"}  # two blocks, by column
+        n_fields = len(_fields(scenes[0])[0])
+        assert len(zf.namelist()) == 3 + 2 * (1 + 2 * n_fields)  # header, then per block: meta, data and shapes
+    for a, b in zip(load_scenarios(path), scenes, strict=True):
+        assert_same(a, b)
+    _write_v2(tmp_path / "v2.npz", scenes[:5])
+    for a, b in zip(load_scenarios(tmp_path / "v2.npz"), scenes[:5], strict=True):
+        assert_same(a, b)
+
+
+def test_a_bad_scene_in_a_later_block_is_skipped_by_its_id(tmp_path):
+    scenes = [make_scene(seed=i, sid=f"t/{i}") for i in range(BLOCK + 2)]
+    path = save_scenarios(tmp_path / "s.npz", scenes)
+
+    def nan_in_second_of_block_1(a):
+        x = a["b1/agents/data"].copy()
+        x[scenes[BLOCK].agents.size] = np.nan  # scene BLOCK + 1, agent 0, step 0, x
+        a["b1/agents/data"] = x
+
+    _rewrite(path, nan_in_second_of_block_1)
+    skipped: list = []
+    back = load_scenarios(path, skipped)
+    assert [s.id for s in back] == [s.id for i, s in enumerate(scenes) if i != BLOCK + 1]
+    assert [k for k, _ in skipped] == [f"t/{BLOCK + 1}"] and "NaN" in skipped[0][1]
+    with pytest.raises(ScenarioError, match=rf"s\.npz: scene {BLOCK + 1}: .*NaN"):
+        load_scenarios(path)
+
+
 def test_newer_version_and_bad_arrays_in_file(tmp_path):
     path = tmp_path / "s.npz"
     save_scenarios(path, [make_scene()])
@@ -184,21 +227,21 @@ def test_newer_version_and_bad_arrays_in_file(tmp_path):
     save_scenarios(path, [make_scene()])
 
     def nan_agents(a):
-        x = a["s0/agents"].copy()
-        x[0, 0, 0] = np.nan
-        a["s0/agents"] = x
+        x = a["b0/agents/data"].copy()
+        x[0] = np.nan  # scene 0, agent 0, step 0, x
+        a["b0/agents/data"] = x
 
     _rewrite(path, nan_agents)
     with pytest.raises(ScenarioError, match=r"s\.npz: scene 0: .*NaN"):
         load_scenarios(path)
 
     save_scenarios(path, [make_scene()])
-    _rewrite(path, lambda a: a.__setitem__("s0/valid", a["s0/valid"][:, :3]))
+    _rewrite(path, lambda a: a.__setitem__("b0/valid/shape", np.array([[a["b0/valid/shape"][0, 0], 3]])))
     with pytest.raises(ScenarioError, match=r"scene 0: valid must be"):
         load_scenarios(path)
 
     save_scenarios(path, [make_scene()])
-    _rewrite(path, lambda a: a.pop("s0/route"))
+    _rewrite(path, lambda a: a.pop("b0/route/data"))
     with pytest.raises(ScenarioError, match="missing array"):
         load_scenarios(path)
 
@@ -208,9 +251,9 @@ def test_file_holds_no_pickle(tmp_path):
     save_scenarios(path, [make_scene()])
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
-    assert "s0/meta.npy" in names
+    assert "b0/meta.npy" in names and "b0/agents/data.npy" in names
     with np.load(path, allow_pickle=False) as z:
-        meta = json.loads(str(z["s0/meta"][()]))
+        (meta,) = json.loads(str(z["b0/meta"][()]))
     assert meta["id"] == "t/0" and meta["family"] == "straight"
 
 
@@ -248,8 +291,10 @@ def test_map_semantics_round_trip_and_version_1_files_load_as_unknown(tmp_path):
         np.testing.assert_array_equal(getattr(back, name), getattr(road, name), err_msg=name)
     np.testing.assert_array_equal(back.lane_polygons.points, road.lane_polygons.points)
     np.testing.assert_array_equal(back.lane_polygons.offsets, road.lane_polygons.offsets)
-    # a version-1 file: drop every key that version 2 added
-    with np.load(path, allow_pickle=False) as z:
+    # a version-1 file: the version-2 layout without every key that version 2 added
+    _write_v2(tmp_path / "v2.npz", [scene])
+    assert_same(load_scenarios(tmp_path / "v2.npz")[0], scene)
+    with np.load(tmp_path / "v2.npz", allow_pickle=False) as z:
         old = {k: z[k] for k in z.files if "/map/" not in k and "lane_polygons" not in k and "mapped_area" not in k}
     meta = json.loads(str(old["s0/meta"][()]))
     del meta["map_unknown"]
