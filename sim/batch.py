@@ -137,6 +137,12 @@ def select_agents(scene: Scenario, max_agents: int = DEFAULT_MAX_AGENTS) -> tupl
     return [scene.ego] + [int(i) for i in others[kept]], dropped
 
 
+def agents_dropped(scene: Scenario, max_agents: int = DEFAULT_MAX_AGENTS) -> int:
+    """``select_agents(scene, max_agents)[1]``, without the reach test where it cannot matter: a scene of at most
+    ``max_agents`` agents keeps every one of them."""
+    return 0 if scene.num_agents <= max_agents else select_agents(scene, max_agents)[1]
+
+
 def make_batch(
     scenes: Sequence[Scenario], device: str | torch.device = "cpu", max_agents: int = DEFAULT_MAX_AGENTS,
     cache: SceneCache | None = None,

@@ -11,7 +11,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from scenarios.suites import prepared_dir
-from sim.batch import select_agents
+from sim.batch import agents_dropped
 from sim.evaluation.budget_run import run_budget_cfg
 from sim.evaluation.candidates import (
     Candidate,
@@ -252,7 +252,7 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
                 "are skipped")
         units = make_units(cands, shards, todo, cfg.scene_window)
         if not out.exists() or units:
-            writer.prepare(scenes, root, record=lambda s: scene_record(s, select_agents(s, settings.max_agents)[1],
+            writer.prepare(scenes, root, record=lambda s: scene_record(s, agents_dropped(s, settings.max_agents),
                                                                        types=types[s.id]))
         writer.write_skipped(skipped)
         by_key = {c.key: c for c in cands}

@@ -308,7 +308,20 @@ def _pick(inp: VerdictInput, rule: str) -> int | None:
     return pick_index(rule, inp.roles, inp.episodes, inp.entropy, inp.train_reward, inp.declared, inp.after_episode)
 
 
-_GATHER_ELEMENTS = 1 << 23  # float64 values per resampled gather in _correlations (64 MB)
+def resample_means(data: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """NaN-skipping means of ``data [..., S]`` over each resample of scenes ``idx [B, S']`` -> ``[..., B]``.
+
+    The same values as ``np.nanmean(data[..., idx], axis=-1)`` up to float round-off (exact for values that are
+    integers, such as rates' 0/1 entries), as one matrix product with each resample's scene counts instead of a
+    ``[..., B, S']`` gather: NaN where a resample holds no defined value.
+    """
+    s, n_b = data.shape[-1], idx.shape[0]
+    counts = np.bincount((idx + s * np.arange(n_b)[:, None]).ravel(), minlength=n_b * s).reshape(n_b, s)
+    defined = ~np.isnan(data)
+    flat = np.where(defined, data, 0.0).reshape(-1, s)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = (flat @ counts.T.astype(np.float64)) / (defined.reshape(-1, s).astype(np.float64) @ counts.T)
+    return means.reshape(*data.shape[:-1], n_b)
 
 
 def _correlations(data: np.ndarray, names: list[str], hib: Mapping[str, bool], ent: np.ndarray, step: np.ndarray,
@@ -328,13 +341,7 @@ def _correlations(data: np.ndarray, names: list[str], hib: Mapping[str, bool], e
 
     def stat_fn(idx: np.ndarray, axis: int = -1) -> np.ndarray:
         one = np.ndim(idx) == 1
-        idx = np.atleast_2d(idx)  # [B, S']
-        step_b = max(1, _GATHER_ELEMENTS // max(1, data[..., :1].size * idx.shape[1]))  # resamples per gather
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # [M, C, B], a few resamples at a time: the gather is [M, C, b, S']
-            means = np.concatenate([np.nanmean(data[:, :, idx[j : j + step_b]], axis=-1)
-                                    for j in range(0, idx.shape[0], step_b)], axis=-1)
-        means = np.moveaxis(means, 1, -1)  # [M, B, C]
+        means = np.moveaxis(resample_means(data, np.atleast_2d(idx)), 1, -1)  # [M, B, C]
         rs_e, kt_e = spearman_rows(means, ent), kendall_rows(means, ent)
         rs_s, kt_s = spearman_rows(means, step), kendall_rows(means, step)
         diff = np.abs(rs_e[mi]) - np.abs(rs_s[mi])

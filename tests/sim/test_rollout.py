@@ -9,7 +9,7 @@ import torch
 from benchmarks.sim_throughput import scene_from_tracks, track
 from sim.backends.kinematic import Backend, KinematicBackend
 from sim.baselines import constant_velocity_policy
-from sim.batch import make_batch
+from sim.batch import agents_dropped, make_batch, select_agents
 from sim.config import NUM_WAYPOINTS, SimError
 from sim.dynamics import inverse_bicycle
 from sim.observation import OBS_DIM
@@ -278,3 +278,5 @@ def test_no_cap_drops_an_agent_within_reach():
     d = torch.cdist(b.log[0, 1:, :, :2].reshape(-1, 2), ego_path).reshape(b.num_agents - 1, -1, ego_path.shape[0])
     reach = (d.amin(-1).amin(-1) <= AGENT_REACH).sum()
     assert b.num_agents == 151 and int(reach) == 150 and b.agents_dropped.tolist() == [0]
+    for cap in (1, 2, 40, 151, 182, 200):  # the results file's count, without the reach test where it cannot matter
+        assert agents_dropped(s, cap) == select_agents(s, cap)[1] == 0

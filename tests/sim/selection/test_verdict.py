@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from sim.selection.verdict import VerdictInput, compute_verdict, kendall_rows, spearman_rows
+from sim.selection.verdict import VerdictInput, compute_verdict, kendall_rows, resample_means, spearman_rows
 
 values = st.lists(st.integers(-3, 3), min_size=3, max_size=9)
 
@@ -44,6 +45,23 @@ def _input(metric: np.ndarray, entropy, episodes, roles=None, reward=None, extra
         roles=tuple(roles or [() for _ in range(c)]),
         metrics=m,
     )
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 30), st.integers(1, 12), st.integers(0, 10_000), st.booleans())
+def test_resample_means_match_nanmean_of_the_gathered_resamples(m, s, b, seed, rates):
+    rng = np.random.default_rng(seed)
+    data = (rng.random((m, 3, s)) < 0.5).astype(float) if rates else rng.normal(size=(m, 3, s))
+    data[rng.random(data.shape) < 0.2] = np.nan  # not applicable
+    idx = rng.integers(0, s, size=(b, rng.integers(1, s + 1)))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = np.nanmean(data[..., idx], axis=-1)  # [m, 3, b]
+    got = resample_means(data, idx)
+    if rates:  # integer sums: exact whatever the order
+        np.testing.assert_array_equal(got, want)
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_point_estimates_and_regrets_are_exact():
