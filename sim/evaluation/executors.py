@@ -14,6 +14,7 @@ process builds each scene batch once, keeps only its window's batches (plus the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -427,25 +428,32 @@ class LocalExecutor:
 
     def __init__(self, overlap: bool = True) -> None:
         self.overlap = overlap
+        self._pool = None
 
     def run(self, units: Sequence[WorkUnit], scenes: Sequence[Scenario], settings: SimSettings) -> Iterator[UnitResult]:
-        """Yield each unit's result, in unit order."""
+        """Results of ``units``, in unit order. The first batch starts building on the second thread when this is
+        called, before the first result is asked for (the caller's own setup overlaps it)."""
         from sim.evaluation.plugins import BUILTINS
 
         own_code = settings.agent in BUILTINS  # a user's plug-in may keep state between calls: one thread for it
         if not (self.overlap and own_code and settings.device == "cpu" and not settings.compile
                 and settings.backend != "carla"):
-            for u in units:
-                yield evaluate_unit(u, [scenes[i] for i in u.scenes], settings)
-            return
+            return (evaluate_unit(u, [scenes[i] for i in u.scenes], settings) for u in units)
         from concurrent.futures import ThreadPoolExecutor
 
+        self.close_pool()
+        self._pool = pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics")
+        first = pool.submit(unit_batch, [scenes[i] for i in units[0].scenes], settings) if units else None
+        return self._overlapped(pool, first, units, scenes, settings)
+
+    @staticmethod
+    def _overlapped(pool, next_batch, units: Sequence[WorkUnit], scenes: Sequence[Scenario],
+                    settings: SimSettings) -> Iterator[UnitResult]:
         def shard(u: WorkUnit) -> list[Scenario]:
             return [scenes[i] for i in u.scenes]
 
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics") as pool:
+        try:
             pending = None
-            next_batch = pool.submit(unit_batch, shard(units[0]), settings) if units else None
             for j, u in enumerate(units):
                 batch = next_batch.result()
                 if j + 1 < len(units):  # the next unit's batch is built (or found) on the second thread
@@ -457,9 +465,19 @@ class LocalExecutor:
                 pending = nxt
             if pending is not None:
                 yield pending.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def close_pool(self) -> None:
+        """Stop the second thread (after the work it holds)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def close(self) -> None:
-        """Drop the batches kept for the last scene window (the verdict runs after; a later call builds its own)."""
+        """Stop the second thread and drop the batches kept for the last scene window (the verdict runs after; a
+        later call builds its own)."""
+        self.close_pool()
         _BATCHES.clear()
 
 
@@ -594,11 +612,13 @@ class ProcessExecutor:
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or os.cpu_count() or 1
+        self._procs: list = []
+        self._queue = None
 
     def run(self, units: Sequence[WorkUnit], scenes: Sequence[Scenario], settings: SimSettings) -> Iterator[UnitResult]:
-        """Start the workers, yield results as they complete (any order); a unit's error is raised here."""
+        """Start the workers now (they start up beside the caller's own setup); the iterator yields results as they
+        complete (any order) and raises a unit's error."""
         import multiprocessing as mp
-        import queue
 
         shards = sorted({u.shard for u in units})
         n_w = max(1, min(self.workers, len(shards)))
@@ -606,16 +626,26 @@ class ProcessExecutor:
         plans: list[list[WorkUnit]] = [[] for _ in range(n_w)]
         for u in units:  # units come checkpoint by checkpoint: each worker keeps that order
             plans[owner[u.shard]].append(u)
+        self.close()
         ctx = mp.get_context("spawn")
-        results = ctx.Queue()
-        procs = []
+        self._queue = results = ctx.Queue()
+        procs = self._procs
         try:
             for plan in plans:
                 mine = {i: scenes[i] for u in plan for i in u.scenes}  # a worker gets only its shards' scenes
                 p = ctx.Process(target=_process_worker, args=(plan, mine, settings, results), daemon=True)
                 p.start()
                 procs.append(p)
-            for _ in range(len(units)):
+        except BaseException:
+            self.close()
+            raise
+        return self._collect(len(units), procs, results)
+
+    def _collect(self, n_units: int, procs: list, results) -> Iterator[UnitResult]:
+        import queue
+
+        try:
+            for _ in range(n_units):
                 while True:
                     try:
                         kind, payload = results.get(timeout=1.0)
@@ -628,14 +658,25 @@ class ProcessExecutor:
                     raise payload
                 yield payload
         finally:
-            for p in procs:
-                if p.is_alive():
-                    p.kill()
-                p.join()
-            results.close()
+            _stop_workers(procs, results)
 
     def close(self) -> None:
-        """Nothing to release (each :meth:`run` starts and stops its workers)."""
+        """Stop the workers of the last :meth:`run` (killed if still running: called after its results, or on an
+        error)."""
+        _stop_workers(self._procs, self._queue)
+        self._procs, self._queue = [], None
+
+
+def _stop_workers(procs: list, results) -> None:
+    """Kill the worker processes still running, join them all and close their queue (each once)."""
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+        p.join()
+    procs.clear()
+    if results is not None:
+        with contextlib.suppress(OSError, ValueError):
+            results.close()
 
 
 def run_units(
@@ -645,11 +686,13 @@ def run_units(
     settings: SimSettings,
     on_complete: Callable[[str, CheckpointRows], None],
     progress: bool = True,
+    results: Iterator[UnitResult] | None = None,
 ) -> None:
     """Run ``units``; as soon as every unit of a key in a scene window is back, call ``on_complete(key, rows)`` with
     that window's rows (shards in order): once per (key, window), so once per key when the scenes fit one window.
 
-    A tqdm bar (stderr) counts scenes.
+    A tqdm bar (stderr) counts scenes. ``results``: ``executor.run(units, scenes, settings)`` when the caller
+    started it already (its first batch or its workers then start up beside the caller's own setup).
     """
     from tqdm import tqdm
 
@@ -661,7 +704,7 @@ def run_units(
     bar = tqdm(total=sum(len(u.scenes) for u in units), unit="scene", disable=not progress, desc="closed loop",
                file=sys.stderr)
     try:
-        for res in executor.run(units, scenes, settings):
+        for res in executor.run(units, scenes, settings) if results is None else results:
             bar.update(len(res.rows.scenario_ids))
             slot = (res.key, window_of[res.key, res.shard])
             parts.setdefault(slot, []).append(res)

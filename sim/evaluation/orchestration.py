@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -197,14 +198,23 @@ def run(cfg: EvalConfig, console=None) -> Verdict:
     return verdict
 
 
-def _digests_and_types(scenes) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
-    """Each scene's digest and scenario types, from its record built and dropped one scene at a time (the file's
-    copy is built again, types reused, as it is written: memory never holds every scene twice)."""
-    digests, types = {}, {}
-    for s in scenes:
-        rec = scene_record(s)
-        digests[s.id], types[s.id] = scene_digest(rec), rec.types
-    return digests, types
+def _scene_digests(scenes) -> dict[str, str]:
+    """Each scene's digest (:func:`sim.results.identity.scene_digest`: types are not part of it, so none are mined
+    here), from its record built and dropped one scene at a time (memory never holds every scene twice)."""
+    return {s.id: scene_digest(scene_record(s, types=())) for s in scenes}
+
+
+def _store_scenes(writer: ResultsWriter, scenes, root: dict, skipped, max_agents: int, write: bool
+                  ) -> dict[str, tuple[str, ...]]:
+    """Mine each scene's types and, when ``write``, store the scenes not yet in the file (each record built with
+    its types, one at a time) and the skipped list; returns the types (the verdict's strata)."""
+    from scenarios.types import scenario_types
+
+    types = {s.id: scenario_types(s) for s in scenes}
+    if write:
+        writer.prepare(scenes, root, record=lambda s: scene_record(s, agents_dropped(s, max_agents), types=types[s.id]))
+    writer.write_skipped(skipped)
+    return types
 
 
 def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequence[Candidate], scenes,
@@ -233,7 +243,7 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
                                agent=cfg.agent, compile=cfg.compile, rollouts=cfg.rollouts,
                                scene_cache=prepared_dir(cfg.scenario_cache),
                                batches_held=batches_held(shards, cfg.scene_window))
-        digests, types = _digests_and_types(scenes)
+        digests = _scene_digests(scenes)
         root = identity_root(out, cfg.agents, cfg.backend, digests, cands, asdict(cfg), run_dir=run_dir)
         root.update({"backend": cfg.backend, "suite": cfg.scenarios, "run_dir": str(run_dir) if run_dir else ""})
         done = writer.done()
@@ -251,23 +261,32 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
             log(f"Resuming: {n_done} (checkpoint, scenario) pairs already in {out.name} with the same settings "
                 "are skipped")
         units = make_units(cands, shards, todo, cfg.scene_window)
-        if not out.exists() or units:
-            writer.prepare(scenes, root, record=lambda s: scene_record(s, agents_dropped(s, settings.max_agents),
-                                                                       types=types[s.id]))
-        writer.write_skipped(skipped)
-        by_key = {c.key: c for c in cands}
-
-        def commit(key: str, rows: CheckpointRows) -> None:
-            writer.commit(key, by_key[key].attrs(cfg.backend), rows, [scene_of[i] for i in rows.scenario_ids], root)
-
-        race, vids = None, ids  # --budget: the race's section of the verdict, judged on its common scenes
-        if cfg.budget:
-            race, vids = run_budget_cfg(cfg, cands, scenes, settings, out, commit)
-        elif units:
+        executor = results = None
+        if units and not cfg.budget:  # started now: its first batch, or its workers, start up beside the scene writes
             executor = make_executor(cfg.executor, cfg.ray_address, cfg.num_cpus or None)
-            try:
-                run_units(executor, units, scenes, settings, commit, progress=cfg.progress)
-            finally:
+            results = executor.run(units, scenes, settings)
+        # the scenes' types and records are written on a thread of their own while the rollouts start; every commit
+        # waits for them (a commit links to its scenes), and so does the verdict (the types are its strata)
+        side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scene-writer")
+        try:
+            stored_scenes = side.submit(_store_scenes, writer, scenes, root, skipped, settings.max_agents,
+                                        not out.exists() or bool(units))
+            by_key = {c.key: c for c in cands}
+
+            def commit(key: str, rows: CheckpointRows) -> None:
+                stored_scenes.result()
+                writer.commit(key, by_key[key].attrs(cfg.backend), rows, [scene_of[i] for i in rows.scenario_ids],
+                              root)
+
+            race, vids = None, ids  # --budget: the race's section of the verdict, judged on its common scenes
+            if cfg.budget:
+                race, vids = run_budget_cfg(cfg, cands, scenes, settings, out, commit)
+            elif executor is not None:
+                run_units(executor, units, scenes, settings, commit, progress=cfg.progress, results=results)
+            types = stored_scenes.result()
+        finally:
+            side.shutdown(wait=True, cancel_futures=True)
+            if executor is not None:
                 executor.close()
         stored = {s.key: s for s in read_checkpoints(out)}
         expected = comparison_set(cands)

@@ -15,10 +15,10 @@
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import cache, cached_property
 
+import numpy as np
 import torch
-from scipy.signal import savgol_coeffs
 from torch import Tensor
 
 from scenarios.scenario import VX, VY, YAW
@@ -36,13 +36,21 @@ YAW_RATE_WINDOW = 5  # steps (nuPlan approximate_derivatives' default, also for 
 YAW_ACCEL_ORDER = 3  # polynomial order of the yaw acceleration fit (nuPlan ego_yaw_acceleration.py)
 
 
+@cache
+def _savgol_coeffs(window: int, order: int, deriv: int, dt: float) -> np.ndarray:
+    """scipy's Savitzky-Golay coefficients (``use="dot"``), computed once per setting; scipy.signal is imported on
+    first use (about 0.8 s), not with the metrics."""
+    from scipy.signal import savgol_coeffs
+
+    return savgol_coeffs(window, order, deriv=deriv, delta=dt, use="dot")
+
+
 def _savgol_deriv(x: Tensor, last: Tensor, dt: float, window: int, deriv: int = 1, order: int = 2) -> Tensor:
     """``deriv``-th derivative of ``x [B, T]`` (valid up to index ``last [B]``), Savitzky-Golay over ``window``
     steps with a polynomial of ``order``, per s^deriv. Ends extended by odd reflection about the end sample."""
     n_b, n_t = x.shape
     half = window // 2
-    coef = savgol_coeffs(window, order, deriv=deriv, delta=dt, use="dot")
-    coef = torch.as_tensor(coef.copy(), dtype=x.dtype, device=x.device)
+    coef = torch.as_tensor(_savgol_coeffs(window, order, deriv, float(dt)).copy(), dtype=x.dtype, device=x.device)
     t = torch.arange(-half, n_t + half, device=x.device)[None, :].expand(n_b, -1)  # [B, T + 2h]
     lst = last[:, None]
     src = torch.where(t < 0, -t, torch.where(t > lst, 2 * lst - t, t)).clamp(0, n_t - 1)
