@@ -10,7 +10,8 @@ checkpoints, setup excluded; scenes are prepared on disk beforehand, as an earli
 ``bytes_per_checkpoint_scenario`` (the results file and its sidecar folder), ``device`` (plus
 ``cpu_s`` (this process's CPU time: the machine is shared), ``load_avg_1m``, ``file_bytes``,
 ``scenes_bytes``, ``setup_s``, and ``peak_rss_mb`` / ``children_peak_rss_mb``: the peak resident memory of this
-process and of its largest worker process, MB; ``scene_window``: the ``--scene-window`` it ran with).
+process and of its largest worker process, MB; ``scene_window``: the ``--scene-window`` it ran with; ``executor``
+as given and ``executor_used``, ``auto`` resolved as :func:`sim.evaluation.executors.pick_executor` resolves it).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class SweepConfig:
     checkpoints: int = 20
     scenarios: int = 500
     batch_size: int = 128
-    executor: str = "local"
+    executor: str = "auto"
     device: str = "cpu"
     seed: int = 0
     keep: str | None = None
@@ -54,8 +55,9 @@ def parse_args(argv=None) -> SweepConfig:
     p.add_argument("--checkpoints", type=int, default=20)
     p.add_argument("--scenarios", type=int, default=500)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--executor", choices=EXECUTORS, default="local",
-                   help="sim.evaluate --executor (processes: one worker process per CPU)")
+    p.add_argument("--executor", choices=EXECUTORS, default="auto",
+                   help="sim.evaluate --executor (default auto, as sim.evaluate's: worker processes for a long sweep "
+                        "on several CPUs; processes: one worker process per CPU)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep", help="folder to keep the run, scenes and results in (default: a temporary folder)")
@@ -177,6 +179,7 @@ def main(argv=None) -> dict:
             "children_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
             "batch_size": cfg.batch_size,
             "executor": cfg.executor,
+            "executor_used": _executor_used(ecfg, n_sc, scenes),
             "compile": cfg.compile,
             "scene_window": ecfg.scene_window,
         }
@@ -206,6 +209,16 @@ def rollouts_alone(run_dir: Path, scenes, ecfg, scene_cache) -> float:
                 rollout(b, policy_fn(agent, None), agents=ecfg.agents)
             total += time.perf_counter() - t
     return total
+
+
+def _executor_used(ecfg, n_scenes: int, scenes) -> str:
+    """The executor ``sim.evaluate`` ran on (``--executor auto`` resolved as it resolves it)."""
+    from sim.evaluation.executors import SimSettings, make_shards, pick_executor
+
+    n_ck = len(list((Path(ecfg.run) / "checkpoints").glob("*.pt")))
+    settings = SimSettings(device=ecfg.device, compile=ecfg.compile)
+    return pick_executor(ecfg.executor, n_ck * n_scenes, len(make_shards(scenes, ecfg.batch_size)), settings,
+                         ecfg.num_cpus or None)[0]
 
 
 def _datasets(g):

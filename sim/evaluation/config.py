@@ -65,8 +65,9 @@ class EvalConfig:
                                "scenario sets: <run>/results.<set>.h5)")
     consolidate: bool = _f(False, "at the end, copy the sidecar commits into one self-contained results file")
     seed: int = _f(0, "torch and bootstrap seed", range=SEED)
-    executor: str = _f("local", "where work units run: this process, worker processes here, or Ray",
-                       choices=EXECUTORS)
+    executor: str = _f("auto", "where work units run: this process, worker processes here, or Ray; auto: worker "
+                               "processes for sweeps long enough to pay for their start on a machine of several CPUs "
+                               "(sim.evaluation.executors.pick_executor), else this process", choices=EXECUTORS)
     ray_address: str | None = _f(None, "Ray cluster address (default: start a local instance)")
     num_cpus: int = _f(0, "worker processes (--executor processes) or CPUs of a local Ray instance (0: all)",
                        range=at_least(0))

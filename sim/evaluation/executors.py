@@ -716,7 +716,41 @@ def run_units(
         bar.close()
 
 
-EXECUTORS = ("local", "processes", "ray")
+EXECUTORS = ("auto", "local", "processes", "ray")
+AUTO_PROCESSES_MIN_ROLLOUTS = 5_000
+"""``--executor auto``: the (checkpoint, scene) rollouts of a call from which worker processes pay for their start
+(a spawned interpreter importing torch, each worker's scenes pickled to it). ``benchmarks.eval_sweep`` on 2 cores:
+the README's 10 x 200 sweep took 20.3 s with worker processes and 20.4 s in this process; 20 x 500 took 37.7 s
+against 41.7-49.2 s (docs/performance.md)."""
+
+
+def pick_executor(name: str, rollouts: int, shards: int, settings: SimSettings, cpus: int | None = None
+                  ) -> tuple[str, str]:
+    """The executor ``--executor name`` runs on, and why (``""`` when it was named).
+
+    ``auto``: worker processes (:class:`ProcessExecutor`) on a machine of several CPUs for a sweep of at least
+    :data:`AUTO_PROCESSES_MIN_ROLLOUTS` rollouts in two batches or more, eager, on the CPU, with the kinematic
+    backend and a built-in agent plug-in (a user's plug-in may keep state between calls); else this process
+    (:class:`LocalExecutor`). Every executor gives the same rows.
+
+    Args:
+        name: one of :data:`EXECUTORS`. rollouts: (checkpoint, scene) rollouts to run. shards: batches of scenes.
+        settings: the call's :class:`SimSettings`. cpus: CPUs of this machine (None: ``os.cpu_count()``).
+    """
+    if name != "auto":
+        return name, ""
+    from sim.evaluation.plugins import BUILTINS
+
+    cpus = cpus or os.cpu_count() or 1
+    if cpus < 2:
+        return "local", "auto: one CPU"
+    if settings.device != "cpu" or settings.compile or settings.backend != "kinematic" or \
+            settings.agent not in BUILTINS:
+        return "local", "auto: worker processes only for eager CPU runs of the kinematic backend and built-in agents"
+    if shards < 2 or rollouts < AUTO_PROCESSES_MIN_ROLLOUTS:
+        return "local", f"auto: {rollouts} rollouts in {shards} batch(es), under the {AUTO_PROCESSES_MIN_ROLLOUTS} " \
+                        "at which worker processes pay"
+    return "processes", f"auto: {rollouts} rollouts on {cpus} CPUs"
 
 
 def make_executor(name: str, address: str | None = None, num_cpus: int | None = None):

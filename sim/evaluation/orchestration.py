@@ -30,6 +30,7 @@ from sim.evaluation.executors import (
     make_executor,
     make_shards,
     make_units,
+    pick_executor,
     run_units,
 )
 from sim.evaluation.plugin_candidates import plugin_candidates
@@ -262,8 +263,12 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
                 "are skipped")
         units = make_units(cands, shards, todo, cfg.scene_window)
         executor = results = None
+        name, why = pick_executor(cfg.executor, 0 if cfg.budget else sum(len(u.scenes) for u in units), len(shards),
+                                  settings, cfg.num_cpus or None)  # a budget's rounds are short: this process
+        if why and units:
+            log(f"Executor {name} ({why})")
         if units and not cfg.budget:  # started now: its first batch, or its workers, start up beside the scene writes
-            executor = make_executor(cfg.executor, cfg.ray_address, cfg.num_cpus or None)
+            executor = make_executor(name, cfg.ray_address, cfg.num_cpus or None)
             results = executor.run(units, scenes, settings)
         # the scenes' types and records are written on a thread of their own while the rollouts start; every commit
         # waits for them (a commit links to its scenes), and so does the verdict (the types are its strata)
@@ -280,7 +285,7 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
 
             race, vids = None, ids  # --budget: the race's section of the verdict, judged on its common scenes
             if cfg.budget:
-                race, vids = run_budget_cfg(cfg, cands, scenes, settings, out, commit)
+                race, vids = run_budget_cfg(replace(cfg, executor=name), cands, scenes, settings, out, commit)
             elif executor is not None:
                 run_units(executor, units, scenes, settings, commit, progress=cfg.progress, results=results)
             types = stored_scenes.result()

@@ -158,6 +158,32 @@ def test_evaluate_cli_runs_on_worker_processes(tmp_path, capsys):
     assert out.is_file() and "constant-velocity" in capsys.readouterr().out
 
 
+def test_auto_executor_picks_worker_processes_only_where_they_pay():
+    from sim.evaluation.executors import AUTO_PROCESSES_MIN_ROLLOUTS as big
+    from sim.evaluation.executors import pick_executor
+
+    cpu = SimSettings()
+    assert pick_executor("auto", big, 4, cpu, cpus=2)[0] == "processes"
+    assert pick_executor("auto", big - 1, 4, cpu, cpus=2) == (
+        "local", f"auto: {big - 1} rollouts in 4 batch(es), under the {big} at which worker processes pay")
+    assert pick_executor("auto", big, 1, cpu, cpus=2)[0] == "local"  # one batch: one worker's work
+    assert pick_executor("auto", big, 4, cpu, cpus=1) == ("local", "auto: one CPU")
+    for other in (dataclasses.replace(cpu, device="cuda"), dataclasses.replace(cpu, compile=True),
+                  dataclasses.replace(cpu, backend="carla"), dataclasses.replace(cpu, agent="my.module:Agent")):
+        assert pick_executor("auto", big, 4, other, cpus=2)[0] == "local"
+    for named in ("local", "processes", "ray"):  # a named executor is what runs, whatever the size
+        assert pick_executor(named, 1, 1, cpu, cpus=1) == (named, "")
+
+
+def test_evaluate_default_executor_says_what_auto_picked(tmp_path, capsys):
+    from sim.evaluate import main
+
+    out = tmp_path / "r.h5"
+    assert main(["--baseline", "constant-velocity", "--scenarios", "procedural-small", "--max-scenarios", "3",
+                 "--batch-size", "2", "--out", str(out), "--no-progress"]) == 0
+    assert "Executor local (auto: 3 rollouts in 2 batch(es), under the" in capsys.readouterr().out
+
+
 def test_negative_worker_count_is_a_one_line_error(tmp_path, capsys):
     from sim.evaluate import main
 
