@@ -195,7 +195,7 @@ def _take(read: Callable[[], Scenario], i: int, meta: dict | None, scenes: list[
     given, else raises :class:`ScenarioError` naming it."""
     try:
         scenes.append(read().validate())
-    except (ScenarioError, KeyError, ValueError, TypeError) as e:
+    except (ScenarioError, KeyError, ValueError, TypeError, IndexError) as e:  # IndexError: a short shape table
         reason = f"missing array {e}" if isinstance(e, KeyError) else str(e)
         if skipped is None:
             raise ScenarioError(f"scene {i}: {reason}") from None

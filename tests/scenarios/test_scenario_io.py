@@ -216,6 +216,13 @@ def test_a_bad_scene_in_a_later_block_is_skipped_by_its_id(tmp_path):
     with pytest.raises(ScenarioError, match=rf"s\.npz: scene {BLOCK + 1}: .*NaN"):
         load_scenarios(path)
 
+    # a shape table one row short: the block's last scene is skipped by its id, the others load
+    save_scenarios(path, scenes)
+    _rewrite(path, lambda a: a.__setitem__("b1/route/shape", a["b1/route/shape"][:-1]))
+    skipped = []
+    back = load_scenarios(path, skipped)
+    assert [s.id for s in back] == [s.id for s in scenes[:-1]] and [k for k, _ in skipped] == [scenes[-1].id]
+
 
 def test_newer_version_and_bad_arrays_in_file(tmp_path):
     path = tmp_path / "s.npz"
