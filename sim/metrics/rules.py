@@ -281,7 +281,11 @@ def longest_run(exceed: Tensor, counted: Tensor) -> Tensor:
 
 
 class RuleContext:
-    """Lane steps of one :class:`~sim.metrics.registry.MetricContext`, computed once for every rule metric."""
+    """Lane steps of one :class:`~sim.metrics.registry.MetricContext`, computed once for every rule metric.
+
+    It keeps the context's tensors it needs, never the context itself: the context keeps it (:meth:`of`), and a
+    reference back would make a cycle that holds the batch's tensors until the cyclic garbage collector runs.
+    """
 
     def __init__(self, c: MetricContext):
         lanes = c.batch.lanes
@@ -290,7 +294,8 @@ class RuleContext:
         n_t = c.ego.shape[1]
         if lanes.light_red.shape[-1] < n_t:
             raise SimError(f"rule metrics: light states cover {lanes.light_red.shape[-1]} steps, the rollout {n_t}")
-        self.c, self.lanes = c, lanes
+        self.lanes = lanes
+        self.ego, self.controlled, self.n_controlled, self.dt = c.ego, c.controlled, c.n_controlled, c.dt
         steps = torch.arange(n_t, device=c.ego.device)
         self.box = torch.cat([c.ego[..., 0:3], c.ego[..., 5:7]], dim=-1)
         self.rows = c.step_valid & (steps >= c.init)[None, :]
@@ -328,39 +333,35 @@ class RuleContext:
 
     def driving_direction_compliance(self) -> Tensor:
         """``[B]`` in {0, 0.5, 1}, NaN without lanes."""
-        c = self.c
         yaw = self.steps.centre_yaw[:, 1:]
-        step = c.ego[:, 1:, 0:2] - c.ego[:, :-1, 0:2]
+        step = self.ego[:, 1:, 0:2] - self.ego[:, :-1, 0:2]
         along = step[..., 0] * torch.cos(yaw) + step[..., 1] * torch.sin(yaw)
-        against = torch.where(c.controlled[:, 1:] & ~torch.isnan(yaw), (-along).clamp_min(0.0), 0.0)
+        against = torch.where(self.controlled[:, 1:] & ~torch.isnan(yaw), (-along).clamp_min(0.0), 0.0)
         against = torch.cat([torch.zeros_like(against[:, :1]), against], dim=1).double()
-        worst = worst_window_sum(against, max(1, round(DDC_WINDOW / c.dt)))
+        worst = worst_window_sum(against, max(1, round(DDC_WINDOW / self.dt)))
         return self._na(direction_from_worst(worst), self.lanes.has_lanes)
 
     def speed_limit_compliance(self) -> Tensor:
         """``[B]`` in [0, 1], NaN where no speed limit is known."""
-        c = self.c
-        speed = torch.hypot(c.ego[..., 3], c.ego[..., 4])
+        speed = torch.hypot(self.ego[..., 3], self.ego[..., 4])
         over = (speed - self.steps.centre_limit).nan_to_num(nan=0.0).clamp_min(0.0)
-        loss = (over * c.controlled).sum(1) / (SPEED_OVER_MAX * c.n_controlled)
+        loss = (over * self.controlled).sum(1) / (SPEED_OVER_MAX * self.n_controlled)
         return self._na((1.0 - loss).clamp_min(0.0), self.lanes.knows_speed_limits)
 
     def lane_keeping(self) -> Tensor:
         """``[B]`` in {0, 1}, NaN without lanes or intersection flags."""
-        c = self.c
-        counted = c.controlled & ~self.steps.centre_in_intersection
+        counted = self.controlled & ~self.steps.centre_in_intersection
         run = longest_run(~self.steps.near_centreline, counted)
-        fail = run >= math.ceil(LK_WINDOW / c.dt - 1e-9)
+        fail = run >= math.ceil(LK_WINDOW / self.dt - 1e-9)
         return self._na(~fail, self.lanes.has_lanes & self.lanes.knows_intersections)
 
     def traffic_light_compliance(self) -> Tensor:
         """``[B]`` in {0, 1}, NaN without traffic lights."""
-        c = self.c
         region = self.steps.light_region  # [B, T, G]
         n_t = region.shape[1]
         prev = torch.cat([region[:, :1], region[:, :-1]], dim=1)
         red = self.lanes.light_red[..., :n_t].permute(0, 2, 1) & self.lanes.light_valid[:, None, :]
-        ran = (region & ~prev & red & c.controlled[..., None]).flatten(1).any(1)
+        ran = (region & ~prev & red & self.controlled[..., None]).flatten(1).any(1)
         return self._na(~ran, self.lanes.has_lights)
 
 

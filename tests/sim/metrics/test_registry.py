@@ -514,3 +514,29 @@ def test_idm_moves_vehicles_only(kind):
         assert moved > 1.0  # with no leader ahead IDM does not brake as the log does
     else:
         assert moved == 0.0
+
+
+def test_metrics_leave_no_reference_cycle_holding_the_batch():
+    """With the cyclic garbage collector off, a batch and its rollout are freed as soon as the caller drops them:
+    no metric context (nor its rule context, which the lane metrics make) refers back to itself. A cycle kept every
+    evaluated batch's tensors alive until the collector happened to run (a sweep's memory grew window by window)."""
+    import gc
+    import weakref
+
+    from scenarios.procedural import generate_suite
+    from sim.rollout import rollout
+
+    scenes = generate_suite(range(4))
+    assert any(s.map is not None and len(s.map.lanes) for s in scenes)  # the lane (rule) metrics run
+    gc.collect()
+    gc.disable()
+    try:
+        batch = make_batch(scenes)
+        ro = rollout(batch, None)
+        m = compute_metrics(ro, batch)
+        assert set(m) >= {"traffic_light_compliance", "driving_direction_compliance", "lane_keeping"}
+        refs = weakref.ref(batch), weakref.ref(ro)
+        del batch, ro, m
+        assert [r() is None for r in refs] == [True, True]
+    finally:
+        gc.enable()
