@@ -214,6 +214,23 @@ def _scene_name(z, i: int) -> str:
         return f"scene {i}"
 
 
+def check_header(z) -> tuple[int, int]:
+    """``(version, count)`` of an opened archive ``z`` of this format.
+
+    Raises:
+        ScenarioError: not this format, a newer version, or no scenes (the caller names the file).
+    """
+    if "__format__" not in z.files or str(z["__format__"][()]) != FORMAT_NAME:
+        raise ScenarioError("not a scenario file of this project (no __format__ marker)")
+    version = int(z["__version__"][()])
+    if version > FORMAT_VERSION:
+        raise ScenarioError(f"format version {version} is newer than this tool reads ({FORMAT_VERSION}); upgrade")
+    count = int(z["__count__"][()])
+    if count < 1:
+        raise ScenarioError("file holds no scenes")
+    return version, count
+
+
 def load_scenarios(path: str | os.PathLike, skipped: list[tuple[str, str]] | None = None) -> list[Scenario]:
     """Read and validate every scene in a file written by :func:`save_scenarios`.
 
@@ -232,16 +249,7 @@ def load_scenarios(path: str | os.PathLike, skipped: list[tuple[str, str]] | Non
         raise ScenarioError(f"{path}: no such scenario file")
     try:
         with np.load(path, allow_pickle=False) as z:
-            if "__format__" not in z.files or str(z["__format__"][()]) != FORMAT_NAME:
-                raise ScenarioError("not a scenario file of this project (no __format__ marker)")
-            version = int(z["__version__"][()])
-            if version > FORMAT_VERSION:
-                raise ScenarioError(
-                    f"format version {version} is newer than this tool reads ({FORMAT_VERSION}); upgrade"
-                )
-            count = int(z["__count__"][()])
-            if count < 1:
-                raise ScenarioError("file holds no scenes")
+            version, count = check_header(z)
             scenes: list[Scenario] = []
             names = frozenset(z.files)
             if version >= 3:

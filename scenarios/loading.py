@@ -5,7 +5,9 @@ evaluation, the data report). A bundled suite loads as a whole; a file or a fold
 file, and a file that cannot be read (parse error, no ego valid long enough, NaNs, ...) becomes
 one :class:`SkippedScene` instead of aborting the sweep; a file holding several scenes (a project
 ``.npz``, windows of a recording) loses only its unusable scenes. ``strict=True`` turns the first skip into
-a :class:`~scenarios.scenario.ScenarioError` (``--strict``).
+a :class:`~scenarios.scenario.ScenarioError` (``--strict``). A project ``.npz`` of version 3 holding more scenes
+than the caller's ``window`` is streamed (:class:`scenarios.scene_file.SceneFile`: scenes decoded when asked for,
+none held).
 """
 
 from __future__ import annotations
@@ -45,14 +47,15 @@ class LoadReport:
     """What :func:`load_scenes` produced.
 
     Attributes:
-        scenes: the usable, validated scenes in source order.
+        scenes: the usable, validated scenes in source order: a list, or a streamed
+            :class:`~scenarios.scene_file.SceneFile`.
         skipped: one entry per unusable file or scene.
         notes: one line per file whose scenes import with parts left out (map elements without usable
             points, ...): ``file: what was left out``.
         files: the file each scene came from (parallel to ``scenes``; the suite spec for a bundled suite).
     """
 
-    scenes: list[Scenario]
+    scenes: Sequence[Scenario]
     skipped: list[SkippedScene] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
@@ -62,7 +65,9 @@ class LoadReport:
         :func:`duplicate_ids`."""
         n = len(self.scenes) if limit is None else limit
         files = self.files or [""] * len(self.scenes)
-        return duplicate_ids([s.id for s in self.scenes[:n]], files[:n])
+        from scenarios.scene_file import scene_ids
+
+        return duplicate_ids(scene_ids(self.scenes[:n]), files[:n])
 
 
 def duplicate_ids(ids: Sequence[str], files: Sequence[str]) -> list[tuple[str, str, str]]:
@@ -89,7 +94,7 @@ def duplicate_line(dup: tuple[str, str, str]) -> str:
 
 
 def load_scenes(spec: str | os.PathLike, *, split: str | None = None, cache_dir: str | os.PathLike | None = None,
-                options=None, strict: bool = False, progress: bool = True) -> LoadReport:
+                options=None, strict: bool = False, progress: bool = True, window: int | None = None) -> LoadReport:
     """Scenes of a bundled suite split, a scenario file or a folder, skipping what cannot be used.
 
     Args:
@@ -99,6 +104,9 @@ def load_scenes(spec: str | os.PathLike, *, split: str | None = None, cache_dir:
         options: :class:`scenarios.formats.ImportOptions` for recorded sources.
         strict: raise on the first skip instead of recording it.
         progress: show the generation bar of a bundled suite (``--no-progress`` silences it).
+        window: scenes the caller holds at once (``sim.evaluate --scene-window``; None: any number). A version-3
+            project file of more scenes is returned as a :class:`~scenarios.scene_file.SceneFile` that keeps the
+            decoded blocks of about ``window`` scenes per thread (:func:`~scenarios.scene_file.blocks_for`).
 
     Returns:
         A :class:`LoadReport`.
@@ -124,6 +132,9 @@ def load_scenes(spec: str | os.PathLike, *, split: str | None = None, cache_dir:
         from scenarios.suites import SuiteError
 
         raise SuiteError(f"unknown suite {spec!r}; not a bundled suite, nor a scenario file or folder that exists")
+    streamed = _streamed(path, window, strict) if window else None
+    if streamed is not None:
+        return streamed
     scenes: list[Scenario] = []
     skipped: list[SkippedScene] = []
     notes: list[str] = []
@@ -155,3 +166,28 @@ def load_scenes(spec: str | os.PathLike, *, split: str | None = None, cache_dir:
         reasons = "; ".join(s.line() for s in skipped[:3])
         raise ScenarioError(f"{spec}: no usable scene ({reasons})")
     return LoadReport(scenes, skipped, notes, files)
+
+
+def _streamed(path: Path, window: int, strict: bool) -> LoadReport | None:
+    """The report of a version-3 project file of more than ``window`` scenes, streamed; None for any other path (and
+    for a file that cannot be indexed: the whole-file path reports it as usual)."""
+    import numpy as np
+
+    from scenarios.io import SUFFIX, check_header
+    from scenarios.scene_file import SceneFile, blocks_for
+
+    if not path.is_file() or path.suffix != SUFFIX:
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            version, count = check_header(z)
+        if version < 3 or count <= window:
+            return None
+        inner: list[tuple[str, str]] = []
+        scenes = SceneFile.open(path, inner, cache_blocks=blocks_for(window))
+    except Exception:  # noqa: BLE001 - any unreadable file: the whole-file path names the problem
+        return None
+    skipped = [SkippedScene(str(path), sid, reason) for sid, reason in inner]
+    if strict and skipped:
+        raise ScenarioError(f"{skipped[0].line()} (--strict)")
+    return LoadReport(scenes, skipped, [], [str(path)] * len(scenes))

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from scenarios.scenario import Scenario
+from scenarios.scene_file import scene_ids
 from sim.evaluation.executors import SimSettings, make_executor, make_shards, make_units, run_units
 from sim.metrics.catalogue import higher_is_better
 from sim.results.errors import EvaluationError
@@ -58,7 +59,7 @@ def run_budget(cands: Sequence[Any], scenes: Sequence[Scenario], *, budget: floa
         EvaluationError: a bad ``--budget``, or ``metric`` undefined on a scene.
     """
     racers = [c for c in cands if not c.is_baseline]
-    ids = [s.id for s in scenes]
+    ids = scene_ids(scenes)
     try:
         plan = BudgetPlan(total=budget_rollouts(budget, len(racers), len(ids)), confidence=confidence, seed=seed)
     except ValueError as e:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from scenarios.scenario import Scenario, content_digest
+from scenarios.scene_file import SceneFile
 from sim.compiled import StepCompile
 from sim.config import DEFAULT_MAX_AGENTS
 from sim.metrics.catalogue import epdms, nuplan_score, score_terms
@@ -113,9 +114,11 @@ def make_shards(scenes: Sequence[Scenario], batch_size: int) -> list[tuple[int, 
     """
     if batch_size < 1:
         raise EvaluationError(f"--batch-size must be >= 1, got {batch_size}")
+    from scenarios.scene_file import scene_keys
+
     groups: OrderedDict[tuple[int, float], list[int]] = OrderedDict()
-    for i, s in enumerate(scenes):
-        groups.setdefault((int(s.init_step), round(float(s.dt), 9)), []).append(i)
+    for i, (init_step, dt) in enumerate(scene_keys(scenes)):  # a streamed file's without decoding its scenes
+        groups.setdefault((init_step, round(dt, 9)), []).append(i)
     shards = []
     for idx in groups.values():
         for j in range(0, len(idx), batch_size):
@@ -144,6 +147,15 @@ def scene_windows(shards: Sequence[tuple[int, ...]], window: int) -> list[list[i
 def batches_held(shards: Sequence[tuple[int, ...]], window: int) -> int:
     """:attr:`SimSettings.batches_held` for a call: the most shards of one window, plus the next batch."""
     return max((len(w) for w in scene_windows(shards, window)), default=0) + 1
+
+
+def worker_batches_held(plan: Sequence[WorkUnit], cap: int) -> int:
+    """:attr:`SimSettings.batches_held` of a worker process that runs ``plan``: it builds only its own shards, so it
+    keeps its most shards of one window plus the next batch (at most ``cap``, the call's)."""
+    per_window: dict[int, set[int]] = {}
+    for u in plan:
+        per_window.setdefault(u.window, set()).add(u.shard)
+    return min(cap, max((len(v) for v in per_window.values()), default=0) + 1)
 
 
 def make_units(cands: Sequence[Any], shards: Sequence[tuple[int, ...]], todo: dict[str, set[int]],
@@ -580,7 +592,8 @@ class RayExecutor:
             self._ray.shutdown()
 
 
-def _process_worker(units: list[WorkUnit], scenes: dict[int, Scenario], settings: SimSettings, results) -> None:
+def _process_worker(units: list[WorkUnit], scenes: dict[int, Scenario] | SceneFile, settings: SimSettings,
+                    results) -> None:
     """A :class:`ProcessExecutor` worker: its units in order, each result (or the first error) onto ``results``."""
     for u in units:
         try:
@@ -632,8 +645,12 @@ class ProcessExecutor:
         procs = self._procs
         try:
             for plan in plans:
-                mine = {i: scenes[i] for u in plan for i in u.scenes}  # a worker gets only its shards' scenes
-                p = ctx.Process(target=_process_worker, args=(plan, mine, settings, results), daemon=True)
+                held = worker_batches_held(plan, settings.batches_held)
+                # a worker gets only its shards' scenes; a streamed file goes as its path and index, read there
+                mine = scenes if isinstance(scenes, SceneFile) else {i: scenes[i] for u in plan for i in u.scenes}
+                p = ctx.Process(target=_process_worker,
+                                args=(plan, mine, dataclasses.replace(settings, batches_held=held), results),
+                                daemon=True)
                 p.start()
                 procs.append(p)
         except BaseException:

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from scenarios.scene_file import SceneFile, scene_ids, take
 from scenarios.suites import prepared_dir
 from sim.batch import agents_dropped
 from sim.evaluation.budget_run import run_budget_cfg
@@ -66,15 +67,19 @@ def _load_scenes(cfg: EvalConfig, log):
     from scenarios.types import scenario_types
 
     wanted = _wanted_types(cfg)
+    window = cfg.scene_window or None  # more scenes than a window: streamed from a version-3 file, not held
     try:
         report = load_scenes(cfg.scenarios, cache_dir=cfg.scenario_cache or None, strict=cfg.strict,
-                             progress=cfg.progress)
+                             progress=cfg.progress, window=window)
     except OSError:  # cache folder not writable: generate in memory
-        report = load_scenes(cfg.scenarios, strict=cfg.strict, progress=cfg.progress)
-    scenes = list(report.scenes)
+        report = load_scenes(cfg.scenarios, strict=cfg.strict, progress=cfg.progress, window=window)
+    scenes = report.scenes
+    if isinstance(scenes, SceneFile):
+        log(f"Streaming {len(scenes)} scenes from {scenes.path} (more than --scene-window {cfg.scene_window}: "
+            "decoded when needed, not held)")
     if wanted:
         n_all = len(scenes)
-        scenes = [s for s in scenes if wanted & set(scenario_types(s))]
+        scenes = take(scenes, [i for i, s in enumerate(scenes) if wanted & set(scenario_types(s))])
         log(f"--scenario-types {cfg.scenario_types}: {len(scenes)} of {n_all} scenes")
         if not scenes and n_all:
             raise EvaluationError(f"--scenario-types {cfg.scenario_types}: no scene of these types among the "
@@ -230,14 +235,14 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
     if out.name != RESULTS_NAME and not cfg.out:
         log(f"Scenario set {cfg.scenarios} with agents {cfg.agents}" + (f", --rollouts {cfg.rollouts}" if cfg.rollouts
             else "") + f" has its own results file: {out} ({RESULTS_NAME} holds another experiment)")
-    reused = reused_scenes_line(run_dir, [s.id for s in scenes])
+    reused = reused_scenes_line(run_dir, scene_ids(scenes))
     if reused:
         from rich.markup import escape
 
         log(escape(reused))
     with writer.lock():
-        ids = [s.id for s in scenes]
-        scene_of = {s.id: s for s in scenes}
+        ids = scene_ids(scenes)
+        index_of = {sid: i for i, sid in enumerate(ids)}
         shards = make_shards(scenes, cfg.batch_size)
         settings = SimSettings(backend=cfg.backend, device=cfg.device, agents=cfg.agents, seed=cfg.seed,
                                threads=cfg.threads, carla_host=cfg.carla_host, carla_ports=cfg.carla_port,
@@ -280,8 +285,8 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
 
             def commit(key: str, rows: CheckpointRows) -> None:
                 stored_scenes.result()
-                writer.commit(key, by_key[key].attrs(cfg.backend), rows, [scene_of[i] for i in rows.scenario_ids],
-                              root)
+                writer.commit(key, by_key[key].attrs(cfg.backend), rows,
+                              take(scenes, [index_of[i] for i in rows.scenario_ids]), root)
 
             race, vids = None, ids  # --budget: the race's section of the verdict, judged on its common scenes
             if cfg.budget:

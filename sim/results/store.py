@@ -37,6 +37,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from scenarios.scene_file import scene_ids
 from sim.results.errors import EvaluationError
 from sim.results.reader import open_index, read_sampled_group, read_schema_version, scenario_ids_of
 from sim.results.schema import (
@@ -291,17 +292,19 @@ class ResultsWriter:
         grp = f.require_group("scenarios")
         ids = list(json.loads(attr_value(grp.attrs["ids"]))) if "ids" in grp.attrs else []
         rows = {s: i for i, s in enumerate(ids)}
-        fresh = list({s.id: s for s in scenes if s.id not in rows}.values())
+        given = scene_ids(scenes)  # a streamed SceneFile's without decoding: only new scenes are read
+        fresh = list({sid: j for j, sid in enumerate(given) if sid not in rows}.items())
         if fresh:
             to_record = record or scene_record
             with self._part("scenes") as (pf, rel):
-                for s in fresh:
-                    rows[s.id] = len(ids)
-                    ids.append(s.id)
-                    _write_scene(pf.create_group(f"scenarios/s{rows[s.id]:05d}"),
+                for sid, j in fresh:
+                    rows[sid] = len(ids)
+                    ids.append(sid)
+                    s = scenes[j]
+                    _write_scene(pf.create_group(f"scenarios/s{rows[sid]:05d}"),
                                  s if isinstance(s, SceneRecord) else to_record(s))
-            for s in fresh:
-                grp[f"s{rows[s.id]:05d}"] = h5py.ExternalLink(rel, f"/scenarios/s{rows[s.id]:05d}")
+            for sid, _ in fresh:
+                grp[f"s{rows[sid]:05d}"] = h5py.ExternalLink(rel, f"/scenarios/s{rows[sid]:05d}")
             grp.attrs["ids"] = to_json(ids)
         return rows
 

@@ -295,3 +295,59 @@ def test_evaluate_cli_scene_window_gives_the_same_results_file_rows(tmp_path, ca
     assert main([*common, "--scene-window", "-1", "--out", str(tmp_path / "c.h5")]) != 0
     err = capsys.readouterr().err
     assert "--scene-window" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("executor", ["local", pytest.param("processes", marks=pytest.mark.slow)])
+def test_streamed_scenes_give_the_same_results_file_as_held_ones(tmp_path, capsys, executor):
+    """A version-3 file of more scenes than --scene-window is streamed (never held whole); the results file has the
+    same rows and the same stored scenes as when the scenes are held (--scene-window 0), on either executor."""
+    import h5py
+
+    from scenarios.io import save_scenarios
+    from sim.evaluate import main
+    from sim.results.reader import read_checkpoints
+
+    scenes = [straight_scene(i, 24 + i % 5, num_agents=1 + i % 3, init_step=4 + (i % 7 == 0)) for i in range(70)]
+    path = save_scenarios(tmp_path / "scenes.npz", scenes)
+    common = ["--baseline", "constant-velocity", "--baseline", "log-replay", "--scenarios", str(path),
+              "--batch-size", "8", "--no-progress", "--executor", executor, "--scenario-cache", ""]
+    a, b = tmp_path / "held.h5", tmp_path / "streamed.h5"
+    assert main([*common, "--scene-window", "0", "--out", str(a)]) == 0
+    assert "Streaming" not in capsys.readouterr().out
+    assert main([*common, "--scene-window", "16", "--out", str(b)]) == 0
+    assert "Streaming 70 scenes" in capsys.readouterr().out
+    ra, rb = ({s.key: s.rows for s in read_checkpoints(p)} for p in (a, b))
+    assert ra.keys() == rb.keys() and len(ra) == 2
+    for k in ra:
+        ia, ib = np.argsort(ra[k].scenario_ids), np.argsort(rb[k].scenario_ids)
+        assert list(np.asarray(ra[k].scenario_ids)[ia]) == sorted(s.id for s in scenes)
+        assert list(np.asarray(rb[k].scenario_ids)[ib]) == sorted(s.id for s in scenes)
+        for name in ra[k].metrics:
+            np.testing.assert_array_equal(ra[k].metrics[name][ia], rb[k].metrics[name][ib], err_msg=name)
+    with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+        assert fa["scenarios"].attrs["ids"] == fb["scenarios"].attrs["ids"]
+        for name in fa["scenarios"]:
+            ga, gb = fa["scenarios"][name], fb["scenarios"][name]
+            assert ga.attrs.keys() == gb.attrs.keys(), name
+            for k in ga.attrs:
+                np.testing.assert_array_equal(ga.attrs[k], gb.attrs[k], err_msg=f"{name} {k}")
+            for ds in ga:
+                if isinstance(ga[ds], h5py.Dataset):
+                    np.testing.assert_array_equal(ga[ds][()], gb[ds][()], err_msg=f"{name}/{ds}")
+
+
+def test_a_worker_keeps_the_batches_of_its_own_shards_of_a_window():
+    from sim.evaluation.executors import batches_held, scene_windows, worker_batches_held
+
+    cands = [baseline("constant-velocity"), baseline("log-replay")]
+    shards = [tuple(range(i, min(i + 4, 50))) for i in range(0, 50, 4)]  # 13 shards of at most 4 scenes
+    todo = {c.key: set(range(50)) for c in cands}
+    units = make_units(cands, shards, todo, 16)  # windows of 4 shards (the last one 1)
+    assert [len(w) for w in scene_windows(shards, 16)] == [4, 4, 4, 1] and batches_held(shards, 16) == 5
+    for n_w, expect in ((1, 5), (2, 3), (3, 3), (4, 2)):  # shard k goes to worker k mod W, as ProcessExecutor deals
+        plans = [[u for u in units if u.shard % n_w == w] for w in range(n_w)]
+        assert max(worker_batches_held(p, 5) for p in plans) == expect
+        for p in plans:  # never more than one window of its own shards plus one, never above the call's cap
+            mine = {u.window: {v.shard for v in p if v.window == u.window} for u in p}
+            assert worker_batches_held(p, 5) == min(5, max(map(len, mine.values())) + 1)
+    assert worker_batches_held([], 5) == 1
