@@ -52,8 +52,9 @@ class EvalConfig:
     batch_size: int = _f(64, "scenes simulated together", range=at_least(1, MAX_BATCH))
     scene_window: int = _f(512, "scenes whose batches a process holds at once: a larger scene set runs window by "
                            "window, every checkpoint on one window before the next (each batch built once; memory "
-                           "grows with the window, not the scene set; a checkpoint's rows are committed per window; "
-                           "0: one window)", metavar="N", range=at_least(0))
+                           "grows with the window, not the scene set; a checkpoint's rows are committed per window; a "
+                           "larger set in a project .npz file is streamed from it, not held; 0: one window)",
+                           metavar="N", range=at_least(0))
     device: str = _f("cpu", "torch device: cpu, cuda, cuda:N, or auto (CUDA only from a batch size where it is "
                               "faster; the choice is printed)")
     threads: int = _f(1, "torch CPU threads per process (small tensors: 1 is fastest)", range=at_least(1, 1024))
