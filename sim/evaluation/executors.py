@@ -1,4 +1,4 @@
-"""Executors: run (checkpoint x scenario shard) work units locally, in worker processes, or as Ray tasks.
+"""Executors: run (checkpoint x scenario shard) work units locally, in worker processes, or on Ray actors.
 
 A work unit is one checkpoint (or baseline) on one shard of scenes; :func:`evaluate_unit`
 is the pure function every executor calls, so the process and Ray executors give the same numbers
@@ -493,8 +493,28 @@ class LocalExecutor:
         _BATCHES.clear()
 
 
-def _ray_unit(unit: WorkUnit, scenes: list[Scenario], settings: SimSettings) -> UnitResult:
-    return evaluate_unit(unit, scenes, settings)
+def deal(units: Sequence[WorkUnit], workers: int) -> list[list[WorkUnit]]:
+    """Units dealt to at most ``workers`` workers by shard (shard k of the sorted shards to worker k mod W), each
+    worker's in the given order (window by window, checkpoint by checkpoint: :func:`make_units`): a shard's batch is
+    built by one worker only and reused for every checkpoint. No worker gets nothing."""
+    shards = sorted({u.shard for u in units})
+    n_w = max(1, min(workers, len(shards)))
+    owner = {sh: k % n_w for k, sh in enumerate(shards)}
+    plans: list[list[WorkUnit]] = [[] for _ in range(n_w)]
+    for u in units:
+        plans[owner[u.shard]].append(u)
+    return [p for p in plans if p]
+
+
+class _RayWorker:
+    """One Ray actor of :class:`RayExecutor`: its shards' scenes and the call's settings, kept across its units (so
+    its batches are too, as a worker process keeps them)."""
+
+    def __init__(self, scenes: Any, settings: SimSettings) -> None:
+        self.scenes, self.settings = scenes, settings
+
+    def run(self, unit: WorkUnit) -> UnitResult:
+        return evaluate_unit(unit, [self.scenes[i] for i in unit.scenes], self.settings)
 
 
 RAY_CONNECT_TIMEOUT_S = 30.0  # --ray-address: how long to wait for a cluster before a one-line error
@@ -530,7 +550,12 @@ def wait_for_ray(address: str, timeout_s: float = RAY_CONNECT_TIMEOUT_S) -> None
 
 
 class RayExecutor:
-    """Runs units as Ray tasks on a local ``ray.init()`` or a cluster address.
+    """Runs units on Ray actors, on a local ``ray.init()`` or a cluster address.
+
+    One actor per CPU of the cluster (at most one per shard); shards are dealt to the actors as
+    :class:`ProcessExecutor` deals them to its workers (:func:`deal`), and each actor runs its units in order, so a
+    shard's batch is built once, by one actor, and reused for every checkpoint. An actor gets its shards' scenes;
+    on a local instance a streamed :class:`~scenarios.scene_file.SceneFile` goes as its path and index instead.
 
     Args:
         address: Ray cluster address (``auto``, ``ray://host:10001``); None starts a local instance.
@@ -548,6 +573,7 @@ class RayExecutor:
             raise EvaluationError("--executor ray needs Ray: pip install 'driveselect[ray]'") from None
         self._ray = ray
         self._started = False
+        self._actors: list = []
         if not ray.is_initialized():
             if address:
                 wait_for_ray(address, connect_timeout_s)
@@ -562,15 +588,22 @@ class RayExecutor:
             self._started = True
 
     def run(self, units: Sequence[WorkUnit], scenes: Sequence[Scenario], settings: SimSettings) -> Iterator[UnitResult]:
-        """Submit every unit, yield results as they complete (any order)."""
+        """Start the actors and submit every unit now; yield results as they complete (any order)."""
         ray = self._ray
-        remote = ray.remote(num_cpus=1, max_retries=0)(_ray_unit)
-        shard_refs: dict[tuple[int, ...], Any] = {}
+        actor = ray.remote(num_cpus=1, max_restarts=0)(_RayWorker)
+        self._kill_actors()
         pending = []
-        for u in units:
-            if u.scenes not in shard_refs:
-                shard_refs[u.scenes] = ray.put([scenes[i] for i in u.scenes])
-            pending.append(remote.remote(u, shard_refs[u.scenes], settings))
+        for plan in deal(units, int(ray.cluster_resources().get("CPU", 1))):
+            local_file = self._started and isinstance(scenes, SceneFile)  # this machine's file: read it there
+            mine = scenes if local_file else {i: scenes[i] for u in plan for i in u.scenes}
+            a = actor.remote(mine, dataclasses.replace(settings,
+                                                       batches_held=worker_batches_held(plan, settings.batches_held)))
+            self._actors.append(a)
+            pending += [a.run.remote(u) for u in plan]  # an actor runs one caller's calls in submission order
+        return self._collect(pending)
+
+    def _collect(self, pending: list) -> Iterator[UnitResult]:
+        ray = self._ray
         try:
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
@@ -583,11 +616,17 @@ class RayExecutor:
                     raise EvaluationError(f"--executor ray: a task failed ({str(e).splitlines()[0][:200]})") from None
                 yield res
         finally:
-            for p in pending:
-                ray.cancel(p, force=True)
+            self._kill_actors()
+
+    def _kill_actors(self) -> None:
+        for a in self._actors:
+            self._ray.kill(a)
+        self._actors = []
 
     def close(self) -> None:
-        """Shut down the local Ray instance this executor started."""
+        """Stop the actors; shut down the local Ray instance this executor started."""
+        if self._ray.is_initialized():
+            self._kill_actors()
         if self._started and self._ray.is_initialized():
             self._ray.shutdown()
 
@@ -633,12 +672,7 @@ class ProcessExecutor:
         complete (any order) and raises a unit's error."""
         import multiprocessing as mp
 
-        shards = sorted({u.shard for u in units})
-        n_w = max(1, min(self.workers, len(shards)))
-        owner = {sh: k % n_w for k, sh in enumerate(shards)}
-        plans: list[list[WorkUnit]] = [[] for _ in range(n_w)]
-        for u in units:  # units come checkpoint by checkpoint: each worker keeps that order
-            plans[owner[u.shard]].append(u)
+        plans = deal(units, self.workers)
         self.close()
         ctx = mp.get_context("spawn")
         self._queue = results = ctx.Queue()

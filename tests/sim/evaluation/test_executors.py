@@ -83,14 +83,40 @@ def test_ray_executor_matches_local(tmp_path):
     shards = make_shards(scenes, 3)
     units = make_units(cands, shards, {c.key: set(range(len(scenes))) for c in cands})
     local = {(r.key, r.shard): r.rows for r in LocalExecutor().run(units, scenes, SimSettings())}
+    from scenarios.io import save_scenarios
+    from scenarios.scene_file import SceneFile
+
+    streamed = SceneFile.open(save_scenarios(tmp_path / "scenes.npz", scenes), cache_blocks=1)
     ex = RayExecutor(num_cpus=2)
     try:
         remote = {(r.key, r.shard): r.rows for r in ex.run(units, scenes, SimSettings())}
+        from_file = {(r.key, r.shard): r.rows for r in ex.run(units, streamed, SimSettings())}  # read by the actors
     finally:
         ex.close()
     assert not ray.is_initialized()
-    assert remote.keys() == local.keys() and len(local) == len(units)
+    assert remote.keys() == local.keys() == from_file.keys() and len(local) == len(units)
     _assert_same_rows(local, remote)
+    _assert_same_rows(local, from_file)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(1, 4), min_size=1, max_size=12), st.integers(1, 3), st.integers(0, 9),
+       st.integers(1, 5))
+def test_deal_gives_each_shard_to_one_worker_and_keeps_unit_order(sizes, n_cands, window, workers):
+    from sim.evaluation.executors import deal
+
+    starts = np.cumsum([0, *sizes])
+    shards = [tuple(range(a, b)) for a, b in zip(starts[:-1], starts[1:], strict=True)]
+    cands = [baseline("constant-velocity"), baseline("log-replay"), baseline("constant-velocity")][:n_cands]
+    cands = [dataclasses.replace(c, key=f"{c.key}{i}") for i, c in enumerate(cands)]
+    units = make_units(cands, shards, {c.key: set(range(int(starts[-1]))) for c in cands}, window)
+    plans = deal(units, workers)
+    assert len(plans) == min(workers, len(shards)) and all(plans)
+    assert sorted((u.key, u.shard) for p in plans for u in p) == sorted((u.key, u.shard) for u in units)
+    owners = {u.shard: {k for k, p in enumerate(plans) if u in p} for u in units}
+    assert all(len(v) == 1 for v in owners.values())  # a shard's batch is built by one worker
+    for p in plans:  # each worker keeps the units' order
+        assert [units.index(u) for u in p] == sorted(units.index(u) for u in p)
 
 
 def _assert_same_rows(local: dict, other: dict) -> None:
