@@ -47,11 +47,13 @@ def env_rate(n: int, steps: int = 80) -> float:
 
 def ppo_rate(n: int, iterations: int) -> float:
     from stable_baselines3 import PPO
+    from stable_baselines3.common.logger import Logger
 
     from sim.rl.gym_env import make_sb3_vec_env
 
     env = make_sb3_vec_env(n, scenarios="procedural:train")
     model = PPO("MlpPolicy", env, n_steps=80, batch_size=n * 80 // 4, n_epochs=4, device="cpu", seed=0)
+    model.set_logger(Logger(None, []))  # SB3's default logger makes a /tmp/SB3-<time> folder per model
     model.learn(n * 80)  # warm-up iteration
     t = time.perf_counter()
     model.learn(n * 80 * iterations, reset_num_timesteps=False)

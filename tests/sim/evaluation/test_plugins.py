@@ -43,14 +43,17 @@ def scenes():
 @pytest.fixture(scope="module")
 def sb3_zips(tmp_path_factory, scenes):
     from stable_baselines3 import PPO, SAC
+    from stable_baselines3.common.logger import Logger
 
     d = tmp_path_factory.mktemp("sb3")
     env = ge.make_sb3_vec_env(2, scenes=scenes)
     ppo = PPO("MlpPolicy", env, n_steps=16, batch_size=32, n_epochs=1, device="cpu", seed=0)
+    ppo.set_logger(Logger(None, []))  # SB3's default logger makes a /tmp/SB3-<time> folder per model
     ppo.learn(32)
     ppo.save(d / "rl_model_32_steps.zip")
     sac = SAC("MlpPolicy", env, learning_starts=4, batch_size=8, device="cpu", seed=0,
               policy_kwargs={"net_arch": [32, 32]})
+    sac.set_logger(Logger(None, []))
     sac.learn(8)
     sac.save(d / "sac.zip")
     return d

@@ -106,9 +106,11 @@ def test_bad_action_shape_is_refused(scenes):
 
 def test_sb3_ppo_trains_on_the_vec_env(scenes):
     from stable_baselines3 import PPO
+    from stable_baselines3.common.logger import Logger
 
     env = ge.make_sb3_vec_env(4, scenes=scenes)
     model = PPO("MlpPolicy", env, n_steps=80, batch_size=80, n_epochs=1, device="cpu", seed=0)
+    model.set_logger(Logger(None, []))  # SB3's default logger makes a /tmp/SB3-<time> folder per model
     model.learn(320)
     assert model.num_timesteps == 320
     assert len(model.ep_info_buffer) == 4  # one finished episode per env, through info["episode"]
