@@ -665,37 +665,47 @@ class ProcessExecutor:
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or os.cpu_count() or 1
         self._procs: list = []
+        self._starts: list[threading.Thread] = []
         self._queue = None
 
     def run(self, units: Sequence[WorkUnit], scenes: Sequence[Scenario], settings: SimSettings) -> Iterator[UnitResult]:
-        """Start the workers now (they start up beside the caller's own setup); the iterator yields results as they
-        complete (any order) and raises a unit's error."""
+        """Start the workers now, each from a thread of its own, and return at once: a spawned worker reads its
+        arguments only once it has imported torch, so starting them one after the other would hold the caller (and
+        every later worker) for that long. The iterator yields results as they complete (any order) and raises a
+        unit's error, or the error that kept a worker from starting."""
         import multiprocessing as mp
 
         plans = deal(units, self.workers)
         self.close()
         ctx = mp.get_context("spawn")
         self._queue = results = ctx.Queue()
-        procs = self._procs
-        try:
-            for plan in plans:
-                held = worker_batches_held(plan, settings.batches_held)
-                # a worker gets only its shards' scenes; a streamed file goes as its path and index, read there
-                mine = scenes if isinstance(scenes, SceneFile) else {i: scenes[i] for u in plan for i in u.scenes}
-                p = ctx.Process(target=_process_worker,
-                                args=(plan, mine, dataclasses.replace(settings, batches_held=held), results),
-                                daemon=True)
-                p.start()
-                procs.append(p)
-        except BaseException:
-            self.close()
-            raise
-        return self._collect(len(units), procs, results)
+        procs, starts, errors = self._procs, self._starts, []
 
-    def _collect(self, n_units: int, procs: list, results) -> Iterator[UnitResult]:
+        def start(p) -> None:
+            try:
+                p.start()
+            except BaseException as e:  # noqa: BLE001 - raised by the results iterator
+                errors.append(e)
+
+        for plan in plans:
+            held = worker_batches_held(plan, settings.batches_held)
+            # a worker gets only its shards' scenes; a streamed file goes as its path and index, read there
+            mine = scenes if isinstance(scenes, SceneFile) else {i: scenes[i] for u in plan for i in u.scenes}
+            procs.append(ctx.Process(target=_process_worker, daemon=True,
+                                     args=(plan, mine, dataclasses.replace(settings, batches_held=held), results)))
+            starts.append(threading.Thread(target=start, args=(procs[-1],), name="worker-start", daemon=True))
+            starts[-1].start()
+        return self._collect(len(units), procs, results, starts, errors)
+
+    def _collect(self, n_units: int, procs: list, results, starts: list[threading.Thread],
+                 errors: list[BaseException]) -> Iterator[UnitResult]:
         import queue
 
         try:
+            for t in starts:
+                t.join()
+            if errors:
+                raise errors[0]
             for _ in range(n_units):
                 while True:
                     try:
@@ -709,18 +719,24 @@ class ProcessExecutor:
                     raise payload
                 yield payload
         finally:
-            _stop_workers(procs, results)
+            _stop_workers(procs, results, starts)
 
     def close(self) -> None:
         """Stop the workers of the last :meth:`run` (killed if still running: called after its results, or on an
         error)."""
-        _stop_workers(self._procs, self._queue)
-        self._procs, self._queue = [], None
+        _stop_workers(self._procs, self._queue, self._starts)
+        self._procs, self._starts, self._queue = [], [], None
 
 
-def _stop_workers(procs: list, results) -> None:
-    """Kill the worker processes still running, join them all and close their queue (each once)."""
+def _stop_workers(procs: list, results, starts: list[threading.Thread]) -> None:
+    """Once their starts are over, kill the worker processes still running, join those that started and close their
+    queue (each once)."""
+    for t in starts:
+        t.join()
+    starts.clear()
     for p in procs:
+        if p.pid is None:  # its start failed
+            continue
         if p.is_alive():
             p.kill()
         p.join()

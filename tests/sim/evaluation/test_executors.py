@@ -173,6 +173,29 @@ def test_process_executor_matches_local_and_reports_a_unit_error(tmp_path):
         list(ex.run([bad], scenes, SimSettings()))
 
 
+class _Unpicklable:
+    def __reduce__(self):
+        raise TypeError("this scene cannot be pickled")
+
+
+def test_a_worker_that_cannot_start_is_an_error_of_the_results_and_close_still_works():
+    """Workers start from threads of their own (run() returns at once): a start that fails is raised by the
+    results, the other worker is stopped, and close() is safe before and after."""
+    from sim.evaluation.executors import ProcessExecutor
+
+    cv = baseline("constant-velocity")
+    scenes = [straight_scene(0, 30), _Unpicklable()]
+    units = make_units([cv], [(0,), (1,)], {cv.key: {0, 1}})
+    ex = ProcessExecutor(workers=2)
+    results = ex.run(units, scenes, SimSettings())
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        list(results)
+    ex.close()
+    assert ex._procs == [] and ex._starts == []
+    ex.run(units, scenes, SimSettings())  # never iterated: close() joins the starts and stops the worker
+    ex.close()
+
+
 @pytest.mark.slow
 def test_evaluate_cli_runs_on_worker_processes(tmp_path, capsys):
     from sim.evaluate import main
