@@ -125,6 +125,19 @@ def _write_sampled(g: h5py.Group, rows: SampledRows) -> None:
         m.create_dataset(k, data=np.asarray(v, dtype=np.float64))
 
 
+def _set_attr(attrs: h5py.AttributeManager, key: str, value: Any) -> None:
+    """Set attribute ``key`` unless it already holds ``value``. HDF5 does not reuse the space of a rewritten large
+    attribute: the root's (a digest per scene, about 50 bytes each) written again at every commit grew the index by
+    its size each time, and every commit copies the index (10,000 scenes: about 0.5 MB more per commit)."""
+    if key in attrs:
+        try:
+            if np.array_equal(np.asarray(attrs[key]), np.asarray(value)):
+                return
+        except (TypeError, ValueError):  # not comparable: written again
+            pass
+    attrs[key] = value
+
+
 class ResultsWriter:
     """Appends to one results file: index ``path`` plus commit files in ``<path>.parts/``.
 
@@ -282,7 +295,7 @@ class ResultsWriter:
     @staticmethod
     def _set_root(f: h5py.File, root: Mapping[str, Any]) -> None:
         for k, v in root.items():
-            f.attrs[k] = v if not isinstance(v, Mapping | list | tuple) else to_json(v)
+            _set_attr(f.attrs, k, v if not isinstance(v, Mapping | list | tuple) else to_json(v))
 
     def _add_scenes(self, f: h5py.File, scenes: Sequence[Any],
                     record: Callable[[Any], SceneRecord] | None = None) -> dict[str, int]:
@@ -305,7 +318,7 @@ class ResultsWriter:
                                  s if isinstance(s, SceneRecord) else to_record(s))
             for sid, _ in fresh:
                 grp[f"s{rows[sid]:05d}"] = h5py.ExternalLink(rel, f"/scenarios/s{rows[sid]:05d}")
-            grp.attrs["ids"] = to_json(ids)
+            _set_attr(grp.attrs, "ids", to_json(ids))
         return rows
 
     def prepare(self, scenes: Sequence[Any], root: Mapping[str, Any],
