@@ -18,6 +18,15 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+BATCH_ELEMENTS = 1 << 17  # resampled indices per batch of resamples: a statistic's temporaries follow it, not n
+
+
+def resample_batch(n: int) -> int:
+    """Resamples computed together over ``n`` items: 64, fewer from 2,048 items on (about :data:`BATCH_ELEMENTS`
+    indices a batch), so the statistics' temporaries (e.g. ``[checkpoints, batch, n]`` gathers) stay bounded
+    whatever the number of scenes."""
+    return max(1, min(64, BATCH_ELEMENTS // max(1, n)))
+
 
 def index_bootstrap(stat_fn: Callable[[np.ndarray], np.ndarray], n: int, n_stats: int, n_resamples: int,
                     seed: int, confidence: float, groups: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -57,8 +66,9 @@ def index_bootstrap(stat_fn: Callable[[np.ndarray], np.ndarray], n: int, n_stats
         warnings.simplefilter("ignore")
         from scipy.stats import bootstrap
 
-        res = bootstrap(samples, statistic, vectorized=True, paired=False, n_resamples=n_resamples, batch=64,
-                        method="percentile", confidence_level=confidence, rng=np.random.default_rng(seed))
+        res = bootstrap(samples, statistic, vectorized=True, paired=False, n_resamples=n_resamples,
+                        batch=resample_batch(n), method="percentile", confidence_level=confidence,
+                        rng=np.random.default_rng(seed))
     lo = np.array(res.confidence_interval.low, dtype=np.float64).reshape(n_stats)
     hi = np.array(res.confidence_interval.high, dtype=np.float64).reshape(n_stats)
     dist = np.asarray(res.bootstrap_distribution, dtype=np.float64).reshape(n_stats, -1)

@@ -39,3 +39,27 @@ def test_strata_keep_their_counts_and_undefined_resamples_are_left_out():
     lo, hi = index_bootstrap(ratio, 4, 1, 199, 0, 0.9)
     assert np.isfinite(lo[0]) and np.isfinite(hi[0]) and 0 <= lo[0] <= hi[0] <= 1
     assert np.isnan(index_bootstrap(ratio, 1, 1, 199, 0, 0.9)[0][0])
+
+
+def test_many_items_are_resampled_in_small_batches_with_one_stratum_unchanged(monkeypatch):
+    """From 2,048 items on, fewer resamples are computed together (the statistic's temporaries stay bounded: a
+    [checkpoints, batch, scenes] gather at 10,000 scenes was about 100 MB a batch of 64); with one stratum the
+    resamples, hence the interval, are the same as in batches of 64 (the generator's draws come in one stream)."""
+    import sim.selection.bootstrap as bs
+
+    assert bs.resample_batch(500) == bs.resample_batch(2048) == 64 and bs.resample_batch(10_000) == 13
+    assert bs.resample_batch(10**9) == 1
+    v = np.random.default_rng(1).normal(size=10_000)
+    sizes: list[int] = []
+
+    def mean(idx):
+        sizes.append(np.atleast_2d(idx).shape[0])
+        return v[idx].mean(-1)[None]
+
+    small = index_bootstrap(mean, len(v), 1, 99, 3, 0.9)
+    assert max(sizes) == 13
+    monkeypatch.setattr(bs, "resample_batch", lambda n: 64)
+    sizes.clear()
+    large = index_bootstrap(mean, len(v), 1, 99, 3, 0.9)
+    assert max(sizes) == 64
+    np.testing.assert_allclose(small, large, rtol=0, atol=1e-12)
