@@ -22,7 +22,7 @@ BATCH_ELEMENTS = 1 << 17  # resampled indices per batch of resamples: a statisti
 
 
 def resample_batch(n: int) -> int:
-    """Resamples computed together over ``n`` items: 64, fewer from 2,048 items on (about :data:`BATCH_ELEMENTS`
+    """Resamples computed together over ``n`` items: 64, fewer above 2,048 items (about :data:`BATCH_ELEMENTS`
     indices a batch), so the statistics' temporaries (e.g. ``[checkpoints, batch, n]`` gathers) stay bounded
     whatever the number of scenes."""
     return max(1, min(64, BATCH_ELEMENTS // max(1, n)))

@@ -42,7 +42,7 @@ def test_strata_keep_their_counts_and_undefined_resamples_are_left_out():
 
 
 def test_many_items_are_resampled_in_small_batches_with_one_stratum_unchanged(monkeypatch):
-    """From 2,048 items on, fewer resamples are computed together (the statistic's temporaries stay bounded: a
+    """Above 2,048 items, fewer resamples are computed together (the statistic's temporaries stay bounded: a
     [checkpoints, batch, scenes] gather at 10,000 scenes was about 100 MB a batch of 64); with one stratum the
     resamples, hence the interval, are the same as in batches of 64 (the generator's draws come in one stream)."""
     import sim.selection.bootstrap as bs
