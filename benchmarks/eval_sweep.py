@@ -110,7 +110,9 @@ def main(argv=None) -> dict:
     from rich.console import Console
 
     from scenarios.io import save_scenarios
+    from scenarios.loading import streams
     from scenarios.procedural import generate_suite
+    from scenarios.scene_file import SceneFile
     from scenarios.suites import prepared_dir
     from sim.evaluate import EvalConfig, run
     from sim.scene_cache import SceneCache
@@ -183,7 +185,7 @@ def main(argv=None) -> dict:
             "executor_used": _executor_used(ecfg, n_sc, scenes),
             "compile": cfg.compile,
             "scene_window": ecfg.scene_window,
-            "scenes_streamed": 0 < ecfg.scene_window < n_sc,  # sim.evaluate streams a larger set from the file
+            "scenes_streamed": isinstance(scenes, SceneFile) and streams(3, n_sc, ecfg.scene_window),
         }
         print(json.dumps(res))
         return res

@@ -168,6 +168,12 @@ def load_scenes(spec: str | os.PathLike, *, split: str | None = None, cache_dir:
     return LoadReport(scenes, skipped, notes, files)
 
 
+def streams(version: int, count: int, window: int | None) -> bool:
+    """Whether :func:`load_scenes` streams a project file of format ``version`` holding ``count`` scenes for a
+    caller that holds ``window`` scenes at once (None or 0: any number): version 3 and more scenes than the window."""
+    return bool(window) and version >= 3 and count > window
+
+
 def _streamed(path: Path, window: int, strict: bool) -> LoadReport | None:
     """The report of a version-3 project file of more than ``window`` scenes, streamed; None for any other path (and
     for a file that cannot be indexed: the whole-file path reports it as usual)."""
@@ -181,7 +187,7 @@ def _streamed(path: Path, window: int, strict: bool) -> LoadReport | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             version, count = check_header(z)
-        if version < 3 or count <= window:
+        if not streams(version, count, window):
             return None
         inner: list[tuple[str, str]] = []
         scenes = SceneFile.open(path, inner, cache_blocks=blocks_for(window))

@@ -593,8 +593,8 @@ class RayExecutor:
         actor = ray.remote(num_cpus=1, max_restarts=0)(_RayWorker)
         self._kill_actors()
         pending = []
+        local_file = self._started and isinstance(scenes, SceneFile)  # this machine's file: the actors read it
         for plan in deal(units, int(ray.cluster_resources().get("CPU", 1))):
-            local_file = self._started and isinstance(scenes, SceneFile)  # this machine's file: read it there
             mine = scenes if local_file else {i: scenes[i] for u in plan for i in u.scenes}
             a = actor.remote(mine, dataclasses.replace(settings,
                                                        batches_held=worker_batches_held(plan, settings.batches_held)))

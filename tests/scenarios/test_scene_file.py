@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scenarios.io import BLOCK, load_scenarios, save_scenarios
-from scenarios.loading import load_scenes
+from scenarios.loading import load_scenes, streams
 from scenarios.scenario import ScenarioError
 from scenarios.scene_file import SceneFile, blocks_for, scene_ids, scene_keys, take
 from tests.scenarios.test_scenario_io import _rewrite, _write_v2, assert_same, make_scene
@@ -103,6 +103,7 @@ def test_load_scenes_streams_a_version_3_file_of_more_scenes_than_the_window(tmp
     assert isinstance(streamed.scenes, SceneFile) and streamed.scenes.cache_blocks == blocks_for(BLOCK) == 3
     assert scene_ids(streamed.scenes) == scene_ids(held.scenes) and streamed.files == held.files
     assert isinstance(load_scenes(path).scenes, list)  # no window: held
+    assert streams(3, N, BLOCK) and not streams(2, N, BLOCK) and not streams(3, N, N) and not streams(3, N, None)
     _write_v2(tmp_path / "v2.npz", scenes[:5])
     assert isinstance(load_scenes(tmp_path / "v2.npz", window=2).scenes, list)  # version 2: read whole
     # a bad scene: skipped with its file and id, or the --strict error
@@ -117,3 +118,13 @@ def test_load_scenes_streams_a_version_3_file_of_more_scenes_than_the_window(tmp
     (tmp_path / "trunc.npz").write_bytes(path.read_bytes()[:5000])
     with pytest.raises(ScenarioError, match="trunc.npz"):
         load_scenes(tmp_path / "trunc.npz", window=4)
+
+
+def test_a_file_damaged_after_indexing_is_a_one_line_error_naming_it(tmp_path, scene_file):
+    path, scenes = scene_file
+    copy = save_scenarios(tmp_path / "s.npz", scenes[: BLOCK + 2])
+    f = SceneFile.open(copy)
+    copy.write_bytes(copy.read_bytes()[:4000])  # truncated once indexed: another process or thread reads it next
+    with pytest.raises(ScenarioError, match=r"s\.npz: block 1 unreadable since the file was indexed") as e:
+        pickle.loads(pickle.dumps(f))[BLOCK]
+    assert "\n" not in str(e.value)
