@@ -36,7 +36,7 @@ import torch
 
 from policy.device import pick_device
 from scenarios.scenario import AgentType, Polylines, RoadMap, Scenario, ScenarioError
-from sim.batch import make_batch
+from sim.batch import ScenarioBatch, make_batch
 from sim.compiled import StepCompile
 from sim.config import NUM_WAYPOINTS, SimError
 from sim.evaluation.shards import ShardPool, ShardSettings
@@ -196,6 +196,17 @@ def _policy(device: torch.device):
     return policy_fn
 
 
+def closed_loop(batch: ScenarioBatch, policy_fn, compile: StepCompile | None = None) -> None:
+    """One closed-loop pass as the product runs it: the rollout with ``policy_fn``, then every metric."""
+    from sim.metrics.registry import compute_metrics
+
+    with torch.no_grad():
+        ro = rollout(batch, policy_fn, compile=compile)
+        for v in compute_metrics(ro, batch, compile).values():
+            v.sum()
+    _sync(batch.device)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -227,8 +238,6 @@ def run(cfg: BenchConfig, scenes: list[Scenario] | None = None, kind: str = "") 
     if scenes is None:
         scenes, kind = _scenes(cfg)
     scenes = scenes[: cfg.batch]
-    from sim.metrics.registry import compute_metrics
-
     steps = max(s.agents.shape[1] for s in scenes) - 1 - scenes[0].init_step  # the batch's controlled steps
     ss = len(scenes) * steps
     if device.type == "cuda":
@@ -242,12 +251,7 @@ def run(cfg: BenchConfig, scenes: list[Scenario] | None = None, kind: str = "") 
         nonlocal batch, policy_fn
         if batch is None:  # built when first needed: after the worker pool is gone (peak memory)
             batch, policy_fn = make_batch(scenes, device=device, max_agents=cfg.agents), _policy(device)
-        with torch.no_grad():
-            ro = rollout(batch, policy_fn, compile=step_compile)
-            m = compute_metrics(ro, batch, step_compile)
-            for v in m.values():
-                v.sum()
-        _sync(device)
+        closed_loop(batch, policy_fn, step_compile)
 
     def timed(fn) -> float:
         t0 = time.perf_counter()
@@ -267,13 +271,13 @@ def run(cfg: BenchConfig, scenes: list[Scenario] | None = None, kind: str = "") 
             for v in pool.run(_policy).values():
                 v.sum()
 
-        closed_loop = sharded if pool is not None else in_process
-        closed_loop()  # warm-up (and compile, with --compile)
+        loop = sharded if pool is not None else in_process
+        loop()  # warm-up (and compile, with --compile)
         ours, theirs = [], []
         for _ in range(cfg.repeats):  # alternate: yardstick, ours, yardstick, ours, ...
             if proto is not None:
                 theirs.append(yardstick_rate(proto, device.type, len(scenes), cfg.agents, steps))
-            ours.append(ss / timed(closed_loop))
+            ours.append(ss / timed(loop))
         worker_peak = max((s.peak_rss_mb for s in pool.last_stats), default=0.0) if pool is not None else 0.0
     finally:
         if pool is not None:

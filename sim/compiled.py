@@ -13,7 +13,7 @@ Selected by a config value (:class:`StepCompile`, passed to :func:`sim.rollout.r
   pursuit and the speed error, about 40 elementwise operations on ``[B]``-``[B, K]``): 0.11 -> 0.04 ms per
   step at B=512 on one thread; float32 round-off differences as above.
 - ``"metric_filters"``: the conservative candidate filters of the collision and TTC metrics
-  (:func:`sim.metrics.base.pair_candidates`), elementwise work
+  (:func:`sim.metrics.pairs.pair_candidates`), elementwise work
   over every (scene, agent, step). The exact tests run eager on the candidates, so compiling them
   changes no metric. Measured on 2 cores at B=1024: 50 ms -> 10 ms per rollout, 8 s to compile once.
 - ``"route_projection"``: the route metrics' nearest route vertex (:func:`sim.geometry.nearest_vertex_fused`:

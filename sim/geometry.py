@@ -46,7 +46,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from torch import Tensor
 
-from scenarios.scenario import Scenario
+from scenarios.scenario import LENGTH, VX, VY, WIDTH, YAW, Scenario, X, Y
 from sim.config import SimError
 
 GRID_MARGIN = 5.0  # m beyond the drivable polygons' bounding box
@@ -625,33 +625,57 @@ def time_to_collision(ego: Tensor, ego_vel: Tensor, others: Tensor, others_vel: 
     if pair.numel() == 0:
         return out
     row = pair // n
-    e = ego.index_select(0, row)  # [P, ...] (index_select: the same rows as advanced indexing, faster on CPU)
+    e, o = ego.index_select(0, row), others.reshape(-1, others.shape[-1]).index_select(0, pair)
     d, w = d.reshape(-1, 2).index_select(0, pair), w.reshape(-1, 2).index_select(0, pair)
-    others = others.reshape(-1, others.shape[-1]).index_select(0, pair)
-    ca, sa = torch.cos(e[:, 2]), torch.sin(e[:, 2])
-    cb, sb = torch.cos(others[:, 2]), torch.sin(others[:, 2])
-    la, wa = e[:, 3] / 2, e[:, 4] / 2
-    lb, wb = others[:, 3] / 2, others[:, 4] / 2
+    t = _ttc_core(d[:, 0], d[:, 1], w[:, 0], w[:, 1], e[:, 2], e[:, 3], e[:, 4], o[:, 2], o[:, 3], o[:, 4])
+    return out.scatter_reduce(0, row, t, reduce="amin")
+
+
+def pair_time_to_collision(ego: Tensor, other: Tensor) -> Tensor:
+    """:func:`time_to_collision` of P pairs of agents, pair i being ``ego[i]`` and ``other[i]``, without a filter.
+
+    Args:
+        ego, other: float32 ``[P, 7]`` states (x, y, yaw, vx, vy, length, width: the
+            :mod:`scenarios.scenario` columns; m, rad, m/s) at the current step.
+
+    Returns:
+        ``[P]`` seconds to the first projected overlap (a multiple of :data:`TTC_STEP`); :data:`TTC_NONE` where
+        none within the horizon or where the boxes overlap at time 0.
+    """
+    return _ttc_core(
+        other[:, X] - ego[:, X], other[:, Y] - ego[:, Y], other[:, VX] - ego[:, VX], other[:, VY] - ego[:, VY],
+        ego[:, YAW], ego[:, LENGTH], ego[:, WIDTH], other[:, YAW], other[:, LENGTH], other[:, WIDTH],
+    )
+
+
+def _ttc_core(
+    dx: Tensor, dy: Tensor, wx: Tensor, wy: Tensor, yaw_a: Tensor, len_a: Tensor, wid_a: Tensor, yaw_b: Tensor,
+    len_b: Tensor, wid_b: Tensor,
+) -> Tensor:
+    """The closed-form TTC of :func:`time_to_collision` per pair (all ``[P]``): centre offset ``(dx, dy)`` m and
+    relative velocity ``(wx, wy)`` m/s of box b from box a, their headings (rad), lengths and widths (m)."""
+    ca, sa = torch.cos(yaw_a), torch.sin(yaw_a)
+    cb, sb = torch.cos(yaw_b), torch.sin(yaw_b)
+    la, wa = len_a / 2, wid_a / 2
+    lb, wb = len_b / 2, wid_b / 2
     cr = (ca * cb + sa * sb).abs()
     sr = (sa * cb - ca * sb).abs()
-    axes = torch.stack(  # [P, 4, 2]: ego x, ego y, other x, other y
-        [torch.stack([ca, sa], -1), torch.stack([-sa, ca], -1), torch.stack([cb, sb], -1), torch.stack([-sb, cb], -1)],
-        dim=-2,
-    )
+    ux = torch.stack([ca, -sa, cb, -sb])  # [4, P] the separating axes: a's x, a's y, b's x, b's y
+    uy = torch.stack([sa, ca, sb, cb])
     reach = torch.stack(
-        [la + lb * cr + wb * sr, wa + lb * sr + wb * cr, lb + la * cr + wa * sr, wb + la * sr + wa * cr], dim=-1
-    )  # [P, 4] half extents summed along each axis
-    p0 = (axes * d[:, None, :]).sum(-1)  # [P, 4] projected centre gap at t = 0
-    q = (axes * w[:, None, :]).sum(-1)  # its rate, m/s
+        [la + lb * cr + wb * sr, wa + lb * sr + wb * cr, lb + la * cr + wa * sr, wb + la * sr + wa * cr]
+    )  # [4, P] half extents summed along each axis
+    p0 = ux * dx + uy * dy  # [4, P] projected centre gap at t = 0
+    q = ux * wx + uy * wy  # its rate, m/s
     moving = q.abs() > 1e-9
     qs = torch.where(moving, q, torch.ones_like(q))
     ta, tb = (-reach - p0) / qs, (reach - p0) / qs
     inf = torch.full_like(ta, float("inf"))
     still_in = p0.abs() <= reach
-    lo = torch.where(moving, torch.minimum(ta, tb), torch.where(still_in, -inf, inf)).amax(-1)  # [P]
-    hi = torch.where(moving, torch.maximum(ta, tb), torch.where(still_in, inf, -inf)).amin(-1)
+    lo = torch.where(moving, torch.minimum(ta, tb), torch.where(still_in, -inf, inf)).amax(0)  # [P]
+    hi = torch.where(moving, torch.maximum(ta, tb), torch.where(still_in, inf, -inf)).amin(0)
     now = (lo <= 0) & (hi >= 0)
     k = torch.ceil(lo.clamp(min=0, max=2 * TTC_HORIZON) / TTC_STEP - _TTC_EPS / TTC_STEP).clamp_min(1)
     t = k * TTC_STEP
     hit = ~now & (lo <= hi) & (t <= hi + _TTC_EPS) & (t <= TTC_HORIZON + _TTC_EPS)
-    return out.scatter_reduce(0, row, torch.where(hit, t, torch.full_like(t, TTC_NONE)), reduce="amin")
+    return torch.where(hit, t, torch.full_like(t, TTC_NONE))

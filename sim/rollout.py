@@ -5,6 +5,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import NamedTuple
 
 import torch
@@ -57,7 +58,9 @@ class Rollout:
     """The record of one batched closed-loop run.
 
     Attributes:
-        traj: float32 ``[B, A, T, 7]`` every agent's state at every step (ego closed-loop from init_step).
+        record: float32 ``[B, A, T, 7]`` every agent's state at every step (ego closed-loop from init_step); its
+            ego row (agent 0) is the ego's unless ``ego_row`` is given. Read it through :attr:`traj` (the whole
+            record) or :attr:`ego` and rows ``1:`` (the other agents).
         valid: bool ``[B, A, T]``.
         ego_action: float32 ``[B, T, 2]`` (accel m/s^2, curvature 1/m) applied at step t -> t+1; 0 outside control.
         obs: float32 ``[B, S, OBS_DIM]`` when recorded (obs at steps init_step..T-2, S = T - 1 - init_step).
@@ -65,9 +68,13 @@ class Rollout:
         agent_model: ``"log"`` or ``"idm"``.
         init_step: first controlled step.
         dt: seconds per step.
+        ego_row: float32 ``[B, T, 7]`` the ego's states when they are kept apart from ``record``: with log-replay
+            agents, the later rollouts of a batch share one read-only record of the other agents (``record`` and
+            ``valid``, which do not depend on the policy) and keep only the ego's row of their own (no
+            ``[B, A, T, 7]`` copy per rollout; :func:`rollout`).
     """
 
-    traj: Tensor
+    record: Tensor
     valid: Tensor
     ego_action: Tensor
     obs: Tensor | None
@@ -75,6 +82,22 @@ class Rollout:
     agent_model: str = "log"
     init_step: int = 0
     dt: float = 0.1
+    ego_row: Tensor | None = None
+
+    @property
+    def ego(self) -> Tensor:
+        """float32 ``[B, T, 7]`` the ego's states at every step."""
+        return self.record[:, 0] if self.ego_row is None else self.ego_row
+
+    @cached_property
+    def traj(self) -> Tensor:
+        """float32 ``[B, A, T, 7]`` every agent's state at every step, ego at agent 0 (a copy of the shared record
+        with the ego's row written in, made once on first use, when the ego is kept apart)."""
+        if self.ego_row is None:
+            return self.record
+        traj = self.record.clone()
+        traj[:, 0] = self.ego_row
+        return traj
 
 
 def rollout(
@@ -111,8 +134,9 @@ def rollout(
     Returns:
         :class:`Rollout`; steps up to init_step hold the log, scenes that end early freeze (valid False).
         With the default backend and log-replay agents, the second rollout of a batch keeps a copy of its
-        record (``traj`` and ``valid``, while the batch lives); later rollouts of that batch copy it and
-        write only the ego's row at each step (the other agents' rows do not depend on the policy).
+        record (``traj`` and ``valid``, while the batch lives); later rollouts of that batch share it, read-only,
+        and write only the ego's row (:attr:`Rollout.ego_row`, ``[B, T, 7]``) at each step: the other agents'
+        rows do not depend on the policy.
 
     Raises:
         SimError: the policy returned waypoints or controls of the wrong shape or an aux value without a
@@ -131,8 +155,10 @@ def rollout(
     template = _TEMPLATES.get(batch) if replay else None
     try:
         with torch.no_grad():
-            if template is not None:
-                traj, valid = template[0].clone(), template[1].clone()
+            ego_row = None
+            if template is not None:  # the shared record of the other agents; the ego's row is this rollout's own
+                traj, valid = template
+                ego_row = traj[:, 0].clone()
             else:  # recorded in place in the final [B, A, T, ...] layout; steps after t0 are all written below
                 traj = torch.empty_like(batch.log)
                 traj[:, :, : t0 + 1] = batch.log[:, :, : t0 + 1]
@@ -165,8 +191,8 @@ def rollout(
                     else:
                         accel, curvature = ctrl(out.to(batch.log.dtype), state.speed[:, 0])
                 state = backend.step(state, accel, curvature, t)
-                if template is not None:
-                    traj[:, 0, t + 1] = state.agents[:, 0]
+                if ego_row is not None:
+                    ego_row[:, t + 1] = state.agents[:, 0]
                 else:
                     traj[:, :, t + 1] = state.agents
                     valid[:, :, t + 1] = state.valid
@@ -179,7 +205,7 @@ def rollout(
         if own:
             backend.close()
     return Rollout(
-        traj=traj,
+        record=traj,
         valid=valid,
         ego_action=ego_action,
         obs=obs_buf,
@@ -187,6 +213,7 @@ def rollout(
         agent_model=getattr(backend, "agent_model", agents),
         init_step=t0,
         dt=batch.dt,
+        ego_row=ego_row,
     )
 
 

@@ -224,7 +224,7 @@ def _rows(ids: Sequence[str], ro, batch, compile: StepCompile | None = None) -> 
     from sim.metrics.registry import compute_metrics
 
     metrics = compute_metrics(ro, batch, compile)
-    ego = ro.traj[:, 0]  # [B, T, 7]
+    ego = ro.ego  # [B, T, 7]
     speed = torch.hypot(ego[..., 3], ego[..., 4])
     traj = torch.stack([ego[..., 0], ego[..., 1], ego[..., 2], speed], dim=-1).float()
     traj = torch.where(batch.step_valid[..., None], traj, torch.full_like(traj, float("nan")))

@@ -23,7 +23,8 @@ from torch import Tensor
 
 from scenarios.scenario import VX, VY, AgentType
 from sim.geometry import boxes_overlap
-from sim.metrics.base import Metric, _box, _pair_rows
+from sim.metrics.base import Metric, _box
+from sim.metrics.pairs import pair_rows
 
 OBJECT_COLLISION = 0.5  # no_at_fault_collisions after an at-fault hit on an object only (NAVSIM NC)
 STOPPED_SPEED = 0.05  # m/s; below this an agent is stopped (nuPlan's at-fault categories)
@@ -34,47 +35,75 @@ class CollisionSignals:
     """Mixin of :class:`~sim.metrics.context.MetricContext`: box overlaps and nuPlan's at-fault categories."""
 
     @cached_property
+    def overlap_hits(self) -> Tensor:
+        """int64 ``[H]`` flat indices ``b * (A-1) * T + a * T + t`` (ascending) of the (scene, agent, step) at which the
+        ego's box overlaps the agent's (both valid)."""
+        # only pairs whose bounding circles meet can overlap: the box test runs on those alone (same values)
+        idx = self.candidates[0]
+        ego_rows, other_rows = pair_rows(idx, *self.ro.valid.shape[1:])
+        hit = boxes_overlap(
+            _box(self.ego_rows.index_select(0, ego_rows)), _box(self.record_rows.index_select(0, other_rows)))
+        return idx[hit]
+
+    @cached_property
     def agent_overlap(self) -> Tensor:
         """bool ``[B, A-1, T]``: ego box overlaps other agent's box (both valid)."""
-        # only pairs whose bounding circles meet can overlap: the box test runs on those alone (same values)
-        cand = self.candidates[0]
-        idx = cand.reshape(-1).nonzero().squeeze(1)  # b * (A-1) * T + a * T + t
-        ego_rows, other_rows = _pair_rows(idx, cand.shape[1] + 1, cand.shape[2])
-        rows = self.ro.traj.reshape(-1, 7)
-        hit = boxes_overlap(_box(rows.index_select(0, ego_rows)), _box(rows.index_select(0, other_rows)))
-        return torch.zeros_like(cand).reshape(-1).index_put_((idx,), hit).reshape(cand.shape)
+        n_b, n_a, n_t = self.ro.valid.shape
+        out = torch.zeros(n_b * (n_a - 1) * n_t, dtype=torch.bool, device=self.ro.valid.device)
+        return out.index_fill_(0, self.overlap_hits, True).reshape(n_b, n_a - 1, n_t)
 
     @cached_property
     def collision(self) -> Tensor:
         """bool ``[B, T]``."""
-        return self.agent_overlap.any(1)
+        n_b, n_o, n_t = self.ro.valid.shape
+        n_o -= 1
+        idx = self.overlap_hits
+        out = torch.zeros(n_b * n_t, dtype=torch.bool, device=idx.device)
+        return out.index_fill_(0, idx // (n_o * n_t) * n_t + idx % n_t, True).reshape(n_b, n_t)
+
+    @cached_property
+    def first_contact(self) -> tuple[Tensor, Tensor]:
+        """``(first int64 [B, A-1], touched bool [B, A-1])``: each agent's first controlled step of contact with
+        the ego (0 where it has none), and whether it has one."""
+        n_b, n_o, n_t = self.ro.valid.shape
+        n_o -= 1
+        idx = self.overlap_hits
+        key, t = idx // n_t, idx % n_t  # key = b * (A-1) + a
+        at_control = self.controlled.reshape(-1).index_select(0, key // max(n_o, 1) * n_t + t)
+        first = torch.full((n_b * n_o,), n_t, dtype=torch.long, device=idx.device)
+        first = first.scatter_reduce(0, key[at_control], t[at_control], reduce="amin")
+        touched = first < n_t
+        return first.masked_fill(~touched, 0).view(n_b, n_o), touched.view(n_b, n_o)
+
+    def collided_at(self, idx: Tensor) -> Tensor:
+        """bool ``[P]`` for flat pair indices ``idx`` (as :attr:`overlap_hits`): the ego has touched the agent at
+        this controlled step or an earlier one (nuPlan drops such tracks from TTC from their first contact on)."""
+        n_t = self.ro.valid.shape[2]
+        first, touched = (x.reshape(-1) for x in self.first_contact)
+        key = idx // n_t
+        return touched.index_select(0, key) & (idx % n_t >= first.index_select(0, key))
 
     @cached_property
     def collided(self) -> Tensor:
-        """bool ``[B, A-1, T]``: the ego has touched the agent at this controlled step or an earlier one
-        (nuPlan drops such tracks from TTC from their first contact on)."""
-        hit = self.agent_overlap & self.controlled[:, None, :]
-        return hit.to(torch.int8).cummax(-1).values.bool() if hit.shape[-1] else hit
+        """bool ``[B, A-1, T]``: :meth:`collided_at` of every (scene, agent, step)."""
+        first, touched = self.first_contact
+        steps = torch.arange(self.ro.valid.shape[2], device=first.device)
+        return touched[..., None] & (steps >= first[..., None])
 
     @cached_property
     def fault_by_agent(self) -> tuple[Tensor, Tensor]:
         """``(at_fault bool [B, A-1], first int64 [B, A-1])``: each collided agent judged at its first contact
         step ``first`` (nuPlan's categories; see :attr:`first_collision_at_fault`)."""
-        hit = self.agent_overlap & self.controlled[:, None, :]  # [B, A-1, T]
-        n_b, n_o = hit.shape[:2]
-        first = hit.to(torch.int8).argmax(-1)  # [B, A-1]
-        if n_o == 0:
-            return torch.zeros(n_b, 0, dtype=torch.bool, device=hit.device), first
-        hit_any = hit.any(-1)
-
-        def at_first(x: Tensor) -> Tensor:  # [B, T] -> [B, A-1]
-            return x.gather(1, first)
-
-        ego_t = _box(self.ego.gather(1, first[..., None].expand(-1, -1, 7)))  # [B, A-1, 5]
-        idx = first[..., None, None].expand(-1, -1, 1, 7)
-        other_full = self.ro.traj[:, 1:].gather(2, idx)[:, :, 0]  # [B, A-1, 7]
+        first, touched = self.first_contact
+        fault = torch.zeros_like(touched)
+        b, a = touched.nonzero().unbind(1)  # [K] the agents the ego touched
+        if b.numel() == 0:
+            return fault, first
+        t = first[b, a]
+        ego_t = _box(self.ego[b, t])  # [K, 5]
+        other_full = self.ro.record[b, a + 1, t]  # [K, 7]
         other = _box(other_full)
-        ego_stopped = at_first(self.speed.abs()) < STOPPED_SPEED
+        ego_stopped = self.speed.abs()[b, t] < STOPPED_SPEED
         other_stopped = torch.hypot(other_full[..., VX], other_full[..., VY]) < STOPPED_SPEED
         c, s = torch.cos(ego_t[..., 2]), torch.sin(ego_t[..., 2])
 
@@ -91,12 +120,13 @@ class CollisionSignals:
         front_half = boxes_overlap(slab(half / 2, half), other)
         rear = ~front_half & (self.ro.agent_model == "log")
         # the lane test only at the first-contact steps (the costly part of the context)
-        need = torch.zeros(self.controlled.shape, dtype=torch.int8, device=hit.device)
-        need = need.scatter_reduce(1, first, hit_any.to(torch.int8), reduce="amax").bool()
-        fault = other_stopped | front | (~rear & at_first(self.lateral_exposed_at(need)))
+        need = torch.zeros(self.controlled.shape, dtype=torch.bool, device=b.device)
+        need[b, t] = True
+        at_fault = other_stopped | front | (~rear & self.lateral_exposed_at(need)[b, t])
         if self.ro.agent_model != "log":
-            fault = fault | ~front_half  # a reactive agent's rear-end: nuPlan exempts only non-reactive ones
-        return fault & ~ego_stopped & hit_any, first
+            at_fault = at_fault | ~front_half  # a reactive agent's rear-end: nuPlan exempts only non-reactive ones
+        fault[b, a] = at_fault & ~ego_stopped
+        return fault, first
 
     @cached_property
     def first_collision_at_fault(self) -> Tensor:

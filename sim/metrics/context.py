@@ -17,7 +17,7 @@ class MetricContext(ContextCore, ImitationSignals, CollisionSignals, DrivableSig
     """Shared intermediate results for one (rollout, batch) pair; each computed once, lazily.
 
     Args:
-        ro: the closed-loop rollout, ``traj [B, A, T, 7]`` (ego at agent 0).
+        ro: the closed-loop rollout (``ego [B, T, 7]``, the other agents in ``record [B, A, T, 7]``).
         batch: the batch it ran on (same B, A, T and ``init_step``).
         compile: compile the candidate filters and the route projection where it says so.
 

@@ -18,9 +18,10 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-from scenarios.scenario import LENGTH, VX, VY, YAW, X, Y
-from sim.geometry import TTC_NONE, time_to_collision
-from sim.metrics.base import TTC_MIN_SPEED, Metric, _box, _pair_rows
+from scenarios.scenario import LENGTH, YAW, X, Y
+from sim.geometry import TTC_NONE, pair_time_to_collision
+from sim.metrics.base import TTC_MIN_SPEED, Metric
+from sim.metrics.pairs import pair_rows
 
 TTC_OK = 0.95  # s
 AHEAD_ANGLE = math.radians(20.0)  # agent ahead of the ego (nuPlan idm/utils.py is_agent_ahead)
@@ -55,27 +56,23 @@ class TTCSignals:
             return out.reshape(n_b, n_t)
         # Candidate (scene, agent, step) pairs in the rollout's own [B, A-1, T] layout: a pair can
         # only collide within the horizon if its bounding circles meet at the relative motion's
-        # closest approach in [0, TTC_HORIZON] (1 mm slack against rounding). Each candidate goes
-        # through time_to_collision alone (which re-applies its own filter) and the per-step
-        # minimum is taken: the same values as one call per step with every agent.
-        cand = self.candidates[1]
-        idx = cand.reshape(-1).nonzero().squeeze(1)  # b * (A-1) * T + a * T + t
+        # closest approach in [0, TTC_HORIZON] (1 mm slack against rounding). Each kept candidate goes
+        # through the exact test alone and the per-step minimum is taken: the same values as
+        # time_to_collision once per step with every agent.
+        idx = self.candidates[1]  # b * (A-1) * T + a * T + t
         if idx.numel() == 0:
             return out.reshape(n_b, n_t)
-        ego_row = idx // ((n_a - 1) * n_t) * n_t + idx % n_t  # into [B * T]
-        ego_rows, other_rows = _pair_rows(idx, n_a, n_t)
-        rows = self.ro.traj.reshape(-1, 7)
-        pair = rows.index_select(0, other_rows)
-        e = rows.index_select(0, ego_rows)
+        ego_row, other_rows = pair_rows(idx, n_a, n_t)  # into [B * T] and [B * A * T]
+        pair = self.record_rows.index_select(0, other_rows)
+        e = self.ego_rows.index_select(0, ego_row)
         # nuPlan's candidates: not yet collided with, and ahead (or beside while the ego is exposed, below)
         ahead, behind = _relative_position(e, pair)
-        keep = ~self.collided.reshape(-1).index_select(0, idx) & ~behind  # ahead, or beside (decided below)
-        ttc = time_to_collision(
-            _box(e), e[:, VX : VY + 1], _box(pair)[:, None], pair[:, None, VX : VY + 1], keep[:, None]
-        )
+        keep = (~self.collided_at(idx) & ~behind).nonzero().squeeze(1)
+        e, pair, ahead, ego_row = e.index_select(0, keep), pair.index_select(0, keep), ahead[keep], ego_row[keep]
+        ttc = pair_time_to_collision(e, pair)
         # an agent beside the ego counts only while the ego is exposed (several lanes, an intersection lane, off
         # the drivable area): the lane test runs only at the steps where such an agent would collide
-        beside = keep & ~ahead & (ttc < TTC_NONE)
+        beside = ~ahead & (ttc < TTC_NONE)
         need = torch.zeros(n_b * n_t, dtype=torch.bool, device=out.device).index_fill_(0, ego_row[beside], True)
         exposed = self.beside_exposed_at(need.reshape(n_b, n_t)).reshape(-1).index_select(0, ego_row)
         ttc = torch.where(ahead | exposed, ttc, torch.full_like(ttc, TTC_NONE))

@@ -97,3 +97,24 @@ def test_eval_sweep_checks_scene_window_before_preparing_anything(capsys):
     with pytest.raises(SystemExit) as e:
         parse_args(["--scene-window", "-1"])
     assert e.value.code == 2 and "--scene-window must be >= 0" in capsys.readouterr().err
+
+
+def test_agent_scaling_times_every_count_in_the_same_rounds(capsys):
+    from benchmarks.agent_scaling import main as scaling_main
+
+    assert scaling_main(["--agents", "2,6", "--batch", "3", "--steps", "4", "--threads", "1", "--rounds", "2"]) == 0
+    rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rec["ratio_to"] == 2 and set(rec["agents"]) == {"2", "6"} and rec["batch"] == 3
+    first, more = rec["agents"]["2"], rec["agents"]["6"]
+    assert "ratio" not in first and first["rate"] >= first["rate_median"] > 0
+    assert more["ratio"] == pytest.approx(more["rate"] / first["rate"], rel=1e-2)
+    assert more["ratio_min"] <= more["ratio_median"] <= more["ratio_max"]
+
+
+@pytest.mark.parametrize("argv", [["--agents", "32,x"], ["--agents", "32,32"], ["--rounds", "0"]])
+def test_agent_scaling_refuses_bad_flags_in_one_line(argv, capsys):
+    from benchmarks.agent_scaling import main as scaling_main
+
+    with pytest.raises(SystemExit) as e:
+        scaling_main(argv)
+    assert e.value.code == 2 and "--" in capsys.readouterr().err.strip().splitlines()[-1]

@@ -290,3 +290,30 @@ def test_ttc_matches_brute_force(seed):
                     best = min(best, k * 0.1)
                     break
         assert float(got[i]) == pytest.approx(best, abs=1e-9)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 10_000))
+def test_pair_ttc_matches_brute_force(seed):
+    # the metrics' per-pair TTC (state rows: x, y, yaw, vx, vy, length, width) against stepping shapely boxes
+    from sim.geometry import pair_time_to_collision
+
+    rng = np.random.default_rng(seed)
+    p = 12
+    ego = np.concatenate([rng.uniform(-20, 20, (p, 2)), rng.uniform(-3, 3, (p, 1)), rng.uniform(-15, 15, (p, 2)),
+                          np.tile([4.5, 2.0], (p, 1))], 1)
+    oth = np.concatenate([rng.uniform(-30, 30, (p, 2)), rng.uniform(-3, 3, (p, 1)), rng.uniform(-15, 15, (p, 2)),
+                          rng.uniform(1, 5, (p, 2))], 1)
+    got = pair_time_to_collision(torch.tensor(ego), torch.tensor(oth))
+    for i in range(p):
+        e_box, o_box = ego[i, [0, 1, 2, 5, 6]], oth[i, [0, 1, 2, 5, 6]]
+        best = TTC_NONE
+        if not _poly(e_box).intersects(_poly(o_box)):
+            for k in range(1, 31):
+                e, o = e_box.copy(), o_box.copy()
+                e[:2] += ego[i, 3:5] * k * 0.1
+                o[:2] += oth[i, 3:5] * k * 0.1
+                if _poly(e).intersects(_poly(o)):
+                    best = k * 0.1
+                    break
+        assert float(got[i]) == pytest.approx(best, abs=1e-9)

@@ -257,10 +257,19 @@ def test_later_rollouts_of_a_batch_record_the_same_as_a_first_one(agents):
         rollout(warm, constant_velocity_policy(DT), agents=agents)
     assert (warm in _TEMPLATES) == (agents == "log")
     again = rollout(warm, brake, agents=agents)
-    fresh = rollout(make_batch(scenes()), brake, agents=agents)
+    assert (again.ego_row is not None) == (agents == "log")  # the record is shared, the ego's row its own
+    later = rollout(warm, constant_velocity_policy(DT), agents=agents)  # must not touch `again`
+    fresh_batch = make_batch(scenes())
+    fresh = rollout(fresh_batch, brake, agents=agents)
     assert not warm.step_valid.all()  # one scene ends early
     assert torch.equal(again.traj.nan_to_num(), fresh.traj.nan_to_num())
+    assert torch.equal(again.ego, fresh.ego) and not torch.equal(later.ego, fresh.ego)
     assert torch.equal(again.valid, fresh.valid) and torch.equal(again.ego_action, fresh.ego_action)
+    from sim.metrics.registry import compute_metrics
+
+    got, want = compute_metrics(again, warm), compute_metrics(fresh, fresh_batch)
+    for name, value in want.items():
+        torch.testing.assert_close(got[name], value, rtol=0, atol=0, equal_nan=True, msg=name)
     assert not torch.equal(again.traj[:, 0], rollout(warm, None, agents=agents).traj[:, 0])  # the ego did drive
 
 

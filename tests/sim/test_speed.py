@@ -244,18 +244,20 @@ def test_evaluate_auto_device_says_what_it_picked(tmp_path, capsys):
     assert f"device: {expected}" in out
 
 
-def test_candidate_filters_in_chunks_of_scenes_equal_one_piece(scenes, monkeypatch):
-    import sim.metrics.base as metrics
+def test_broad_phase_candidates_equal_one_pass_over_every_pair(scenes):
+    # the broad phase (chunks of steps out of reach skipped; a shared log-replay record's bounds kept) gives the
+    # one-pass filters' tables bit for bit, on a first rollout and on a later one that shares its batch's record
+    from sim.metrics.pairs import pair_candidates
 
     batch = make_batch(scenes, max_agents=32)
-    ro = rollout(batch, _fn(_policy()))
-    monkeypatch.setattr(metrics, "FILTER_CHUNK", 1 << 40)  # one piece
-    whole = MetricContext(ro, batch)
-    n_a, n_t = ro.valid.shape[1:]
-    monkeypatch.setattr(metrics, "FILTER_CHUNK", 5 * (n_a - 1) * n_t)  # 5 scenes per chunk, a ragged last one
-    chunked = MetricContext(ro, batch)
-    assert torch.equal(chunked.agent_overlap, whole.agent_overlap) and whole.agent_overlap.any()
-    assert torch.equal(chunked.ttc, whole.ttc) and (whole.ttc < TTC_NONE).any()
+    fn = _fn(_policy())
+    for ro in [rollout(batch, fn) for _ in range(3)][::2]:
+        c = MetricContext(ro, batch)
+        rows = c.controlled & (c.speed.abs() >= TTC_MIN_SPEED)
+        one_pass = [t.reshape(-1).nonzero().squeeze(1) for t in pair_candidates(c.ego, ro.record, ro.valid, rows)]
+        assert torch.equal(c.candidates[0], one_pass[0]) and torch.equal(c.candidates[1], one_pass[1])
+        assert c.agent_overlap.any() and (c.ttc < TTC_NONE).any()  # the scenes touch and come close: it can fail
+    assert ro.ego_row is not None  # the last one shared its batch's record
 
 
 @pytest.mark.slow

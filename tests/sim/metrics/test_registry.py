@@ -63,7 +63,7 @@ def _rollout(scenes, ego_traj=None, agent_model="log"):
     if ego_traj is not None:
         traj[:, 0, : ego_traj.shape[1]] = torch.as_tensor(np.asarray(ego_traj), dtype=torch.float32)
     ro = Rollout(
-        traj=traj,
+        record=traj,
         valid=batch.valid.clone(),
         ego_action=torch.zeros(batch.num_scenes, batch.num_steps, 2),
         obs=None,
@@ -336,7 +336,7 @@ def _weave(ro: Rollout, batch) -> Rollout:
     yaw = traj[:, 0, :, 2]
     traj[:, 0, :, 0] -= side * torch.sin(yaw)
     traj[:, 0, :, 1] += side * torch.cos(yaw)
-    return dataclasses.replace(ro, traj=traj)
+    return dataclasses.replace(ro, record=traj, ego_row=None)
 
 
 @pytest.mark.parametrize("yaw", [0.7, -2.5])

@@ -1,0 +1,105 @@
+"""What agents cost: closed-loop scenario-steps/s at several agent counts, measured in one run.
+
+``python -m benchmarks.agent_scaling [--agents 32,64,128,256] [--batch 512] [--threads 2] [--rounds 5]`` prints ONE
+JSON line. Each agent count gets its own batch of :func:`benchmarks.sim_throughput.synthetic_scenes` (every agent
+valid at every step, spread along a four-lane road, so the number of agents within reach of the ego grows with
+the count) and the closed loop of :func:`benchmarks.sim_throughput.closed_loop` (a policy-sized MLP in the loop,
+log-replay agents, every metric), in this one process with ``--threads`` torch threads. Each batch is rolled out
+twice before timing, as every checkpoint after the second one of a sweep finds it (its log-replay record kept).
+
+Rounds alternate the counts (32, 64, ..., 256, 32, ...), so a change of load on a shared machine reaches every
+count alike. Per count: ``rate`` (best round) and ``rate_median``; per count after the first: ``ratio`` (best over
+best, to the first count) and ``ratio_min/median/max`` over the rounds, each round's rates divided.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+
+from benchmarks.sim_throughput import _policy, closed_loop, synthetic_scenes
+from sim.batch import make_batch
+
+
+@dataclass(frozen=True)
+class ScalingConfig:
+    """Benchmark settings (parsed from the command line)."""
+
+    agents: tuple[int, ...] = (32, 64, 128, 256)
+    batch: int = 512
+    steps: int = 80
+    threads: int = 2
+    rounds: int = 5
+    seed: int = 0
+
+
+def run(cfg: ScalingConfig) -> dict:
+    """Time every agent count in alternating rounds; returns the JSON record."""
+    torch.set_num_threads(cfg.threads)
+    device = torch.device("cpu")
+    policy_fn = _policy(device)
+    batches = {}
+    for a in cfg.agents:
+        batches[a] = make_batch(synthetic_scenes(cfg.batch, a, cfg.steps, cfg.seed), max_agents=a)
+        for _ in range(2):  # as a sweep's later checkpoints find the batch: its log-replay record kept
+            closed_loop(batches[a], policy_fn)
+    steps = cfg.batch * cfg.steps
+    rates: dict[int, list[float]] = {a: [] for a in cfg.agents}
+    for r in range(cfg.rounds):
+        for a in cfg.agents:
+            t0 = time.perf_counter()
+            closed_loop(batches[a], policy_fn)
+            rates[a].append(steps / (time.perf_counter() - t0))
+        print(f"round {r + 1}/{cfg.rounds}: " + ", ".join(f"{a} agents {rates[a][-1]:,.0f}/s" for a in cfg.agents),
+              file=sys.stderr, flush=True)
+    first = cfg.agents[0]
+    per_count = {}
+    for a in cfg.agents:
+        rec = {"rate": round(max(rates[a]), 1), "rate_median": round(statistics.median(rates[a]), 1)}
+        if a != first:
+            ratios = sorted(x / y for x, y in zip(rates[a], rates[first]))
+            rec.update(ratio=round(max(rates[a]) / max(rates[first]), 3), ratio_min=round(ratios[0], 3),
+                       ratio_median=round(statistics.median(ratios), 3), ratio_max=round(ratios[-1], 3))
+        per_count[str(a)] = rec
+    return {
+        "unit": "scenario_steps_per_s", "batch": cfg.batch, "steps": cfg.steps, "threads": cfg.threads,
+        "rounds": cfg.rounds, "device": str(device), "scenes": "synthetic", "metrics": True,
+        "ratio_to": first, "agents": per_count,
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> ScalingConfig:
+    """Command line -> :class:`ScalingConfig`."""
+    d = ScalingConfig()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--agents", default=",".join(map(str, d.agents)), help="agent counts, comma-separated")
+    p.add_argument("--batch", type=int, default=d.batch)
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--threads", type=int, default=d.threads)
+    p.add_argument("--rounds", type=int, default=d.rounds)
+    p.add_argument("--seed", type=int, default=d.seed)
+    a = p.parse_args(argv)
+    try:
+        agents = tuple(int(x) for x in a.agents.split(","))
+    except ValueError:
+        p.error(f"--agents: expected comma-separated integers, got {a.agents!r}")
+    if not agents or min(agents) < 1 or len(set(agents)) != len(agents):
+        p.error("--agents: distinct counts >= 1")
+    if min(a.batch, a.steps, a.threads, a.rounds) < 1:
+        p.error("--batch, --steps, --threads and --rounds must be >= 1")
+    return ScalingConfig(agents=agents, batch=a.batch, steps=a.steps, threads=a.threads, rounds=a.rounds, seed=a.seed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    print(json.dumps(run(parse_args(argv))), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
