@@ -109,7 +109,7 @@ def log_labels(batch, ro, max_log_dist: float = 5.0) -> tuple[Tensor, Tensor]:
 
     assert ro.obs is not None
     t0, n_t = batch.init_step, batch.num_steps
-    ego = ro.traj[:, 0]  # [B, T, 7]
+    ego = ro.ego  # [B, T, 7]
     labels = torch.stack([expert_waypoints(batch, t, origin=ego[:, t, :2], yaw=ego[:, t, 2])
                           for t in range(t0, n_t - 1)], dim=1)  # [B, S, K, 2]
     s = ro.obs.shape[1]
