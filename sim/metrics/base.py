@@ -21,7 +21,7 @@ from sim.compiled import StepCompile, maybe_compile
 from sim.config import SimError
 from sim.geometry import nearest_vertex, nearest_vertex_fused
 from sim.metrics.catalogue import SPECS
-from sim.metrics.pairs import broad_phase_candidates, pair_candidates
+from sim.metrics.pairs import broad_phase_candidates, pair_candidate_indices, pair_candidates
 from sim.rollout import Rollout
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,12 +69,15 @@ class ContextCore:
     def candidates(self) -> tuple[Tensor, Tensor]:
         """``(overlap, ttc)`` int64 ascending flat indices ``b * (A-1) * T + a * T + t`` of the (scene, agent, step)
         pairs that :func:`~sim.metrics.pairs.pair_candidates` keeps (TTC rows: controlled steps where the ego
-        moves); eager through the broad phase (:func:`~sim.metrics.pairs.broad_phase_candidates`), compiled in one
-        pass over every pair (the same pairs)."""
+        moves). The same pairs three ways: compiled, one pass over every pair; eager on a record shared by a
+        batch's later rollouts, the broad phase with the record's kept bounds
+        (:func:`~sim.metrics.pairs.broad_phase_candidates`); eager otherwise, one pass in chunks of scenes."""
         args = (self.ego, self.ro.record, self.ro.valid, self.controlled & (self.speed.abs() >= TTC_MIN_SPEED))
         if self._compiled_filters:
             return tuple(x.reshape(-1).nonzero().squeeze(1) for x in self._pair_candidates(*args))
-        return broad_phase_candidates(*args, shared=self.ro.ego_row is not None)
+        if self.ro.ego_row is not None:
+            return broad_phase_candidates(*args, shared=True)
+        return pair_candidate_indices(*args)
 
     @cached_property
     def ego_rows(self) -> Tensor:

@@ -24,6 +24,7 @@ from sim.geometry import TTC_HORIZON
 
 BROAD_CHUNK = 8  # steps per chunk of the broad phase
 BROAD_SLACK = 0.05  # m added to the chunk test's reach against float32 rounding (the exact filters keep 1 mm)
+FILTER_CHUNK = 1 << 18  # (scene, agent, step) pairs per chunk of the one-pass filters (1 MB temporaries)
 FINE_BLOCK = 1 << 13  # chunks per block of the exact filters (about 4 MB of gathered states)
 BOUNDS_BLOCK = 1 << 22  # (scene, agent, step) states per block when chunk bounds are computed (16 MB temporaries)
 _SHARED_BOUNDS: WeakIdKeyDictionary = WeakIdKeyDictionary()
@@ -73,6 +74,16 @@ def pair_candidates(ego: Tensor, record: Tensor, valid: Tensor, rows: Tensor) ->
     """
     now, within = pair_filters(ego[:, None], record[:, 1:])
     return valid[:, 1:] & valid[:, :1] & now, valid[:, 1:] & rows[:, None] & within
+
+
+def pair_candidate_indices(ego: Tensor, record: Tensor, valid: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`pair_candidates` as ascending flat indices ``b * (A-1) * T + a * T + t`` of its ``True`` entries, in
+    chunks of scenes whose ``[b, A-1, T]`` temporaries stay about :data:`FILTER_CHUNK` elements (a record read
+    once: faster than the broad phase, whose bounds pay off when they are kept)."""
+    n_b, n_a, n_t = valid.shape
+    chunk = max(1, FILTER_CHUNK // max(1, (n_a - 1) * n_t))
+    parts = [pair_candidates(*(x[i : i + chunk] for x in (ego, record, valid, rows))) for i in range(0, n_b, chunk)]
+    return tuple(torch.cat([p[j].reshape(-1) for p in parts]).nonzero().squeeze(1) for j in (0, 1))
 
 
 def pair_rows(idx: Tensor, n_a: int, n_t: int) -> tuple[Tensor, Tensor]:

@@ -106,3 +106,17 @@ def test_chunk_bounds_are_the_range_of_each_chunk(n_t):
         diag = torch.hypot(part[..., 5].abs().amax(1), part[..., 6].abs().amax(1)) / 2
         assert torch.allclose(b.half_diag[:, c], diag)
         assert torch.equal(b.any_valid[:, c], valid[:, s : s + min(8, n_t)].any(1))
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), n_a=st.integers(1, 6), n_t=st.integers(1, 30), chunk=st.integers(1, 400))
+def test_one_pass_in_chunks_of_scenes_gives_the_same_indices(seed, n_a, n_t, chunk):
+    rec, valid, rows = _record(seed, 5, n_a, n_t, 20.0, False)
+    want = _flat(pair_candidates(rec[:, 0], rec, valid, rows))
+    old = pairs.FILTER_CHUNK
+    try:
+        pairs.FILTER_CHUNK = chunk  # from one scene per chunk (a ragged last one) to every scene in one
+        got = pairs.pair_candidate_indices(rec[:, 0], rec, valid, rows)
+    finally:
+        pairs.FILTER_CHUNK = old
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
