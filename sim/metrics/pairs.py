@@ -26,7 +26,6 @@ BROAD_CHUNK = 8  # steps per chunk of the broad phase
 BROAD_SLACK = 0.05  # m added to the chunk test's reach against float32 rounding (the exact filters keep 1 mm)
 FILTER_CHUNK = 1 << 18  # (scene, agent, step) pairs per chunk of the one-pass filters (1 MB temporaries)
 FINE_BLOCK = 1 << 13  # chunks per block of the exact filters (about 4 MB of gathered states)
-BOUNDS_BLOCK = 1 << 22  # (scene, agent, step) states per block when chunk bounds are computed (16 MB temporaries)
 _SHARED_BOUNDS: WeakIdKeyDictionary = WeakIdKeyDictionary()
 """Per shared (read-only) rollout record, the chunk bounds of its rows (:func:`broad_phase_candidates`)."""
 
@@ -122,7 +121,7 @@ class ChunkBounds(NamedTuple):
 def chunk_bounds(x: Tensor, valid: Tensor, chunk: int) -> ChunkBounds:
     """:class:`ChunkBounds` of tracks ``x`` float32 ``[N, T, 7]`` (valid bool ``[N, T]``), chunks at
     :func:`chunk_starts`. Invalid steps count too (their states only widen a range); NaN gives NaN bounds."""
-    n, n_t, f = x.shape
+    n_t = x.shape[1]
     k = min(chunk, n_t)
     full = n_t // k
     tail = full * k < n_t  # one more chunk: the last k steps
@@ -133,13 +132,7 @@ def chunk_bounds(x: Tensor, valid: Tensor, chunk: int) -> ChunkBounds:
             parts.append(reduce(y[:, None, n_t - k :], 2))
         return torch.cat(parts, 1) if tail else parts[0]
 
-    n_c = full + int(tail)
-    lo = x.new_empty(n, n_c, f)
-    hi = torch.empty_like(lo)
-    step = max(1, BOUNDS_BLOCK // max(1, n_t))
-    for i in range(0, n, step):  # blocks of tracks: small temporaries (amin and amax: faster than aminmax)
-        lo[i : i + step] = chunked(x[i : i + step], torch.amin)
-        hi[i : i + step] = chunked(x[i : i + step], torch.amax)
+    lo, hi = chunked(x, torch.amin), chunked(x, torch.amax)  # [N, C, 7] (two passes: faster than aminmax)
     cols = (X, Y, VX, VY)
     length = torch.maximum(hi[..., LENGTH], -lo[..., LENGTH])
     width = torch.maximum(hi[..., WIDTH], -lo[..., WIDTH])
