@@ -134,7 +134,7 @@ def rollout(
     Returns:
         :class:`Rollout`; steps up to init_step hold the log, scenes that end early freeze (valid False).
         With the default backend and log-replay agents, the second rollout of a batch keeps a copy of its
-        record (``traj`` and ``valid``, while the batch lives); later rollouts of that batch share it, read-only,
+        record (``record`` and ``valid``, while the batch lives); later rollouts of that batch share it, read-only,
         and write only the ego's row (:attr:`Rollout.ego_row`, ``[B, T, 7]``) at each step: the other agents'
         rows do not depend on the policy.
 
