@@ -110,9 +110,8 @@ def _candidates(boxes: Tensor, reach: Tensor, lanes: LaneMap, rows: Tensor) -> t
     window against the chunks it met, then each step against the pieces of the chunks it met.
     """
     n_b, n_t = rows.shape
-    n_r, n_c = lanes.seg_box.shape[1], lanes.chunk_circle.shape[1]
+    n_c = lanes.chunk_circle.shape[1]
     k = lanes.seg_box.shape[1] // n_c
-    dev = boxes.device
     n_w = -(-n_t // WINDOW)
     pad = n_w * WINDOW - n_t
     xy = torch.nn.functional.pad(boxes[..., :2], (0, 0, 0, pad)).reshape(n_b, n_w, WINDOW, 2)
@@ -126,22 +125,31 @@ def _candidates(boxes: Tensor, reach: Tensor, lanes: LaneMap, rows: Tensor) -> t
     hit = _near(centre[:, :, None, 0], centre[:, :, None, 1], radius[:, :, None],
                 cc[:, None, :, 0], cc[:, None, :, 1], cc[:, None, :, 2]) & ok.any(2)[:, :, None]
     b, win, c = hit.nonzero(as_tuple=True)  # window level
-    t = (win[:, None] * WINDOW + torch.arange(WINDOW, device=dev)).reshape(-1)
-    b, c = b.repeat_interleave(WINDOW), c.repeat_interleave(WINDOW)
-    keep = t < n_t
-    b, t, c = b[keep], t[keep], c[keep]
-    bt = b * n_t + t
-    e = boxes.reshape(-1, 5)[bt]
-    circ = cc.reshape(-1, 3)[b * n_c + c]
-    keep = rows.reshape(-1)[bt] & _near(e[:, _X], e[:, _Y], reach.reshape(-1)[bt], circ[:, 0], circ[:, 1], circ[:, 2])
-    bt, b, c = bt[keep], b[keep], c[keep]  # step level
-    seg = ((b * n_r + c * k)[:, None] + torch.arange(k, device=dev)).reshape(-1)
-    bt = bt.repeat_interleave(k)
-    e = boxes.reshape(-1, 5)[bt]
-    s = lanes.seg_box.reshape(-1, 5)[seg]
-    keep = lanes.seg_valid.reshape(-1)[seg] & _near(e[:, _X], e[:, _Y], reach.reshape(-1)[bt], s[:, _X], s[:, _Y],
-                                                    torch.hypot(s[:, _LEN], s[:, _WID]) / 2)
-    return bt[keep], seg[keep]
+    bw, chunk = b * n_w + win, b * n_c + c
+    e = xy.reshape(-1, WINDOW, 2)[bw]  # [H, WINDOW, 2]: each window's steps, one contiguous row per window hit
+    r = torch.nn.functional.pad(reach, (0, pad)).reshape(-1, WINDOW)[bw]
+    circ = cc.reshape(-1, 3)[chunk]
+    near = ok.reshape(-1, WINDOW)[bw] & _near(e[..., 0], e[..., 1], r, circ[:, None, 0], circ[:, None, 1],
+                                              circ[:, None, 2])
+    h, step = near.nonzero(as_tuple=True)  # step level
+    bt, chunk, e, r = b[h] * n_t + win[h] * WINDOW + step, chunk[h], e[h, step], r[h, step]
+    pc = _piece_circles(lanes)[chunk]  # [M, k, 3]: the k pieces of each chunk met, one contiguous row each
+    near = lanes.seg_valid.reshape(-1, k)[chunk] & _near(e[:, None, 0], e[:, None, 1], r[:, None], pc[..., 0],
+                                                          pc[..., 1], pc[..., 2])
+    m, j = near.nonzero(as_tuple=True)  # piece level
+    return bt[m], chunk[m] * k + j
+
+
+def _piece_circles(lanes: LaneMap) -> Tensor:
+    """``[B * C, k, 3]`` (x, y, radius) m: each lane piece's bounding circle, grouped by chunk of
+    :data:`~sim.lane_map.CHUNK` pieces (kept on the lane map: it serves every rollout of its batch)."""
+    got = lanes.__dict__.get("_piece_circles")
+    if got is None:
+        sb = lanes.seg_box
+        got = torch.stack([sb[..., _X], sb[..., _Y], torch.hypot(sb[..., _LEN], sb[..., _WID]) / 2], dim=-1)
+        got = got.reshape(-1, sb.shape[1] // lanes.chunk_circle.shape[1], 3)
+        object.__setattr__(lanes, "_piece_circles", got)  # a frozen dataclass: derived data, not a field
+    return got
 
 
 def _pairs(boxes: Tensor, lanes: LaneMap, rows: Tensor, reach: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -299,3 +299,45 @@ def test_c12_speeding_log_replay():
         pytest.skip("c12: the importer does not read speed limits yet (map.knows('speed_limits') is False)")
     m = _log_replay(s)
     assert m["speed_limit_compliance"] < 1.0 and m["nuplan_score"] < 1.0
+
+
+# ----------------------------------------------------------------------------- the coarse filter of the lane tests
+def _brute_candidates(boxes, reach, lm, rows):
+    """Every (step, piece) pair whose circles meet, by one dense test over all of them."""
+    from sim.metrics.rules import _near
+
+    sb = lm.seg_box  # [B, R, 5]
+    rad = torch.hypot(sb[..., 3], sb[..., 4]) / 2
+    near = _near(boxes[:, :, None, 0], boxes[:, :, None, 1], reach[:, :, None], sb[:, None, :, 0], sb[:, None, :, 1],
+                 rad[:, None, :]) & rows[:, :, None] & lm.seg_valid[:, None, :]
+    b, t, r = near.nonzero(as_tuple=True)
+    return set(zip((b * boxes.shape[1] + t).tolist(), (b * sb.shape[1] + r).tolist()))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(lane_st, min_size=1, max_size=4), min_size=1, max_size=3), st.integers(0, 2**31 - 1),
+       st.floats(0.0, 6.0))
+def test_lane_candidates_equal_a_dense_test(scenes_lanes, seed, reach_max):
+    """The three-stage filter (windows of steps against chunks, steps against chunks, steps against pieces) finds
+    exactly the pairs a dense test of every step against every piece finds: every stage is conservative."""
+    from sim.metrics.rules import _candidates
+
+    rng = np.random.default_rng(seed)
+    scenes = []
+    for lanes in scenes_lanes:
+        lines, widths = [], []
+        for x, y, yaw, length, width in lanes:
+            d = np.array([math.cos(yaw), math.sin(yaw)]) * length / 2
+            lines.append(np.array([[x, y] - d, [x, y] + d]))
+            widths.append(width)
+        xy = np.cumsum(rng.normal(0.0, 1.5, (T, 2)), axis=0) + rng.uniform(-20, 20, 2)
+        scenes.append(scene(ego_states(xy, 0.0), road_map(lines, widths)))
+    lm = build_lane_map(scenes, T, torch.device("cpu"))
+    boxes = torch.tensor(np.stack([np.c_[s.agents[0, :, :3], s.agents[0, :, 5:7]] for s in scenes]),
+                         dtype=torch.float32)
+    reach = torch.tensor(rng.uniform(0.0, reach_max, boxes.shape[:2]), dtype=torch.float32)
+    rows = torch.tensor(rng.random(boxes.shape[:2]) < 0.8)
+    bt, seg = _candidates(boxes, reach, lm, rows)
+    got = list(zip(bt.tolist(), seg.tolist()))
+    assert len(got) == len(set(got))
+    assert set(got) == _brute_candidates(boxes, reach, lm, rows)
