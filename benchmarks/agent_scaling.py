@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from benchmarks.sim_throughput import _policy, closed_loop, synthetic_scenes
+from benchmarks.sim_throughput import bench_policy, closed_loop, synthetic_scenes
 from sim.batch import make_batch
 
 
@@ -43,7 +43,7 @@ def run(cfg: ScalingConfig) -> dict:
     """Time every agent count in alternating rounds; returns the JSON record."""
     torch.set_num_threads(cfg.threads)
     device = torch.device("cpu")
-    policy_fn = _policy(device)
+    policy_fn = bench_policy(device)
     batches = {}
     for a in cfg.agents:
         batches[a] = make_batch(synthetic_scenes(cfg.batch, a, cfg.steps, cfg.seed), max_agents=a)

@@ -180,7 +180,9 @@ def _scenes(cfg: BenchConfig) -> tuple[list[Scenario], str]:
     return synthetic_scenes(cfg.batch, cfg.agents, cfg.steps, cfg.seed), "synthetic"
 
 
-def _policy(device: torch.device):
+def bench_policy(device: torch.device):
+    """The benchmarks' policy: the yardstick's MLP (OBS_DIM -> 256 -> 256 -> 2 x NUM_WAYPOINTS, seed 0) as small
+    offsets from a straight line of waypoints; ``policy_fn(obs [B, OBS_DIM], t) -> (waypoints [B, K, 2], info)``."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(
         torch.nn.Linear(OBS_DIM, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256), torch.nn.ReLU(),
@@ -250,7 +252,7 @@ def run(cfg: BenchConfig, scenes: list[Scenario] | None = None, kind: str = "") 
     def in_process():
         nonlocal batch, policy_fn
         if batch is None:  # built when first needed: after the worker pool is gone (peak memory)
-            batch, policy_fn = make_batch(scenes, device=device, max_agents=cfg.agents), _policy(device)
+            batch, policy_fn = make_batch(scenes, device=device, max_agents=cfg.agents), bench_policy(device)
         closed_loop(batch, policy_fn, step_compile)
 
     def timed(fn) -> float:
@@ -268,7 +270,7 @@ def run(cfg: BenchConfig, scenes: list[Scenario] | None = None, kind: str = "") 
                 workers=workers, threads=max(1, threads // workers), max_agents=cfg.agents, compile=step_compile))
 
         def sharded():
-            for v in pool.run(_policy).values():
+            for v in pool.run(bench_policy).values():
                 v.sum()
 
         loop = sharded if pool is not None else in_process
