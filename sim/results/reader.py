@@ -233,6 +233,28 @@ def _check_sidecar(f: h5py.File, p: Path) -> None:
             return  # one link tells: the index's links all point into the same folder
 
 
+LOCK_MISMATCH = "locking flag values don't match"  # HDF5's refusal of a second open with other locking flags
+
+
+def open_read(path: str | Path) -> h5py.File:
+    """An existing HDF5 file, read-only, without HDF5 file locking (the project's writers replace files whole, under
+    a temporary name, so a reader never sees a partial write).
+
+    HDF5 refuses a second open of a file in one process with other locking flags ("file locking flag values don't
+    match"): where this process already holds it open with locking (a caller's own ``h5py.File``, or
+    :func:`open_results` mid-read while a thread stores scenes), it is opened with those flags instead.
+
+    Raises:
+        OSError: h5py's, for a missing, truncated or non-HDF5 file.
+    """
+    try:
+        return h5py.File(path, "r", locking=False)
+    except OSError as e:
+        if LOCK_MISMATCH not in str(e):
+            raise
+        return h5py.File(path, "r")
+
+
 @contextmanager
 def open_results(path: str | Path, retries: int = 5, delay_s: float = 0.05) -> Iterator[h5py.File]:
     """Open a results file read-only, retrying briefly while another process holds a lock or is mid-write.
@@ -247,7 +269,12 @@ def open_results(path: str | Path, retries: int = 5, delay_s: float = 0.05) -> I
     last: Exception | None = None
     for attempt in range(retries + 1):
         try:
-            f = h5py.File(p, "r") if attempt < retries else h5py.File(p, "r", locking=False)
+            try:
+                f = h5py.File(p, "r") if attempt < retries else open_read(p)
+            except OSError as e:
+                if LOCK_MISMATCH not in str(e):
+                    raise
+                f = open_read(p)  # this process holds it open without locking (a writer's thread)
         except OSError as e:  # locked, truncated, or not HDF5 at all
             last = e
             if not h5py.is_hdf5(p):
@@ -469,7 +496,7 @@ def read_schema_version(path: str | Path) -> int:
     """
     p = Path(path)
     try:
-        with h5py.File(p, "r", locking=False) as f:
+        with open_read(p) as f:
             if "schema_version" not in f.attrs:
                 raise ResultsError(f"{p}: not a results file (no schema_version attribute)")
             return int(f.attrs["schema_version"])

@@ -39,7 +39,7 @@ import numpy as np
 
 from scenarios.scene_file import scene_ids
 from sim.results.errors import EvaluationError
-from sim.results.reader import open_index, read_sampled_group, read_schema_version, scenario_ids_of
+from sim.results.reader import open_index, open_read, read_sampled_group, read_schema_version, scenario_ids_of
 from sim.results.schema import (
     LAYOUT_ATTR,
     LAYOUT_INDEX,
@@ -265,7 +265,7 @@ class ResultsWriter:
             raise
 
     def _is_index(self) -> bool:
-        with h5py.File(self.path, "r", locking=False) as f:
+        with open_read(self.path) as f:
             return attr_value(f.attrs.get(LAYOUT_ATTR, "")) == LAYOUT_INDEX
 
     def _adopt(self, tmp: Path) -> None:
@@ -278,7 +278,7 @@ class ResultsWriter:
         except OSError:  # no hard links here (another file system): copy once
             shutil.copyfile(self.path, legacy)
         rel = f"{self.parts.name}/{legacy.name}"
-        with h5py.File(legacy, "r", locking=False) as old, h5py.File(tmp, "w", locking=False) as f:
+        with open_read(legacy) as old, h5py.File(tmp, "w", locking=False) as f:
             for k, v in old.attrs.items():
                 if k != LAYOUT_ATTR:
                     f.attrs[k] = v
@@ -374,7 +374,7 @@ class ResultsWriter:
         """Stored rows of ``key`` not in ``rows``, read from its commit file opened read-only (following the
         link from the writable index would open that file for writing, and a kill would leave it flagged)."""
         link = cps.get(key, getlink=True)
-        with h5py.File(self.path.parent / link.filename, "r", locking=False) as part:
+        with open_read(self.path.parent / link.filename) as part:
             return self._rows_not_in(part[link.path], key, rows)
 
     def _rows_not_in(self, old: h5py.Group, key: str, rows: CheckpointRows) -> CheckpointRows:
@@ -427,7 +427,7 @@ class ResultsWriter:
     def _referenced(self) -> set[str]:
         if not self.path.exists():
             return set()
-        with h5py.File(self.path, "r", locking=False) as f:
+        with open_read(self.path) as f:
             out = set()
             for grp in ("scenarios", "checkpoints"):
                 for name in f.get(grp, {}):
@@ -454,7 +454,7 @@ class ResultsWriter:
             return
         tmp = self.path.with_name(f"{TMP_PREFIX}{self.path.name}-{uuid.uuid4().hex[:8]}")
         try:
-            with h5py.File(self.path, "r", locking=False) as src, h5py.File(tmp, "w", locking=False) as dst:
+            with open_read(self.path) as src, h5py.File(tmp, "w", locking=False) as dst:
                 for k, v in src.attrs.items():
                     if k != LAYOUT_ATTR:
                         dst.attrs[k] = v

@@ -133,6 +133,20 @@ def test_a_reader_keeps_its_snapshot_while_commits_land(tmp_path):
     assert len(read_summary(path).checkpoints) == 4
 
 
+def test_a_reader_open_in_this_process_does_not_block_the_writer(tmp_path):
+    """A budgeted evaluation resumes while it reads the stored rows (``open_results``) and stores scenes in a thread:
+    both open the file in one process, which HDF5 refuses unless they agree on file locking."""
+    from sim.results.reader import open_results
+
+    path = tmp_path / "r.h5"
+    _filled(path, n_keys=1)
+    with open_results(path) as f:
+        w = ResultsWriter(path)
+        w.write_skipped([SkippedScene("logs/a.pkl", "", "truncated pickle")])
+        assert list(f["checkpoints"]) == ["k0"]
+    assert [r.file for r in read_summary(path).skipped] == ["logs/a.pkl"]
+
+
 def test_catalogue_is_what_the_simulator_computes():
     from sim.metrics.registry import REGISTRY
 
