@@ -39,6 +39,24 @@ def _known(out: Path, keys: Sequence[str], ids: Sequence[str], metric: str) -> n
     return known
 
 
+def check_budget(cands: Sequence[Any], scenes: Sequence[Scenario], budget: float) -> int:
+    """The rollouts ``--budget`` allows for these checkpoint candidates and scenes; checked before anything is
+    written (``sim.evaluation.orchestration``).
+
+    Raises:
+        EvaluationError: a bad ``--budget``, or fewer rollouts than checkpoints (each needs one scene at least).
+    """
+    racers = [c for c in cands if not c.is_baseline]
+    try:
+        total = budget_rollouts(budget, len(racers), len(scene_ids(scenes)))
+    except ValueError as e:
+        raise EvaluationError(str(e)) from None
+    if racers and total < len(racers):
+        raise EvaluationError(f"--budget {budget}: {total} rollouts, fewer than the {len(racers)} checkpoints "
+                              "(at least one scene each)")
+    return total
+
+
 def run_budget(cands: Sequence[Any], scenes: Sequence[Scenario], *, budget: float, confidence: float, metric: str,
                seed: int, batch_size: int, settings: SimSettings, executor: str, ray_address: str | None,
                num_cpus: int | None, out: Path, commit: Callable[[str, CheckpointRows], None],
@@ -60,13 +78,7 @@ def run_budget(cands: Sequence[Any], scenes: Sequence[Scenario], *, budget: floa
     """
     racers = [c for c in cands if not c.is_baseline]
     ids = scene_ids(scenes)
-    try:
-        plan = BudgetPlan(total=budget_rollouts(budget, len(racers), len(ids)), confidence=confidence, seed=seed)
-    except ValueError as e:
-        raise EvaluationError(str(e)) from None
-    if racers and plan.total < len(racers):
-        raise EvaluationError(f"--budget {budget}: {plan.total} rollouts, fewer than the {len(racers)} checkpoints "
-                              "(at least one scene each)")
+    plan = BudgetPlan(total=check_budget(cands, scenes, budget), confidence=confidence, seed=seed)
     sign = 1.0 if higher_is_better(metric) else -1.0
     shards = make_shards(scenes, batch_size)
     pool = make_executor(executor, ray_address, num_cpus)

@@ -14,7 +14,7 @@ from pathlib import Path
 from scenarios.scene_file import SceneFile, scene_ids, take
 from scenarios.suites import prepared_dir
 from sim.batch import agents_dropped
-from sim.evaluation.budget_run import run_budget_cfg
+from sim.evaluation.budget_run import check_budget, run_budget_cfg
 from sim.evaluation.candidates import (
     Candidate,
     SkippedCheckpoint,
@@ -228,6 +228,8 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
     """Evaluate one run's comparison set (plus baselines) into its results file; its verdict (and the verdict
     over every training signal of ``plan``, stored beside it)."""
     log = functools.partial(console.print, soft_wrap=True)  # log lines are never wrapped; tables fit the width
+    if cfg.budget:
+        check_budget(cands, scenes, cfg.budget)  # refused before anything is written
     out = _output(cfg, run_dir)
     writer = ResultsWriter(out)
     writer.preflight()

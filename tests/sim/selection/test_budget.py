@@ -261,6 +261,11 @@ def test_budgeted_cli_stores_what_it_ran_and_a_full_sweep_reuses_it(work, capsys
     assert {c["n_scenes"] for c in b["checkpoints"]} == {2}
     means = {n: stored[n].rows.metrics["score"].mean() for n in racers}
     assert means[b["pick"]["name"]] == max(means.values())
+    # the same budgeted call again resumes: nothing new to simulate, the same pick (HDF5 once refused the second
+    # open of the file by the scene writer's thread)
+    assert main(["--run", str(work), "--budget", "0.5", "--baseline", "log-replay", *CLI]) == 0
+    assert "Resuming: 10 (checkpoint, scenario) pairs" in capsys.readouterr().out
+    assert read_verdict(res)["budget"]["pick"] == b["pick"]
     # a later full sweep simulates only what is missing
     assert main(["--run", str(work), *CLI]) == 0
     out = capsys.readouterr().out
@@ -291,6 +296,15 @@ def test_bad_budget_flags_are_one_line_errors(work, capsys, flag):
     assert main(["--run", str(work), *flag, *CLI]) == 2
     err = capsys.readouterr().err.strip()
     assert ("error: " + flag[0]) in err and "\n" not in err and "Traceback" not in err
+
+
+def test_a_budget_below_one_scene_per_checkpoint_writes_nothing(work, capsys):
+    from sim.evaluate import main
+
+    assert main(["--run", str(work), "--budget", "2", *CLI]) == 2  # 2 rollouts for 4 checkpoints
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --budget 2") and "fewer than the 4 checkpoints" in err and "\n" not in err
+    assert not list(work.glob("results*"))
 
 
 def test_benchmark_replay_is_the_race_and_uniform_at_equal_rollouts():
