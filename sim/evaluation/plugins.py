@@ -339,8 +339,8 @@ def resolve_factory(spec: str = "own") -> AgentFactory:
     mod, _, attr = spec.partition(":")
     try:
         obj = getattr(importlib.import_module(mod), attr)
-    except ImportError as e:
-        raise AgentError(f"--agent {spec}: cannot import {mod} ({_first_line(e)})") from None
+    except (ImportError, ValueError, TypeError) as e:  # an empty (ValueError) or relative (TypeError) module name
+        raise AgentError(f"--agent {spec}: cannot import {mod!r} ({_first_line(e)})") from None
     except AttributeError:
         raise AgentError(f"--agent {spec}: module {mod} has no {attr}") from None
     if not callable(obj):
@@ -349,8 +349,23 @@ def resolve_factory(spec: str = "own") -> AgentFactory:
 
 
 def load_agent(spec: str, path: str, device: str = "cpu") -> Agent:
-    """Resolve ``spec`` and build the agent for ``path``; checks the result follows :class:`Agent`."""
-    agent = resolve_factory(spec)(str(path), device)
+    """Resolve ``spec`` and build the agent for ``path``; checks the result follows :class:`Agent`.
+
+    Raises:
+        AgentError: as :func:`resolve_factory`; a factory that fails on ``(path, device)`` with an exception of
+            its own (a plug-in's fault, or not a factory of that signature: ``os:system``); or a result that is
+            not an agent. The built-in factories' own errors (unreadable checkpoints) pass through as they are.
+    """
+    from policy.checkpoint import CheckpointError
+
+    factory = resolve_factory(spec)
+    try:
+        agent = factory(str(path), device)
+    except (AgentError, CheckpointError, OSError):
+        raise
+    except Exception as e:  # noqa: BLE001 - a user's plug-in: any fault becomes the one-line error
+        raise AgentError(f"--agent {spec}: the factory failed on {path} ({type(e).__name__}: {_first_line(e)}); "
+                         "a factory takes (checkpoint path, device) and returns an Agent") from None
     if not isinstance(agent, Agent | StateAgent) or not isinstance(getattr(agent, "info", None), AgentInfo):
         raise AgentError(f"{path}: factory {spec} did not return an Agent (info: AgentInfo, and waypoints(obs) "
                          "or from_state(state, batch))")

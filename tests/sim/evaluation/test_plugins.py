@@ -171,11 +171,26 @@ def test_own_agent_matches_policy_act(tmp_path):
 
 def test_resolver():
     assert resolve_factory("sim.evaluation.plugins:TorchScriptAgent").__name__ == "TorchScriptAgent"
-    for spec, msg in [("nope", "not a built-in"), ("no_such_mod:f", "cannot import no_such_mod"),
+    for spec, msg in [("nope", "not a built-in"), ("no_such_mod:f", "cannot import 'no_such_mod'"),
+                      (":", "cannot import ''"), (".rel:f", "cannot import '.rel'"),
                       ("sim.evaluation.plugins:Missing", "has no Missing"),
                       ("sim.evaluation.plugins:NUM_WAYPOINTS", "not callable")]:
         with pytest.raises(AgentError, match=msg):
             resolve_factory(spec)
+
+
+@pytest.mark.parametrize("spec, fault", [("json:loads", "TypeError"), ("collections:namedtuple", "ValueError"),
+                                         ("math:sqrt", "TypeError")])
+def test_a_factory_that_fails_is_a_one_line_agent_error(tmp_path, spec, fault):
+    """Any callable can be named; one that cannot build an agent from (path, device) is the plug-in's fault, named
+    in one line with the file (not a traceback)."""
+    from sim.evaluation.plugins import load_agent
+
+    ckpt = tmp_path / "m.pt"
+    ckpt.write_bytes(b"")
+    with pytest.raises(AgentError, match=f"--agent {spec}: the factory failed on .*m.pt \\({fault}") as e:
+        load_agent(spec, str(ckpt))
+    assert "\n" not in str(e.value)
 
 
 # --- agents that build their own features or output controls ----------------------------------------------------
