@@ -216,7 +216,19 @@ class ResultsWriter:
             grp = f.get("checkpoints")
             if grp is None:
                 return {}
-            return {k: set(scenario_ids_of(grp[k])) for k in grp if not k.startswith(TMP_PREFIX)}
+            out = {}
+            for k in grp:
+                if k.startswith(TMP_PREFIX):
+                    continue
+                try:
+                    out[k] = set(scenario_ids_of(grp[k]))
+                except (KeyError, OSError) as e:  # its commit file is truncated, overwritten or gone
+                    link = grp.get(k, getlink=True)
+                    where = self.path.parent / link.filename if isinstance(link, h5py.ExternalLink) else self.path
+                    raise EvaluationError(f"{where}: the stored rows of checkpoint {k} cannot be read "
+                                          f"({str(e).splitlines()[0]}): changed outside sim.evaluate; evaluate "
+                                          f"into another --out ({self.path.name} is left as it is)") from None
+            return out
 
     # --- commits ----------------------------------------------------------------------------------------------
 

@@ -195,3 +195,20 @@ def test_the_index_does_not_grow_with_each_commit_of_the_same_root(tmp_path):
     with h5py.File(path, "r") as f:
         assert f.attrs["run_dir"] == "elsewhere"  # a changed value is still written
     assert len(read_checkpoints(path)[0].rows.scenario_ids) == 12
+
+
+def test_an_unreadable_commit_file_is_named_and_nothing_is_lost(tmp_path):
+    """A commit file overwritten behind the index's back: resuming names that file in one line and leaves every file
+    as it was."""
+    from sim.results.errors import EvaluationError
+
+    path = tmp_path / "r.h5"
+    w, _, ids = _filled(path, n_keys=2)
+    with h5py.File(path, "r", locking=False) as f:
+        bad = path.parent / f["checkpoints"].get("k1", getlink=True).filename
+    bad.write_text("garbage\n")
+    before = {p: p.read_bytes() for p in [path, *w.parts.iterdir()]}
+    with pytest.raises(EvaluationError, match=f"{bad.name}: the stored rows of checkpoint k1 cannot be read") as e:
+        w.done()
+    assert "\n" not in str(e.value)
+    assert {p: p.read_bytes() for p in [path, *w.parts.iterdir()]} == before
