@@ -218,6 +218,12 @@ def load_error_reason(e: BaseException) -> str:
     return first if len(first) <= 200 else first[:200].rsplit(" ", 1)[0] + " ..."
 
 
+def _starts_as_zip(path: Path) -> bool:
+    """Whether the file begins as a zip archive does (``torch.save``'s format), complete or not."""
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate the raw checkpoint dict (``weights_only=True``), without building a policy.
 
@@ -230,7 +236,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt/truncated/pickled-code files
-        raise CheckpointError(f"{path}: not a readable checkpoint ({load_error_reason(e)})") from e
+        reason = load_error_reason(e) if _starts_as_zip(path) else "not a torch.save archive"
+        raise CheckpointError(f"{path}: not a readable checkpoint ({reason})") from e
     if not isinstance(obj, dict) or not {"state_dict", "config", "meta"} <= set(obj):
         raise CheckpointError(f"{path}: not a checkpoint of this project (expected keys state_dict, config, meta)")
     meta, config = obj["meta"], obj["config"]

@@ -140,7 +140,8 @@ class TrainConfig:
         return TrainConfig(**d)
 
     def validate(self) -> TrainConfig:
-        """Check every setting's type and declared range (the ``range`` next to its default).
+        """Check every setting's type and declared range (the ``range`` next to its default), and that
+        ``--select-after`` leaves a checkpoint to select.
 
         Raises:
             TrainError: the first bad setting, naming its flag and allowed range.
@@ -150,6 +151,9 @@ class TrainConfig:
             check_ranges(self)
         except RangeError as e:
             raise TrainError(str(e)) from None
+        if self.select_after > self.episodes:  # the last evaluation is at --episodes
+            raise TrainError(f"--select-after {self.select_after}: after the run's last episode (--episodes "
+                             f"{self.episodes}), so no checkpoint could become best_entropy.pt")
         return self
 
 

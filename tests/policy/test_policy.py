@@ -118,6 +118,10 @@ def test_corrupt_and_foreign_files_give_clear_errors(tmp_path):
     trunc.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="trunc.pt: not a readable checkpoint"):
         load_checkpoint(trunc)
+    text = tmp_path / "notes.pt"
+    text.write_text("hello world\n")  # pickle reads "h" as an opcode and reports a bare number
+    with pytest.raises(CheckpointError, match=r"notes.pt: not a readable checkpoint \(not a torch.save archive\)$"):
+        load_checkpoint(text)
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "missing.pt")
     other = tmp_path / "other.pt"

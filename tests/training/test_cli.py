@@ -110,6 +110,13 @@ def test_unwritable_output_is_a_clear_error(tmp_path, capsys):
     assert "cannot create" in capsys.readouterr().err
 
 
+def test_select_after_past_the_last_episode_is_refused_before_anything_is_written(tmp_path, capsys):
+    assert main([*TINY, "--episodes", "4", "--select-after", "5", "--out-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --select-after 5") and "--episodes 4" in err and "\n" not in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_default_out_dir_and_latest_link(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main([*TINY, "--episodes", "4"]) == 0
