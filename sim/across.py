@@ -68,6 +68,7 @@ def run(cfg: AcrossConfig):
     from sim.selection.across import compare_runs, format_table
     from sim.selection.across_data import labels, load_seed
 
+    _check_json(cfg.json)
     if cfg.compare_traffic:
         return _traffic(cfg)
     seeds = [load_seed(r, cfg.metric, label) for r, label in zip(cfg.runs, labels(cfg.runs), strict=True)]
@@ -81,6 +82,23 @@ def run(cfg: AcrossConfig):
         out.write_text(json.dumps(json.loads(to_json(verdict.to_json())), indent=2) + "\n")
         print(f"JSON: {out}")
     return verdict
+
+
+def _check_json(path: str | None) -> None:
+    """Refuse a ``--json`` path that cannot be written, before any run is read.
+
+    Raises:
+        AcrossError: the path is a folder, or its folder does not exist.
+    """
+    from sim.selection.across import AcrossError
+
+    if not path:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise AcrossError(f"--json {path}: is a folder; give a file name (e.g. {p / 'across.json'})")
+    if not p.parent.is_dir():
+        raise AcrossError(f"--json {path}: folder {p.parent} does not exist")
 
 
 def _traffic(cfg: AcrossConfig):

@@ -84,6 +84,17 @@ def test_runs_evaluated_otherwise_or_not_at_all_are_refused_in_one_line(runs, tm
     assert "no such run folder" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("where, says", [("missing/x.json", "does not exist"), (".", "is a folder")])
+def test_a_json_path_that_cannot_be_written_is_refused_before_the_runs_are_read(runs, tmp_path, capsys, where,
+                                                                                  says):
+    _, dirs = runs
+    target = tmp_path / where
+    assert main([*map(str, dirs[:2]), "--json", str(target)]) == 2
+    out, err = capsys.readouterr()
+    assert err.strip().startswith(f"error: --json {target}") and says in err and len(err.strip().splitlines()) == 1
+    assert "distinct policies" not in out  # nothing was compared
+
+
 def test_module_runs_as_a_command(runs):
     _, dirs = runs
     r = subprocess.run([sys.executable, "-m", "sim.across", *map(str, dirs[:2]), "--n-resamples", "100"],
