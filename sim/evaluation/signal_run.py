@@ -61,12 +61,16 @@ def plan_signals(path: str | None, names: Sequence[str], cands: Sequence[Candida
         The plan, or None when there is no log (or the default log does not fit; a note says why).
 
     Raises:
-        SignalError: the named log is unreadable, lacks a named scalar, or a checkpoint matches no logged step.
+        SignalError: the named log is unreadable, lacks a named scalar (also the default log, and a missing log,
+            when ``names`` are given), or a checkpoint matches no logged step.
     """
     explicit = path is not None
     if path is None:
         default = run_dir / HISTORY_FILE if run_dir is not None else None
         if default is None or not default.is_file():
+            if names:
+                raise SignalError(f"--signal {names[0]}: no training log to read it from (no {HISTORY_FILE} in the "
+                                  "run; name one with --signals PATH)")
             return None
         path = str(default)
     cks = [c for c in cands if not c.is_baseline]
@@ -79,7 +83,7 @@ def plan_signals(path: str | None, names: Sequence[str], cands: Sequence[Candida
             raise SignalError(f"{path}: no checkpoint with a training step to match")
         matched = match_checkpoints(sig, steps)
     except SignalError as e:
-        if explicit:
+        if explicit or names:  # a named log or scalar must be there: its absence is an error
             raise
         log(f"training signals not judged: {e}")
         return None

@@ -316,3 +316,14 @@ def test_benchmark_replay_is_the_race_and_uniform_at_equal_rollouts():
     assert (got["pick"], got["rollouts"], got["stop"]) == (r.pick, r.rollouts, r.stop)
     assert got["regret"] == regret(s, r.pick) == 0.0
     assert got["uniform_regret"] == regret(s, uniform_pick(s, r.rollouts, 2))
+
+
+def test_a_named_signal_missing_from_the_runs_own_log_is_refused(work, capsys):
+    """``--signal NAME``: a scalar the training log must hold; the run's own entropy_history.json lacking it is an
+    error before anything is evaluated, as it is for a log named with --signals."""
+    from sim.evaluate import main
+
+    assert main(["--run", str(work), "--signal", "bogus", *CLI]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "entropy_history.json: no scalar 'bogus'" in err and "\n" not in err
+    assert not list(work.glob("results*"))
