@@ -71,7 +71,9 @@ def _load_scenes(cfg: EvalConfig, log):
     try:
         report = load_scenes(cfg.scenarios, cache_dir=cfg.scenario_cache or None, strict=cfg.strict,
                              progress=cfg.progress, window=window)
-    except OSError:  # cache folder not writable: generate in memory
+    except OSError as e:  # cache folder not writable: generate in memory, and say so
+        log(f"note: --scenario-cache {cfg.scenario_cache}: not a writable folder ({str(e).splitlines()[0]}); "
+            "scenes are generated in memory this time")
         report = load_scenes(cfg.scenarios, strict=cfg.strict, progress=cfg.progress, window=window)
     scenes = report.scenes
     if isinstance(scenes, SceneFile):

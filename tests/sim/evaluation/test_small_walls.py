@@ -157,3 +157,18 @@ def test_pip_metadata_has_an_spdx_license_and_no_deprecation_block(tmp_path):
     assert "License-Expression: Apache-2.0" in meta
     pyproject = (REPO / "pyproject.toml").read_text()
     assert json.dumps("Apache-2.0") in pyproject  # the SPDX string form, not a table
+
+
+def test_a_scenario_cache_that_is_not_a_folder_is_said_and_the_scenes_still_load(tmp_path):
+    """``--scenario-cache`` naming a file: the suite is generated in memory, and the log says why."""
+    from sim.evaluation.config import EvalConfig
+    from sim.evaluation.orchestration import _load_scenes
+
+    blocker = tmp_path / "cache"
+    blocker.write_text("x")
+    lines = []
+    scenes, _ = _load_scenes(EvalConfig(scenarios="procedural-small:test", scenario_cache=str(blocker),
+                                        max_scenarios=2, progress=False), lines.append)
+    assert len(scenes) == 2
+    assert any(x.startswith(f"note: --scenario-cache {blocker}: not a writable folder") for x in lines)
+    assert blocker.read_text() == "x"
