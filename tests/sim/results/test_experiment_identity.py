@@ -135,6 +135,12 @@ def test_check_experiment_refuses_each_difference_in_one_line_naming_the_out(tmp
         line = str(e.value)
         assert "\n" not in line and word in line and f"--out {suggested}" in line.replace(str(out.parent) + "/", "")
     check_experiment(out, attrs, True, Experiment("", "procedural:test", stored.settings, "1"), {})  # baselines
+    # --rollouts unset in the stored file (None) reads as the command line spells it: 0
+    unset = Experiment(stored.source, "procedural:test", (("agents", "log"), ("rollouts", None)), "1")
+    call = Experiment(stored.source, "procedural:test", (("agents", "log"), ("rollouts", 2)), "1")
+    with pytest.raises(EvaluationError, match="holds results with rollouts=0, this call has rollouts=2; .*"
+                                              "results-rollouts-2.h5"):
+        check_experiment(out, unset.to_attrs(), True, call, {})
 
 
 # --- files of older tools that already mix ------------------------------------------------------------------------
