@@ -205,7 +205,7 @@ def correlation_view(run: data.RunData, ck: pd.DataFrame, metric: str) -> None:
     else:
         mat = data.per_scene_matrix(run.summary, list(cands.index), corr_metric)
         corr = rules.rank_correlations(cands["entropy"].to_numpy(), mat)
-    ok = not any(isinstance(v, float) and math.isnan(v) for v in corr.values())
+    ok = not any(v is None or (isinstance(v, float) and math.isnan(v)) for v in corr.values())  # null: undefined
     st.plotly_chart(figures.scatter_figure(ck, corr_metric, corr if ok else None, st.session_state.get(SEL)),
                     key="scatter_chart", on_select="rerun", selection_mode="points")
     if stored:

@@ -27,6 +27,24 @@ def runs(tmp_path_factory) -> Path:
     return root
 
 
+def test_an_undefined_stored_correlation_is_drawn_without_one(tmp_path, monkeypatch):
+    """A verdict over too few scenes stores a rank correlation it cannot define as null (JSON): the scatter is drawn
+    without the correlation in its title, not a raw exception."""
+    from sim.results.reader import read_verdict
+    from sim.results.store import ResultsWriter
+
+    write_run(tmp_path, FixtureSpec(name="few", seed=0, n_checkpoints=4, n_scenes=2))
+    res = tmp_path / "few" / "results.h5"
+    verdict = read_verdict(res)
+    verdict["correlations"]["score"].update(spearman=None, spearman_ci=[None, None], kendall_ci=[None, None])
+    ResultsWriter(res).write_verdict(verdict)
+    at = open_app(tmp_path, monkeypatch)
+    open_view(at, "Entropy vs metrics")
+    assert not at.exception
+    scatter = next(s for s in chart_specs(at) if "entropy vs score" in title(s))
+    assert "Spearman" not in title(scatter)
+
+
 def chart_specs(at: AppTest) -> list[dict]:
     return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
 
