@@ -33,6 +33,11 @@ class MetricSpec:
     label: str
 
     @property
+    def bounds(self) -> tuple[float, float]:
+        """The values the metric can take, by its unit: ``[0, inf)`` for m and s, ``[0, 1]`` for 0/1 and fractions."""
+        return (0.0, math.inf) if self.unit in ("m", "s") else (0.0, 1.0)
+
+    @property
     def axis_title(self) -> str:
         """Axis title with the unit where it has one (``ADE (m)``, ``collision rate``)."""
         if self.unit == "bool":

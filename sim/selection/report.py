@@ -82,9 +82,15 @@ def rate_interval(v: np.ndarray, level: float = 0.95) -> tuple[float, float, flo
 
 
 def metric_interval(metric: str, v: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """The interval of ``metric`` over scenarios: Wilson for 0/1 metrics, else :func:`mean_interval`."""
+    """The interval of ``metric`` over scenarios: Wilson for 0/1 metrics, else :func:`mean_interval` kept within the
+    values the metric can take (``MetricSpec.bounds``: a normal interval over a few scenes can reach below 0 m)."""
     spec = SPECS.get(metric)
-    return rate_interval(v, level) if spec is not None and spec.unit == "bool" else mean_interval(v, level)
+    if spec is not None and spec.unit == "bool":
+        return rate_interval(v, level)
+    m, lo, hi = mean_interval(v, level)
+    if spec is None or math.isnan(m):
+        return m, lo, hi
+    return m, max(lo, spec.bounds[0]), min(hi, spec.bounds[1])
 
 
 def summary_rows(stored: Sequence[StoredCheckpoint], ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -116,7 +122,7 @@ def print_summary(console, rows: Sequence[dict[str, Any]], verdict: Verdict | No
 
     run = run or "-"
     t = Table(title=f"Closed loop, run {run}: mean [95% interval] over scenarios "
-                    "(means: normal approximation; rates: Wilson)")
+                    "(means: normal approximation, within the metric's range; rates: Wilson)")
     # the columns that say which checkpoint a row is never shrink: intervals wrap onto a second line instead
     t.add_column("run", no_wrap=True, min_width=min(len(run), 24), overflow="fold")
     t.add_column("checkpoint", no_wrap=True, min_width=10, overflow="fold")

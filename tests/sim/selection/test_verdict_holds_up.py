@@ -163,6 +163,27 @@ def test_rates_use_wilson_within_zero_one(k, n):
     assert 0.0 <= lo <= p <= hi <= 1.0 and hi > lo
 
 
+@pytest.mark.parametrize("metric,values", [("ade", [0.5, 2.0, 26.4]), ("fde", [0.1, 0.2, 9.0]),
+                                           ("score", [0.0, 0.02, 0.97]), ("progress", [1.0, 0.98, 0.05])])
+def test_mean_intervals_stay_within_what_the_metric_can_take(metric, values):
+    """Three scenes, one far off: the normal interval of the mean reaches past the metric's range (a negative
+    distance, a score above 1); the table's interval stops at the range and still holds the mean; its other end is
+    the normal interval's (scipy's normal quantile)."""
+    from scipy.stats import norm
+
+    from sim.metrics.catalogue import SPECS
+    from sim.selection.report import metric_interval
+
+    v = np.asarray(values)
+    m, lo, hi = metric_interval(metric, v)
+    h = norm.ppf(0.975) * v.std(ddof=1) / np.sqrt(v.size)
+    lo_b, hi_b = SPECS[metric].bounds
+    assert m == pytest.approx(v.mean())
+    assert lo == pytest.approx(max(m - h, lo_b)) and hi == pytest.approx(min(m + h, hi_b))
+    assert lo_b <= lo <= m <= hi <= hi_b
+    assert m - h < lo_b or m + h > hi_b  # each case does reach past the range
+
+
 @pytest.mark.parametrize("device,says", [("cuda:7", "--device cuda:7"), ("bogus", "not a device name")])
 def test_unusable_device_is_one_line(work, capsys, device, says):
     if device.startswith("cuda") and torch.cuda.device_count() > 7:
