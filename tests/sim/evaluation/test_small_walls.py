@@ -172,3 +172,13 @@ def test_a_scenario_cache_that_is_not_a_folder_is_said_and_the_scenes_still_load
     assert len(scenes) == 2
     assert any(x.startswith(f"note: --scenario-cache {blocker}: not a writable folder") for x in lines)
     assert blocker.read_text() == "x"
+
+
+def test_the_data_reports_skipped_list_says_skipped_once(tmp_path):
+    data = tmp_path / "logs"
+    data.mkdir()
+    write_scenes(data / "a.npz", 2, num_steps=30)
+    (data / "b.npz").write_bytes(b"PK\x03\x04 truncated")
+    text = check(data, ImportOptions(), progress=False)["text"]
+    block = text.split("\nskipped:\n", 1)[1].splitlines()
+    assert block[0].startswith(f"  {data / 'b.npz'}: ")  # not "  skipped {file}" under the heading
