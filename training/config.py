@@ -140,8 +140,7 @@ class TrainConfig:
         return TrainConfig(**d)
 
     def validate(self) -> TrainConfig:
-        """Check every setting's type and declared range (the ``range`` next to its default), and that
-        ``--select-after`` leaves a checkpoint to select.
+        """Check every setting's type and declared range (the ``range`` next to its default).
 
         Raises:
             TrainError: the first bad setting, naming its flag and allowed range.
@@ -151,7 +150,16 @@ class TrainConfig:
             check_ranges(self)
         except RangeError as e:
             raise TrainError(str(e)) from None
-        if self.select_after > self.episodes:  # the last evaluation is at --episodes
+        return self
+
+    def check_selection(self) -> TrainConfig:
+        """Check that ``--select-after`` leaves a checkpoint to select (the last evaluation is at ``--episodes``):
+        a relation between two settings, beyond each one's declared range (:meth:`validate`).
+
+        Raises:
+            TrainError: ``--select-after`` is past ``--episodes``.
+        """
+        if self.select_after > self.episodes:
             raise TrainError(f"--select-after {self.select_after}: after the run's last episode (--episodes "
                              f"{self.episodes}), so no checkpoint could become best_entropy.pt")
         return self

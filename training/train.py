@@ -178,10 +178,11 @@ def start_or_resume(cli: CliArgs, init: dict[str, Any] | None = None) -> RunStar
     the same :func:`training.resolve.run_record` as every checkpoint.
 
     Raises:
-        TrainError: no such run, unreadable ``config.json`` or ``last.pt``, or the new directory is not empty.
+        TrainError: no such run, unreadable ``config.json`` or ``last.pt``, the new directory is not empty, or
+            ``--select-after`` is past ``--episodes`` (checked before anything is written).
     """
     if cli.resume is None:
-        cfg = cli.config
+        cfg = cli.config.check_selection()
         run, made = create_run_dir(cfg)
         record = run_record(cfg, init)
         write_config(run, cfg, {**{k: v for k, v in record.items() if k != "train"}, "run": run.name})
@@ -196,7 +197,7 @@ def start_or_resume(cli: CliArgs, init: dict[str, Any] | None = None) -> RunStar
     if not isinstance(doc, dict) or not isinstance(doc.get("train"), dict):
         raise TrainError(f"--resume {cli.resume}: {run / 'config.json'} holds no training settings ('train')")
     try:
-        cfg = replace(TrainConfig.from_dict(doc["train"]), **cli.overrides).validate()
+        cfg = replace(TrainConfig.from_dict(doc["train"]), **cli.overrides).validate().check_selection()
     except TypeError as e:
         raise TrainError(f"{run / 'config.json'}: malformed settings ({e})") from None
     init = doc.get("init")
