@@ -261,7 +261,8 @@ def open_results(path: str | Path, retries: int = 5, delay_s: float = 0.05) -> I
 
     After ``retries`` failed tries it opens without HDF5 file locking (the writer commits whole groups under a
     temporary name), and raises ``ResultsError`` naming the file if that fails too. A file that is not HDF5 at
-    all fails at once.
+    all fails at once; one this process already holds open without locking (the scene writer's thread) is opened
+    at once as :func:`open_read` opens it.
     """
     p = Path(path)
     if not p.is_file():
