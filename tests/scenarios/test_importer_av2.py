@@ -210,4 +210,4 @@ def test_damaged_inputs_give_one_line_errors(folder, parquet, tmp_path):
         assert str(e.value).startswith(str(named)) and "\n" not in str(e.value)
     r = _check(str(bad_map))
     assert r.returncode == 1 and "Traceback" not in r.stderr + r.stdout
-    assert f"skipped {bad_map / parquet.name}: its map {m.name} is an unreadable" in r.stdout
+    assert f"\nskipped:\n  {bad_map / parquet.name}: its map {m.name} is an unreadable" in r.stdout
