@@ -124,6 +124,10 @@ def scenario_files(path: str | os.PathLike) -> list[Path]:
             key=lambda p: p.relative_to(path).parts,
         )
         if not files:
+            maps = [p for p in path.rglob("*") if p.is_file() and is_av2_map(p)]
+            if maps:  # a .json file, but an Argoverse 2 map: its scenario parquet is what is missing
+                raise ScenarioError(f"{path}: folder holds Argoverse 2 map archives ({maps[0].name}) but no "
+                                    "scenario_<id>.parquet beside them")
             raise ScenarioError(f"{path}: folder holds no scenario files (supported: {', '.join(SUFFIXES)})")
         return files
     if not path.exists():

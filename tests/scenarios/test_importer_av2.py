@@ -208,6 +208,12 @@ def test_damaged_inputs_give_one_line_errors(folder, parquet, tmp_path):
         with pytest.raises(ScenarioError, match=what) as e:
             load_any(d)
         assert str(e.value).startswith(str(named)) and "\n" not in str(e.value)
+    only_map = tmp_path / "only_map"
+    only_map.mkdir()
+    shutil.copy(m, only_map / m.name)
+    with pytest.raises(ScenarioError, match=f"{only_map}: folder holds Argoverse 2 map archives .* but no "
+                                            "scenario_<id>.parquet beside them$"):
+        load_any(only_map)
     r = _check(str(bad_map))
     assert r.returncode == 1 and "Traceback" not in r.stderr + r.stdout
     assert f"\nskipped:\n  {bad_map / parquet.name}: its map {m.name} is an unreadable" in r.stdout
