@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scenarios.importers.repair import MapElementSkipped
+from scenarios.importers.repair import EgoSpanCut, MapElementSkipped
 from scenarios.scenario import Scenario, ScenarioError
 
 
@@ -51,7 +51,7 @@ class LoadReport:
             :class:`~scenarios.scene_file.SceneFile`.
         skipped: one entry per unusable file or scene.
         notes: one line per file whose scenes import with parts left out (map elements without usable
-            points, ...): ``file: what was left out``.
+            points, recorded ego driving beyond a gap in its track, ...): ``file: what was left out``.
         files: the file each scene came from (parallel to ``scenes``; the suite spec for a bundled suite).
     """
 
@@ -144,10 +144,11 @@ def load_scenes(spec: str | os.PathLike, *, split: str | None = None, cache_dir:
             inner: list[tuple[str, str]] = []
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", MapElementSkipped)
+                warnings.simplefilter("always", EgoSpanCut)
                 got = load_file(f, options, skipped=inner)
             scenes.extend(got)
             files.extend([str(f)] * len(got))
-            notes.extend(f"{f}: {w.message}" for w in caught if issubclass(w.category, MapElementSkipped))
+            notes.extend(f"{f}: {w.message}" for w in caught if issubclass(w.category, MapElementSkipped | EgoSpanCut))
             for scene_id, reason in inner:
                 item = SkippedScene(str(f), scene_id, reason)
                 if strict:

@@ -22,7 +22,7 @@ import numpy as np
 
 from scenarios.import_options import ImportOptions
 from scenarios.importers.mapgeom import ROUTE_EXTENSION, ego_route, lane_buffer_polygons, near_box
-from scenarios.importers.repair import repair_tracks
+from scenarios.importers.repair import EgoSpanCut, repair_tracks
 from scenarios.importers.resample import DT, needs_resampling, resample_tracks, window_starts
 from scenarios.importers.semantics import (
     area_polygons,
@@ -262,6 +262,11 @@ def recording_to_scenes(
     states[~valid] = 0.0
     repair_tracks(states, valid, rec.agent_type, DT, rec.id)
     a, b = _ego_span(valid[rec.ego])
+    outside = np.flatnonzero(valid[rec.ego])
+    if outside.size and (outside[0] < a or outside[-1] >= b):  # valid recorded steps the span leaves out
+        warnings.warn(EgoSpanCut(f"scene {rec.id}: the recorded ego has a gap (invalid or non-finite samples); the "
+                                 f"scene keeps its longest valid run, steps {a}-{b - 1} of {valid.shape[1]} "
+                                 f"({int(outside.size) - (b - a)} valid steps left out)"), stacklevel=2)
     if b - a < options.init_step + 2:
         raise ScenarioError(
             f"scene {rec.id}: the ego is valid for {b - a} consecutive steps, fewer than init_step + 2 = "

@@ -56,6 +56,11 @@ class TracksRepaired(UserWarning):
         self.counts = dict(counts)
 
 
+class EgoSpanCut(UserWarning):
+    """The recorded ego has a gap (invalid or non-finite samples between valid ones): the scene keeps the longest
+    run of valid steps and leaves recorded driving out (one warning per recording)."""
+
+
 class MapElementSkipped(UserWarning):
     """Map elements (or obstacles) without usable points were left out; the scene itself imports.
 

@@ -61,3 +61,19 @@ def test_training_loads_through_load_scenes(folder, capsys):
     assert "skipped" in capsys.readouterr().err
     with pytest.raises(TrainError, match="--strict"):
         split_scenes(str(folder), "train", strict=True)
+
+
+@pytest.mark.data
+def test_a_gap_in_the_recorded_ego_keeps_its_longest_run_and_says_so(shared_data, tmp_path):
+    """A Waymo scene whose ego has one non-finite sample at step 5: the scene keeps steps 6 on (its id says
+    ``@6``), and the load report's notes say what was left out."""
+    src = sorted((shared_data / "waymo_json").glob("*.json"))[0]
+    doc = json.loads(src.read_text())
+    ego = doc["objects"][doc["metadata"]["sdc_track_index"]]
+    ego["position"][5]["x"] = float("nan")
+    (tmp_path / src.name).write_text(json.dumps(doc))
+    report = load_scenes(tmp_path, progress=False)
+    (scene,) = report.scenes
+    assert scene.id == f"{doc['scenario_id']}@6"
+    (note,) = [n for n in report.notes if "has a gap" in n]
+    assert note.startswith(f"{tmp_path / src.name}: scene ") and "steps 6-" in note and "5 valid steps left out" in note
