@@ -289,7 +289,7 @@ def render(reports: Sequence[SceneReport], skipped: Sequence[SkippedScene], summ
             lines.append(f"  {r.source:24s} {r.id:32s} " + "; ".join(said[k] for k in keys))
     if skipped:
         lines.append("\nskipped:")
-        lines += [f"  {item.line().removeprefix('skipped ')}" for item in skipped]
+        lines += [f"  {item.detail()}" for item in skipped]
     dups = duplicate_ids([r.id for r in reports], [r.file for r in reports])
     if dups:
         lines.append("\nrepeated scene ids (sim.evaluate refuses them: results are keyed by scene id):")

@@ -36,10 +36,14 @@ class SkippedScene:
     scene_id: str
     reason: str
 
-    def line(self) -> str:
-        """``file[:scene]: reason`` for logs and summaries."""
+    def detail(self) -> str:
+        """``file[:scene]: reason``: what was skipped and why (a list under a "skipped" heading)."""
         where = f"{self.file}:{self.scene_id}" if self.scene_id else self.file
-        return f"skipped {where}: {self.reason}"
+        return f"{where}: {self.reason}"
+
+    def line(self) -> str:
+        """``skipped file[:scene]: reason`` for logs and summaries."""
+        return f"skipped {self.detail()}"
 
 
 @dataclass(frozen=True)

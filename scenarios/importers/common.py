@@ -262,11 +262,11 @@ def recording_to_scenes(
     states[~valid] = 0.0
     repair_tracks(states, valid, rec.agent_type, DT, rec.id)
     a, b = _ego_span(valid[rec.ego])
-    outside = np.flatnonzero(valid[rec.ego])
-    if outside.size and (outside[0] < a or outside[-1] >= b):  # valid recorded steps the span leaves out
+    valid_steps = np.flatnonzero(valid[rec.ego])
+    if valid_steps.size and (valid_steps[0] < a or valid_steps[-1] >= b):  # valid recorded steps outside the span
         warnings.warn(EgoSpanCut(f"scene {rec.id}: the recorded ego has a gap (invalid or non-finite samples); the "
                                  f"scene keeps its longest valid run, steps {a}-{b - 1} of {valid.shape[1]} "
-                                 f"({int(outside.size) - (b - a)} valid steps left out)"), stacklevel=2)
+                                 f"({int(valid_steps.size) - (b - a)} valid steps left out)"), stacklevel=2)
     if b - a < options.init_step + 2:
         raise ScenarioError(
             f"scene {rec.id}: the ego is valid for {b - a} consecutive steps, fewer than init_step + 2 = "

@@ -35,6 +35,7 @@ Definitions and their sources (``docs/metrics.md`` has the full text):
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -140,15 +141,17 @@ def _candidates(boxes: Tensor, reach: Tensor, lanes: LaneMap, rows: Tensor) -> t
     return bt[m], chunk[m] * k + j
 
 
+_PIECE_CIRCLES: weakref.WeakKeyDictionary[LaneMap, Tensor] = weakref.WeakKeyDictionary()
+
+
 def _piece_circles(lanes: LaneMap) -> Tensor:
     """``[B * C, k, 3]`` (x, y, radius) m: each lane piece's bounding circle, grouped by chunk of
-    :data:`~sim.lane_map.CHUNK` pieces (kept on the lane map: it serves every rollout of its batch)."""
-    got = lanes.__dict__.get("_piece_circles")
+    :data:`~sim.lane_map.CHUNK` pieces (computed once per lane map: it serves every rollout of its batch)."""
+    got = _PIECE_CIRCLES.get(lanes)
     if got is None:
         sb = lanes.seg_box
         got = torch.stack([sb[..., _X], sb[..., _Y], torch.hypot(sb[..., _LEN], sb[..., _WID]) / 2], dim=-1)
-        got = got.reshape(-1, sb.shape[1] // lanes.chunk_circle.shape[1], 3)
-        object.__setattr__(lanes, "_piece_circles", got)  # a frozen dataclass: derived data, not a field
+        got = _PIECE_CIRCLES[lanes] = got.reshape(-1, sb.shape[1] // lanes.chunk_circle.shape[1], 3)
     return got
 
 
