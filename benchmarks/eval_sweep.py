@@ -211,8 +211,8 @@ def rollouts_alone(run_dir: Path, scenes, ecfg, scene_cache) -> float:
     """Seconds the sweep's rollouts take alone: the same checkpoints, shards, batches, threads and policy function,
     batches built beforehand (untimed), no metrics, no files; one process whatever the executor (the executors
     run the same rollouts in W processes: compare the processes executor's wall time with this over W)."""
-    from sim.evaluation.executors import make_shards
     from sim.evaluation.plugins import load_agent, policy_fn
+    from sim.evaluation.units import make_shards
     from sim.rollout import rollout
 
     torch.set_num_threads(ecfg.threads)
@@ -230,7 +230,8 @@ def rollouts_alone(run_dir: Path, scenes, ecfg, scene_cache) -> float:
 
 def _executor_used(ecfg, n_scenes: int, scenes) -> str:
     """The executor ``sim.evaluate`` ran on (``--executor auto`` resolved as it resolves it)."""
-    from sim.evaluation.executors import SimSettings, make_shards, pick_executor
+    from sim.evaluation.executors import pick_executor
+    from sim.evaluation.units import SimSettings, make_shards
 
     n_ck = len(list((Path(ecfg.run) / "checkpoints").glob("*.pt")))
     settings = SimSettings(device=ecfg.device, compile=ecfg.compile)

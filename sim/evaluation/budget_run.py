@@ -16,7 +16,8 @@ import numpy as np
 
 from scenarios.scenario import Scenario
 from scenarios.scene_file import scene_ids
-from sim.evaluation.executors import SimSettings, make_executor, make_shards, make_units, run_units
+from sim.evaluation.executors import make_executor, run_units
+from sim.evaluation.units import SimSettings, make_shards, make_units
 from sim.metrics.catalogue import higher_is_better
 from sim.results.errors import EvaluationError
 from sim.results.reader import read_checkpoints
@@ -68,7 +69,7 @@ def run_budget(cands: Sequence[Any], scenes: Sequence[Scenario], *, budget: floa
         scenes: the sweep's scenes. budget: ``--budget`` (:func:`sim.selection.budget.budget_rollouts`).
         confidence: ``--confidence``. metric: ``--metric`` (its direction from ``sim.metrics.catalogue``).
         commit: ``commit(key, rows)`` stores rows in the results file. out: the results file (stored pairs
-            are reused, not simulated). scene_window: ``--scene-window`` (:func:`sim.evaluation.executors.make_units`).
+            are reused, not simulated). scene_window: ``--scene-window`` (:func:`sim.evaluation.units.make_units`).
 
     Returns:
         The race and the scenario ids every checkpoint received (the verdict's common scenes).

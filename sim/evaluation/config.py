@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from scenarios.cli_config import PORT, SEED, RangeError, above, at_least, check_ranges
 from scenarios.suites import DEFAULT_CACHE_DIR
 from sim.evaluation.candidates import BASELINES
-from sim.evaluation.executors import EXECUTORS, MAX_ROLLOUTS, check_rollouts
+from sim.evaluation.executors import EXECUTORS
+from sim.evaluation.units import MAX_ROLLOUTS, check_rollouts
 from sim.results.errors import EvaluationError
 from sim.selection.budget import check_budget
 

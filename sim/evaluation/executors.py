@@ -1,426 +1,26 @@
-"""Executors: run (checkpoint x scenario shard) work units locally, in worker processes, or on Ray actors.
+"""Executors: run work units (:mod:`sim.evaluation.units`) locally, in worker processes, or on Ray actors.
 
-A work unit is one checkpoint (or baseline) on one shard of scenes; :func:`evaluate_unit`
-is the pure function every executor calls, so the process and Ray executors give the same numbers
-as the local one (same shards, same batches, deterministic policy). Shards group scenes of
-equal ``init_step`` and ``dt`` (a batch shares them) in order, ``batch_size`` at most.
-
-Memory is bounded by a *scene window* (``--scene-window``): consecutive shards of at most that many scenes. Units
-run window by window, every checkpoint on the window's shards before the next window (:func:`make_units`), so a
-process builds each scene batch once, keeps only its window's batches (plus the next one, being built:
-:data:`SimSettings.batches_held`) and drops them after the window; a checkpoint's rows are committed once per window
-(:func:`run_units`). Peak memory grows with the window, not with the scene set.
+Every executor calls the same unit function (:func:`sim.evaluation.unit_eval.evaluate_unit`) and gives the same
+rows; :func:`run_units` commits a checkpoint's rows once per scene window, :func:`pick_executor` resolves
+``--executor auto``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import os
 import sys
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import torch
-
-from scenarios.scenario import Scenario, content_digest
+from scenarios.scenario import Scenario
 from scenarios.scene_file import SceneFile
-from sim.compiled import StepCompile
-from sim.config import DEFAULT_MAX_AGENTS
-from sim.metrics.catalogue import epdms, nuplan_score, score_terms
+from sim.evaluation.unit_eval import clear_batches, evaluate_unit, score_unit, simulate_unit, unit_batch
+from sim.evaluation.units import SimSettings, UnitResult, WorkUnit, worker_batches_held
 from sim.results.errors import EvaluationError
-from sim.results.schema import CheckpointRows, SampledRows
-
-
-@dataclass(frozen=True)
-class SimSettings:
-    """How units are simulated (identical for every unit of a call).
-
-    Attributes:
-        backend: ``kinematic`` or ``carla``.
-        device: torch device for the batch and the policy (``cpu``, ``cuda``).
-        agents: other agents' model, ``log`` or ``idm``.
-        max_agents: agent cap per scene, ego included (the one rule: ``sim.batch.select_agents``).
-        seed: torch seed set before each unit.
-        threads: torch CPU threads per process (1: the policy and simulator tensors are small, and
-            intra-op threads only contend; it also makes every executor compute the same way).
-        carla_host: CARLA server host(s), comma-separated. carla_ports: their RPC port(s) (one server each).
-        agent: the agent plug-in checkpoints are loaded with (:func:`sim.evaluation.plugins.resolve_factory`).
-        compile: ``torch.compile`` the hot parts (:class:`sim.compiled.StepCompile`; continuous metrics differ from
-            eager's at float32 round-off, a borderline boolean one can flip).
-        rollouts: K rollouts with sampled actions per (checkpoint, scene) besides the mean-action one (0: none;
-            baselines are deterministic and get none); seeded by :func:`rollout_seed`.
-        scene_cache: folder of prepared scenes shared by the call's processes (:class:`sim.scene_cache.SceneCache`;
-            "": prepare in memory only).
-        batches_held: scene batches a process keeps built (least recently used dropped first): a scene window's
-            shards plus the next one (:func:`batches_held`).
-    """
-
-    backend: str = "kinematic"
-    device: str = "cpu"
-    agents: str = "log"
-    max_agents: int = DEFAULT_MAX_AGENTS
-    seed: int = 0
-    threads: int = 1
-    carla_host: str = "localhost"
-    carla_ports: tuple[int, ...] = (2000,)
-    agent: str = "own"
-    compile: bool = False
-    rollouts: int = 0
-    scene_cache: str = ""
-    batches_held: int = 2
-
-
-@dataclass(frozen=True)
-class WorkUnit:
-    """One checkpoint on one shard.
-
-    Attributes:
-        key: candidate key. kind: ``checkpoint`` or ``baseline``.
-        source: checkpoint path, or the baseline name.
-        shard: shard number. scenes: indices into the call's scene list.
-        window: the scene window the shard belongs to (:func:`scene_windows`); a checkpoint's rows are committed
-            once per window.
-    """
-
-    key: str
-    kind: str
-    source: str
-    shard: int
-    scenes: tuple[int, ...]
-    window: int = 0
-
-
-@dataclass(frozen=True, eq=False)
-class UnitResult:
-    """Results of one unit: ``rows`` for the shard's scenes, in shard order (``rows.sampled``: its sampled-action
-    rollouts, scene-major within each rollout index)."""
-
-    key: str
-    shard: int
-    rows: CheckpointRows
-
-
-def make_shards(scenes: Sequence[Scenario], batch_size: int) -> list[tuple[int, ...]]:
-    """Split scene indices into batches of equal (init_step, dt), keeping order within a group.
-
-    Returns:
-        Tuples of indices into ``scenes``; every index appears once.
-    """
-    if batch_size < 1:
-        raise EvaluationError(f"--batch-size must be >= 1, got {batch_size}")
-    from scenarios.scene_file import scene_keys
-
-    groups: OrderedDict[tuple[int, float], list[int]] = OrderedDict()
-    for i, (init_step, dt) in enumerate(scene_keys(scenes)):  # a streamed file's without decoding its scenes
-        groups.setdefault((init_step, round(dt, 9)), []).append(i)
-    shards = []
-    for idx in groups.values():
-        for j in range(0, len(idx), batch_size):
-            shards.append(tuple(idx[j : j + batch_size]))
-    return shards
-
-
-def scene_windows(shards: Sequence[tuple[int, ...]], window: int) -> list[list[int]]:
-    """Consecutive shard numbers grouped into windows of at most ``window`` scenes (a shard larger than the window
-    is a window of its own; ``window`` 0: one window).
-
-    Returns:
-        Lists of shard numbers; every shard appears once, in order.
-    """
-    out: list[list[int]] = []
-    n = 0
-    for k, sh in enumerate(shards):
-        if not out or (window > 0 and n + len(sh) > window):
-            out.append([])
-            n = 0
-        out[-1].append(k)
-        n += len(sh)
-    return out
-
-
-def batches_held(shards: Sequence[tuple[int, ...]], window: int) -> int:
-    """:attr:`SimSettings.batches_held` for a call: the most shards of one window, plus the next batch."""
-    return max((len(w) for w in scene_windows(shards, window)), default=0) + 1
-
-
-def worker_batches_held(plan: Sequence[WorkUnit], cap: int) -> int:
-    """:attr:`SimSettings.batches_held` of a worker process that runs ``plan``: it builds only its own shards, so it
-    keeps its most shards of one window plus the next batch (at most ``cap``, the call's)."""
-    per_window: dict[int, set[int]] = {}
-    for u in plan:
-        per_window.setdefault(u.window, set()).add(u.shard)
-    return min(cap, max((len(v) for v in per_window.values()), default=0) + 1)
-
-
-def make_units(cands: Sequence[Any], shards: Sequence[tuple[int, ...]], todo: dict[str, set[int]],
-               window: int = 0) -> list[WorkUnit]:
-    """Work units for the scene indices each candidate still needs (``todo[key]``): window by window
-    (:func:`scene_windows`), within a window candidate by candidate, shard by shard."""
-    units = []
-    for w, members in enumerate(scene_windows(shards, window)):
-        for c in cands:
-            need = todo.get(c.key, set())
-            for k in members:
-                sel = tuple(i for i in shards[k] if i in need)
-                if sel:
-                    units.append(WorkUnit(c.key, c.kind, c.name if c.kind == "baseline" else c.path, k, sel, w))
-    return units
-
-
-# --- the unit function ----------------------------------------------------------------------------
-
-class _LRU:
-    """A least-recently-used cache shared by the local executor's two threads (policies; batches)."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._items: OrderedDict[tuple, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple, build: Callable[[], Any], capacity: int | None = None) -> Any:
-        """The value under ``key``, built (outside the lock: a batch takes a while) when absent; keeps at most
-        ``capacity`` (default: the cache's) values."""
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        val = build()
-        with self._lock:
-            self._items[key] = val
-            while len(self._items) > max(1, capacity or self.capacity):
-                self._items.popitem(last=False)
-        return val
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def clear(self) -> None:
-        """Drop every value."""
-        with self._lock:
-            self._items.clear()
-
-
-_AGENTS = _LRU(128)  # loaded policies, by file identity (each window cycles through every checkpoint)
-_BATCHES = _LRU(2)  # built scene batches, by content; capacity per call: SimSettings.batches_held
-
-
-def carla_endpoints(host: str, ports: Sequence[int]) -> list:
-    """``--carla-host H[,H2] --carla-port P [P ...]`` -> one :class:`sim.backends.carla.session.Endpoint` per server.
-
-    :mod:`sim.evaluation.carla_pool` is imported here, lazily: ``carla`` is needed only with ``--backend carla``.
-    """
-    from sim.evaluation.carla_pool import parse_endpoints
-
-    return parse_endpoints(host, list(ports))
-
-
-def _rows(ids: Sequence[str], ro, batch, compile: StepCompile | None = None) -> CheckpointRows:
-    from sim.metrics.registry import compute_metrics
-
-    metrics = compute_metrics(ro, batch, compile)
-    ego = ro.ego  # [B, T, 7]
-    speed = torch.hypot(ego[..., 3], ego[..., 4])
-    traj = torch.stack([ego[..., 0], ego[..., 1], ego[..., 2], speed], dim=-1).float()
-    traj = torch.where(batch.step_valid[..., None], traj, torch.full_like(traj, float("nan")))
-    return CheckpointRows(
-        scenario_ids=tuple(ids),
-        metrics={k: v.detach().double().cpu().numpy().reshape(len(ids)) for k, v in metrics.items()},
-        ego_traj=traj.cpu().numpy().astype(np.float32),
-    )
-
-
-def _evaluate_unit_carla(unit: WorkUnit, scenes: Sequence[Scenario], settings: SimSettings) -> UnitResult:
-    """The unit on CARLA server(s): one scene per rollout (``sim.evaluation.carla_pool.evaluate_carla``)."""
-    from sim.evaluation.carla_pool import evaluate_carla
-
-    endpoints = carla_endpoints(settings.carla_host, settings.carla_ports)
-    with torch.inference_mode():
-        fn = _policy_fn(unit, None, settings, dt=float(scenes[0].dt))
-        runs = evaluate_carla(list(scenes), fn, endpoints, max_agents=settings.max_agents)
-        parts = [_with_sensor_collision(_rows([r.scene_id], r.rollout, r.batch), r) for r in runs]
-    return UnitResult(unit.key, unit.shard, CheckpointRows.concat(parts))
-
-
-def _with_sensor_collision(rows: CheckpointRows, run) -> CheckpointRows:
-    """OR CARLA's collision sensor into the box-overlap collision (the sensor misses contacts, boxes are primary).
-
-    A contact only the sensor saw counts as a collision at its first step and, lacking the geometry to judge
-    fault, as at fault; both scores are recomputed from the catalogue's formulas with that flag (the EPDMS without
-    NAVSIM's human filter: the recorded driver's terms are not in the rows).
-    """
-    fired = np.flatnonzero(np.asarray(run.sensor_collision, dtype=bool)[run.rollout.init_step + 1 :])
-    m = rows.metrics
-    if fired.size == 0 or m["collision"][0] > 0:
-        return rows
-    m = dict(m)
-    m["collision"] = np.ones(1)
-    m["collision_at_fault"] = np.ones(1)
-    m["no_at_fault_collisions"] = np.zeros(1)  # what was hit is unknown: counted as a road user
-    m["collision_time"] = np.array([(fired[0] + 1) * run.rollout.dt])
-    terms = score_terms(m)
-    m["score"] = np.asarray(epdms(terms), dtype=np.float64)
-    m["nuplan_score"] = np.asarray(nuplan_score(terms), dtype=np.float64)
-    return dataclasses.replace(rows, metrics=m)
-
-
-MAX_ROLLOUTS = 64  # --rollouts: at most this many sampled rollouts per (checkpoint, scene)
-
-
-def check_rollouts(k: int) -> int:
-    """``--rollouts K``'s range: an integer in [0, :data:`MAX_ROLLOUTS`].
-
-    Raises:
-        ValueError: outside the range (one line naming the flag).
-    """
-    if isinstance(k, bool) or int(k) != k or not 0 <= int(k) <= MAX_ROLLOUTS:
-        raise ValueError(f"--rollouts must be an integer in [0, {MAX_ROLLOUTS}] (sampled rollouts per checkpoint "
-                         f"and scene; 0: the mean action only), got {k}")
-    return int(k)
-
-
-def rollout_seed(seed: int, key: str, k: int, scene_ids: Sequence[str]) -> int:
-    """Seed of sampled rollout ``k`` of checkpoint ``key`` on a batch of scenes (63 bits).
-
-    A function of the call's ``--seed``, the checkpoint, the rollout index and the batch's scene ids only: the
-    same call draws the same samples on every executor and on resume, and rollout k of two checkpoints or two
-    batches uses independent streams. (A batch draws one ``[B, D]`` normal per step, so samples of a scene
-    depend on the shard it is simulated in, i.e. on ``--batch-size``.)
-    """
-    h = hashlib.blake2b(f"{int(seed)}|{key}|{int(k)}|".encode() + "\x1f".join(scene_ids).encode(), digest_size=8)
-    return int.from_bytes(h.digest(), "little") >> 1
-
-
-def _policy_fn(unit: WorkUnit, batch, settings: SimSettings, dt: float | None = None,
-               generator: torch.Generator | None = None):
-    if unit.kind == "baseline":
-        if unit.source == "log-replay":
-            return None
-        if unit.source == "constant-velocity":
-            from sim.baselines import constant_velocity_policy
-
-            return constant_velocity_policy(batch.dt if batch is not None else dt)
-        raise EvaluationError(f"unknown baseline {unit.source!r}")
-    from sim.evaluation.plugins import load_agent, policy_fn
-
-    st = os.stat(unit.source)
-    agent = _AGENTS.get((settings.agent, unit.source, st.st_mtime_ns, st.st_size, settings.device),
-                        lambda: load_agent(settings.agent, unit.source, settings.device))
-    return policy_fn(agent, generator)
-
-
-def load_policy(path: str, device: str = "cpu"):
-    """Load a checkpoint's policy and check it fits this simulator (observation and waypoints).
-
-    Raises:
-        policy.checkpoint.CheckpointError: missing, corrupt, or another architecture.
-    """
-    from policy.checkpoint import CheckpointError, load_checkpoint
-    from sim.config import NUM_WAYPOINTS
-    from sim.observation import OBS_DIM, OBS_VERSION
-
-    loaded = load_checkpoint(path, device=device, expect_obs=(OBS_DIM, OBS_VERSION))
-    k = loaded.policy.config.num_waypoints
-    if k != NUM_WAYPOINTS:
-        raise CheckpointError(f"{path}: policy outputs {k} waypoints, the simulator expects {NUM_WAYPOINTS}")
-    return loaded.policy
-
-
-def evaluate_unit(unit: WorkUnit, scenes: Sequence[Scenario], settings: SimSettings) -> UnitResult:
-    """Closed-loop rollout of one checkpoint on one shard, metrics and ego trajectories.
-
-    Args:
-        unit: the work unit.
-        scenes: the shard's scenes (``len(unit.scenes)``), in unit order.
-        settings: simulation settings.
-
-    Returns:
-        Rows for the shard's scenes: metrics float64 ``[n]``, ego_traj float32 ``[n, T, 4]``
-        (x m, y m, yaw rad, speed m/s; NaN at steps the scene does not have); with ``settings.rollouts`` K > 0
-        and a checkpoint, ``rows.sampled`` holds K more rollouts with sampled actions (``[K * n]`` metrics,
-        rollout-major), after and independent of the mean-action one, whose rows are those of K = 0.
-    """
-    done = simulate_unit(unit, scenes, settings)
-    return done if isinstance(done, UnitResult) else score_unit(done)
-
-
-@dataclass(frozen=True, eq=False)
-class Simulated:
-    """A unit's mean-action rollout, before its metrics (:func:`simulate_unit` -> :func:`score_unit`)."""
-
-    unit: WorkUnit
-    ids: tuple[str, ...]
-    batch: Any
-    rollout: Any
-    settings: SimSettings
-
-
-def unit_batch(scenes: Sequence[Scenario], settings: SimSettings):
-    """The batch of a shard's scenes: built (through the prepared-scene cache) once per process and reused by every
-    checkpoint while it stays among the :attr:`SimSettings.batches_held` most recent."""
-    from sim.batch import make_batch
-    from sim.scene_cache import SceneCache
-
-    return _BATCHES.get(
-        (tuple(content_digest(s) for s in scenes), settings.device, settings.max_agents),
-        lambda: make_batch(scenes, device=settings.device, max_agents=settings.max_agents,
-                           cache=SceneCache(settings.scene_cache) if settings.scene_cache else None),
-        capacity=settings.batches_held,
-    )
-
-
-def simulate_unit(unit: WorkUnit, scenes: Sequence[Scenario], settings: SimSettings,
-                  batch: Any = None) -> Simulated | UnitResult:
-    """The first half of :func:`evaluate_unit`: the batch (:func:`unit_batch`, unless given) and the mean-action
-    rollout; a CARLA unit is done here (its metrics come with the server's run)."""
-    from sim.rollout import rollout
-
-    if settings.threads > 0 and torch.get_num_threads() != settings.threads:
-        torch.set_num_threads(settings.threads)
-    torch.manual_seed(settings.seed)
-    if settings.backend == "carla":
-        return _evaluate_unit_carla(unit, scenes, settings)
-    if batch is None:
-        batch = unit_batch(scenes, settings)
-    with torch.inference_mode():
-        ro = rollout(batch, _policy_fn(unit, batch, settings), agents=settings.agents,
-                     compile=StepCompile(enabled=settings.compile))
-    return Simulated(unit, tuple(s.id for s in scenes), batch, ro, settings)
-
-
-def score_unit(sim: Simulated) -> UnitResult:
-    """The second half of :func:`evaluate_unit`: metrics and trajectories of the rollout, then the sampled-action
-    rollouts (``settings.rollouts``). Thread-safe: :class:`LocalExecutor` runs it beside the next rollout."""
-    settings, unit = sim.settings, sim.unit
-    step_compile = StepCompile(enabled=settings.compile)
-    with torch.inference_mode():
-        rows = _rows(sim.ids, sim.rollout, sim.batch, step_compile)
-        if settings.rollouts > 0 and unit.kind == "checkpoint":
-            rows = dataclasses.replace(rows, sampled=_sampled_rows(unit, sim.ids, sim.batch, settings, step_compile))
-    return UnitResult(unit.key, unit.shard, rows)
-
-
-def _sampled_rows(unit: WorkUnit, ids: tuple[str, ...], batch, settings: SimSettings,
-                  step_compile: StepCompile) -> SampledRows:
-    """``settings.rollouts`` rollouts of the unit's checkpoint with sampled actions (:func:`rollout_seed`)."""
-    from sim.rollout import rollout
-
-    parts = []
-    for k in range(settings.rollouts):
-        gen = torch.Generator(device=settings.device).manual_seed(rollout_seed(settings.seed, unit.key, k, ids))
-        ro = rollout(batch, _policy_fn(unit, batch, settings, generator=gen), agents=settings.agents,
-                     compile=step_compile)
-        r = _rows(ids, ro, batch, step_compile)
-        parts.append(SampledRows(ids, np.full(len(ids), k, dtype=np.int32), r.metrics))
-    return SampledRows.concat(parts)
-
-
-# --- executors ----------------------------------------------------------------------------------------
+from sim.results.schema import CheckpointRows
 
 
 class LocalExecutor:
@@ -429,7 +29,7 @@ class LocalExecutor:
     On the CPU, eager, a unit's metrics and the next unit's batch run on a second thread while the next unit's
     rollout runs (and while the caller commits): torch releases the interpreter lock inside its operations, so the
     two overlap on two cores (``benchmarks.eval_sweep``: docs/performance.md). Only the second thread builds
-    batches. Results are those of :func:`evaluate_unit`, in unit order. A ``MODULE:FACTORY`` agent plug-in runs on
+    batches. Results are those of :func:`~sim.evaluation.unit_eval.evaluate_unit`, in unit order. A ``MODULE:FACTORY`` agent plug-in runs on
     one thread (it may keep state between calls).
 
     Args:
@@ -490,12 +90,12 @@ class LocalExecutor:
         """Stop the second thread and drop the batches kept for the last scene window (the verdict runs after; a
         later call builds its own)."""
         self.close_pool()
-        _BATCHES.clear()
+        clear_batches()
 
 
 def deal(units: Sequence[WorkUnit], workers: int) -> list[list[WorkUnit]]:
     """Units dealt to at most ``workers`` workers by shard (shard k of the sorted shards to worker k mod W), each
-    worker's in the given order (window by window, checkpoint by checkpoint: :func:`make_units`): a shard's batch is
+    worker's in the given order (window by window, checkpoint by checkpoint: :func:`~sim.evaluation.units.make_units`): a shard's batch is
     built by one worker only and reused for every checkpoint. No worker gets nothing."""
     shards = sorted({u.shard for u in units})
     n_w = max(1, min(workers, len(shards)))
@@ -650,7 +250,7 @@ class ProcessExecutor:
     """Runs units in ``workers`` processes on this machine (``spawn``; no Ray needed), results as they complete.
 
     Shards are dealt to the workers (shard k to worker k mod W), and each worker runs its units in the given order
-    (scene window by window, checkpoint by checkpoint within one: :func:`make_units`): a shard's batch is built
+    (scene window by window, checkpoint by checkpoint within one: :func:`~sim.evaluation.units.make_units`): a shard's batch is built
     once, in one worker, and reused for every checkpoint, and a checkpoint's window is complete (committed) once
     each worker has done its shards of it. With
     ``SimSettings.threads`` = 1, W workers keep W cores busy (one process keeps about one core busy

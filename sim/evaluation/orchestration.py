@@ -25,19 +25,12 @@ from sim.evaluation.candidates import (
     split_by_run,
 )
 from sim.evaluation.config import EvalConfig
-from sim.evaluation.executors import (
-    SimSettings,
-    batches_held,
-    make_executor,
-    make_shards,
-    make_units,
-    pick_executor,
-    run_units,
-)
+from sim.evaluation.executors import make_executor, pick_executor, run_units
 from sim.evaluation.plugin_candidates import plugin_candidates
 from sim.evaluation.settings import identity_root
 from sim.evaluation.signal_run import SignalPlan, fill_candidates, plan_signals, ranking_lines
 from sim.evaluation.signal_run import judge as judge_signals_of
+from sim.evaluation.units import SimSettings, batches_held, make_shards, make_units
 from sim.metrics.catalogue import JUDGED_METRICS
 from sim.results.errors import EvaluationError
 from sim.results.identity import run_results_path, scene_digest
@@ -103,7 +96,7 @@ def _load_scenes(cfg: EvalConfig, log):
 
 def _preflight(cfg: EvalConfig, cands: Sequence[Candidate]) -> None:
     """Load every checkpoint once and probe the CARLA servers before any work."""
-    from sim.evaluation.executors import carla_endpoints, load_policy
+    from sim.evaluation.unit_eval import carla_endpoints, load_policy
 
     for c in cands:
         if not c.is_baseline and cfg.agent == "own":  # other plug-ins loaded each file when building the set

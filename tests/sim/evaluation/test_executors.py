@@ -10,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim.evaluation.candidates import baseline, discover
-from sim.evaluation.executors import LocalExecutor, SimSettings, WorkUnit, evaluate_unit, make_shards, make_units
+from sim.evaluation.executors import LocalExecutor
+from sim.evaluation.unit_eval import evaluate_unit
+from sim.evaluation.units import SimSettings, WorkUnit, make_shards, make_units
 from tests.sim.evaluation.test_evaluate_support import make_run, straight_scene
 
 
@@ -156,7 +158,8 @@ def test_overlapped_local_executor_equals_one_unit_after_another(tmp_path):
 @pytest.mark.slow
 def test_process_executor_matches_local_and_reports_a_unit_error(tmp_path):
     from policy.checkpoint import read_checkpoint
-    from sim.evaluation.executors import ProcessExecutor, WorkUnit
+    from sim.evaluation.executors import ProcessExecutor
+    from sim.evaluation.units import WorkUnit
 
     run = make_run(tmp_path, episodes=(0, 10), speeds=[6.0, 12.0])
     cands, _ = discover([], str(run), False, read_checkpoint)
@@ -247,7 +250,7 @@ def test_negative_worker_count_is_a_one_line_error(tmp_path, capsys):
 @settings(max_examples=60, deadline=None)
 @given(sizes=st.lists(st.integers(1, 9), min_size=0, max_size=20), window=st.integers(0, 25))
 def test_scene_windows_partition_shards_in_order_within_the_window(sizes, window):
-    from sim.evaluation.executors import batches_held, scene_windows
+    from sim.evaluation.units import batches_held, scene_windows
 
     shards, n = [], 0
     for k in sizes:
@@ -282,8 +285,9 @@ def test_windowed_sweep_builds_each_batch_once_holds_one_window_and_gives_the_sa
     one held."""
     import sim.batch
     from policy.checkpoint import read_checkpoint
-    from sim.evaluation import executors
-    from sim.evaluation.executors import batches_held, run_units
+    from sim.evaluation import unit_eval
+    from sim.evaluation.executors import run_units
+    from sim.evaluation.units import batches_held
 
     run = make_run(tmp_path, episodes=(0, 10), speeds=[6.0, 12.0])
     cands, _ = discover([], str(run), False, read_checkpoint)
@@ -296,13 +300,13 @@ def test_windowed_sweep_builds_each_batch_once_holds_one_window_and_gives_the_sa
 
     def counting(sc, *a, **kw):
         built.append(tuple(s.id for s in sc))
-        held.append(len(executors._BATCHES))
+        held.append(len(unit_eval._BATCHES))
         return real(sc, *a, **kw)
 
     monkeypatch.setattr(sim.batch, "make_batch", counting)
 
     def sweep(window):
-        executors._BATCHES._items.clear()
+        unit_eval.clear_batches()
         built.clear()
         held.clear()
         got: list[tuple[str, tuple[str, ...]]] = []
@@ -386,7 +390,7 @@ def test_streamed_scenes_give_the_same_results_file_as_held_ones(tmp_path, capsy
 
 
 def test_a_worker_keeps_the_batches_of_its_own_shards_of_a_window():
-    from sim.evaluation.executors import batches_held, scene_windows, worker_batches_held
+    from sim.evaluation.units import batches_held, scene_windows, worker_batches_held
 
     cands = [baseline("constant-velocity"), baseline("log-replay")]
     shards = [tuple(range(i, min(i + 4, 50))) for i in range(0, 50, 4)]  # 13 shards of at most 4 scenes

@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from sim.evaluate import main
-from sim.evaluation.executors import SimSettings, WorkUnit, evaluate_unit, rollout_seed
 from sim.evaluation.plugins import AgentError, AgentInfo, policy_fn
+from sim.evaluation.unit_eval import evaluate_unit, rollout_seed
+from sim.evaluation.units import SimSettings, WorkUnit
 from sim.results.reader import read_checkpoints, read_root_attrs, read_sampled, read_verdict
 from sim.results.schema import CheckpointRows, SampledRows
 from sim.results.store import ResultsWriter

@@ -7,7 +7,7 @@ import numpy as np
 from scenarios.procedural import generate
 from sim.batch import make_batch
 from sim.evaluation.carla_pool import CarlaRun
-from sim.evaluation.executors import _rows, _with_sensor_collision
+from sim.evaluation.unit_eval import _rows, _with_sensor_collision
 from sim.rollout import rollout
 
 
