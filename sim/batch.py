@@ -15,11 +15,11 @@ from scenarios.scenario import LENGTH, NUM_FIELDS, WIDTH, AgentType, Scenario, X
 from sim.config import AGENT_REACH, DEFAULT_MAX_AGENTS, ROUTE_SPACING, SimError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from sim.geometry import RoadGrid
     from sim.lane_map import LaneMap
+    from sim.road_grid import RoadGrid
     from sim.scene_cache import SceneCache
 
-ROAD_RESOLUTION = 0.5  # m per cell of a batch's road grid (sim.geometry.build_road_grid)
+ROAD_RESOLUTION = 0.5  # m per cell of a batch's road grid (sim.road_grid.build_road_grid)
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,7 +33,7 @@ class ScenarioBatch:
         step_valid: bool ``[B, T]``: the scene has this step (shorter scenes are padded at the end).
         route: float32 ``[B, R, 2]`` the ego route resampled every ``ROUTE_SPACING`` m of arc length.
         route_valid: bool ``[B, R]``.
-        road: precomputed road signed-distance grid (:class:`sim.geometry.RoadGrid`).
+        road: precomputed road signed-distance grid (:class:`sim.road_grid.RoadGrid`).
         init_step: closed-loop control starts at this step (common to the batch).
         dt: seconds between steps (common to the batch).
         ids, sources, families: per-scene strings, length B.
@@ -203,8 +203,8 @@ def make_batch(
     log = np.where(valid[..., None], log, 0.0).astype(np.float32)
     log[..., LENGTH] = np.where(valid, log[..., LENGTH], 1.0)
     log[..., WIDTH] = np.where(valid, log[..., WIDTH], 1.0)
-    from sim.geometry import build_road_grid  # lazy: written by the metrics helper
     from sim.lane_map import build_lane_map  # lazy: imports shapely
+    from sim.road_grid import build_road_grid  # lazy: written by the metrics helper
 
     dev = torch.device(device)
     grids = pieces = None

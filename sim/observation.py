@@ -27,7 +27,7 @@ from torch import Tensor
 
 from sim.batch import ScenarioBatch
 from sim.config import ACCEL_MAX, CURVATURE_MAX, ROUTE_SPACING
-from sim.geometry import RoadGrid
+from sim.road_grid import RoadGrid
 from sim.state import SPEED, SimState
 
 OBS_VERSION = 1
@@ -95,7 +95,7 @@ def to_world_frame(xy: Tensor, origin: Tensor, yaw: Tensor) -> Tensor:
 def road_probe(grid: RoadGrid, xy: Tensor) -> Tensor:
     """Signed road distance (m, > 0 outside) clipped to +-ROAD_CLIP at world points ``[B, N, 2]`` -> ``[B, N]``.
 
-    The bilinear lookup of :func:`sim.geometry.road_distance` as one ``grid_sample`` kernel (the
+    The bilinear lookup of :func:`sim.road_grid.road_distance` as one ``grid_sample`` kernel (the
     step's hot path); points beyond a scene's grid read +ROAD_CLIP. Scenes without road: any value.
     """
     _, h, w = grid.sdf.shape

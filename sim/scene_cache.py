@@ -1,12 +1,12 @@
 """Prepared scenes on disk: each scene's road grid and lane pieces, keyed by its content, shared across processes.
 
-Preparing a scene for the batched simulator (its drivable area's signed-distance grid, :func:`sim.geometry.scene_grid`,
+Preparing a scene for the batched simulator (its drivable area's signed-distance grid, :func:`sim.road_grid.scene_grid`,
 and its lane pieces, :func:`sim.lane_map.scene_pieces`) costs tens of milliseconds; a sweep prepares every scene once
 per process. A :class:`SceneCache` keeps what was prepared as one ``.npz`` per scene (``allow_pickle=False``, written
 atomically), so later calls, worker processes and Ray workers on this machine load it instead.
 
 The key is the scene's :func:`scenarios.scenario.content_digest`, the grid resolution and a digest of the code that
-prepares (the source of ``sim/geometry.py`` and ``sim/lane_map.py``): an edit to either starts a new set of files,
+prepares (the source of ``sim/road_grid.py`` and ``sim/lane_map.py``): an edit to either starts a new set of files,
 and an entry can never be stale. A file that cannot be read is prepared again and replaced. Results are the same
 bit for bit with and without the cache (``tests/sim/test_scene_cache.py``).
 """
@@ -26,8 +26,8 @@ from scipy.spatial import cKDTree
 
 from scenarios.scenario import Scenario, content_digest
 from scenarios.suites import source_digest
-from sim.geometry import ExactRoad, SceneGrid, scene_grid
 from sim.lane_map import ScenePieces, scene_pieces
+from sim.road_grid import ExactRoad, SceneGrid, scene_grid
 
 _PIECES = ("box", "lane", "s0", "limit", "inter", "light_seg", "red")
 
@@ -35,10 +35,10 @@ _PIECES = ("box", "lane", "s0", "limit", "inter", "light_seg", "red")
 @cache
 def code_digest() -> str:
     """12 hex digits over the source of the modules that prepare a scene."""
-    import sim.geometry
     import sim.lane_map
+    import sim.road_grid
 
-    return source_digest([Path(m.__file__) for m in (sim.geometry, sim.lane_map)], digits=12)
+    return source_digest([Path(m.__file__) for m in (sim.road_grid, sim.lane_map)], digits=12)
 
 
 @dataclass(frozen=True)

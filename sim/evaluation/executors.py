@@ -29,8 +29,8 @@ class LocalExecutor:
     On the CPU, eager, a unit's metrics and the next unit's batch run on a second thread while the next unit's
     rollout runs (and while the caller commits): torch releases the interpreter lock inside its operations, so the
     two overlap on two cores (``benchmarks.eval_sweep``: docs/performance.md). Only the second thread builds
-    batches. Results are those of :func:`~sim.evaluation.unit_eval.evaluate_unit`, in unit order. A ``MODULE:FACTORY`` agent plug-in runs on
-    one thread (it may keep state between calls).
+    batches. Results are those of :func:`.unit_eval.evaluate_unit`, in unit order. A ``MODULE:FACTORY`` agent
+    plug-in runs on one thread (it may keep state between calls).
 
     Args:
         overlap: score each unit beside the next rollout (False: one after the other).
@@ -95,8 +95,8 @@ class LocalExecutor:
 
 def deal(units: Sequence[WorkUnit], workers: int) -> list[list[WorkUnit]]:
     """Units dealt to at most ``workers`` workers by shard (shard k of the sorted shards to worker k mod W), each
-    worker's in the given order (window by window, checkpoint by checkpoint: :func:`~sim.evaluation.units.make_units`): a shard's batch is
-    built by one worker only and reused for every checkpoint. No worker gets nothing."""
+    worker's in the given order (window by window, checkpoint by checkpoint: :func:`.units.make_units`): a shard's
+    batch is built by one worker only and reused for every checkpoint. No worker gets nothing."""
     shards = sorted({u.shard for u in units})
     n_w = max(1, min(workers, len(shards)))
     owner = {sh: k % n_w for k, sh in enumerate(shards)}
@@ -250,7 +250,7 @@ class ProcessExecutor:
     """Runs units in ``workers`` processes on this machine (``spawn``; no Ray needed), results as they complete.
 
     Shards are dealt to the workers (shard k to worker k mod W), and each worker runs its units in the given order
-    (scene window by window, checkpoint by checkpoint within one: :func:`~sim.evaluation.units.make_units`): a shard's batch is built
+    (scene window by window, checkpoint by checkpoint within one: :func:`.units.make_units`): a shard's batch is built
     once, in one worker, and reused for every checkpoint, and a checkpoint's window is complete (committed) once
     each worker has done its shards of it. With
     ``SimSettings.threads`` = 1, W workers keep W cores busy (one process keeps about one core busy

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from sim.geometry import box_corners, road_distance
+from sim.geometry import box_corners
 from sim.metrics.base import Metric, _box
 from sim.metrics.rules import RuleContext
+from sim.road_grid import road_distance
 
 if TYPE_CHECKING:  # pragma: no cover
     from sim.metrics.context import MetricContext

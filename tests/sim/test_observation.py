@@ -14,7 +14,7 @@ from sim.backends.kinematic import KinematicBackend
 from sim.batch import make_batch
 from sim.config import NUM_WAYPOINTS, WAYPOINT_STEPS
 from sim.expert import collect_expert, expert_waypoints
-from sim.geometry import road_distance
+from sim.road_grid import road_distance
 
 DT = 0.1
 ROAD = np.array([[-50.0, -5.0], [150.0, -5.0], [150.0, 8.0], [-50.0, 8.0]])
@@ -91,7 +91,7 @@ def test_future_of_the_log_does_not_leak():
     ob, _ = _obs(scene_from_tracks(b, drivable=[ROAD], route=route))
     n = O.OBS_DIM - O.ROAD_DIM
     assert torch.equal(oa[:n], ob[:n])
-    # the road grid's extent follows the logged path (sim.geometry): same road, rasterised apart
+    # the road grid's extent follows the logged path (sim.road_grid): same road, rasterised apart
     assert torch.allclose(oa[n:], ob[n:], atol=0.1)  # within one 0.5 m cell deep inside the road
 
 

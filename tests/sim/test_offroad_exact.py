@@ -17,11 +17,12 @@ from scenarios.procedural import generate_suite
 from scenarios.scenario import LENGTH, WIDTH, YAW, X, Y
 from sim.baselines import constant_velocity_policy
 from sim.batch import make_batch
-from sim.geometry import CROP_MARGIN, OUTSIDE, box_corners, build_road_grid, road_distance
+from sim.geometry import box_corners
 from sim.metrics.drivable import OFFROAD_THRESHOLD
 from sim.metrics.registry import MetricContext, compute_metrics
+from sim.road_grid import CROP_MARGIN, OUTSIDE, build_road_grid, road_distance
 from sim.rollout import rollout
-from tests.sim.test_geometry import _scene
+from tests.sim.test_road_grid import _scene
 
 WAYMAX_DISAGREED = (2000005, 2000021, 2000029, 2000045)  # procedural:test left turns of issue 10
 
