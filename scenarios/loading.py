@@ -78,7 +78,7 @@ def duplicate_ids(ids: Sequence[str], files: Sequence[str]) -> list[tuple[str, s
     """``(scene id, file of its first occurrence, file of the next)`` for every repeated id, in order.
 
     Results are keyed by scene id, so two scenes with one id cannot both be evaluated (``sim.evaluate``
-    refuses them; ``scenarios.check`` flags them).
+    evaluates the first and skips the others, or stops with ``--strict``; ``scenarios.check`` flags them).
     """
     first: dict[str, str] = {}
     out = []

@@ -56,7 +56,7 @@ def _wanted_types(cfg: EvalConfig) -> set[str]:
 
 def _load_scenes(cfg: EvalConfig, log):
     """Scenes of ``--scenarios`` (``scenarios.loading.load_scenes``) and the ones skipped, with reasons."""
-    from scenarios.loading import duplicate_line, load_scenes
+    from scenarios.loading import load_scenes
     from scenarios.types import scenario_types
 
     wanted = _wanted_types(cfg)
@@ -72,26 +72,48 @@ def _load_scenes(cfg: EvalConfig, log):
     if isinstance(scenes, SceneFile):
         log(f"Streaming {len(scenes)} scenes from {scenes.path} (more than --scene-window {cfg.scene_window}: "
             "decoded when needed, not held)")
+    idx = list(range(len(scenes)))  # the scenes evaluated, as indices into the loaded ones
     if wanted:
-        n_all = len(scenes)
-        scenes = take(scenes, [i for i, s in enumerate(scenes) if wanted & set(scenario_types(s))])
-        log(f"--scenario-types {cfg.scenario_types}: {len(scenes)} of {n_all} scenes")
-        if not scenes and n_all:
+        idx = [i for i, s in enumerate(scenes) if wanted & set(scenario_types(s))]
+        log(f"--scenario-types {cfg.scenario_types}: {len(idx)} of {len(scenes)} scenes")
+        if not idx and len(scenes):
             raise EvaluationError(f"--scenario-types {cfg.scenario_types}: no scene of these types among the "
-                                  f"{n_all} scenes of --scenarios {cfg.scenarios}")
-    scenes = scenes[: cfg.max_scenarios or None]
-    if not scenes:
+                                  f"{len(scenes)} scenes of --scenarios {cfg.scenarios}")
+    idx, repeated = _first_of_each_id(cfg, scenes, report.files, idx)
+    idx = idx[: cfg.max_scenarios or None]
+    if not idx:
         raise EvaluationError(f"--scenarios {cfg.scenarios}: no scenes")
-    dups = report.duplicates(len(scenes))
-    if dups:
-        more = f" (and {len(dups) - 1} more repeated ids)" if len(dups) > 1 else ""
-        raise EvaluationError(f"--scenarios {cfg.scenarios}: {duplicate_line(dups[0])}{more}; results are keyed by "
-                              "scene id: rename or remove one")
+    if len(idx) < len(scenes):
+        scenes = take(scenes, idx)
     for note in report.notes:
         log(f"note: {note}")
-    for s in report.skipped:
+    skipped = list(report.skipped) + repeated
+    for s in skipped:
         log(s.line())
-    return scenes, list(report.skipped)
+    return scenes, skipped
+
+
+def _first_of_each_id(cfg: EvalConfig, scenes, files: Sequence[str], idx: list[int]):
+    """``idx`` without the scenes whose id an earlier one has (results are keyed by scene id), and those as
+    skipped scenes naming both files; with ``--strict`` the first repeat is an error instead."""
+    from scenarios.loading import SkippedScene, duplicate_line
+
+    ids = scene_ids(scenes)
+    files = files or [""] * len(ids)
+    first: dict[str, int] = {}
+    keep, repeated = [], []
+    for i in idx:
+        j = first.setdefault(ids[i], i)
+        if j == i:
+            keep.append(i)
+            continue
+        line = duplicate_line((ids[i], files[j], files[i]))
+        if cfg.strict:
+            raise EvaluationError(f"--scenarios {cfg.scenarios}: {line}; results are keyed by scene id: rename or "
+                                  "remove one (--strict)")
+        repeated.append(SkippedScene(files[i], ids[i], f"{line}; the first is evaluated (results are keyed by "
+                                                       "scene id: rename one to evaluate both)"))
+    return keep, repeated
 
 
 def _preflight(cfg: EvalConfig, cands: Sequence[Candidate]) -> None:

@@ -17,6 +17,7 @@ from scenarios.check import check
 from scenarios.formats import ImportOptions
 from sim.evaluate import main
 from sim.evaluation.plugins import AgentError, load_agent
+from sim.results.reader import read_summary
 from sim.selection.report import PIPED_WIDTH, console_width
 from tests.sim.evaluation.test_evaluate_support import make_run, write_scenes
 
@@ -56,15 +57,26 @@ def test_an_sb3_zip_without_agent_sb3_says_use_it(sb3_zip, tmp_path, capsys):
 
 
 def test_repeated_scene_ids_name_both_files(tmp_path, capsys):
+    """A repeated scene id is one bad scene: the first is evaluated, the repeat skipped and listed with both files
+    (in the log and the results file); --strict makes it an error that writes nothing."""
     data = tmp_path / "data"
     data.mkdir()
     write_scenes(data / "a.npz", 2, num_steps=30)
     write_scenes(data / "b.npz", 2, num_steps=30, start=1)  # scene 1 is in both
     run = make_run(tmp_path)
-    assert main(["--run", str(run), "--scenarios", str(data), "--no-progress", "--out", str(tmp_path / "r.h5")]) == 2
+    common = ["--run", str(run), "--scenarios", str(data), "--no-progress", "--only", "--baseline", "log-replay"]
+    assert main([*common, "--strict", "--out", str(tmp_path / "strict.h5")]) == 2
     line = _one_error_line(capsys)
     assert str(data / "a.npz") in line and str(data / "b.npz") in line and "rename or remove one" in line
-    assert not (tmp_path / "r.h5").exists()
+    assert not (tmp_path / "strict.h5").exists()
+    assert main([*common, "--out", str(tmp_path / "r.h5")]) == 0
+    out = capsys.readouterr()
+    summary = read_summary(tmp_path / "r.h5")
+    ids = [s.id for s in summary.scenarios]
+    assert len(ids) == 3 and len(set(ids)) == 3  # scenes 0 and 1 of a.npz, scene 2 of b.npz
+    (skip,) = summary.skipped
+    assert skip.file == str(data / "b.npz") and skip.scene_id in ids
+    assert f"is in both {data / 'a.npz'} and {data / 'b.npz'}" in skip.reason and skip.reason in out.out + out.err
     # the data report flags them (text and JSON), naming both files
     rep = check(data, ImportOptions(), progress=False)
     (dup,) = rep["duplicates"]
