@@ -180,29 +180,32 @@ def _has_glob(s: str) -> bool:
     return any(c in s for c in "*?[")
 
 
-def resolve_ckpt(values: Sequence[str], latest: Path = Path("out/latest"), log=print) -> list[Path]:
-    """Resolve ``--ckpt`` values: paths, globs, and bare names looked up in ``out/latest/``.
+def resolve_ckpt(values: Sequence[str], latest: Path = Path("out/latest"), log=print,
+                 run: Path | None = None) -> list[Path]:
+    """Resolve ``--ckpt`` values: paths, globs, and bare names looked up in the run's folder.
 
-    A value that is not a file in the working directory is tried in ``latest/`` and then
-    ``latest/checkpoints/``; the resolved path is reported through ``log``.
+    A value that is not a file in the working directory is tried in ``run/`` and ``run/checkpoints/`` (``--run``,
+    when given), then in ``latest/`` and ``latest/checkpoints/``; the resolved path is reported through ``log``.
 
     Raises:
-        EvaluationError: a value matches nothing.
+        EvaluationError: a value matches nothing (one line naming the folders tried).
     """
+    bases = [b for r in ([run] if run is not None else []) + [latest] for b in (r, r / "checkpoints")]
+    tried = ", ".join(dict.fromkeys(f"{r}/" for r in ([run] if run is not None else []) + [latest]))
     out: list[Path] = []
     for v in values:
         p = Path(v).expanduser()
         if _has_glob(v):
             hits = sorted(Path(h) for h in glob.glob(str(p)))
             if not hits and not p.is_absolute():
-                for base in (latest, latest / "checkpoints"):
+                for base in bases:
                     hits = sorted(Path(h) for h in glob.glob(str(base / v)))
                     if hits:
                         log(f"{v} -> {len(hits)} file(s) in {base.resolve()}")
                         break
             hits = [h for h in hits if h.is_file()]
             if not hits:
-                raise EvaluationError(f"--ckpt {v}: pattern matches no checkpoint file (also tried {latest}/)")
+                raise EvaluationError(f"--ckpt {v}: pattern matches no checkpoint file (also tried {tried})")
             out.extend(hits)
             continue
         if p.is_file():
@@ -212,12 +215,9 @@ def resolve_ckpt(values: Sequence[str], latest: Path = Path("out/latest"), log=p
             raise EvaluationError(f"--ckpt {v}: not a file")
         found = None
         if not p.is_absolute():
-            for base in (latest, latest / "checkpoints"):
-                if (base / v).is_file():
-                    found = base / v
-                    break
+            found = next((base / v for base in bases if (base / v).is_file()), None)
         if found is None:
-            raise EvaluationError(f"--ckpt {v}: checkpoint not found (looked in ./ and {latest}/)")
+            raise EvaluationError(f"--ckpt {v}: checkpoint not found (looked in ./ and {tried})")
         log(f"{v} -> {found.resolve()}")
         out.append(found)
     return out
@@ -381,13 +381,15 @@ def discover(
     """
     files: list[Path] = []
     runs: list[Path] = []
+    r = None
     if run is not None:
         r = Path(run).expanduser()
         if not r.is_dir():
             raise EvaluationError(f"--run {run}: run directory not found")
         runs.append(r.resolve())
+    given = resolve_ckpt(ckpt, latest, log, run=r) if ckpt else []
+    if r is not None and not (only and given):  # --run R --only --ckpt X: just X, of run R
         files.extend(run_files(r))
-    given = resolve_ckpt(ckpt, latest, log) if ckpt else []
     files.extend(given)
     if not only:
         for g in given:

@@ -28,14 +28,15 @@ class EvalConfig:
     """Settings of one ``sim.evaluate`` call; every field is a flag (``--help``)."""
 
     ckpt: tuple[str, ...] = _f((), "checkpoint file, quoted glob, folder (foreign agents), or bare name resolved "
-                                   "in out/latest/", metavar="PATH")
+                                   "in --run's folder or out/latest/", metavar="PATH")
     agent: str = _f("own", "agent plug-in that loads the checkpoints: own, sb3, torchscript or MODULE:FACTORY",
                     metavar="NAME")
     signals: str | None = _f(None, "training log to judge every signal of: entropy_history.json, TensorBoard folder, "
                              "CSV or JSON lines (default: the run's entropy_history.json)", metavar="PATH")
     signal_names: tuple[str, ...] = _f((), "a scalar the training log must hold (raw or judged name); every "
                                        "scalar is judged", flag="signal", metavar="NAME")
-    run: str | None = _f(None, "evaluate every checkpoint of this run directory", metavar="DIR")
+    run: str | None = _f(None, "evaluate every checkpoint of this run directory (bare --ckpt names resolve in it "
+                         "first; with --only and --ckpt, just those)", metavar="DIR")
     only: bool = _f(False, "only the given checkpoints, not their run's comparison set")
     baselines: tuple[str, ...] = _f((), "add baseline rows", choices=BASELINES, flag="baseline")
     scenarios: str = _f("procedural:test", "suite name (procedural:test), file, or folder")
@@ -85,7 +86,7 @@ class EvalConfig:
                        f"report the variance within and between scenes (0 to {MAX_ROLLOUTS}; 0: mean action only)",
                        metavar="K", range=at_least(0, MAX_ROLLOUTS))
     n_resamples: int = _f(999, "scenario bootstrap resamples", range=at_least(1, MAX_RESAMPLES))
-    latest: str = _f("out/latest", "the run folder that bare --ckpt names resolve in")
+    latest: str = _f("out/latest", "the run folder that bare --ckpt names resolve in (after --run's)")
     progress: bool = _f(True, "progress bar")
 
     def __post_init__(self) -> None:

@@ -178,6 +178,20 @@ class CheckpointAttrs:
         )
 
 
+def _common_names(sets: Sequence[Mapping[str, Any]], what: str) -> list[str]:
+    """The metric names every one of ``sets`` holds, in the first's order (rows read back from a file come in the
+    file's order, new ones in the registry's: the same set in another order concatenates).
+
+    Raises:
+        ValueError: the sets differ (names one holds and another lacks).
+    """
+    names = list(sets[0]) if sets else []
+    for m in sets[1:]:
+        if set(m) != set(names):
+            raise ValueError(f"{what} sets differ: {sorted(set(names) ^ set(m))} in one part only")
+    return names
+
+
 @dataclass(frozen=True, eq=False)
 class SampledRows:
     """Rollouts with sampled actions (``sim.evaluate --rollouts K``) of one checkpoint: M = N scenes x K rows.
@@ -205,10 +219,7 @@ class SampledRows:
     @staticmethod
     def concat(parts: Sequence[SampledRows]) -> SampledRows:
         """Concatenate sampled row sets (same metric names)."""
-        names = list(parts[0].metrics) if parts else []
-        for p in parts[1:]:
-            if list(p.metrics) != names:
-                raise ValueError(f"sampled metric sets differ: {names} vs {list(p.metrics)}")
+        names = _common_names([p.metrics for p in parts], "sampled metric")
         rollout = np.concatenate([np.asarray(p.rollout, dtype=np.int32) for p in parts] or [np.zeros(0, np.int32)])
         metrics = {k: np.concatenate([np.asarray(p.metrics[k], dtype=np.float64) for p in parts]) for k in names}
         return SampledRows(tuple(i for p in parts for i in p.scenario_ids), rollout, metrics)
@@ -256,10 +267,7 @@ class CheckpointRows:
         for p in parts:
             pad = t_max - p.ego_traj.shape[1]
             trajs.append(np.pad(p.ego_traj, ((0, 0), (0, pad), (0, 0)), constant_values=np.nan) if pad else p.ego_traj)
-        names = list(parts[0].metrics)
-        for p in parts[1:]:
-            if list(p.metrics) != names:
-                raise ValueError(f"metric sets differ: {names} vs {list(p.metrics)}")
+        names = _common_names([p.metrics for p in parts], "metric")
         sampled = [p.sampled for p in parts if p.sampled is not None]
         return CheckpointRows(
             scenario_ids=tuple(i for p in parts for i in p.scenario_ids),

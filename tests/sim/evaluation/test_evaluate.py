@@ -157,7 +157,7 @@ def test_bad_input_is_one_line_nonzero_and_loses_nothing(work, capsys, case):
     assert not list(work.glob(".results.h5.*.tmp"))
 
 
-def test_ckpt_resolution_prefers_the_working_directory_then_latest(work):
+def test_ckpt_resolution_prefers_the_working_directory_then_latest(work, tmp_path):
     from sim.evaluation.candidates import resolve_ckpt, run_dir_of
     from sim.results.errors import EvaluationError
 
@@ -173,6 +173,14 @@ def test_ckpt_resolution_prefers_the_working_directory_then_latest(work):
     assert run_dir_of(Path("last.pt")) is None
     with pytest.raises(EvaluationError, match="nope"):
         resolve_ckpt(["nope*.pt"], log=said.append)
+    # --run R: bare names resolve in R before out/latest, and the error names both folders
+    other = tmp_path / "other_run"
+    (other / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (other / "checkpoints" / "ep00100.pt").write_bytes((work / "checkpoints" / "ep00100.pt").read_bytes())
+    assert resolve_ckpt(["ep00100.pt"], log=said.append, run=other) == [other / "checkpoints" / "ep00100.pt"]
+    assert resolve_ckpt(["bc.pt"], log=said.append, run=other) == [Path("out/latest/bc.pt")]
+    with pytest.raises(EvaluationError, match=f"looked in ./ and {other}/, out/latest/"):
+        resolve_ckpt(["ep99999.pt"], log=said.append, run=other)
 
 
 @pytest.mark.carla

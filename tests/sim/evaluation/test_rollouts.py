@@ -129,6 +129,32 @@ def test_cli_stores_sampled_rows_beside_unchanged_mean_rows(work, capsys):
     assert len(snap) > 0
 
 
+def test_sampled_rows_merge_across_windows_and_an_extended_file(work):
+    """Rows read back from the file (the file's metric order) merge with new ones (the registry's order): a
+    scene-windowed call and a file extended from 2 to 4 scenes hold what one call over the 4 scenes holds."""
+    run = work / "out" / "run1"
+    sc = ["--run", str(run), "--scenarios", str(work / "scenes.npz"), "--only", "--ckpt", "ep00050.pt", *ARGS,
+          "--rollouts", "1", "--batch-size", "2"]
+    files = {name: work / f"merge-{name}.h5" for name in ("whole", "windowed", "extended")}
+    assert main([*sc, "--out", str(files["whole"])]) == 0
+    assert main([*sc, "--scene-window", "2", "--out", str(files["windowed"])]) == 0
+    assert main([*sc, "--max-scenarios", "2", "--out", str(files["extended"])]) == 0
+    assert main([*sc, "--out", str(files["extended"])]) == 0
+
+    def sampled(path):
+        ((key, rows),) = read_sampled(path).items()
+        order = sorted(range(len(rows.scenario_ids)), key=lambda i: (rows.scenario_ids[i], rows.rollout[i]))
+        return key, {m: np.asarray(v)[order].tolist() for m, v in rows.metrics.items()}
+
+    key, whole = sampled(files["whole"])
+    assert len(whole["score"]) == 4
+    for name in ("windowed", "extended"):
+        k, got = sampled(files[name])
+        assert k == key and set(got) == set(whole)
+        for m, v in whole.items():
+            assert np.array_equal(got[m], v, equal_nan=True), (name, m)
+
+
 def test_cli_refuses_another_k_in_a_file_and_bad_k(work, capsys):
     run = work / "out" / "run1"
     out = work / "k.h5"
