@@ -188,7 +188,8 @@ def run(cfg: EvalConfig, console=None) -> Verdict:
         raise EvaluationError(f"--agent {cfg.agent}: give the checkpoints with --ckpt (--run is for this "
                               "project's own runs)")
     else:
-        cands, run_dir = plugin_candidates(cfg.ckpt, cfg.agent, cfg.device, Path(cfg.latest), log)
+        cands, run_dir = plugin_candidates(cfg.ckpt, cfg.agent, cfg.device, Path(cfg.latest), log,
+                                           sampling=cfg.rollouts > 0)
     for s in bad_ckpts:
         log(s.line())
     groups = split_by_run(cands, run_dir)

@@ -50,7 +50,7 @@ def results_dir(files: Sequence[Path]) -> Path:
 
 
 def plugin_candidates(values: Sequence[str], spec: str, device: str, latest: Path,
-                      log: Callable[[str], None]) -> tuple[list[Candidate], Path]:
+                      log: Callable[[str], None], sampling: bool = False) -> tuple[list[Candidate], Path]:
     """Load every checkpoint the ``--ckpt`` values match through the ``spec`` plug-in; one candidate per identity.
 
     Args:
@@ -59,6 +59,7 @@ def plugin_candidates(values: Sequence[str], spec: str, device: str, latest: Pat
         device: torch device the agents are built on.
         latest: the folder bare names resolve in (as for the project's own checkpoints).
         log: where to say what was found.
+        sampling: the call samples actions (``--rollouts K > 0``): every agent must (before anything is written).
 
     Returns:
         (candidates ordered by step then name, the default results folder).
@@ -67,14 +68,17 @@ def plugin_candidates(values: Sequence[str], spec: str, device: str, latest: Pat
         sim.evaluation.plugins.AgentError: a file the plug-in refuses (one line naming it).
         EvaluationError: nothing matched.
     """
-    from sim.evaluation.plugins import load_agent
+    from sim.evaluation.plugins import check_can_sample, load_agent
 
     files = checkpoint_files(values, latest, log)
     if not files:
         raise EvaluationError("nothing to evaluate: give --ckpt")
     groups: dict[str, dict] = {}
     for f in files:
-        info = load_agent(spec, str(f.resolve()), device).info
+        agent = load_agent(spec, str(f.resolve()), device)
+        if sampling:
+            check_can_sample(agent)
+        info = agent.info
         g = groups.setdefault(info.identity, {"info": info, "files": []})
         g["files"].append(str(f.resolve()))
     steps = [g["info"].step for g in groups.values() if g["info"].step is not None]

@@ -377,6 +377,17 @@ def can_sample(agent: object) -> bool:
     return callable(getattr(agent, "sample", None))
 
 
+def check_can_sample(agent: Agent | StateAgent) -> None:
+    """``--rollouts K > 0`` needs sampled actions.
+
+    Raises:
+        AgentError: ``agent`` does not sample (:func:`can_sample`); one line naming its file and plug-in.
+    """
+    if not can_sample(agent):
+        raise AgentError(f"{agent.info.path}: --rollouts samples actions, and agent plug-in {agent.info.plugin} "
+                         "has no sample(obs, generator); use --rollouts 0")
+
+
 def policy_fn(agent: Agent | StateAgent, generator: torch.Generator | None = None) -> PolicyFn | StatePolicy:
     """What :func:`sim.rollout.rollout` runs for ``agent`` (aux is empty): a :data:`~sim.rollout.PolicyFn` on the
     observation, or a :class:`~sim.rollout.StatePolicy` for an agent that defines ``from_state``.
@@ -388,9 +399,7 @@ def policy_fn(agent: Agent | StateAgent, generator: torch.Generator | None = Non
         AgentError: a ``generator`` is given and the agent does not sample (:func:`can_sample`).
     """
     if generator is not None:
-        if not can_sample(agent):
-            raise AgentError(f"{agent.info.path}: --rollouts samples actions, and agent plug-in {agent.info.plugin} "
-                             "has no sample(obs, generator); use --rollouts 0")
+        check_can_sample(agent)
 
         def sampled(obs: Tensor, t: int) -> tuple[Tensor | Controls, dict[str, Tensor]]:
             return agent.sample(obs, generator), {}  # type: ignore[union-attr]

@@ -165,6 +165,24 @@ def test_custom_factory_with_csv_log(tmp_path, capsys):
     assert "step_300.pt (step 300) -> loss @ 300 = 0.7" in capsys.readouterr().out
 
 
+def test_rollouts_with_an_agent_that_cannot_sample_writes_nothing(tmp_path, capsys):
+    """--rollouts K needs sampled actions: a plug-in without sample() is refused in one line before any results
+    file exists, so the command the error suggests (--rollouts 0) then runs into the default file."""
+    from examples.custom_agent import _net
+
+    torch.save(_net().state_dict(), tmp_path / "step_100.pt")
+    write_scenes(tmp_path / "scenes.npz", 2, num_steps=30)
+    args = ["--agent", "examples.custom_agent:make", "--ckpt", str(tmp_path / "step_100.pt"), "--scenarios",
+            str(tmp_path / "scenes.npz"), "--no-progress", "--n-resamples", "50"]
+    assert main([*args, "--rollouts", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "has no sample(obs, generator)" in err, err
+    assert str(tmp_path / "step_100.pt") in err
+    assert not list(tmp_path.glob("results*"))
+    assert main([*args, "--rollouts", "0"]) == 0
+    assert [p.name for p in tmp_path.glob("results*.h5")] == ["results.h5"]
+
+
 def test_own_run_judges_its_entropy_history_by_default(tmp_path, monkeypatch):
     run = make_run(tmp_path, episodes=(0, 50, 100, 150))
     hist = json.loads((run / "entropy_history.json").read_text())
