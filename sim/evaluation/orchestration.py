@@ -147,7 +147,8 @@ def signal_verdict_doc(plan: SignalPlan | None, stored: dict, ids: Sequence[str]
             if k in stored and set(ids) <= set(stored[k].rows.scenario_ids)}
     v = judge_signals_of(plan, rows, cfg.metric, cfg.n_resamples, cfg.seed)
     if v is None:
-        return None, []
+        return None, [f"Training signals not judged: --metric {cfg.metric} is not applicable on any scene these "
+                      "checkpoints share"] if rows else []
     names = {c.key: c.name for c in cands if c.key in rows}
     doc = {**v.to_dict(), "source": plan.source, "agent": cfg.agent, "checkpoint_names": names}
     return doc, ranking_lines(v, names)

@@ -129,17 +129,26 @@ def judge(plan: SignalPlan, rows: dict[str, np.ndarray], metric: str, n_resample
         metric: closed-loop metric (catalogue name). n_resamples, seed: scenario bootstrap.
 
     Returns:
-        The verdict over the checkpoints of the plan that have rows, or None if there are none.
+        The verdict over the checkpoints of the plan that have rows, on the scenes where ``metric`` is defined for
+        every one of them (a map-rule metric is NaN where not applicable: the verdict's notes say how many scenes
+        that leaves); None if no checkpoint has rows or no scene is left.
     """
     idx = [i for i, k in enumerate(plan.keys) if k in rows]
     if not idx:
         return None
     keys = [plan.keys[i] for i in idx]
+    m = np.stack([np.asarray(rows[k], dtype=np.float64) for k in keys])
+    defined = np.isfinite(m).all(axis=0)
+    if not defined.any():
+        return None
+    notes = list(plan.matched.notes)
+    if not defined.all():
+        notes.append(f"{metric}: judged on the {int(defined.sum())} of {m.shape[1]} scenes where it is defined for "
+                     "every checkpoint (not applicable on the others)")
     values = {n: [v[i] for i in idx] for n, v in plan.matched.values.items()}
-    return judge_signals(np.stack([rows[k] for k in keys]), values, keys, metric_name=metric,
+    return judge_signals(m[:, defined], values, keys, metric_name=metric,
                          higher_is_better=higher_is_better(metric), headline=plan.signals.headline,
-                         steps=[plan.steps[i] for i in idx], notes=plan.matched.notes, n_resamples=n_resamples,
-                         seed=seed)
+                         steps=[plan.steps[i] for i in idx], notes=notes, n_resamples=n_resamples, seed=seed)
 
 
 def ranking_lines(v: SignalVerdict, names: dict[str, str]) -> list[str]:

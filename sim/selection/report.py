@@ -28,6 +28,7 @@ import numpy as np
 
 from sim.metrics.catalogue import JUDGED_METRICS, SPECS, TABLE_METRICS
 from sim.results.reader import StoredCheckpoint
+from sim.selection.stats import type_best_label
 from sim.selection.verdict import RULE_ROLES, RULES, Verdict, completeness, compute_verdict, verdict_input_from_rows
 
 PIPED_WIDTH = 150
@@ -203,14 +204,14 @@ def print_statistics(console, verdict: Mapping[str, Any], run: str = "-") -> Non
     for col in ("type", "scenes", "best", *rules):
         t.add_column(col)
     for row in bt["types"]:
-        if not row["judged"]:
-            t.add_row(row["type"], str(row["n"]), "too few scenes", *[""] * len(rules))
+        if not row.get("best"):
+            t.add_row(row["type"], str(row["n"]), type_best_label(row), *[""] * len(rules))
             continue
         cells = []
         for r in rules:
             e = (row.get("rules") or {}).get(r)
             cells.append("n/a" if e is None else f"{e['regret']:.3f} ({e['rank']})")
-        t.add_row(row["type"], str(row["n"]), row["best"]["name"], *cells)
+        t.add_row(row["type"], str(row["n"]), type_best_label(row), *cells)
     console.print(t)
     console.print(escape(bt["sentence"]))
 
@@ -255,5 +256,6 @@ def build_verdict(stored: Sequence[StoredCheckpoint], ids: Sequence[str], metric
         scene_types=[tuple(types[i]) for i in ids] if types and all(types.get(i) for i in ids) else (),
     )
     v = compute_verdict(inp, metric=metric, n_resamples=n_resamples, seed=seed, comp=comp)
-    v["unevaluated_roles"] = [r for r in RULES if v["rules"].get(r) is None and RULE_ROLES[r] in declared]
+    v["unevaluated_roles"] = [r for r in RULES if v["rules"].get(r) is None and RULE_ROLES[r] in declared
+                              and v["best"] is not None]  # no best: the metric is undefined, not the pick missing
     return v

@@ -248,6 +248,15 @@ def type_breakdown(values: np.ndarray, keys: Sequence[str], names: Sequence[str]
     return out
 
 
+def type_best_label(row: Mapping[str, Any]) -> str:
+    """The "best" cell of a :func:`type_breakdown` row: the best checkpoint's name, "too few scenes" below
+    :data:`MIN_TYPE_SCENES`, or "not applicable" where the metric is defined on none of the type's scenes (a
+    map-rule metric on scenes without that information)."""
+    if not row.get("judged"):
+        return "too few scenes"
+    return row["best"]["name"] if row.get("best") else "not applicable"
+
+
 def type_sentence(b: Mapping[str, Any], rule: str = PICK_RULE) -> str:
     """Plain words for one rule per type: "max entropy picks the best on X (n=12); regret 0.08 on Y (n=6); ..."."""
     good, bad, few = [], [], []

@@ -479,8 +479,11 @@ def compute_verdict(
 def sentence(v: Mapping[str, Any]) -> str:
     """One-sentence plain-language verdict."""
     c, metric = v["n_checkpoints"], v["metric"]
-    if c < 2 or v["best"] is None:
+    if c < 2:
         return f"Only {c} checkpoint(s) with results: nothing to compare."
+    if v["best"] is None:
+        return (f"{metric} is not applicable on any of the {v['n_scenarios']} scenes (undefined for every "
+                "checkpoint, as where a scene lacks the map information it needs): no checkpoint is best by it.")
     me = v["rules"].get("max_entropy")
     corr = v["correlations"][metric]
 

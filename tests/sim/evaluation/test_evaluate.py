@@ -216,3 +216,18 @@ def test_unusable_scene_files_are_skipped_listed_and_stored_or_fatal_with_strict
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "broken.json" in err[0] and "--strict" in err[0]
     assert _digest(out) == before  # nothing lost, nothing rewritten
+
+
+def test_a_metric_undefined_on_every_scene_is_said_not_a_crash(work, capsys):
+    """--metric traffic_light_compliance on scenes without traffic lights (NaN everywhere): the call finishes, the
+    verdict says the metric is not applicable (not "nothing to compare", no rule "not evaluated yet"), the per-type
+    table says so, and the training signals are not judged on it."""
+    assert main(["--run", str(work), *ARGS, "--metric", "traffic_light_compliance"]) == 0
+    out = capsys.readouterr()
+    text = " ".join((out.out + out.err).split())  # rich wraps lines
+    assert "Traceback" not in text
+    v = read_verdict(work / "results.h5")
+    assert v["best"] is None and v["n_checkpoints"] == 4
+    assert v["sentence"].startswith("traffic_light_compliance is not applicable on any of the 5 scenes")
+    assert v["sentence"] in text and "not evaluated yet" not in text
+    assert "Training signals not judged: --metric traffic_light_compliance is not applicable" in text

@@ -21,6 +21,7 @@ from sim.selection.stats import (
     probability_of_improvement,
     strata,
     stratified_bootstrap,
+    type_best_label,
     type_breakdown,
 )
 
@@ -140,6 +141,30 @@ def test_type_breakdown_per_type_verdict_and_minimum():
     s = out["sentence"]
     assert "picks the best on following_lane_with_lead (n=6)" in s and "regret 0.08 on starting_left_turn" in s
     assert f"fewer than {MIN_TYPE_SCENES} scenes: stationary ({n_few})" in s
+
+
+def test_a_type_where_the_metric_is_undefined_reads_not_applicable():
+    """A map-rule metric NaN on every scene of a type (enough scenes): the row is judged but has no best; the CLI's
+    table and the dashboard's say "not applicable" (they used to read row["best"] and stop)."""
+    import io
+
+    from rich.console import Console
+
+    from dashboard.stats_view import type_table
+    from sim.selection.report import print_statistics
+
+    n = MIN_TYPE_SCENES
+    types = [("following_lane_with_lead",)] * n + [("stationary",)] * (n - 1)
+    v = np.r_[np.full(n, np.nan), np.full(n - 1, 1.0)]
+    out = type_breakdown(np.stack([v, v]), ["a", "b"], ["ep1", "ep2"], _picks(max_entropy=0, last=1), True, types,
+                         "traffic_light_compliance")
+    rows = {r["type"]: r for r in out["types"]}
+    assert rows["following_lane_with_lead"]["judged"] and "best" not in rows["following_lane_with_lead"]
+    assert [type_best_label(r) for r in out["types"]] == ["not applicable", "too few scenes"]
+    buf = io.StringIO()
+    print_statistics(Console(file=buf, width=200), {"by_type": out})
+    assert "not applicable" in buf.getvalue() and "too few scenes" in buf.getvalue()
+    assert type_table(out)["best"] == ["not applicable", "too few scenes"]
 
 
 def test_stats_module_imports_no_torch():
