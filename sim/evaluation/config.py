@@ -10,6 +10,7 @@ from scenarios.suites import DEFAULT_CACHE_DIR
 from sim.evaluation.candidates import BASELINES
 from sim.evaluation.executors import EXECUTORS
 from sim.evaluation.units import MAX_ROLLOUTS, check_rollouts
+from sim.metrics.catalogue import MAP_RULES
 from sim.results.errors import EvaluationError
 from sim.selection.budget import check_budget
 
@@ -100,3 +101,7 @@ class EvalConfig:
             check_rollouts(self.rollouts)
         except ValueError as e:
             raise EvaluationError(str(e)) from None
+        if self.budget > 0 and self.metric in MAP_RULES:
+            raise EvaluationError(f"--metric {self.metric}: not applicable on scenes whose map lacks what it needs, "
+                                  "and --budget races on a metric defined on every scene: use score or nuplan_score "
+                                  "(which count it where it applies), or drop --budget")

@@ -93,6 +93,8 @@ SPECS: dict[str, MetricSpec] = {m.name: m for m in CATALOGUE}
 METRIC_NAMES: tuple[str, ...] = tuple(SPECS)
 LOWER_IS_BETTER: frozenset[str] = frozenset(m.name for m in CATALOGUE if not m.higher_is_better)
 NOT_JUDGED: frozenset[str] = frozenset({"collision_time"})  # NaN without a collision: no mean to rank on
+MAP_RULES: tuple[str, ...] = ("traffic_light_compliance", "driving_direction_compliance", "speed_limit_compliance",
+                              "lane_keeping")  # NaN (not applicable) on a scene whose map lacks what they need
 JUDGED_METRICS: tuple[str, ...] = tuple(n for n in METRIC_NAMES if n not in NOT_JUDGED)
 TABLE_METRICS: tuple[str, ...] = ("ade", "fde", "collision", "offroad", "score", "nuplan_score")  # CLI summary
 SCORE_WEIGHTS: dict[str, float] = {"progress": 5.0, "ttc_ok": 5.0, "comfortable": 2.0}  # PDMS v1 (pdm_score)

@@ -197,3 +197,17 @@ def test_the_data_reports_skipped_list_says_skipped_once(tmp_path):
     text = check(data, ImportOptions(), progress=False)["text"]
     block = text.split("\nskipped:\n", 1)[1].splitlines()
     assert block[0].startswith(f"  {data / 'b.npz'}: ")  # not "  skipped {file}" under the heading
+
+
+@pytest.mark.parametrize("metric", ["traffic_light_compliance", "lane_keeping"])
+def test_budget_on_a_map_rule_metric_is_refused_before_anything_runs(metric, tmp_path, capsys):
+    """A map-rule metric is NaN where a scene's map lacks what it needs: --budget (which races on a metric defined
+    on every scene) refuses it in one line before any rollout or file (it used to stop after committing some)."""
+    run = make_run(tmp_path)
+    write_scenes(tmp_path / "s.npz", 4, num_steps=30)
+    out = tmp_path / "r.h5"
+    assert main(["--run", str(run), "--scenarios", str(tmp_path / "s.npz"), "--no-progress", "--budget", "0.5",
+                 "--metric", metric, "--out", str(out)]) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f"error: --metric {metric}: not applicable") and "--budget" in line
+    assert not out.exists() and not out.with_name(out.name + ".parts").exists()
