@@ -113,6 +113,10 @@ def _traffic(cfg: AcrossConfig):
                               f"evaluate it with the other model: python -m sim.evaluate --run {cfg.runs[0]} "
                               "--agents idm")
     elif len(cfg.runs) == 2:
+        folders = [r for r in cfg.runs if Path(r).is_dir()]
+        if folders:
+            raise AcrossError(f"--compare-traffic compares one run under two traffic models: give one run folder "
+                              f"or two results files, not {' and '.join(cfg.runs)} ({folders[0]} is a folder)")
         pair = (Path(cfg.runs[0]), Path(cfg.runs[1]))
     else:
         raise AcrossError(f"--compare-traffic takes one run folder or its two results files, got {len(cfg.runs)} "

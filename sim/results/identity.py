@@ -311,7 +311,7 @@ def suggested_out(out: Path, call: Experiment, d: Difference) -> Path:
     elif d.field == "metrics_version":
         p = alternative_out(out, f"metrics-v{d.given}")
     elif d.key == "rollouts":
-        p = alternative_out(out, f"rollouts-{_shown(d.key, d.given)}")
+        p = alternative_out(out, f"rollouts-{shown_setting(d.key, d.given)}")
     else:
         p = alternative_out(out, d.given if d.key in ("agents", "backend", "agent_plugin") else f"{d.key}-new")
     if p.resolve() == out.resolve():
@@ -319,7 +319,7 @@ def suggested_out(out: Path, call: Experiment, d: Difference) -> Path:
     return p
 
 
-def _shown(key: str, value: str) -> str:
+def shown_setting(key: str, value: str) -> str:
     """A stored setting as the command line spells it: ``--rollouts`` unset (None, files before it existed) is 0."""
     return "0" if key == "rollouts" and value == "None" else value
 
@@ -328,7 +328,7 @@ def refusal(out: Path, call: Experiment, d: Difference) -> str:
     """The one line refusing to add ``call``'s rows to ``out``, whose experiment differs by ``d``."""
     to = suggested_out(out, call, d)
     if d.field == "settings":
-        was, now = _shown(d.key, d.stored), _shown(d.key, d.given)
+        was, now = shown_setting(d.key, d.stored), shown_setting(d.key, d.given)
         return (f"{out}: holds results with {d.key}={was}, this call has {d.key}={now}; results of other "
                 f"settings are never mixed: give --out {to}")
     return (f"{out}: holds the results of {d.what} {d.stored}, this call evaluates {d.what} {d.given}; a results "

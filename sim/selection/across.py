@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from sim.results.identity import Experiment, difference
+from sim.results.identity import Experiment, difference, shown_setting
 from sim.selection.bootstrap import index_bootstrap
 from sim.selection.variance import SeedVariance, VarianceParts, across_seeds
 
@@ -190,14 +190,19 @@ def check_comparable(seeds: Sequence[SeedResult]) -> None:
         raise AcrossError(f"the same run is given twice: {sorted({x for x in labels if labels.count(x) > 1})}")
     ref = seeds[0]
     for s in seeds[1:]:
-        d = difference(ref.experiment, s.experiment, ("metrics_version",)) if ref.experiment and s.experiment \
-            else None
-        for what, a, b in (("metric", ref.metric, s.metric), ("scenario set", ref.scenario_digest, s.scenario_digest),
-                           *([(d.what, d.stored, d.given)] if d else []),
-                           ("evaluation settings", ref.settings_digest, s.settings_digest)):
-            if a != b:
-                raise AcrossError(f"{s.run}: evaluated with another {what} than {ref.run} ({b} vs {a}); "
-                                  "evaluate both runs the same way")
+        both = ref.experiment is not None and s.experiment is not None
+        d = difference(ref.experiment, s.experiment, ("metrics_version",)) if both else None
+        ds = difference(ref.experiment, s.experiment, ("settings",)) if both else None
+        named = None if ds is None else \
+            f"{ds.key} {shown_setting(ds.key, ds.given)} vs {shown_setting(ds.key, ds.stored)}"
+        found = [f"{what} ({b} vs {a})" if what != "evaluation settings" or named is None else f"{what} ({named})"
+                 for what, a, b in (
+                     ("metric", ref.metric, s.metric), ("scenario set", ref.scenario_digest, s.scenario_digest),
+                     *([(d.what, d.stored, d.given)] if d else []),
+                     ("evaluation settings", ref.settings_digest, s.settings_digest)) if a != b]
+        if found:  # every difference, so that one re-evaluation fixes them all
+            raise AcrossError(f"{s.run}: evaluated with another {' and another '.join(found)} than {ref.run}; "
+                              "evaluate both runs the same way")
     by_seed: dict[int, str] = {}
     for s in seeds:
         if s.train_seed is not None and s.train_seed in by_seed:

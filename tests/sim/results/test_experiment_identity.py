@@ -198,7 +198,7 @@ def test_across_refuses_another_metric_version_and_an_older_mixed_file(tmp_path,
                           experiment=Experiment(run, "procedural:test", (), version))
 
     compare_runs([seed("s0", "1"), seed("s1", "1")], n_resamples=50)
-    with pytest.raises(AcrossError, match="s1: evaluated with another metric version than s0 "):
+    with pytest.raises(AcrossError, match=r"s1: evaluated with another metric version \(2 vs 1\) than s0;"):
         compare_runs([seed("s0", "1"), seed("s1", "2")], n_resamples=50)
     from sim.across import main
 
@@ -311,3 +311,18 @@ def test_another_runs_results_are_refused_untouched_naming_the_out_to_use(work, 
     assert read_experiment(s0 / RESULTS_NAME)[0].source == str(s0.resolve())
     capsys.readouterr()
     assert across([str(s0), str(s1), "--n-resamples", "50"]) == 0
+
+
+def test_across_names_every_difference_in_its_one_line():
+    """Runs that differ in scene set and in a setting: one line naming both (a user fixing only the first would be
+    refused again), the setting by name as the command line spells it (--rollouts unset is 0)."""
+    def seed(run, digest, rollouts):
+        settings = (("agents", "log"),) + ((("rollouts", rollouts),) if rollouts is not None else ())
+        return SeedResult(run=run, metric="score", n_checkpoints=2, scenario_digest=digest,
+                          settings_digest=str(rollouts), picks={"last": RulePick("ep1", 1, 0.0)},
+                          experiment=Experiment(run, "procedural:test", settings, "3"))
+
+    with pytest.raises(AcrossError) as e:
+        compare_runs([seed("s0", "d12", None), seed("s1", "d54", 2)], n_resamples=50)
+    assert str(e.value) == ("s1: evaluated with another scenario set (d54 vs d12) and another evaluation settings "
+                            "(rollouts 2 vs 0) than s0; evaluate both runs the same way")

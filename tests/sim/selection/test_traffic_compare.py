@@ -81,7 +81,8 @@ def test_pairs_that_differ_otherwise_are_refused_in_one_line(work, tmp_path, cap
     cases = [([str(run / "results.h5"), str(other / "results.h5")], "another run"),
              ([str(run / "results.h5"), str(run / "results.h5")], "evaluated with agents log like"),
              ([str(other)], "no results file beside results.h5 that differs only in --agents"),
-             ([str(run / "results.h5")], "takes one run folder or its two results files")]
+             ([str(run / "results.h5")], "takes one run folder or its two results files"),
+             ([str(run), str(other)], f"give one run folder or two results files, not {run} and {other}")]
     for argv, want in cases:
         assert across([*argv, "--compare-traffic"]) == 2
         err = capsys.readouterr().err.strip()
