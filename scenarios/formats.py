@@ -54,26 +54,40 @@ def import_options_from_args(args: argparse.Namespace) -> ImportOptions:
     return opts
 
 
+def _without_ego_id(load: Callable[..., list[Scenario]], what: str) -> Callable[..., list[Scenario]]:
+    """``load`` refusing ``--ego ID`` (an id names a CommonRoad obstacle or an Argoverse 2 track): the file is
+    skipped with that reason rather than imported with its default ego as if the flag had been honoured."""
+
+    def loader(p, o, skipped=None):
+        if o.ego:
+            raise ScenarioError(f"--ego {o.ego}: names a CommonRoad obstacle or an Argoverse 2 track, and this is "
+                                f"{what}; use --ego-agent K (agent K of its default import as the ego)")
+        return load(p, o, skipped)
+
+    return loader
+
+
 def _loader(suffix: str) -> Callable[..., list[Scenario]]:
     """``loader(path, options, skipped)`` for a suffix (``skipped``: see :func:`load_file`)."""
     if suffix == ".npz":
         from scenarios.io import load_scenarios
 
         def npz(p, o, skipped=None):
-            if o.ego_agent:  # a .npz holds scenes (each with its ego), not recordings
-                raise ScenarioError(f"--ego-agent {o.ego_agent}: a .npz holds scenes, not recordings; it applies to "
-                                    "recorded sources only")
+            if o.ego_agent or o.ego:  # a .npz holds scenes (each with its ego), not recordings
+                flag = f"--ego-agent {o.ego_agent}" if o.ego_agent else f"--ego {o.ego}"
+                raise ScenarioError(f"{flag}: a .npz holds scenes, not recordings; it applies to recorded sources "
+                                    "only")
             return load_scenarios(p, skipped)
 
         return npz
     if suffix == ".pkl":
         from scenarios.importers.scenarionet import load_scenarionet
 
-        return load_scenarionet
+        return _without_ego_id(load_scenarionet, "a ScenarioNet file")
     if suffix == ".json":
         from scenarios.importers.waymo_json import load_waymo_json
 
-        return load_waymo_json
+        return _without_ego_id(load_waymo_json, "a Waymo JSON file")
     if suffix == ".xml":
         from scenarios.importers.commonroad import load_commonroad
 

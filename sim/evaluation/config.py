@@ -33,7 +33,8 @@ class EvalConfig:
     agent: str = _f("own", "agent plug-in that loads the checkpoints: own, sb3, torchscript or MODULE:FACTORY",
                     metavar="NAME")
     signals: str | None = _f(None, "training log to judge every signal of: entropy_history.json, TensorBoard folder, "
-                             "CSV or JSON lines (default: the run's entropy_history.json)", metavar="PATH")
+                             "MLflow tracking folder (mlruns), CSV or JSON lines (default: the run's "
+                             "entropy_history.json)", metavar="PATH")
     signal_names: tuple[str, ...] = _f((), "a scalar the training log must hold (raw or judged name); every "
                                        "scalar is judged", flag="signal", metavar="NAME")
     run: str | None = _f(None, "evaluate every checkpoint of this run directory (bare --ckpt names resolve in it "

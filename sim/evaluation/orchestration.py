@@ -289,8 +289,11 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
                 "are skipped")
         units = make_units(cands, shards, todo, cfg.scene_window)
         executor = results = None
-        name, why = pick_executor(cfg.executor, 0 if cfg.budget else sum(len(u.scenes) for u in units), len(shards),
-                                  settings, cfg.num_cpus or None)  # a budget's rounds are short: this process
+        if cfg.budget and cfg.executor == "auto":  # a budget's rounds are short: worker processes would not pay
+            name, why = "local", "auto: --budget runs short rounds of rollouts, in this process"
+        else:
+            name, why = pick_executor(cfg.executor, sum(len(u.scenes) for u in units), len(shards), settings,
+                                      cfg.num_cpus or None)
         if why and units:
             log(f"Executor {name} ({why})")
         if units and not cfg.budget:  # started now: its first batch, or its workers, start up beside the scene writes

@@ -164,4 +164,18 @@ def test_ego_agent_on_a_scene_file_is_refused_in_one_line(tmp_path):
     save_scenarios(tmp_path / "a.npz", [_scene("one")])
     with pytest.raises(ScenarioError, match=r"a\.npz: --ego-agent 2: a \.npz holds scenes, not recordings"):
         load_file(tmp_path / "a.npz", ImportOptions(ego_agent=2))
+    with pytest.raises(ScenarioError, match=r"a\.npz: --ego 7: a \.npz holds scenes, not recordings"):
+        load_file(tmp_path / "a.npz", ImportOptions(ego="7"))
     assert [s.id for s in load_file(tmp_path / "a.npz", ImportOptions())] == ["one"]
+
+
+@pytest.mark.data
+def test_an_ego_id_is_refused_where_the_format_has_none(shared_data):
+    """``--ego ID`` names a CommonRoad obstacle or an Argoverse 2 track: on a Waymo JSON or ScenarioNet file it is
+    a one-line skip reason pointing at --ego-agent, not silently ignored (the file then imported with its own ego)."""
+    from scenarios.formats import load_file
+
+    files = sorted(shared_data.glob("waymo_json/*.json"))[:1] + sorted((shared_data / "scenarionet").glob("*.pkl"))[:1]
+    for path in files:
+        with pytest.raises(ScenarioError, match=f"{path.name}: --ego nosuch: .* use --ego-agent K"):
+            load_file(path, ImportOptions(ego="nosuch"))

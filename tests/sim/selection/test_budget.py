@@ -246,6 +246,7 @@ def test_budgeted_cli_stores_what_it_ran_and_a_full_sweep_reuses_it(work, capsys
     assert main(["--run", str(work), "--budget", "0.5", "--baseline", "log-replay", *CLI]) == 0
     out = capsys.readouterr().out
     assert "Budgeted selection by score" in out and "8 of 20 rollouts" in out
+    assert "Executor local (auto: --budget runs short rounds of rollouts, in this process)" in out
     res = work / "results.h5"
     stored = {s.attrs["name"]: s for s in read_checkpoints(res)}
     from scenarios.io import load_scenarios
