@@ -212,6 +212,23 @@ def load_json(path: Path) -> tuple[Any, str | None]:
     return _read_json(str(path), file_key(path))
 
 
+def verdict_scope_line(summary: ResultsSummary) -> str | None:
+    """A warning when the stored verdict judges fewer scenes than every evaluated checkpoint has (the last
+    ``sim.evaluate`` call judged a subset, e.g. with ``--scenario-types`` or ``--max-scenarios``, while the page's
+    tables and charts show them all); None when it judges them all, or when there is no verdict to compare."""
+    n = (summary.verdict or {}).get("n_scenarios")
+    cks = [c for c in summary.checkpoints.values() if c.kind != "baseline"]
+    if not isinstance(n, int) or isinstance(n, bool) or not cks:
+        return None
+    common = set(cks[0].scenario_id).intersection(*(c.scenario_id for c in cks[1:]))
+    if n >= len(common):
+        return None
+    return (f"{summary.path}: the stored verdict (statistics, correlations, per-type table) judges {n} of the "
+            f"{len(common)} scenes every checkpoint has: the last `sim.evaluate` call's (with --scenario-types or "
+            f"--max-scenarios?), while the tables and charts show all {len(common)}. Re-run that evaluation without "
+            "them to judge every scene (the stored rows are reused).")
+
+
 def load_run(ref: RunRef, results: str | Path | None = None) -> RunData:
     """Load a run's JSON files and one results file's summary, collecting problems as messages (never raising).
 
@@ -257,6 +274,9 @@ def load_run(ref: RunRef, results: str | Path | None = None) -> RunData:
         if summary is not None and not summary.checkpoints:
             problems.append(("info", f"{res}: no checkpoint evaluated yet (an evaluation may be running). "
                                      f"Run: {eval_cmd(ref.path)}"))
+        scope = verdict_scope_line(summary) if summary is not None else None
+        if scope:
+            problems.append(("warning", scope))
     else:
         problems.append(("info", f"No closed-loop results for run '{ref.name}' yet. Run: {eval_cmd(ref.path)}"))
     plugin = run_kind(summary).plugin  # a foreign trainer's checkpoints: no entropy_history.json to expect

@@ -341,6 +341,12 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
         from rich.markup import escape
 
         extra = rollouts_lines(verdict["rollouts"]) if cfg.rollouts else []
+        held = [set(s.rows.scenario_ids) for s in stored.values() if s.attrs.get("kind") != "baseline"]
+        n_held = len(set.intersection(*held)) if held else 0
+        if n_held > len(vids) and race is None:  # the file holds more than this call judged: say whose verdict
+            extra.append(f"note: the verdict judges this call's {len(vids)} scenes; {out.name} holds {n_held} for "
+                         "every checkpoint (the dashboard says so): a call without --scenario-types and "
+                         "--max-scenarios judges them all, reusing the stored rows")
         for line in sv_lines + (budget_lines(race) if race else []) + extra:
             log(escape(line))
     if cfg.consolidate:

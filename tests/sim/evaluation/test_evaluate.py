@@ -231,3 +231,24 @@ def test_a_metric_undefined_on_every_scene_is_said_not_a_crash(work, capsys):
     assert v["sentence"].startswith("traffic_light_compliance is not applicable on any of the 5 scenes")
     assert v["sentence"] in text and "not evaluated yet" not in text
     assert "Training signals not judged: --metric traffic_light_compliance is not applicable" in text
+
+
+def test_a_subset_call_says_whose_verdict_is_stored(work, capsys):
+    """A call on fewer scenes than the file holds (--max-scenarios) stores a verdict on its own scenes: the CLI
+    says so, and the dashboard warns that the stored verdict judges 2 of the 5 scenes its tables show."""
+    from dashboard.data import list_runs, load_run, verdict_scope_line
+
+    assert main(["--run", str(work), *ARGS]) == 0
+    assert verdict_scope_line(read_summary(work / "results.h5")) is None
+    capsys.readouterr()
+    assert main(["--run", str(work), *ARGS, "--max-scenarios", "2"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "note: the verdict judges this call's 2 scenes; results.h5 holds 5 for every checkpoint" in out
+    summary = read_summary(work / "results.h5")
+    assert summary.verdict["n_scenarios"] == 2
+    line = verdict_scope_line(summary)
+    assert "judges 2 of the 5 scenes every checkpoint has" in line
+    (ref,) = [r for r in list_runs(work.parent) if r.path == work]
+    assert ("warning", line) in load_run(ref).problems
+    assert main(["--run", str(work), *ARGS]) == 0  # the whole set again: rows reused, verdict on all 5
+    assert verdict_scope_line(read_summary(work / "results.h5")) is None
