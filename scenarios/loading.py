@@ -90,6 +90,33 @@ def duplicate_ids(ids: Sequence[str], files: Sequence[str]) -> list[tuple[str, s
     return out
 
 
+def first_of_each_id(ids: Sequence[str], files: Sequence[str], idx: Sequence[int] | None = None,
+                     used_as: str = "the first is used") -> tuple[list[int], list[SkippedScene]]:
+    """Positions ``idx`` (default: all) without the scenes whose id an earlier one has, and those as skipped scenes
+    naming both files: a repeated id is one bad scene (results and splits are keyed by scene id).
+
+    Args:
+        ids, files: each scene's id and source file ("" when unknown). idx: positions to keep from, in order.
+        used_as: what happens to the first of a repeated id, for the skip reason.
+
+    Returns:
+        (kept positions in order, one :class:`SkippedScene` per repeat).
+    """
+    files = list(files) or [""] * len(ids)
+    first: dict[str, int] = {}
+    keep: list[int] = []
+    repeated: list[SkippedScene] = []
+    for i in range(len(ids)) if idx is None else idx:
+        j = first.setdefault(ids[i], i)
+        if j == i:
+            keep.append(i)
+        else:
+            repeated.append(SkippedScene(files[i], ids[i], f"{duplicate_line((ids[i], files[j], files[i]))}; "
+                                                           f"{used_as} (scenes are keyed by id: rename one to use "
+                                                           "both)"))
+    return keep, repeated
+
+
 def duplicate_line(dup: tuple[str, str, str]) -> str:
     """One line naming a repeated scene id and both files it is in."""
     sid, a, b = dup

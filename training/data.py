@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from policy.checkpoint import CheckpointError, atomic_write_bytes
-from scenarios.loading import load_scenes
+from scenarios.loading import first_of_each_id, load_scenes
 from scenarios.scenario import Scenario, ScenarioError
 from scenarios.suites import parse_spec, suite_seeds
 from sim.batch import ScenarioBatch, make_batch
@@ -71,12 +71,16 @@ def split_scenes(spec: str, split: str, limit: int = 0, progress: bool = True, s
             report = load_scenes(spec, strict=strict)
         except ScenarioError as e:
             raise TrainError(f"--scenarios {spec}: {e}") from None
+        ids = [s.id for s in report.scenes]
+        keep, repeated = first_of_each_id(ids, report.files, used_as="the first is used")  # a repeat would leak
+        if repeated and strict:  # into both splits
+            raise TrainError(f"--scenarios {spec}: {repeated[0].reason.split(';')[0]} (--strict)")
         if split == "train":
             for note in report.notes:
                 print(f"note: {note}", file=sys.stderr)
-            for item in report.skipped:
+            for item in [*report.skipped, *repeated]:
                 print(item.line(), file=sys.stderr)
-        every = sorted(report.scenes, key=lambda s: s.id)
+        every = sorted((report.scenes[i] for i in keep), key=lambda s: s.id)
         scenes = [s for i, s in enumerate(every) if (i % VAL_EVERY == VAL_OFFSET) == (split == "val")]
         scenes = scenes[:limit] if limit > 0 else scenes
         if not scenes:

@@ -95,24 +95,14 @@ def _load_scenes(cfg: EvalConfig, log):
 
 def _first_of_each_id(cfg: EvalConfig, scenes, files: Sequence[str], idx: list[int]):
     """``idx`` without the scenes whose id an earlier one has (results are keyed by scene id), and those as
-    skipped scenes naming both files; with ``--strict`` the first repeat is an error instead."""
-    from scenarios.loading import SkippedScene, duplicate_line
+    skipped scenes naming both files (:func:`scenarios.loading.first_of_each_id`); with ``--strict`` the first
+    repeat is an error instead."""
+    from scenarios.loading import first_of_each_id
 
-    ids = scene_ids(scenes)
-    files = files or [""] * len(ids)
-    first: dict[str, int] = {}
-    keep, repeated = [], []
-    for i in idx:
-        j = first.setdefault(ids[i], i)
-        if j == i:
-            keep.append(i)
-            continue
-        line = duplicate_line((ids[i], files[j], files[i]))
-        if cfg.strict:
-            raise EvaluationError(f"--scenarios {cfg.scenarios}: {line}; results are keyed by scene id: rename or "
-                                  "remove one (--strict)")
-        repeated.append(SkippedScene(files[i], ids[i], f"{line}; the first is evaluated (results are keyed by "
-                                                       "scene id: rename one to evaluate both)"))
+    keep, repeated = first_of_each_id(scene_ids(scenes), files, idx, used_as="the first is evaluated")
+    if repeated and cfg.strict:
+        raise EvaluationError(f"--scenarios {cfg.scenarios}: {repeated[0].reason.split(';')[0]}; results are keyed "
+                              "by scene id: rename or remove one (--strict)")
     return keep, repeated
 
 
