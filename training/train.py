@@ -413,6 +413,10 @@ def train(cli: CliArgs) -> int:
     if state.stop_reason:
         print(f"early stop: {state.stop_reason}", file=sys.stderr)
     print_summary(run, manager, bc_info)
+    if manager.best is None and manager.records:  # every checkpoint before --select-after (an early stop)
+        print(f"warning: no checkpoint at or after --select-after {cfg.select_after} (the last is episode "
+              f"{manager.records[-1].episode}), so best_entropy.pt was not written; evaluate the run's checkpoints "
+              f"with: python -m sim.evaluate --run {run}", file=sys.stderr)
     return 0
 
 

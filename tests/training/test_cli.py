@@ -170,3 +170,17 @@ def test_init_skips_cloning_and_early_stop_on_low_entropy(run_dir, tmp_path):
     m = json.loads((out / "train_metrics.json").read_text())
     assert m["episodes_done"] == 8 and "entropy below 1000" in m["stop_reason"]
     assert json.loads((out / "entropy_history.json").read_text())["episodes"] == [4, 8]
+
+
+def test_early_stop_before_select_after_warns_that_no_best_entropy_exists(run_dir, tmp_path, capsys):
+    """--select-after 10 with an early stop at episode 8: no checkpoint may become best_entropy; the run says so
+    (with the command that evaluates what it has) instead of finishing silently without best_entropy.pt."""
+    out = tmp_path / "stopped"
+    capsys.readouterr()
+    rc = main([*TINY, "--episodes", "12", "--out-dir", str(out), "--init", str(run_dir / "last.pt"),
+               "--min-entropy", "1000", "--entropy-patience", "2", "--select-after", "10"])
+    assert rc == 0 and not (out / "best_entropy.pt").exists()
+    assert json.loads((out / "train_metrics.json").read_text())["best_checkpoint"] is None
+    err = " ".join(capsys.readouterr().err.split())
+    assert "warning: no checkpoint at or after --select-after 10 (the last is episode 8)" in err
+    assert f"python -m sim.evaluate --run {out}" in err
