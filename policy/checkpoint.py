@@ -277,6 +277,22 @@ def _bad_architecture(pcfg: PolicyConfig) -> str | None:
     return None
 
 
+def _state_dict_mismatch(want: Mapping[str, Any], got: Mapping[str, Any]) -> str:
+    """What keeps ``got`` from loading into a policy whose state dict is ``want``: missing and unexpected weight
+    names and the first shape that differs, in a few words (``torch``'s own message spans many lines)."""
+    parts = []
+    missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    for what, names in (("missing", missing), ("unexpected", extra)):
+        if names:
+            parts.append(f"{what} {', '.join(names[:3])}" + (f" and {len(names) - 3} more" if len(names) > 3 else ""))
+    for k in sorted(set(want) & set(got)):
+        a, b = want[k], got[k]
+        if isinstance(b, torch.Tensor) and tuple(a.shape) != tuple(b.shape):
+            parts.append(f"{k} is {list(b.shape)}, the architecture needs {list(a.shape)}")
+            break
+    return "; ".join(parts) or "a weight of another type"
+
+
 def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu",
                     expect_obs: tuple[int, int | str] | None = None) -> LoadedCheckpoint:
     """Load a checkpoint into a fresh :class:`WaypointPolicy`.
@@ -305,7 +321,7 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
     try:
         policy.load_state_dict(obj["state_dict"], strict=True)
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise CheckpointError(f"{path}: weights do not fit the policy architecture ({first[:200]})") from e
+        raise CheckpointError(f"{path}: weights do not fit the policy architecture "
+                              f"({_state_dict_mismatch(policy.state_dict(), obj['state_dict'])})") from e
     policy.to(device).eval()
     return LoadedCheckpoint(policy, obj["config"], obj["meta"])

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import fields, replace
 from typing import Any
 
-from policy.checkpoint import read_checkpoint
+from policy.checkpoint import first_non_finite, read_checkpoint
 from policy.model import WaypointPolicy
 from scenarios.cli_config import flag_name
 from sim.config import NUM_WAYPOINTS, WAYPOINT_STEPS
@@ -44,6 +44,9 @@ def resolve_init(cli: CliArgs) -> tuple[CliArgs, dict[str, Any] | None]:
     if cli.resume is not None or cfg.init is None:
         return cli, None
     obj = read_checkpoint(cfg.init)
+    bad = first_non_finite(obj["state_dict"])
+    if bad is not None:
+        raise TrainError(f"--init {cfg.init}: weight {bad} is not finite (NaN or infinite): nothing to train from")
     arch = obj["config"]["policy"]
     updates: dict[str, Any] = {}
     for name in ARCHITECTURE:

@@ -89,7 +89,9 @@ def create_run_dir(cfg: TrainConfig, root: Path = Path("out")) -> tuple[Path, Pa
         while run.exists():
             run = root / f"{default_run_name(cfg.seed)}-{n}"
             n += 1
-    if run.exists() and (not run.is_dir() or any(run.iterdir())):
+    if run.exists() and not run.is_dir():
+        raise TrainError(f"--out-dir {run}: a file, not a folder; pick another --out-dir (a new or empty folder)")
+    if run.exists() and any(run.iterdir()):
         raise TrainError(f"{run}: already exists and is not empty; pick another --out-dir or continue it with "
                          f"--resume {run}")
     made = next((p for p in reversed([run, *run.parents]) if not p.exists()), None)

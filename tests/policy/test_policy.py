@@ -129,8 +129,14 @@ def test_corrupt_and_foreign_files_give_clear_errors(tmp_path):
     raw = torch.load(other, weights_only=True)
     raw["config"]["policy"] = pol.config.to_dict()  # architecture says 32 wide, weights are 16 wide
     torch.save(raw, other)
-    with pytest.raises(CheckpointError, match="other.pt: weights do not fit"):
+    with pytest.raises(CheckpointError, match="other.pt: weights do not fit") as e:
         load_checkpoint(other)
+    assert "the architecture needs" in str(e.value) and "\n" not in str(e.value)  # which weight, one line
+    raw_missing = dict(raw, state_dict={k: v for k, v in raw["state_dict"].items() if k != "log_std"})
+    torch.save(raw_missing, other)
+    with pytest.raises(CheckpointError, match=r"other.pt: weights do not fit the policy architecture \(missing log_s"):
+        load_checkpoint(other)
+    torch.save(raw, other)
     raw["meta"]["format_version"] = FORMAT_VERSION + 1
     torch.save(raw, other)
     with pytest.raises(CheckpointError, match="format_version"):

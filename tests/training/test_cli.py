@@ -89,6 +89,16 @@ def test_existing_run_dir_is_not_overwritten(run_dir, capsys):
     assert (run_dir / "train_metrics.json").read_bytes() == before
 
 
+
+def test_out_dir_that_is_a_file_is_named_as_such(tmp_path, capsys):
+    f = tmp_path / "afile"
+    f.write_text("")
+    assert main([*TINY, "--episodes", "4", "--out-dir", str(f)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --out-dir {f}: a file, not a folder; pick another --out-dir (a new or empty folder)"
+    assert f.read_text() == ""
+
+
 def test_corrupt_resume_checkpoint_is_a_clear_error(run_dir, tmp_path, capsys):
     import shutil
 
@@ -184,3 +194,16 @@ def test_early_stop_before_select_after_warns_that_no_best_entropy_exists(run_di
     err = " ".join(capsys.readouterr().err.split())
     assert "warning: no checkpoint at or after --select-after 10 (the last is episode 8)" in err
     assert f"python -m sim.evaluate --run {out}" in err
+
+
+def test_init_with_non_finite_weights_is_refused_before_anything_is_written(run_dir, tmp_path, capsys):
+    raw = torch.load(run_dir / "bc.pt", weights_only=True)
+    raw["state_dict"] = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+                         for k, v in raw["state_dict"].items()}
+    bad = tmp_path / "nan.pt"
+    torch.save(raw, bad)
+    out = tmp_path / "never"
+    assert main([*TINY, "--episodes", "4", "--out-dir", str(out), "--init", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --init {bad}: weight ") and "is not finite" in err and "\n" not in err
+    assert not out.exists()
