@@ -214,8 +214,10 @@ def start_or_resume(cli: CliArgs, init: dict[str, Any] | None = None) -> RunStar
     start = RunStart(run, cfg, saved, False, None, init)
     if start.complete:
         why = f"; stopped early: {saved['stop_reason']}" if saved["stop_reason"] else ""
-        print(f"{run} is complete ({saved['episode']} of {cfg.episodes} episodes{why}); nothing to do (give a "
-              "larger --episodes to train further)", file=sys.stderr)
+        done = (f"{saved['episode']} of {cfg.episodes} episodes" if saved["episode"] <= cfg.episodes else
+                f"{saved['episode']} episodes trained, --episodes {cfg.episodes} asks for fewer")
+        print(f"{run} is complete ({done}{why}); nothing to do (give a larger --episodes to train further)",
+              file=sys.stderr)
     else:
         print(f"resuming {run} from last.pt at episode {saved['episode']} of {cfg.episodes}", file=sys.stderr)
     return start

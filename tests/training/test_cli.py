@@ -207,3 +207,15 @@ def test_init_with_non_finite_weights_is_refused_before_anything_is_written(run_
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: --init {bad}: weight ") and "is not finite" in err and "\n" not in err
     assert not out.exists()
+
+
+def test_resume_with_fewer_episodes_than_trained_says_so(run_dir, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    before = (copy / "entropy_history.json").read_bytes()
+    assert main(["--resume", str(copy), "--episodes", "10", "--no-progress"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{copy} is complete (12 episodes trained, --episodes 10 asks for fewer); nothing to do" in err
+    assert (copy / "entropy_history.json").read_bytes() == before
