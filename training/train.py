@@ -250,16 +250,22 @@ def behaviour_cloned_policy(cfg: TrainConfig, data: RunData, device: torch.devic
     policy = WaypointPolicy(pcfg).to(device)
     assert data.expert is not None
     expert = data.expert
-    bc = behaviour_clone(policy, expert, epochs=cfg.bc_epochs, lr=cfg.bc_lr, batch=cfg.bc_batch,
-                         generator=torch.Generator().manual_seed(cfg.seed))
-    # DAgger-style rounds: visit the states the clone reaches in closed loop, label them with the log
-    for r in range(cfg.dagger_rounds):
-        gen = torch.Generator(device=device).manual_seed(iteration_seed(cfg.seed, r, 3))
-        new = [relabel_on_policy(b, make_sampling_policy_fn(policy, gen)) for b in data.bc_batches()]
-        expert = ExpertData(torch.cat([expert.obs] + [n.obs for n in new]),
-                            torch.cat([expert.waypoints] + [n.waypoints for n in new]))
-        bc = behaviour_clone(policy, expert, epochs=max(1, cfg.bc_epochs // 2), lr=cfg.bc_lr, batch=cfg.bc_batch,
-                             generator=torch.Generator().manual_seed(cfg.seed + r + 1), refit_norm=False)
+    # one bar step per stage: the clone, then each relabelling round (a few seconds each, before PPO's bar)
+    with tqdm(total=1 + cfg.dagger_rounds, unit="stage", desc="behaviour cloning", disable=not cfg.progress,
+              file=sys.stderr, leave=False) as bar:
+        bc = behaviour_clone(policy, expert, epochs=cfg.bc_epochs, lr=cfg.bc_lr, batch=cfg.bc_batch,
+                             generator=torch.Generator().manual_seed(cfg.seed))
+        bar.update()
+        # DAgger-style rounds: visit the states the clone reaches in closed loop, label them with the log
+        for r in range(cfg.dagger_rounds):
+            gen = torch.Generator(device=device).manual_seed(iteration_seed(cfg.seed, r, 3))
+            new = [relabel_on_policy(b, make_sampling_policy_fn(policy, gen)) for b in data.bc_batches()]
+            expert = ExpertData(torch.cat([expert.obs] + [n.obs for n in new]),
+                                torch.cat([expert.waypoints] + [n.waypoints for n in new]))
+            bc = behaviour_clone(policy, expert, epochs=max(1, cfg.bc_epochs // 2), lr=cfg.bc_lr,
+                                 batch=cfg.bc_batch, generator=torch.Generator().manual_seed(cfg.seed + r + 1),
+                                 refit_norm=False)
+            bar.update()
     return policy, (f"behaviour cloning of {len(data.bc_scenes)} train scenes + {cfg.dagger_rounds} relabelling "
                     f"rounds, {expert.obs.shape[0]} samples, final loss {bc.final_loss:.4f}")
 
