@@ -2,16 +2,18 @@
 
 Usage::
 
-    python -m scenarios.convert SRC DST.npz [--window STEPS --stride STEPS --init-step N --ego ID]
+    python -m scenarios.convert SRC DST.npz [--window STEPS --stride STEPS --init-step N --ego ID] [--force]
 
 Reads everything first, writes ``DST`` atomically only when every file imported, then
-prints a summary table. Errors are one line on stderr and a non-zero exit; nothing is written.
+prints a summary table and a note per repaired or skipped element (the importers' warnings). An existing ``DST``
+is kept unless ``--force``. Errors are one line on stderr and a non-zero exit; nothing is written.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from scenarios.formats import (
+    SUFFIXES,
     ImportOptions,
     add_import_arguments,
     detect_format,
@@ -26,6 +29,7 @@ from scenarios.formats import (
     load_file,
     scenario_files,
 )
+from scenarios.importers.repair import ImportNote
 from scenarios.io import SUFFIX, save_scenarios
 from scenarios.scenario import Scenario, ScenarioError
 
@@ -37,16 +41,18 @@ class ConvertConfig:
     src: Path
     dst: Path
     options: ImportOptions
+    force: bool = False
 
 
 def parse_args(argv: list[str] | None = None) -> ConvertConfig:
     """Parse the command line into a :class:`ConvertConfig` (exits on bad usage)."""
     p = argparse.ArgumentParser(prog="python -m scenarios.convert", description=__doc__.split("\n\n")[0])
-    p.add_argument("src", type=Path, help="a scenario file (.pkl, .json, .xml, .npz) or a folder of them")
+    p.add_argument("src", type=Path, help=f"a scenario file ({', '.join(SUFFIXES)}) or a folder of them")
     p.add_argument("dst", type=Path, help=f"output file ({SUFFIX})")
+    p.add_argument("--force", action="store_true", help="replace DST if it exists (default: keep it, and stop)")
     add_import_arguments(p)
     a = p.parse_args(argv)
-    return ConvertConfig(src=a.src, dst=a.dst, options=import_options_from_args(a))
+    return ConvertConfig(src=a.src, dst=a.dst, options=import_options_from_args(a), force=a.force)
 
 
 def summary_rows(scenes: list[Scenario]) -> list[tuple[str, ...]]:
@@ -68,20 +74,30 @@ def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     return "\n".join([line(header), line(tuple("-" * w for w in widths)), *map(line, rows)])
 
 
-def convert(cfg: ConvertConfig) -> list[Scenario]:
+def convert(cfg: ConvertConfig, notes: list[str] | None = None) -> list[Scenario]:
     """Import ``cfg.src`` and write ``cfg.dst``; return the scenes written.
 
+    Args:
+        notes: collects one line per importer note (repaired samples, skipped map elements, a cut ego track).
+
     Raises:
-        ScenarioError: bad destination or any source file that fails (nothing is written).
+        ScenarioError: bad or existing destination (without ``force``), or any source file that fails (nothing is
+            written).
     """
+    notes = [] if notes is None else notes
     if cfg.dst.suffix.lower() != SUFFIX:
         raise ScenarioError(f"{cfg.dst}: output must be a {SUFFIX} file")
     if cfg.dst.is_dir():
         raise ScenarioError(f"{cfg.dst}: is a folder; give an output file name ending in {SUFFIX}")
+    if cfg.dst.exists() and not cfg.force:
+        raise ScenarioError(f"{cfg.dst}: exists; give --force to replace it, or another output file")
     files = scenario_files(cfg.src)
     scenes: list[Scenario] = []
     for f in tqdm(files, desc="importing", unit="file", disable=len(files) < 2, file=sys.stderr):
-        scenes.extend(load_file(f, cfg.options))
+        with warnings.catch_warnings(record=True) as caught:  # the importers' notes: one line each, after the bar
+            warnings.simplefilter("always", ImportNote)
+            scenes.extend(load_file(f, cfg.options))
+        notes.extend(f"note: {f}: {w.message}" for w in caught if issubclass(w.category, ImportNote))
     ids = [s.id for s in scenes]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
@@ -95,14 +111,17 @@ def convert(cfg: ConvertConfig) -> list[Scenario]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
+    notes: list[str] = []
     try:
         cfg = parse_args(argv)
-        scenes = convert(cfg)
+        scenes = convert(cfg, notes)
     except ScenarioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     header = ("id", "source", "agents", "steps", "seconds", "ego path m", "drivable polys")
     print(format_table(header, summary_rows(scenes)))
+    for line in notes:
+        print(line, file=sys.stderr)
     formats = sorted({detect_format(f) for f in scenario_files(cfg.src)})
     print(f"wrote {len(scenes)} scenes from {cfg.src} ({', '.join(formats)}) to {cfg.dst}")
     return 0

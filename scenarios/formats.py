@@ -51,6 +51,9 @@ def import_options_from_args(args: argparse.Namespace) -> ImportOptions:
                          ego_agent=args.ego_agent)
     if opts.window < 0 or opts.stride < 0 or opts.init_step < 0 or opts.ego_agent < 0:
         raise ScenarioError("--window, --stride, --init-step and --ego-agent must be >= 0")
+    if opts.stride and not opts.window:
+        raise ScenarioError(f"--stride {opts.stride}: steps between windows, and there are none without --window "
+                            "(the whole recording is one scene)")
     return opts
 
 

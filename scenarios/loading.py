@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scenarios.importers.repair import EgoSpanCut, MapElementSkipped
+from scenarios.importers.repair import ImportNote
 from scenarios.scenario import Scenario, ScenarioError
 
 
@@ -174,12 +174,11 @@ def load_scenes(spec: str | os.PathLike, *, split: str | None = None, cache_dir:
         try:
             inner: list[tuple[str, str]] = []
             with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", MapElementSkipped)
-                warnings.simplefilter("always", EgoSpanCut)
+                warnings.simplefilter("always", ImportNote)
                 got = load_file(f, options, skipped=inner)
             scenes.extend(got)
             files.extend([str(f)] * len(got))
-            notes.extend(f"{f}: {w.message}" for w in caught if issubclass(w.category, MapElementSkipped | EgoSpanCut))
+            notes.extend(f"{f}: {w.message}" for w in caught if issubclass(w.category, ImportNote))
             for scene_id, reason in inner:
                 item = SkippedScene(str(f), scene_id, reason)
                 if strict:

@@ -44,7 +44,13 @@ FLIP_MIN_SPEED = 1.0  # m/s: slower, the direction of motion says nothing about 
 REPAIR_KINDS = ("position_jumps", "position_steps", "flipped_headings", "velocities")
 
 
-class TracksRepaired(UserWarning):
+class ImportNote(UserWarning):
+    """Something an importer did to a recording that a user should hear of, once per recording or file (the scene
+    imports): the base of :class:`TracksRepaired`, :class:`EgoSpanCut` and :class:`MapElementSkipped`. Callers
+    catch it and print one ``note:`` line each."""
+
+
+class TracksRepaired(ImportNote):
     """Recorded glitches were repaired on import (one warning per recording).
 
     Attributes:
@@ -56,12 +62,12 @@ class TracksRepaired(UserWarning):
         self.counts = dict(counts)
 
 
-class EgoSpanCut(UserWarning):
+class EgoSpanCut(ImportNote):
     """The recorded ego has a gap (invalid or non-finite samples between valid ones): the scene keeps the longest
     run of valid steps and leaves recorded driving out (one warning per recording)."""
 
 
-class MapElementSkipped(UserWarning):
+class MapElementSkipped(ImportNote):
     """Map elements (or obstacles) without usable points were left out; the scene itself imports.
 
     Attributes:

@@ -292,4 +292,25 @@ def test_convert_cli_rejects_bad_destination(tmp_path):
     assert r.returncode == 1 and "output must be a .npz file" in r.stderr and "Traceback" not in r.stderr
     r = _convert(str(src), str(tmp_path / "o.npz"), "--window", "-3")
     assert r.returncode == 1 and "must be >= 0" in r.stderr
+    r = _convert(str(src), str(tmp_path / "o.npz"), "--stride", "50")
+    assert r.returncode == 1 and r.stderr.strip().startswith("error: --stride 50: steps between windows")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sd_a.pkl"]
+
+
+def test_convert_keeps_an_existing_output_unless_forced(tmp_path):
+    """An existing DST is kept (one-line error) unless --force; the importers' notes (a repaired track) are one
+    ``note:`` line each, not Python warning source lines."""
+    sd = _sd()
+    sd["tracks"]["ego"]["state"]["velocity"][40] = [60.0, 0.0]  # one recorded velocity glitch: repaired, noted
+    src = _write_pickle(tmp_path / "sd_a.pkl", sd)
+    dst = tmp_path / "o.npz"
+    dst.write_bytes(b"keep me")
+    r = _convert(str(src), str(dst))
+    assert r.returncode == 1 and r.stderr.strip() == f"error: {dst}: exists; give --force to replace it, or " \
+                                                        "another output file"
+    assert dst.read_bytes() == b"keep me"
+    r = _convert(str(src), str(dst), "--force")
+    assert r.returncode == 0, r.stderr
+    assert [s.id for s in load_scenarios(dst)] == ["synthetic"]
+    notes = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert notes == [f"note: {src}: synthetic: recorded samples repaired: 1 velocities"], notes
