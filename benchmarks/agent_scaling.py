@@ -14,7 +14,6 @@ best, to the first count) and ``ratio_min/median/max`` over the rounds, each rou
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from benchmarks import cli
 from benchmarks.sim_throughput import bench_policy, closed_loop, synthetic_scenes
 from sim.batch import make_batch
 
@@ -77,26 +77,28 @@ def run(cfg: ScalingConfig) -> dict:
 def parse_args(argv: list[str] | None = None) -> ScalingConfig:
     """Command line -> :class:`ScalingConfig`."""
     d = ScalingConfig()
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--agents", default=",".join(map(str, d.agents)), help="agent counts, comma-separated")
-    p.add_argument("--batch", type=int, default=d.batch)
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--threads", type=int, default=d.threads)
-    p.add_argument("--rounds", type=int, default=d.rounds)
-    p.add_argument("--seed", type=int, default=d.seed)
+    p = cli.parser("python -m benchmarks.agent_scaling", __doc__.splitlines()[0])
+    cli.flag(p, "--agents", "agent counts, comma-separated, distinct, each >= 1 (the first is what ratios are to)",
+             default=",".join(map(str, d.agents)))
+    cli.flag(p, "--batch", "scenes per batch", default=d.batch, type=int, range=cli.at_least(1))
+    cli.flag(p, "--steps", "controlled steps per scene", default=d.steps, type=int, range=cli.at_least(1))
+    cli.flag(p, "--threads", "torch intra-op threads", default=d.threads, type=int, range=cli.at_least(1))
+    cli.flag(p, "--rounds", "timed rounds, each over every count", default=d.rounds, type=int,
+             range=cli.at_least(1))
+    cli.flag(p, "--seed", "scene seed", default=d.seed, type=int, range=cli.SEED)
     a = p.parse_args(argv)
     try:
         agents = tuple(int(x) for x in a.agents.split(","))
     except ValueError:
         p.error(f"--agents: expected comma-separated integers, got {a.agents!r}")
     if not agents or min(agents) < 1 or len(set(agents)) != len(agents):
-        p.error("--agents: distinct counts >= 1")
-    if min(a.batch, a.steps, a.threads, a.rounds) < 1:
-        p.error("--batch, --steps, --threads and --rounds must be >= 1")
+        p.error(f"--agents must be distinct counts >= 1, got {a.agents}")
     return ScalingConfig(agents=agents, batch=a.batch, steps=a.steps, threads=a.threads, rounds=a.rounds, seed=a.seed)
 
 
+@cli.one_line_errors
 def main(argv: list[str] | None = None) -> int:
+    """CLI: one JSON line (module docstring); bad input: one line on stderr, exit status 2."""
     print(json.dumps(run(parse_args(argv))), flush=True)
     return 0
 

@@ -11,7 +11,11 @@ prints one JSON line per budget:
   ``stop`` (how often each stop reason), and the same regret for **uniform allocation at equal rollouts** (every
   checkpoint the same first ``rollouts // K`` scenes of the same order, highest mean wins);
 - ``worst_regret`` / ``worst_uniform_regret`` over every run and order, ``never_worse_than_uniform``
-  (per run and order: budgeted regret <= uniform regret), ``max_rollouts_fraction``.
+  (per run and order: budgeted regret <= uniform regret), ``max_rollouts_fraction``. A run whose budget is below
+  one scene per checkpoint is listed with ``skipped`` and left out of these; a ``note`` says so, and when no run is
+  judged they are null.
+
+``--budgets`` are fractions in (0, 1]; bad flags or results files end with one line on stderr, exit status 2.
 
 The full sweeps are made with ``python -m training.train`` (small runs) and ``python -m sim.evaluate --run RUN``
 (``--scenarios /work/shared/data --out RUN/results-real.h5`` for the real samples); ``docs/selection.md`` gives
@@ -29,7 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.metrics.catalogue import higher_is_better
+from benchmarks import cli
+from scenarios.cli_config import Range
+from sim.metrics.catalogue import JUDGED_METRICS, higher_is_better
 from sim.results.reader import ResultsError, read_checkpoints, read_summary
 from sim.selection.budget import BudgetPlan, budget_rollouts, race, regret, uniform_pick
 
@@ -70,31 +76,42 @@ def replay(scores: np.ndarray, budget: float, confidence: float, seed: int) -> d
             "stop": r.stop, "pick": r.pick}
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command line (bad input: one line on stderr, exit status 2)."""
+    p = cli.parser("python -m benchmarks.budgeted_selection", __doc__.split("\n")[0])
+    cli.flag(p, "--results", "full-sweep results files (one per run and scenario set)", nargs="+", required=True,
+             metavar="H5")
+    cli.flag(p, "--budgets", "fractions of the full sweep, one JSON line each", default=list(BUDGETS), nargs="+",
+             type=float, range=Range(0.0, 1.0, lo_open=True))
+    cli.flag(p, "--metric", f"metric the race and the regret are on (sim.metrics.catalogue: "
+             f"{', '.join(JUDGED_METRICS)})", default="score", choices=JUDGED_METRICS, metavar="NAME")
+    cli.flag(p, "--confidence", "P(best) that ends the race", default=0.95, type=float, range=cli.above(0, 1))
+    cli.flag(p, "--repeats", "scene orders (seeds 0..R-1) per run", default=20, type=int, range=cli.at_least(1))
+    return p.parse_args(argv)
+
+
+@cli.one_line_errors
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: one JSON line per budget (module docstring); exit 2 with a one-line error on a bad results file."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks.budgeted_selection", description=__doc__.split("\n")[0])
-    p.add_argument("--results", nargs="+", required=True, metavar="H5", help="full-sweep results files (one per run "
-                   "and scenario set)")
-    p.add_argument("--budgets", nargs="+", type=float, default=list(BUDGETS), help="fractions of the full sweep")
-    p.add_argument("--metric", default="score")
-    p.add_argument("--confidence", type=float, default=0.95)
-    p.add_argument("--repeats", type=int, default=20, help="scene orders (seeds 0..R-1) per run")
-    a = p.parse_args(argv)
+    """CLI: one JSON line per budget (module docstring); exit 2 with a one-line error on a bad results file or flag."""
+    a = parse_args(argv)
     sweeps = {}
     for path in a.results:
         try:
             sweeps[path] = full_sweep(Path(path), a.metric)
         except (OSError, ValueError, KeyError, ResultsError) as e:
-            print(f"error: --results {path}: {' '.join(str(e).split())}", file=sys.stderr)
+            text = " ".join(str(e).split())
+            text = text[len(path) + 2:] if text.startswith(f"{path}: ") else text  # the path once
+            print(f"error: --results {path}: {text}", file=sys.stderr)
             return 2
     for b in a.budgets:
-        runs, worst, worst_u, never_worse, max_frac = [], 0.0, 0.0, True, 0.0
+        runs, worst, worst_u, never_worse, max_frac, judged = [], 0.0, 0.0, True, 0.0, 0
         for path, (x, names, suite) in sweeps.items():
             reps = [replay(x, b, a.confidence, seed) for seed in range(a.repeats)]
             if not reps[0]:
                 runs.append({"results": path, "suite": suite, "checkpoints": len(names), "scenes": x.shape[1],
                              "skipped": "budget below one scene per checkpoint"})
                 continue
+            judged += 1
             reg = np.array([r["regret"] for r in reps])
             ureg = np.array([r["uniform_regret"] for r in reps])
             frac = np.array([r["rollouts"] for r in reps]) / x.size
@@ -108,9 +125,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             worst, worst_u = max(worst, float(reg.max())), max(worst_u, float(ureg.max()))
             never_worse &= bool(reg.mean() <= ureg.mean() + 1e-12)
             max_frac = max(max_frac, float(frac.max()))
-        print(json.dumps({"budget": b, "metric": a.metric, "confidence": a.confidence, "repeats": a.repeats,
-                          "max_rollouts_fraction": max_frac, "worst_regret": worst, "worst_uniform_regret": worst_u,
-                          "never_worse_than_uniform_on_average": never_worse, "runs": runs}), flush=True)
+        line = {"budget": b, "metric": a.metric, "confidence": a.confidence, "repeats": a.repeats,
+                "max_rollouts_fraction": max_frac, "worst_regret": worst, "worst_uniform_regret": worst_u,
+                "never_worse_than_uniform_on_average": never_worse, "runs": runs}
+        if judged == 0:  # nothing was raced: no figure may read as a success
+            line.update(max_rollouts_fraction=None, worst_regret=None, worst_uniform_regret=None,
+                        never_worse_than_uniform_on_average=None,
+                        note="no run judged: the budget is below one scene per checkpoint in every run")
+        elif judged < len(runs):
+            line["note"] = (f"{len(runs) - judged} of {len(runs)} runs skipped (budget below one scene per "
+                            "checkpoint): the summary is over the others")
+        print(json.dumps(line), flush=True)
     return 0
 
 

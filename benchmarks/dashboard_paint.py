@@ -19,7 +19,6 @@ plotly_loaded_s`` is the browser's (Plotly's code evaluated, the figures and eve
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -33,6 +32,8 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from benchmarks import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "dashboard" / "app.py"
@@ -234,12 +235,16 @@ def measure(cfg: PaintConfig) -> dict[str, float | int | dict]:
             "load_avg_1min": round(load1, 2), "breakdown": split, "floor_breakdown": f_split}
 
 
+@cli.one_line_errors
 def main(argv: list[str] | None = None) -> int:
-    """CLI: print one JSON line with ``first_paint_s``."""
-    ap = argparse.ArgumentParser(description="Dashboard first paint in headless Chromium.")
-    ap.add_argument("--checkpoints", type=int, default=20)
-    ap.add_argument("--scenes", type=int, default=500)
-    ap.add_argument("--repeats", type=int, default=3)
+    """CLI: print one JSON line with ``first_paint_s`` (bad input: one line on stderr, exit status 2)."""
+    d = PaintConfig()
+    ap = cli.parser("python -m benchmarks.dashboard_paint", "Dashboard first paint in headless Chromium.")
+    cli.flag(ap, "--checkpoints", "checkpoints of the fixture run", default=d.checkpoints, type=int,
+             range=cli.at_least(1))
+    cli.flag(ap, "--scenes", "scenes of the fixture run", default=d.scenes, type=int, range=cli.at_least(1))
+    cli.flag(ap, "--repeats", "warm page loads (their median is first_paint_warm_s)", default=d.repeats, type=int,
+             range=cli.at_least(1))
     a = ap.parse_args(argv)
     if not CHROMIUM.exists():
         print(f"error: {CHROMIUM} not found (install it: apt-get install chromium, or `make browser`)",

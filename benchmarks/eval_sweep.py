@@ -17,7 +17,6 @@ as given and ``executor_used``, ``auto`` resolved as :func:`sim.evaluation.execu
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import cli
 from sim.batch import ROAD_RESOLUTION, make_batch
 from sim.evaluation.executors import EXECUTORS
 
@@ -51,23 +51,36 @@ class SweepConfig:
 
 
 def parse_args(argv=None) -> SweepConfig:
-    """Command line -> :class:`SweepConfig`."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks.eval_sweep", description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoints", type=int, default=20)
-    p.add_argument("--scenarios", type=int, default=500)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--executor", choices=EXECUTORS, default="auto",
-                   help="sim.evaluate --executor (default auto, as sim.evaluate's: worker processes for a long sweep "
-                        "on several CPUs; processes: one worker process per CPU)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--keep", help="folder to keep the run, scenes and results in (default: a temporary folder)")
-    p.add_argument("--compile", action="store_true", help="evaluate --compile")
-    p.add_argument("--scene-window", type=int, help="sim.evaluate --scene-window (default: sim.evaluate's)")
+    """Command line -> :class:`SweepConfig` (bad input: one line on stderr, exit status 2, before any work)."""
+    d = SweepConfig()
+    p = cli.parser("python -m benchmarks.eval_sweep", __doc__.split("\n")[0])
+    cli.flag(p, "--checkpoints", "checkpoints of the run built for the sweep", default=d.checkpoints, type=int,
+             range=cli.at_least(1))
+    cli.flag(p, "--scenarios", "number of procedural scenes to generate and evaluate (a count, not a suite name: "
+             "seeds --seed .. --seed + N - 1)", default=d.scenarios, type=int, range=cli.at_least(1), metavar="N")
+    cli.flag(p, "--batch-size", "sim.evaluate --batch-size: scenes per batch", default=d.batch_size, type=int,
+             range=cli.at_least(1))
+    cli.flag(p, "--executor", "sim.evaluate --executor (as sim.evaluate's: worker processes for a long sweep on "
+             "several CPUs; processes: one worker process per CPU)", default=d.executor, choices=EXECUTORS)
+    cli.flag(p, "--device", "sim.evaluate --device: auto, cpu, cuda, cuda:N or mps", default=d.device)
+    cli.flag(p, "--seed", "seed of the scenes, the checkpoints and the evaluation", default=d.seed, type=int,
+             range=cli.SEED)
+    cli.flag(p, "--keep", "folder to keep the run, scenes and results in (default: a temporary folder)")
+    cli.flag(p, "--compile", "evaluate --compile", action="store_true")
+    cli.flag(p, "--scene-window", "sim.evaluate --scene-window (default: sim.evaluate's)", type=int,
+             range=cli.at_least(0))
     p.add_argument("--no-rollouts-alone", dest="rollouts_alone", action="store_false",
                    help="skip the rollouts-alone pass (rollouts_s and wall_over_rollouts are then null): for "
                         "memory figures of sweeps too long to time twice")
     cfg = SweepConfig(**vars(p.parse_args(argv)))
+    from policy.device import DeviceError, resolve_device
+
+    try:
+        resolve_device(cfg.device)
+    except DeviceError as e:
+        p.error(str(e))
+    if cfg.keep is not None and Path(cfg.keep).exists() and not Path(cfg.keep).is_dir():
+        p.error(f"--keep {cfg.keep}: not a folder")
     if cfg.scene_window is not None:  # its range is sim.evaluate's, checked before minutes of scene preparation
         from sim.evaluate import EvalConfig
         from sim.results.errors import EvaluationError
@@ -104,8 +117,9 @@ def build_run(run: Path, n: int, seed: int = 0) -> None:
     (run / "config.json").write_text(json.dumps({"seed": seed, "benchmark": True}))
 
 
+@cli.one_line_errors
 def main(argv=None) -> dict:
-    """Run the sweep and print the JSON line."""
+    """Run the sweep and print the JSON line (bad input: one line on stderr, exit status 2)."""
     cfg = parse_args(argv)
     from rich.console import Console
 

@@ -10,7 +10,6 @@ CLI: ``python -m benchmarks.fixture_runs OUT_DIR [--checkpoints 20 --scenes 500]
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -22,7 +21,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from sim.metrics.catalogue import METRIC_NAMES, epdms, nuplan_score, score_terms
+from benchmarks import cli
+from sim.metrics.catalogue import METRIC_NAMES, METRICS_VERSION, epdms, nuplan_score, score_terms
+from sim.results.identity import METRICS_VERSION_ATTR
 from sim.results.reader import read_checkpoints
 from sim.results.schema import CheckpointAttrs, CheckpointRows, SceneRecord, parts_dir
 from sim.results.store import ResultsWriter
@@ -211,7 +212,8 @@ def _write_results(path: Path, spec: FixtureSpec, cks: list[dict], rng: np.rando
     own = spec.agent == "own"
     config = {"backend": "kinematic"} if own else {"backend": "kinematic", "agent": spec.agent}  # EvalConfig.agent
     root = {"backend": "kinematic", "suite": "procedural:test", "config": config,
-            "run_dir": str(path.parent) if own else ""}
+            "run_dir": str(path.parent) if own else "",
+            METRICS_VERSION_ATTR: str(METRICS_VERSION)}  # the metric definitions these rows stand for
     scenes = [_scene(r, spec, rng) for r in range(spec.n_scenes)]
     ids = [s.id for s in scenes]
     T = spec.steps
@@ -261,16 +263,24 @@ def _signal_doc(spec: FixtureSpec, cks: list[dict], rng: np.random.Generator) ->
             "checkpoint_names": {c["key"]: c["name"] for c in cps}}
 
 
+@cli.one_line_errors
 def main(argv: list[str] | None = None) -> None:
-    """Write a fixture run: ``python -m benchmarks.fixture_runs OUT_DIR``."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("out", type=Path)
-    ap.add_argument("--name", default="run-a")
-    ap.add_argument("--checkpoints", type=int, default=20)
-    ap.add_argument("--scenes", type=int, default=500)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--agent", choices=AGENTS, default="own")
+    """Write a fixture run: ``python -m benchmarks.fixture_runs OUT_DIR`` (bad input: one line on stderr, exit 2)."""
+    d = FixtureSpec()
+    ap = cli.parser("python -m benchmarks.fixture_runs", __doc__.splitlines()[0])
+    cli.flag(ap, "out", "folder to write the run into (made if absent; OUT_DIR/latest points at the run)", type=Path,
+             metavar="OUT_DIR")
+    cli.flag(ap, "--name", "run folder name", default=d.name)
+    cli.flag(ap, "--checkpoints", "evaluated checkpoints", default=20, type=int, range=cli.at_least(1))
+    cli.flag(ap, "--scenes", "scenarios per checkpoint", default=500, type=int, range=cli.at_least(1))
+    cli.flag(ap, "--seed", "RNG seed", default=d.seed, type=int, range=cli.SEED)
+    cli.flag(ap, "--agent", "own (this project's trainer) or sb3 (foreign checkpoints with a signal log)",
+             default=d.agent, choices=AGENTS)
     a = ap.parse_args(argv)
+    if a.out.exists() and not a.out.is_dir():
+        ap.error(f"{a.out}: not a folder")
+    if not a.name or a.name in (".", "..", "latest") or "/" in a.name or os.sep in a.name:
+        ap.error(f"--name {a.name!r}: must be a plain folder name other than 'latest'")
     run = write_run(a.out, FixtureSpec(name=a.name, n_checkpoints=a.checkpoints, n_scenes=a.scenes, seed=a.seed,
                                        agent=a.agent))
     print(run)

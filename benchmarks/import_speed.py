@@ -11,15 +11,14 @@ cores disturb less.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks import cli
 from scenarios.formats import ImportOptions, load_file, scenario_files
-from scenarios.scenario import ScenarioError
 
 ROOT = Path(__file__).resolve().parents[1]
 FORMATS = ("scenarionet", "waymo_json", "commonroad")
@@ -35,10 +34,14 @@ class BenchConfig:
 
 def parse_args(argv: list[str] | None = None) -> BenchConfig:
     """Parse the command line."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks.import_speed", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=ROOT / ".." / "shared" / "data", help="folder of sample folders")
-    p.add_argument("--min-seconds", type=float, default=2.0, help="time spent per format")
+    p = cli.parser("python -m benchmarks.import_speed", __doc__.split("\n\n")[0])
+    cli.flag(p, "--data", f"folder of sample folders ({', '.join(FORMATS)}; default: ../shared/data)",
+             type=Path, default=ROOT / ".." / "shared" / "data")
+    cli.flag(p, "--min-seconds", "time spent per format, after one warm-up pass", default=2.0, type=float,
+             range=cli.above(0))
     a = p.parse_args(argv)
+    if not a.data.is_dir():
+        p.error(f"--data {a.data}: {'not a folder' if a.data.exists() else 'no such folder'}")
     return BenchConfig(data=a.data.resolve(), min_seconds=a.min_seconds)
 
 
@@ -61,20 +64,18 @@ def measure(files: list[Path], min_seconds: float) -> dict[str, float]:
             return {"scenes_per_s": n / elapsed, "scenes_per_cpu_s": n / cpu, "scenes": n, "seconds": elapsed}
 
 
+@cli.one_line_errors
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status."""
+    """Entry point; returns the exit status (bad input: one line on stderr, exit status 2)."""
     cfg = parse_args(argv)
-    try:
-        for fmt in FORMATS:
+    for fmt in FORMATS:
+        with cli.blame(f"--data {cfg.data}"):
             files = scenario_files(cfg.data / fmt)
-            r = measure(files, cfg.min_seconds)
-            line = {"format": fmt, "scenes_per_s": round(r["scenes_per_s"], 2),
-                    "scenes_per_cpu_s": round(r["scenes_per_cpu_s"], 2), "files": len(files),
-                    "scenes": r["scenes"], "seconds": round(r["seconds"], 2)}
-            print(json.dumps(line), flush=True)
-    except ScenarioError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        r = measure(files, cfg.min_seconds)
+        line = {"format": fmt, "scenes_per_s": round(r["scenes_per_s"], 2),
+                "scenes_per_cpu_s": round(r["scenes_per_cpu_s"], 2), "files": len(files),
+                "scenes": r["scenes"], "seconds": round(r["seconds"], 2)}
+        print(json.dumps(line), flush=True)
     return 0
 
 

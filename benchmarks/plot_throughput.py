@@ -10,10 +10,11 @@ yardstick), and prints each sweep's table as Markdown (so the figure can be docu
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
+
+from benchmarks import cli
 
 
 def read_sweep(path: str | Path) -> list[dict]:
@@ -74,16 +75,38 @@ def plot(sweeps: list[list[dict]], out: str | Path) -> None:
     fig.savefig(out)
 
 
+RECORD_KEYS = ("batch", "scenario_steps_per_s", "agent_steps_per_s")  # what the plot and the table read
+
+
+@cli.one_line_errors
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("sweep", nargs="+", help="JSON lines from sim_throughput --sweep (one file per curve)")
-    p.add_argument("out", help="PNG to write")
+    """CLI: write the PNG and print the tables (bad input: one line on stderr, exit status 2)."""
+    p = cli.parser("python -m benchmarks.plot_throughput", __doc__.splitlines()[0])
+    cli.flag(p, "sweep", "JSON lines from sim_throughput --sweep (one file per curve)", nargs="+", metavar="SWEEP")
+    cli.flag(p, "out", "PNG to write (its folder must exist)", metavar="OUT")
     a = p.parse_args(argv)
+    for path in a.sweep:
+        cli.check_file("", path)
+    if not Path(a.out).resolve().parent.is_dir():
+        raise cli.BenchError(f"{a.out}: its folder {Path(a.out).resolve().parent} does not exist")
+    if Path(a.out).is_dir():
+        raise cli.BenchError(f"{a.out}: is a folder, not a file to write")
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+    except ImportError:
+        raise cli.BenchError(f"{a.out}: matplotlib is needed to draw it (pip install matplotlib)") from None
+    kind = Path(a.out).suffix.lower().lstrip(".")
+    if kind and kind not in FigureCanvasAgg.get_supported_filetypes():
+        raise cli.BenchError(f"{a.out}: matplotlib cannot write .{kind} files (use .png)")
     sweeps = [read_sweep(path) for path in a.sweep]
     for path, rows in zip(a.sweep, sweeps):
         if not rows:
-            print(f"plot_throughput: no sweep records in {path}", file=sys.stderr)
-            return 1
+            raise cli.BenchError(f"{path}: no sweep records (JSON lines with 'batch' from sim_throughput --sweep)")
+        bad = next((r for r in rows if any(not isinstance(r.get(k), (int, float)) for k in RECORD_KEYS)), None)
+        if bad is not None:
+            missing = [k for k in RECORD_KEYS if not isinstance(bad.get(k), (int, float))]
+            raise cli.BenchError(f"{path}: batch {bad.get('batch')!r}: not a sim_throughput record "
+                                 f"({', '.join(missing)} missing or not a number)")
     plot(sweeps, a.out)
     for rows in sweeps:
         if len(sweeps) > 1:

@@ -10,7 +10,6 @@ commits), ``commit_s`` (median per size),
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import cli
 from sim.results.schema import CheckpointRows, SceneRecord, parts_dir
 from sim.results.store import ResultsWriter
 
@@ -44,14 +44,19 @@ def held_bytes(path: Path) -> int:
     return path.stat().st_size + sum(p.stat().st_size for p in parts_dir(path).glob("*.h5"))
 
 
+@cli.one_line_errors
 def main(argv: list[str] | None = None) -> dict:
-    """Run the benchmark and print the JSON line."""
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.results_commit", description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes-mb", type=float, nargs="+", default=[50.0, 500.0, 1500.0])
-    ap.add_argument("--scenes", type=int, default=100, help="scenes per timed commit")
-    ap.add_argument("--repeats", type=int, default=5, help="timed commits per size")
-    ap.add_argument("--dir", help="folder for the file (default: a temporary folder)")
+    """Run the benchmark and print the JSON line (bad input: one line on stderr, exit status 2)."""
+    ap = cli.parser("python -m benchmarks.results_commit", __doc__.splitlines()[0])
+    cli.flag(ap, "--sizes-mb", "sizes (MB) the file holds before each size's timed commits", nargs="+",
+             default=[50.0, 500.0, 1500.0], type=float, range=cli.above(0), metavar="MB")
+    cli.flag(ap, "--scenes", "scenes per timed commit", default=100, type=int, range=cli.at_least(1))
+    cli.flag(ap, "--repeats", "timed commits per size (the median is reported)", default=5, type=int,
+             range=cli.at_least(1))
+    cli.flag(ap, "--dir", "existing folder for the file (default: a temporary folder)")
     a = ap.parse_args(argv)
+    if a.dir is not None and not Path(a.dir).is_dir():
+        ap.error(f"--dir {a.dir}: {'not a folder' if Path(a.dir).exists() else 'no such folder'}")
     with tempfile.TemporaryDirectory(prefix="results_commit_", dir=a.dir) as tmp:
         path = Path(tmp) / "results.h5"
         w = ResultsWriter(path)

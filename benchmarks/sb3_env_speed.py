@@ -16,7 +16,6 @@ Torch runs with one intra-op thread (see ``benchmarks.sim_throughput``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -27,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from benchmarks import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,14 +81,20 @@ def eval_time(n_ckpt: int, n_scenes: int) -> float:
         return time.perf_counter() - t
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--num-envs", type=int, nargs="*", default=[64, 256], help="none: skip the env rates")
-    ap.add_argument("--iterations", type=int, default=2)
-    ap.add_argument("--checkpoints", type=int, default=10)
-    ap.add_argument("--scenes", type=int, default=200)
-    ap.add_argument("--threads", type=int, default=1)
-    a = ap.parse_args()
+@cli.one_line_errors
+def main(argv: list[str] | None = None) -> None:
+    """CLI: one JSON line (module docstring); bad input: one line on stderr, exit status 2."""
+    ap = cli.parser("python -m benchmarks.sb3_env_speed", __doc__.splitlines()[0])
+    cli.flag(ap, "--num-envs", "batched env sizes, one rate each (none: skip the env rates)", default=[64, 256],
+             type=int, range=cli.at_least(1), nargs="*", metavar="N")
+    cli.flag(ap, "--iterations", "timed PPO iterations of 80 steps per env, after one warm-up", default=2, type=int,
+             range=cli.at_least(1))
+    cli.flag(ap, "--checkpoints", "SB3 checkpoints evaluated by sim.evaluate --agent sb3 (0: skip eval_s)",
+             default=10, type=int, range=cli.at_least(0))
+    cli.flag(ap, "--scenes", "held-out scenes of that evaluation", default=200, type=int, range=cli.at_least(1))
+    cli.flag(ap, "--threads", "torch intra-op threads (0 = torch default)", default=1, type=int,
+             range=cli.at_least(0))
+    a = ap.parse_args(argv)
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     out = {"env_steps_per_s": {}, "ppo_env_steps_per_s": {}}

@@ -23,7 +23,6 @@ ours gets. ``single_process_scenario_steps_per_s`` is the same closed loop in th
 
 from __future__ import annotations
 
-import argparse
 import json
 import resource
 import statistics
@@ -34,8 +33,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from policy.device import pick_device
-from scenarios.scenario import AgentType, Polylines, RoadMap, Scenario, ScenarioError
+from benchmarks import cli
+from policy.device import DeviceError, pick_device
+from scenarios.scenario import AgentType, Polylines, RoadMap, Scenario
 from sim.batch import ScenarioBatch, make_batch
 from sim.compiled import StepCompile
 from sim.config import NUM_WAYPOINTS, SimError
@@ -320,7 +320,8 @@ def run(cfg: BenchConfig, scenes: list[Scenario] | None = None, kind: str = "") 
     if pool is not None:
         rec["worker_peak_memory_mb"] = round(worker_peak, 1)
     if proto is None:
-        rec["yardstick_note"] = "yardstick ../shared/bench/proto_step.py not found: no side-by-side figure"
+        where = cfg.yardstick or "../shared/bench/proto_step.py"
+        rec["yardstick_note"] = f"yardstick {where} not found: no side-by-side figure"
     else:
         ratios = sorted(o / y for o, y in zip(ours, theirs))
         rec["yardstick_scenario_steps_per_s"] = round(max(theirs), 1)
@@ -331,47 +332,53 @@ def run(cfg: BenchConfig, scenes: list[Scenario] | None = None, kind: str = "") 
 
 
 def parse_args(argv: list[str] | None = None) -> BenchConfig:
-    """Command line -> :class:`BenchConfig`."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """Command line -> :class:`BenchConfig` (bad input: one line on stderr, exit status 2)."""
+    p = cli.parser("python -m benchmarks.sim_throughput", __doc__.splitlines()[0])
     d = BenchConfig()
-    p.add_argument("--device", default=d.device, help="cpu | cuda | cuda:N | auto (GPU only where faster)")
-    p.add_argument("--batch", type=int, default=d.batch)
-    p.add_argument("--agents", type=int, default=d.agents)
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--repeats", type=int, default=d.repeats)
-    p.add_argument("--threads", type=int, default=d.threads, help="torch intra-op threads (0 = torch default)")
-    p.add_argument("--scenes", default=d.scenes, choices=["auto", "procedural", "synthetic"])
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--sweep", action="store_true", help="one line per batch size (256..4096 CPU, ..65536 GPU)")
-    p.add_argument("--yardstick", default=d.yardstick, help="path of proto_step.py (default ../shared/bench/)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the hot parts (sim.compiled.StepCompile)")
-    p.add_argument("--workers", type=int, default=d.workers,
-                   help="CPU worker processes sharing the scenes (0 = one per thread, 1 = this process only)")
+    cli.flag(p, "--device", "cpu | cuda | cuda:N | auto (GPU only where faster)", default=d.device)
+    cli.flag(p, "--batch", "scenes per batch", default=d.batch, type=int, range=cli.at_least(1))
+    cli.flag(p, "--agents", "agents per scene (ego included)", default=d.agents, type=int, range=cli.at_least(1))
+    cli.flag(p, "--steps", "controlled steps per scene (procedural scenes need 80)", default=d.steps, type=int,
+             range=cli.at_least(1))
+    cli.flag(p, "--repeats", "timed runs per figure, after one warm-up run (the best is reported)",
+             default=d.repeats, type=int, range=cli.at_least(1))
+    cli.flag(p, "--threads", "torch intra-op threads (0 = torch default)", default=d.threads, type=int,
+             range=cli.at_least(0))
+    cli.flag(p, "--scenes", "scene source (auto: procedural when available and --steps 80)", default=d.scenes,
+             choices=["auto", "procedural", "synthetic"])
+    cli.flag(p, "--seed", "scene seed", default=d.seed, type=int, range=cli.SEED)
+    cli.flag(p, "--sweep", "one line per batch size (256..4096 CPU, ..65536 GPU)", action="store_true")
+    cli.flag(p, "--yardstick", "path of proto_step.py (default ../shared/bench/proto_step.py; without it the "
+             "side-by-side figures are left out and yardstick_note says why)", default=d.yardstick)
+    cli.flag(p, "--compile", "torch.compile the hot parts (sim.compiled.StepCompile)", action="store_true")
+    cli.flag(p, "--workers", "CPU worker processes sharing the scenes (0 = one per thread, 1 = this process only)",
+             default=d.workers, type=int, range=cli.at_least(0))
     a = p.parse_args(argv)
-    if a.batch < 1 or a.agents < 1 or a.steps < 1 or a.repeats < 1 or a.workers < 0:
-        p.error("--batch, --agents, --steps and --repeats must be >= 1 and --workers >= 0")
     try:
         pick_device(a.device, a.batch)
-    except SimError as e:
+    except (DeviceError, SimError) as e:
         p.error(str(e))
+    if a.yardstick is not None:  # a path given must be there; the default's absence is only a note
+        try:
+            cli.check_file("--yardstick", a.yardstick, (".py",))
+        except cli.BenchError as e:
+            p.error(str(e))
     return BenchConfig(**vars(a))
 
 
+@cli.one_line_errors
 def main(argv: list[str] | None = None) -> int:
+    """CLI: one JSON line per batch size (module docstring); bad input: one line on stderr, exit status 2."""
     cfg = parse_args(argv)
-    try:
-        if not cfg.sweep:
-            print(json.dumps(run(cfg)), flush=True)
-            return 0
-        dev, _ = pick_device(cfg.device, max(CPU_SWEEP))
-        sizes = GPU_SWEEP if dev.type == "cuda" else CPU_SWEEP
-        scenes, kind = _scenes(replace(cfg, batch=min(max(sizes), MAX_UNIQUE_SCENES)))
-        scenes = (scenes * -(-max(sizes) // len(scenes)))[: max(sizes)]  # larger batches repeat scenes
-        for b in sizes:
-            print(json.dumps(run(replace(cfg, batch=b), scenes, kind)), flush=True)
-    except (SimError, ScenarioError) as e:
-        print(f"sim_throughput: {e}", file=sys.stderr)
-        return 1
+    if not cfg.sweep:
+        print(json.dumps(run(cfg)), flush=True)
+        return 0
+    dev, _ = pick_device(cfg.device, max(CPU_SWEEP))
+    sizes = GPU_SWEEP if dev.type == "cuda" else CPU_SWEEP
+    scenes, kind = _scenes(replace(cfg, batch=min(max(sizes), MAX_UNIQUE_SCENES)))
+    scenes = (scenes * -(-max(sizes) // len(scenes)))[: max(sizes)]  # larger batches repeat scenes
+    for b in sizes:
+        print(json.dumps(run(replace(cfg, batch=b), scenes, kind)), flush=True)
     return 0
 
 

@@ -8,13 +8,13 @@ of ade, fde (m), collision, offroad, comfortable (rates) and score over the held
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import torch
 
+from benchmarks import cli
 from policy.checkpoint import load_checkpoint
 from scenarios.suites import load_suite
 from sim.baselines import constant_velocity_policy
@@ -38,14 +38,24 @@ def closed_loop(policy_fn_for, scenes) -> dict[str, float]:
     return {k: round(v / len(scenes), 4) for k, v in sums.items()}
 
 
+@cli.one_line_errors
 def main(argv: list[str] | None = None) -> int:
-    """Print one JSON line per run directory."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks.train_quality", description=__doc__)
-    p.add_argument("runs", nargs="+")
-    p.add_argument("--scenarios", default="procedural:test")
+    """Print one JSON line per run directory (bad input: one line on stderr, exit status 2)."""
+    p = cli.parser("python -m benchmarks.train_quality", __doc__)
+    cli.flag(p, "runs", "run folders of python -m training.train (each with bc.pt and last.pt)", nargs="+",
+             metavar="RUN_DIR")
+    cli.flag(p, "--scenarios", "held-out scenes: a suite name (suite:split) or a scenario file or folder",
+             default="procedural:test")
     a = p.parse_args(argv)
+    for run in a.runs:  # checked before minutes of closed loop
+        cli.check_dir("", run)
+        for name in ("bc", "last"):
+            cli.check_file("", Path(run) / f"{name}.pt")
     torch.set_num_threads(1)
-    scenes = load_suite(a.scenarios)
+    with cli.blame(f"--scenarios {a.scenarios}"):
+        scenes = load_suite(a.scenarios)
+    if not scenes:
+        raise cli.BenchError(f"--scenarios {a.scenarios}: no scenes")
     cv = closed_loop(lambda b: constant_velocity_policy(b.dt), scenes)
     for run in a.runs:
         out = {"run": str(run), "scenes": len(scenes), "constant_velocity": cv}

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -17,22 +16,25 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import cli
 from policy.device import DeviceError, resolve_device
 from training.train import main as train_main
 
 
+@cli.one_line_errors
 def main(argv: list[str] | None = None) -> int:
-    """Run one training and print ``{"episodes", "wall_s", "device", "threads", "rc"}`` as JSON."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks.train_speed", description=__doc__)
-    p.add_argument("--episodes", type=int, default=500)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
-    p.add_argument("--seed", type=int, default=0)
+    """Run one training and print ``{"episodes", "wall_s", "device", "threads", "rc"}`` as JSON (bad input: one line
+    on stderr, exit status 2)."""
+    p = cli.parser("python -m benchmarks.train_speed", __doc__)
+    cli.flag(p, "--episodes", "training episodes (python -m training.train --episodes)", default=500, type=int,
+             range=cli.at_least(1))
+    cli.flag(p, "--device", "auto, cpu, cuda, cuda:N, mps", default="auto")
+    cli.flag(p, "--seed", "training seed", default=0, type=int, range=cli.SEED)
     a = p.parse_args(argv)
     try:
         device = str(resolve_device(a.device))
     except DeviceError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        p.error(str(e))
     with tempfile.TemporaryDirectory(prefix="train_speed_") as tmp:
         out = Path(tmp) / "run"
         args = ["--episodes", str(a.episodes), "--device", a.device, "--seed", str(a.seed), "--out-dir", str(out),

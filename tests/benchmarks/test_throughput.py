@@ -18,6 +18,7 @@ def _cfg(**kw) -> BenchConfig:
 def test_record_without_yardstick_says_so(tmp_path):
     rec = run(_cfg(yardstick=str(tmp_path / "absent.py")))
     assert "yardstick_note" in rec and "ratio_to_yardstick" not in rec
+    assert str(tmp_path / "absent.py") in rec["yardstick_note"]  # the path looked at, not the default's
     assert rec["batch"] == 4 and rec["steps"] == 5 and rec["scenario_steps_per_s"] > 0
     assert rec["agent_steps_per_s"] == pytest.approx(rec["scenario_steps_per_s"] * 4, rel=1e-4)
     assert rec["device"] == "cpu" and rec["peak_memory_mb"] > 0
@@ -82,7 +83,9 @@ def test_plot_draws_one_curve_per_sweep_labelled_by_compile(tmp_path, capsys):
     assert eager < compiled and printed.count("| 256 |") == 2 and "| 358,400 |" in printed[compiled:]
     empty = tmp_path / "empty.jsonl"
     empty.write_text("no records\n")
-    assert plot_main([str(paths[0]), str(empty), str(out)]) == 1
+    with pytest.raises(SystemExit) as e:
+        plot_main([str(paths[0]), str(empty), str(out)])
+    assert e.value.code == 2 and capsys.readouterr().err.startswith(f"error: {empty}: no sweep records")
 
 
 def test_eval_sweep_checks_scene_window_before_preparing_anything(capsys):
