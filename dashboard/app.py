@@ -114,12 +114,14 @@ def _csv(rows: list[dict], columns: tuple[str, ...]) -> str:
     return buf.getvalue()
 
 
-def draw_answer(ans: Answer, metric: str, kind: RunKind, where: DeltaGenerator) -> None:
-    """The verdict sentence (left) and the report card (right), above the charts."""
+def draw_answer(ans: Answer, metric: str, kind: RunKind, where: DeltaGenerator, metrics_version: str = "") -> None:
+    """The verdict sentence (left) and the report card (right), above the charts; the caption names the metric
+    definitions' version of the file (``docs/metrics.md``)."""
     left, right = where.columns([2, 3])
     left.markdown(f"**Verdict** ({metric}): {ans.sentence}")
-    if ans.stored is not None:
-        left.caption("Stored by `sim.evaluate`; details in the Report card tab.")
+    version = f"Metrics version {metrics_version or 'not recorded'}"
+    left.caption(f"{version}; stored by `sim.evaluate`, details in the Report card tab." if ans.stored is not None
+                 else f"{version}.")
     if ans.card:
         right.markdown(card_markdown(ans.card, metric, kind))
 
@@ -393,7 +395,8 @@ def main(frame: PageFrame) -> None:
 
     draw_sidebar(names, latest, runs, cfg.runs_dir, sets)
     if ans is not None:
-        draw_answer(ans, metric, kind, frame.answer)
+        draw_answer(ans, metric, kind, frame.answer,
+                    run.summary.experiment.metrics_version if run.summary and run.summary.experiment else "")
     show_problems(run, frame.notes)
     entropy_caveat(run, frame.notes, kind)
     frame.entropy.plotly_chart(entropy_fig, key="entropy_chart", on_select="rerun", selection_mode="points")

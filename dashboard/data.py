@@ -19,7 +19,7 @@ import streamlit as st
 
 from dashboard.run_kind import run_kind
 from dashboard.table import BASE_COLUMNS, Rows
-from sim.metrics.catalogue import TABLE_METRICS
+from sim.metrics.catalogue import METRICS_VERSION, TABLE_METRICS
 from sim.results.identity import Experiment, results_files, results_name, set_slug
 from sim.results.reader import (
     ResultsError,
@@ -212,6 +212,18 @@ def load_json(path: Path) -> tuple[Any, str | None]:
     return _read_json(str(path), file_key(path))
 
 
+def older_metrics_line(summary: ResultsSummary) -> str | None:
+    """A warning when the file's rows follow other metric definitions than this tool's
+    (:data:`sim.metrics.catalogue.METRICS_VERSION`): read and labelled, never to be compared with newer files."""
+    mv = summary.experiment.metrics_version if summary.experiment is not None else ""
+    if mv == str(METRICS_VERSION):
+        return None
+    was = f"version {mv}" if mv else "a version this file does not record (written before versions)"
+    return (f"{summary.path}: metrics of {was}; this tool computes version {METRICS_VERSION} (docs/metrics.md): "
+            "the numbers follow the older definitions and are not comparable with newer files. Re-evaluate into a "
+            "new file to compare them (sim.evaluate names one when it refuses to mix them).")
+
+
 def verdict_scope_line(summary: ResultsSummary) -> str | None:
     """A warning when the stored verdict judges fewer scenes than every evaluated checkpoint has (the last
     ``sim.evaluate`` call judged a subset, e.g. with ``--scenario-types`` or ``--max-scenarios``, while the page's
@@ -277,6 +289,9 @@ def load_run(ref: RunRef, results: str | Path | None = None) -> RunData:
         scope = verdict_scope_line(summary) if summary is not None else None
         if scope:
             problems.append(("warning", scope))
+        older = older_metrics_line(summary) if summary is not None and summary.checkpoints else None
+        if older:
+            problems.append(("warning", older))
     else:
         problems.append(("info", f"No closed-loop results for run '{ref.name}' yet. Run: {eval_cmd(ref.path)}"))
     plugin = run_kind(summary).plugin  # a foreign trainer's checkpoints: no entropy_history.json to expect

@@ -31,7 +31,7 @@ from sim.evaluation.settings import identity_root
 from sim.evaluation.signal_run import SignalPlan, fill_candidates, plan_signals, ranking_lines
 from sim.evaluation.signal_run import judge as judge_signals_of
 from sim.evaluation.units import SimSettings, batches_held, make_shards, make_units
-from sim.metrics.catalogue import JUDGED_METRICS
+from sim.metrics.catalogue import JUDGED_METRICS, METRICS_VERSION
 from sim.results.errors import EvaluationError
 from sim.results.identity import run_results_path, scene_digest
 from sim.results.reader import read_checkpoints
@@ -269,7 +269,7 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
         n_files = sum(len(c.files) for c in cands if not c.is_baseline)
         log(f"Run {label}: evaluating {n_ck} distinct policies ({n_files} checkpoint files) and "
             f"{len(cands) - n_ck} baseline(s) on {len(scenes)} scenes ({cfg.scenarios}, backend {cfg.backend}, "
-            f"agents {cfg.agents}) -> {out}")
+            f"agents {cfg.agents}, metrics version {METRICS_VERSION}) -> {out}")
         for c in cands:
             if " = " in c.name:
                 log(f"  one policy, counted once: {c.name} (same acting weights)")

@@ -152,3 +152,21 @@ def test_a_plugin_run_without_entropy_says_how_to_get_it(runs):
     own = build_answer(rows, "score", None, rr, lambda k, m: data.per_scene_matrix(summ, k, m),
                        dataclasses.replace(kind, agent="own", step_unit="episode"))
     assert "--signals" not in own.sentence
+
+
+def test_a_file_of_older_metric_definitions_is_labelled(tmp_path):
+    """docs/metrics.md: a results file of an older metric version is read and labelled (never mixed): the
+    dashboard's run problems carry a warning naming both versions; the current version carries none."""
+    from dashboard.data import older_metrics_line
+    from sim.metrics.catalogue import METRICS_VERSION
+    from sim.results.identity import Experiment
+    from sim.results.reader import ResultsSummary
+
+    def summary(version: str) -> ResultsSummary:
+        e = Experiment("/runs/r", "procedural:test", (), version)
+        return ResultsSummary(tmp_path / "results.h5", 2, {}, (), {}, None, experiment=e)
+
+    assert older_metrics_line(summary(str(METRICS_VERSION))) is None
+    line = older_metrics_line(summary(str(METRICS_VERSION - 1)))
+    assert f"metrics of version {METRICS_VERSION - 1}; this tool computes version {METRICS_VERSION}" in line
+    assert "written before versions" in older_metrics_line(summary(""))

@@ -76,6 +76,9 @@ def test_opens_on_latest_with_every_view(runs, monkeypatch):
     assert at.session_state["sel_ckpt"] == best_ent.key  # starts on the checkpoint the rule picked
     assert "state-independent" in page_text(at)
     assert "Verdict" in page_text(at)  # the report card is the default tab
+    from sim.metrics.catalogue import METRICS_VERSION
+
+    assert f"Metrics version {METRICS_VERSION}" in page_text(at)  # the file's metric definitions, labelled
     assert not any(s.get("frames") for s in specs)  # the replay is not built until its tab opens
     open_view(at, "Entropy vs metrics")
     assert not at.exception and "entropy vs score" in " ".join(title(s) for s in chart_specs(at))
