@@ -30,6 +30,10 @@ from sim.results.store import ResultsWriter
 from sim.selection.report import build_verdict
 
 FAMILIES = ("straight", "lane_change", "intersection", "merge", "roundabout")
+FAMILY_TYPES = {"straight": ("following_lane_without_lead",), "lane_change": ("changing_lane",),
+                "intersection": ("traversing_intersection", "starting_left_turn"),
+                "merge": ("following_lane_with_lead",), "roundabout": ("traversing_intersection",)}
+"""Scenario types of the fixture's families (scenarios.types names), stored per scene as sim.evaluate stores them."""
 SOURCES = ("procedural", "waymo", "commonroad")
 ACT_DIM = 16
 AGENTS = ("own", "sb3")  # FixtureSpec.agent
@@ -116,7 +120,7 @@ def _scene(row: int, spec: FixtureSpec, rng: np.random.Generator) -> SceneRecord
     mp = {kind: (np.concatenate(lines).astype(np.float32), np.cumsum([0] + [len(x) for x in lines]).astype(np.int64))
           for kind, lines in _scene_map(rng, float(agents[0, -1, 0])).items()}
     return SceneRecord(id=f"{fam}-{row:05d}", source=SOURCES[row % len(SOURCES)], family=fam, tags=(fam,), dt=0.1,
-                       init_step=10, num_steps=T,
+                       init_step=10, num_steps=T, types=FAMILY_TYPES[fam],
                        log_ego=np.concatenate([agents[0, :, :2], np.zeros((T, 1), np.float32)], 1),
                        agents=agents, valid=valid, agent_type=np.ones(A, np.int8), route=agents[0, ::5, :2], map=mp)
 
@@ -237,7 +241,9 @@ def _write_results(path: Path, spec: FixtureSpec, cks: list[dict], rng: np.rando
                 if c["kind"] == "checkpoint" else {})
             w.commit(c["key"], attrs, CheckpointRows(tuple(ids), c["metrics"], traj), scenes, root)
         if spec.with_verdict:
-            w.write_verdict(build_verdict(read_checkpoints(path), ids, "score", n_resamples=99, seed=spec.seed),
+            types = {sc.id: sc.types for sc in scenes}
+            w.write_verdict(build_verdict(read_checkpoints(path), ids, "score", n_resamples=99, seed=spec.seed,
+                                          types=types),
                             signals=None if own else _signal_doc(spec, cks, rng))
     if spec.temp_group:  # what an interrupted older writer could leave: a half-written group under a temp name
         with h5py.File(path, "a") as f:

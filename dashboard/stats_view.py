@@ -15,7 +15,7 @@ import streamlit as st
 
 from dashboard import figures
 from dashboard.table import shown
-from sim.selection.stats import type_best_label
+from sim.selection.stats import type_table_rows
 
 EVAL_CMD = "python -m sim.evaluate --run RUN_DIR"
 
@@ -51,19 +51,11 @@ def rules_table(stats: dict) -> dict[str, list]:
     return cols
 
 
-def type_table(by_type: dict, rules: tuple[str, ...] = ("max_entropy", "last", "best_reward", "bc")) -> dict[str, list]:
-    """Per scenario type: scenes, best checkpoint, each rule's regret (rank); "too few scenes" below the minimum,
-    "not applicable" where the metric is defined on none of the type's scenes."""
-    cols: dict[str, list] = {"type": [], "scenes": [], "best": [], **{r: [] for r in rules}}
-    for row in by_type.get("types") or ():
-        cols["type"].append(row["type"])
-        cols["scenes"].append(row["n"])
-        judged = row.get("judged") and row.get("best")
-        cols["best"].append(type_best_label(row))
-        for r in rules:
-            e = (row.get("rules") or {}).get(r) if judged else None
-            cols[r].append("" if not judged else "n/a" if e is None else f"{e['regret']:.3f} (rank {e['rank']})")
-    return cols
+def type_table(by_type: dict) -> dict[str, list]:
+    """Per scenario type: scenes, best checkpoint, each rule's regret (rank), as columns
+    (:func:`sim.selection.stats.type_table_rows`, the CLI's and the HTML report's table)."""
+    header, rows = type_table_rows(by_type)
+    return {h: [row[i] for row in rows] for i, h in enumerate(header)}
 
 
 def stats_view(verdict: dict | None, metric: str) -> None:

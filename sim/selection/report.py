@@ -28,7 +28,7 @@ import numpy as np
 
 from sim.metrics.catalogue import JUDGED_METRICS, SPECS, TABLE_METRICS
 from sim.results.reader import StoredCheckpoint
-from sim.selection.stats import type_best_label
+from sim.selection.stats import type_table_rows
 from sim.selection.verdict import RULE_ROLES, RULES, Verdict, completeness, compute_verdict, verdict_input_from_rows
 
 PIPED_WIDTH = 150
@@ -198,20 +198,13 @@ def print_statistics(console, verdict: Mapping[str, Any], run: str = "-") -> Non
     bt = verdict.get("by_type")
     if not bt or not bt.get("types"):
         return
-    rules = [r for r in RULES if any((row.get("rules") or {}).get(r) for row in bt["types"])]
+    header, rows = type_table_rows(bt)
     t = Table(title=f"Per scenario type, run {run}: regret by {bt['metric']} (rank); no verdict below "
                     f"{bt['min_scenes']} scenes")
-    for col in ("type", "scenes", "best", *rules):
+    for col in header:
         t.add_column(col)
-    for row in bt["types"]:
-        if not row.get("best"):
-            t.add_row(row["type"], str(row["n"]), type_best_label(row), *[""] * len(rules))
-            continue
-        cells = []
-        for r in rules:
-            e = (row.get("rules") or {}).get(r)
-            cells.append("n/a" if e is None else f"{e['regret']:.3f} ({e['rank']})")
-        t.add_row(row["type"], str(row["n"]), type_best_label(row), *cells)
+    for row in rows:
+        t.add_row(*(str(c) for c in row))
     console.print(t)
     console.print(escape(bt["sentence"]))
 

@@ -27,6 +27,7 @@ from sim.results.errors import ResultsError
 from sim.results.reader import StoredCheckpoint, read_checkpoints, read_root_attrs, read_scenarios, read_verdict
 from sim.results.run_folder import HISTORY_FILE, RESULTS_NAME
 from sim.selection.report import summary_rows
+from sim.selection.stats import type_table_rows
 
 FIG_SIZE = (6.4, 3.0)  # inches; SVG scales with the page
 STYLE = """
@@ -170,15 +171,14 @@ def _rules_table(verdict: Mapping[str, Any]) -> str:
 
 
 def _per_type(verdict: Mapping[str, Any]) -> str:
-    per = verdict.get("per_type")
-    if not per:
+    """The verdict per scenario type (``by_type``: :func:`sim.selection.stats.type_table_rows`) and its sentence."""
+    bt = verdict.get("by_type")
+    if not bt or not bt.get("types"):
         return "<p class='muted'>No per-scenario-type breakdown in this results file.</p>"
-    rows = []
-    for typ, e in (per.items() if isinstance(per, Mapping) else ((p.get("type"), p) for p in per)):
-        if not isinstance(e, Mapping):
-            continue
-        rows.append((typ, e.get("n_scenes", e.get("n")), e.get("sentence", e.get("verdict", ""))))
-    return _table(("scenario type", "scenes", "verdict"), rows)
+    header, rows = type_table_rows(bt)
+    note = (f"<p>Regret by {html.escape(str(bt.get('metric')))} (rank); no verdict below {bt.get('min_scenes')} "
+            f"scenes. {html.escape(str(bt.get('sentence', '')))}</p>")
+    return note + _table(header, rows)
 
 
 def _closed_loop_table(rows: Sequence[Mapping[str, Any]]) -> str:

@@ -257,6 +257,27 @@ def type_best_label(row: Mapping[str, Any]) -> str:
     return row["best"]["name"] if row.get("best") else "not applicable"
 
 
+def type_table_rows(b: Mapping[str, Any]) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+    """The per-type table of a :func:`type_breakdown` result as the CLI, the dashboard and the HTML report show it.
+
+    Returns:
+        ``(header, rows)``: header ``type, scenes, best, <rule>...`` (the rules some row judges, in the breakdown's
+        order); one row per type: its name, scenes (int), :func:`type_best_label`, and per rule ``"0.080 (rank 2)"``
+        (its regret and rank on the type's scenes), ``"n/a"`` (no pick) or ``""`` (type not judged).
+    """
+    types = list(b.get("types") or ())
+    rules = list(dict.fromkeys(r for row in types for r, e in (row.get("rules") or {}).items() if e))
+    rows = []
+    for row in types:
+        cells: list[str] = []
+        for r in rules:
+            e = (row.get("rules") or {}).get(r)
+            cells.append("" if not row.get("best") else "n/a" if e is None else
+                         f"{e['regret']:.3f} (rank {e['rank']})")
+        rows.append((row["type"], int(row["n"]), type_best_label(row), *cells))
+    return ("type", "scenes", "best", *rules), rows
+
+
 def type_sentence(b: Mapping[str, Any], rule: str = PICK_RULE) -> str:
     """Plain words for one rule per type: "max entropy picks the best on X (n=12); regret 0.08 on Y (n=6); ..."."""
     good, bad, few = [], [], []

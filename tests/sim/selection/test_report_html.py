@@ -14,6 +14,7 @@ from sim.report import main
 from sim.results.reader import read_checkpoints, read_scenarios, read_verdict
 from sim.selection.report import metric_interval
 from sim.selection.report_html import build_report
+from sim.selection.stats import type_table_rows
 
 
 class _Tags(HTMLParser):
@@ -53,6 +54,12 @@ def test_report_is_self_contained_and_holds_the_verdict_table_and_figures(run):
             assert cell in text, (s.attrs["name"], m)
     for m in TABLE_METRICS:
         assert SPECS[m].label in text
+    # the verdict per scenario type, as the CLI and the dashboard show it (the stored verdict's by_type)
+    header, rows = type_table_rows(verdict["by_type"])
+    assert rows and "No per-scenario-type breakdown" not in text
+    for row in rows:
+        assert "".join(f"<td>{html.escape(str(c))}</td>" for c in row[:3]) in text, row
+    assert html.escape(verdict["by_type"]["sentence"]) in text
 
 
 def test_cli_writes_the_file_and_says_so(run, tmp_path, capsys):
