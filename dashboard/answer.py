@@ -25,6 +25,10 @@ from sim.selection.verdict import MIN_CORR
 ONE_CHECKPOINT = ("One checkpoint cannot be ranked: only {name} has results. Evaluate more checkpoints of the run "
                   "to judge a selection rule.")
 NO_CHECKPOINT = "No entropy-ranked checkpoint evaluated yet."
+NOT_APPLICABLE = ("{metric} is not applicable on these scenes: it is undefined for every evaluated checkpoint (the "
+                  "scenes' maps lack what it needs, docs/metrics.md). Pick another metric.")
+UNEQUAL_SCENES = (" Checkpoints have results on different numbers of scenes ({lo} to {hi}: an evaluation still "
+                  "running?): ranks compare means over different scenes until every checkpoint has them all.")
 NO_ENTROPY = ("No evaluated checkpoint has an entropy, so the max-entropy rule picks nothing{hint}; the other rules "
               "are in the card.")
 SIGNALS_HINT = " (give `python -m sim.evaluate` the training log: `--signals LOG`)"
@@ -97,7 +101,8 @@ def build_answer(ck: table.Rows, metric: str, verdict: dict | None, rr: RunRoles
     n = len(cands)
     me = next((r for r in card if r["rule"] == rules.RULE_LABELS["max_entropy"]), None)
     if n == 0:
-        return Answer(NO_CHECKPOINT, card, stored, None)
+        return Answer(NOT_APPLICABLE.format(metric=metric) if len(table.candidates(ck)) else NO_CHECKPOINT, card,
+                      stored, None)
     if n == 1:
         return Answer(ONE_CHECKPOINT.format(name=f"**{cands.cols['name'][0]}**"), (), stored, None)
     if me is None:
@@ -113,6 +118,9 @@ def build_answer(ck: table.Rows, metric: str, verdict: dict | None, rr: RunRoles
     head = "So far (partial comparison set): max" if partial else "Max"
     sentence = (f"{head} entropy picks **{me['checkpoint']}** ({kind.step_unit} {me['episode']}): rank {me['rank']} "
                 f"of {me['of']} by {metric}, {regret}; {step_clause(stored, n)}.")
+    counts = [int(x) for x in cands.cols["n"] if x is not None]
+    if counts and min(counts) != max(counts):
+        sentence += UNEQUAL_SCENES.format(lo=min(counts), hi=max(counts))
     return Answer(sentence, card, stored, ci)
 
 

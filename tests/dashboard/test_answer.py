@@ -170,3 +170,29 @@ def test_a_file_of_older_metric_definitions_is_labelled(tmp_path):
     line = older_metrics_line(summary(str(METRICS_VERSION - 1)))
     assert f"metrics of version {METRICS_VERSION - 1}; this tool computes version {METRICS_VERSION}" in line
     assert "written before versions" in older_metrics_line(summary(""))
+
+
+def test_the_sentence_says_when_the_metric_applies_nowhere_or_scene_counts_differ(runs):
+    """A metric undefined for every evaluated checkpoint (a map rule on scenes without that map information) is
+    said to be not applicable, not "no checkpoint evaluated yet"; checkpoints with results on different numbers of
+    scenes (an evaluation still running) get a warning that the ranks compare means over different scenes."""
+    from dataclasses import replace
+
+    from dashboard import data, run_roles
+    from dashboard.answer import NO_CHECKPOINT, NOT_APPLICABLE, UNEQUAL_SCENES, build_answer
+    from dashboard.run_kind import run_kind
+
+    summary = read_summary(runs / "proj" / "results.h5")
+    rows, rr = run_roles.apply_run_roles(data.checkpoint_rows(summary), runs / "proj", summary.attrs)
+
+    def answer(r, metric="score"):
+        return build_answer(r, metric, summary.verdict, rr, lambda k, m: data.per_scene_matrix(summary, k, m),
+                            run_kind(summary)).sentence
+
+    plain = answer(rows)
+    assert "rank" in plain and "different numbers of scenes" not in plain
+    nan = replace(rows, cols={**rows.cols, "score": tuple(math.nan for _ in rows.keys)})
+    assert answer(nan) == NOT_APPLICABLE.format(metric="score") != NO_CHECKPOINT
+    counts = tuple(40 if i % 2 else 200 for i in range(len(rows.keys)))
+    uneven = replace(rows, cols={**rows.cols, "n": counts})
+    assert answer(uneven) == plain + UNEQUAL_SCENES.format(lo=40, hi=200)
