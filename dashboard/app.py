@@ -269,18 +269,28 @@ def scenes_view(run: data.RunData, ck: pd.DataFrame) -> None:
         st.plotly_chart(figures.replay_figure(scene, traj, label=str(ck.loc[key, "name"])), key="replay_chart")
 
 
-def seed_view_state(names: list[str], latest: str | None) -> None:
+def seed_view_state(names: list[str], latest: str | None) -> list[str]:
     """Seed the view's session state from the URL (``qp_default``) and repair values that are no longer valid.
 
     Every value is written back on every run, valid or not: a widget drawn only in one tab (the what-if editor's,
     the correlation metric, the scene filters) would otherwise lose its value when the user leaves that tab
     (Streamlit drops an undrawn widget's state and the value seeded at the session's start comes back).
+
+    Returns:
+        One line per run or metric that was asked for (URL or session) and does not exist, saying what is shown.
     """
+    notices = []
     qp_default("run", latest if latest in names else names[0])
-    st.session_state["run"] = st.session_state["run"] if st.session_state["run"] in names else (
-        latest if latest in names else names[0])
+    if st.session_state["run"] not in names:
+        shown = latest if latest in names else names[0]
+        notices.append(f"Run `{st.session_state['run']}` is not in the runs folder (deleted or renamed?): showing "
+                       f"`{shown}`.")
+        st.session_state["run"] = shown
     qp_default("metric", "score")
-    st.session_state["metric"] = st.session_state["metric"] if st.session_state["metric"] in METRICS else "score"
+    if st.session_state["metric"] not in METRICS:
+        notices.append(f"Metric `{st.session_state['metric']}` is not one of the closed-loop metrics: showing "
+                       "`score`.")
+        st.session_state["metric"] = "score"
     qp_default("corr_metric", st.session_state["metric"])
     st.session_state["corr_metric"] = (st.session_state["corr_metric"] if st.session_state["corr_metric"] in METRICS
                                        else st.session_state["metric"])
@@ -293,6 +303,7 @@ def seed_view_state(names: list[str], latest: str | None) -> None:
     for k in ("f_family", "f_source", "f_failure"):
         qp_default(k, [], lambda v: [x for x in v.split(",") if x])
         st.session_state[k] = list(st.session_state[k])
+    return notices
 
 
 def draw_sidebar(names: list[str], latest: str | None, runs: list[data.RunRef], runs_dir: Path,
@@ -363,7 +374,7 @@ def main(frame: PageFrame) -> None:
         return
     names = [r.name for r in runs]
     latest = data.latest_run_name(cfg.runs_dir)
-    seed_view_state(names, latest)
+    notices = seed_view_state(names, latest)
     run_name, metric = st.session_state["run"], st.session_state["metric"]  # the sidebar's, drawn below
     others = [n for n in names if n != run_name and runs[names.index(n)].has_results]  # what can be overlaid
     qp_default("overlay", [], lambda s: [x for x in s.split(",") if x])
@@ -397,6 +408,8 @@ def main(frame: PageFrame) -> None:
     if ans is not None:
         draw_answer(ans, metric, kind, frame.answer,
                     run.summary.experiment.metrics_version if run.summary and run.summary.experiment else "")
+    for line in notices:
+        frame.notes.warning(line)
     show_problems(run, frame.notes)
     entropy_caveat(run, frame.notes, kind)
     frame.entropy.plotly_chart(entropy_fig, key="entropy_chart", on_select="rerun", selection_mode="points")

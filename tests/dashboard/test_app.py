@@ -136,6 +136,18 @@ def test_run_picker_and_url_round_trip(runs, monkeypatch):
     assert set(at3.dataframe[0].value["family"]) <= {"merge", "lane_change"} and len(at3.dataframe[0].value)
 
 
+
+def test_a_link_to_a_run_or_metric_that_does_not_exist_says_what_it_shows(runs, monkeypatch):
+    at = open_app(runs, monkeypatch, run="gone", metric="bogus")
+    assert not at.exception
+    warnings = [str(w.value) for w in at.warning]
+    assert "Run `gone` is not in the runs folder (deleted or renamed?): showing `run-a`." in warnings
+    assert "Metric `bogus` is not one of the closed-loop metrics: showing `score`." in warnings
+    assert at.selectbox(key="run").value == "run-a" and at.selectbox(key="metric").value == "score"
+    ok = open_app(runs, monkeypatch, run="run-b")
+    assert not any("is not in the runs folder" in str(w.value) for w in ok.warning)
+
+
 def test_what_if_rule_pick(runs, monkeypatch):
     at = open_app(runs, monkeypatch, mode="min", window="1", view="What-if rule")
     summ = read_summary(runs / "run-a" / "results.h5")
