@@ -195,14 +195,15 @@ def check_comparable(seeds: Sequence[SeedResult]) -> None:
         ds = difference(ref.experiment, s.experiment, ("settings",)) if both else None
         named = None if ds is None else \
             f"{ds.key} {shown_setting(ds.key, ds.given)} vs {shown_setting(ds.key, ds.stored)}"
-        found = [f"{what} ({b} vs {a})" if what != "evaluation settings" or named is None else f"{what} ({named})"
-                 for what, a, b in (
-                     ("metric", ref.metric, s.metric), ("scenario set", ref.scenario_digest, s.scenario_digest),
-                     *([(d.what, d.stored, d.given)] if d else []),
-                     ("evaluation settings", ref.settings_digest, s.settings_digest)) if a != b]
+        found = [f"{what} ({b} vs {a})" if what != "other evaluation settings" or named is None else
+                 f"{what} ({named})" for what, a, b in (
+                     ("another metric", ref.metric, s.metric),
+                     ("another scenario set", ref.scenario_digest, s.scenario_digest),
+                     *([(f"another {d.what}", d.stored, d.given)] if d else []),
+                     ("other evaluation settings", ref.settings_digest, s.settings_digest)) if a != b]
         if found:  # every difference, so that one re-evaluation fixes them all
-            raise AcrossError(f"{s.run}: evaluated with another {' and another '.join(found)} than {ref.run}; "
-                              "evaluate both runs the same way")
+            raise AcrossError(f"{s.run}: evaluated with {' and '.join(found)} than {ref.run}; evaluate both runs the "
+                              "same way")
     by_seed: dict[int, str] = {}
     for s in seeds:
         if s.train_seed is not None and s.train_seed in by_seed:

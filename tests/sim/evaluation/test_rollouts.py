@@ -302,4 +302,4 @@ def test_across_reports_the_between_seed_variance(tmp_path, capsys):
     assert main(["--run", str(runs[0]), *sc]) == 0  # K = 0: its own file, and never judged with K = 2 runs
     capsys.readouterr()
     assert across([str(runs[0] / "results.rollouts-0.h5"), files[1]]) == 2
-    assert "another evaluation settings" in capsys.readouterr().err
+    assert "other evaluation settings (rollouts" in capsys.readouterr().err

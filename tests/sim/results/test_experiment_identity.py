@@ -324,5 +324,5 @@ def test_across_names_every_difference_in_its_one_line():
 
     with pytest.raises(AcrossError) as e:
         compare_runs([seed("s0", "d12", None), seed("s1", "d54", 2)], n_resamples=50)
-    assert str(e.value) == ("s1: evaluated with another scenario set (d54 vs d12) and another evaluation settings "
+    assert str(e.value) == ("s1: evaluated with another scenario set (d54 vs d12) and other evaluation settings "
                             "(rollouts 2 vs 0) than s0; evaluate both runs the same way")

@@ -73,7 +73,7 @@ def test_runs_evaluated_otherwise_or_not_at_all_are_refused_in_one_line(runs, tm
     capsys.readouterr()
     assert main([str(dirs[0]), str(other)]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "idm: evaluated with another evaluation settings" in err
+    assert len(err.splitlines()) == 1 and "idm: evaluated with other evaluation settings" in err
     assert "evaluation settings (agents idm vs log) than" in err  # the setting that differs, by name
     write_scenes(tmp_path / "scenes.npz", 3, num_steps=30, start=10)
     other2 = make_run(tmp_path, name="fewer", speeds=SPEEDS[1])
