@@ -212,11 +212,19 @@ def correlation_view(run: data.RunData, ck: pd.DataFrame, metric: str) -> None:
                     key="scatter_chart", on_select="rerun", selection_mode="points")
     if stored:
         tab = pd.DataFrame([{"metric": m, **{k: v for k, v in s.items() if not isinstance(v, list)},
-                             "spearman_ci": s.get("spearman_ci"), "kendall_ci": s.get("kendall_ci")}
+                             "spearman_ci": _interval_text(s.get("spearman_ci")),
+                             "kendall_ci": _interval_text(s.get("kendall_ci"))}
                             for m, s in stored.items()])
         st.dataframe(table.shown(tab), hide_index=True, width="stretch")
         st.download_button("CSV: correlations", tab.to_csv(index=False), "correlations.csv", "text/csv",
                            key="dl_corr")
+
+
+def _interval_text(ci) -> str:
+    """A stored ``[low, high]`` interval as the tables show intervals (``[-0.94, -0.59]``; ``n/a`` when undefined)."""
+    if not ci or any(v is None or (isinstance(v, float) and math.isnan(v)) for v in ci):
+        return "n/a"
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
 def FILTERS(df: pd.DataFrame) -> list[tuple[str, str, list[str]]]:  # noqa: N802 - reads like a constant table
@@ -249,8 +257,9 @@ def scenes_view(run: data.RunData, ck: pd.DataFrame) -> None:
         if chosen:
             mask &= df[col].isin(chosen)
     view = df[mask]
-    st.dataframe(table.shown(view), hide_index=True, width="stretch", height=260)
-    st.download_button("CSV: scenarios", view.to_csv(index=False), f"scenarios_{key[:8]}.csv", "text/csv",
+    public = view.drop(columns=["pos", "row"])  # the file's row numbers: how the replay finds a scene, not data
+    st.dataframe(table.shown(public), hide_index=True, width="stretch", height=260)
+    st.download_button("CSV: scenarios", public.to_csv(index=False), f"scenarios_{key[:8]}.csv", "text/csv",
                        key="dl_scenes")
     if view.empty:
         st.info("No scenario matches the filters.")

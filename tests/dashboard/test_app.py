@@ -82,9 +82,12 @@ def test_opens_on_latest_with_every_view(runs, monkeypatch):
     assert not any(s.get("frames") for s in specs)  # the replay is not built until its tab opens
     open_view(at, "Entropy vs metrics")
     assert not at.exception and "entropy vs score" in " ".join(title(s) for s in chart_specs(at))
+    corr = at.dataframe[0].value  # stored correlations: intervals as the tables write them, not raw lists
+    assert all(isinstance(v, str) and (v == "n/a" or v.startswith("[")) for v in corr["spearman_ci"])
     open_view(at, "Scenarios & replay")
     assert not at.exception and any(s.get("frames") for s in chart_specs(at))  # the replay is animated
     assert len(at.dataframe[0].value) == 16
+    assert not {"pos", "row"} & set(at.dataframe[0].value.columns)  # internal row numbers are not shown
     at.multiselect(key="f_family").set_value(["merge"]).run()
     assert set(at.dataframe[0].value["family"]) == {"merge"}
     assert at.query_params["f_family"] in ("merge", ["merge"])
