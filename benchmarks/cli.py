@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from scenarios.cli_config import SEED, UNIT, OneLineParser, Range, above, at_least
+from scenarios.cli_config import SEED, UNIT, OneLineParser, Range, above, at_least, range_type
 
 __all__ = ["SEED", "UNIT", "BenchError", "above", "at_least", "blame", "check_dir", "check_file", "flag",
            "message", "one_line_errors", "parser", "project_errors"]
@@ -102,23 +102,6 @@ def parser(prog: str, description: str) -> OneLineParser:
     return OneLineParser(prog=prog, description=description)
 
 
-def _ranged(tp: type, rng: Range) -> Callable[[str], Any]:
-    """argparse ``type=``: parse ``tp``, then refuse a value outside ``rng``."""
-
-    def parse(text: str) -> Any:
-        try:
-            v = tp(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {'an integer' if tp is int else 'a number'} "
-                                             f"({rng.text()}), got {text!r}") from None
-        if not rng.contains(v):
-            raise argparse.ArgumentTypeError(f"must be {rng.phrase()}, got {text}")
-        return v
-
-    parse.__name__ = tp.__name__
-    return parse
-
-
 def _shown(default: Any) -> str:
     if isinstance(default, (list, tuple)):
         return " ".join(map(str, default)) if default else "none"
@@ -134,7 +117,7 @@ def flag(p: argparse.ArgumentParser, name: str, help: str, *, default: Any = Non
         if type not in (int, float):
             raise TypeError(f"{name}: a range needs type=int or float")
         notes.append(f"range: {range.text()}")
-        kwargs["type"] = _ranged(type, range)
+        kwargs["type"] = range_type(type, range)
     elif type in (int, float):
         raise TypeError(f"{name}: a numeric flag needs a range")
     elif type is not None:

@@ -103,7 +103,7 @@ def field_range(f: dataclasses.Field) -> Range | None:
     return f.metadata.get("range")
 
 
-def _range_type(tp: type, rng: Range) -> Any:
+def range_type(tp: type, rng: Range) -> Any:
     """argparse ``type=``: parse ``tp``, then refuse a value outside ``rng`` (the message states the range)."""
     def parse(text: str) -> Any:
         try:
@@ -237,7 +237,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser | argparse._Argument
             raise TypeError(f"{cls.__name__}.{f.name}: unsupported type {tp!r}")
         if tp in (int, float) and rng is None:
             raise TypeError(f"{cls.__name__}.{f.name}: a numeric setting needs metadata['range']")
-        kwargs: dict[str, Any] = {"dest": f.name, "type": tp if rng is None else _range_type(tp, rng),
+        kwargs: dict[str, Any] = {"dest": f.name, "type": tp if rng is None else range_type(tp, rng),
                                   "default": argparse.SUPPRESS, "help": shown}
         if "choices" in f.metadata:
             kwargs["choices"] = tuple(f.metadata["choices"])
