@@ -64,15 +64,6 @@ class LoadReport:
     notes: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
 
-    def duplicates(self, limit: int | None = None) -> list[tuple[str, str, str]]:
-        """Scene ids that occur more than once among the first ``limit`` scenes (None: all); see
-        :func:`duplicate_ids`."""
-        n = len(self.scenes) if limit is None else limit
-        files = self.files or [""] * len(self.scenes)
-        from scenarios.scene_file import scene_ids
-
-        return duplicate_ids(scene_ids(self.scenes[:n]), files[:n])
-
 
 def duplicate_ids(ids: Sequence[str], files: Sequence[str]) -> list[tuple[str, str, str]]:
     """``(scene id, file of its first occurrence, file of the next)`` for every repeated id, in order.
@@ -80,14 +71,13 @@ def duplicate_ids(ids: Sequence[str], files: Sequence[str]) -> list[tuple[str, s
     Results are keyed by scene id, so two scenes with one id cannot both be evaluated (``sim.evaluate``
     evaluates the first and skips the others, or stops with ``--strict``; ``scenarios.check`` flags them).
     """
-    first: dict[str, str] = {}
-    out = []
-    for sid, f in zip(ids, files):
-        if sid in first:
-            out.append((sid, first[sid], f))
-        else:
-            first[sid] = f
-    return out
+    return [(ids[i], files[j], files[i]) for j, i in _repeats(ids, range(len(ids)))]
+
+
+def _repeats(ids: Sequence[str], idx: Sequence[int]) -> list[tuple[int, int]]:
+    """``(first position, repeat position)`` of every position in ``idx`` whose id an earlier one in ``idx`` has."""
+    first: dict[str, int] = {}
+    return [(j, i) for i in idx if (j := first.setdefault(ids[i], i)) != i]
 
 
 def first_of_each_id(ids: Sequence[str], files: Sequence[str], idx: Sequence[int] | None = None,
@@ -103,18 +93,12 @@ def first_of_each_id(ids: Sequence[str], files: Sequence[str], idx: Sequence[int
         (kept positions in order, one :class:`SkippedScene` per repeat).
     """
     files = list(files) or [""] * len(ids)
-    first: dict[str, int] = {}
-    keep: list[int] = []
-    repeated: list[SkippedScene] = []
-    for i in range(len(ids)) if idx is None else idx:
-        j = first.setdefault(ids[i], i)
-        if j == i:
-            keep.append(i)
-        else:
-            repeated.append(SkippedScene(files[i], ids[i], f"{duplicate_line((ids[i], files[j], files[i]))}; "
-                                                           f"{used_as} (scenes are keyed by id: rename one to use "
-                                                           "both)"))
-    return keep, repeated
+    idx = range(len(ids)) if idx is None else idx
+    pairs = _repeats(ids, idx)
+    dropped = {i for _, i in pairs}
+    repeated = [SkippedScene(files[i], ids[i], f"{duplicate_line((ids[i], files[j], files[i]))}; {used_as} (scenes "
+                                               "are keyed by id: rename one to use both)") for j, i in pairs]
+    return [i for i in idx if i not in dropped], repeated
 
 
 def duplicate_line(dup: tuple[str, str, str]) -> str:
