@@ -219,9 +219,11 @@ def older_metrics_line(summary: ResultsSummary) -> str | None:
     if mv == str(METRICS_VERSION):
         return None
     was = f"version {mv}" if mv else "a version this file does not record (written before versions)"
+    newer = mv.isdigit() and int(mv) > METRICS_VERSION
     return (f"{summary.path}: metrics of {was}; this tool computes version {METRICS_VERSION} (docs/metrics.md): "
-            "the numbers follow the older definitions and are not comparable with newer files. Re-evaluate into a "
-            "new file to compare them (sim.evaluate names one when it refuses to mix them).")
+            f"the numbers follow {'newer definitions (update the tool)' if newer else 'the older definitions'} and "
+            "are not comparable with files of other versions. Re-evaluate into a new file to compare them "
+            "(sim.evaluate names one when it refuses to mix them).")
 
 
 def verdict_scope_line(summary: ResultsSummary) -> str | None:

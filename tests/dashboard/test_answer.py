@@ -170,6 +170,7 @@ def test_a_file_of_older_metric_definitions_is_labelled(tmp_path):
     line = older_metrics_line(summary(str(METRICS_VERSION - 1)))
     assert f"metrics of version {METRICS_VERSION - 1}; this tool computes version {METRICS_VERSION}" in line
     assert "written before versions" in older_metrics_line(summary(""))
+    assert "newer definitions (update the tool)" in older_metrics_line(summary(str(METRICS_VERSION + 1)))
 
 
 def test_the_sentence_says_when_the_metric_applies_nowhere_or_scene_counts_differ(runs):
