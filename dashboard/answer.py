@@ -128,8 +128,8 @@ def card_markdown(card: Sequence[dict], metric: str, kind: RunKind) -> str:
     """The report card as a markdown table: each rule's pick, its step, the metric, rank and regret."""
     head = ("rule", "pick", kind.step_unit, metric, "rank", "regret")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += [f"| {r['rule']} | {r['checkpoint']} | {r['episode']} | {r['value']:.4g} | {r['rank']}/{r['of']} | "
-              f"{r['regret']:.3g} |" for r in card]
+    lines += [f"| {r['rule']} | {r['checkpoint']} | {r['episode']} | {r['value']:.4f} | {r['rank']}/{r['of']} | "
+              f"{r['regret']:.4f} |" for r in card]  # fixed decimals: a column reads down (0.1480 under 0.1581)
     return "\n".join(lines)
 
 

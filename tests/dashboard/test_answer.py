@@ -75,8 +75,8 @@ def test_verdict_and_card_come_before_the_charts(runs, monkeypatch):
     # the card: each rule's pick, rank and regret as the stored verdict has them
     for rule, label in (("max_entropy", "Max entropy"), ("last", "Last"), ("best_reward", "Best training reward")):
         e = v["rules"][rule]
-        assert f"| {label} | {e['name']} | {e['episode']} | {e['value']:.4g} | {e['rank']}/{v['n_checkpoints']} | " \
-               f"{e['regret']:.3g} |" in card
+        assert f"| {label} | {e['name']} | {e['episode']} | {e['value']:.4f} | {e['rank']}/{v['n_checkpoints']} | " \
+               f"{e['regret']:.4f} |" in card
 
 
 def test_a_plugin_run_in_its_own_units_without_the_project_notes(runs, monkeypatch):
