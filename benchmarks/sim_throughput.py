@@ -320,7 +320,9 @@ def run(cfg: BenchConfig, scenes: list[Scenario] | None = None, kind: str = "") 
     if pool is not None:
         rec["worker_peak_memory_mb"] = round(worker_peak, 1)
     if proto is None:
-        where = cfg.yardstick or "../shared/bench/proto_step.py"
+        from benchmarks.yardstick import DEFAULT_PATH
+
+        where = cfg.yardstick or DEFAULT_PATH
         rec["yardstick_note"] = f"yardstick {where} not found: no side-by-side figure"
     else:
         ratios = sorted(o / y for o, y in zip(ours, theirs))

@@ -190,8 +190,9 @@ def resolve_ckpt(values: Sequence[str], latest: Path = Path("out/latest"), log=p
     Raises:
         EvaluationError: a value matches nothing (one line naming the folders tried).
     """
-    bases = [b for r in ([run] if run is not None else []) + [latest] for b in (r, r / "checkpoints")]
-    tried = ", ".join(dict.fromkeys(f"{r}/" for r in ([run] if run is not None else []) + [latest]))
+    roots = list(dict.fromkeys([*([run] if run is not None else []), latest]))
+    bases = [b for r in roots for b in (r, r / "checkpoints")]
+    tried = ", ".join(f"{r}/" for r in roots)
     out: list[Path] = []
     for v in values:
         p = Path(v).expanduser()
