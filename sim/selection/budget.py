@@ -24,6 +24,12 @@ successive elimination with paired scenes:
    leader more often than ``1 - confidence`` (a Bonferroni split over the looks; step 3's threshold is split the
    same way). The pick is the leader (highest mean on the common scenes of the race).
 
+5. When the budget cannot pay the next round for every candidate in the race, that round goes to the fewest
+   candidates that together hold :data:`FOCUS_MASS` of P(best) (at least two): the others are dropped where they
+   are (the budget is spent where the pick is decided, not on candidates that are unlikely to be best, though not
+   yet clearly worse). Before any decision can be taken (below), a round the budget cannot pay in full is cut short
+   for every candidate instead.
+
 Rounds grow geometrically (``growth``) from ``min_scenes``; no decision is taken before ``min_scenes`` scenes tell
 the racing candidates apart (scenes where they all score the same carry no information on the ranking, and on a
 handful of telling scenes any resampling scheme is over-confident: a candidate at least as good as the others on
@@ -44,6 +50,7 @@ GROWTH = 1.5  # each round's common prefix is this many times the previous one
 N_RESAMPLES = 2000  # bootstrap resamples for P(best) and the elimination test
 PRIOR_MASS = 1.0  # Dirichlet-process prior weight of "an unseen scene unlike any seen one" (in scenes)
 TIE_TOL = 1e-12  # means closer than this (relative to the scores' scale) are ties
+FOCUS_MASS = 0.8  # P(best) the candidates of a round the budget cannot pay in full must hold together (step 5)
 
 STOP_CONFIDENT = "confident"
 STOP_BUDGET = "budget"
@@ -224,6 +231,15 @@ class RaceResult:
         return self.full - self.rollouts
 
 
+def focus_set(active: Sequence[int], p: np.ndarray) -> list[int]:
+    """The fewest of ``active`` that together hold :data:`FOCUS_MASS` of their P(best) ``p`` (at least two), in
+    race order; ties in P(best) keep the earlier candidate."""
+    ranked = sorted(range(len(active)), key=lambda i: (-p[i], i))
+    mass = np.cumsum(np.asarray(p, dtype=np.float64)[ranked])
+    m = max(2, int(np.searchsorted(mass, FOCUS_MASS * mass[-1] - 1e-12)) + 1)
+    return sorted(active[i] for i in ranked[:m])
+
+
 def looks(n_scenes: int, plan: BudgetPlan) -> int:
     """Rounds the schedule takes to reach every scene: the number of times the race tests (at least 1)."""
     cur, n = min(n_scenes, plan.min_scenes), 1
@@ -266,8 +282,15 @@ def race(n_candidates: int, n_scenes: int, plan: BudgetPlan, evaluate: Evaluate,
     alpha = (1.0 - plan.confidence) / looks(n_scenes, plan)  # the error, split over the rounds' tests
     history = []
     judged: list[int] = []
+    ready = False
     while k_all and n_scenes:
         room = (plan.total - used) // len(active)
+        if ready and cur + room < target and len(active) > 2:  # step 5: the round goes to the contenders
+            focus = focus_set(active, pb[active])
+            for a in set(active) - set(focus):
+                dropped[a] = cur
+            active = focus
+            room = (plan.total - used) // len(active)
         target = min(target, cur + room)
         if target <= cur:
             stop = STOP_BUDGET

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 from fractions import Fraction
 
 import numpy as np
@@ -13,10 +14,12 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sim.selection.budget import (
+    FOCUS_MASS,
     PRIOR_MASS,
     STOP_BUDGET,
     BudgetPlan,
     budget_rollouts,
+    focus_set,
     p_best,
     prob_at_least,
     race,
@@ -197,6 +200,48 @@ def test_clear_winner_is_found_early_with_a_fraction_of_the_rollouts():
     assert r.pick == int(np.argmax(s.mean(axis=1)))
     assert r.p_best[r.pick] >= 0.95 and r.stop != STOP_BUDGET
     assert r.rollouts <= 0.1 * r.full and r.saved == r.full - r.rollouts
+
+
+@settings(max_examples=60, deadline=None)
+@given(p=st.lists(st.floats(0.0, 1.0), min_size=2, max_size=12).filter(lambda v: sum(v) > 1e-6))
+def test_focus_set_is_the_fewest_holding_the_mass(p):
+    p = np.asarray(p)
+    active = [3 * i + 1 for i in range(len(p))]  # race indices, not positions
+    got = focus_set(active, p)
+    assert got == sorted(got) and set(got) <= set(active) and len(got) >= 2
+    held = p[[active.index(a) for a in got]]
+    assert held.sum() >= FOCUS_MASS * p.sum() - 1e-9
+    if len(got) > 2:  # one fewer would not hold the mass: every left-out P(best) is at most the smallest kept
+        assert np.sort(held)[1:].sum() < FOCUS_MASS * p.sum()
+        assert all(p[active.index(a)] <= held.min() for a in set(active) - set(got))
+
+
+def _close_race(seed: int, k: int = 10, n: int = 200) -> np.ndarray:
+    """A sweep like a default-length run's: checkpoints 0.06 apart in all, scene noise larger than the gaps."""
+    rng = np.random.default_rng(seed)
+    means = np.linspace(0.60, 0.66, k)[rng.permutation(k)]
+    return means[:, None] + rng.normal(0.0, 0.2, size=(1, n)) + rng.normal(0.0, 0.08, size=(k, n))
+
+
+def test_a_budget_short_of_the_next_round_goes_to_the_contenders_and_beats_uniform():
+    """Step 5 of the race: the round the budget cannot pay for everyone goes to the candidates holding most of
+    P(best); on sweeps whose checkpoints are too close to drop any, that spends the budget where the pick is
+    decided (uniform allocation at the same rollouts spreads it over every checkpoint)."""
+    total_race = total_uniform = 0.0
+    focused = 0
+    for seed in range(4):
+        s = _close_race(seed)
+        plan = BudgetPlan(total=budget_rollouts(0.4, *s.shape), n_resamples=500)
+        for order in range(15):
+            r = race(*s.shape, replace(plan, seed=order), Oracle(s))
+            assert r.rollouts <= plan.total
+            left = r.dropped_after >= 0
+            if left.any():  # the pick's candidates got more scenes than any left out
+                focused += 1
+                assert len(set(r.n_scenes[~left])) == 1 and r.n_scenes[~left][0] >= r.n_scenes[left].max()
+            total_race += regret(s, r.pick)
+            total_uniform += regret(s, uniform_pick(s, r.rollouts, order))
+    assert focused >= 40 and total_race < 0.75 * total_uniform
 
 
 def test_resume_reuses_stored_pairs_and_decides_the_same():
