@@ -28,7 +28,14 @@ from sim.evaluation.config import EvalConfig
 from sim.evaluation.executors import make_executor, pick_executor, run_units
 from sim.evaluation.plugin_candidates import plugin_candidates
 from sim.evaluation.settings import identity_root
-from sim.evaluation.signal_run import SignalPlan, fill_candidates, plan_signals, ranking_lines
+from sim.evaluation.signal_run import (
+    SignalPlan,
+    fill_candidates,
+    plan_signals,
+    ranking_lines,
+    stale_log_attrs,
+    stale_note,
+)
 from sim.evaluation.signal_run import judge as judge_signals_of
 from sim.evaluation.units import SimSettings, batches_held, make_shards, make_units
 from sim.metrics.catalogue import JUDGED_METRICS, METRICS_VERSION
@@ -236,6 +243,8 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
                   skipped, plan: SignalPlan | None = None) -> Verdict:
     """Evaluate one run's comparison set (plus baselines) into its results file; its verdict (and the verdict
     over every training signal of ``plan``, stored beside it)."""
+    from rich.markup import escape
+
     log = functools.partial(console.print, soft_wrap=True)  # log lines are never wrapped; tables fit the width
     if cfg.budget:
         check_budget(cands, scenes, cfg.budget)  # refused before anything is written
@@ -248,8 +257,6 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
             else "") + f" has its own results file: {out} ({RESULTS_NAME} holds another experiment)")
     reused = reused_scenes_line(run_dir, scene_ids(scenes))
     if reused:
-        from rich.markup import escape
-
         log(escape(reused))
     with writer.lock():
         ids = scene_ids(scenes)
@@ -313,6 +320,12 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
             if executor is not None:
                 executor.close()
         stored = {s.key: s for s in read_checkpoints(out)}
+        stale = stale_log_attrs(cands, {k: s.record for k, s in stored.items()})
+        if stale:  # pairs stored by an earlier call keep its log's entropy: this call's verdict follows this call's
+            writer.set_checkpoint_attrs(stale)
+            for k, new in stale.items():
+                stored[k].attrs.update(new)
+            log(escape(stale_note(out, stale, plan)))
         expected = comparison_set(cands)
         verdict = build_verdict(list(stored.values()), vids, cfg.metric, cfg.n_resamples, cfg.seed,
                                 expected=expected if run_dir is not None else None,
@@ -328,8 +341,6 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
         writer.write_verdict(verdict, root, signals=sv)
         shown = [stored[c.key] for c in cands if c.key in stored]
         print_summary(console, summary_rows(shown, vids), verdict, skipped, run=label)
-        from rich.markup import escape
-
         extra = rollouts_lines(verdict["rollouts"]) if cfg.rollouts else []
         held = [set(s.rows.scenario_ids) for s in stored.values() if s.attrs.get("kind") != "baseline"]
         n_held = len(set.intersection(*held)) if held else 0

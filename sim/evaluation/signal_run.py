@@ -5,15 +5,16 @@ each checkpoint is matched to the nearest logged step of every series, and the m
 user named must fit (any problem is a one-line :class:`~sim.selection.signals.SignalError`); the default log of
 the project's own runs (``<run>/entropy_history.json``) is used when it fits and skipped with a note otherwise.
 Foreign checkpoints take their entropy (the headline signal) and training reward from the log
-(:func:`fill_candidates`), so the entropy verdict covers them too. After the evaluation :func:`judge` gives the
-:class:`~sim.selection.signal_verdict.SignalVerdict` over the stored per-scene metric.
+(:func:`fill_candidates`), so the entropy verdict covers them too; where a results file stores other values for
+them (an earlier call's log), :func:`stale_log_attrs` finds them and the call updates them. After the evaluation
+:func:`judge` gives the :class:`~sim.selection.signal_verdict.SignalVerdict` over the stored per-scene metric.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +23,16 @@ import numpy as np
 from sim.evaluation.candidates import Candidate
 from sim.metrics.catalogue import higher_is_better
 from sim.results.run_folder import HISTORY_FILE
+from sim.results.schema import CheckpointAttrs
 from sim.selection.signal_verdict import SignalVerdict, judge_signals
 from sim.selection.signals import MatchedSignals, SignalError, Signals, match_checkpoints, read_signals
 
 REWARD_NAMES = ("train_reward", "rollout/ep_rew_mean", "charts/episodic_return", "episode_reward")
 """Series that are the training reward, in order of preference (fills the ``best_reward`` rule)."""
+
+LOG_ATTRS = ("entropy", "train_reward")
+"""Checkpoint attributes a training log fills (:func:`fill_candidates`). A results file's stored ones follow the
+last call (:func:`stale_log_attrs`), as its ``signals_json`` does: another log is not another experiment."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,7 @@ def plan_signals(path: str | None, names: Sequence[str], cands: Sequence[Candida
             return None
         path = str(default)
     cks = [c for c in cands if not c.is_baseline]
+    name_of = {c.key: c.name for c in cks}
     try:
         sig = read_signals(path, require=names)
         steps = {c.key: (c.episode if c.episode >= 0 else None) for c in cks}
@@ -81,14 +88,13 @@ def plan_signals(path: str | None, names: Sequence[str], cands: Sequence[Candida
             steps = {k: v for k, v in steps.items() if v is not None}
         if not steps:
             raise SignalError(f"{path}: no checkpoint with a training step to match")
-        matched = match_checkpoints(sig, steps)
+        matched = match_checkpoints(sig, steps, names=name_of)
     except SignalError as e:
         if explicit or names:  # a named log or scalar must be there: its absence is an error
             raise
         log(f"training signals not judged: {e}")
         return None
     keys = tuple(steps)
-    name_of = {c.key: c.name for c in cks}
     shown = sig.headline or next(iter(sig.series), None)
     log(f"Training signals: {len(sig.series)} series from {sig.source}; checkpoint -> nearest logged step:")
     for m in matched.matches:
@@ -117,6 +123,40 @@ def fill_candidates(cands: Sequence[Candidate], plan: SignalPlan | None) -> list
                                     else value(REWARD_NAMES, c.key))
         out.append(c)
     return out
+
+
+def stale_log_attrs(cands: Sequence[Candidate], stored: Mapping[str, CheckpointAttrs]) -> dict[str, dict[str, float]]:
+    """The stored :data:`LOG_ATTRS` that differ from this call's: ``key -> {attribute: this call's value}``.
+
+    Args:
+        cands: the call's candidates (after :func:`fill_candidates`; baselines are ignored).
+        stored: key -> the attributes stored in the results file.
+
+    Returns:
+        One entry per checkpoint of the call stored with other values (a file first evaluated with another training
+        log, or without one; NaN equals NaN).
+    """
+    out: dict[str, dict[str, float]] = {}
+    for c in cands:
+        if c.is_baseline or c.key not in stored:
+            continue
+        diff = {}
+        for a in LOG_ATTRS:
+            new, old = float(getattr(c, a)), float(getattr(stored[c.key], a))
+            if not (new == old or (math.isnan(new) and math.isnan(old))):
+                diff[a] = new
+        if diff:
+            out[c.key] = diff
+    return out
+
+
+def stale_note(out: Path, stale: Mapping[str, Mapping[str, float]], plan: SignalPlan | None) -> str:
+    """One line saying which stored attributes :func:`stale_log_attrs` found and what they became."""
+    names = [a for a in LOG_ATTRS if any(a in d for d in stale.values())]
+    what = f"the stored {' and '.join(names)} of {len(stale)} checkpoint(s) (written by an earlier call)"
+    src = f"this call's training log {plan.source}" if plan is not None else \
+        "this call's, which reads no training log (--signals)"
+    return f"note: {out}: {what} differ from {src}: updated, as a fresh --out would hold them"
 
 
 def judge(plan: SignalPlan, rows: dict[str, np.ndarray], metric: str, n_resamples: int, seed: int

@@ -1,8 +1,8 @@
 """The one writer of results files (schema: :mod:`sim.results.schema`, ``docs/results_schema.md``).
 
 A commit's cost does not depend on what the file already holds. Each commit (new scenes, one checkpoint's
-rows, the verdict, the skipped table) writes its data to a small HDF5 file of its own in the sidecar folder
-``<name>.parts/`` (temporary name, fsync, ``os.replace``), then replaces the main file, an index of HDF5
+rows or attributes, the verdict, the skipped table) writes its data to a small HDF5 file of its own in the
+sidecar folder ``<name>.parts/`` (temporary name, fsync, ``os.replace``), then replaces the main file, an index of HDF5
 external links plus the root attributes, verdict and skipped table, by an updated copy (temporary name,
 fsync, ``os.replace``). The index holds one link per scene and per checkpoint, so copying it costs
 kilobytes whatever the sidecar holds. Guarantees:
@@ -381,6 +381,31 @@ class ResultsWriter:
             cps[key] = h5py.ExternalLink(rel, f"/checkpoints/{key}")
         if superseded and superseded != Path(rel).name:  # the published index no longer points at it
             (self.parts / superseded).unlink(missing_ok=True)
+
+    def set_checkpoint_attrs(self, changes: Mapping[str, Mapping[str, Any]]) -> None:
+        """Set attributes of stored checkpoints (``key -> {name: value}``), their rows unchanged, in one commit.
+
+        Each group is copied with its new attributes into a commit file of its own (cost: that key's stored rows,
+        never the rest of the file), so a kill leaves the old or the new attributes, and readers of the old index
+        keep theirs. A key not in the file is ignored.
+        """
+        if not changes:
+            return
+        with self._index() as f:
+            cps = f.require_group("checkpoints")
+            for key, new in changes.items():
+                if key not in cps:
+                    continue
+                link = cps.get(key, getlink=True)
+                if not isinstance(link, h5py.ExternalLink):  # a group held in the index itself
+                    cps[key].attrs.update(dict(new))
+                    continue
+                with open_read(self.path.parent / link.filename) as part, self._part("ckpt-" + key) as (pf, rel):
+                    part.copy(part[link.path], pf.require_group("checkpoints"), name=key)
+                    pf[f"checkpoints/{key}"].attrs.update(dict(new))
+                del cps[key]
+                cps[key] = h5py.ExternalLink(rel, f"/checkpoints/{key}")
+        # the commit files no index points at any more go when the lock is released (_collect_garbage)
 
     def _old_rows(self, cps: h5py.Group, key: str, rows: CheckpointRows) -> CheckpointRows:
         """Stored rows of ``key`` not in ``rows``, read from its commit file opened read-only (following the

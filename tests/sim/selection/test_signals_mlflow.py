@@ -3,6 +3,7 @@ judged end to end; a foreign log against a project run is one line and exit 2.""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,35 @@ def test_a_wandb_history_export(tmp_path):
     assert set(sig.series) == {"losses/entropy", "charts/episodic_return"} and sig.headline == "losses/entropy"
     assert sig.series["losses/entropy"].steps == (0, 100, 200)
     assert sig.series["charts/episodic_return"].steps == (0, 200)
+
+
+def test_a_run_logged_without_steps_names_the_checkpoint_file(tmp_path, capsys):
+    """Metrics logged without ``step`` are at MLflow step 0: the plug-in checkpoints (keyed by their weights' digest)
+    match none, and the one-line error names the first one's file."""
+    from examples.custom_agent import _net
+
+    for i, step in enumerate(STEPS):
+        torch.manual_seed(i)
+        torch.save(_net().state_dict(), tmp_path / f"step_{step}.pt")
+    mlflow.set_tracking_uri((tmp_path / "mlruns").resolve().as_uri())
+    mlflow.set_experiment("exp")
+    with mlflow.start_run():
+        mlflow.log_metric("entropy", 1.0)
+    write_scenes(tmp_path / "scenes.npz", 2, num_steps=30)
+    capsys.readouterr()
+    res = tmp_path / "results.h5"
+    assert main(["--agent", "examples.custom_agent:make", "--ckpt", str(tmp_path / "step_*.pt"), "--signals",
+                 str(tmp_path / "mlruns"), "--scenarios", str(tmp_path / "scenes.npz"), "--out", str(res),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.endswith("checkpoint step_100.pt (step 100) matches no logged step (it logs steps "
+                                            "0..0)"), err
+    assert not res.exists()
+
+
+def test_a_nan_logged_to_mlflow_stays_at_its_step(tmp_path):
+    run = log_run(tmp_path / "mlruns", {"entropy": {100: 1.0, 200: float("nan"), 300: 0.5}})
+    m = match_checkpoints(read_signals(run), {"k": 200}, names={"k": "step_200.pt"})
+    assert math.isnan(m.values["entropy"][0])
+    assert any(n.startswith("entropy: step_200.pt (step 200) has no value: its logged step 200 of 'entropy'")
+               for n in m.notes)
