@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -410,6 +410,42 @@ def discover(
         rds = [Path(c.run_dir) for c in cands if c.run_dir]
         runs = rds[:1]
     return cands, runs[0] if runs else None
+
+
+RUN_ATTRS = ("name", "path", "sha256", "roles", "files", "episode", "entropy_per_dim", "eval_info")
+"""Checkpoint attributes a run's files decide: as the run goes on (a resumed training moves ``last`` and
+``best_reward``, a role file is re-saved) they change for weights already evaluated, so a results file's stored ones
+follow the last call over the run's whole comparison set (:func:`stale_attrs`)."""
+
+
+def stale_attrs(cands: Sequence[Candidate], stored: Mapping[str, CheckpointAttrs], backend: str,
+                names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The stored attributes among ``names`` that differ from this call's: ``key -> {attribute: value as stored}``.
+
+    Args:
+        cands: the call's candidates (baselines are ignored). stored: key -> the attributes in the results file.
+        backend: the call's backend (:meth:`Candidate.attrs`). names: attribute names of
+            :meth:`~sim.results.schema.CheckpointAttrs.to_hdf5` to compare (:data:`RUN_ATTRS`, the log's).
+
+    Returns:
+        One entry per checkpoint of the call stored with other values (NaN equals NaN), values as
+        :meth:`~sim.results.schema.CheckpointAttrs.to_hdf5` writes them.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for c in cands:
+        if c.is_baseline or c.key not in stored:
+            continue
+        new, old = c.attrs(backend).to_hdf5(), stored[c.key].to_hdf5()
+        diff = {a: new[a] for a in names if not _same(new[a], old[a])}
+        if diff:
+            out[c.key] = diff
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return bool(a == b)
 
 
 def split_by_run(cands: Sequence[Candidate], run: Path | None) -> list[tuple[Path | None, list[Candidate]]]:

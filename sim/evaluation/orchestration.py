@@ -16,6 +16,7 @@ from scenarios.suites import prepared_dir
 from sim.batch import agents_dropped
 from sim.evaluation.budget_run import check_budget, run_budget_cfg
 from sim.evaluation.candidates import (
+    RUN_ATTRS,
     Candidate,
     SkippedCheckpoint,
     baseline,
@@ -23,17 +24,18 @@ from sim.evaluation.candidates import (
     discover,
     select_after,
     split_by_run,
+    stale_attrs,
 )
 from sim.evaluation.config import EvalConfig
 from sim.evaluation.executors import make_executor, pick_executor, run_units
 from sim.evaluation.plugin_candidates import plugin_candidates
 from sim.evaluation.settings import identity_root
 from sim.evaluation.signal_run import (
+    LOG_ATTRS,
     SignalPlan,
     fill_candidates,
     plan_signals,
     ranking_lines,
-    stale_log_attrs,
     stale_note,
 )
 from sim.evaluation.signal_run import judge as judge_signals_of
@@ -320,12 +322,23 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
             if executor is not None:
                 executor.close()
         stored = {s.key: s for s in read_checkpoints(out)}
-        stale = stale_log_attrs(cands, {k: s.record for k, s in stored.items()})
-        if stale:  # pairs stored by an earlier call keep its log's entropy: this call's verdict follows this call's
+        records = {k: s.record for k, s in stored.items()}
+        # pairs stored by an earlier call keep its attributes: this call's verdict follows this call's training log
+        # and, over a run's whole comparison set, the run's current roles and files (a resumed training moves last)
+        stale = stale_attrs(cands, records, cfg.backend, LOG_ATTRS)
+        moved = stale_attrs(cands, records, cfg.backend, RUN_ATTRS) if run_dir is not None and not cfg.only else {}
+        for k, new in moved.items():
+            stale.setdefault(k, {}).update(new)
+        if stale:
             writer.set_checkpoint_attrs(stale)
             for k, new in stale.items():
                 stored[k].attrs.update(new)
-            log(escape(stale_note(out, stale, plan)))
+        if any(a in d for d in stale.values() for a in LOG_ATTRS):
+            log(escape(stale_note(out, {k: d for k, d in stale.items() if set(d) & set(LOG_ATTRS)}, plan)))
+        if moved:
+            log(escape(f"note: {out}: {len(moved)} checkpoint(s) evaluated by an earlier call have other roles or "
+                       f"files in run {run_dir} now (a resumed training, new role files): updated, as a fresh --out "
+                       "would hold them"))
         expected = comparison_set(cands)
         verdict = build_verdict(list(stored.values()), vids, cfg.metric, cfg.n_resamples, cfg.seed,
                                 expected=expected if run_dir is not None else None,

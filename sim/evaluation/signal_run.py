@@ -6,7 +6,8 @@ user named must fit (any problem is a one-line :class:`~sim.selection.signals.Si
 the project's own runs (``<run>/entropy_history.json``) is used when it fits and skipped with a note otherwise.
 Foreign checkpoints take their entropy (the headline signal) and training reward from the log
 (:func:`fill_candidates`), so the entropy verdict covers them too; where a results file stores other values for
-them (an earlier call's log), :func:`stale_log_attrs` finds them and the call updates them. After the evaluation
+them (an earlier call's log), the call updates them (:func:`sim.evaluation.candidates.stale_attrs` on
+:data:`LOG_ATTRS`). After the evaluation
 :func:`judge` gives the :class:`~sim.selection.signal_verdict.SignalVerdict` over the stored per-scene metric.
 """
 
@@ -23,7 +24,6 @@ import numpy as np
 from sim.evaluation.candidates import Candidate
 from sim.metrics.catalogue import higher_is_better
 from sim.results.run_folder import HISTORY_FILE
-from sim.results.schema import CheckpointAttrs
 from sim.selection.signal_verdict import SignalVerdict, judge_signals
 from sim.selection.signals import MatchedSignals, SignalError, Signals, match_checkpoints, read_signals
 
@@ -32,7 +32,8 @@ REWARD_NAMES = ("train_reward", "rollout/ep_rew_mean", "charts/episodic_return",
 
 LOG_ATTRS = ("entropy", "train_reward")
 """Checkpoint attributes a training log fills (:func:`fill_candidates`). A results file's stored ones follow the
-last call (:func:`stale_log_attrs`), as its ``signals_json`` does: another log is not another experiment."""
+last call (:func:`~sim.evaluation.candidates.stale_attrs`), as its ``signals_json`` does: another log is not
+another experiment."""
 
 
 @dataclass(frozen=True)
@@ -125,33 +126,8 @@ def fill_candidates(cands: Sequence[Candidate], plan: SignalPlan | None) -> list
     return out
 
 
-def stale_log_attrs(cands: Sequence[Candidate], stored: Mapping[str, CheckpointAttrs]) -> dict[str, dict[str, float]]:
-    """The stored :data:`LOG_ATTRS` that differ from this call's: ``key -> {attribute: this call's value}``.
-
-    Args:
-        cands: the call's candidates (after :func:`fill_candidates`; baselines are ignored).
-        stored: key -> the attributes stored in the results file.
-
-    Returns:
-        One entry per checkpoint of the call stored with other values (a file first evaluated with another training
-        log, or without one; NaN equals NaN).
-    """
-    out: dict[str, dict[str, float]] = {}
-    for c in cands:
-        if c.is_baseline or c.key not in stored:
-            continue
-        diff = {}
-        for a in LOG_ATTRS:
-            new, old = float(getattr(c, a)), float(getattr(stored[c.key], a))
-            if not (new == old or (math.isnan(new) and math.isnan(old))):
-                diff[a] = new
-        if diff:
-            out[c.key] = diff
-    return out
-
-
 def stale_note(out: Path, stale: Mapping[str, Mapping[str, float]], plan: SignalPlan | None) -> str:
-    """One line saying which stored attributes :func:`stale_log_attrs` found and what they became."""
+    """One line saying which stored :data:`LOG_ATTRS` differed from this call's and what became of them."""
     names = [a for a in LOG_ATTRS if any(a in d for d in stale.values())]
     what = f"the stored {' and '.join(names)} of {len(stale)} checkpoint(s) (written by an earlier call)"
     src = f"this call's training log {plan.source}" if plan is not None else \

@@ -252,3 +252,34 @@ def test_a_subset_call_says_whose_verdict_is_stored(work, capsys):
     assert ("warning", line) in load_run(ref).problems
     assert main(["--run", str(work), *ARGS]) == 0  # the whole set again: rows reused, verdict on all 5
     assert verdict_scope_line(read_summary(work / "results.h5")) is None
+
+
+def test_a_run_that_moved_on_updates_the_stored_roles(tmp_path, monkeypatch, capsys):
+    """Evaluated at episode 50, trained on to 100 (a resumed training), evaluated again into the same file: the
+    pairs already stored are reused, but ``last`` and ``best_reward`` are ep00100's now, in the file and the
+    verdict, as a fresh ``--out`` holds them; an ``--only`` call on the file leaves the run's roles alone."""
+    write_scenes(tmp_path / "scenes.npz", 3, num_steps=30)
+    monkeypatch.chdir(tmp_path)
+    run = make_run(tmp_path, episodes=(0, 50))
+    assert main(["--run", str(run), *ARGS]) == 0
+    make_run(tmp_path, episodes=(0, 50, 100))  # the same first two checkpoints, then one more; roles move
+    capsys.readouterr()
+    assert main(["--run", str(run), *ARGS]) == 0
+    out = capsys.readouterr().out
+    assert "Resuming: 6 (checkpoint, scenario) pairs" in out and "other roles or files" in out
+    assert main(["--run", str(run), *ARGS, "--out", "fresh.h5"]) == 0
+
+    def picks(path: Path) -> dict[str, str]:
+        return {r: p.get("name") for r, p in read_verdict(path)["rules"].items() if isinstance(p, dict)}
+
+    def roles(path: Path) -> dict[str, tuple[str, ...]]:
+        return {s.record.name: tuple(sorted(s.roles)) for s in read_checkpoints(path)}
+
+    assert picks(run / "results.h5")["last"] == picks(run / "results.h5")["best_reward"] == "ep00100.pt"
+    assert picks(run / "results.h5") == picks(tmp_path / "fresh.h5")
+    assert roles(run / "results.h5") == roles(tmp_path / "fresh.h5")
+    assert not any("last" in r for n, r in roles(run / "results.h5").items() if n != "ep00100.pt")
+    capsys.readouterr()
+    assert main(["--run", str(run), "--only", "--ckpt", "checkpoints/ep00050.pt", *ARGS]) == 0
+    assert roles(run / "results.h5") == roles(tmp_path / "fresh.h5")
+    assert "other roles or files" not in capsys.readouterr().out
