@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import shapely
 import torch
 from scipy import ndimage
 from scipy.spatial import cKDTree
@@ -237,6 +238,13 @@ def _boundary_samples(polys: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarr
     """
     out, owner, edges = [], [], []
     first = 0
+    boundary = None
+    if len(polys) > 1:  # the union's rings, less the slivers that pieces cut from one area leave where they meet
+        union = shapely.union_all([shapely.Polygon(p).buffer(0) for p in polys])
+        parts = getattr(union, "geoms", [union])
+        boundary = shapely.union_all([shapely.LinearRing(r.coords) for g in parts for r in [g.exterior, *g.interiors]
+                                      if shapely.Polygon(r).area >= 1e-6])
+        shapely.prepare(boundary)
     for i, poly in enumerate(polys):
         d = np.roll(poly, -1, axis=0) - poly
         seg = np.linalg.norm(d, axis=1)
@@ -251,6 +259,8 @@ def _boundary_samples(polys: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarr
             right = np.stack([d[idx, 1], -d[idx, 0]], axis=1) / seg[idx, None]  # outward when counter-clockwise
             outer = pts + np.sign(area2) * _SIDE_EPS * right
             on = ~_inside_any(outer, [p for j, p in enumerate(polys) if j != i])
+            on &= shapely.dwithin(boundary, shapely.points(pts), 1e-6)  # a probe on another piece's edge (a tile
+            # corner) reads outside it: only points on the union's boundary are boundary
             pts, idx = pts[on], idx[on]
         out.append(pts)
         owner.append(idx + first)
@@ -267,6 +277,9 @@ def _scene_frame(scene: Scenario) -> tuple[np.ndarray, float]:
     cov = np.cov((reach - centre).T) if len(reach) > 1 else np.eye(2)
     _, vec = np.linalg.eigh(cov)
     axis = vec[:, -1]
+    route = np.asarray(scene.route, np.float64).reshape(-1, 2)
+    if float(axis @ (route[-1] - route[0])) < 0:  # eigh's sign is arbitrary: point the axis along the route
+        axis = -axis
     return centre, float(math.atan2(axis[1], axis[0]))
 
 
@@ -283,6 +296,7 @@ def scene_grid(scene: Scenario, res: float) -> SceneGrid | None:
     pts = np.concatenate(polys, axis=0)
     lo = np.maximum(pts.min(0) - GRID_MARGIN, reach.min(0) - CROP_MARGIN)
     hi = np.minimum(pts.max(0) + GRID_MARGIN, reach.max(0) + CROP_MARGIN)
+    lo = np.floor(lo / res) * res  # cells on a lattice anchored at the scene's anchor, not at the cropped map's extent
     hi = np.maximum(hi, lo + res)  # road out of the ego's reach: a small all-offroad grid
     shape = (int(math.ceil((hi[1] - lo[1]) / res)) + 1, int(math.ceil((hi[0] - lo[0]) / res)) + 1)
     origin = anchor + rot @ lo

@@ -19,9 +19,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+from shapely.geometry import Polygon
 
 from scenarios.import_options import ImportOptions
-from scenarios.importers.mapgeom import ROUTE_EXTENSION, ego_route, lane_buffer_polygons, near_box
+from scenarios.importers.drivable import hole_free
+from scenarios.importers.mapgeom import ROUTE_EXTENSION, ego_route, lane_buffer_polygons, near_box, near_zone, path_zone
 from scenarios.importers.repair import EgoSpanCut, repair_tracks
 from scenarios.importers.resample import DT, needs_resampling, resample_tracks, window_starts
 from scenarios.importers.semantics import (
@@ -64,7 +66,7 @@ def content_errors(what: str) -> Iterator[None]:
     except (TypeError, ValueError, AttributeError, IndexError) as e:
         raise ScenarioError(f"malformed {what} ({type(e).__name__}: {e})") from None
 LANE_MARGIN = 0.5  # m added to every lane's half width when building the drivable area
-MAP_MARGIN = 80.0  # m: map elements are kept when their bounding box comes this close to the ego path box
+MAP_MARGIN = 80.0  # m: map elements are kept, and the drivable area clipped, this close to the ego's path and route
 DEFAULT_SIZE = {  # (length, width) m where a source gives none
     AgentType.VEHICLE: (4.5, 2.0),
     AgentType.PEDESTRIAN: (0.6, 0.6),
@@ -173,27 +175,30 @@ def _crop(lines: Polylines, keep: np.ndarray) -> Polylines:
     return Polylines.from_list([p for p, k in zip(lines, keep) if k])
 
 
-def _road_map(rec: Recording, widths: np.ndarray, drivable: list[np.ndarray], reach: np.ndarray,
+def _road_map(rec: Recording, widths: np.ndarray, drivable: list[np.ndarray], paths: list[np.ndarray],
               extra: _SceneArea, light_states: np.ndarray) -> RoadMap:
-    """The map cropped to elements within :data:`MAP_MARGIN` of the box around ``reach [N, 2]``.
+    """The map cropped to what comes within :data:`MAP_MARGIN` of ``paths`` (the ego's path and route, ``[n, 2]``
+    each): the elements that do, and the drivable area clipped to that distance, so that the map a scene keeps
+    turns with it (a box would follow the frame's axes).
 
     ``drivable``: the recording's whole drivable area as tiles (:func:`~scenarios.importers.semantics.tiled`).
     """
-    lo, hi = reach.min(0) - MAP_MARGIN, reach.max(0) + MAP_MARGIN
-    keep_lane = near_box(rec.lanes, lo, hi)
-    polys = [p for p, k in zip(drivable, near_box(drivable, lo, hi)) if k]
+    zone = path_zone(paths, MAP_MARGIN)
+    keep_lane = near_zone(rec.lanes, zone)
+    polys = [q for p, k in zip(drivable, near_zone(drivable, zone, closed=True)) if k
+             for q in hole_free(Polygon(p).buffer(0).intersection(zone))]
     edges = extra.edges if extra.edges is not None else rec.road_edges
     mapped = Polylines.from_list([extra.hull] if len(extra.hull) >= 3 else [])
     return RoadMap(
         lanes=_crop(rec.lanes, keep_lane),
         lane_widths=widths[keep_lane],
-        road_edges=_crop(edges, near_box(edges, lo, hi)),
-        road_lines=_crop(rec.road_lines, near_box(rec.road_lines, lo, hi)),
+        road_edges=_crop(edges, near_zone(edges, zone)),
+        road_lines=_crop(rec.road_lines, near_zone(rec.road_lines, zone)),
         drivable=Polylines.from_list(polys),
-        crosswalks=_crop(rec.crosswalks, near_box(rec.crosswalks, lo, hi)),
+        crosswalks=_crop(rec.crosswalks, near_zone(rec.crosswalks, zone, closed=True)),
         mapped_area=mapped,
         unknown=scene_unknown(rec, mapped),
-        **crop_semantics(rec, keep_lane, lo, hi, light_states),
+        **crop_semantics(rec, keep_lane, zone, light_states),
     )
 
 
@@ -304,7 +309,7 @@ def recording_to_scenes(
         agents = states[keep, s:e].astype(np.float32)
         sid = rec.id if whole and a == 0 else f"{rec.id}@{a + s}"
         route = ego_route(agents[0], rec.lanes)
-        road = _road_map(rec, widths, drivable, np.vstack([agents[0, :, :2], route]), area, lights[:, s:e])
+        road = _road_map(rec, widths, drivable, [agents[0, v[0], :2], route], area, lights[:, s:e])
         scene = Scenario(
             id=sid,
             source=rec.source,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import shapely
 
 from scenarios.scenario import YAW, Polylines, X, Y
 
@@ -31,6 +32,36 @@ def near_box(lines: Polylines | list[np.ndarray], lo: np.ndarray, hi: np.ndarray
     return nonempty & np.all(p_lo <= hi, axis=1) & np.all(p_hi >= lo, axis=1)
 
 
+ZONE_SIMPLIFY = 0.5  # m: a path is simplified this much before its zone is built (the zone's edge moves at most this)
+
+
+def path_zone(paths: list[np.ndarray], margin: float):
+    """The shapely area within ``margin`` m of the polylines ``paths`` (each ``[n, 2]``, m): what a scene keeps of
+    its map. It turns with the scene: unlike a box, it does not depend on the frame's axes."""
+    geoms = [shapely.linestrings(np.asarray(p, np.float64)).simplify(ZONE_SIMPLIFY) if len(p) > 1
+             else shapely.points(np.asarray(p[0], np.float64)) for p in paths if len(p)]
+    return shapely.union_all([g.buffer(margin) for g in geoms])  # (the buffer of a union of a jittery recorded
+    # path's nearly collinear pieces can take GEOS minutes; simplified pieces buffered apart take milliseconds)
+
+
+def near_zone(lines: Polylines | list[np.ndarray], zone, closed: bool = False) -> np.ndarray:
+    """bool ``[L]``: polylines (``closed``: polygons) that meet ``zone`` (:func:`path_zone`)."""
+    if not isinstance(lines, Polylines):
+        lines = Polylines.from_list(lines)
+    out = np.zeros(len(lines), dtype=bool)
+    if len(out) == 0 or zone.is_empty:
+        return out
+    lo, hi = np.asarray(zone.bounds[:2]), np.asarray(zone.bounds[2:])
+    for i in np.flatnonzero(near_box(lines, lo, hi)):  # the box test first: most of a large map is far away
+        p = lines[i]
+        if closed and len(p) >= 3:
+            g = shapely.polygons(p).buffer(0)
+        else:
+            g = shapely.linestrings(p) if len(p) > 1 else shapely.points(p[0])
+        out[i] = bool(shapely.intersects(zone, g))
+    return out
+
+
 def simplify(line: np.ndarray, tol: float = 0.05) -> np.ndarray:
     """Ramer-Douglas-Peucker simplification of a ``[n, 2]`` polyline (keeps the ends), m."""
     line = np.asarray(line, dtype=np.float64)
@@ -48,7 +79,7 @@ def simplify(line: np.ndarray, tol: float = 0.05) -> np.ndarray:
         n = np.hypot(*ab)
         seg = line[i + 1 : j] - a
         d = np.abs(ab[0] * seg[:, 1] - ab[1] * seg[:, 0]) / n if n > 1e-9 else np.hypot(seg[:, 0], seg[:, 1])
-        k = int(np.argmax(d))
+        k = int(np.argmax(d >= d.max() - 1e-9))  # first of (near-)equal maxima, not round-off's pick
         if d[k] > tol:
             m = i + 1 + k
             keep[m] = True

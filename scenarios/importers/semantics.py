@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import shapely
 from shapely.geometry import Polygon, box
 from shapely.ops import unary_union
 
@@ -155,19 +156,19 @@ def _remap(ids: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return out
 
 
-def _in_box(pts: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    return np.all((pts >= lo) & (pts <= hi), axis=1) if len(pts) else np.zeros(0, dtype=bool)
+def _in_zone(pts: np.ndarray, zone) -> np.ndarray:
+    return shapely.intersects(zone, shapely.points(pts)) if len(pts) else np.zeros(0, dtype=bool)
 
 
-def crop_semantics(rec: Recording, keep_lane: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-                   light_states: np.ndarray) -> dict:
+def crop_semantics(rec: Recording, keep_lane: np.ndarray, zone, light_states: np.ndarray) -> dict:
     """The :class:`~scenarios.scenario.RoadMap` semantic fields of a window's cropped map.
 
     Lanes are those of ``keep_lane`` (renumbered); graph rows need both lanes kept; stop signs and
-    lights are kept when their lane is kept or their position lies in the box ``[lo, hi]`` (m).
+    lights are kept when their lane is kept or their position lies in ``zone``.
 
     Args:
-        rec: the recentred recording; keep_lane: bool ``[L]``; lo, hi: ``[2]`` m.
+        rec: the recentred recording; keep_lane: bool ``[L]``.
+        zone: the shapely area the window keeps (:func:`~scenarios.importers.mapgeom.path_zone`).
         light_states: int8 ``[G, T]`` the window's light states (already sliced in time).
     """
     n = len(rec.lanes)
@@ -182,10 +183,10 @@ def crop_semantics(rec: Recording, keep_lane: np.ndarray, lo: np.ndarray, hi: np
     nb = np.concatenate([nb_ids[ok], nb[ok, 2:]], axis=1)
     ss, ss_lane = np.asarray(rec.stop_signs, np.float64).reshape(-1, 2), np.asarray(rec.stop_sign_lanes, np.int64)
     ss_new = _remap(ss_lane, keep_lane)
-    keep_ss = (ss_new >= 0) | _in_box(ss, lo, hi)
+    keep_ss = (ss_new >= 0) | _in_zone(ss, zone)
     gl, gp = np.asarray(rec.light_lanes, np.int64), np.asarray(rec.light_stop_points, np.float64).reshape(-1, 2)
     gl_new = _remap(gl, keep_lane)
-    keep_g = (gl_new >= 0) | _in_box(gp, lo, hi)
+    keep_g = (gl_new >= 0) | _in_zone(gp, zone)
     return {
         "lane_polygons": Polylines.from_list([p for p, k in zip(lp, keep_lane) if k]),
         "lane_speed_limits": limits[keep_lane],
