@@ -22,6 +22,7 @@ from dashboard.table import BASE_COLUMNS, Rows
 from sim.metrics.catalogue import METRICS_VERSION, TABLE_METRICS
 from sim.results.identity import Experiment, results_files, results_name, set_slug
 from sim.results.reader import (
+    BUSY,
     ResultsError,
     ResultsSummary,
     ScenarioInfo,
@@ -277,8 +278,8 @@ def load_run(ref: RunRef, results: str | Path | None = None) -> RunData:
     res = (wanted or files or [ref.path / results_name()])[0]
     if res.is_file():
         summary, err = _read_summary(str(res), file_key(res))
-        if err and "commit files are missing" in err:  # moved without its .parts folder: nothing to delete
-            problems.append(("error", err))
+        if err and ("commit file" in err or BUSY in err):  # its .parts folder moved or changed, or an evaluation
+            problems.append(("error", err))                 # committed while it was read: the rest is good, keep it
         elif err:
             problems.append(("error", f"{err}. Re-create it: rm {res} && {eval_cmd(ref.path)}"))
         if summary is not None:

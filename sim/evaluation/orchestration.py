@@ -363,7 +363,7 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
                          "--max-scenarios judges them all, reusing the stored rows")
         for line in sv_lines + (budget_lines(race) if race else []) + extra:
             log(escape(line))
-    if cfg.consolidate:
-        writer.consolidate()
+        if cfg.consolidate:  # in the same session: no other evaluation can commit between the two
+            writer.consolidate()
     log(f"Results: {out}")
     return verdict

@@ -2,8 +2,9 @@
 
 The dashboard imports this module, so it must never import torch or anything of the project that does.
 Files may be written concurrently by ``sim.evaluate``: they are opened read-only, a locked or partial file is
-retried briefly, and checkpoint groups still under a temporary name (or without their ``completed`` mark)
-are ignored.
+retried briefly, a read that a commit overtook (its index replaced mid-read) is read again from the new index
+(then refused with "try again"), and checkpoint groups still under a temporary name (or without their
+``completed`` mark) are ignored. A commit file that is missing or unreadable is named in the error.
 
 Version 2 files are an index of HDF5 external links into the sidecar folder ``<name>.parts/`` (see
 :mod:`sim.results.store`); h5py follows them, so the code below reads versions 1 and 2 alike.
@@ -24,16 +25,18 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import h5py
 import numpy as np
+from h5py import h5l
 
 from sim.results.errors import ResultsError
 from sim.results.identity import SOURCE_ATTR, Experiment, mix_notes
@@ -54,6 +57,7 @@ from sim.results.schema import (
     parts_dir,
 )
 
+T = TypeVar("T")
 _TEMP_NAME = re.compile(r"^[._~]|tmp|temp|partial|incomplete|writing", re.IGNORECASE)
 
 
@@ -216,21 +220,78 @@ class SceneDetail:
 _s, _f, _i, _json = attr_str, attr_float, attr_int, attr_json  # the one set of decoders (schema)
 
 
+def external_links(g: h5py.Group | None) -> dict[str, list[str]]:
+    """The external links of one group (``/scenarios`` or ``/checkpoints`` of an index), by the file they point
+    into: ``{file name relative to the index: [object paths]}`` (hard links left out; about 10 us a link)."""
+    out: dict[str, list[str]] = {}
+    if g is None:
+        return out
+    links = g.id.links
+    for name in g:
+        b = name.encode()
+        if links.get_info(b).type == h5l.TYPE_EXTERNAL:
+            fn, obj = links.get_val(b)
+            out.setdefault(fn.decode(), []).append(obj.decode())
+    return out
+
+
+def _moved_line(p: Path) -> str:
+    side = parts_dir(p)
+    return (f"{p}: its commit files are missing ({side.name}/ is not beside it): a results file is moved together "
+            f"with its {side.name}/ folder, or consolidated first (python -m sim.evaluate --consolidate ... "
+            f"--out {p.name})")
+
+
+def _missing_part_line(p: Path, part: str, why: str) -> str:
+    """One line naming a commit file of index ``p`` that is gone or unreadable (``why``)."""
+    return (f"{p}: its commit file {part} {why}: changed outside sim.evaluate; what it held is lost, the rest of "
+            f"{p.name} is intact (to evaluate it again, evaluate into another --out)")
+
+
 def _check_sidecar(f: h5py.File, p: Path) -> None:
-    """A schema-2 index whose commit files are gone (moved without its ``.parts`` folder): one clear line."""
+    """A schema-2 index whose commit files are gone: one clear line (the whole folder moved away, or one file of it
+    deleted). Checks the first link of each group: the full check runs when a read fails (:func:`_broken_part`)."""
     for grp in ("scenarios", "checkpoints"):
         g = f.get(grp)
         if g is None:
             continue
         for name in g:
             link = g.get(name, getlink=True)
-            if isinstance(link, h5py.ExternalLink) and not (p.parent / link.filename).exists():
-                side = parts_dir(p)
-                raise ResultsError(
-                    f"{p}: its commit files are missing ({side.name}/ is not beside it): a results file is moved "
-                    f"together with its {side.name}/ folder, or consolidated first (python -m sim.evaluate "
-                    f"--consolidate ... --out {p.name})")
-            return  # one link tells: the index's links all point into the same folder
+            if isinstance(link, h5py.ExternalLink):
+                target = p.parent / link.filename
+                if not target.parent.is_dir():
+                    raise ResultsError(_moved_line(p))
+                if not target.exists():
+                    raise ResultsError(_missing_part_line(p, link.filename, "is missing"))
+            break
+
+
+def _broken_part(f: h5py.File, p: Path) -> str | None:
+    """One line naming the first commit file the index ``f`` links to that is missing or unreadable; None when
+    every one opens and holds its linked objects."""
+    for grp in ("scenarios", "checkpoints"):
+        try:
+            targets = external_links(f.get(grp))
+        except (OSError, KeyError, ValueError):
+            continue
+        for fn, objs in targets.items():
+            target = p.parent / fn
+            if not target.parent.is_dir():
+                return _moved_line(p)
+            if not target.exists():
+                return _missing_part_line(p, fn, "is missing")
+            try:
+                with open_read(target) as part:
+                    lost = next((o for o in objs if o not in part), None)
+            except OSError as e:
+                return _missing_part_line(p, fn, f"cannot be read ({_first_line(e)})")
+            if lost is not None:
+                return _missing_part_line(p, fn, f"lacks {lost}")
+    return None
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
 LOCK_MISMATCH = "locking flag values don't match"  # HDF5's refusal of a second open with other locking flags
@@ -292,6 +353,60 @@ def open_results(path: str | Path, retries: int = 5, delay_s: float = 0.05) -> I
     raise ResultsError(f"{p}: cannot open as HDF5 (corrupt, or still being written): {msg}")
 
 
+BUSY = "is being written: sim.evaluate replaced it while it was read; try again"
+READ_TRIES = 4  # reads of a results file that a commit replaced mid-read, before saying "try again"
+_READ_ERRORS = (OSError, KeyError, ValueError, TypeError, ResultsError)
+
+
+def _opened_inode(f: h5py.File) -> int | None:
+    try:
+        return os.fstat(f.id.get_vfd_handle()).st_ino
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def _inode(p: Path) -> int | None:
+    try:
+        return p.stat().st_ino
+    except OSError:
+        return None
+
+
+def _reading(path: str | Path, read: Callable[[h5py.File], T], malformed: str = "malformed results file") -> T:
+    """``read(f)`` on the open results file, as one snapshot.
+
+    A commit of ``sim.evaluate`` replaces the index (a new inode) and deletes the commit files only the old one
+    linked to once they are superseded (``sim.results.store``), so a read that fails after its index was replaced
+    is read again from the new index, up to :data:`READ_TRIES` times, then refused with "try again" (:data:`BUSY`).
+    A read that fails on an index nobody replaced names the commit file at fault (:func:`_broken_part`) or, failing
+    that, the error (``{path}: {malformed}: ...``); always one line naming the file.
+    """
+    p = Path(path)
+    for attempt in range(READ_TRIES):
+        before = _inode(p)
+        opened: int | None = None
+        try:
+            with open_results(p) as f:
+                opened = _opened_inode(f) or before
+                try:
+                    return read(f)
+                except _READ_ERRORS as e:
+                    err: BaseException = e
+                    try:
+                        broken = _broken_part(f, p)
+                    except Exception:  # noqa: BLE001 - a diagnosis only: a damaged index may fail it in any way
+                        broken = None
+        except _READ_ERRORS as e:  # open_results itself (its sidecar check): no snapshot was read
+            err, broken = e, None
+        held = opened if opened is not None else before
+        if held is None or _inode(p) == held:  # the same index: the error is the file's, not a race
+            if isinstance(err, ResultsError) and not broken:
+                raise err
+            raise ResultsError(broken or f"{p}: {malformed}: {_first_line(err)}") from None
+        time.sleep(0.02 * (attempt + 1))
+    raise ResultsError(f"{p} {BUSY}")
+
+
 def _scenario_info(name: str, g: h5py.Group) -> ScenarioInfo:
     m = re.search(r"(\d+)$", name)
     return ScenarioInfo(row=int(m.group(1)) if m else -1, **SceneHeader.header_fields(g.attrs, name))
@@ -318,12 +433,7 @@ def _checkpoint(key: str, g: h5py.Group) -> CheckpointResult | None:
 
 def read_scenarios(path: str | Path) -> tuple[ScenarioInfo, ...]:
     """The scenario table alone (one attribute read per scenario: the slow part of ``read_summary``)."""
-    p = Path(path)
-    with open_results(p) as f:
-        try:
-            return _scenarios(f)
-        except (OSError, KeyError, ValueError, TypeError) as e:
-            raise ResultsError(f"{p}: malformed /scenarios: {e}") from None
+    return _reading(path, _scenarios, "malformed /scenarios")
 
 
 def _scenarios(f: h5py.File) -> tuple[ScenarioInfo, ...]:
@@ -346,43 +456,40 @@ def read_summary(path: str | Path, with_scenarios: bool = True) -> ResultsSummar
         ResultsError: missing, unopenable, newer schema, or a malformed group (message names the file).
     """
     p = Path(path)
-    with open_results(p) as f:
-        try:
-            ver = _i(f.attrs.get("schema_version"), -1)
-            if ver < 0:
-                raise ResultsError(f"{p}: no schema_version attribute (not a results file?)")
-            if ver > SCHEMA_VERSION:
-                raise ResultsError(f"{p}: schema_version {ver} is newer than this reader ({SCHEMA_VERSION}); update")
-            attrs: dict[str, Any] = {}
-            for k, v in f.attrs.items():
-                if k == "schema_version":
+
+    def read(f: h5py.File) -> ResultsSummary:
+        ver = _i(f.attrs.get("schema_version"), -1)
+        if ver < 0:
+            raise ResultsError(f"{p}: no schema_version attribute (not a results file?)")
+        if ver > SCHEMA_VERSION:
+            raise ResultsError(f"{p}: schema_version {ver} is newer than this reader ({SCHEMA_VERSION}); update")
+        attrs: dict[str, Any] = {}
+        for k, v in f.attrs.items():
+            if k == "schema_version":
+                continue
+            attrs[k] = _json(v, _s(v)) if k == "config" else (_s(v) if isinstance(v, (bytes, str)) else v)
+        scen = _scenarios(f) if with_scenarios else ()
+        cks: list[CheckpointResult] = []
+        if "checkpoints" in f:
+            for key in f["checkpoints"]:
+                if _is_temp(key):
                     continue
-                attrs[k] = _json(v, _s(v)) if k == "config" else (_s(v) if isinstance(v, (bytes, str)) else v)
-            scen = _scenarios(f) if with_scenarios else ()
-            cks: list[CheckpointResult] = []
-            if "checkpoints" in f:
-                for key in f["checkpoints"]:
-                    if _is_temp(key):
-                        continue
-                    g = f["checkpoints"][key]
-                    if isinstance(g, h5py.Group):
-                        c = _checkpoint(key, g)
-                        if c is not None:
-                            cks.append(c)
-            verdict = _json(f["verdict"].attrs.get("json"), None) if "verdict" in f else None
-            skipped = _skipped(f)
-        except ResultsError:
-            raise
-        except (OSError, KeyError, ValueError, TypeError) as e:
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise ResultsError(f"{p}: malformed results file: {msg}") from None
-    cks.sort(key=lambda c: (c.kind == "baseline", c.episode, c.name))
-    notes = mix_notes(attrs, [(c.kind, c.path) for c in cks])
-    return ResultsSummary(
-        path=p, schema_version=ver, attrs=attrs, scenarios=scen,
-        checkpoints={c.key: c for c in cks}, verdict=verdict if isinstance(verdict, dict) else None,
-        skipped=skipped, experiment=Experiment.from_attrs(attrs), warnings=tuple(f"{p}: {n}" for n in notes),
-    )
+                g = f["checkpoints"][key]
+                if isinstance(g, h5py.Group):
+                    c = _checkpoint(key, g)
+                    if c is not None:
+                        cks.append(c)
+        verdict = _json(f["verdict"].attrs.get("json"), None) if "verdict" in f else None
+        cks.sort(key=lambda c: (c.kind == "baseline", c.episode, c.name))
+        notes = mix_notes(attrs, [(c.kind, c.path) for c in cks])
+        return ResultsSummary(
+            path=p, schema_version=ver, attrs=attrs, scenarios=scen,
+            checkpoints={c.key: c for c in cks}, verdict=verdict if isinstance(verdict, dict) else None,
+            skipped=_skipped(f), experiment=Experiment.from_attrs(attrs),
+            warnings=tuple(f"{p}: {n}" for n in notes),
+        )
+
+    return _reading(p, read)
 
 
 def _skipped(f: h5py.File) -> tuple[SkippedRow, ...]:
@@ -405,30 +512,30 @@ def read_scene(path: str | Path, row: int) -> SceneDetail:
         path: results file. row: scenario row number.
     """
     p = Path(path)
-    with open_results(p) as f:
-        name = f"s{row:05d}"
+    name = f"s{row:05d}"
+
+    def read(f: h5py.File) -> SceneDetail:
         if "scenarios" not in f or name not in f["scenarios"]:
             raise ResultsError(f"{p}: no scenario row {row}")
-        g = f["scenarios"][name]
-        try:
-            mp: dict[str, list[np.ndarray]] = {}
-            if "map" in g:
-                for kind in g["map"]:
-                    mp[kind] = _polylines(g["map"][kind])
-            agents = np.asarray(g["agents"][()], dtype=np.float32)
-            return SceneDetail(
-                info=_scenario_info(name, g),
-                log_ego=np.asarray(g["log_ego"][()], dtype=np.float32),
-                agents=agents,
-                valid=np.asarray(g["valid"][()], dtype=bool) if "valid" in g else np.ones(agents.shape[:2], bool),
-                agent_type=np.asarray(g["agent_type"][()], dtype=np.int8) if "agent_type" in g
-                else np.zeros(agents.shape[0], np.int8),
-                route=np.asarray(g["route"][()], dtype=np.float32).reshape(-1, 2) if "route" in g
-                else np.zeros((0, 2), np.float32),
-                map=mp,
-            )
-        except (KeyError, ValueError, OSError) as e:
-            raise ResultsError(f"{p}: scenario row {row} is malformed: {e}") from None
+        g = f["scenarios"][name]  # follows the link into its commit file: may fail (read_scene's error says which)
+        mp: dict[str, list[np.ndarray]] = {}
+        if "map" in g:
+            for kind in g["map"]:
+                mp[kind] = _polylines(g["map"][kind])
+        agents = np.asarray(g["agents"][()], dtype=np.float32)
+        return SceneDetail(
+            info=_scenario_info(name, g),
+            log_ego=np.asarray(g["log_ego"][()], dtype=np.float32),
+            agents=agents,
+            valid=np.asarray(g["valid"][()], dtype=bool) if "valid" in g else np.ones(agents.shape[:2], bool),
+            agent_type=np.asarray(g["agent_type"][()], dtype=np.int8) if "agent_type" in g
+            else np.zeros(agents.shape[0], np.int8),
+            route=np.asarray(g["route"][()], dtype=np.float32).reshape(-1, 2) if "route" in g
+            else np.zeros((0, 2), np.float32),
+            map=mp,
+        )
+
+    return _reading(p, read, f"scenario row {row} is malformed")
 
 
 def read_ego_traj(path: str | Path, key: str, rows: Sequence[int] | None = None) -> np.ndarray:
@@ -442,7 +549,8 @@ def read_ego_traj(path: str | Path, key: str, rows: Sequence[int] | None = None)
         float32 [len(rows), T, 4]: x, y (m), yaw (rad), speed (m/s), NaN padded.
     """
     p = Path(path)
-    with open_results(p) as f:
+
+    def read(f: h5py.File) -> np.ndarray:
         if "checkpoints" not in f or key not in f["checkpoints"] or "ego_traj" not in f["checkpoints"][key]:
             raise ResultsError(f"{p}: no ego_traj for checkpoint {key}")
         ds = f["checkpoints"][key]["ego_traj"]
@@ -455,6 +563,8 @@ def read_ego_traj(path: str | Path, key: str, rows: Sequence[int] | None = None)
             raise ResultsError(f"{p}: rows out of range 0..{ds.shape[0] - 1} for checkpoint {key}")
         uniq, inv = np.unique(idx, return_inverse=True)  # h5py needs increasing unique indices
         return np.asarray(ds[uniq], dtype=np.float32)[inv]
+
+    return _reading(p, read)
 
 
 open_index = open_results  # the writer reads the index through the same retrying open
@@ -477,8 +587,8 @@ def read_sampled_group(g: h5py.Group) -> SampledRows | None:
 
 def read_sampled(path: str | Path) -> dict[str, SampledRows]:
     """Checkpoint key -> its rollouts with sampled actions (``sim.evaluate --rollouts K``); keys without none."""
-    out = {}
-    with open_results(path) as f:
+    def read(f: h5py.File) -> dict[str, SampledRows]:
+        out = {}
         grp = f.get("checkpoints")
         for key in sorted(grp) if grp is not None else ():
             if key.startswith(TMP_PREFIX) or _is_temp(key) or "completed" not in grp[key].attrs:
@@ -486,7 +596,9 @@ def read_sampled(path: str | Path) -> dict[str, SampledRows]:
             rows = read_sampled_group(grp[key])
             if rows is not None:
                 out[key] = rows
-    return out
+        return out
+
+    return _reading(path, read)
 
 
 def read_schema_version(path: str | Path) -> int:
@@ -532,8 +644,8 @@ class StoredCheckpoint:
 
 def read_checkpoints(path: str | Path, with_traj: bool = False) -> list[StoredCheckpoint]:
     """Every committed checkpoint group, in key order (trajectories on request)."""
-    out = []
-    with open_results(path) as f:
+    def read(f: h5py.File) -> list[StoredCheckpoint]:
+        out = []
         grp = f.get("checkpoints")
         for key in sorted(grp) if grp is not None else ():
             if key.startswith(TMP_PREFIX) or _is_temp(key):
@@ -545,15 +657,19 @@ def read_checkpoints(path: str | Path, with_traj: bool = False) -> list[StoredCh
             attrs = {k: attr_value(v) for k, v in g.attrs.items()}
             rows = CheckpointRows(ids, metrics, traj, read_sampled_group(g))
             out.append(StoredCheckpoint(key, attrs, rows, np.asarray(g["scenario"][()])))
-    return out
+        return out
+
+    return _reading(path, read)
 
 
 def read_verdict(path: str | Path) -> dict | None:
     """The stored selection verdict, or None."""
-    with open_results(path) as f:
+    def read(f: h5py.File) -> dict | None:
         if "verdict" not in f or "json" not in f["verdict"].attrs:
             return None
         return json.loads(_s(f["verdict"].attrs["json"]))
+
+    return _reading(path, read)
 
 
 def read_root_attrs(path: str | Path) -> tuple[dict[str, Any], bool]:
@@ -564,11 +680,11 @@ def read_root_attrs(path: str | Path) -> tuple[dict[str, Any], bool]:
     p = Path(path)
     if not p.exists():
         return {}, False
-    with open_results(p) as f:
-        attrs = {k: attr_value(v) for k, v in f.attrs.items()}
+    def read(f: h5py.File) -> tuple[dict[str, Any], bool]:
         grp = f.get("checkpoints")
-        has_rows = grp is not None and any(not _is_temp(k) for k in grp)
-    return attrs, has_rows
+        return {k: attr_value(v) for k, v in f.attrs.items()}, grp is not None and any(not _is_temp(k) for k in grp)
+
+    return _reading(p, read)
 
 
 def read_experiment(path: str | Path) -> tuple[Experiment | None, tuple[str, ...]]:
@@ -581,15 +697,14 @@ def read_experiment(path: str | Path) -> tuple[Experiment | None, tuple[str, ...
     p = Path(path)
     if not p.exists():
         return None, ()
-    with open_results(p) as f:
-        try:
-            attrs = {k: attr_value(v) for k, v in f.attrs.items()}
-            grp = f.get("checkpoints") if SOURCE_ATTR not in attrs else None  # recorded: checked at every call
-            cks = [(_s(grp[k].attrs.get("kind", "")), _s(grp[k].attrs.get("path", "")))
-                   for k in (grp if grp is not None else ()) if not _is_temp(k)]
-        except (OSError, KeyError, ValueError, TypeError) as e:
-            raise ResultsError(f"{p}: malformed results file: {str(e).splitlines()[0] if str(e) else e}") from None
-    return Experiment.from_attrs(attrs), mix_notes(attrs, cks)
+    def read(f: h5py.File) -> tuple[Experiment | None, tuple[str, ...]]:
+        attrs = {k: attr_value(v) for k, v in f.attrs.items()}
+        grp = f.get("checkpoints") if SOURCE_ATTR not in attrs else None  # recorded: checked at every call
+        cks = [(_s(grp[k].attrs.get("kind", "")), _s(grp[k].attrs.get("path", "")))
+               for k in (grp if grp is not None else ()) if not _is_temp(k)]
+        return Experiment.from_attrs(attrs), mix_notes(attrs, cks)
+
+    return _reading(p, read)
 
 
 def read_signal_verdict(path: str | Path) -> dict | None:
@@ -598,7 +713,9 @@ def read_signal_verdict(path: str | Path) -> dict | None:
     Keys as :meth:`sim.selection.signal_verdict.SignalVerdict.to_dict` plus ``source`` (the log read), ``agent``
     (the plug-in) and ``checkpoint_names`` (key -> file name); docs/results_schema.md.
     """
-    with open_results(path) as f:
+    def read(f: h5py.File) -> dict | None:
         if "verdict" not in f or "signals_json" not in f["verdict"].attrs:
             return None
         return json.loads(_s(f["verdict"].attrs["signals_json"]))
+
+    return _reading(path, read)

@@ -9,8 +9,11 @@ kilobytes whatever the sidecar holds. Guarantees:
 
 - kill -9 at any moment leaves the previous or the new index, both readable, each pointing only at commit
   files already in place: every completed checkpoint survives;
-- readers that opened the index keep a consistent snapshot (a commit file is deleted only when no index
-  points at it any more, at the end of the writer's session);
+- readers that opened the index keep a consistent snapshot: a commit file is deleted only when the published
+  index no longer links to it (a file several links share, such as an adopted ``whole-<id>.h5``, stays while
+  any does), at the end of the writer's session (:meth:`ResultsWriter.lock`) or, in a long session, once it has
+  been superseded for :data:`SUPERSEDED_GRACE_S` seconds; :mod:`sim.results.reader` re-reads a snapshot a
+  commit overtook;
 - resume (:meth:`ResultsWriter.done`) and merge of split commits (rows of a key committed twice are
   merged into one new commit file for that key).
 
@@ -18,8 +21,11 @@ A file is one experiment: the root attributes given to :meth:`ResultsWriter.prep
 carry it (:meth:`sim.results.identity.Experiment.to_attrs`, built by :func:`sim.evaluation.settings.identity_root`,
 which refuses a call of another experiment before anything is written).
 
-:meth:`ResultsWriter.consolidate` copies everything into one self-contained file and removes the sidecar.
-The lock is an ``flock`` on the sidecar folder itself: no lock file is left behind.
+:meth:`ResultsWriter.consolidate` copies everything into one self-contained file, checks the copy (no link left,
+every group and dataset there, every dataset read back) and only then replaces the index and removes the
+sidecar; it holds the lock. The lock is an ``flock`` on the sidecar folder itself: no lock file is left behind.
+A file given as the output must be a results file (:meth:`ResultsWriter.preflight`): another program's HDF5
+file is refused untouched.
 """
 
 from __future__ import annotations
@@ -28,18 +34,27 @@ import fcntl
 import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
+from h5py import h5d, h5l, h5o, h5s
 
 from scenarios.scene_file import scene_ids
 from sim.results.errors import EvaluationError
-from sim.results.reader import open_index, open_read, read_sampled_group, read_schema_version, scenario_ids_of
+from sim.results.reader import (
+    external_links,
+    open_index,
+    open_read,
+    read_sampled_group,
+    read_schema_version,
+    scenario_ids_of,
+)
 from sim.results.schema import (
     LAYOUT_ATTR,
     LAYOUT_INDEX,
@@ -138,6 +153,15 @@ def _set_attr(attrs: h5py.AttributeManager, key: str, value: Any) -> None:
     attrs[key] = value
 
 
+SUPERSEDED_GRACE_S = 300.0
+"""Seconds a commit file superseded by a merge is kept, in a long session, before it is deleted (the rest wait for
+the end of the session): a reader's snapshot stays readable at least this long, and a sweep committing every few
+seconds does not keep every generation of a key's rows on disk."""
+
+TOP_LEVEL = frozenset({"scenarios", "checkpoints", "verdict", "skipped"})  # every member a results file may hold
+ALWAYS = ("schema_version", "created", "tool_version", "updated")  # root attributes every results file holds
+
+
 class ResultsWriter:
     """Appends to one results file: index ``path`` plus commit files in ``<path>.parts/``.
 
@@ -148,6 +172,8 @@ class ResultsWriter:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.parts = parts_dir(self.path)
+        self._locked = False  # this writer holds the lock (lock() is re-entrant: consolidate() inside a session)
+        self._superseded: dict[str, float] = {}  # commit file name -> when a merge superseded it (time.monotonic)
 
     # --- checks and lock ------------------------------------------------------------------------------
 
@@ -155,7 +181,8 @@ class ResultsWriter:
         """Check, before any work, that the file can be read (if present) and written.
 
         Raises:
-            EvaluationError: newer schema, not a results file, or folder not writable.
+            EvaluationError: newer schema, not a results file (another program's HDF5 file: members or root
+                attributes other than a results file's), or folder not writable. Nothing is written then.
         """
         folder = self.path.parent
         if self.path.exists():
@@ -166,6 +193,7 @@ class ResultsWriter:
                 raise EvaluationError(
                     f"{self.path}: results schema version {v} is newer than this tool supports ({SCHEMA_VERSION});"
                     " upgrade")
+            self._check_ours()
         if not folder.is_dir():
             try:
                 folder.mkdir(parents=True, exist_ok=True)
@@ -174,45 +202,83 @@ class ResultsWriter:
         if not os.access(folder, os.W_OK | os.X_OK):
             raise EvaluationError(f"{self.path}: output folder is not writable")
 
+    def _check_ours(self) -> None:
+        """Refuse (one line, nothing written) an existing file that is not a results file: another program's HDF5
+        file with a ``schema_version`` attribute would otherwise be adopted and its other members dropped."""
+        with open_read(self.path) as f:
+            foreign = sorted(set(f) - TOP_LEVEL)
+            lacks = [a for a in ALWAYS if a not in f.attrs]
+        if foreign or lacks:
+            what = f"holds {', '.join(map(repr, foreign[:3]))}" if foreign else f"lacks the attribute {lacks[0]!r}"
+            raise EvaluationError(f"{self.path}: not a results file ({what}; a results file holds only "
+                                  f"{', '.join(sorted(TOP_LEVEL))}): left as it is; evaluate into another --out")
+
+    def _take(self) -> tuple[int, bool]:
+        """Open and ``flock`` the sidecar folder (made if absent); returns (fd, whether this call made it)."""
+        for _ in range(3):
+            created = not self.parts.exists()
+            try:
+                self.parts.mkdir(exist_ok=True)
+                fd = os.open(self.parts, os.O_RDONLY)
+            except OSError as e:
+                raise EvaluationError(f"{self.path}: cannot create {self.parts.name}/ ({e.strerror or e})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise EvaluationError(f"{self.path}: another evaluation is writing this file") from None
+            try:
+                same = os.stat(self.parts).st_ino == os.fstat(fd).st_ino
+            except OSError:
+                same = False
+            if same:
+                return fd, created
+            os.close(fd)  # the folder was removed (a session that ended, a consolidation) while it was locked: again
+        raise EvaluationError(f"{self.path}: another evaluation is writing this file")
+
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold an exclusive lock for one evaluation (``flock`` on the sidecar folder: no lock file).
 
         On entry, leftovers of killed writers (temporary files) are removed; on exit, commit files no index
-        points at any more are deleted, and an empty sidecar folder is removed.
+        points at any more are deleted, and an empty sidecar folder is removed. A writer that already holds the
+        lock enters again at no cost (:meth:`consolidate` inside an evaluation's session). A refused call
+        changes nothing.
 
         Raises:
             EvaluationError: another evaluation holds the lock, or the sidecar folder cannot be made.
         """
-        created = not self.parts.exists()
+        if self._locked:
+            yield
+            return
+        fd, created = self._take()
+        self._locked = True
         try:
-            self.parts.mkdir(exist_ok=True)
-            fd = os.open(self.parts, os.O_RDONLY)
-        except OSError as e:
-            raise EvaluationError(f"{self.path}: cannot create {self.parts.name}/ ({e.strerror or e})") from None
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise EvaluationError(f"{self.path}: another evaluation is writing this file") from None
             for stale in [*self.parts.glob(TMP_PREFIX + "*"), *self.path.parent.glob(f"{TMP_PREFIX}{self.path.name}*")]:
                 stale.unlink(missing_ok=True)
             yield
         finally:
             try:
                 self._collect_garbage()
-                if created and not any(self.parts.iterdir()):
+                if created and self.parts.is_dir() and not any(self.parts.iterdir()):
                     self.parts.rmdir()
             finally:
+                self._locked = False
                 os.close(fd)
 
     # --- reading what is there ----------------------------------------------------------------------------
 
     def done(self) -> dict[str, set[str]]:
-        """Scenario ids already committed, per checkpoint key (empty when no file)."""
+        """Scenario ids already committed, per checkpoint key (empty when no file).
+
+        Raises:
+            EvaluationError: a commit file of the stored scenes or rows cannot be read (one line naming it;
+                nothing is written).
+        """
         if not self.path.exists():
             return {}
         with open_index(self.path) as f:
+            self._check_scene_parts(f)
             grp = f.get("checkpoints")
             if grp is None:
                 return {}
@@ -229,6 +295,29 @@ class ResultsWriter:
                                           f"({str(e).splitlines()[0]}): changed outside sim.evaluate; evaluate "
                                           f"into another --out ({self.path.name} is left as it is)") from None
             return out
+
+    def _broken_part(self, f: h5py.File, groups: Sequence[str]) -> tuple[Path, str] | None:
+        """The first commit file that the links of ``groups`` of the index ``f`` point into and that is missing,
+        cannot be opened, or lacks a linked object, and why; None when every one is whole."""
+        for grp in groups:
+            for fn, objs in external_links(f.get(grp)).items():
+                part = self.path.parent / fn
+                try:
+                    with open_read(part) as pf:
+                        lost = next((o for o in objs if o not in pf), None)
+                except OSError as e:
+                    return part, "it is missing" if not part.exists() else str(e).splitlines()[0]
+                if lost is not None:
+                    return part, f"it lacks {lost}"
+        return None
+
+    def _check_scene_parts(self, f: h5py.File) -> None:
+        """Every commit file the index's scenes link into opens and holds the linked scenes (a broken one would
+        be linked again by this call's rows and copied into a consolidated file as a dangling link)."""
+        broken = self._broken_part(f, ("scenarios",))
+        if broken:
+            raise EvaluationError(f"{broken[0]}: the stored scenes cannot be read ({broken[1]}): changed outside "
+                                  f"sim.evaluate; evaluate into another --out ({self.path.name} is left as it is)")
 
     # --- commits ----------------------------------------------------------------------------------------------
 
@@ -282,7 +371,9 @@ class ResultsWriter:
 
     def _adopt(self, tmp: Path) -> None:
         """Write at ``tmp`` an index over a self-contained file (version 1, or consolidated), whose data joins
-        the sidecar as one commit file (a hard link: no copy)."""
+        the sidecar as one commit file (a hard link: no copy). Its root attributes, ``/verdict`` and ``/skipped``
+        move into the index."""
+        self._check_ours()  # a member the index would not link to would be lost with the whole file
         self.parts.mkdir(exist_ok=True)
         legacy = self.parts / f"whole-{uuid.uuid4().hex[:12]}.h5"
         try:
@@ -303,6 +394,8 @@ class ResultsWriter:
                         g[name] = h5py.ExternalLink(rel, f"/{grp}/{name}")
             if "verdict" in old:
                 f.create_group("verdict").attrs.update(dict(old["verdict"].attrs))
+            if "skipped" in old:
+                old.copy(old["skipped"], f, name="skipped")
 
     @staticmethod
     def _set_root(f: h5py.File, root: Mapping[str, Any]) -> None:
@@ -363,7 +456,7 @@ class ResultsWriter:
         """
         stored = attrs.to_hdf5() if isinstance(attrs, CheckpointAttrs) else \
             {k: v if not isinstance(v, Mapping | list | tuple) else to_json(v) for k, v in attrs.items()}
-        superseded = None
+        superseded = None  # the commit file the key's link pointed at: kept for readers (see _prune)
         with self._index() as f:
             self._set_root(f, root)
             scene_rows = self._add_scenes(f, scenes)
@@ -379,8 +472,22 @@ class ResultsWriter:
             if key in cps:
                 del cps[key]
             cps[key] = h5py.ExternalLink(rel, f"/checkpoints/{key}")
-        if superseded and superseded != Path(rel).name:  # the published index no longer points at it
-            (self.parts / superseded).unlink(missing_ok=True)
+        if superseded and superseded != Path(rel).name:
+            self._superseded.setdefault(superseded, time.monotonic())
+        self._prune()
+
+    def _prune(self) -> None:
+        """Delete the commit files superseded more than :data:`SUPERSEDED_GRACE_S` ago that the published index
+        no longer links to (a file other links share, such as an adopted ``whole-<id>.h5``, stays)."""
+        now = time.monotonic()
+        due = [n for n, t in self._superseded.items() if now - t >= SUPERSEDED_GRACE_S]
+        if not due:
+            return
+        keep = self._referenced()
+        for name in due:
+            del self._superseded[name]
+            if name not in keep:
+                (self.parts / name).unlink(missing_ok=True)
 
     def set_checkpoint_attrs(self, changes: Mapping[str, Mapping[str, Any]]) -> None:
         """Set attributes of stored checkpoints (``key -> {name: value}``), their rows unchanged, in one commit.
@@ -462,19 +569,15 @@ class ResultsWriter:
     # --- housekeeping ----------------------------------------------------------------------------------------
 
     def _referenced(self) -> set[str]:
+        """Names of the commit files any link of the published index points into."""
         if not self.path.exists():
             return set()
         with open_read(self.path) as f:
-            out = set()
-            for grp in ("scenarios", "checkpoints"):
-                for name in f.get(grp, {}):
-                    link = f[grp].get(name, getlink=True)
-                    if isinstance(link, h5py.ExternalLink):
-                        out.add(Path(link.filename).name)
-            return out
+            return {Path(fn).name for grp in ("scenarios", "checkpoints") for fn in external_links(f.get(grp))}
 
     def _collect_garbage(self) -> None:
         """Delete commit files that no index points at (superseded by a merge, or orphaned by a kill)."""
+        self._superseded.clear()
         if not self.parts.is_dir():
             return
         keep = self._referenced()
@@ -485,20 +588,108 @@ class ResultsWriter:
     def consolidate(self) -> None:
         """Copy every linked group into one self-contained file at ``path``; remove the sidecar folder.
 
-        Costs a copy of the whole file: run it once, at the end (``sim.evaluate --consolidate``).
+        Holds the lock (:meth:`lock`; inside an evaluation's session, that session's). Costs a copy of the whole
+        file and a read of the copy: run it once, at the end (``sim.evaluate --consolidate``). Every commit file is
+        checked first (it opens and holds its linked groups), and the copy before anything is replaced or deleted:
+        it holds no link but hard ones, every group and dataset the index reaches (following its links) and no
+        other, the same root attributes, and every dataset reads back.
+
+        Raises:
+            EvaluationError: another evaluation holds the lock, or a commit file cannot be read, or the copy
+                differs (one line; the file and its sidecar are left as they are).
         """
         if not self.path.exists():
             return
-        tmp = self.path.with_name(f"{TMP_PREFIX}{self.path.name}-{uuid.uuid4().hex[:8]}")
+        with self.lock():
+            tmp = self.path.with_name(f"{TMP_PREFIX}{self.path.name}-{uuid.uuid4().hex[:8]}")
+            try:
+                with open_read(self.path) as src:
+                    broken = self._broken_part(src, ("scenarios", "checkpoints"))
+                    if broken:
+                        raise EvaluationError(f"{self.path}: not consolidated, nothing deleted: its commit file "
+                                              f"{broken[0]} cannot be read ({broken[1]})")
+                    try:
+                        with h5py.File(tmp, "w", locking=False) as dst:
+                            for k, v in src.attrs.items():
+                                if k != LAYOUT_ATTR:
+                                    dst.attrs[k] = v
+                            for name in src:
+                                src.copy(src[name], dst, name=name, expand_external=True)
+                    except (KeyError, ValueError, RuntimeError) as e:  # h5py's, for a part it could not copy
+                        problem = f"the copy failed ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+                    else:
+                        with open_read(tmp) as dst:
+                            try:
+                                problem = _differs(src, dst, self.path.parent)
+                            except (OSError, KeyError, ValueError) as e:  # a part that changed while it was copied
+                                problem = f"the check of the copy failed ({str(e).splitlines()[0]})"
+                if problem:
+                    raise EvaluationError(f"{self.path}: not consolidated, nothing deleted: {problem}")
+                _publish(tmp, self.path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            shutil.rmtree(self.parts, ignore_errors=True)
+
+
+def _links(g: h5py.Group) -> dict[str, int]:
+    """Every link below ``g``, recursively (external links not followed): relative path -> link type (``h5l``)."""
+    out: dict[str, int] = {}
+
+    def visit(name: bytes, info: Any) -> None:
+        out[name.decode()] = info.type
+
+    g.id.links.visit(visit, info=True)
+    return out
+
+
+def _logical_tree(src: h5py.File, folder: Path) -> dict[str, int]:
+    """The links of the index ``src`` as a self-contained copy must hold them: each external link replaced by the
+    object it points at (a hard link) and everything below it. Raises OSError / KeyError for a part that cannot
+    be read (checked before by ``_broken_part``)."""
+    tree = _links(src)
+    with ExitStack() as stack:
+        parts: dict[str, h5py.File] = {}
+        for name, kind in list(tree.items()):
+            if kind != h5l.TYPE_EXTERNAL:
+                continue
+            fn, obj = (x.decode() for x in src.id.links.get_val(name.encode()))
+            if fn not in parts:
+                parts[fn] = stack.enter_context(open_read(folder / fn))
+            tree[name] = h5l.TYPE_HARD
+            target = parts[fn][obj]
+            if isinstance(target, h5py.Group):
+                tree.update({f"{name}/{sub}": t for sub, t in _links(target).items()})
+    return tree
+
+
+def _read_back(dst: h5py.File, name: str) -> None:
+    """Read one object of the copy whole (a dataset's every value)."""
+    oid = h5o.open(dst.id, name.encode())
+    if isinstance(oid, h5d.DatasetID):
+        if oid.dtype.kind == "O" or not oid.shape or 0 in oid.shape:
+            h5py.Dataset(oid)[()]
+        else:
+            oid.read(h5s.ALL, h5s.ALL, np.empty(oid.shape, oid.dtype))
+
+
+def _differs(src: h5py.File, dst: h5py.File, folder: Path) -> str | None:
+    """Why the consolidated file ``dst`` is not a whole copy of the index ``src`` (None when it is): another set
+    of root attributes, a link left in it (HDF5 leaves an external link it cannot follow in place), a group or
+    dataset missing or extra, or one that does not read back."""
+    if set(src.attrs) - {LAYOUT_ATTR} != set(dst.attrs):
+        return "the root attributes differ in the copy"
+    got = _links(dst)
+    for name in sorted(n for n, kind in got.items() if kind != h5l.TYPE_HARD):
+        link = dst.get(name, getlink=True)
+        target = f" (in {folder / link.filename})" if isinstance(link, h5py.ExternalLink) else ""
+        return f"/{name}{target} cannot be read: the copy holds a {type(link).__name__} there"
+    want = _logical_tree(src, folder)
+    for name in sorted(set(want) ^ set(got)):
+        return f"/{name} is missing in the copy" if name in want else f"/{name} is in the copy only"
+    for name in sorted(got):
         try:
-            with open_read(self.path) as src, h5py.File(tmp, "w", locking=False) as dst:
-                for k, v in src.attrs.items():
-                    if k != LAYOUT_ATTR:
-                        dst.attrs[k] = v
-                for name in src:
-                    src.copy(src[name], dst, name=name, expand_external=True)
-            _publish(tmp, self.path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        shutil.rmtree(self.parts, ignore_errors=True)
+            _read_back(dst, name)
+        except (OSError, KeyError, ValueError, TypeError) as e:
+            return f"/{name} does not read back ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+    return None

@@ -56,21 +56,27 @@ def test_index_links_into_the_sidecar_and_nothing_else_is_left(tmp_path):
     assert sorted(p.name.split("-")[0] for p in parts_dir(path).iterdir()) == ["ckpt", "ckpt", "ckpt", "scenes"]
 
 
-def test_merge_keeps_one_commit_file_per_key(tmp_path):
+def test_merge_keeps_one_commit_file_per_key(tmp_path, monkeypatch):
     path = tmp_path / "r.h5"
-    scenes = [straight_scene(i, 12) for i in range(4)]
+    scenes = [straight_scene(i, 12) for i in range(6)]
     ids = [s.id for s in scenes]
     w = ResultsWriter(path)
     with w.lock():
         w.commit("k", CheckpointAttrs(name="a.pt", kind="checkpoint"), _rows(ids[:2], 1.0), scenes[:2], ROOT)
-        w.commit("k", CheckpointAttrs(name="a.pt", kind="checkpoint"), _rows(ids[2:], 2.0), scenes[2:], ROOT)
-        # removed at once, not at the end of the call: a sweep committing per scene window keeps one file per key
-        assert len(list(parts_dir(path).glob("ckpt-*"))) == 1
+        with h5py.File(path, "r", locking=False) as snapshot:  # a reader mid-read (the dashboard)
+            w.commit("k", CheckpointAttrs(name="a.pt", kind="checkpoint"), _rows(ids[2:4], 2.0), scenes[2:4], ROOT)
+            # the superseded commit file stays for the reader's snapshot (until the end of the session, or its grace)
+            assert len(list(parts_dir(path).glob("ckpt-*"))) == 2
+            assert list(snapshot["checkpoints/k/metrics/ade"][()]) == [1, 1]
         (got,) = read_checkpoints(path, with_traj=True)
-        assert got.rows.scenario_ids == tuple(ids)
+        assert got.rows.scenario_ids == tuple(ids[:4])
+        # a long sweep committing per scene window: a file superseded longer than the grace goes at the next commit
+        monkeypatch.setattr("sim.results.store.SUPERSEDED_GRACE_S", 0.0)
+        w.commit("k", CheckpointAttrs(name="a.pt", kind="checkpoint"), _rows(ids[4:], 3.0), scenes[4:], ROOT)
+        assert len(list(parts_dir(path).glob("ckpt-*"))) == 1
     (got,) = read_checkpoints(path, with_traj=True)
-    assert got.rows.scenario_ids == tuple(ids) and list(got.rows.metrics["ade"]) == [1, 1, 2, 2]
-    assert len(list(parts_dir(path).glob("ckpt-*"))) == 1  # the superseded commit file was collected
+    assert got.rows.scenario_ids == tuple(ids) and list(got.rows.metrics["ade"]) == [1, 1, 2, 2, 3, 3]
+    assert len(list(parts_dir(path).glob("ckpt-*"))) == 1  # the superseded commit files were collected
 
 
 def test_version_1_is_read_and_appended_to_without_copying(tmp_path):
