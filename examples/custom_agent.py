@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from policy.checkpoint import file_load_reason, state_dict_mismatch
 from sim.config import NUM_WAYPOINTS
 from sim.evaluation.plugins import AgentError, AgentInfo, step_from_name, weights_digest
 from sim.observation import OBS_DIM
@@ -36,11 +37,18 @@ class MyAgent:
     def __init__(self, path: str, device: str = "cpu") -> None:
         try:
             state = torch.load(path, map_location=device, weights_only=True)
-            self.net = _net().to(device)
-            self.net.load_state_dict(state)
-        except Exception as e:
-            why = str(e).splitlines()[0][:120]
+        except Exception as e:  # a text file, a pickle of code, a truncated file: say which, in one line
+            why = file_load_reason(path, e)
             raise AgentError(f"{path}: not a checkpoint of examples.custom_agent ({why})") from None
+        self.net = _net().to(device)
+        if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+            raise AgentError(f"{path}: not a checkpoint of examples.custom_agent (it holds a {type(state).__name__}, "
+                             "not a state dict of tensors)")
+        try:
+            self.net.load_state_dict(state)
+        except RuntimeError:
+            raise AgentError(f"{path}: not a checkpoint of examples.custom_agent (its weights do not fit the MLP: "
+                             f"{state_dict_mismatch(self.net.state_dict(), state)})") from None
         self.net.eval()
         self.info = AgentInfo("examples.custom_agent:make", path, weights_digest(state), step_from_name(path),
                               "file name")

@@ -2,7 +2,8 @@
 
 1. Train ``PPO("MlpPolicy", env)`` on the natively batched env with ``CheckpointCallback`` (``rl_model_N_steps.zip``)
    and TensorBoard logging.
-2. ``python -m sim.evaluate --agent sb3 --ckpt 'OUT/checkpoints/*.zip' --signals OUT/tb ...``: every checkpoint in
+2. ``python -m sim.evaluate --agent sb3 --ckpt 'OUT/checkpoints/*.zip' --signals OUT/tb/PPO_N ...`` (the TensorBoard run
+   this training wrote: a second call into the same ``OUT`` writes ``PPO_2``): every checkpoint in
    closed loop through the ``sb3`` agent plug-in (nothing unpickled) on held-out scenes; the TensorBoard scalars
    matched to the checkpoints' steps; every signal judged (entropy is the headline; SB3's ``train/entropy_loss`` is
    minus the entropy and is judged negated). The command is printed before it runs.
@@ -25,8 +26,13 @@ from pathlib import Path
 import torch
 
 
-def train(out: Path, num_envs: int, total_steps: int, save_every: int, scenarios: str, seed: int) -> None:
-    """PPO on the batched env; checkpoints every ``save_every`` env steps, TensorBoard under ``out/tb``."""
+def train(out: Path, num_envs: int, total_steps: int, save_every: int, scenarios: str, seed: int) -> Path:
+    """PPO on the batched env; checkpoints every ``save_every`` env steps, TensorBoard under ``out/tb``.
+
+    Returns:
+        The TensorBoard run this training wrote (``out/tb/PPO_N``: SB3 numbers a new run beside the earlier ones,
+        so a second call into the same ``out`` writes ``PPO_2``).
+    """
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import CheckpointCallback
 
@@ -40,12 +46,18 @@ def train(out: Path, num_envs: int, total_steps: int, save_every: int, scenarios
     every = max(1, save_every // num_envs)  # CheckpointCallback counts vector steps
     model.learn(total_steps, callback=CheckpointCallback(every, str(out / "checkpoints"), name_prefix="rl_model"),
                 tb_log_name="PPO")
+    return Path(model.logger.get_dir())
 
 
-def eval_command(out: Path, scenarios: str, n_scenes: int, metric: str, seed: int) -> list[str]:
-    """The ``sim.evaluate`` call: every checkpoint through the ``sb3`` plug-in, every TensorBoard scalar judged."""
+def eval_command(out: Path, scenarios: str, n_scenes: int, metric: str, seed: int, tb: Path | None = None
+                 ) -> list[str]:
+    """The ``sim.evaluate`` call: every checkpoint through the ``sb3`` plug-in, every TensorBoard scalar judged.
+
+    Args:
+        tb: the TensorBoard run to judge (:func:`train`'s); None: ``out/tb`` (which must then hold one run).
+    """
     return [sys.executable, "-m", "sim.evaluate", "--agent", "sb3", "--ckpt", str(out / "checkpoints" / "*.zip"),
-            "--signals", str(out / "tb"), "--signal", "train/entropy_loss", "--scenarios", scenarios,
+            "--signals", str(tb or out / "tb"), "--signal", "train/entropy_loss", "--scenarios", scenarios,
             "--max-scenarios", str(n_scenes), "--metric", metric, "--seed", str(seed), "--out",
             str(out / "results.h5"), "--no-progress"]
 
@@ -69,10 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         a.scenarios, a.eval_scenarios = "procedural-small:train", "procedural-small:test"
     torch.set_num_threads(a.threads)  # one thread is fastest on a busy 2-core machine (benchmarks.sim_throughput)
     t0 = time.perf_counter()
-    train(a.out, a.num_envs, a.total_steps, a.save_every, a.scenarios, a.seed)
+    tb = train(a.out, a.num_envs, a.total_steps, a.save_every, a.scenarios, a.seed)
     t1 = time.perf_counter()
     print(f"trained {a.total_steps} env steps in {t1 - t0:.1f} s ({a.total_steps / (t1 - t0):.0f} env-steps/s)")
-    cmd = eval_command(a.out, a.eval_scenarios, a.eval_scenes, a.metric, a.seed)
+    cmd = eval_command(a.out, a.eval_scenarios, a.eval_scenes, a.metric, a.seed, tb)
     print("$ " + " ".join(shlex.quote(c) for c in ["python", *cmd[1:]]), flush=True)
     rc = subprocess.run(cmd).returncode
     print(f"sim.evaluate took {time.perf_counter() - t1:.1f} s")

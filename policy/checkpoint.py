@@ -14,6 +14,7 @@ import hashlib
 import io
 import math
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,10 +31,16 @@ NON_ACTING_PREFIXES = ("value_net.",)
 NON_ACTING_CONFIG = ("init_log_std",)
 """Architecture settings that only matter at initialisation: left out of :func:`acting_digest`."""
 REQUIRED_META = ("episode", "entropy", "eval_info", "format_version")
+REFUSED_GLOBAL = re.compile(r"unsupported (?:global|class):?\s+(?:GLOBAL\s+)?([A-Za-z_][\w.]*)", re.IGNORECASE)
+"""The name of the global (function or class) a ``weights_only`` load refused, in every wording PyTorch has used."""
+WEIGHTS_ONLY_FAILED = "Weights only load failed"
+WEIGHTS_ONLY_ADVICE = (WEIGHTS_ONLY_FAILED, "weights_only", "Check the documentation of torch.load")
+"""Lines of PyTorch's refusal that are advice (re-run with ``weights_only=False``...), never repeated to users."""
 ZIP_READER_REASONS = (  # PyTorch's zip reader (PytorchStreamReader / miniz) text -> what it means for the user
     ("failed finding central directory", "truncated or corrupt: not a complete zip archive"),
     ("not a ZIP archive", "not a PyTorch file: torch.save and TorchScript files are zip archives"),
     ("failed locating file constants.pkl", "a torch.save file, not a TorchScript module (torch.jit.save writes those)"),
+    ("with TorchScript archives passed to", "a TorchScript module, not a torch.save file (--agent torchscript)"),
 )
 
 
@@ -145,13 +152,25 @@ def acting_digest(state_dict: Mapping[str, torch.Tensor], policy_config: Mapping
     if policy_config is not None:
         arch = {k: v for k, v in sorted(policy_config.items()) if k not in NON_ACTING_CONFIG}
         h.update(repr(arch).encode())
-    for name in sorted(state_dict):
-        if name.startswith(NON_ACTING_PREFIXES):
+    hash_tensors(h, state_dict, skip=NON_ACTING_PREFIXES)
+    return h.hexdigest()
+
+
+def hash_tensors(h: Any, state: Mapping[str, torch.Tensor], skip: tuple[str, ...] = ()) -> None:
+    """Feed ``state`` into the hash ``h``: each tensor's name, dtype, shape and bytes, in name order (the one
+    definition every weights identity uses: :func:`acting_digest`, ``sim.evaluation.plugins.weights_digest``).
+
+    Args:
+        h: a ``hashlib`` hash object.
+        state: ``{name: tensor}`` (0-d tensors included).
+        skip: name prefixes left out.
+    """
+    for name in sorted(state):
+        if skip and name.startswith(skip):
             continue
-        t = state_dict[name].detach().cpu().contiguous()
+        t = state[name].detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 def first_non_finite(state_dict: Mapping[str, Any], acting_only: bool = False) -> str | None:
@@ -204,18 +223,53 @@ def save_checkpoint(path: str | os.PathLike[str], policy: WaypointPolicy, config
     atomic_write_bytes(path, buf.getvalue())
 
 
+def unpickling_refusal(text: str) -> str | None:
+    """What ``torch.load(..., weights_only=True)`` refused, in one line, or None when ``text`` (its exception's
+    text) is not such a refusal.
+
+    A pickled global (a function or class: code) is named whatever PyTorch's wording (:data:`REFUSED_GLOBAL`:
+    ``Unsupported global: GLOBAL argparse.Namespace was not an allowed global``, torch 2.13's ``Trying to load
+    unsupported GLOBAL posix.system whose module posix is blocked``, older ``Unsupported class``): ``refused: it
+    pickles posix.system (code), nothing was unpickled``. PyTorch's advice to re-run with ``weights_only=False``
+    (arbitrary code execution) is never repeated.
+    """
+    m = REFUSED_GLOBAL.search(text)
+    if m:
+        return f"refused: it pickles {m.group(1).rstrip('.')} (code), nothing was unpickled"
+    if WEIGHTS_ONLY_FAILED not in text:
+        return None
+    detail = next((ln.strip().removeprefix("WeightsUnpickler error:").strip() for ln in text.splitlines()
+                   if ln.strip() and not any(a in ln for a in WEIGHTS_ONLY_ADVICE)), "")
+    detail = detail.split(". ")[0][:150]
+    return "refused: it needs unpickling" + (f" ({detail})" if detail else "") + ", nothing was unpickled"
+
+
 def load_error_reason(e: BaseException) -> str:
     """One clean line for an exception of ``torch.load`` / ``torch.jit.load`` (PyTorch's zip reader explains
-    itself in several sentences; :data:`ZIP_READER_REASONS` names the common cases, otherwise the first sentence,
-    or the ``Unsupported global`` line of a ``weights_only`` refusal)."""
+    itself in several sentences; :data:`ZIP_READER_REASONS` names the common cases, a ``weights_only`` refusal is
+    :func:`unpickling_refusal`, otherwise the first sentence)."""
     text = str(e)
+    refused = unpickling_refusal(text)
+    if refused:
+        return refused
     for needle, reason in ZIP_READER_REASONS:
         if needle in text:
             return reason
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()] or [type(e).__name__]
-    first = next((ln for ln in lines if "Unsupported global" in ln), lines[0])
-    first = first.split(" This is an internal ")[0]
+    first = lines[0].split(" This is an internal ")[0]
     return first if len(first) <= 200 else first[:200].rsplit(" ", 1)[0] + " ..."
+
+
+def file_load_reason(path: str | os.PathLike[str], e: BaseException) -> str:
+    """Why ``torch.load(path, weights_only=True)`` failed with ``e``, in one line: no such file, not a
+    ``torch.save`` archive at all (a text file, say), or :func:`load_error_reason` (a ``weights_only`` refusal first:
+    a plain pickle of code is refused as such)."""
+    path = Path(path)
+    if not path.is_file():
+        return "no such file"
+    if unpickling_refusal(str(e)) or _starts_as_zip(path):
+        return load_error_reason(e)
+    return "not a torch.save archive"
 
 
 def _starts_as_zip(path: Path) -> bool:
@@ -236,7 +290,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt/truncated/pickled-code files
-        reason = load_error_reason(e) if _starts_as_zip(path) else "not a torch.save archive"
+        reason = file_load_reason(path, e)
         raise CheckpointError(f"{path}: not a readable checkpoint ({reason})") from e
     if not isinstance(obj, dict) or not {"state_dict", "config", "meta"} <= set(obj):
         raise CheckpointError(f"{path}: not a checkpoint of this project (expected keys state_dict, config, meta)")
@@ -277,7 +331,7 @@ def _bad_architecture(pcfg: PolicyConfig) -> str | None:
     return None
 
 
-def _state_dict_mismatch(want: Mapping[str, Any], got: Mapping[str, Any]) -> str:
+def state_dict_mismatch(want: Mapping[str, Any], got: Mapping[str, Any]) -> str:
     """What keeps ``got`` from loading into a policy whose state dict is ``want``: missing and unexpected weight
     names and the first shape that differs, in a few words (``torch``'s own message spans many lines)."""
     parts = []
@@ -322,6 +376,6 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
         policy.load_state_dict(obj["state_dict"], strict=True)
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not fit the policy architecture "
-                              f"({_state_dict_mismatch(policy.state_dict(), obj['state_dict'])})") from e
+                              f"({state_dict_mismatch(policy.state_dict(), obj['state_dict'])})") from e
     policy.to(device).eval()
     return LoadedCheckpoint(policy, obj["config"], obj["meta"])

@@ -217,14 +217,23 @@ def rollout(
     )
 
 
-def _check_policy_output(wps: Tensor | Controls, aux: dict[str, Tensor], n_b: int) -> None:
+def policy_output_problem(wps: object, n_b: int) -> str | None:
+    """What is wrong with a policy's output for a batch of ``n_b`` scenes (``"waypoints [B, K, 2], got [B, 3]"``), or
+    None: it must be waypoints ``[n_b, NUM_WAYPOINTS, 2]`` or :class:`Controls` of two ``[n_b]`` tensors."""
     if isinstance(wps, Controls):
         shapes = [list(x.shape) if isinstance(x, Tensor) else type(x).__name__ for x in wps]
         if shapes != [[n_b], [n_b]]:
-            raise SimError(f"policy_fn must return Controls(accel [{n_b}], curvature [{n_b}]), got {shapes}")
+            return f"Controls(accel [{n_b}], curvature [{n_b}]), got {shapes}"
     elif not isinstance(wps, Tensor) or wps.shape != (n_b, NUM_WAYPOINTS, 2):
         shape = list(wps.shape) if isinstance(wps, Tensor) else type(wps).__name__
-        raise SimError(f"policy_fn must return waypoints [{n_b}, {NUM_WAYPOINTS}, 2], got {shape}")
+        return f"waypoints [{n_b}, {NUM_WAYPOINTS}, 2], got {shape}"
+    return None
+
+
+def _check_policy_output(wps: Tensor | Controls, aux: dict[str, Tensor], n_b: int) -> None:
+    problem = policy_output_problem(wps, n_b)
+    if problem:
+        raise SimError(f"policy_fn must return {problem}")
     for k, v in aux.items():
         if not isinstance(v, Tensor) or v.ndim < 1 or v.shape[0] != n_b:
             raise SimError(f"policy_fn aux {k!r} must be a tensor [B={n_b}, ...]")

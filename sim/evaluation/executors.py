@@ -354,12 +354,19 @@ def run_units(
     on_complete: Callable[[str, CheckpointRows], None],
     progress: bool = True,
     results: Iterator[UnitResult] | None = None,
+    on_failed: Callable[[str, str], None] | None = None,
 ) -> None:
     """Run ``units``; as soon as every unit of a key in a scene window is back, call ``on_complete(key, rows)`` with
     that window's rows (shards in order): once per (key, window), so once per key when the scenes fit one window.
 
     A tqdm bar (stderr) counts scenes. ``results``: ``executor.run(units, scenes, settings)`` when the caller
     started it already (its first batch or its workers then start up beside the caller's own setup).
+
+    A unit that comes back ``failed`` (its agent returned a NaN or an infinity) fails its key: ``on_failed(key,
+    reason)`` once, and none of that key's rows still to come are passed on (the other keys go on).
+
+    Raises:
+        EvaluationError: a unit failed and there is no ``on_failed`` (the reason, naming the file).
     """
     from tqdm import tqdm
 
@@ -368,11 +375,24 @@ def run_units(
         left[u.key, u.window] = left.get((u.key, u.window), 0) + 1
     parts: dict[tuple[str, int], list[UnitResult]] = {}
     window_of = {(u.key, u.shard): u.window for u in units}
+    size = {(u.key, u.shard): len(u.scenes) for u in units}
+    source = {u.key: u.source for u in units}
+    failed: set[str] = set()
     bar = tqdm(total=sum(len(u.scenes) for u in units), unit="scene", disable=not progress, desc="closed loop",
                file=sys.stderr)
     try:
         for res in executor.run(units, scenes, settings) if results is None else results:
-            bar.update(len(res.rows.scenario_ids))
+            bar.update(size[res.key, res.shard])
+            if res.key in failed:
+                continue
+            if res.failed or res.rows is None:
+                failed.add(res.key)
+                for slot in [s for s in parts if s[0] == res.key]:
+                    del parts[slot]
+                if on_failed is None:
+                    raise EvaluationError(f"{source[res.key]}: {res.failed}")
+                on_failed(res.key, res.failed)
+                continue
             slot = (res.key, window_of[res.key, res.shard])
             parts.setdefault(slot, []).append(res)
             left[slot] -= 1

@@ -180,7 +180,7 @@ def run(cfg: EvalConfig, console=None) -> Verdict:
     if cfg.device == "auto":
         log(f"device: {why}")
     cfg = replace(cfg, device=str(device))
-    bad_ckpts: list[SkippedCheckpoint] = []  # acting weights not finite: recorded, never evaluated
+    bad_ckpts: list[SkippedCheckpoint] = []  # acting weights (or a plug-in's probe output) not finite: recorded
     if cfg.agent == "own":
         cands, run_dir = discover(cfg.ckpt, cfg.run, cfg.only, read_checkpoint, Path(cfg.latest), log=log,
                                   skipped=bad_ckpts)
@@ -189,13 +189,14 @@ def run(cfg: EvalConfig, console=None) -> Verdict:
                               "project's own runs)")
     else:
         cands, run_dir = plugin_candidates(cfg.ckpt, cfg.agent, cfg.device, Path(cfg.latest), log,
-                                           sampling=cfg.rollouts > 0)
+                                           sampling=cfg.rollouts > 0, skipped=bad_ckpts)
     for s in bad_ckpts:
         log(s.line())
     groups = split_by_run(cands, run_dir)
     bases = [baseline(b) for b in cfg.baselines]
     if not cands and not bases:
-        raise EvaluationError(f"nothing to evaluate: {len(bad_ckpts)} checkpoint(s) skipped for non-finite weights"
+        raise EvaluationError(f"nothing to evaluate: {len(bad_ckpts)} checkpoint(s) skipped, every one given "
+                              f"({bad_ckpts[0].file}: {bad_ckpts[0].reason})"
                               if bad_ckpts else "nothing to evaluate: give --ckpt, --run or --baseline")
     if len(groups) > 1 and cfg.out:
         raise EvaluationError(f"--out {cfg.out}: the checkpoints belong to {len(groups)} runs "
@@ -301,6 +302,7 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
         # the scenes' types and records are written on a thread of their own while the rollouts start; every commit
         # waits for them (a commit links to its scenes), and so does the verdict (the types are its strata)
         side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scene-writer")
+        failed: dict[str, SkippedCheckpoint] = {}  # the agent returned a NaN or an infinity: skipped, not scored
         try:
             stored_scenes = side.submit(_store_scenes, writer, scenes, root, skipped, settings.max_agents,
                                         not out.exists() or bool(units))
@@ -311,17 +313,26 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
                 writer.commit(key, by_key[key].attrs(cfg.backend), rows,
                               take(scenes, [index_of[i] for i in rows.scenario_ids]), root)
 
+            def fail(key: str, reason: str) -> None:
+                failed[key] = SkippedCheckpoint(by_key[key].path, "", reason, str(run_dir) if run_dir else None)
+                log(failed[key].line())
+
             race, vids = None, ids  # --budget: the race's section of the verdict, judged on its common scenes
             if cfg.budget:
                 race, vids = run_budget_cfg(replace(cfg, executor=name), cands, scenes, settings, out, commit)
             elif executor is not None:
-                run_units(executor, units, scenes, settings, commit, progress=cfg.progress, results=results)
+                run_units(executor, units, scenes, settings, commit, progress=cfg.progress, results=results,
+                          on_failed=fail)
             types = stored_scenes.result()
+            if failed:
+                skipped = [*skipped, *failed.values()]
+                writer.write_skipped(skipped)
         finally:
             side.shutdown(wait=True, cancel_futures=True)
             if executor is not None:
                 executor.close()
-        stored = {s.key: s for s in read_checkpoints(out)}
+        cands = [c for c in cands if c.key not in failed]  # a failed checkpoint is out of this call's verdict
+        stored = {s.key: s for s in read_checkpoints(out) if s.key not in failed}
         records = {k: s.record for k, s in stored.items()}
         # pairs stored by an earlier call keep its attributes: this call's verdict follows this call's training log
         # and, over a run's whole comparison set, the run's current roles and files (a resumed training moves last)

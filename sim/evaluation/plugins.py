@@ -3,7 +3,7 @@
 Protocol:
 
 - A **factory** ``(checkpoint_path: str, device: str) -> Agent``; ``--agent NAME_OR_MODULE:FACTORY`` names one
-  (:func:`resolve_factory`). Built in: ``own`` (this project's ``.pt``, the default), ``sb3`` (PPO / SAC ``.zip``)
+  (:func:`resolve_factory`). Built in: ``own`` (this project's ``.pt``, the default), ``sb3`` (PPO / A2C / SAC ``.zip``)
   and ``torchscript`` (a scripted module ``[B, OBS_DIM] -> [B, K, 2]``).
 - An **agent** (:class:`Agent`) maps batched observations float32 ``[B, OBS_DIM]`` (:mod:`sim.observation`) to
   waypoints float32 ``[B, K, 2]`` (metres, ego frame, x forward, y left), K = ``sim.config.NUM_WAYPOINTS``,
@@ -13,10 +13,14 @@ Protocol:
   pose and speed ``[B, A]`` with the ego at index 0, and the :class:`sim.batch.ScenarioBatch` with the log,
   route and road) instead of ``waypoints(obs)``, with the same outputs. It carries an :class:`AgentInfo`: the
   plug-in name,
-  the file, a stable ``identity`` (SHA-256 of the acting weights: same weights, same identity, whatever the file
-  name) and the training ``step`` from metadata or the file name (``ep00100.pt``, ``rl_model_20000_steps.zip``),
-  for results keys, resume and comparison sets.
-- :func:`policy_fn` adapts an agent to :data:`sim.rollout.PolicyFn`, so ``rollout(batch, policy_fn(agent))`` runs it.
+  the file, a stable ``identity`` (:func:`weights_digest`, SHA-256 of the acting weights, and of a TorchScript file's
+  code: same policy, same identity, whatever the file name) and the training ``step`` from metadata or the file name
+  (``ep00100.pt``, ``rl_model_20000_steps.zip``), for results keys, resume and comparison sets.
+- :func:`probe_agent` runs a loaded agent once, as the rollout will, before anything is written: an exception or an
+  output of the wrong shape is an :class:`AgentError`, a non-finite output a reason to skip the file.
+- :func:`policy_fn` adapts an agent to :data:`sim.rollout.PolicyFn`, so ``rollout(batch, policy_fn(agent))`` runs it;
+  every output is checked (an exception or a wrong shape: :class:`AgentError` naming the plug-in and the file; a NaN
+  or an infinity: :func:`non_finite_reason` after the rollout).
 - Sampled actions (``sim.evaluate --rollouts K``): an agent that defines ``sample(obs, generator) -> [B, K, 2]``
   (the ``own`` agent: cloned waypoints + a delta drawn from the Gaussian head) is also rolled out with sampled
   actions, :func:`policy_fn` with a ``generator``; :func:`can_sample` tells which agents do.
@@ -26,6 +30,7 @@ Errors are :class:`AgentError` with one line naming the file and the problem.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import io
@@ -33,7 +38,7 @@ import json
 import re
 import zipfile
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -45,7 +50,7 @@ from sim.action_map import DELTA_BOUND, waypoints_from_action
 from sim.batch import ScenarioBatch
 from sim.config import NUM_WAYPOINTS
 from sim.observation import OBS_DIM
-from sim.rollout import Controls, PolicyFn, StatePolicy
+from sim.rollout import Controls, PolicyFn, StatePolicy, policy_output_problem
 from sim.state import SimState
 
 
@@ -60,7 +65,8 @@ class AgentInfo:
     Attributes:
         plugin: factory name (``own``, ``sb3``, ``torchscript`` or ``module:attr``).
         path: the checkpoint file.
-        identity: hex SHA-256 of the acting weights (names, shapes, dtypes and bytes, in name order).
+        identity: hex SHA-256 of the acting weights (names, shapes, dtypes and bytes, in name order) and, for an
+            agent whose behaviour is also code (TorchScript), of that code (:func:`weights_digest`).
         step: training step (episode for ``own``, env steps for ``sb3``) or None when unknown.
         step_source: ``"meta"``, ``"file name"`` or ``"none"``.
     """
@@ -106,28 +112,52 @@ def step_from_name(path: str | Path) -> int | None:
     return None
 
 
-def weights_digest(state: Mapping[str, Tensor]) -> str:
-    """Hex SHA-256 over ``state`` (name, dtype, shape, bytes of each tensor, in name order)."""
+def weights_digest(state: Mapping[str, Tensor], code: Iterable[tuple[str, bytes]] = ()) -> str:
+    """An agent's identity: hex SHA-256 over ``state`` (name, dtype, shape, bytes of each tensor, in name order:
+    :func:`policy.checkpoint.hash_tensors`) and, for an agent whose behaviour is also code, its ``code`` records
+    (name, bytes; in name order). Without code it is the digest of the weights alone, as it always was.
+
+    Args:
+        state: the acting weights ``{name: tensor}``.
+        code: ``(name, bytes)`` records of the code that acts (a TorchScript file's :func:`torchscript_code`).
+    """
+    from policy.checkpoint import hash_tensors
+
     h = hashlib.sha256()
-    for k in sorted(state):
-        v = state[k].detach().to("cpu").contiguous()
-        h.update(f"{k}|{v.dtype}|{tuple(v.shape)}|".encode())
-        h.update(v.view(torch.uint8).numpy().tobytes() if v.numel() else b"")
+    hash_tensors(h, state)
+    for name, data in sorted(code):
+        h.update(f"code|{name}|{len(data)}|".encode())
+        h.update(data)
     return h.hexdigest()
 
 
-def _info(plugin: str, path: str, state: Mapping[str, Tensor], meta_step: int | None) -> AgentInfo:
+def _info(plugin: str, path: str, state: Mapping[str, Tensor], meta_step: int | None,
+          code: Iterable[tuple[str, bytes]] = ()) -> AgentInfo:
     if meta_step is not None:
         step, src = int(meta_step), "meta"
     else:
         step = step_from_name(path)
         src = "none" if step is None else "file name"
-    return AgentInfo(plugin, str(path), weights_digest(state), step, src)
+    return AgentInfo(plugin, str(path), weights_digest(state, code), step, src)
+
+
+TORCHSCRIPT_TRACE = "The following operation failed in the TorchScript interpreter"
+"""How a TorchScript module's runtime error begins; the module's own message is its last line."""
 
 
 def _first_line(e: BaseException) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
-    return next((ln for ln in lines if "Unsupported global" in ln), lines[0])[:200]
+    """One line for an exception: a ``weights_only`` refusal as :func:`policy.checkpoint.unpickling_refusal` says
+    it, the last line of a TorchScript traceback (the module's own error), else the first line."""
+    from policy.checkpoint import unpickling_refusal
+
+    text = str(e)
+    refused = unpickling_refusal(text)
+    if refused:
+        return refused
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()] or [type(e).__name__]
+    if TORCHSCRIPT_TRACE in text:
+        return re.sub(r"^[A-Za-z_.]*(?:Error|Exception): ", "", lines[-1])[:200]
+    return lines[0][:200]
 
 
 # --- own ---------------------------------------------------------------------------------------------------------
@@ -180,7 +210,13 @@ class SB3Agent:
     ``predict(obs, deterministic=True)``: PPO/A2C the Gaussian mean clipped to the action space, SAC
     ``tanh(mu)`` rescaled to it. The action maps to waypoints like the env does
     (:func:`sim.action_map.waypoints_from_action`). Default activations (PPO/A2C ``Tanh``, SAC ``ReLU``).
+    ``policy_kwargs`` that SB3 pickled are accepted when only the optimizer needed the pickle
+    (:data:`ACTING_NEUTRAL_KWARGS`: A2C's default RMSprop), read from their readable keys.
     """
+
+    checkpoint_suffixes = (".zip",)
+    """What ``--ckpt FOLDER`` takes for this plug-in (the files of another suffix are noted and never read:
+    ``CheckpointCallback``'s ``*_vecnormalize_*.pkl`` and ``*_replay_buffer_*.pkl``)."""
 
     def __init__(self, path: str, device: str = "cpu") -> None:
         p = Path(path)
@@ -210,12 +246,15 @@ class SB3Agent:
         try:
             state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
         except Exception as e:  # pickled code or a corrupt file
+            from policy.checkpoint import unpickling_refusal
+
+            refused = unpickling_refusal(str(e))
+            if refused:
+                raise AgentError(f"{p}: policy.pth needs unpickling; {refused}") from None
             raise AgentError(f"{p}: policy.pth needs unpickling or is corrupt; refused ({_first_line(e)})") from None
         if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
             raise AgentError(f"{p}: policy.pth is not a state dict of tensors")
-        kwargs = data.get("policy_kwargs", {})
-        if not isinstance(kwargs, dict) or ":serialized:" in kwargs:
-            raise AgentError(f"{p}: policy_kwargs are pickled (custom classes); refused, nothing is unpickled")
+        kwargs = self._policy_kwargs(p, data)
         if kwargs.get("use_sde") or data.get("use_sde"):
             raise AgentError(f"{p}: gSDE policies are not supported")
         if "features_extractor_class" in kwargs or "activation_fn" in kwargs:
@@ -239,6 +278,31 @@ class SB3Agent:
         self.net.to(device).eval()
         steps = data.get("num_timesteps")
         self.info = _info("sb3", str(p), acting, steps if isinstance(steps, int) else None)
+
+    @staticmethod
+    def _policy_kwargs(p: Path, data: dict) -> dict:
+        """The zip's ``policy_kwargs`` from its JSON, never unpickled.
+
+        SB3 pickles the whole dict (``:serialized:``) when one value is not JSON, and lists every key beside it
+        readably (a value that was not JSON as its ``str``). Such a dict is accepted when the keys that needed the
+        pickle are only :data:`ACTING_NEUTRAL_KWARGS` (A2C's default RMSprop optimizer); those are dropped, the
+        rest is read as plain JSON.
+
+        Raises:
+            AgentError: policy_kwargs not a dict, or pickling anything that may change the network.
+        """
+        kwargs = data.get("policy_kwargs") or {}
+        if not isinstance(kwargs, dict):
+            raise AgentError(f"{p}: policy_kwargs is not a JSON object in the SB3 data file")
+        if ":serialized:" not in kwargs:
+            return kwargs
+        readable = {k: v for k, v in kwargs.items() if k not in (":type:", ":serialized:")}
+        pickled = sorted(k for k, v in readable.items() if isinstance(v, str) and k not in ACTING_NEUTRAL_KWARGS)
+        if pickled or "dict" not in str(kwargs.get(":type:")) or not set(readable) & set(ACTING_NEUTRAL_KWARGS):
+            what = ", ".join(pickled) if pickled else "values this plug-in cannot read"
+            raise AgentError(f"{p}: policy_kwargs are pickled ({what}: custom classes); refused, nothing is "
+                             "unpickled")
+        return {k: v for k, v in readable.items() if k not in ACTING_NEUTRAL_KWARGS}
 
     @staticmethod
     def _linear(state: Mapping[str, Tensor], prefix: str) -> nn.Linear:
@@ -275,6 +339,11 @@ class SB3Agent:
         return waypoints_from_action(obs, self.action(obs), bound)
 
 
+ACTING_NEUTRAL_KWARGS = ("optimizer_class", "optimizer_kwargs")
+"""SB3 ``policy_kwargs`` that never change how a policy acts (the optimizer and its settings: A2C's default RMSprop).
+SB3 pickles them; the ``sb3`` plug-in accepts a pickled ``policy_kwargs`` whose pickled values are only these,
+reading the readable keys beside the pickle (never the pickle)."""
+
 MALFORMED = (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError, EOFError, OSError,
              NotImplementedError, zlib.error)
 """What reading a damaged or foreign SB3 zip can raise besides :class:`AgentError` (wrong JSON types, tensors of the
@@ -294,8 +363,35 @@ def _numbers(v: object) -> list:
 # --- torchscript -------------------------------------------------------------------------------------------------
 
 
+TORCHSCRIPT_CODE = ("code/", "constants/", "constants.pkl", "data.pkl")
+"""The records of a TorchScript file (a zip) that act besides the weights: every method of every submodule
+(``code/``, less the ``.debug_pkl`` source maps, which name the exporting machine's paths), constants baked in by
+tracing (``constants.pkl``, ``constants/``) and the modules' attributes (``data.pkl``, non-tensor ones too)."""
+
+
+def torchscript_code(path: str | Path, module: torch.jit.ScriptModule) -> list[tuple[str, bytes]]:
+    """The ``(name, bytes)`` records of a TorchScript file that make up its behaviour besides the weights
+    (:data:`TORCHSCRIPT_CODE`), named without the archive's top folder (the file's stem). Read as bytes, nothing
+    unpickled; the same for the same module exported again. A file that is not a zip (another serialisation
+    ``torch.jit.load`` reads) gives the code of each submodule's ``forward`` instead."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            out = []
+            for info in z.infolist():
+                name = info.filename.split("/", 1)[-1]
+                if name.startswith(TORCHSCRIPT_CODE) and not name.endswith(".debug_pkl"):
+                    out.append((name, z.read(info)))
+            return out
+    except zipfile.BadZipFile:
+        return [(f"forward/{n}", str(getattr(m, "code", "")).encode()) for n, m in module.named_modules()]
+
+
 class TorchScriptAgent:
-    """A ``torch.jit`` scripted or traced module ``[B, OBS_DIM] -> [B, K, 2]`` waypoints (m, ego frame)."""
+    """A ``torch.jit`` scripted or traced module ``[B, OBS_DIM] -> [B, K, 2]`` waypoints (m, ego frame).
+
+    Its identity covers the weights and the code (:func:`torchscript_code`): two files with the same weights and
+    different ``forward`` code are two policies.
+    """
 
     def __init__(self, path: str, device: str = "cpu") -> None:
         p = Path(path)
@@ -312,11 +408,13 @@ class TorchScriptAgent:
             with torch.no_grad():
                 out = self.module(probe)
         except Exception as e:
-            raise AgentError(f"{p}: module fails on observations [2, {OBS_DIM}] ({_first_line(e)})") from None
+            raise AgentError(f"{p}: module fails on observations [2, {OBS_DIM}]: this simulator's observation has "
+                             f"{OBS_DIM} features (sim.observation), and the module says: {_first_line(e)}") from None
         if not isinstance(out, Tensor) or tuple(out.shape) != (2, NUM_WAYPOINTS, 2):
             shape = list(out.shape) if isinstance(out, Tensor) else type(out).__name__
             raise AgentError(f"{p}: module output must be [B, {NUM_WAYPOINTS}, 2] waypoints, got {shape} for B=2")
-        self.info = _info("torchscript", str(p), dict(self.module.state_dict()), None)
+        self.info = _info("torchscript", str(p), dict(self.module.state_dict()), None,
+                          code=torchscript_code(p, self.module))
 
     @torch.no_grad()
     def waypoints(self, obs: Tensor) -> Tensor:
@@ -388,9 +486,58 @@ def check_can_sample(agent: Agent | StateAgent) -> None:
                          "has no sample(obs, generator); use --rollouts 0")
 
 
+class _Watched:
+    """The policy function :func:`policy_fn` hands :func:`sim.rollout.rollout` for an agent: at each call the agent's
+    output, checked. An exception of the agent, or an output of the wrong shape, is an :class:`AgentError` naming the
+    plug-in and its file; the scenes whose output is not finite are noted without waiting for the device, and
+    :func:`non_finite_reason` reads them once the rollout is over.
+
+    Args:
+        agent: the agent. act: its method, on the rollout's inputs (``obs``, or ``state, batch``).
+        what: the method as the errors name it. name: the plug-in as the errors name it.
+    """
+
+    def __init__(self, agent: Agent | StateAgent, act: Callable[..., Tensor | Controls], what: str, name: str) -> None:
+        self.agent, self.act, self.what, self.name = agent, act, what, name
+        self.kind = "output"
+        self.bad: list[tuple[int, Tensor]] = []  # (step, [B] bool: the scene's output holds a NaN or an infinity)
+
+    def __call__(self, *args: object) -> tuple[Tensor | Controls, dict[str, Tensor]]:
+        """``(obs, t)`` or ``(state, batch, t)`` -> (output, no aux)."""
+        *inputs, t = args
+        return self.run(inputs, f"step {t}", int(t)), {}
+
+    def run(self, inputs: Sequence[object], where: str, t: int) -> Tensor | Controls:
+        """The agent's output on ``inputs``, checked (``where`` says when, in errors)."""
+        path = self.agent.info.path
+        try:
+            out = self.act(*inputs)
+        except AgentError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a plug-in's fault: one line naming it and its file
+            raise AgentError(f"--agent {self.name}: {self.what} failed on {path} ({where}): "
+                             f"{type(e).__name__}: {_first_line(e)}") from None
+        first = inputs[0]
+        n_b = first.shape[0] if isinstance(first, Tensor) else int(inputs[1].log.shape[0])  # type: ignore[attr-defined]
+        problem = policy_output_problem(out, n_b)
+        if problem:
+            raise AgentError(f"--agent {self.name}: {self.what} on {path} must return {problem} ({where})")
+        self.kind = "controls" if isinstance(out, Controls) else "waypoints"
+        if isinstance(out, Controls):
+            finite = torch.isfinite(out.accel) & torch.isfinite(out.curvature)
+        else:
+            finite = torch.isfinite(out).flatten(1).all(1)
+        self.bad.append((t, ~finite))
+        return out
+
+
 def policy_fn(agent: Agent | StateAgent, generator: torch.Generator | None = None) -> PolicyFn | StatePolicy:
     """What :func:`sim.rollout.rollout` runs for ``agent`` (aux is empty): a :data:`~sim.rollout.PolicyFn` on the
     observation, or a :class:`~sim.rollout.StatePolicy` for an agent that defines ``from_state``.
+
+    The agent's outputs are checked at each step: an exception of the agent or an output of the wrong shape is an
+    :class:`AgentError` naming the plug-in and its file; non-finite outputs are reported after the rollout by
+    :func:`non_finite_reason`.
 
     Args:
         generator: None: the deterministic action (``waypoints``); else actions sampled with it (``sample``).
@@ -398,17 +545,86 @@ def policy_fn(agent: Agent | StateAgent, generator: torch.Generator | None = Non
     Raises:
         AgentError: a ``generator`` is given and the agent does not sample (:func:`can_sample`).
     """
+    w = _watch(agent, generator, agent.info.plugin)
+    return StatePolicy(w) if _from_state(agent) and generator is None else w
+
+
+def _from_state(agent: object) -> bool:
+    return isinstance(agent, StateAgent) and not isinstance(agent, Agent)
+
+
+def _watch(agent: Agent | StateAgent, generator: torch.Generator | None, name: str) -> _Watched:
     if generator is not None:
         check_can_sample(agent)
+        return _Watched(agent, lambda obs: agent.sample(obs, generator),  # type: ignore[union-attr]
+                        "sample(obs, generator)", name)
+    if _from_state(agent):
+        return _Watched(agent, agent.from_state, "from_state(state, batch)", name)  # type: ignore[union-attr]
+    return _Watched(agent, agent.waypoints, "waypoints(obs)", name)  # type: ignore[union-attr]
 
-        def sampled(obs: Tensor, t: int) -> tuple[Tensor | Controls, dict[str, Tensor]]:
-            return agent.sample(obs, generator), {}  # type: ignore[union-attr]
 
-        return sampled
-    if isinstance(agent, StateAgent) and not isinstance(agent, Agent):
-        return StatePolicy(lambda state, batch, t: (agent.from_state(state, batch), {}))
+def non_finite_reason(fn: object, scene_ids: Sequence[str] = (), where: str | None = None) -> str | None:
+    """Why a rollout of ``fn`` (:func:`policy_fn`'s) is not to be scored: the agent returned a NaN or an infinity
+    (the scenes it did so on, named from ``scene_ids`` in batch order, and the first step, or ``where``), or None.
+    One wait for the device, after the rollout."""
+    w = fn.fn if isinstance(fn, StatePolicy) else fn
+    if not isinstance(w, _Watched) or not w.bad:
+        return None
+    any_bad = torch.stack([b.any() for _, b in w.bad]).cpu()
+    if not bool(any_bad.any()):
+        return None
+    t, rows = w.bad[int(any_bad.nonzero()[0, 0])]
+    idx = rows.nonzero().flatten().tolist()
+    names = [scene_ids[i] for i in idx] if len(scene_ids) == rows.shape[0] else [f"#{i}" for i in idx]
+    scenes = names[0] + (f" (and {len(names) - 1} more)" if len(names) > 1 else "")
+    return (f"agent plug-in {w.name} returned non-finite {w.kind} (NaN or infinite) on scene {scenes} "
+            f"({where or f'step {t}'}); not scored")
 
-    def fn(obs: Tensor, t: int) -> tuple[Tensor | Controls, dict[str, Tensor]]:
-        return agent.waypoints(obs), {}
 
-    return fn
+PROBE_SCENES = (("cut_in", 7), ("lane_follow_straight", 1))
+"""The procedural scenes (family, seed) whose first step every plug-in checkpoint is run on once, when loaded
+(:func:`probe_agent`): two, so that a batch dimension mixed up with another shows."""
+
+
+@functools.lru_cache(maxsize=2)
+def _probe_batch(device: str) -> ScenarioBatch:
+    from scenarios.procedural import generate
+    from sim.batch import make_batch
+
+    return make_batch([generate(f, s) for f, s in PROBE_SCENES], device=device)
+
+
+def probe_agent(agent: Agent | StateAgent, spec: str, device: str = "cpu", sampling: bool = False) -> str | None:
+    """Run ``agent`` once on the first step of the :data:`PROBE_SCENES`, as the rollout will (its observation, or
+    the state and batch), before anything runs or is written.
+
+    Args:
+        spec: the ``--agent`` value, for errors. device: where the agent runs.
+        sampling: also draw a sampled action (``--rollouts K``).
+
+    Returns:
+        None, or why the checkpoint is not evaluated: its output is not finite (:func:`non_finite_reason`).
+
+    Raises:
+        AgentError: the agent raises, or returns the wrong shape: one line naming ``spec`` and the file.
+    """
+    from sim.backends.kinematic import KinematicBackend
+    from sim.observation import observe
+
+    batch = _probe_batch(str(device))
+    backend = KinematicBackend("log")
+    where = "load-time probe"
+    try:
+        with torch.inference_mode():
+            state = backend.reset(batch)
+            gens = [None, torch.Generator(device=device).manual_seed(0)] if sampling else [None]
+            for gen in gens:
+                w = _watch(agent, gen, spec)
+                w.run([state, batch] if _from_state(agent) and gen is None else [observe(state, batch)], where,
+                      batch.init_step)
+                reason = non_finite_reason(w, batch.ids, where)
+                if reason:
+                    return reason
+    finally:
+        backend.close()
+    return None

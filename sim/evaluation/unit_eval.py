@@ -97,11 +97,15 @@ def _rows(ids: Sequence[str], ro, batch, compile: StepCompile | None = None) -> 
 def _evaluate_unit_carla(unit: WorkUnit, scenes: Sequence[Scenario], settings: SimSettings) -> UnitResult:
     """The unit on CARLA server(s): one scene per rollout (``sim.evaluation.carla_pool.evaluate_carla``)."""
     from sim.evaluation.carla_pool import evaluate_carla
+    from sim.evaluation.plugins import non_finite_reason
 
     endpoints = carla_endpoints(settings.carla_host, settings.carla_ports)
     with torch.inference_mode():
         fn = _policy_fn(unit, None, settings, dt=float(scenes[0].dt))
         runs = evaluate_carla(list(scenes), fn, endpoints, max_agents=settings.max_agents)
+        failed = non_finite_reason(fn)
+        if failed:
+            return UnitResult(unit.key, unit.shard, None, failed)
         parts = [_with_sensor_collision(_rows([r.scene_id], r.rollout, r.batch), r) for r in runs]
     return UnitResult(unit.key, unit.shard, CheckpointRows.concat(parts))
 
@@ -187,7 +191,8 @@ def evaluate_unit(unit: WorkUnit, scenes: Sequence[Scenario], settings: SimSetti
         Rows for the shard's scenes: metrics float64 ``[n]``, ego_traj float32 ``[n, T, 4]``
         (x m, y m, yaw rad, speed m/s; NaN at steps the scene does not have); with ``settings.rollouts`` K > 0
         and a checkpoint, ``rows.sampled`` holds K more rollouts with sampled actions (``[K * n]`` metrics,
-        rollout-major), after and independent of the mean-action one, whose rows are those of K = 0.
+        rollout-major), after and independent of the mean-action one, whose rows are those of K = 0. No rows
+        and ``failed`` set when the agent returned a NaN or an infinity (nothing of it is scored).
     """
     done = simulate_unit(unit, scenes, settings)
     return done if isinstance(done, UnitResult) else score_unit(done)
@@ -229,36 +234,53 @@ def simulate_unit(unit: WorkUnit, scenes: Sequence[Scenario], settings: SimSetti
     torch.manual_seed(settings.seed)
     if settings.backend == "carla":
         return _evaluate_unit_carla(unit, scenes, settings)
+    from sim.evaluation.plugins import non_finite_reason
+
     if batch is None:
         batch = unit_batch(scenes, settings)
+    ids = tuple(s.id for s in scenes)
     with torch.inference_mode():
-        ro = rollout(batch, _policy_fn(unit, batch, settings), agents=settings.agents,
-                     compile=StepCompile(enabled=settings.compile))
-    return Simulated(unit, tuple(s.id for s in scenes), batch, ro, settings)
+        fn = _policy_fn(unit, batch, settings)
+        ro = rollout(batch, fn, agents=settings.agents, compile=StepCompile(enabled=settings.compile))
+    failed = non_finite_reason(fn, ids)
+    if failed:
+        return UnitResult(unit.key, unit.shard, None, failed)
+    return Simulated(unit, ids, batch, ro, settings)
 
 
-def score_unit(sim: Simulated) -> UnitResult:
+def score_unit(sim: Simulated | UnitResult) -> UnitResult:
     """The second half of :func:`evaluate_unit`: metrics and trajectories of the rollout, then the sampled-action
-    rollouts (``settings.rollouts``). Thread-safe: :class:`LocalExecutor` runs it beside the next rollout."""
+    rollouts (``settings.rollouts``); a unit :func:`simulate_unit` finished already is returned as it is.
+    Thread-safe: :class:`LocalExecutor` runs it beside the next rollout."""
+    if isinstance(sim, UnitResult):
+        return sim
     settings, unit = sim.settings, sim.unit
     step_compile = StepCompile(enabled=settings.compile)
     with torch.inference_mode():
         rows = _rows(sim.ids, sim.rollout, sim.batch, step_compile)
         if settings.rollouts > 0 and unit.kind == "checkpoint":
-            rows = dataclasses.replace(rows, sampled=_sampled_rows(unit, sim.ids, sim.batch, settings, step_compile))
+            sampled = _sampled_rows(unit, sim.ids, sim.batch, settings, step_compile)
+            if isinstance(sampled, str):
+                return UnitResult(unit.key, unit.shard, None, sampled)
+            rows = dataclasses.replace(rows, sampled=sampled)
     return UnitResult(unit.key, unit.shard, rows)
 
 
 def _sampled_rows(unit: WorkUnit, ids: tuple[str, ...], batch, settings: SimSettings,
-                  step_compile: StepCompile) -> SampledRows:
-    """``settings.rollouts`` rollouts of the unit's checkpoint with sampled actions (:func:`rollout_seed`)."""
+                  step_compile: StepCompile) -> SampledRows | str:
+    """``settings.rollouts`` rollouts of the unit's checkpoint with sampled actions (:func:`rollout_seed`), or why
+    they are not scored (a sampled action was not finite)."""
+    from sim.evaluation.plugins import non_finite_reason
     from sim.rollout import rollout
 
     parts = []
     for k in range(settings.rollouts):
         gen = torch.Generator(device=settings.device).manual_seed(rollout_seed(settings.seed, unit.key, k, ids))
-        ro = rollout(batch, _policy_fn(unit, batch, settings, generator=gen), agents=settings.agents,
-                     compile=step_compile)
+        fn = _policy_fn(unit, batch, settings, generator=gen)
+        ro = rollout(batch, fn, agents=settings.agents, compile=step_compile)
+        failed = non_finite_reason(fn, ids)
+        if failed:
+            return f"{failed} (sampled rollout {k})"
         r = _rows(ids, ro, batch, step_compile)
         parts.append(SampledRows(ids, np.full(len(ids), k, dtype=np.int32), r.metrics))
     return SampledRows.concat(parts)

@@ -86,11 +86,13 @@ class WorkUnit:
 @dataclass(frozen=True, eq=False)
 class UnitResult:
     """Results of one unit: ``rows`` for the shard's scenes, in shard order (``rows.sampled``: its sampled-action
-    rollouts, scene-major within each rollout index)."""
+    rollouts, scene-major within each rollout index); or, when the checkpoint cannot be scored (its agent returned
+    a NaN or an infinity: ``sim.evaluation.plugins.non_finite_reason``), no rows and ``failed``, the reason."""
 
     key: str
     shard: int
-    rows: CheckpointRows
+    rows: CheckpointRows | None
+    failed: str = ""
 
 
 def make_shards(scenes: Sequence[Scenario], batch_size: int) -> list[tuple[int, ...]]:

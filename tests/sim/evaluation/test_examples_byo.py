@@ -33,6 +33,9 @@ def test_sb3_example_tiny(tmp_path):
     assert {j["signal"] for j in v["ranking"]} >= {"training step", "train/approx_kl"}
     assert any("entropy_loss = -mean entropy" in n for n in v["notes"])
     assert "(headline)" in r.stdout and "matches" not in r.stderr
+    again = _run(["examples.sb3_ppo", "--tiny", "--out", str(tmp_path)])  # SB3 writes tb/PPO_2 beside tb/PPO_1
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"--signals {tmp_path / 'tb' / 'PPO_2'} " in again.stdout
 
 
 @pytest.mark.slow

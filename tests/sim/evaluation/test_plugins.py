@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -42,7 +43,7 @@ def scenes():
 
 @pytest.fixture(scope="module")
 def sb3_zips(tmp_path_factory, scenes):
-    from stable_baselines3 import PPO, SAC
+    from stable_baselines3 import A2C, PPO, SAC
     from stable_baselines3.common.logger import Logger
 
     d = tmp_path_factory.mktemp("sb3")
@@ -56,10 +57,14 @@ def sb3_zips(tmp_path_factory, scenes):
     sac.set_logger(Logger(None, []))
     sac.learn(8)
     sac.save(d / "sac.zip")
+    a2c = A2C("MlpPolicy", env, device="cpu", seed=0)  # its default policy_kwargs pickle the RMSprop optimizer
+    a2c.set_logger(Logger(None, []))
+    a2c.learn(20)
+    a2c.save(d / "a2c.zip")
     return d
 
 
-@pytest.mark.parametrize("name,algo", [("rl_model_32_steps.zip", "PPO"), ("sac.zip", "SAC")])
+@pytest.mark.parametrize("name,algo", [("rl_model_32_steps.zip", "PPO"), ("sac.zip", "SAC"), ("a2c.zip", "A2C")])
 def test_sb3_agent_acts_like_sb3_predict_and_runs_in_rollout(sb3_zips, scenes, name, algo):
     import stable_baselines3
 
@@ -84,6 +89,32 @@ def test_identity_follows_the_weights_not_the_file(sb3_zips, tmp_path):
     assert load_agent("sb3", str(copy)).info.identity == a.info.identity
     assert load_agent("sb3", str(sb3_zips / "sac.zip")).info.identity != a.info.identity
     assert len(a.info.identity) == 64
+
+
+def test_a2c_policy_kwargs_pickling_only_the_optimizer_are_read_and_others_refused(sb3_zips, scenes, tmp_path):
+    """A2C's default ``policy_kwargs`` hold only the RMSprop optimizer (pickled by SB3): accepted from the readable
+    keys, nothing unpickled; a pickled activation or feature extractor (it changes the network) is still refused."""
+    import stable_baselines3
+    from stable_baselines3 import A2C
+
+    data = json.loads(zipfile.ZipFile(sb3_zips / "a2c.zip").read("data"))
+    assert ":serialized:" in data["policy_kwargs"] and "optimizer_class" in data["policy_kwargs"]
+    assert SB3Agent(str(sb3_zips / "a2c.zip")).kind == "ppo"  # the Gaussian mean, clipped, as PPO
+    env = ge.make_sb3_vec_env(2, scenes=scenes)
+    relu = A2C("MlpPolicy", env, device="cpu", seed=0, policy_kwargs={"activation_fn": torch.nn.ReLU})
+    relu.save(tmp_path / "relu.zip")
+    with pytest.raises(AgentError, match=r"relu.zip: policy_kwargs are pickled \(activation_fn: custom classes\)"):
+        SB3Agent(str(tmp_path / "relu.zip"))
+    wide = A2C("MlpPolicy", env, device="cpu", seed=0, policy_kwargs={"net_arch": [32, 32]})
+    wide.save(tmp_path / "wide.zip")  # the optimizer pickled beside a plain net_arch: read from the weights' shapes
+    obs = torch.randn(5, OBS_DIM)
+    ref, _ = stable_baselines3.A2C.load(tmp_path / "wide.zip", device="cpu").predict(obs.numpy(), deterministic=True)
+    np.testing.assert_allclose(SB3Agent(str(tmp_path / "wide.zip")).action(obs).numpy(), ref, atol=1e-5)
+    src = sb3_zips / "a2c.zip"
+    extractor = {**data["policy_kwargs"], "features_extractor_class": "<class 'my.Extractor'>"}
+    _rezip(src, tmp_path / "extractor.zip", {"data": json.dumps({**data, "policy_kwargs": extractor})})
+    with pytest.raises(AgentError, match=r"pickled \(features_extractor_class: custom classes\)"):
+        SB3Agent(str(tmp_path / "extractor.zip"))
 
 
 def test_step_from_name():
@@ -113,6 +144,12 @@ def test_sb3_refusals_are_one_line(sb3_zips, tmp_path):
     torch.save({"x": argparse.Namespace(a=1)}, buf)  # needs unpickling of a class
     _rezip(src, tmp_path / "pickled.zip", {"policy.pth": buf.getvalue()})
     cases["pickled.zip"] = "needs unpickling"
+    buf = io.BytesIO()
+    marker = tmp_path / "code_ran"
+    torch.save({"w": _RunsCode(marker)}, buf)  # loading would run a shell command
+    _rezip(src, tmp_path / "code.zip", {"policy.pth": buf.getvalue()})
+    cases["code.zip"] = (r"policy.pth needs unpickling; refused: it pickles "
+                         rf"{os.system.__module__}.system \(code\), nothing was unpickled$")
     _rezip(src, tmp_path / "kwargs.zip", {"data": json.dumps({**data, "policy_kwargs": {":type:": "<class 'dict'>",
                                                                                     ":serialized:": "gAR9"}})})
     cases["kwargs.zip"] = "pickled"
@@ -122,7 +159,54 @@ def test_sb3_refusals_are_one_line(sb3_zips, tmp_path):
     for name, msg in cases.items():
         with pytest.raises(AgentError, match=msg) as e:
             SB3Agent(str(tmp_path / name))
-        assert "\n" not in str(e.value) and name in str(e.value)
+        assert "\n" not in str(e.value) and name in str(e.value) and "weights_only" not in str(e.value)
+    assert not marker.exists()  # nothing was unpickled
+
+
+class _RunsCode:
+    """A pickle whose loading would run a shell command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_folder_of_sb3_checkpoints_skips_sb3s_side_files(scenes, tmp_path):
+    """``--agent sb3 --ckpt DIR``: the model zips of ``CheckpointCallback``; its VecNormalize statistics and replay
+    buffers (pickles) are left out with a note naming them, never read."""
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.callbacks import CheckpointCallback
+    from stable_baselines3.common.logger import Logger
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from sim.evaluation.plugin_candidates import plugin_candidates
+
+    d = tmp_path / "checkpoints"
+    sac = SAC("MlpPolicy", VecNormalize(ge.make_sb3_vec_env(2, scenes=scenes)), learning_starts=4, batch_size=8,
+              device="cpu", seed=0, policy_kwargs={"net_arch": [16]})
+    sac.set_logger(Logger(None, []))
+    sac.learn(16, callback=CheckpointCallback(8, str(d), save_replay_buffer=True, save_vecnormalize=True))
+    side = sorted(p.name for p in d.iterdir() if p.suffix == ".pkl")
+    assert side == ["rl_model_replay_buffer_16_steps.pkl", "rl_model_vecnormalize_16_steps.pkl"]
+    notes: list[str] = []
+    cands, out = plugin_candidates([str(d)], "sb3", "cpu", tmp_path, notes.append)
+    assert [c.name for c in cands] == ["rl_model_16_steps.zip"] and out == tmp_path
+    note = next(n for n in notes if n.startswith("note: --ckpt"))
+    assert all(name in note for name in side) and "VecNormalize statistics are not applied" in note, note
+
+
+def test_the_sb3_example_evaluates_the_tensorboard_run_it_wrote(tmp_path):
+    """A second ``python -m examples.sb3_ppo --out DIR`` writes ``tb/PPO_2`` beside ``tb/PPO_1`` (SB3 numbers its
+    runs); the example's evaluation judges the run it just wrote, not the folder of both."""
+    pytest.importorskip("tensorboard")
+    from examples.sb3_ppo import eval_command, train
+
+    runs = [train(tmp_path, 2, 2 * 80, 2 * 80, "procedural-small:train", 0) for _ in range(2)]
+    assert runs == [tmp_path / "tb" / "PPO_1", tmp_path / "tb" / "PPO_2"]
+    cmd = eval_command(tmp_path, "procedural-small:test", 4, "score", 0, runs[-1])
+    assert cmd[cmd.index("--signals") + 1] == str(tmp_path / "tb" / "PPO_2")
 
 
 class _Plan(torch.nn.Module):
@@ -247,3 +331,20 @@ def test_controls_of_the_wrong_shape_are_one_line(scenes):
     bad = StatePolicy(lambda state, b, t: (Controls(torch.zeros(3), torch.zeros(2)), {}))
     with pytest.raises(SimError, match=r"Controls\(accel \[2\], curvature \[2\]\), got \[\[3\], \[2\]\]"):
         rollout(batch, bad)
+
+
+def test_the_load_time_probe_runs_a_state_agent_as_the_rollout_will(tmp_path):
+    """``probe_agent`` gives a ``from_state`` agent the probe's state and batch; controls holding NaN are a reason
+    to skip the file, naming the probe's scene."""
+    from sim.evaluation.plugins import probe_agent
+
+    ckpt = tmp_path / "plan.bin"
+    ckpt.write_bytes(b"plan")
+    spec = "tests.sim.evaluation.test_plugins:plan_from_state"
+    agent = load_agent(spec, str(ckpt))
+    assert probe_agent(agent, spec) is None
+    plain = agent.from_state
+    agent.from_state = lambda state, batch: plain(state, batch)._replace(curvature=torch.full((2,), float("nan")))
+    reason = probe_agent(agent, spec)
+    assert reason is not None and f"agent plug-in {spec} returned non-finite controls (NaN or infinite) on scene " \
+        "procedural/cut_in/7 (and 1 more) (load-time probe); not scored" == reason, reason
