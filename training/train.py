@@ -369,7 +369,7 @@ def train(cli: CliArgs) -> int:
             policy.eval()
             ro = rollout(batch, make_sampling_policy_fn(policy, gen, cfg.noise_hold), record_obs=True)
             # reward from the closed-loop signals, then GAE
-            sig = reward_signals(ro, batch, ttc=cfg.w_ttc > 0, at_fault=cfg.w_not_at_fault != 1.0)
+            sig = reward_signals(ro, batch, weights)  # ttc and the at-fault flag as the weights need
             rw = step_rewards(sig.series, batch.step_valid, batch.init_step, weights, batch.road.has_road,
                               sig.at_fault)
             adv, ret = gae(rw.reward, ro.aux["value"], rw.mask, rw.done, cfg.gamma, cfg.gae_lambda)

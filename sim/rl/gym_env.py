@@ -9,19 +9,27 @@ One episode = one scene replayed in closed loop from its ``init_step`` to its la
   policy head's deltas are added to its cloned plan; :func:`sim.action_map.waypoints_from_action` is the one
   mapping, shared with the ``sb3`` agent plug-in. The waypoint controller (:mod:`sim.controller`) turns them into
   (accel, curvature).
-- **Reward**: the trainer's reward terms (:func:`sim.rl.reward.step_rewards`, default
-  :class:`~sim.rl.reward.RewardWeights`): progress along the route, collision onset, offroad distance,
-  broken comfort bounds, distance to the log. A step-wise env cannot see the future, so the comfort
-  derivatives are estimated on the last ``REWARD_WINDOW`` steps (causal); the trainer's post-hoc reward uses a
-  centred window there, the other terms are identical.
+- **Reward**: the trainer's reward (:func:`sim.rl.reward.step_rewards` on the series named by
+  :func:`sim.rl.reward.reward_series`, default :class:`~sim.rl.reward.RewardWeights`): collision onset (times
+  ``not_at_fault`` unless the ego is at fault), offroad distance, broken comfort bounds, distance to the log, time
+  to collision below 0.95 s, and progress along the route (weight 0 by default). A step-wise env cannot see the
+  future, so two terms are judged on the episode so far: the comfort derivatives on the last ``REWARD_WINDOW``
+  steps (the trainer's post-hoc reward uses a centred window), and a collision onset costs the full weight when an
+  at-fault collision has happened up to that step (the trainer judges the whole episode, so the two differ only
+  when a collision that is not the ego's fault comes before an at-fault one). The other terms are identical.
 - **Episode end**: ``terminated`` when the scene's log ends; in a batch of scenes of different lengths
   the batch ends with its shortest scene and longer ones are ``truncated``. ``info["metrics"]`` then holds
   every closed-loop metric of :func:`sim.metrics.registry.compute_metrics` (``{name: float}``).
 - **Scenes**: ``scenarios=`` a bundled suite (``"procedural:train"``), a scenario file or a folder, or
-  ``scenes=`` a list of :class:`~scenarios.scenario.Scenario`.
+  ``scenes=`` a list of :class:`~scenarios.scenario.Scenario`. Unusable files or scenes of a file or folder are
+  skipped with a warning each (``skipped FILE[:SCENE]: reason``, :func:`scenarios.loading.load_scenes`), or stop
+  the constructor with ``strict=True``.
+- **Rendering**: none (``metadata["render_modes"]`` is empty); ``render_mode`` other than None is refused.
 
 ``gymnasium.make_vec(ENV_ID, num_envs=N)`` gives :class:`ClosedLoopVectorEnv`: one simulator batch of N scenes
-with same-step autoreset (not N copies). :class:`SB3VecEnv` adapts the same core to Stable-Baselines3.
+with same-step autoreset (not N copies); its infos follow Gymnasium's vector convention (a dict of arrays, each
+with a ``_key`` mask), as ``SyncVectorEnv`` with ``AutoresetMode.SAME_STEP`` lays them out. :class:`SB3VecEnv`
+adapts the same core to Stable-Baselines3.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,7 +56,7 @@ from sim.config import DEFAULT_MAX_AGENTS, SimError
 from sim.controller import WaypointController
 from sim.metrics.registry import MetricContext, compute_metrics
 from sim.observation import OBS_DIM, observe
-from sim.rl.reward import REWARD_SERIES, RewardWeights, step_rewards
+from sim.rl.reward import RewardWeights, reward_series, step_rewards, uses_at_fault
 from sim.rollout import Rollout
 
 ENV_ID = "driveselect/ClosedLoop-v0"
@@ -55,16 +64,30 @@ REWARD_WINDOW = 16  # steps of history for the per-step comfort terms (jerk wind
 _POINT_SERIES = ("collision", "offroad_dist", "route_s", "log_dist")  # need only the state at one step
 
 
-def _load(scenarios: str | None, scenes: Sequence[Scenario] | None, cache_dir: str | None) -> list[Scenario]:
+def _load(scenarios: str | None, scenes: Sequence[Scenario] | None, cache_dir: str | None,
+          strict: bool) -> list[Scenario]:
+    """The env's scenes. A file or folder's unusable files or scenes become one warning each (``skipped FILE[:SCENE]:
+    why``, the lines training and ``sim.evaluate`` print), or, with ``strict``, a :class:`SimError` naming the first;
+    its import notes (parts of a scene left out) become ``note: ...`` warnings."""
     if scenes is not None:
         out = list(scenes)
     else:
         from scenarios.loading import load_scenes
+        from scenarios.scenario import ScenarioError
 
+        spec = scenarios or "procedural:train"
         try:
-            out = load_scenes(scenarios or "procedural:train", cache_dir=cache_dir or None).scenes
-        except OSError:  # cache folder not writable: generate in memory
-            out = load_scenes(scenarios or "procedural:train").scenes
+            try:
+                report = load_scenes(spec, cache_dir=cache_dir or None, strict=strict)
+            except OSError:  # cache folder not writable: generate in memory
+                report = load_scenes(spec, strict=strict)
+        except ScenarioError as e:
+            raise SimError(str(e).replace("(--strict)", "(strict=True)")) from None
+        for note in report.notes:
+            warnings.warn(f"note: {note}", UserWarning, stacklevel=4)
+        for item in report.skipped:
+            warnings.warn(item.line(), UserWarning, stacklevel=4)
+        out = list(report.scenes)
     if not out:
         raise SimError(f"{scenarios}: no scenes")
     return out
@@ -105,6 +128,17 @@ def _check_arguments(num_envs: Any, agents: Any, delta_bound: Any, max_agents: A
         raise SimError(str(e).replace("(use --device cpu)", "(use device='cpu')")) from None
 
 
+def check_render_mode(render_mode: Any) -> None:
+    """Refuse a ``render_mode`` the env cannot honour (it has no renderer: ``metadata["render_modes"]`` is empty).
+
+    Raises:
+        SimError: ``render_mode`` is not None.
+    """
+    if render_mode is not None:
+        raise SimError(f"render_mode={render_mode!r} is not supported: {ENV_ID} has no renderer "
+                       "(metadata['render_modes'] is empty); use render_mode=None")
+
+
 class BatchedClosedLoop:
     """The env core: N slots run one batch of N scenes in lock-step (torch, one device).
 
@@ -119,16 +153,19 @@ class BatchedClosedLoop:
         max_agents: agents kept per scene.
         device: torch device.
         scenario_cache: on-disk cache of generated bundled suites (as `sim.evaluate --scenario-cache`; None: memory).
+        strict: an unusable file or scene of ``scenarios`` is an error instead of a warning.
     """
+
+    render_mode: str | None = None  # no renderer (Stable-Baselines3's VecEnv reads this attribute)
 
     def __init__(self, num_envs: int = 1, scenarios: str | None = "procedural:train",
                  scenes: Sequence[Scenario] | None = None, shuffle: bool = True, agents: str = "log",
                  delta_bound: float = DELTA_BOUND, weights: RewardWeights | None = None,
                  max_agents: int = DEFAULT_MAX_AGENTS, device: str = "cpu",
-                 scenario_cache: str | None = DEFAULT_CACHE_DIR) -> None:
+                 scenario_cache: str | None = DEFAULT_CACHE_DIR, strict: bool = False) -> None:
         self.device = _check_arguments(num_envs, agents, delta_bound, max_agents, device)
         self.num_envs = num_envs
-        self.scenes = _load(scenarios, scenes, scenario_cache)
+        self.scenes = _load(scenarios, scenes, scenario_cache, strict)
         self.shuffle, self.agents, self.delta_bound = shuffle, agents, float(delta_bound)
         self.weights = weights or RewardWeights()
         self.max_agents = max_agents
@@ -168,17 +205,29 @@ class BatchedClosedLoop:
         self.t = b.init_step
         self.cache = {n: torch.zeros(b.num_scenes, b.num_steps, device=self.device) for n in _POINT_SERIES}
         self._cache_step(self.t)
+        # the agents the ego has touched (nuPlan judges each at its first contact) and whether one was its fault
+        self.touched = torch.zeros(b.num_scenes, b.log.shape[1] - 1, dtype=torch.bool, device=self.device)
+        self.at_fault = torch.zeros(b.num_scenes, dtype=torch.bool, device=self.device)
         self.returns = np.zeros(self.num_envs)
         self.t_start = time.perf_counter()
         self.obs = observe(self.state, b)
         return self.obs.cpu().numpy()
 
-    def _window(self, lo: int, hi: int, init: int) -> tuple[Rollout, ScenarioBatch]:
+    def reset_info(self, i: int) -> dict[str, Any]:
+        """Slot ``i``'s info at the start of an episode: ``{"scene_id": str}``."""
+        return {"scene_id": self.episode_scene_ids[i]}
+
+    def _window(self, lo: int, hi: int, init: int, hide: Tensor | None = None) -> tuple[Rollout, ScenarioBatch]:
+        """Steps ``lo:hi`` as a (rollout, batch) pair with ``init`` as its init step; agents ``hide`` (bool
+        ``[B, A-1]``) are marked invalid in the rollout."""
         b = self.batch
         assert b is not None
         sub = dataclasses.replace(b, log=b.log[:, :, lo:hi], valid=b.valid[:, :, lo:hi],
                                   step_valid=b.step_valid[:, lo:hi], init_step=init)
-        ro = Rollout(self.traj[:, :, lo:hi], self.valid[:, :, lo:hi], self.ego_action[:, lo:hi], None,
+        valid = self.valid[:, :, lo:hi]
+        if hide is not None:
+            valid = torch.cat([valid[:, :1], valid[:, 1:] & ~hide[:, :, None]], dim=1)
+        ro = Rollout(self.traj[:, :, lo:hi], valid, self.ego_action[:, lo:hi], None,
                      agent_model=self.agents, init_step=init, dt=b.dt)
         return ro, sub
 
@@ -202,9 +251,15 @@ class BatchedClosedLoop:
         b = self.batch
         if b is None:
             raise SimError("step called before reset")
+        if self.t >= self.end:
+            raise SimError(f"step called after the episode ended (after {self.t - b.init_step} steps); call reset")
         act = torch.as_tensor(np.asarray(action), dtype=torch.float32, device=self.device).reshape(self.num_envs, -1)
         if act.shape[1] != ACTION_DIM:
             raise SimError(f"action must be [{self.num_envs}, {ACTION_DIM}], got {list(act.shape)}")
+        finite = torch.isfinite(act).all(1)
+        if not bool(finite.all()):
+            bad = np.flatnonzero(~finite.cpu().numpy()).tolist()
+            raise SimError(f"action must be finite (waypoint deltas in metres): NaN or inf in env(s) {bad}")
         t = self.t
         with torch.no_grad():
             wps = waypoints_from_action(self.obs, act, self.delta_bound, b.dt)
@@ -214,11 +269,7 @@ class BatchedClosedLoop:
             self.valid[:, :, t + 1] = self.state.valid
             self.ego_action[:, t] = self.state.last_action
             self._cache_step(t + 1)
-            lo = max(0, t + 1 - REWARD_WINDOW)
-            ctx = MetricContext(*self._window(lo, t + 2, t - lo))  # comfort derivatives need a history
-            series = {n: self.cache[n][:, t:t + 2] if n in _POINT_SERIES else getattr(ctx, n)[:, -2:]
-                      for n in REWARD_SERIES}
-            rw = step_rewards(series, b.step_valid[:, t:t + 2], 0, self.weights, b.road.has_road).reward[:, 0]
+            rw = self._reward(t)
             self.t = t + 1
             self.obs = observe(self.state, b)
         reward = rw.cpu().numpy().astype(np.float64)
@@ -239,6 +290,32 @@ class BatchedClosedLoop:
                                         "t": time.perf_counter() - self.t_start}}
         return self.obs.cpu().numpy(), reward, term, trunc, infos
 
+    def _reward(self, t: int) -> Tensor:
+        """float32 ``[N]`` the trainer's reward of transition ``t -> t+1``, on the episode up to step ``t + 1``.
+
+        The series are the trainer's (:func:`~sim.rl.reward.reward_series`) at steps t and t+1: the point series from
+        the cache, the comfort ones from the last ``REWARD_WINDOW`` steps (their derivatives need a history), TTC and
+        the at-fault judgement from steps t..t+1 with step t+1 controlled and the agents the ego touched before t+1
+        hidden. That window judges only first contacts at t+1 and leaves touched agents out of the TTC from their
+        first contact on, as the whole-episode context does (nuPlan judges each agent at its first contact).
+        """
+        b = self.batch
+        assert b is not None
+        w = self.weights
+        names = reward_series(w)
+        lo = max(0, t + 1 - REWARD_WINDOW)
+        ctx = MetricContext(*self._window(lo, t + 2, t - lo))
+        series = {n: self.cache[n][:, t:t + 2] if n in _POINT_SERIES else getattr(ctx, n)[:, -2:]
+                  for n in names if n != "ttc"}
+        if "ttc" in names or uses_at_fault(w):
+            now = MetricContext(*self._window(t, t + 2, 0, hide=self.touched))
+            if "ttc" in names:
+                series["ttc"] = now.ttc
+            self.touched = self.touched | now.first_contact[1]
+            self.at_fault = self.at_fault | now.fault_by_agent[0].any(-1)
+        at_fault = self.at_fault if uses_at_fault(w) else None
+        return step_rewards(series, b.step_valid[:, t:t + 2], 0, w, b.road.has_road, at_fault).reward[:, 0]
+
 
 def _spaces(delta_bound: float) -> tuple[gym.spaces.Box, gym.spaces.Box]:
     obs = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
@@ -247,18 +324,23 @@ def _spaces(delta_bound: float) -> tuple[gym.spaces.Box, gym.spaces.Box]:
 
 
 class ClosedLoopEnv(gym.Env):
-    """Single-scene env (a batch of one); keywords as :class:`BatchedClosedLoop` (without ``num_envs``)."""
+    """Single-scene env (a batch of one); keywords as :class:`BatchedClosedLoop` (without ``num_envs``).
+
+    ``render_mode``: None only (no renderer; :func:`check_render_mode`).
+    """
 
     metadata = {"render_modes": []}
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
+        check_render_mode(render_mode)
+        self.render_mode = render_mode
         self.core = BatchedClosedLoop(1, **kwargs)
         self.observation_space, self.action_space = _spaces(self.core.delta_bound)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         obs = self.core.reset(seed)
-        return obs[0], {"scene_id": self.core.episode_scene_ids[0]}
+        return obs[0], self.core.reset_info(0)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         obs, r, term, trunc, infos = self.core.step(np.asarray(action)[None])
@@ -266,28 +348,45 @@ class ClosedLoopEnv(gym.Env):
 
 
 class ClosedLoopVectorEnv(VectorEnv):
-    """N scenes in one simulator batch, same-step autoreset (``infos["final_obs"]``, ``infos["final_info"]``)."""
+    """N scenes in one simulator batch, same-step autoreset.
+
+    Infos follow Gymnasium's vector convention, laid out by :meth:`VectorEnv._add_info` as ``SyncVectorEnv`` with
+    ``AutoresetMode.SAME_STEP`` does: each key of the single env's info maps to an array over the N slots (a
+    nested dict for a dict) with a bool ``_key`` mask. ``reset`` and an autoreset give ``scene_id`` (object
+    ``[N]``); when episodes end, ``final_obs`` (object ``[N]`` of ``[OBS_DIM]`` observations) and ``final_info``
+    (``metrics`` ``{name: float64 [N]}``, ``scene_id``, ``episode`` ``{r, l, t: [N]}``) hold the ended episodes'
+    last observation and info. ``render_mode``: None only (no renderer).
+    """
 
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.SAME_STEP}
 
-    def __init__(self, num_envs: int = 1, **kwargs: Any) -> None:
+    def __init__(self, num_envs: int = 1, render_mode: str | None = None, **kwargs: Any) -> None:
+        check_render_mode(render_mode)
+        self.render_mode = render_mode
         self.core = BatchedClosedLoop(num_envs, **kwargs)
         self.num_envs = num_envs
         self.single_observation_space, self.single_action_space = _spaces(self.core.delta_bound)
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
 
+    def _reset_infos(self, infos: dict[str, Any]) -> dict[str, Any]:
+        for i in range(self.num_envs):
+            infos = self._add_info(infos, self.core.reset_info(i), i)
+        return infos
+
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
-        return self.core.reset(seed), {}
+        obs = self.core.reset(seed)
+        return obs, self._reset_infos({})
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
         obs, r, term, trunc, infos = self.core.step(actions)
         out: dict[str, Any] = {}
-        if (term | trunc).any():
-            ended = term | trunc
-            out = {"final_obs": obs.copy(), "_final_obs": ended,
-                   "final_info": np.array(infos, dtype=object), "_final_info": ended}
+        ended = term | trunc
+        if ended.any():  # the batch's episodes end together: every slot starts its next one
+            for i in np.flatnonzero(ended).tolist():
+                out = self._add_info(out, {"final_obs": obs[i].copy(), "final_info": infos[i]}, i)
             obs = self.core.reset()
+            out = self._reset_infos(out)
         return obs, r, term, trunc, out
 
 

@@ -34,7 +34,7 @@ TTC_MIN = TTC_OK
 REWARD_SERIES = ("collision", "offroad_dist", "route_s", "log_dist", "accel", "jerk", "lat_accel", "yaw_rate")
 """Per-step ``[B, T]`` signals every reward needs (``MetricContext`` attributes of the same names).
 
-``ttc`` is optional (see :func:`reward_signals`)."""
+``ttc`` is added when its weight is not 0 (:func:`reward_series`)."""
 
 
 class RewardWeights(NamedTuple):
@@ -42,11 +42,11 @@ class RewardWeights(NamedTuple):
     default to these) and by the Gymnasium environment.
 
     Attributes:
-        progress: reward per metre of route progress. collision: penalty per collision onset.
-        offroad: penalty per metre outside the drivable area (clamped at 2 m). comfort: penalty per nuPlan comfort
-        bound broken. log_dist: penalty per metre from the logged position. ttc: penalty per step with time to
-        collision below 0.95 s (0 skips the TTC series). not_at_fault: factor on the collision penalty when the
-        scene's collision is not the ego's fault.
+        progress: reward per metre of route progress (0 by default: the term is off). collision: penalty per
+            collision onset. offroad: penalty per metre outside the drivable area (clamped at 2 m). comfort: penalty
+            per nuPlan comfort bound broken. log_dist: penalty per metre from the logged position. ttc: penalty per
+            step with time to collision below 0.95 s (0 skips the TTC series). not_at_fault: factor on the collision
+            penalty when the scene's collision is not the ego's fault (1 skips the at-fault judgement).
     """
 
     progress: float = 0.0
@@ -58,35 +58,42 @@ class RewardWeights(NamedTuple):
     not_at_fault: float = 0.1
 
 
+def reward_series(w: RewardWeights) -> tuple[str, ...]:
+    """Names of the per-step series the reward with weights ``w`` reads: :data:`REWARD_SERIES`, and ``ttc`` when
+    ``w.ttc > 0`` (the costly series). The trainer and the Gymnasium env read this one list."""
+    return (*REWARD_SERIES, "ttc") if w.ttc > 0 else REWARD_SERIES
+
+
+def uses_at_fault(w: RewardWeights) -> bool:
+    """Whether the reward with weights ``w`` needs the at-fault judgement (``w.not_at_fault != 1``)."""
+    return w.not_at_fault != 1.0
+
+
 class RewardSignals(NamedTuple):
     """What :func:`step_rewards` reads from one closed-loop rollout.
 
     Attributes:
-        series: per-step ``[B, T]`` signals (see :func:`step_rewards`), ``ttc`` only when asked for.
-        at_fault: bool ``[B]`` the scene has an at-fault collision, or None when not asked for.
+        series: per-step ``[B, T]`` signals named by :func:`reward_series` (see :func:`step_rewards`).
+        at_fault: bool ``[B]`` the scene has an at-fault collision, or None when the weights do not need it.
     """
 
     series: dict[str, Tensor]
     at_fault: Tensor | None
 
 
-def reward_signals(ro: Rollout, batch: ScenarioBatch, *, ttc: bool, at_fault: bool) -> RewardSignals:
-    """The closed-loop signals of the reward, from one shared ``sim.metrics.registry.MetricContext``.
+def reward_signals(ro: Rollout, batch: ScenarioBatch, w: RewardWeights) -> RewardSignals:
+    """The closed-loop signals of the reward with weights ``w``, from one shared
+    ``sim.metrics.registry.MetricContext``.
 
     Args:
         ro: the rollout (B scenes).
         batch: the batch it ran on.
-        ttc: include the ``ttc`` series (the costly one; only needed when ``w_ttc > 0``).
-        at_fault: include the per-scene at-fault flag (only needed when ``w_not_at_fault != 1``).
+        w: the weights: they decide whether ``ttc`` (:func:`reward_series`) and the per-scene at-fault flag
+            (:func:`uses_at_fault`) are computed.
     """
     c = MetricContext(ro, batch)
-    series = {"collision": c.collision, "offroad_dist": c.offroad_dist, "route_s": c.route_s,
-              "log_dist": c.log_dist, "accel": c.accel, "jerk": c.jerk, "lat_accel": c.lat_accel,
-              "yaw_rate": c.yaw_rate}
-    assert tuple(series) == REWARD_SERIES
-    if ttc:
-        series["ttc"] = c.ttc
-    return RewardSignals(series, c.first_collision_at_fault if at_fault else None)
+    series = {n: getattr(c, n) for n in reward_series(w)}
+    return RewardSignals(series, c.first_collision_at_fault if uses_at_fault(w) else None)
 
 
 class StepRewards(NamedTuple):

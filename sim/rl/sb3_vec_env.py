@@ -15,18 +15,24 @@ class SB3VecEnv(VecEnv):
 
     When the batch's episodes end, SB3's convention applies: ``dones[i]`` True, ``infos[i]["terminal_observation"]``
     the last observation, the returned observation the first of the next episode;
-    ``infos[i]["TimeLimit.truncated"]`` marks truncation.
+    ``infos[i]["TimeLimit.truncated"]`` marks truncation. ``reset_infos[i]`` holds the single env's reset info
+    (``scene_id``) of slot i's current episode.
     """
 
     def __init__(self, core: BatchedClosedLoop) -> None:
-        obs_space, act_space = _spaces(core.delta_bound)
-        super().__init__(core.num_envs, obs_space, act_space)
-        self.core = core
+        self.core = core  # first: VecEnv.__init__ reads render_mode through get_attr
         self._actions: np.ndarray | None = None
         self._seed: int | None = None
+        obs_space, act_space = _spaces(core.delta_bound)
+        super().__init__(core.num_envs, obs_space, act_space)
+
+    def _reset_core(self, seed: int | None = None) -> np.ndarray:
+        obs = self.core.reset(seed)
+        self.reset_infos = [self.core.reset_info(i) for i in range(self.num_envs)]
+        return obs
 
     def reset(self) -> np.ndarray:
-        obs = self.core.reset(self._seed)
+        obs = self._reset_core(self._seed)
         self._seed = None
         return obs
 
@@ -45,7 +51,7 @@ class SB3VecEnv(VecEnv):
             for i in np.flatnonzero(dones):
                 infos[i]["terminal_observation"] = obs[i].copy()
                 infos[i]["TimeLimit.truncated"] = bool(trunc[i] and not term[i])
-            obs = self.core.reset()
+            obs = self._reset_core()
         return obs, r.astype(np.float32), dones, infos
 
     def close(self) -> None:

@@ -15,13 +15,18 @@ from gymnasium.utils.env_checker import check_env  # noqa: E402
 from scenarios.loading import load_scenes  # noqa: E402
 from sim.metrics.registry import MetricContext, compute_metrics  # noqa: E402
 from sim.rl import gym_env as ge  # noqa: E402
-from sim.rl.reward import REWARD_SERIES, RewardWeights, step_rewards  # noqa: E402
+from sim.rl.reward import TTC_MIN, RewardWeights, reward_signals, step_rewards  # noqa: E402
 from sim.rollout import rollout  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def scenes():
-    return load_scenes("procedural-small:train").scenes[:4]
+def suite():
+    return load_scenes("procedural-small:train", progress=False).scenes
+
+
+@pytest.fixture(scope="module")
+def scenes(suite):
+    return suite[:4]
 
 
 def _actions(n_steps: int, n: int, seed: int = 0) -> np.ndarray:
@@ -45,29 +50,55 @@ def test_make_vec_is_natively_batched(scenes):
     assert obs.shape == (3, ge.OBS_DIM)
 
 
-def test_vector_env_equals_single_envs_and_autoresets(scenes):
+def _same_infos(native: dict, sync: dict, where: str = "infos") -> None:
+    """The same keys, masks, dtypes and shapes, and the same values (wall-clock ``episode/t`` aside)."""
+    assert set(native) == set(sync), where
+    for key, want in sync.items():
+        got, at = native[key], f"{where}[{key!r}]"
+        if isinstance(want, dict):
+            _same_infos(got, want, at)
+            continue
+        assert isinstance(got, np.ndarray) and got.dtype == want.dtype and got.shape == want.shape, at
+        if key == "t":
+            continue
+        if want.dtype == object:
+            for g, w in zip(got, want):
+                if isinstance(w, np.ndarray):
+                    np.testing.assert_allclose(g, w, atol=1e-4, err_msg=at)
+                else:
+                    assert g == w, at
+        else:
+            np.testing.assert_allclose(got, want, atol=1e-4, equal_nan=True, err_msg=at)
+
+
+def test_vector_env_equals_sync_vector_env_of_single_envs(scenes):
+    """``gym.make_vec`` (one simulator batch) gives what Gymnasium's ``SyncVectorEnv`` with same-step autoreset gives
+    over single envs on the same scenes: observations, rewards, flags, and infos in the same layout (dict of arrays
+    with ``_key`` masks: ``scene_id`` at reset and autoreset, ``final_obs``, ``final_info``)."""
+    from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
     n = 3
-    vec = ge.ClosedLoopVectorEnv(n, scenes=scenes[:n], shuffle=False)
-    singles = [ge.ClosedLoopEnv(scenes=[s], shuffle=False) for s in scenes[:n]]
-    vo, _ = vec.reset(seed=0)
-    so = np.stack([e.reset(seed=0)[0] for e in singles])
+    vec = gym.make_vec(ge.ENV_ID, num_envs=n, scenes=scenes[:n], shuffle=False)
+    sync = SyncVectorEnv([lambda s=s: ge.ClosedLoopEnv(scenes=[s], shuffle=False) for s in scenes[:n]],
+                         autoreset_mode=AutoresetMode.SAME_STEP)
+    vo, vinfo = vec.reset(seed=0)
+    so, sinfo = sync.reset(seed=0)
     np.testing.assert_allclose(vo, so, atol=1e-5)
+    _same_infos(vinfo, sinfo)
+    assert list(vinfo["scene_id"]) == [s.id for s in scenes[:n]]
     acts = _actions(200, n)
     for k in range(200):
         vo, vr, vte, vtr, vinfo = vec.step(acts[k])
-        outs = [e.step(acts[k, i]) for i, e in enumerate(singles)]
-        sr = np.array([o[1] for o in outs])
+        so, sr, ste, stu, sinfo = sync.step(acts[k])
         np.testing.assert_allclose(vr, sr, rtol=1e-4, atol=1e-4)
-        assert list(vte) == [o[2] for o in outs]
+        assert list(vte) == list(ste) and list(vtr) == list(stu)
+        _same_infos(vinfo, sinfo)
+        np.testing.assert_allclose(vo, so, atol=1e-4)  # same-step autoreset: the next episode's first observation
         if vte.any():
             assert vte.all() and not vtr.any()
-            np.testing.assert_allclose(vinfo["final_obs"], np.stack([o[0] for o in outs]), atol=1e-4)
-            for i, o in enumerate(outs):
-                for name, val in o[4]["metrics"].items():
-                    got = vinfo["final_info"][i]["metrics"][name]
-                    assert got == pytest.approx(val, abs=1e-4, nan_ok=True), name
-            # same-step autoreset: the returned observation starts the next episode (same scenes, in order)
-            np.testing.assert_allclose(vo, np.stack([e.reset()[0] for e in singles]), atol=1e-5)
+            score = vinfo["final_info"]["metrics"]["score"]  # Gymnasium's layout: an array over the envs
+            assert score.shape == (n,) and score.dtype == np.float64 and vinfo["final_info"]["_metrics"].all()
+            assert vinfo["final_obs"].shape == (n,) and vinfo["final_obs"][0].shape == (ge.OBS_DIM,)
             break
     else:
         pytest.fail("no episode ended in 200 steps")
@@ -89,12 +120,68 @@ def test_reward_and_metrics_match_the_trainer(scenes):
     t0 = b.init_step
     ro = rollout(b, lambda obs, t: (ge.waypoints_from_action(obs, acts[t - t0], dt=b.dt), {}))
     torch.testing.assert_close(ro.traj, core.traj, atol=1e-4, rtol=0)
-    ctx = MetricContext(ro, b)
-    ref = step_rewards({n: getattr(ctx, n) for n in REWARD_SERIES}, b.step_valid, t0, w, b.road.has_road)
+    sig = reward_signals(ro, b, w)
+    ref = step_rewards(sig.series, b.step_valid, t0, w, b.road.has_road, sig.at_fault)
     np.testing.assert_allclose(np.stack(rewards, 1), ref.reward.numpy(), atol=1e-4)
     m = compute_metrics(ro, b)
     for name, val in m.items():
         np.testing.assert_allclose([i["metrics"][name] for i in infos], val.numpy(), atol=1e-4, equal_nan=True)
+
+
+def _env_and_trainer_rewards(scenes, w: RewardWeights, seed: int, scale: float) -> dict[str, np.ndarray]:
+    """Random actions through the env and, the same actions, through ``rollout`` and the trainer's reward.
+
+    Returns:
+        ``env``, ``trainer``: float ``[B, S]`` per-transition rewards; ``causal``: the trainer's reward with the
+        at-fault flag judged on the episode up to each step; ``differs``: bool ``[B]`` a collision starts while that
+        flag differs from the trainer's whole-episode one; ``at_fault_onset``, ``other_onset``, ``ttc``: bool
+        ``[B, S]`` a collision starts with the trainer's flag True / False, TTC below its bound.
+    """
+    n = len(scenes)
+    core = ge.BatchedClosedLoop(n, scenes=scenes, shuffle=False, weights=w)
+    core.reset(0)
+    acts = torch.from_numpy(np.random.default_rng(seed).uniform(-scale, scale, (100, n, ge.ACTION_DIM)).astype("f4"))
+    rewards = []
+    for k in range(100):
+        _, r, te, tr, _ = core.step(acts[k])
+        rewards.append(r)
+        if te.any() or tr.any():
+            break
+    b = core.batch
+    t0 = b.init_step
+    assert te.all() and b.num_steps == core.t + 1  # whole episodes: the trainer scores the same transitions
+    ro = rollout(b, lambda obs, t: (ge.waypoints_from_action(obs, acts[t - t0], dt=b.dt), {}))
+    sig = reward_signals(ro, b, w)
+    args = (sig.series, b.step_valid, t0, w, b.road.has_road)
+    fault, first = MetricContext(ro, b).fault_by_agent  # [B, A-1]: each touched agent judged at its first contact
+    scored = torch.arange(t0 + 1, b.num_steps)  # the step each transition is scored on
+    so_far = (fault[:, :, None] & (first[:, :, None] <= scored)).any(1)  # [B, S]
+    yes, no = (step_rewards(*args, torch.full((n,), f)).reward for f in (True, False))
+    coll = sig.series["collision"] & b.step_valid
+    onset = coll[:, t0 + 1:] & ~coll[:, t0:-1]
+    return {"env": np.stack(rewards, 1), "trainer": step_rewards(*args, sig.at_fault).reward.numpy(),
+            "causal": torch.where(so_far, yes, no).numpy(),
+            "differs": (onset & (so_far != sig.at_fault[:, None])).any(1).numpy(),
+            "at_fault_onset": (onset & sig.at_fault[:, None]).numpy(),
+            "other_onset": (onset & ~sig.at_fault[:, None]).numpy(),
+            "ttc": (sig.series["ttc"][:, t0 + 1:] < TTC_MIN).numpy()}
+
+
+def test_env_reward_is_the_trainers_with_default_weights(suite):
+    """Default weights (TTC and the at-fault factor included; comfort off: its derivatives are causal in the env,
+    centred post hoc, as documented): per step, the env's reward is the trainer's on 32 procedural scenes with
+    collisions, TTC violations and collisions that are not the ego's fault. The one documented exception: a
+    collision that starts before the episode's first at-fault contact costs ``collision * not_at_fault`` in the
+    env (it cannot see the later contact) and the full weight in the trainer (it judges the whole episode)."""
+    w = RewardWeights(comfort=0.0)
+    assert w.ttc > 0 and w.not_at_fault != 1.0  # the defaults use both
+    r = _env_and_trainer_rewards(suite[:32], w, seed=0, scale=5.0)
+    same = ~r["differs"]
+    np.testing.assert_allclose(r["env"][same], r["trainer"][same], atol=1e-4)
+    np.testing.assert_allclose(r["env"], r["causal"], atol=1e-4)  # the exception is exactly the one above
+    assert same.sum() >= 31
+    for term in ("at_fault_onset", "other_onset", "ttc"):  # not vacuous: the compared scenes hold every case
+        assert r[term][same].any(), term
 
 
 def test_bad_action_shape_is_refused(scenes):
