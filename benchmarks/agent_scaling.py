@@ -14,6 +14,11 @@ best, to the first count) and ``ratio_min/median/max`` over the rounds, each rou
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # Ctrl-C while the modules below load: one line, exit status 130
+    from scenarios.commands import run_main
+
+    run_main("benchmarks.agent_scaling", "python -m benchmarks.agent_scaling")
+
 import json
 import statistics
 import sys
@@ -101,7 +106,3 @@ def main(argv: list[str] | None = None) -> int:
     """CLI: one JSON line (module docstring); bad input: one line on stderr, exit status 2."""
     print(json.dumps(run(parse_args(argv))), flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -24,6 +24,11 @@ the commands and the figures.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # Ctrl-C while the modules below load: one line, exit status 130
+    from scenarios.commands import run_main
+
+    run_main("benchmarks.budgeted_selection", "python -m benchmarks.budgeted_selection")
+
 import argparse
 import json
 import sys
@@ -137,7 +142,3 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "checkpoint): the summary is over the others")
         print(json.dumps(line), flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

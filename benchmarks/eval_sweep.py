@@ -17,6 +17,11 @@ as given and ``executor_used``, ``auto`` resolved as :func:`sim.evaluation.execu
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # Ctrl-C while the modules below load: one line, exit status 130
+    from scenarios.commands import run_main
+
+    run_main("benchmarks.eval_sweep", "python -m benchmarks.eval_sweep")
+
 import io
 import json
 import os
@@ -261,7 +266,3 @@ def _datasets(g):
             yield v
         else:
             yield from _datasets(v)
-
-
-if __name__ == "__main__":
-    main()

@@ -10,6 +10,11 @@ CLI: ``python -m benchmarks.fixture_runs OUT_DIR [--checkpoints 20 --scenes 500]
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # Ctrl-C while the modules below load: one line, exit status 130
+    from scenarios.commands import run_main
+
+    run_main("benchmarks.fixture_runs", "python -m benchmarks.fixture_runs")
+
 import hashlib
 import json
 import math
@@ -290,7 +295,3 @@ def main(argv: list[str] | None = None) -> None:
     run = write_run(a.out, FixtureSpec(name=a.name, n_checkpoints=a.checkpoints, n_scenes=a.scenes, seed=a.seed,
                                        agent=a.agent))
     print(run)
-
-
-if __name__ == "__main__":
-    main()

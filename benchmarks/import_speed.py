@@ -11,8 +11,12 @@ cores disturb less.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # Ctrl-C while the modules below load: one line, exit status 130
+    from scenarios.commands import run_main
+
+    run_main("benchmarks.import_speed", "python -m benchmarks.import_speed")
+
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +81,3 @@ def main(argv: list[str] | None = None) -> int:
                 "scenes": r["scenes"], "seconds": round(r["seconds"], 2)}
         print(json.dumps(line), flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

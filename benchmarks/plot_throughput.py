@@ -10,8 +10,12 @@ yardstick), and prints each sweep's table as Markdown (so the figure can be docu
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # Ctrl-C while the modules below load: one line, exit status 130
+    from scenarios.commands import run_main
+
+    run_main("benchmarks.plot_throughput", "python -m benchmarks.plot_throughput")
+
 import json
-import sys
 from pathlib import Path
 
 from benchmarks import cli
@@ -113,7 +117,3 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{label(rows)}\n")
         print(table(rows))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

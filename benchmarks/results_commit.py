@@ -10,6 +10,11 @@ commits), ``commit_s`` (median per size),
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # Ctrl-C while the modules below load: one line, exit status 130
+    from scenarios.commands import run_main
+
+    run_main("benchmarks.results_commit", "python -m benchmarks.results_commit")
+
 import json
 import os
 import statistics
@@ -84,7 +89,3 @@ def main(argv: list[str] | None = None) -> dict:
                "scenes_per_commit": a.scenes, "held_bytes": held_bytes(path)}
     print(json.dumps(res))
     return res
-
-
-if __name__ == "__main__":
-    main()

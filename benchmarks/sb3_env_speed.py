@@ -16,6 +16,11 @@ Torch runs with one intra-op thread (see ``benchmarks.sim_throughput``).
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # Ctrl-C while the modules below load: one line, exit status 130
+    from scenarios.commands import run_main
+
+    run_main("benchmarks.sb3_env_speed", "python -m benchmarks.sb3_env_speed")
+
 import json
 import os
 import subprocess
@@ -106,7 +111,3 @@ def main(argv: list[str] | None = None) -> None:
         out["eval"] = f"{a.checkpoints} SB3 checkpoints x {a.scenes} scenes"
     out["threads"] = torch.get_num_threads()
     print(json.dumps(out))
-
-
-if __name__ == "__main__":
-    main()

@@ -23,10 +23,14 @@ ours gets. ``single_process_scenario_steps_per_s`` is the same closed loop in th
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # Ctrl-C while the modules below load: one line, exit status 130
+    from scenarios.commands import run_main
+
+    run_main("benchmarks.sim_throughput", "python -m benchmarks.sim_throughput")
+
 import json
 import resource
 import statistics
-import sys
 import time
 from dataclasses import dataclass, replace
 
@@ -382,7 +386,3 @@ def main(argv: list[str] | None = None) -> int:
     for b in sizes:
         print(json.dumps(run(replace(cfg, batch=b), scenes, kind)), flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

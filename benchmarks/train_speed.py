@@ -6,10 +6,14 @@
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # Ctrl-C while the modules below load: one line, exit status 130
+    from scenarios.commands import run_main
+
+    run_main("benchmarks.train_speed", "python -m benchmarks.train_speed")
+
 import contextlib
 import io
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -46,7 +50,3 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"episodes": a.episodes, "wall_s": round(wall, 2), "device": device,
                       "threads": torch.get_num_threads(), "rc": rc}))
     return rc
-
-
-if __name__ == "__main__":
-    sys.exit(main())

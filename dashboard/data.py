@@ -19,6 +19,7 @@ import streamlit as st
 
 from dashboard.run_kind import run_kind
 from dashboard.table import BASE_COLUMNS, Rows
+from scenarios.commands import command
 from sim.metrics.catalogue import METRICS_VERSION, TABLE_METRICS
 from sim.results.identity import Experiment, results_files, results_name, set_slug
 from sim.results.reader import (
@@ -47,7 +48,7 @@ MARKERS = (*RUN_MARKERS, RESULTS_NAME)  # a folder with any of these is a run
 
 def eval_cmd(run: Path) -> str:
     """The exact command that evaluates ``run`` (its whole comparison set into ``<run>/results.h5``)."""
-    return f"python -m sim.evaluate --run {run}"
+    return command("python -m sim.evaluate", "--run", run)
 
 
 def runs_dir_problem(runs_dir: Path) -> str | None:
@@ -281,10 +282,11 @@ def load_run(ref: RunRef, results: str | Path | None = None) -> RunData:
         if err and ("commit file" in err or BUSY in err):  # its .parts folder moved or changed, or an evaluation
             problems.append(("error", err))                 # committed while it was read: the rest is good, keep it
         elif err:
-            problems.append(("error", f"{err}. Re-create it: rm {res} && {eval_cmd(ref.path)}"))
+            problems.append(("error", f"{err}. Re-create it: {command('rm', res)} && {eval_cmd(ref.path)}"))
         if summary is not None:
             problems.extend(("warning", f"{w}; its numbers are not one experiment's. Re-create it, one run and "
-                                        f"one scenario set per file: rm -r {res} {res}.parts && {eval_cmd(ref.path)}")
+                                        f"one scenario set per file: {command('rm -r', res, f'{res}.parts')} && "
+                                        f"{eval_cmd(ref.path)}")
                             for w in summary.warnings)
         if summary is not None and not summary.checkpoints:
             problems.append(("info", f"{res}: no checkpoint evaluated yet (an evaluation may be running). "

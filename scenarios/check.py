@@ -29,6 +29,11 @@ modules of ``scenarios`` stay free of ``sim``.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # Ctrl-C while the modules below load: one line, exit status 130
+    from scenarios.commands import run_main
+
+    run_main("scenarios.check", "python -m scenarios.check")
+
 import argparse
 import json
 import math
@@ -404,7 +409,3 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --json {a.json}: cannot write ({e.strerror or e})", file=sys.stderr)
             return 1
     return 0 if report["scenes"] else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -32,7 +32,16 @@ _SCALARS = (int, float, str)
 
 
 class RangeError(ValueError):
-    """A setting outside its declared :class:`Range` (or not of its declared type); the message names the flag."""
+    """A setting outside its declared :class:`Range` (or not of its declared type); the message names the flag.
+
+    Attributes:
+        name: the setting's field name (``bc_epochs``), for a message about a file rather than a flag; or None.
+        problem: what is wrong with its value (the message after the flag, ``must be >= 1, got 0``); or None.
+    """
+
+    def __init__(self, message: str, name: str | None = None, problem: str | None = None) -> None:
+        super().__init__(message)
+        self.name, self.problem = name, problem
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +143,8 @@ def check_ranges(obj: Any) -> None:
         value = getattr(obj, f.name)
         for v in value if isinstance(value, tuple) else (value,):
             if v is not None and not rng.contains(v):
-                raise RangeError(f"{flag_name(f)} must be {rng.phrase()}, got {v}")
+                problem = f"must be {rng.phrase()}, got {v}"
+                raise RangeError(f"{flag_name(f)} {problem}", f.name, problem)
 
 
 def _is_a(v: Any, tp: Any) -> bool:
@@ -160,8 +170,8 @@ def check_types(obj: Any) -> None:
             continue
         items = value if is_tuple and isinstance(value, (tuple, list)) else None if is_tuple else (value,)
         if items is None or not all(_is_a(v, tp) for v in items):
-            raise RangeError(f"{flag_name(f)} {value!r}: expected {'a tuple of ' if is_tuple else ''}"
-                             f"{getattr(tp, '__name__', tp)}")
+            problem = f"{value!r}: expected {'a tuple of ' if is_tuple else ''}{getattr(tp, '__name__', tp)}"
+            raise RangeError(f"{flag_name(f)} {problem}", f.name, problem)
 
 
 class OneLineParser(argparse.ArgumentParser):

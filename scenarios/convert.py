@@ -11,6 +11,11 @@ is kept unless ``--force``. Errors are one line on stderr and a non-zero exit; n
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # Ctrl-C while the modules below load: one line, exit status 130
+    from scenarios.commands import run_main
+
+    run_main("scenarios.convert", "python -m scenarios.convert")
+
 import argparse
 import sys
 import warnings
@@ -125,7 +130,3 @@ def main(argv: list[str] | None = None) -> int:
     formats = sorted({detect_format(f) for f in scenario_files(cfg.src)})
     print(f"wrote {len(scenes)} scenes from {cfg.src} ({', '.join(formats)}) to {cfg.dst}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -23,6 +23,11 @@ under both.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # Ctrl-C while the modules below load: one line, exit status 130
+    from scenarios.commands import run_main
+
+    run_main("sim.across", "python -m sim.across")
+
 import json
 import sys
 from collections.abc import Sequence
@@ -30,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scenarios.cli_config import SEED, OneLineParser, add_dataclass_arguments, at_least, dataclass_from_args
+from scenarios.commands import command
 from sim.metrics.catalogue import JUDGED_METRICS
 
 
@@ -110,8 +116,8 @@ def _traffic(cfg: AcrossConfig):
         pair = traffic_pair(cfg.runs[0])
         if pair is None:
             raise AcrossError(f"{cfg.runs[0]}: no results file beside results.h5 that differs only in --agents; "
-                              f"evaluate it with the other model: python -m sim.evaluate --run {cfg.runs[0]} "
-                              "--agents idm")
+                              "evaluate it with the other model: "
+                              f"{command('python -m sim.evaluate', '--run', cfg.runs[0], '--agents', 'idm')}")
     elif len(cfg.runs) == 2:
         folders = [r for r in cfg.runs if Path(r).is_dir()]
         if folders:
@@ -144,7 +150,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

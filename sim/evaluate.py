@@ -14,6 +14,11 @@ A thin CLI: the flags are generated from :class:`EvalConfig`; the work is done i
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # Ctrl-C while the modules below load: one line, exit status 130
+    from scenarios.commands import run_main
+
+    run_main("sim.evaluate", "python -m sim.evaluate")
+
 import argparse
 import sys
 from collections.abc import Sequence
@@ -73,7 +78,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted: completed checkpoints are saved; run again to resume", file=sys.stderr)
         return 130
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

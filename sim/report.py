@@ -7,6 +7,11 @@ The builder is :mod:`sim.selection.report_html`; the dashboard offers the same f
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # Ctrl-C while the modules below load: one line, exit status 130
+    from scenarios.commands import run_main
+
+    run_main("sim.report", "python -m sim.report")
+
 import argparse
 import sys
 from collections.abc import Sequence
@@ -54,7 +59,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(f"wrote {info.path} ({info.bytes / 1024:.0f} KiB in {info.seconds:.2f} s)")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

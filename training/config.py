@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from scenarios.cli_config import (
@@ -138,6 +139,27 @@ class TrainConfig:
         if extra:
             raise TrainError(f"unknown training settings {sorted(extra)}")
         return TrainConfig(**d)
+
+    @staticmethod
+    def from_saved(d: dict[str, Any], path: Path) -> TrainConfig:
+        """The settings a run saved (``train`` in its ``config.json`` at ``path``), checked as :meth:`validate` does.
+
+        Raises:
+            TrainError: naming ``path`` and the key (``train.episodes``) of an unknown setting, or of a value of
+                the wrong type or outside its range.
+        """
+        extra = sorted(set(d) - {f.name for f in fields(TrainConfig)})
+        if extra:
+            raise TrainError(f"{path}: unknown training setting{'s' if len(extra) > 1 else ''} "
+                             f"{', '.join('train.' + str(k) for k in extra)} (not a setting of this version)")
+        try:
+            cfg = TrainConfig(**d)
+            check_types(cfg)
+            check_ranges(cfg)
+        except RangeError as e:
+            key = f"train.{e.name} {e.problem}" if e.name else str(e)
+            raise TrainError(f"{path}: {key}") from None
+        return cfg
 
     def validate(self) -> TrainConfig:
         """Check every setting's type and declared range (the ``range`` next to its default).

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from policy.checkpoint import CheckpointError, atomic_write_bytes
+from scenarios.commands import quote
 from sim.results.run_folder import CHECKPOINTS_DIR, CONFIG_FILE, LATEST_LINK
 from training.config import TrainConfig, TrainError
 
@@ -93,7 +94,7 @@ def create_run_dir(cfg: TrainConfig, root: Path = Path("out")) -> tuple[Path, Pa
         raise TrainError(f"--out-dir {run}: a file, not a folder; pick another --out-dir (a new or empty folder)")
     if run.exists() and any(run.iterdir()):
         raise TrainError(f"{run}: already exists and is not empty; pick another --out-dir or continue it with "
-                         f"--resume {run}")
+                         f"--resume {quote(run)}")
     made = next((p for p in reversed([run, *run.parents]) if not p.exists()), None)
     try:
         (run / CHECKPOINTS_DIR).mkdir(parents=True, exist_ok=True)

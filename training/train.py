@@ -10,6 +10,11 @@ exactly where the last evaluation left off.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before torch loads: Ctrl-C while it does is one line, exit status 130
+    from scenarios.commands import run_main
+
+    run_main("training.train", "python -m training.train")
+
 import contextlib
 import sys
 from collections.abc import Iterator
@@ -23,6 +28,7 @@ from tqdm import tqdm
 from policy.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from policy.device import DeviceError, pick_device
 from policy.model import PolicyConfig, WaypointPolicy
+from scenarios.commands import command, no_interrupts
 from scenarios.scenario import ScenarioError
 from sim.config import NUM_WAYPOINTS, WAYPOINT_STEPS, SimError
 from sim.observation import OBS_DIM, OBS_VERSION, SPEED_SCALE
@@ -184,22 +190,25 @@ def start_or_resume(cli: CliArgs, init: dict[str, Any] | None = None) -> RunStar
     if cli.resume is None:
         cfg = cli.config.check_selection()
         run, made = create_run_dir(cfg)
-        record = run_record(cfg, init)
-        write_config(run, cfg, {**{k: v for k, v in record.items() if k != "train"}, "run": run.name})
+        try:
+            record = run_record(cfg, init)
+            write_config(run, cfg, {**{k: v for k, v in record.items() if k != "train"}, "run": run.name})
+        except BaseException:  # Ctrl-C or a full disk while config.json is written: the run was never started
+            with no_interrupts():
+                remove_new_run(run, made)
+            raise
         where = "out/latest moves to it after the first checkpoint" if cfg.out_dir is None else \
             "out/latest not moved: --out-dir given"
         print(f"run directory: {run} ({where})", file=sys.stderr)
         return RunStart(run, cfg, None, True, made, init)
     run = Path(cli.resume).resolve() if Path(cli.resume).is_symlink() else Path(cli.resume)
-    if not (run / CONFIG_FILE).is_file():
-        raise TrainError(f"--resume {cli.resume}: {run / 'config.json'} not found (not a training run directory)")
-    doc = read_json(run / CONFIG_FILE)
+    config = run / CONFIG_FILE
+    if not config.is_file():
+        raise TrainError(f"--resume {cli.resume}: {config} not found (not a training run directory)")
+    doc = read_json(config)
     if not isinstance(doc, dict) or not isinstance(doc.get("train"), dict):
-        raise TrainError(f"--resume {cli.resume}: {run / 'config.json'} holds no training settings ('train')")
-    try:
-        cfg = replace(TrainConfig.from_dict(doc["train"]), **cli.overrides).validate().check_selection()
-    except TypeError as e:
-        raise TrainError(f"{run / 'config.json'}: malformed settings ({e})") from None
+        raise TrainError(f"--resume {cli.resume}: {config} holds no training settings ('train')")
+    cfg = replace(TrainConfig.from_saved(doc["train"], config), **cli.overrides).validate().check_selection()
     init = doc.get("init")
     last = run / LAST
     if not last.exists():
@@ -288,16 +297,19 @@ def commit(start: RunStart, manager: CheckpointManager, policy: WaypointPolicy, 
 
 @contextlib.contextmanager
 def guarded(start: RunStart, prog: str) -> Iterator[None]:
-    """Failure before the first checkpoint: remove what this run created. Ctrl-C: say how to continue."""
+    """Failure before the first checkpoint: remove what this run created (a second Ctrl-C cannot cut that short).
+    Ctrl-C: say how to continue (the command shell-quoted, ready to paste)."""
     try:
         yield
     except BaseException as e:
-        if start.fresh and not start.committed:
-            remove_new_run(start.run, start.made)
+        with no_interrupts():
+            removed = start.fresh and not start.committed
+            if removed:
+                remove_new_run(start.run, start.made)
         if isinstance(e, KeyboardInterrupt):
-            if start.committed or not start.fresh:
-                raise Interrupted(f"interrupted: continue with {prog} --resume {start.run} (files up to the last "
-                                  "evaluation are kept)") from None
+            if not removed:
+                raise Interrupted(f"interrupted: continue with {command(prog, '--resume', start.run)} (files up to "
+                                  "the last evaluation are kept)") from None
             raise Interrupted(f"interrupted before the first checkpoint: {start.run} removed, nothing to resume; "
                               f"start again with {prog}") from None
         raise
@@ -312,7 +324,7 @@ def train(cli: CliArgs) -> int:
     cfg, run = start.cfg, start.run
     if start.complete:
         return 0
-    with run_lock(run), guarded(start, cli.prog):
+    with guarded(start, cli.prog), run_lock(run):
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         weights = cfg.reward_weights()
@@ -418,13 +430,14 @@ def train(cli: CliArgs) -> int:
         bar.close()
 
     # --- 4. summary ---------------------------------------------------------------------------------------------
-    if state.stop_reason:
-        print(f"early stop: {state.stop_reason}", file=sys.stderr)
-    print_summary(run, manager, bc_info)
-    if manager.best is None and manager.records:  # every checkpoint before --select-after (an early stop)
-        print(f"warning: no checkpoint at or after --select-after {cfg.select_after} (the last is episode "
-              f"{manager.records[-1].episode}), so best_entropy.pt was not written; evaluate the run's checkpoints "
-              f"with: python -m sim.evaluate --run {run}", file=sys.stderr)
+    with guarded(start, cli.prog):  # Ctrl-C here: the run is kept
+        if state.stop_reason:
+            print(f"early stop: {state.stop_reason}", file=sys.stderr)
+        print_summary(run, manager, bc_info)
+        if manager.best is None and manager.records:  # every checkpoint before --select-after (an early stop)
+            print(f"warning: no checkpoint at or after --select-after {cfg.select_after} (the last is episode "
+                  f"{manager.records[-1].episode}), so best_entropy.pt was not written; evaluate the run's "
+                  f"checkpoints with: {command('python -m sim.evaluate', '--run', run)}", file=sys.stderr)
     return 0
 
 
@@ -441,7 +454,3 @@ def main(argv: list[str] | None = None, prog: str = "python -m training.train") 
     except KeyboardInterrupt:  # before the run directory existed
         print("interrupted before the run started; nothing was written", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,10 +13,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from scenarios.commands import command
 from sim.results.errors import ResultsError
 from sim.results.identity import results_name
 from sim.results.run_folder import CONFIG_FILE, select_after
 from sim.selection.across import AcrossError, RulePick, SeedResult
+
+
+def _eval_cmd(run: Path) -> str:
+    """The command that evaluates ``run`` into its results file (shell-quoted, ready to paste)."""
+    return command("python -m sim.evaluate", "--run", run)
 
 
 def results_path(run: str | Path) -> Path:
@@ -33,7 +39,7 @@ def results_path(run: str | Path) -> Path:
         raise AcrossError(f"{p}: no such run folder")
     f = p / results_name()
     if not f.is_file():
-        raise AcrossError(f"{f}: no results file; evaluate the run first: python -m sim.evaluate --run {p}")
+        raise AcrossError(f"{f}: no results file; evaluate the run first: {_eval_cmd(p)}")
     return f
 
 
@@ -99,7 +105,7 @@ def load_seed(run: str | Path, metric: str = "score", label: str | None = None) 
         experiment, notes = read_experiment(path)
         if notes:  # a file of an older tool that pools runs or scenario sets: never one seed's verdict
             raise AcrossError(f"{path}: {notes[0]}; re-create it, one run and one scenario set per file: "
-                              f"rm -r {path} {path}.parts && python -m sim.evaluate --run {path.parent}")
+                              f"{command('rm -r', path, f'{path}.parts')} && {_eval_cmd(path.parent)}")
         attrs, _ = read_root_attrs(path)
         v, ids, scores = seed_verdict(path, metric)
         variance = pick_variance(path, v, ids, metric)
@@ -107,7 +113,7 @@ def load_seed(run: str | Path, metric: str = "score", label: str | None = None) 
         raise AcrossError(str(e)) from None
     comp = v.get("completeness") or {}
     if comp.get("line"):
-        raise AcrossError(f"{path}: {comp['line']} Finish it first: python -m sim.evaluate --run {path.parent}")
+        raise AcrossError(f"{path}: {comp['line']} Finish it first: {_eval_cmd(path.parent)}")
     if metric not in (v.get("correlations") or {}):
         raise AcrossError(f"{path}: no metric {metric!r} in the stored rows")
     digests = json.loads(attrs["scene_digests"]) if "scene_digests" in attrs else {}

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from scenarios.commands import command
 from sim.metrics.catalogue import SPECS, TABLE_METRICS
 from sim.results.errors import ResultsError
 from sim.results.reader import StoredCheckpoint, read_checkpoints, read_root_attrs, read_scenarios, read_verdict
@@ -59,7 +60,7 @@ def results_path(run: Path) -> Path:
     p = Path(run)
     f = p / RESULTS_NAME if p.is_dir() else p
     if not f.is_file():
-        raise ResultsError(f"{run}: no {RESULTS_NAME} (run python -m sim.evaluate --run {run} first)")
+        raise ResultsError(f"{run}: no {RESULTS_NAME} (run {command('python -m sim.evaluate', '--run', run)} first)")
     return f
 
 

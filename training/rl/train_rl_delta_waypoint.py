@@ -8,7 +8,10 @@ Same flags, same files (docs/run_files.md), e.g.::
 
 from __future__ import annotations
 
-import sys
+if __name__ == "__main__":  # Ctrl-C while the modules below load: one line, exit status 130
+    from scenarios.commands import run_main
+
+    run_main("training.rl.train_rl_delta_waypoint", "python -m training.rl.train_rl_delta_waypoint")
 
 from training.train import main as train_main
 
@@ -18,7 +21,3 @@ PROG = "python -m training.rl.train_rl_delta_waypoint"
 def main(argv: list[str] | None = None) -> int:
     """Run the trainer under this command's name (its messages print this command); returns the exit status."""
     return train_main(argv, prog=PROG)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

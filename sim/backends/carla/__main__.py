@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # Ctrl-C while the modules below load: one line, exit status 130
+    from scenarios.commands import run_main
+
+    run_main("sim.backends.carla.__main__", "python -m sim.backends.carla")
+
 import argparse
 import sys
 import time
@@ -31,7 +36,3 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             bad += 1
     return 1 if bad else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
