@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from scenarios.commands import quote
 from sim.results.errors import EvaluationError
 from sim.results.run_folder import RESULTS_NAME
 from sim.results.schema import SceneRecord, scene_record, to_json
@@ -330,9 +331,9 @@ def refusal(out: Path, call: Experiment, d: Difference) -> str:
     if d.field == "settings":
         was, now = shown_setting(d.key, d.stored), shown_setting(d.key, d.given)
         return (f"{out}: holds results with {d.key}={was}, this call has {d.key}={now}; results of other "
-                f"settings are never mixed: give --out {to}")
+                f"settings are never mixed: give --out {quote(to)}")
     return (f"{out}: holds the results of {d.what} {d.stored}, this call evaluates {d.what} {d.given}; a results "
-            f"file is one experiment (never pooled): give --out {to}")
+            f"file is one experiment (never pooled): give --out {quote(to)}")
 
 
 def check_experiment(out: Path, stored_attrs: Mapping[str, Any], has_rows: bool, call: Experiment,
@@ -349,13 +350,13 @@ def check_experiment(out: Path, stored_attrs: Mapping[str, Any], has_rows: bool,
     """
     if notes:
         raise EvaluationError(f"{out}: {notes[0]}; nothing is added to it: give --out "
-                              f"{alternative_out(out, set_slug(call.scenario_set))}")
+                              f"{quote(alternative_out(out, set_slug(call.scenario_set)))}")
     if stored_attrs.get(SETTINGS_ATTR) is None:
         if has_rows:
             raise EvaluationError(
                 f"{out}: holds results written without their settings (older tool), so they cannot be told apart "
                 f"from this call's; evaluate into a new file: --out "
-                f"{alternative_out(out, str(dict(call.settings).get('agents', 'new')))}")
+                f"{quote(alternative_out(out, str(dict(call.settings).get('agents', 'new'))))}")
         return
     d = difference(Experiment.from_attrs(stored_attrs), call)
     if d is not None:
@@ -365,7 +366,7 @@ def check_experiment(out: Path, stored_attrs: Mapping[str, Any], has_rows: bool,
         if sid in prev and prev[sid] != dig:
             raise EvaluationError(
                 f"{out}: scene {sid!r} has other content than the scene of that id stored there; results on "
-                f"changed scenes are never mixed: give --out {alternative_out(out, 'scenes-new')}")
+                f"changed scenes are never mixed: give --out {quote(alternative_out(out, 'scenes-new'))}")
 
 
 def _run_folder(ckpt_path: str) -> str:

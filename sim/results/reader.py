@@ -38,6 +38,7 @@ import h5py
 import numpy as np
 from h5py import h5l
 
+from scenarios.commands import quote
 from sim.results.errors import ResultsError
 from sim.results.identity import SOURCE_ATTR, Experiment, mix_notes
 from sim.results.schema import (
@@ -239,7 +240,7 @@ def _moved_line(p: Path) -> str:
     side = parts_dir(p)
     return (f"{p}: its commit files are missing ({side.name}/ is not beside it): a results file is moved together "
             f"with its {side.name}/ folder, or consolidated first (python -m sim.evaluate --consolidate ... "
-            f"--out {p.name})")
+            f"--out {quote(p.name)})")
 
 
 def _missing_part_line(p: Path, part: str, why: str) -> str:

@@ -326,3 +326,17 @@ def test_across_names_every_difference_in_its_one_line():
         compare_runs([seed("s0", "d12", None), seed("s1", "d54", 2)], n_resamples=50)
     assert str(e.value) == ("s1: evaluated with another scenario set (d54 vs d12) and other evaluation settings "
                             "(rollouts 2 vs 0) than s0; evaluate both runs the same way")
+
+
+def test_the_out_a_refusal_suggests_pastes_as_one_argument(tmp_path):
+    """A run folder with a space: the suggested ``--out`` is shell-quoted, so pasting it gives one argument."""
+    import shlex
+
+    run = tmp_path / "my runs" / "s 1"
+    out = run / RESULTS_NAME
+    stored = Experiment(str(run), "procedural:test", (("agents", "log"),), "1")
+    call = Experiment(str(run), "procedural:test", (("agents", "idm"),), "1")
+    with pytest.raises(EvaluationError) as e:
+        check_experiment(out, stored.to_attrs(), True, call, {})
+    words = shlex.split(str(e.value).split("give ", 1)[1])
+    assert words == ["--out", str(run / "results-idm.h5")]
