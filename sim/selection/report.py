@@ -141,7 +141,8 @@ def print_summary(console, rows: Sequence[dict[str, Any]], verdict: Verdict | No
         t.add_row(*cells, style="dim" if r["kind"] == "baseline" else None)
     console.print(t)
     if skipped:
-        console.print(f"[bold]Skipped scenes ({len(skipped)}):[/bold]")
+        kinds = {"checkpoints" if s.line().startswith("skipped checkpoint ") else "scenes" for s in skipped}
+        console.print(f"[bold]Skipped {kinds.pop() + ' ' if len(kinds) == 1 else ''}({len(skipped)}):[/bold]")
         for s in skipped:
             console.print("  " + escape(s.line()))
     if verdict is None:

@@ -155,7 +155,9 @@ def test_offroad_at_known_step():
     assert float(m["offroad_fraction"][0]) == pytest.approx(14 / 30)
     assert float(m["score"][0]) == 0.0
     s = metric_series(ro, batch)
-    np.testing.assert_allclose(s["offroad_dist"][0, 21:30].numpy(), ego[21:30, 1] + 1.0 - 4.0, atol=1e-3)
+    # the grid's cells near the edge hold the distance to boundary samples EDGE_SAMPLE apart: a few mm off a
+    # straight edge wherever its cells fall (the lattice follows the scene, not this edge)
+    np.testing.assert_allclose(s["offroad_dist"][0, 21:30].numpy(), ego[21:30, 1] + 1.0 - 4.0, atol=6e-3)
     # and without a drivable area the same drive is never offroad
     assert float(_m([_scene(log, road=False)], ego[None])["offroad"][0]) == 0.0
 

@@ -110,12 +110,7 @@ def test_reward_and_metrics_match_the_trainer(scenes):
     core = ge.BatchedClosedLoop(4, scenes=scenes, shuffle=False, weights=w)
     core.reset(0)
     acts = torch.from_numpy(_actions(100, 4, seed=1))
-    rewards, infos = [], None
-    for k in range(100):
-        _, r, te, tr, infos = core.step(acts[k])
-        rewards.append(r)
-        if te.any() or tr.any():
-            break
+    rewards, infos, _ = _episode(core, acts)
     b = core.batch
     t0 = b.init_step
     ro = rollout(b, lambda obs, t: (ge.waypoints_from_action(obs, acts[t - t0], dt=b.dt), {}))
@@ -126,6 +121,17 @@ def test_reward_and_metrics_match_the_trainer(scenes):
     m = compute_metrics(ro, b)
     for name, val in m.items():
         np.testing.assert_allclose([i["metrics"][name] for i in infos], val.numpy(), atol=1e-4, equal_nan=True)
+
+
+def _episode(core, acts: torch.Tensor) -> tuple[list, list | None, torch.Tensor]:
+    """Step ``core`` with ``acts[k]`` until an episode ends: ``(rewards per step, last infos, terminated)``."""
+    rewards, infos, te = [], None, None
+    for k in range(len(acts)):
+        _, r, te, tr, infos = core.step(acts[k])
+        rewards.append(r)
+        if te.any() or tr.any():
+            break
+    return rewards, infos, te
 
 
 def _env_and_trainer_rewards(scenes, w: RewardWeights, seed: int, scale: float) -> dict[str, np.ndarray]:
@@ -141,12 +147,7 @@ def _env_and_trainer_rewards(scenes, w: RewardWeights, seed: int, scale: float) 
     core = ge.BatchedClosedLoop(n, scenes=scenes, shuffle=False, weights=w)
     core.reset(0)
     acts = torch.from_numpy(np.random.default_rng(seed).uniform(-scale, scale, (100, n, ge.ACTION_DIM)).astype("f4"))
-    rewards = []
-    for k in range(100):
-        _, r, te, tr, _ = core.step(acts[k])
-        rewards.append(r)
-        if te.any() or tr.any():
-            break
+    rewards, _, te = _episode(core, acts)
     b = core.batch
     t0 = b.init_step
     assert te.all() and b.num_steps == core.t + 1  # whole episodes: the trainer scores the same transitions
