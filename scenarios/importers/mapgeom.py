@@ -52,13 +52,12 @@ def near_zone(lines: Polylines | list[np.ndarray], zone, closed: bool = False) -
     if len(out) == 0 or zone.is_empty:
         return out
     lo, hi = np.asarray(zone.bounds[:2]), np.asarray(zone.bounds[2:])
-    for i in np.flatnonzero(near_box(lines, lo, hi)):  # the box test first: most of a large map is far away
-        p = lines[i]
-        if closed and len(p) >= 3:
-            g = shapely.polygons(p).buffer(0)
-        else:
-            g = shapely.linestrings(p) if len(p) > 1 else shapely.points(p[0])
-        out[i] = bool(shapely.intersects(zone, g))
+    idx = np.flatnonzero(near_box(lines, lo, hi))  # the box test first: most of a large map is far away
+    geoms = [shapely.polygons(p).buffer(0) if closed and len(p) >= 3
+             else shapely.linestrings(p) if len(p) > 1 else shapely.points(p[0]) for p in (lines[i] for i in idx)]
+    if geoms:
+        shapely.prepare(zone)
+        out[idx] = shapely.intersects(zone, np.asarray(geoms, dtype=object))
     return out
 
 

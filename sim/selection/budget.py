@@ -287,10 +287,11 @@ def race(n_candidates: int, n_scenes: int, plan: BudgetPlan, evaluate: Evaluate,
         room = (plan.total - used) // len(active)
         if ready and cur + room < target and len(active) > 2:  # step 5: the round goes to the contenders
             focus = focus_set(active, pb[active])
-            for a in set(active) - set(focus):
-                dropped[a] = cur
-            active = focus
-            room = (plan.total - used) // len(active)
+            if (plan.total - used) // len(focus) > 0:  # (a round the budget cannot pay even for them drops no one)
+                for a in set(active) - set(focus):
+                    dropped[a] = cur
+                active = focus
+                room = (plan.total - used) // len(active)
         target = min(target, cur + room)
         if target <= cur:
             stop = STOP_BUDGET
