@@ -18,7 +18,7 @@ import numpy as np
 from dashboard import rules, table
 from dashboard.run_kind import RunKind
 from dashboard.run_roles import RunRoles
-from sim.metrics.catalogue import higher_is_better
+from sim.metrics.catalogue import CARD_DECIMALS, higher_is_better
 from sim.selection.report import mean_interval
 from sim.selection.verdict import MIN_CORR
 
@@ -125,11 +125,18 @@ def build_answer(ck: table.Rows, metric: str, verdict: dict | None, rr: RunRoles
 
 
 def card_markdown(card: Sequence[dict], metric: str, kind: RunKind) -> str:
-    """The report card as a markdown table: each rule's pick, its step, the metric, rank and regret."""
-    head = ("rule", "pick", kind.step_unit, metric, "rank", "regret")
+    """The report card as a markdown table: each rule's pick, its step, the metric with its rank, and regret.
+
+    The card sits beside the verdict and must fit a 700 px window: the step column is left out when every pick's
+    file name already holds its step (``ep00050.pt`` is episode 50), and the rank shares the metric's column.
+    """
+    steps = not all(str(r["episode"]) in str(r["checkpoint"]) for r in card)
+    head = ("rule", "pick", *((kind.step_unit,) if steps else ()), f"{metric} (rank)", "regret")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += [f"| {r['rule']} | {r['checkpoint']} | {r['episode']} | {r['value']:.4f} | {r['rank']}/{r['of']} | "
-              f"{r['regret']:.4f} |" for r in card]  # fixed decimals: a column reads down (0.1480 under 0.1581)
+    for r in card:  # fixed decimals: a column reads down (0.1480 under 0.1581)
+        step = f" {r['episode']} |" if steps else ""
+        value, regret = f"{r['value']:.{CARD_DECIMALS}f}", f"{r['regret']:.{CARD_DECIMALS}f}"
+        lines.append(f"| {r['rule']} | {r['checkpoint']} |{step} {value} ({r['rank']}/{r['of']}) | {regret} |")
     return "\n".join(lines)
 
 

@@ -131,9 +131,9 @@ def entropy_figure(ck: Rows | pd.DataFrame, metric: str, history: dict | None = 
                                                      "line": {"width": 2, "color": "#000"}}})
     shapes, notes = zero_marks(np.concatenate(ys).tolist() if ys else [])
     return go.Figure({"data": data, "layout": {
-        "title": {"text": "Policy entropy over training (click a checkpoint to select it)"},
+        "title": {"text": "Policy entropy over training<br><sup>click a checkpoint to select it</sup>"},
         "xaxis": {"title": {"text": unit}}, "yaxis": {"title": {"text": "entropy (nats)"}, "type": "linear"},
-        "height": 430, "legend": {"orientation": "h", "y": -0.2}, "margin": {"l": 50, "r": 10, "t": 50, "b": 10},
+        "height": 430, "legend": {"orientation": "h", "y": -0.2}, "margin": {"l": 50, "r": 10, "t": 70, "b": 10},
         "clickmode": "event+select", "shapes": shapes, "annotations": notes}})
 
 

@@ -97,6 +97,7 @@ MAP_RULES: tuple[str, ...] = ("traffic_light_compliance", "driving_direction_com
                               "lane_keeping")  # NaN (not applicable) on a scene whose map lacks what they need
 JUDGED_METRICS: tuple[str, ...] = tuple(n for n in METRIC_NAMES if n not in NOT_JUDGED)
 TABLE_METRICS: tuple[str, ...] = ("ade", "fde", "collision", "offroad", "score", "nuplan_score")  # CLI summary
+CARD_DECIMALS = 4  # the report card's value and regret (CLI, HTML report, dashboard): top picks differ in the 3rd
 SCORE_WEIGHTS: dict[str, float] = {"progress": 5.0, "ttc_ok": 5.0, "comfortable": 2.0}  # PDMS v1 (pdm_score)
 METRICS_VERSION = 3  # bump when a definition above (or its computation in sim.metrics.registry) changes a number
 # version 2: nuPlan's TTC candidates, objects 0.5 in NC (no_at_fault_collisions), six comfort bounds, IDM vehicles only

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from sim.metrics.catalogue import JUDGED_METRICS, SPECS, TABLE_METRICS
+from sim.metrics.catalogue import CARD_DECIMALS, JUDGED_METRICS, SPECS, TABLE_METRICS
 from sim.results.reader import StoredCheckpoint
 from sim.selection.stats import type_table_rows
 from sim.selection.verdict import RULE_ROLES, RULES, Verdict, completeness, compute_verdict, verdict_input_from_rows
@@ -156,11 +156,11 @@ def print_summary(console, rows: Sequence[dict[str, Any]], verdict: Verdict | No
                 rt.add_row(run, name, "not evaluated yet" if name in (verdict.get("unevaluated_roles") or ())
                            else "n/a", "", "", "", "")
             elif name == "random":
-                rt.add_row(run, name, "uniform", "", f"{e['value']:.3f}", "",
-                           f"{e['expected_regret']:.3f} (expected)")
+                rt.add_row(run, name, "uniform", "", f"{e['value']:.{CARD_DECIMALS}f}", "",
+                           f"{e['expected_regret']:.{CARD_DECIMALS}f} (expected)")
             else:
-                rt.add_row(run, name, e["name"], str(e["episode"]), f"{e['value']:.3f}", str(e["rank"]),
-                           f"{e['regret']:.3f}")
+                rt.add_row(run, name, e["name"], str(e["episode"]), f"{e['value']:.{CARD_DECIMALS}f}", str(e["rank"]),
+                           f"{e['regret']:.{CARD_DECIMALS}f}")
         console.print(rt)
     console.print(f"[bold]Verdict ({escape(run)}):[/bold] {escape(verdict['sentence'])}")
     print_statistics(console, verdict, run)

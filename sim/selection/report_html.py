@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from scenarios.commands import command
-from sim.metrics.catalogue import SPECS, TABLE_METRICS
+from sim.metrics.catalogue import CARD_DECIMALS, SPECS, TABLE_METRICS
 from sim.results.errors import ResultsError
 from sim.results.reader import StoredCheckpoint, read_checkpoints, read_root_attrs, read_scenarios, read_verdict
 from sim.results.run_folder import HISTORY_FILE, RESULTS_NAME
@@ -164,10 +164,11 @@ def _rules_table(verdict: Mapping[str, Any]) -> str:
         if e is None:
             rows.append((name, "n/a", "", "", "", ""))
         elif name == "random":
-            expected = f"{e.get('expected_regret', math.nan):.3f} (expected)"
-            rows.append((name, "uniform", "", e.get("value"), "", expected))
+            expected = f"{_fmt(e.get('expected_regret', math.nan), CARD_DECIMALS)} (expected)"
+            rows.append((name, "uniform", "", _fmt(e.get("value"), CARD_DECIMALS), "", expected))
         else:
-            rows.append((name, e.get("name"), e.get("episode"), e.get("value"), e.get("rank"), e.get("regret")))
+            rows.append((name, e.get("name"), e.get("episode"), _fmt(e.get("value"), CARD_DECIMALS), e.get("rank"),
+                         _fmt(e.get("regret"), CARD_DECIMALS)))
     return _table(("rule", "picks", "episode", verdict.get("metric", "score"), "rank", "regret"), rows)
 
 

@@ -54,7 +54,7 @@ def test_verdict_and_card_come_before_the_charts(runs, monkeypatch):
     first_chart = kinds.index("plotly_chart")
     texts = [str(getattr(e, "value", "")) for e in els[:first_chart]]
     verdict = next(t for t in texts if t.startswith("**Verdict**"))
-    card = next(t for t in texts if t.startswith("| rule | pick | episode | score | rank | regret |"))
+    card = next(t for t in texts if t.startswith("| rule | pick | score (rank) | regret |"))  # names hold the step
     # the sentence: the max-entropy pick, its rank and regret, the interval and the step comparison
     v = read_verdict(runs / "proj" / "results.h5")
     me = v["rules"]["max_entropy"]
@@ -75,7 +75,7 @@ def test_verdict_and_card_come_before_the_charts(runs, monkeypatch):
     # the card: each rule's pick, rank and regret as the stored verdict has them
     for rule, label in (("max_entropy", "Max entropy"), ("last", "Last"), ("best_reward", "Best training reward")):
         e = v["rules"][rule]
-        assert f"| {label} | {e['name']} | {e['episode']} | {e['value']:.4f} | {e['rank']}/{v['n_checkpoints']} | " \
+        assert f"| {label} | {e['name']} | {e['value']:.4f} ({e['rank']}/{v['n_checkpoints']}) | " \
                f"{e['regret']:.4f} |" in card
 
 
@@ -152,6 +152,22 @@ def test_a_plugin_run_without_entropy_says_how_to_get_it(runs):
     own = build_answer(rows, "score", None, rr, lambda k, m: data.per_scene_matrix(summ, k, m),
                        dataclasses.replace(kind, agent="own", step_unit="episode"))
     assert "--signals" not in own.sentence
+
+
+def test_the_card_keeps_the_step_column_where_a_name_does_not_hold_its_step():
+    """The card fits a 700 px window by leaving out the step column, but only where every pick's name holds its
+    step: a plug-in's own file names (``policy_final.zip``) keep it."""
+    from dashboard.answer import card_markdown
+    from dashboard.run_kind import RunKind
+
+    kind = RunKind(agent="sb3", step_unit="timestep")
+    row = {"rule": "Last", "value": 0.81234, "rank": 2, "of": 5, "regret": 0.0123}
+    named = card_markdown([{**row, "checkpoint": "rl_model_4000_steps.zip", "episode": 4000}], "score", kind)
+    assert named.splitlines()[0] == "| rule | pick | score (rank) | regret |"
+    assert "| Last | rl_model_4000_steps.zip | 0.8123 (2/5) | 0.0123 |" in named
+    own = card_markdown([{**row, "checkpoint": "policy_final.zip", "episode": 4000}], "score", kind)
+    assert own.splitlines()[0] == "| rule | pick | timestep | score (rank) | regret |"
+    assert "| Last | policy_final.zip | 4000 | 0.8123 (2/5) | 0.0123 |" in own
 
 
 def test_a_file_of_older_metric_definitions_is_labelled(tmp_path):

@@ -60,6 +60,11 @@ def test_report_is_self_contained_and_holds_the_verdict_table_and_figures(run):
     for row in rows:
         assert "".join(f"<td>{html.escape(str(c))}</td>" for c in row[:3]) in text, row
     assert html.escape(verdict["by_type"]["sentence"]) in text
+    # the report card: each rule's pick with its value and regret in the card's decimals (as the CLI and dashboard)
+    for rule, e in verdict["rules"].items():
+        if e and rule != "random":
+            row = (rule, e["name"], e["episode"], f"{e['value']:.4f}", e["rank"], f"{e['regret']:.4f}")
+            assert "".join(f"<td>{html.escape(str(c))}</td>" for c in row) in text, row
 
 
 def test_cli_writes_the_file_and_says_so(run, tmp_path, capsys):
