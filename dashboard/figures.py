@@ -253,7 +253,13 @@ def scatter_figure(ck: pd.DataFrame, metric: str, corr: dict | None = None, sele
         title += (f"<br><sup>Spearman {corr['spearman']:+.2f} [{corr['spearman_lo']:+.2f}, {corr['spearman_hi']:+.2f}]"
                   f", Kendall {corr['kendall']:+.2f} [{corr['kendall_lo']:+.2f}, {corr['kendall_hi']:+.2f}]"
                   f", n = {int(corr['n'])} checkpoints</sup>")
-    fig.add_vline(x=0, line_dash="dash", line_color="#888")
+    if zero_near(c["entropy"].tolist()):  # else the H = 0 line would squash the points to one side
+        fig.add_vline(x=0, line_dash="dash", line_color="#888")
+    else:
+        side = "above" if float(c["entropy"].min()) > 0 else "below"
+        fig.add_annotation(text=f"H = 0 is off-scale: every entropy is {side} it", xref="x domain", yref="y domain",
+                           x=0 if side == "above" else 1, y=1.0, xanchor="left" if side == "above" else "right",
+                           yanchor="bottom", showarrow=False, font={"size": 10, "color": "#666"})
     fig.update_layout(title=title, xaxis_title="entropy (nats)", yaxis_title=axis_title(metric), xaxis_type="linear",
                       height=330, margin={"l": 50, "r": 10, "t": 60, "b": 10})
     return fig

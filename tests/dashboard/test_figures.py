@@ -53,6 +53,12 @@ def test_zero_line_only_when_zero_is_near():
     assert [(s.y0, s.y1) for s in fig.layout.shapes] == [(0, 0)]
     assert figures.zero_near([0.2, 2.0]) and figures.zero_near([])
     assert not figures.zero_near([1.0, 2.0]) and not figures.zero_near([10.0, 11.0])
+    # the entropy-vs-metric scatter (entropy on x) likewise: no H = 0 line that squashes the points into one corner
+    band = far.assign(entropy=[-2.7, -1.3], score_lo=[0.05, 0.15], score_hi=[0.15, 0.25])
+    fig = figures.scatter_figure(band, "score")
+    assert not fig.layout.shapes and "every entropy is below it" in fig.layout.annotations[0].text
+    fig = figures.scatter_figure(band.assign(entropy=[-0.3, 0.4]), "score")
+    assert [(s.x0, s.x1) for s in fig.layout.shapes] == [(0, 0)]
 
 
 def test_per_dim_sigma_matches_gaussian_entropy(ck):
