@@ -59,8 +59,8 @@ CATALOGUE: tuple[MetricSpec, ...] = (
                "no at-fault collisions"),
     MetricSpec("offroad", "bool", False, "any ego corner more than 0.3 m outside the drivable area", "offroad"),
     MetricSpec("offroad_fraction", "fraction", False, "fraction of controlled steps off-road", "offroad fraction"),
-    MetricSpec("progress", "fraction", True, "nuPlan ego progress min(1, max(ego, 2 m) / max(expert, 2 m))",
-               "progress"),
+    MetricSpec("progress", "fraction", True,
+               "nuPlan ego progress min(1, max(ego, 2 m) / max(expert, 2 m)); 0 after 2 m backwards", "progress"),
     MetricSpec("route_completion", "fraction", True, "fraction of the route covered (CARLA Leaderboard)",
                "route completion"),
     MetricSpec("min_ttc", "s", True,
@@ -73,7 +73,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
                "1 = never enters a lane past its stop line while its light is red (NAVSIM v2); NaN without lights",
                "traffic-light compliance"),
     MetricSpec("driving_direction_compliance", "fraction", True,
-               "worst 1 s of progress against the lane: <= 2 m 1, <= 6 m 0.5, else 0 (nuPlan); NaN without lanes",
+               "worst 1 s of signed progress against the lane: < 2 m 1, < 6 m 0.5, else 0 (nuPlan); NaN without lanes",
                "driving direction"),
     MetricSpec("speed_limit_compliance", "fraction", True,
                "max(0, 1 - over-speed integral / (2.23 m/s * duration)) (nuPlan); NaN without speed limits",
@@ -86,7 +86,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
                "NAVSIM v2 EPDMS NC * DAC * DDC * TLC * (5 EP + 5 TTC + 2 LK + 2 HC) / 14, human-filtered",
                "score (EPDMS)"),
     MetricSpec("nuplan_score", "fraction", True,
-               "nuPlan closed-loop score NC * DAC * DDC * (EP >= 0.2) * (5 EP + 5 TTC + 4 SLC + 2 C) / 16",
+               "nuPlan closed-loop score NC * DAC * DDC * (EP >= 0.2) * (5 EP + 5 TTC + 4 SLC + 2 C) / 16 (nuPlan NC)",
                "nuPlan score"),
 )
 SPECS: dict[str, MetricSpec] = {m.name: m for m in CATALOGUE}
@@ -99,9 +99,12 @@ JUDGED_METRICS: tuple[str, ...] = tuple(n for n in METRIC_NAMES if n not in NOT_
 TABLE_METRICS: tuple[str, ...] = ("ade", "fde", "collision", "offroad", "score", "nuplan_score")  # CLI summary
 CARD_DECIMALS = 4  # the report card's value and regret (CLI, HTML report, dashboard): top picks differ in the 3rd
 SCORE_WEIGHTS: dict[str, float] = {"progress": 5.0, "ttc_ok": 5.0, "comfortable": 2.0}  # PDMS v1 (pdm_score)
-METRICS_VERSION = 3  # bump when a definition above (or its computation in sim.metrics.registry) changes a number
+METRICS_VERSION = 4  # bump when a definition above (or its computation in sim.metrics.registry) changes a number
 # version 2: nuPlan's TTC candidates, objects 0.5 in NC (no_at_fault_collisions), six comfort bounds, IDM vehicles only
 # version 3: score is NAVSIM v2's EPDMS with the human filter, nuplan_score added, the four map-rule metrics added
+# version 4: edge cases as nuPlan's code: TTC "ahead" within 30 deg; at-fault rear = agent behind the rear axle, stopped
+# at <= 0.05 m/s; nuplan_score's NC 0 from the 2nd object; EP 0 backwards; DDC's 11-step signed window and strict
+# bounds; speed limit counts the init sample; comfort bounds strict
 
 
 def higher_is_better(metric: str) -> bool:
@@ -138,6 +141,7 @@ EPDMS_MULTIPLIERS: tuple[str, ...] = ("no_at_fault_collision", "drivable", "driv
                                       "traffic_light_compliance")
 EPDMS_WEIGHTS: dict[str, float] = {"progress": 5.0, "ttc_ok": 5.0, "lane_keeping": 2.0, "comfortable": 2.0}
 NUPLAN_MULTIPLIERS: tuple[str, ...] = ("no_at_fault_collision", "drivable", "driving_direction_compliance")
+NUPLAN_NC = "nuplan_no_at_fault_collision"  # nuPlan's own NC where the terms carry it (0 from the 2nd object on)
 NUPLAN_WEIGHTS: dict[str, float] = {"progress": 5.0, "ttc_ok": 5.0, "speed_limit_compliance": 4.0, "comfortable": 2.0}
 MAKING_PROGRESS = 0.2  # nuPlan ego_is_making_progress: EP below this zeroes the score
 
@@ -189,16 +193,21 @@ def epdms(terms: Mapping[str, Any], human: Mapping[str, Any] | None = None) -> A
 
 def nuplan_score(terms: Mapping[str, Any]) -> Any:
     """nuPlan's closed-loop scenario score (``nuplan/planning/metrics/`` and the CLS aggregator; no human filter):
-    ``NC * DAC * DDC * (EP >= 0.2) * (5 EP + 5 TTC + 4 SLC + 2 C) / 16``; NaN handled as in :func:`epdms`."""
-    prod = 1.0 * (terms["progress"] >= MAKING_PROGRESS)
+    ``NC * DAC * DDC * (EP >= 0.2) * (5 EP + 5 TTC + 4 SLC + 2 C) / 16``; NaN handled as in :func:`epdms`. NC is
+    the terms' :data:`NUPLAN_NC` where they carry it (nuPlan's product over road users and objects:
+    ``no_ego_at_fault_collisions.py``), else ``no_at_fault_collision``."""
+    t = {**terms, "no_at_fault_collision": terms[NUPLAN_NC]} if NUPLAN_NC in terms else terms
+    prod = 1.0 * (t["progress"] >= MAKING_PROGRESS)
     for n in NUPLAN_MULTIPLIERS:
-        prod = prod * _fill_nan(terms[n], 1.0)
-    return prod * _weighted(terms, NUPLAN_WEIGHTS)
+        prod = prod * _fill_nan(t[n], 1.0)
+    return prod * _weighted(t, NUPLAN_WEIGHTS)
 
 
 def score_terms(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """The score terms from stored metric values (a results row): NC = no_at_fault_collisions (0, 0.5 after hitting
-    only objects, 1), DAC = 1 - offroad."""
+    only objects, 1), DAC = 1 - offroad. nuPlan's NC (:data:`NUPLAN_NC`) is 0 from the second at-fault object on; a
+    row does not count the objects, so :func:`nuplan_score` of a row uses NAVSIM's NC (the same below two object
+    hits); the metrics (:mod:`sim.metrics.scores`) add the counted one."""
     t = {n: metrics[n] for n in ("driving_direction_compliance", "traffic_light_compliance", "progress", "ttc_ok",
                                  "lane_keeping", "comfortable", "speed_limit_compliance")}
     t["no_at_fault_collision"] = metrics["no_at_fault_collisions"]

@@ -5,7 +5,7 @@
 - ``collision_at_fault``: nuPlan's collision categories (``no_ego_at_fault_collisions``),
   each collided agent judged at its first contact step (see
   :attr:`MetricContext.first_collision_at_fault` and ``docs/metrics.md``): stopped ego never
-  at fault; stopped agent, active front: at fault; rear half by a non-reactive agent: not;
+  at fault; stopped agent, active front: at fault; an agent behind the rear axle, non-reactive: not;
   lateral: only while the ego is in several lanes (:func:`sim.metrics.drivable.in_multiple_lanes`) or off the
   drivable area.
 - ``no_at_fault_collisions``: NAVSIM's NC multiplier (``pdm_scorer.py``
@@ -25,9 +25,11 @@ from scenarios.scenario import VX, VY, AgentType
 from sim.geometry import boxes_overlap
 from sim.metrics.base import Metric, _box
 from sim.metrics.pairs import pair_rows
+from sim.metrics.ttc import relative_position
 
 OBJECT_COLLISION = 0.5  # no_at_fault_collisions after an at-fault hit on an object only (NAVSIM NC)
-STOPPED_SPEED = 0.05  # m/s; below this an agent is stopped (nuPlan's at-fault categories)
+NUPLAN_OBJECTS_ALLOWED = 1  # nuPlan's max_violation_threshold_object (vehicles and VRUs: 0)
+STOPPED_SPEED = 0.05  # m/s; at or below this an agent is stopped (nuPlan's at-fault categories, <=)
 FRONT_BUMPER = 0.1  # m; depth of the ego's front bumper for an active front collision
 
 
@@ -103,8 +105,8 @@ class CollisionSignals:
         ego_t = _box(self.ego[b, t])  # [K, 5]
         other_full = self.ro.record[b, a + 1, t]  # [K, 7]
         other = _box(other_full)
-        ego_stopped = self.speed.abs()[b, t] < STOPPED_SPEED
-        other_stopped = torch.hypot(other_full[..., VX], other_full[..., VY]) < STOPPED_SPEED
+        ego_stopped = self.speed.abs()[b, t] <= STOPPED_SPEED  # nuPlan: speed <= 0.05 m/s is stopped
+        other_stopped = torch.hypot(other_full[..., VX], other_full[..., VY]) <= STOPPED_SPEED
         c, s = torch.cos(ego_t[..., 2]), torch.sin(ego_t[..., 2])
 
         def slab(centre_from_middle: Tensor, length: Tensor) -> Tensor:  # a part of the ego box, along its axis
@@ -117,14 +119,15 @@ class CollisionSignals:
         half = ego_t[..., 3] / 2
         bumper = torch.full_like(half, FRONT_BUMPER)
         front = boxes_overlap(slab(half - FRONT_BUMPER / 2, bumper), other)
-        front_half = boxes_overlap(slab(half / 2, half), other)
-        rear = ~front_half & (self.ro.agent_model == "log")
+        # active rear: the agent's centre lies behind the ego's rear axle (nuPlan is_agent_behind, beyond 150 deg),
+        # tested before the front bumper as nuPlan's _get_collision_type does
+        rear = relative_position(self.ego[b, t], other_full)[1]
         # the lane test only at the first-contact steps (the costly part of the context)
         need = torch.zeros(self.controlled.shape, dtype=torch.bool, device=b.device)
         need[b, t] = True
-        at_fault = other_stopped | front | (~rear & self.lateral_exposed_at(need)[b, t])
+        at_fault = other_stopped | (~rear & (front | self.lateral_exposed_at(need)[b, t]))
         if self.ro.agent_model != "log":
-            at_fault = at_fault | ~front_half  # a reactive agent's rear-end: nuPlan exempts only non-reactive ones
+            at_fault = at_fault | rear  # a reactive agent's rear-end: this project blames the ego (docs/metrics.md)
         fault[b, a] = at_fault & ~ego_stopped
         return fault, first
 
@@ -132,12 +135,13 @@ class CollisionSignals:
     def first_collision_at_fault(self) -> Tensor:
         """bool ``[B]``: some agent's first contact with the ego is the ego's fault (nuPlan's categories).
 
-        Each collided agent is judged at its first contact step: a stopped ego (< :data:`STOPPED_SPEED`)
-        is never at fault; a stopped agent hit by a moving ego is; an agent touching the ego's front
-        bumper (:data:`FRONT_BUMPER` m deep) is an active front collision, at fault; one touching only
-        the ego's rear half is a rear-end, not at fault when agents are non-reactive (log replay);
-        any other contact is lateral, at fault only while the ego is in several lanes or off the
-        drivable area (:attr:`sim.metrics.drivable.DrivableSignals.lateral_exposed`).
+        Each collided agent is judged at its first contact step, in nuPlan's order (``_get_collision_type``): a
+        stopped ego (<= :data:`STOPPED_SPEED`) is never at fault; a stopped agent hit by a moving ego is; an agent
+        whose centre lies behind the ego's rear axle (beyond 150 deg, nuPlan ``is_agent_behind``) is a rear-end,
+        not at fault when agents are non-reactive (log replay); an agent touching the ego's front bumper
+        (:data:`FRONT_BUMPER` m deep) is an active front collision, at fault; any other contact is lateral, at
+        fault only while the ego is in several lanes or off the drivable area
+        (:attr:`sim.metrics.drivable.DrivableSignals.lateral_exposed`), wherever on the ego's side it lands.
         """
         return self.fault_by_agent[0].any(-1)
 
@@ -159,6 +163,19 @@ class CollisionSignals:
         one = torch.ones(fault.shape[0], dtype=torch.float32, device=fault.device)
         out = torch.where(fault.any(-1), one * OBJECT_COLLISION, one)
         return torch.where((fault & road_user).any(-1), torch.zeros_like(one), out)
+
+    @cached_property
+    def nuplan_no_at_fault_collisions(self) -> Tensor:
+        """float ``[B]``: nuPlan's ``no_ego_at_fault_collisions`` score (``no_ego_at_fault_collisions.py``
+        ``compute_score``), the product over VRUs, vehicles and objects of ``max(0, 1 - n / (allowed + 1))`` with 0,
+        0 and :data:`NUPLAN_OBJECTS_ALLOWED` allowed: 0 after an at-fault collision with a road user, 0.5 after one
+        with an object, 0 from the second object on (NAVSIM's NC, :attr:`no_at_fault_collisions`, stays at 0.5).
+        The NC of ``nuplan_score`` (:mod:`sim.metrics.scores`)."""
+        fault = self.fault_by_agent[0]
+        road_user = self.batch.agent_type[:, 1:] != int(AgentType.OTHER)
+        objects = (fault & ~road_user).sum(-1).float()
+        out = (1.0 - objects / (NUPLAN_OBJECTS_ALLOWED + 1)).clamp_min(0.0)
+        return torch.where((fault & road_user).any(-1), torch.zeros_like(out), out)
 
 
 class Collision(Metric):

@@ -10,7 +10,7 @@
   ``ego_jerk.py``, ``acceleration_coordinate="magnitude"``). Scene ends are extended by odd reflection
   (keeps the local slope). The smoothing passes a sinusoid of period 2 s with gain 0.89 (accel) and
   0.49 (jerk, both filters): brief spikes are forgiven, sustained ones are not. ``comfortable`` =
-  every controlled step within all six bounds.
+  every controlled step strictly within all six bounds (nuPlan ``within_bound_metric_base.py``: ``min < v < max``).
 """
 
 from __future__ import annotations
@@ -108,14 +108,33 @@ class ComfortSignals:
         return _savgol_deriv(torch.hypot(self.accel, self.lat_accel), self.last, self.dt, JERK_WINDOW)
 
 
+def within_comfort_bounds(accel: Tensor, lat_accel: Tensor, yaw_rate: Tensor, yaw_accel: Tensor, jerk: Tensor,
+                          jerk_magnitude: Tensor) -> Tensor:
+    """bool, elementwise: every signal strictly inside nuPlan's bound (``within_bound_metric_base.py``:
+    ``min < value < max``, so a value on a bound fails).
+
+    Args:
+        accel: long. acceleration, m/s^2 (any shape; the others the same).
+        lat_accel: lateral acceleration, m/s^2.
+        yaw_rate: rad/s.
+        yaw_accel: rad/s^2.
+        jerk: long. jerk, m/s^3.
+        jerk_magnitude: rate of change of the acceleration magnitude, m/s^3.
+
+    Returns:
+        bool, the shape of the inputs.
+    """
+    ok = (accel > ACCEL_BOUNDS[0]) & (accel < ACCEL_BOUNDS[1])
+    ok &= lat_accel.abs() < LAT_ACCEL_MAX
+    ok &= yaw_rate.abs() < YAW_RATE_MAX
+    ok &= yaw_accel.abs() < YAW_ACCEL_MAX
+    ok &= jerk.abs() < JERK_MAX
+    return ok & (jerk_magnitude.abs() < JERK_MAGNITUDE_MAX)
+
+
 class Comfortable(Metric):
     name = "comfortable"
 
     def from_context(self, c):
-        ok = (c.accel >= ACCEL_BOUNDS[0]) & (c.accel <= ACCEL_BOUNDS[1])
-        ok &= c.lat_accel.abs() <= LAT_ACCEL_MAX
-        ok &= c.yaw_rate.abs() <= YAW_RATE_MAX
-        ok &= c.yaw_accel.abs() <= YAW_ACCEL_MAX
-        ok &= c.jerk.abs() <= JERK_MAX
-        ok &= c.jerk_magnitude.abs() <= JERK_MAGNITUDE_MAX
+        ok = within_comfort_bounds(c.accel, c.lat_accel, c.yaw_rate, c.yaw_accel, c.jerk, c.jerk_magnitude)
         return (~c.masked_any(~ok)).float()

@@ -1,7 +1,8 @@
 """Progress metrics along the route: ``progress`` (nuPlan's ego progress) and ``route_completion``.
 
-- ``progress``: nuPlan EP, ``min(1, max(ego, 2 m) / max(expert, 2 m))`` where each is the
-  arc-length advance along the route between ``init_step`` and the last valid step.
+- ``progress``: nuPlan EP (``ego_progress_along_expert_route.py``), ``min(1, max(ego, 2 m) / max(expert, 2 m))``
+  where each is the arc-length advance along the route between ``init_step`` and the last valid step; 0 when the
+  ego went back more than 2 m (nuPlan: "ego is not allowed to fully drive backwards"), 1 when neither moved 2 m.
   ``route_completion``: ``(max controlled route position - start position) /
   (logged ego's final route position - start position)``, clipped to [0, 1] (1 when the log
   does not advance): an ego that drives its whole log has completed its route (the importers'
@@ -21,7 +22,7 @@ from sim.batch import ScenarioBatch
 from sim.geometry import project_to_dense_polyline
 from sim.metrics.base import Metric
 
-PROGRESS_FLOOR = 2.0  # m (nuPlan EP)
+PROGRESS_FLOOR = 2.0  # m (nuPlan EP score_progress_threshold: the floor, and the backwards limit)
 _LOG_PROGRESS: weakref.WeakKeyDictionary[ScenarioBatch, Tensor] = weakref.WeakKeyDictionary()
 
 
@@ -62,7 +63,8 @@ class Progress(Metric):
 
     def from_context(self, c):
         ego = c.at_last(c.route_s) - c.route_s[:, c.init]
-        return (ego.clamp_min(PROGRESS_FLOOR) / c.log_progress.clamp_min(PROGRESS_FLOOR)).clamp(max=1.0)
+        ratio = (ego.clamp_min(PROGRESS_FLOOR) / c.log_progress.clamp_min(PROGRESS_FLOOR)).clamp(max=1.0)
+        return torch.where(ego < -PROGRESS_FLOOR, torch.zeros_like(ratio), ratio)  # nuPlan: driving backwards -> 0
 
 
 class RouteCompletion(Metric):

@@ -13,12 +13,14 @@ Definitions and their sources (``docs/metrics.md`` has the full text):
   ``EgoAreaIndex.MULTIPLE_LANES`` (``pdm_scorer.py`` ``_calculate_ego_area``: more than one lane holds an ego corner
   and no lane holds all four).
 - ``driving_direction_compliance`` (nuPlan ``driving_direction_compliance.py``; NAVSIM
-  ``_calculate_driving_direction_compliance``): the ego's progress against the direction of the lane its centre is
-  in (the best aligned where lanes overlap; none off the lanes), summed over every 1 s window; the worst window
-  ``<= 2 m`` -> 1, ``<= 6 m`` -> 0.5, else 0. Applicable where the scene has lanes.
+  ``_calculate_driving_direction_compliance``): the ego's signed progress against the direction of the lane its
+  centre is in (the best aligned where lanes overlap; none off the lanes), summed over every window of a step and
+  the 1 s of steps before it (nuPlan's ``n_horizon + 1`` displacements); the worst window ``< 2 m`` -> 1, ``< 6 m``
+  -> 0.5, else 0. Applicable where the scene has lanes.
 - ``speed_limit_compliance`` (nuPlan ``speed_limit_compliance.py``): over-speed ``o_t = max(0, |v_t| - limit)`` of
   the lane the ego's centre is in (0 where none or its limit is unknown); ``max(0, 1 - sum(o_t) dt / (2.23 m/s *
-  duration))`` over the controlled steps. Applicable where the source records limits and a lane within reach has one.
+  duration))``, the sum over every sample from ``init_step`` to the last valid step and the duration between them
+  (1 without one). Applicable where the source records limits and a lane within reach has one.
 - ``lane_keeping`` (NAVSIM v2 ``pdm_scorer.py`` ``_calculate_lane_keeping``, from hydraMDP++): 0 when the ego's centre
   stays more than 0.5 m from every lane centreline of its direction of travel for 2 s of consecutive steps; steps
   with the centre in an intersection lane are skipped (they neither count nor reset the run). NAVSIM measures to
@@ -279,8 +281,9 @@ def worst_window_sum(x: Tensor, window: int) -> Tensor:
 
 
 def direction_from_worst(worst: Tensor) -> Tensor:
-    """nuPlan's driving-direction value of the worst 1 s progress against the lane (m): 1, 0.5 or 0."""
-    return torch.where(worst <= DDC_COMPLY, 1.0, torch.where(worst <= DDC_VIOLATE, 0.5, 0.0)).to(worst.dtype)
+    """nuPlan's driving-direction value of the worst 1 s progress against the lane (m): below 2 m 1, below 6 m 0.5,
+    else 0 (``driving_direction_compliance.py`` and NAVSIM compare with ``<``: exactly 2 m is 0.5)."""
+    return torch.where(worst < DDC_COMPLY, 1.0, torch.where(worst < DDC_VIOLATE, 0.5, 0.0)).to(worst.dtype)
 
 
 def longest_run(exceed: Tensor, counted: Tensor) -> Tensor:
@@ -347,17 +350,21 @@ class RuleContext:
         yaw = self.steps.centre_yaw[:, 1:]
         step = self.ego[:, 1:, 0:2] - self.ego[:, :-1, 0:2]
         along = step[..., 0] * torch.cos(yaw) + step[..., 1] * torch.sin(yaw)
-        against = torch.where(self.controlled[:, 1:] & ~torch.isnan(yaw), (-along).clamp_min(0.0), 0.0)
+        # signed: progress with the lane within a window cancels progress against it (nuPlan sums the signed
+        # progress along the baseline over the step and the n_horizon steps before it: 11 displacements at 10 Hz)
+        against = torch.where(self.controlled[:, 1:] & ~torch.isnan(yaw), -along, 0.0)
         against = torch.cat([torch.zeros_like(against[:, :1]), against], dim=1).double()
-        worst = worst_window_sum(against, max(1, round(DDC_WINDOW / self.dt)))
+        worst = worst_window_sum(against, round(DDC_WINDOW / self.dt) + 1).clamp_min(0.0)
         return self._na(direction_from_worst(worst), self.lanes.has_lanes)
 
     def speed_limit_compliance(self) -> Tensor:
         """``[B]`` in [0, 1], NaN where no speed limit is known."""
         speed = torch.hypot(self.ego[..., 3], self.ego[..., 4])
         over = (speed - self.steps.centre_limit).nan_to_num(nan=0.0).clamp_min(0.0)
-        loss = (over * self.controlled).sum(1) / (SPEED_OVER_MAX * self.n_controlled)
-        return self._na((1.0 - loss).clamp_min(0.0), self.lanes.knows_speed_limits)
+        # nuPlan: every sample from the first (init_step) to the last, times dt, over the duration (last - first)
+        loss = (over * self.rows).sum(1) / (SPEED_OVER_MAX * self.n_controlled)
+        value = torch.where(self.controlled.any(1), (1.0 - loss).clamp_min(0.0), 1.0)  # no duration: 1 (nuPlan)
+        return self._na(value, self.lanes.knows_speed_limits)
 
     def lane_keeping(self) -> Tensor:
         """``[B]`` in {0, 1}, NaN without lanes or intersection flags."""

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from sim.batch import ScenarioBatch
 from sim.metrics.base import Metric
-from sim.metrics.catalogue import epdms, nuplan_score, score_terms
+from sim.metrics.catalogue import NUPLAN_NC, epdms, nuplan_score, score_terms
 from sim.metrics.collisions import NoAtFaultCollisions
 from sim.metrics.comfort import Comfortable
 from sim.metrics.context import MetricContext
@@ -30,10 +30,13 @@ _HUMAN_TERMS: weakref.WeakKeyDictionary[ScenarioBatch, dict[str, Tensor]] = weak
 
 
 def _terms(c: MetricContext) -> dict[str, Tensor]:
-    """The score terms of a context (:func:`sim.metrics.catalogue.score_terms`, the one place NC is defined), once."""
+    """The score terms of a context (:func:`sim.metrics.catalogue.score_terms`, the one place NC is defined), once;
+    ``nuplan_score``'s NC is nuPlan's own (0 from the second at-fault object on), which a stored row cannot tell."""
     got = c.__dict__.get("_score_terms")
     if got is None:
-        got = c.__dict__["_score_terms"] = score_terms({n: m.from_context(c) for n, m in TERM_METRICS.items()})
+        got = score_terms({n: m.from_context(c) for n, m in TERM_METRICS.items()})
+        got[NUPLAN_NC] = c.nuplan_no_at_fault_collisions
+        c.__dict__["_score_terms"] = got
     return got
 
 

@@ -24,17 +24,17 @@ from sim.metrics.base import TTC_MIN_SPEED, Metric
 from sim.metrics.pairs import pair_rows
 
 TTC_OK = 0.95  # s
-AHEAD_ANGLE = math.radians(20.0)  # agent ahead of the ego (nuPlan idm/utils.py is_agent_ahead)
+AHEAD_ANGLE = math.radians(30.0)  # agent ahead of the ego (nuPlan idm/utils.py is_agent_ahead, 30 deg since v0.4)
 BEHIND_ANGLE = math.radians(150.0)  # agent behind the ego (nuPlan idm/utils.py is_agent_behind)
 REAR_AXLE_TO_CENTRE = 1.461  # m; the ego's rear axle behind its box centre (nuPlan's Pacifica parameters)
-__all__ = ["TTC_MIN_SPEED", "TTC_OK", "MinTTC", "TTCOk", "TTCSignals"]
+__all__ = ["TTC_MIN_SPEED", "TTC_OK", "MinTTC", "TTCOk", "TTCSignals", "relative_position"]
 
 
-def _relative_position(ego: Tensor, other: Tensor) -> tuple[Tensor, Tensor]:
+def relative_position(ego: Tensor, other: Tensor) -> tuple[Tensor, Tensor]:
     """``(ahead, behind)`` bool ``[M]``: where ``other [M, 7]``'s centre lies seen from the rear axle of ``ego [M, 7]``
     (:data:`REAR_AXLE_TO_CENTRE` m behind its box centre, at most half its length): within :data:`AHEAD_ANGLE` of
     the ego's heading, or beyond :data:`BEHIND_ANGLE` (nuPlan ``idm/utils.py`` ``is_agent_ahead``,
-    ``is_agent_behind``). A centre on the rear axle itself is neither."""
+    ``is_agent_behind``; also the rear test of the at-fault categories). A centre on the rear axle itself is neither."""
     c, s = torch.cos(ego[:, YAW]), torch.sin(ego[:, YAW])
     back = torch.clamp(ego[:, LENGTH] / 2, max=REAR_AXLE_TO_CENTRE)
     dx = other[:, X] - (ego[:, X] - back * c)
@@ -66,7 +66,7 @@ class TTCSignals:
         pair = self.record_rows.index_select(0, other_rows)
         e = self.ego_rows.index_select(0, ego_row)
         # nuPlan's candidates: not yet collided with, and ahead (or beside while the ego is exposed, below)
-        ahead, behind = _relative_position(e, pair)
+        ahead, behind = relative_position(e, pair)
         keep = (~self.collided_at(idx) & ~behind).nonzero().squeeze(1)
         e, pair, ahead, ego_row = e.index_select(0, keep), pair.index_select(0, keep), ahead[keep], ego_row[keep]
         ttc = pair_time_to_collision(e, pair)

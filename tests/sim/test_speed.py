@@ -70,7 +70,7 @@ def test_compacted_overlap_ttc_and_chunked_route_equal_the_brute_force_formulati
     for t in range(n_t):
         touched[..., t] = hit[..., : t + 1].any(-1)
     exposed = c.lateral_exposed.reshape(-1, 1)
-    cand = (angle < math.radians(20)) | (exposed & (angle <= math.radians(150)))
+    cand = (angle < math.radians(30)) | (exposed & (angle <= math.radians(150)))  # nuPlan is_agent_ahead: 30 deg
     cand &= ~touched.transpose(1, 2).reshape(n_b * n_t, n_a - 1)
     valid = ro.valid.transpose(1, 2).reshape(n_b * n_t, n_a)[:, 1:] & cand
     ref = torch.full((n_b * n_t,), TTC_NONE)

@@ -425,18 +425,20 @@ def _scene_typed(ego, others, types):
 
 
 @pytest.mark.parametrize(
-    ("types", "multiplier"),
+    ("types", "multiplier", "nuplan"),
     [
-        ((AgentType.OTHER,), 0.5),
-        ((AgentType.VEHICLE,), 0.0),
-        ((AgentType.PEDESTRIAN,), 0.0),
-        ((AgentType.CYCLIST,), 0.0),
-        ((AgentType.OTHER, AgentType.OTHER), 0.5),
-        ((AgentType.OTHER, AgentType.VEHICLE), 0.0),
+        ((AgentType.OTHER,), 0.5, 0.5),
+        ((AgentType.VEHICLE,), 0.0, 0.0),
+        ((AgentType.PEDESTRIAN,), 0.0, 0.0),
+        ((AgentType.CYCLIST,), 0.0, 0.0),
+        ((AgentType.OTHER, AgentType.OTHER), 0.5, 0.0),
+        ((AgentType.OTHER, AgentType.VEHICLE), 0.0, 0.0),
     ],
 )
-def test_at_fault_collisions_with_objects_count_half(types, multiplier):
-    """NAVSIM's NC (pdm_scorer.py): 0 for a vehicle, pedestrian or cyclist, 0.5 for objects only."""
+def test_at_fault_collisions_with_objects_count_half(types, multiplier, nuplan):
+    """NAVSIM's NC (pdm_scorer.py): 0 for a vehicle, pedestrian or cyclist, 0.5 for objects only (the minimum over
+    hits). nuPlan's (no_ego_at_fault_collisions.py compute_score): max(0, 1 - n / 2) for n objects, 0 for a road
+    user: a second object makes it 0."""
     ego = _straight(0.0, 10.0)
     still = [_states(25.0 + 3.0 * i, 0.0, 0.0, 0.0, length=0.5, width=3.0) for i in range(len(types))]
     m = _m([_scene_typed(ego, still, types)])
@@ -444,7 +446,7 @@ def test_at_fault_collisions_with_objects_count_half(types, multiplier):
     assert float(m["no_at_fault_collisions"][0]) == multiplier
     # nuPlan's score (no human filter; speed limits unknown here: that term is dropped with its weight)
     weighted = (5 * float(m["progress"][0]) + 5 * float(m["ttc_ok"][0]) + 2 * float(m["comfortable"][0])) / 12
-    assert float(m["nuplan_score"][0]) == pytest.approx(multiplier * weighted)
+    assert float(m["nuplan_score"][0]) == pytest.approx(nuplan * weighted)
     # a collision that is not the ego's fault costs nothing, whatever was hit
     follower = _straight(-14.5, 15.0)
     m = _m([_scene_typed(ego, [follower], (types[0],))])
@@ -542,3 +544,106 @@ def test_metrics_leave_no_reference_cycle_holding_the_batch():
         assert [r() is None for r in refs] == [True, True]
     finally:
         gc.enable()
+
+
+# ----------------------------------------------------------------------------- edge cases as nuPlan's code has them
+def test_agent_ahead_is_within_30_degrees_of_the_rear_axle():
+    """nuPlan is_agent_ahead (idm/utils.py, 30 deg since devkit v0.4; NAVSIM the same): a centre 25 deg off the
+    heading seen from the rear axle is ahead, 35 deg is beside, beyond 150 deg behind."""
+    from sim.metrics.ttc import REAR_AXLE_TO_CENTRE, relative_position
+
+    ego = torch.tensor([[0.0, 0.0, 0.0, 10.0, 0.0, 4.5, 2.0]]).repeat(4, 1)
+    other = torch.zeros(4, 7)
+    for i, deg in enumerate((25.0, 35.0, 145.0, 155.0)):
+        other[i, 0] = -REAR_AXLE_TO_CENTRE + 7.0 * math.cos(math.radians(deg))
+        other[i, 1] = 7.0 * math.sin(math.radians(deg))
+    ahead, behind = relative_position(ego, other)
+    assert ahead.tolist() == [True, False, False, False]
+    assert behind.tolist() == [False, False, False, True]
+
+
+def test_ttc_counts_an_agent_25_degrees_ahead_while_in_lane():
+    """A still, wide box appearing at step 20 with its centre 25 deg off the ego's heading (from the rear axle), 7 m
+    away: the ego (in its lane) closes the 2.13 m gap at 10 m/s, first projected overlap at 0.3 s (nuPlan: ahead)."""
+    ego = _straight(0.0, 10.0)
+    x_e = float(ego[20, 0])
+    rad = math.radians(25.0)
+    box = _states(x_e - 1.461 + 7.0 * math.cos(rad), 7.0 * math.sin(rad), 0.0, 0.0, length=1.0, width=4.5)
+    only_at_20 = (np.arange(T) == 20)[None]
+    m = _m([_scene(ego, [box], others_valid=only_at_20)])
+    assert float(m["min_ttc"][0]) == pytest.approx(0.3, abs=1e-5)
+    assert float(m["ttc_ok"][0]) == 0.0
+
+
+def _alongside(dx: float, dy: float) -> np.ndarray:
+    """An agent driving with the ego (10 m/s along x at y = 1.5), its centre ``(dx, dy)`` m from the ego's."""
+    return _straight(dx, 10.0, y=1.5 + dy)
+
+
+@pytest.mark.parametrize(("route_y", "dx", "dy", "at_fault"), [
+    (0.0, -3.0, 1.9, 1.0),  # side contact on the rear half, 129 deg from the rear axle: lateral, ego off its lane
+    (1.5, -3.0, 1.9, 0.0),  # the same contact with the ego in its lane: lateral, not at fault
+    (0.0, -4.4, 0.0, 0.0),  # rear-ended (centre behind the rear axle) while off its lane: rear, never at fault
+])
+def test_at_fault_rear_is_an_agent_behind_the_rear_axle(route_y, dx, dy, at_fault):
+    """nuPlan's _get_collision_type: rear = the agent's centre beyond 150 deg of the ego's heading from its rear axle
+    (is_agent_behind), not "touches only the rear half"; any other side contact is lateral, at fault while the ego
+    is in several lanes (here more than LANE_KEEP m off its route) or off the drivable area."""
+    ego = _straight(0.0, 10.0, y=1.5)
+    route = [[0.0, route_y], [100.0, route_y]]
+    m = _m([_scene(ego, [_alongside(dx, dy)], route=route)])
+    assert float(m["collision"][0]) == 1.0
+    assert float(m["collision_at_fault"][0]) == at_fault
+
+
+def test_an_ego_at_the_stopped_speed_is_stopped():
+    """nuPlan: ego speed <= 0.05 m/s is a stopped ego (never at fault), even against a stopped track."""
+    ego = _straight(0.0, 0.05)
+    box = _states(3.0, 0.0, 0.0, 0.0)  # overlapping the ego's front from step 20 on, when it appears
+    late = (np.arange(T) >= 20)[None]
+    m = _m([_scene(ego, [box], others_valid=late)])
+    assert float(m["collision"][0]) == 1.0 and float(m["collision_at_fault"][0]) == 0.0
+
+
+@pytest.mark.parametrize(("expert_v", "ego_v", "progress"), [
+    (8.0 / 3.0, -1.0, 0.0),  # 3 m backwards against the expert's 8 m: 0 (max(-3, 2) / 8 would be 0.25)
+    (0.0, -5.0 / 3.0, 0.0),  # 5 m backwards, the expert stood still: 0, not 2 / 2
+    (0.0, 0.0, 1.0),  # neither moved 2 m: 1
+    (8.0 / 3.0, -0.5, 0.25),  # 1.5 m backwards (within nuPlan's 2 m of noise): the 2 m floor, 2 / 8
+])
+def test_progress_backwards_is_zero(expert_v, ego_v, progress):
+    """nuPlan ego_progress_along_expert_route.py: ego progress below -2 m -> 0, else min(1, max(ego, 2) / max(expert,
+    2)); with EP 0 nuPlan's ego_is_making_progress (EP >= 0.2) zeroes nuplan_score."""
+    t = np.arange(T) * DT
+    log = _states(expert_v * t, 0.0, 0.0, expert_v)
+    x0 = expert_v * INIT * DT
+    x = np.where(t <= INIT * DT, expert_v * t, x0 + ego_v * (t - INIT * DT))
+    policy = _states(x, 0.0, 0.0, np.where(t <= INIT * DT, expert_v, ego_v))
+    m = _m([_scene(log, route=[[-50.0, 0.0], [100.0, 0.0]])], policy[None])
+    assert float(m["progress"][0]) == pytest.approx(progress, abs=1e-4)
+    if progress < 0.2:
+        assert float(m["nuplan_score"][0]) == 0.0
+
+
+def test_comfort_bounds_are_strict():
+    """nuPlan within_bound_metric_base.py: min < value < max; a signal on its bound is not comfortable."""
+    from sim.metrics.comfort import (
+        ACCEL_BOUNDS,
+        JERK_MAGNITUDE_MAX,
+        JERK_MAX,
+        LAT_ACCEL_MAX,
+        YAW_ACCEL_MAX,
+        YAW_RATE_MAX,
+        within_comfort_bounds,
+    )
+
+    inside = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    on = [ACCEL_BOUNDS[1], LAT_ACCEL_MAX, YAW_RATE_MAX, YAW_ACCEL_MAX, JERK_MAX, JERK_MAGNITUDE_MAX]
+    assert bool(within_comfort_bounds(*(torch.tensor(v, dtype=torch.float64) for v in inside)))
+    for i, bound in enumerate(on):
+        for value in (bound, -bound if i else ACCEL_BOUNDS[0]):
+            x = list(inside)
+            x[i] = value
+            assert not bool(within_comfort_bounds(*(torch.tensor(v, dtype=torch.float64) for v in x))), (i, value)
+            x[i] = value * 0.999
+            assert bool(within_comfort_bounds(*(torch.tensor(v, dtype=torch.float64) for v in x))), (i, value)

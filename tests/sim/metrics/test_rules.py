@@ -22,6 +22,7 @@ from sim.metrics.rules import (
     DDC_COMPLY,
     DDC_VIOLATE,
     SPEED_OVER_MAX,
+    direction_from_worst,
     lane_occupancy,
     longest_run,
     worst_window_sum,
@@ -58,13 +59,17 @@ def test_driving_direction_off_the_lanes_and_without_lanes():
     assert math.isnan(one("driving_direction_compliance", ego, road_map([])))
 
 
-def _numpy_ddc(xy: np.ndarray, lane_dir: np.ndarray, window: int) -> float:
-    """Plain loop: progress against the lane per step, worst sum over ``window`` steps, nuPlan's bounds."""
-    against = [0.0] * len(xy)
-    for t in range(INIT + 1, len(xy)):
-        against[t] = max(0.0, -float(np.dot(xy[t] - xy[t - 1], lane_dir)))
-    worst = max(sum(against[max(0, t - window + 1) : t + 1]) for t in range(len(xy)))
-    return 1.0 if worst <= DDC_COMPLY else 0.5 if worst <= DDC_VIOLATE else 0.0
+def _nuplan_worst(xy: np.ndarray, lane_dir: np.ndarray, n_horizon: int) -> float:
+    """Plain loop after nuPlan's ``driving_direction_compliance.py``: signed progress along the lane per sample (0 at
+    the first, ``init_step``), summed over each sample and the ``n_horizon`` before it; the worst is ``abs(min)``."""
+    progress = [0.0] + [float(np.dot(xy[t] - xy[t - 1], lane_dir)) for t in range(INIT + 1, len(xy))]
+    sums = [sum(progress[max(0, i - n_horizon) : i + 1]) for i in range(len(progress))]
+    return abs(min(sums))
+
+
+def _numpy_ddc(worst: float) -> float:
+    """nuPlan's bounds, strict: below 2 m 1, below 6 m 0.5, else 0."""
+    return 1.0 if worst < DDC_COMPLY else 0.5 if worst < DDC_VIOLATE else 0.0
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -73,10 +78,31 @@ def test_driving_direction_matches_a_numpy_loop(velocities):
     """Any back-and-forth drive along one lane: the worst 1 s window equals a plain loop's."""
     x = np.concatenate([[0.0], np.cumsum(np.asarray(velocities) * DT)])
     xy = np.stack([x, np.zeros(T)], axis=1)
-    window_sums = np.convolve(np.maximum(0.0, -np.diff(x[INIT:])), np.ones(10))
-    assume(np.all(np.abs(window_sums - DDC_COMPLY) > 1e-3) and np.all(np.abs(window_sums - DDC_VIOLATE) > 1e-3))
+    worst = _nuplan_worst(xy, np.array([1.0, 0.0]), round(1.0 / DT))
+    assume(abs(worst - DDC_COMPLY) > 1e-3 and abs(worst - DDC_VIOLATE) > 1e-3)
     got = one("driving_direction_compliance", ego_states(xy, 0.0), road_map([EAST]))
-    assert got == _numpy_ddc(xy, np.array([1.0, 0.0]), round(1.0 / DT))
+    assert got == _numpy_ddc(worst)
+
+
+def test_driving_direction_window_is_a_step_and_the_second_before_it():
+    """Reversing at 1.9 m/s along the lane: nuPlan sums n_horizon + 1 = 11 displacements (2.09 m) -> 0.5; ten of
+    them (1.9 m) would read compliant."""
+    ego = ego_states(straight(0.0, -1.9), math.pi)
+    assert one("driving_direction_compliance", ego, road_map([EAST])) == 0.5
+
+
+def test_driving_direction_sums_signed_progress():
+    """A stopped ego whose log jitters 0.5 m back and forth every step: nuPlan's window sums the signed progress
+    (at most 0.5 m against the lane) -> 1; summing only the backward steps would read 2.5-3 m -> 0.5."""
+    x = np.where(np.arange(T) % 2 == 0, 0.0, -0.5)
+    ego = ego_states(np.stack([x, np.zeros(T)], axis=1), 0.0)
+    assert one("driving_direction_compliance", ego, road_map([EAST])) == 1.0
+
+
+def test_driving_direction_bounds_are_strict():
+    """nuPlan (and NAVSIM) compare with ``<``: exactly 2 m against the lane is 0.5, exactly 6 m is 0."""
+    worst = torch.tensor([0.0, 1.999, 2.0, 5.999, 6.0, 7.0], dtype=torch.float64)
+    assert direction_from_worst(worst).tolist() == [1.0, 1.0, 0.5, 0.5, 0.0, 0.0]
 
 
 @settings(max_examples=60, deadline=None)
@@ -103,14 +129,30 @@ def test_longest_run_matches_a_loop(flags):
 
 
 # ----------------------------------------------------------------------------- speed limit (nuPlan)
-@pytest.mark.parametrize(("over", "expected"), [(SPEED_OVER_MAX, 0.0), (SPEED_OVER_MAX / 2, 0.5), (-1.0, 1.0),
+SAMPLES = T - INIT  # nuPlan sums every sample from init_step to the last (51) over the duration between them (50 dt)
+
+
+@pytest.mark.parametrize(("over", "expected"), [(SPEED_OVER_MAX, 0.0), (SPEED_OVER_MAX / 2, 1 - 0.5 * SAMPLES / 50),
+                                                (SPEED_OVER_MAX / 4, 1 - 0.25 * SAMPLES / 50), (-1.0, 1.0),
                                                 (2 * SPEED_OVER_MAX, 0.0)])
 def test_speed_limit_compliance(over, expected):
-    """Over the limit by 2.23 m/s for the whole scene -> 0; by half of it -> 0.5; under it -> 1."""
+    """Over the limit by 2.23 m/s for the whole scene -> 0; by half of it -> 1 - 0.5 * 51 / 50 = 0.49 (the first
+    sample counts too, nuPlan speed_limit_compliance.py); under it -> 1."""
     limit = 10.0
     ego = ego_states(straight(-100.0, limit + over), 0.0)
     road = road_map([EAST], limits=[limit], known=["speed_limits"])
-    assert one("speed_limit_compliance", ego, road) == pytest.approx(expected, abs=2e-3)
+    assert one("speed_limit_compliance", ego, road) == pytest.approx(expected, abs=1e-5)
+
+
+def test_speed_limit_counts_the_first_sample():
+    """Over the limit by 2.23 m/s at init_step only, then at the limit: nuPlan's loss is one sample over the
+    duration, 1 / 50 -> 0.98."""
+    limit = 10.0
+    xy = straight(-100.0, limit)
+    ego = ego_states(xy, 0.0)
+    ego[: INIT + 1, 3] = limit + SPEED_OVER_MAX  # the states' own speed (the positions need not agree)
+    road = road_map([EAST], limits=[limit], known=["speed_limits"])
+    assert one("speed_limit_compliance", ego, road) == pytest.approx(1 - 1 / 50, abs=1e-5)
 
 
 def test_speed_limit_not_applicable_without_limits():
