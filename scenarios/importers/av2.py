@@ -64,6 +64,7 @@ CATEGORY_SIZE = {
     "background": (1.0, 1.0),
     "unknown": (1.0, 1.0),
 }
+REPEATED_POINT = 1e-6  # m: a boundary point this close to the one before repeats it (av2 maps hold cm)
 DRIVING_LANE_TYPES = ("VEHICLE", "BUS")  # av2.map.lane_segment.LaneType values kept as lanes (not BIKE)
 UNKNOWN = ("speed_limits", "stop_signs", "traffic_lights", "road_edges", "mapped_area")
 
@@ -141,13 +142,22 @@ def _ring(xy: np.ndarray) -> np.ndarray:
     return xy[:-1] if len(xy) > 1 and np.array_equal(xy[0], xy[-1]) else xy
 
 
+def _distinct(xy: np.ndarray) -> np.ndarray:
+    """``xy [n, 2]`` without the points that repeat the one before (m): av2's arc-length interpolation divides by
+    each segment's length, so one repeated boundary point made the whole centreline NaN and the lane vanished."""
+    xy = np.asarray(xy, dtype=np.float64)
+    keep = np.ones(len(xy), dtype=bool)
+    keep[1:] = np.any(np.abs(np.diff(xy, axis=0)) > REPEATED_POINT, axis=1)
+    return xy[keep]
+
+
 def _lane_map(static_map, interpolate) -> dict:
     """Lanes and their semantics from an ``ArgoverseStaticMap`` (world frame, m)."""
     segs = [s for s in static_map.vector_lane_segments.values() if s.lane_type.value in DRIVING_LANE_TYPES]
     index = {s.id: i for i, s in enumerate(segs)}
     centres, widths, polys, inter, succ, neigh, paint = [], [], [], [], [], [], []
     for i, s in enumerate(segs):
-        left, right = s.left_lane_boundary.xyz[:, :2], s.right_lane_boundary.xyz[:, :2]
+        left, right = _distinct(s.left_lane_boundary.xyz[:, :2]), _distinct(s.right_lane_boundary.xyz[:, :2])
         centre, width = interpolate.compute_midpoint_line(
             left_ln_boundary=left, right_ln_boundary=right, num_interp_pts=interpolate.NUM_CENTERLINE_INTERP_PTS
         )

@@ -9,7 +9,8 @@ polygons (left boundary + reversed right boundary), road edges (outer boundaries
 road lines (inner boundaries). Static obstacles (``staticObstacle``: parked vehicles,
 construction zones, pillars...) become agents valid at every step that never move, so they
 count for collision and TTC; ``ROAD_BOUNDARY`` obstacles are the road's edge, already in the
-map, and are left out.
+map, and are left out. An obstacle's box is its rectangle, the square around its circle, or the
+smallest rectangle around its polygon or shape group (:func:`shape_box`).
 
 Map semantics (:mod:`scenarios.importers.commonroad_map`): lanelet polygons, successors, adjacent
 lanelets of the same direction, ``MAX_SPEED`` signs (m/s), stop signs, traffic lights with their
@@ -24,6 +25,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
+from shapely.geometry import MultiPoint
+from shapely.geometry import Polygon as ShapelyPolygon
 
 from scenarios.import_options import ImportOptions
 from scenarios.importers.common import Recording, recording_to_scenes
@@ -72,12 +75,74 @@ def check_version(path: Path) -> float:
     raise ScenarioError("empty XML file")
 
 
-def _shape_size(shape) -> tuple[float, float]:
-    if hasattr(shape, "length") and hasattr(shape, "width"):
-        return float(shape.length), float(shape.width)
+def _shape_points(shape) -> np.ndarray:
+    """``[n, 2]`` outline points of a commonroad-io shape in the obstacle's own frame (m); a circle as its 4
+    extreme points, a shape group as all of its members' points.
+
+    Raises:
+        ScenarioError: a shape of an unknown kind, or one without points.
+    """
     if hasattr(shape, "radius"):
-        return 2 * float(shape.radius), 2 * float(shape.radius)
+        r, c = float(shape.radius), np.asarray(getattr(shape, "center", (0.0, 0.0)), float)[:2]
+        return c + np.array([[r, 0.0], [0.0, r], [-r, 0.0], [0.0, -r]])
+    if hasattr(shape, "shapes"):  # ShapeGroup
+        parts = [_shape_points(s) for s in shape.shapes]
+        if not parts:
+            raise ScenarioError("empty obstacle shape group")
+        return np.concatenate(parts)
+    if hasattr(shape, "vertices"):  # Rectangle (centre and orientation included) and Polygon
+        pts = np.asarray(shape.vertices, float).reshape(-1, 2)
+        if len(pts) and np.all(np.isfinite(pts)):
+            return pts
     raise ScenarioError(f"unsupported obstacle shape {type(shape).__name__}")
+
+
+def shape_box(shape) -> tuple[float, float, float, float, float]:
+    """The oriented box of an obstacle's shape, in the obstacle's own frame.
+
+    A rectangle is itself (its optional centre and orientation kept); a circle is its bounding square;
+    a polygon or a shape group (CommonRoad allows both for dynamic and static obstacles) is the
+    minimum-area rectangle around its points, turned by the multiple of 90 degrees that leaves its
+    angle in [-45, 45] degrees, so that the box's length runs along the obstacle's heading when it can.
+
+    Args:
+        shape: a commonroad-io ``Rectangle``, ``Circle``, ``Polygon`` or ``ShapeGroup``.
+
+    Returns:
+        ``(cx, cy, angle, length, width)``: centre (m) and angle (rad) relative to the obstacle's
+        position and orientation; length and width in m.
+
+    Raises:
+        ScenarioError: an unknown or degenerate shape (no area).
+    """
+    if hasattr(shape, "length") and hasattr(shape, "width"):
+        c = np.asarray(getattr(shape, "center", (0.0, 0.0)), float)[:2]
+        return (float(c[0]), float(c[1]), float(getattr(shape, "orientation", 0.0) or 0.0),
+                float(shape.length), float(shape.width))
+    if hasattr(shape, "radius") and not hasattr(shape, "shapes"):
+        c = np.asarray(getattr(shape, "center", (0.0, 0.0)), float)[:2]
+        return float(c[0]), float(c[1]), 0.0, 2 * float(shape.radius), 2 * float(shape.radius)
+    rect = MultiPoint(_shape_points(shape)).minimum_rotated_rectangle
+    if not isinstance(rect, ShapelyPolygon) or rect.area <= 0:
+        raise ScenarioError(f"degenerate obstacle shape {type(shape).__name__} (no area)")
+    corners = np.asarray(rect.exterior.coords, float)[:4]
+    sides = np.diff(np.vstack([corners, corners[:1]]), axis=0)[:2]  # two adjacent sides
+    angle = float(np.arctan2(sides[0, 1], sides[0, 0]))
+    length, width = (float(np.hypot(*sides[0])), float(np.hypot(*sides[1])))
+    quarter = int(np.round(angle / (np.pi / 2)))  # turn by quarter turns into [-45, 45] degrees
+    angle -= quarter * np.pi / 2
+    if quarter % 2:
+        length, width = width, length
+    centre = corners.mean(axis=0)
+    return float(centre[0]), float(centre[1]), angle, length, width
+
+
+def _placed(box: tuple[float, float, float, float, float], x: float, y: float, yaw: float
+            ) -> tuple[float, float, float]:
+    """World ``(x, y, yaw)`` of a :func:`shape_box` box for an obstacle at ``(x, y)`` heading ``yaw``."""
+    cx, cy, angle = box[:3]
+    c, s = np.cos(yaw), np.sin(yaw)
+    return x + c * cx - s * cy, y + s * cx + c * cy, yaw + angle
 
 
 def _obstacle_tracks(scenario) -> tuple[list, np.ndarray, np.ndarray, np.ndarray]:
@@ -95,7 +160,10 @@ def _obstacle_tracks(scenario) -> tuple[list, np.ndarray, np.ndarray, np.ndarray
     valid = np.zeros((len(obs), n_t), dtype=bool)
     types = np.zeros(len(obs), dtype=np.int8)
     for i, (o, sts) in enumerate(zip(obs, all_states)):
-        length, width = _shape_size(o.obstacle_shape)
+        try:
+            box = shape_box(o.obstacle_shape)
+        except ScenarioError as e:
+            raise ScenarioError(f"dynamic obstacle {o.obstacle_id}: {e}") from None
         types[i] = TYPES.get(o.obstacle_type.name, AgentType.OTHER)
         for s in sts:
             k = int(s.time_step)
@@ -103,7 +171,8 @@ def _obstacle_tracks(scenario) -> tuple[list, np.ndarray, np.ndarray, np.ndarray
             v = float(getattr(s, "velocity", 0.0) or 0.0)
             vy_body = float(getattr(s, "velocity_y", 0.0) or 0.0)
             c, sn = np.cos(yaw), np.sin(yaw)
-            states[i, k] = (*s.position[:2], yaw, v * c - vy_body * sn, v * sn + vy_body * c, length, width)
+            x, y, box_yaw = _placed(box, *np.asarray(s.position, float)[:2], yaw)
+            states[i, k] = (x, y, box_yaw, v * c - vy_body * sn, v * sn + vy_body * c, box[3], box[4])
             valid[i, k] = True
     return obs, states, valid, types
 
@@ -111,19 +180,22 @@ def _obstacle_tracks(scenario) -> tuple[list, np.ndarray, np.ndarray, np.ndarray
 def _static_tracks(scenario, n_t: int) -> tuple[np.ndarray, np.ndarray]:
     """Static obstacles as agents that never move: ``(states float [S, n_t, 7], types int8 [S])``.
 
-    Shapes without a length and width (polygons, shape groups) are left out with a warning.
+    A polygon or shape group is its :func:`shape_box`, turned to run along its long side (a static obstacle has no
+    heading to keep); a degenerate shape (no area) is left out with a warning.
     """
     rows, types, notes = [], [], []
     for o in getattr(scenario, "static_obstacles", []):
         if o.obstacle_type.name in NOT_AGENTS:
             continue
         try:
-            length, width = _shape_size(o.obstacle_shape)
+            box = shape_box(o.obstacle_shape)
         except ScenarioError as e:
             notes.append(f"static obstacle {o.obstacle_id}: {e}")
             continue
+        if box[4] > box[3]:  # the same box along its long side (a vehicle box wider than long reads as swapped)
+            box = (*box[:2], box[2] + np.pi / 2, box[4], box[3])
         st = o.initial_state
-        rows.append((*np.asarray(st.position, float)[:2], float(st.orientation), 0.0, 0.0, length, width))
+        rows.append((*_placed(box, *np.asarray(st.position, float)[:2], float(st.orientation)), 0.0, 0.0, *box[3:]))
         types.append(TYPES.get(o.obstacle_type.name, AgentType.OTHER))
     warn_skipped(notes)
     states = np.zeros((len(rows), n_t, NUM_FIELDS), dtype=np.float64)

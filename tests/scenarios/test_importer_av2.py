@@ -222,3 +222,21 @@ def test_damaged_inputs_give_one_line_errors(folder, parquet, tmp_path):
     r = _check(str(bad_map))
     assert r.returncode == 1 and "Traceback" not in r.stderr + r.stdout
     assert f"\nskipped:\n  {bad_map / parquet.name}: its map {m.name} is an unreadable" in r.stdout
+
+
+def test_repeated_boundary_points_keep_every_lane(folder, parquet, scene, tmp_path):
+    """A lane boundary that repeats a point (maps are written to the cm) keeps its lane: the centreline is the
+    same as without the repeat (av2's interpolation made it NaN and the lane vanished from the scene)."""
+    (m,) = folder.glob("log_map_archive_*.json")
+    archive = json.loads(m.read_text())
+    for seg in archive["lane_segments"].values():
+        seg["left_lane_boundary"].append(dict(seg["left_lane_boundary"][-1]))
+        seg["right_lane_boundary"].insert(1, dict(seg["right_lane_boundary"][0]))
+    copy = tmp_path / folder.name
+    copy.mkdir()
+    shutil.copy(parquet, copy / parquet.name)
+    (copy / m.name).write_text(json.dumps(archive))
+    (got,) = load_any(copy)
+    assert len(got.map.lanes) == len(scene.map.lanes) > 0
+    np.testing.assert_allclose(got.map.lanes.points, scene.map.lanes.points, atol=1e-9)
+    assert np.all(np.isfinite(got.map.lanes.points))

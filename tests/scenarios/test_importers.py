@@ -314,3 +314,20 @@ def test_convert_keeps_an_existing_output_unless_forced(tmp_path):
     assert [s.id for s in load_scenarios(dst)] == ["synthetic"]
     notes = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert notes == [f"note: {src}: synthetic: recorded samples repaired: 1 velocities"], notes
+
+
+@pytest.mark.parametrize("turn, want_angle, want_lw", [(30.0, 30.0, (4.0, 2.0)), (80.0, -10.0, (2.0, 4.0))])
+def test_commonroad_shape_box_of_a_turned_polygon(turn, want_angle, want_lw):
+    """The box of a polygon obstacle is the smallest rectangle around it, its angle within +-45 degrees of the
+    obstacle's heading (a polygon has no heading of its own), centre and sizes exact."""
+    from commonroad.geometry.shape import Polygon as CrPolygon
+
+    from scenarios.importers.commonroad import shape_box
+
+    a = np.radians(turn)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    corners = np.array([[-2.0, -1.0], [2.0, -1.0], [2.0, 1.0], [-2.0, 1.0]]) @ rot.T + (0.5, -0.25)
+    cx, cy, angle, length, width = shape_box(CrPolygon(corners))
+    assert (cx, cy) == pytest.approx((0.5, -0.25), abs=1e-9)
+    assert np.degrees(angle) == pytest.approx(want_angle, abs=1e-6)
+    assert (length, width) == pytest.approx(want_lw, abs=1e-9)

@@ -160,3 +160,40 @@ def test_damaged_real_files_give_one_line_errors_and_write_nothing(shared_data, 
     r = _convert(str(src), str(dst))
     assert r.returncode == 1 and "Traceback" not in r.stderr and not dst.exists()
     assert r.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+
+def test_commonroad_polygon_circle_and_group_shaped_obstacles_import(shared_data, tmp_path):
+    """Dynamic obstacles whose shape is a polygon, a circle or a shape group (CommonRoad 2020a shapes) are agents
+    with the box around the shape, placed by the obstacle's pose; the file imports (a polygon rejected it)."""
+    import xml.etree.ElementTree as ET
+
+    src = shared_data / "commonroad" / "USA_US101-22_1_T-1.xml"
+    root = ET.parse(src).getroot()
+    obstacles = root.findall("dynamicObstacle")[1:4]
+    shapes = [  # (shape XML, box length, width, centre ahead of the obstacle's position along its heading)
+        ("<polygon>" + "".join(f"<point><x>{x}</x><y>{y}</y></point>"
+                               for x, y in [(-2, -1), (2, -1), (2.5, 0), (2, 1), (-2, 1)]) + "</polygon>",
+         4.5, 2.0, 0.25),
+        ("<circle><radius>0.8</radius></circle>", 1.6, 1.6, 0.0),
+        ("<rectangle><length>2</length><width>2</width><center><x>-1</x><y>0</y></center></rectangle>"
+         "<rectangle><length>2</length><width>2</width><center><x>1</x><y>0</y></center></rectangle>", 4.0, 2.0, 0.0),
+    ]
+    for obs, (xml, *_) in zip(obstacles, shapes):
+        shape = obs.find("shape")
+        shape.clear()
+        shape.extend(ET.fromstring(f"<shape>{xml}</shape>"))
+    path = tmp_path / src.name
+    ET.ElementTree(root).write(path)
+    (scene,) = load_any(path)
+    for obs, (_, length, width, ahead) in zip(obstacles, shapes):
+        init = obs.find("initialState")
+        x, y = (float(init.find(f"position/point/{c}").text) for c in "xy")
+        yaw = float(init.find("orientation/exact").text)
+        want = np.array([x + ahead * np.cos(yaw), y + ahead * np.sin(yaw)]) - scene.world_origin
+        first = scene.agents[:, 0, :2]
+        k = int(np.argmin(np.hypot(*(first - want).T)))
+        assert np.hypot(*(first[k] - want)) < 1e-3, obs.get("id")
+        assert scene.agents[k, 0, 2] == pytest.approx(yaw, abs=1e-5)
+        np.testing.assert_allclose(scene.agents[k, scene.valid[k], 5:7], [[length, width]] * int(scene.valid[k].sum()),
+                                   atol=1e-4)

@@ -160,3 +160,30 @@ def test_results_file_keeps_the_world_offset_and_dropped_agent_count(tmp_path, c
     # the UTM file is the local one moved by (+664000, +3997000) m: the offsets differ by exactly that
     assert np.subtract(shifted.world_origin, plain.world_origin) == pytest.approx((664_000.0, 3_997_000.0), abs=1e-3)
     assert info.agents_dropped == 0
+
+
+STATIC_RECTANGLE = "<rectangle>\n        <length>4.5</length>\n        <width>1.8</width>\n      </rectangle>"
+
+
+@pytest.mark.parametrize("corners", [
+    [(-2.25, -0.9), (2.25, -0.9), (2.25, 0.9), (-2.25, 0.9)],  # the parked car's rectangle as a polygon
+    [(2.25, 0.9), (2.25, 0.0), (2.25, -0.9), (-2.25, -0.9), (-2.25, 0.9)],  # clockwise, another start, 5 points
+])
+def test_commonroad_polygon_static_obstacle_is_an_agent(tmp_path, corners):
+    """A ``staticObstacle`` whose shape is a polygon (CommonRoad allows polygons and shape groups for any
+    obstacle) is the same parked car: an agent, box 4.5 x 1.8 m along the road, and log replay collides with it."""
+    text = case("static_obstacle.xml").read_text()
+    assert text.count(STATIC_RECTANGLE) >= 1
+    points = "".join(f"<point><x>{x}</x><y>{y}</y></point>" for x, y in corners)
+    path = tmp_path / "static_polygon.xml"
+    path.write_text(text.replace(STATIC_RECTANGLE, f"<polygon>{points}</polygon>", 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (scene,) = load_file(path)
+    (k,) = np.flatnonzero(scene.static_agents())
+    box = scene.agents[k, 0]
+    assert box[5] == pytest.approx(4.5, abs=1e-4) and box[6] == pytest.approx(1.8, abs=1e-4)
+    assert box[:2] + scene.world_origin == pytest.approx((60.0, 2.75), abs=1e-4)
+    assert math.cos(2 * float(box[2])) == pytest.approx(1.0, abs=1e-6)  # along the road (yaw 0 or pi)
+    m, _ = run(path)
+    assert m["collision"] == 1.0
