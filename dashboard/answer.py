@@ -95,7 +95,8 @@ def build_answer(ck: table.Rows, metric: str, verdict: dict | None, rr: RunRoles
         per_scene: ``(keys, metric) -> float [C, N]`` on common scenes (:func:`dashboard.data.per_scene_matrix`).
     """
     partial = bool(rr.partial_line())
-    card = tuple(rules.report_card_rows(ck, metric, tuple(rr.declared), rr.after_episode, partial=partial))
+    card = tuple(rules.report_card_rows(ck, metric, tuple(rr.declared), rr.after_episode, partial=partial,
+                                        unit=kind.step_unit))
     stored = usable_stored(verdict, ck, metric, rr)
     cands = table.candidates(ck).where(lambda r: _finite(r.get(metric)))
     n = len(cands)

@@ -178,7 +178,8 @@ def what_if_view(ck: table.Rows, metric: str, history: dict | None, partial: boo
     mode = c1.radio("pick the", ["max", "min"], key="mode", horizontal=True, format_func=lambda m: f"{m} entropy")
     after = c2.number_input(f"after {unit}", min_value=0, max_value=top, step=10, key="after")
     window = c3.slider("smoothing window (history points)", 1, 100, key="window")
-    pick = rules.apply_rule(ck, rules.Rule(mode=mode, after_episode=int(after), window=int(window)), metric, history)
+    pick = rules.apply_rule(ck, rules.Rule(mode=mode, after_episode=int(after), window=int(window)), metric, history,
+                            unit)
     if pick is None:
         st.info(f"No evaluated checkpoint at or after that {unit}.")
         return

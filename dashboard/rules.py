@@ -113,18 +113,20 @@ def judge(ck: Rows | pd.DataFrame, key: str, metric: str) -> tuple[int, float, s
     return rank, regret, r.keys[best]
 
 
-def _sentence(label: str, p_name: str, ep: int, rank: int, n: int, regret: float, rnd: float, metric: str) -> str:
+def _sentence(label: str, p_name: str, ep: int, rank: int, n: int, regret: float, rnd: float, metric: str,
+              unit: str = "episode") -> str:
     if rank == 1:
         tail = "it is the best checkpoint"
     elif regret < rnd:
         tail = f"better than a random pick (expected regret {rnd:.3g})"
     else:
         tail = f"no better than a random pick (expected regret {rnd:.3g})"
-    return f"{label} picks {p_name} (episode {ep}): rank {rank} of {n} by {metric}, regret {regret:.3g}; {tail}."
+    return f"{label} picks {p_name} ({unit} {ep}): rank {rank} of {n} by {metric}, regret {regret:.3g}; {tail}."
 
 
-def pick_by_key(ck: Rows | pd.DataFrame, key: str, metric: str, label: str) -> Pick:
-    """Judge a given checkpoint ``key`` (candidates = rows of ``ck`` with kind ``checkpoint``)."""
+def pick_by_key(ck: Rows | pd.DataFrame, key: str, metric: str, label: str, unit: str = "episode") -> Pick:
+    """Judge a given checkpoint ``key`` (candidates = rows of ``ck`` with kind ``checkpoint``); ``unit``: what a
+    checkpoint's step counts (:attr:`dashboard.run_kind.RunKind.step_unit`), as the sentence names it."""
     cand = _checkpoints(ck, metric)
     rank, regret, best = judge(cand, key, metric)
     sign = 1.0 if higher_is_better(metric) else -1.0
@@ -135,11 +137,13 @@ def pick_by_key(ck: Rows | pd.DataFrame, key: str, metric: str, label: str) -> P
     return Pick(key=key, name=name, episode=episode, value=float(cand.get(key, metric)), rank=rank,
                 n=len(cand), regret=regret, best_key=best, best_name=str(cand.get(best, "name")),
                 best_value=best_value, random_regret=rnd,
-                sentence=_sentence(label, name, episode, rank, len(cand), regret, rnd, metric))
+                sentence=_sentence(label, name, episode, rank, len(cand), regret, rnd, metric, unit))
 
 
-def apply_rule(ck: Rows | pd.DataFrame, rule: Rule, metric: str, history: dict | None = None) -> Pick | None:
-    """Apply a what-if rule; None when no checkpoint is eligible (e.g. ``after_episode`` past the last)."""
+def apply_rule(ck: Rows | pd.DataFrame, rule: Rule, metric: str, history: dict | None = None,
+               unit: str = "episode") -> Pick | None:
+    """Apply a what-if rule; None when no checkpoint is eligible (e.g. ``after_episode`` past the last). ``unit``:
+    what a checkpoint's step counts (the run's :attr:`dashboard.run_kind.RunKind.step_unit`)."""
     cand = _checkpoints(ck, "entropy", metric)
     if cand.empty:
         return None
@@ -156,9 +160,9 @@ def apply_rule(ck: Rows | pd.DataFrame, rule: Rule, metric: str, history: dict |
         if not eligible:
             return None
         key = (max if rule.mode == "max" else min)(eligible, key=eligible.__getitem__)  # first on ties
-    label = f"{rule.mode.capitalize()} entropy" + (f" after episode {rule.after_episode}" if rule.after_episode else "")
+    label = f"{rule.mode.capitalize()} entropy" + (f" after {unit} {rule.after_episode}" if rule.after_episode else "")
     label += f" (window {rule.window})" if rule.window > 1 else ""
-    return pick_by_key(cand, key, metric, label)
+    return pick_by_key(cand, key, metric, label, unit)
 
 
 def role_key(ck: Rows | pd.DataFrame, role: str, declared: Collection[str] = (), after_episode: int = 0) -> str | None:
@@ -178,12 +182,14 @@ CARD_COLUMNS = ("rule", "checkpoint", "episode", "value", "rank", "of", "regret"
 
 
 def report_card_rows(ck: Rows | pd.DataFrame, metric: str, declared: Collection[str] = (), after_episode: int = 0,
-                     partial: bool = False) -> list[dict]:
+                     partial: bool = False, unit: str = "episode") -> list[dict]:
     """Rank and regret of every standard rule under ``metric`` (pandas-free: the default view's table).
 
     Args:
         declared, after_episode: see :func:`role_key`. partial: the comparison set is incomplete: every
-            sentence says "so far" and never calls a pick "the best checkpoint" outright.
+            sentence says "so far" and never calls a pick "the best checkpoint" outright. unit: what a checkpoint's
+            step counts (:attr:`dashboard.run_kind.RunKind.step_unit`: ``environment step`` for SB3), as the
+            sentences name it.
 
     Returns:
         One dict per rule (``max_entropy, last, best_reward, bc``; rules that pick nothing omitted) with keys
@@ -195,7 +201,7 @@ def report_card_rows(ck: Rows | pd.DataFrame, metric: str, declared: Collection[
         key = role_key(cand, RULE_ROLES[rule], declared, after_episode)
         if key is None:
             continue
-        p = pick_by_key(cand, key, metric, RULE_LABELS[rule])
+        p = pick_by_key(cand, key, metric, RULE_LABELS[rule], unit)
         rows.append({"rule": RULE_LABELS[rule], "checkpoint": p.name, "episode": p.episode, "value": p.value,
                      "rank": p.rank, "of": p.n, "regret": p.regret,
                      "verdict": so_far(p.sentence) if partial else p.sentence, "key": p.key, "best_key": p.best_key})

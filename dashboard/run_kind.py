@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-OWN = "own"  # sim.evaluate's --agent default: this project's trainer
-STEP_UNITS = {OWN: "episode", "sb3": "environment step"}  # what a checkpoint's step counts, per plug-in
-OTHER_UNIT = "training step"  # torchscript and MODULE:FACTORY plug-ins: whatever their step counts
+from sim.results.run_folder import OWN_AGENT as OWN
+from sim.results.run_folder import STEP_UNITS, stored_agent
+from sim.results.run_folder import step_unit as unit_of
+
 # Legend labels of the marked checkpoints of a plug-in run (the project's run: dashboard.figures.MARKS).
 PLUGIN_MARK_LABELS = {"last": "last (highest step)", "max_entropy": "max entropy (rule)",
                       "best_reward": "best logged reward"}
@@ -50,13 +51,12 @@ def run_kind(summary: Any) -> RunKind:
     """
     if summary is None:
         return RunKind()
-    for c in summary.checkpoints.values():
-        agent = (c.eval_info or {}).get("agent") if c.kind == "checkpoint" else None
-        if isinstance(agent, str) and agent != OWN:
-            return RunKind(agent, STEP_UNITS.get(agent, OTHER_UNIT))
+    agent = stored_agent(c.eval_info for c in summary.checkpoints.values() if c.kind == "checkpoint")
+    if agent != OWN:
+        return RunKind(agent, unit_of(agent))
     agent = ((summary.attrs or {}).get("config") or {}).get("agent")
     if isinstance(agent, str) and agent != OWN:
-        return RunKind(agent, STEP_UNITS.get(agent, OTHER_UNIT))
+        return RunKind(agent, unit_of(agent))
     return RunKind()
 
 

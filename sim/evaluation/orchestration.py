@@ -44,7 +44,7 @@ from sim.metrics.catalogue import JUDGED_METRICS, METRICS_VERSION
 from sim.results.errors import EvaluationError
 from sim.results.identity import run_results_path, scene_digest
 from sim.results.reader import read_checkpoints
-from sim.results.run_folder import RESULTS_NAME, reused_scenes_line
+from sim.results.run_folder import RESULTS_NAME, reused_scenes_line, step_unit
 from sim.results.schema import CheckpointRows, scene_record
 from sim.results.store import ResultsWriter
 from sim.selection.budget import budget_lines
@@ -364,7 +364,7 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
         sv, sv_lines = signal_verdict_doc(plan, stored, vids, cands, cfg)
         writer.write_verdict(verdict, root, signals=sv)
         shown = [stored[c.key] for c in cands if c.key in stored]
-        print_summary(console, summary_rows(shown, vids), verdict, skipped, run=label)
+        print_summary(console, summary_rows(shown, vids), verdict, skipped, run=label, unit=step_unit(cfg.agent))
         extra = rollouts_lines(verdict["rollouts"]) if cfg.rollouts else []
         held = [set(s.rows.scenario_ids) for s in stored.values() if s.attrs.get("kind") != "baseline"]
         n_held = len(set.intersection(*held)) if held else 0

@@ -41,7 +41,7 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -202,6 +202,14 @@ def _mlp_from_state(state: Mapping[str, Tensor], prefix: str, act: type[nn.Modul
     return nn.Sequential(*mods)
 
 
+def _policy_module(data: Mapping[str, Any]) -> str:
+    """`` (stable_baselines3.td3.policies)``: the module of the zip's policy class as SB3's JSON ``data`` lists it
+    readably (never unpickled), or "" when it does not."""
+    cls = data.get("policy_class")
+    mod = cls.get("__module__") if isinstance(cls, dict) else None
+    return f" ({mod})" if isinstance(mod, str) and mod else ""
+
+
 class SB3Agent:
     """A Stable-Baselines3 PPO / A2C / SAC ``.zip`` with an ``MlpPolicy``, read without unpickling.
 
@@ -234,7 +242,9 @@ class SB3Agent:
             with zipfile.ZipFile(p) as z:
                 names = set(z.namelist())
                 if "data" not in names or "policy.pth" not in names:
-                    raise AgentError(f"{p}: not a Stable-Baselines3 model (zip lacks data or policy.pth)")
+                    held = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
+                    raise AgentError(f"{p}: not a Stable-Baselines3 model: the zip has no data or policy.pth (it "
+                                     f"holds {held or 'nothing'}: a file cut short, or a zip of something else)")
                 data = json.loads(z.read("data"))
                 raw = z.read("policy.pth")
         except zipfile.BadZipFile:
@@ -274,7 +284,8 @@ class SB3Agent:
                                      self._linear(state, "actor.mu."))
             acting = {k: v for k, v in state.items() if k.startswith(("actor.latent_pi.", "actor.mu."))}
         else:
-            raise AgentError(f"{p}: unsupported SB3 policy (neither action_net nor actor.mu in policy.pth)")
+            raise AgentError(f"{p}: unsupported SB3 policy{_policy_module(data)}: the sb3 plug-in reads PPO, A2C "
+                             "and SAC (neither action_net nor actor.mu in policy.pth)")
         self.net.to(device).eval()
         steps = data.get("num_timesteps")
         self.info = _info("sb3", str(p), acting, steps if isinstance(steps, int) else None)

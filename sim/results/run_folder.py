@@ -23,6 +23,24 @@ LATEST_LINK = "latest"  # <runs dir>/latest -> the newest run
 RESULTS_NAME = "results.h5"  # a run's results file (its first scenario set; others: sim.results.identity)
 RUN_MARKERS: tuple[str, ...] = (CONFIG_FILE, HISTORY_FILE, TRAIN_METRICS_FILE, CHECKPOINTS_DIR)  # a run folder
 ROLES: tuple[str, ...] = ("candidate", "best_entropy", "last", "best_reward", "bc")  # a checkpoint's roles
+OWN_AGENT = "own"  # sim.evaluate's --agent default: this project's trainer, whose checkpoints count episodes
+STEP_UNITS = {OWN_AGENT: "episode", "sb3": "environment step"}  # what a checkpoint's step counts, per plug-in
+OTHER_UNIT = "training step"  # torchscript and MODULE:FACTORY plug-ins: whatever their step counts
+
+
+def step_unit(agent: str | None) -> str:
+    """What the checkpoints' step (the results' ``episode`` field) counts for an ``--agent`` (None: ``own``)."""
+    return STEP_UNITS.get(agent or OWN_AGENT, OTHER_UNIT)
+
+
+def stored_agent(eval_infos: Any) -> str:
+    """The ``--agent`` of a results file's checkpoints: the first stored ``eval_info`` naming an ``agent`` other
+    than ``own`` (a plug-in writes ``{"agent": "sb3", ...}``), else ``own``. ``eval_infos``: an iterable of dicts."""
+    for info in eval_infos:
+        agent = (info or {}).get("agent") if isinstance(info, dict) else None
+        if isinstance(agent, str) and agent != OWN_AGENT:
+            return agent
+    return OWN_AGENT
 
 
 def role_file(role: str) -> str:

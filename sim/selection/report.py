@@ -115,9 +115,10 @@ def _cell(mean: float, lo: float, hi: float) -> str:
 
 
 def print_summary(console, rows: Sequence[dict[str, Any]], verdict: Verdict | None,
-                  skipped: Sequence[Any] = (), run: str = "") -> None:
+                  skipped: Sequence[Any] = (), run: str = "", unit: str = "episode") -> None:
     """Rich tables of one run: per checkpoint (mean or rate with its 95% interval over scenarios), the
-    selection rules, the verdict, the skipped scenes. Every table has a ``run`` column."""
+    selection rules, the verdict, the skipped scenes. Every table has a ``run`` column; the step column is titled
+    ``unit``, what the checkpoints' step counts (:func:`sim.results.run_folder.step_unit`)."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -127,7 +128,7 @@ def print_summary(console, rows: Sequence[dict[str, Any]], verdict: Verdict | No
     # the columns that say which checkpoint a row is never shrink: intervals wrap onto a second line instead
     t.add_column("run", no_wrap=True, min_width=min(len(run), 24), overflow="fold")
     t.add_column("checkpoint", no_wrap=True, min_width=10, overflow="fold")
-    t.add_column("episode", no_wrap=True, min_width=7, justify="right")
+    t.add_column(unit, min_width=max(7, *(len(w) for w in unit.split())), justify="right")  # wraps between words
     t.add_column("entropy", no_wrap=True, min_width=7, justify="right")
     t.add_column("roles", min_width=12, overflow="fold")
     for m in TABLE_METRICS:
@@ -149,7 +150,7 @@ def print_summary(console, rows: Sequence[dict[str, Any]], verdict: Verdict | No
         return
     if verdict.get("rules"):
         rt = Table(title=f"Selection rules, run {run} (best checkpoint by {verdict['metric']})")
-        for col in ("run", "rule", "picks", "episode", verdict["metric"], "rank", "regret"):
+        for col in ("run", "rule", "picks", unit, verdict["metric"], "rank", "regret"):
             rt.add_column(col)
         for name, e in verdict["rules"].items():
             if e is None:

@@ -26,7 +26,7 @@ from scenarios.commands import command
 from sim.metrics.catalogue import CARD_DECIMALS, SPECS, TABLE_METRICS
 from sim.results.errors import ResultsError
 from sim.results.reader import StoredCheckpoint, read_checkpoints, read_root_attrs, read_scenarios, read_verdict
-from sim.results.run_folder import HISTORY_FILE, RESULTS_NAME
+from sim.results.run_folder import HISTORY_FILE, RESULTS_NAME, step_unit, stored_agent
 from sim.selection.report import summary_rows
 from sim.selection.stats import type_table_rows
 
@@ -108,14 +108,15 @@ def _checkpoint_rows(stored: Sequence[StoredCheckpoint], ids: Sequence[str]) -> 
 
 
 def entropy_figure(history: Mapping[str, Any] | None, rows: Sequence[Mapping[str, Any]], metric: str,
-                   picks: Mapping[str, str]) -> str:
-    """SVG: policy entropy (nats, linear axis: it can be negative) and the judged metric per checkpoint, by episode.
+                   picks: Mapping[str, str], unit: str = "episode") -> str:
+    """SVG: policy entropy (nats, linear axis: it can be negative) and the judged metric per checkpoint, by step.
 
     Args:
         history: ``entropy_history.json`` (``episodes``, ``entropy``) or None. rows: checkpoint rows of
             :func:`_checkpoint_rows`. metric: the judged metric. picks: rule -> picked checkpoint name.
+        unit: what the checkpoints' step counts (:func:`sim.results.run_folder.step_unit`), the x axis' title.
     """
-    fig, ax = _axes(f"Entropy and closed-loop {metric}", "episode", "policy entropy (nats)")
+    fig, ax = _axes(f"Entropy and closed-loop {metric}", unit, "policy entropy (nats)")
     if history and history.get("episodes"):
         ax.plot(history["episodes"], history["entropy"], color="#3867d6", lw=1.2, label="entropy")
     else:
@@ -141,10 +142,10 @@ def entropy_figure(history: Mapping[str, Any] | None, rows: Sequence[Mapping[str
     return _svg(fig)
 
 
-def metric_figure(rows: Sequence[Mapping[str, Any]], metric: str) -> str:
-    """SVG: one table metric per checkpoint by episode with its 95 % interval."""
+def metric_figure(rows: Sequence[Mapping[str, Any]], metric: str, unit: str = "episode") -> str:
+    """SVG: one table metric per checkpoint by step (``unit``: what it counts) with its 95 % interval."""
     spec = SPECS[metric]
-    fig, ax = _axes(spec.label, "episode", spec.axis_title)
+    fig, ax = _axes(spec.label, unit, spec.axis_title)
     ep = [r["episode"] for r in rows]
     mean = np.array([r[metric][0] for r in rows])
     lo = np.array([r[metric][1] for r in rows])
@@ -158,7 +159,7 @@ def metric_figure(rows: Sequence[Mapping[str, Any]], metric: str) -> str:
     return _svg(fig)
 
 
-def _rules_table(verdict: Mapping[str, Any]) -> str:
+def _rules_table(verdict: Mapping[str, Any], unit: str = "episode") -> str:
     rows = []
     for name, e in (verdict.get("rules") or {}).items():
         if e is None:
@@ -169,7 +170,7 @@ def _rules_table(verdict: Mapping[str, Any]) -> str:
         else:
             rows.append((name, e.get("name"), e.get("episode"), _fmt(e.get("value"), CARD_DECIMALS), e.get("rank"),
                          _fmt(e.get("regret"), CARD_DECIMALS)))
-    return _table(("rule", "picks", "episode", verdict.get("metric", "score"), "rank", "regret"), rows)
+    return _table(("rule", "picks", unit, verdict.get("metric", "score"), "rank", "regret"), rows)
 
 
 def _per_type(verdict: Mapping[str, Any]) -> str:
@@ -183,14 +184,14 @@ def _per_type(verdict: Mapping[str, Any]) -> str:
     return note + _table(header, rows)
 
 
-def _closed_loop_table(rows: Sequence[Mapping[str, Any]]) -> str:
+def _closed_loop_table(rows: Sequence[Mapping[str, Any]], unit: str = "episode") -> str:
     def cell(t):
         m, lo, hi = t
         return "n/a" if not math.isfinite(m) else f"{m:.3f} [{lo:.3f}, {hi:.3f}]"
 
     out = [(r["name"], r["episode"], r["entropy"], ",".join(x for x in r["roles"] if x != "candidate"),
             *(cell(r[m]) for m in TABLE_METRICS)) for r in rows]
-    return _table(("checkpoint", "episode", "entropy", "roles", *(SPECS[m].label for m in TABLE_METRICS)), out)
+    return _table(("checkpoint", unit, "entropy", "roles", *(SPECS[m].label for m in TABLE_METRICS)), out)
 
 
 def build_report(run: Path) -> str:
@@ -215,9 +216,10 @@ def build_report(run: Path) -> str:
         except (OSError, ValueError):
             history = None
     rows = _checkpoint_rows(stored, ids)
+    unit = step_unit(stored_agent(s.record.eval_info for s in stored if s.record.kind == "checkpoint"))
     picks = {k: e["name"] for k, e in (verdict.get("rules") or {}).items() if e and "name" in e}
-    figs = [entropy_figure(history, rows, metric, picks)] if rows and metric in rows[0] else []
-    figs += [metric_figure(rows, m) for m in TABLE_METRICS if rows]
+    figs = [entropy_figure(history, rows, metric, picks, unit)] if rows and metric in rows[0] else []
+    figs += [metric_figure(rows, m, unit) for m in TABLE_METRICS if rows]
     title = f"driveselect report: {run_dir.name}"
     scen_set = attrs.get("suite") or attrs.get("scenario_set") or ""
     parts = [
@@ -227,8 +229,8 @@ def build_report(run: Path) -> str:
         f"<p class='muted'>{len(rows)} checkpoints, {len(ids)} scenarios ({html.escape(str(scen_set))}), "
         f"judged by {html.escape(metric)}; written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}</p>",
         f"<h2>Verdict</h2><p class='verdict'>{html.escape(verdict.get('sentence', 'No verdict stored yet.'))}</p>",
-        "<h2>Report card</h2>" + (_rules_table(verdict) if verdict else "<p>No verdict.</p>"),
-        "<h2>Closed loop: mean [95% interval] over scenarios</h2>" + _closed_loop_table(rows),
+        "<h2>Report card</h2>" + (_rules_table(verdict, unit) if verdict else "<p>No verdict.</p>"),
+        "<h2>Closed loop: mean [95% interval] over scenarios</h2>" + _closed_loop_table(rows, unit),
         "<h2>Figures</h2><div class='figs'>" + "".join(figs) + "</div>",
         "<h2>Per scenario type</h2>" + _per_type(verdict),
     ]

@@ -30,9 +30,11 @@ import csv
 import json
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 STEP_COLUMNS = ("step", "steps", "global_step", "time/total_timesteps", "total_timesteps", "num_timesteps",
                 "timesteps", "episode", "episodes", "_step", "iteration")
@@ -386,6 +388,28 @@ def read_mlflow(path: str | Path) -> Signals:
     return _make(points, str(src))
 
 
+URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
+"""A URI's scheme (``file:``, ``sqlite:``, ``http:``, ...; two letters at least, so ``C:`` stays a drive)."""
+
+
+def local_path(path: str | Path) -> Path:
+    """The file or folder a ``--signals`` value names: a path, or a ``file:`` URI (MLflow's tracking URI
+    ``file:./mlruns``, ``file:///abs/mlruns``) turned into its path.
+
+    Raises:
+        SignalError: any other URI (an MLflow database or server: ``sqlite:///mlflow.db``, ``http://host:5000``),
+            which is not read: the message says what to pass instead.
+    """
+    m = URI_SCHEME.match(path) if isinstance(path, str) else None
+    if m is None or Path(path).exists():  # a file or folder whose name holds a colon is read as it is
+        return Path(path)
+    if m.group(1).lower() == "file":
+        return Path(unquote(urlsplit(path).path))
+    raise SignalError(f"{path}: a {m.group(1)} tracking URI is not read (only files and folders: an MLflow file "
+                      "store mlruns/ or one run's folder, TensorBoard, CSV, JSON lines); export the run's metrics "
+                      "as CSV, or pass its file store")
+
+
 def read_signals(path: str | Path, require: Sequence[str] = ()) -> Signals:
     """Read any supported log; ``require``: scalar names (raw or stored) that must be present.
 
@@ -393,7 +417,7 @@ def read_signals(path: str | Path, require: Sequence[str] = ()) -> Signals:
         SignalError: missing path, unknown format, unreadable file, a required scalar absent or without one finite
             value, or a log whose every scalar has no finite value.
     """
-    p = Path(path)
+    p = local_path(path)
     if not p.exists():
         raise SignalError(f"{p}: no such file or folder")
     if p.is_dir() and _mlflow_layout(p) is not None:

@@ -47,6 +47,17 @@ def test_pick_rank_and_regret(pairs):
     assert q.regret == pytest.approx(ck["ade"].iloc[j] - ck["ade"].min())
 
 
+def test_sentences_name_the_runs_step_unit():
+    """An SB3 run counts its checkpoints in environment steps: the report card's and the what-if rule's sentences
+    say so, as the page's headline does (they said "episode" whatever the run was)."""
+    ck = frame(np.array([5.0, 1.0, 3.0]), np.arange(3.0))
+    card = rules.report_card_rows(ck, "score", unit="environment step")
+    assert card and all("(environment step " in r["verdict"] and "episode" not in r["verdict"] for r in card)
+    p = rules.apply_rule(ck, rules.Rule("max", after_episode=5), "score", unit="environment step")
+    assert p.sentence.startswith("Max entropy after environment step 5 picks ep00002.pt (environment step 20)")
+    assert "(episode 0)" in rules.report_card_rows(ck, "score")[0]["verdict"]  # the project's run: episodes
+
+
 def test_after_episode_and_window():
     ent = np.array([5.0, 1.0, 3.0, 0.0, 2.0])
     ck = frame(ent, np.arange(5.0))

@@ -163,6 +163,30 @@ def test_sb3_refusals_are_one_line(sb3_zips, tmp_path):
     assert not marker.exists()  # nothing was unpickled
 
 
+def test_a_cut_short_zip_and_another_algorithm_say_what_they_are(sb3_zips, tmp_path):
+    """A truncated SB3 zip opens as the PyTorch archive stored inside it (zipfile finds the inner end record): the
+    refusal names what the zip holds and says it may be cut short. A TD3 / DDPG zip names its policy's module and
+    the algorithms the plug-in reads."""
+    src = sb3_zips / "rl_model_32_steps.zip"
+    raw = src.read_bytes()
+    inner_end = raw.rfind(b"PK\x05\x06", 0, len(raw) - 22)  # the last end record before the zip's own
+    assert inner_end > 0
+    (tmp_path / "cut.zip").write_bytes(raw[: inner_end + 22])
+    with pytest.raises(AgentError) as e:
+        SB3Agent(str(tmp_path / "cut.zip"))
+    msg = str(e.value)
+    assert "cut short" in msg and "it holds " in msg and "\n" not in msg and msg.startswith(str(tmp_path / "cut.zip"))
+    data = json.loads(zipfile.ZipFile(src).read("data"))
+    data["policy_class"] = {":type:": "<class 'abc.ABCMeta'>", ":serialized:": "gAR9",
+                            "__module__": "stable_baselines3.td3.policies"}
+    buf = io.BytesIO()
+    torch.save({"actor.mu.0.weight": torch.zeros(4, OBS_DIM), "actor.mu.0.bias": torch.zeros(4)}, buf)
+    _rezip(src, tmp_path / "td3.zip", {"data": json.dumps(data), "policy.pth": buf.getvalue()})
+    with pytest.raises(AgentError) as e:
+        SB3Agent(str(tmp_path / "td3.zip"))
+    assert "(stable_baselines3.td3.policies)" in str(e.value) and "PPO, A2C and SAC" in str(e.value)
+
+
 class _RunsCode:
     """A pickle whose loading would run a shell command."""
 

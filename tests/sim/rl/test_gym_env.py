@@ -172,9 +172,10 @@ def test_env_reward_is_the_trainers_with_default_weights(suite):
     """Default weights (TTC and the at-fault factor included; comfort off: its derivatives are causal in the env,
     centred post hoc, as documented): per step, the env's reward is the trainer's on 64 procedural scenes with
     collisions, TTC violations and collisions that are not the ego's fault (small actions: the ego stays near its
-    path, so agents behind it run into it; nuPlan's rear-end needs the agent's centre behind the ego's rear axle). The one documented exception: a
-    collision that starts before the episode's first at-fault contact costs ``collision * not_at_fault`` in the
-    env (it cannot see the later contact) and the full weight in the trainer (it judges the whole episode)."""
+    path, so agents behind it run into it; nuPlan's rear-end needs the agent's centre behind the ego's rear axle).
+    The one documented exception: a collision that starts before the episode's first at-fault contact costs
+    ``collision * not_at_fault`` in the env (it cannot see the later contact) and the full weight in the trainer
+    (it judges the whole episode)."""
     w = RewardWeights(comfort=0.0)
     assert w.ttc > 0 and w.not_at_fault != 1.0  # the defaults use both
     r = _env_and_trainer_rewards(suite[:64], w, seed=0, scale=0.3)

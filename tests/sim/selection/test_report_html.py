@@ -85,3 +85,14 @@ def test_cli_bad_input_is_one_line_exit_2_nothing_written(run, tmp_path, capsys,
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and len(err.splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "r.html").exists() and not (tmp_path / "missing-dir").exists()
+
+
+def test_a_plugin_runs_report_names_its_step_unit(tmp_path):
+    """SB3 checkpoints are counted in environment steps: the report's tables (and figure axes) say so, as the
+    dashboard does (they said "episode" for every run); a project run keeps "episode"."""
+    sb3 = write_run(tmp_path, FixtureSpec(name="sb3", n_checkpoints=4, n_scenes=8, agent="sb3"), link_latest=False)
+    text = build_report(sb3)
+    assert text.count("<th>environment step</th>") == 2 and "<th>episode</th>" not in text
+    own = build_report(write_run(tmp_path, FixtureSpec(name="own", n_checkpoints=4, n_scenes=8),
+                                 link_latest=False))
+    assert own.count("<th>episode</th>") == 2 and "environment step" not in own

@@ -93,6 +93,22 @@ def test_damaged_or_empty_stores_give_one_line(tmp_path):
         read_signals(empty / r.info.experiment_id / r.info.run_id)
 
 
+def test_a_file_tracking_uri_reads_its_store_and_other_uris_say_what_to_pass(tmp_path, monkeypatch):
+    """``--signals file:./mlruns`` (MLflow's tracking URI, as users set it) is the store, not "no such file"; a
+    database or server URI is one line saying it is not read and what to pass, never a mangled path."""
+    run = log_run(tmp_path / "mlruns", LOGGED)
+    monkeypatch.chdir(tmp_path)
+    for uri in ((tmp_path / "mlruns").resolve().as_uri(), "file:./mlruns", f"file:{tmp_path / 'mlruns'}"):
+        sig = read_signals(uri)
+        assert Path(sig.source).resolve() == run.resolve() and sig.headline == "entropy"
+    for uri in ("sqlite:///mlflow.db", "http://localhost:5000"):
+        with pytest.raises(SignalError) as e:
+            read_signals(uri)
+        msg = str(e.value)
+        assert msg.startswith(uri + ": ") and "tracking URI is not read" in msg and "CSV" in msg
+        assert "no such file" not in msg and "\n" not in msg
+
+
 def test_matching_uses_the_logged_steps(tmp_path):
     sig = read_signals(log_run(tmp_path / "mlruns", LOGGED))
     m = match_checkpoints(sig, {f"step_{s}.pt": s for s in STEPS})
