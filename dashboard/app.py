@@ -439,8 +439,10 @@ def main(frame: PageFrame) -> None:
             skipped = [vars(s) for s in run.summary.skipped]
             st.dataframe({k: [s[k] for s in skipped] for k in skipped[0]}, hide_index=True)
     if selected in valid:
+        h = rows.get(selected, "entropy")
+        ent = f"entropy {h:.3f} nats" if math.isfinite(h) else "no entropy logged"  # plug-ins without --signals
         st.caption(f"Selected: **{rows.get(selected, 'name')}** ({kind.step_unit} {rows.get(selected, 'episode')}, "
-                   f"entropy {rows.get(selected, 'entropy'):.3f} nats)")
+                   f"{ent})")
     # Tabs run lazily (only the open one is computed and sent) and the open tab is kept in the URL (?view=).
     # The first two are pandas-free; the others import pandas when opened (ck_frame). The what-if editor has its
     # own tab: its widgets cost the first paint about 0.1 s in the browser (benchmarks/dashboard_paint.py).

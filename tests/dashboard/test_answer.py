@@ -101,6 +101,25 @@ def test_a_plugin_run_in_its_own_units_without_the_project_notes(runs, monkeypat
     assert any("environment step" in c.value for c in at.caption)  # the selection caption
 
 
+def test_a_plugin_run_without_logged_entropy_says_so_in_the_selection_caption(runs, tmp_path, monkeypatch):
+    """A plug-in run evaluated without ``--signals`` stores no entropy: the selection caption says so instead of
+    "entropy nan nats"."""
+    import math
+    import shutil
+
+    from sim.results.reader import read_checkpoints
+    from sim.results.store import ResultsWriter
+
+    shutil.copytree(runs / "sb3", tmp_path / "sb3")
+    res = tmp_path / "sb3" / "results.h5"
+    keys = [s.key for s in read_checkpoints(res) if s.attrs.get("kind") == "checkpoint"]
+    ResultsWriter(res).set_checkpoint_attrs({k: {"entropy": math.nan} for k in keys})
+    at = open_app(tmp_path, monkeypatch, run="sb3")
+    assert not at.exception
+    selected = [c.value for c in at.caption if c.value.startswith("Selected:")]
+    assert selected and "no entropy logged" in selected[0] and "nan" not in selected[0], selected
+
+
 def test_one_checkpoint_cannot_be_ranked(runs, monkeypatch):
     at = open_app(runs, monkeypatch, run="one")
     assert not at.exception
