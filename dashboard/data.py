@@ -22,8 +22,8 @@ from dashboard.table import BASE_COLUMNS, Rows
 from scenarios.commands import command
 from sim.metrics.catalogue import METRICS_VERSION, TABLE_METRICS
 from sim.results.identity import Experiment, results_files, results_name, set_slug
+from sim.results.opening import BUSY
 from sim.results.reader import (
-    BUSY,
     ResultsError,
     ResultsSummary,
     ScenarioInfo,

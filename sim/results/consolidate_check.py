@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 from h5py import h5d, h5l, h5o, h5s
 
-from sim.results.reader import open_read
+from sim.results.opening import open_read
 from sim.results.schema import LAYOUT_ATTR
 
 

@@ -4,7 +4,8 @@ The dashboard imports this module, so it must never import torch or anything of 
 Files may be written concurrently by ``sim.evaluate``: they are opened read-only, a locked or partial file is
 retried briefly, a read that a commit overtook (its index replaced mid-read) is read again from the new index
 (then refused with "try again"), and checkpoint groups still under a temporary name (or without their
-``completed`` mark) are ignored. A commit file that is missing or unreadable is named in the error.
+``completed`` mark) are ignored. A commit file that is missing or unreadable is named in the error. The opening,
+retries and sidecar checks are :mod:`sim.results.opening`.
 
 Version 2 files are an index of HDF5 external links into the sidecar folder ``<name>.parts/`` (see
 :mod:`sim.results.store`); h5py follows them, so the code below reads versions 1 and 2 alike.
@@ -25,22 +26,18 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import h5py
 import numpy as np
-from h5py import h5l
 
-from scenarios.commands import quote
 from sim.results.errors import ResultsError
 from sim.results.identity import SOURCE_ATTR, Experiment, mix_notes
+from sim.results.opening import open_read, open_results, reading
 from sim.results.schema import (
     SAMPLED_GROUP,
     SCHEMA_VERSION,
@@ -55,7 +52,6 @@ from sim.results.schema import (
     attr_json,
     attr_str,
     attr_value,
-    parts_dir,
 )
 
 T = TypeVar("T")
@@ -221,193 +217,6 @@ class SceneDetail:
 _s, _f, _i, _json = attr_str, attr_float, attr_int, attr_json  # the one set of decoders (schema)
 
 
-def external_links(g: h5py.Group | None) -> dict[str, list[str]]:
-    """The external links of one group (``/scenarios`` or ``/checkpoints`` of an index), by the file they point
-    into: ``{file name relative to the index: [object paths]}`` (hard links left out; about 10 us a link)."""
-    out: dict[str, list[str]] = {}
-    if g is None:
-        return out
-    links = g.id.links
-    for name in g:
-        b = name.encode()
-        if links.get_info(b).type == h5l.TYPE_EXTERNAL:
-            fn, obj = links.get_val(b)
-            out.setdefault(fn.decode(), []).append(obj.decode())
-    return out
-
-
-def _moved_line(p: Path) -> str:
-    side = parts_dir(p)
-    return (f"{p}: its commit files are missing ({side.name}/ is not beside it): a results file is moved together "
-            f"with its {side.name}/ folder, or consolidated first (python -m sim.evaluate --consolidate ... "
-            f"--out {quote(p.name)})")
-
-
-def _missing_part_line(p: Path, part: str, why: str) -> str:
-    """One line naming a commit file of index ``p`` that is gone or unreadable (``why``)."""
-    return (f"{p}: its commit file {part} {why}: changed outside sim.evaluate; what it held is lost, the rest of "
-            f"{p.name} is intact (to evaluate it again, evaluate into another --out)")
-
-
-def _check_sidecar(f: h5py.File, p: Path) -> None:
-    """A schema-2 index whose commit files are gone: one clear line (the whole folder moved away, or one file of it
-    deleted). Checks the first link of each group: the full check runs when a read fails (:func:`_broken_part`)."""
-    for grp in ("scenarios", "checkpoints"):
-        g = f.get(grp)
-        if g is None:
-            continue
-        for name in g:
-            link = g.get(name, getlink=True)
-            if isinstance(link, h5py.ExternalLink):
-                target = p.parent / link.filename
-                if not target.parent.is_dir():
-                    raise ResultsError(_moved_line(p))
-                if not target.exists():
-                    raise ResultsError(_missing_part_line(p, link.filename, "is missing"))
-            break
-
-
-def _broken_part(f: h5py.File, p: Path) -> str | None:
-    """One line naming the first commit file the index ``f`` links to that is missing or unreadable; None when
-    every one opens and holds its linked objects."""
-    for grp in ("scenarios", "checkpoints"):
-        try:
-            targets = external_links(f.get(grp))
-        except (OSError, KeyError, ValueError):
-            continue
-        for fn, objs in targets.items():
-            target = p.parent / fn
-            if not target.parent.is_dir():
-                return _moved_line(p)
-            if not target.exists():
-                return _missing_part_line(p, fn, "is missing")
-            try:
-                with open_read(target) as part:
-                    lost = next((o for o in objs if o not in part), None)
-            except OSError as e:
-                return _missing_part_line(p, fn, f"cannot be read ({_first_line(e)})")
-            if lost is not None:
-                return _missing_part_line(p, fn, f"lacks {lost}")
-    return None
-
-
-def _first_line(e: BaseException) -> str:
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
-
-
-LOCK_MISMATCH = "locking flag values don't match"  # HDF5's refusal of a second open with other locking flags
-
-
-def open_read(path: str | Path) -> h5py.File:
-    """An existing HDF5 file, read-only, without HDF5 file locking (the project's writers replace files whole, under
-    a temporary name, so a reader never sees a partial write).
-
-    HDF5 refuses a second open of a file in one process with other locking flags ("file locking flag values don't
-    match"): where this process already holds it open with locking (a caller's own ``h5py.File``, or
-    :func:`open_results` mid-read while a thread stores scenes), it is opened with those flags instead.
-
-    Raises:
-        OSError: h5py's, for a missing, truncated or non-HDF5 file.
-    """
-    try:
-        return h5py.File(path, "r", locking=False)
-    except OSError as e:
-        if LOCK_MISMATCH not in str(e):
-            raise
-        return h5py.File(path, "r")
-
-
-@contextmanager
-def open_results(path: str | Path, retries: int = 5, delay_s: float = 0.05) -> Iterator[h5py.File]:
-    """Open a results file read-only, retrying briefly while another process holds a lock or is mid-write.
-
-    After ``retries`` failed tries it opens without HDF5 file locking (the writer commits whole groups under a
-    temporary name), and raises ``ResultsError`` naming the file if that fails too. A file that is not HDF5 at
-    all fails at once; one this process already holds open without locking (the scene writer's thread) is opened
-    at once as :func:`open_read` opens it.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise ResultsError(f"{p}: no results file (run: python -m sim.evaluate --ckpt best_entropy.pt)")
-    last: Exception | None = None
-    for attempt in range(retries + 1):
-        try:
-            try:
-                f = h5py.File(p, "r") if attempt < retries else open_read(p)
-            except OSError as e:
-                if LOCK_MISMATCH not in str(e):
-                    raise
-                f = open_read(p)  # this process holds it open without locking (a writer's thread)
-        except OSError as e:  # locked, truncated, or not HDF5 at all
-            last = e
-            if not h5py.is_hdf5(p):
-                break  # not HDF5 at all (or truncated before the superblock): no point waiting
-            time.sleep(delay_s * (1 + attempt))
-            continue
-        try:
-            _check_sidecar(f, p)
-            yield f
-        finally:
-            f.close()
-        return
-    msg = str(last).splitlines()[0] if last else "unknown error"
-    raise ResultsError(f"{p}: cannot open as HDF5 (corrupt, or still being written): {msg}")
-
-
-BUSY = "is being written: sim.evaluate replaced it while it was read; try again"
-READ_TRIES = 4  # reads of a results file that a commit replaced mid-read, before saying "try again"
-_READ_ERRORS = (OSError, KeyError, ValueError, TypeError, ResultsError)
-
-
-def _opened_inode(f: h5py.File) -> int | None:
-    try:
-        return os.fstat(f.id.get_vfd_handle()).st_ino
-    except (OSError, ValueError, TypeError, AttributeError):
-        return None
-
-
-def _inode(p: Path) -> int | None:
-    try:
-        return p.stat().st_ino
-    except OSError:
-        return None
-
-
-def _reading(path: str | Path, read: Callable[[h5py.File], T], malformed: str = "malformed results file") -> T:
-    """``read(f)`` on the open results file, as one snapshot.
-
-    A commit of ``sim.evaluate`` replaces the index (a new inode) and deletes the commit files only the old one
-    linked to once they are superseded (``sim.results.store``), so a read that fails after its index was replaced
-    is read again from the new index, up to :data:`READ_TRIES` times, then refused with "try again" (:data:`BUSY`).
-    A read that fails on an index nobody replaced names the commit file at fault (:func:`_broken_part`) or, failing
-    that, the error (``{path}: {malformed}: ...``); always one line naming the file.
-    """
-    p = Path(path)
-    for attempt in range(READ_TRIES):
-        before = _inode(p)
-        opened: int | None = None
-        try:
-            with open_results(p) as f:
-                opened = _opened_inode(f) or before
-                try:
-                    return read(f)
-                except _READ_ERRORS as e:
-                    err: BaseException = e
-                    try:
-                        broken = _broken_part(f, p)
-                    except Exception:  # noqa: BLE001 - a diagnosis only: a damaged index may fail it in any way
-                        broken = None
-        except _READ_ERRORS as e:  # open_results itself (its sidecar check): no snapshot was read
-            err, broken = e, None
-        held = opened if opened is not None else before
-        if held is None or _inode(p) == held:  # the same index: the error is the file's, not a race
-            if isinstance(err, ResultsError) and not broken:
-                raise err
-            raise ResultsError(broken or f"{p}: {malformed}: {_first_line(err)}") from None
-        time.sleep(0.02 * (attempt + 1))
-    raise ResultsError(f"{p} {BUSY}")
-
-
 def _scenario_info(name: str, g: h5py.Group) -> ScenarioInfo:
     m = re.search(r"(\d+)$", name)
     return ScenarioInfo(row=int(m.group(1)) if m else -1, **SceneHeader.header_fields(g.attrs, name))
@@ -434,7 +243,7 @@ def _checkpoint(key: str, g: h5py.Group) -> CheckpointResult | None:
 
 def read_scenarios(path: str | Path) -> tuple[ScenarioInfo, ...]:
     """The scenario table alone (one attribute read per scenario: the slow part of ``read_summary``)."""
-    return _reading(path, _scenarios, "malformed /scenarios")
+    return reading(path, _scenarios, "malformed /scenarios")
 
 
 def _scenarios(f: h5py.File) -> tuple[ScenarioInfo, ...]:
@@ -490,7 +299,7 @@ def read_summary(path: str | Path, with_scenarios: bool = True) -> ResultsSummar
             warnings=tuple(f"{p}: {n}" for n in notes),
         )
 
-    return _reading(p, read)
+    return reading(p, read)
 
 
 def _skipped(f: h5py.File) -> tuple[SkippedRow, ...]:
@@ -536,7 +345,7 @@ def read_scene(path: str | Path, row: int) -> SceneDetail:
             map=mp,
         )
 
-    return _reading(p, read, f"scenario row {row} is malformed")
+    return reading(p, read, f"scenario row {row} is malformed")
 
 
 def read_ego_traj(path: str | Path, key: str, rows: Sequence[int] | None = None) -> np.ndarray:
@@ -565,7 +374,7 @@ def read_ego_traj(path: str | Path, key: str, rows: Sequence[int] | None = None)
         uniq, inv = np.unique(idx, return_inverse=True)  # h5py needs increasing unique indices
         return np.asarray(ds[uniq], dtype=np.float32)[inv]
 
-    return _reading(p, read)
+    return reading(p, read)
 
 
 open_index = open_results  # the writer reads the index through the same retrying open
@@ -599,7 +408,7 @@ def read_sampled(path: str | Path) -> dict[str, SampledRows]:
                 out[key] = rows
         return out
 
-    return _reading(path, read)
+    return reading(path, read)
 
 
 def read_schema_version(path: str | Path) -> int:
@@ -660,7 +469,7 @@ def read_checkpoints(path: str | Path, with_traj: bool = False) -> list[StoredCh
             out.append(StoredCheckpoint(key, attrs, rows, np.asarray(g["scenario"][()])))
         return out
 
-    return _reading(path, read)
+    return reading(path, read)
 
 
 def read_verdict(path: str | Path) -> dict | None:
@@ -670,7 +479,7 @@ def read_verdict(path: str | Path) -> dict | None:
             return None
         return json.loads(_s(f["verdict"].attrs["json"]))
 
-    return _reading(path, read)
+    return reading(path, read)
 
 
 def read_root_attrs(path: str | Path) -> tuple[dict[str, Any], bool]:
@@ -685,7 +494,7 @@ def read_root_attrs(path: str | Path) -> tuple[dict[str, Any], bool]:
         grp = f.get("checkpoints")
         return {k: attr_value(v) for k, v in f.attrs.items()}, grp is not None and any(not _is_temp(k) for k in grp)
 
-    return _reading(p, read)
+    return reading(p, read)
 
 
 def read_experiment(path: str | Path) -> tuple[Experiment | None, tuple[str, ...]]:
@@ -705,7 +514,7 @@ def read_experiment(path: str | Path) -> tuple[Experiment | None, tuple[str, ...
                for k in (grp if grp is not None else ()) if not _is_temp(k)]
         return Experiment.from_attrs(attrs), mix_notes(attrs, cks)
 
-    return _reading(p, read)
+    return reading(p, read)
 
 
 def read_signal_verdict(path: str | Path) -> dict | None:
@@ -719,4 +528,4 @@ def read_signal_verdict(path: str | Path) -> dict | None:
             return None
         return json.loads(_s(f["verdict"].attrs["signals_json"]))
 
-    return _reading(path, read)
+    return reading(path, read)

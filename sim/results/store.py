@@ -47,14 +47,8 @@ import numpy as np
 from scenarios.scene_file import scene_ids
 from sim.results.consolidate_check import differs
 from sim.results.errors import EvaluationError
-from sim.results.reader import (
-    external_links,
-    open_index,
-    open_read,
-    read_sampled_group,
-    read_schema_version,
-    scenario_ids_of,
-)
+from sim.results.opening import external_links, open_read
+from sim.results.reader import open_index, read_sampled_group, read_schema_version, scenario_ids_of
 from sim.results.schema import (
     LAYOUT_ATTR,
     LAYOUT_INDEX,

@@ -109,11 +109,11 @@ def _ref(run: Path):
 
 def test_dashboard_never_advises_deleting_a_file_being_written(work, monkeypatch):
     from dashboard import data
-    from sim.results import reader
+    from sim.results import opening, reader
 
     assert main(["--run", str(work), *ARGS, "--max-scenarios", "3"]) == 0
     res = work / "results.h5"
-    busy = f"{res} {getattr(reader, 'BUSY', 'is being written: try again')}"
+    busy = f"{res} {opening.BUSY}"
     monkeypatch.setattr(data, "read_summary", lambda *a, **k: (_ for _ in ()).throw(reader.ResultsError(busy)))
     errors = [m for kind, m in data.load_run(_ref(work)).problems if kind == "error"]
     assert errors == [busy]  # no "Re-create it: rm ..." after it

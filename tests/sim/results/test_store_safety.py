@@ -12,6 +12,7 @@ import pytest
 
 from sim.results import reader as reader_mod
 from sim.results.errors import EvaluationError, ResultsError
+from sim.results.opening import BUSY
 from sim.results.reader import read_checkpoints, read_scenarios, read_scene, read_summary
 from sim.results.schema import SCHEMA_VERSION, CheckpointAttrs, parts_dir
 from sim.results.store import ResultsWriter
@@ -250,7 +251,7 @@ def test_a_read_always_overtaken_says_try_again_in_one_line(tmp_path, monkeypatc
     _commit_while_reading(monkeypatch, path, w, ids, scenes, times=100)
     with pytest.raises(ResultsError) as e:
         read_checkpoints(path)
-    assert str(e.value) == f"{path} {reader_mod.BUSY}"
+    assert str(e.value) == f"{path} {BUSY}"
 
 
 # --- 6. a broken or deleted commit file is named --------------------------------------------------------------------
