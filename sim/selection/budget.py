@@ -24,11 +24,14 @@ successive elimination with paired scenes:
    leader more often than ``1 - confidence`` (a Bonferroni split over the looks; step 3's threshold is split the
    same way). The pick is the leader (highest mean on the common scenes of the race).
 
-5. When the budget cannot pay the next round for every candidate in the race, that round goes to the fewest
-   candidates that together hold :data:`FOCUS_MASS` of P(best) (at least two): the others are dropped where they
-   are (the budget is spent where the pick is decided, not on candidates that are unlikely to be best, though not
-   yet clearly worse). Before any decision can be taken (below), a round the budget cannot pay in full is cut short
-   for every candidate instead.
+5. When the budget cannot pay the next round for every candidate in the race, the rollouts left (the last round)
+   go to the m candidates highest in P(best), each getting ``rollouts left // m`` more scenes, with m (from two to
+   all of them) chosen to minimise the posterior expected full-sweep regret of the pick (:func:`contenders`: the
+   next scenes are drawn from the same Polya posterior as the unseen ones, so the draws say both what the extra
+   scenes would show and what the full sweep holds). m = all is uniform allocation from there on, so the race
+   drops no one unless its own posterior expects a lower regret from it; ties keep more candidates. The others
+   are dropped where they are. Before any decision can be taken (below), the last round is cut short for every
+   candidate instead.
 
 Rounds grow geometrically (``growth``) from ``min_scenes``; no decision is taken before ``min_scenes`` scenes tell
 the racing candidates apart (scenes where they all score the same carry no information on the ranking, and on a
@@ -50,7 +53,6 @@ GROWTH = 1.5  # each round's common prefix is this many times the previous one
 N_RESAMPLES = 2000  # bootstrap resamples for P(best) and the elimination test
 PRIOR_MASS = 1.0  # Dirichlet-process prior weight of "an unseen scene unlike any seen one" (in scenes)
 TIE_TOL = 1e-12  # means closer than this (relative to the scores' scale) are ties
-FOCUS_MASS = 0.8  # P(best) the candidates of a round the budget cannot pay in full must hold together (step 5)
 
 STOP_CONFIDENT = "confident"
 STOP_BUDGET = "budget"
@@ -231,13 +233,69 @@ class RaceResult:
         return self.full - self.rollouts
 
 
-def focus_set(active: Sequence[int], p: np.ndarray) -> list[int]:
-    """The fewest of ``active`` that together hold :data:`FOCUS_MASS` of their P(best) ``p`` (at least two), in
-    race order; ties in P(best) keep the earlier candidate."""
-    ranked = sorted(range(len(active)), key=lambda i: (-p[i], i))
-    mass = np.cumsum(np.asarray(p, dtype=np.float64)[ranked])
-    m = max(2, int(np.searchsorted(mass, FOCUS_MASS * mass[-1] - 1e-12)) + 1)
-    return sorted(active[i] for i in ranked[:m])
+def _prefix_sums(x: np.ndarray, n_total: int, prefixes: Sequence[int], n_resamples: int,
+                 seed: int) -> dict[int, np.ndarray]:
+    """Posterior draws of the candidates' score sums over the next r unseen scenes, for each r in ``prefixes``
+    (0 to N - n): ``{r: float [K, R]}``, the draws nested (the first r of the same sequence for every r).
+
+    The same Polya posterior as :func:`_weights` (each seen scene weight 1, the prior's K pseudo-scenes of
+    :func:`_resampled_means` ``PRIOR_MASS`` in all): the scene order is random, so the next r scenes are the first
+    r draws of the urn, and r = N - n is every unseen scene (the full sweep). Given the urn's Dirichlet weights,
+    disjoint stretches of the sequence are independent multinomial counts.
+    """
+    k, n = x.shape
+    lo, hi = float(x.min()), float(x.max())
+    ext = np.concatenate([x, lo + (hi - lo) * np.eye(k)], axis=1)
+    rng = np.random.default_rng([seed, 3, n, 1 + n_total, k])  # tag 3: not the draws of p_best or prob_at_least
+    probs = rng.dirichlet(np.concatenate([np.ones(n), np.full(k, PRIOR_MASS / k)]), size=n_resamples)
+    counts, done, sums = np.zeros_like(probs), 0, {}
+    for r in sorted(set(prefixes)):
+        if r > done:
+            counts += rng.multinomial(r - done, probs)
+            done = r
+        sums[r] = ext @ counts.T
+    return sums
+
+
+def contenders(active: Sequence[int], x: np.ndarray, p: np.ndarray, remaining: int, n_total: int,
+               n_resamples: int = N_RESAMPLES, seed: int = 0) -> list[int]:
+    """Who gets the rollouts left when they cannot pay the next round for everyone in the race (step 5).
+
+    The options are the m highest in P(best) ``p`` (ties: the earlier candidate), m from 2 to all of ``active``,
+    each getting ``remaining // m`` more scenes of the order (at most every scene), the pick then being the
+    highest mean among them; m = ``len(active)`` is uniform allocation from here on (nobody dropped). The option
+    kept has the lowest posterior expected full-sweep regret of its pick (the Polya posterior of step 2, with the
+    next scenes drawn from it, the same draws for every option: :func:`_prefix_sums`); ties keep more candidates.
+
+    Args:
+        active: the candidates in the race. x: float [len(active), n] their scores on the common n scenes (higher
+            is better). p: their P(best). remaining: rollouts left. n_total: scenes of the full sweep.
+        n_resamples: posterior draws. seed: their seed.
+
+    Returns:
+        The candidates to give the rest to, in race order (all of ``active`` when nobody is to be dropped).
+    """
+    x = _check(x)
+    k, n = x.shape
+    unseen = n_total - n
+    if k <= 2 or unseen <= 0:
+        return list(active)
+    extra = {m: min(unseen, remaining // m) for m in range(k, 1, -1)}
+    sums = _prefix_sums(x, n_total, [*extra.values(), unseen], n_resamples, seed)
+    seen = x.sum(axis=1)[:, None]
+    full = (seen + sums[unseen]) / n_total  # [K, R]: the full-sweep means
+    best, cols = full.max(axis=0), np.arange(n_resamples)
+    ranked = sorted(range(k), key=lambda i: (-p[i], i))
+    keep, least = list(range(k)), math.inf
+    for m, r in extra.items():  # from every candidate down to two: ties keep more
+        if r == 0 and m < k:  # nothing more for them to learn: dropping the others cannot pay
+            continue
+        top = np.array(sorted(ranked[:m]))
+        pick = top[np.argmax(seen[top] + sums[r][top], axis=0)]
+        loss = float((best - full[pick, cols]).mean())
+        if loss < least - _tol(x):
+            keep, least = list(top), loss
+    return [active[i] for i in keep]
 
 
 def looks(n_scenes: int, plan: BudgetPlan) -> int:
@@ -285,13 +343,14 @@ def race(n_candidates: int, n_scenes: int, plan: BudgetPlan, evaluate: Evaluate,
     ready = False
     while k_all and n_scenes:
         room = (plan.total - used) // len(active)
-        if ready and cur + room < target and len(active) > 2:  # step 5: the round goes to the contenders
-            focus = focus_set(active, pb[active])
-            if (plan.total - used) // len(focus) > 0:  # (a round the budget cannot pay even for them drops no one)
-                for a in set(active) - set(focus):
-                    dropped[a] = cur
-                active = focus
-                room = (plan.total - used) // len(active)
+        if ready and cur + room < target and len(active) > 2 and used < plan.total:  # step 5: the contenders
+            x = s[np.ix_(active, order[:cur])]
+            focus = contenders(active, x, pb[active], plan.total - used, n_scenes, plan.n_resamples,
+                               plan.seed + rounds)
+            for a in set(active) - set(focus):
+                dropped[a] = cur
+            active = focus
+            room = (plan.total - used) // len(active)
         target = min(target, cur + room)
         if target <= cur:
             stop = STOP_BUDGET
