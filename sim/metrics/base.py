@@ -27,7 +27,7 @@ from sim.rollout import Rollout
 if TYPE_CHECKING:  # pragma: no cover
     from sim.metrics.context import MetricContext
 
-TTC_MIN_SPEED = 0.005  # m/s; no TTC while the ego stands still (nuPlan)
+TTC_MIN_SPEED = 0.005  # m/s; no TTC while the ego stands still, at or below this (nuPlan: speed <= 5e-3)
 _BOX = [X, Y, YAW, LENGTH, WIDTH]
 assert _BOX == [0, 1, 2, 5, 6]  # _box() slices these columns
 
@@ -72,7 +72,7 @@ class ContextCore:
         moves). The same pairs three ways: compiled, one pass over every pair; eager on a record shared by a
         batch's later rollouts, the broad phase with the record's kept bounds
         (:func:`~sim.metrics.pairs.broad_phase_candidates`); eager otherwise, one pass in chunks of scenes."""
-        args = (self.ego, self.ro.record, self.ro.valid, self.controlled & (self.speed.abs() >= TTC_MIN_SPEED))
+        args = (self.ego, self.ro.record, self.ro.valid, self.controlled & (self.speed.abs() > TTC_MIN_SPEED))
         if self._compiled_filters:
             return tuple(x.reshape(-1).nonzero().squeeze(1) for x in self._pair_candidates(*args))
         if self.ro.ego_row is not None:

@@ -30,8 +30,9 @@ _HUMAN_TERMS: weakref.WeakKeyDictionary[ScenarioBatch, dict[str, Tensor]] = weak
 
 
 def _terms(c: MetricContext) -> dict[str, Tensor]:
-    """The score terms of a context (:func:`sim.metrics.catalogue.score_terms`, the one place NC is defined), once;
-    ``nuplan_score``'s NC is nuPlan's own (0 from the second at-fault object on), which a stored row cannot tell."""
+    """The score terms of a context (:func:`sim.metrics.catalogue.score_terms`: NAVSIM's NC, that of ``score``),
+    once; ``nuplan_score``'s NC is nuPlan's own (``CollisionSignals.nuplan_no_at_fault_collisions``: 0 from the
+    second at-fault object on), which a stored row cannot tell."""
     got = c.__dict__.get("_score_terms")
     if got is None:
         got = score_terms({n: m.from_context(c) for n, m in TERM_METRICS.items()})

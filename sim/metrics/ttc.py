@@ -1,7 +1,7 @@
 """Time-to-collision metrics: ``min_ttc`` and ``ttc_ok``.
 
 - ``min_ttc``: :func:`sim.geometry.time_to_collision` at every controlled step at which the
-  ego moves (speed >= 0.005 m/s, as nuPlan), minimum over steps; :data:`TTC_NONE` (3.1 s)
+  ego moves (speed > 0.005 m/s: nuPlan skips TTC at <= 5e-3), minimum over steps; :data:`TTC_NONE` (3.1 s)
   means no conflict within 3 s. ``ttc_ok = min_ttc > 0.95 s``. Candidates as nuPlan's
   ``time_to_collision_within_bound.py`` (``extract_tracks_info_excluding_collided_tracks``): agents
   ahead of the ego (within :data:`AHEAD_ANGLE` of its heading, seen from its rear axle); agents

@@ -57,7 +57,7 @@ def test_compacted_overlap_ttc_and_chunked_route_equal_the_brute_force_formulati
     # from the ego's rear axle (arccos, as nuPlan's get_agent_relative_angle), tracks touched before dropped,
     # 0 at an at-fault collision
     n_b, n_a, n_t = ro.valid.shape
-    rows = (c.controlled & (c.speed.abs() >= TTC_MIN_SPEED)).reshape(-1)
+    rows = (c.controlled & (c.speed.abs() > TTC_MIN_SPEED)).reshape(-1)
     traj = ro.traj.transpose(1, 2).reshape(n_b * n_t, n_a, 7)
     yaw = traj[:, :1, 2]
     axle = traj[:, :1, :2] - torch.clamp(traj[:, :1, 5:6] / 2, max=1.461) * torch.stack(
@@ -253,7 +253,7 @@ def test_broad_phase_candidates_equal_one_pass_over_every_pair(scenes):
     fn = _fn(_policy())
     for ro in [rollout(batch, fn) for _ in range(3)][::2]:
         c = MetricContext(ro, batch)
-        rows = c.controlled & (c.speed.abs() >= TTC_MIN_SPEED)
+        rows = c.controlled & (c.speed.abs() > TTC_MIN_SPEED)
         one_pass = [t.reshape(-1).nonzero().squeeze(1) for t in pair_candidates(c.ego, ro.record, ro.valid, rows)]
         assert torch.equal(c.candidates[0], one_pass[0]) and torch.equal(c.candidates[1], one_pass[1])
         assert c.agent_overlap.any() and (c.ttc < TTC_NONE).any()  # the scenes touch and come close: it can fail

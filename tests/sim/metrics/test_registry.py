@@ -575,6 +575,19 @@ def test_ttc_counts_an_agent_25_degrees_ahead_while_in_lane():
     assert float(m["ttc_ok"][0]) == 0.0
 
 
+@pytest.mark.parametrize(("speed", "ttc"), [(0.005, 3.1), (0.0051, None)])
+def test_no_ttc_at_the_stopped_speed(speed, ttc):
+    """nuPlan time_to_collision_within_bound.py: no TTC while ego_speed <= 5e-3 m/s (the stopped threshold, <=); an
+    oncoming car 10 m ahead at 10 m/s gives a TTC below the bound to an ego moving faster than that."""
+    ego = _straight(0.0, speed)
+    oncoming = _straight(float(ego[20, 0]) + 10.0 + 1.0 * 10.0 * 2.0, 10.0, yaw=math.pi)
+    m = _m([_scene(ego, [oncoming])])
+    if ttc is None:
+        assert float(m["min_ttc"][0]) < 3.0
+    else:
+        assert float(m["min_ttc"][0]) == pytest.approx(ttc)
+
+
 def _alongside(dx: float, dy: float) -> np.ndarray:
     """An agent driving with the ego (10 m/s along x at y = 1.5), its centre ``(dx, dy)`` m from the ego's."""
     return _straight(dx, 10.0, y=1.5 + dy)
