@@ -11,12 +11,12 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from torch import Tensor
 
 from sim.batch import ScenarioBatch
+from sim.results.run_folder import step_from_name
 from sim.rollout import Controls
 from sim.state import SimState
 
@@ -65,19 +65,6 @@ class StateAgent(Protocol):
 
 
 AgentFactory = Callable[[str, str], Agent]
-
-_STEP_PATTERNS = (re.compile(r"_(\d+)_steps$"), re.compile(r"^ep(\d+)$"), re.compile(r"(?:step|steps|iter)[_-]?(\d+)$"))
-
-
-def step_from_name(path: str | Path) -> int | None:
-    """Training step in a checkpoint's file name: ``ep00100.pt`` -> 100, ``rl_model_20000_steps.zip`` -> 20000."""
-    stem = Path(path).stem
-    for pat in _STEP_PATTERNS:
-        m = pat.search(stem)
-        if m:
-            return int(m.group(1))
-    return None
-
 
 def weights_digest(state: Mapping[str, Tensor], code: Iterable[tuple[str, bytes]] = ()) -> str:
     """An agent's identity: hex SHA-256 over ``state`` (name, dtype, shape, bytes of each tensor, in name order:

@@ -9,6 +9,7 @@ evaluation, the dashboard and ``sim.across`` read them. A run declares its roles
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,19 @@ ROLES: tuple[str, ...] = ("candidate", "best_entropy", "last", "best_reward", "b
 OWN_AGENT = "own"  # sim.evaluate's --agent default: this project's trainer, whose checkpoints count episodes
 STEP_UNITS = {OWN_AGENT: "episode", "sb3": "environment step"}  # what a checkpoint's step counts, per plug-in
 OTHER_UNIT = "training step"  # torchscript and MODULE:FACTORY plug-ins: whatever their step counts
+
+
+_STEP_PATTERNS = (re.compile(r"_(\d+)_steps$"), re.compile(r"^ep(\d+)$"), re.compile(r"(?:step|steps|iter)[_-]?(\d+)$"))
+
+
+def step_from_name(path: str | Path) -> int | None:
+    """Training step in a checkpoint's file name: ``ep00100.pt`` -> 100, ``rl_model_20000_steps.zip`` -> 20000."""
+    stem = Path(path).stem
+    for pat in _STEP_PATTERNS:
+        m = pat.search(stem)
+        if m:
+            return int(m.group(1))
+    return None
 
 
 def step_unit(agent: str | None) -> str:

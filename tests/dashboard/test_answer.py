@@ -187,6 +187,10 @@ def test_the_card_keeps_the_step_column_where_a_name_does_not_hold_its_step():
     own = card_markdown([{**row, "checkpoint": "policy_final.zip", "episode": 4000}], "score", kind)
     assert own.splitlines()[0] == "| rule | pick | timestep | score (rank) | regret |"
     assert "| Last | policy_final.zip | 4000 | 0.8123 (2/5) | 0.0123 |" in own
+    # a step that merely appears in the name is not its step: an unknown step (-1) in ckpt-10.pt, step 2 in policy_v2
+    for name, step in (("ckpt-10.pt", -1), ("policy_v2.ts", 2)):
+        shown = card_markdown([{**row, "checkpoint": name, "episode": step}], "score", kind)
+        assert shown.splitlines()[0] == "| rule | pick | timestep | score (rank) | regret |", name
 
 
 def test_a_file_of_older_metric_definitions_is_labelled(tmp_path):
