@@ -389,6 +389,8 @@ def read_mlflow(path: str | Path) -> Signals:
 
 
 URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
+TRACKING_SCHEMES = frozenset({"file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks",
+                              "databricks-uc", "uc"})  # MLflow tracking URIs; other "x:" prefixes are paths
 """A URI's scheme (``file:``, ``sqlite:``, ``http:``, ...; two letters at least, so ``C:`` stays a drive)."""
 
 
@@ -401,10 +403,15 @@ def local_path(path: str | Path) -> Path:
             which is not read: the message says what to pass instead.
     """
     m = URI_SCHEME.match(path) if isinstance(path, str) else None
-    if m is None or Path(path).exists():  # a file or folder whose name holds a colon is read as it is
+    scheme = m.group(1).lower().split("+")[0] if m else ""
+    if scheme not in TRACKING_SCHEMES or Path(path).exists():  # "run:v2/x.csv" or a file named so: a path
         return Path(path)
-    if m.group(1).lower() == "file":
-        return Path(unquote(urlsplit(path).path))
+    if scheme == "file":
+        parts = urlsplit(path)
+        if parts.netloc not in ("", "localhost"):
+            raise SignalError(f"{path}: a file URI on another host ({parts.netloc}) is not read; mount it and pass "
+                              "its local path")
+        return Path(unquote(parts.path))
     raise SignalError(f"{path}: a {m.group(1)} tracking URI is not read (only files and folders: an MLflow file "
                       "store mlruns/ or one run's folder, TensorBoard, CSV, JSON lines); export the run's metrics "
                       "as CSV, or pass its file store")

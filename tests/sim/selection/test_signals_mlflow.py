@@ -107,6 +107,11 @@ def test_a_file_tracking_uri_reads_its_store_and_other_uris_say_what_to_pass(tmp
         msg = str(e.value)
         assert msg.startswith(uri + ": ") and "tracking URI is not read" in msg and "CSV" in msg
         assert "no such file" not in msg and "\n" not in msg
+    # a path that merely starts like "word:" is a path (its own "no such" error); a file URI on another host is refused
+    with pytest.raises(SignalError, match="no such file"):
+        read_signals("run:v2/progress.csv")
+    with pytest.raises(SignalError, match="another host"):
+        read_signals("file://otherhost/abs/mlruns")
 
 
 def test_matching_uses_the_logged_steps(tmp_path):
