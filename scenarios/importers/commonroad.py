@@ -75,16 +75,21 @@ def check_version(path: Path) -> float:
     raise ScenarioError("empty XML file")
 
 
+CIRCLE_CORNERS = 64  # a circle in a shape group: the polygon circumscribing it (box error < 0.2 % of r)
+
+
 def _shape_points(shape) -> np.ndarray:
-    """``[n, 2]`` outline points of a commonroad-io shape in the obstacle's own frame (m); a circle as its 4
-    extreme points, a shape group as all of its members' points.
+    """``[n, 2]`` outline points of a commonroad-io shape in the obstacle's own frame (m); a circle as the corners of
+    a regular polygon around it (:data:`CIRCLE_CORNERS`: any box around them holds the circle), a shape group as all
+    of its members' points.
 
     Raises:
         ScenarioError: a shape of an unknown kind, or one without points.
     """
     if hasattr(shape, "radius"):
         r, c = float(shape.radius), np.asarray(getattr(shape, "center", (0.0, 0.0)), float)[:2]
-        return c + np.array([[r, 0.0], [0.0, r], [-r, 0.0], [0.0, -r]])
+        a = np.arange(CIRCLE_CORNERS) * (2 * np.pi / CIRCLE_CORNERS)
+        return c + r / np.cos(np.pi / CIRCLE_CORNERS) * np.stack([np.cos(a), np.sin(a)], axis=1)
     if hasattr(shape, "shapes"):  # ShapeGroup
         parts = [_shape_points(s) for s in shape.shapes]
         if not parts:

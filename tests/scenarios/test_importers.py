@@ -331,3 +331,21 @@ def test_commonroad_shape_box_of_a_turned_polygon(turn, want_angle, want_lw):
     assert (cx, cy) == pytest.approx((0.5, -0.25), abs=1e-9)
     assert np.degrees(angle) == pytest.approx(want_angle, abs=1e-6)
     assert (length, width) == pytest.approx(want_lw, abs=1e-9)
+
+
+def test_commonroad_shape_box_of_a_group_of_circles_holds_them():
+    """A shape group of circles: its box holds every circle (shapely as the oracle) and is the smallest one up to the
+    circumscribing polygon (two unit circles 3 * sqrt(2) m apart: 2 x (3 * sqrt(2) + 2) m)."""
+    from commonroad.geometry.shape import Circle, ShapeGroup
+    from shapely import affinity
+    from shapely.geometry import Point, box
+
+    from scenarios.importers.commonroad import shape_box
+
+    centres = [(0.0, 0.0), (3.0, 3.0)]
+    cx, cy, angle, length, width = shape_box(ShapeGroup([Circle(1.0, np.array(c)) for c in centres]))
+    outline = affinity.translate(affinity.rotate(box(-length / 2, -width / 2, length / 2, width / 2), angle,
+                                                 use_radians=True, origin=(0, 0)), cx, cy)
+    for c in centres:
+        assert outline.buffer(1e-9).contains(Point(c).buffer(1.0, quad_segs=64))
+    assert sorted((length, width)) == pytest.approx([2.0, 3 * np.sqrt(2) + 2.0], rel=3e-3)
