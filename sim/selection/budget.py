@@ -112,18 +112,28 @@ def _weights(n: int, n_total: int | None, n_resamples: int, seed: int, tag: int,
     unseen = n_total - n
     if unseen == 0:
         return np.tile(base, (n_resamples, 1))
-    conc = np.concatenate([np.ones(n), np.full(n_prior, PRIOR_MASS / max(n_prior, 1))])
-    return base + rng.multinomial(unseen, rng.dirichlet(conc, size=n_resamples)).astype(np.float64)
+    return base + rng.multinomial(unseen, rng.dirichlet(_concentration(n, n_prior), size=n_resamples)).astype(
+        np.float64)
+
+
+def _concentration(n: int, n_prior: int) -> np.ndarray:
+    """The Polya urn's starting balls ``[n + n_prior]``: one per seen scene, ``PRIOR_MASS`` shared by the prior's
+    pseudo-scenes."""
+    return np.concatenate([np.ones(n), np.full(n_prior, PRIOR_MASS / max(n_prior, 1))])
+
+
+def _with_prior(scores: np.ndarray) -> np.ndarray:
+    """``scores [K, n]`` and the prior's K pseudo-scenes ``[K, n + K]``: the scores' observed range favouring one
+    candidate each (that candidate at the highest score seen, every other at the lowest)."""
+    k = scores.shape[0]
+    lo, hi = float(scores.min()), float(scores.max())
+    return np.concatenate([scores, lo + (hi - lo) * np.eye(k)], axis=1)
 
 
 def _resampled_means(scores: np.ndarray, n_total: int | None, n_resamples: int, seed: int, tag: int) -> np.ndarray:
-    """Means [K, R] over resampled scenes; with ``n_total``, the prior's K pseudo-scenes are the scores' observed
-    range favouring one candidate each (that candidate at the highest score seen, every other at the lowest)."""
+    """Means [K, R] over resampled scenes; with ``n_total``, with the prior's K pseudo-scenes (:func:`_with_prior`)."""
     k = scores.shape[0]
-    x = scores
-    if n_total is not None and k > 1:
-        lo, hi = float(scores.min()), float(scores.max())
-        x = np.concatenate([scores, lo + (hi - lo) * np.eye(k)], axis=1)
+    x = _with_prior(scores) if n_total is not None and k > 1 else scores
     w = _weights(scores.shape[1], n_total, n_resamples, seed, tag, x.shape[1] - scores.shape[1])
     return x @ w.T / w[0].sum()
 
@@ -244,10 +254,9 @@ def _prefix_sums(x: np.ndarray, n_total: int, prefixes: Sequence[int], n_resampl
     disjoint stretches of the sequence are independent multinomial counts.
     """
     k, n = x.shape
-    lo, hi = float(x.min()), float(x.max())
-    ext = np.concatenate([x, lo + (hi - lo) * np.eye(k)], axis=1)
+    ext = _with_prior(x)
     rng = np.random.default_rng([seed, 3, n, 1 + n_total, k])  # tag 3: not the draws of p_best or prob_at_least
-    probs = rng.dirichlet(np.concatenate([np.ones(n), np.full(k, PRIOR_MASS / k)]), size=n_resamples)
+    probs = rng.dirichlet(_concentration(n, k), size=n_resamples)
     counts, done, sums = np.zeros_like(probs), 0, {}
     for r in sorted(set(prefixes)):
         if r > done:
