@@ -24,9 +24,10 @@ successive elimination with paired scenes:
    leader more often than ``1 - confidence`` (a Bonferroni split over the looks; step 3's threshold is split the
    same way). The pick is the leader (highest mean on the common scenes of the race).
 
-5. When the budget cannot pay the next round for every candidate in the race, the rollouts left (the last round)
-   go to the m candidates highest in P(best), each getting ``rollouts left // m`` more scenes, with m (from two to
-   all of them) chosen to minimise the posterior expected full-sweep regret of the pick (:func:`contenders`: the
+5. When the budget cannot pay the next round for every candidate in the race, the rollouts left go to the m
+   candidates highest in P(best) (the race goes on with them: up to ``rollouts left // m`` more scenes each, in
+   rounds that may still eliminate or stop), with m (from two to all of them) chosen to minimise the posterior
+   expected full-sweep regret of the pick were each to get them all (:func:`contenders`: the
    next scenes are drawn from the same Polya posterior as the unseen ones, so the draws say both what the extra
    scenes would show and what the full sweep holds). m = all is uniform allocation from there on, so the race
    drops no one unless its own posterior expects a lower regret from it; ties keep more candidates. The others
