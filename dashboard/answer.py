@@ -19,7 +19,7 @@ from dashboard import rules, table
 from dashboard.run_kind import RunKind
 from dashboard.run_roles import RunRoles
 from sim.metrics.catalogue import CARD_DECIMALS, higher_is_better
-from sim.results.run_folder import step_from_name
+from sim.results.run_folder import SAME_POLICY, step_from_name
 from sim.selection.report import mean_interval
 from sim.selection.verdict import MIN_CORR
 
@@ -132,7 +132,8 @@ def card_markdown(card: Sequence[dict], metric: str, kind: RunKind) -> str:
     The card sits beside the verdict and must fit a 700 px window: the step column is left out when every pick's
     file name already holds its step (``ep00050.pt`` is episode 50), and the rank shares the metric's column.
     """
-    steps = not all(r["episode"] >= 0 and step_from_name(r["checkpoint"]) == r["episode"] for r in card)
+    steps = not all(r["episode"] >= 0 and step_from_name(str(r["checkpoint"]).split(SAME_POLICY)[0]) == r["episode"]
+                    for r in card)
     head = ("rule", "pick", *((kind.step_unit,) if steps else ()), f"{metric} (rank)", "regret")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in card:  # fixed decimals: a column reads down (0.1480 under 0.1581)

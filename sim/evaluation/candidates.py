@@ -23,7 +23,15 @@ import numpy as np
 import torch
 
 from sim.results.errors import EvaluationError
-from sim.results.run_folder import CHECKPOINTS_DIR, HISTORY_FILE, ROLE_FILES, ROLES, RUN_MARKERS, select_after  # noqa: F401 - select_after re-exported for the CLI
+from sim.results.run_folder import (  # noqa: F401 - select_after re-exported for the CLI
+    CHECKPOINTS_DIR,
+    HISTORY_FILE,
+    ROLE_FILES,
+    ROLES,
+    RUN_MARKERS,
+    SAME_POLICY,
+    select_after,
+)
 from sim.results.schema import CheckpointAttrs
 
 BASELINES = ("log-replay", "constant-velocity")
@@ -273,7 +281,7 @@ def alias_name(rep: str, episodes: dict[int, list[str]]) -> str:
         own = sorted(episodes[ep], key=lambda n: (not n.startswith("ep"), n))
         if rep not in own:
             names.append(own[0])
-    return " = ".join(names)
+    return SAME_POLICY.join(names)
 
 
 def load_candidates(files: Iterable[Path], read_raw, skipped: list[SkippedCheckpoint] | None = None

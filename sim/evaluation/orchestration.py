@@ -44,7 +44,7 @@ from sim.metrics.catalogue import JUDGED_METRICS, METRICS_VERSION
 from sim.results.errors import EvaluationError
 from sim.results.identity import run_results_path, scene_digest
 from sim.results.reader import read_checkpoints
-from sim.results.run_folder import RESULTS_NAME, reused_scenes_line, step_unit
+from sim.results.run_folder import RESULTS_NAME, SAME_POLICY, reused_scenes_line, step_unit
 from sim.results.schema import CheckpointRows, scene_record
 from sim.results.store import ResultsWriter
 from sim.selection.budget import budget_lines
@@ -281,7 +281,7 @@ def _evaluate_run(cfg: EvalConfig, console, run_dir: Path | None, cands: Sequenc
             f"{len(cands) - n_ck} baseline(s) on {len(scenes)} scenes ({cfg.scenarios}, backend {cfg.backend}, "
             f"agents {cfg.agents}, metrics version {METRICS_VERSION}) -> {out}")
         for c in cands:
-            if " = " in c.name:
+            if SAME_POLICY in c.name:
                 log(f"  one policy, counted once: {c.name} (same acting weights)")
         n_done = sum(len(ids) - len(v) for v in todo.values())
         if n_done:

@@ -24,6 +24,7 @@ LATEST_LINK = "latest"  # <runs dir>/latest -> the newest run
 RESULTS_NAME = "results.h5"  # a run's results file (its first scenario set; others: sim.results.identity)
 RUN_MARKERS: tuple[str, ...] = (CONFIG_FILE, HISTORY_FILE, TRAIN_METRICS_FILE, CHECKPOINTS_DIR)  # a run folder
 ROLES: tuple[str, ...] = ("candidate", "best_entropy", "last", "best_reward", "bc")  # a checkpoint's roles
+SAME_POLICY = " = "  # joins the file names of one policy in its display name: "ep00050.pt = bc.pt"
 OWN_AGENT = "own"  # sim.evaluate's --agent default: this project's trainer, whose checkpoints count episodes
 STEP_UNITS = {OWN_AGENT: "episode", "sb3": "environment step"}  # what a checkpoint's step counts, per plug-in
 OTHER_UNIT = "training step"  # torchscript and MODULE:FACTORY plug-ins: whatever their step counts

@@ -183,6 +183,8 @@ def test_the_card_keeps_the_step_column_where_a_name_does_not_hold_its_step():
     row = {"rule": "Last", "value": 0.81234, "rank": 2, "of": 5, "regret": 0.0123}
     named = card_markdown([{**row, "checkpoint": "rl_model_4000_steps.zip", "episode": 4000}], "score", kind)
     assert named.splitlines()[0] == "| rule | pick | score (rank) | regret |"
+    same = card_markdown([{**row, "checkpoint": "ep00050.pt = bc.pt", "episode": 50}], "score", kind)
+    assert same.splitlines()[0] == "| rule | pick | score (rank) | regret |"  # one policy's files: the first names it
     assert "| Last | rl_model_4000_steps.zip | 0.8123 (2/5) | 0.0123 |" in named
     own = card_markdown([{**row, "checkpoint": "policy_final.zip", "episode": 4000}], "score", kind)
     assert own.splitlines()[0] == "| rule | pick | timestep | score (rank) | regret |"
