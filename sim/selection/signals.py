@@ -389,9 +389,10 @@ def read_mlflow(path: str | Path) -> Signals:
 
 
 URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
-TRACKING_SCHEMES = frozenset({"file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks",
-                              "databricks-uc", "uc"})  # MLflow tracking URIs; other "x:" prefixes are paths
 """A URI's scheme (``file:``, ``sqlite:``, ``http:``, ...; two letters at least, so ``C:`` stays a drive)."""
+TRACKING_SCHEMES = frozenset({"file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks",
+                              "databricks-uc", "uc"})
+"""MLflow's tracking-URI schemes (``+driver`` suffixes aside): only these prefixes make a URI; others are paths."""
 
 
 def local_path(path: str | Path) -> Path:
