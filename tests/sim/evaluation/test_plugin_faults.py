@@ -18,6 +18,7 @@ from sim.evaluate import main
 from sim.evaluation.plugins import AgentError, AgentInfo, load_agent
 from sim.observation import OBS_DIM
 from sim.results.reader import read_checkpoints, read_summary
+from tests.sim.evaluation.pickles import RunsCode
 from tests.sim.evaluation.test_evaluate_support import write_scenes
 
 SPEC = "tests.sim.evaluation.test_plugin_faults"
@@ -201,16 +202,6 @@ def test_a_torchscript_module_of_another_input_size_says_so(tmp_path, capsys):
 # --- pickled code is refused, and never runs -------------------------------------------------------------------------
 
 
-class _RunsCode:
-    """A pickle whose loading would run a shell command (what ``weights_only=True`` exists to refuse)."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
 def test_a_checkpoint_that_pickles_code_is_refused_without_running_it(tmp_path, capsys):
     """Item 3: torch's current wording (``Trying to load unsupported GLOBAL posix.system ...``) is recognised: the
     refusal names what the file pickles, never repeats PyTorch's advice to load with weights_only=False, and the code
@@ -219,7 +210,7 @@ def test_a_checkpoint_that_pickles_code_is_refused_without_running_it(tmp_path, 
 
     marker = tmp_path / "code_ran"
     evil = tmp_path / "ep00010.pt"
-    torch.save({"state_dict": {"w": torch.zeros(1)}, "config": {}, "meta": _RunsCode(marker)}, evil)
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "config": {}, "meta": RunsCode(marker)}, evil)
     refused = f"refused: it pickles {os.system.__module__}.system (code), nothing was unpickled"
     out = tmp_path / "res.h5"
     assert main(["--ckpt", str(evil), "--only", "--scenarios", "procedural-small", "--max-scenarios", "1",

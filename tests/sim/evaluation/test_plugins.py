@@ -34,6 +34,7 @@ from sim.metrics.registry import compute_metrics  # noqa: E402
 from sim.observation import OBS_DIM  # noqa: E402
 from sim.rl import gym_env as ge  # noqa: E402
 from sim.rollout import rollout  # noqa: E402
+from tests.sim.evaluation.pickles import RunsCode  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +147,7 @@ def test_sb3_refusals_are_one_line(sb3_zips, tmp_path):
     cases["pickled.zip"] = "needs unpickling"
     buf = io.BytesIO()
     marker = tmp_path / "code_ran"
-    torch.save({"w": _RunsCode(marker)}, buf)  # loading would run a shell command
+    torch.save({"w": RunsCode(marker)}, buf)  # loading would run a shell command
     _rezip(src, tmp_path / "code.zip", {"policy.pth": buf.getvalue()})
     cases["code.zip"] = (r"policy.pth needs unpickling; refused: it pickles "
                          rf"{os.system.__module__}.system \(code\), nothing was unpickled$")
@@ -185,16 +186,6 @@ def test_a_cut_short_zip_and_another_algorithm_say_what_they_are(sb3_zips, tmp_p
     with pytest.raises(AgentError) as e:
         SB3Agent(str(tmp_path / "td3.zip"))
     assert "(stable_baselines3.td3.policies)" in str(e.value) and "PPO, A2C and SAC" in str(e.value)
-
-
-class _RunsCode:
-    """A pickle whose loading would run a shell command."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
 
 
 def test_a_folder_of_sb3_checkpoints_skips_sb3s_side_files(scenes, tmp_path):
