@@ -158,11 +158,9 @@ class CollisionSignals:
         ``_calculate_no_at_fault_collision``; nuPlan ``no_ego_at_fault_collisions.py``): 0 after an at-fault
         collision with a vehicle, pedestrian or cyclist, :data:`OBJECT_COLLISION` when every at-fault
         collision is with an object (:attr:`AgentType.OTHER`), else 1."""
-        fault = self.fault_by_agent[0]
-        road_user = self.batch.agent_type[:, 1:] != int(AgentType.OTHER)
-        one = torch.ones(fault.shape[0], dtype=torch.float32, device=fault.device)
-        out = torch.where(fault.any(-1), one * OBJECT_COLLISION, one)
-        return torch.where((fault & road_user).any(-1), torch.zeros_like(one), out)
+        road_user, objects = self.at_fault_hits
+        out = torch.where(objects > 0, OBJECT_COLLISION, 1.0)
+        return torch.where(road_user, 0.0, out)
 
     @cached_property
     def nuplan_no_at_fault_collisions(self) -> Tensor:
@@ -171,11 +169,17 @@ class CollisionSignals:
         0 and :data:`NUPLAN_OBJECTS_ALLOWED` allowed: 0 after an at-fault collision with a road user, 0.5 after one
         with an object, 0 from the second object on (NAVSIM's NC, :attr:`no_at_fault_collisions`, stays at 0.5).
         The NC of ``nuplan_score`` (:mod:`sim.metrics.scores`)."""
+        road_user, objects = self.at_fault_hits
+        out = (1.0 - objects / (NUPLAN_OBJECTS_ALLOWED + 1)).clamp_min(0.0)
+        return torch.where(road_user, 0.0, out)
+
+    @cached_property
+    def at_fault_hits(self) -> tuple[Tensor, Tensor]:
+        """``(road_user bool [B], objects float [B])``: whether an at-fault collision hit a vehicle, pedestrian or
+        cyclist, and how many objects (:attr:`AgentType.OTHER`) were hit at fault; what both NCs count."""
         fault = self.fault_by_agent[0]
         road_user = self.batch.agent_type[:, 1:] != int(AgentType.OTHER)
-        objects = (fault & ~road_user).sum(-1).float()
-        out = (1.0 - objects / (NUPLAN_OBJECTS_ALLOWED + 1)).clamp_min(0.0)
-        return torch.where((fault & road_user).any(-1), torch.zeros_like(out), out)
+        return (fault & road_user).any(-1), (fault & ~road_user).sum(-1).float()
 
 
 class Collision(Metric):
