@@ -4,7 +4,8 @@
 What it holds, for a paper's appendix or a pull request: the verdict sentence, the report card (each selection
 rule's pick, rank and regret), the closed-loop table (mean or rate with its 95 % interval over scenarios,
 :func:`sim.selection.report.metric_interval`), the entropy curve next to the judged metric per checkpoint, one small
-figure per table metric, the per-scenario-type breakdown when the verdict has one, the skipped scenes and the
+figure per table metric, the per-scenario-type breakdown when the verdict has one, the ranking of every training
+signal (entropy first; ``sim.evaluate --signals``) when the results file holds one, the skipped scenes and the
 settings that identify the experiment. Torch-free (matplotlib, numpy, h5py through the results reader).
 """
 
@@ -14,6 +15,7 @@ import html
 import io
 import json
 import math
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,9 +27,17 @@ import numpy as np
 from scenarios.commands import command
 from sim.metrics.catalogue import CARD_DECIMALS, SPECS, TABLE_METRICS
 from sim.results.errors import ResultsError
-from sim.results.reader import StoredCheckpoint, read_checkpoints, read_root_attrs, read_scenarios, read_verdict
+from sim.results.reader import (
+    StoredCheckpoint,
+    read_checkpoints,
+    read_root_attrs,
+    read_scenarios,
+    read_signal_verdict,
+    read_verdict,
+)
 from sim.results.run_folder import HISTORY_FILE, RESULTS_NAME, step_unit, stored_agent
 from sim.selection.report import summary_rows
+from sim.selection.signal_table import headline_sentence, ranking_table
 from sim.selection.stats import type_table_rows
 
 FIG_SIZE = (6.4, 3.0)  # inches; SVG scales with the page
@@ -184,6 +194,25 @@ def _per_type(verdict: Mapping[str, Any]) -> str:
     return note + _table(header, rows)
 
 
+def _markdown(text: str) -> str:
+    """HTML of a sentence with Markdown emphasis (``**bold**``, backticks): escaped, then the two marks."""
+    out = html.escape(text)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", out)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", out)
+
+
+def _signals(v: Mapping[str, Any] | None) -> str:
+    """The stored verdict over every training signal (:func:`sim.results.reader.read_signal_verdict`): the
+    headline sentence and one row per signal with both of its rules (:func:`sim.selection.signal_table`)."""
+    if not v or not v.get("ranking"):
+        return ("<p class='muted'>No training signals judged in this results file (<code>python -m sim.evaluate "
+                "--signals LOG</code>; a run of this project's trainer uses its entropy_history.json).</p>")
+    cols = ranking_table(v)
+    rows = list(zip(*cols.values()))
+    notes = "".join(f"<p class='muted'>{html.escape(str(n))}</p>" for n in v.get("notes", []))
+    return f"<p>{_markdown(headline_sentence(v))}</p>" + _table(tuple(cols), rows) + notes
+
+
 def _closed_loop_table(rows: Sequence[Mapping[str, Any]], unit: str = "episode") -> str:
     def cell(t):
         m, lo, hi = t
@@ -207,6 +236,7 @@ def build_report(run: Path) -> str:
     scen = read_scenarios(res)
     ids = [s.id for s in scen]
     verdict = read_verdict(res) or {}
+    signals = read_signal_verdict(res)
     metric = verdict.get("metric", "score")
     history = None
     hp = run_dir / HISTORY_FILE
@@ -233,6 +263,7 @@ def build_report(run: Path) -> str:
         "<h2>Closed loop: mean [95% interval] over scenarios</h2>" + _closed_loop_table(rows, unit),
         "<h2>Figures</h2><div class='figs'>" + "".join(figs) + "</div>",
         "<h2>Per scenario type</h2>" + _per_type(verdict),
+        "<h2>Training signals: which one picks the best checkpoint</h2>" + _signals(signals),
     ]
     skipped = verdict.get("skipped") or []
     if skipped:

@@ -96,3 +96,29 @@ def test_a_plugin_runs_report_names_its_step_unit(tmp_path):
     own = build_report(write_run(tmp_path, FixtureSpec(name="own", n_checkpoints=4, n_scenes=8),
                                  link_latest=False))
     assert own.count("<th>episode</th>") == 2 and "environment step" not in own
+
+
+def test_the_report_ranks_every_training_signal_when_the_file_holds_them(run, tmp_path):
+    """The training-signal ranking (``sim.evaluate --signals``; a project run judges its entropy_history.json):
+    the headline sentence and one row per signal with each rule's place in the stored ranking; without one, a
+    pointer to the flag."""
+    import html
+
+    from sim.evaluate import main as evaluate
+    from sim.results.reader import read_signal_verdict
+    from tests.sim.evaluation.test_evaluate_support import make_run, write_scenes
+
+    assert "No training signals judged in this results file" in build_report(run)
+    judged = make_run(tmp_path, episodes=(0, 50, 100, 150), rewards=[0.0, 3.0, 1.0, 2.0])
+    write_scenes(tmp_path / "scenes.npz", 5, num_steps=30)
+    assert evaluate(["--run", str(judged), "--scenarios", str(tmp_path / "scenes.npz"), "--no-progress",
+                     "--n-resamples", "50"]) == 0
+    v = read_signal_verdict(judged / "results.h5")
+    text = build_report(judged)
+    assert "No training signals judged" not in text and "<b>Max entropy</b> (<code>entropy</code>) ranks" in text
+    n = len(v["ranking"])
+    place = {(j["signal"], j["rule"]): i for i, j in enumerate(v["ranking"], 1)}
+    for signal in dict.fromkeys(j["signal"] for j in v["ranking"]):
+        shown = signal + (" (headline)" if signal == "entropy" else "")
+        row = "".join(f"<td>{html.escape(str(c))}</td>" for c in (shown, f"{place[(signal, 'max')]} of {n}"))
+        assert row in text, row
