@@ -46,8 +46,8 @@ REPAIR_KINDS = ("position_jumps", "position_steps", "flipped_headings", "velocit
 
 class ImportNote(UserWarning):
     """Something an importer did to a recording that a user should hear of, once per recording or file (the scene
-    imports): the base of :class:`TracksRepaired`, :class:`EgoSpanCut` and :class:`MapElementSkipped`. Callers
-    catch it and print one ``note:`` line each."""
+    imports): the base of :class:`TracksRepaired`, :class:`EgoSpanCut`, :class:`FieldFallback` and
+    :class:`MapElementSkipped`. Callers catch it and print one ``note:`` line each."""
 
 
 class TracksRepaired(ImportNote):
@@ -65,6 +65,11 @@ class TracksRepaired(ImportNote):
 class EgoSpanCut(ImportNote):
     """The recorded ego has a gap (invalid or non-finite samples between valid ones): the scene keeps the longest
     run of valid steps and leaves recorded driving out (one warning per recording)."""
+
+
+class FieldFallback(ImportNote):
+    """A field the importer reads was missing or unusable and a documented fallback took its place (velocities
+    derived from positions, default sizes, a step from ``sample_rate``; one warning per file)."""
 
 
 class MapElementSkipped(ImportNote):

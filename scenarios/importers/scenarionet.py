@@ -1,45 +1,40 @@
 """ScenarioNet scenario-dict pickles (``sd_*.pkl``) -> :class:`~scenarios.scenario.Scenario`.
 
-ScenarioNet's converters write one dict per scene (Waymo, nuScenes, nuPlan, Argoverse):
-``tracks[id]['state']`` arrays (``position [T, 3]``, ``heading [T]``, ``velocity [T, 2]``,
-``valid [T]``, ``length``/``width`` ``[T]`` or ``[T, 1]``), ``map_features[id]`` with a
-``type`` and a ``polyline``/``polygon``, and ``metadata`` with ``sdc_id`` (the ego) and
-``ts`` (seconds). Files are read with :mod:`scenarios.importers.safe_pickle`: no code runs.
+ScenarioNet's converters (Waymo, nuScenes, nuPlan, Argoverse 2, MetaDrive's PG) write one dict per scene:
+``tracks[id]`` with a ``type`` (``VEHICLE``, ``PEDESTRIAN``, ``CYCLIST``; ``TRAFFIC_CONE``, ``TRAFFIC_BARRIER``,
+``TRAFFIC_OBJECT``, ``OTHER``, ``UNSET``... are :attr:`AgentType.OTHER`) and ``state`` arrays (``position [T, 2 or 3]``,
+``heading [T]`` or ``[T, 1]``, ``velocity [T, 2]``, ``valid [T]``, ``length``/``width`` ``[T]`` or ``[T, 1]``),
+``map_features[id]`` with a ``type`` and a ``polyline``/``polygon``, and ``metadata`` with ``sdc_id`` (the ego, a
+track id as str or int; ``sdc_track_index`` where it is missing), ``ts`` (seconds, ``[T]``; else ``sample_rate`` s
+per step; else 0.1 s) and ``dataset``. A track without ``velocity`` gets the one its positions imply (then
+repaired as any other); without ``length``/``width``, its type's default size (MetaDrive's PG export writes sizes
+only for the objects that have them); either is one :class:`~scenarios.importers.repair.FieldFallback` note per
+file. Files are read with :mod:`scenarios.importers.safe_pickle`: no code runs.
 
-The map's semantics (``docs/importers.md``, "Map semantics"): lane polygons (nuScenes' own; Waymo's
-centreline offset by its per-point left/right ``width``), ``speed_limit_mph`` (Waymo; nuScenes'
-``speed_limit_kmh`` is the converter's constant 100 on lane connectors, not a mapped limit, and is
-ignored), ``entry_lanes``/``exit_lanes`` and ``left_neighbor``/``right_neighbor``, intersection lanes
-(Waymo ``interpolating``; nuScenes lane connectors, the lanes without a polygon), ``STOP_SIGN``
-features, and ``dynamic_map_states`` traffic lights (per-step ``object_state``, ``stop_point``,
-controlled ``lane``). nuScenes' ``boundary_*`` rings outline its drivable area.
+The map: :mod:`scenarios.importers.scenarionet_kinds` (what each feature type is),
+:mod:`scenarios.importers.scenarionet_features` (geometry, drivable-area outlines) and
+:mod:`scenarios.importers.scenarionet_map` (semantics); ``docs/importers.md``, "Map semantics".
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from scenarios.import_options import ImportOptions
 from scenarios.importers.common import Recording, content_errors, recording_to_scenes
-from scenarios.importers.repair import usable_lines, warn_skipped
+from scenarios.importers.repair import FieldFallback, warn_skipped
+from scenarios.importers.resample import DT
 from scenarios.importers.safe_pickle import safe_load
+from scenarios.importers.scenarionet_features import map_geometry
+from scenarios.importers.scenarionet_kinds import dataset_of
 from scenarios.importers.scenarionet_map import map_semantics
-from scenarios.scenario import NUM_FIELDS, AgentType, Polylines, Scenario, ScenarioError
+from scenarios.scenario import MAP_SEMANTICS, NUM_FIELDS, AgentType, Polylines, Scenario, ScenarioError
 
 TYPES = {"VEHICLE": AgentType.VEHICLE, "PEDESTRIAN": AgentType.PEDESTRIAN, "CYCLIST": AgentType.CYCLIST}
-DRIVING_LANES = ("LANE_SURFACE_STREET", "LANE_FREEWAY", "LANE_UNKNOWN")
-
-
-def _xy(a) -> np.ndarray:
-    arr = np.asarray(a, dtype=np.float64)
-    if arr.size == 0:
-        return np.zeros((0, 2))
-    if arr.ndim != 2 or arr.shape[1] < 2:
-        raise ScenarioError(f"polyline must be [n, 2 or 3], got {list(arr.shape)}")
-    return arr[:, :2]
 
 
 def _per_step(a, n: int, what: str) -> np.ndarray:
@@ -51,105 +46,112 @@ def _per_step(a, n: int, what: str) -> np.ndarray:
     return arr
 
 
-def _tracks(d: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    tracks = d["tracks"]
+def velocity_from_positions(xy: np.ndarray, valid: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``[T, 2]`` m/s: the mean of the slopes to the previous and next valid samples (one-sided at the ends of a run
+    of valid steps, 0 for a lone sample).
+
+    Args:
+        xy: ``[T, 2]`` positions, m; valid: bool ``[T]``; t: ``[T]`` s.
+    """
+    dt = np.diff(t)
+    ok = (valid[:-1] & valid[1:] & (dt > 0))[:, None]
+    slope = np.where(ok, np.diff(xy, axis=0) / np.where(dt > 0, dt, 1.0)[:, None], np.nan)
+    pad = np.full((1, 2), np.nan)
+    both = np.stack([np.vstack([pad, slope]), np.vstack([slope, pad])])
+    n = np.isfinite(both).sum(axis=0)
+    return np.where(n > 0, np.nansum(both, axis=0) / np.maximum(n, 1), 0.0)
+
+
+def _timestamps(meta: dict, n_t: int, fallbacks: list[str]) -> np.ndarray:
+    """``[n_t]`` s: ``ts`` when it has one finite increasing value per step, else from ``sample_rate``, else
+    :data:`~scenarios.importers.resample.DT` (0.1 s, every converter's step)."""
+    ts = np.asarray(meta.get("ts", []), dtype=np.float64).reshape(-1)
+    if ts.shape == (n_t,) and np.all(np.isfinite(ts)) and np.all(np.diff(ts) > 0):
+        return ts
+    rate = meta.get("sample_rate")
+    step = float(rate) if rate is not None and np.isfinite(float(rate)) and float(rate) > 0 else DT
+    why = "no metadata.ts" if "ts" not in meta else f"metadata.ts unusable ({ts.size} values for {n_t} steps)"
+    if "ts" in meta or rate is None:
+        fallbacks.append(f"{why}: {step:g} s per step ({'sample_rate' if rate is not None else 'default'})")
+    return np.arange(n_t) * step
+
+
+def _tracks(tracks: object, meta: dict, fallbacks: list[str]
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """``(states [A, T, 7], valid [A, T], agent types [A], track ids, t [T])``."""
     if not isinstance(tracks, dict) or not tracks:
         raise ScenarioError("no tracks")
     ids = list(tracks)
     n_t = len(np.asarray(tracks[ids[0]]["state"]["position"]))
+    t = _timestamps(meta, n_t, fallbacks)
     states = np.zeros((len(ids), n_t, NUM_FIELDS), dtype=np.float64)
     valid = np.zeros((len(ids), n_t), dtype=bool)
     types = np.zeros(len(ids), dtype=np.int8)
+    no_vel, no_size = 0, 0
     for i, tid in enumerate(ids):
         tr = tracks[tid]
         st = tr["state"]
         pos = np.asarray(st["position"], dtype=np.float64)
         if pos.ndim != 2 or pos.shape[0] != n_t or pos.shape[1] < 2:
             raise ScenarioError(f"track {tid}: position must be [{n_t}, 2 or 3], got {list(pos.shape)}")
-        vel = np.asarray(st["velocity"], dtype=np.float64).reshape(n_t, 2)
+        valid[i] = _per_step(st["valid"], n_t, f"track {tid} valid") > 0.5
         states[i, :, 0:2] = pos[:, :2]
         states[i, :, 2] = _per_step(st["heading"], n_t, f"track {tid} heading")
-        states[i, :, 3:5] = vel
-        states[i, :, 5] = _per_step(st["length"], n_t, f"track {tid} length")
-        states[i, :, 6] = _per_step(st["width"], n_t, f"track {tid} width")
-        valid[i] = _per_step(st["valid"], n_t, f"track {tid} valid") > 0.5
+        if "velocity" in st:
+            vel = np.asarray(st["velocity"], dtype=np.float64)
+            if vel.size != 2 * n_t:
+                raise ScenarioError(f"track {tid}: velocity must be [{n_t}, 2], got {list(vel.shape)}")
+            states[i, :, 3:5] = vel.reshape(n_t, 2)
+        else:
+            no_vel += 1
+            states[i, :, 3:5] = velocity_from_positions(pos[:, :2], valid[i] & np.all(np.isfinite(pos), 1), t)
+        no_size += int("length" not in st or "width" not in st)
+        for col, key in ((5, "length"), (6, "width")):  # missing: 0, filled with the type's default size
+            if key in st:
+                states[i, :, col] = _per_step(st[key], n_t, f"track {tid} {key}")
         types[i] = TYPES.get(str(tr.get("type", "")), AgentType.OTHER)
+    if no_vel:
+        fallbacks.append(f"{no_vel} track(s) without velocity: derived from their positions")
+    if no_size:
+        fallbacks.append(f"{no_size} track(s) without length/width: their type's default size")
     valid &= np.all(np.isfinite(states), axis=2)
-    return states, valid, types, [str(k) for k in ids]
+    return states, valid, types, [str(k) for k in ids], t
 
 
-def _is_outline(fid: object, kind: str, mf: dict) -> bool:
-    """nuScenes' ``boundary_*`` rings (ScenarioNet): the outline of the drivable area, not a painted line."""
-    if not (str(fid).startswith("boundary_") and kind.startswith(("ROAD_LINE", "ROAD_EDGE"))):
-        return False
-    pts = np.asarray(mf.get("polyline", []), dtype=np.float64)
-    return pts.ndim == 2 and len(pts) >= 4 and bool(np.all(np.abs(pts[0, :2] - pts[-1, :2]) <= 0.01))
-
-
-def _map(d: dict, n_t: int) -> dict:
-    lanes, widths, edges, lines, cross, extra, has_poly, notes = [], [], [], [], [], [], [], []
-    lane_fids, outlines = [], []
-    todo = []  # (feature id, kind, points) of the kinds used
-    for fid, mf in d.get("map_features", {}).items():
-        kind = str(mf.get("type", ""))
-        if _is_outline(fid, kind, mf):
-            kind = "OUTLINE"
-        area = kind in ("CROSSWALK", "DRIVEWAY")
-        if not (area or kind in DRIVING_LANES or kind.startswith(("ROAD_EDGE", "ROAD_LINE")) or kind == "OUTLINE"):
-            continue  # stop signs, signals, bike lanes...
-        geom = mf.get("polygon" if area else "polyline")
-        try:
-            todo.append((fid, kind, _xy(geom if geom is not None else [])))
-        except ScenarioError as e:
-            raise ScenarioError(f"map feature {fid} ({kind}): {e}") from None
-    ok = np.ones(len(todo), dtype=bool)
-    for area in (False, True):
-        sel = [i for i, (_, kind, _) in enumerate(todo) if (kind in ("CROSSWALK", "DRIVEWAY")) == area]
-        if sel:
-            ok[sel] = usable_lines([todo[i][2] for i in sel], [f"{todo[i][0]} ({todo[i][1]})" for i in sel],
-                                   3 if area else 2, notes)
-    features = d.get("map_features", {})
-    for (fid, kind, pts), good in zip(todo, ok):
-        if not good:
-            continue
-        mf = features[fid]
-        try:
-            if kind in DRIVING_LANES:
-                lanes.append(pts)
-                lane_fids.append(str(fid))
-                w = np.asarray(mf.get("width", np.zeros((0, 2))), dtype=np.float64)
-                widths.append(float(np.median(w.reshape(len(w), -1).sum(axis=1))) if w.size else np.nan)
-                has_poly.append("polygon" in mf and len(mf["polygon"]) >= 3)
-                if has_poly[-1]:
-                    extra.append(_xy(mf["polygon"]))
-            elif kind == "OUTLINE":
-                outlines.append(pts)
-            elif kind.startswith("ROAD_EDGE"):
-                edges.append(pts)
-            elif kind.startswith("ROAD_LINE"):
-                lines.append(pts)
-            elif kind == "CROSSWALK":
-                cross.append(pts)
-            elif kind == "DRIVEWAY":
-                extra.append(pts)
-        except ScenarioError as e:
-            raise ScenarioError(f"map feature {fid} ({kind}): {e}") from None
+def _map(d: dict, n_t: int, dataset: str) -> dict:
+    """The recording's map fields: geometry (``map_geometry``) and semantics (``map_semantics``)."""
+    features = d.get("map_features") or {}
+    notes: list[str] = []
+    g = map_geometry(features, notes)
+    sem = map_semantics(features, g["lane_fids"], g["lanes"], d.get("dynamic_map_states") or {}, n_t, dataset,
+                        notes)
     warn_skipped(notes)
-    dataset = str(d.get("metadata", {}).get("dataset", ""))
-    sem = map_semantics(features, lane_fids, lanes, d.get("dynamic_map_states") or {}, n_t, dataset)
-    if outlines:
-        sem["unknown"] = tuple(u for u in sem["unknown"] if u != "road_edges")
+    unknown = set(sem["unknown"]) | (set() if g["edges_known"] else {"road_edges"})
     return {
         **sem,
-        "drivable_outlines": Polylines.from_list(outlines),
-        "lanes": Polylines.from_list(lanes),
-        "lane_widths": np.asarray(widths, dtype=np.float64),
-        "road_edges": Polylines.from_list(edges),
-        "road_lines": Polylines.from_list(lines),
-        "crosswalks": Polylines.from_list(cross),
-        "drivable_extra": Polylines.from_list(extra),
-        "lane_has_polygon": np.asarray(has_poly, dtype=bool),
+        "unknown": tuple(s for s in MAP_SEMANTICS if s in unknown),
+        "drivable_outlines": Polylines.from_list(g["outlines"]),
+        "lanes": Polylines.from_list(g["lanes"]),
+        "lane_widths": np.asarray(g["widths"], dtype=np.float64),
+        "road_edges": Polylines.from_list(g["edges"]),
+        "road_lines": Polylines.from_list(g["lines"]),
+        "crosswalks": Polylines.from_list(g["crosswalks"]),
+        "drivable_extra": Polylines.from_list(g["extra"]),
+        "lane_has_polygon": np.asarray(g["has_poly"], dtype=bool),
     }
+
+
+def _ego(meta: dict, ids: list[str]) -> int:
+    """Index of the ego track: ``metadata.sdc_id``, else ``metadata.sdc_track_index``."""
+    if "sdc_id" not in meta and "sdc_track_index" in meta:
+        k = int(meta["sdc_track_index"])
+        if not 0 <= k < len(ids):
+            raise ScenarioError(f"sdc_track_index {k} is not one of the {len(ids)} tracks")
+        return k
+    sdc = str(meta["sdc_id"])
+    if sdc not in ids:
+        raise ScenarioError(f"sdc_id {sdc!r} is not a track")
+    return ids.index(sdc)
 
 
 def scenarionet_recording(d: object) -> Recording:
@@ -162,15 +164,12 @@ def scenarionet_recording(d: object) -> Recording:
         raise ScenarioError(f"not a ScenarioNet scenario dict (top level is {type(d).__name__})")
     with content_errors("ScenarioNet scenario dict"):
         meta = d["metadata"]
-        states, valid, types, ids = _tracks(d)
-        sdc = str(meta["sdc_id"])
-        if sdc not in ids:
-            raise ScenarioError(f"sdc_id {sdc!r} is not a track")
-        n_t = states.shape[1]
-        ts = np.asarray(meta.get("ts", []), dtype=np.float64).reshape(-1)
-        if ts.shape != (n_t,):
-            ts = np.arange(n_t) * float(meta.get("sample_rate", 0.1))
-        dataset = str(meta.get("dataset", "unknown"))
+        fallbacks: list[str] = []
+        states, valid, types, ids, ts = _tracks(d["tracks"], meta, fallbacks)
+        ego = _ego(meta, ids)
+        if fallbacks:
+            warnings.warn(FieldFallback("; ".join(fallbacks)), stacklevel=3)
+        dataset = dataset_of(d)
         return Recording(
             id=str(d.get("id", meta.get("scenario_id", "scene"))),
             source=f"scenarionet/{dataset}",
@@ -178,9 +177,9 @@ def scenarionet_recording(d: object) -> Recording:
             states=states,
             valid=valid,
             agent_type=types,
-            ego=ids.index(sdc),
+            ego=ego,
             tags=("real", dataset),
-            **_map(d, n_t),
+            **_map(d, states.shape[1], dataset),
         )
 
 

@@ -1,18 +1,22 @@
 """The map semantics of a ScenarioNet scenario dict (lane graph, polygons, limits, stop signs, lights).
 
 Read from ``map_features`` and ``dynamic_map_states`` as ScenarioNet's converters write them
-(``scenarionet/converter/{waymo,nuscenes}/utils.py``; MetaDrive's ``ScenarioDescription``):
+(``scenarionet/converter/{waymo,nuscenes,nuplan,argoverse2,pg}/utils.py``; MetaDrive's ``ScenarioDescription``);
+the converters' constants are read as absent (:data:`~scenarios.importers.scenarionet_kinds.CONVERTER_CONSTANTS`):
 
-- lane polygons: the lane's own ``polygon`` (nuScenes lanes); else the centreline offset by the
-  per-point ``width [n, 2]`` (left, right distances to the lane's boundaries; Waymo), where every
+- lane polygons: the lane's own ``polygon`` (nuScenes lanes, nuPlan lanes and connectors, PG); else the centreline
+  offset by the per-point ``width [n, 2]`` (left, right distances to the lane's boundaries; Waymo), where every
   width is positive; else none.
-- speed limits: ``speed_limit_mph`` (Waymo; 0 = unset), converted to m/s. ``speed_limit_kmh`` is used
-  for other datasets; nuScenes' is the converter's constant 100 on lane connectors and is ignored.
-- lane graph: ``exit_lanes`` (successors), ``left_neighbor`` / ``right_neighbor`` (side +1 / -1).
-- intersections: Waymo ``interpolating``; nuScenes lane connectors (its lanes without a polygon).
-- stop signs: ``STOP_SIGN`` features, one row per controlled ``lane`` (-1 when none is named).
-- traffic lights: ``dynamic_map_states[*]`` of type ``TRAFFIC_LIGHT`` with ``state.object_state [T]``
-  (Waymo ``LANE_STATE_*``), ``stop_point`` and the controlled ``lane``.
+- speed limits: ``speed_limit_mph`` (Waymo; 0 = unset), ``speed_limit_kmh`` (PG), ``speed_limit_mps`` (nuPlan,
+  None = unset), converted to m/s. nuScenes' ``speed_limit_kmh`` (100 on every lane connector) and Argoverse 2's
+  ``speed_limit_mph`` (85 on every lane) are converter constants: unknown.
+- lane graph: ``exit_lanes`` (successors), ``entry_lanes`` (predecessors), ``left_neighbor`` / ``right_neighbor``
+  (side +1 / -1). Waymo lists the adjacent lanes as dicts (``feature_id``); nuPlan and PG list every lane of the
+  road on that side as plain ids, of which the nearest one on that side (by geometry) is the neighbour.
+- intersections: Waymo ``interpolating``; ``LANE_SURFACE_UNSTRUCTURE`` lanes (lane connectors: nuScenes, nuPlan,
+  PG), and nuScenes lanes without a polygon (older conversions); nuScenes' and nuPlan's other lanes are not in one.
+  Argoverse 2's ``interpolating`` is True on every lane (a constant): unknown.
+- stop signs and traffic lights: :mod:`scenarios.importers.scenarionet_signals`.
 """
 
 from __future__ import annotations
@@ -20,96 +24,121 @@ from __future__ import annotations
 import numpy as np
 
 from scenarios.importers.drivable import width_polygon
-from scenarios.importers.semantics import light_state
-from scenarios.scenario import MAP_SEMANTICS, LightState, Polylines
+from scenarios.importers.scenarionet_kinds import (
+    CONNECTOR_DATASETS,
+    CONVERTER_CONSTANTS,
+    KMH,
+    LANE_CONNECTOR,
+    LIGHTS_ALWAYS_RECORDED,
+    MPH,
+    POLYGONLESS_CONNECTORS,
+    SPEED_KEYS,
+    STOP_SIGNS_ALWAYS_RECORDED,
+)
+from scenarios.importers.scenarionet_signals import ref, refs, stop_signs, traffic_lights
+from scenarios.scenario import MAP_SEMANTICS, Polylines
 
-MPH = 0.44704  # m/s per mile per hour
-KMH = 1.0 / 3.6  # m/s per km/h
+__all__ = ["KMH", "MPH", "map_semantics"]
 
 
-def _lights(dms: dict, index: dict[str, int], n_t: int) -> tuple[list[int], list[np.ndarray], list[np.ndarray]]:
-    lanes, points, states = [], [], []
-    for sid, sig in dms.items():
-        if str(sig.get("type", "TRAFFIC_LIGHT")) != "TRAFFIC_LIGHT":
+def _limit(value: object, scale: float) -> float:
+    """m/s of one recorded limit (NaN when unset: None, 0 or negative)."""
+    v = np.nan if value is None else float(np.asarray(value, dtype=np.float64).reshape(-1)[0]) * scale
+    return v if v > 0 else np.nan
+
+
+def _intersection(mf: dict, own_polygon: bool, dataset: str, ignored: tuple[str, ...]) -> int | None:
+    """1 / 0 whether a lane runs through an intersection; None when the source does not say."""
+    if "interpolating" in mf and "interpolating" not in ignored:
+        return int(bool(mf["interpolating"]))
+    if str(mf.get("type", "")) == LANE_CONNECTOR:
+        return 1
+    if dataset in CONNECTOR_DATASETS:
+        return int(dataset in POLYGONLESS_CONNECTORS and not own_polygon)
+    return None
+
+
+def _neighbours(i: int, mf: dict, index: dict[str, int], lanes: list[np.ndarray]) -> list[tuple[int, int, int]]:
+    """``(lane, neighbour, side)`` rows of lane ``i``: Waymo's adjacency dicts as listed; of plain ids (every lane of
+    the road on that side), the nearest lane whose middle lies on that side of lane ``i``."""
+    rows = []
+    for key, side in (("left_neighbor", 1), ("right_neighbor", -1)):
+        listed = mf.get(key)
+        listed = [] if listed is None else list(np.asarray(listed, dtype=object).reshape(-1))
+        if any(isinstance(nb, dict) for nb in listed):
+            js = [ref(nb.get("feature_id", "")) for nb in listed if isinstance(nb, dict)]
+            rows += [(i, index[j], side) for j in js if j in index]
             continue
-        raw = list(np.asarray((sig.get("state") or {}).get("object_state", []), dtype=object).reshape(-1))
-        st = np.full(n_t, LightState.UNKNOWN, dtype=np.int8)
-        vals = np.array([light_state(v) for v in raw[:n_t]], dtype=np.int8)
-        st[: len(vals)] = vals
-        stop = np.asarray(sig.get("stop_point", [np.nan, np.nan]), dtype=np.float64).reshape(-1)
-        if stop.size < 2 or not np.all(np.isfinite(stop[:2])):
-            continue  # a signal without a stop point cannot be placed
-        lane = sig.get("lane", sid)
-        lanes.append(index.get(str(lane), -1))
-        points.append(stop[:2])
-        states.append(st)
-    return lanes, points, states
+        best, best_d = None, np.inf
+        for j in (index[r] for r in map(ref, listed) if r in index and index[r] != i):
+            d, s = _offset(lanes[i], lanes[j])
+            if s == side and d < best_d:
+                best, best_d = j, d
+        if best is not None:
+            rows.append((i, best, side))
+    return rows
+
+
+def _offset(centre: np.ndarray, other: np.ndarray) -> tuple[float, int]:
+    """Distance (m) from ``centre`` to the middle point of ``other`` and its side (+1 left, -1 right, 0 on it)."""
+    mid = other[len(other) // 2]
+    k = int(np.argmin(np.hypot(*(centre - mid).T)))
+    tangent = centre[min(k + 1, len(centre) - 1)] - centre[max(k - 1, 0)]
+    d = mid - centre[k]
+    return float(np.hypot(*d)), int(np.sign(tangent[0] * d[1] - tangent[1] * d[0]))
 
 
 def map_semantics(features: dict, lane_fids: list[str], lanes: list[np.ndarray], dms: dict, n_t: int,
-                  dataset: str) -> dict:
+                  dataset: str, notes: list[str] | None = None) -> dict:
     """:class:`~scenarios.importers.common.Recording` semantic fields of a ScenarioNet map.
 
     Args:
-        features: ``map_features``; lane_fids: the feature id of each imported lane, in order;
-        lanes: their centrelines ``[n, 2]`` (m); dms: ``dynamic_map_states``; n_t: steps of the scene;
-        dataset: ``metadata.dataset`` (``"waymo"``, ``"nuscenes"``...).
+        features: ``map_features``; lane_fids: the feature id of each imported lane, in order (keys of
+            ``features`` as str); lanes: their centrelines ``[n, 2]`` (m); dms: ``dynamic_map_states``;
+            n_t: steps of the scene; dataset: ``metadata.dataset`` (``"waymo"``, ``"nuscenes"``...).
+        notes: appended with the signals and signs left out (see ``map_geometry``).
 
     Returns:
         ``lane_polygons``, ``lane_speed_limits`` (m/s, NaN unknown), ``lane_intersection``,
         ``lane_successors``, ``lane_neighbours``, ``stop_signs``, ``stop_sign_lanes``, ``light_lanes``,
-        ``light_stop_points``, ``light_states`` (int8 ``[G, n_t]``) and ``unknown``.
+        ``light_stop_points``, ``light_states`` (int8 ``[G, n_t]``) and ``unknown`` (without ``road_edges`` and
+        ``mapped_area``, which the geometry decides).
     """
+    notes = [] if notes is None else notes
+    by_id = {str(k): v for k, v in features.items()}
     index = {fid: i for i, fid in enumerate(lane_fids)}
+    ignored = CONVERTER_CONSTANTS.get(dataset, ())
     n = len(lane_fids)
     polys, limits, inter = [], np.full(n, np.nan), np.full(n, -1, dtype=np.int8)
     succ, nbrs = [], []
     has = dict.fromkeys(("graph", "inter", "limit"), False)
     for i, (fid, centre) in enumerate(zip(lane_fids, lanes)):
-        mf = features[fid]
+        mf = by_id[fid]
         own = mf.get("polygon")
-        if own is not None and len(own) >= 3:
+        own_polygon = own is not None and len(own) >= 3
+        if own_polygon:
             polys.append(np.asarray(own, dtype=np.float64)[:, :2])
         else:
             polys.append(width_polygon(centre, np.asarray(mf.get("width", np.zeros((0, 2))), dtype=np.float64)))
-        mph = mf.get("speed_limit_mph")
-        kmh = mf.get("speed_limit_kmh") if dataset != "nuscenes" else None
-        if mph is not None or kmh is not None:
+        key = next((k for k, _ in SPEED_KEYS if k in mf and k not in ignored), None)
+        if key is not None:
             has["limit"] = True
-            v = float(mph) * MPH if mph is not None else float(kmh) * KMH
-            limits[i] = v if v > 0 else np.nan
-        if "interpolating" in mf:
+            limits[i] = _limit(mf[key], dict(SPEED_KEYS)[key])
+        flag = _intersection(mf, own_polygon, dataset, ignored)
+        if flag is not None:
             has["inter"] = True
-            inter[i] = 1 if bool(mf["interpolating"]) else 0
-        elif dataset == "nuscenes":  # lane connectors (through intersections) carry no polygon
-            has["inter"] = True
-            inter[i] = 0 if own is not None and len(own) >= 3 else 1
+            inter[i] = flag
         if "exit_lanes" in mf or "entry_lanes" in mf:
             has["graph"] = True
-        succ += [(i, index[str(j)]) for j in mf.get("exit_lanes", []) if str(j) in index]
-        succ += [(index[str(j)], i) for j in mf.get("entry_lanes", []) if str(j) in index]
-        for key, side in (("left_neighbor", 1), ("right_neighbor", -1)):
-            for nb in mf.get(key, []) or []:
-                j = str(nb.get("feature_id", "")) if isinstance(nb, dict) else str(nb)
-                if j in index:
-                    nbrs.append((i, index[j], side))
-    signs, sign_lanes, any_sign = [], [], False
-    for mf in features.values():
-        if str(mf.get("type", "")) != "STOP_SIGN":
-            continue
-        any_sign = True
-        pos = np.asarray(mf.get("position", [np.nan, np.nan]), dtype=np.float64).reshape(-1)
-        if pos.size < 2 or not np.all(np.isfinite(pos[:2])):
-            continue
-        controlled = [index.get(str(j), -1) for j in (mf.get("lane") or [])] or [-1]
-        for j in controlled:
-            signs.append(pos[:2])
-            sign_lanes.append(j)
-    g_lanes, g_points, g_states = _lights(dms, index, n_t)
+        succ += [(i, index[r]) for r in refs(mf.get("exit_lanes")) if r in index]
+        succ += [(index[r], i) for r in refs(mf.get("entry_lanes")) if r in index]
+        nbrs += _neighbours(i, mf, index, lanes)
+    signs, sign_lanes, any_sign = stop_signs(features, index, notes)
+    g_lanes, g_points, g_states = traffic_lights(dms, index, n_t, notes)
     known = {"lane_polygons": any(len(p) for p in polys), "speed_limits": has["limit"], "lane_graph": has["graph"],
-             "intersections": has["inter"], "stop_signs": any_sign or dataset == "waymo",
-             "traffic_lights": bool(g_lanes) or dataset == "waymo",
-             "road_edges": any(str(mf.get("type", "")).startswith("ROAD_EDGE") for mf in features.values())}
+             "intersections": has["inter"], "stop_signs": any_sign or dataset in STOP_SIGNS_ALWAYS_RECORDED,
+             "traffic_lights": bool(g_lanes) or dataset in LIGHTS_ALWAYS_RECORDED,
+             "road_edges": True, "mapped_area": True}
     return {
         "lane_polygons": Polylines.from_list(polys),
         "lane_speed_limits": limits,
@@ -121,5 +150,5 @@ def map_semantics(features: dict, lane_fids: list[str], lanes: list[np.ndarray],
         "light_lanes": np.asarray(g_lanes, dtype=np.int64),
         "light_stop_points": np.asarray(g_points, dtype=np.float64).reshape(-1, 2),
         "light_states": np.asarray(g_states, dtype=np.int8).reshape(len(g_lanes), n_t),
-        "unknown": tuple(s for s in MAP_SEMANTICS if s != "mapped_area" and not known.get(s, False)),
+        "unknown": tuple(s for s in MAP_SEMANTICS if not known.get(s, False)),
     }
