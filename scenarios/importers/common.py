@@ -63,7 +63,7 @@ def content_errors(what: str) -> Iterator[None]:
         raise
     except KeyError as e:
         raise ScenarioError(f"not a {what} (missing key {e})") from None
-    except (TypeError, ValueError, AttributeError, IndexError) as e:
+    except (TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:
         raise ScenarioError(f"malformed {what} ({type(e).__name__}: {e})") from None
 LANE_MARGIN = 0.5  # m added to every lane's half width when building the drivable area
 MAP_MARGIN = 80.0  # m: map elements are kept, and the drivable area clipped, this close to the ego's path and route

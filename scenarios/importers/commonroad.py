@@ -1,20 +1,22 @@
 """CommonRoad XML (2020a, read with ``commonroad-io``) -> :class:`~scenarios.scenario.Scenario`.
 
 CommonRoad scenes carry no ego (the recorded one was removed). As Waymax does with the
-SDC, the ego is a recorded vehicle valid over the whole horizon: by default the one whose
-path is longest (``--ego ID`` picks one by obstacle id). The horizon is the longest span any
-vehicle is recorded for; if no vehicle covers it, the longest-recorded vehicles compete
-and the scene is cut to their span. Lanelets give lane centrelines, widths, drivable
-polygons (left boundary + reversed right boundary), road edges (outer boundaries) and
-road lines (inner boundaries). Static obstacles (``staticObstacle``: parked vehicles,
+SDC, the ego is a recorded vehicle valid over the whole horizon: the vehicles recorded for the
+longest run of consecutive steps compete (obstacles may appear after step 0, or leave and come
+back), the one whose path over that run is longest wins (``--ego ID`` picks one by obstacle id),
+and the scene is cut to the ego's run. Driving lanelets give lane centrelines, widths, drivable
+polygons, road edges and road lines (:mod:`scenarios.importers.commonroad_lanelets`: sidewalks,
+crosswalks, bicycle and bus lanes are not driving lanes). A state's value given as an interval
+is its middle, a position given as a shape its centre; a state without a velocity gets the one
+its positions imply (central differences). Static obstacles (``staticObstacle``: parked vehicles,
 construction zones, pillars...) become agents valid at every step that never move, so they
 count for collision and TTC; ``ROAD_BOUNDARY`` obstacles are the road's edge, already in the
 map, and are left out. An obstacle's box is its rectangle, the square around its circle, or the
 smallest rectangle around its polygon or shape group (:func:`shape_box`).
 
 Map semantics (:mod:`scenarios.importers.commonroad_map`): lanelet polygons, successors, adjacent
-lanelets of the same direction, ``MAX_SPEED`` signs (m/s), stop signs, traffic lights with their
-cycles evaluated per step and their stop lines, intersection lanelets.
+lanelets of the same direction, speed-limit signs (m/s), stop signs, traffic lights with their
+cycles evaluated per step, their directions and their stop lines, intersection lanelets.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ from shapely.geometry import MultiPoint
 from shapely.geometry import Polygon as ShapelyPolygon
 
 from scenarios.import_options import ImportOptions
-from scenarios.importers.common import Recording, recording_to_scenes
-from scenarios.importers.commonroad_map import lanelet_semantics
-from scenarios.importers.repair import usable_line, warn_skipped
-from scenarios.scenario import NUM_FIELDS, AgentType, Polylines, Scenario, ScenarioError
+from scenarios.importers.common import Recording, content_errors, recording_to_scenes
+from scenarios.importers.commonroad_lanelets import lanelet_map
+from scenarios.importers.commonroad_map import needs_raw_sign_ids, raw_sign_ids
+from scenarios.importers.repair import warn_skipped
+from scenarios.importers.resample import longest_runs
+from scenarios.scenario import NUM_FIELDS, AgentType, Scenario, ScenarioError
 
 SUPPORTED_VERSIONS = ("2020a",)
 TYPES = {
@@ -150,6 +154,27 @@ def _placed(box: tuple[float, float, float, float, float], x: float, y: float, y
     return x + c * cx - s * cy, y + s * cx + c * cy, yaw + angle
 
 
+def _exact(value: object) -> object:
+    """A state value as one number or point: an interval's middle, a shape's centre, else the value itself."""
+    if hasattr(value, "start") and hasattr(value, "end"):  # Interval, AngleInterval
+        return (float(value.start) + float(value.end)) / 2
+    if hasattr(value, "center"):  # a position given as a shape (uncertain position)
+        return np.asarray(value.center, float)
+    return value
+
+
+def _fill_velocities(states: np.ndarray, valid: np.ndarray, missing: np.ndarray, dt: float) -> None:
+    """In place: (VX, VY) where ``missing`` (bool ``[A, T]``) from the positions, central differences within each run
+    of valid steps (one-sided at its ends, 0 for a single step)."""
+    for i in np.flatnonzero(missing.any(axis=1)):
+        v = valid[i]
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], v.astype(np.int8), [0]])))
+        for a, b in zip(edges[::2], edges[1::2]):
+            vel = np.gradient(states[i, a:b, :2], dt, axis=0) if b - a > 1 else np.zeros((1, 2))
+            fill = missing[i, a:b]
+            states[i, a:b, 3:5][fill] = vel[fill]
+
+
 def _obstacle_tracks(scenario) -> tuple[list, np.ndarray, np.ndarray, np.ndarray]:
     obs = list(scenario.dynamic_obstacles)
     if not obs:
@@ -163,6 +188,7 @@ def _obstacle_tracks(scenario) -> tuple[list, np.ndarray, np.ndarray, np.ndarray
     n_t = max(int(s.time_step) for sts in all_states for s in sts) + 1
     states = np.zeros((len(obs), n_t, NUM_FIELDS), dtype=np.float64)
     valid = np.zeros((len(obs), n_t), dtype=bool)
+    no_speed = np.zeros((len(obs), n_t), dtype=bool)
     types = np.zeros(len(obs), dtype=np.int8)
     for i, (o, sts) in enumerate(zip(obs, all_states)):
         try:
@@ -172,13 +198,19 @@ def _obstacle_tracks(scenario) -> tuple[list, np.ndarray, np.ndarray, np.ndarray
         types[i] = TYPES.get(o.obstacle_type.name, AgentType.OTHER)
         for s in sts:
             k = int(s.time_step)
-            yaw = float(s.orientation)
-            v = float(getattr(s, "velocity", 0.0) or 0.0)
-            vy_body = float(getattr(s, "velocity_y", 0.0) or 0.0)
+            if getattr(s, "orientation", None) is None or getattr(s, "position", None) is None:
+                raise ScenarioError(f"dynamic obstacle {o.obstacle_id}: the state at time step {k} has no "
+                                    "position or no orientation")
+            yaw = float(_exact(s.orientation))
+            speed = _exact(getattr(s, "velocity", None))
+            no_speed[i, k] = speed is None
+            v = 0.0 if speed is None else float(speed)
+            vy_body = float(_exact(getattr(s, "velocity_y", None)) or 0.0)
             c, sn = np.cos(yaw), np.sin(yaw)
-            x, y, box_yaw = _placed(box, *np.asarray(s.position, float)[:2], yaw)
+            x, y, box_yaw = _placed(box, *np.asarray(_exact(s.position), float)[:2], yaw)
             states[i, k] = (x, y, box_yaw, v * c - vy_body * sn, v * sn + vy_body * c, box[3], box[4])
             valid[i, k] = True
+    _fill_velocities(states, valid, no_speed, float(scenario.dt))
     return obs, states, valid, types
 
 
@@ -200,7 +232,8 @@ def _static_tracks(scenario, n_t: int) -> tuple[np.ndarray, np.ndarray]:
         if box[4] > box[3]:  # the same box along its long side (a vehicle box wider than long reads as swapped)
             box = (*box[:2], box[2] + np.pi / 2, box[4], box[3])
         st = o.initial_state
-        rows.append((*_placed(box, *np.asarray(st.position, float)[:2], float(st.orientation)), 0.0, 0.0, *box[3:]))
+        xy, yaw = np.asarray(_exact(st.position), float)[:2], float(_exact(getattr(st, "orientation", None)) or 0.0)
+        rows.append((*_placed(box, *xy, yaw), 0.0, 0.0, *box[3:]))
         types.append(TYPES.get(o.obstacle_type.name, AgentType.OTHER))
     warn_skipped(notes)
     states = np.zeros((len(rows), n_t, NUM_FIELDS), dtype=np.float64)
@@ -209,70 +242,37 @@ def _static_tracks(scenario, n_t: int) -> tuple[np.ndarray, np.ndarray]:
     return states, np.asarray(types, dtype=np.int8)
 
 
-def choose_ego(
-    obs: list, states: np.ndarray, valid: np.ndarray, types: np.ndarray, ego_id: str = ""
-) -> tuple[int, int]:
-    """Pick the ego and the horizon.
+def choose_ego(obs: list, states: np.ndarray, valid: np.ndarray, types: np.ndarray, ego_id: str = "") -> int:
+    """Pick the ego: the vehicle recorded for the longest run of consecutive steps, the farthest-travelling over it.
 
     Args:
         obs: the dynamic obstacles (for their ids).
         states: float ``[A, T, 7]``; valid: bool ``[A, T]``; types: ``[A]``.
-        ego_id: obstacle id to use, or ``""`` for the farthest-travelling vehicle valid over the horizon.
+        ego_id: obstacle id to use, or ``""`` for the choice above.
 
     Returns:
-        ``(ego index, number of steps T' of the horizon, starting at step 0)``.
+        The ego's index; the scene keeps its longest run of valid steps
+        (:func:`~scenarios.importers.common.recording_to_scenes`).
 
     Raises:
-        ScenarioError: unknown id, or no vehicle recorded from step 0 without gaps.
+        ScenarioError: unknown id, or no vehicle recorded for 2 consecutive steps.
     """
     ids = [str(o.obstacle_id) for o in obs]
-    # Steps from 0 for which each agent is valid without a gap.
-    span = np.where(valid.all(axis=1), valid.shape[1], np.argmin(valid, axis=1))
+    start, stop = longest_runs(valid)
+    span = stop - start
     if ego_id:
         if ego_id not in ids:
             raise ScenarioError(f"--ego {ego_id}: no dynamic obstacle with that id (there are {len(ids)})")
         i = ids.index(ego_id)
         if span[i] < 2:
-            raise ScenarioError(f"--ego {ego_id}: not recorded from step 0 for at least 2 steps")
-        return i, int(span[i])
+            raise ScenarioError(f"--ego {ego_id}: not recorded for 2 consecutive steps")
+        return i
     vehicles = np.flatnonzero(types == AgentType.VEHICLE)
     if len(vehicles) == 0 or span[vehicles].max() < 2:
-        raise ScenarioError("no vehicle recorded from step 0 for at least 2 steps to serve as ego")
-    horizon = int(span[vehicles].max())
-    cands = vehicles[span[vehicles] == horizon]
-    xy = states[cands, :horizon, :2]
-    travel = np.hypot(*np.diff(xy, axis=1).transpose(2, 0, 1)).sum(axis=1)
-    return int(cands[int(np.argmax(travel))]), horizon
-
-
-def _lanelet_map(network, n_t: int) -> dict:
-    lanes, widths, edges, lines, polys, notes, ids = [], [], [], [], [], [], []
-    for ll in network.lanelets:
-        left, right = np.asarray(ll.left_vertices, float), np.asarray(ll.right_vertices, float)
-        what = f"lanelet {ll.lanelet_id}"
-        if not (usable_line(left, what, 2, notes) and usable_line(right, what, 2, notes)
-                and usable_line(np.asarray(ll.center_vertices, float), what, 2, notes)):
-            continue
-        lanes.append(np.asarray(ll.center_vertices, float))
-        ids.append(ll.lanelet_id)
-        widths.append(float(np.mean(np.hypot(*(left - right).T))) if len(left) == len(right) else np.nan)
-        polys.append(np.vstack([right, left[::-1]]))  # counter-clockwise: right boundary forward, left back
-        (lines if ll.adj_right is not None else edges).append(right)  # drivable on the left of the right boundary
-        if ll.adj_left is None:
-            edges.append(left[::-1])
-        elif ll.adj_left_same_direction is False or ll.lanelet_id < ll.adj_left:
-            lines.append(left)
-    warn_skipped(notes)
-    return {
-        "lanes": Polylines.from_list(lanes),
-        "lane_widths": np.asarray(widths, dtype=np.float64),
-        "road_edges": Polylines.from_list(edges),
-        "road_lines": Polylines.from_list(lines),
-        "drivable_extra": Polylines.from_list(polys),
-        "lane_has_polygon": np.ones(len(lanes), dtype=bool),
-        "lane_polygons": Polylines.from_list(polys),
-        **lanelet_semantics(network, ids, n_t),
-    }
+        raise ScenarioError("no vehicle recorded for 2 consecutive steps to serve as ego")
+    cands = vehicles[span[vehicles] == span[vehicles].max()]
+    travel = [np.hypot(*np.diff(states[i, start[i]:stop[i], :2], axis=0).T).sum() for i in cands]
+    return int(cands[int(np.argmax(travel))])
 
 
 def commonroad_recording(path: str | os.PathLike, options: ImportOptions | None = None) -> Recording:
@@ -294,20 +294,24 @@ def commonroad_recording(path: str | os.PathLike, options: ImportOptions | None 
         bad_xml = type(e).__name__ in ("ParseError", "XMLSyntaxError")
         what = "malformed XML" if bad_xml else "commonroad-io cannot read it"
         raise ScenarioError(f"{what} ({type(e).__name__}: {e})") from None
-    obs, states, valid, types = _obstacle_tracks(scenario)
-    ego, horizon = choose_ego(obs, states, valid, types, options.ego)
-    s_states, s_types = _static_tracks(scenario, horizon)
-    return Recording(
-        id=str(scenario.scenario_id),
-        source="commonroad",
-        t=np.arange(horizon) * dt,
-        states=np.concatenate([states[:, :horizon], s_states]),
-        valid=np.concatenate([valid[:, :horizon], np.ones(s_states.shape[:2], dtype=bool)]),
-        agent_type=np.concatenate([types, s_types]),
-        ego=ego,
-        tags=("real", "commonroad", f"ego={obs[ego].obstacle_id}"),
-        **_lanelet_map(scenario.lanelet_network, horizon),
-    )
+    with content_errors("CommonRoad scenario"):
+        obs, states, valid, types = _obstacle_tracks(scenario)
+        ego = choose_ego(obs, states, valid, types, options.ego)
+        n_t = states.shape[1]
+        s_states, s_types = _static_tracks(scenario, n_t)
+        network = scenario.lanelet_network
+        raw = raw_sign_ids(path) if needs_raw_sign_ids(network) else None
+        return Recording(
+            id=str(scenario.scenario_id),
+            source="commonroad",
+            t=np.arange(n_t) * dt,
+            states=np.concatenate([states, s_states]),
+            valid=np.concatenate([valid, np.ones(s_states.shape[:2], dtype=bool)]),
+            agent_type=np.concatenate([types, s_types]),
+            ego=ego,
+            tags=("real", "commonroad", f"ego={obs[ego].obstacle_id}"),
+            **lanelet_map(network, n_t, raw),
+        )
 
 
 def load_commonroad(

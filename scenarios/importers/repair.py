@@ -46,7 +46,7 @@ REPAIR_KINDS = ("position_jumps", "position_steps", "flipped_headings", "velocit
 
 class ImportNote(UserWarning):
     """Something an importer did to a recording that a user should hear of, once per recording or file (the scene
-    imports): the base of :class:`TracksRepaired`, :class:`EgoSpanCut`, :class:`FieldFallback` and
+    imports): the base of :class:`TracksRepaired`, :class:`EgoSpanCut`, :class:`EgoChosen`, :class:`FieldFallback` and
     :class:`MapElementSkipped`. Callers catch it and print one ``note:`` line each."""
 
 
@@ -70,6 +70,11 @@ class EgoSpanCut(ImportNote):
 class FieldFallback(ImportNote):
     """A field the importer reads was missing or unusable and a documented fallback took its place (velocities
     derived from positions, default sizes, a step from ``sample_rate``; one warning per file)."""
+
+
+class EgoChosen(ImportNote):
+    """The source names no ego (a Waymo JSON scene without ``metadata.sdc_track_index``): the importer chose one
+    recorded vehicle, as it does for CommonRoad (one warning per recording, naming the choice)."""
 
 
 class MapElementSkipped(ImportNote):

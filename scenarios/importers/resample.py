@@ -83,3 +83,26 @@ def window_starts(num_steps: int, window: int, stride: int) -> list[int]:
         return [0]
     stride = stride if stride > 0 else window
     return list(range(0, num_steps - window + 1, stride))
+
+
+def longest_runs(valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's longest run of consecutive valid steps (the first of equally long runs).
+
+    Args:
+        valid: bool ``[A, T]``.
+
+    Returns:
+        ``(start [A], stop [A])`` int64: the run is ``[start, stop)``; ``start == stop == 0`` for a row never valid.
+    """
+    valid = np.asarray(valid, dtype=bool)
+    n_a, n_t = valid.shape
+    if n_a == 0 or n_t == 0:
+        return np.zeros(n_a, np.int64), np.zeros(n_a, np.int64)
+    t = np.arange(n_t)
+    prev = np.concatenate([np.zeros((n_a, 1), bool), valid[:, :-1]], axis=1)
+    run_start = np.maximum.accumulate(np.where(valid & ~prev, t, -1), axis=1)  # start of the run holding each step
+    length = np.where(valid, t - run_start + 1, 0)
+    stop = np.argmax(length, axis=1) + 1  # first step at which the longest run reaches its length
+    best = length[np.arange(n_a), stop - 1]
+    start = np.where(best > 0, stop - best, 0)
+    return start.astype(np.int64), np.where(best > 0, stop, 0).astype(np.int64)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from shapely.geometry import LineString, Polygon
 
 from scenarios.importers.mapgeom import lane_buffer_polygons, simplify
-from scenarios.importers.resample import needs_resampling, resample_tracks, window_starts
+from scenarios.importers.resample import longest_runs, needs_resampling, resample_tracks, window_starts
 from scenarios.scenario import Polylines, wrap_angle
 
 
@@ -91,6 +91,17 @@ def test_window_starts(n, window, stride):
     assert starts[0] == 0 and all(s + window <= n for s in starts)
     assert all(b - a == step for a, b in zip(starts, starts[1:]))
     assert starts[-1] + step + window > n  # no further window fits
+
+
+@given(st.lists(st.lists(st.booleans(), min_size=12, max_size=12), min_size=1, max_size=6))
+def test_longest_runs_against_a_scan(rows):
+    """The first longest run of consecutive valid steps of each row (the CommonRoad and Waymo JSON ego choice)."""
+    start, stop = longest_runs(np.array(rows, dtype=bool))
+    for row, a, b in zip(rows, start, stop):
+        runs = [(i, j) for i in range(len(row)) for j in range(i + 1, len(row) + 1)
+                if all(row[i:j]) and (i == 0 or not row[i - 1]) and (j == len(row) or not row[j])]
+        want = max(runs, key=lambda r: (r[1] - r[0], -r[0])) if runs else (0, 0)
+        assert (a, b) == want
 
 
 def test_route_extension_follows_a_curving_lane_and_its_successor():
