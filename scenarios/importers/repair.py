@@ -96,10 +96,16 @@ def warn_skipped(notes: list[str]) -> None:
         warnings.warn(MapElementSkipped(f"{len(notes)} map element(s) skipped: {shown}", len(notes)), stacklevel=3)
 
 
+MAX_COORD = 1e8  # m: beyond this a map point is in no metric frame on Earth (UTM northings stay below 1e7)
+MAX_EXTENT = 1e5  # m: a map element longer or wider than 100 km is not one element of a recorded scene
+
+
 def usable_line(pts: np.ndarray, what: str, min_points: int, notes: list[str]) -> bool:
     """Whether ``pts [n, 2]`` is a usable polyline (``min_points=2``) or polygon (3); notes why not.
 
-    Degenerate means fewer than ``min_points`` points, non-finite values, or all points equal.
+    Unusable means fewer than ``min_points`` points, non-finite values, all points equal, a coordinate beyond
+    :data:`MAX_COORD` or an extent beyond :data:`MAX_EXTENT` (such a point, a corrupt value, would make every
+    step of the map's construction sample billions of points).
     """
     return bool(usable_lines([pts], [what], min_points, notes)[0])
 
@@ -115,12 +121,17 @@ def usable_lines(lines: list[np.ndarray], names: list[str], min_points: int, not
         finite = np.logical_and.reduceat(np.isfinite(pts).all(axis=1), starts)
         safe = np.where(np.isfinite(pts), pts, 0.0)
         spread = (np.maximum.reduceat(safe, starts) - np.minimum.reduceat(safe, starts)).max(axis=1)
+        far = np.maximum.reduceat(np.abs(safe).max(axis=1), starts) > MAX_COORD
         for j, i in enumerate(idx):
             if not finite[j]:
                 notes.append(f"{names[i]}: non-finite coordinates")
+            elif far[j]:
+                notes.append(f"{names[i]}: a coordinate beyond {MAX_COORD:.0e} m")
+            elif spread[j] > MAX_EXTENT:
+                notes.append(f"{names[i]}: spans {spread[j] / 1000:.3g} km (more than {MAX_EXTENT / 1000:.0f} km)")
             elif spread[j] <= 0.0:
                 notes.append(f"{names[i]}: all points coincide")
-        ok[idx] = finite & (spread > 0.0)
+        ok[idx] = finite & ~far & (spread <= MAX_EXTENT) & (spread > 0.0)
     for i in np.flatnonzero(n < min_points):
         notes.append(f"{names[i]}: {n[i]} points (needs >= {min_points})")
     return ok

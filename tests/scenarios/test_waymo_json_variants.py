@@ -165,3 +165,23 @@ def test_traffic_lights_by_step_read_as_by_lane_and_a_bad_record_is_noted(shared
     by_lane["tl_states"]["1"] = {"state": "stop", "x": 0.0, "y": 0.0}  # one state, not a list: unreadable
     s, notes = _load(by_lane, tmp_path / "s.json")
     assert s.map.num_lights == 1 and any("tl_states['1']" in str(n) for n in notes if isinstance(n, MapElementSkipped))
+
+
+@pytest.mark.parametrize("kind", ["lane", "driveway"])
+def test_a_map_point_beyond_any_frame_leaves_its_element_out(shared_data, tmp_path, kind):
+    """A lane or driveway with one corrupt point (x = 1e30, or 200 km away) is left out with one note; the rest of the
+    scene imports as before. Before, the drivable area's construction sampled it every metre: a ValueError
+    traceback (1e30) or memory exhausted."""
+    d = _scene(shared_data, "womd_test.json")
+    base, _ = _load(d, tmp_path / "base.json")
+    for far, word in ((1e30, "beyond"), (base.world_origin[0] + 2e5, "spans")):
+        v = copy.deepcopy(d)
+        ego = v["objects"][v["metadata"]["sdc_track_index"]]["position"][0]
+        road = min((r for r in v["roads"] if r["type"] == kind),  # one in the scene's map (cropped to the ego's area)
+                   key=lambda r: min(np.hypot(q["x"] - ego["x"], q["y"] - ego["y"]) for q in r["geometry"]))
+        road["geometry"][len(road["geometry"]) // 2]["x"] = far
+        s, notes = _load(v, tmp_path / "far.json")
+        skipped = [str(n) for n in notes if isinstance(n, MapElementSkipped)]
+        assert len(skipped) == 1 and word in skipped[0], skipped
+        assert len(s.map.lanes) == len(base.map.lanes) - (kind == "lane")
+        assert _area(s) <= _area(base) + 1e-6
