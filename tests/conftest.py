@@ -38,3 +38,13 @@ def cases() -> Path:
     if not FIELD_RULES.is_dir():
         pytest.skip(f"field-rule cases not found at {FIELD_RULES} (only present in the team's checkout)")
     return FIELD_RULES
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sb3_logs_in_tmp(tmp_path_factory):
+    """SB3's ``learn()`` without ``tensorboard_log`` makes an empty ``SB3-<date>`` folder in the system's temp dir
+    (``stable_baselines3.common.logger.configure``); the suite's go under pytest's own temp folder instead."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SB3_LOGDIR", str(tmp_path_factory.mktemp("sb3_logs")))
+    yield
+    mp.undo()
