@@ -25,7 +25,7 @@ from scenarios.import_options import ImportOptions
 from scenarios.importers.drivable import hole_free
 from scenarios.importers.mapgeom import ROUTE_EXTENSION, ego_route, lane_buffer_polygons, near_box, near_zone, path_zone
 from scenarios.importers.repair import EgoSpanCut, repair_tracks
-from scenarios.importers.resample import DT, needs_resampling, resample_tracks, window_starts
+from scenarios.importers.resample import DT, longest_runs, needs_resampling, resample_tracks, window_starts
 from scenarios.importers.semantics import (
     area_polygons,
     crop_semantics,
@@ -158,19 +158,6 @@ def _repair_sizes(states: np.ndarray, valid: np.ndarray, agent_type: np.ndarray)
             states[..., c] = np.where(bad, fill[:, k : k + 1], states[..., c])
 
 
-def _ego_span(valid_ego: np.ndarray) -> tuple[int, int]:
-    """Longest run ``[a, b)`` of consecutive valid steps."""
-    best, start = (0, 0), None
-    for k, v in enumerate(np.append(valid_ego, False)):
-        if v and start is None:
-            start = k
-        elif not v and start is not None:
-            if k - start > best[1] - best[0]:
-                best = (start, k)
-            start = None
-    return best
-
-
 def _crop(lines: Polylines, keep: np.ndarray) -> Polylines:
     return Polylines.from_list([p for p, k in zip(lines, keep) if k])
 
@@ -266,7 +253,7 @@ def recording_to_scenes(
     _repair_sizes(states, valid, rec.agent_type)
     states[~valid] = 0.0
     repair_tracks(states, valid, rec.agent_type, DT, rec.id)
-    a, b = _ego_span(valid[rec.ego])
+    a, b = (int(v[0]) for v in longest_runs(valid[rec.ego][None]))  # the ego's longest run of valid steps
     valid_steps = np.flatnonzero(valid[rec.ego])
     if valid_steps.size and (valid_steps[0] < a or valid_steps[-1] >= b):  # valid recorded steps outside the span
         warnings.warn(EgoSpanCut(f"scene {rec.id}: the recorded ego has a gap (invalid or non-finite samples); the "

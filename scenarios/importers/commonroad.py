@@ -35,7 +35,7 @@ from scenarios.importers.common import Recording, content_errors, recording_to_s
 from scenarios.importers.commonroad_lanelets import lanelet_map
 from scenarios.importers.commonroad_map import needs_raw_sign_ids, raw_sign_ids
 from scenarios.importers.repair import warn_skipped
-from scenarios.importers.resample import longest_runs
+from scenarios.importers.resample import longest_farthest_vehicle, longest_runs, velocity_from_positions
 from scenarios.scenario import NUM_FIELDS, AgentType, Scenario, ScenarioError
 
 SUPPORTED_VERSIONS = ("2020a",)
@@ -164,15 +164,11 @@ def _exact(value: object) -> object:
 
 
 def _fill_velocities(states: np.ndarray, valid: np.ndarray, missing: np.ndarray, dt: float) -> None:
-    """In place: (VX, VY) where ``missing`` (bool ``[A, T]``) from the positions, central differences within each run
-    of valid steps (one-sided at its ends, 0 for a single step)."""
+    """In place: (VX, VY) where ``missing`` (bool ``[A, T]``) from the positions (:func:`velocity_from_positions`:
+    central differences within each run of valid steps)."""
+    t = np.arange(states.shape[1]) * dt
     for i in np.flatnonzero(missing.any(axis=1)):
-        v = valid[i]
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], v.astype(np.int8), [0]])))
-        for a, b in zip(edges[::2], edges[1::2]):
-            vel = np.gradient(states[i, a:b, :2], dt, axis=0) if b - a > 1 else np.zeros((1, 2))
-            fill = missing[i, a:b]
-            states[i, a:b, 3:5][fill] = vel[fill]
+        states[i, missing[i], 3:5] = velocity_from_positions(states[i, :, :2], valid[i], t)[missing[i]]
 
 
 def _obstacle_tracks(scenario) -> tuple[list, np.ndarray, np.ndarray, np.ndarray]:
@@ -258,21 +254,18 @@ def choose_ego(obs: list, states: np.ndarray, valid: np.ndarray, types: np.ndarr
         ScenarioError: unknown id, or no vehicle recorded for 2 consecutive steps.
     """
     ids = [str(o.obstacle_id) for o in obs]
-    start, stop = longest_runs(valid)
-    span = stop - start
     if ego_id:
         if ego_id not in ids:
             raise ScenarioError(f"--ego {ego_id}: no dynamic obstacle with that id (there are {len(ids)})")
         i = ids.index(ego_id)
-        if span[i] < 2:
+        start, stop = longest_runs(valid[i][None])
+        if stop[0] - start[0] < 2:
             raise ScenarioError(f"--ego {ego_id}: not recorded for 2 consecutive steps")
         return i
-    vehicles = np.flatnonzero(types == AgentType.VEHICLE)
-    if len(vehicles) == 0 or span[vehicles].max() < 2:
+    ego, _ = longest_farthest_vehicle(states[..., :2], valid, types)
+    if ego < 0:
         raise ScenarioError("no vehicle recorded for 2 consecutive steps to serve as ego")
-    cands = vehicles[span[vehicles] == span[vehicles].max()]
-    travel = [np.hypot(*np.diff(states[i, start[i]:stop[i], :2], axis=0).T).sum() for i in cands]
-    return int(cands[int(np.argmax(travel))])
+    return ego
 
 
 def commonroad_recording(path: str | os.PathLike, options: ImportOptions | None = None) -> Recording:

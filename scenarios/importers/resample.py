@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scenarios.scenario import LENGTH, NUM_FIELDS, VX, VY, WIDTH, YAW, ScenarioError, X, Y, wrap_angle
+from scenarios.scenario import LENGTH, NUM_FIELDS, VX, VY, WIDTH, YAW, AgentType, ScenarioError, X, Y, wrap_angle
 
 DT = 0.1
 DT_TOLERANCE = 0.01  # s: a source whose every step is within this of DT is taken as DT without resampling
@@ -106,3 +106,39 @@ def longest_runs(valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     best = length[np.arange(n_a), stop - 1]
     start = np.where(best > 0, stop - best, 0)
     return start.astype(np.int64), np.where(best > 0, stop, 0).astype(np.int64)
+
+
+def longest_farthest_vehicle(xy: np.ndarray, valid: np.ndarray, types: np.ndarray) -> tuple[int, int]:
+    """The ego of a source that names none, as Waymax picks the SDC: the vehicle recorded for the longest run of
+    consecutive steps (:func:`longest_runs`), the one that travels farthest over its run among equals.
+
+    Args:
+        xy: float ``[A, T, 2]`` positions, m; valid: bool ``[A, T]``; types: int ``[A]`` AgentType.
+
+    Returns:
+        ``(agent index, steps in its run)``; ``(-1, 0)`` when no vehicle is recorded for 2 consecutive steps.
+    """
+    start, stop = longest_runs(valid)
+    span = np.where(np.asarray(types) == AgentType.VEHICLE, stop - start, 0)
+    if span.max(initial=0) < 2:
+        return -1, 0
+    cands = np.flatnonzero(span == span.max())
+    travel = [np.hypot(*np.diff(xy[i, start[i]:stop[i]], axis=0).T).sum() for i in cands]
+    best = int(cands[int(np.argmax(travel))])
+    return best, int(span[best])
+
+
+def velocity_from_positions(xy: np.ndarray, valid: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``[T, 2]`` m/s: the mean of the slopes to the previous and next valid samples (one-sided at the ends of a run
+    of valid steps, 0 for a lone sample); a central difference on a regular grid.
+
+    Args:
+        xy: ``[T, 2]`` positions, m; valid: bool ``[T]``; t: ``[T]`` s.
+    """
+    dt = np.diff(t)
+    ok = (valid[:-1] & valid[1:] & (dt > 0))[:, None]
+    slope = np.where(ok, np.diff(xy, axis=0) / np.where(dt > 0, dt, 1.0)[:, None], np.nan)
+    pad = np.full((1, 2), np.nan)
+    both = np.stack([np.vstack([pad, slope]), np.vstack([slope, pad])])
+    n = np.isfinite(both).sum(axis=0)
+    return np.where(n > 0, np.nansum(both, axis=0) / np.maximum(n, 1), 0.0)

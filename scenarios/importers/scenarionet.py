@@ -27,14 +27,12 @@ import numpy as np
 from scenarios.import_options import ImportOptions
 from scenarios.importers.common import Recording, content_errors, recording_to_scenes
 from scenarios.importers.repair import FieldFallback, warn_skipped
-from scenarios.importers.resample import DT
+from scenarios.importers.resample import DT, velocity_from_positions
 from scenarios.importers.safe_pickle import safe_load
 from scenarios.importers.scenarionet_features import map_geometry
-from scenarios.importers.scenarionet_kinds import dataset_of
+from scenarios.importers.scenarionet_kinds import TRACK_TYPES, dataset_of
 from scenarios.importers.scenarionet_map import map_semantics
 from scenarios.scenario import MAP_SEMANTICS, NUM_FIELDS, AgentType, Polylines, Scenario, ScenarioError
-
-TYPES = {"VEHICLE": AgentType.VEHICLE, "PEDESTRIAN": AgentType.PEDESTRIAN, "CYCLIST": AgentType.CYCLIST}
 
 
 def _per_step(a, n: int, what: str) -> np.ndarray:
@@ -44,22 +42,6 @@ def _per_step(a, n: int, what: str) -> np.ndarray:
     if arr.shape != (n,):
         raise ScenarioError(f"{what} has {arr.size} values for {n} steps")
     return arr
-
-
-def velocity_from_positions(xy: np.ndarray, valid: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """``[T, 2]`` m/s: the mean of the slopes to the previous and next valid samples (one-sided at the ends of a run
-    of valid steps, 0 for a lone sample).
-
-    Args:
-        xy: ``[T, 2]`` positions, m; valid: bool ``[T]``; t: ``[T]`` s.
-    """
-    dt = np.diff(t)
-    ok = (valid[:-1] & valid[1:] & (dt > 0))[:, None]
-    slope = np.where(ok, np.diff(xy, axis=0) / np.where(dt > 0, dt, 1.0)[:, None], np.nan)
-    pad = np.full((1, 2), np.nan)
-    both = np.stack([np.vstack([pad, slope]), np.vstack([slope, pad])])
-    n = np.isfinite(both).sum(axis=0)
-    return np.where(n > 0, np.nansum(both, axis=0) / np.maximum(n, 1), 0.0)
 
 
 def _timestamps(meta: dict, n_t: int, fallbacks: list[str]) -> np.ndarray:
@@ -109,7 +91,7 @@ def _tracks(tracks: object, meta: dict, fallbacks: list[str]
         for col, key in ((5, "length"), (6, "width")):  # missing: 0, filled with the type's default size
             if key in st:
                 states[i, :, col] = _per_step(st[key], n_t, f"track {tid} {key}")
-        types[i] = TYPES.get(str(tr.get("type", "")), AgentType.OTHER)
+        types[i] = TRACK_TYPES.get(str(tr.get("type", "")), AgentType.OTHER)
     if no_vel:
         fallbacks.append(f"{no_vel} track(s) without velocity: derived from their positions")
     if no_size:

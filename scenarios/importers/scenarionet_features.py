@@ -3,8 +3,10 @@ edges, road lines, crosswalks, drivable polygons and drivable-area outlines of a
 :class:`~scenarios.importers.common.Recording`.
 
 Outlines: ``boundary_*`` features typed as a road line or edge that form closed rings, whole (nuScenes, nuPlan) or
-cut into consecutive pieces in file order (Argoverse 2 cuts each ring into pieces of 20 points). When the pieces do
-not close into simple rings (a missing piece), none is an outline: they stay road lines and a note says so.
+cut into consecutive pieces in file order (Argoverse 2 cuts each ring into pieces of 20 points). A piece without
+points or with a non-finite coordinate carries no ring: it is no outline piece, and the road lines skip it with a
+note, as any such element. When the other pieces do not close into simple rings (a missing piece), none is an
+outline: they stay road lines and a note says so.
 """
 
 from __future__ import annotations
@@ -57,10 +59,17 @@ def join_outlines(pieces: list[np.ndarray]) -> list[np.ndarray] | None:
     return None if todo else rings
 
 
-def _outline_pieces(features: dict) -> list[object]:
-    """Ids of the ``boundary_*`` features typed as a road line or edge, in file order."""
-    return [fid for fid, mf in features.items()
-            if str(fid).startswith(OUTLINE_PREFIX) and role(str(mf.get("type", ""))) in ("line", "edge")]
+def _outline_pieces(features: dict) -> tuple[list[object], list[np.ndarray]]:
+    """``(ids, points [n, 2])`` of the ``boundary_*`` features typed as a road line or edge that hold at least one
+    point, all finite, in file order (module docstring; ``([], [])`` when one has points of another shape)."""
+    ids = [fid for fid, mf in features.items()
+           if str(fid).startswith(OUTLINE_PREFIX) and role(str(mf.get("type", ""))) in ("line", "edge")]
+    try:
+        pieces = [xy(features[fid].get("polyline")) for fid in ids]
+    except ScenarioError:  # refused with its name below, as any feature
+        return [], []
+    keep = [k for k, p in enumerate(pieces) if len(p) and np.all(np.isfinite(p))]
+    return [ids[k] for k in keep], [pieces[k] for k in keep]
 
 
 def map_geometry(features: dict, notes: list[str]) -> dict:
@@ -81,11 +90,7 @@ def map_geometry(features: dict, notes: list[str]) -> dict:
     """
     out = {k: [] for k in ("lanes", "lane_fids", "widths", "has_poly", "edges", "lines", "crosswalks", "extra",
                            "outlines")}
-    outline_ids = _outline_pieces(features)
-    try:
-        pieces = [xy(features[fid].get("polyline")) for fid in outline_ids]
-    except ScenarioError:
-        pieces = []
+    outline_ids, pieces = _outline_pieces(features)
     rings = join_outlines(pieces) if pieces else None
     if pieces and rings is None:
         notes.append(f"{len(pieces)} {OUTLINE_PREFIX}* pieces do not close into rings: kept as road lines, no "

@@ -21,10 +21,18 @@ MetaDrive's type strings (``metadrive/type.py``) into ``map_features[id]['type']
   cover), ``UNKNOWN_LINE`` (Argoverse 2 writes it for lane boundaries without paint), ``LANE_BIKE_LANE``.
 
 Any other kind is left out with one :class:`~scenarios.importers.repair.MapElementSkipped` note per file.
+
+Tracks: ``VEHICLE``, ``PEDESTRIAN``, ``CYCLIST`` (:data:`TRACK_TYPES`); every other ``tracks[id]['type']``
+(``TRAFFIC_CONE``, ``TRAFFIC_BARRIER``, ``TRAFFIC_OBJECT``, ``OTHER``, ``UNSET``...) is :attr:`AgentType.OTHER`.
+Signals: ``dynamic_map_states[id]['type']`` ``TRAFFIC_LIGHT`` (:data:`TRAFFIC_LIGHT`).
 """
 
 from __future__ import annotations
 
+from scenarios.scenario import AgentType
+
+TRACK_TYPES = {"VEHICLE": AgentType.VEHICLE, "PEDESTRIAN": AgentType.PEDESTRIAN, "CYCLIST": AgentType.CYCLIST}
+TRAFFIC_LIGHT = "TRAFFIC_LIGHT"  # the type of a signal in ``dynamic_map_states``
 LANE_CONNECTOR = "LANE_SURFACE_UNSTRUCTURE"
 DRIVING_LANES = ("LANE_SURFACE_STREET", "LANE_FREEWAY", "LANE_UNKNOWN", LANE_CONNECTOR)
 ROAD_EDGES = ("ROAD_EDGE_BOUNDARY", "ROAD_EDGE_MEDIAN")
@@ -54,6 +62,10 @@ CONVERTER_CONSTANTS = {
 CONNECTOR_DATASETS = ("nuscenes", "nuplan")
 # Datasets whose lanes without a polygon are lane connectors (nuScenes before ``LANE_SURFACE_UNSTRUCTURE``).
 POLYGONLESS_CONNECTORS = ("nuscenes",)
+# Datasets whose signal ``stop_point`` is not a stop line: nuPlan's converter (``set_light_position``) writes the
+# point 8 m along the controlled lane connector (its end when shorter), where MetaDrive draws the light; traffic
+# stops at the connector's start, which is the stop point read for a signal whose lane is imported.
+LIGHTS_AT_LANE_START = ("nuplan",)
 # Datasets that record every signal and stop sign of the mapped area (none recorded: there are none).
 LIGHTS_ALWAYS_RECORDED = ("waymo", "nuplan")
 STOP_SIGNS_ALWAYS_RECORDED = ("waymo",)

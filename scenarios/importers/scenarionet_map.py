@@ -16,7 +16,8 @@ the converters' constants are read as absent (:data:`~scenarios.importers.scenar
 - intersections: Waymo ``interpolating``; ``LANE_SURFACE_UNSTRUCTURE`` lanes (lane connectors: nuScenes, nuPlan,
   PG), and nuScenes lanes without a polygon (older conversions); nuScenes' and nuPlan's other lanes are not in one.
   Argoverse 2's ``interpolating`` is True on every lane (a constant): unknown.
-- stop signs and traffic lights: :mod:`scenarios.importers.scenarionet_signals`.
+- stop signs and traffic lights: :mod:`scenarios.importers.scenarionet_signals`; a nuPlan signal stops traffic at
+  the start of its lane connector (:data:`~scenarios.importers.scenarionet_kinds.LIGHTS_AT_LANE_START`).
 """
 
 from __future__ import annotations
@@ -27,18 +28,15 @@ from scenarios.importers.drivable import width_polygon
 from scenarios.importers.scenarionet_kinds import (
     CONNECTOR_DATASETS,
     CONVERTER_CONSTANTS,
-    KMH,
     LANE_CONNECTOR,
     LIGHTS_ALWAYS_RECORDED,
-    MPH,
+    LIGHTS_AT_LANE_START,
     POLYGONLESS_CONNECTORS,
     SPEED_KEYS,
     STOP_SIGNS_ALWAYS_RECORDED,
 )
 from scenarios.importers.scenarionet_signals import ref, refs, stop_signs, traffic_lights
 from scenarios.scenario import MAP_SEMANTICS, Polylines
-
-__all__ = ["KMH", "MPH", "map_semantics"]
 
 
 def _limit(value: object, scale: float) -> float:
@@ -135,6 +133,8 @@ def map_semantics(features: dict, lane_fids: list[str], lanes: list[np.ndarray],
         nbrs += _neighbours(i, mf, index, lanes)
     signs, sign_lanes, any_sign = stop_signs(features, index, notes)
     g_lanes, g_points, g_states = traffic_lights(dms, index, n_t, notes)
+    if dataset in LIGHTS_AT_LANE_START:
+        g_points = [lanes[j][0] if j >= 0 else p for j, p in zip(g_lanes, g_points)]
     known = {"lane_polygons": any(len(p) for p in polys), "speed_limits": has["limit"], "lane_graph": has["graph"],
              "intersections": has["inter"], "stop_signs": any_sign or dataset in STOP_SIGNS_ALWAYS_RECORDED,
              "traffic_lights": bool(g_lanes) or dataset in LIGHTS_ALWAYS_RECORDED,

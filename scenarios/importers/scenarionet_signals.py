@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from scenarios.importers.scenarionet_kinds import STOP_SIGN
+from scenarios.importers.scenarionet_kinds import STOP_SIGN, TRAFFIC_LIGHT
 from scenarios.importers.semantics import light_state
 from scenarios.scenario import LightState
 
-TRAFFIC_LIGHT = "TRAFFIC_LIGHT"  # the type of a signal in ``dynamic_map_states``
 NO_LANE = ("", "0", "None")  # a per-step ``lane`` of MetaDrive's older layout: the signal is not in effect
 
 

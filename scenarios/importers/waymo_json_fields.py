@@ -20,7 +20,7 @@ import re
 
 import numpy as np
 
-from scenarios.importers.resample import longest_runs
+from scenarios.importers.resample import longest_farthest_vehicle
 from scenarios.scenario import AgentType, ScenarioError, wrap_angle
 
 OBJECT_TYPES = {
@@ -34,6 +34,9 @@ ROAD_TYPES = ("lane", "road_edge", "road_line", "crosswalk", "driveway", "stop_s
 EGO_FLAGS = ("is_sdc", "is_av")  # per-object ego flags (ScenarioMax, Nocturne's reader)
 HEADING_SPEED = 2.0  # m/s: steps at least this fast compare the heading with the direction of the velocity
 FULL_TURN = 2 * np.pi + 1e-6  # rad: a heading beyond this in magnitude is not a wrapped angle in radians
+# A heading this large in magnitude (rad or deg) reads 0.098 rad or more apart in the two units: far beyond the
+# noise, and any steady offset, between a heading and the direction of the velocity. Smaller ones do not tell.
+UNIT_APART = 0.1
 
 
 def points(seq: object, what: str) -> np.ndarray:
@@ -88,16 +91,18 @@ def road_type(value: object) -> str:
 def headings_in_degrees(head: np.ndarray, vel: np.ndarray, valid: np.ndarray) -> bool:
     """Whether a scene's headings are in degrees (Nocturne) rather than radians (GPUDrive).
 
-    Where objects move (at least :data:`HEADING_SPEED`), the unit that puts the heading closer to the direction
-    of the recorded velocity wins (median angle); a scene where nothing moves is in degrees when some heading
-    exceeds a full turn in magnitude (a degree heading within +-6.3 degrees of a standing scene stays ambiguous).
+    Where objects move (at least :data:`HEADING_SPEED`) with a heading of at least :data:`UNIT_APART` in
+    magnitude, the unit that puts the heading closer to the direction of the recorded velocity wins (median angle;
+    a heading near 0 reads alike in both units, so that there a steady offset of a few thousandths of a radian
+    between heading and velocity would decide). Without such samples, the scene is in degrees when some heading
+    exceeds a full turn in magnitude (a degree heading within +-6.3 degrees of such a scene stays ambiguous).
 
     Args:
         head: float ``[A, T]`` recorded headings; vel: ``[A, T, 2]`` velocities, m/s; valid: bool ``[A, T]``.
     """
     ok = valid & np.isfinite(head)
     speed = np.hypot(vel[..., 0], vel[..., 1])
-    moving = ok & np.isfinite(speed) & (speed >= HEADING_SPEED)
+    moving = ok & np.isfinite(speed) & (speed >= HEADING_SPEED) & (np.abs(head) >= UNIT_APART)
     if moving.any():
         course = np.arctan2(vel[..., 1], vel[..., 0])[moving]
         h = head[moving]
@@ -132,15 +137,11 @@ def choose_ego(d: dict, objs: list, xy: np.ndarray, valid: np.ndarray, types: np
         return flagged[0], ""
     if flagged:
         raise ScenarioError(f"no metadata.sdc_track_index and {len(flagged)} objects flagged as the ego: {flagged}")
-    start, stop = longest_runs(valid)
-    span = np.where(types == AgentType.VEHICLE, stop - start, 0)
-    if span.max(initial=0) < 2:
+    ego, steps = longest_farthest_vehicle(xy, valid, types)
+    if ego < 0:
         raise ScenarioError("no metadata.sdc_track_index, no object flagged is_sdc / is_av, and no vehicle valid "
                             "for 2 consecutive steps to serve as the ego")
-    cands = np.flatnonzero(span == span.max())
-    travel = [np.hypot(*np.diff(xy[i, start[i]:stop[i]], axis=0).T).sum() for i in cands]
-    ego = int(cands[int(np.argmax(travel))])
     oid = objs[ego].get("id", "none") if isinstance(objs[ego], dict) else "none"
     return ego, (f"no metadata.sdc_track_index (nor an object flagged is_sdc / is_av): the ego is object {ego} "
-                 f"(id {oid}), the vehicle recorded longest ({int(span[ego])} steps) that travels farthest; "
+                 f"(id {oid}), the vehicle recorded longest ({steps} steps) that travels farthest; "
                  "--ego-agent K picks another")

@@ -61,9 +61,10 @@ def _union(s: Scenario):
 
 
 def test_sidewalk_bicycle_and_crosswalk_lanelets_are_not_driving_lanes(shared_data, tmp_path):
-    """Two outer lanes of Peachtree retyped as a sidewalk and a bicycle lane leave the lanes and the drivable area
-    (its shapely area shrinks by their surface), their driving neighbours' boundaries become kerbs; a lanelet
-    retyped as a crosswalk is a crosswalk, not a lane."""
+    """Three lanes of Peachtree retyped: a sidewalk leaves the lanes and the drivable area (its shapely area shrinks
+    by its surface) and its driving neighbour's boundary becomes a kerb; a bicycle lane leaves the lanes but stays
+    road surface (drivable, its neighbour's boundary a painted line, as Waymo's kerbs lie beyond bicycle lanes); a
+    crosswalk lanelet is a crosswalk, not a lane."""
     base = _load(shared_data / "commonroad" / PEACH)
     root = _root(shared_data, PEACH)
     retyped = {43205: "sidewalk", 43343: "bicycleLane", 43652: "crosswalk"}  # 43205, 43343: rightmost, off junctions
@@ -71,6 +72,7 @@ def test_sidewalk_bicycle_and_crosswalk_lanelets_are_not_driving_lanes(shared_da
         _lanelet(root, lid).find("laneletType").text = kind
     s = _load(_write(root, tmp_path / PEACH))
     assert len(s.map.lanes) == len(base.map.lanes) - 3 and len(s.map.crosswalks) == 1
+    assert len(s.map.lane_polygons) == len(s.map.lanes)
     origin = np.array(s.world_origin)
     surface = {lid: Polygon(np.vstack([_bound(_lanelet(root, lid), "rightBound"),
                                        _bound(_lanelet(root, lid), "leftBound")[::-1]]) - origin) for lid in retyped}
@@ -78,13 +80,17 @@ def test_sidewalk_bicycle_and_crosswalk_lanelets_are_not_driving_lanes(shared_da
     before, after = _union(base), _union(s)
     for lid in (43205, 43343):
         assert before.intersection(surface[lid]).area == pytest.approx(surface[lid].area, rel=1e-6)
-        assert after.intersection(surface[lid]).area < 0.02 * surface[lid].area, lid
-    gone = surface[43205].area + surface[43343].area
+    assert after.intersection(surface[43205]).area < 0.02 * surface[43205].area
+    assert after.intersection(surface[43343]).area == pytest.approx(surface[43343].area, rel=1e-6)
+    gone = surface[43205].area
     assert after.difference(before).area < 1e-6 * after.area  # nothing added
-    assert gone * 0.98 < before.area - after.area < gone * 1.1  # their surfaces (and the kerb fill beyond them)
+    assert gone * 0.98 < before.area - after.area < gone * 1.1  # the sidewalk's surface (and the kerb fill beyond)
     rec = commonroad_recording(tmp_path / PEACH)
     kerb = _bound(_lanelet(root, 43341), "rightBound")  # 43205's left neighbour (same direction): now a kerb
     assert any(len(e) == len(kerb) and np.allclose(e, kerb) for e in rec.road_edges)
+    paint = _bound(_lanelet(root, 43208), "rightBound")  # 43343's left neighbour: still a painted line
+    assert not any(len(e) == len(paint) and np.allclose(e, paint) for e in rec.road_edges)
+    assert any(len(e) == len(paint) and np.allclose(e, paint) for e in rec.road_lines)
 
 
 def test_oncoming_adjacent_lanelets_are_not_neighbours(shared_data):

@@ -202,6 +202,24 @@ def test_waymo_json_content(tmp_path):
     assert len(s.map.road_edges) == 1
 
 
+def test_radian_headings_along_the_x_axis_stay_radians(tmp_path):
+    """The only mover heads 0.004 rad (a street along the x axis) with its velocity 0.006 rad to the right of its
+    heading, a steady offset; cross traffic stands heading north. The headings are radians: read as degrees (the
+    unit that fitted the mover's course better by 0.004 rad), the standing cars turned from pi/2 to 0.027 rad."""
+    d = _waymo_json()
+    ego = d["objects"][1]
+    ego["heading"] = [0.004] * 91
+    ego["velocity"] = [{"x": 12.0 * np.cos(-0.002), "y": 12.0 * np.sin(-0.002)}] * 91
+    for k, x in enumerate((60.0, 66.0)):
+        d["objects"].append({**d["objects"][1], "id": 20 + k, "position": [{"x": x, "y": 8.0, "z": 0.0}] * 91,
+                             "velocity": [{"x": 0.0, "y": 0.0}] * 91, "heading": [np.pi / 2] * 91})
+    p = tmp_path / "w.json"
+    p.write_text(json.dumps(d))
+    (s,) = load_waymo_json(p)
+    np.testing.assert_allclose(s.agents[0, :, 2], 0.004, atol=1e-6)
+    np.testing.assert_allclose(s.agents[2:, :, 2], np.pi / 2, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("text", "match"),
     [

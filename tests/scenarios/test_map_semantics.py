@@ -16,7 +16,7 @@ from scenarios.import_options import ImportOptions
 from scenarios.importers.drivable import width_polygon
 from scenarios.importers.safe_pickle import safe_load
 from scenarios.importers.scenarionet import load_scenarionet
-from scenarios.importers.scenarionet_map import MPH
+from scenarios.importers.scenarionet_kinds import MPH
 from scenarios.importers.semantics import hold_states, light_state
 from scenarios.io import load_scenarios, save_scenarios
 from scenarios.procedural import FAMILY_NAMES, generate

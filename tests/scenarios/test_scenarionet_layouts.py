@@ -135,6 +135,24 @@ def test_join_outlines_whole_cut_and_broken():
     assert join_outlines(cut[:4] + cut[5:]) is None  # ring 2's first piece lost
 
 
+@pytest.mark.parametrize("bad", ["empty", "nan"])
+def test_an_outline_piece_without_ring_geometry_leaves_the_other_rings(bad):
+    """A ``boundary_*`` ring with no points, or a non-finite one, is one element skipped with a note (as at 379617e);
+    the other rings still outline the road (it cost the whole outline, or raised a GEOSException traceback)."""
+    road = np.vstack([_rect(-40.0, 120.0, -8.0, 8.0), [[-40.0, -8.0]]])  # closed: first point repeated
+    feats = {"street": {"type": "LANE_SURFACE_STREET", "polyline": _line(-20.0, 100.0, 0.0)},
+             "boundary_0": {"type": "ROAD_LINE_SOLID_SINGLE_WHITE", "polyline": road}}
+    base, _ = _record(_sd(feats))
+    broken = copy.deepcopy(feats)
+    ring = np.vstack([_rect(0.0, 10.0, 30.0, 40.0), [[0.0, 30.0]]])
+    ring[1] = np.nan
+    broken["boundary_1"] = {"type": "ROAD_LINE_SOLID_SINGLE_WHITE", "polyline": ring if bad == "nan" else []}
+    rec, notes = _record(_sd(broken))
+    assert len(rec.drivable_outlines) == len(base.drivable_outlines) == 1 and "road_edges" not in rec.unknown
+    assert len(notes) == 1 and "boundary_1" in str(notes[0].message) and "close" not in str(notes[0].message)
+    assert _area(rec).symmetric_difference(_area(base)).area < 1e-6
+
+
 @pytest.mark.parametrize(("dataset", "keys", "limit"), [
     ("waymo", {"speed_limit_mph": 30.0, "speed_limit_kmh": 48.28}, 30.0 * MPH),
     ("waymo", {"speed_limit_mph": 0.0, "speed_limit_kmh": 0.0}, np.nan),
@@ -298,6 +316,21 @@ def test_traffic_light_layouts(layout):
     np.testing.assert_allclose(rec.light_stop_points, [[80.0, 0.0]])
     want = [LightState.STOP] * 30 + [LightState.GO] * 20 + [LightState.UNKNOWN] * 10
     assert rec.light_states.tolist() == [want]
+
+
+@pytest.mark.parametrize("length", [30.0, 5.0])
+def test_nuplan_signals_stop_at_the_start_of_their_connector(length):
+    """nuPlan's converter writes a signal's ``stop_point`` 8 m along its lane connector (the connector's end when
+    shorter), where MetaDrive draws the light: traffic stops at the connector's start (it read the red light
+    as starting 8 m inside the intersection, or past the end of a short connector)."""
+    along = min(8.0, length)
+    feats = {"street": {"type": "LANE_SURFACE_STREET", "polyline": _line(-20.0, 20.0, 0.0)},
+             "conn": {"type": "LANE_SURFACE_UNSTRUCTURE", "polyline": _line(20.0, 20.0 + length, 0.0),
+                      "polygon": _rect(20.0, 20.0 + length, -2.0, 2.0)}}
+    dms = {"conn": _light(["TRAFFIC_LIGHT_RED"] * N_T, lane="conn", stop_point=[20.0 + along, 0.0])}
+    rec, notes = _record(_sd(feats, "nuplan", dms))
+    assert not notes and rec.light_lanes.tolist() == [1]
+    np.testing.assert_allclose(rec.light_stop_points, [[20.0, 0.0]])
 
 
 def test_unplaceable_signals_are_left_out_with_a_note():
