@@ -208,6 +208,8 @@ def _signals(v: Mapping[str, Any] | None) -> str:
         return ("<p class='muted'>No training signals judged in this results file (<code>python -m sim.evaluate "
                 "--signals LOG</code>; a run of this project's trainer uses its entropy_history.json).</p>")
     cols = ranking_table(v)
+    for r in ("max", "min"):  # regrets in the report card's decimals (as the card above and the dashboard)
+        cols[f"{r}: regret"] = [_fmt(x, CARD_DECIMALS) for x in cols[f"{r}: regret"]]
     rows = list(zip(*cols.values()))
     notes = "".join(f"<p class='muted'>{html.escape(str(n))}</p>" for n in v.get("notes", []))
     return f"<p>{_markdown(headline_sentence(v))}</p>" + _table(tuple(cols), rows) + notes

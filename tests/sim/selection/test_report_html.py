@@ -120,5 +120,7 @@ def test_the_report_ranks_every_training_signal_when_the_file_holds_them(run, tm
     place = {(j["signal"], j["rule"]): i for i, j in enumerate(v["ranking"], 1)}
     for signal in dict.fromkeys(j["signal"] for j in v["ranking"]):
         shown = signal + (" (headline)" if signal == "entropy" else "")
-        row = "".join(f"<td>{html.escape(str(c))}</td>" for c in (shown, f"{place[(signal, 'max')]} of {n}"))
+        j = next(j for j in v["ranking"] if j["signal"] == signal)
+        row = "".join(f"<td>{html.escape(str(c))}</td>" for c in (shown, f"{place[(signal, 'max')]} of {n}",
+                                                                 f"{j['regret_max']:.4f}"))
         assert row in text, row
