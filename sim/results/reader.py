@@ -517,15 +517,30 @@ def read_experiment(path: str | Path) -> tuple[Experiment | None, tuple[str, ...
     return reading(p, read)
 
 
+# Keys of every ``ranking`` entry of a stored signal verdict (SignalJudgement's fields that its tables read).
+SIGNAL_RANKING_KEYS = frozenset({"signal", "n_checkpoints", "regret", "regret_max", "regret_min", "pick_max",
+                                 "pick_min"})
+
+
 def read_signal_verdict(path: str | Path) -> dict | None:
     """The stored verdict over every training signal (``/verdict`` attribute ``signals_json``), or None.
 
     Keys as :meth:`sim.selection.signal_verdict.SignalVerdict.to_dict` plus ``source`` (the log read), ``agent``
     (the plug-in) and ``checkpoint_names`` (key -> file name); docs/results_schema.md.
+
+    Raises:
+        ResultsError: one line naming the file when the attribute is not JSON or not such a verdict (an object with
+            ``metric`` and a ``ranking`` list whose entries hold :data:`SIGNAL_RANKING_KEYS`).
     """
     def read(f: h5py.File) -> dict | None:
         if "verdict" not in f or "signals_json" not in f["verdict"].attrs:
             return None
-        return json.loads(_s(f["verdict"].attrs["signals_json"]))
+        v = json.loads(_s(f["verdict"].attrs["signals_json"]))
+        ranking = v.get("ranking") if isinstance(v, dict) else None
+        if not isinstance(ranking, list) or "metric" not in v or not all(
+                isinstance(j, dict) and j.keys() >= SIGNAL_RANKING_KEYS for j in ranking):
+            raise ValueError("signals_json is not a signal verdict (an object with metric and a ranking whose "
+                             f"entries hold {', '.join(sorted(SIGNAL_RANKING_KEYS))})")
+        return v
 
     return reading(path, read)

@@ -238,7 +238,10 @@ def build_report(run: Path) -> str:
     scen = read_scenarios(res)
     ids = [s.id for s in scen]
     verdict = read_verdict(res) or {}
-    signals = read_signal_verdict(res)
+    try:
+        signals, signals_error = read_signal_verdict(res), ""
+    except ResultsError as e:  # the rest of the report stands; the section says what is wrong
+        signals, signals_error = None, str(e).splitlines()[0]
     metric = verdict.get("metric", "score")
     history = None
     hp = run_dir / HISTORY_FILE
@@ -265,7 +268,8 @@ def build_report(run: Path) -> str:
         "<h2>Closed loop: mean [95% interval] over scenarios</h2>" + _closed_loop_table(rows, unit),
         "<h2>Figures</h2><div class='figs'>" + "".join(figs) + "</div>",
         "<h2>Per scenario type</h2>" + _per_type(verdict),
-        "<h2>Training signals: which one picks the best checkpoint</h2>" + _signals(signals),
+        "<h2>Training signals: which one picks the best checkpoint</h2>" + (
+            f"<p class='muted'>Unreadable: {html.escape(signals_error)}</p>" if signals_error else _signals(signals)),
     ]
     skipped = verdict.get("skipped") or []
     if skipped:

@@ -61,3 +61,30 @@ def test_signal_view_without_a_stored_verdict(runs, monkeypatch):
     at = open_app(runs, monkeypatch, run="fixture", view="Training signals")
     assert not at.exception
     assert any("No training signals judged for this run yet" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize("stored", ["{not json", '[1, 2]', '{"metric": "score", "ranking": [{"signal": "x"}]}'])
+def test_a_malformed_signal_verdict_is_one_line_in_the_view_and_the_report(runs, tmp_path, monkeypatch, stored):
+    """A ``signals_json`` that is not JSON, or not a signal verdict (a list; entries without their regrets and
+    picks), was a KeyError / AttributeError traceback in the report and the view; now the reader refuses it in one
+    line naming the file, the view shows that line, and the report is written with it in the section."""
+    import shutil
+
+    import h5py
+
+    from sim.results.errors import ResultsError
+    from sim.selection.report_html import build_report
+
+    out = tmp_path / "out"
+    shutil.copytree(runs / "run1", out / "bad")
+    res = out / "bad" / "results.h5"
+    with h5py.File(res, "a") as f:
+        f["verdict"].attrs["signals_json"] = stored
+    with pytest.raises(ResultsError) as e:
+        read_signal_verdict(res)
+    assert str(res) in str(e.value) and len(str(e.value).splitlines()) == 1
+    text = build_report(out / "bad")
+    assert "Unreadable: " in text and "<h2>Verdict</h2>" in text
+    at = open_app(out, monkeypatch, run="bad", view="Training signals")
+    assert not at.exception
+    assert any(str(res) in x.value and "unreadable signal verdict" in x.value for x in at.error)
